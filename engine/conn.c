@@ -1,0 +1,504 @@
+/* engine/conn.c: one HTTPS connection on io_uring: connect, the TLS
+ * handshake over memory BIOs (net/tls.c), one GET at a time with keep-alive,
+ * the response head (net/http.c) and the body framing (Content-Length,
+ * chunked, or until close) into the job's body buffer.
+ *
+ * Neighbours: loop.c dispatches completions here and owns the host table;
+ * job.c takes over when a response is complete or a connection fails.
+ * A connection is freed only when none of its requests is in flight. */
+#include "engine/loop_internal.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static uint64_t timeout_ms(loop_t *l)
+{
+	return (uint64_t)(l->o->timeout_s * 1000.0);
+}
+
+static void conn_set_phase(loop_t *l, conn_t *c, const char *phase)
+{
+	c->phase = phase;
+	c->deadline_ms = l->now_ms + timeout_ms(l);
+}
+
+static void conn_free(loop_t *l, conn_t *c)
+{
+	assert(c->inflight == 0 && c->dead);
+	if (c->all_prev)
+		c->all_prev->all_next = c->all_next;
+	else
+		l->conns = c->all_next;
+	if (c->all_next)
+		c->all_next->all_prev = c->all_prev;
+	if (c->fd >= 0)
+		close(c->fd); /* a socket's close does not block without SO_LINGER */
+	tls_conn_free(&c->tls);
+	host_t *h = c->host;
+	h->conns--;
+	l->conns_open--;
+	free(c);
+	host_dispatch(l, h);
+	while (l->blocked_hosts && l->conns_open < l->o->concurrency) {
+		host_t *b = l->blocked_hosts;
+		l->blocked_hosts = b->blocked_next;
+		b->blocked = false;
+		host_dispatch(l, b);
+	}
+}
+
+void conn_close(loop_t *l, conn_t *c)
+{
+	if (c->dead)
+		return;
+	c->dead = true;
+	if (c->state == CONN_IDLE) {
+		conn_t **pp = &c->host->idle;
+		while (*pp && *pp != c)
+			pp = &(*pp)->idle_next;
+		if (*pp)
+			*pp = c->idle_next;
+	}
+	if (c->inflight == 0) {
+		conn_free(l, c);
+		return;
+	}
+	/* Requests still in flight complete with -ECANCELED; the last one to
+	 * complete frees the connection. */
+	struct io_uring_sqe *sqe = loop_sqe(l);
+	io_uring_prep_cancel_fd(sqe, c->fd, IORING_ASYNC_CANCEL_ALL);
+	io_uring_sqe_set_data(sqe, &c->op_cancel);
+	c->inflight++;
+}
+
+/* Fails the connection's job (if any) and closes the connection. A request
+ * that died on a reused keep-alive connection before any byte of the answer
+ * came back is sent again once without counting an attempt: the server most
+ * likely closed the idle connection just as we used it. */
+static void conn_fail(loop_t *l, conn_t *c, error_class_t cls, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static void conn_fail(loop_t *l, conn_t *c, error_class_t cls, const char *fmt, ...)
+{
+	job_t *j = c->job;
+	c->job = NULL;
+	conn_close(l, c);
+	if (!j)
+		return;
+	if (c->reused && !j->got_bytes && !j->stale_retried && cls == ERROR_CLASS_TRANSIENT) {
+		j->stale_retried = true;
+		host_enqueue(l, j->host, j);
+		return;
+	}
+	char msg[ERR_BYTES];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	job_fail(l, j, cls, 0, "%s", msg);
+}
+
+static void conn_flush(loop_t *l, conn_t *c)
+{
+	if (c->send_busy || c->dead)
+		return;
+	size_t n = tls_take_out(&c->tls, c->wbuf, sizeof c->wbuf);
+	if (!n)
+		return;
+	c->wlen = n;
+	struct io_uring_sqe *sqe = loop_sqe(l);
+	io_uring_prep_send(sqe, c->fd, c->wbuf, n, MSG_NOSIGNAL);
+	io_uring_sqe_set_data(sqe, &c->op_send);
+	c->send_busy = true;
+	c->inflight++;
+}
+
+static void conn_arm_recv(loop_t *l, conn_t *c)
+{
+	if (c->recv_busy || c->dead)
+		return;
+	struct io_uring_sqe *sqe = loop_sqe(l);
+	io_uring_prep_recv(sqe, c->fd, c->rbuf, sizeof c->rbuf, 0);
+	io_uring_sqe_set_data(sqe, &c->op_recv);
+	c->recv_busy = true;
+	c->inflight++;
+}
+
+conn_t *conn_open(loop_t *l, host_t *h, job_t *j)
+{
+	conn_t *c = calloc(1, sizeof *c);
+	int fd = c ? socket(h->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0) : -1;
+	if (fd < 0) {
+		int e = c ? errno : ENOMEM;
+		free(c);
+		job_fail(l, j, ERROR_CLASS_TRANSIENT, 0, "cannot open a socket: %s", strerror(e));
+		return NULL;
+	}
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	c->fd = fd;
+	c->host = h;
+	c->job = j;
+	c->op_connect.kind = OP_CONNECT;
+	c->op_send.kind = OP_SEND;
+	c->op_recv.kind = OP_RECV;
+	c->op_cancel.kind = OP_CANCEL;
+	c->op_close.kind = OP_CLOSE;
+	c->all_next = l->conns;
+	if (l->conns)
+		l->conns->all_prev = c;
+	l->conns = c;
+	h->conns++;
+	l->conns_open++;
+	c->state = CONN_CONNECTING;
+	conn_set_phase(l, c, "connecting");
+	struct io_uring_sqe *sqe = loop_sqe(l);
+	io_uring_prep_connect(sqe, fd, (struct sockaddr *)&h->addr, h->addr_len);
+	io_uring_sqe_set_data(sqe, &c->op_connect);
+	c->inflight++;
+	return c;
+}
+
+static void conn_send_request(loop_t *l, conn_t *c)
+{
+	job_t *j = c->job;
+	char err[TLS_ERR_BYTES];
+	ssize_t n = http_build_get(l->request, sizeof l->request, j->url.host, j->url.host_is_ipv6,
+	                           j->url.port, j->url.target, j->url.target_len,
+	                           l->o->headers_len ? l->o->headers : NULL);
+	if (n < 0) {
+		conn_fail(l, c, ERROR_CLASS_PERMANENT, "request too large (URL and headers over %u bytes)",
+		          HTTP_HEAD_BYTES_MAX);
+		return;
+	}
+	if (tls_write(&c->tls, l->request, (size_t)n, err, sizeof err)) {
+		conn_fail(l, c, ERROR_CLASS_TRANSIENT, "%s", err);
+		return;
+	}
+	c->head_len = 0;
+	c->close_after = false;
+	conn_set_phase(l, c, "waiting for the response");
+	conn_flush(l, c);
+	conn_arm_recv(l, c);
+}
+
+void conn_assign(loop_t *l, conn_t *c, job_t *j)
+{
+	assert(c->state == CONN_IDLE && !c->job);
+	c->job = j;
+	c->reused = true;
+	c->state = CONN_RESPONSE;
+	conn_send_request(l, c);
+}
+
+/* The response is complete: the connection goes back to its host's idle list
+ * (or closes), and the job moves on to job.c. */
+static void conn_response_done(loop_t *l, conn_t *c)
+{
+	job_t *j = c->job;
+	host_t *h = c->host;
+	c->job = NULL;
+	j->body_done = true;
+	if (!h->session)
+		h->session = tls_session_get(&c->tls);
+	if (j->resp.close || c->close_after || c->dead) {
+		conn_close(l, c);
+	} else {
+		c->state = CONN_IDLE;
+		c->idle_since_ms = l->now_ms;
+		c->idle_next = h->idle;
+		h->idle = c;
+	}
+	job_response_done(l, j);
+	host_dispatch(l, h);
+}
+
+static int body_append(loop_t *l, conn_t *c, const char *p, size_t n)
+{
+	job_t *j = c->job;
+	if (j->body.len + n > l->o->body_bytes_max) {
+		conn_fail(l, c, ERROR_CLASS_PERMANENT, "body larger than --max-body (%llu bytes)",
+		          (unsigned long long)l->o->body_bytes_max);
+		return -1;
+	}
+	if (json_buf_append(&j->body, p, n)) {
+		conn_fail(l, c, ERROR_CLASS_TRANSIENT, "out of memory for a body of %zu bytes",
+		          j->body.len + n);
+		return -1;
+	}
+	return 0;
+}
+
+/* Body bytes p[0..n) (writable: chunked framing is decoded in place).
+ * Returns 1 when the response ended (or the connection failed), else 0. */
+static int conn_body(loop_t *l, conn_t *c, char *p, size_t n)
+{
+	job_t *j = c->job;
+	const http_response_t *r = &j->resp;
+	if (r->chunked) {
+		size_t dl = n;
+		const char *why = "bad framing";
+		ssize_t left = http_chunked_decode(&j->chunk, p, &dl, &why);
+		if (left == HTTP_ERROR) {
+			conn_fail(l, c, ERROR_CLASS_TRANSIENT, "bad chunked encoding: %s", why);
+			return 1;
+		}
+		if (body_append(l, c, p, dl))
+			return 1;
+		if (left == HTTP_INCOMPLETE)
+			return 0;
+		c->close_after |= left > 0; /* bytes nobody asked for: do not reuse */
+		conn_response_done(l, c);
+		return 1;
+	}
+	if (r->content_length >= 0) {
+		uint64_t want = (uint64_t)r->content_length - j->body.len;
+		size_t take = n < want ? n : (size_t)want;
+		if (body_append(l, c, p, take))
+			return 1;
+		if (j->body.len < (uint64_t)r->content_length)
+			return 0;
+		c->close_after |= n > take;
+		conn_response_done(l, c);
+		return 1;
+	}
+	return body_append(l, c, p, n) ? 1 : 0; /* until the server closes */
+}
+
+/* Collects the response head; then hands what follows it to conn_body. */
+static int conn_head(loop_t *l, conn_t *c, char *p, size_t n)
+{
+	job_t *j = c->job;
+	size_t room = sizeof c->head - c->head_len;
+	size_t take = n < room ? n : room;
+	memcpy(c->head + c->head_len, p, take);
+	c->head_len += take;
+	ssize_t hl = http_parse_response(c->head, c->head_len, &j->resp);
+	if (hl == HTTP_INCOMPLETE)
+		return 0;
+	if (hl == HTTP_ERROR) {
+		bool limit = c->head_len >= sizeof c->head;
+		conn_fail(l, c, limit ? ERROR_CLASS_PERMANENT : ERROR_CLASS_TRANSIENT,
+		          "bad HTTP response: %s", j->resp.reason ? j->resp.reason : "malformed head");
+		return 1;
+	}
+	size_t in_head = c->head_len - (size_t)hl; /* body bytes already copied */
+	if (j->resp.status < 200) {
+		/* An interim answer (100 Continue): drop it, parse what follows. */
+		memmove(c->head, c->head + hl, in_head);
+		c->head_len = in_head;
+		memset(&j->resp, 0, sizeof j->resp);
+		return conn_head(l, c, p + take, n - take);
+	}
+	j->head_done = true;
+	http_chunked_init(&j->chunk);
+	c->phase = "reading the body";
+	if (http_no_body(&j->resp) || j->resp.content_length == 0) {
+		c->close_after |= in_head > 0 || take < n;
+		conn_response_done(l, c);
+		return 1;
+	}
+	if (j->resp.content_length > 0) {
+		if ((uint64_t)j->resp.content_length > l->o->body_bytes_max) {
+			conn_fail(l, c, ERROR_CLASS_PERMANENT,
+			          "body of %lld bytes is larger than --max-body (%llu bytes)",
+			          (long long)j->resp.content_length,
+			          (unsigned long long)l->o->body_bytes_max);
+			return 1;
+		}
+		json_buf_reserve(&j->body, (size_t)j->resp.content_length);
+	}
+	if (in_head && conn_body(l, c, c->head + hl, in_head))
+		return 1;
+	return take < n ? conn_body(l, c, p + take, n - take) : 0;
+}
+
+/* Decrypted bytes arrived for the current response. 1: stop reading. */
+static int conn_plain(loop_t *l, conn_t *c, char *p, size_t n)
+{
+	job_t *j = c->job;
+	j->got_bytes = true;
+	c->deadline_ms = l->now_ms + timeout_ms(l);
+	return j->head_done ? conn_body(l, c, p, n) : conn_head(l, c, p, n);
+}
+
+/* The peer closed (EOF or close_notify). Completes a close-delimited body;
+ * anything else is a truncated answer, which a retry may get whole. */
+static void conn_eof(loop_t *l, conn_t *c, const char *how)
+{
+	job_t *j = c->job;
+	if (!j) {
+		conn_close(l, c);
+		return;
+	}
+	const http_response_t *r = &j->resp;
+	if (j->head_done && !r->chunked && r->content_length < 0) {
+		c->close_after = true;
+		conn_response_done(l, c);
+		return;
+	}
+	if (c->state == CONN_HANDSHAKE)
+		conn_fail(l, c, ERROR_CLASS_TRANSIENT, "connection %s during the TLS handshake", how);
+	else if (!j->head_done)
+		conn_fail(l, c, ERROR_CLASS_TRANSIENT, "connection %s before the response head", how);
+	else if (r->content_length >= 0)
+		conn_fail(l, c, ERROR_CLASS_TRANSIENT,
+		          "truncated body: connection %s after %zu of %lld bytes", how, j->body.len,
+		          (long long)r->content_length);
+	else
+		conn_fail(l, c, ERROR_CLASS_TRANSIENT,
+		          "truncated body: connection %s inside chunked data after %zu bytes", how,
+		          j->body.len);
+}
+
+static void conn_read_plain(loop_t *l, conn_t *c)
+{
+	char err[TLS_ERR_BYTES];
+	while (!c->dead) {
+		ssize_t n = tls_read(&c->tls, l->plain, sizeof l->plain, err, sizeof err);
+		if (n == TLS_WANT)
+			break;
+		if (n == TLS_CLOSED) {
+			conn_eof(l, c, "closed");
+			return;
+		}
+		if (n == TLS_ERROR) {
+			conn_fail(l, c, ERROR_CLASS_TRANSIENT, "%s", err);
+			return;
+		}
+		if (!c->job) { /* bytes nobody asked for */
+			conn_close(l, c);
+			return;
+		}
+		if (conn_plain(l, c, l->plain, (size_t)n))
+			return;
+	}
+	conn_flush(l, c);
+	if (c->job)
+		conn_arm_recv(l, c);
+}
+
+static void conn_handshake(loop_t *l, conn_t *c)
+{
+	char err[TLS_ERR_BYTES];
+	bool verify_failed;
+	int r = tls_handshake(&c->tls, &verify_failed, err, sizeof err);
+	if (r == TLS_DONE) {
+		c->state = CONN_RESPONSE;
+		conn_send_request(l, c);
+		if (!c->dead)
+			conn_read_plain(l, c);
+		return;
+	}
+	conn_flush(l, c);
+	if (r == TLS_WANT) {
+		conn_arm_recv(l, c);
+		return;
+	}
+	/* Certificate problems and protocol mismatches will not go away on a
+	 * retry; never fall back to an unverified connection. */
+	conn_fail(l, c, ERROR_CLASS_PERMANENT, "%s: %s", c->host->name, err);
+}
+
+static void conn_connected(loop_t *l, conn_t *c, int res)
+{
+	host_t *h = c->host;
+	if (res < 0) {
+		conn_fail(l, c, ERROR_CLASS_TRANSIENT, "connect to %s port %u: %s", h->name, h->port,
+		          strerror(-res));
+		return;
+	}
+	char err[TLS_ERR_BYTES];
+	if (tls_conn_init(&c->tls, &l->tls, h->name, h->is_ip, h->session, err, sizeof err)) {
+		conn_fail(l, c, ERROR_CLASS_TRANSIENT, "%s", err);
+		return;
+	}
+	c->state = CONN_HANDSHAKE;
+	conn_set_phase(l, c, "in the TLS handshake");
+	conn_handshake(l, c);
+}
+
+static void conn_received(loop_t *l, conn_t *c, int res)
+{
+	if (res < 0) {
+		conn_fail(l, c, ERROR_CLASS_TRANSIENT, "receive from %s: %s", c->host->name,
+		          strerror(-res));
+		return;
+	}
+	if (res == 0) {
+		conn_eof(l, c, "closed");
+		return;
+	}
+	if (tls_feed(&c->tls, c->rbuf, (size_t)res)) {
+		conn_fail(l, c, ERROR_CLASS_TRANSIENT, "out of memory");
+		return;
+	}
+	if (c->state == CONN_HANDSHAKE)
+		conn_handshake(l, c);
+	else if (c->state == CONN_RESPONSE)
+		conn_read_plain(l, c);
+	else
+		conn_close(l, c); /* an idle connection has no recv armed: not reached */
+}
+
+static void conn_sent(loop_t *l, conn_t *c, int res)
+{
+	c->send_busy = false;
+	if (res <= 0) {
+		conn_fail(l, c, ERROR_CLASS_TRANSIENT, "send to %s: %s", c->host->name,
+		          res ? strerror(-res) : "nothing sent");
+		return;
+	}
+	if ((size_t)res < c->wlen) { /* a short send: the rest goes next */
+		memmove(c->wbuf, c->wbuf + res, c->wlen - (size_t)res);
+		c->wlen -= (size_t)res;
+		struct io_uring_sqe *sqe = loop_sqe(l);
+		io_uring_prep_send(sqe, c->fd, c->wbuf, c->wlen, MSG_NOSIGNAL);
+		io_uring_sqe_set_data(sqe, &c->op_send);
+		c->send_busy = true;
+		c->inflight++;
+		return;
+	}
+	conn_flush(l, c);
+}
+
+void conn_complete(loop_t *l, conn_t *c, op_t *op, int res)
+{
+	assert(c->inflight > 0);
+	c->inflight--;
+	if (op == &c->op_recv)
+		c->recv_busy = false;
+	if (op == &c->op_send)
+		c->send_busy = false;
+	if (c->dead) {
+		if (c->inflight == 0)
+			conn_free(l, c);
+		return;
+	}
+	switch (op->kind) {
+	case OP_CONNECT: conn_connected(l, c, res); break;
+	case OP_SEND: conn_sent(l, c, res); break;
+	case OP_RECV: conn_received(l, c, res); break;
+	default: break;
+	}
+}
+
+void conn_check_deadline(loop_t *l, conn_t *c)
+{
+	if (c->dead)
+		return;
+	if (c->state == CONN_IDLE) {
+		if (l->now_ms - c->idle_since_ms > CONN_IDLE_KEEP_MS)
+			conn_close(l, c);
+		return;
+	}
+	if (c->job && l->now_ms > c->deadline_ms)
+		conn_fail(l, c, ERROR_CLASS_TRANSIENT, "timed out after %gs %s (--timeout)",
+		          l->o->timeout_s, c->phase);
+}

@@ -1,0 +1,430 @@
+/* engine/job.c: a job's life on the loop: start, retries with backoff and
+ * full jitter, the HTTP status verdict, the raw file (NAME.part written,
+ * synced, closed and renamed through io_uring), the parse into rows, and the
+ * hand-over of its batch to the writer (store/writer.c) through the ring.
+ *
+ * A job is done only when its raw file is complete on disk and its batch is
+ * in the ring; the writer commits the rows and the state together. */
+#include "engine/loop_internal.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+static void job_unlink(loop_t *l, job_t *j)
+{
+	if (j->all_prev)
+		j->all_prev->all_next = j->all_next;
+	else
+		l->jobs = j->all_next;
+	if (j->all_next)
+		j->all_next->all_prev = j->all_prev;
+}
+
+/* Frees the job; its row in _ringfill_jobs stays as it was (pending), so the
+ * next run takes it up again. */
+void job_abandon(loop_t *l, job_t *j)
+{
+	job_unlink(l, j);
+	if (j->file_fd >= 0)
+		close(j->file_fd);
+	if (j->batch)
+		batch_free(j->batch);
+	json_buf_free(&j->body);
+	free(j->desc);
+	free(j);
+	assert(l->jobs_active > 0);
+	l->jobs_active--;
+}
+
+static void job_reset_response(job_t *j)
+{
+	memset(&j->resp, 0, sizeof j->resp);
+	j->head_done = j->body_done = j->got_bytes = false;
+	j->body.len = 0;
+	http_chunked_init(&j->chunk);
+}
+
+void job_start(loop_t *l, job_desc_t *d)
+{
+	job_t *j = calloc(1, sizeof *j);
+	if (!j) {
+		free(d);
+		loop_fatal(l, "out of memory");
+		return;
+	}
+	j->desc = d;
+	j->file_fd = -1;
+	j->op_file.kind = OP_FILE;
+	j->all_next = l->jobs;
+	if (l->jobs)
+		l->jobs->all_prev = j;
+	l->jobs = j;
+	l->jobs_active++;
+	j->attempts_run = 1;
+	const char *reason = "malformed";
+	if (url_parse(d->url, strlen(d->url), &j->url, &reason)) {
+		job_fail(l, j, ERROR_CLASS_PERMANENT, 0, "malformed URL: %s", reason);
+		return;
+	}
+	j->host = host_get(l, &j->url);
+	if (!j->host) {
+		job_fail(l, j, ERROR_CLASS_TRANSIENT, 0, "too many hosts in one run (limit %u)",
+		         HOSTS_MAX);
+		return;
+	}
+	host_enqueue(l, j->host, j);
+}
+
+static void job_ready(loop_t *l, job_t *j)
+{
+	j->next = NULL;
+	if (l->ready_tail)
+		l->ready_tail->next = j;
+	else
+		l->ready_head = j;
+	l->ready_tail = j;
+}
+
+/* Hands finished jobs' batches to the writer in order. When the ring is full
+ * they wait here, and pull_jobs takes no new job meanwhile (backpressure). */
+void loop_flush_ready(loop_t *l)
+{
+	bool pushed = false;
+	while (l->ready_head) {
+		job_t *j = l->ready_head;
+		batch_t *b = j->batch;
+		if (!ring_push(&l->pipe->to_writer, b))
+			break;
+		pushed = true;
+		j->batch = NULL; /* the writer's now */
+		if (b->kind == BATCH_JOB_DONE) {
+			l->jobs_done++;
+			l->rows += b->n_rows;
+		} else {
+			l->jobs_failed++;
+		}
+		l->ready_head = j->next;
+		if (!l->ready_head)
+			l->ready_tail = NULL;
+		job_abandon(l, j); /* frees it; the batch carries its outcome */
+	}
+	if (pushed)
+		doorbell_ring(&l->pipe->writer_bell);
+}
+
+/* Full jitter: a uniform delay in [0, min(max, base * 2^(attempt-1))]. */
+static uint64_t backoff_ms(loop_t *l, uint32_t attempt)
+{
+	double cap = l->o->retry_base_s * (double)(1ull << (attempt > 30 ? 30 : attempt - 1));
+	if (cap > l->o->retry_max_s)
+		cap = l->o->retry_max_s;
+	l->rng ^= l->rng << 13; /* xorshift64: jitter, not cryptography */
+	l->rng ^= l->rng >> 7;
+	l->rng ^= l->rng << 17;
+	return (uint64_t)(cap * 1000.0 * (double)(l->rng >> 11) / (double)(1ull << 53));
+}
+
+void job_fail(loop_t *l, job_t *j, error_class_t cls, uint64_t delay_ms, const char *fmt, ...)
+{
+	char msg[BATCH_ERROR_BYTES_MAX];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	if (cls == ERROR_CLASS_TRANSIENT && l->stopping) {
+		job_abandon(l, j); /* stays pending: the next run tries again */
+		return;
+	}
+	if (cls == ERROR_CLASS_TRANSIENT && j->attempts_run < l->o->retries) {
+		uint64_t wait = backoff_ms(l, j->attempts_run);
+		uint64_t cap_ms = (uint64_t)(l->o->retry_max_s * 1000.0);
+		if (delay_ms > wait) /* Retry-After, capped by --retry-max */
+			wait = delay_ms < cap_ms ? delay_ms : cap_ms;
+		job_reset_response(j);
+		j->retry_at_ms = l->now_ms + wait;
+		j->next = l->retry_list;
+		l->retry_list = j;
+		return;
+	}
+	int status = j->head_done ? j->resp.status : 0;
+	batch_t *b = j->batch ? j->batch : batch_new(BATCH_JOB_FAILED, j->desc->id);
+	if (!b) {
+		job_abandon(l, j);
+		loop_fatal(l, "out of memory");
+		return;
+	}
+	j->batch = b;
+	b->attempts = j->desc->attempts + (int)j->attempts_run;
+	b->http_status = status;
+	if (cls == ERROR_CLASS_TRANSIENT && j->attempts_run > 1)
+		batch_fail(b, cls, "%s (gave up after %u attempts)", msg, j->attempts_run);
+	else
+		batch_fail(b, cls, "%s", msg);
+	job_ready(l, j);
+}
+
+void job_retry_due(loop_t *l)
+{
+	job_t **pp = &l->retry_list;
+	while (*pp) {
+		job_t *j = *pp;
+		if (j->retry_at_ms > l->now_ms) {
+			pp = &j->next;
+			continue;
+		}
+		*pp = j->next;
+		j->attempts_run++;
+		host_enqueue(l, j->host, j);
+	}
+}
+
+static const char *status_text(int s)
+{
+	switch (s) {
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
+	case 410: return "Gone";
+	case 425: return "Too Early";
+	case 429: return "Too Many Requests";
+	case 500: return "Internal Server Error";
+	case 501: return "Not Implemented";
+	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	default: return s >= 500 ? "server error" : s >= 400 ? "client error" : "unexpected status";
+	}
+}
+
+static bool status_transient(int s)
+{
+	return s == 408 || s == 425 || s == 429 || s == 500 || s == 502 || s == 503 || s == 504;
+}
+
+/* Retry-After as delay-seconds or an HTTP-date; 0 when absent or unreadable. */
+static uint64_t retry_after_ms(const char *v)
+{
+	if (!*v)
+		return 0;
+	char *end;
+	unsigned long long secs = strtoull(v, &end, 10);
+	if (end != v && *end == 0)
+		return secs > 86400ull * 365 ? 86400ull * 365 * 1000 : secs * 1000ull;
+	struct tm tm;
+	memset(&tm, 0, sizeof tm);
+	const char *rest = strptime(v, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+	if (!rest || *rest)
+		return 0;
+	time_t when = timegm(&tm), now = time(NULL);
+	return when > now ? (uint64_t)(when - now) * 1000ull : 0;
+}
+
+static bool job_is_ndjson(loop_t *l, job_t *j)
+{
+	if (l->o->ndjson)
+		return true;
+	const char *ct = j->resp.content_type;
+	if (!strcmp(ct, "application/x-ndjson") || !strcmp(ct, "application/jsonl") ||
+	    !strcmp(ct, "application/x-jsonlines") || !strcmp(ct, "application/ndjson"))
+		return true;
+	size_t n = j->url.target_len;
+	const char *q = memchr(j->url.target, '?', n);
+	if (q)
+		n = (size_t)(q - j->url.target);
+	const char *t = j->url.target;
+	return (n >= 7 && !strncasecmp(t + n - 7, ".ndjson", 7)) ||
+	       (n >= 6 && !strncasecmp(t + n - 6, ".jsonl", 6));
+}
+
+typedef struct {
+	batch_t *b;
+	const json_path_t *rows;
+	const char *reason;
+} rows_ctx_t;
+
+static int rows_from_line(void *ctx, const json_doc_t *doc, size_t line_offset)
+{
+	(void)line_offset;
+	rows_ctx_t *rc = ctx;
+	return batch_add_rows(rc->b, doc, rc->rows, &rc->reason) ? 1 : 0;
+}
+
+/* Parses the body in place and appends its rows to the job's batch, or turns
+ * the batch into a permanent failure that names the byte offset. */
+static void job_parse(loop_t *l, job_t *j)
+{
+	batch_t *b = j->batch;
+	json_error_t e = {0, 0, NULL};
+	rows_ctx_t rc = {b, l->cfg->rows, NULL};
+	int r;
+	if (job_is_ndjson(l, j)) {
+		r = json_ndjson_each(l->parser, j->body.data ? j->body.data : "", j->body.len,
+		                     rows_from_line, &rc, &e);
+	} else {
+		json_doc_t doc;
+		r = json_parse(l->parser, j->body.data ? j->body.data : "", j->body.len, &doc, &e);
+		if (r == 0)
+			r = batch_add_rows(b, &doc, rc.rows, &rc.reason) ? 1 : 0;
+	}
+	if (r == -1)
+		batch_fail(b, ERROR_CLASS_PERMANENT, "invalid JSON at byte offset %zu (line %zu): %s",
+		           e.offset, e.line, e.reason ? e.reason : "syntax error");
+	else if (r != 0)
+		batch_fail(b, ERROR_CLASS_PERMANENT, "cannot turn the records into rows: %s",
+		           rc.reason ? rc.reason : "unknown reason");
+}
+
+static void sha256_hex(const json_buf_t *body, char out[65])
+{
+	unsigned char md[32];
+	unsigned int n = 0;
+	EVP_Digest(body->data ? body->data : "", body->len, md, &n, EVP_sha256(), NULL);
+	static const char hex[] = "0123456789abcdef";
+	for (unsigned i = 0; i < 32; i++) {
+		out[2 * i] = hex[md[i] >> 4];
+		out[2 * i + 1] = hex[md[i] & 15];
+	}
+	out[64] = 0;
+}
+
+/* A 2xx body: the raw file first (its writes run while we parse), then rows. */
+static void job_body_ok(loop_t *l, job_t *j)
+{
+	batch_t *b = batch_new(BATCH_JOB_DONE, j->desc->id);
+	if (!b) {
+		job_abandon(l, j);
+		loop_fatal(l, "out of memory");
+		return;
+	}
+	j->batch = b;
+	b->attempts = j->desc->attempts + (int)j->attempts_run;
+	b->http_status = j->resp.status;
+	b->body_bytes = j->body.len;
+	sha256_hex(&j->body, b->sha256_hex);
+	if (l->o->raw) {
+		char name[RAW_NAME_BYTES_MAX + 32];
+		if (url_raw_name(j->desc->url, strlen(j->desc->url), name, sizeof name) < 0)
+			snprintf(name, sizeof name, "job-%lld", (long long)j->desc->id);
+		snprintf(j->raw_rel_final, sizeof j->raw_rel_final, "%s/%s", j->host->dirname, name);
+		snprintf(j->raw_rel_part, sizeof j->raw_rel_part, "%s.part", j->raw_rel_final);
+	}
+	if (!l->o->download_only)
+		job_parse(l, j);
+	if (l->o->raw)
+		host_rawdir(l, j->host, j);
+	else
+		job_ready(l, j);
+}
+
+void job_response_done(loop_t *l, job_t *j)
+{
+	int s = j->resp.status;
+	l->bytes += j->body.len;
+	if (s >= 200 && s < 300) {
+		job_body_ok(l, j);
+	} else if (s >= 300 && s < 400) {
+		job_fail(l, j, ERROR_CLASS_PERMANENT, 0,
+		         "HTTP %d redirect to %s (redirects are not followed in this version)", s,
+		         j->resp.location[0] ? j->resp.location : "(no Location)");
+	} else if (status_transient(s)) {
+		job_fail(l, j, ERROR_CLASS_TRANSIENT, retry_after_ms(j->resp.retry_after), "HTTP %d %s",
+		         s, status_text(s));
+	} else {
+		job_fail(l, j, ERROR_CLASS_PERMANENT, 0, "HTTP %d %s", s, status_text(s));
+	}
+}
+
+/* ---- the raw file: open, write, fdatasync, close, rename ---------------- */
+
+static void file_submit(loop_t *l, job_t *j)
+{
+	struct io_uring_sqe *sqe = loop_sqe(l);
+	switch (j->file_step) {
+	case FILE_OPEN:
+		io_uring_prep_openat(sqe, l->raw_dirfd, j->raw_rel_part,
+		                     O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		break;
+	case FILE_WRITE: {
+		size_t left = j->body.len - j->file_off;
+		io_uring_prep_write(sqe, j->file_fd, j->body.data + j->file_off,
+		                    (unsigned)(left < FILE_WRITE_CHUNK ? left : FILE_WRITE_CHUNK),
+		                    j->file_off);
+		break;
+	}
+	case FILE_FSYNC: io_uring_prep_fsync(sqe, j->file_fd, IORING_FSYNC_DATASYNC); break;
+	case FILE_CLOSE: io_uring_prep_close(sqe, j->file_fd); break;
+	case FILE_RENAME:
+		io_uring_prep_renameat(sqe, l->raw_dirfd, j->raw_rel_part, l->raw_dirfd,
+		                       j->raw_rel_final, 0);
+		break;
+	}
+	io_uring_sqe_set_data(sqe, &j->op_file);
+}
+
+void job_rawdir_ready(loop_t *l, job_t *j)
+{
+	j->file_step = FILE_OPEN;
+	file_submit(l, j);
+}
+
+static const char *file_step_name(file_step_t s)
+{
+	switch (s) {
+	case FILE_OPEN: return "cannot create";
+	case FILE_WRITE: return "cannot write";
+	case FILE_FSYNC: return "cannot sync";
+	case FILE_CLOSE: return "cannot close";
+	case FILE_RENAME: return "cannot rename";
+	}
+	return "error on";
+}
+
+void job_file_complete(loop_t *l, job_t *j, int res)
+{
+	if (res < 0 || (j->file_step == FILE_WRITE && res == 0)) {
+		/* The disk is the run's problem, not the job's: stop cleanly. */
+		if (j->file_step == FILE_CLOSE)
+			j->file_fd = -1;
+		loop_fatal(l, "%s/%s: %s: %s", l->o->raw, j->raw_rel_part, file_step_name(j->file_step),
+		           res ? strerror(-res) : "short write");
+		job_abandon(l, j);
+		return;
+	}
+	switch (j->file_step) {
+	case FILE_OPEN:
+		j->file_fd = res;
+		j->file_off = 0;
+		j->file_step = j->body.len ? FILE_WRITE : FILE_FSYNC;
+		break;
+	case FILE_WRITE:
+		j->file_off += (size_t)res;
+		if (j->file_off < j->body.len)
+			break;
+		j->file_step = FILE_FSYNC;
+		break;
+	case FILE_FSYNC: j->file_step = FILE_CLOSE; break;
+	case FILE_CLOSE:
+		j->file_fd = -1;
+		j->file_step = FILE_RENAME;
+		break;
+	case FILE_RENAME:
+		snprintf(j->batch->raw_path, sizeof j->batch->raw_path, "%s/%s", l->o->raw,
+		         j->raw_rel_final);
+		job_ready(l, j);
+		return;
+	}
+	file_submit(l, j);
+}

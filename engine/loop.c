@@ -1,0 +1,583 @@
+/* engine/loop.c: the io_uring loop: setup, the submit-and-wait cycle, the
+ * dispatch of completions, hosts (DNS, per-host connection limits, raw
+ * directories) and the tick that drives deadlines, retries and progress.
+ *
+ * Neighbours: jobs arrive from the writer (store/writer.c) through
+ * pipe->to_loop; conn.c runs each connection; job.c turns a response into a
+ * batch for pipe->to_writer. Nothing here blocks: sockets, files and timers go
+ * through io_uring, DNS through getaddrinfo_a (glibc's resolver threads). */
+#include "engine/loop_internal.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+uint64_t loop_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* An SQE, submitting what is queued when the submission queue is full. */
+struct io_uring_sqe *loop_sqe(loop_t *l)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&l->ring);
+	while (!sqe) {
+		io_uring_submit(&l->ring);
+		sqe = io_uring_get_sqe(&l->ring);
+	}
+	return sqe;
+}
+
+void loop_fatal(loop_t *l, const char *fmt, ...)
+{
+	if (l->fatal)
+		return; /* the first cause is the one worth reporting */
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(l->fatal_msg, sizeof l->fatal_msg, fmt, ap);
+	va_end(ap);
+	l->fatal = true;
+	l->stopping = true;
+}
+
+/* ---- hosts ------------------------------------------------------------ */
+
+static uint32_t host_hash(const char *name, uint16_t port)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+	for (const char *p = name; *p; p++)
+		h = (h ^ (uint8_t)*p) * 16777619u;
+	return (h ^ port) * 16777619u;
+}
+
+/* A directory name under --raw for the host: lower-case letters, digits, '.',
+ * '-' and '_' only, never starting with '.', so it cannot leave --raw. */
+static void host_dirname(host_t *h)
+{
+	size_t n = 0;
+	for (const char *p = h->name; *p && n < URL_HOST_BYTES_MAX; p++) {
+		char c = *p;
+		int ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '-';
+		h->dirname[n++] = ok ? c : '_';
+	}
+	h->dirname[n] = 0;
+	if (h->dirname[0] == '.' || n == 0)
+		h->dirname[0] = '_', h->dirname[n ? n : 1] = 0;
+	if (h->port != 443)
+		snprintf(h->dirname + strlen(h->dirname), 8, "_%u", h->port);
+}
+
+host_t *host_get(loop_t *l, const url_t *u)
+{
+	uint32_t b = host_hash(u->host, u->port) & l->host_mask;
+	for (host_t *h = l->host_tab[b]; h; h = h->hash_next)
+		if (h->port == u->port && strcmp(h->name, u->host) == 0)
+			return h;
+	if (l->n_hosts >= HOSTS_MAX)
+		return NULL;
+	host_t *h = calloc(1, sizeof *h);
+	if (!h)
+		return NULL;
+	snprintf(h->name, sizeof h->name, "%s", u->host);
+	h->port = u->port;
+	snprintf(h->port_str, sizeof h->port_str, "%u", u->port);
+	host_dirname(h);
+	h->op_mkdir.kind = OP_MKDIR;
+	struct sockaddr_in *a4 = (struct sockaddr_in *)&h->addr;
+	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&h->addr;
+	if (inet_pton(AF_INET, h->name, &a4->sin_addr) == 1) {
+		a4->sin_family = AF_INET;
+		a4->sin_port = htons(h->port);
+		h->addr_len = sizeof *a4;
+		h->is_ip = true;
+		h->dns = DNS_OK;
+	} else if (inet_pton(AF_INET6, h->name, &a6->sin6_addr) == 1) {
+		a6->sin6_family = AF_INET6;
+		a6->sin6_port = htons(h->port);
+		h->addr_len = sizeof *a6;
+		h->is_ip = true;
+		h->dns = DNS_OK;
+	}
+	h->hash_next = l->host_tab[b];
+	l->host_tab[b] = h;
+	l->n_hosts++;
+	return h;
+}
+
+static void host_free_all(loop_t *l)
+{
+	for (uint32_t b = 0; b <= l->host_mask; b++) {
+		host_t *h = l->host_tab[b];
+		while (h) {
+			host_t *next = h->hash_next;
+			if (h->dns == DNS_PENDING)
+				gai_cancel(&h->gcb);
+			if (h->session)
+				SSL_SESSION_free(h->session);
+			free(h);
+			h = next;
+		}
+	}
+	free(l->host_tab);
+}
+
+/* Starts an asynchronous lookup; glibc resolves on a thread of its own and
+ * the tick polls for the answer, so the loop never waits on DNS. */
+static void host_resolve(loop_t *l, host_t *h)
+{
+	memset(&h->gcb, 0, sizeof h->gcb);
+	memset(&h->hints, 0, sizeof h->hints);
+	h->hints.ai_family = AF_UNSPEC;
+	h->hints.ai_socktype = SOCK_STREAM;
+	h->hints.ai_flags = AI_ADDRCONFIG | AI_NUMERICSERV;
+	h->gcb.ar_name = h->name;
+	h->gcb.ar_service = h->port_str;
+	h->gcb.ar_request = &h->hints;
+	struct gaicb *list[1] = {&h->gcb};
+	struct sigevent sev = {.sigev_notify = SIGEV_NONE};
+	int r = getaddrinfo_a(GAI_NOWAIT, list, 1, &sev);
+	if (r != 0) {
+		h->dns = DNS_FAILED;
+		h->dns_transient = true;
+		snprintf(h->dns_err, sizeof h->dns_err, "DNS lookup of %s could not start: %s",
+		         h->name, gai_strerror(r));
+		return;
+	}
+	h->dns = DNS_PENDING;
+	h->dns_next = l->dns_list;
+	l->dns_list = h;
+}
+
+static void host_dns_result(loop_t *l, host_t *h, int r)
+{
+	if (r == 0 && h->gcb.ar_result) {
+		struct addrinfo *ai = h->gcb.ar_result;
+		memcpy(&h->addr, ai->ai_addr, ai->ai_addrlen);
+		h->addr_len = ai->ai_addrlen;
+		h->dns = DNS_OK;
+	} else {
+		h->dns = DNS_FAILED;
+		/* A name that does not exist will not exist on the next attempt
+		 * either; a resolver that did not answer may. */
+		h->dns_transient = !(r == EAI_NONAME || r == EAI_FAIL
+#ifdef EAI_NODATA
+		                     || r == EAI_NODATA
+#endif
+		);
+		snprintf(h->dns_err, sizeof h->dns_err, "DNS lookup of %s failed: %s", h->name,
+		         r == EAI_SYSTEM ? strerror(errno) : gai_strerror(r));
+	}
+	if (h->gcb.ar_result)
+		freeaddrinfo(h->gcb.ar_result);
+	h->gcb.ar_result = NULL;
+	host_dispatch(l, h);
+}
+
+static void dns_poll(loop_t *l)
+{
+	host_t **pp = &l->dns_list;
+	while (*pp) {
+		host_t *h = *pp;
+		int r = gai_error(&h->gcb);
+		if (r == EAI_INPROGRESS) {
+			pp = &h->dns_next;
+			continue;
+		}
+		*pp = h->dns_next;
+		host_dns_result(l, h, r);
+	}
+}
+
+void host_enqueue(loop_t *l, host_t *h, job_t *j)
+{
+	j->next = NULL;
+	if (h->wait_tail)
+		h->wait_tail->next = j;
+	else
+		h->wait_head = j;
+	h->wait_tail = j;
+	host_dispatch(l, h);
+}
+
+static job_t *host_pop_waiting(host_t *h)
+{
+	job_t *j = h->wait_head;
+	if (j) {
+		h->wait_head = j->next;
+		if (!h->wait_head)
+			h->wait_tail = NULL;
+		j->next = NULL;
+	}
+	return j;
+}
+
+/* With every connection slot taken, an idle connection of another host is
+ * the one to give up, so that waiting jobs can make progress. */
+static bool loop_close_some_idle(loop_t *l)
+{
+	for (conn_t *c = l->conns; c; c = c->all_next)
+		if (c->state == CONN_IDLE && !c->dead) {
+			conn_close(l, c);
+			return true;
+		}
+	return false;
+}
+
+/* Gives waiting jobs connections: idle ones first, then new ones within
+ * --per-host and --concurrency. Costs O(waiting jobs of this host). */
+void host_dispatch(loop_t *l, host_t *h)
+{
+	while (h->wait_head) {
+		if (h->dns == DNS_NONE) {
+			host_resolve(l, h);
+			continue;
+		}
+		if (h->dns == DNS_PENDING)
+			return;
+		if (h->dns == DNS_FAILED) {
+			job_t *j = host_pop_waiting(h);
+			job_fail(l, j, h->dns_transient ? ERROR_CLASS_TRANSIENT : ERROR_CLASS_PERMANENT,
+			         0, "%s", h->dns_err);
+			if (!h->wait_head && h->dns_transient)
+				h->dns = DNS_NONE; /* look it up again for the retries */
+			continue;
+		}
+		if (h->idle) {
+			conn_t *c = h->idle;
+			h->idle = c->idle_next;
+			conn_assign(l, c, host_pop_waiting(h));
+			continue;
+		}
+		if (h->conns >= l->o->per_host)
+			return;
+		if (l->conns_open >= l->o->concurrency) {
+			/* An idle connection elsewhere closes asynchronously; this host
+			 * is dispatched again when a slot frees (conn.c). */
+			loop_close_some_idle(l);
+			if (!h->blocked) {
+				h->blocked = true;
+				h->blocked_next = l->blocked_hosts;
+				l->blocked_hosts = h;
+			}
+			return;
+		}
+		job_t *j = host_pop_waiting(h);
+		if (!conn_open(l, h, j))
+			return; /* the job was failed or requeued by conn_open */
+	}
+}
+
+/* Makes DIR/HOST once per host, through io_uring; jobs that finish before the
+ * directory exists wait on the host. */
+void host_rawdir(loop_t *l, host_t *h, job_t *j)
+{
+	if (h->rawdir == RAWDIR_READY) {
+		job_rawdir_ready(l, j);
+		return;
+	}
+	j->next = h->rawdir_waiters;
+	h->rawdir_waiters = j;
+	if (h->rawdir == RAWDIR_PENDING)
+		return;
+	h->rawdir = RAWDIR_PENDING;
+	struct io_uring_sqe *sqe = loop_sqe(l);
+	io_uring_prep_mkdirat(sqe, l->raw_dirfd, h->dirname, 0755);
+	io_uring_sqe_set_data(sqe, &h->op_mkdir);
+}
+
+static void host_mkdir_done(loop_t *l, host_t *h, int res)
+{
+	if (res < 0 && res != -EEXIST) {
+		loop_fatal(l, "%s/%s: cannot create directory: %s", l->o->raw, h->dirname,
+		           strerror(-res));
+		h->rawdir = RAWDIR_NONE;
+	} else {
+		h->rawdir = RAWDIR_READY;
+	}
+	job_t *j = h->rawdir_waiters;
+	h->rawdir_waiters = NULL;
+	while (j) {
+		job_t *next = j->next;
+		if (h->rawdir == RAWDIR_READY)
+			job_rawdir_ready(l, j);
+		else
+			job_abandon(l, j);
+		j = next;
+	}
+}
+
+/* ---- the loop's own requests ------------------------------------------ */
+
+static void arm_tick(loop_t *l)
+{
+	l->tick_ts.tv_sec = 0;
+	l->tick_ts.tv_nsec = (long long)LOOP_TICK_MS * 1000000;
+	struct io_uring_sqe *sqe = loop_sqe(l);
+	io_uring_prep_timeout(sqe, &l->tick_ts, 0, 0);
+	io_uring_sqe_set_data(sqe, &l->op_tick);
+	l->tick_armed = true;
+}
+
+static void arm_eventfd(loop_t *l)
+{
+	struct io_uring_sqe *sqe = loop_sqe(l);
+	io_uring_prep_read(sqe, l->pipe->loop_eventfd, &l->eventfd_buf, sizeof l->eventfd_buf, 0);
+	io_uring_sqe_set_data(sqe, &l->op_eventfd);
+}
+
+static void arm_signal(loop_t *l)
+{
+	struct io_uring_sqe *sqe = loop_sqe(l);
+	io_uring_prep_read(sqe, l->signal_fd, &l->sig_buf, sizeof l->sig_buf, 0);
+	io_uring_sqe_set_data(sqe, &l->op_signal);
+}
+
+static void on_signal(loop_t *l, int res)
+{
+	if (res != (int)sizeof l->sig_buf)
+		return;
+	int sig = (int)l->sig_buf.ssi_signo;
+	if (l->signal) {
+		/* Second signal: leave now. SQLite's WAL keeps the database whole;
+		 * what was not committed is simply pending again. */
+		fprintf(stderr, "\nringfill: second signal, exiting at once\n");
+		_exit(128 + sig);
+	}
+	l->signal = sig;
+	l->stopping = true;
+	if (l->o->out != OUT_QUIET)
+		fprintf(stderr, "\nringfill: %s: finishing what is complete; "
+		                "signal again to exit at once\n", strsignal(sig));
+	arm_signal(l);
+}
+
+static void on_tick(loop_t *l)
+{
+	l->tick_armed = false;
+	dns_poll(l);
+	job_retry_due(l);
+	for (conn_t *c = l->conns, *next; c; c = next) {
+		next = c->all_next;
+		conn_check_deadline(l, c);
+	}
+	progress_report(l, false);
+}
+
+/* Takes jobs from the writer while there is room. The writer is rung after
+ * taking some so that it refills the ring before it runs dry. */
+static void pull_jobs(loop_t *l)
+{
+	bool took = false;
+	while (!l->stopping && l->jobs_active < l->o->concurrency && !l->ready_head) {
+		job_desc_t *d = ring_pop(&l->pipe->to_loop);
+		if (!d)
+			break;
+		took = true;
+		job_start(l, d);
+	}
+	if (took)
+		doorbell_ring(&l->pipe->writer_bell);
+}
+
+static void dispatch(loop_t *l, struct io_uring_cqe *cqe)
+{
+	op_t *op = io_uring_cqe_get_data(cqe);
+	int res = cqe->res;
+	switch (op->kind) {
+	case OP_TICK: on_tick(l); break;
+	case OP_EVENTFD:
+		if (!l->end_pushed)
+			arm_eventfd(l);
+		break;
+	case OP_SIGNAL: on_signal(l, res); break;
+	case OP_CONNECT: conn_complete(l, container_of(op, conn_t, op_connect), op, res); break;
+	case OP_SEND: conn_complete(l, container_of(op, conn_t, op_send), op, res); break;
+	case OP_RECV: conn_complete(l, container_of(op, conn_t, op_recv), op, res); break;
+	case OP_CANCEL: conn_complete(l, container_of(op, conn_t, op_cancel), op, res); break;
+	case OP_CLOSE: conn_complete(l, container_of(op, conn_t, op_close), op, res); break;
+	case OP_MKDIR: host_mkdir_done(l, container_of(op, host_t, op_mkdir), res); break;
+	case OP_FILE: job_file_complete(l, container_of(op, job_t, op_file), res); break;
+	}
+}
+
+/* True when nothing is left to do: every job handed over and END pushed.
+ * Stopping (signal or fatal error), jobs still in flight are abandoned: they
+ * stay pending in the database and resume next run; what is complete is
+ * still handed over first. */
+static bool loop_finished(loop_t *l)
+{
+	if (atomic_load_explicit(&l->pipe->fatal, memory_order_acquire)) {
+		if (!l->fatal)
+			loop_fatal(l, "%s", l->pipe->fatal_msg);
+		return true; /* the writer is gone: nothing more can be handed over */
+	}
+	if (l->end_pushed)
+		return true;
+	if (l->ready_head)
+		return false;
+	bool exhausted = atomic_load_explicit(&l->pipe->jobs_exhausted, memory_order_acquire);
+	bool drained = exhausted && ring_count(&l->pipe->to_loop) == 0 && l->jobs_active == 0;
+	if (!drained && !l->stopping)
+		return false;
+	if (!l->end_batch && !(l->end_batch = batch_new(BATCH_END, 0))) {
+		snprintf(l->fatal_msg, sizeof l->fatal_msg, "out of memory");
+		l->fatal = true;
+		return true;
+	}
+	if (ring_push(&l->pipe->to_writer, l->end_batch)) {
+		l->end_batch = NULL; /* the writer's now */
+		l->end_pushed = true;
+	}
+	doorbell_ring(&l->pipe->writer_bell);
+	return l->end_pushed; /* ring full: the tick tries again */
+}
+
+/* ---- setup, run, teardown --------------------------------------------- */
+
+static int loop_ring_init(loop_t *l)
+{
+	struct io_uring_params p;
+	memset(&p, 0, sizeof p);
+#if defined(IORING_SETUP_SINGLE_ISSUER) && defined(IORING_SETUP_DEFER_TASKRUN)
+	/* One thread submits and reaps: completions run when we ask for them. */
+	p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+	if (io_uring_queue_init_params(LOOP_RING_ENTRIES, &l->ring, &p) == 0)
+		return 0;
+	memset(&p, 0, sizeof p);
+#endif
+	return io_uring_queue_init_params(LOOP_RING_ENTRIES, &l->ring, &p);
+}
+
+static int loop_init(loop_t *l, const loop_config_t *cfg, loop_result_t *res)
+{
+	memset(l, 0, sizeof *l);
+	l->cfg = cfg;
+	l->o = cfg->opts;
+	l->pipe = cfg->pipe;
+	l->raw_dirfd = -1;
+	l->signal_fd = -1;
+	l->op_tick.kind = OP_TICK;
+	l->op_eventfd.kind = OP_EVENTFD;
+	l->op_signal.kind = OP_SIGNAL;
+	l->start_ms = l->now_ms = loop_now_ms();
+	l->rng = l->start_ms ^ ((uint64_t)getpid() << 32) ^ 0x9E3779B97F4A7C15ull;
+	int r = loop_ring_init(l);
+	if (r < 0) {
+		snprintf(res->message, sizeof res->message, "io_uring: %s", strerror(-r));
+		return r;
+	}
+	if (tls_client_init(&l->tls, l->o->cacert, res->message, sizeof res->message))
+		return -EINVAL;
+	l->parser = json_parser_new(0);
+	l->host_mask = 1023;
+	l->host_tab = calloc(l->host_mask + 1, sizeof *l->host_tab);
+	if (!l->parser || !l->host_tab) {
+		snprintf(res->message, sizeof res->message, "out of memory");
+		return -ENOMEM;
+	}
+	if (l->o->raw) {
+		l->raw_dirfd = open(l->o->raw, O_DIRECTORY | O_PATH | O_CLOEXEC);
+		if (l->raw_dirfd < 0) {
+			snprintf(res->message, sizeof res->message, "%s: %s", l->o->raw, strerror(errno));
+			return -errno;
+		}
+	}
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	l->signal_fd = signalfd(-1, &set, SFD_CLOEXEC);
+	if (l->signal_fd < 0) {
+		snprintf(res->message, sizeof res->message, "signalfd: %s", strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+static void loop_teardown(loop_t *l)
+{
+	/* Exiting the ring cancels what is still in flight before any of the
+	 * memory those requests point at is freed below. */
+	if (l->ring.ring_fd > 0)
+		io_uring_queue_exit(&l->ring);
+	while (l->conns) {
+		conn_t *c = l->conns;
+		l->conns = c->all_next;
+		if (c->fd >= 0)
+			close(c->fd);
+		tls_conn_free(&c->tls);
+		free(c);
+	}
+	while (l->jobs)
+		job_abandon(l, l->jobs);
+	if (l->end_batch)
+		batch_free(l->end_batch);
+	if (l->host_tab)
+		host_free_all(l);
+	if (l->parser)
+		json_parser_free(l->parser);
+	tls_client_free(&l->tls);
+	if (l->raw_dirfd >= 0)
+		close(l->raw_dirfd);
+	if (l->signal_fd >= 0)
+		close(l->signal_fd);
+}
+
+static void loop_cycle(loop_t *l)
+{
+	if (!l->tick_armed)
+		arm_tick(l);
+	io_uring_submit_and_wait(&l->ring, 1);
+	l->now_ms = loop_now_ms();
+	unsigned head, seen = 0;
+	struct io_uring_cqe *cqe;
+	io_uring_for_each_cqe(&l->ring, head, cqe) {
+		dispatch(l, cqe);
+		seen++;
+	}
+	io_uring_cq_advance(&l->ring, seen);
+}
+
+int loop_run(const loop_config_t *cfg, loop_result_t *res)
+{
+	memset(res, 0, sizeof *res);
+	loop_t *l = calloc(1, sizeof *l);
+	if (!l) {
+		snprintf(res->message, sizeof res->message, "out of memory");
+		return -ENOMEM;
+	}
+	int r = loop_init(l, cfg, res);
+	if (r == 0) {
+		arm_eventfd(l);
+		arm_signal(l);
+		for (;;) {
+			pull_jobs(l);
+			loop_flush_ready(l);
+			if (loop_finished(l))
+				break;
+			loop_cycle(l);
+		}
+		progress_report(l, true);
+		res->outcome = l->fatal ? LOOP_FATAL : l->signal ? LOOP_INTERRUPTED : LOOP_FINISHED;
+		res->signal = l->signal;
+		snprintf(res->message, sizeof res->message, "%s", l->fatal_msg);
+		res->jobs_done = l->jobs_done;
+		res->jobs_failed = l->jobs_failed;
+		res->bytes = l->bytes;
+		res->rows = l->rows;
+		res->seconds = (double)(loop_now_ms() - l->start_ms) / 1000.0;
+	}
+	loop_teardown(l);
+	free(l);
+	return r;
+}

@@ -1,0 +1,43 @@
+/* engine/loop.h: the io_uring loop thread (DESIGN §1).
+ *
+ * It takes job descriptors from the writer's job ring, resolves hosts off the
+ * loop (getaddrinfo_a), connects, speaks TLS and HTTP/1.1 with every socket
+ * operation on io_uring, writes raw bodies through io_uring, parses the JSON,
+ * and hands each job's outcome and rows to the writer as one batch. */
+#ifndef RF_LOOP_H
+#define RF_LOOP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "engine/options.h"
+#include "parse/json.h"
+#include "store/writer.h"
+
+typedef struct {
+	const run_opts_t *opts;
+	pipe_t *pipe;           /* shared with the writer thread */
+	const json_path_t *rows;
+	uint64_t jobs_total;    /* pending jobs at start, for progress and ETA */
+} loop_config_t;
+
+typedef enum {
+	LOOP_FINISHED = 0, /* every job was handed to the writer */
+	LOOP_INTERRUPTED,  /* a signal stopped it; signal says which */
+	LOOP_FATAL,        /* disk or writer failure; message says what */
+} loop_outcome_t;
+
+typedef struct {
+	loop_outcome_t outcome;
+	int signal;
+	char message[600];
+	uint64_t jobs_done, jobs_failed, bytes, rows;
+	double seconds;
+} loop_result_t;
+
+/* Runs on the calling thread until the jobs are exhausted, a signal arrives,
+ * or a fatal error. Expects SIGINT and SIGTERM blocked in every thread.
+ * Returns 0, or -errno when the loop could not even start (message set). */
+int loop_run(const loop_config_t *cfg, loop_result_t *res);
+
+#endif

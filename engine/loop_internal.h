@@ -1,0 +1,205 @@
+/* engine/loop_internal.h: the structures shared by loop.c (the ring and its
+ * dispatch, hosts, DNS, timers), conn.c (connections: connect, TLS, HTTP) and
+ * job.c (a job's life: retries, raw file, parse, batch). One thread only.
+ *
+ * Ownership, stage by stage: a job_desc_t comes from the writer and belongs to
+ * its job_t until the job ends (freed there). A job's body buffer belongs to
+ * the job. A connection belongs to the loop (all-connections list) and lends
+ * itself to one job at a time. A batch belongs to its job until ring_push
+ * succeeds, then to the writer. */
+#ifndef RF_LOOP_INTERNAL_H
+#define RF_LOOP_INTERNAL_H
+
+#include <liburing.h>
+#include <netdb.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/signalfd.h>
+
+#include "engine/loop.h"
+#include "net/http.h"
+#include "net/tls.h"
+#include "net/url.h"
+#include "store/batch.h"
+#include "store/store.h"
+
+#define LOOP_RING_ENTRIES 1024u
+#define CONN_RECV_BYTES (64u * 1024u)
+#define CONN_SEND_BYTES (16u * 1024u + 512u) /* one TLS record and change */
+#define LOOP_PLAIN_BYTES (64u * 1024u)
+#define LOOP_TICK_MS 50u
+#define CONN_IDLE_KEEP_MS 15000u /* idle keep-alive connections closed after this */
+#define HOSTS_MAX 65536u
+#define FILE_WRITE_CHUNK (8u << 20)
+#define ERR_BYTES 512u
+
+/* Every io_uring request carries a pointer to one of these, embedded in its
+ * owner; container_of gets the owner back. */
+typedef enum {
+	OP_TICK = 1, OP_EVENTFD, OP_SIGNAL,
+	OP_CONNECT, OP_SEND, OP_RECV, OP_CANCEL, OP_CLOSE,
+	OP_MKDIR, OP_FILE,
+} op_kind_t;
+
+typedef struct {
+	op_kind_t kind;
+} op_t;
+
+#define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
+
+typedef struct loop loop_t;
+typedef struct host host_t;
+typedef struct conn conn_t;
+typedef struct job job_t;
+
+typedef enum { DNS_NONE = 0, DNS_PENDING, DNS_OK, DNS_FAILED } dns_state_t;
+typedef enum { RAWDIR_NONE = 0, RAWDIR_PENDING, RAWDIR_READY } rawdir_state_t;
+
+struct host {
+	host_t *hash_next;
+	char name[URL_HOST_BYTES_MAX + 1];
+	uint16_t port;
+	bool is_ip;
+	dns_state_t dns;
+	struct gaicb gcb; /* getaddrinfo_a request; polled on ticks */
+	struct addrinfo hints;
+	char port_str[8];
+	host_t *dns_next; /* list of hosts with a lookup in progress */
+	struct sockaddr_storage addr;
+	socklen_t addr_len;
+	char dns_err[URL_HOST_BYTES_MAX + 256];
+	bool dns_transient;
+	uint32_t conns;  /* open connections, busy or idle */
+	conn_t *idle;    /* idle keep-alive connections */
+	job_t *wait_head, *wait_tail; /* jobs waiting for a connection */
+	SSL_SESSION *session;         /* for resumption; owned */
+	rawdir_state_t rawdir;
+	op_t op_mkdir;
+	char dirname[URL_HOST_BYTES_MAX + 8]; /* under --raw: host, or host_port */
+	job_t *rawdir_waiters;
+	host_t *blocked_next; /* waiting for a free slot under --concurrency */
+	bool blocked;
+};
+
+typedef enum {
+	CONN_CONNECTING = 1, CONN_HANDSHAKE, CONN_RESPONSE, CONN_IDLE,
+} conn_state_t;
+
+struct conn {
+	conn_t *all_prev, *all_next; /* every open connection, for deadlines */
+	conn_t *idle_next;
+	host_t *host;
+	job_t *job;
+	int fd;
+	conn_state_t state;
+	bool dead;          /* closing: no new requests, completions only counted */
+	bool recv_busy, send_busy, reused, close_after;
+	uint32_t inflight;  /* io_uring requests not completed yet */
+	tls_conn_t tls;
+	op_t op_connect, op_send, op_recv, op_cancel, op_close;
+	uint64_t deadline_ms, idle_since_ms;
+	const char *phase;  /* for timeout messages */
+	size_t wlen;        /* bytes at wbuf waiting to be sent */
+	size_t head_len;    /* response head bytes collected */
+	char head[HTTP_HEAD_BYTES_MAX];
+	char wbuf[CONN_SEND_BYTES];
+	char rbuf[CONN_RECV_BYTES];
+};
+
+typedef enum { FILE_OPEN = 1, FILE_WRITE, FILE_FSYNC, FILE_CLOSE, FILE_RENAME } file_step_t;
+
+struct job {
+	job_t *next;              /* on one list at a time: waiting, retry, ready, raw dir */
+	job_t *all_prev, *all_next; /* every live job, for teardown */
+	job_desc_t *desc;
+	host_t *host;
+	url_t url;
+	uint32_t attempts_run;  /* attempts in this run */
+	bool stale_retried;     /* re-sent once after a reused connection died */
+	uint64_t retry_at_ms;
+	/* the response */
+	http_response_t resp;
+	bool head_done, body_done, got_bytes;
+	http_chunked_t chunk;
+	json_buf_t body;
+	/* the outcome */
+	batch_t *batch;
+	/* the raw file: NAME.part written, synced, closed, renamed */
+	op_t op_file;
+	file_step_t file_step;
+	int file_fd;
+	size_t file_off;
+	char raw_rel_part[URL_HOST_BYTES_MAX + RAW_NAME_BYTES_MAX + 64];
+	char raw_rel_final[URL_HOST_BYTES_MAX + RAW_NAME_BYTES_MAX + 48];
+};
+
+struct loop {
+	struct io_uring ring;
+	const loop_config_t *cfg;
+	const run_opts_t *o;
+	pipe_t *pipe;
+	tls_client_t tls;
+	json_parser_t *parser;
+	int raw_dirfd;
+	int signal_fd;
+	uint64_t now_ms, start_ms;
+	/* hosts */
+	host_t **host_tab;
+	uint32_t host_mask, n_hosts;
+	host_t *dns_list;
+	host_t *blocked_hosts; /* hosts whose jobs wait for a connection slot */
+	/* jobs and connections */
+	uint32_t jobs_active, conns_open;
+	job_t *retry_list;
+	job_t *ready_head, *ready_tail; /* finished jobs whose batch waits for ring space */
+	conn_t *conns;
+	job_t *jobs; /* every live job */
+	/* stopping */
+	bool stopping, fatal, end_pushed;
+	batch_t *end_batch; /* BATCH_END waiting for ring space */
+	int signal;
+	char fatal_msg[600];
+	/* io_uring requests of the loop itself */
+	op_t op_tick, op_eventfd, op_signal;
+	bool tick_armed;
+	struct __kernel_timespec tick_ts;
+	uint64_t eventfd_buf;
+	struct signalfd_siginfo sig_buf;
+	char plain[LOOP_PLAIN_BYTES]; /* decrypted bytes, consumed before the next read */
+	char request[HTTP_HEAD_BYTES_MAX];
+	uint64_t rng;
+	/* counters for progress and the summary */
+	uint64_t jobs_done, jobs_failed, bytes, rows;
+};
+
+/* loop.c */
+struct io_uring_sqe *loop_sqe(loop_t *l);
+uint64_t loop_now_ms(void);
+void loop_fatal(loop_t *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void host_enqueue(loop_t *l, host_t *h, job_t *j);
+void host_dispatch(loop_t *l, host_t *h);
+host_t *host_get(loop_t *l, const url_t *u);
+void host_rawdir(loop_t *l, host_t *h, job_t *j);
+
+/* conn.c */
+conn_t *conn_open(loop_t *l, host_t *h, job_t *j);
+void conn_assign(loop_t *l, conn_t *c, job_t *j);
+void conn_complete(loop_t *l, conn_t *c, op_t *op, int res);
+void conn_close(loop_t *l, conn_t *c);
+void conn_check_deadline(loop_t *l, conn_t *c);
+
+/* job.c */
+void job_start(loop_t *l, job_desc_t *d);
+void job_response_done(loop_t *l, job_t *j);
+void job_fail(loop_t *l, job_t *j, error_class_t cls, uint64_t delay_ms, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+void job_file_complete(loop_t *l, job_t *j, int res);
+void job_rawdir_ready(loop_t *l, job_t *j);
+void job_retry_due(loop_t *l);
+void loop_flush_ready(loop_t *l);
+void job_abandon(loop_t *l, job_t *j);
+
+/* progress.c */
+void progress_report(loop_t *l, bool final);
+
+#endif

@@ -1,0 +1,275 @@
+/* engine/main.c: the `ringfill` command: dispatches to run, status, parse,
+ * and runs a backfill: options → database and job import (store/) → the
+ * writer thread → the io_uring loop (engine/loop.c) → exit code (DESIGN §3). */
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <liburing.h>
+#include <openssl/crypto.h>
+#include <openssl/opensslv.h>
+#include <sqlite3.h>
+
+#include "engine/loop.h"
+#include "engine/options.h"
+#include "net/url.h"
+#include "parse/json.h"
+#include "rf_config.h"
+#include "store/batch.h"
+#include "store/store.h"
+#include "store/writer.h"
+
+#define EXIT_OK 0
+#define EXIT_JOBS_FAILED 1
+#define EXIT_USAGE 2
+#define EXIT_FATAL 3
+
+static void print_version(void)
+{
+	printf("ringfill %s\n", RINGFILL_VERSION);
+	printf("  json stage 1: scalar\n");
+	printf("  OpenSSL %s, SQLite %s, liburing %s\n", OpenSSL_version(OPENSSL_VERSION_STRING),
+	       sqlite3_libversion(), LIBURING_VERSION);
+}
+
+/* mkdir -p, at start-up on the main thread, before the loop runs. */
+static int make_dirs(const char *path)
+{
+	char buf[PATH_MAX];
+	if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+		return -ENAMETOOLONG;
+	for (char *p = buf + 1;; p++) {
+		if (*p == '/' || *p == 0) {
+			char c = *p;
+			*p = 0;
+			if (mkdir(buf, 0755) && errno != EEXIST)
+				return -errno;
+			*p = c;
+			if (!c)
+				break;
+		}
+	}
+	struct stat st;
+	if (stat(path, &st))
+		return -errno;
+	return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+}
+
+/* --dry-run: says what would be fetched, reading only the URL file. */
+static int dry_run(const run_opts_t *o)
+{
+	FILE *f = fopen(o->urls, "r");
+	if (!f) {
+		fprintf(stderr, "ringfill run: %s: %s\n", o->urls, strerror(errno));
+		return EXIT_USAGE;
+	}
+	char *line = NULL;
+	size_t cap = 0, lineno = 0, ok = 0, bad = 0, manifest = 0;
+	ssize_t n;
+	while ((n = getline(&line, &cap, f)) >= 0) {
+		lineno++;
+		while (n && (line[n - 1] == '\n' || line[n - 1] == '\r' || line[n - 1] == ' '))
+			line[--n] = 0;
+		char *s = line + strspn(line, " \t");
+		if (!*s || *s == '#')
+			continue;
+		url_t u;
+		const char *why;
+		if (*s == '{') {
+			manifest++;
+		} else if (url_parse(s, strlen(s), &u, &why) == 0) {
+			if (ok++ < 10)
+				printf("  GET %s\n", s);
+		} else {
+			bad++;
+			printf("  %s:%zu: malformed URL: %s\n", o->urls, lineno, why);
+		}
+	}
+	free(line);
+	fclose(f);
+	printf("dry run: %zu URLs%s", ok, ok > 10 ? " (first 10 shown)" : "");
+	if (manifest)
+		printf(", %zu NDJSON manifest lines", manifest);
+	printf(", %zu malformed lines in %s\n", bad, o->urls);
+	printf("  into %s, table \"%s\", rows %s%s%s; nothing was changed\n", o->db, o->table, o->rows,
+	       o->raw ? ", raw bodies under " : "", o->raw ? o->raw : "");
+	return EXIT_OK;
+}
+
+/* Checks everything a usage error could be before anything is written. */
+static int run_check_inputs(run_opts_t *o, json_path_t **rows)
+{
+	json_error_t e;
+	if (json_path_compile(o->rows, rows, &e)) {
+		fprintf(stderr, "ringfill run: --rows '%s': at byte %zu: %s\n", o->rows, e.offset,
+		        e.reason);
+		return EXIT_USAGE;
+	}
+	if (access(o->urls, R_OK)) {
+		fprintf(stderr, "ringfill run: %s: %s\n", o->urls, strerror(errno));
+		return EXIT_USAGE;
+	}
+	if (o->cacert && access(o->cacert, R_OK)) {
+		fprintf(stderr, "ringfill run: --cacert %s: %s\n", o->cacert, strerror(errno));
+		return EXIT_USAGE;
+	}
+	return 0;
+}
+
+/* The run proper: the writer thread and the loop, then the exit code. */
+static int run_backfill(const run_opts_t *o, store_t *st, const char *source,
+                        const json_path_t *rows, uint64_t pending)
+{
+	pipe_t *pipe = calloc(1, sizeof *pipe);
+	if (!pipe)
+		return EXIT_FATAL;
+	pipe->loop_eventfd = eventfd(0, EFD_CLOEXEC);
+	writer_config_t wc = {o->table, source, o->commit_rows, o->commit_ms};
+	writer_t *w = NULL;
+	int r = pipe->loop_eventfd < 0 ? -errno : writer_start(st, &wc, pipe, &w);
+	if (r) {
+		fprintf(stderr, "ringfill run: cannot start the writer: %s\n", strerror(-r));
+		free(pipe);
+		return EXIT_FATAL;
+	}
+	loop_config_t lc = {o, pipe, rows, pending};
+	loop_result_t res;
+	int lr = loop_run(&lc, &res);
+	if (lr) { /* the loop never started: tell the writer to finish */
+		batch_t *end = batch_new(BATCH_END, 0);
+		while (end && !ring_push(&pipe->to_writer, end))
+			doorbell_ring(&pipe->writer_bell);
+		doorbell_ring(&pipe->writer_bell);
+	}
+	int wr = writer_join(w);
+	/* Job descriptors the loop never took back belong to us now. */
+	for (job_desc_t *d; (d = ring_pop(&pipe->to_loop));)
+		free(d);
+	int code = EXIT_OK;
+	if (lr) {
+		fprintf(stderr, "ringfill run: %s\n", res.message);
+		code = lr == -EINVAL ? EXIT_USAGE : EXIT_FATAL;
+	} else if (wr || res.outcome == LOOP_FATAL) {
+		fprintf(stderr, "ringfill run: stopped: %s\n", wr ? pipe->fatal_msg : res.message);
+		fprintf(stderr, "ringfill run: completed jobs are committed; run the same command "
+		                "again to resume\n");
+		code = EXIT_FATAL;
+	} else if (res.outcome == LOOP_INTERRUPTED) {
+		code = 128 + res.signal;
+	}
+	ring_destroy(&pipe->to_writer);
+	ring_destroy(&pipe->to_loop);
+	close(pipe->loop_eventfd);
+	free(pipe);
+	return code;
+}
+
+static int run_main(int argc, char **argv)
+{
+	run_opts_t o;
+	int r = options_parse_run(argc, argv, &o);
+	if (r)
+		return r == 1 ? EXIT_OK : EXIT_USAGE;
+	json_path_t *rows = NULL;
+	if ((r = run_check_inputs(&o, &rows)))
+		return r;
+	if (o.dry_run) {
+		json_path_free(rows);
+		return dry_run(&o);
+	}
+	static char raw[PATH_MAX];
+	if (o.raw) {
+		snprintf(raw, sizeof raw, "%s", o.raw);
+		for (size_t n = strlen(raw); n > 1 && raw[n - 1] == '/';)
+			raw[--n] = 0;
+		o.raw = raw;
+		if ((r = make_dirs(o.raw))) {
+			fprintf(stderr, "ringfill run: --raw %s: %s\n", o.raw, strerror(-r));
+			json_path_free(rows);
+			return EXIT_FATAL;
+		}
+	}
+	char real[PATH_MAX], source[PATH_MAX + 8], err[STORE_ERR_BYTES];
+	if (!realpath(o.urls, real))
+		snprintf(real, sizeof real, "%s", o.urls);
+	snprintf(source, sizeof source, "urls:%s", real);
+	store_t *st;
+	if (store_open(o.db, &st, err, sizeof err)) {
+		fprintf(stderr, "ringfill run: %s\n", err);
+		json_path_free(rows);
+		return EXIT_FATAL;
+	}
+	store_import_t imp;
+	store_counts_t counts;
+	int code;
+	if (store_import_urls(st, source, o.urls, &imp, err, sizeof err) ||
+	    store_job_counts(st, source, &counts, err, sizeof err)) {
+		fprintf(stderr, "ringfill run: %s\n", err);
+		code = EXIT_FATAL;
+	} else {
+		if (o.out != OUT_QUIET)
+			fprintf(stderr,
+			        "ringfill: %s: %llu URLs (%llu new, %llu malformed); %llu jobs to fetch, "
+			        "%llu already done\n",
+			        o.urls, (unsigned long long)imp.lines, (unsigned long long)imp.added,
+			        (unsigned long long)imp.malformed, (unsigned long long)counts.pending,
+			        (unsigned long long)counts.done);
+		code = run_backfill(&o, st, source, rows, counts.pending);
+		if (code == EXIT_OK) {
+			if (store_job_counts(st, source, &counts, err, sizeof err)) {
+				fprintf(stderr, "ringfill run: %s\n", err);
+				code = EXIT_FATAL;
+			} else if (counts.failed || counts.pending) {
+				code = EXIT_JOBS_FAILED;
+				if (o.out != OUT_QUIET)
+					fprintf(stderr,
+					        "ringfill: %llu jobs failed (see: ringfill status %s; requeue "
+					        "transient ones with ringfill retry)\n",
+					        (unsigned long long)counts.failed, o.db);
+			}
+		}
+	}
+	store_close(st);
+	json_path_free(rows);
+	return code;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		options_usage(stderr);
+		return EXIT_USAGE;
+	}
+	const char *cmd = argv[1];
+	if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+		options_usage(stdout);
+		return EXIT_OK;
+	}
+	if (!strcmp(cmd, "--version") || !strcmp(cmd, "-V")) {
+		print_version();
+		return EXIT_OK;
+	}
+	/* The loop takes SIGINT/SIGTERM through a signalfd; every thread
+	 * started from here on inherits the blocked mask. */
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	if (!strcmp(cmd, "run")) {
+		pthread_sigmask(SIG_BLOCK, &set, NULL);
+		return run_main(argc - 1, argv + 1);
+	}
+	if (!strcmp(cmd, "status"))
+		return status_main(argc - 1, argv + 1);
+	if (!strcmp(cmd, "parse"))
+		return parse_main(argc - 1, argv + 1);
+	fprintf(stderr, "ringfill: unknown command '%s' (see ringfill --help)\n", cmd);
+	return EXIT_USAGE;
+}

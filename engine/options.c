@@ -1,0 +1,300 @@
+/* engine/options.c: parse and check `ringfill run` flags (engine/options.h).
+ * Every default and limit here is listed by `ringfill --help` and in
+ * docs/ringfill.md. */
+#include "engine/options.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "parse/json.h"
+#include "store/writer.h"
+
+void options_usage(FILE *f)
+{
+	fputs(
+	    "usage: ringfill run --urls FILE [options]\n"
+	    "       ringfill status [--json] DB\n"
+	    "       ringfill parse [--select PATH]... [--ndjson] FILE\n"
+	    "       ringfill --help | --version\n"
+	    "\n"
+	    "run: fetch every URL of FILE over HTTPS and load the JSON records into SQLite.\n"
+	    "Running the same command again resumes: finished jobs are never fetched twice.\n"
+	    "  --urls FILE         one https URL per line ('#' comments and blank lines are\n"
+	    "                      ignored), or NDJSON lines {\"url\": ..., \"key\": ...}\n"
+	    "  --db FILE           SQLite database for job state and data (ringfill.db)\n"
+	    "  --raw DIR           keep raw bodies under DIR/HOST/NAME (NAME.part until complete)\n"
+	    "  --download-only     with --raw: store bodies, parse nothing\n"
+	    "  --rows PATH         JSONPath of the records in each document ('$')\n"
+	    "                      subset: $ .name ['name'] [N] [*]\n"
+	    "  --table NAME        table for the records ('records'); columns are inferred\n"
+	    "  --ndjson            bodies are newline-delimited JSON (auto for .ndjson/.jsonl\n"
+	    "                      paths and application/x-ndjson)\n"
+	    "  --concurrency N     requests in flight (256, 1..65536)\n"
+	    "  --per-host N        connections per host (64)\n"
+	    "  --cacert FILE       CA bundle (default: the system store). Verification is\n"
+	    "                      always on.\n"
+	    "  --header 'N: V'     extra request header; $VAR and ${VAR} are expanded from the\n"
+	    "                      environment; header values are never logged\n"
+	    "  --retries N         attempts before a transient failure is final (5)\n"
+	    "  --retry-base S      backoff base in seconds (1); full jitter, doubling\n"
+	    "  --retry-max S       backoff cap in seconds (60); also caps Retry-After\n"
+	    "  --timeout S         per-phase deadline: connect, first byte, idle (30)\n"
+	    "  --max-body BYTES    largest body accepted (536870912); suffixes K M G\n"
+	    "  --commit-rows N     commit after this many rows (50000)\n"
+	    "  --commit-ms MS      or after this many milliseconds (500)\n"
+	    "  --dry-run           print what would be fetched; change nothing\n"
+	    "  --quiet | --progress | --log-json   output: none, live line, JSON lines\n"
+	    "\n"
+	    "exit codes: 0 all jobs done; 1 some jobs failed for good; 2 usage or input\n"
+	    "file error; 3 fatal (database, disk); 130/143 interrupted (resumable)\n",
+	    f);
+}
+
+static int bad(const char *flag, const char *val, const char *why)
+{
+	fprintf(stderr, "ringfill run: %s '%s': %s (see ringfill --help)\n", flag, val, why);
+	return 2;
+}
+
+static int parse_u32(const char *flag, const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(s, &end, 10);
+	if (errno || end == s || *end || !isdigit((unsigned char)*s) || v < lo || v > hi) {
+		char why[64];
+		snprintf(why, sizeof why, "expected a whole number from %u to %u", lo, hi);
+		return bad(flag, s, why);
+	}
+	*out = (uint32_t)v;
+	return 0;
+}
+
+static int parse_secs(const char *flag, const char *s, double lo, double hi, double *out)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || end == s || *end || !isfinite(v) || v < lo || v > hi)
+		return bad(flag, s, "expected seconds, e.g. 0.5 or 30");
+	*out = v;
+	return 0;
+}
+
+static int parse_bytes(const char *flag, const char *s, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	uint64_t mult = 1;
+	if (*end == 'K' || *end == 'k')
+		mult = 1ull << 10, end++;
+	else if (*end == 'M' || *end == 'm')
+		mult = 1ull << 20, end++;
+	else if (*end == 'G' || *end == 'g')
+		mult = 1ull << 30, end++;
+	if (errno || end == s || *end || !isdigit((unsigned char)*s) || v == 0 ||
+	    v > (uint64_t)JSON_DOC_BYTES_MAX / mult)
+		return bad(flag, s, "expected a size from 1 to 4G bytes, e.g. 512M");
+	*out = v * mult;
+	return 0;
+}
+
+/* Appends "Name: value\r\n" with $VAR / ${VAR} expanded from the environment.
+ * A missing variable is an error: sending an empty token silently would be
+ * worse. The expanded value is never printed. */
+static int add_header(run_opts_t *o, const char *h)
+{
+	const char *colon = strchr(h, ':');
+	if (!colon || colon == h)
+		return bad("--header", h, "expected 'Name: value'");
+	for (const char *p = h; p < colon; p++)
+		if (!isgraph((unsigned char)*p))
+			return bad("--header", h, "bad character in header name");
+	char *dst = o->headers + o->headers_len;
+	char *lim = o->headers + sizeof o->headers - 3; /* room for CRLF and NUL */
+	for (const char *p = h; *p; p++) {
+		if (*p == '\r' || *p == '\n')
+			return bad("--header", h, "header contains a line break");
+		if (*p == '$' && (p[1] == '{' || isalpha((unsigned char)p[1]) || p[1] == '_')) {
+			char name[128];
+			size_t n = 0;
+			int braced = p[1] == '{';
+			const char *q = p + 1 + braced;
+			while ((isalnum((unsigned char)*q) || *q == '_') && n < sizeof name - 1)
+				name[n++] = *q++;
+			name[n] = 0;
+			if (braced && *q++ != '}')
+				return bad("--header", h, "unterminated ${VAR}");
+			const char *val = getenv(name);
+			if (!val) {
+				fprintf(stderr, "ringfill run: --header: environment variable %s is not set\n",
+				        name);
+				return 2;
+			}
+			size_t vl = strlen(val);
+			if (strpbrk(val, "\r\n"))
+				return bad("--header", name, "variable contains a line break");
+			if (dst + vl > lim)
+				return bad("--header", "...", "headers too long");
+			memcpy(dst, val, vl);
+			dst += vl;
+			p = q - 1;
+			continue;
+		}
+		if (dst >= lim)
+			return bad("--header", "...", "headers too long");
+		*dst++ = *p;
+	}
+	*dst++ = '\r';
+	*dst++ = '\n';
+	*dst = 0;
+	o->headers_len = (size_t)(dst - o->headers);
+	return 0;
+}
+
+enum {
+	O_URLS = 256, O_DB, O_RAW, O_ROWS, O_TABLE, O_CACERT, O_NDJSON, O_DOWNLOAD_ONLY,
+	O_DRY_RUN, O_CONCURRENCY, O_PER_HOST, O_RETRIES, O_RETRY_BASE, O_RETRY_MAX,
+	O_TIMEOUT, O_MAX_BODY, O_COMMIT_ROWS, O_COMMIT_MS, O_QUIET, O_PROGRESS, O_LOG_JSON,
+	O_HEADER, O_LOOPS, O_DIRECT, O_HELP,
+};
+
+static const struct option run_longopts[] = {
+	{"urls", required_argument, 0, O_URLS},
+	{"db", required_argument, 0, O_DB},
+	{"raw", required_argument, 0, O_RAW},
+	{"rows", required_argument, 0, O_ROWS},
+	{"table", required_argument, 0, O_TABLE},
+	{"cacert", required_argument, 0, O_CACERT},
+	{"ndjson", no_argument, 0, O_NDJSON},
+	{"download-only", no_argument, 0, O_DOWNLOAD_ONLY},
+	{"dry-run", no_argument, 0, O_DRY_RUN},
+	{"concurrency", required_argument, 0, O_CONCURRENCY},
+	{"per-host", required_argument, 0, O_PER_HOST},
+	{"retries", required_argument, 0, O_RETRIES},
+	{"retry-base", required_argument, 0, O_RETRY_BASE},
+	{"retry-max", required_argument, 0, O_RETRY_MAX},
+	{"timeout", required_argument, 0, O_TIMEOUT},
+	{"max-body", required_argument, 0, O_MAX_BODY},
+	{"commit-rows", required_argument, 0, O_COMMIT_ROWS},
+	{"commit-ms", required_argument, 0, O_COMMIT_MS},
+	{"quiet", no_argument, 0, O_QUIET},
+	{"progress", no_argument, 0, O_PROGRESS},
+	{"log-json", no_argument, 0, O_LOG_JSON},
+	{"header", required_argument, 0, O_HEADER},
+	{"loops", required_argument, 0, O_LOOPS},
+	{"direct", no_argument, 0, O_DIRECT},
+	{"help", no_argument, 0, O_HELP},
+	{0, 0, 0, 0},
+};
+
+static void defaults(run_opts_t *o)
+{
+	memset(o, 0, sizeof *o);
+	o->db = "ringfill.db";
+	o->rows = "$";
+	o->table = "records";
+	o->concurrency = 256;
+	o->per_host = 64;
+	o->retries = 5;
+	o->retry_base_s = 1.0;
+	o->retry_max_s = 60.0;
+	o->timeout_s = 30.0;
+	o->body_bytes_max = 512ull << 20;
+	o->commit_rows = WRITER_COMMIT_ROWS_DEFAULT;
+	o->commit_ms = WRITER_COMMIT_MS_DEFAULT;
+}
+
+/* The options that take a number or a flag; split out to keep the switch
+ * readable. Returns 0, 2 on a usage error, -1 when c is not one of them. */
+static int parse_value_opt(run_opts_t *o, int c, const char *name, const char *v)
+{
+	uint32_t loops;
+	switch (c) {
+	case O_CONCURRENCY: return parse_u32(name, v, 1, 65536, &o->concurrency);
+	case O_PER_HOST: return parse_u32(name, v, 1, 65536, &o->per_host);
+	case O_RETRIES: return parse_u32(name, v, 1, 1000, &o->retries);
+	case O_RETRY_BASE: return parse_secs(name, v, 0.0, 86400.0, &o->retry_base_s);
+	case O_RETRY_MAX: return parse_secs(name, v, 0.0, 86400.0, &o->retry_max_s);
+	case O_TIMEOUT: return parse_secs(name, v, 0.01, 86400.0, &o->timeout_s);
+	case O_MAX_BODY: return parse_bytes(name, v, &o->body_bytes_max);
+	case O_COMMIT_ROWS: return parse_u32(name, v, 1, 100000000, &o->commit_rows);
+	case O_COMMIT_MS: return parse_u32(name, v, 1, 3600000, &o->commit_ms);
+	case O_HEADER: return add_header(o, v);
+	case O_LOOPS:
+		if (parse_u32(name, v, 1, 64, &loops))
+			return 2;
+		if (loops != 1)
+			return bad(name, v, "only one loop thread is supported in this version");
+		return 0;
+	default: return -1;
+	}
+}
+
+int options_parse_run(int argc, char **argv, run_opts_t *o)
+{
+	defaults(o);
+	optind = 1;
+	opterr = 0;
+	for (;;) {
+		int idx = 0;
+		int c = getopt_long(argc, argv, "+", run_longopts, &idx);
+		if (c == -1)
+			break;
+		if (c == '?' || c == ':') {
+			const char *arg = argv[optind - 1];
+			fprintf(stderr, "ringfill run: %s '%s' (see ringfill --help)\n",
+			        optopt ? "option needs a value" : "unknown option", arg);
+			return 2;
+		}
+		const char *name = run_longopts[idx].name;
+		switch (c) {
+		case O_URLS: o->urls = optarg; break;
+		case O_DB: o->db = optarg; break;
+		case O_RAW: o->raw = optarg; break;
+		case O_ROWS: o->rows = optarg; break;
+		case O_TABLE: o->table = optarg; break;
+		case O_CACERT: o->cacert = optarg; break;
+		case O_NDJSON: o->ndjson = true; break;
+		case O_DOWNLOAD_ONLY: o->download_only = true; break;
+		case O_DRY_RUN: o->dry_run = true; break;
+		case O_QUIET: o->out = OUT_QUIET; break;
+		case O_PROGRESS: o->out = OUT_PROGRESS; break;
+		case O_LOG_JSON: o->out = OUT_LOG_JSON; break;
+		case O_DIRECT:
+			fprintf(stderr, "ringfill run: --direct is not supported in this version\n");
+			return 2;
+		case O_HELP: options_usage(stdout); return 1;
+		default:
+			if (parse_value_opt(o, c, name, optarg))
+				return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr,
+		        "ringfill run: unexpected argument '%s' (job files are not supported in "
+		        "this version; use --urls)\n",
+		        argv[optind]);
+		return 2;
+	}
+	if (!o->urls) {
+		fprintf(stderr, "ringfill run: --urls FILE is required (see ringfill --help)\n");
+		return 2;
+	}
+	if (o->download_only && !o->raw) {
+		fprintf(stderr, "ringfill run: --download-only needs --raw DIR\n");
+		return 2;
+	}
+	if (!*o->table)
+		return bad("--table", o->table, "empty table name");
+	if (strncmp(o->table, "_ringfill", 9) == 0)
+		return bad("--table", o->table, "names starting with _ringfill are reserved");
+	if (o->retry_max_s < o->retry_base_s)
+		o->retry_max_s = o->retry_base_s;
+	return 0;
+}

@@ -1,0 +1,65 @@
+/* engine/progress.c: what a person watching a run sees. On a terminal one
+ * live line (jobs done/total, MB/s, rows/s, failures, ETA) redrawn once a
+ * second; otherwise a plain log line every few seconds; --log-json prints the
+ * same as JSON lines; --quiet prints nothing. Called from the loop's tick. */
+#include "engine/loop_internal.h"
+
+#include <stdio.h>
+#include <unistd.h>
+
+#define PROGRESS_TTY_MS 1000u
+#define PROGRESS_LOG_MS 5000u
+
+static void eta_text(char *out, size_t cap, double secs)
+{
+	if (secs < 0 || secs > 360000)
+		snprintf(out, cap, "--");
+	else if (secs >= 3600)
+		snprintf(out, cap, "%dh%02dm", (int)(secs / 3600), (int)(secs / 60) % 60);
+	else
+		snprintf(out, cap, "%dm%02ds", (int)(secs / 60), (int)secs % 60);
+}
+
+void progress_report(loop_t *l, bool final)
+{
+	static uint64_t last_ms;
+	static int tty = -1;
+	if (l->o->out == OUT_QUIET)
+		return;
+	if (tty < 0)
+		tty = l->o->out == OUT_PROGRESS || (l->o->out == OUT_AUTO && isatty(STDERR_FILENO));
+	uint64_t every = tty && l->o->out != OUT_LOG_JSON ? PROGRESS_TTY_MS : PROGRESS_LOG_MS;
+	if (!final && l->now_ms - last_ms < every)
+		return;
+	last_ms = l->now_ms;
+	double secs = (double)(l->now_ms - l->start_ms) / 1000.0;
+	if (secs <= 0)
+		secs = 0.001;
+	uint64_t finished = l->jobs_done + l->jobs_failed;
+	uint64_t total = l->cfg->jobs_total;
+	double mbps = (double)l->bytes / 1e6 / secs, rps = (double)l->rows / secs;
+	char eta[32];
+	eta_text(eta, sizeof eta,
+	         finished ? (double)(total > finished ? total - finished : 0) * secs / (double)finished
+	                  : -1);
+	if (l->o->out == OUT_LOG_JSON) {
+		fprintf(stderr,
+		        "{\"event\":\"%s\",\"seconds\":%.3f,\"jobs_done\":%llu,\"jobs_failed\":%llu,"
+		        "\"jobs_total\":%llu,\"bytes\":%llu,\"rows\":%llu,\"mb_per_s\":%.3f,"
+		        "\"rows_per_s\":%.1f}\n",
+		        final ? "finished" : "progress", secs, (unsigned long long)l->jobs_done,
+		        (unsigned long long)l->jobs_failed, (unsigned long long)total,
+		        (unsigned long long)l->bytes, (unsigned long long)l->rows, mbps, rps);
+		return;
+	}
+	if (final) {
+		fprintf(stderr, "%s%llu done, %llu failed, %.1f MB in %.1fs (%.1f MB/s, %.0f rows/s)\n",
+		        tty ? "\r\033[K" : "", (unsigned long long)l->jobs_done,
+		        (unsigned long long)l->jobs_failed, (double)l->bytes / 1e6, secs, mbps, rps);
+		return;
+	}
+	fprintf(stderr, "%s%llu/%llu jobs  %.1f MB/s  %.0f rows/s  %llu failed  ETA %s%s",
+	        tty ? "\r\033[K" : "", (unsigned long long)finished, (unsigned long long)total, mbps,
+	        rps, (unsigned long long)l->jobs_failed, eta, tty ? "" : "\n");
+	fflush(stderr);
+}

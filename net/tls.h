@@ -1,0 +1,64 @@
+/* net/tls.h: the TLS client over memory BIOs.
+ *
+ * OpenSSL never touches a socket: the loop (engine/conn.c) receives
+ * ciphertext with io_uring and feeds it in with tls_feed, takes the
+ * ciphertext OpenSSL wants sent with tls_take_out and sends it with io_uring.
+ * Verification is always on: TLS 1.2+, the peer's chain against the system
+ * store or --cacert, and the host name (or IP address) of the URL. */
+#ifndef RF_TLS_H
+#define RF_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include <openssl/ssl.h>
+
+#define TLS_ERR_BYTES 256u
+
+typedef struct {
+	SSL_CTX *ctx;
+} tls_client_t;
+
+/* cacert: a PEM bundle, or NULL for the system store. 0, or -1 with err. */
+int tls_client_init(tls_client_t *c, const char *cacert, char *err, size_t err_cap);
+void tls_client_free(tls_client_t *c);
+
+/* One connection's TLS state. Owned by its connection (engine/conn.c). */
+typedef struct {
+	SSL *ssl;
+	BIO *in;  /* ciphertext from the network, read by OpenSSL */
+	BIO *out; /* ciphertext written by OpenSSL, to send */
+} tls_conn_t;
+
+/* Results of the stepping functions. */
+#define TLS_DONE 0          /* handshake finished / bytes returned */
+#define TLS_WANT (-2)       /* needs more ciphertext from the network */
+#define TLS_CLOSED (-3)     /* the peer sent close_notify */
+#define TLS_ERROR (-1)      /* fatal; message in err */
+
+/* host: name for SNI and verification; is_ip: host is an IP literal.
+ * session: a session to resume, or NULL. 0, or -1 with err. */
+int tls_conn_init(tls_conn_t *t, tls_client_t *c, const char *host, bool is_ip,
+                  SSL_SESSION *session, char *err, size_t err_cap);
+void tls_conn_free(tls_conn_t *t);
+
+/* Network side. */
+int tls_feed(tls_conn_t *t, const void *buf, size_t len); /* 0 or -ENOMEM */
+size_t tls_pending_out(tls_conn_t *t);
+size_t tls_take_out(tls_conn_t *t, void *buf, size_t cap); /* bytes copied */
+
+/* Application side. tls_handshake: TLS_DONE, TLS_WANT or TLS_ERROR; on error
+ * *verify_failed tells a certificate problem (permanent) from others. */
+int tls_handshake(tls_conn_t *t, bool *verify_failed, char *err, size_t err_cap);
+/* Plaintext into buf: > 0 bytes, or TLS_WANT, TLS_CLOSED, TLS_ERROR. */
+ssize_t tls_read(tls_conn_t *t, void *buf, size_t cap, char *err, size_t err_cap);
+/* Queues all of buf as records (ciphertext then waits in tls_take_out).
+ * 0 or TLS_ERROR. */
+int tls_write(tls_conn_t *t, const void *buf, size_t len, char *err, size_t err_cap);
+/* For resumption on the next connection to the same host; NULL if none. The
+ * caller owns the reference (SSL_SESSION_free). */
+SSL_SESSION *tls_session_get(tls_conn_t *t);
+const char *tls_cipher_name(tls_conn_t *t);
+
+#endif

@@ -1,0 +1,39 @@
+/* net/url.h: parse the https:// URLs of jobs, and derive raw-file names.
+ *
+ * Used by the job importer (store/) to reject malformed lines up front, and by
+ * the loop (engine/) to pick a host, port and request target. Pure functions
+ * over caller memory. */
+#ifndef RF_URL_H
+#define RF_URL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define URL_BYTES_MAX 8192u
+#define URL_HOST_BYTES_MAX 255u
+#define RAW_NAME_BYTES_MAX 200u /* a raw file's name, before ".part" */
+
+typedef struct {
+	char host[URL_HOST_BYTES_MAX + 1]; /* lower-cased; IPv6 literal without [] */
+	uint16_t port;                     /* 443 when not given */
+	int host_is_ipv6;                  /* 1 for a bracketed IPv6 literal */
+	const char *target;                /* into the parsed string: path + query, "/" if empty
+	                                    * (see target_len); the fragment is dropped */
+	size_t target_len;
+} url_t;
+
+/* Parses an absolute https URL (scheme and host case-insensitive; userinfo is
+ * rejected; port 1..65535; no spaces or control bytes anywhere; at most
+ * URL_BYTES_MAX bytes). Returns 0, or -1 with *reason a static readable string
+ * such as "not an https URL" or "bad port". u->target points into s. */
+int url_parse(const char *s, size_t len, url_t *u, const char **reason);
+
+/* A file name for a raw body, derived from the URL's path: '/' becomes '_',
+ * bytes outside [A-Za-z0-9._-] become '_', no leading '.', never "" (it is
+ * "index" then), so the name can never leave the raw directory. When the name
+ * had to be cut to RAW_NAME_BYTES_MAX, or the URL has a query, "-" and 16 hex
+ * digits of a hash of the whole URL are appended to keep names apart.
+ * Writes a NUL-terminated name into out; returns its length, or -ENOSPC. */
+int url_raw_name(const char *s, size_t len, char *out, size_t cap);
+
+#endif

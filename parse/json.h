@@ -1,0 +1,139 @@
+/* parse/json.h: ringfill's validating JSON parser (RFC 8259).
+ *
+ * Sits between the HTTP body (net/) and row extraction (store/batch.c).
+ * Stage 1 scans the input once and records the byte offset of every
+ * structural character and value start (the structural index), validating
+ * UTF-8 and rejecting unescaped control characters inside strings. Stage 2
+ * walks that index and builds a flat tape of nodes that point into the input:
+ * nothing is copied, strings are unescaped only when asked for.
+ * Issue 3 replaces stage 1 with per-ISA SIMD kernels behind this same API.
+ *
+ * Limits: a document is at most JSON_DOC_BYTES_MAX bytes (offsets are 32 bit)
+ * and nests at most depth_max levels (default JSON_DEPTH_MAX). */
+#ifndef RF_JSON_H
+#define RF_JSON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define JSON_DEPTH_MAX 1024u
+#define JSON_DOC_BYTES_MAX 0xFFFFFFF0u
+#define JSON_NONE UINT32_MAX /* "no node" */
+
+typedef enum {
+	JSON_NULL = 0,
+	JSON_FALSE,
+	JSON_TRUE,
+	JSON_NUMBER,
+	JSON_STRING,
+	JSON_ARRAY,
+	JSON_OBJECT,
+} json_type_t;
+
+/* json_node_t.flags */
+#define JSON_F_ESCAPED 0x01u  /* string: contains at least one backslash escape */
+#define JSON_F_INTEGER 0x02u  /* number: no fraction, no exponent */
+#define JSON_F_NEGATIVE 0x04u /* number: leading minus */
+
+/* One tape entry. An object's children are key (a JSON_STRING node), value,
+ * key, value, ... in order; an array's children are its elements. Nodes are
+ * stored in document order, so a container's first child is at index+1. */
+typedef struct {
+	uint32_t start; /* offset of the value's first byte (the quote for strings) */
+	uint32_t len;   /* bytes of the value's text, through the closing ] } or " */
+	uint32_t next;  /* index just past this node's subtree: the next sibling, if any */
+	uint32_t count; /* containers: number of elements, or of key/value pairs */
+	uint8_t type;   /* json_type_t */
+	uint8_t flags;  /* JSON_F_* */
+} json_node_t;
+
+/* A parsed document. The tape belongs to the parser that made it and stays
+ * valid until that parser parses again or is freed; src belongs to the caller
+ * and must outlive the document. */
+typedef struct {
+	const char *src;
+	size_t len;
+	const json_node_t *nodes;
+	uint32_t n_nodes; /* the root is node 0 */
+} json_doc_t;
+
+typedef struct {
+	size_t offset;      /* byte offset of the error in the input */
+	size_t line;        /* 1-based line of offset (NDJSON: the record's line) */
+	const char *reason; /* static string, e.g. "unexpected character" */
+} json_error_t;
+
+/* Reusable scratch memory (structural index, tape, stack). Not thread safe:
+ * one parser per thread. */
+typedef struct json_parser json_parser_t;
+
+json_parser_t *json_parser_new(uint32_t depth_max); /* 0: JSON_DEPTH_MAX; NULL on ENOMEM */
+void json_parser_free(json_parser_t *p);
+
+/* Parse one whole document (leading/trailing whitespace allowed, nothing else).
+ * Returns 0 and fills *doc, or -1 and fills *err (reason "out of memory" on
+ * allocation failure). */
+int json_parse(json_parser_t *p, const char *src, size_t len, json_doc_t *doc,
+               json_error_t *err);
+
+/* NDJSON: each non-blank line is one document ("\n" or "\r\n" endings; blank
+ * lines skipped). fn is called for each document in order with the byte offset
+ * of its line; a non-zero return from fn stops the walk and is returned.
+ * Returns 0 when every line parsed, -1 on the first invalid line (err->offset is
+ * absolute in src, err->line the 1-based line number). */
+typedef int (*json_ndjson_fn)(void *ctx, const json_doc_t *doc, size_t line_offset);
+int json_ndjson_each(json_parser_t *p, const char *src, size_t len, json_ndjson_fn fn,
+                     void *ctx, json_error_t *err);
+
+/* Accessors. */
+static inline json_type_t json_type(const json_doc_t *d, uint32_t n)
+{
+	return (json_type_t)d->nodes[n].type;
+}
+/* Unescaped string value (n must be a JSON_STRING node). Writes at most cap
+ * bytes (no terminator added) and returns the full unescaped length, so a
+ * caller can retry with a bigger buffer. The input is already validated. */
+size_t json_string_get(const json_doc_t *d, uint32_t n, char *out, size_t cap);
+/* Numbers: 0 on success; -ERANGE when the value does not fit an int64
+ * (or is not an integer), for json_number_int64. */
+int json_number_int64(const json_doc_t *d, uint32_t n, int64_t *out);
+int json_number_double(const json_doc_t *d, uint32_t n, double *out);
+/* The value of key in object obj, or JSON_NONE. Compares unescaped keys. */
+uint32_t json_object_get(const json_doc_t *d, uint32_t obj, const char *key, size_t key_len);
+
+/* A growable output buffer (malloc'd; the holder frees data). */
+typedef struct {
+	char *data;
+	size_t len, cap;
+} json_buf_t;
+int json_buf_reserve(json_buf_t *b, size_t extra); /* 0 or -ENOMEM */
+int json_buf_append(json_buf_t *b, const void *p, size_t n);
+void json_buf_free(json_buf_t *b);
+
+/* Append node n as compact JSON (no insignificant whitespace; strings and
+ * numbers exactly as written in the input). 0 or -ENOMEM. */
+int json_write(const json_doc_t *d, uint32_t n, json_buf_t *out);
+
+/* ---- JSONPath subset: $  .name  ['name']  [N]  [*]  (and @ for "the current
+ * node", same steps). Compiled once, applied to many documents. */
+typedef struct json_path json_path_t;
+
+/* Returns 0, or -1 with err->offset the byte in expr and err->reason. */
+int json_path_compile(const char *expr, json_path_t **out, json_error_t *err);
+void json_path_free(json_path_t *p);
+const char *json_path_text(const json_path_t *p); /* the expression as given */
+
+/* Calls fn for each node that path selects, starting from node `from` (0 for
+ * the root), in document order. A non-zero return from fn stops the walk and
+ * is returned; 0 otherwise. Missing keys and out-of-range indexes select
+ * nothing. */
+typedef int (*json_visit_fn)(void *ctx, const json_doc_t *d, uint32_t node);
+int json_path_each(const json_path_t *path, const json_doc_t *d, uint32_t from,
+                   json_visit_fn fn, void *ctx);
+
+/* `ringfill parse [--select PATH]... FILE`: exit code 0 valid, 1 invalid
+ * (prints "FILE:OFFSET: reason" to stderr), 2 usage. */
+int parse_main(int argc, char **argv);
+
+#endif

@@ -1,0 +1,100 @@
+/* store/batch.h: what the loop hands the writer for one job.
+ *
+ * The loop (engine/loop.c) fills a batch_t with the job's outcome and, on
+ * success, the rows extracted from its body (json parse → JSONPath → flatten),
+ * then pushes it into the ring. The writer (store/writer.c) applies it in one
+ * transaction: the rows and the job's new state together.
+ *
+ * Ownership: allocated by the loop with batch_new; after ring_push it belongs
+ * to the writer, which frees it with batch_free once it is committed.
+ * Rows are copied into the batch (issue 4 makes them point into the body). */
+#ifndef RF_BATCH_H
+#define RF_BATCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "parse/json.h"
+
+#define BATCH_ERROR_BYTES_MAX 512u
+#define BATCH_PATH_BYTES_MAX 4096u
+#define BATCH_COLUMN_NAME_BYTES_MAX 256u /* a flattened key longer than this is an error */
+
+typedef enum {
+	BATCH_JOB_DONE = 1,   /* rows + job done */
+	BATCH_JOB_FAILED = 2, /* job failed for good: no rows */
+	BATCH_END = 3,        /* the loop has finished: commit and stop */
+} batch_kind_t;
+
+typedef enum {
+	ERROR_CLASS_NONE = 0,
+	ERROR_CLASS_TRANSIENT = 1,
+	ERROR_CLASS_PERMANENT = 2,
+} error_class_t;
+
+/* Field value types in the encoded rows. */
+typedef enum {
+	FIELD_NULL = 0,
+	FIELD_INT = 1,  /* int64, 8 bytes little-endian in the encoding */
+	FIELD_REAL = 2, /* double, 8 bytes */
+	FIELD_TEXT = 3, /* UTF-8 bytes (unescaped JSON strings, big integers as text) */
+	FIELD_JSON = 4, /* compact JSON text of an array (stored as TEXT) */
+	FIELD_BOOL = 5, /* stored as INTEGER 0/1; 1 byte */
+} field_type_t;
+
+typedef struct batch {
+	struct batch *next; /* free for the holder's lists */
+	batch_kind_t kind;
+	int64_t job_id;
+	int attempts;           /* attempts made, including this one */
+	int http_status;        /* last HTTP status, 0 if none */
+	error_class_t error_class;
+	char error[BATCH_ERROR_BYTES_MAX];   /* one readable line, "" when done */
+	uint64_t body_bytes;                 /* bytes of the body as stored */
+	char sha256_hex[65];                 /* of the body as stored, "" if none */
+	char raw_path[BATCH_PATH_BYTES_MAX]; /* "" when --raw is not used */
+	/* Encoded rows: for each row a u32 field count, then per field:
+	 * u8 type, u16 name length, name bytes, u32 value length, value bytes.
+	 * Names are flattened column names ("user_name"). */
+	uint32_t n_rows;
+	json_buf_t rows;
+} batch_t;
+
+batch_t *batch_new(batch_kind_t kind, int64_t job_id); /* NULL on ENOMEM */
+void batch_free(batch_t *b);
+
+/* Sets a failure: kind FAILED, class, and a formatted one-line reason. */
+void batch_fail(batch_t *b, error_class_t cls, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Appends one row per node that `rows` selects in doc, flattened per DESIGN §4:
+ * an object's top-level keys become columns, nested objects are flattened with
+ * '_' ("user":{"name":..} → user_name), arrays become FIELD_JSON text; a
+ * selected value that is not an object becomes one column named "value".
+ * Returns 0, or -1 with a reason in *reason (static) e.g. on ENOMEM or a
+ * column name over BATCH_COLUMN_NAME_BYTES_MAX. */
+int batch_add_rows(batch_t *b, const json_doc_t *doc, const json_path_t *rows,
+                   const char **reason);
+
+/* Iterating the encoded rows (used by the writer and by tests). */
+typedef struct {
+	field_type_t type;
+	const char *name;
+	uint16_t name_len;
+	const char *value; /* FIELD_INT/REAL: 8 bytes (memcpy them out); FIELD_BOOL: 1 byte */
+	uint32_t value_len;
+} batch_field_t;
+
+typedef struct {
+	const batch_t *b;
+	size_t pos;
+	uint32_t row;
+} batch_iter_t;
+
+void batch_iter_init(batch_iter_t *it, const batch_t *b);
+/* Next row: returns its field count and sets *fields_pos for batch_next_field,
+ * or -1 when no row is left. */
+int batch_next_row(batch_iter_t *it);
+void batch_next_field(batch_iter_t *it, batch_field_t *f);
+
+#endif

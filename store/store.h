@@ -1,0 +1,73 @@
+/* store/store.h: the SQLite database: pragmas, the _ringfill_jobs table, job
+ * import from a URL list, and job queries.
+ *
+ * Opened by engine/main.c before the loop starts (import runs on the main
+ * thread then); during a run only the writer thread (store/writer.c) uses the
+ * connection. SQLite specifics stay inside store/ (DESIGN §1 "sink").
+ *
+ * _ringfill_jobs (DESIGN §4):
+ *   id INTEGER PRIMARY KEY, source TEXT NOT NULL, key TEXT NOT NULL, url TEXT,
+ *   state TEXT NOT NULL ('pending','done','failed'), attempts INTEGER,
+ *   http_status INTEGER, error_class TEXT ('transient','permanent',NULL),
+ *   error TEXT, bytes INTEGER, sha256 TEXT, raw_path TEXT, vars TEXT (JSON),
+ *   updated_at REAL (unix seconds), UNIQUE(source, key). */
+#ifndef RF_STORE_H
+#define RF_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef struct store store_t;
+
+#define STORE_ERR_BYTES 512u
+
+/* Opens (creating) the database: WAL, synchronous=NORMAL, busy_timeout,
+ * journal_size_limit, the jobs table. 0, or -1 with a message in err. */
+int store_open(const char *path, store_t **out, char *err, size_t err_cap);
+void store_close(store_t *st);
+struct sqlite3 *store_db(store_t *st); /* for the writer thread */
+
+typedef struct {
+	uint64_t lines;     /* URL lines read (blank and # lines not counted) */
+	uint64_t added;     /* new jobs */
+	uint64_t existing;  /* already known for this source */
+	uint64_t malformed; /* recorded as failed/permanent with the line's reason */
+} store_import_t;
+
+/* Streams a URL list into jobs of `source` in one transaction: one URL per
+ * line (blank lines and lines starting with '#' ignored, surrounding
+ * whitespace trimmed), or NDJSON lines {"url": ..., "key": ..., ...} where
+ * other fields are kept as the job's vars (JSON). The job key is "key" when
+ * given, else the URL. A malformed line becomes a job that is already
+ * failed/permanent with a reason naming FILE:LINE. Memory stays bounded
+ * whatever the file's size. 0, or -1 with err ("FILE: No such file..."). */
+int store_import_urls(store_t *st, const char *source, const char *file,
+                      store_import_t *res, char *err, size_t err_cap);
+
+/* One job handed to the loop. Ownership: allocated by store_jobs_fetch (one
+ * malloc: url and key point into the same block), freed by whoever holds it
+ * last with free(). */
+typedef struct job_desc {
+	int64_t id;
+	int attempts; /* attempts made by earlier runs */
+	const char *url;
+	const char *key;
+} job_desc_t;
+
+/* Up to max pending jobs of source with id > after_id, in id order. Returns
+ * the number, or -1 with err. */
+int store_jobs_fetch(store_t *st, const char *source, int64_t after_id, job_desc_t **out,
+                     int max, char *err, size_t err_cap);
+
+typedef struct {
+	uint64_t pending, done, failed, total;
+} store_counts_t;
+
+int store_job_counts(store_t *st, const char *source, store_counts_t *c, char *err,
+                     size_t err_cap); /* source NULL: all sources */
+
+/* `ringfill status [--json] DB`: exit code 0, 2 usage, 3 database error. */
+int status_main(int argc, char **argv);
+
+#endif

@@ -1,0 +1,54 @@
+/* store/writer.h: the writer thread, the only connection that writes.
+ *
+ * It drains row batches from the loop's ring (store/ring.h), creates and
+ * widens the target table from the rows (DESIGN §4), inserts them with
+ * prepared statements, and marks each batch's job done or failed in the same
+ * transaction as its rows (exactly once). Transactions are BEGIN IMMEDIATE and
+ * commit every commit_rows rows or commit_ms milliseconds, whichever first.
+ * It also feeds pending jobs from _ringfill_jobs to the loop, a page at a
+ * time, so a million jobs never sit in memory at once. */
+#ifndef RF_WRITER_H
+#define RF_WRITER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "store/ring.h"
+#include "store/store.h"
+
+#define WRITER_COMMIT_ROWS_DEFAULT 50000u
+#define WRITER_COMMIT_MS_DEFAULT 500u
+#define WRITER_JOB_RING_DEFAULT 1024u   /* job descriptors in flight to the loop */
+#define WRITER_BATCH_RING_DEFAULT 256u  /* batches in flight to the writer */
+
+/* Everything the loop and the writer share. The loop thread is the producer
+ * of to_writer and the consumer of to_loop; the writer thread the reverse. */
+typedef struct {
+	ring_t to_writer;        /* batch_t*: loop → writer */
+	ring_t to_loop;          /* job_desc_t*: writer → loop */
+	doorbell_t writer_bell;  /* the loop rings after pushing batches or popping jobs */
+	int loop_eventfd;        /* the writer writes 1 after pushing jobs, on exhaustion or fatal */
+	_Atomic bool jobs_exhausted; /* set (release) after the last pending job was pushed */
+	_Atomic bool fatal;          /* set (release) when the writer stopped on an error */
+	char fatal_msg[512];         /* written before fatal is set */
+	_Atomic uint64_t rows_committed, jobs_done_committed, jobs_failed_committed;
+} pipe_t;
+
+typedef struct {
+	const char *table;  /* target table, quoted as an identifier when used */
+	const char *source; /* whose jobs to feed */
+	uint32_t commit_rows, commit_ms;
+} writer_config_t;
+
+typedef struct writer writer_t;
+
+/* Initialises the pipe's rings and doorbell (the caller creates the eventfd),
+ * and starts the thread. 0 or -errno. */
+int writer_start(store_t *st, const writer_config_t *cfg, pipe_t *pipe, writer_t **out);
+/* Waits for the thread, which ends after a BATCH_END batch (or on a fatal
+ * error). Returns 0, or -1 when it stopped on a fatal error (pipe->fatal_msg). */
+int writer_join(writer_t *w);
+
+#endif
