@@ -1,0 +1,72 @@
+/* parse/json_internal.h: what the parts of parse/ share and nobody else sees.
+ *
+ * Stage 1 (json_stage1.c) turns input bytes into the structural index that
+ * stage 2 (json.c) walks to build the tape; json_value.c reads the tape back
+ * (accessors, compact writer). Issue 3 adds per-ISA stage-1 kernels with the
+ * same contract as json_stage1_scalar. */
+#ifndef RF_JSON_INTERNAL_H
+#define RF_JSON_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "parse/json.h"
+
+/* Error reasons (static strings; docs/parse.md lists them for users). */
+#define JSON_E_UNEXPECTED "unexpected character"
+#define JSON_E_UTF8 "invalid UTF-8"
+#define JSON_E_CONTROL "control character in string"
+#define JSON_E_TRAILING_COMMA "trailing comma"
+#define JSON_E_UNTERMINATED "unterminated string"
+#define JSON_E_DEPTH "nesting too deep"
+#define JSON_E_NUMBER "invalid number"
+#define JSON_E_ESCAPE "invalid escape"
+#define JSON_E_SURROGATE "lone surrogate"
+#define JSON_E_TRAILING_DATA "trailing data after document"
+#define JSON_E_EMPTY "empty document"
+#define JSON_E_TOO_LARGE "document too large"
+#define JSON_E_NOMEM "out of memory"
+#define JSON_E_END "unexpected end of input"
+
+/* Stage 1 contract.
+ * In:  src[0, len), len <= JSON_DOC_BYTES_MAX; idx with room for len + 1 entries.
+ * Out: idx[0, *n_out) holds, in increasing order, the offset of every
+ *      structural character { } [ ] : , outside strings, of every string's
+ *      opening and closing quote, and of the first byte of every other run of
+ *      non-whitespace bytes outside strings (a literal, a number, or garbage
+ *      that stage 2 will reject).
+ * It validates what needs the in-string state: UTF-8 inside strings (no
+ * overlongs, no encoded surrogates, nothing above U+10FFFF, no truncated
+ * sequence), no unescaped byte below 0x20 inside strings, every string closed.
+ * Bytes outside strings are left to stage 2's grammar check.
+ * Returns 0, or -1 with err->offset/reason set (err->line is left to the
+ * caller) and idx[0, *n_out) holding the entries found so far: all at or
+ * below err->offset, the last one the opening quote of the string that holds
+ * the error. Stage 2 walks them first, so an earlier grammar error wins. */
+int json_stage1_scalar(const char *src, uint32_t len, uint32_t *idx, uint32_t *n_out,
+                       json_error_t *err);
+
+/* Value of the four hex digits at p, or -1 if one is not a hex digit. */
+static inline int32_t json_hex4(const char *p)
+{
+	int32_t v = 0;
+	for (int i = 0; i < 4; i++) {
+		unsigned char c = (unsigned char)p[i];
+		int32_t d;
+		if (c >= '0' && c <= '9')
+			d = c - '0';
+		else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f')
+			d = (c | 0x20) - 'a' + 10;
+		else
+			return -1;
+		v = v * 16 + d;
+	}
+	return v;
+}
+
+/* 1-based line of byte `offset` in src (counts '\n' before it). O(offset),
+ * only used when reporting an error. */
+size_t json_line_of(const char *src, size_t len, size_t offset);
+
+#endif

@@ -1,0 +1,163 @@
+/* parse/json_stage1.c: stage 1 of the JSON parser, in portable C.
+ *
+ * Input bytes (an HTTP body, a file, an NDJSON line) -> structural index
+ * (offsets) for stage 2 in json.c, which builds the tape. One pass; string
+ * bodies are skipped 8 bytes at a time while they hold nothing special.
+ * The contract is in json_internal.h; issue 3 adds SIMD kernels beside it. */
+#include <assert.h>
+#include <string.h>
+
+#include "parse/json_internal.h"
+
+enum { CLS_OTHER = 0, CLS_WS, CLS_STRUCT, CLS_QUOTE };
+
+/* Byte classes outside strings. Only the four RFC 8259 whitespace bytes are
+ * whitespace; anything else unknown is CLS_OTHER and starts a scalar run. */
+static const uint8_t byte_class[256] = {
+	[' '] = CLS_WS,     ['\t'] = CLS_WS,     ['\n'] = CLS_WS,     ['\r'] = CLS_WS,
+	['{'] = CLS_STRUCT, ['}'] = CLS_STRUCT, ['['] = CLS_STRUCT, [']'] = CLS_STRUCT,
+	[':'] = CLS_STRUCT, [','] = CLS_STRUCT, ['"'] = CLS_QUOTE,
+};
+
+#define ONES 0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+
+/* True when the 8 bytes at p hold a quote, a backslash, a byte below 0x20 or
+ * a non-ASCII byte: the bytes the string loop must look at one by one.
+ * The zero-byte tricks may flag extra bytes past a true hit, never miss one,
+ * and only the yes/no answer is used. */
+static inline bool word_is_special(const char *p)
+{
+	uint64_t w;
+	memcpy(&w, p, sizeof w);
+	uint64_t q = w ^ (ONES * '"');
+	uint64_t b = w ^ (ONES * '\\');
+	uint64_t has_quote = (q - ONES) & ~q;
+	uint64_t has_bslash = (b - ONES) & ~b;
+	uint64_t has_ctl = (w - ONES * 0x20) & ~w;
+	return ((has_quote | has_bslash | has_ctl | w) & HIGHS) != 0;
+}
+
+static inline bool is_cont(unsigned char c)
+{
+	return (c & 0xC0) == 0x80;
+}
+
+/* Length of the valid UTF-8 sequence starting with the non-ASCII byte at
+ * s[i], or 0 if it is invalid (Unicode table 3-7: no overlong forms, no
+ * UTF-16 surrogates, nothing above U+10FFFF, no truncation). */
+static uint32_t utf8_seq_len(const unsigned char *s, uint32_t i, uint32_t len)
+{
+	unsigned char c = s[i];
+	uint32_t left = len - i;
+	if (c >= 0xC2 && c <= 0xDF)
+		return (left >= 2 && is_cont(s[i + 1])) ? 2 : 0;
+	if (c >= 0xE0 && c <= 0xEF) {
+		if (left < 3 || !is_cont(s[i + 1]) || !is_cont(s[i + 2]))
+			return 0;
+		if (c == 0xE0 && s[i + 1] < 0xA0)
+			return 0; /* overlong */
+		if (c == 0xED && s[i + 1] > 0x9F)
+			return 0; /* U+D800..U+DFFF */
+		return 3;
+	}
+	if (c >= 0xF0 && c <= 0xF4) {
+		if (left < 4 || !is_cont(s[i + 1]) || !is_cont(s[i + 2]) || !is_cont(s[i + 3]))
+			return 0;
+		if (c == 0xF0 && s[i + 1] < 0x90)
+			return 0; /* overlong */
+		if (c == 0xF4 && s[i + 1] > 0x8F)
+			return 0; /* above U+10FFFF */
+		return 4;
+	}
+	return 0; /* continuation byte as lead, C0/C1 overlongs, F5..FF */
+}
+
+/* Scans the body of the string whose opening quote is at `open`; returns the
+ * offset of its closing quote, or -1 with err set. */
+static int64_t scan_string(const char *src, uint32_t len, uint32_t open, json_error_t *err)
+{
+	const unsigned char *s = (const unsigned char *)src;
+	uint32_t i = open + 1;
+	for (;;) {
+		while (len - i >= 8 && !word_is_special(src + i))
+			i += 8;
+		if (i >= len)
+			break;
+		unsigned char c = s[i];
+		if (c == '"')
+			return i;
+		if (c == '\\') {
+			/* Only an escaped quote or backslash changes the string state;
+			 * every other escape is checked by stage 2, and the byte after
+			 * the backslash still gets the control/UTF-8 checks below. */
+			i++;
+			if (i < len && (s[i] == '"' || s[i] == '\\'))
+				i++;
+			continue;
+		}
+		if (c < 0x20) {
+			err->offset = i;
+			err->reason = JSON_E_CONTROL;
+			return -1;
+		}
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		uint32_t n = utf8_seq_len(s, i, len);
+		if (n == 0) {
+			err->offset = i;
+			err->reason = JSON_E_UTF8;
+			return -1;
+		}
+		i += n;
+	}
+	/* Reported at the opening quote: that is where the reader should look. */
+	err->offset = open;
+	err->reason = JSON_E_UNTERMINATED;
+	return -1;
+}
+
+int json_stage1_scalar(const char *src, uint32_t len, uint32_t *idx, uint32_t *n_out,
+                       json_error_t *err)
+{
+	assert(len <= JSON_DOC_BYTES_MAX);
+	const unsigned char *s = (const unsigned char *)src;
+	uint32_t n = 0;
+	bool in_scalar = false;
+	uint32_t i = 0;
+	while (i < len) {
+		switch (byte_class[s[i]]) {
+		case CLS_WS:
+			in_scalar = false;
+			i++;
+			break;
+		case CLS_STRUCT:
+			idx[n++] = i++;
+			in_scalar = false;
+			break;
+		case CLS_OTHER:
+			if (!in_scalar)
+				idx[n++] = i;
+			in_scalar = true;
+			i++;
+			break;
+		default: { /* CLS_QUOTE */
+			idx[n++] = i;
+			int64_t close = scan_string(src, len, i, err);
+			if (close < 0) {
+				*n_out = n;
+				return -1;
+			}
+			idx[n++] = (uint32_t)close;
+			i = (uint32_t)close + 1;
+			in_scalar = false;
+			break;
+		}
+		}
+	}
+	assert(n <= len);
+	*n_out = n;
+	return 0;
+}

@@ -1,0 +1,342 @@
+/* parse/json_value.c: reading values back off a parsed tape.
+ *
+ * The tape comes from json_parse (json.c) and points into the caller's bytes;
+ * row extraction (store/batch.c), JSONPath (json_path.c) and `ringfill parse`
+ * use these accessors and the compact writer. The input was validated when it
+ * was parsed, so nothing here re-checks the grammar. */
+#include <assert.h>
+#include <errno.h>
+#include <locale.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "parse/json_internal.h"
+
+/* Numbers up to this many bytes are converted from a copy on the stack; longer
+ * ones (legal, but rare: "0.000...1" with hundreds of digits) from the heap. */
+#define JSON_NUMBER_LOCAL_BYTES 64u
+/* json_write keeps this many open containers on its own stack before it
+ * borrows heap memory for deeper documents. */
+#define JSON_WRITE_STACK_LOCAL 64u
+
+/* ---- Strings */
+
+static size_t utf8_encode(uint32_t cp, char out[4])
+{
+	if (cp < 0x80) {
+		out[0] = (char)cp;
+		return 1;
+	}
+	if (cp < 0x800) {
+		out[0] = (char)(0xC0 | (cp >> 6));
+		out[1] = (char)(0x80 | (cp & 0x3F));
+		return 2;
+	}
+	if (cp < 0x10000) {
+		out[0] = (char)(0xE0 | (cp >> 12));
+		out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+		out[2] = (char)(0x80 | (cp & 0x3F));
+		return 3;
+	}
+	out[0] = (char)(0xF0 | (cp >> 18));
+	out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+	out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+	out[3] = (char)(0x80 | (cp & 0x3F));
+	return 4;
+}
+
+/* Decodes the (validated) escape at p[0] == '\\' into out; returns the input
+ * bytes it used and sets *n to the output bytes. */
+static size_t unescape_one(const char *p, char out[4], size_t *n)
+{
+	assert(p[0] == '\\');
+	char c = p[1];
+	*n = 1;
+	switch (c) {
+	case 'b': out[0] = '\b'; return 2;
+	case 'f': out[0] = '\f'; return 2;
+	case 'n': out[0] = '\n'; return 2;
+	case 'r': out[0] = '\r'; return 2;
+	case 't': out[0] = '\t'; return 2;
+	case 'u': break;
+	default: out[0] = c; return 2; /* " \ / */
+	}
+	uint32_t cp = (uint32_t)json_hex4(p + 2);
+	if (cp >= 0xD800 && cp <= 0xDBFF) {
+		/* Stage 2 guaranteed the escaped low surrogate that follows. */
+		uint32_t lo = (uint32_t)json_hex4(p + 8);
+		cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+		*n = utf8_encode(cp, out);
+		return 12;
+	}
+	*n = utf8_encode(cp, out);
+	return 6;
+}
+
+/* Calls sink(ctx, bytes, n) for each piece of the unescaped string in node;
+ * stops early when sink returns false. */
+typedef bool (*piece_fn)(void *ctx, const char *bytes, size_t n);
+
+static void string_pieces(const json_doc_t *d, const json_node_t *node, piece_fn sink, void *ctx)
+{
+	const char *p = d->src + node->start + 1;
+	const char *end = d->src + node->start + node->len - 1;
+	while (p < end) {
+		const char *bs = memchr(p, '\\', (size_t)(end - p));
+		const char *stop = bs ? bs : end;
+		if (stop > p && !sink(ctx, p, (size_t)(stop - p)))
+			return;
+		if (!bs)
+			return;
+		char u[4];
+		size_t n;
+		p = bs + unescape_one(bs, u, &n);
+		if (!sink(ctx, u, n))
+			return;
+	}
+}
+
+typedef struct {
+	char *out;
+	size_t cap, total;
+} copy_ctx_t;
+
+static bool copy_piece(void *vctx, const char *bytes, size_t n)
+{
+	copy_ctx_t *c = vctx;
+	if (c->total < c->cap) {
+		size_t room = c->cap - c->total;
+		memcpy(c->out + c->total, bytes, n < room ? n : room);
+	}
+	c->total += n;
+	return true;
+}
+
+size_t json_string_get(const json_doc_t *d, uint32_t n, char *out, size_t cap)
+{
+	assert(n < d->n_nodes && d->nodes[n].type == JSON_STRING);
+	const json_node_t *node = &d->nodes[n];
+	if (!(node->flags & JSON_F_ESCAPED)) {
+		size_t len = node->len - 2u;
+		if (cap)
+			memcpy(out, d->src + node->start + 1, len < cap ? len : cap);
+		return len;
+	}
+	copy_ctx_t c = {.out = out, .cap = cap};
+	string_pieces(d, node, copy_piece, &c);
+	return c.total;
+}
+
+typedef struct {
+	const char *key;
+	size_t key_len, pos;
+	bool equal;
+} cmp_ctx_t;
+
+static bool cmp_piece(void *vctx, const char *bytes, size_t n)
+{
+	cmp_ctx_t *c = vctx;
+	if (n > c->key_len - c->pos || memcmp(c->key + c->pos, bytes, n) != 0) {
+		c->equal = false;
+		return false;
+	}
+	c->pos += n;
+	return true;
+}
+
+static bool key_equals(const json_doc_t *d, const json_node_t *k, const char *key, size_t key_len)
+{
+	size_t raw = k->len - 2u;
+	if (!(k->flags & JSON_F_ESCAPED))
+		return raw == key_len && memcmp(d->src + k->start + 1, key, key_len) == 0;
+	if (raw < key_len)
+		return false; /* unescaping never makes a string longer */
+	cmp_ctx_t c = {.key = key, .key_len = key_len, .equal = true};
+	string_pieces(d, k, cmp_piece, &c);
+	return c.equal && c.pos == key_len;
+}
+
+/* With duplicate keys the last one wins, as in JavaScript, Python and jq; so
+ * the whole object is always scanned (O(members)). */
+uint32_t json_object_get(const json_doc_t *d, uint32_t obj, const char *key, size_t key_len)
+{
+	assert(obj < d->n_nodes && d->nodes[obj].type == JSON_OBJECT);
+	uint32_t found = JSON_NONE;
+	uint32_t i = obj + 1;
+	for (uint32_t m = 0; m < d->nodes[obj].count; m++) {
+		if (key_equals(d, &d->nodes[i], key, key_len))
+			found = i + 1;
+		i = d->nodes[i + 1].next;
+	}
+	assert(i == d->nodes[obj].next);
+	return found;
+}
+
+/* ---- Numbers */
+
+int json_number_int64(const json_doc_t *d, uint32_t n, int64_t *out)
+{
+	assert(n < d->n_nodes && d->nodes[n].type == JSON_NUMBER);
+	const json_node_t *node = &d->nodes[n];
+	if (!(node->flags & JSON_F_INTEGER))
+		return -ERANGE;
+	const char *p = d->src + node->start, *end = p + node->len;
+	bool neg = node->flags & JSON_F_NEGATIVE;
+	if (neg)
+		p++;
+	uint64_t limit = neg ? (uint64_t)INT64_MAX + 1u : (uint64_t)INT64_MAX;
+	uint64_t v = 0;
+	for (; p < end; p++) {
+		uint64_t digit = (uint64_t)(*p - '0');
+		if (v > (limit - digit) / 10u)
+			return -ERANGE;
+		v = v * 10u + digit;
+	}
+	if (neg)
+		*out = v == limit ? INT64_MIN : -(int64_t)v;
+	else
+		*out = (int64_t)v;
+	return 0;
+}
+
+/* strtod follows LC_NUMERIC; JSON always uses '.', whatever the process
+ * locale, so convert under a private "C" locale made once (lock-free: two
+ * threads racing both make one and the loser frees its own). */
+static locale_t c_numeric_locale(void)
+{
+	static _Atomic(locale_t) cached;
+	locale_t l = atomic_load_explicit(&cached, memory_order_acquire);
+	if (l)
+		return l;
+	locale_t fresh = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
+	if (!fresh)
+		return (locale_t)0;
+	locale_t expected = (locale_t)0;
+	if (!atomic_compare_exchange_strong_explicit(&cached, &expected, fresh, memory_order_acq_rel,
+	                                             memory_order_acquire)) {
+		freelocale(fresh);
+		return expected;
+	}
+	return fresh;
+}
+
+/* 0, or -ERANGE when the magnitude overflows a double (*out is then +-inf);
+ * values too small for a double round to 0 without an error. -ENOMEM if the
+ * locale or a long number's copy cannot be allocated. */
+int json_number_double(const json_doc_t *d, uint32_t n, double *out)
+{
+	assert(n < d->n_nodes && d->nodes[n].type == JSON_NUMBER);
+	const json_node_t *node = &d->nodes[n];
+	locale_t loc = c_numeric_locale();
+	if (!loc)
+		return -ENOMEM;
+	char local[JSON_NUMBER_LOCAL_BYTES];
+	char *buf = local;
+	if (node->len >= sizeof local) {
+		buf = malloc((size_t)node->len + 1);
+		if (!buf)
+			return -ENOMEM;
+	}
+	memcpy(buf, d->src + node->start, node->len);
+	buf[node->len] = '\0';
+	double v = strtod_l(buf, NULL, loc);
+	if (buf != local)
+		free(buf);
+	*out = v;
+	return isinf(v) ? -ERANGE : 0;
+}
+
+/* ---- Output buffer and compact writer */
+
+int json_buf_reserve(json_buf_t *b, size_t extra)
+{
+	if (extra <= b->cap - b->len)
+		return 0;
+	if (extra > SIZE_MAX / 2 - b->len)
+		return -ENOMEM;
+	size_t need = b->len + extra;
+	size_t cap = b->cap ? b->cap : 64;
+	while (cap < need)
+		cap *= 2;
+	char *m = realloc(b->data, cap);
+	if (!m)
+		return -ENOMEM;
+	b->data = m;
+	b->cap = cap;
+	return 0;
+}
+
+int json_buf_append(json_buf_t *b, const void *p, size_t n)
+{
+	int r = json_buf_reserve(b, n);
+	if (r < 0)
+		return r;
+	if (n)
+		memcpy(b->data + b->len, p, n);
+	b->len += n;
+	return 0;
+}
+
+void json_buf_free(json_buf_t *b)
+{
+	free(b->data);
+	*b = (json_buf_t){0};
+}
+
+typedef struct {
+	uint32_t end;   /* tape index just past the container */
+	uint32_t child; /* children written so far */
+	bool object;
+} write_frame_t;
+
+/* Compact output is never longer than the node's own text (it only drops
+ * whitespace), so one reserve covers the whole walk. */
+int json_write(const json_doc_t *d, uint32_t n, json_buf_t *out)
+{
+	assert(n < d->n_nodes);
+	const json_node_t *nodes = d->nodes;
+	if (json_buf_reserve(out, nodes[n].len) < 0)
+		return -ENOMEM;
+	write_frame_t local[JSON_WRITE_STACK_LOCAL], *stack = local;
+	size_t stack_cap = JSON_WRITE_STACK_LOCAL, depth = 0;
+	char *w = out->data + out->len;
+	for (uint32_t i = n, end = nodes[n].next; i < end; i++) {
+		const json_node_t *node = &nodes[i];
+		if (depth > 0) {
+			write_frame_t *f = &stack[depth - 1];
+			if (f->child > 0)
+				*w++ = f->object && (f->child & 1) ? ':' : ',';
+			f->child++;
+		}
+		if (node->type == JSON_ARRAY || node->type == JSON_OBJECT) {
+			if (depth == stack_cap) {
+				size_t cap2 = stack_cap * 2;
+				write_frame_t *m = stack == local ? malloc(cap2 * sizeof *m)
+				                                  : realloc(stack, cap2 * sizeof *m);
+				if (!m) {
+					if (stack != local)
+						free(stack);
+					return -ENOMEM; /* out->len unchanged: nothing was appended */
+				}
+				if (stack == local)
+					memcpy(m, local, sizeof local);
+				stack = m;
+				stack_cap = cap2;
+			}
+			*w++ = node->type == JSON_ARRAY ? '[' : '{';
+			stack[depth++] = (write_frame_t){.end = node->next, .object = node->type == JSON_OBJECT};
+		} else {
+			memcpy(w, d->src + node->start, node->len);
+			w += node->len;
+		}
+		while (depth > 0 && stack[depth - 1].end == i + 1)
+			*w++ = stack[--depth].object ? '}' : ']';
+	}
+	assert(depth == 0 && (size_t)(w - out->data) <= out->len + nodes[n].len);
+	out->len = (size_t)(w - out->data);
+	if (stack != local)
+		free(stack);
+	return 0;
+}

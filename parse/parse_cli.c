@@ -1,0 +1,262 @@
+/* parse/parse_cli.c: `ringfill parse [--select PATH]... [--ndjson] FILE`.
+ *
+ * engine/main.c dispatches the subcommand here. Reads FILE whole (mmap for
+ * regular files, read() for stdin and pipes), validates it with json_parse or
+ * json_ndjson_each, and prints each value the --select paths pick as compact
+ * JSON, one per line. Exit codes: 0 valid, 1 invalid, 2 usage/file, 3 output. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "parse/json_internal.h"
+
+#define PARSE_SELECT_MAX 64u               /* --select options per run */
+#define PARSE_OUT_FLUSH_BYTES (64u * 1024) /* stdout is written in chunks this big */
+#define PARSE_READ_CHUNK_BYTES (64u * 1024)
+
+enum { EXIT_VALID = 0, EXIT_INVALID = 1, EXIT_USAGE = 2, EXIT_OUTPUT = 3 };
+
+static const char usage_text[] =
+	"usage: ringfill parse [--select PATH]... [--ndjson] FILE\n"
+	"Validate FILE as JSON (RFC 8259) and print each value PATH selects as compact\n"
+	"JSON, one per line. FILE '-' reads standard input.\n"
+	"  --select PATH  JSONPath subset: $ .name ['name'] [N] [*] (repeatable, max 64)\n"
+	"  --ndjson       one document per line (automatic for *.ndjson and *.jsonl)\n"
+	"  --help         this text\n"
+	"Exit: 0 valid, 1 invalid (FILE:OFFSET: reason (line L) on stderr), 2 usage or\n"
+	"unreadable file, 3 output error.\n";
+
+typedef struct {
+	json_path_t *paths[PARSE_SELECT_MAX];
+	unsigned n_paths;
+	json_buf_t out;
+	int out_error; /* 0 or -errno from writing stdout */
+} cli_t;
+
+typedef struct {
+	char *data;
+	size_t len;
+	bool mapped;
+} input_t;
+
+static int flush_out(cli_t *c)
+{
+	size_t done = 0;
+	while (done < c->out.len) {
+		ssize_t w = write(STDOUT_FILENO, c->out.data + done, c->out.len - done);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return c->out_error = -errno;
+		done += (size_t)w;
+	}
+	c->out.len = 0;
+	return 0;
+}
+
+static int print_value(void *ctx, const json_doc_t *d, uint32_t node)
+{
+	cli_t *c = ctx;
+	int r = json_write(d, node, &c->out);
+	if (r == 0)
+		r = json_buf_append(&c->out, "\n", 1);
+	if (r < 0)
+		return c->out_error = r;
+	if (c->out.len >= PARSE_OUT_FLUSH_BYTES)
+		return flush_out(c);
+	return 0;
+}
+
+static int select_doc(void *ctx, const json_doc_t *d, size_t line_offset)
+{
+	cli_t *c = ctx;
+	(void)line_offset;
+	for (unsigned i = 0; i < c->n_paths; i++) {
+		int r = json_path_each(c->paths[i], d, 0, print_value, c);
+		if (r != 0)
+			return r;
+	}
+	return 0;
+}
+
+/* Reads all of fd into a malloc'd buffer (stdin, pipes, empty files). */
+static int read_all(int fd, input_t *in)
+{
+	json_buf_t b = {0};
+	for (;;) {
+		if (json_buf_reserve(&b, PARSE_READ_CHUNK_BYTES) < 0) {
+			json_buf_free(&b);
+			return -ENOMEM;
+		}
+		ssize_t r = read(fd, b.data + b.len, b.cap - b.len);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			int e = -errno;
+			json_buf_free(&b);
+			return e;
+		}
+		if (r == 0)
+			break;
+		b.len += (size_t)r;
+	}
+	*in = (input_t){.data = b.data, .len = b.len, .mapped = false};
+	return 0;
+}
+
+static int load_input(const char *name, input_t *in)
+{
+	if (strcmp(name, "-") == 0)
+		return read_all(STDIN_FILENO, in);
+	int fd = open(name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	struct stat st;
+	int r = 0;
+	if (fstat(fd, &st) < 0) {
+		r = -errno;
+	} else if (S_ISDIR(st.st_mode)) {
+		r = -EISDIR;
+	} else if (S_ISREG(st.st_mode) && st.st_size > 0) {
+		void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+		if (m == MAP_FAILED)
+			r = -errno;
+		else
+			*in = (input_t){.data = m, .len = (size_t)st.st_size, .mapped = true};
+	} else {
+		r = read_all(fd, in);
+	}
+	close(fd);
+	return r;
+}
+
+static void free_input(input_t *in)
+{
+	if (in->mapped)
+		munmap(in->data, in->len);
+	else
+		free(in->data);
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), m = strlen(suffix);
+	return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+static int usage_error(const char *fmt, const char *arg)
+{
+	fputs("ringfill parse: ", stderr);
+	fprintf(stderr, fmt, arg);
+	fputs("\n", stderr);
+	fputs(usage_text, stderr);
+	return EXIT_USAGE;
+}
+
+static int add_select(cli_t *c, const char *expr)
+{
+	if (c->n_paths == PARSE_SELECT_MAX)
+		return usage_error("too many --select options (max 64), at '%s'", expr);
+	json_error_t err;
+	if (json_path_compile(expr, &c->paths[c->n_paths], &err) < 0) {
+		fprintf(stderr, "ringfill parse: --select '%s': %s at offset %zu\n", expr, err.reason,
+		        err.offset);
+		return EXIT_USAGE;
+	}
+	c->n_paths++;
+	return 0;
+}
+
+/* Parses argv into c; returns 0, or the exit code to return (-1: --help). */
+static int parse_args(int argc, char **argv, cli_t *c, const char **file, bool *ndjson)
+{
+	bool options_done = false;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		int r = 0;
+		if (options_done || a[0] != '-' || strcmp(a, "-") == 0) {
+			if (*file)
+				return usage_error("more than one FILE given: '%s'", a);
+			*file = a;
+		} else if (strcmp(a, "--") == 0) {
+			options_done = true;
+		} else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+			return -1;
+		} else if (strcmp(a, "--ndjson") == 0) {
+			*ndjson = true;
+		} else if (strcmp(a, "--select") == 0) {
+			if (i + 1 >= argc)
+				return usage_error("%s needs a PATH", a);
+			r = add_select(c, argv[++i]);
+		} else if (strncmp(a, "--select=", 9) == 0) {
+			r = add_select(c, a + 9);
+		} else {
+			return usage_error("unknown option '%s'", a);
+		}
+		if (r != 0)
+			return r;
+	}
+	if (!*file)
+		return usage_error("%s", "no FILE given");
+	return 0;
+}
+
+static int run(cli_t *c, const char *file, bool ndjson)
+{
+	input_t in = {0};
+	int r = load_input(file, &in);
+	if (r < 0) {
+		fprintf(stderr, "%s: %s\n", file, strerror(-r));
+		return EXIT_USAGE;
+	}
+	json_parser_t *p = json_parser_new(0);
+	if (!p) {
+		free_input(&in);
+		fprintf(stderr, "ringfill parse: %s\n", strerror(ENOMEM));
+		return EXIT_OUTPUT;
+	}
+	json_error_t err;
+	json_doc_t doc;
+	if (ndjson)
+		r = json_ndjson_each(p, in.data, in.len, select_doc, c, &err);
+	else if ((r = json_parse(p, in.data, in.len, &doc, &err)) == 0)
+		r = select_doc(c, &doc, 0);
+	if (c->out_error == 0)
+		flush_out(c);
+	int code = EXIT_VALID;
+	if (c->out_error != 0) {
+		fprintf(stderr, "ringfill parse: writing output: %s\n", strerror(-c->out_error));
+		code = EXIT_OUTPUT;
+	} else if (r != 0) {
+		fprintf(stderr, "%s:%zu: %s (line %zu)\n", file, err.offset, err.reason, err.line);
+		code = EXIT_INVALID;
+	}
+	json_parser_free(p);
+	free_input(&in);
+	return code;
+}
+
+int parse_main(int argc, char **argv)
+{
+	cli_t c = {0};
+	const char *file = NULL;
+	bool ndjson = false;
+	int code = parse_args(argc, argv, &c, &file, &ndjson);
+	if (code == -1) {
+		fputs(usage_text, stdout);
+		code = EXIT_VALID;
+	} else if (code == 0) {
+		if (ends_with(file, ".ndjson") || ends_with(file, ".jsonl"))
+			ndjson = true;
+		code = run(&c, file, ndjson);
+	}
+	for (unsigned i = 0; i < c.n_paths; i++)
+		json_path_free(c.paths[i]);
+	json_buf_free(&c.out);
+	return code;
+}

@@ -1,0 +1,254 @@
+/* tests/parse/test_parse_cli.c: `ringfill parse` as a user runs it.
+ *
+ * Calls parse_main (what engine/main.c dispatches to) on files in a fresh
+ * temporary directory, with stdout and stderr redirected to files, and checks
+ * exit codes and the exact output lines. */
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "parse/json.h"
+
+#define CLI_OUTPUT_BYTES_MAX 8192
+
+static char dir[] = "/tmp/rf_parse_cli_XXXXXX";
+
+typedef struct {
+	int code;
+	char out[CLI_OUTPUT_BYTES_MAX];
+	char err[CLI_OUTPUT_BYTES_MAX];
+} result_t;
+
+static void path_in_dir(char *buf, size_t cap, const char *name)
+{
+	snprintf(buf, cap, "%s/%s", dir, name);
+}
+
+static void write_file(const char *name, const char *text)
+{
+	char path[512];
+	path_in_dir(path, sizeof path, name);
+	FILE *f = fopen(path, "wb");
+	assert_non_null(f);
+	assert_int_equal(fwrite(text, 1, strlen(text), f), strlen(text));
+	fclose(f);
+}
+
+static void slurp(const char *path, char *buf)
+{
+	FILE *f = fopen(path, "rb");
+	assert_non_null(f);
+	size_t n = fread(buf, 1, CLI_OUTPUT_BYTES_MAX - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+	unlink(path);
+}
+
+static int redirect(int fd, const char *path)
+{
+	int saved = dup(fd);
+	int f = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(saved >= 0 && f >= 0);
+	dup2(f, fd);
+	close(f);
+	return saved;
+}
+
+/* Runs parse_main with argv (NULL-terminated, argv[0] = "parse"). */
+static void run(result_t *r, const char *const *args)
+{
+	char *argv[16];
+	int argc = 0;
+	for (; args[argc]; argc++)
+		argv[argc] = (char *)args[argc];
+	argv[argc] = NULL;
+	char out_path[512], err_path[512];
+	path_in_dir(out_path, sizeof out_path, "stdout");
+	path_in_dir(err_path, sizeof err_path, "stderr");
+	fflush(stdout);
+	fflush(stderr);
+	int so = redirect(STDOUT_FILENO, out_path), se = redirect(STDERR_FILENO, err_path);
+	r->code = parse_main(argc, argv);
+	fflush(stdout);
+	fflush(stderr);
+	dup2(so, STDOUT_FILENO);
+	dup2(se, STDERR_FILENO);
+	close(so);
+	close(se);
+	slurp(out_path, r->out);
+	slurp(err_path, r->err);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	return mkdtemp(dir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	const char *names[] = {"doc.json", "bad.json", "lines.ndjson", "lines.txt", "empty.json"};
+	char path[512];
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+		path_in_dir(path, sizeof path, names[i]);
+		unlink(path);
+	}
+	rmdir(dir);
+	return 0;
+}
+
+static char *file_arg(const char *name)
+{
+	static char paths[4][512];
+	static unsigned next;
+	char *p = paths[next++ % 4];
+	path_in_dir(p, 512, name);
+	return p;
+}
+
+static void selects_values(void **state)
+{
+	(void)state;
+	write_file("doc.json", "{\"a\": [ {\"b\": 1}, {\"b\": \"two\"} ],\n \"c\": {\"d\" : [ ]}}\n");
+	result_t r;
+	const char *args[] = {"parse", "--select", "$.a[*].b", "--select=$.c", file_arg("doc.json"),
+	                      NULL};
+	run(&r, args);
+	assert_int_equal(r.code, 0);
+	assert_string_equal(r.out, "1\n\"two\"\n{\"d\":[]}\n");
+	assert_string_equal(r.err, "");
+
+	const char *quiet[] = {"parse", file_arg("doc.json"), NULL};
+	run(&r, quiet);
+	assert_int_equal(r.code, 0);
+	assert_string_equal(r.out, "");
+}
+
+static void invalid_document(void **state)
+{
+	(void)state;
+	write_file("bad.json", "{\"a\": 1,\n \"b\": [1, 2,]}");
+	result_t r;
+	char *file = file_arg("bad.json");
+	const char *args[] = {"parse", "--select", "$.a", file, NULL};
+	run(&r, args);
+	assert_int_equal(r.code, 1);
+	assert_string_equal(r.out, ""); /* a whole document is validated before printing */
+	char want[1024];
+	snprintf(want, sizeof want, "%s:20: trailing comma (line 2)\n", file);
+	assert_string_equal(r.err, want);
+}
+
+static void ndjson_by_name_and_flag(void **state)
+{
+	(void)state;
+	const char *text = "{\"id\": 1}\r\n\n{\"id\": 2, \"x\": [1]}\n{\"id\": 3}";
+	write_file("lines.ndjson", text);
+	write_file("lines.txt", text);
+	result_t r;
+	const char *by_name[] = {"parse", "--select", "$.id", file_arg("lines.ndjson"), NULL};
+	run(&r, by_name);
+	assert_int_equal(r.code, 0);
+	assert_string_equal(r.out, "1\n2\n3\n");
+
+	const char *plain[] = {"parse", "--select", "$.id", file_arg("lines.txt"), NULL};
+	run(&r, plain);
+	assert_int_equal(r.code, 1); /* not NDJSON: trailing data after the first line */
+
+	const char *flag[] = {"parse", "--ndjson", "--select", "$.x", file_arg("lines.txt"), NULL};
+	run(&r, flag);
+	assert_int_equal(r.code, 0);
+	assert_string_equal(r.out, "[1]\n");
+}
+
+static void ndjson_error_on_line_three(void **state)
+{
+	(void)state;
+	write_file("lines.ndjson", "1\n2\n[3 4]\n5\n");
+	result_t r;
+	char *file = file_arg("lines.ndjson");
+	const char *args[] = {"parse", "--select", "$", file, NULL};
+	run(&r, args);
+	assert_int_equal(r.code, 1);
+	assert_string_equal(r.out, "1\n2\n"); /* lines before the bad one were printed */
+	char want[1024];
+	snprintf(want, sizeof want, "%s:7: unexpected character (line 3)\n", file);
+	assert_string_equal(r.err, want);
+}
+
+static void usage_and_file_errors(void **state)
+{
+	(void)state;
+	result_t r;
+	char *missing = file_arg("missing.json");
+	const char *a1[] = {"parse", missing, NULL};
+	run(&r, a1);
+	assert_int_equal(r.code, 2);
+	char want[1024];
+	snprintf(want, sizeof want, "%s: No such file or directory\n", missing);
+	assert_string_equal(r.err, want);
+
+	const char *a2[] = {"parse", NULL};
+	run(&r, a2);
+	assert_int_equal(r.code, 2);
+	assert_non_null(strstr(r.err, "no FILE given"));
+
+	const char *a3[] = {"parse", "--select", "a.b", file_arg("doc.json"), NULL};
+	run(&r, a3);
+	assert_int_equal(r.code, 2);
+	assert_non_null(strstr(r.err, "expected '$' or '@' at offset 0"));
+
+	const char *a4[] = {"parse", "--frobnicate", file_arg("doc.json"), NULL};
+	run(&r, a4);
+	assert_int_equal(r.code, 2);
+	assert_non_null(strstr(r.err, "unknown option '--frobnicate'"));
+
+	const char *a5[] = {"parse", file_arg("doc.json"), file_arg("bad.json"), NULL};
+	run(&r, a5);
+	assert_int_equal(r.code, 2);
+
+	const char *a6[] = {"parse", "--select", NULL};
+	run(&r, a6);
+	assert_int_equal(r.code, 2);
+
+	const char *help[] = {"parse", "--help", NULL};
+	run(&r, help);
+	assert_int_equal(r.code, 0);
+	assert_non_null(strstr(r.out, "usage: ringfill parse"));
+}
+
+static void empty_file_is_invalid(void **state)
+{
+	(void)state;
+	write_file("empty.json", "");
+	result_t r;
+	char *file = file_arg("empty.json");
+	const char *args[] = {"parse", file, NULL};
+	run(&r, args);
+	assert_int_equal(r.code, 1);
+	char want[1024];
+	snprintf(want, sizeof want, "%s:0: empty document (line 1)\n", file);
+	assert_string_equal(r.err, want);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(selects_values),
+		cmocka_unit_test(invalid_document),
+		cmocka_unit_test(ndjson_by_name_and_flag),
+		cmocka_unit_test(ndjson_error_on_line_three),
+		cmocka_unit_test(usage_and_file_errors),
+		cmocka_unit_test(empty_file_is_invalid),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
