@@ -106,7 +106,7 @@ struct conn {
 	char rbuf[CONN_RECV_BYTES];
 };
 
-typedef enum { FILE_OPEN = 1, FILE_WRITE, FILE_FSYNC, FILE_CLOSE, FILE_RENAME } file_step_t;
+typedef enum { FILE_OPEN = 1, FILE_WRITE, FILE_CLOSE, FILE_RENAME } file_step_t;
 
 struct job {
 	job_t *next;              /* on one list at a time: waiting, retry, ready, raw dir */
@@ -124,7 +124,7 @@ struct job {
 	json_buf_t body;
 	/* the outcome */
 	batch_t *batch;
-	/* the raw file: NAME.part written, synced, closed, renamed */
+	/* the raw file: NAME.part written, closed, renamed */
 	op_t op_file;
 	file_step_t file_step;
 	int file_fd;

@@ -230,8 +230,7 @@ static int run_main(int argc, char **argv)
 				code = EXIT_JOBS_FAILED;
 				if (o.out != OUT_QUIET)
 					fprintf(stderr,
-					        "ringfill: %llu jobs failed (see: ringfill status %s; requeue "
-					        "transient ones with ringfill retry)\n",
+					        "ringfill: %llu jobs failed (see: ringfill status %s)\n",
 					        (unsigned long long)counts.failed, o.db);
 			}
 		}
