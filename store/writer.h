@@ -29,7 +29,8 @@ typedef struct {
 	ring_t to_writer;        /* batch_t*: loop → writer */
 	ring_t to_loop;          /* job_desc_t*: writer → loop */
 	doorbell_t writer_bell;  /* the loop rings after pushing batches or popping jobs */
-	int loop_eventfd;        /* the writer writes 1 after pushing jobs, on exhaustion or fatal */
+	int loop_eventfd;        /* the writer writes 1 after pushing jobs, on exhaustion or fatal,
+	                          * and after draining to_writer when it was at least half full */
 	_Atomic bool jobs_exhausted; /* set (release) after the last pending job was pushed */
 	_Atomic bool fatal;          /* set (release) when the writer stopped on an error */
 	char fatal_msg[512];         /* written before fatal is set */
@@ -48,7 +49,10 @@ typedef struct writer writer_t;
  * and starts the thread. 0 or -errno. */
 int writer_start(store_t *st, const writer_config_t *cfg, pipe_t *pipe, writer_t **out);
 /* Waits for the thread, which ends after a BATCH_END batch (or on a fatal
- * error). Returns 0, or -1 when it stopped on a fatal error (pipe->fatal_msg). */
+ * error). Returns 0, or -1 when it stopped on a fatal error (pipe->fatal_msg).
+ * Call it once the loop has stopped using the pipe: it frees the batches and
+ * job descriptors still in the two rings; the caller then destroys the rings
+ * (ring_destroy) and closes the eventfd. */
 int writer_join(writer_t *w);
 
 #endif

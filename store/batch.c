@@ -1,0 +1,363 @@
+/* store/batch.c: a job's outcome and its rows, encoded for the writer.
+ *
+ * The loop (engine/) parses a body (parse/json.h), selects the records with a
+ * JSONPath and calls batch_add_rows, which flattens each record into typed
+ * fields (DESIGN §4) in one growable buffer; the batch then travels through
+ * the SPSC ring (store/ring.h) to the writer (store/writer.c), which iterates
+ * the fields and binds them. Encoding: see store/batch.h. */
+#include "store/batch.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* FIELD_INT/FIELD_REAL values are memcpy'd in host order; the encoding says
+ * little-endian, which every Linux target we build for is. */
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "batch encoding is little-endian");
+
+#define BATCH_FIELD_HEADER_BYTES 7u /* u8 type + u16 name length + u32 value length */
+#define BATCH_NAMESET_SLOTS_MIN 64u /* per-row duplicate-name check, grows as needed */
+
+batch_t *batch_new(batch_kind_t kind, int64_t job_id)
+{
+	assert(kind == BATCH_JOB_DONE || kind == BATCH_JOB_FAILED || kind == BATCH_END);
+	batch_t *b = calloc(1, sizeof(*b));
+	if (!b)
+		return NULL;
+	b->kind = kind;
+	b->job_id = job_id;
+	return b;
+}
+
+void batch_free(batch_t *b)
+{
+	if (!b)
+		return;
+	json_buf_free(&b->rows);
+	free(b);
+}
+
+void batch_fail(batch_t *b, error_class_t cls, const char *fmt, ...)
+{
+	assert(cls == ERROR_CLASS_TRANSIENT || cls == ERROR_CLASS_PERMANENT);
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(b->error, sizeof(b->error), fmt, ap);
+	va_end(ap);
+	/* The reason is one line in `ringfill status`; a newline from a server's
+	 * message must not break that. */
+	for (char *p = b->error; *p; p++)
+		if (*p == '\n' || *p == '\r')
+			*p = ' ';
+	b->kind = BATCH_JOB_FAILED;
+	b->error_class = cls;
+	/* A failed job inserts no rows (store/writer.c relies on it). */
+	b->n_rows = 0;
+	b->rows.len = 0;
+}
+
+/* ---- flattening ------------------------------------------------------- */
+
+/* State of one batch_add_rows call. The name buffer holds the flattened
+ * prefix of the object being walked ("user_address_"). The name set holds the
+ * buffer offsets of the names written in the current row, so two keys that
+ * flatten to the same column ({"a_b":1,"a":{"b":2}}) are reported instead of
+ * one silently overwriting the other in the writer. */
+typedef struct {
+	batch_t *b;
+	const char *reason;
+	char name[BATCH_COLUMN_NAME_BYTES_MAX + 1];
+	size_t row_start;   /* offset of the current row's field count */
+	uint32_t row_fields;
+	uint32_t *set;      /* open addressing: name offset + 1, 0 = empty */
+	uint32_t set_slots; /* power of two, kept at least twice row_fields */
+} flat_ctx_t;
+
+static uint32_t name_hash(const char *s, size_t n)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (uint8_t)s[i]) * 16777619u;
+	return h;
+}
+
+/* The name stored at a field offset in the rows buffer. */
+static const char *field_name_at(const flat_ctx_t *c, uint32_t off, uint16_t *len)
+{
+	memcpy(len, c->b->rows.data + off + 1, sizeof(*len));
+	return c->b->rows.data + off + 3;
+}
+
+static int set_insert(flat_ctx_t *c, uint32_t off);
+
+static int set_grow(flat_ctx_t *c)
+{
+	uint32_t old_slots = c->set_slots, *old = c->set;
+	uint32_t slots = old_slots ? old_slots * 2 : BATCH_NAMESET_SLOTS_MIN;
+	c->set = calloc(slots, sizeof(*c->set));
+	if (!c->set) {
+		c->set = old;
+		return -ENOMEM;
+	}
+	c->set_slots = slots;
+	for (uint32_t i = 0; i < old_slots; i++)
+		if (old[i] && set_insert(c, old[i] - 1) != 0)
+			assert(!"names were unique before growing");
+	free(old);
+	return 0;
+}
+
+/* 0, -EEXIST when the row already has a field of that name, or -ENOMEM. */
+static int set_insert(flat_ctx_t *c, uint32_t off)
+{
+	if ((c->row_fields + 1) * 2 > c->set_slots && set_grow(c) != 0)
+		return -ENOMEM;
+	uint16_t len;
+	const char *name = field_name_at(c, off, &len);
+	uint32_t i = name_hash(name, len) & (c->set_slots - 1);
+	for (; c->set[i]; i = (i + 1) & (c->set_slots - 1)) {
+		uint16_t olen;
+		const char *oname = field_name_at(c, c->set[i] - 1, &olen);
+		if (olen == len && memcmp(oname, name, len) == 0)
+			return -EEXIST;
+	}
+	c->set[i] = off + 1;
+	return 0;
+}
+
+/* Appends a field header for name[0..name_len) and returns the offset of the
+ * u32 value length, which the caller fills once the value is written. */
+static int field_begin(flat_ctx_t *c, field_type_t type, size_t name_len, size_t value_max,
+                       size_t *len_off)
+{
+	json_buf_t *r = &c->b->rows;
+	if (r->len + BATCH_FIELD_HEADER_BYTES + name_len + value_max > UINT32_MAX) {
+		c->reason = "batch larger than 4 GiB";
+		return -1;
+	}
+	if (json_buf_reserve(r, BATCH_FIELD_HEADER_BYTES + name_len + value_max) != 0) {
+		c->reason = "out of memory";
+		return -1;
+	}
+	size_t start = r->len;
+	uint8_t t = (uint8_t)type;
+	uint16_t nl = (uint16_t)name_len;
+	r->data[r->len++] = (char)t;
+	memcpy(r->data + r->len, &nl, sizeof(nl));
+	r->len += sizeof(nl);
+	memcpy(r->data + r->len, c->name, name_len);
+	r->len += name_len;
+	*len_off = r->len;
+	r->len += sizeof(uint32_t);
+	int rc = set_insert(c, (uint32_t)start);
+	if (rc != 0) {
+		c->reason = rc == -EEXIST ? "two fields of a record flatten to the same column name"
+		                          : "out of memory";
+		return -1;
+	}
+	c->row_fields++;
+	return 0;
+}
+
+static void field_end(flat_ctx_t *c, size_t len_off)
+{
+	json_buf_t *r = &c->b->rows;
+	assert(r->len >= len_off + sizeof(uint32_t));
+	uint32_t vlen = (uint32_t)(r->len - len_off - sizeof(uint32_t));
+	memcpy(r->data + len_off, &vlen, sizeof(vlen));
+}
+
+static int field_fixed(flat_ctx_t *c, field_type_t type, size_t name_len, const void *v,
+                       size_t n)
+{
+	size_t len_off;
+	if (field_begin(c, type, name_len, n, &len_off) != 0)
+		return -1;
+	if (n)
+		memcpy(c->b->rows.data + c->b->rows.len, v, n);
+	c->b->rows.len += n;
+	field_end(c, len_off);
+	return 0;
+}
+
+/* A string, unescaped straight into the buffer: the unescaped text is never
+ * longer than the quoted source text. */
+static int field_string(flat_ctx_t *c, const json_doc_t *d, uint32_t n, size_t name_len)
+{
+	size_t len_off, cap = d->nodes[n].len;
+	if (field_begin(c, FIELD_TEXT, name_len, cap, &len_off) != 0)
+		return -1;
+	json_buf_t *r = &c->b->rows;
+	size_t got = json_string_get(d, n, r->data + r->len, cap);
+	assert(got <= cap);
+	r->len += got;
+	field_end(c, len_off);
+	return 0;
+}
+
+/* Integers that fit int64 → INT; other integers → their digits as TEXT (no
+ * precision lost); fractions and exponents → REAL, or TEXT if out of range. */
+static int field_number(flat_ctx_t *c, const json_doc_t *d, uint32_t n, size_t name_len)
+{
+	const json_node_t *node = &d->nodes[n];
+	int64_t i;
+	double x;
+	if (json_number_int64(d, n, &i) == 0)
+		return field_fixed(c, FIELD_INT, name_len, &i, sizeof(i));
+	if (!(node->flags & JSON_F_INTEGER) && json_number_double(d, n, &x) == 0)
+		return field_fixed(c, FIELD_REAL, name_len, &x, sizeof(x));
+	return field_fixed(c, FIELD_TEXT, name_len, d->src + node->start, node->len);
+}
+
+/* Arrays (and empty objects, which would otherwise leave no trace) are kept
+ * as compact JSON text. */
+static int field_json(flat_ctx_t *c, const json_doc_t *d, uint32_t n, size_t name_len)
+{
+	size_t len_off;
+	if (field_begin(c, FIELD_JSON, name_len, 0, &len_off) != 0)
+		return -1;
+	if (json_write(d, n, &c->b->rows) != 0) {
+		c->reason = "out of memory";
+		return -1;
+	}
+	field_end(c, len_off);
+	return 0;
+}
+
+static int flatten_object(flat_ctx_t *c, const json_doc_t *d, uint32_t obj, size_t prefix_len);
+
+/* One value whose column name is c->name[0..name_len). */
+static int flatten_value(flat_ctx_t *c, const json_doc_t *d, uint32_t n, size_t name_len)
+{
+	uint8_t v;
+	switch (json_type(d, n)) {
+	case JSON_NULL:
+		return field_fixed(c, FIELD_NULL, name_len, NULL, 0);
+	case JSON_TRUE:
+	case JSON_FALSE:
+		v = json_type(d, n) == JSON_TRUE;
+		return field_fixed(c, FIELD_BOOL, name_len, &v, 1);
+	case JSON_NUMBER:
+		return field_number(c, d, n, name_len);
+	case JSON_STRING:
+		return field_string(c, d, n, name_len);
+	case JSON_ARRAY:
+		return field_json(c, d, n, name_len);
+	case JSON_OBJECT:
+		if (d->nodes[n].count == 0)
+			return field_json(c, d, n, name_len);
+		if (name_len + 1 > BATCH_COLUMN_NAME_BYTES_MAX) {
+			c->reason = "flattened column name longer than 256 bytes";
+			return -1;
+		}
+		c->name[name_len] = '_';
+		return flatten_object(c, d, n, name_len + 1);
+	}
+	c->reason = "unknown JSON node type";
+	return -1;
+}
+
+/* Each key of obj, appended to the prefix already in c->name. */
+static int flatten_object(flat_ctx_t *c, const json_doc_t *d, uint32_t obj, size_t prefix_len)
+{
+	assert(json_type(d, obj) == JSON_OBJECT);
+	uint32_t key = obj + 1;
+	for (uint32_t i = 0; i < d->nodes[obj].count; i++) {
+		assert(json_type(d, key) == JSON_STRING);
+		uint32_t val = d->nodes[key].next;
+		size_t room = BATCH_COLUMN_NAME_BYTES_MAX - prefix_len;
+		size_t klen = json_string_get(d, key, c->name + prefix_len, room);
+		if (klen > room) {
+			c->reason = "flattened column name longer than 256 bytes";
+			return -1;
+		}
+		if (flatten_value(c, d, val, prefix_len + klen) != 0)
+			return -1;
+		key = d->nodes[val].next;
+	}
+	return 0;
+}
+
+static int add_row(void *ctx, const json_doc_t *d, uint32_t node)
+{
+	flat_ctx_t *c = ctx;
+	json_buf_t *r = &c->b->rows;
+	if (json_buf_reserve(r, sizeof(uint32_t)) != 0) {
+		c->reason = "out of memory";
+		return -1;
+	}
+	c->row_start = r->len;
+	c->row_fields = 0;
+	if (c->set)
+		memset(c->set, 0, c->set_slots * sizeof(*c->set));
+	r->len += sizeof(uint32_t);
+	int rc;
+	if (json_type(d, node) == JSON_OBJECT) {
+		rc = flatten_object(c, d, node, 0);
+	} else {
+		memcpy(c->name, "value", 5);
+		rc = flatten_value(c, d, node, 5);
+	}
+	if (rc != 0)
+		return -1;
+	memcpy(r->data + c->row_start, &c->row_fields, sizeof(c->row_fields));
+	c->b->n_rows++;
+	return 0;
+}
+
+int batch_add_rows(batch_t *b, const json_doc_t *doc, const json_path_t *rows,
+                   const char **reason)
+{
+	assert(b && doc && rows && reason);
+	flat_ctx_t c = {.b = b};
+	size_t len0 = b->rows.len;
+	uint32_t n_rows0 = b->n_rows;
+	int rc = json_path_each(rows, doc, 0, add_row, &c);
+	free(c.set);
+	if (rc != 0) {
+		/* Leave the batch as it was, so the caller can still fail the job. */
+		b->rows.len = len0;
+		b->n_rows = n_rows0;
+		*reason = c.reason ? c.reason : "row extraction failed";
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- iteration -------------------------------------------------------- */
+
+void batch_iter_init(batch_iter_t *it, const batch_t *b)
+{
+	it->b = b;
+	it->pos = 0;
+	it->row = 0;
+}
+
+int batch_next_row(batch_iter_t *it)
+{
+	if (it->row >= it->b->n_rows)
+		return -1;
+	assert(it->pos + sizeof(uint32_t) <= it->b->rows.len);
+	uint32_t n;
+	memcpy(&n, it->b->rows.data + it->pos, sizeof(n));
+	it->pos += sizeof(n);
+	it->row++;
+	assert(n <= INT32_MAX);
+	return (int)n;
+}
+
+void batch_next_field(batch_iter_t *it, batch_field_t *f)
+{
+	const char *p = it->b->rows.data + it->pos;
+	assert(it->pos + BATCH_FIELD_HEADER_BYTES <= it->b->rows.len);
+	f->type = (field_type_t)(uint8_t)p[0];
+	memcpy(&f->name_len, p + 1, sizeof(f->name_len));
+	f->name = p + 3;
+	memcpy(&f->value_len, p + 3 + f->name_len, sizeof(f->value_len));
+	f->value = p + 3 + f->name_len + sizeof(uint32_t);
+	it->pos += BATCH_FIELD_HEADER_BYTES + f->name_len + f->value_len;
+	assert(it->pos <= it->b->rows.len);
+}

@@ -1,0 +1,497 @@
+/* store/store.c: the SQLite database: pragmas, the bookkeeping tables, job
+ * import from a URL list or NDJSON manifest, and job queries.
+ *
+ * engine/main.c opens the store and imports URLs on the main thread; during a
+ * run the writer thread (store/writer.c) owns the connection and calls
+ * store_jobs_fetch to feed the loop. URLs are checked with net/url.h, manifest
+ * lines parsed with parse/json.h. */
+#include "store/store.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include <sqlite3.h>
+
+#include "net/url.h"
+#include "parse/json.h"
+
+#define STORE_BUSY_TIMEOUT_MS 5000
+#define STORE_JOURNAL_SIZE_LIMIT_BYTES (64 * 1024 * 1024)
+/* A URL line longer than this is recorded as malformed instead of read whole,
+ * so a file without newlines cannot make the import use unbounded memory. */
+#define STORE_LINE_BYTES_MAX (64u * 1024u)
+/* The key of an over-long malformed line: its first bytes, enough to find it. */
+#define STORE_LONG_LINE_KEY_BYTES 1024u
+
+struct store {
+	sqlite3 *db;
+	sqlite3_stmt *fetch; /* prepared once; the writer calls fetch repeatedly */
+	char path[STORE_ERR_BYTES / 2];
+};
+
+static const char *const schema_sql =
+	"CREATE TABLE IF NOT EXISTS _ringfill_jobs ("
+	" id INTEGER PRIMARY KEY, source TEXT NOT NULL, key TEXT NOT NULL, url TEXT,"
+	" state TEXT NOT NULL DEFAULT 'pending'"
+	"  CHECK (state IN ('pending','done','failed')),"
+	" attempts INTEGER NOT NULL DEFAULT 0, http_status INTEGER,"
+	" error_class TEXT CHECK (error_class IN ('transient','permanent')),"
+	" error TEXT, bytes INTEGER, sha256 TEXT, raw_path TEXT, vars TEXT,"
+	" updated_at REAL, UNIQUE(source, key));"
+	"CREATE INDEX IF NOT EXISTS _ringfill_jobs_source_state"
+	" ON _ringfill_jobs(source, state, id);"
+	"CREATE TABLE IF NOT EXISTS _ringfill_columns ("
+	" tbl TEXT NOT NULL, key TEXT NOT NULL, col TEXT NOT NULL,"
+	" PRIMARY KEY(tbl, key));";
+
+static void db_err(const store_t *st, char *err, size_t cap)
+{
+	snprintf(err, cap, "%s: %s", st->path, sqlite3_errmsg(st->db));
+}
+
+static double unix_now(void)
+{
+	struct timeval tv;
+	gettimeofday(&tv, NULL);
+	return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+}
+
+/* journal_mode answers with the mode it ended up in: WAL can be refused (a
+ * read-only directory, a file system without shared memory). */
+static int set_pragmas(store_t *st, char *err, size_t cap)
+{
+	sqlite3_stmt *s;
+	if (sqlite3_prepare_v2(st->db, "PRAGMA journal_mode=WAL", -1, &s, NULL) != SQLITE_OK) {
+		db_err(st, err, cap);
+		return -1;
+	}
+	int rc = sqlite3_step(s);
+	const char *mode = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(s, 0) : NULL;
+	int wal = mode && strcmp(mode, "wal") == 0;
+	sqlite3_finalize(s);
+	if (rc != SQLITE_ROW) {
+		db_err(st, err, cap);
+		return -1;
+	}
+	if (!wal) {
+		snprintf(err, cap, "%s: cannot switch the database to WAL mode", st->path);
+		return -1;
+	}
+	sqlite3_busy_timeout(st->db, STORE_BUSY_TIMEOUT_MS);
+	char sql[128];
+	snprintf(sql, sizeof(sql), "PRAGMA synchronous=NORMAL; PRAGMA journal_size_limit=%d;",
+	         STORE_JOURNAL_SIZE_LIMIT_BYTES);
+	if (sqlite3_exec(st->db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+		db_err(st, err, cap);
+		return -1;
+	}
+	return 0;
+}
+
+int store_open(const char *path, store_t **out, char *err, size_t err_cap)
+{
+	store_t *st = calloc(1, sizeof(*st));
+	if (!st) {
+		snprintf(err, err_cap, "%s: out of memory", path);
+		return -1;
+	}
+	snprintf(st->path, sizeof(st->path), "%s", path);
+	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+	if (sqlite3_open_v2(path, &st->db, flags, NULL) != SQLITE_OK) {
+		if (st->db)
+			db_err(st, err, err_cap);
+		else
+			snprintf(err, err_cap, "%s: out of memory", path);
+		store_close(st);
+		return -1;
+	}
+	sqlite3_extended_result_codes(st->db, 1);
+	if (set_pragmas(st, err, err_cap) != 0)
+		goto fail;
+	if (sqlite3_exec(st->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v3(st->db,
+	                       "SELECT id, attempts, url, key FROM _ringfill_jobs"
+	                       " WHERE source=?1 AND state='pending' AND id>?2"
+	                       " ORDER BY id LIMIT ?3",
+	                       -1, SQLITE_PREPARE_PERSISTENT, &st->fetch, NULL) != SQLITE_OK) {
+		db_err(st, err, err_cap);
+		goto fail;
+	}
+	*out = st;
+	return 0;
+fail:
+	store_close(st);
+	return -1;
+}
+
+void store_close(store_t *st)
+{
+	if (!st)
+		return;
+	sqlite3_finalize(st->fetch);
+	sqlite3_close(st->db);
+	free(st);
+}
+
+struct sqlite3 *store_db(store_t *st)
+{
+	return st->db;
+}
+
+/* ---- import ----------------------------------------------------------- */
+
+/* One import in progress. */
+typedef struct {
+	store_t *st;
+	const char *file;
+	sqlite3_stmt *ins;
+	json_parser_t *parser;
+	json_buf_t vars;
+	store_import_t *res;
+	double now;
+	char *err;
+	size_t err_cap;
+} import_t;
+
+/* Reads one line (without its '\n') into buf, which holds STORE_LINE_BYTES_MAX
+ * bytes. Returns its length or -1 at end of file; sets *too_long when the line
+ * did not fit (the rest of it is skipped, buf holds its start). NUL bytes are
+ * kept, so url_parse sees and rejects them. */
+static long read_line(FILE *f, char *buf, int *too_long)
+{
+	size_t n = 0;
+	int c;
+	*too_long = 0;
+	while ((c = getc_unlocked(f)) != EOF && c != '\n') {
+		if (n < STORE_LINE_BYTES_MAX)
+			buf[n++] = (char)c;
+		else
+			*too_long = 1;
+	}
+	if (c == EOF && n == 0 && !*too_long)
+		return -1;
+	return (long)n;
+}
+
+static int is_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
+}
+
+/* Inserts one job. A NULL reason: a valid pending job; else a failed one. */
+static int insert_job(import_t *im, const char *key, size_t key_len, const char *url,
+                      size_t url_len, const char *reason)
+{
+	sqlite3_stmt *s = im->ins;
+	sqlite3_reset(s);
+	sqlite3_bind_text(s, 2, key, (int)key_len, SQLITE_STATIC);
+	if (reason) {
+		sqlite3_bind_null(s, 3);
+		sqlite3_bind_text(s, 4, "failed", -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 5, "permanent", -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 6, reason, -1, SQLITE_STATIC);
+		sqlite3_bind_null(s, 7);
+	} else {
+		sqlite3_bind_text(s, 3, url, (int)url_len, SQLITE_STATIC);
+		sqlite3_bind_text(s, 4, "pending", -1, SQLITE_STATIC);
+		sqlite3_bind_null(s, 5);
+		sqlite3_bind_null(s, 6);
+		if (im->vars.len)
+			sqlite3_bind_text(s, 7, im->vars.data, (int)im->vars.len, SQLITE_STATIC);
+		else
+			sqlite3_bind_null(s, 7);
+	}
+	sqlite3_bind_double(s, 8, im->now);
+	if (sqlite3_step(s) != SQLITE_DONE) {
+		db_err(im->st, im->err, im->err_cap);
+		return -1;
+	}
+	if (reason)
+		im->res->malformed++;
+	else if (sqlite3_changes(im->st->db) == 1)
+		im->res->added++;
+	else
+		im->res->existing++;
+	return 0;
+}
+
+/* Collects the manifest line's fields other than url and key into im->vars as
+ * a JSON object; im->vars stays empty when there are none. */
+static int manifest_vars(import_t *im, const json_doc_t *d)
+{
+	im->vars.len = 0;
+	uint32_t key = 1;
+	for (uint32_t i = 0; i < d->nodes[0].count; i++) {
+		uint32_t val = d->nodes[key].next;
+		char name[4];
+		size_t n = json_string_get(d, key, name, sizeof(name));
+		int skip = (n == 3 && memcmp(name, "url", 3) == 0) ||
+		           (n == 3 && memcmp(name, "key", 3) == 0);
+		if (!skip) {
+			const char *sep = im->vars.len ? "," : "{";
+			if (json_buf_append(&im->vars, sep, 1) != 0 || json_write(d, key, &im->vars) != 0 ||
+			    json_buf_append(&im->vars, ":", 1) != 0 || json_write(d, val, &im->vars) != 0)
+				return -ENOMEM;
+		}
+		key = d->nodes[val].next;
+	}
+	if (im->vars.len && json_buf_append(&im->vars, "}", 1) != 0)
+		return -ENOMEM;
+	return 0;
+}
+
+/* A string field of the manifest, unescaped into out (NUL-terminated).
+ * Numbers are accepted for "key" as their literal text. Returns the length,
+ * -1 when absent or of another type, -2 when longer than cap - 1. */
+static long manifest_field(const json_doc_t *d, const char *name, int allow_number, char *out,
+                           size_t cap)
+{
+	uint32_t v = json_object_get(d, 0, name, strlen(name));
+	if (v == JSON_NONE)
+		return -1;
+	size_t n;
+	if (json_type(d, v) == JSON_STRING) {
+		n = json_string_get(d, v, out, cap - 1);
+	} else if (allow_number && json_type(d, v) == JSON_NUMBER) {
+		n = d->nodes[v].len;
+		if (n < cap)
+			memcpy(out, d->src + d->nodes[v].start, n);
+	} else {
+		return -1;
+	}
+	if (n >= cap)
+		return -2;
+	out[n] = '\0';
+	return (long)n;
+}
+
+/* {"url": ..., "key": ..., other fields → vars}. line is NUL-terminated. */
+static int import_manifest(import_t *im, unsigned long lineno, const char *line, size_t len)
+{
+	char reason[STORE_ERR_BYTES], url[URL_BYTES_MAX + 1], key[URL_BYTES_MAX + 1];
+	json_doc_t d;
+	json_error_t je;
+	im->vars.len = 0;
+	if (json_parse(im->parser, line, len, &d, &je) != 0) {
+		if (strcmp(je.reason, "out of memory") == 0)
+			goto nomem;
+		snprintf(reason, sizeof(reason), "%s:%lu: bad manifest line: %s at byte %zu",
+		         im->file, lineno, je.reason, je.offset);
+		return insert_job(im, line, len, NULL, 0, reason);
+	}
+	if (json_type(&d, 0) != JSON_OBJECT) {
+		snprintf(reason, sizeof(reason), "%s:%lu: bad manifest line: not a JSON object",
+		         im->file, lineno);
+		return insert_job(im, line, len, NULL, 0, reason);
+	}
+	long url_len = manifest_field(&d, "url", 0, url, sizeof(url));
+	if (url_len < 0) {
+		snprintf(reason, sizeof(reason), "%s:%lu: bad manifest line: %s", im->file, lineno,
+		         url_len == -2 ? "\"url\" too long" : "no \"url\" string");
+		return insert_job(im, line, len, NULL, 0, reason);
+	}
+	long key_len = manifest_field(&d, "key", 1, key, sizeof(key));
+	url_t u;
+	const char *why = NULL;
+	if (key_len == -2 || (key_len == -1 && json_object_get(&d, 0, "key", 3) != JSON_NONE)) {
+		snprintf(reason, sizeof(reason), "%s:%lu: bad manifest line: %s", im->file, lineno,
+		         key_len == -2 ? "\"key\" too long" : "\"key\" is not a string or number");
+		return insert_job(im, line, len, NULL, 0, reason);
+	}
+	if (url_parse(url, (size_t)url_len, &u, &why) != 0) {
+		snprintf(reason, sizeof(reason), "%s:%lu: malformed URL: %s", im->file, lineno, why);
+		return insert_job(im, line, len, NULL, 0, reason);
+	}
+	if (manifest_vars(im, &d) != 0)
+		goto nomem;
+	if (key_len < 0)
+		return insert_job(im, url, (size_t)url_len, url, (size_t)url_len, NULL);
+	return insert_job(im, key, (size_t)key_len, url, (size_t)url_len, NULL);
+nomem:
+	snprintf(im->err, im->err_cap, "%s: out of memory", im->file);
+	return -1;
+}
+
+/* One trimmed, non-blank, non-comment line. line is NUL-terminated. */
+static int import_line(import_t *im, unsigned long lineno, const char *line, size_t len,
+                       int too_long)
+{
+	char reason[STORE_ERR_BYTES];
+	url_t u;
+	const char *why = NULL;
+	im->res->lines++;
+	if (too_long) {
+		snprintf(reason, sizeof(reason), "%s:%lu: malformed URL: line longer than %u bytes",
+		         im->file, lineno, STORE_LINE_BYTES_MAX);
+		size_t klen = len < STORE_LONG_LINE_KEY_BYTES ? len : STORE_LONG_LINE_KEY_BYTES;
+		return insert_job(im, line, klen, NULL, 0, reason);
+	}
+	if (line[0] == '{')
+		return import_manifest(im, lineno, line, len);
+	im->vars.len = 0;
+	if (url_parse(line, len, &u, &why) != 0) {
+		snprintf(reason, sizeof(reason), "%s:%lu: malformed URL: %s", im->file, lineno, why);
+		return insert_job(im, line, len, NULL, 0, reason);
+	}
+	return insert_job(im, line, len, line, len, NULL);
+}
+
+static int import_stream(import_t *im, FILE *f, char *buf)
+{
+	unsigned long lineno = 0;
+	long n;
+	int too_long;
+	while ((n = read_line(f, buf, &too_long)) >= 0) {
+		lineno++;
+		size_t a = 0, b = (size_t)n;
+		while (a < b && is_space(buf[a]))
+			a++;
+		while (b > a && is_space(buf[b - 1]))
+			b--;
+		if (a == b || buf[a] == '#')
+			continue;
+		buf[b] = '\0';
+		if (import_line(im, lineno, buf + a, b - a, too_long) != 0)
+			return -1;
+	}
+	if (ferror(f)) {
+		snprintf(im->err, im->err_cap, "%s: %s", im->file, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+int store_import_urls(store_t *st, const char *source, const char *file,
+                      store_import_t *res, char *err, size_t err_cap)
+{
+	memset(res, 0, sizeof(*res));
+	import_t im = {.st = st, .file = file, .res = res, .now = unix_now(), .err = err,
+	               .err_cap = err_cap};
+	FILE *f = fopen(file, "r");
+	if (!f) {
+		snprintf(err, err_cap, "%s: %s", file, strerror(errno));
+		return -1;
+	}
+	int rc = -1;
+	char *buf = malloc(STORE_LINE_BYTES_MAX + 1);
+	im.parser = json_parser_new(0);
+	if (!buf || !im.parser) {
+		snprintf(err, err_cap, "%s: out of memory", file);
+		goto out;
+	}
+	if (sqlite3_prepare_v2(st->db,
+	                       "INSERT OR IGNORE INTO _ringfill_jobs"
+	                       " (source, key, url, state, attempts, error_class, error, vars,"
+	                       "  updated_at) VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?7, ?8)",
+	                       -1, &im.ins, NULL) != SQLITE_OK ||
+	    sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+		db_err(st, err, err_cap);
+		goto out;
+	}
+	sqlite3_bind_text(im.ins, 1, source, -1, SQLITE_STATIC);
+	rc = import_stream(&im, f, buf);
+	if (rc == 0 && sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		db_err(st, err, err_cap);
+		rc = -1;
+	}
+	if (rc != 0)
+		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+out:
+	sqlite3_finalize(im.ins);
+	json_buf_free(&im.vars);
+	json_parser_free(im.parser);
+	free(buf);
+	fclose(f);
+	return rc;
+}
+
+/* ---- queries ---------------------------------------------------------- */
+
+static job_desc_t *job_desc_new(sqlite3_stmt *s)
+{
+	const char *url = (const char *)sqlite3_column_text(s, 2);
+	size_t url_len = url ? (size_t)sqlite3_column_bytes(s, 2) : 0;
+	const char *key = (const char *)sqlite3_column_text(s, 3);
+	size_t key_len = (size_t)sqlite3_column_bytes(s, 3);
+	job_desc_t *j = malloc(sizeof(*j) + url_len + 1 + key_len + 1);
+	if (!j)
+		return NULL;
+	char *p = (char *)(j + 1);
+	j->id = sqlite3_column_int64(s, 0);
+	j->attempts = sqlite3_column_int(s, 1);
+	j->url = p;
+	if (url_len)
+		memcpy(p, url, url_len);
+	p[url_len] = '\0';
+	p += url_len + 1;
+	j->key = p;
+	memcpy(p, key, key_len);
+	p[key_len] = '\0';
+	return j;
+}
+
+int store_jobs_fetch(store_t *st, const char *source, int64_t after_id, job_desc_t **out,
+                     int max, char *err, size_t err_cap)
+{
+	assert(max >= 0);
+	sqlite3_stmt *s = st->fetch;
+	sqlite3_reset(s);
+	sqlite3_bind_text(s, 1, source, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, after_id);
+	sqlite3_bind_int(s, 3, max);
+	int n = 0, rc = SQLITE_DONE;
+	while (n < max && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		out[n] = job_desc_new(s);
+		if (!out[n]) {
+			snprintf(err, err_cap, "%s: out of memory", st->path);
+			goto fail;
+		}
+		n++;
+	}
+	if (n < max && rc != SQLITE_DONE) {
+		db_err(st, err, err_cap);
+		goto fail;
+	}
+	sqlite3_reset(s);
+	return n;
+fail:
+	sqlite3_reset(s);
+	while (n > 0)
+		free(out[--n]);
+	return -1;
+}
+
+int store_job_counts(store_t *st, const char *source, store_counts_t *c, char *err,
+                     size_t err_cap)
+{
+	memset(c, 0, sizeof(*c));
+	sqlite3_stmt *s;
+	const char *sql = source ? "SELECT state, count(*) FROM _ringfill_jobs WHERE source=?1"
+	                           " GROUP BY state"
+	                         : "SELECT state, count(*) FROM _ringfill_jobs GROUP BY state";
+	if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK) {
+		db_err(st, err, err_cap);
+		return -1;
+	}
+	if (source)
+		sqlite3_bind_text(s, 1, source, -1, SQLITE_STATIC);
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		const char *state = (const char *)sqlite3_column_text(s, 0);
+		uint64_t n = (uint64_t)sqlite3_column_int64(s, 1);
+		if (strcmp(state, "pending") == 0)
+			c->pending = n;
+		else if (strcmp(state, "done") == 0)
+			c->done = n;
+		else if (strcmp(state, "failed") == 0)
+			c->failed = n;
+		c->total += n;
+	}
+	if (rc != SQLITE_DONE)
+		db_err(st, err, err_cap);
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? 0 : -1;
+}

@@ -1,0 +1,1019 @@
+/* store/writer.c: the writer thread, the only connection that writes.
+ *
+ * It pops row batches that the loop (engine/loop.c) pushed into
+ * pipe->to_writer (store/ring.h), widens the target table as new keys appear,
+ * inserts the rows, and marks each job done or failed in the same transaction
+ * (DESIGN §4, exactly once). The other way it feeds pending jobs from
+ * _ringfill_jobs (store/store.c) into pipe->to_loop and wakes the loop
+ * through its eventfd. docs/store.md explains the policies. */
+#include "store/writer.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "store/batch.h"
+
+#define WRITER_POP_MAX 64u          /* batches taken from the ring at a time */
+#define WRITER_IDLE_WAIT_MS 100     /* longest sleep without a commit due */
+#define WRITER_BUSY_TRIES 5         /* BEGIN/COMMIT attempts after busy_timeout */
+#define WRITER_BUSY_BACKOFF_MS 100  /* first pause between them, doubling */
+#define WRITER_STMT_CACHE_MAX 64u   /* INSERT statements kept, one per column set */
+#define WRITER_COLUMN_SUFFIX_MAX 1000000u
+
+/* Open-addressing map from a byte string to a value. Strings are owned. */
+typedef struct {
+	char *s;
+	uint32_t len;
+	uint32_t val;
+} slot_t;
+
+typedef struct {
+	slot_t *slots;
+	uint32_t used, cap; /* cap: a power of two, or 0 */
+} strmap_t;
+
+#define MAP_ABSENT UINT32_MAX /* a slot whose entry was rolled back */
+
+/* Values in writer_t.taken: who holds a (lower-cased) column name. */
+enum { TAKEN_UNMAPPED = 0, TAKEN_MAPPED = 1 };
+
+typedef struct {
+	char *key, *col;
+	uint32_t key_len;
+	bool adopted; /* an existing table column, not one we added */
+} column_t;
+
+typedef struct {
+	uint64_t hash, used;
+	uint32_t n;
+	uint32_t *cols;
+	sqlite3_stmt *stmt;
+} stmt_entry_t;
+
+typedef struct {
+	uint32_t col, field;
+} pair_t;
+
+struct writer {
+	store_t *st;
+	sqlite3 *db;
+	pipe_t *pipe;
+	char *table, *source;
+	uint32_t commit_rows, commit_ms;
+	pthread_t thread;
+	int result;
+
+	column_t *cols; /* index = column number in the stmt cache keys */
+	uint32_t n_cols, cap_cols;
+	strmap_t keys;  /* flattened key → column index */
+	strmap_t taken; /* lower-cased column name → TAKEN_* */
+	bool table_exists;
+
+	stmt_entry_t cache[WRITER_STMT_CACHE_MAX];
+	uint64_t cache_clock;
+	sqlite3_stmt *upd_done, *upd_failed, *colmap_ins;
+
+	bool in_tx;
+	uint64_t tx_start_ms, tx_rows, tx_done, tx_failed;
+
+	int64_t last_fed;
+	bool exhausted;
+	job_desc_t **jobs; /* scratch for store_jobs_fetch, ring capacity long */
+
+	batch_field_t *fields; /* scratch for one row */
+	pair_t *pairs;
+	uint32_t cap_fields;
+	json_buf_t sql;
+};
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static double unix_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void wake_loop(writer_t *w)
+{
+	uint64_t one = 1;
+	if (w->pipe->loop_eventfd >= 0 && write(w->pipe->loop_eventfd, &one, sizeof(one)) < 0)
+		assert(errno == EAGAIN); /* the counter is saturated: the loop is awake anyway */
+}
+
+/* Stops the run: the message goes to the loop, the transaction is undone so
+ * nothing half-written is committed, and the jobs stay pending (resumable). */
+static int fatal(writer_t *w, const char *msg)
+{
+	snprintf(w->pipe->fatal_msg, sizeof(w->pipe->fatal_msg), "%s", msg);
+	if (w->in_tx)
+		sqlite3_exec(w->db, "ROLLBACK", NULL, NULL, NULL);
+	w->in_tx = false;
+	w->result = -1;
+	/* Release: fatal_msg is written before the loop can see fatal set. */
+	atomic_store_explicit(&w->pipe->fatal, true, memory_order_release);
+	wake_loop(w);
+	return -1;
+}
+
+static int fatal_db(writer_t *w)
+{
+	char msg[sizeof(w->pipe->fatal_msg)];
+	snprintf(msg, sizeof(msg), "%s: %s", sqlite3_db_filename(w->db, "main"),
+	         sqlite3_errmsg(w->db));
+	return fatal(w, msg);
+}
+
+/* ---- string maps ------------------------------------------------------ */
+
+static uint64_t hash_bytes(const void *p, size_t n, uint64_t h)
+{
+	const uint8_t *s = p;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ s[i]) * 1099511628211u; /* FNV-1a */
+	return h;
+}
+
+static slot_t *map_slot(strmap_t *m, const char *s, uint32_t len)
+{
+	assert(m->cap && (m->cap & (m->cap - 1)) == 0);
+	uint32_t i = (uint32_t)hash_bytes(s, len, 14695981039346656037u) & (m->cap - 1);
+	for (; m->slots[i].s; i = (i + 1) & (m->cap - 1))
+		if (m->slots[i].len == len && memcmp(m->slots[i].s, s, len) == 0)
+			break;
+	return &m->slots[i];
+}
+
+/* The value for s, or MAP_ABSENT. */
+static uint32_t map_get(strmap_t *m, const char *s, uint32_t len)
+{
+	if (!m->cap)
+		return MAP_ABSENT;
+	slot_t *sl = map_slot(m, s, len);
+	return sl->s ? sl->val : MAP_ABSENT;
+}
+
+static int map_put(strmap_t *m, const char *s, uint32_t len, uint32_t val)
+{
+	if ((m->used + 1) * 2 > m->cap) {
+		strmap_t bigger = {.cap = m->cap ? m->cap * 2 : 64};
+		bigger.slots = calloc(bigger.cap, sizeof(slot_t));
+		if (!bigger.slots)
+			return -ENOMEM;
+		for (uint32_t i = 0; i < m->cap; i++)
+			if (m->slots[i].s)
+				*map_slot(&bigger, m->slots[i].s, m->slots[i].len) = m->slots[i];
+		bigger.used = m->used;
+		free(m->slots);
+		*m = bigger;
+	}
+	slot_t *sl = map_slot(m, s, len);
+	if (!sl->s) {
+		if (!(sl->s = malloc(len ? len : 1)))
+			return -ENOMEM;
+		memcpy(sl->s, s, len);
+		sl->len = len;
+		m->used++;
+	}
+	sl->val = val;
+	return 0;
+}
+
+/* Sets the value of an entry known to exist (never allocates). */
+static void map_mark(strmap_t *m, const char *s, uint32_t len, uint32_t val)
+{
+	slot_t *sl = map_slot(m, s, len);
+	assert(sl->s);
+	sl->val = val;
+}
+
+static void map_free(strmap_t *m)
+{
+	for (uint32_t i = 0; i < m->cap; i++)
+		free(m->slots[i].s);
+	free(m->slots);
+	memset(m, 0, sizeof(*m));
+}
+
+/* SQLite folds identifier case for ASCII letters only. */
+static void ascii_lower(char *dst, const char *src, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		dst[i] = (src[i] >= 'A' && src[i] <= 'Z') ? (char)(src[i] + 32) : src[i];
+}
+
+static uint32_t taken_get(writer_t *w, const char *name, size_t n)
+{
+	char low[BATCH_COLUMN_NAME_BYTES_MAX + 16];
+	assert(n <= sizeof(low));
+	ascii_lower(low, name, n);
+	return map_get(&w->taken, low, (uint32_t)n);
+}
+
+static int taken_put(writer_t *w, const char *name, size_t n, uint32_t val)
+{
+	char low[BATCH_COLUMN_NAME_BYTES_MAX + 16];
+	assert(n <= sizeof(low));
+	ascii_lower(low, name, n);
+	return map_put(&w->taken, low, (uint32_t)n, val);
+}
+
+/* ---- SQL text ---------------------------------------------------------- */
+
+/* Appends a double-quoted identifier, embedded quotes doubled. */
+static int sql_ident(json_buf_t *b, const char *s, size_t n)
+{
+	if (json_buf_append(b, "\"", 1) != 0)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		if ((s[i] == '"' && json_buf_append(b, "\"", 1) != 0) ||
+		    json_buf_append(b, s + i, 1) != 0)
+			return -ENOMEM;
+	return json_buf_append(b, "\"", 1);
+}
+
+static int sql_str(json_buf_t *b, const char *s)
+{
+	return json_buf_append(b, s, strlen(s));
+}
+
+/* The SQL text in w->sql, NUL-terminated for sqlite3_prepare. */
+static const char *sql_end(writer_t *w)
+{
+	if (json_buf_append(&w->sql, "", 1) != 0)
+		return NULL;
+	return w->sql.data;
+}
+
+static const char *decl_type(field_type_t t)
+{
+	switch (t) {
+	case FIELD_INT:
+	case FIELD_BOOL:
+		return " INTEGER";
+	case FIELD_REAL:
+		return " REAL";
+	case FIELD_TEXT:
+	case FIELD_JSON:
+		return " TEXT";
+	case FIELD_NULL:
+		break;
+	}
+	return "";
+}
+
+static int exec_sql(writer_t *w, const char *sql)
+{
+	if (!sql)
+		return fatal(w, "writer: out of memory");
+	if (sqlite3_exec(w->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+		return fatal_db(w);
+	return 0;
+}
+
+/* ---- transactions ----------------------------------------------------- */
+
+/* BEGIN/COMMIT already waited busy_timeout inside SQLite; a database held
+ * longer than that (a long reader checkpoint, a backup) gets a few more
+ * chances before the run stops. */
+static int exec_retry(writer_t *w, const char *sql)
+{
+	long pause_ms = WRITER_BUSY_BACKOFF_MS;
+	for (int i = 1;; i++) {
+		int rc = sqlite3_exec(w->db, sql, NULL, NULL, NULL);
+		if (rc == SQLITE_OK)
+			return 0;
+		if ((rc & 0xff) != SQLITE_BUSY || i >= WRITER_BUSY_TRIES)
+			return fatal_db(w);
+		struct timespec ts = {pause_ms / 1000, (pause_ms % 1000) * 1000000L};
+		nanosleep(&ts, NULL);
+		pause_ms *= 2;
+	}
+}
+
+static int tx_begin(writer_t *w)
+{
+	if (w->in_tx)
+		return 0;
+	if (exec_retry(w, "BEGIN IMMEDIATE") != 0)
+		return -1;
+	w->in_tx = true;
+	w->tx_start_ms = now_ms();
+	w->tx_rows = w->tx_done = w->tx_failed = 0;
+	return 0;
+}
+
+/* Counters are relaxed: they are progress figures, read for display only and
+ * never used to decide anything about the data. */
+static int tx_commit(writer_t *w)
+{
+	if (!w->in_tx)
+		return 0;
+	if (exec_retry(w, "COMMIT") != 0)
+		return -1;
+	w->in_tx = false;
+	atomic_fetch_add_explicit(&w->pipe->rows_committed, w->tx_rows, memory_order_relaxed);
+	atomic_fetch_add_explicit(&w->pipe->jobs_done_committed, w->tx_done, memory_order_relaxed);
+	atomic_fetch_add_explicit(&w->pipe->jobs_failed_committed, w->tx_failed,
+	                          memory_order_relaxed);
+	return 0;
+}
+
+static bool tx_due(const writer_t *w, uint64_t now)
+{
+	return w->in_tx && (w->tx_rows >= w->commit_rows || now - w->tx_start_ms >= w->commit_ms);
+}
+
+/* ---- columns ----------------------------------------------------------- */
+
+/* Remembers key → col as column number n_cols. */
+static int column_push(writer_t *w, const char *key, size_t klen, const char *col, size_t clen,
+                       bool adopted)
+{
+	if (w->n_cols == w->cap_cols) {
+		uint32_t cap = w->cap_cols ? w->cap_cols * 2 : 64;
+		column_t *c = realloc(w->cols, cap * sizeof(*c));
+		if (!c)
+			return -ENOMEM;
+		w->cols = c;
+		w->cap_cols = cap;
+	}
+	column_t *c = &w->cols[w->n_cols];
+	c->key = malloc(klen + 1);
+	c->col = malloc(clen + 1);
+	if (!c->key || !c->col || map_put(&w->keys, key, (uint32_t)klen, w->n_cols) != 0 ||
+	    taken_put(w, col, clen, TAKEN_MAPPED) != 0) {
+		free(c->key);
+		free(c->col);
+		return -ENOMEM;
+	}
+	memcpy(c->key, key, klen);
+	c->key[klen] = '\0';
+	memcpy(c->col, col, clen);
+	c->col[clen] = '\0';
+	c->key_len = (uint32_t)klen;
+	c->adopted = adopted;
+	w->n_cols++;
+	return 0;
+}
+
+/* The column for a new key: the key itself (NUL bytes as '_', "" as "_"),
+ * or with "_2", "_3"... when another key already holds that name in any
+ * letter case (SQLite names are case-insensitive). A column of the table that
+ * no key holds yet (a table made by hand) is adopted as it is. */
+static int column_name(writer_t *w, const char *key, size_t klen, char *out, size_t *out_len,
+                       bool *adopt)
+{
+	assert(klen <= BATCH_COLUMN_NAME_BYTES_MAX);
+	size_t base = klen ? klen : 1;
+	for (size_t i = 0; i < klen; i++)
+		out[i] = key[i] ? key[i] : '_';
+	if (!klen)
+		out[0] = '_';
+	*out_len = base;
+	for (uint32_t suffix = 2; suffix < WRITER_COLUMN_SUFFIX_MAX; suffix++) {
+		uint32_t t = taken_get(w, out, *out_len);
+		if (t == MAP_ABSENT || t == TAKEN_UNMAPPED) {
+			*adopt = t == TAKEN_UNMAPPED;
+			return 0;
+		}
+		*out_len = base + (size_t)snprintf(out + base, 12, "_%u", suffix);
+	}
+	return -ENOSPC;
+}
+
+/* Adds the field's key to the map and returns its column number; with
+ * alter, also adds the column to the table. The caller is inside the job's
+ * savepoint, so columns_restore can undo all of it. */
+static int column_add(writer_t *w, const batch_field_t *f, bool alter, uint32_t *idx)
+{
+	char col[BATCH_COLUMN_NAME_BYTES_MAX + 16];
+	size_t clen;
+	bool adopt;
+	int rc = column_name(w, f->name, f->name_len, col, &clen, &adopt);
+	if (rc == 0)
+		rc = column_push(w, f->name, f->name_len, col, clen, adopt);
+	if (rc != 0)
+		return rc;
+	*idx = w->n_cols - 1;
+	if (alter && !adopt) {
+		w->sql.len = 0;
+		if (sql_str(&w->sql, "ALTER TABLE ") || sql_ident(&w->sql, w->table, strlen(w->table)) ||
+		    sql_str(&w->sql, " ADD COLUMN ") || sql_ident(&w->sql, col, clen) ||
+		    sql_str(&w->sql, decl_type(f->type)) || !sql_end(w))
+			return -ENOMEM;
+		if (sqlite3_exec(w->db, w->sql.data, NULL, NULL, NULL) != SQLITE_OK)
+			return -1;
+	}
+	sqlite3_stmt *s = w->colmap_ins;
+	sqlite3_bind_text(s, 2, f->name, f->name_len, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, col, (int)clen, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static void cache_flush(writer_t *w)
+{
+	for (uint32_t i = 0; i < WRITER_STMT_CACHE_MAX; i++) {
+		sqlite3_finalize(w->cache[i].stmt);
+		free(w->cache[i].cols);
+	}
+	memset(w->cache, 0, sizeof(w->cache));
+}
+
+/* Forgets the columns added since a job's savepoint, which was rolled back. */
+static void columns_restore(writer_t *w, uint32_t n_cols, bool table_exists)
+{
+	while (w->n_cols > n_cols) {
+		column_t *c = &w->cols[--w->n_cols];
+		char low[BATCH_COLUMN_NAME_BYTES_MAX + 16];
+		size_t clen = strlen(c->col);
+		ascii_lower(low, c->col, clen);
+		map_mark(&w->keys, c->key, c->key_len, MAP_ABSENT);
+		map_mark(&w->taken, low, (uint32_t)clen, c->adopted ? TAKEN_UNMAPPED : MAP_ABSENT);
+		free(c->key);
+		free(c->col);
+	}
+	w->table_exists = table_exists;
+	/* Cached statements name columns by number; the numbers will be reused. */
+	cache_flush(w);
+}
+
+/* Reads the table's columns and, when the table exists, the key → column map
+ * of earlier runs, so a re-run writes into the same columns. */
+static int columns_load(writer_t *w)
+{
+	sqlite3_stmt *s = NULL;
+	int rc = sqlite3_prepare_v2(w->db, "SELECT name FROM pragma_table_info(?1)", -1, &s, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_text(s, 1, w->table, -1, SQLITE_STATIC);
+		while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+			w->table_exists = true;
+			if (taken_put(w, (const char *)sqlite3_column_text(s, 0),
+			              (size_t)sqlite3_column_bytes(s, 0), TAKEN_UNMAPPED) != 0)
+				return fatal(w, "writer: out of memory");
+		}
+	}
+	sqlite3_finalize(s);
+	s = NULL;
+	if (rc != SQLITE_DONE)
+		return fatal_db(w);
+	if (taken_put(w, "_job", 4, TAKEN_MAPPED) != 0)
+		return fatal(w, "writer: out of memory");
+	if (!w->table_exists)
+		return 0;
+	rc = sqlite3_prepare_v2(w->db, "SELECT key, col FROM _ringfill_columns WHERE tbl=?1"
+	                               " ORDER BY rowid", -1, &s, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_text(s, 1, w->table, -1, SQLITE_STATIC);
+		while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+			if (column_push(w, (const char *)sqlite3_column_text(s, 0),
+			                (size_t)sqlite3_column_bytes(s, 0),
+			                (const char *)sqlite3_column_text(s, 1),
+			                (size_t)sqlite3_column_bytes(s, 1), false) != 0) {
+				sqlite3_finalize(s);
+				return fatal(w, "writer: out of memory");
+			}
+	}
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? 0 : fatal_db(w);
+}
+
+/* ---- rows -------------------------------------------------------------- */
+
+/* Creates the target table from its first row: "_job" and one column per
+ * field, each declared with the type of its first value. */
+static int table_create(writer_t *w, uint32_t nf)
+{
+	sqlite3_stmt *s;
+	/* Map entries of a table that was dropped since would name columns the
+	 * new table does not have. */
+	if (sqlite3_prepare_v2(w->db, "DELETE FROM _ringfill_columns WHERE tbl=?1", -1, &s,
+	                       NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_text(s, 1, w->table, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(s);
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE)
+		return -1;
+	w->table_exists = true;
+	for (uint32_t i = 0; i < nf; i++) {
+		uint32_t idx;
+		if ((rc = column_add(w, &w->fields[i], false, &idx)) != 0)
+			return rc;
+		w->pairs[i] = (pair_t){idx, i};
+	}
+	w->sql.len = 0;
+	if (sql_str(&w->sql, "CREATE TABLE IF NOT EXISTS ") ||
+	    sql_ident(&w->sql, w->table, strlen(w->table)) || sql_str(&w->sql, " (\"_job\" INTEGER"))
+		return -ENOMEM;
+	for (uint32_t i = 0; i < nf; i++) {
+		const column_t *c = &w->cols[w->pairs[i].col];
+		if (sql_str(&w->sql, ", ") || sql_ident(&w->sql, c->col, strlen(c->col)) ||
+		    sql_str(&w->sql, decl_type(w->fields[i].type)))
+			return -ENOMEM;
+	}
+	if (sql_str(&w->sql, ")") || !sql_end(w))
+		return -ENOMEM;
+	return sqlite3_exec(w->db, w->sql.data, NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
+}
+
+static int pair_cmp(const void *a, const void *b)
+{
+	const pair_t *x = a, *y = b;
+	return (x->col > y->col) - (x->col < y->col);
+}
+
+/* Reads the row's fields into w->fields and their column numbers, sorted,
+ * into w->pairs, adding columns for new keys. */
+static int row_resolve(writer_t *w, batch_iter_t *it, uint32_t nf)
+{
+	if (nf > w->cap_fields) {
+		batch_field_t *f = realloc(w->fields, nf * sizeof(*f));
+		if (f)
+			w->fields = f;
+		pair_t *p = realloc(w->pairs, nf * sizeof(*p));
+		if (p)
+			w->pairs = p;
+		if (!f || !p)
+			return -ENOMEM;
+		w->cap_fields = nf;
+	}
+	for (uint32_t i = 0; i < nf; i++)
+		batch_next_field(it, &w->fields[i]);
+	int rc;
+	if (!w->table_exists) {
+		if ((rc = table_create(w, nf)) != 0)
+			return rc;
+	} else {
+		for (uint32_t i = 0; i < nf; i++) {
+			uint32_t idx = map_get(&w->keys, w->fields[i].name, w->fields[i].name_len);
+			if (idx == MAP_ABSENT && (rc = column_add(w, &w->fields[i], true, &idx)) != 0)
+				return rc;
+			w->pairs[i] = (pair_t){idx, i};
+		}
+	}
+	qsort(w->pairs, nf, sizeof(*w->pairs), pair_cmp);
+	/* batch_add_rows never emits a name twice in a row; keys map to columns
+	 * one to one, so columns cannot repeat either. */
+	for (uint32_t i = 1; i < nf; i++)
+		assert(w->pairs[i - 1].col < w->pairs[i].col);
+	return 0;
+}
+
+/* The INSERT for the column set in w->pairs[0..n), cached (LRU). */
+static int insert_stmt(writer_t *w, uint32_t n, sqlite3_stmt **out)
+{
+	uint64_t h = 14695981039346656037u;
+	for (uint32_t i = 0; i < n; i++)
+		h = hash_bytes(&w->pairs[i].col, sizeof(uint32_t), h);
+	stmt_entry_t *victim = &w->cache[0];
+	for (uint32_t i = 0; i < WRITER_STMT_CACHE_MAX; i++) {
+		stmt_entry_t *e = &w->cache[i];
+		if (e->stmt && e->hash == h && e->n == n) {
+			uint32_t k = 0;
+			while (k < n && e->cols[k] == w->pairs[k].col)
+				k++;
+			if (k == n) {
+				e->used = ++w->cache_clock;
+				*out = e->stmt;
+				return 0;
+			}
+		}
+		if (e->used < victim->used)
+			victim = e;
+	}
+	sqlite3_finalize(victim->stmt);
+	free(victim->cols);
+	memset(victim, 0, sizeof(*victim));
+	w->sql.len = 0;
+	if (sql_str(&w->sql, "INSERT INTO ") || sql_ident(&w->sql, w->table, strlen(w->table)) ||
+	    sql_str(&w->sql, " (\"_job\""))
+		return -ENOMEM;
+	for (uint32_t i = 0; i < n; i++) {
+		const char *col = w->cols[w->pairs[i].col].col;
+		if (sql_str(&w->sql, ", ") || sql_ident(&w->sql, col, strlen(col)))
+			return -ENOMEM;
+	}
+	if (sql_str(&w->sql, ") VALUES (?"))
+		return -ENOMEM;
+	for (uint32_t i = 0; i < n; i++)
+		if (sql_str(&w->sql, ", ?"))
+			return -ENOMEM;
+	if (sql_str(&w->sql, ")") || !sql_end(w) || !(victim->cols = malloc((n + 1) * 4)))
+		return -ENOMEM;
+	if (sqlite3_prepare_v3(w->db, w->sql.data, -1, SQLITE_PREPARE_PERSISTENT, &victim->stmt,
+	                       NULL) != SQLITE_OK)
+		return -1;
+	for (uint32_t i = 0; i < n; i++)
+		victim->cols[i] = w->pairs[i].col;
+	victim->n = n;
+	victim->hash = h;
+	victim->used = ++w->cache_clock;
+	*out = victim->stmt;
+	return 0;
+}
+
+/* Text is bound SQLITE_STATIC: it points into the batch, which lives until
+ * after the step, and every parameter is bound again before the next step. */
+static int row_insert(writer_t *w, int64_t job_id, uint32_t n)
+{
+	sqlite3_stmt *s;
+	int rc = insert_stmt(w, n, &s);
+	if (rc != 0)
+		return rc;
+	sqlite3_bind_int64(s, 1, job_id);
+	for (uint32_t i = 0; i < n; i++) {
+		const batch_field_t *f = &w->fields[w->pairs[i].field];
+		int p = (int)i + 2;
+		int64_t v;
+		double x;
+		switch (f->type) {
+		case FIELD_INT:
+			memcpy(&v, f->value, sizeof(v));
+			sqlite3_bind_int64(s, p, v);
+			break;
+		case FIELD_REAL:
+			memcpy(&x, f->value, sizeof(x));
+			sqlite3_bind_double(s, p, x);
+			break;
+		case FIELD_TEXT:
+		case FIELD_JSON:
+			if (f->value_len > INT32_MAX)
+				return -EFBIG;
+			sqlite3_bind_text(s, p, f->value, (int)f->value_len, SQLITE_STATIC);
+			break;
+		case FIELD_BOOL:
+			sqlite3_bind_int(s, p, f->value[0] != 0);
+			break;
+		case FIELD_NULL:
+			sqlite3_bind_null(s, p);
+			break;
+		}
+	}
+	rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static int rows_insert(writer_t *w, const batch_t *b)
+{
+	batch_iter_t it;
+	int nf, rc;
+	batch_iter_init(&it, b);
+	while ((nf = batch_next_row(&it)) >= 0) {
+		if ((rc = row_resolve(w, &it, (uint32_t)nf)) != 0 ||
+		    (rc = row_insert(w, b->job_id, (uint32_t)nf)) != 0)
+			return rc;
+		w->tx_rows++;
+	}
+	return 0;
+}
+
+/* ---- jobs -------------------------------------------------------------- */
+
+static void bind_text_or_null(sqlite3_stmt *s, int p, const char *t)
+{
+	if (t && *t)
+		sqlite3_bind_text(s, p, t, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(s, p);
+}
+
+static void bind_status(sqlite3_stmt *s, int p, int http_status)
+{
+	if (http_status > 0)
+		sqlite3_bind_int(s, p, http_status);
+	else
+		sqlite3_bind_null(s, p);
+}
+
+/* Marks the job failed unless it is already done; cls and error may differ
+ * from the batch's when the database refused the job's rows. */
+static int job_failed(writer_t *w, const batch_t *b, error_class_t cls, const char *error)
+{
+	sqlite3_stmt *s = w->upd_failed;
+	sqlite3_bind_int(s, 1, b->attempts);
+	bind_status(s, 2, b->http_status);
+	sqlite3_bind_text(s, 3, cls == ERROR_CLASS_TRANSIENT ? "transient" : "permanent", -1,
+	                  SQLITE_STATIC);
+	sqlite3_bind_text(s, 4, *error ? error : "failed (no reason given)", -1, SQLITE_STATIC);
+	bind_text_or_null(s, 5, b->raw_path);
+	sqlite3_bind_double(s, 6, unix_now());
+	sqlite3_bind_int64(s, 7, b->job_id);
+	int rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE)
+		return fatal_db(w);
+	w->tx_failed += (uint64_t)sqlite3_changes(w->db);
+	return 0;
+}
+
+/* Errors that concern this job's rows (too many columns, a value too big, a
+ * constraint of a hand-made table) fail the job; the others stop the run. */
+static bool job_level_error(int rc, int sqlite_rc)
+{
+	if (rc == -EFBIG)
+		return true;
+	if (rc != -1)
+		return false;
+	switch (sqlite_rc & 0xff) {
+	case SQLITE_ERROR:
+	case SQLITE_TOOBIG:
+	case SQLITE_RANGE:
+	case SQLITE_CONSTRAINT:
+	case SQLITE_MISMATCH:
+		return true;
+	}
+	return false;
+}
+
+/* 1 when this statement moved the job to done, 0 when it was done already,
+ * -1 on a database error (left in the connection). */
+static int job_mark_done(writer_t *w, const batch_t *b)
+{
+	sqlite3_stmt *s = w->upd_done;
+	sqlite3_bind_int(s, 1, b->attempts);
+	bind_status(s, 2, b->http_status);
+	sqlite3_bind_int64(s, 3, (int64_t)b->body_bytes);
+	bind_text_or_null(s, 4, b->sha256_hex);
+	bind_text_or_null(s, 5, b->raw_path);
+	sqlite3_bind_double(s, 6, unix_now());
+	sqlite3_bind_int64(s, 7, b->job_id);
+	int rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE)
+		return -1;
+	if (sqlite3_changes(w->db) != 1)
+		return 0;
+	w->tx_done++;
+	return 1;
+}
+
+/* The job's state update and its rows, inside a savepoint: rows the database
+ * rejects half-way (too many columns, a value too big) leave nothing behind,
+ * and the job is recorded as failed instead. */
+static int job_rows(writer_t *w, const batch_t *b)
+{
+	uint32_t n_cols = w->n_cols;
+	bool table_exists = w->table_exists;
+	uint64_t tx_rows = w->tx_rows, tx_done = w->tx_done;
+	if (exec_sql(w, "SAVEPOINT ringfill_job") != 0)
+		return -1;
+	int rc = job_mark_done(w, b);
+	if (rc == 1)
+		rc = rows_insert(w, b);
+	if (rc >= 0)
+		return exec_sql(w, "RELEASE ringfill_job");
+	if (rc == -ENOMEM)
+		return fatal(w, "writer: out of memory");
+	if (!job_level_error(rc, sqlite3_errcode(w->db)))
+		return fatal_db(w);
+	char error[BATCH_ERROR_BYTES_MAX];
+	snprintf(error, sizeof(error), "database refused the rows: %s",
+	         rc == -EFBIG ? "value longer than 2 GiB" : sqlite3_errmsg(w->db));
+	if (exec_sql(w, "ROLLBACK TO ringfill_job") != 0 ||
+	    exec_sql(w, "RELEASE ringfill_job") != 0)
+		return -1;
+	columns_restore(w, n_cols, table_exists);
+	w->tx_rows = tx_rows;
+	w->tx_done = tx_done;
+	return job_failed(w, b, ERROR_CLASS_PERMANENT, error);
+}
+
+/* The state first, and the rows only when this transaction is the one that
+ * made the job done: a job can never have its rows inserted twice. */
+static int job_done(writer_t *w, const batch_t *b)
+{
+	if (b->n_rows)
+		return job_rows(w, b);
+	int rc = job_mark_done(w, b);
+	return rc < 0 ? fatal_db(w) : 0;
+}
+
+/* 0, 1 for BATCH_END, or -1 after a fatal error. */
+static int batch_apply(writer_t *w, const batch_t *b)
+{
+	if (b->kind == BATCH_END)
+		return 1;
+	if (tx_begin(w) != 0)
+		return -1;
+	if (b->kind == BATCH_JOB_DONE)
+		return job_done(w, b);
+	assert(b->kind == BATCH_JOB_FAILED);
+	return job_failed(w, b, b->error_class, b->error);
+}
+
+/* ---- feeding jobs to the loop ------------------------------------------ */
+
+/* Tops up to_loop once it is at least half empty, so the loop never runs
+ * dry and the database is asked for pages, not single jobs. */
+static int jobs_feed(writer_t *w)
+{
+	ring_t *r = &w->pipe->to_loop;
+	uint32_t cap = r->mask + 1, free_slots = ring_free_slots(r);
+	if (w->exhausted || free_slots < cap / 2)
+		return 0;
+	char err[STORE_ERR_BYTES];
+	int n = store_jobs_fetch(w->st, w->source, w->last_fed, w->jobs, (int)free_slots, err,
+	                         sizeof(err));
+	if (n < 0)
+		return fatal(w, err);
+	for (int i = 0; i < n; i++) {
+		bool pushed = ring_push(r, w->jobs[i]);
+		assert(pushed); /* free_slots is a lower bound and we are the only producer */
+		(void)pushed;
+		w->last_fed = w->jobs[i]->id;
+	}
+	if ((uint32_t)n < free_slots) {
+		w->exhausted = true;
+		/* Release: the loop that sees exhausted also sees every job pushed. */
+		atomic_store_explicit(&w->pipe->jobs_exhausted, true, memory_order_release);
+	}
+	if (n > 0 || w->exhausted)
+		wake_loop(w);
+	return 0;
+}
+
+/* ---- the thread -------------------------------------------------------- */
+
+static int writer_prepare(writer_t *w)
+{
+	static const char done_sql[] =
+		"UPDATE _ringfill_jobs SET state='done', attempts=?1, http_status=?2, bytes=?3,"
+		" sha256=?4, raw_path=?5, error=NULL, error_class=NULL, updated_at=?6"
+		" WHERE id=?7 AND state<>'done'";
+	static const char failed_sql[] =
+		"UPDATE _ringfill_jobs SET state='failed', attempts=?1, http_status=?2,"
+		" error_class=?3, error=?4, raw_path=?5, updated_at=?6"
+		" WHERE id=?7 AND state<>'done'";
+	static const char colmap_sql[] =
+		"INSERT OR REPLACE INTO _ringfill_columns (tbl, key, col) VALUES (?1, ?2, ?3)";
+	unsigned flags = SQLITE_PREPARE_PERSISTENT;
+	if (sqlite3_prepare_v3(w->db, done_sql, -1, flags, &w->upd_done, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v3(w->db, failed_sql, -1, flags, &w->upd_failed, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v3(w->db, colmap_sql, -1, flags, &w->colmap_ins, NULL) != SQLITE_OK)
+		return fatal_db(w);
+	sqlite3_bind_text(w->colmap_ins, 1, w->table, -1, SQLITE_STATIC);
+	return 0;
+}
+
+/* How long to sleep: until the open transaction is due, at most the idle
+ * period (so a clock step or a missed deadline costs at most that). */
+static int idle_timeout_ms(const writer_t *w, uint64_t now)
+{
+	uint64_t t = WRITER_IDLE_WAIT_MS;
+	if (w->in_tx) {
+		uint64_t elapsed = now - w->tx_start_ms;
+		uint64_t left = elapsed < w->commit_ms ? w->commit_ms - elapsed : 0;
+		t = left < t ? left : t;
+	}
+	return (int)t;
+}
+
+/* Returns after BATCH_END was committed, or after a fatal error. */
+static void writer_run(writer_t *w)
+{
+	pipe_t *p = w->pipe;
+	void *items[WRITER_POP_MAX];
+	uint32_t cap = p->to_writer.mask + 1;
+	if (writer_prepare(w) != 0 || columns_load(w) != 0 || jobs_feed(w) != 0)
+		return;
+	for (;;) {
+		/* The sequence is read before looking for work: a batch pushed after
+		 * this point changes it, so the wait below cannot miss it. */
+		uint32_t seen = doorbell_seq(&p->writer_bell);
+		uint32_t queued = ring_count(&p->to_writer);
+		uint32_t n = ring_pop_many(&p->to_writer, items, WRITER_POP_MAX);
+		int rc = 0;
+		for (uint32_t i = 0; i < n; i++) {
+			if (rc == 0)
+				rc = batch_apply(w, items[i]);
+			else
+				assert(rc < 0); /* nothing follows BATCH_END */
+			batch_free(items[i]);
+		}
+		if (rc < 0)
+			return;
+		/* The loop stops reading sockets while this ring is full; tell it
+		 * there is room again. */
+		if (queued >= cap / 2)
+			wake_loop(w);
+		if (rc == 1) {
+			tx_commit(w);
+			return;
+		}
+		uint64_t now = now_ms();
+		if ((tx_due(w, now) && tx_commit(w) != 0) || jobs_feed(w) != 0)
+			return;
+		if (n == 0)
+			doorbell_wait(&p->writer_bell, seen, idle_timeout_ms(w, now));
+	}
+}
+
+static void *writer_thread(void *arg)
+{
+	writer_t *w = arg;
+	writer_run(w);
+	cache_flush(w);
+	sqlite3_finalize(w->upd_done);
+	sqlite3_finalize(w->upd_failed);
+	sqlite3_finalize(w->colmap_ins);
+	w->upd_done = w->upd_failed = w->colmap_ins = NULL;
+	return NULL;
+}
+
+static void writer_free(writer_t *w)
+{
+	for (uint32_t i = 0; i < w->n_cols; i++) {
+		free(w->cols[i].key);
+		free(w->cols[i].col);
+	}
+	free(w->cols);
+	map_free(&w->keys);
+	map_free(&w->taken);
+	json_buf_free(&w->sql);
+	free(w->fields);
+	free(w->pairs);
+	free(w->jobs);
+	free(w->table);
+	free(w->source);
+	free(w);
+}
+
+int writer_start(store_t *st, const writer_config_t *cfg, pipe_t *pipe, writer_t **out)
+{
+	assert(st && cfg && cfg->table && cfg->source && pipe && out);
+	/* The bookkeeping tables are not a place for records. */
+	if (strncmp(cfg->table, "_ringfill_", 10) == 0 || cfg->table[0] == '\0')
+		return -EINVAL;
+	writer_t *w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->st = st;
+	w->db = store_db(st);
+	w->pipe = pipe;
+	w->commit_rows = cfg->commit_rows ? cfg->commit_rows : WRITER_COMMIT_ROWS_DEFAULT;
+	w->commit_ms = cfg->commit_ms ? cfg->commit_ms : WRITER_COMMIT_MS_DEFAULT;
+	w->table = strdup(cfg->table);
+	w->source = strdup(cfg->source);
+	w->jobs = calloc(WRITER_JOB_RING_DEFAULT, sizeof(*w->jobs));
+	if (!w->table || !w->source || !w->jobs) {
+		writer_free(w);
+		return -ENOMEM;
+	}
+	int rc = ring_init(&pipe->to_writer, WRITER_BATCH_RING_DEFAULT);
+	if (rc == 0 && (rc = ring_init(&pipe->to_loop, WRITER_JOB_RING_DEFAULT)) != 0)
+		ring_destroy(&pipe->to_writer);
+	if (rc != 0) {
+		writer_free(w);
+		return rc;
+	}
+	doorbell_init(&pipe->writer_bell);
+	pipe->fatal_msg[0] = '\0';
+	atomic_store(&pipe->jobs_exhausted, false);
+	atomic_store(&pipe->fatal, false);
+	atomic_store(&pipe->rows_committed, 0);
+	atomic_store(&pipe->jobs_done_committed, 0);
+	atomic_store(&pipe->jobs_failed_committed, 0);
+	if ((rc = pthread_create(&w->thread, NULL, writer_thread, w)) != 0) {
+		ring_destroy(&pipe->to_writer);
+		ring_destroy(&pipe->to_loop);
+		writer_free(w);
+		return -rc;
+	}
+	*out = w;
+	return 0;
+}
+
+/* The caller's loop has stopped using the pipe, so this thread may drain
+ * both rings as their consumer: batches the writer never applied (after a
+ * fatal error) and job descriptors the loop never took. The rings stay
+ * initialised (empty) for the caller to destroy. */
+int writer_join(writer_t *w)
+{
+	pthread_join(w->thread, NULL);
+	pipe_t *p = w->pipe;
+	void *item;
+	while ((item = ring_pop(&p->to_writer)))
+		batch_free(item);
+	while ((item = ring_pop(&p->to_loop)))
+		free(item);
+	int result = w->result;
+	writer_free(w);
+	return result;
+}

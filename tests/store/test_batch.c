@@ -1,0 +1,264 @@
+/* tests/store/test_batch.c: row flattening and the batch encoding.
+ *
+ * Parses JSON with parse/json.h, selects rows with a JSONPath, flattens them
+ * with batch_add_rows (store/batch.c) and reads them back with the iterator
+ * the writer uses. Each row is rendered as "name=type:value ..." so a test
+ * states the expected columns and types in one line. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "parse/json.h"
+#include "store/batch.h"
+
+#define ROW_TEXT_BYTES 8192
+
+static void render_field(const batch_field_t *f, char *out, size_t cap)
+{
+	int64_t i;
+	double x;
+	int n = snprintf(out, cap, " %.*s=", (int)f->name_len, f->name);
+	out += n;
+	cap -= (size_t)n;
+	switch (f->type) {
+	case FIELD_NULL:
+		snprintf(out, cap, "n");
+		break;
+	case FIELD_INT:
+		assert_int_equal(f->value_len, 8);
+		memcpy(&i, f->value, 8);
+		snprintf(out, cap, "i:%lld", (long long)i);
+		break;
+	case FIELD_REAL:
+		assert_int_equal(f->value_len, 8);
+		memcpy(&x, f->value, 8);
+		snprintf(out, cap, "r:%g", x);
+		break;
+	case FIELD_TEXT:
+		snprintf(out, cap, "t:%.*s", (int)f->value_len, f->value);
+		break;
+	case FIELD_JSON:
+		snprintf(out, cap, "j:%.*s", (int)f->value_len, f->value);
+		break;
+	case FIELD_BOOL:
+		assert_int_equal(f->value_len, 1);
+		snprintf(out, cap, "b:%d", f->value[0]);
+		break;
+	}
+}
+
+/* Renders every row of b, one string per row, into rows[]. Returns the count. */
+static int render_rows(const batch_t *b, char rows[][ROW_TEXT_BYTES], int max)
+{
+	batch_iter_t it;
+	batch_iter_init(&it, b);
+	int n = 0, nf;
+	while ((nf = batch_next_row(&it)) >= 0) {
+		assert_true(n < max);
+		rows[n][0] = '\0';
+		for (int i = 0; i < nf; i++) {
+			batch_field_t f;
+			size_t used = strlen(rows[n]);
+			batch_next_field(&it, &f);
+			render_field(&f, rows[n] + used, ROW_TEXT_BYTES - used);
+		}
+		n++;
+	}
+	assert_int_equal(it.pos, b->rows.len);
+	return n;
+}
+
+/* Adds the rows path selects from json to b; returns batch_add_rows' result. */
+static int add(batch_t *b, const char *json, const char *path, const char **reason)
+{
+	json_parser_t *p = json_parser_new(0);
+	json_path_t *jp;
+	json_doc_t d;
+	json_error_t e;
+	assert_non_null(p);
+	assert_int_equal(json_parse(p, json, strlen(json), &d, &e), 0);
+	assert_int_equal(json_path_compile(path, &jp, &e), 0);
+	int rc = batch_add_rows(b, &d, jp, reason);
+	json_path_free(jp);
+	json_parser_free(p);
+	return rc;
+}
+
+/* One document, root selected: the single rendered row. */
+static void expect_row(const char *json, const char *want)
+{
+	char rows[2][ROW_TEXT_BYTES];
+	const char *reason = NULL;
+	batch_t *b = batch_new(BATCH_JOB_DONE, 1);
+	assert_int_equal(add(b, json, "$", &reason), 0);
+	assert_int_equal(b->n_rows, 1);
+	assert_int_equal(render_rows(b, rows, 2), 1);
+	assert_string_equal(rows[0], want);
+	batch_free(b);
+}
+
+static void test_scalars(void **state)
+{
+	(void)state;
+	expect_row("{\"a\":1,\"b\":\"x\\ty\\u00e9\",\"c\":1.5,\"d\":true,\"e\":false,\"f\":null}",
+	           " a=i:1 b=t:x\ty\xc3\xa9 c=r:1.5 d=b:1 e=b:0 f=n");
+}
+
+static void test_nested_objects_flatten_with_underscore(void **state)
+{
+	(void)state;
+	expect_row("{\"user\":{\"name\":\"A\",\"addr\":{\"city\":\"B\"}},\"id\":2}",
+	           " user_name=t:A user_addr_city=t:B id=i:2");
+	/* An empty object would otherwise leave no column at all. */
+	expect_row("{\"meta\":{},\"k\":1}", " meta=j:{} k=i:1");
+}
+
+static void test_arrays_become_compact_json(void **state)
+{
+	(void)state;
+	expect_row("{\"tags\": [ \"a\" , 1, {\"x\" : null} ], \"e\": [ ]}",
+	           " tags=j:[\"a\",1,{\"x\":null}] e=j:[]");
+}
+
+static void test_numbers(void **state)
+{
+	(void)state;
+	expect_row("{\"max\":9223372036854775807,\"min\":-9223372036854775808}",
+	           " max=i:9223372036854775807 min=i:-9223372036854775808");
+	/* Integers beyond int64 keep every digit as text. */
+	expect_row("{\"big\":12345678901234567890,\"low\":-9223372036854775809}",
+	           " big=t:12345678901234567890 low=t:-9223372036854775809");
+	expect_row("{\"e\":1e3,\"f\":-0.25,\"g\":2.0}", " e=r:1000 f=r:-0.25 g=r:2");
+}
+
+static void test_non_object_rows_use_value_column(void **state)
+{
+	(void)state;
+	char rows[8][ROW_TEXT_BYTES];
+	const char *reason = NULL;
+	batch_t *b = batch_new(BATCH_JOB_DONE, 1);
+	assert_int_equal(add(b, "[1,\"s\",[2,3],null,true,{\"a\":1}]", "$[*]", &reason), 0);
+	assert_int_equal(render_rows(b, rows, 8), 6);
+	assert_string_equal(rows[0], " value=i:1");
+	assert_string_equal(rows[1], " value=t:s");
+	assert_string_equal(rows[2], " value=j:[2,3]");
+	assert_string_equal(rows[3], " value=n");
+	assert_string_equal(rows[4], " value=b:1");
+	assert_string_equal(rows[5], " a=i:1");
+	/* A second document appends to the same batch. */
+	assert_int_equal(add(b, "{\"z\":\"q\"}", "$", &reason), 0);
+	assert_int_equal(render_rows(b, rows, 8), 7);
+	assert_string_equal(rows[6], " z=t:q");
+	batch_free(b);
+}
+
+static void test_names_keep_case_and_escapes(void **state)
+{
+	(void)state;
+	/* Mapping "Name" and "name" to distinct columns is the writer's job. */
+	expect_row("{\"Name\":1,\"name\":2,\"a\\\"b\":3,\"\":4}", " Name=i:1 name=i:2 a\"b=i:3 =i:4");
+}
+
+static void test_colliding_names_are_refused(void **state)
+{
+	(void)state;
+	const char *reason = NULL;
+	batch_t *b = batch_new(BATCH_JOB_DONE, 1);
+	assert_int_equal(add(b, "{\"x\":1}", "$", &reason), 0);
+	size_t len = b->rows.len;
+	assert_int_equal(add(b, "{\"a_b\":1,\"a\":{\"b\":2}}", "$", &reason), -1);
+	assert_non_null(strstr(reason, "same column name"));
+	/* The batch is as it was before the failed call. */
+	assert_int_equal(b->n_rows, 1);
+	assert_int_equal(b->rows.len, len);
+	assert_int_equal(add(b, "{\"k\":1,\"k\":2}", "$", &reason), -1);
+	batch_free(b);
+}
+
+static void test_long_names_are_refused(void **state)
+{
+	(void)state;
+	char json[1024], key[300];
+	const char *reason = NULL;
+	memset(key, 'k', sizeof(key) - 1);
+	key[sizeof(key) - 1] = '\0';
+	snprintf(json, sizeof(json), "{\"a\":{\"%s\":1}}", key);
+	batch_t *b = batch_new(BATCH_JOB_DONE, 1);
+	assert_int_equal(add(b, json, "$", &reason), -1);
+	assert_non_null(strstr(reason, "longer than"));
+	assert_int_equal(b->n_rows, 0);
+	/* Exactly the limit is fine. */
+	key[BATCH_COLUMN_NAME_BYTES_MAX] = '\0';
+	snprintf(json, sizeof(json), "{\"%s\":1}", key);
+	assert_int_equal(add(b, json, "$", &reason), 0);
+	batch_free(b);
+}
+
+static void test_many_fields(void **state)
+{
+	(void)state;
+	char json[16384];
+	size_t n = 0;
+	const char *reason = NULL;
+	n += (size_t)snprintf(json + n, sizeof(json) - n, "{");
+	for (int i = 0; i < 500; i++)
+		n += (size_t)snprintf(json + n, sizeof(json) - n, "%s\"f%d\":%d", i ? "," : "", i, i);
+	snprintf(json + n, sizeof(json) - n, "}");
+	batch_t *b = batch_new(BATCH_JOB_DONE, 1);
+	assert_int_equal(add(b, json, "$", &reason), 0);
+	batch_iter_t it;
+	batch_iter_init(&it, b);
+	assert_int_equal(batch_next_row(&it), 500);
+	for (int i = 0; i < 500; i++) {
+		batch_field_t f;
+		char want[16];
+		int64_t v;
+		batch_next_field(&it, &f);
+		snprintf(want, sizeof(want), "f%d", i);
+		assert_int_equal(f.name_len, strlen(want));
+		assert_memory_equal(f.name, want, f.name_len);
+		memcpy(&v, f.value, 8);
+		assert_int_equal(v, i);
+	}
+	assert_int_equal(batch_next_row(&it), -1);
+	batch_free(b);
+}
+
+static void test_fail_sets_kind_class_and_one_line(void **state)
+{
+	(void)state;
+	const char *reason = NULL;
+	batch_t *b = batch_new(BATCH_JOB_DONE, 7);
+	assert_int_equal(add(b, "{\"x\":1}", "$", &reason), 0);
+	batch_fail(b, ERROR_CLASS_PERMANENT, "HTTP %d: %s", 404, "Not\nFound");
+	assert_int_equal(b->kind, BATCH_JOB_FAILED);
+	assert_int_equal(b->error_class, ERROR_CLASS_PERMANENT);
+	assert_string_equal(b->error, "HTTP 404: Not Found");
+	assert_int_equal(b->n_rows, 0);
+	assert_int_equal(b->job_id, 7);
+	batch_free(b);
+	batch_free(NULL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_scalars),
+		cmocka_unit_test(test_nested_objects_flatten_with_underscore),
+		cmocka_unit_test(test_arrays_become_compact_json),
+		cmocka_unit_test(test_numbers),
+		cmocka_unit_test(test_non_object_rows_use_value_column),
+		cmocka_unit_test(test_names_keep_case_and_escapes),
+		cmocka_unit_test(test_colliding_names_are_refused),
+		cmocka_unit_test(test_long_names_are_refused),
+		cmocka_unit_test(test_many_fields),
+		cmocka_unit_test(test_fail_sets_kind_class_and_one_line),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,259 @@
+/* tests/store/test_store_jobs.c: the job store on a real SQLite file.
+ *
+ * store_open's schema and pragmas, store_import_urls on plain and NDJSON
+ * manifest lines (store/store.c, with net/url.c and parse/json.c), and the
+ * queries the writer uses to feed the loop. Results are checked through a
+ * second, independent sqlite3 connection. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "store/store.h"
+
+typedef struct {
+	char dir[64], db[128], urls[128];
+	store_t *st;
+} fixture_t;
+
+static const char urls_text[] =
+	"# a comment\n"
+	"\n"
+	"https://example.com/a\n"
+	"  https://example.com/b \r\n"
+	"not a url\n"
+	"http://example.com/insecure\n"
+	"{\"url\":\"https://example.com/c\",\"key\":\"c1\",\"page\":3,\"tag\":[\"x\"]}\n"
+	"{\"url\":\"https://example.com/d\"}\n"
+	"{\"url\": 5}\n"
+	"{\"url\":\"https://example.com/e\",\"oops\n"
+	"https://example.com/a\n";
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static int setup(void **state)
+{
+	fixture_t *fx = calloc(1, sizeof(*fx));
+	char err[STORE_ERR_BYTES];
+	snprintf(fx->dir, sizeof(fx->dir), "/tmp/rf_store_XXXXXX");
+	assert_non_null(mkdtemp(fx->dir));
+	snprintf(fx->db, sizeof(fx->db), "%s/jobs.db", fx->dir);
+	snprintf(fx->urls, sizeof(fx->urls), "%s/urls.txt", fx->dir);
+	write_file(fx->urls, urls_text);
+	assert_int_equal(store_open(fx->db, &fx->st, err, sizeof(err)), 0);
+	*state = fx;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	fixture_t *fx = *state;
+	char cmd[256];
+	store_close(fx->st);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fx->dir);
+	assert_int_equal(system(cmd), 0);
+	free(fx);
+	return 0;
+}
+
+/* The first column of the first row of sql, as text, via its own connection. */
+static char *query1(const char *db, const char *sql)
+{
+	sqlite3 *c;
+	sqlite3_stmt *s;
+	char *out = NULL;
+	assert_int_equal(sqlite3_open_v2(db, &c, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(c, sql, -1, &s, NULL), SQLITE_OK);
+	if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_text(s, 0))
+		out = strdup((const char *)sqlite3_column_text(s, 0));
+	sqlite3_finalize(s);
+	sqlite3_close(c);
+	return out ? out : strdup("<none>");
+}
+
+static void expect_query(const char *db, const char *sql, const char *want)
+{
+	char *got = query1(db, sql);
+	assert_string_equal(got, want);
+	free(got);
+}
+
+static void test_open_creates_schema_and_wal(void **state)
+{
+	fixture_t *fx = *state;
+	expect_query(fx->db, "PRAGMA journal_mode", "wal");
+	expect_query(fx->db, "SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_master"
+	                     " WHERE name LIKE '\\_ringfill%' ESCAPE '\\' AND type<>'index'"
+	                     " ORDER BY name)",
+	             "_ringfill_columns,_ringfill_jobs");
+	expect_query(fx->db, "SELECT count(*) FROM sqlite_master WHERE type='index'"
+	                     " AND name='_ringfill_jobs_source_state'", "1");
+	/* Opening again keeps what is there. */
+	store_t *again;
+	char err[STORE_ERR_BYTES];
+	assert_int_equal(store_open(fx->db, &again, err, sizeof(err)), 0);
+	store_close(again);
+}
+
+static void test_open_error_names_the_file(void **state)
+{
+	(void)state;
+	store_t *st = NULL;
+	char err[STORE_ERR_BYTES];
+	assert_int_equal(store_open("/nonexistent-dir/x.db", &st, err, sizeof(err)), -1);
+	assert_null(st);
+	assert_non_null(strstr(err, "/nonexistent-dir/x.db: "));
+}
+
+static void test_import_lines(void **state)
+{
+	fixture_t *fx = *state;
+	store_import_t r;
+	char err[STORE_ERR_BYTES], sql[512];
+	assert_int_equal(store_import_urls(fx->st, "src", fx->urls, &r, err, sizeof(err)), 0);
+	assert_int_equal(r.lines, 9);
+	assert_int_equal(r.added, 4);
+	assert_int_equal(r.existing, 1); /* the repeated /a */
+	assert_int_equal(r.malformed, 4);
+	expect_query(fx->db, "SELECT group_concat(key, ' ') FROM (SELECT key FROM _ringfill_jobs"
+	                     " WHERE state='pending' ORDER BY id)",
+	             "https://example.com/a https://example.com/b c1 https://example.com/d");
+	expect_query(fx->db, "SELECT url || ' ' || vars FROM _ringfill_jobs WHERE key='c1'",
+	             "https://example.com/c {\"page\":3,\"tag\":[\"x\"]}");
+	expect_query(fx->db, "SELECT vars IS NULL FROM _ringfill_jobs WHERE key LIKE '%/d'", "1");
+	snprintf(sql, sizeof(sql),
+	         "SELECT error_class || '|' || key || '|' || error FROM _ringfill_jobs"
+	         " WHERE error LIKE '%%:5: %%'");
+	char want[512];
+	snprintf(want, sizeof(want), "permanent|not a url|%s:5: malformed URL: ", fx->urls);
+	char *got = query1(fx->db, sql);
+	assert_memory_equal(got, want, strlen(want));
+	free(got);
+	snprintf(want, sizeof(want), "%s:6: malformed URL: ", fx->urls);
+	got = query1(fx->db, "SELECT error FROM _ringfill_jobs WHERE key LIKE 'http:%'");
+	assert_memory_equal(got, want, strlen(want));
+	free(got);
+	snprintf(want, sizeof(want), "%s:9: bad manifest line: no \"url\" string", fx->urls);
+	expect_query(fx->db, "SELECT error FROM _ringfill_jobs WHERE key='{\"url\": 5}'", want);
+	got = query1(fx->db, "SELECT error FROM _ringfill_jobs WHERE key LIKE '%oops%'");
+	snprintf(want, sizeof(want), "%s:10: bad manifest line: ", fx->urls);
+	assert_memory_equal(got, want, strlen(want));
+	assert_non_null(strstr(got, " at byte "));
+	free(got);
+	expect_query(fx->db, "SELECT count(*) FROM _ringfill_jobs WHERE state='failed'"
+	                     " AND url IS NULL AND error_class='permanent'", "4");
+}
+
+static void test_reimport_adds_nothing(void **state)
+{
+	fixture_t *fx = *state;
+	store_import_t r;
+	char err[STORE_ERR_BYTES];
+	assert_int_equal(store_import_urls(fx->st, "src", fx->urls, &r, err, sizeof(err)), 0);
+	assert_int_equal(store_import_urls(fx->st, "src", fx->urls, &r, err, sizeof(err)), 0);
+	assert_int_equal(r.added, 0);
+	assert_int_equal(r.existing, 5);
+	assert_int_equal(r.malformed, 4);
+	expect_query(fx->db, "SELECT count(*) FROM _ringfill_jobs", "8");
+	/* Another source gets its own jobs from the same file. */
+	assert_int_equal(store_import_urls(fx->st, "other", fx->urls, &r, err, sizeof(err)), 0);
+	assert_int_equal(r.added, 4);
+	expect_query(fx->db, "SELECT count(*) FROM _ringfill_jobs", "16");
+}
+
+static void test_fetch_pages_by_id_and_counts(void **state)
+{
+	fixture_t *fx = *state;
+	store_import_t r;
+	char err[STORE_ERR_BYTES];
+	job_desc_t *jobs[4];
+	assert_int_equal(store_import_urls(fx->st, "src", fx->urls, &r, err, sizeof(err)), 0);
+	assert_int_equal(store_import_urls(fx->st, "other", fx->urls, &r, err, sizeof(err)), 0);
+	assert_int_equal(store_jobs_fetch(fx->st, "src", 0, jobs, 2, err, sizeof(err)), 2);
+	assert_string_equal(jobs[0]->url, "https://example.com/a");
+	assert_string_equal(jobs[0]->key, "https://example.com/a");
+	assert_int_equal(jobs[0]->attempts, 0);
+	assert_string_equal(jobs[1]->url, "https://example.com/b");
+	assert_true(jobs[0]->id < jobs[1]->id);
+	int64_t last = jobs[1]->id;
+	free(jobs[0]);
+	free(jobs[1]);
+	assert_int_equal(store_jobs_fetch(fx->st, "src", last, jobs, 4, err, sizeof(err)), 2);
+	assert_string_equal(jobs[0]->key, "c1");
+	assert_string_equal(jobs[0]->url, "https://example.com/c");
+	assert_string_equal(jobs[1]->url, "https://example.com/d");
+	last = jobs[1]->id;
+	free(jobs[0]);
+	free(jobs[1]);
+	assert_int_equal(store_jobs_fetch(fx->st, "src", last, jobs, 4, err, sizeof(err)), 0);
+
+	store_counts_t c;
+	assert_int_equal(store_job_counts(fx->st, "src", &c, err, sizeof(err)), 0);
+	assert_int_equal(c.pending, 4);
+	assert_int_equal(c.failed, 4);
+	assert_int_equal(c.done, 0);
+	assert_int_equal(c.total, 8);
+	assert_int_equal(store_job_counts(fx->st, NULL, &c, err, sizeof(err)), 0);
+	assert_int_equal(c.total, 16);
+	assert_int_equal(store_job_counts(fx->st, "nobody", &c, err, sizeof(err)), 0);
+	assert_int_equal(c.total, 0);
+}
+
+static void test_missing_file_is_named(void **state)
+{
+	fixture_t *fx = *state;
+	store_import_t r;
+	char err[STORE_ERR_BYTES], path[160];
+	snprintf(path, sizeof(path), "%s/missing.txt", fx->dir);
+	assert_int_equal(store_import_urls(fx->st, "src", path, &r, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, path));
+	assert_non_null(strstr(err, "No such file"));
+	expect_query(fx->db, "SELECT count(*) FROM _ringfill_jobs", "0");
+}
+
+static void test_long_line_is_malformed_not_fatal(void **state)
+{
+	fixture_t *fx = *state;
+	size_t n = 100 * 1024;
+	char *text = malloc(n + 64);
+	memcpy(text, "https://example.com/", 20);
+	memset(text + 20, 'x', n);
+	strcpy(text + 20 + n, "\nhttps://example.com/ok\n");
+	write_file(fx->urls, text);
+	free(text);
+	store_import_t r;
+	char err[STORE_ERR_BYTES];
+	assert_int_equal(store_import_urls(fx->st, "src", fx->urls, &r, err, sizeof(err)), 0);
+	assert_int_equal(r.lines, 2);
+	assert_int_equal(r.added, 1);
+	assert_int_equal(r.malformed, 1);
+	expect_query(fx->db, "SELECT key FROM _ringfill_jobs WHERE state='pending'",
+	             "https://example.com/ok");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_open_creates_schema_and_wal, setup, teardown),
+		cmocka_unit_test(test_open_error_names_the_file),
+		cmocka_unit_test_setup_teardown(test_import_lines, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reimport_adds_nothing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fetch_pages_by_id_and_counts, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_missing_file_is_named, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_long_line_is_malformed_not_fatal, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,359 @@
+/* tests/store/test_writer.c: the writer thread against a real database.
+ *
+ * The test thread plays the loop: it takes jobs from pipe.to_loop, pushes
+ * batches (built with store/batch.c from parsed JSON) into pipe.to_writer,
+ * rings the writer's doorbell and ends with BATCH_END. The database is then
+ * read through a second sqlite3 connection: rows, columns, job states. */
+#include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "store/batch.h"
+#include "store/store.h"
+#include "store/writer.h"
+
+#define GUARD_MS 20000 /* a broken writer fails the test instead of hanging it */
+
+typedef struct {
+	char dir[64], db[128];
+	store_t *st;
+	pipe_t pipe;
+	writer_t *w;
+} fixture_t;
+
+static int setup(void **state)
+{
+	fixture_t *fx = calloc(1, sizeof(*fx));
+	char err[STORE_ERR_BYTES];
+	snprintf(fx->dir, sizeof(fx->dir), "/tmp/rf_writer_XXXXXX");
+	assert_non_null(mkdtemp(fx->dir));
+	snprintf(fx->db, sizeof(fx->db), "%s/w.db", fx->dir);
+	assert_int_equal(store_open(fx->db, &fx->st, err, sizeof(err)), 0);
+	fx->pipe.loop_eventfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	assert_true(fx->pipe.loop_eventfd >= 0);
+	*state = fx;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	fixture_t *fx = *state;
+	char cmd[256];
+	store_close(fx->st);
+	close(fx->pipe.loop_eventfd);
+	snprintf(cmd, sizeof(cmd), getenv("KEEP") ? "true" : "rm -rf '%s'", fx->dir);
+	assert_int_equal(system(cmd), 0);
+	free(fx);
+	return 0;
+}
+
+static void import_n(fixture_t *fx, const char *source, int n)
+{
+	char path[160], err[STORE_ERR_BYTES];
+	store_import_t r;
+	snprintf(path, sizeof(path), "%s/%s.txt", fx->dir, source);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	for (int i = 0; i < n; i++)
+		fprintf(f, "https://example.com/%s/%d\n", source, i);
+	fclose(f);
+	assert_int_equal(store_import_urls(fx->st, source, path, &r, err, sizeof(err)), 0);
+	assert_int_equal(r.added, n);
+}
+
+static void start(fixture_t *fx, uint32_t commit_rows)
+{
+	writer_config_t cfg = {.table = "records", .source = "src", .commit_rows = commit_rows};
+	assert_int_equal(writer_start(fx->st, &cfg, &fx->pipe, &fx->w), 0);
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Waits for the writer's eventfd, as the loop would. */
+static void wait_loop_eventfd(fixture_t *fx, int timeout_ms)
+{
+	struct pollfd pfd = {.fd = fx->pipe.loop_eventfd, .events = POLLIN};
+	uint64_t v;
+	if (poll(&pfd, 1, timeout_ms) == 1)
+		assert_int_equal(read(fx->pipe.loop_eventfd, &v, sizeof(v)), sizeof(v));
+}
+
+/* Takes every job the writer feeds until it flags exhaustion; ids go to out. */
+static int take_all_jobs(fixture_t *fx, int64_t *out, int max)
+{
+	int n = 0;
+	uint64_t deadline = now_ms() + GUARD_MS;
+	for (;;) {
+		/* Read the flag first: jobs pushed before it was set are then visible. */
+		bool exhausted = atomic_load_explicit(&fx->pipe.jobs_exhausted, memory_order_acquire);
+		job_desc_t *j;
+		int got = 0;
+		while ((j = ring_pop(&fx->pipe.to_loop))) {
+			assert_true(n < max);
+			out[n++] = j->id;
+			free(j);
+			got++;
+		}
+		if (got)
+			doorbell_ring(&fx->pipe.writer_bell); /* room in to_loop again */
+		else if (exhausted)
+			return n;
+		assert_true(now_ms() < deadline);
+		assert_false(atomic_load(&fx->pipe.fatal));
+		if (!got)
+			wait_loop_eventfd(fx, 100);
+	}
+}
+
+static void push(fixture_t *fx, batch_t *b)
+{
+	uint64_t deadline = now_ms() + GUARD_MS;
+	while (!ring_push(&fx->pipe.to_writer, b)) {
+		assert_true(now_ms() < deadline);
+		wait_loop_eventfd(fx, 10);
+	}
+	doorbell_ring(&fx->pipe.writer_bell);
+}
+
+static batch_t *done_batch(int64_t id, const char *json, const char *path)
+{
+	batch_t *b = batch_new(BATCH_JOB_DONE, id);
+	json_parser_t *p = json_parser_new(0);
+	json_path_t *jp;
+	json_doc_t d;
+	json_error_t e;
+	const char *reason;
+	assert_int_equal(json_parse(p, json, strlen(json), &d, &e), 0);
+	assert_int_equal(json_path_compile(path, &jp, &e), 0);
+	assert_int_equal(batch_add_rows(b, &d, jp, &reason), 0);
+	json_path_free(jp);
+	json_parser_free(p);
+	b->attempts = 1;
+	b->http_status = 200;
+	b->body_bytes = strlen(json);
+	strcpy(b->sha256_hex, "ab12");
+	return b;
+}
+
+static void finish(fixture_t *fx, int want)
+{
+	push(fx, batch_new(BATCH_END, 0));
+	assert_int_equal(writer_join(fx->w), want);
+	ring_destroy(&fx->pipe.to_writer);
+	ring_destroy(&fx->pipe.to_loop);
+}
+
+static char *query1(const char *db, const char *sql)
+{
+	sqlite3 *c;
+	sqlite3_stmt *s;
+	char *out = NULL;
+	assert_int_equal(sqlite3_open_v2(db, &c, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(c, sql, -1, &s, NULL), SQLITE_OK);
+	if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_text(s, 0))
+		out = strdup((const char *)sqlite3_column_text(s, 0));
+	sqlite3_finalize(s);
+	sqlite3_close(c);
+	return out ? out : strdup("<none>");
+}
+
+static void expect_query(const char *db, const char *sql, const char *want)
+{
+	char *got = query1(db, sql);
+	assert_string_equal(got, want);
+	free(got);
+}
+
+static void test_jobs_fed_in_id_order_and_exhausted(void **state)
+{
+	fixture_t *fx = *state;
+	import_n(fx, "other", 3); /* another source's jobs are never fed */
+	import_n(fx, "src", 1500); /* more than the ring holds */
+	static int64_t ids[2000];
+	start(fx, 0);
+	int n = take_all_jobs(fx, ids, 2000);
+	assert_int_equal(n, 1500);
+	for (int i = 1; i < n; i++)
+		assert_true(ids[i - 1] < ids[i]);
+	assert_int_equal(ids[0], 4);
+	finish(fx, 0);
+}
+
+static void test_rows_states_and_columns(void **state)
+{
+	fixture_t *fx = *state;
+	import_n(fx, "src", 4);
+	int64_t ids[8];
+	start(fx, 0);
+	assert_int_equal(take_all_jobs(fx, ids, 8), 4);
+	push(fx, done_batch(1, "{\"id\":1,\"Name\":\"a\",\"name\":\"b\",\"user\":{\"x\":1.5}}", "$"));
+	push(fx, done_batch(2, "[{\"id\":2,\"extra\":\"new\",\"tags\":[1,2]},{\"id\":3,\"ok\":true}]",
+	                    "$[*]"));
+	batch_t *f = batch_new(BATCH_JOB_DONE, 3);
+	batch_fail(f, ERROR_CLASS_PERMANENT, "HTTP 404 Not Found");
+	f->http_status = 404;
+	f->attempts = 1;
+	push(fx, f);
+	f = batch_new(BATCH_JOB_FAILED, 4);
+	batch_fail(f, ERROR_CLASS_TRANSIENT, "connection reset");
+	f->attempts = 5;
+	push(fx, f);
+	finish(fx, 0);
+	assert_int_equal(atomic_load(&fx->pipe.rows_committed), 3);
+	assert_int_equal(atomic_load(&fx->pipe.jobs_done_committed), 2);
+	assert_int_equal(atomic_load(&fx->pipe.jobs_failed_committed), 2);
+
+	expect_query(fx->db, "SELECT group_concat(name || ':' || type, ',')"
+	                     " FROM pragma_table_info('records')",
+	             "_job:INTEGER,id:INTEGER,Name:TEXT,name_2:TEXT,user_x:REAL,"
+	             "extra:TEXT,tags:TEXT,ok:INTEGER");
+	expect_query(fx->db, "SELECT group_concat(_job||'/'||id||'/'||coalesce(Name,'-')||'/'||"
+	                     "coalesce(name_2,'-')||'/'||coalesce(extra,'-')||'/'||"
+	                     "coalesce(tags,'-')||'/'||coalesce(ok,'-'), ' ')"
+	                     " FROM (SELECT * FROM records ORDER BY id)",
+	             "1/1/a/b/-/-/- 2/2/-/-/new/[1,2]/- 2/3/-/-/-/-/1");
+	expect_query(fx->db, "SELECT typeof(user_x) || typeof(ok) FROM records WHERE id=1",
+	             "realnull");
+	expect_query(fx->db, "SELECT group_concat(key || '=' || col, ',') FROM"
+	                     " (SELECT * FROM _ringfill_columns WHERE tbl='records' ORDER BY rowid)",
+	             "id=id,Name=Name,name=name_2,user_x=user_x,extra=extra,tags=tags,ok=ok");
+	expect_query(fx->db, "SELECT group_concat(id||':'||state||':'||coalesce(error_class,'-')||':'"
+	                     "||coalesce(error,'-')||':'||attempts||':'||coalesce(http_status,'-')||"
+	                     "':'||coalesce(sha256,'-'), ' ') FROM _ringfill_jobs",
+	             "1:done:-:-:1:200:ab12 2:done:-:-:1:200:ab12 "
+	             "3:failed:permanent:HTTP 404 Not Found:1:404:- "
+	             "4:failed:transient:connection reset:5:-:-");
+}
+
+static void test_rerun_reuses_columns_and_never_duplicates(void **state)
+{
+	fixture_t *fx = *state;
+	import_n(fx, "src", 3);
+	int64_t ids[8];
+	start(fx, 0);
+	assert_int_equal(take_all_jobs(fx, ids, 8), 3);
+	push(fx, done_batch(1, "{\"name\":\"a\",\"Name\":\"b\"}", "$"));
+	finish(fx, 0);
+
+	/* A second run: job 1 arrives again (a replay after a crash, say). */
+	start(fx, 0);
+	assert_int_equal(take_all_jobs(fx, ids, 8), 2);
+	push(fx, done_batch(1, "{\"name\":\"again\"}", "$"));
+	push(fx, done_batch(2, "{\"Name\":\"c\",\"NAME\":\"d\",\"n\":null}", "$"));
+	finish(fx, 0);
+	assert_int_equal(atomic_load(&fx->pipe.jobs_done_committed), 1);
+	assert_int_equal(atomic_load(&fx->pipe.rows_committed), 1);
+	expect_query(fx->db, "SELECT count(*) FROM records WHERE _job=1", "1");
+	expect_query(fx->db, "SELECT group_concat(name || ':' || type, ',')"
+	                     " FROM pragma_table_info('records')",
+	             "_job:INTEGER,name:TEXT,Name_2:TEXT,NAME_3:TEXT,n:");
+	expect_query(fx->db, "SELECT name || Name_2 FROM records WHERE _job=1", "ab");
+	expect_query(fx->db, "SELECT Name_2 || NAME_3 || typeof(n) FROM records WHERE _job=2",
+	             "cdnull");
+}
+
+static void test_commits_every_commit_rows(void **state)
+{
+	fixture_t *fx = *state;
+	import_n(fx, "src", 2);
+	int64_t ids[4];
+	start(fx, 1);
+	assert_int_equal(take_all_jobs(fx, ids, 4), 2);
+	push(fx, done_batch(1, "{\"v\":1}", "$"));
+	uint64_t deadline = now_ms() + GUARD_MS;
+	while (atomic_load(&fx->pipe.rows_committed) < 1)
+		assert_true(now_ms() < deadline);
+	/* Committed before END: another connection sees it. */
+	expect_query(fx->db, "SELECT state FROM _ringfill_jobs WHERE id=1", "done");
+	expect_query(fx->db, "SELECT count(*) FROM records", "1");
+	finish(fx, 0);
+}
+
+static void test_rows_the_database_refuses_fail_only_their_job(void **state)
+{
+	fixture_t *fx = *state;
+	import_n(fx, "src", 2);
+	int64_t ids[4];
+	start(fx, 0);
+	assert_int_equal(take_all_jobs(fx, ids, 4), 2);
+	/* More columns than SQLite allows (2000). */
+	size_t cap = 64 * 1024, n = 0;
+	char *json = malloc(cap);
+	n += (size_t)snprintf(json, cap, "{");
+	for (int i = 0; i < 2100; i++)
+		n += (size_t)snprintf(json + n, cap - n, "%s\"c%d\":%d", i ? "," : "", i, i);
+	snprintf(json + n, cap - n, "}");
+	push(fx, done_batch(1, json, "$"));
+	free(json);
+	push(fx, done_batch(2, "{\"fine\":1}", "$"));
+	finish(fx, 0);
+	expect_query(fx->db, "SELECT state || ':' || error_class FROM _ringfill_jobs WHERE id=1",
+	             "failed:permanent");
+	char *err = query1(fx->db, "SELECT error FROM _ringfill_jobs WHERE id=1");
+	assert_non_null(strstr(err, "database refused the rows: too many columns"));
+	free(err);
+	expect_query(fx->db, "SELECT group_concat(name, ',') FROM pragma_table_info('records')",
+	             "_job,fine");
+	expect_query(fx->db, "SELECT _job || ':' || fine FROM records", "2:1");
+}
+
+static void test_full_disk_is_fatal_and_keeps_jobs_pending(void **state)
+{
+	fixture_t *fx = *state;
+	import_n(fx, "src", 2);
+	int64_t ids[4];
+	/* A page limit stands in for a full disk: SQLite reports SQLITE_FULL. */
+	assert_int_equal(sqlite3_exec(store_db(fx->st), "PRAGMA max_page_count=40", NULL, NULL,
+	                              NULL), SQLITE_OK);
+	start(fx, 0);
+	assert_int_equal(take_all_jobs(fx, ids, 4), 2);
+	size_t big = 512 * 1024;
+	char *json = malloc(big + 32);
+	strcpy(json, "{\"blob\":\"");
+	memset(json + 9, 'x', big);
+	strcpy(json + 9 + big, "\"}");
+	push(fx, done_batch(1, json, "$"));
+	free(json);
+	uint64_t deadline = now_ms() + GUARD_MS;
+	while (!atomic_load_explicit(&fx->pipe.fatal, memory_order_acquire)) {
+		assert_true(now_ms() < deadline);
+		wait_loop_eventfd(fx, 100);
+	}
+	assert_non_null(strstr(fx->pipe.fatal_msg, "database or disk is full"));
+	assert_non_null(strstr(fx->pipe.fatal_msg, fx->db));
+	assert_int_equal(writer_join(fx->w), -1);
+	ring_destroy(&fx->pipe.to_writer);
+	ring_destroy(&fx->pipe.to_loop);
+	expect_query(fx->db, "SELECT group_concat(state, ',') FROM _ringfill_jobs", "pending,pending");
+	expect_query(fx->db, "SELECT count(*) FROM sqlite_master WHERE name='records'", "0");
+}
+
+int main(void)
+{
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+	const struct CMUnitTest tests[] = {
+		T(test_jobs_fed_in_id_order_and_exhausted),
+		T(test_rows_states_and_columns),
+		T(test_rerun_reuses_columns_and_never_duplicates),
+		T(test_commits_every_commit_rows),
+		T(test_rows_the_database_refuses_fail_only_their_job),
+		T(test_full_disk_is_fatal_and_keeps_jobs_pending),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
