@@ -30,9 +30,11 @@ int url_parse(const char *s, size_t len, url_t *u, const char **reason);
 
 /* A file name for a raw body, derived from the URL's path: '/' becomes '_',
  * bytes outside [A-Za-z0-9._-] become '_', no leading '.', never "" (it is
- * "index" then), so the name can never leave the raw directory. When the name
- * had to be cut to RAW_NAME_BYTES_MAX, or the URL has a query, "-" and 16 hex
- * digits of a hash of the whole URL are appended to keep names apart.
+ * "index" then), so the name can never leave the raw directory. Names are one
+ * to one with URLs of a host: unless the path is plain (one leading '/', then
+ * only [A-Za-z0-9.-/], not starting with '.'), short enough, and has no query,
+ * "-" and 16 hex digits of a hash of the whole URL are added, before a short
+ * extension such as ".json". At most RAW_NAME_BYTES_MAX bytes.
  * Writes a NUL-terminated name into out; returns its length, or -ENOSPC. */
 int url_raw_name(const char *s, size_t len, char *out, size_t cap);
 

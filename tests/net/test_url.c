@@ -1,0 +1,337 @@
+/* tests/net/test_url.c: proves net/url.c accepts the https URLs jobs use,
+ * rejects every malformed kind with its reason, and derives raw-file names
+ * that can never leave the raw directory. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "net/url.h"
+
+static int parse(const char *s, url_t *u, const char **reason)
+{
+	*reason = NULL;
+	return url_parse(s, strlen(s), u, reason);
+}
+
+static void expect_target(const url_t *u, const char *target)
+{
+	assert_int_equal(u->target_len, strlen(target));
+	assert_memory_equal(u->target, target, u->target_len);
+}
+
+static void test_good_urls(void **state)
+{
+	(void)state;
+	url_t u;
+	const char *why;
+	assert_int_equal(parse("https://Example.COM/a/b?x=1&y=%2F#frag", &u, &why), 0);
+	assert_string_equal(u.host, "example.com");
+	assert_int_equal(u.port, 443);
+	assert_int_equal(u.host_is_ipv6, 0);
+	expect_target(&u, "/a/b?x=1&y=%2F");
+
+	assert_int_equal(parse("HTTPS://api.example.com:8443", &u, &why), 0);
+	assert_string_equal(u.host, "api.example.com");
+	assert_int_equal(u.port, 8443);
+	expect_target(&u, "/");
+
+	assert_int_equal(parse("https://h/#only-fragment", &u, &why), 0);
+	expect_target(&u, "/");
+	assert_int_equal(parse("https://h#f", &u, &why), 0);
+	expect_target(&u, "/");
+	assert_int_equal(parse("https://h?q=1", &u, &why), 0);
+	expect_target(&u, "?q=1");
+
+	assert_int_equal(parse("https://10.0.0.255:1/x", &u, &why), 0);
+	assert_string_equal(u.host, "10.0.0.255");
+	assert_int_equal(u.port, 1);
+	assert_int_equal(parse("https://my_host-1.example.org./", &u, &why), 0);
+	assert_int_equal(parse("https://h:65535/", &u, &why), 0);
+	assert_int_equal(u.port, 65535);
+	/* target points into the string, not a copy */
+	const char *s = "https://h/p";
+	assert_int_equal(url_parse(s, strlen(s), &u, &why), 0);
+	assert_ptr_equal(u.target, s + 9);
+}
+
+static void test_ipv6(void **state)
+{
+	(void)state;
+	url_t u;
+	const char *why;
+	assert_int_equal(parse("https://[2001:DB8::1]:8443/v1", &u, &why), 0);
+	assert_string_equal(u.host, "2001:db8::1");
+	assert_int_equal(u.host_is_ipv6, 1);
+	assert_int_equal(u.port, 8443);
+	expect_target(&u, "/v1");
+	assert_int_equal(parse("https://[::1]/", &u, &why), 0);
+	assert_string_equal(u.host, "::1");
+	assert_int_equal(u.port, 443);
+	assert_int_equal(parse("https://[::ffff:192.0.2.1]", &u, &why), 0);
+	assert_int_equal(parse("https://[1:2:3:4:5:6:7:8]/", &u, &why), 0);
+	assert_int_equal(parse("https://[::]/", &u, &why), 0);
+
+	const char *bad[] = {"https://[::1/", "https://[]/", "https://[1:2:3:4:5:6:7:8:9]/",
+	                     "https://[1::2::3]/", "https://[12345::1]/", "https://[fe80::1%25eth0]/",
+	                     "https://[g::1]/", "https://[1:2:3:4:5:6:7]/", "https://[:1::2]/"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(parse(bad[i], &u, &why), -1);
+		assert_non_null(why);
+	}
+	assert_int_equal(parse("https://[::1]x/", &u, &why), -1);
+}
+
+typedef struct {
+	const char *url;
+	const char *reason;
+} bad_url_t;
+
+static void test_bad_urls(void **state)
+{
+	(void)state;
+	static const bad_url_t cases[] = {
+	    {"http://example.com/", "not an https URL"},
+	    {"ftp://example.com/", "not an https URL"},
+	    {"example.com/a", "not an https URL"},
+	    {"https:/example.com", "not an https URL"},
+	    {"", "not an https URL"},
+	    {"https://user:pw@example.com/", "user information (user@) is not allowed in URLs"},
+	    {"https://@example.com/", "user information (user@) is not allowed in URLs"},
+	    {"https://exa mple.com/", "space in URL (percent-encode it as %20)"},
+	    {"https://example.com/a b", "space in URL (percent-encode it as %20)"},
+	    {"https://example.com/\t", "control byte in URL"},
+	    {"https://example.com/\x7f", "control byte in URL"},
+	    {"https://example.com/\r\nHost: x", "control byte in URL"},
+	    {"https://example.com/caf\xc3\xa9", "non-ASCII byte in URL (percent-encode it)"},
+	    {"https:///path", "missing host"},
+	    {"https://:443/", "missing host"},
+	    {"https://", "missing host"},
+	    {"https://exa$mple.com/", "bad host name"},
+	    {"https://a..b/", "bad host name"},
+	    {"https://.a/", "bad host name"},
+	    {"https://256.1.1.1/", "bad host name"},
+	    {"https://1.2.3/", "bad host name"},
+	    {"https://01.2.3.4/", "bad host name"},
+	    {"https://example.com:0/", "bad port"},
+	    {"https://example.com:65536/", "bad port"},
+	    {"https://example.com:/", "bad port"},
+	    {"https://example.com:44a/", "bad port"},
+	    {"https://example.com:000443/", "bad port"},
+	    {"https://example.com:-1/", "bad port"},
+	    {"https://example.com/a%2", "bad percent-encoding in URL"},
+	    {"https://example.com/a%zz", "bad percent-encoding in URL"},
+	    {"https://example.com/a<b", "character not allowed in URL path or query (percent-encode it)"},
+	    {"https://example.com/{x}", "character not allowed in URL path or query (percent-encode it)"},
+	    {"https://example.com/a\\b", "character not allowed in URL path or query (percent-encode it)"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		url_t u;
+		const char *why = NULL;
+		int rc = url_parse(cases[i].url, strlen(cases[i].url), &u, &why);
+		if (rc != -1 || why == NULL || strcmp(why, cases[i].reason) != 0)
+			fail_msg("%s: rc %d reason '%s', want '%s'", cases[i].url, rc,
+			         why ? why : "(null)", cases[i].reason);
+	}
+}
+
+static void test_limits(void **state)
+{
+	(void)state;
+	static char s[URL_BYTES_MAX + 2];
+	url_t u;
+	const char *why;
+	/* a NUL inside the given length is a control byte, not an end */
+	assert_int_equal(url_parse("https://h/\0x", 12, &u, &why), -1);
+	assert_string_equal(why, "control byte in URL");
+
+	memset(s, 'a', sizeof(s) - 1);
+	memcpy(s, "https://h/", 10);
+	assert_int_equal(url_parse(s, URL_BYTES_MAX, &u, &why), 0);
+	assert_int_equal(u.target_len, URL_BYTES_MAX - 9);
+	assert_int_equal(url_parse(s, URL_BYTES_MAX + 1, &u, &why), -1);
+	assert_string_equal(why, "URL too long");
+
+	/* 255-byte host accepted, 256 rejected (labels of 63) */
+	char host[300];
+	size_t n = 0;
+	while (n < 256) {
+		memset(host + n, 'x', 63);
+		n += 63;
+		host[n++] = '.';
+	}
+	snprintf(s, sizeof(s), "https://%.*s/", 255, host);
+	assert_int_equal(parse(s, &u, &why), 0);
+	assert_int_equal(strlen(u.host), 255);
+	snprintf(s, sizeof(s), "https://%.*s/", 256, host);
+	assert_int_equal(parse(s, &u, &why), -1);
+	assert_string_equal(why, "host name too long");
+	snprintf(s, sizeof(s), "https://%064d.com/", 0);
+	assert_int_equal(parse(s, &u, &why), -1);
+	/* NULL reason is allowed */
+	assert_int_equal(url_parse("http://x/", 9, &u, NULL), -1);
+}
+
+/* ---- raw names -------------------------------------------------------- */
+
+static int name_of(const char *url, char *out, size_t cap)
+{
+	int n = url_raw_name(url, strlen(url), out, cap);
+	if (n >= 0) {
+		assert_int_equal((size_t)n, strlen(out));
+		assert_true(n > 0 && n <= (int)RAW_NAME_BYTES_MAX);
+		assert_null(strchr(out, '/'));
+		assert_true(out[0] != '.');
+		assert_string_not_equal(out, ".");
+		assert_string_not_equal(out, "..");
+		for (int i = 0; i < n; i++)
+			assert_non_null(strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			                       "0123456789._-",
+			                       out[i]));
+	}
+	return n;
+}
+
+static void test_raw_name_basic(void **state)
+{
+	(void)state;
+	char out[RAW_NAME_BYTES_MAX + 1];
+	assert_int_equal(name_of("https://h/data/2024/x.json", out, sizeof(out)), 16);
+	assert_string_equal(out, "data_2024_x.json");
+	name_of("https://h/index", out, sizeof(out));
+	assert_string_equal(out, "index");
+	/* "" is not "/index": the empty path gets the hash */
+	name_of("https://h/", out, sizeof(out));
+	assert_memory_equal(out, "index-", 6);
+	assert_int_equal(strlen(out), 5 + 1 + 16);
+	name_of("https://h/a.json#frag", out, sizeof(out));
+	assert_string_equal(out, "a.json");
+	/* replaced bytes add the hash, before a short extension */
+	name_of("https://h/a b~c.json", out, sizeof(out));
+	assert_memory_equal(out, "a_b_c-", 6);
+	assert_string_equal(out + 6 + 16, ".json");
+
+	/* with a query: base, '-', 16 hex digits */
+	int n = name_of("https://h/list?page=2", out, sizeof(out));
+	assert_int_equal(n, 4 + 1 + 16);
+	assert_memory_equal(out, "list-", 5);
+	name_of("https://h/?page=2", out, sizeof(out));
+	assert_memory_equal(out, "index-", 6);
+
+	/* deterministic */
+	char again[RAW_NAME_BYTES_MAX + 1];
+	name_of("https://h/list?page=2", out, sizeof(out));
+	name_of("https://h/list?page=2", again, sizeof(again));
+	assert_string_equal(out, again);
+}
+
+static void test_raw_name_traversal(void **state)
+{
+	(void)state;
+	static const char *const urls[] = {
+	    "https://h/../../etc/passwd", "https://h/..", "https://h/.", "https://h/.hidden",
+	    "https://h/%2e%2e", "https://h/%2e%2e/%2e%2e/etc", "https://h/..%2f..%2fetc",
+	    "https://h//..//..", "https://h/./", "https://h/...", "https://h/a/../../b",
+	    "https://h/..?x=/../", "https://h/?/../..", "../../etc/passwd", "/..", "..", ".",
+	    "", "https://h/\x01\xff", "https://h/...#/../..",
+	};
+	char out[RAW_NAME_BYTES_MAX + 1];
+	for (size_t i = 0; i < sizeof(urls) / sizeof(urls[0]); i++)
+		assert_true(name_of(urls[i], out, sizeof(out)) > 0);
+	name_of("https://h/../../etc/passwd", out, sizeof(out));
+	assert_memory_equal(out, "_._.._etc_passwd-", 17);
+	name_of("https://h/..", out, sizeof(out));
+	assert_int_equal(out[0], '_');
+	assert_int_equal(strlen(out), 2 + 1 + 16);
+	name_of("https://h/.hidden", out, sizeof(out));
+	assert_memory_equal(out, "_hidden-", 8);
+	name_of("https://h/%2e%2e", out, sizeof(out));
+	assert_memory_equal(out, "_2e_2e-", 7);
+}
+
+static void test_raw_name_long_and_queries(void **state)
+{
+	(void)state;
+	static char url[URL_BYTES_MAX];
+	char a[RAW_NAME_BYTES_MAX + 1], b[RAW_NAME_BYTES_MAX + 1];
+	/* a path of exactly the cap keeps its name; one byte more gets a hash */
+	memcpy(url, "https://h/", 10);
+	memset(url + 10, 'p', RAW_NAME_BYTES_MAX);
+	url[10 + RAW_NAME_BYTES_MAX] = '\0';
+	assert_int_equal(name_of(url, a, sizeof(a)), RAW_NAME_BYTES_MAX);
+	assert_null(strchr(a, '-'));
+	url[10 + RAW_NAME_BYTES_MAX] = 'p';
+	url[11 + RAW_NAME_BYTES_MAX] = '\0';
+	assert_int_equal(name_of(url, a, sizeof(a)), RAW_NAME_BYTES_MAX);
+	assert_int_equal(a[RAW_NAME_BYTES_MAX - 17], '-');
+
+	/* very long paths sharing a prefix stay apart */
+	memset(url + 10, 'q', 4000);
+	strcpy(url + 4010, "/one");
+	name_of(url, a, sizeof(a));
+	strcpy(url + 4010, "/two");
+	name_of(url, b, sizeof(b));
+	assert_string_not_equal(a, b);
+
+	/* same path, different queries: different names */
+	name_of("https://h/items?id=1", a, sizeof(a));
+	name_of("https://h/items?id=2", b, sizeof(b));
+	assert_string_not_equal(a, b);
+	/* the fragment is not fetched, so it does not change the name */
+	name_of("https://h/items?id=1#x", b, sizeof(b));
+	assert_string_equal(a, b);
+	/* the query is part of the hash, not of the base name */
+	assert_memory_equal(a, "items-", 6);
+	assert_null(strchr(a, '='));
+	assert_null(strchr(a, '?'));
+}
+
+/* Two different URLs on one host never share a raw file. */
+static void test_raw_name_one_to_one(void **state)
+{
+	(void)state;
+	static const char *const urls[] = {
+	    "https://h/a/b", "https://h/a_b", "https://h/a%2fb", "https://h//a/b", "https://h/a/b/",
+	    "https://h/a b", "https://h/a~b", "https://h/", "https://h/index", "https://h/.x",
+	    "https://h/_x", "https://h/a/b.json", "https://h/a_b.json", "https://h/a%5fb.json",
+	};
+	enum { N = sizeof(urls) / sizeof(urls[0]) };
+	char names[N][RAW_NAME_BYTES_MAX + 1];
+	for (size_t i = 0; i < N; i++)
+		name_of(urls[i], names[i], sizeof(names[i]));
+	for (size_t i = 0; i < N; i++)
+		for (size_t k = i + 1; k < N; k++)
+			if (strcmp(names[i], names[k]) == 0)
+				fail_msg("%s and %s share the raw name %s", urls[i], urls[k], names[i]);
+}
+
+static void test_raw_name_capacity(void **state)
+{
+	(void)state;
+	char out[8];
+	assert_int_equal(url_raw_name("https://h/abcdefg", 17, out, sizeof(out)), 7);
+	assert_int_equal(url_raw_name("https://h/abcdefgh", 18, out, sizeof(out)), -ENOSPC);
+	assert_int_equal(url_raw_name("https://h/index", 15, out, 5), -ENOSPC);
+	assert_int_equal(url_raw_name("https://h/index", 15, out, 6), 5);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_good_urls),
+	    cmocka_unit_test(test_ipv6),
+	    cmocka_unit_test(test_bad_urls),
+	    cmocka_unit_test(test_limits),
+	    cmocka_unit_test(test_raw_name_basic),
+	    cmocka_unit_test(test_raw_name_traversal),
+	    cmocka_unit_test(test_raw_name_long_and_queries),
+	    cmocka_unit_test(test_raw_name_one_to_one),
+	    cmocka_unit_test(test_raw_name_capacity),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
