@@ -87,11 +87,12 @@ static void conn_fail(loop_t *l, conn_t *c, error_class_t cls, const char *fmt, 
 static void conn_fail(loop_t *l, conn_t *c, error_class_t cls, const char *fmt, ...)
 {
 	job_t *j = c->job;
+	bool reused = c->reused;
 	c->job = NULL;
-	conn_close(l, c);
+	conn_close(l, c); /* may free c */
 	if (!j)
 		return;
-	if (c->reused && !j->got_bytes && !j->stale_retried && cls == ERROR_CLASS_TRANSIENT) {
+	if (reused && !j->got_bytes && !j->stale_retried && cls == ERROR_CLASS_TRANSIENT) {
 		j->stale_retried = true;
 		host_enqueue(l, j->host, j);
 		return;

@@ -178,8 +178,10 @@ static int run_main(int argc, char **argv)
 	if (r)
 		return r == 1 ? EXIT_OK : EXIT_USAGE;
 	json_path_t *rows = NULL;
-	if ((r = run_check_inputs(&o, &rows)))
+	if ((r = run_check_inputs(&o, &rows))) {
+		json_path_free(rows);
 		return r;
+	}
 	if (o.dry_run) {
 		json_path_free(rows);
 		return dry_run(&o);
