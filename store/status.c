@@ -139,7 +139,9 @@ static int status_failures(status_t *s)
 		json_str(example);
 		putchar('}');
 	}
-	if (s->first && !s->json)
+	if (s->json)
+		putchar(']');
+	else if (s->first)
 		printf("  none\n");
 	sqlite3_finalize(q);
 	return rc == SQLITE_DONE ? 0 : db_fail(s);

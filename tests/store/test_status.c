@@ -118,6 +118,8 @@ static void test_json_report(void **state)
 	assert_non_null(strstr(out, "{\"class\":\"transient\",\"reason\":\"HTTP 503 \\\"busy\\\"\","
 	                            "\"count\":1,\"example\":\"https://h/2\"}"));
 	assert_non_null(strstr(out, "\"tables\":[{\"table\":\"my \\\"recs\",\"rows\":3}]}\n"));
+	/* The failures array is closed before the tables begin. */
+	assert_non_null(strstr(out, "\"}],\"tables\":["));
 	assert_int_equal(out[0], '{');
 	free(out);
 }
