@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# scripts/test.sh: every test, the way CI runs them (.ci/run calls this).
+#   1. build-test:  the normal build with warnings as errors; all suites.
+#   2. build-asan:  clang, AddressSanitizer + UBSan; suites parse, net, store
+#                   and integration (the real binary over real TLS, where
+#                   sanitizers find the most; a few minutes on 2 cores).
+#   3. build-tsan:  clang, ThreadSanitizer; the SPSC ring test run directly
+#                   with a smaller item count (TSAN_RING_ITEMS, default 2000000).
+# Ends with one line "N passed, N failed" (", N skipped" when any were) and
+# exits non-zero when anything failed. Builds are reused when they exist.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+. scripts/deps.sh
+
+ensure_packages "${BASE_PACKAGES[@]}" clang libclang-rt-14-dev valgrind
+
+TSAN_RING_ITEMS="${TSAN_RING_ITEMS:-2000000}"
+logs=()         # LABEL=testlog.json for count_results.py
+extra_pass=0    # results outside meson (the TSan run)
+extra_fail=0
+
+# setup DIR [meson args...]: configure DIR unless it already is.
+setup() {
+	local dir="$1"
+	shift
+	if [ -f "$dir/build.ninja" ]; then
+		return 0
+	fi
+	meson setup "$dir" "$@"
+}
+
+# meson_suite LABEL DIR [meson test args...]: build, run, remember the log.
+# A failed setup or build leaves no log, which counts as a failure.
+meson_suite() {
+	local label="$1" dir="$2"
+	shift 2
+	rm -f "$dir/meson-logs/testlog.json"
+	echo "== $label: meson test -C $dir $*"
+	meson test -C "$dir" --print-errorlogs "$@" || true
+	logs+=("$label=$dir/meson-logs/testlog.json")
+}
+
+echo "== build-test: normal build, warnings are errors"
+if setup build-test --werror && ninja -C build-test; then
+	meson_suite normal build-test
+else
+	logs+=("normal=build-test/meson-logs/testlog.json.missing")
+fi
+
+echo "== build-asan: clang, address + undefined sanitizers"
+if CC=clang setup build-asan -Db_sanitize=address,undefined -Db_lundef=false --werror \
+	&& ninja -C build-asan; then
+	meson_suite asan build-asan --suite parse --suite net --suite store --suite integration
+else
+	logs+=("asan=build-asan/meson-logs/testlog.json.missing")
+fi
+
+echo "== build-tsan: clang, thread sanitizer, the SPSC ring"
+tsan_bin=build-tsan/tests/ring/test_ring
+if CC=clang setup build-tsan -Db_sanitize=thread -Db_lundef=false --werror \
+	&& ninja -C build-tsan tests/ring/test_ring; then
+	# Without ASLR where setarch allows it: some kernels' mmap randomisation
+	# clashes with TSan's fixed shadow layout ("unexpected memory mapping").
+	norand=()
+	if setarch "$(uname -m)" -R true 2>/dev/null; then
+		norand=(setarch "$(uname -m)" -R)
+	fi
+	echo "== tsan: $tsan_bin $TSAN_RING_ITEMS"
+	if TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+		timeout 600 "${norand[@]}" "$tsan_bin" "$TSAN_RING_ITEMS"; then
+		extra_pass=$((extra_pass + 1))
+	else
+		echo "tsan: $tsan_bin failed" >&2
+		extra_fail=$((extra_fail + 1))
+	fi
+else
+	echo "tsan: could not build $tsan_bin" >&2
+	extra_fail=$((extra_fail + 1))
+fi
+
+echo "== summary"
+read -r passed failed skipped < <(python3 scripts/count_results.py "${logs[@]}")
+passed=$((passed + extra_pass))
+failed=$((failed + extra_fail))
+line="$passed passed, $failed failed"
+if [ "$skipped" -gt 0 ]; then
+	line="$line, $skipped skipped"
+fi
+echo "$line"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""Bad input never stops the good jobs, and every failure is recorded with the
+right class and a reason a person understands (DESIGN §5): a malformed URL
+line, a refused connection, a 404, a body that is not JSON, an untrusted
+certificate, a certificate for another host name; plus the usage errors
+(exit 2) that must not touch the database.
+
+Needs $RINGFILL (the binary; meson sets it); exits 77 (skip) without it.
+Run alone: RINGFILL=build/engine/ringfill python3 tests/integration/test_bad_input.py
+"""
+
+import os
+import re
+import shutil
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import describe, run_ringfill  # noqa: E402
+
+RETRY_FAST = ["--retries", "2", "--retry-base", "0.05", "--retry-max", "0.2", "--timeout", "10"]
+
+
+def setUpModule():
+    harness.skip_unless_ringfill()
+
+
+class BadInput(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="rf-bad-")
+        cls.addClassCleanup(shutil.rmtree, cls.tmp, True)
+        cls.data = os.path.join(cls.tmp, "data")
+        cls.manifest = harness.gen_dataset(cls.data, 4, 3)
+        with open(os.path.join(cls.data, "bad.json"), "wb") as f:
+            f.write(b'{"following": [{"accountId": "1"}], "a": tru}\n')
+        cls.pki = harness.make_pki(os.path.join(cls.tmp, "pki"))
+        cls.nginx = harness.Nginx(cls.data, cls.pki, work=os.path.join(cls.tmp, "nginx"))
+        cls.nginx.start()
+        cls.addClassCleanup(cls.nginx.stop)
+
+    def setUp(self):
+        self.cwd = tempfile.mkdtemp(prefix="case-", dir=self.tmp)
+        self.db = os.path.join(self.cwd, "rf.db")
+
+    def run_args(self, urls, extra=(), cacert=True):
+        args = ["run", "--urls", urls, "--db", self.db, "--rows", "$.following[*]",
+                "--table", "following", "--raw", "raw", "--quiet"] + RETRY_FAST + list(extra)
+        if cacert:
+            args += ["--cacert", self.pki.ca_cert]
+        return args
+
+    def good_urls(self):
+        return {self.nginx.url(f["path"]): f for f in self.manifest["files"]}
+
+    def test_mixed_good_and_bad(self):
+        good = self.good_urls()
+        good_list = list(good)
+        closed = "https://127.0.0.1:%d/archives/x.json" % harness.free_port()
+        missing = self.nginx.url("archives/no-such-account.json")
+        notjson = self.nginx.url("bad.json")
+        lines = ["# good and bad mixed", good_list[0], "", "not a url", closed,
+                 good_list[1], missing, notjson, good_list[2], good_list[3]]
+        malformed_line = lines.index("not a url") + 1
+        urls = harness.write_lines(os.path.join(self.cwd, "urls.txt"), lines)
+
+        proc = run_ringfill(self.run_args(urls), cwd=self.cwd)
+        self.assertEqual(proc.returncode, 1, describe(proc))
+
+        jobs = harness.jobs(self.db)
+        by_url = {j["url"]: j for j in jobs if j["url"]}
+        self.assertEqual(len(jobs), 8, jobs)
+        for url, f in good.items():
+            # The exit code alone can mislead (a crash may also exit 1): show
+            # ringfill's output when the good jobs did not finish.
+            self.assertEqual(by_url[url]["state"], "done", "%r%s" % (by_url[url], describe(proc)))
+        with harness.open_db(self.db) as con:
+            got = dict(con.execute("SELECT _job, count(*) FROM following GROUP BY _job"))
+        for url, f in good.items():
+            self.assertEqual(got.get(by_url[url]["id"], 0), f["following"], url)
+
+        known = set(good) | {closed, missing, notjson}
+        odd = [j for j in jobs if j["url"] not in known]
+        self.assertEqual(len(odd), 1, "one job for the malformed line: %r" % jobs)
+        bad = odd[0]
+        self.assert_failed(bad, "permanent")
+        self.assertIn("urls.txt", bad["error"])
+        self.assertRegex(bad["error"], r"\b%d\b" % malformed_line)
+
+        refused = by_url[closed]
+        self.assert_failed(refused, "transient")
+        self.assertEqual(refused["attempts"], 2, refused)
+
+        nf = by_url[missing]
+        self.assert_failed(nf, "permanent")
+        self.assertEqual(nf["http_status"], 404, nf)
+        self.assertIn("404", nf["error"])
+
+        nj = by_url[notjson]
+        self.assert_failed(nj, "permanent")
+        self.assertIn("offset", nj["error"].lower())
+        self.assertNotIn(nj["id"], got, "a document that is not JSON adds no rows")
+
+    def assert_failed(self, job, cls):
+        self.assertEqual(job["state"], "failed", job)
+        self.assertEqual(job["error_class"], cls, job)
+        self.assertTrue(job["error"] and job["error"].strip(), job)
+        self.assertNotIn("\n", job["error"].strip(), "reasons are one line: %r" % job)
+
+    def test_missing_url_file_is_usage_error(self):
+        proc = run_ringfill(self.run_args(os.path.join(self.cwd, "no-such-list.txt")),
+                            cwd=self.cwd)
+        self.assertEqual(proc.returncode, 2, describe(proc))
+        self.assertIn("no-such-list.txt", proc.stderr)
+        self.assertFalse(os.path.exists(self.db), "the database must not be created")
+
+    def test_unknown_flag_is_usage_error(self):
+        urls = harness.write_lines(os.path.join(self.cwd, "urls.txt"),
+                                   list(self.good_urls())[:1])
+        proc = run_ringfill(self.run_args(urls, extra=["--no-such-flag"]), cwd=self.cwd)
+        self.assertEqual(proc.returncode, 2, describe(proc))
+        self.assertIn("--no-such-flag", proc.stderr)
+        self.assertFalse(os.path.exists(self.db), "the database must not be created")
+
+    def run_one_failing(self, url, cacert, drop_env=()):
+        urls = harness.write_lines(os.path.join(self.cwd, "urls.txt"), [url])
+        proc = run_ringfill(self.run_args(urls, cacert=cacert), cwd=self.cwd,
+                            drop_env=drop_env)
+        self.assertEqual(proc.returncode, 1, describe(proc))
+        (job,) = harness.jobs(self.db)
+        self.assert_failed(job, "permanent")
+        # Never downloaded insecurely: no body, no raw file, no rows.
+        self.assertFalse(job["bytes"], job)
+        raw = os.path.join(self.cwd, "raw")
+        self.assertEqual([n for _, _, ns in os.walk(raw) for n in ns], [])
+        return job
+
+    def test_untrusted_certificate(self):
+        # Without --cacert the system store is used, which does not know our
+        # CA. Drop variables that would point OpenSSL elsewhere.
+        url = self.nginx.url(self.manifest["files"][0]["path"])
+        job = self.run_one_failing(url, cacert=False,
+                                   drop_env=("SSL_CERT_FILE", "SSL_CERT_DIR"))
+        self.assertIn("certificate", job["error"].lower())
+
+    def test_wrong_host_name(self):
+        url = self.nginx.url(self.manifest["files"][0]["path"], wrong=True)
+        job = self.run_one_failing(url, cacert=True)
+        self.assertRegex(job["error"].lower(), r"host|name|127\.0\.0\.1|certificate")
+
+
+if __name__ == "__main__":
+    harness.main_or_skip(need_nginx=True)
