@@ -145,16 +145,21 @@ void job_fail(loop_t *l, job_t *j, error_class_t cls, uint64_t delay_ms, const c
 		job_abandon(l, j); /* stays pending: the next run tries again */
 		return;
 	}
-	if (cls == ERROR_CLASS_TRANSIENT && j->attempts_run < l->o->retries) {
+	if (cls == ERROR_CLASS_TRANSIENT) {
 		uint64_t wait = backoff_ms(l, j->attempts_run);
 		uint64_t cap_ms = (uint64_t)(l->o->retry_max_s * 1000.0);
 		if (delay_ms > wait) /* Retry-After, capped by --retry-max */
 			wait = delay_ms < cap_ms ? delay_ms : cap_ms;
-		job_reset_response(j);
-		j->retry_at_ms = l->now_ms + wait;
-		j->next = l->retry_list;
-		l->retry_list = j;
-		return;
+		int status = j->head_done ? j->resp.status : 0;
+		if (status == 429 || status == 503)
+			host_pause(l, j->host, l->now_ms + wait);
+		if (j->attempts_run < l->o->retries) {
+			job_reset_response(j);
+			j->retry_at_ms = l->now_ms + wait;
+			j->next = l->retry_list;
+			l->retry_list = j;
+			return;
+		}
 	}
 	int status = j->head_done ? j->resp.status : 0;
 	batch_t *b = j->batch ? j->batch : batch_new(BATCH_JOB_FAILED, j->desc->id);

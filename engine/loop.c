@@ -238,6 +238,8 @@ static bool loop_close_some_idle(loop_t *l)
 void host_dispatch(loop_t *l, host_t *h)
 {
 	while (h->wait_head) {
+		if (h->paused)
+			return; /* the tick dispatches it when the pause ends */
 		if (h->dns == DNS_NONE) {
 			host_resolve(l, h);
 			continue;
@@ -274,6 +276,37 @@ void host_dispatch(loop_t *l, host_t *h)
 		job_t *j = host_pop_waiting(h);
 		if (!conn_open(l, h, j))
 			return; /* the job was failed or requeued by conn_open */
+	}
+}
+
+/* A 429 or 503 speaks for the whole host: no new request goes to it until
+ * until_ms (DESIGN §5), whichever job got the answer. Requests already on
+ * the wire finish. A later, longer pause extends the current one. */
+void host_pause(loop_t *l, host_t *h, uint64_t until_ms)
+{
+	if (until_ms <= l->now_ms)
+		return;
+	if (until_ms > h->paused_until_ms)
+		h->paused_until_ms = until_ms;
+	if (!h->paused) {
+		h->paused = true;
+		h->paused_next = l->paused_hosts;
+		l->paused_hosts = h;
+	}
+}
+
+static void hosts_unpause_due(loop_t *l)
+{
+	host_t **pp = &l->paused_hosts;
+	while (*pp) {
+		host_t *h = *pp;
+		if (h->paused_until_ms > l->now_ms) {
+			pp = &h->paused_next;
+			continue;
+		}
+		*pp = h->paused_next;
+		h->paused = false;
+		host_dispatch(l, h);
 	}
 }
 
@@ -365,6 +398,7 @@ static void on_tick(loop_t *l)
 {
 	l->tick_armed = false;
 	dns_poll(l);
+	hosts_unpause_due(l);
 	job_retry_due(l);
 	for (conn_t *c = l->conns, *next; c; c = next) {
 		next = c->all_next;

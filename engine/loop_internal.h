@@ -79,6 +79,9 @@ struct host {
 	job_t *rawdir_waiters;
 	host_t *blocked_next; /* waiting for a free slot under --concurrency */
 	bool blocked;
+	uint64_t paused_until_ms; /* after a 429/503: no new request before this */
+	host_t *paused_next;      /* on loop->paused_hosts while paused */
+	bool paused;
 };
 
 typedef enum {
@@ -148,6 +151,7 @@ struct loop {
 	uint32_t host_mask, n_hosts;
 	host_t *dns_list;
 	host_t *blocked_hosts; /* hosts whose jobs wait for a connection slot */
+	host_t *paused_hosts;  /* hosts told to slow down (429/503) */
 	/* jobs and connections */
 	uint32_t jobs_active, conns_open;
 	job_t *retry_list;
@@ -180,6 +184,7 @@ void host_enqueue(loop_t *l, host_t *h, job_t *j);
 void host_dispatch(loop_t *l, host_t *h);
 host_t *host_get(loop_t *l, const url_t *u);
 void host_rawdir(loop_t *l, host_t *h, job_t *j);
+void host_pause(loop_t *l, host_t *h, uint64_t until_ms);
 
 /* conn.c */
 conn_t *conn_open(loop_t *l, host_t *h, job_t *j);
