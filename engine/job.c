@@ -40,6 +40,7 @@ void job_abandon(loop_t *l, job_t *j)
 	if (j->batch)
 		batch_free(j->batch);
 	json_buf_free(&j->body);
+	free(j->redirect_url);
 	free(j->desc);
 	free(j);
 	assert(l->jobs_active > 0);
@@ -76,7 +77,7 @@ void job_start(loop_t *l, job_desc_t *d)
 		job_fail(l, j, ERROR_CLASS_PERMANENT, 0, "malformed URL: %s", reason);
 		return;
 	}
-	j->host = host_get(l, &j->url);
+	j->origin = j->host = host_get(l, &j->url);
 	if (!j->host) {
 		job_fail(l, j, ERROR_CLASS_TRANSIENT, 0, "too many hosts in one run (limit %u)",
 		         HOSTS_MAX);
@@ -122,6 +123,29 @@ void loop_flush_ready(loop_t *l)
 		doorbell_ring(&l->pipe->writer_bell);
 }
 
+static uint64_t url_hash(const char *s)
+{
+	uint64_t h = 14695981039346656037ull; /* FNV-1a */
+	for (; *s; s++)
+		h = (h ^ (uint8_t)*s) * 1099511628211ull;
+	return h;
+}
+
+/* A retry starts again from the job's own URL, not from where a redirect
+ * chain had led. */
+static void job_restart_chain(job_t *j)
+{
+	if (!j->redirect_url)
+		return;
+	free(j->redirect_url);
+	j->redirect_url = NULL;
+	j->redirects = 0;
+	const char *why;
+	/* It parsed when the job started, so it parses again. */
+	url_parse(j->desc->url, strlen(j->desc->url), &j->url, &why);
+	j->host = j->origin;
+}
+
 /* Full jitter: a uniform delay in [0, min(max, base * 2^(attempt-1))]. */
 static uint64_t backoff_ms(loop_t *l, uint32_t attempt)
 {
@@ -154,6 +178,7 @@ void job_fail(loop_t *l, job_t *j, error_class_t cls, uint64_t delay_ms, const c
 		if (status == 429 || status == 503)
 			host_pause(l, j->host, l->now_ms + wait);
 		if (j->attempts_run < l->o->retries) {
+			job_restart_chain(j);
 			job_reset_response(j);
 			j->retry_at_ms = l->now_ms + wait;
 			j->next = l->retry_list;
@@ -323,15 +348,96 @@ static void job_body_ok(loop_t *l, job_t *j)
 		char name[RAW_NAME_BYTES_MAX + 32];
 		if (url_raw_name(j->desc->url, strlen(j->desc->url), name, sizeof name) < 0)
 			snprintf(name, sizeof name, "job-%lld", (long long)j->desc->id);
-		snprintf(j->raw_rel_final, sizeof j->raw_rel_final, "%s/%s", j->host->dirname, name);
+		snprintf(j->raw_rel_final, sizeof j->raw_rel_final, "%s/%s", j->origin->dirname, name);
 		snprintf(j->raw_rel_part, sizeof j->raw_rel_part, "%s.part", j->raw_rel_final);
 	}
 	if (!l->o->download_only)
 		job_parse(l, j);
 	if (l->o->raw)
-		host_rawdir(l, j->host, j);
+		host_rawdir(l, j->origin, j);
 	else
 		job_ready(l, j);
+}
+
+/* The absolute URL a Location names, relative to the URL just fetched:
+ * absolute ("https://..."), scheme-relative ("//host/p"), absolute-path
+ * ("/p") or path-relative ("p", against the current directory). */
+static int redirect_target(const job_t *j, const char *loc, char *out, size_t cap)
+{
+	const url_t *u = &j->url;
+	char authority[URL_HOST_BYTES_MAX + 16];
+	snprintf(authority, sizeof authority, u->host_is_ipv6 ? "[%s]" : "%s", u->host);
+	if (u->port != 443)
+		snprintf(authority + strlen(authority), sizeof authority - strlen(authority), ":%u",
+		         u->port);
+	int n;
+	if (strstr(loc, "://"))
+		n = snprintf(out, cap, "%s", loc);
+	else if (loc[0] == '/' && loc[1] == '/')
+		n = snprintf(out, cap, "https:%s", loc);
+	else if (loc[0] == '/')
+		n = snprintf(out, cap, "https://%s%s", authority, loc);
+	else {
+		size_t dir = u->target_len;
+		const char *q = memchr(u->target, '?', u->target_len);
+		if (q)
+			dir = (size_t)(q - u->target);
+		while (dir > 0 && u->target[dir - 1] != '/')
+			dir--;
+		n = snprintf(out, cap, "https://%s%.*s%s", authority, (int)dir, u->target, loc);
+	}
+	return n < 0 || (size_t)n >= cap ? -ENOSPC : 0;
+}
+
+/* Follows a 301/302/303/307/308: at most REDIRECTS_MAX per attempt, never to
+ * a URL seen earlier in the chain, never away from https. The connection it
+ * came on is already back in its pool; the job queues on the new host. */
+static void job_redirect(loop_t *l, job_t *j)
+{
+	int s = j->resp.status;
+	if (!j->resp.location[0]) {
+		job_fail(l, j, ERROR_CLASS_PERMANENT, 0, "HTTP %d redirect without a Location", s);
+		return;
+	}
+	if (j->redirects >= REDIRECTS_MAX) {
+		job_fail(l, j, ERROR_CLASS_PERMANENT, 0, "too many redirects (more than %u), last to %s",
+		         REDIRECTS_MAX, j->resp.location);
+		return;
+	}
+	char *next = malloc(URL_BYTES_MAX + 1);
+	const char *why = "URL too long";
+	url_t u;
+	if (!next || redirect_target(j, j->resp.location, next, URL_BYTES_MAX + 1) ||
+	    url_parse(next, strlen(next), &u, &why)) {
+		job_fail(l, j, ERROR_CLASS_PERMANENT, 0, "HTTP %d redirect to %s refused: %s", s,
+		         j->resp.location, next ? why : "out of memory");
+		free(next);
+		return;
+	}
+	uint64_t h = url_hash(next);
+	if (j->redirects == 0)
+		j->seen_urls[0] = url_hash(j->desc->url);
+	for (uint32_t i = 0; i <= j->redirects; i++)
+		if (j->seen_urls[i] == h) {
+			job_fail(l, j, ERROR_CLASS_PERMANENT, 0, "redirect loop: %s was already visited",
+			         next);
+			free(next);
+			return;
+		}
+	host_t *host = host_get(l, &u);
+	if (!host) {
+		job_fail(l, j, ERROR_CLASS_TRANSIENT, 0, "too many hosts in one run (limit %u)",
+		         HOSTS_MAX);
+		free(next);
+		return;
+	}
+	j->seen_urls[++j->redirects] = h;
+	free(j->redirect_url);
+	j->redirect_url = next;
+	j->url = u; /* its target points into next, which the job now owns */
+	j->host = host;
+	job_reset_response(j);
+	host_enqueue(l, host, j);
 }
 
 void job_response_done(loop_t *l, job_t *j)
@@ -340,10 +446,8 @@ void job_response_done(loop_t *l, job_t *j)
 	l->bytes += j->body.len;
 	if (s >= 200 && s < 300) {
 		job_body_ok(l, j);
-	} else if (s >= 300 && s < 400) {
-		job_fail(l, j, ERROR_CLASS_PERMANENT, 0,
-		         "HTTP %d redirect to %s (redirects are not followed in this version)", s,
-		         j->resp.location[0] ? j->resp.location : "(no Location)");
+	} else if (s == 301 || s == 302 || s == 303 || s == 307 || s == 308) {
+		job_redirect(l, j);
 	} else if (status_transient(s)) {
 		job_fail(l, j, ERROR_CLASS_TRANSIENT, retry_after_ms(j->resp.retry_after), "HTTP %d %s",
 		         s, status_text(s));

@@ -32,6 +32,7 @@
 #define HOSTS_MAX 65536u
 #define FILE_WRITE_CHUNK (8u << 20)
 #define ERR_BYTES 512u
+#define REDIRECTS_MAX 5u /* followed per attempt; one more is an error */
 
 /* Every io_uring request carries a pointer to one of these, embedded in its
  * owner; container_of gets the owner back. */
@@ -115,9 +116,13 @@ struct job {
 	job_t *next;              /* on one list at a time: waiting, retry, ready, raw dir */
 	job_t *all_prev, *all_next; /* every live job, for teardown */
 	job_desc_t *desc;
-	host_t *host;
+	host_t *host;           /* where the request goes (changes on redirects) */
+	host_t *origin;         /* the job's own URL's host: its raw directory */
 	url_t url;
 	uint32_t attempts_run;  /* attempts in this run */
+	uint32_t redirects;     /* followed in this attempt */
+	uint64_t seen_urls[REDIRECTS_MAX + 1]; /* hashes of the chain, for loops */
+	char *redirect_url;     /* owned; url points into it after a redirect */
 	bool stale_retried;     /* re-sent once after a reused connection died */
 	uint64_t retry_at_ms;
 	/* the response */

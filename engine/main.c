@@ -17,6 +17,7 @@
 #include <openssl/opensslv.h>
 #include <sqlite3.h>
 
+#include "bench/bench.h"
 #include "engine/loop.h"
 #include "engine/options.h"
 #include "net/url.h"
@@ -34,7 +35,7 @@
 static void print_version(void)
 {
 	printf("ringfill %s\n", RINGFILL_VERSION);
-	printf("  json stage 1: scalar\n");
+	printf("  json stage 1: %s\n", json_stage1_name());
 	printf("  OpenSSL %s, SQLite %s, liburing %s\n", OpenSSL_version(OPENSSL_VERSION_STRING),
 	       sqlite3_libversion(), LIBURING_VERSION);
 }
@@ -271,6 +272,10 @@ int main(int argc, char **argv)
 		return status_main(argc - 1, argv + 1);
 	if (!strcmp(cmd, "parse"))
 		return parse_main(argc - 1, argv + 1);
+	if (!strcmp(cmd, "retry"))
+		return retry_main(argc - 1, argv + 1);
+	if (!strcmp(cmd, "bench"))
+		return bench_main(argc - 1, argv + 1);
 	fprintf(stderr, "ringfill: unknown command '%s' (see ringfill --help)\n", cmd);
 	return EXIT_USAGE;
 }
