@@ -220,20 +220,51 @@ static void conn_response_done(loop_t *l, conn_t *c)
 	host_dispatch(l, h);
 }
 
+/* Decodes gzip as it arrives. Bad gzip data does not end the transfer: the
+ * body as sent is read to its end so that --raw keeps it for inspection, and
+ * job.c fails the job (permanent) with the reason and the byte. */
+static int body_inflate(loop_t *l, conn_t *c, const char *p, size_t n)
+{
+	job_t *j = c->job;
+	if (j->gz_failed)
+		return 0;
+	const char *why = "corrupt data";
+	uint64_t at = 0;
+	int r = gzip_feed(&j->gz, p, n, &j->body, l->o->body_bytes_max, &why, &at);
+	if (r == GZIP_ERROR) {
+		j->gz_failed = true;
+		snprintf(j->gz_error, sizeof j->gz_error, "bad gzip data at byte %llu: %s",
+		         (unsigned long long)at, why);
+		return 0;
+	}
+	if (r == GZIP_TOO_LARGE) {
+		conn_fail(l, c, ERROR_CLASS_PERMANENT,
+		          "gzip body decodes to more than --max-body (%llu bytes)",
+		          (unsigned long long)l->o->body_bytes_max);
+		return -1;
+	}
+	if (r) {
+		conn_fail(l, c, ERROR_CLASS_TRANSIENT, "out of memory while decoding gzip");
+		return -1;
+	}
+	return 0;
+}
+
 static int body_append(loop_t *l, conn_t *c, const char *p, size_t n)
 {
 	job_t *j = c->job;
-	if (j->body.len + n > l->o->body_bytes_max) {
+	json_buf_t *dst = j->resp.gzip ? &j->wire : &j->body;
+	if (dst->len + n > l->o->body_bytes_max) {
 		conn_fail(l, c, ERROR_CLASS_PERMANENT, "body larger than --max-body (%llu bytes)",
 		          (unsigned long long)l->o->body_bytes_max);
 		return -1;
 	}
-	if (json_buf_append(&j->body, p, n)) {
+	if (json_buf_append(dst, p, n)) {
 		conn_fail(l, c, ERROR_CLASS_TRANSIENT, "out of memory for a body of %zu bytes",
-		          j->body.len + n);
+		          dst->len + n);
 		return -1;
 	}
-	return 0;
+	return j->resp.gzip ? body_inflate(l, c, p, n) : 0;
 }
 
 /* Body bytes p[0..n) (writable: chunked framing is decoded in place).
@@ -259,11 +290,12 @@ static int conn_body(loop_t *l, conn_t *c, char *p, size_t n)
 		return 1;
 	}
 	if (r->content_length >= 0) {
-		uint64_t want = (uint64_t)r->content_length - j->body.len;
+		const json_buf_t *got = r->gzip ? &j->wire : &j->body;
+		uint64_t want = (uint64_t)r->content_length - got->len;
 		size_t take = n < want ? n : (size_t)want;
 		if (body_append(l, c, p, take))
 			return 1;
-		if (j->body.len < (uint64_t)r->content_length)
+		if (got->len < (uint64_t)r->content_length)
 			return 0;
 		c->close_after |= n > take;
 		conn_response_done(l, c);
@@ -313,7 +345,11 @@ static int conn_head(loop_t *l, conn_t *c, char *p, size_t n)
 			          (unsigned long long)l->o->body_bytes_max);
 			return 1;
 		}
-		json_buf_reserve(&j->body, (size_t)j->resp.content_length);
+		json_buf_reserve(j->resp.gzip ? &j->wire : &j->body, (size_t)j->resp.content_length);
+	}
+	if (j->resp.gzip && gzip_init(&j->gz)) {
+		conn_fail(l, c, ERROR_CLASS_TRANSIENT, "out of memory for a gzip decoder");
+		return 1;
 	}
 	if (in_head && conn_body(l, c, c->head + hl, in_head))
 		return 1;
@@ -350,8 +386,8 @@ static void conn_eof(loop_t *l, conn_t *c, const char *how)
 		conn_fail(l, c, ERROR_CLASS_TRANSIENT, "connection %s before the response head", how);
 	else if (r->content_length >= 0)
 		conn_fail(l, c, ERROR_CLASS_TRANSIENT,
-		          "truncated body: connection %s after %zu of %lld bytes", how, j->body.len,
-		          (long long)r->content_length);
+		          "truncated body: connection %s after %zu of %lld bytes", how,
+		          r->gzip ? j->wire.len : j->body.len, (long long)r->content_length);
 	else
 		conn_fail(l, c, ERROR_CLASS_TRANSIENT,
 		          "truncated body: connection %s inside chunked data after %zu bytes", how,

@@ -40,6 +40,8 @@ void job_abandon(loop_t *l, job_t *j)
 	if (j->batch)
 		batch_free(j->batch);
 	json_buf_free(&j->body);
+	json_buf_free(&j->wire);
+	gzip_end(&j->gz);
 	free(j->redirect_url);
 	free(j->desc);
 	free(j);
@@ -52,7 +54,16 @@ static void job_reset_response(job_t *j)
 	memset(&j->resp, 0, sizeof j->resp);
 	j->head_done = j->body_done = j->got_bytes = false;
 	j->body.len = 0;
+	j->wire.len = 0;
+	gzip_end(&j->gz);
+	j->gz_failed = false;
 	http_chunked_init(&j->chunk);
+}
+
+/* The body as sent: what the raw file holds and the SHA-256 is of. */
+static const json_buf_t *job_stored(const job_t *j)
+{
+	return j->resp.gzip ? &j->wire : &j->body;
 }
 
 void job_start(loop_t *l, job_desc_t *d)
@@ -342,8 +353,13 @@ static void job_body_ok(loop_t *l, job_t *j)
 	j->batch = b;
 	b->attempts = j->desc->attempts + (int)j->attempts_run;
 	b->http_status = j->resp.status;
-	b->body_bytes = j->body.len;
-	sha256_hex(&j->body, b->sha256_hex);
+	b->body_bytes = job_stored(j)->len;
+	sha256_hex(job_stored(j), b->sha256_hex);
+	if (j->resp.gzip && !j->gz_failed && !j->gz.ended) {
+		j->gz_failed = true;
+		snprintf(j->gz_error, sizeof j->gz_error,
+		         "bad gzip data at byte %zu: the stream ends early", j->wire.len);
+	}
 	if (l->o->raw) {
 		char name[RAW_NAME_BYTES_MAX + 32];
 		if (url_raw_name(j->desc->url, strlen(j->desc->url), name, sizeof name) < 0)
@@ -351,7 +367,9 @@ static void job_body_ok(loop_t *l, job_t *j)
 		snprintf(j->raw_rel_final, sizeof j->raw_rel_final, "%s/%s", j->origin->dirname, name);
 		snprintf(j->raw_rel_part, sizeof j->raw_rel_part, "%s.part", j->raw_rel_final);
 	}
-	if (!l->o->download_only)
+	if (j->gz_failed)
+		batch_fail(b, ERROR_CLASS_PERMANENT, "%s", j->gz_error);
+	else if (!l->o->download_only)
 		job_parse(l, j);
 	if (l->o->raw)
 		host_rawdir(l, j->origin, j);
@@ -443,7 +461,7 @@ static void job_redirect(loop_t *l, job_t *j)
 void job_response_done(loop_t *l, job_t *j)
 {
 	int s = j->resp.status;
-	l->bytes += j->body.len;
+	l->bytes += job_stored(j)->len;
 	if (s >= 200 && s < 300) {
 		job_body_ok(l, j);
 	} else if (s == 301 || s == 302 || s == 303 || s == 307 || s == 308) {
@@ -471,8 +489,9 @@ static void file_submit(loop_t *l, job_t *j)
 		                     O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 		break;
 	case FILE_WRITE: {
-		size_t left = j->body.len - j->file_off;
-		io_uring_prep_write(sqe, j->file_fd, j->body.data + j->file_off,
+		const json_buf_t *body = job_stored(j);
+		size_t left = body->len - j->file_off;
+		io_uring_prep_write(sqe, j->file_fd, body->data + j->file_off,
 		                    (unsigned)(left < FILE_WRITE_CHUNK ? left : FILE_WRITE_CHUNK),
 		                    j->file_off);
 		break;
@@ -518,11 +537,11 @@ void job_file_complete(loop_t *l, job_t *j, int res)
 	case FILE_OPEN:
 		j->file_fd = res;
 		j->file_off = 0;
-		j->file_step = j->body.len ? FILE_WRITE : FILE_CLOSE;
+		j->file_step = job_stored(j)->len ? FILE_WRITE : FILE_CLOSE;
 		break;
 	case FILE_WRITE:
 		j->file_off += (size_t)res;
-		if (j->file_off < j->body.len)
+		if (j->file_off < job_stored(j)->len)
 			break;
 		j->file_step = FILE_CLOSE;
 		break;

@@ -17,6 +17,7 @@
 #include <sys/signalfd.h>
 
 #include "engine/loop.h"
+#include "net/gzip.h"
 #include "net/http.h"
 #include "net/tls.h"
 #include "net/url.h"
@@ -129,7 +130,11 @@ struct job {
 	http_response_t resp;
 	bool head_done, body_done, got_bytes;
 	http_chunked_t chunk;
-	json_buf_t body;
+	json_buf_t body;        /* decoded: what is parsed */
+	json_buf_t wire;        /* gzip only: the body as sent (raw file, SHA-256) */
+	gzip_dec_t gz;
+	bool gz_failed;
+	char gz_error[160];
 	/* the outcome */
 	batch_t *batch;
 	/* the raw file: NAME.part written, closed, renamed */

@@ -559,7 +559,7 @@ ssize_t http_build_get(char *out, size_t cap, const char *host, int host_is_ipv6
 		put(&o, digits + d, sizeof(digits) - d);
 	}
 	puts_(&o, "\r\nUser-Agent: " HTTP_USER_AGENT "\r\nAccept: " HTTP_ACCEPT
-	          "\r\nAccept-Encoding: identity\r\n");
+	          "\r\nAccept-Encoding: gzip\r\n");
 	if (extra_headers != NULL)
 		puts_(&o, extra_headers);
 	puts_(&o, "\r\n");

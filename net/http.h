@@ -63,7 +63,7 @@ void http_chunked_init(http_chunked_t *c);
 ssize_t http_chunked_decode(http_chunked_t *c, char *buf, size_t *len, const char **reason);
 
 /* Writes "GET target HTTP/1.1" with Host (port only when not 443), User-Agent,
- * Accept, Accept-Encoding: identity, and extra_headers (already formatted
+ * Accept, Accept-Encoding: gzip (net/gzip.c decodes it), and extra_headers (already formatted
  * "Name: value\r\n" lines, may be NULL). Returns the length, or -ENOSPC. */
 ssize_t http_build_get(char *out, size_t cap, const char *host, int host_is_ipv6,
                        uint16_t port, const char *target, size_t target_len,

@@ -348,7 +348,7 @@ static void test_build_get(void **state)
 	assert_int_equal((size_t)n, strlen(out));
 	assert_true(strncmp(out, "GET /a/b?x=1 HTTP/1.1\r\nHost: example.com\r\n", 42) == 0);
 	assert_non_null(strstr(out, "\r\nUser-Agent: ringfill/"));
-	assert_non_null(strstr(out, "\r\nAccept-Encoding: identity\r\n"));
+	assert_non_null(strstr(out, "\r\nAccept-Encoding: gzip\r\n"));
 	assert_non_null(strstr(out, "\r\nAccept: "));
 	assert_true(strcmp(out + n - 4, "\r\n\r\n") == 0);
 	assert_ptr_equal(strstr(out, "\r\n\r\n"), out + n - 4); /* one blank line, at the end */
