@@ -132,6 +132,10 @@ typedef int (*json_visit_fn)(void *ctx, const json_doc_t *d, uint32_t node);
 int json_path_each(const json_path_t *path, const json_doc_t *d, uint32_t from,
                    json_visit_fn fn, void *ctx);
 
+/* The stage-1 kernel in use ("avx2", "sse42" or "scalar"), chosen once at
+ * run time from the CPU and RINGFILL_ISA. */
+const char *json_stage1_name(void);
+
 /* `ringfill parse [--select PATH]... FILE`: exit code 0 valid, 1 invalid
  * (prints "FILE:OFFSET: reason" to stderr), 2 usage. */
 int parse_main(int argc, char **argv);

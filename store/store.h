@@ -67,6 +67,10 @@ typedef struct {
 int store_job_counts(store_t *st, const char *source, store_counts_t *c, char *err,
                      size_t err_cap); /* source NULL: all sources */
 
+/* `ringfill retry DB [--all]`: requeues failed jobs (transient ones; --all:
+ * every one) as pending. Exit code 0, 2 usage, 3 database error. */
+int retry_main(int argc, char **argv);
+
 /* `ringfill status [--json] DB`: exit code 0, 2 usage, 3 database error. */
 int status_main(int argc, char **argv);
 
