@@ -80,8 +80,9 @@ void conn_close(loop_t *l, conn_t *c)
 
 /* Fails the connection's job (if any) and closes the connection. A request
  * that died on a reused keep-alive connection before any byte of the answer
- * came back is sent again once without counting an attempt: the server most
- * likely closed the idle connection just as we used it. */
+ * came back is sent again without counting an attempt, first in the host's
+ * queue and on a new connection: the server most likely closed the idle
+ * connection just as we used it. A new connection failing counts. */
 static void conn_fail(loop_t *l, conn_t *c, error_class_t cls, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 static void conn_fail(loop_t *l, conn_t *c, error_class_t cls, const char *fmt, ...)
@@ -92,9 +93,9 @@ static void conn_fail(loop_t *l, conn_t *c, error_class_t cls, const char *fmt, 
 	conn_close(l, c); /* may free c */
 	if (!j)
 		return;
-	if (reused && !j->got_bytes && !j->stale_retried && cls == ERROR_CLASS_TRANSIENT) {
-		j->stale_retried = true;
-		host_enqueue(l, j->host, j);
+	if (reused && !j->got_bytes && cls == ERROR_CLASS_TRANSIENT) {
+		j->fresh_only = true;
+		host_enqueue_front(l, j->host, j);
 		return;
 	}
 	char msg[ERR_BYTES];

@@ -209,6 +209,15 @@ void host_enqueue(loop_t *l, host_t *h, job_t *j)
 	host_dispatch(l, h);
 }
 
+void host_enqueue_front(loop_t *l, host_t *h, job_t *j)
+{
+	j->next = h->wait_head;
+	h->wait_head = j;
+	if (!h->wait_tail)
+		h->wait_tail = j;
+	host_dispatch(l, h);
+}
+
 static job_t *host_pop_waiting(host_t *h)
 {
 	job_t *j = h->wait_head;
@@ -234,8 +243,10 @@ static bool loop_close_some_idle(loop_t *l)
 }
 
 /* Gives waiting jobs connections: idle ones first, then new ones within
- * --per-host and --concurrency. Costs O(waiting jobs of this host). */
-void host_dispatch(loop_t *l, host_t *h)
+ * --per-host and --concurrency. A job marked fresh_only gets a new one,
+ * closing an idle connection of the host to make room if it must.
+ * Costs O(waiting jobs of this host). */
+static void host_dispatch_once(loop_t *l, host_t *h)
 {
 	while (h->wait_head) {
 		if (h->paused)
@@ -254,14 +265,18 @@ void host_dispatch(loop_t *l, host_t *h)
 				h->dns = DNS_NONE; /* look it up again for the retries */
 			continue;
 		}
-		if (h->idle) {
+		if (h->idle && !h->wait_head->fresh_only) {
 			conn_t *c = h->idle;
 			h->idle = c->idle_next;
 			conn_assign(l, c, host_pop_waiting(h));
 			continue;
 		}
-		if (h->conns >= l->o->per_host)
-			return;
+		if (h->conns >= l->o->per_host) {
+			if (!h->idle)
+				return;
+			conn_close(l, h->idle); /* idle: freed at once, a slot opens */
+			continue;
+		}
 		if (l->conns_open >= l->o->concurrency) {
 			/* An idle connection elsewhere closes asynchronously; this host
 			 * is dispatched again when a slot frees (conn.c). */
@@ -274,9 +289,26 @@ void host_dispatch(loop_t *l, host_t *h)
 			return;
 		}
 		job_t *j = host_pop_waiting(h);
+		j->fresh_only = false;
 		if (!conn_open(l, h, j))
 			return; /* the job was failed or requeued by conn_open */
 	}
+}
+
+void host_dispatch(loop_t *l, host_t *h)
+{
+	/* Closing a connection frees a slot and dispatches again: that nested
+	 * call only asks the running one to take another turn. */
+	if (h->dispatching) {
+		h->dispatch_again = true;
+		return;
+	}
+	h->dispatching = true;
+	do {
+		h->dispatch_again = false;
+		host_dispatch_once(l, h);
+	} while (h->dispatch_again);
+	h->dispatching = false;
 }
 
 /* A 429 or 503 speaks for the whole host: no new request goes to it until

@@ -84,6 +84,7 @@ struct host {
 	uint64_t paused_until_ms; /* after a 429/503: no new request before this */
 	host_t *paused_next;      /* on loop->paused_hosts while paused */
 	bool paused;
+	bool dispatching, dispatch_again; /* host_dispatch is not re-entered */
 };
 
 typedef enum {
@@ -124,7 +125,7 @@ struct job {
 	uint32_t redirects;     /* followed in this attempt */
 	uint64_t seen_urls[REDIRECTS_MAX + 1]; /* hashes of the chain, for loops */
 	char *redirect_url;     /* owned; url points into it after a redirect */
-	bool stale_retried;     /* re-sent once after a reused connection died */
+	bool fresh_only;        /* re-sent after a reused connection died: a new one */
 	uint64_t retry_at_ms;
 	/* the response */
 	http_response_t resp;
@@ -191,6 +192,7 @@ struct io_uring_sqe *loop_sqe(loop_t *l);
 uint64_t loop_now_ms(void);
 void loop_fatal(loop_t *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void host_enqueue(loop_t *l, host_t *h, job_t *j);
+void host_enqueue_front(loop_t *l, host_t *h, job_t *j);
 void host_dispatch(loop_t *l, host_t *h);
 host_t *host_get(loop_t *l, const url_t *u);
 void host_rawdir(loop_t *l, host_t *h, job_t *j);
