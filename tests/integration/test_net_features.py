@@ -1,0 +1,293 @@
+#!/usr/bin/env python3
+"""tests/integration/test_net_features.py: what the HTTP client does beyond a
+plain GET, against a real TLS server started here: redirects (relative,
+absolute, chains, loops, too many, to http), gzip bodies (good, two members,
+corrupt, cut short), --header with $VAR expansion that is never logged,
+keep-alive reuse, a server that drops idle keep-alive connections, and IPv6
+loopback. Each case checks the job's final state, class, attempts and what the
+server saw."""
+
+import collections
+import gzip
+import hashlib
+import http.server
+import json
+import os
+import socket
+import ssl
+import sys
+import tempfile
+import threading
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
+DOC = json.dumps([{"n": i, "t": "caf\u00e9 \"%d\"\n" % i} for i in range(2000)]).encode()
+SECRET = "s3cr3t-token-never-logged"
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def setup(self):
+        super().setup()
+        with self.server.lock:
+            self.server.connections += 1
+
+    def log_message(self, fmt, *args):
+        pass
+
+    def _send(self, code, body=b"", headers=(), close=False):
+        self.send_response(code)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        if close:
+            self.close_connection = True  # without saying so: a dropped idle connection
+
+    def do_GET(self):
+        srv = self.server
+        path = self.path
+        with srv.lock:
+            srv.hits[path] += 1
+            srv.auth.append(self.headers.get("Authorization", ""))
+            srv.accept_encoding.append(self.headers.get("Accept-Encoding", ""))
+            served = srv.served
+            srv.served += 1
+        port = srv.server_address[1]
+        if path == "/r/abs":
+            return self._send(301, headers=[("Location", "https://127.0.0.1:%d/r/dir/rel" % port)])
+        if path == "/r/dir/rel":
+            return self._send(302, headers=[("Location", "doc.json")])
+        if path == "/r/dir/doc.json":
+            return self._send(200, DOC, [("Content-Type", "application/json")])
+        if path == "/r/loop1":
+            return self._send(307, headers=[("Location", "/r/loop2")])
+        if path == "/r/loop2":
+            return self._send(308, headers=[("Location", "/r/loop1")])
+        if path.startswith("/r/chain"):
+            n = int(path[len("/r/chain"):])
+            return self._send(302, headers=[("Location", "/r/chain%d" % (n + 1))])
+        if path == "/r/tohttp":
+            return self._send(301, headers=[("Location", "http://127.0.0.1:%d/r/dir/doc.json" % port)])
+        if path.startswith("/gz/"):
+            kind = path[4:]
+            z = gzip.compress(DOC)
+            if kind == "two":
+                half = len(DOC) // 2
+                z = gzip.compress(DOC[:half]) + gzip.compress(DOC[half:])
+            elif kind == "corrupt":
+                z = z[:40] + b"\xff" * 64 + z[104:]
+            elif kind == "short":
+                z = z[: len(z) // 2]
+            with srv.lock:
+                srv.gz_bodies[path] = z
+            return self._send(200, z, [("Content-Encoding", "gzip")])
+        if path.startswith("/ka/"):
+            # Every third answer the server drops the connection afterwards
+            # without a Connection: close, as idle-timeout servers do.
+            return self._send(200, DOC, close=srv.drop_idle and served % 3 == 2)
+        if path == "/auth":
+            return self._send(200, DOC)
+        return self._send(404, b"{}")
+
+
+class Server:
+    def __init__(self, pki, host="127.0.0.1", cert=None, key=None, drop_idle=False):
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+        class S(http.server.ThreadingHTTPServer):
+            address_family = family
+            daemon_threads = True
+
+        self.httpd = S((host, 0), Handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert or pki.server_cert, key or pki.server_key)
+        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        h = self.httpd
+        h.lock = threading.Lock()
+        h.hits = collections.Counter()
+        h.connections = 0
+        h.served = 0
+        h.auth = []
+        h.accept_encoding = []
+        h.gz_bodies = {}
+        h.drop_idle = drop_idle
+        self.host = host
+        self.port = h.server_address[1]
+        self.thread = threading.Thread(target=h.serve_forever, daemon=True)
+
+    def url(self, path):
+        host = "[%s]" % self.host if ":" in self.host else self.host
+        return "https://%s:%d%s" % (host, self.port, path)
+
+    def __enter__(self):
+        self.thread.start()
+        return self.httpd
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=10)
+        return False
+
+
+def setUpModule():
+    harness.skip_unless_ringfill()
+    global TMP, PKI
+    TMP = tempfile.TemporaryDirectory(prefix="rf-netfeat-")
+    PKI = harness.make_pki(os.path.join(TMP.name, "pki"))
+
+
+def tearDownModule():
+    TMP.cleanup()
+
+
+class NetFeatures(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(dir=TMP.name)
+        self.db = os.path.join(self.dir, "out.db")
+
+    def run_urls(self, urls, *extra, env=None):
+        lst = harness.write_lines(os.path.join(self.dir, "urls.txt"), urls)
+        return harness.run_ringfill(
+            ["run", "--urls", lst, "--db", self.db, "--rows", "$[*]", "--table", "t",
+             "--cacert", PKI.ca_cert, "--retries", "2", "--retry-base", "0.05",
+             "--retry-max", "0.2", "--quiet"] + list(extra), cwd=self.dir, env=env)
+
+    def by_key(self):
+        return {j["key"]: j for j in harness.jobs(self.db)}
+
+    def test_redirects(self):
+        with Server(PKI) as srv:
+            base = "https://127.0.0.1:%d" % srv.server_address[1]
+            urls = [base + p for p in ("/r/abs", "/r/loop1", "/r/chain0", "/r/tohttp")]
+            proc = self.run_urls(urls, "--raw", "raw")
+            hits = dict(srv.hits)
+        self.assertEqual(proc.returncode, 1, harness.describe(proc))
+        j = self.by_key()
+        ok = j[base + "/r/abs"]
+        self.assertEqual((ok["state"], ok["attempts"], ok["http_status"]), ("done", 1, 200))
+        self.assertEqual(harness.count_rows(self.db, "t"), 2000)
+        # the raw file is named after the job's own URL and holds the final body
+        with open(os.path.join(self.dir, ok["raw_path"]), "rb") as f:
+            self.assertEqual(f.read(), DOC)
+        loop = j[base + "/r/loop1"]
+        self.assertEqual((loop["state"], loop["error_class"]), ("failed", "permanent"))
+        self.assertIn("redirect loop", loop["error"])
+        chain = j[base + "/r/chain0"]
+        self.assertIn("too many redirects", chain["error"])
+        self.assertEqual(hits.get("/r/chain5"), 1)
+        self.assertNotIn("/r/chain6", hits)  # the sixth redirect is not followed
+        tohttp = j[base + "/r/tohttp"]
+        self.assertEqual(tohttp["error_class"], "permanent")
+        self.assertIn("not an https URL", tohttp["error"])
+        self.assertEqual(hits.get("/r/dir/doc.json"), 1)  # only the https chain got there
+        for p in ("/r/loop1", "/r/loop2", "/r/tohttp"):
+            self.assertEqual(hits[p], 1, p)  # permanent: never retried
+
+    def test_gzip(self):
+        with Server(PKI) as srv:
+            base = "https://127.0.0.1:%d" % srv.server_address[1]
+            kinds = ("good", "two", "corrupt", "short")
+            proc = self.run_urls([base + "/gz/" + k for k in kinds], "--raw", "raw")
+            sent = dict(srv.gz_bodies)
+            hits = dict(srv.hits)
+            asked = set(srv.accept_encoding)
+        self.assertEqual(proc.returncode, 1, harness.describe(proc))
+        self.assertEqual(asked, {"gzip"})
+        j = self.by_key()
+        for k in ("good", "two"):
+            job = j[base + "/gz/" + k]
+            self.assertEqual(job["state"], "done", job)
+            body = sent["/gz/" + k]
+            self.assertEqual(job["bytes"], len(body))  # as sent, not decoded
+            self.assertEqual(job["sha256"], hashlib.sha256(body).hexdigest())
+            with open(os.path.join(self.dir, job["raw_path"]), "rb") as f:
+                self.assertEqual(f.read(), body)
+        with harness.open_db(self.db) as con:
+            rows = con.execute("SELECT n, t FROM t ORDER BY _job, n").fetchall()
+        expect = [(r["n"], r["t"]) for r in json.loads(DOC)]
+        self.assertEqual([tuple(r) for r in rows], expect + expect)
+        for k in ("corrupt", "short"):
+            job = j[base + "/gz/" + k]
+            self.assertEqual((job["state"], job["error_class"]), ("failed", "permanent"))
+            self.assertIn("bad gzip data at byte", job["error"])
+            self.assertEqual(hits["/gz/" + k], 1)
+            # kept for inspection, byte for byte as sent
+            with open(os.path.join(self.dir, job["raw_path"]), "rb") as f:
+                self.assertEqual(f.read(), sent["/gz/" + k])
+
+    def test_header_expansion_is_sent_and_never_logged(self):
+        with Server(PKI) as srv:
+            url = "https://127.0.0.1:%d/auth" % srv.server_address[1]
+            proc = self.run_urls([url], "--header", "Authorization: Bearer ${RF_TEST_TOKEN}",
+                                 "--progress", env={"RF_TEST_TOKEN": SECRET})
+            auth = list(srv.auth)
+        self.assertEqual(proc.returncode, 0, harness.describe(proc))
+        self.assertEqual(auth, ["Bearer " + SECRET])
+        self.assertNotIn(SECRET, proc.stdout + proc.stderr)
+        with open(self.db, "rb") as f:
+            self.assertNotIn(SECRET.encode(), f.read())
+        # an unset variable is a usage error, and nothing is written
+        other = os.path.join(self.dir, "other.db")
+        lst = harness.write_lines(os.path.join(self.dir, "u2.txt"), [url])
+        proc = harness.run_ringfill(["run", "--urls", lst, "--db", other, "--header",
+                                     "Authorization: $RF_TEST_UNSET"], cwd=self.dir,
+                                    drop_env=("RF_TEST_UNSET",))
+        self.assertEqual(proc.returncode, 2, harness.describe(proc))
+        self.assertIn("RF_TEST_UNSET", proc.stderr)
+        self.assertFalse(os.path.exists(other))
+
+    def test_keep_alive_reuse(self):
+        with Server(PKI) as srv:
+            base = "https://127.0.0.1:%d" % srv.server_address[1]
+            proc = self.run_urls([base + "/ka/%d" % i for i in range(60)], "--per-host", "2")
+            conns = srv.connections
+        self.assertEqual(proc.returncode, 0, harness.describe(proc))
+        self.assertEqual(harness.count_rows(self.db, "t"), 60 * 2000)
+        self.assertLessEqual(conns, 2)  # 60 requests over at most --per-host connections
+
+    def test_server_dropping_idle_connections(self):
+        with Server(PKI, drop_idle=True) as srv:
+            base = "https://127.0.0.1:%d" % srv.server_address[1]
+            proc = self.run_urls([base + "/ka/%d" % i for i in range(30)], "--per-host", "1")
+            served = srv.served
+            conns = srv.connections
+        self.assertEqual(proc.returncode, 0, harness.describe(proc))
+        jobs = harness.jobs(self.db)
+        self.assertEqual({j["state"] for j in jobs}, {"done"})
+        # a request sent on a connection the server had just dropped is sent
+        # again without counting an attempt
+        self.assertEqual({j["attempts"] for j in jobs}, {1})
+        self.assertEqual(served, 30)
+        self.assertGreaterEqual(conns, 10)
+        self.assertEqual(harness.count_rows(self.db, "t"), 30 * 2000)
+
+    def test_ipv6_loopback(self):
+        try:
+            with socket.socket(socket.AF_INET6) as probe:
+                probe.bind(("::1", 0))
+        except OSError:
+            self.skipTest("no IPv6 loopback here")
+        key = os.path.join(PKI.dir, "v6.key")
+        cert = os.path.join(PKI.dir, "v6.pem")
+        if not os.path.exists(cert):
+            harness._leaf(PKI, key, cert, "ip6-localhost", "IP:::1", 1003)
+        with Server(PKI, host="::1", cert=cert, key=key) as srv:
+            url = "https://[::1]:%d/ka/v6" % srv.server_address[1]
+            proc = self.run_urls([url], "--raw", "raw")
+            hits = srv.hits["/ka/v6"]
+        self.assertEqual(proc.returncode, 0, harness.describe(proc))
+        self.assertEqual(hits, 1)
+        job = harness.jobs(self.db)[0]
+        self.assertEqual(job["state"], "done")
+        self.assertEqual(harness.count_rows(self.db, "t"), 2000)
+        self.assertTrue(os.path.isfile(os.path.join(self.dir, job["raw_path"])))
+
+
+if __name__ == "__main__":
+    harness.main_or_skip()
