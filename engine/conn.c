@@ -7,6 +7,7 @@
  * job.c takes over when a response is complete or a connection fails.
  * A connection is freed only when none of its requests is in flight. */
 #include "engine/loop_internal.h"
+#include "rf_config.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -108,7 +109,7 @@ static void conn_fail(loop_t *l, conn_t *c, error_class_t cls, const char *fmt, 
 
 static void conn_flush(loop_t *l, conn_t *c)
 {
-	if (c->send_busy || c->dead)
+	if (c->send_busy || c->dead || !c->tls.ssl)
 		return;
 	size_t n = tls_take_out(&c->tls, c->wbuf, sizeof c->wbuf);
 	if (!n)
@@ -381,7 +382,10 @@ static void conn_eof(loop_t *l, conn_t *c, const char *how)
 		conn_response_done(l, c);
 		return;
 	}
-	if (c->state == CONN_HANDSHAKE)
+	if (c->state == CONN_PROXY)
+		conn_fail(l, c, ERROR_CLASS_TRANSIENT, "connection to the proxy %s before its answer",
+		          how);
+	else if (c->state == CONN_HANDSHAKE)
 		conn_fail(l, c, ERROR_CLASS_TRANSIENT, "connection %s during the TLS handshake", how);
 	else if (!j->head_done)
 		conn_fail(l, c, ERROR_CLASS_TRANSIENT, "connection %s before the response head", how);
@@ -444,14 +448,9 @@ static void conn_handshake(loop_t *l, conn_t *c)
 	conn_fail(l, c, ERROR_CLASS_PERMANENT, "%s: %s", c->host->name, err);
 }
 
-static void conn_connected(loop_t *l, conn_t *c, int res)
+static void conn_start_tls(loop_t *l, conn_t *c)
 {
 	host_t *h = c->host;
-	if (res < 0) {
-		conn_fail(l, c, ERROR_CLASS_TRANSIENT, "connect to %s port %u: %s", h->name, h->port,
-		          strerror(-res));
-		return;
-	}
 	char err[TLS_ERR_BYTES];
 	if (tls_conn_init(&c->tls, &l->tls, h->name, h->is_ip, h->session, err, sizeof err)) {
 		conn_fail(l, c, ERROR_CLASS_TRANSIENT, "%s", err);
@@ -460,6 +459,84 @@ static void conn_connected(loop_t *l, conn_t *c, int res)
 	c->state = CONN_HANDSHAKE;
 	conn_set_phase(l, c, "in the TLS handshake");
 	conn_handshake(l, c);
+}
+
+/* Through HTTPS_PROXY: ask for a tunnel in plain HTTP; TLS runs inside it,
+ * end to end with the target, once the proxy says 2xx. */
+static void conn_proxy_connect(loop_t *l, conn_t *c)
+{
+	host_t *h = c->host;
+	const char *lb = strchr(h->name, ':') ? "[" : "", *rb = *lb ? "]" : "";
+	int n = snprintf(c->wbuf, sizeof c->wbuf,
+	                 "CONNECT %s%s%s:%u HTTP/1.1\r\nHost: %s%s%s:%u\r\n"
+	                 "User-Agent: ringfill/" RINGFILL_VERSION "\r\n%s%s%s\r\n",
+	                 lb, h->name, rb, h->port, lb, h->name, rb, h->port,
+	                 l->o->proxy_auth[0] ? "Proxy-Authorization: " : "", l->o->proxy_auth,
+	                 l->o->proxy_auth[0] ? "\r\n" : "");
+	assert(n > 0 && (size_t)n < sizeof c->wbuf);
+	c->wlen = (size_t)n;
+	c->state = CONN_PROXY;
+	c->head_len = 0;
+	conn_set_phase(l, c, "waiting for the proxy");
+	struct io_uring_sqe *sqe = loop_sqe(l);
+	io_uring_prep_send(sqe, c->fd, c->wbuf, c->wlen, MSG_NOSIGNAL);
+	io_uring_sqe_set_data(sqe, &c->op_send);
+	c->send_busy = true;
+	c->inflight++;
+	conn_arm_recv(l, c);
+}
+
+/* The proxy's answer to CONNECT, in c->rbuf[0..n). */
+static void conn_proxy_reply(loop_t *l, conn_t *c, size_t n)
+{
+	host_t *h = c->host;
+	size_t room = sizeof c->head - c->head_len, take = n < room ? n : room;
+	memcpy(c->head + c->head_len, c->rbuf, take);
+	c->head_len += take;
+	http_response_t r;
+	ssize_t hl = http_parse_response(c->head, c->head_len, &r);
+	if (hl == HTTP_INCOMPLETE) {
+		conn_arm_recv(l, c);
+		return;
+	}
+	if (hl == HTTP_ERROR) {
+		conn_fail(l, c, ERROR_CLASS_TRANSIENT, "proxy %s port %u: bad answer to CONNECT: %s",
+		          l->o->proxy_host, l->o->proxy_port, r.reason ? r.reason : "malformed");
+		return;
+	}
+	if (r.status < 200 || r.status > 299) {
+		/* 407 and 403 are the proxy's policy; 5xx may pass. */
+		bool policy = r.status == 407 || r.status == 403 || r.status == 405;
+		conn_fail(l, c, policy ? ERROR_CLASS_PERMANENT : ERROR_CLASS_TRANSIENT,
+		          "proxy %s port %u refused CONNECT to %s:%u: HTTP %d", l->o->proxy_host,
+		          l->o->proxy_port, h->name, h->port, r.status);
+		return;
+	}
+	if ((size_t)hl != c->head_len || take < n) {
+		conn_fail(l, c, ERROR_CLASS_TRANSIENT, "proxy %s port %u sent bytes after its answer",
+		          l->o->proxy_host, l->o->proxy_port);
+		return;
+	}
+	c->head_len = 0;
+	conn_start_tls(l, c);
+}
+
+static void conn_connected(loop_t *l, conn_t *c, int res)
+{
+	host_t *h = c->host;
+	if (res < 0) {
+		if (h->via_proxy)
+			conn_fail(l, c, ERROR_CLASS_TRANSIENT, "connect to proxy %s port %u: %s",
+			          l->o->proxy_host, l->o->proxy_port, strerror(-res));
+		else
+			conn_fail(l, c, ERROR_CLASS_TRANSIENT, "connect to %s port %u: %s", h->name,
+			          h->port, strerror(-res));
+		return;
+	}
+	if (h->via_proxy)
+		conn_proxy_connect(l, c);
+	else
+		conn_start_tls(l, c);
 }
 
 static void conn_received(loop_t *l, conn_t *c, int res)
@@ -471,6 +548,10 @@ static void conn_received(loop_t *l, conn_t *c, int res)
 	}
 	if (res == 0) {
 		conn_eof(l, c, "closed");
+		return;
+	}
+	if (c->state == CONN_PROXY) {
+		conn_proxy_reply(l, c, (size_t)res);
 		return;
 	}
 	if (tls_feed(&c->tls, c->rbuf, (size_t)res)) {

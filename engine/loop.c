@@ -90,22 +90,27 @@ host_t *host_get(loop_t *l, const url_t *u)
 		return NULL;
 	snprintf(h->name, sizeof h->name, "%s", u->host);
 	h->port = u->port;
-	snprintf(h->port_str, sizeof h->port_str, "%u", u->port);
 	host_dirname(h);
 	h->op_mkdir.kind = OP_MKDIR;
+	unsigned char ip[sizeof(struct in6_addr)];
+	h->is_ip = inet_pton(AF_INET, h->name, ip) == 1 || inet_pton(AF_INET6, h->name, ip) == 1;
+	/* Through a proxy, the proxy's address is the one to find; the name in
+	 * the URL is only what TLS verifies and CONNECT asks for. */
+	h->via_proxy = options_use_proxy(l->o, h->name);
+	h->dns_name = h->via_proxy ? l->o->proxy_host : h->name;
+	uint16_t port = h->via_proxy ? l->o->proxy_port : h->port;
+	snprintf(h->port_str, sizeof h->port_str, "%u", port);
 	struct sockaddr_in *a4 = (struct sockaddr_in *)&h->addr;
 	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&h->addr;
-	if (inet_pton(AF_INET, h->name, &a4->sin_addr) == 1) {
+	if (inet_pton(AF_INET, h->dns_name, &a4->sin_addr) == 1) {
 		a4->sin_family = AF_INET;
-		a4->sin_port = htons(h->port);
+		a4->sin_port = htons(port);
 		h->addr_len = sizeof *a4;
-		h->is_ip = true;
 		h->dns = DNS_OK;
-	} else if (inet_pton(AF_INET6, h->name, &a6->sin6_addr) == 1) {
+	} else if (inet_pton(AF_INET6, h->dns_name, &a6->sin6_addr) == 1) {
 		a6->sin6_family = AF_INET6;
-		a6->sin6_port = htons(h->port);
+		a6->sin6_port = htons(port);
 		h->addr_len = sizeof *a6;
-		h->is_ip = true;
 		h->dns = DNS_OK;
 	}
 	h->hash_next = l->host_tab[b];
@@ -140,7 +145,7 @@ static void host_resolve(loop_t *l, host_t *h)
 	h->hints.ai_family = AF_UNSPEC;
 	h->hints.ai_socktype = SOCK_STREAM;
 	h->hints.ai_flags = AI_ADDRCONFIG | AI_NUMERICSERV;
-	h->gcb.ar_name = h->name;
+	h->gcb.ar_name = h->dns_name;
 	h->gcb.ar_service = h->port_str;
 	h->gcb.ar_request = &h->hints;
 	struct gaicb *list[1] = {&h->gcb};
@@ -149,8 +154,8 @@ static void host_resolve(loop_t *l, host_t *h)
 	if (r != 0) {
 		h->dns = DNS_FAILED;
 		h->dns_transient = true;
-		snprintf(h->dns_err, sizeof h->dns_err, "DNS lookup of %s could not start: %s",
-		         h->name, gai_strerror(r));
+		snprintf(h->dns_err, sizeof h->dns_err, "DNS lookup of %s%s could not start: %s",
+		         h->via_proxy ? "proxy " : "", h->dns_name, gai_strerror(r));
 		return;
 	}
 	h->dns = DNS_PENDING;
@@ -174,7 +179,8 @@ static void host_dns_result(loop_t *l, host_t *h, int r)
 		                     || r == EAI_NODATA
 #endif
 		);
-		snprintf(h->dns_err, sizeof h->dns_err, "DNS lookup of %s failed: %s", h->name,
+		snprintf(h->dns_err, sizeof h->dns_err, "DNS lookup of %s%s failed: %s",
+		         h->via_proxy ? "proxy " : "", h->dns_name,
 		         r == EAI_SYSTEM ? strerror(errno) : gai_strerror(r));
 	}
 	if (h->gcb.ar_result)

@@ -61,7 +61,9 @@ struct host {
 	host_t *hash_next;
 	char name[URL_HOST_BYTES_MAX + 1];
 	uint16_t port;
-	bool is_ip;
+	bool is_ip;       /* the URL's host is an IP literal (TLS checks the IP) */
+	bool via_proxy;   /* connections go to HTTPS_PROXY and CONNECT to here */
+	const char *dns_name; /* what is resolved: name, or the proxy's */
 	dns_state_t dns;
 	struct gaicb gcb; /* getaddrinfo_a request; polled on ticks */
 	struct addrinfo hints;
@@ -88,7 +90,7 @@ struct host {
 };
 
 typedef enum {
-	CONN_CONNECTING = 1, CONN_HANDSHAKE, CONN_RESPONSE, CONN_IDLE,
+	CONN_CONNECTING = 1, CONN_PROXY, CONN_HANDSHAKE, CONN_RESPONSE, CONN_IDLE,
 } conn_state_t;
 
 struct conn {

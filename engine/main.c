@@ -178,6 +178,8 @@ static int run_main(int argc, char **argv)
 	int r = options_parse_run(argc, argv, &o);
 	if (r)
 		return r == 1 ? EXIT_OK : EXIT_USAGE;
+	if (options_proxy_from_env(&o))
+		return EXIT_USAGE;
 	json_path_t *rows = NULL;
 	if ((r = run_check_inputs(&o, &rows))) {
 		json_path_free(rows);

@@ -9,6 +9,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+
+#include <openssl/evp.h>
 
 #include "parse/json.h"
 #include "store/writer.h"
@@ -48,6 +51,10 @@ void options_usage(FILE *f)
 	    "  --commit-ms MS      or after this many milliseconds (500)\n"
 	    "  --dry-run           print what would be fetched; change nothing\n"
 	    "  --quiet | --progress | --log-json   output: none, live line, JSON lines\n"
+	    "\n"
+	    "environment: HTTPS_PROXY=http://[user:pass@]host:port tunnels every request\n"
+	    "through the proxy with CONNECT (TLS stays end to end); NO_PROXY=a.com,b.org\n"
+	    "(host suffixes, or *) bypasses it\n"
 	    "\n"
 	    "exit codes: 0 all jobs done; 1 some jobs failed for good; 2 usage or input\n"
 	    "file error; 3 fatal (database, disk); 130/143 interrupted (resumable)\n",
@@ -297,4 +304,83 @@ int options_parse_run(int argc, char **argv, run_opts_t *o)
 	if (o->retry_max_s < o->retry_base_s)
 		o->retry_max_s = o->retry_base_s;
 	return 0;
+}
+
+/* HTTPS_PROXY=http://[user:pass@]host:port. An https:// proxy (TLS to the
+ * proxy itself) is not supported and says so, rather than being ignored. */
+int options_proxy_from_env(run_opts_t *o)
+{
+	const char *v = getenv("HTTPS_PROXY");
+	if (!v || !*v)
+		v = getenv("https_proxy");
+	o->no_proxy = getenv("NO_PROXY");
+	if (!o->no_proxy || !*o->no_proxy)
+		o->no_proxy = getenv("no_proxy");
+	if (!v || !*v)
+		return 0;
+	const char *p = v;
+	if (!strncasecmp(p, "http://", 7))
+		p += 7;
+	const char *at = strrchr(p, '@');
+	const char *hostp = at ? at + 1 : p;
+	/* Error messages show the value without its credentials. */
+	const char *shown = at ? hostp : v;
+	v = shown;
+	if (strstr(p, "://"))
+		return bad("HTTPS_PROXY", v, "only http:// proxies are supported (CONNECT)");
+	const char *end = hostp + strcspn(hostp, "/");
+	const char *colon = NULL;
+	if (*hostp == '[') {
+		const char *rb = memchr(hostp, ']', (size_t)(end - hostp));
+		if (!rb)
+			return bad("HTTPS_PROXY", v, "unterminated [IPv6] address");
+		colon = rb + 1 < end && rb[1] == ':' ? rb + 1 : NULL;
+		snprintf(o->proxy_host, sizeof o->proxy_host, "%.*s", (int)(rb - hostp - 1), hostp + 1);
+	} else {
+		colon = memchr(hostp, ':', (size_t)(end - hostp));
+		const char *he = colon ? colon : end;
+		snprintf(o->proxy_host, sizeof o->proxy_host, "%.*s", (int)(he - hostp), hostp);
+	}
+	unsigned long port = 3128;
+	if (colon) {
+		char *pe;
+		port = strtoul(colon + 1, &pe, 10);
+		if (pe != end || port == 0 || port > 65535)
+			return bad("HTTPS_PROXY", v, "bad port");
+	}
+	if (!o->proxy_host[0])
+		return bad("HTTPS_PROXY", v, "no host");
+	o->proxy_port = (uint16_t)port;
+	if (at) {
+		unsigned char b64[400];
+		size_t cred_len = (size_t)(at - p);
+		if (cred_len > 290)
+			return bad("HTTPS_PROXY", "...", "credentials too long");
+		EVP_EncodeBlock(b64, (const unsigned char *)p, (int)cred_len);
+		snprintf(o->proxy_auth, sizeof o->proxy_auth, "Basic %s", b64);
+	}
+	return 0;
+}
+
+bool options_use_proxy(const run_opts_t *o, const char *host)
+{
+	if (!o->proxy_host[0])
+		return false;
+	if (!o->no_proxy || !*o->no_proxy)
+		return true;
+	size_t hl = strlen(host);
+	for (const char *p = o->no_proxy; *p;) {
+		p += strspn(p, ", ");
+		size_t n = strcspn(p, ", ");
+		const char *e = p;
+		if (n == 1 && *e == '*')
+			return false;
+		if (n && *e == '.') /* ".example.com" means the same as "example.com" */
+			e++, n--;
+		if (n && hl >= n && !strncasecmp(host + hl - n, e, n) &&
+		    (hl == n || host[hl - n - 1] == '.'))
+			return false;
+		p = e + n;
+	}
+	return true;
 }

@@ -29,6 +29,11 @@ typedef struct {
 	uint64_t body_bytes_max;        /* --max-body */
 	uint32_t commit_rows, commit_ms; /* --commit-rows, --commit-ms */
 	out_mode_t out;
+	/* HTTPS_PROXY / https_proxy (http://[user:pass@]host:port), or none */
+	char proxy_host[256];
+	uint16_t proxy_port;
+	char proxy_auth[512]; /* "Basic base64(user:pass)", or "" */
+	const char *no_proxy; /* NO_PROXY / no_proxy: host suffixes, or "*" */
 	char headers[OPT_HEADERS_BYTES_MAX]; /* "Name: value\r\n" lines, $VARs expanded */
 	size_t headers_len;
 } run_opts_t;
@@ -37,5 +42,10 @@ typedef struct {
  * naming the flag; 1 when --help was printed (exit 0 then). */
 int options_parse_run(int argc, char **argv, run_opts_t *o);
 void options_usage(FILE *f);
+/* Reads HTTPS_PROXY and NO_PROXY from the environment into o. Returns 0, or
+ * 2 after printing why the proxy setting cannot be used. */
+int options_proxy_from_env(run_opts_t *o);
+/* True when requests to host go through the proxy. */
+bool options_use_proxy(const run_opts_t *o, const char *host);
 
 #endif

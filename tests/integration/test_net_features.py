@@ -3,8 +3,9 @@
 plain GET, against a real TLS server started here: redirects (relative,
 absolute, chains, loops, too many, to http), gzip bodies (good, two members,
 corrupt, cut short), --header with $VAR expansion that is never logged,
-keep-alive reuse, a server that drops idle keep-alive connections, and IPv6
-loopback. Each case checks the job's final state, class, attempts and what the
+keep-alive reuse, a server that drops idle keep-alive connections, IPv6
+loopback, and HTTPS_PROXY through a small CONNECT proxy (with and without
+Basic auth, and NO_PROXY). Each case checks the job's final state, class, attempts and what the
 server saw."""
 
 import collections
@@ -17,6 +18,8 @@ import socket
 import ssl
 import sys
 import tempfile
+import base64
+import select
 import threading
 import unittest
 
@@ -132,6 +135,94 @@ class Server:
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join(timeout=10)
+        return False
+
+
+class ConnectProxy:
+    """A minimal HTTP CONNECT proxy on loopback: one thread per tunnel,
+    tunnels only to 127.0.0.1, optional Basic auth. Counts tunnels and
+    remembers their targets."""
+
+    def __init__(self, user=None, password=None):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.auth = None
+        if user is not None:
+            cred = ("%s:%s" % (user, password)).encode()
+            self.auth = "Basic " + base64.b64encode(cred).decode()
+        self.lock = threading.Lock()
+        self.tunnels = 0
+        self.refused = 0
+        self.targets = set()
+        self.stopping = False
+        self.threads = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+
+    def _accept(self):
+        while not self.stopping:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def _serve(self, conn):
+        conn.settimeout(10)
+        with conn:
+            head = b""
+            while b"\r\n\r\n" not in head and len(head) < 8192:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                head += chunk
+            lines = head.split(b"\r\n")
+            method, target, _ = lines[0].decode().split(" ", 2)
+            headers = dict(l.decode().split(": ", 1) for l in lines[1:] if b": " in l)
+            if self.auth and headers.get("Proxy-Authorization") != self.auth:
+                with self.lock:
+                    self.refused += 1
+                conn.sendall(b"HTTP/1.1 407 Proxy Authentication Required\r\n"
+                             b"Proxy-Authenticate: Basic realm=\"t\"\r\nContent-Length: 0\r\n\r\n")
+                return
+            host, _, port = target.rpartition(":")
+            if method != "CONNECT" or host != "127.0.0.1":
+                conn.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+                return
+            with self.lock:
+                self.tunnels += 1
+                self.targets.add(target)
+            with socket.create_connection((host, int(port)), timeout=10) as up:
+                conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                self._pipe(conn, up)
+
+    def _pipe(self, a, b):
+        while not self.stopping:
+            ready, _, _ = select.select([a, b], [], [], 0.2)
+            for src in ready:
+                dst = b if src is a else a
+                try:
+                    data = src.recv(65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                dst.sendall(data)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping = True
+        self.thread.join(timeout=10)
+        for t in self.threads:
+            t.join(timeout=10)
+        self.sock.close()
         return False
 
 
@@ -287,6 +378,65 @@ class NetFeatures(unittest.TestCase):
         self.assertEqual(job["state"], "done")
         self.assertEqual(harness.count_rows(self.db, "t"), 2000)
         self.assertTrue(os.path.isfile(os.path.join(self.dir, job["raw_path"])))
+
+
+class Proxy(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(dir=TMP.name)
+        self.db = os.path.join(self.dir, "out.db")
+
+    def fetch(self, srv, n, env, drop=()):
+        base = "https://127.0.0.1:%d" % srv.server_address[1]
+        lst = harness.write_lines(os.path.join(self.dir, "u.txt"),
+                                  [base + "/ka/%d" % i for i in range(n)])
+        return harness.run_ringfill(
+            ["run", "--urls", lst, "--db", self.db, "--rows", "$[*]", "--table", "t",
+             "--cacert", PKI.ca_cert, "--retries", "1", "--quiet"],
+            cwd=self.dir, env=env, drop_env=("https_proxy", "no_proxy", "NO_PROXY") + drop)
+
+    def test_tunnel(self):
+        with Server(PKI) as srv, ConnectProxy() as proxy:
+            proc = self.fetch(srv, 20, {"HTTPS_PROXY": "http://127.0.0.1:%d" % proxy.port})
+            served = srv.served
+        self.assertEqual(proc.returncode, 0, harness.describe(proc))
+        self.assertEqual(served, 20)
+        self.assertGreaterEqual(proxy.tunnels, 1)
+        self.assertEqual(proxy.targets, {"127.0.0.1:%d" % srv.server_address[1]})
+        self.assertEqual(harness.count_rows(self.db, "t"), 20 * 2000)
+
+    def test_auth_and_refusal(self):
+        with Server(PKI) as srv, ConnectProxy("user", "pa55-word") as proxy:
+            good = "http://user:pa55-word@127.0.0.1:%d" % proxy.port
+            proc = self.fetch(srv, 3, {"HTTPS_PROXY": good})
+            self.assertEqual(proc.returncode, 0, harness.describe(proc))
+            os.unlink(self.db)
+            bad = "http://user:wrong-pass@127.0.0.1:%d" % proxy.port
+            proc = self.fetch(srv, 3, {"HTTPS_PROXY": bad})
+            served = srv.served
+        self.assertEqual(proc.returncode, 1, harness.describe(proc))
+        self.assertEqual(served, 3)  # nothing got through with the wrong password
+        for j in harness.jobs(self.db):
+            self.assertEqual((j["state"], j["error_class"]), ("failed", "permanent"))
+            self.assertIn("HTTP 407", j["error"])
+            self.assertEqual(j["attempts"], 1)  # the proxy's policy is not retried
+        self.assertNotIn("wrong-pass", proc.stdout + proc.stderr)
+        with open(self.db, "rb") as f:
+            self.assertNotIn(b"wrong-pass", f.read())
+
+    def test_no_proxy(self):
+        with Server(PKI) as srv, ConnectProxy() as proxy:
+            proc = self.fetch(srv, 5, {"HTTPS_PROXY": "http://127.0.0.1:%d" % proxy.port,
+                                       "NO_PROXY": "example.com, 127.0.0.1"})
+        self.assertEqual(proc.returncode, 0, harness.describe(proc))
+        self.assertEqual(proxy.tunnels, 0)
+
+    def test_https_proxy_url_is_refused(self):
+        with Server(PKI) as srv:
+            proc = self.fetch(srv, 1, {"HTTPS_PROXY": "https://u:hidden@127.0.0.1:1"})
+        self.assertEqual(proc.returncode, 2, harness.describe(proc))
+        self.assertIn("only http:// proxies", proc.stderr)
+        self.assertNotIn("hidden", proc.stderr)
+        self.assertFalse(os.path.exists(self.db))
 
 
 if __name__ == "__main__":
