@@ -12,7 +12,6 @@
 #include <assert.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,8 +38,7 @@ static void conn_free(loop_t *l, conn_t *c)
 		l->conns = c->all_next;
 	if (c->all_next)
 		c->all_next->all_prev = c->all_prev;
-	if (c->fd >= 0)
-		close(c->fd); /* a socket's close does not block without SO_LINGER */
+	loop_slot_close(l, c->fd);
 	tls_conn_free(&c->tls);
 	host_t *h = c->host;
 	h->conns--;
@@ -74,7 +72,7 @@ void conn_close(loop_t *l, conn_t *c)
 	/* Requests still in flight complete with -ECANCELED; the last one to
 	 * complete frees the connection. */
 	struct io_uring_sqe *sqe = loop_sqe(l);
-	io_uring_prep_cancel_fd(sqe, c->fd, IORING_ASYNC_CANCEL_ALL);
+	io_uring_prep_cancel_fd(sqe, c->fd, IORING_ASYNC_CANCEL_ALL | IORING_ASYNC_CANCEL_FD_FIXED);
 	io_uring_sqe_set_data(sqe, &c->op_cancel);
 	c->inflight++;
 }
@@ -117,6 +115,7 @@ static void conn_flush(loop_t *l, conn_t *c)
 	c->wlen = n;
 	struct io_uring_sqe *sqe = loop_sqe(l);
 	io_uring_prep_send(sqe, c->fd, c->wbuf, n, MSG_NOSIGNAL);
+	sqe->flags |= IOSQE_FIXED_FILE;
 	io_uring_sqe_set_data(sqe, &c->op_send);
 	c->send_busy = true;
 	c->inflight++;
@@ -128,26 +127,30 @@ static void conn_arm_recv(loop_t *l, conn_t *c)
 		return;
 	struct io_uring_sqe *sqe = loop_sqe(l);
 	io_uring_prep_recv(sqe, c->fd, c->rbuf, sizeof c->rbuf, 0);
+	sqe->flags |= IOSQE_FIXED_FILE;
 	io_uring_sqe_set_data(sqe, &c->op_recv);
 	c->recv_busy = true;
 	c->inflight++;
 }
 
+/* A new connection: the socket is created straight into a slot of the
+ * ring's file table, and the connect is linked behind it, so both go in one
+ * submission. If the socket cannot be made the connect is cancelled and
+ * reports the socket's error (conn_complete). */
 conn_t *conn_open(loop_t *l, host_t *h, job_t *j)
 {
 	conn_t *c = calloc(1, sizeof *c);
-	int fd = c ? socket(h->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0) : -1;
-	if (fd < 0) {
-		int e = c ? errno : ENOMEM;
+	int slot = c ? loop_slot_get(l) : -1;
+	if (slot < 0) {
 		free(c);
-		job_fail(l, j, ERROR_CLASS_TRANSIENT, 0, "cannot open a socket: %s", strerror(e));
+		job_fail(l, j, ERROR_CLASS_TRANSIENT, 0, "cannot open a connection: %s",
+		         c ? "no free file slot" : strerror(ENOMEM));
 		return NULL;
 	}
-	int one = 1;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-	c->fd = fd;
+	c->fd = slot;
 	c->host = h;
 	c->job = j;
+	c->op_socket.kind = OP_SOCKET;
 	c->op_connect.kind = OP_CONNECT;
 	c->op_send.kind = OP_SEND;
 	c->op_recv.kind = OP_RECV;
@@ -162,9 +165,14 @@ conn_t *conn_open(loop_t *l, host_t *h, job_t *j)
 	c->state = CONN_CONNECTING;
 	conn_set_phase(l, c, "connecting");
 	struct io_uring_sqe *sqe = loop_sqe(l);
-	io_uring_prep_connect(sqe, fd, (struct sockaddr *)&h->addr, h->addr_len);
+	io_uring_prep_socket_direct(sqe, h->addr.ss_family, SOCK_STREAM, 0, (unsigned)slot, 0);
+	io_uring_sqe_set_data(sqe, &c->op_socket);
+	sqe->flags |= IOSQE_IO_LINK;
+	sqe = loop_sqe(l);
+	io_uring_prep_connect(sqe, slot, (struct sockaddr *)&h->addr, h->addr_len);
+	sqe->flags |= IOSQE_FIXED_FILE;
 	io_uring_sqe_set_data(sqe, &c->op_connect);
-	c->inflight++;
+	c->inflight += 2;
 	return c;
 }
 
@@ -480,6 +488,7 @@ static void conn_proxy_connect(loop_t *l, conn_t *c)
 	conn_set_phase(l, c, "waiting for the proxy");
 	struct io_uring_sqe *sqe = loop_sqe(l);
 	io_uring_prep_send(sqe, c->fd, c->wbuf, c->wlen, MSG_NOSIGNAL);
+	sqe->flags |= IOSQE_FIXED_FILE;
 	io_uring_sqe_set_data(sqe, &c->op_send);
 	c->send_busy = true;
 	c->inflight++;
@@ -579,6 +588,7 @@ static void conn_sent(loop_t *l, conn_t *c, int res)
 		c->wlen -= (size_t)res;
 		struct io_uring_sqe *sqe = loop_sqe(l);
 		io_uring_prep_send(sqe, c->fd, c->wbuf, c->wlen, MSG_NOSIGNAL);
+		sqe->flags |= IOSQE_FIXED_FILE;
 		io_uring_sqe_set_data(sqe, &c->op_send);
 		c->send_busy = true;
 		c->inflight++;
@@ -601,7 +611,12 @@ void conn_complete(loop_t *l, conn_t *c, op_t *op, int res)
 		return;
 	}
 	switch (op->kind) {
-	case OP_CONNECT: conn_connected(l, c, res); break;
+	case OP_SOCKET:
+		if (res < 0)
+			c->sock_err = res; /* the linked connect comes back cancelled */
+		break;
+	case OP_CONNECT: conn_connected(l, c, res == -ECANCELED && c->sock_err ? c->sock_err : res);
+		break;
 	case OP_SEND: conn_sent(l, c, res); break;
 	case OP_RECV: conn_received(l, c, res); break;
 	default: break;

@@ -35,8 +35,8 @@ static void job_unlink(loop_t *l, job_t *j)
 void job_abandon(loop_t *l, job_t *j)
 {
 	job_unlink(l, j);
-	if (j->file_fd >= 0)
-		close(j->file_fd);
+	if (j->file_fd >= 0 && !l->ring_gone)
+		loop_slot_close(l, j->file_fd);
 	if (j->batch)
 		batch_free(j->batch);
 	json_buf_free(&j->body);
@@ -485,8 +485,9 @@ static void file_submit(loop_t *l, job_t *j)
 	struct io_uring_sqe *sqe = loop_sqe(l);
 	switch (j->file_step) {
 	case FILE_OPEN:
-		io_uring_prep_openat(sqe, l->raw_dirfd, j->raw_rel_part,
-		                     O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		/* No O_CLOEXEC: a direct descriptor is in no fd table (EINVAL). */
+		io_uring_prep_openat_direct(sqe, l->raw_dirfd, j->raw_rel_part,
+		                            O_WRONLY | O_CREAT | O_TRUNC, 0644, (unsigned)j->file_fd);
 		break;
 	case FILE_WRITE: {
 		const json_buf_t *body = job_stored(j);
@@ -494,9 +495,10 @@ static void file_submit(loop_t *l, job_t *j)
 		io_uring_prep_write(sqe, j->file_fd, body->data + j->file_off,
 		                    (unsigned)(left < FILE_WRITE_CHUNK ? left : FILE_WRITE_CHUNK),
 		                    j->file_off);
+		sqe->flags |= IOSQE_FIXED_FILE;
 		break;
 	}
-	case FILE_CLOSE: io_uring_prep_close(sqe, j->file_fd); break;
+	case FILE_CLOSE: io_uring_prep_close_direct(sqe, (unsigned)j->file_fd); break;
 	case FILE_RENAME:
 		io_uring_prep_renameat(sqe, l->raw_dirfd, j->raw_rel_part, l->raw_dirfd,
 		                       j->raw_rel_final, 0);
@@ -507,6 +509,9 @@ static void file_submit(loop_t *l, job_t *j)
 
 void job_rawdir_ready(loop_t *l, job_t *j)
 {
+	/* Slots are sized for a file per active job: there is always one. */
+	j->file_fd = loop_slot_get(l);
+	assert(j->file_fd >= 0);
 	j->file_step = FILE_OPEN;
 	file_submit(l, j);
 }
@@ -525,17 +530,19 @@ static const char *file_step_name(file_step_t s)
 void job_file_complete(loop_t *l, job_t *j, int res)
 {
 	if (res < 0 || (j->file_step == FILE_WRITE && res == 0)) {
-		/* The disk is the run's problem, not the job's: stop cleanly. */
-		if (j->file_step == FILE_CLOSE)
+		/* The disk is the run's problem, not the job's: stop cleanly. A
+		 * slot that failed to open or to close is given back as it is. */
+		if (j->file_step == FILE_OPEN || j->file_step == FILE_CLOSE) {
+			loop_slot_put(l, j->file_fd);
 			j->file_fd = -1;
+		}
 		loop_fatal(l, "%s/%s: %s: %s", l->o->raw, j->raw_rel_part, file_step_name(j->file_step),
 		           res ? strerror(-res) : "short write");
 		job_abandon(l, j);
 		return;
 	}
 	switch (j->file_step) {
-	case FILE_OPEN:
-		j->file_fd = res;
+	case FILE_OPEN: /* res is 0: the file is in slot j->file_fd */
 		j->file_off = 0;
 		j->file_step = job_stored(j)->len ? FILE_WRITE : FILE_CLOSE;
 		break;
@@ -546,6 +553,7 @@ void job_file_complete(loop_t *l, job_t *j, int res)
 		j->file_step = FILE_CLOSE;
 		break;
 	case FILE_CLOSE:
+		loop_slot_put(l, j->file_fd);
 		j->file_fd = -1;
 		j->file_step = FILE_RENAME;
 		break;

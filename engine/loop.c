@@ -9,6 +9,7 @@
 #include "engine/loop_internal.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -36,6 +38,29 @@ struct io_uring_sqe *loop_sqe(loop_t *l)
 		sqe = io_uring_get_sqe(&l->ring);
 	}
 	return sqe;
+}
+
+int loop_slot_get(loop_t *l)
+{
+	return l->n_slots_free ? (int)l->slots_free[--l->n_slots_free] : -1;
+}
+
+void loop_slot_put(loop_t *l, int slot)
+{
+	assert(slot >= 0 && (uint32_t)slot < l->n_slots && l->n_slots_free < l->n_slots);
+	l->slots_free[l->n_slots_free++] = (uint32_t)slot;
+}
+
+/* The close runs inline when submitted, before any later request could
+ * install a new file in the same slot; its success needs no completion. */
+void loop_slot_close(loop_t *l, int slot)
+{
+	assert(slot >= 0 && (uint32_t)slot < l->n_slots && l->n_slots_free < l->n_slots);
+	struct io_uring_sqe *sqe = loop_sqe(l);
+	io_uring_prep_close_direct(sqe, (unsigned)slot);
+	io_uring_sqe_set_data(sqe, &l->op_slot_close);
+	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+	loop_slot_put(l, slot);
 }
 
 void loop_fatal(loop_t *l, const char *fmt, ...)
@@ -472,6 +497,8 @@ static void dispatch(loop_t *l, struct io_uring_cqe *cqe)
 			arm_eventfd(l);
 		break;
 	case OP_SIGNAL: on_signal(l, res); break;
+	case OP_SLOT_CLOSE: break; /* a slot that held nothing: nothing to do */
+	case OP_SOCKET: conn_complete(l, container_of(op, conn_t, op_socket), op, res); break;
 	case OP_CONNECT: conn_complete(l, container_of(op, conn_t, op_connect), op, res); break;
 	case OP_SEND: conn_complete(l, container_of(op, conn_t, op_send), op, res); break;
 	case OP_RECV: conn_complete(l, container_of(op, conn_t, op_recv), op, res); break;
@@ -530,6 +557,33 @@ static int loop_ring_init(loop_t *l)
 	return io_uring_queue_init_params(LOOP_RING_ENTRIES, &l->ring, &p);
 }
 
+/* A registered file table with a slot for every connection and every open
+ * raw file (at most one per active job). Its size counts against
+ * RLIMIT_NOFILE, so the soft limit is raised towards the hard one. */
+static int loop_slots_init(loop_t *l, loop_result_t *res)
+{
+	uint32_t n = 2 * l->o->concurrency + 64;
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < n + 64) {
+		rl.rlim_cur = rl.rlim_max < n + 64 ? rl.rlim_max : n + 64;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	int r = io_uring_register_files_sparse(&l->ring, n);
+	if (r < 0) {
+		snprintf(res->message, sizeof res->message,
+		         "io_uring: cannot register %u file slots: %s (raise ulimit -n or lower "
+		         "--concurrency)", n, strerror(-r));
+		return r;
+	}
+	l->slots_free = malloc(n * sizeof *l->slots_free);
+	if (!l->slots_free)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < n; i++)
+		l->slots_free[i] = n - 1 - i; /* low slots first */
+	l->n_slots = l->n_slots_free = n;
+	return 0;
+}
+
 static int loop_init(loop_t *l, const loop_config_t *cfg, loop_result_t *res)
 {
 	memset(l, 0, sizeof *l);
@@ -541,6 +595,7 @@ static int loop_init(loop_t *l, const loop_config_t *cfg, loop_result_t *res)
 	l->op_tick.kind = OP_TICK;
 	l->op_eventfd.kind = OP_EVENTFD;
 	l->op_signal.kind = OP_SIGNAL;
+	l->op_slot_close.kind = OP_SLOT_CLOSE;
 	l->start_ms = l->now_ms = loop_now_ms();
 	l->rng = l->start_ms ^ ((uint64_t)getpid() << 32) ^ 0x9E3779B97F4A7C15ull;
 	int r = loop_ring_init(l);
@@ -548,6 +603,8 @@ static int loop_init(loop_t *l, const loop_config_t *cfg, loop_result_t *res)
 		snprintf(res->message, sizeof res->message, "io_uring: %s", strerror(-r));
 		return r;
 	}
+	if ((r = loop_slots_init(l, res)))
+		return r;
 	if (tls_client_init(&l->tls, l->o->cacert, res->message, sizeof res->message))
 		return -EINVAL;
 	l->parser = json_parser_new(0);
@@ -582,11 +639,10 @@ static void loop_teardown(loop_t *l)
 	 * memory those requests point at is freed below. */
 	if (l->ring.ring_fd > 0)
 		io_uring_queue_exit(&l->ring);
-	while (l->conns) {
+	l->ring_gone = true;
+	while (l->conns) { /* their sockets closed with the ring's file table */
 		conn_t *c = l->conns;
 		l->conns = c->all_next;
-		if (c->fd >= 0)
-			close(c->fd);
 		tls_conn_free(&c->tls);
 		free(c);
 	}
@@ -603,6 +659,7 @@ static void loop_teardown(loop_t *l)
 		close(l->raw_dirfd);
 	if (l->signal_fd >= 0)
 		close(l->signal_fd);
+	free(l->slots_free);
 }
 
 static void loop_cycle(loop_t *l)

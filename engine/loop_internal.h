@@ -39,8 +39,8 @@
  * owner; container_of gets the owner back. */
 typedef enum {
 	OP_TICK = 1, OP_EVENTFD, OP_SIGNAL,
-	OP_CONNECT, OP_SEND, OP_RECV, OP_CANCEL, OP_CLOSE,
-	OP_MKDIR, OP_FILE,
+	OP_SOCKET, OP_CONNECT, OP_SEND, OP_RECV, OP_CANCEL, OP_CLOSE,
+	OP_MKDIR, OP_FILE, OP_SLOT_CLOSE,
 } op_kind_t;
 
 typedef struct {
@@ -98,13 +98,14 @@ struct conn {
 	conn_t *idle_next;
 	host_t *host;
 	job_t *job;
-	int fd;
+	int fd;             /* a slot of the ring's registered file table */
+	int sock_err;       /* the socket's creation failed: connect is cancelled */
 	conn_state_t state;
 	bool dead;          /* closing: no new requests, completions only counted */
 	bool recv_busy, send_busy, reused, close_after;
 	uint32_t inflight;  /* io_uring requests not completed yet */
 	tls_conn_t tls;
-	op_t op_connect, op_send, op_recv, op_cancel, op_close;
+	op_t op_socket, op_connect, op_send, op_recv, op_cancel, op_close;
 	uint64_t deadline_ms, idle_since_ms;
 	const char *phase;  /* for timeout messages */
 	size_t wlen;        /* bytes at wbuf waiting to be sent */
@@ -143,7 +144,7 @@ struct job {
 	/* the raw file: NAME.part written, closed, renamed */
 	op_t op_file;
 	file_step_t file_step;
-	int file_fd;
+	int file_fd;            /* a registered file slot while the file is open, or -1 */
 	size_t file_off;
 	char raw_rel_part[URL_HOST_BYTES_MAX + RAW_NAME_BYTES_MAX + 64];
 	char raw_rel_final[URL_HOST_BYTES_MAX + RAW_NAME_BYTES_MAX + 48];
@@ -176,8 +177,13 @@ struct loop {
 	batch_t *end_batch; /* BATCH_END waiting for ring space */
 	int signal;
 	char fatal_msg[600];
+	/* the ring's registered file table: sockets and raw files live in its
+	 * slots (direct descriptors), never in the process's fd table */
+	uint32_t *slots_free;
+	uint32_t n_slots, n_slots_free;
+	bool ring_gone; /* teardown: the ring and its file table are closed */
 	/* io_uring requests of the loop itself */
-	op_t op_tick, op_eventfd, op_signal;
+	op_t op_tick, op_eventfd, op_signal, op_slot_close;
 	bool tick_armed;
 	struct __kernel_timespec tick_ts;
 	uint64_t eventfd_buf;
@@ -191,6 +197,9 @@ struct loop {
 
 /* loop.c */
 struct io_uring_sqe *loop_sqe(loop_t *l);
+int loop_slot_get(loop_t *l);                  /* a free slot, or -1 */
+void loop_slot_put(loop_t *l, int slot);       /* frees a slot already empty */
+void loop_slot_close(loop_t *l, int slot);     /* closes what it holds, frees it */
 uint64_t loop_now_ms(void);
 void loop_fatal(loop_t *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void host_enqueue(loop_t *l, host_t *h, job_t *j);
