@@ -1,6 +1,6 @@
 /* parse/json.c: the JSON parser's driver and stage 2, and NDJSON.
  *
- * json_parse runs stage 1 (json_stage1.c: bytes -> structural index), then
+ * json_parse runs stage 1 (json_stage1*.c: bytes -> structural index), then
  * walks the index here to check the RFC 8259 grammar and build the tape that
  * store/batch.c and json_path.c read. Reading values back off the tape is in
  * json_value.c. Everything here is pure: caller's bytes in, tape out. */
@@ -388,11 +388,11 @@ int json_parse(json_parser_t *p, const char *src, size_t len, json_doc_t *doc,
 		return fail_early(src, len, JSON_DOC_BYTES_MAX, JSON_E_TOO_LARGE, err);
 	/* Sized for the worst case (every byte structural): about 4 bytes of
 	 * index per input byte, and a tape node per index entry. */
-	if (grow((void **)&p->idx, &p->idx_cap, len + 1, sizeof *p->idx) < 0)
+	if (grow((void **)&p->idx, &p->idx_cap, len + JSON_STAGE1_IDX_SLACK, sizeof *p->idx) < 0)
 		return fail_early(src, len, 0, JSON_E_NOMEM, err);
 	uint32_t n_idx = 0;
 	json_error_t s1 = {0};
-	int r1 = json_stage1_scalar(src, (uint32_t)len, p->idx, &n_idx, &s1);
+	int r1 = json_stage1(src, (uint32_t)len, p->idx, &n_idx, &s1);
 	if (grow((void **)&p->tape, &p->tape_cap, n_idx ? n_idx : 1, sizeof *p->tape) < 0)
 		return fail_early(src, len, 0, JSON_E_NOMEM, err);
 	stage2_t s = {

@@ -1,9 +1,9 @@
 /* parse/json_internal.h: what the parts of parse/ share and nobody else sees.
  *
- * Stage 1 (json_stage1.c) turns input bytes into the structural index that
+ * Stage 1 (json_stage1*.c: one kernel per ISA, chosen at run time by
+ * json_stage1_dispatch.c) turns input bytes into the structural index that
  * stage 2 (json.c) walks to build the tape; json_value.c reads the tape back
- * (accessors, compact writer). Issue 3 adds per-ISA stage-1 kernels with the
- * same contract as json_stage1_scalar. */
+ * (accessors, compact writer). Tests reach every kernel through here. */
 #ifndef RF_JSON_INTERNAL_H
 #define RF_JSON_INTERNAL_H
 
@@ -29,13 +29,21 @@
 #define JSON_E_NOMEM "out of memory"
 #define JSON_E_END "unexpected end of input"
 
-/* Stage 1 contract.
- * In:  src[0, len), len <= JSON_DOC_BYTES_MAX; idx with room for len + 1 entries.
+/* Entries of index room a caller gives stage 1 beyond one per input byte:
+ * the SIMD kernels store offsets 8 at a time and may write up to 7 slots past
+ * the last real entry. */
+#define JSON_STAGE1_IDX_SLACK 8u
+
+/* Stage 1 contract (every kernel; json_stage1_scalar is the reference and
+ * the others must match it entry for entry and error for error).
+ * In:  src[0, len), len <= JSON_DOC_BYTES_MAX; idx with room for
+ *      len + JSON_STAGE1_IDX_SLACK entries.
  * Out: idx[0, *n_out) holds, in increasing order, the offset of every
  *      structural character { } [ ] : , outside strings, of every string's
  *      opening and closing quote, and of the first byte of every other run of
  *      non-whitespace bytes outside strings (a literal, a number, or garbage
- *      that stage 2 will reject).
+ *      that stage 2 will reject). A backslash outside a string is such a
+ *      garbage byte: it escapes nothing.
  * It validates what needs the in-string state: UTF-8 inside strings (no
  * overlongs, no encoded surrogates, nothing above U+10FFFF, no truncated
  * sequence), no unescaped byte below 0x20 inside strings, every string closed.
@@ -44,8 +52,46 @@
  * caller) and idx[0, *n_out) holding the entries found so far: all at or
  * below err->offset, the last one the opening quote of the string that holds
  * the error. Stage 2 walks them first, so an earlier grammar error wins. */
+typedef int (*json_stage1_fn)(const char *src, uint32_t len, uint32_t *idx, uint32_t *n_out,
+                              json_error_t *err);
+
 int json_stage1_scalar(const char *src, uint32_t len, uint32_t *idx, uint32_t *n_out,
                        json_error_t *err);
+#if defined(JSON_STAGE1_X86)
+/* Compiled with their own target flags (parse/meson.build); call them only
+ * when json_stage1_kernels lists them. */
+int json_stage1_avx2(const char *src, uint32_t len, uint32_t *idx, uint32_t *n_out,
+                     json_error_t *err);
+int json_stage1_sse42(const char *src, uint32_t len, uint32_t *idx, uint32_t *n_out,
+                      json_error_t *err);
+#endif
+
+/* The scalar kernel from byte pos on, for a SIMD kernel that met something it
+ * leaves to the reference (any error, a backslash outside a string): pos is
+ * outside every string (src[pos] may open one), in_scalar says whether
+ * src[pos - 1] belongs to a run of "other" bytes, and idx[0, n) already holds
+ * every entry below pos. Same result as json_stage1_scalar. */
+int json_stage1_scalar_from(const char *src, uint32_t len, uint32_t pos, bool in_scalar,
+                            uint32_t *idx, uint32_t n, uint32_t *n_out, json_error_t *err);
+
+/* Stage 1 with the kernel in use (json_stage1_name() says which). */
+int json_stage1(const char *src, uint32_t len, uint32_t *idx, uint32_t *n_out,
+                json_error_t *err);
+
+typedef struct {
+	const char *name; /* "avx2", "sse42", "scalar": the RINGFILL_ISA values */
+	json_stage1_fn fn;
+} json_stage1_kernel_t;
+
+/* The kernels this build has and this CPU runs, best first (scalar is always
+ * last). Sets *out to a static array and returns its length. */
+size_t json_stage1_kernels(const json_stage1_kernel_t **out);
+
+/* Makes the kernel called `name` the one json_stage1 uses, for the whole
+ * process (tests and benchmarks compare kernels this way; do not call it
+ * while another thread parses). 0, -EINVAL for an unknown name, -ENOTSUP for
+ * a kernel this build or CPU lacks. */
+int json_stage1_use(const char *name);
 
 /* Value of the four hex digits at p, or -1 if one is not a hex digit. */
 static inline int32_t json_hex4(const char *p)

@@ -3,7 +3,8 @@
  * Input bytes (an HTTP body, a file, an NDJSON line) -> structural index
  * (offsets) for stage 2 in json.c, which builds the tape. One pass; string
  * bodies are skipped 8 bytes at a time while they hold nothing special.
- * The contract is in json_internal.h; issue 3 adds SIMD kernels beside it. */
+ * The reference for the SIMD kernels (json_stage1_avx2.c, _sse42.c), which
+ * also hand the rest of an invalid input to json_stage1_scalar_from. */
 #include <assert.h>
 #include <string.h>
 
@@ -119,14 +120,12 @@ static int64_t scan_string(const char *src, uint32_t len, uint32_t open, json_er
 	return -1;
 }
 
-int json_stage1_scalar(const char *src, uint32_t len, uint32_t *idx, uint32_t *n_out,
-                       json_error_t *err)
+int json_stage1_scalar_from(const char *src, uint32_t len, uint32_t pos, bool in_scalar,
+                            uint32_t *idx, uint32_t n, uint32_t *n_out, json_error_t *err)
 {
-	assert(len <= JSON_DOC_BYTES_MAX);
+	assert(len <= JSON_DOC_BYTES_MAX && pos <= len && n <= pos);
 	const unsigned char *s = (const unsigned char *)src;
-	uint32_t n = 0;
-	bool in_scalar = false;
-	uint32_t i = 0;
+	uint32_t i = pos;
 	while (i < len) {
 		switch (byte_class[s[i]]) {
 		case CLS_WS:
@@ -162,7 +161,8 @@ int json_stage1_scalar(const char *src, uint32_t len, uint32_t *idx, uint32_t *n
 	return 0;
 }
 
-const char *json_stage1_name(void)
+int json_stage1_scalar(const char *src, uint32_t len, uint32_t *idx, uint32_t *n_out,
+                       json_error_t *err)
 {
-	return "scalar"; /* the only kernel in this version */
+	return json_stage1_scalar_from(src, len, 0, false, idx, 0, n_out, err);
 }

@@ -3,7 +3,9 @@
  * argv[1] is JSONTestSuite/test_parsing: y_* must be accepted, n_* rejected,
  * i_* may go either way (the outcome is printed, docs/parse.md records it).
  * Every prefix of every case must also parse or fail cleanly: each file is
- * loaded into a buffer of exactly its size, so ASan catches any overread. */
+ * loaded into a buffer of exactly its size, so ASan catches any overread.
+ * The whole group runs once per stage-1 kernel this CPU supports (avx2,
+ * sse42, scalar); test_json_stage1_diff.c checks that they agree exactly. */
 #include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,6 +18,7 @@
 #include <cmocka.h>
 
 #include "parse/json.h"
+#include "parse/json_internal.h"
 
 #define SUITE_FILES_MIN 300u /* so the test cannot pass on an empty directory */
 #define SUITE_FILES_MAX 1024u
@@ -78,6 +81,7 @@ static int free_cases(void **state)
 	(void)state;
 	for (size_t i = 0; i < n_cases; i++)
 		free(cases[i].data);
+	n_cases = 0; /* the group runs again for the next kernel */
 	return 0;
 }
 
@@ -205,5 +209,16 @@ int main(int argc, char **argv)
 		cmocka_unit_test(y_round_trip),
 		cmocka_unit_test(every_prefix_is_handled),
 	};
-	return cmocka_run_group_tests(tests, load_cases, free_cases);
+	const json_stage1_kernel_t *kernels;
+	size_t n_kernels = json_stage1_kernels(&kernels);
+	int failed = 0;
+	for (size_t i = 0; i < n_kernels; i++) {
+		if (json_stage1_use(kernels[i].name) != 0)
+			return 1;
+		char group[64];
+		snprintf(group, sizeof group, "json_suite/%s", kernels[i].name);
+		printf("== stage-1 kernel: %s\n", kernels[i].name);
+		failed += cmocka_run_group_tests_name(group, tests, load_cases, free_cases);
+	}
+	return failed;
 }

@@ -1,0 +1,181 @@
+/* parse/json_stage1_simd.h: the width-independent half of the SIMD stage-1
+ * kernels, included by json_stage1_avx2.c and json_stage1_sse42.c, which
+ * define struct s1_utf8 and the three functions declared below for their
+ * vector width (and so compile this code with their own target flags).
+ * Here: 64-bit block masks -> escapes, strings (carry-less multiply), index
+ * bits, the flattened index, and the hand-over to the scalar reference
+ * (json_stage1.c) at the first block holding an error or a suspect byte. */
+#ifndef RF_JSON_STAGE1_SIMD_H
+#define RF_JSON_STAGE1_SIMD_H
+
+#include <assert.h>
+#include <string.h>
+#include <wmmintrin.h>
+
+#include "parse/json_internal.h"
+
+#define S1_BLOCK_BYTES 64u
+#define S1_ODD_BITS 0xAAAAAAAAAAAAAAAAull
+
+/* One bit per byte of a 64-byte block (bit i = byte i). */
+typedef struct {
+	uint64_t quote;  /* '"' */
+	uint64_t bslash; /* '\\' */
+	uint64_t op;     /* { } [ ] : , */
+	uint64_t ws;     /* space, tab, LF, CR */
+	uint64_t ctl;    /* bytes below 0x20 */
+} s1_masks_t;
+
+/* What one block tells the next. */
+typedef struct {
+	uint64_t next_escaped; /* 1: the next block's first byte follows an odd backslash run */
+	uint64_t in_string;    /* all ones: the next block starts inside a string */
+	uint64_t prev_other;   /* 1: the last byte belongs to a run of "other" bytes */
+} s1_carry_t;
+
+/* Where the scalar kernel can take over: the start of a block, with the
+ * state the scalar loop would have there. */
+typedef struct {
+	uint64_t pos;   /* 64-bit: pos + S1_BLOCK_BYTES may pass 4 GiB */
+	uint32_t n;     /* index entries below pos */
+	bool in_string; /* then idx[n - 1] is the open string's opening quote */
+	bool in_scalar;
+} s1_snap_t;
+
+/* Provided by the including kernel. */
+typedef struct s1_utf8 s1_utf8_t; /* UTF-8 validator state */
+static inline void s1_utf8_init(s1_utf8_t *u);
+/* The block's byte classes into *m; feeds the block to the UTF-8 validator. */
+static inline void s1_classify(const uint8_t *block, s1_masks_t *m, s1_utf8_t *u);
+static inline bool s1_utf8_bad(const s1_utf8_t *u); /* an error seen so far */
+
+/* Bit i of the result = XOR of bits 0..i of x: the carry-less product with
+ * all ones. Turns quote positions into "inside a string" runs. */
+static inline uint64_t s1_prefix_xor(uint64_t x)
+{
+	__m128i v = _mm_set_epi64x(0, (long long)x);
+	__m128i ones = _mm_set1_epi8((char)0xFF);
+	return (uint64_t)_mm_cvtsi128_si64(_mm_clmulepi64_si128(v, ones, 0));
+}
+
+/* Index bits of one block, updating the carry. *suspect is non-zero when the
+ * block holds a control byte inside a string or a backslash outside one: the
+ * first is an error, the second a byte the SIMD escape rule (a backslash
+ * escapes the next byte everywhere) would read differently from the scalar
+ * rule (only inside strings). Up to the first such byte both rules agree. */
+static inline uint64_t s1_block_bits(const s1_masks_t *m, s1_carry_t *c, uint64_t *suspect)
+{
+	uint64_t escaped;
+	if (m->bslash == 0) {
+		escaped = c->next_escaped;
+		c->next_escaped = 0;
+	} else {
+		/* A backslash not itself escaped starts a run; subtracting each
+		 * run's start from (run << 1 | odd bits) marks, by the parity the
+		 * carry leaves, the bytes after odd-length runs. */
+		uint64_t potential = m->bslash & ~c->next_escaped;
+		uint64_t code = (((potential << 1) | S1_ODD_BITS) - potential) ^ S1_ODD_BITS;
+		escaped = code ^ (m->bslash | c->next_escaped);
+		c->next_escaped = (code & m->bslash) >> 63;
+	}
+	uint64_t quote = m->quote & ~escaped;
+	/* From each opening quote (inclusive) to its closing quote (exclusive). */
+	uint64_t in_str = s1_prefix_xor(quote) ^ c->in_string;
+	c->in_string = (uint64_t)((int64_t)in_str >> 63);
+	uint64_t outside = ~(in_str | quote);
+	uint64_t other = outside & ~(m->op | m->ws);
+	uint64_t starts = other & ~((other << 1) | c->prev_other);
+	c->prev_other = other >> 63;
+	*suspect = (m->bslash & outside) | (m->ctl & in_str);
+	return (m->op & outside) | quote | starts;
+}
+
+/* Appends base + the position of each set bit to idx[n...]; returns the new
+ * count. Stores 8 at a time (one block rarely has more than 16 entries), so
+ * it may write up to 7 slots past the result: JSON_STAGE1_IDX_SLACK. */
+static inline uint32_t s1_flatten(uint32_t *idx, uint32_t n, uint32_t base, uint64_t bits)
+{
+	if (bits == 0)
+		return n;
+	uint32_t cnt = (uint32_t)__builtin_popcountll(bits);
+	uint32_t *out = idx + n;
+	/* OR-ing bit 63 keeps ctz defined once bits runs out; those slots are
+	 * past the result and overwritten later. */
+	for (int i = 0; i < 8; i++) {
+		out[i] = base + (uint32_t)__builtin_ctzll(bits | (1ull << 63));
+		bits &= bits - 1;
+	}
+	if (cnt > 8) {
+		for (int i = 8; i < 16; i++) {
+			out[i] = base + (uint32_t)__builtin_ctzll(bits | (1ull << 63));
+			bits &= bits - 1;
+		}
+	}
+	for (uint32_t i = 16; i < cnt; i++) {
+		out[i] = base + (uint32_t)__builtin_ctzll(bits);
+		bits &= bits - 1;
+	}
+	return n + cnt;
+}
+
+/* The scalar kernel from snapshot s on: from the opening quote of the string
+ * s is inside of, or from s itself. */
+static int s1_hand_over(const char *src, uint32_t len, const s1_snap_t *s, uint32_t *idx,
+                        uint32_t *n_out, json_error_t *err)
+{
+	uint32_t n = s->n;
+	uint32_t pos = (uint32_t)s->pos;
+	bool in_scalar = s->in_scalar;
+	if (s->in_string) {
+		assert(n > 0 && src[idx[n - 1]] == '"');
+		pos = idx[--n];
+		in_scalar = false;
+	}
+	return json_stage1_scalar_from(src, len, pos, in_scalar, idx, n, n_out, err);
+}
+
+/* The kernel body. Every block is checked as it is read; at the first block
+ * with an error or a suspect byte, the scalar kernel takes over from the
+ * block's start (or the open string's quote), which gives the reference
+ * offset and reason for any error. A UTF-8 error seen in this block that
+ * began in the one before matters only inside a string, and then this block
+ * starts inside that string. Valid JSON never gets there. */
+static inline int s1_run(const char *src, uint32_t len, uint32_t *idx, uint32_t *n_out,
+                         json_error_t *err, s1_utf8_t *utf8)
+{
+	assert(len <= JSON_DOC_BYTES_MAX);
+	s1_carry_t carry = {0};
+	s1_utf8_init(utf8);
+	s1_snap_t snap = {0};
+	uint32_t n = 0;
+	uint8_t tail[S1_BLOCK_BYTES];
+	for (uint64_t pos = 0; pos < len; pos += S1_BLOCK_BYTES) {
+		snap = (s1_snap_t){.pos = pos, .n = n, .in_string = carry.in_string != 0,
+		                   .in_scalar = carry.prev_other != 0};
+		const uint8_t *block = (const uint8_t *)src + pos;
+		if (len - pos < S1_BLOCK_BYTES) {
+			/* Spaces: no index bits, no UTF-8 state, and nothing read past
+			 * len. They also end, as an error, a UTF-8 sequence cut by the
+			 * end of input. */
+			memset(tail, ' ', sizeof tail);
+			memcpy(tail, block, len - pos);
+			block = tail;
+		}
+		s1_masks_t m;
+		s1_classify(block, &m, utf8);
+		uint64_t suspect;
+		uint64_t bits = s1_block_bits(&m, &carry, &suspect);
+		if (__builtin_expect(suspect != 0 || s1_utf8_bad(utf8), 0))
+			return s1_hand_over(src, len, &snap, idx, n_out, err);
+		n = s1_flatten(idx, n, (uint32_t)pos, bits);
+	}
+	/* A string still open at the end (which also covers a UTF-8 sequence
+	 * cut off inside it; outside strings that is stage 2's business). */
+	if (carry.in_string)
+		return s1_hand_over(src, len, &snap, idx, n_out, err);
+	assert(n <= len);
+	*n_out = n;
+	return 0;
+}
+
+#endif

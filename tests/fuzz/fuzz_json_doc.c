@@ -1,0 +1,86 @@
+/* tests/fuzz/fuzz_json_doc.c: libFuzzer target for a whole document.
+ *
+ * Every stage-1 kernel the CPU runs must give the scalar kernel's index and
+ * error exactly; json_parse must accept or reject with an offset inside the
+ * input; an accepted document must survive json_write -> json_parse ->
+ * json_write unchanged. Built by tests/parse/meson.build (clang only) and run
+ * by scripts/test.sh with seeds from ../shared/data/json. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "parse/json.h"
+#include "parse/json_internal.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* Stops the run with a message; libFuzzer saves the input as a crash. */
+static void fuzz_fail(const char *what)
+{
+	fprintf(stderr, "fuzz_json_doc: %s\n", what);
+	abort();
+}
+
+static void kernels_agree(const char *src, uint32_t len)
+{
+	const json_stage1_kernel_t *kernels;
+	size_t n_kernels = json_stage1_kernels(&kernels);
+	uint32_t *ref = malloc(((size_t)len + JSON_STAGE1_IDX_SLACK) * sizeof *ref);
+	uint32_t *got = malloc(((size_t)len + JSON_STAGE1_IDX_SLACK) * sizeof *got);
+	if (!ref || !got)
+		fuzz_fail("out of memory");
+	json_error_t e_ref = {0};
+	uint32_t n_ref = 0;
+	int r_ref = json_stage1_scalar(src, len, ref, &n_ref, &e_ref);
+	for (size_t k = 0; k < n_kernels; k++) {
+		json_error_t e = {0};
+		uint32_t n = 0;
+		int r = kernels[k].fn(src, len, got, &n, &e);
+		if (r != r_ref || n != n_ref || memcmp(got, ref, n * sizeof *got) != 0 ||
+		    (r < 0 && (e.offset != e_ref.offset || e.reason != e_ref.reason))) {
+			fprintf(stderr, "kernel %s\n", kernels[k].name);
+			fuzz_fail("a stage-1 kernel differs from scalar");
+		}
+	}
+	free(ref);
+	free(got);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static json_parser_t *p;
+	if (!p && !(p = json_parser_new(0)))
+		fuzz_fail("out of memory");
+	/* An exact-size copy, so ASan sees any read past the end. */
+	char *src = malloc(size ? size : 1);
+	if (!src)
+		fuzz_fail("out of memory");
+	memcpy(src, data, size);
+	kernels_agree(src, (uint32_t)size);
+
+	json_doc_t doc;
+	json_error_t err;
+	if (json_parse(p, src, size, &doc, &err) != 0) {
+		if (!err.reason || err.offset > size)
+			fuzz_fail("error without a reason or past the end");
+		free(src);
+		return 0;
+	}
+	if (doc.n_nodes < 1 || doc.nodes[0].next != doc.n_nodes)
+		fuzz_fail("tape does not cover the document");
+	uint32_t nodes = doc.n_nodes;
+	json_buf_t a = {0}, b = {0};
+	if (json_write(&doc, 0, &a) != 0)
+		fuzz_fail("json_write failed");
+	if (json_parse(p, a.data, a.len, &doc, &err) != 0)
+		fuzz_fail("json_write output does not parse");
+	if (doc.n_nodes != nodes)
+		fuzz_fail("round trip changed the node count");
+	if (json_write(&doc, 0, &b) != 0 || a.len != b.len || memcmp(a.data, b.data, a.len) != 0)
+		fuzz_fail("round trip changed the text");
+	json_buf_free(&a);
+	json_buf_free(&b);
+	free(src);
+	return 0;
+}
