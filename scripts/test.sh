@@ -6,6 +6,10 @@
 #                   sanitizers find the most; a few minutes on 2 cores).
 #   3. build-tsan:  clang, ThreadSanitizer; the SPSC ring test run directly
 #                   with a smaller item count (TSAN_RING_ITEMS, default 2000000).
+#   4. build-fuzz:  clang libFuzzer targets (tests/fuzz/) with address + undefined
+#                   sanitizers, each run FUZZ_SECONDS (default 60) from seeds in
+#                   ../shared/data/json; a clean run is one pass, a crash (or a
+#                   target that does not build) one failure.
 # Ends with one line "N passed, N failed" (", N skipped" when any were) and
 # exits non-zero when anything failed. Builds are reused when they exist.
 set -euo pipefail
@@ -15,6 +19,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ensure_packages "${BASE_PACKAGES[@]}" clang libclang-rt-14-dev valgrind
 
 TSAN_RING_ITEMS="${TSAN_RING_ITEMS:-2000000}"
+FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
 logs=()         # LABEL=testlog.json for count_results.py
 extra_pass=0    # results outside meson (the TSan run)
 extra_fail=0
@@ -76,6 +81,40 @@ if CC=clang setup build-tsan -Db_sanitize=thread -Db_lundef=false --werror \
 else
 	echo "tsan: could not build $tsan_bin" >&2
 	extra_fail=$((extra_fail + 1))
+fi
+
+# ---- 4. fuzzing -------------------------------------------------------------
+# -fsanitize=fuzzer-no-link on every file gives libFuzzer coverage of parse/;
+# the targets themselves link -fsanitize=fuzzer (tests/parse/meson.build).
+# New inputs go to build-fuzz/fuzz-corpus/TARGET (kept between runs); the
+# shared seed directories are only read. Crashing inputs are saved as
+# build-fuzz/fuzz-artifacts/TARGET-crash-*.
+echo "== build-fuzz: clang libFuzzer, ${FUZZ_SECONDS}s per target"
+fuzz_targets=(fuzz_json_doc fuzz_json_ndjson)
+fuzz_seeds=(../shared/data/json/JSONTestSuite/test_parsing ../shared/data/json/corpus)
+if CC=clang setup build-fuzz -Db_sanitize=address,undefined -Db_lundef=false \
+	-Dc_args=-fsanitize=fuzzer-no-link --werror \
+	&& ninja -C build-fuzz "${fuzz_targets[@]/#/tests/parse/}"; then
+	mkdir -p build-fuzz/fuzz-artifacts
+	for t in "${fuzz_targets[@]}"; do
+		mkdir -p "build-fuzz/fuzz-corpus/$t"
+		echo "== fuzz: $t -max_total_time=$FUZZ_SECONDS"
+		if UBSAN_OPTIONS="halt_on_error=1 print_stacktrace=1" \
+			timeout $((FUZZ_SECONDS + 300)) "build-fuzz/tests/parse/$t" \
+			-max_total_time="$FUZZ_SECONDS" -max_len=16384 -print_final_stats=1 \
+			-artifact_prefix="build-fuzz/fuzz-artifacts/$t-" \
+			"build-fuzz/fuzz-corpus/$t" "${fuzz_seeds[@]}" >"build-fuzz/$t.log" 2>&1; then
+			tail -n 3 "build-fuzz/$t.log"
+			extra_pass=$((extra_pass + 1))
+		else
+			tail -n 40 "build-fuzz/$t.log" >&2
+			echo "fuzz: $t failed (log: build-fuzz/$t.log)" >&2
+			extra_fail=$((extra_fail + 1))
+		fi
+	done
+else
+	echo "fuzz: could not build ${fuzz_targets[*]}" >&2
+	extra_fail=$((extra_fail + ${#fuzz_targets[@]}))
 fi
 
 echo "== summary"
