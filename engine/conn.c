@@ -58,6 +58,10 @@ void conn_close(loop_t *l, conn_t *c)
 	if (c->dead)
 		return;
 	c->dead = true;
+	if (c->starved) {
+		c->starved = false;
+		l->starved_conns--;
+	}
 	if (c->state == CONN_IDLE) {
 		conn_t **pp = &c->host->idle;
 		while (*pp && *pp != c)
@@ -260,9 +264,24 @@ static int body_inflate(loop_t *l, conn_t *c, const char *p, size_t n)
 	return 0;
 }
 
+/* Body bytes received so far, as sent. */
+static uint64_t body_len(const job_t *j)
+{
+	return j->streaming ? j->stream_bytes : j->resp.gzip ? j->wire.len : j->body.len;
+}
+
 static int body_append(loop_t *l, conn_t *c, const char *p, size_t n)
 {
 	job_t *j = c->job;
+	if (j->streaming) {
+		if (j->stream_bytes + n > l->o->body_bytes_max) {
+			conn_fail(l, c, ERROR_CLASS_PERMANENT, "body larger than --max-body (%llu bytes)",
+			          (unsigned long long)l->o->body_bytes_max);
+			return -1;
+		}
+		stream_append(l, j, p, n); /* conn_read_plain read no more than there is room */
+		return 0;
+	}
 	json_buf_t *dst = j->resp.gzip ? &j->wire : &j->body;
 	if (dst->len + n > l->o->body_bytes_max) {
 		conn_fail(l, c, ERROR_CLASS_PERMANENT, "body larger than --max-body (%llu bytes)",
@@ -300,12 +319,11 @@ static int conn_body(loop_t *l, conn_t *c, char *p, size_t n)
 		return 1;
 	}
 	if (r->content_length >= 0) {
-		const json_buf_t *got = r->gzip ? &j->wire : &j->body;
-		uint64_t want = (uint64_t)r->content_length - got->len;
+		uint64_t want = (uint64_t)r->content_length - body_len(j);
 		size_t take = n < want ? n : (size_t)want;
 		if (body_append(l, c, p, take))
 			return 1;
-		if (got->len < (uint64_t)r->content_length)
+		if (body_len(j) < (uint64_t)r->content_length)
 			return 0;
 		c->close_after |= n > take;
 		conn_response_done(l, c);
@@ -355,6 +373,17 @@ static int conn_head(loop_t *l, conn_t *c, char *p, size_t n)
 			          (unsigned long long)l->o->body_bytes_max);
 			return 1;
 		}
+	}
+	/* --download-only keeps 2xx bodies as sent: they stream to disk, and
+	 * nothing decodes them. */
+	bool ok = j->resp.status >= 200 && j->resp.status < 300;
+	if (ok && l->o->download_only) {
+		if (stream_start(l, j)) {
+			conn_fail(l, c, ERROR_CLASS_TRANSIENT, "out of memory for a body stream");
+			return 1;
+		}
+		j->resp.gzip = false;
+	} else if (j->resp.content_length > 0) {
 		json_buf_reserve(j->resp.gzip ? &j->wire : &j->body, (size_t)j->resp.content_length);
 	}
 	if (j->resp.gzip && gzip_init(&j->gz)) {
@@ -411,7 +440,18 @@ static void conn_read_plain(loop_t *l, conn_t *c)
 {
 	char err[TLS_ERR_BYTES];
 	while (!c->dead) {
-		ssize_t n = tls_read(&c->tls, l->plain, sizeof l->plain, err, sizeof err);
+		size_t cap = sizeof l->plain;
+		if (c->job && c->job->streaming) {
+			size_t room = stream_room(l, c->job);
+			if (!room) { /* the pool is empty: read on when a chunk comes back */
+				c->starved = true;
+				l->starved_conns++;
+				conn_flush(l, c);
+				return;
+			}
+			cap = room < cap ? room : cap;
+		}
+		ssize_t n = tls_read(&c->tls, l->plain, cap, err, sizeof err);
 		if (n == TLS_WANT)
 			break;
 		if (n == TLS_CLOSED) {
@@ -623,9 +663,18 @@ void conn_complete(loop_t *l, conn_t *c, op_t *op, int res)
 	}
 }
 
+void conn_resume(loop_t *l, conn_t *c)
+{
+	assert(c->starved);
+	c->starved = false;
+	l->starved_conns--;
+	c->deadline_ms = l->now_ms + timeout_ms(l);
+	conn_read_plain(l, c);
+}
+
 void conn_check_deadline(loop_t *l, conn_t *c)
 {
-	if (c->dead)
+	if (c->dead || c->starved) /* a starved connection waits for our disk, not the server */
 		return;
 	if (c->state == CONN_IDLE) {
 		if (l->now_ms - c->idle_since_ms > CONN_IDLE_KEEP_MS)

@@ -35,6 +35,10 @@ static void job_unlink(loop_t *l, job_t *j)
 void job_abandon(loop_t *l, job_t *j)
 {
 	job_unlink(l, j);
+	if (j->streaming) {
+		j->write_busy = false; /* its last request has completed, or the ring is gone */
+		stream_release(l, j);
+	}
 	if (j->file_fd >= 0 && !l->ring_gone)
 		loop_slot_close(l, j->file_fd);
 	if (j->batch)
@@ -176,6 +180,11 @@ void job_fail(loop_t *l, job_t *j, error_class_t cls, uint64_t delay_ms, const c
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
+	if (j->streaming) {
+		if (stream_defer_failure(l, j, cls, delay_ms, msg))
+			return; /* job_stream_abort_done comes back here */
+		stream_release(l, j);
+	}
 	if (cls == ERROR_CLASS_TRANSIENT && l->stopping) {
 		job_abandon(l, j); /* stays pending: the next run tries again */
 		return;
@@ -328,17 +337,33 @@ static void job_parse(loop_t *l, job_t *j)
 		           rc.reason ? rc.reason : "unknown reason");
 }
 
-static void sha256_hex(const json_buf_t *body, char out[65])
+static void hex_digest(const unsigned char md[32], char out[65])
 {
-	unsigned char md[32];
-	unsigned int n = 0;
-	EVP_Digest(body->data ? body->data : "", body->len, md, &n, EVP_sha256(), NULL);
 	static const char hex[] = "0123456789abcdef";
 	for (unsigned i = 0; i < 32; i++) {
 		out[2 * i] = hex[md[i] >> 4];
 		out[2 * i + 1] = hex[md[i] & 15];
 	}
 	out[64] = 0;
+}
+
+static void sha256_hex(const json_buf_t *body, char out[65])
+{
+	unsigned char md[32];
+	unsigned int n = 0;
+	EVP_Digest(body->data ? body->data : "", body->len, md, &n, EVP_sha256(), NULL);
+	hex_digest(md, out);
+}
+
+/* DIR-relative names of the raw file: HOST/NAME.part, then HOST/NAME. */
+void job_raw_names(loop_t *l, job_t *j)
+{
+	(void)l;
+	char name[RAW_NAME_BYTES_MAX + 32];
+	if (url_raw_name(j->desc->url, strlen(j->desc->url), name, sizeof name) < 0)
+		snprintf(name, sizeof name, "job-%lld", (long long)j->desc->id);
+	snprintf(j->raw_rel_final, sizeof j->raw_rel_final, "%s/%s", j->origin->dirname, name);
+	snprintf(j->raw_rel_part, sizeof j->raw_rel_part, "%s.part", j->raw_rel_final);
 }
 
 /* A 2xx body: the raw file first (its writes run while we parse), then rows. */
@@ -360,13 +385,8 @@ static void job_body_ok(loop_t *l, job_t *j)
 		snprintf(j->gz_error, sizeof j->gz_error,
 		         "bad gzip data at byte %zu: the stream ends early", j->wire.len);
 	}
-	if (l->o->raw) {
-		char name[RAW_NAME_BYTES_MAX + 32];
-		if (url_raw_name(j->desc->url, strlen(j->desc->url), name, sizeof name) < 0)
-			snprintf(name, sizeof name, "job-%lld", (long long)j->desc->id);
-		snprintf(j->raw_rel_final, sizeof j->raw_rel_final, "%s/%s", j->origin->dirname, name);
-		snprintf(j->raw_rel_part, sizeof j->raw_rel_part, "%s.part", j->raw_rel_final);
-	}
+	if (l->o->raw)
+		job_raw_names(l, j);
 	if (j->gz_failed)
 		batch_fail(b, ERROR_CLASS_PERMANENT, "%s", j->gz_error);
 	else if (!l->o->download_only)
@@ -461,6 +481,11 @@ static void job_redirect(loop_t *l, job_t *j)
 void job_response_done(loop_t *l, job_t *j)
 {
 	int s = j->resp.status;
+	if (j->streaming) { /* 2xx, --download-only: the rest is already on its way */
+		l->bytes += j->stream_bytes;
+		stream_finish(l, j);
+		return;
+	}
 	l->bytes += job_stored(j)->len;
 	if (s >= 200 && s < 300) {
 		job_body_ok(l, j);
@@ -507,8 +532,32 @@ static void file_submit(loop_t *l, job_t *j)
 	io_uring_sqe_set_data(sqe, &j->op_file);
 }
 
+/* A streaming job failed while a file request was in flight; now that it
+ * has completed, the failure takes its course. */
+static void job_stream_abort_done(loop_t *l, job_t *j)
+{
+	error_class_t cls = j->abort_cls;
+	uint64_t delay_ms = j->abort_delay_ms;
+	char msg[BATCH_ERROR_BYTES_MAX];
+	snprintf(msg, sizeof msg, "%s", j->abort_msg);
+	stream_release(l, j);
+	job_reset_response(j);
+	job_fail(l, j, cls, delay_ms, "%s", msg);
+}
+
+/* Every chunk is written: close, then rename (job_file_complete). */
+void job_stream_done(loop_t *l, job_t *j)
+{
+	j->file_step = FILE_CLOSE;
+	file_submit(l, j);
+}
+
 void job_rawdir_ready(loop_t *l, job_t *j)
 {
+	if (j->aborting) {
+		job_stream_abort_done(l, j);
+		return;
+	}
 	/* Slots are sized for a file per active job: there is always one. */
 	j->file_fd = loop_slot_get(l);
 	assert(j->file_fd >= 0);
@@ -527,6 +576,28 @@ static const char *file_step_name(file_step_t s)
 	return "error on";
 }
 
+/* The streamed body is complete and renamed: its batch, with no rows
+ * (--download-only). Returns nonzero when it could not be made. */
+static int job_stream_batch(loop_t *l, job_t *j)
+{
+	batch_t *b = batch_new(BATCH_JOB_DONE, j->desc->id);
+	unsigned char md[32];
+	unsigned int n = 0;
+	if (!b || EVP_DigestFinal_ex(j->sha, md, &n) != 1) {
+		batch_free(b);
+		loop_fatal(l, "out of memory");
+		job_abandon(l, j);
+		return -1;
+	}
+	hex_digest(md, b->sha256_hex);
+	b->attempts = j->desc->attempts + (int)j->attempts_run;
+	b->http_status = j->resp.status;
+	b->body_bytes = j->stream_bytes;
+	j->batch = b;
+	stream_release(l, j);
+	return 0;
+}
+
 void job_file_complete(loop_t *l, job_t *j, int res)
 {
 	if (res < 0 || (j->file_step == FILE_WRITE && res == 0)) {
@@ -539,6 +610,19 @@ void job_file_complete(loop_t *l, job_t *j, int res)
 		loop_fatal(l, "%s/%s: %s: %s", l->o->raw, j->raw_rel_part, file_step_name(j->file_step),
 		           res ? strerror(-res) : "short write");
 		job_abandon(l, j);
+		return;
+	}
+	if (j->streaming && (j->file_step == FILE_OPEN || j->file_step == FILE_WRITE)) {
+		if (j->file_step == FILE_OPEN) {
+			j->file_off = 0;
+			j->file_step = FILE_WRITE;
+		} else {
+			stream_written(l, j, (size_t)res);
+		}
+		if (j->aborting && !j->write_busy)
+			job_stream_abort_done(l, j);
+		else
+			stream_pump(l, j);
 		return;
 	}
 	switch (j->file_step) {
@@ -558,6 +642,8 @@ void job_file_complete(loop_t *l, job_t *j, int res)
 		j->file_step = FILE_RENAME;
 		break;
 	case FILE_RENAME:
+		if (j->streaming && job_stream_batch(l, j))
+			return;
 		snprintf(j->batch->raw_path, sizeof j->batch->raw_path, "%s/%s", l->o->raw,
 		         j->raw_rel_final);
 		job_ready(l, j);

@@ -648,6 +648,7 @@ static void loop_teardown(loop_t *l)
 	}
 	while (l->jobs)
 		job_abandon(l, l->jobs);
+	stream_free_pool(l);
 	if (l->end_batch)
 		batch_free(l->end_batch);
 	if (l->host_tab)

@@ -34,6 +34,8 @@
 #define FILE_WRITE_CHUNK (8u << 20)
 #define ERR_BYTES 512u
 #define REDIRECTS_MAX 5u /* followed per attempt; one more is an error */
+#define CHUNK_BYTES (256u * 1024u)       /* a piece of a streamed body */
+#define STREAM_POOL_BYTES (64u << 20)   /* streamed bytes on their way to disk, all jobs */
 
 /* Every io_uring request carries a pointer to one of these, embedded in its
  * owner; container_of gets the owner back. */
@@ -46,6 +48,15 @@ typedef enum {
 typedef struct {
 	op_kind_t kind;
 } op_t;
+
+/* A piece of a body streamed to its raw file (--download-only). Owned by
+ * the loop's pool when free, by one job while it fills and waits for its
+ * write, and back to the pool once written. */
+typedef struct chunk {
+	struct chunk *next;
+	size_t len;
+	char data[CHUNK_BYTES];
+} chunk_t;
 
 #define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
 
@@ -102,6 +113,7 @@ struct conn {
 	int sock_err;       /* the socket's creation failed: connect is cancelled */
 	conn_state_t state;
 	bool dead;          /* closing: no new requests, completions only counted */
+	bool starved;       /* its job waits for a free chunk: reading paused */
 	bool recv_busy, send_busy, reused, close_after;
 	uint32_t inflight;  /* io_uring requests not completed yet */
 	tls_conn_t tls;
@@ -141,6 +153,17 @@ struct job {
 	char gz_error[160];
 	/* the outcome */
 	batch_t *batch;
+	/* --download-only: the body streams to the raw file in chunks */
+	bool streaming, stream_done, write_busy;
+	chunk_t *cur;               /* filling */
+	chunk_t *wq_head, *wq_tail; /* full, waiting for their write, in order */
+	size_t wq_off;              /* bytes of wq_head already written */
+	uint64_t stream_bytes;      /* received so far */
+	struct evp_md_ctx_st *sha;  /* SHA-256 of the bytes as received */
+	bool aborting;              /* failed while a file request was in flight */
+	error_class_t abort_cls;
+	uint64_t abort_delay_ms;
+	char abort_msg[BATCH_ERROR_BYTES_MAX];
 	/* the raw file: NAME.part written, closed, renamed */
 	op_t op_file;
 	file_step_t file_step;
@@ -188,6 +211,8 @@ struct loop {
 	struct __kernel_timespec tick_ts;
 	uint64_t eventfd_buf;
 	struct signalfd_siginfo sig_buf;
+	chunk_t *chunks_free;
+	uint32_t chunks_made, chunks_max, starved_conns;
 	char plain[LOOP_PLAIN_BYTES]; /* decrypted bytes, consumed before the next read */
 	char request[HTTP_HEAD_BYTES_MAX];
 	uint64_t rng;
@@ -226,6 +251,24 @@ void job_rawdir_ready(loop_t *l, job_t *j);
 void job_retry_due(loop_t *l);
 void loop_flush_ready(loop_t *l);
 void job_abandon(loop_t *l, job_t *j);
+
+void conn_resume(loop_t *l, conn_t *c);
+
+/* stream.c */
+int stream_start(loop_t *l, job_t *j);
+size_t stream_room(loop_t *l, job_t *j);
+void stream_append(loop_t *l, job_t *j, const char *p, size_t n);
+void stream_finish(loop_t *l, job_t *j);
+void stream_pump(loop_t *l, job_t *j);
+void stream_written(loop_t *l, job_t *j, size_t n);
+bool stream_defer_failure(loop_t *l, job_t *j, error_class_t cls, uint64_t delay_ms,
+                          const char *msg);
+void stream_release(loop_t *l, job_t *j);
+void stream_free_pool(loop_t *l);
+
+/* job.c, for stream.c */
+void job_raw_names(loop_t *l, job_t *j);
+void job_stream_done(loop_t *l, job_t *j);
 
 /* progress.c */
 void progress_report(loop_t *l, bool final);

@@ -4,7 +4,8 @@ plain GET, against a real TLS server started here: redirects (relative,
 absolute, chains, loops, too many, to http), gzip bodies (good, two members,
 corrupt, cut short), --header with $VAR expansion that is never logged,
 keep-alive reuse, a server that drops idle keep-alive connections, IPv6
-loopback, and HTTPS_PROXY through a small CONNECT proxy (with and without
+loopback, --download-only bodies streamed to disk in bounded memory (large,
+truncated then retried, chunked, gzip kept as sent), and HTTPS_PROXY through a small CONNECT proxy (with and without
 Basic auth, and NO_PROXY). Each case checks the job's final state, class, attempts and what the
 server saw."""
 
@@ -16,6 +17,7 @@ import json
 import os
 import socket
 import ssl
+import subprocess
 import sys
 import tempfile
 import base64
@@ -26,6 +28,9 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 
+BIG_BYTES = 48 * 1024 * 1024
+BIG = (b"[" + b",".join(b'{"i": %d, "pad": "%s"}' % (i, b"z" * 200)
+                       for i in range(BIG_BYTES // 215)) + b"]")
 DOC = json.dumps([{"n": i, "t": "caf\u00e9 \"%d\"\n" % i} for i in range(2000)]).encode()
 SECRET = "s3cr3t-token-never-logged"
 
@@ -95,6 +100,29 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self._send(200, DOC, close=srv.drop_idle and served % 3 == 2)
         if path == "/auth":
             return self._send(200, DOC)
+        if path.startswith("/big/"):
+            return self._send(200, BIG)
+        if path == "/trunc-once":
+            with srv.lock:
+                first = srv.hits[path] == 1
+            if first:  # promise it all, send a third, hang up
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(BIG)))
+                self.end_headers()
+                self.wfile.write(BIG[: len(BIG) // 3])
+                self.close_connection = True
+                return None
+            return self._send(200, BIG)
+        if path == "/big-chunked":
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            step = 1000003
+            for off in range(0, len(BIG), step):
+                piece = BIG[off:off + step]
+                self.wfile.write(b"%x\r\n" % len(piece) + piece + b"\r\n")
+            self.wfile.write(b"0\r\n\r\n")
+            return None
         return self._send(404, b"{}")
 
 
@@ -378,6 +406,68 @@ class NetFeatures(unittest.TestCase):
         self.assertEqual(job["state"], "done")
         self.assertEqual(harness.count_rows(self.db, "t"), 2000)
         self.assertTrue(os.path.isfile(os.path.join(self.dir, job["raw_path"])))
+
+
+class DownloadOnly(unittest.TestCase):
+    """--download-only streams bodies to their raw files through a bounded
+    chunk pool: large bodies never sit in memory whole."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(dir=TMP.name)
+        self.db = os.path.join(self.dir, "out.db")
+
+    def run_peak(self, urls):
+        """Runs ringfill; returns (exit code, stderr, peak RSS in KiB)."""
+        lst = harness.write_lines(os.path.join(self.dir, "u.txt"), urls)
+        args = [harness.ringfill_path(), "run", "--urls", lst, "--db", self.db,
+                "--download-only", "--raw", "raw", "--cacert", PKI.ca_cert, "--retries", "3",
+                "--retry-base", "0.05", "--retry-max", "0.2", "--quiet"]
+        with open(os.path.join(self.dir, "stderr.txt"), "w+") as err:
+            proc = subprocess.Popen(args, cwd=self.dir, stderr=err, stdout=subprocess.DEVNULL)
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            err.seek(0)
+            return proc.returncode, err.read(), usage.ru_maxrss
+
+    def check_raw(self, job, body):
+        self.assertEqual(job["state"], "done", job)
+        self.assertEqual(job["bytes"], len(body))
+        self.assertEqual(job["sha256"], hashlib.sha256(body).hexdigest())
+        with open(os.path.join(self.dir, job["raw_path"]), "rb") as f:
+            self.assertTrue(f.read() == body, job["raw_path"])
+
+    def test_large_bodies_in_bounded_memory(self):
+        with Server(PKI) as srv:
+            base = "https://127.0.0.1:%d" % srv.server_address[1]
+            code, err, peak_kib = self.run_peak([base + "/big/%d" % i for i in range(6)]
+                                               + [base + "/big-chunked"])
+        self.assertEqual(code, 0, err)
+        for job in harness.jobs(self.db):
+            self.check_raw(job, BIG)
+        # 7 bodies of 48 MiB: held whole they would need over 330 MiB; the
+        # chunk pool is 64 MiB.
+        self.assertLess(peak_kib, 160 * 1024, "peak RSS %d KiB" % peak_kib)
+        self.assertFalse([f for f in os.listdir(os.path.join(self.dir, "raw", os.listdir(
+            os.path.join(self.dir, "raw"))[0])) if f.endswith(".part")])
+
+    def test_truncated_stream_is_retried_whole(self):
+        with Server(PKI) as srv:
+            url = "https://127.0.0.1:%d/trunc-once" % srv.server_address[1]
+            code, err, _ = self.run_peak([url])
+            hits = srv.hits["/trunc-once"]
+        self.assertEqual(code, 0, err)
+        self.assertEqual(hits, 2)
+        job = harness.jobs(self.db)[0]
+        self.assertEqual(job["attempts"], 2)
+        self.check_raw(job, BIG)
+
+    def test_gzip_is_kept_as_sent(self):
+        with Server(PKI) as srv:
+            url = "https://127.0.0.1:%d/gz/good" % srv.server_address[1]
+            code, err, _ = self.run_peak([url])
+            sent = srv.gz_bodies["/gz/good"]
+        self.assertEqual(code, 0, err)
+        self.check_raw(harness.jobs(self.db)[0], sent)
 
 
 class Proxy(unittest.TestCase):

@@ -1,0 +1,213 @@
+/* engine/stream.c: --download-only bodies stream to their raw file as they
+ * arrive, through a pool of CHUNK_BYTES chunks bounded by STREAM_POOL_BYTES
+ * for all jobs together, with the SHA-256 taken on the way. When the pool is
+ * empty a connection stops reading (conn.c marks it starved) until a write
+ * gives a chunk back: memory stays bounded whatever the file sizes.
+ *
+ * Neighbours: conn.c feeds body bytes (stream_room, stream_append); job.c
+ * owns the raw file's open/close/rename steps and calls back here when the
+ * file is open and after each write. */
+#include "engine/loop_internal.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+static chunk_t *chunk_get(loop_t *l, bool overdraw)
+{
+	chunk_t *c = l->chunks_free;
+	if (c) {
+		l->chunks_free = c->next;
+	} else {
+		if (l->chunks_made >= l->chunks_max && !overdraw)
+			return NULL;
+		if (!(c = malloc(sizeof *c)))
+			return NULL;
+		l->chunks_made++;
+	}
+	c->next = NULL;
+	c->len = 0;
+	return c;
+}
+
+/* Back to the pool, and the connections that waited for it read again. A
+ * chunk made beyond the pool's size (a job's first) is freed instead. */
+static void chunk_put(loop_t *l, chunk_t *c)
+{
+	if (l->chunks_made > l->chunks_max) {
+		free(c);
+		l->chunks_made--;
+	} else {
+		c->next = l->chunks_free;
+		l->chunks_free = c;
+	}
+	if (!l->starved_conns || l->ring_gone)
+		return;
+	for (conn_t *k = l->conns, *next; k && l->chunks_free; k = next) {
+		next = k->all_next;
+		if (k->starved)
+			conn_resume(l, k);
+	}
+}
+
+void stream_free_pool(loop_t *l)
+{
+	while (l->chunks_free) {
+		chunk_t *c = l->chunks_free;
+		l->chunks_free = c->next;
+		free(c);
+	}
+}
+
+/* The head said 2xx: from here the body goes to the raw file. A job always
+ * gets its first chunk, even past the pool's size, so that the body bytes
+ * that came with the head have somewhere to go. */
+int stream_start(loop_t *l, job_t *j)
+{
+	if (!l->chunks_max)
+		l->chunks_max = STREAM_POOL_BYTES / CHUNK_BYTES;
+	j->sha = EVP_MD_CTX_new();
+	j->cur = chunk_get(l, true);
+	if (!j->sha || !j->cur || EVP_DigestInit_ex(j->sha, EVP_sha256(), NULL) != 1) {
+		stream_release(l, j);
+		return -1;
+	}
+	j->streaming = true;
+	j->stream_done = j->write_busy = false;
+	j->stream_bytes = 0;
+	j->wq_off = 0;
+	job_raw_names(l, j);
+	host_rawdir(l, j->origin, j);
+	return 0;
+}
+
+static void queue_chunk(job_t *j, chunk_t *c)
+{
+	c->next = NULL;
+	if (j->wq_tail)
+		j->wq_tail->next = c;
+	else
+		j->wq_head = c;
+	j->wq_tail = c;
+}
+
+/* Bytes the job can take now without waiting: what is left in its chunk,
+ * or a new chunk's worth; 0 when the pool is empty. */
+size_t stream_room(loop_t *l, job_t *j)
+{
+	if (j->cur && j->cur->len < CHUNK_BYTES)
+		return CHUNK_BYTES - j->cur->len;
+	if (j->cur) {
+		queue_chunk(j, j->cur);
+		j->cur = NULL;
+		stream_pump(l, j);
+	}
+	j->cur = chunk_get(l, false);
+	return j->cur ? CHUNK_BYTES : 0;
+}
+
+void stream_append(loop_t *l, job_t *j, const char *p, size_t n)
+{
+	while (n) {
+		size_t room = stream_room(l, j);
+		assert(room > 0); /* callers ask stream_room first */
+		size_t take = n < room ? n : room;
+		memcpy(j->cur->data + j->cur->len, p, take);
+		j->cur->len += take;
+		EVP_DigestUpdate(j->sha, p, take);
+		j->stream_bytes += take;
+		p += take;
+		n -= take;
+	}
+}
+
+/* The response ended: what is left goes out, then the file is closed. */
+void stream_finish(loop_t *l, job_t *j)
+{
+	if (j->cur && j->cur->len) {
+		queue_chunk(j, j->cur);
+		j->cur = NULL;
+	}
+	j->stream_done = true;
+	stream_pump(l, j);
+}
+
+/* One write at a time per file, in order. Runs when the file is open, when a
+ * chunk fills or a write completes. */
+void stream_pump(loop_t *l, job_t *j)
+{
+	if (j->file_step != FILE_WRITE || j->write_busy || j->aborting)
+		return;
+	if (j->wq_head) {
+		j->write_busy = true;
+		struct io_uring_sqe *sqe = loop_sqe(l);
+		io_uring_prep_write(sqe, j->file_fd, j->wq_head->data + j->wq_off,
+		                    (unsigned)(j->wq_head->len - j->wq_off), j->file_off);
+		sqe->flags |= IOSQE_FIXED_FILE;
+		io_uring_sqe_set_data(sqe, &j->op_file);
+		return;
+	}
+	if (j->stream_done)
+		job_stream_done(l, j);
+}
+
+void stream_written(loop_t *l, job_t *j, size_t n)
+{
+	j->write_busy = false;
+	j->file_off += n;
+	j->wq_off += n;
+	if (j->wq_off == j->wq_head->len) {
+		chunk_t *c = j->wq_head;
+		j->wq_head = c->next;
+		if (!j->wq_head)
+			j->wq_tail = NULL;
+		j->wq_off = 0;
+		chunk_put(l, c);
+	}
+	if (j->aborting)
+		return; /* job.c finishes the failure now that nothing is in flight */
+	stream_pump(l, j);
+}
+
+/* A streaming job failed. While one of its file requests is in flight the
+ * failure waits (the request points into its chunks); job.c calls job_fail
+ * again when it completes. Returns true when the failure was deferred. */
+bool stream_defer_failure(loop_t *l, job_t *j, error_class_t cls, uint64_t delay_ms,
+                          const char *msg)
+{
+	(void)l;
+	bool in_flight = j->write_busy || j->file_step == FILE_OPEN || j->file_step == FILE_CLOSE ||
+	                 j->file_step == FILE_RENAME || (j->file_step == 0 && j->file_fd < 0);
+	if (!in_flight)
+		return false;
+	j->aborting = true;
+	j->abort_cls = cls;
+	j->abort_delay_ms = delay_ms;
+	snprintf(j->abort_msg, sizeof j->abort_msg, "%s", msg);
+	return true;
+}
+
+/* Gives back everything the stream holds: chunks, the digest, the open file
+ * (its .part stays behind and is written anew by the next attempt). */
+void stream_release(loop_t *l, job_t *j)
+{
+	assert(!j->write_busy || l->ring_gone);
+	if (j->cur)
+		chunk_put(l, j->cur);
+	while (j->wq_head) {
+		chunk_t *c = j->wq_head;
+		j->wq_head = c->next;
+		chunk_put(l, c);
+	}
+	j->cur = j->wq_tail = NULL;
+	if (j->sha)
+		EVP_MD_CTX_free(j->sha);
+	j->sha = NULL;
+	if (j->file_fd >= 0 && !l->ring_gone)
+		loop_slot_close(l, j->file_fd);
+	j->file_fd = -1;
+	j->file_step = 0;
+	j->streaming = j->stream_done = j->write_busy = j->aborting = false;
+}
