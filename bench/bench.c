@@ -1,13 +1,686 @@
-/* bench/bench.c: `ringfill bench`. The suites are issue 7's work; until they
- * land this says so plainly and exits 2 rather than printing numbers. */
+/* bench/bench.c: `ringfill bench` (DESIGN §7): the command line, the timing
+ * harness the suites (bench/suite_*.c) call, the environment record, the
+ * table on stdout, the --json result file, and the --baseline regression gate.
+ * Called from engine/main.c; docs/benchmarks.md describes the output. */
 #include "bench/bench.h"
 
+#include <errno.h>
+#include <ftw.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/opensslv.h>
+#include <sqlite3.h>
+
+#include "bench/harness.h"
+#include "parse/json.h"
+#include "rf_config.h"
+
+#define EXIT_OK 0
+#define EXIT_REGRESSED 1
+#define EXIT_USAGE 2
+#define EXIT_FATAL 3
+
+#define BENCH_SCHEMA "ringfill-bench/1"
+#define BENCH_SUITES_MAX 8u
+#define BENCH_RESULT_BYTES_MAX (64u << 20) /* a result file bigger than this is not ours */
+#define BENCH_ENV_BYTES_MAX 256u
+#define BENCH_NFTW_FDS 16
+
+static bench_record_t records[BENCH_RECORDS_MAX];
+static uint32_t n_records;
+static int progress_tty = -1;
+
+static const char usage_text[] =
+	"usage: ringfill bench [SUITE...] [--runs N] [--quick] [--corpus DIR] [--json FILE]\n"
+	"                      [--baseline FILE --max-regress PCT]\n"
+	"       ringfill bench --compare RESULT --baseline FILE --max-regress PCT\n"
+	"suites: parse ring store (default: all three); net and e2e are not in this build\n"
+	"  --runs N          timed runs per case after one warm-up (default 5, at most 101)\n"
+	"  --quick           small sizes, for smoke tests; not for numbers you keep\n"
+	"  --corpus DIR      parse suite: the files of DIR instead of generated documents\n"
+	"  --json FILE       write every result as JSON (schema in docs/benchmarks.md)\n"
+	"  --baseline FILE   compare with a saved --json result; exit 1 naming every case\n"
+	"  --max-regress PCT   that got worse by more than PCT percent (ratios to peers\n"
+	"                    are compared where both results have one)\n"
+	"  --compare RESULT  gate a saved result instead of running the suites\n";
+
+/* ---- timing and progress ------------------------------------------------ */
+
+double bench_now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+double bench_median(const double *v, uint32_t n)
+{
+	double s[BENCH_RUNS_MAX];
+	if (n == 0)
+		return 0;
+	memcpy(s, v, n * sizeof(*v));
+	qsort(s, n, sizeof(*s), cmp_double);
+	return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+}
+
+static void min_max(const double *v, uint32_t n, double *lo, double *hi)
+{
+	*lo = *hi = n ? v[0] : 0;
+	for (uint32_t i = 1; i < n; i++) {
+		*lo = v[i] < *lo ? v[i] : *lo;
+		*hi = v[i] > *hi ? v[i] : *hi;
+	}
+}
+
+/* On a terminal each message replaces the previous one; in a log (a test, CI)
+ * every message is its own line, so the log shows how far a run got. */
+void bench_progress(const char *fmt, ...)
+{
+	va_list ap;
+	if (progress_tty < 0)
+		progress_tty = isatty(STDERR_FILENO);
+	fputs(progress_tty ? "\r\033[K" : "bench: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	if (!progress_tty)
+		fputc('\n', stderr);
+	fflush(stderr);
+}
+
+static void progress_done(void)
+{
+	if (progress_tty > 0)
+		fputs("\r\033[K", stderr);
+}
+
+static void record_stats(bench_record_t *r)
+{
+	r->value = bench_median(r->runs, r->n_runs);
+	min_max(r->runs, r->n_runs, &r->min, &r->max);
+}
+
+bench_record_t *bench_add(const char *suite, const char *case_name, const char *metric,
+                          const char *unit, const double *runs, uint32_t n)
+{
+	if (n_records == BENCH_RECORDS_MAX) {
+		fprintf(stderr, "ringfill bench: more than %u results\n", BENCH_RECORDS_MAX);
+		return NULL;
+	}
+	bench_record_t *r = &records[n_records++];
+	memset(r, 0, sizeof(*r));
+	snprintf(r->suite, sizeof(r->suite), "%s", suite);
+	snprintf(r->case_name, sizeof(r->case_name), "%s", case_name);
+	snprintf(r->metric, sizeof(r->metric), "%s", metric);
+	snprintf(r->unit, sizeof(r->unit), "%s", unit);
+	r->higher_better = true;
+	r->n_runs = n < BENCH_RUNS_MAX ? n : BENCH_RUNS_MAX;
+	memcpy(r->runs, runs, r->n_runs * sizeof(*runs));
+	record_stats(r);
+	return r;
+}
+
+bench_record_t *bench_measure(const bench_opts_t *opts, const char *suite,
+                              const char *case_name, const char *metric, const char *unit,
+                              bench_run_fn fn, void *arg)
+{
+	double runs[BENCH_RUNS_MAX], v;
+	bench_progress("%s %s %s: warm-up", suite, case_name, metric);
+	if (fn(arg, &v) != 0)
+		return NULL;
+	for (uint32_t i = 0; i < opts->runs && i < BENCH_RUNS_MAX; i++) {
+		if (progress_tty > 0)
+			bench_progress("%s %s %s: run %u/%u (last %.4g %s)", suite, case_name, metric,
+			               i + 1, opts->runs, v, unit);
+		if (fn(arg, &v) != 0)
+			return NULL;
+		runs[i] = v;
+	}
+	return bench_add(suite, case_name, metric, unit, runs, opts->runs);
+}
+
+void bench_set_peer(bench_record_t *r, const char *peer_name, const double *runs, uint32_t n)
+{
+	if (n > BENCH_RUNS_MAX)
+		n = BENCH_RUNS_MAX;
+	r->has_peer = n > 0;
+	snprintf(r->peer_name, sizeof(r->peer_name), "%s", peer_name);
+	memcpy(r->peer_runs, runs, n * sizeof(*runs));
+	r->n_peer_runs = n;
+	r->peer_value = bench_median(runs, n);
+	min_max(runs, n, &r->peer_min, &r->peer_max);
+	if (r->peer_value > 0 && r->value > 0)
+		r->ratio = r->higher_better ? r->value / r->peer_value : r->peer_value / r->value;
+	else
+		r->has_peer = false;
+}
+
+/* ---- environment --------------------------------------------------------- */
+
+typedef struct {
+	char cpu[BENCH_ENV_BYTES_MAX], kernel[BENCH_ENV_BYTES_MAX], date[32];
+	long cpus;
+} env_t;
+
+static void env_read(env_t *e)
+{
+	snprintf(e->cpu, sizeof(e->cpu), "unknown");
+	FILE *f = fopen("/proc/cpuinfo", "r");
+	char line[512];
+	while (f && fgets(line, sizeof(line), f)) {
+		char *colon = strchr(line, ':');
+		if (strncmp(line, "model name", 10) == 0 && colon) {
+			colon += 1 + strspn(colon + 1, " \t");
+			colon[strcspn(colon, "\n")] = '\0';
+			snprintf(e->cpu, sizeof(e->cpu), "%s", colon);
+			break;
+		}
+	}
+	if (f)
+		fclose(f);
+	struct utsname u;
+	if (uname(&u) == 0)
+		snprintf(e->kernel, sizeof(e->kernel), "%s %s %s", u.sysname, u.release, u.machine);
+	else
+		snprintf(e->kernel, sizeof(e->kernel), "unknown");
+	e->cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	time_t t = time(NULL);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(e->date, sizeof(e->date), "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static void env_print(const env_t *e, FILE *out)
+{
+	fprintf(out, "ringfill %s bench\n", RINGFILL_VERSION);
+	fprintf(out, "  cpu: %s (%ld online)\n  kernel: %s\n", e->cpu, e->cpus, e->kernel);
+	fprintf(out, "  json stage 1: %s\n  SQLite %s, %s\n", json_stage1_name(),
+	        sqlite3_libversion(), OpenSSL_version(OPENSSL_VERSION));
+}
+
+/* ---- the table ------------------------------------------------------------ */
+
+static const char *fmt_num(double v, char *buf, size_t cap)
+{
+	if (v >= 1e9)
+		snprintf(buf, cap, "%.2fG", v / 1e9);
+	else if (v >= 1e6)
+		snprintf(buf, cap, "%.2fM", v / 1e6);
+	else if (v >= 1e4)
+		snprintf(buf, cap, "%.1fk", v / 1e3);
+	else
+		snprintf(buf, cap, "%.3f", v);
+	return buf;
+}
+
+static void table_print(const bench_opts_t *opts)
+{
+	char a[32], b[32], c[32], d[32];
+	printf("\nmedians of %u runs (min..max)\n", opts->runs);
+	printf("%-6s %-34s %-24s %10s %21s %-8s  %-26s %10s %7s\n", "suite", "case", "metric",
+	       "median", "min..max", "unit", "peer", "peer med", "ratio");
+	for (uint32_t i = 0; i < n_records; i++) {
+		const bench_record_t *r = &records[i];
+		char range[48];
+		snprintf(range, sizeof(range), "%s..%s", fmt_num(r->min, b, sizeof(b)),
+		         fmt_num(r->max, c, sizeof(c)));
+		printf("%-6s %-34s %-24s %10s %21s %-8s", r->suite, r->case_name, r->metric,
+		       fmt_num(r->value, a, sizeof(a)), range, r->unit);
+		if (r->has_peer)
+			printf("  %-26s %10s %6.2fx\n", r->peer_name,
+			       fmt_num(r->peer_value, d, sizeof(d)), r->ratio);
+		else
+			printf("  %-26s %10s %7s\n", "-", "-", "-");
+	}
+	printf("ratio: ringfill / peer; above 1 means ringfill did better\n");
+}
+
+/* ---- JSON output ------------------------------------------------------------ */
+
+static void json_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			fprintf(f, "\\%c", *p);
+		else if (*p < 0x20)
+			fprintf(f, "\\u%04x", *p);
+		else
+			fputc(*p, f);
+	}
+	fputc('"', f);
+}
+
+static void json_runs(FILE *f, const double *v, uint32_t n)
+{
+	fputc('[', f);
+	for (uint32_t i = 0; i < n; i++)
+		fprintf(f, "%s%.9g", i ? ", " : "", v[i]);
+	fputc(']', f);
+}
+
+static void json_record(FILE *f, const bench_record_t *r)
+{
+	fputs("    {\"suite\": ", f);
+	json_str(f, r->suite);
+	fputs(", \"case\": ", f);
+	json_str(f, r->case_name);
+	fputs(", \"metric\": ", f);
+	json_str(f, r->metric);
+	fprintf(f, ", \"value\": %.9g, \"unit\": ", r->value);
+	json_str(f, r->unit);
+	fprintf(f, ", \"direction\": \"%s\",\n     \"runs\": ", r->higher_better ? "higher" : "lower");
+	json_runs(f, r->runs, r->n_runs);
+	fprintf(f, ", \"min\": %.9g, \"max\": %.9g,\n     \"peer\": ", r->min, r->max);
+	if (r->has_peer) {
+		fputs("{\"name\": ", f);
+		json_str(f, r->peer_name);
+		fprintf(f, ", \"value\": %.9g, \"runs\": ", r->peer_value);
+		json_runs(f, r->peer_runs, r->n_peer_runs);
+		fprintf(f, ", \"min\": %.9g, \"max\": %.9g}, \"ratio\": %.9g}", r->peer_min,
+		        r->peer_max, r->ratio);
+	} else {
+		fputs("null, \"ratio\": null}", f);
+	}
+}
+
+static int json_write_file(const char *path, const bench_opts_t *opts, const env_t *e)
+{
+	FILE *f = fopen(path, "w");
+	if (!f) {
+		int err = errno;
+		fprintf(stderr, "ringfill bench: %s: %s\n", path, strerror(err));
+		return -err;
+	}
+	fprintf(f, "{\n  \"schema\": \"%s\",\n  \"env\": {\"ringfill\": ", BENCH_SCHEMA);
+	json_str(f, RINGFILL_VERSION);
+	fputs(", \"date\": ", f);
+	json_str(f, e->date);
+	fputs(", \"cpu\": ", f);
+	json_str(f, e->cpu);
+	fprintf(f, ", \"cpus\": %ld, \"kernel\": ", e->cpus);
+	json_str(f, e->kernel);
+	fputs(",\n          \"json_stage1\": ", f);
+	json_str(f, json_stage1_name());
+	fputs(", \"sqlite\": ", f);
+	json_str(f, sqlite3_libversion());
+	fputs(", \"openssl\": ", f);
+	json_str(f, OpenSSL_version(OPENSSL_VERSION));
+	fputs(", \"parse_corpus\": ", f);
+	json_str(f, bench_parse_corpus_desc());
+	fprintf(f, ",\n          \"runs\": %u, \"quick\": %s},\n  \"results\": [\n", opts->runs,
+	        opts->quick ? "true" : "false");
+	for (uint32_t i = 0; i < n_records; i++) {
+		json_record(f, &records[i]);
+		fputs(i + 1 < n_records ? ",\n" : "\n", f);
+	}
+	fputs("  ]\n}\n", f);
+	if (fclose(f) != 0) {
+		int err = errno;
+		fprintf(stderr, "ringfill bench: %s: %s\n", path, strerror(err));
+		return -err;
+	}
+	return 0;
+}
+
+/* ---- reading a result file and the regression gate ----------------------- */
+
+typedef struct {
+	char key[BENCH_NAME_BYTES_MAX + 128]; /* "suite/case metric" */
+	double value, ratio;
+	bool has_ratio, higher_better;
+} gate_row_t;
+
+typedef struct {
+	gate_row_t *rows;
+	uint32_t n;
+} gate_set_t;
+
+static void gate_key(char *out, size_t cap, const char *suite, const char *c, const char *m)
+{
+	snprintf(out, cap, "%.15s/%.127s %.63s", suite, c, m);
+}
+
+static void gate_from_records(gate_set_t *s)
+{
+	s->rows = calloc(n_records ? n_records : 1, sizeof(gate_row_t));
+	s->n = 0;
+	for (uint32_t i = 0; s->rows && i < n_records; i++) {
+		const bench_record_t *r = &records[i];
+		gate_row_t *g = &s->rows[s->n++];
+		gate_key(g->key, sizeof(g->key), r->suite, r->case_name, r->metric);
+		g->value = r->value;
+		g->ratio = r->ratio;
+		g->has_ratio = r->has_peer;
+		g->higher_better = r->higher_better;
+	}
+}
+
+static int read_whole(const char *path, char **out, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return -errno;
+	char *buf = malloc(BENCH_RESULT_BYTES_MAX);
+	size_t n = buf ? fread(buf, 1, BENCH_RESULT_BYTES_MAX, f) : 0;
+	int err = !buf ? -ENOMEM : ferror(f) ? -EIO : n == BENCH_RESULT_BYTES_MAX ? -EFBIG : 0;
+	fclose(f);
+	if (err) {
+		free(buf);
+		return err;
+	}
+	*out = buf;
+	*len = n;
+	return 0;
+}
+
+static int get_str(const json_doc_t *d, uint32_t obj, const char *k, char *out, size_t cap)
+{
+	uint32_t n = json_object_get(d, obj, k, strlen(k));
+	if (n == JSON_NONE || json_type(d, n) != JSON_STRING)
+		return -EINVAL;
+	size_t len = json_string_get(d, n, out, cap - 1);
+	if (len >= cap)
+		return -EINVAL;
+	out[len] = '\0';
+	return 0;
+}
+
+static int get_num(const json_doc_t *d, uint32_t obj, const char *k, double *out)
+{
+	uint32_t n = json_object_get(d, obj, k, strlen(k));
+	if (n == JSON_NONE || json_type(d, n) != JSON_NUMBER)
+		return -EINVAL;
+	return json_number_double(d, n, out);
+}
+
+static int gate_row_read(const json_doc_t *d, uint32_t rec, gate_row_t *g)
+{
+	char suite[32], cname[BENCH_NAME_BYTES_MAX], metric[64], dir[16];
+	if (json_type(d, rec) != JSON_OBJECT || get_str(d, rec, "suite", suite, sizeof(suite)) ||
+	    get_str(d, rec, "case", cname, sizeof(cname)) ||
+	    get_str(d, rec, "metric", metric, sizeof(metric)) ||
+	    get_str(d, rec, "direction", dir, sizeof(dir)) || get_num(d, rec, "value", &g->value))
+		return -EINVAL;
+	gate_key(g->key, sizeof(g->key), suite, cname, metric);
+	g->higher_better = strcmp(dir, "lower") != 0;
+	g->has_ratio = get_num(d, rec, "ratio", &g->ratio) == 0;
+	return 0;
+}
+
+/* Loads the results of a --json file. 0, or -errno after saying why. */
+static int gate_load(const char *path, gate_set_t *s)
+{
+	char *src = NULL;
+	size_t len = 0;
+	int rc = read_whole(path, &src, &len);
+	if (rc != 0) {
+		fprintf(stderr, "ringfill bench: %s: %s\n", path, strerror(-rc));
+		return rc;
+	}
+	json_parser_t *p = json_parser_new(0);
+	json_doc_t d;
+	json_error_t e = {0};
+	rc = -EINVAL;
+	if (p && json_parse(p, src, len, &d, &e) == 0 && json_type(&d, 0) == JSON_OBJECT) {
+		uint32_t arr = json_object_get(&d, 0, "results", 7);
+		if (arr != JSON_NONE && json_type(&d, arr) == JSON_ARRAY) {
+			s->n = 0;
+			s->rows = calloc(d.nodes[arr].count + 1, sizeof(gate_row_t));
+			rc = s->rows ? 0 : -ENOMEM;
+			for (uint32_t n = arr + 1; rc == 0 && n < d.nodes[arr].next; n = d.nodes[n].next)
+				rc = gate_row_read(&d, n, &s->rows[s->n++]);
+		}
+	}
+	if (rc != 0)
+		fprintf(stderr, "ringfill bench: %s: not a ringfill bench result (%s)\n", path,
+		        e.reason ? e.reason : "missing or malformed \"results\" record");
+	json_parser_free(p);
+	free(src);
+	return rc;
+}
+
+/* Percent by which now is worse than base in the metric's direction
+ * (negative: better). Throughputs: the fraction of the baseline lost. */
+static double worse_pct(double base, double now, bool higher_better)
+{
+	if (base == 0)
+		return 0;
+	return higher_better ? (base - now) / base * 100.0 : (now - base) / base * 100.0;
+}
+
+/* Prints every comparison; returns how many regressed beyond max_pct. */
+static uint32_t gate_compare(const gate_set_t *base, const gate_set_t *now, double max_pct,
+                             const char *base_path)
+{
+	uint32_t bad = 0, compared = 0;
+	printf("\nregression gate against %s (max %.1f%% worse)\n", base_path, max_pct);
+	for (uint32_t i = 0; i < now->n; i++) {
+		const gate_row_t *c = &now->rows[i], *b = NULL;
+		for (uint32_t j = 0; j < base->n && !b; j++)
+			if (strcmp(base->rows[j].key, c->key) == 0)
+				b = &base->rows[j];
+		if (!b) {
+			printf("  %-60s not in the baseline\n", c->key);
+			continue;
+		}
+		bool by_ratio = b->has_ratio && c->has_ratio;
+		/* A ratio is ringfill over its peer and is always higher-is-better. */
+		double pct = by_ratio ? worse_pct(b->ratio, c->ratio, true)
+		                      : worse_pct(b->value, c->value, c->higher_better);
+		bool regressed = pct > max_pct;
+		compared++;
+		printf("  %-60s %s %.4g -> %.4g  %+.1f%%%s\n", c->key, by_ratio ? "ratio" : "value",
+		       by_ratio ? b->ratio : b->value, by_ratio ? c->ratio : c->value, -pct,
+		       regressed ? "  REGRESSED" : "");
+		if (regressed) {
+			fprintf(stderr, "ringfill bench: regressed %.1f%% (limit %.1f%%): %s\n", pct,
+			        max_pct, c->key);
+			bad++;
+		}
+	}
+	printf("  %u compared, %u regressed\n", compared, bad);
+	return bad;
+}
+
+/* ---- command line ---------------------------------------------------------- */
+
+typedef struct {
+	bench_opts_t o;
+	const char *suites[BENCH_SUITES_MAX];
+	uint32_t n_suites;
+	const char *json_path, *baseline, *compare;
+	double max_regress;
+	bool have_max_regress, help;
+} cli_t;
+
+static int usage_error(const char *fmt, const char *arg)
+{
+	fprintf(stderr, "ringfill bench: ");
+	fprintf(stderr, fmt, arg);
+	fprintf(stderr, "\n%s", usage_text);
+	return -EINVAL;
+}
+
+static const char *const known_suites[] = {"parse", "ring", "store"};
+static const char *const later_suites[] = {"net", "e2e"};
+
+static int suite_check(const char *name)
+{
+	for (size_t i = 0; i < sizeof(later_suites) / sizeof(*later_suites); i++)
+		if (strcmp(name, later_suites[i]) == 0) {
+			fprintf(stderr, "ringfill bench: suite '%s' is not implemented in this build;"
+			                " nothing was measured\n", name);
+			return -ENOTSUP;
+		}
+	for (size_t i = 0; i < sizeof(known_suites) / sizeof(*known_suites); i++)
+		if (strcmp(name, known_suites[i]) == 0)
+			return 0;
+	return usage_error("unknown suite '%s'", name);
+}
+
+static int parse_number(const char *flag, const char *s, double lo, double hi, double *out)
+{
+	char *end;
+	errno = 0;
+	double v = s ? strtod(s, &end) : 0;
+	if (!s || errno || end == s || *end || !(v >= lo && v <= hi))
+		return usage_error("%s needs a number in range", flag);
+	*out = v;
+	return 0;
+}
+
+static int cli_parse(int argc, char **argv, cli_t *c)
+{
+	c->o.runs = BENCH_RUNS_DEFAULT;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
+		double v;
+		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+			c->help = true;
+			return 0;
+		} else if (!strcmp(a, "--quick")) {
+			c->o.quick = true;
+		} else if (!strcmp(a, "--runs")) {
+			if (parse_number(a, next, 1, BENCH_RUNS_MAX, &v) || v != floor(v))
+				return usage_error("--runs needs a whole number from 1 to %s", "101");
+			c->o.runs = (uint32_t)v;
+			i++;
+		} else if (!strcmp(a, "--max-regress")) {
+			if (parse_number(a, next, 0, 1e6, &c->max_regress))
+				return -EINVAL;
+			c->have_max_regress = true;
+			i++;
+		} else if (!strcmp(a, "--json") || !strcmp(a, "--baseline") || !strcmp(a, "--corpus") ||
+		           !strcmp(a, "--compare")) {
+			if (!next)
+				return usage_error("%s needs a value", a);
+			const char **dst = !strcmp(a, "--json")       ? &c->json_path
+			                   : !strcmp(a, "--baseline") ? &c->baseline
+			                   : !strcmp(a, "--corpus")   ? &c->o.corpus
+			                                              : &c->compare;
+			*dst = next;
+			i++;
+		} else if (a[0] == '-') {
+			return usage_error("unknown option '%s'", a);
+		} else {
+			int rc = suite_check(a);
+			if (rc)
+				return rc;
+			if (c->n_suites == BENCH_SUITES_MAX)
+				return usage_error("too many suites (from '%s')", a);
+			c->suites[c->n_suites++] = a;
+		}
+	}
+	if (!!c->baseline != c->have_max_regress)
+		return usage_error("%s", "--baseline and --max-regress go together");
+	if (c->compare && (!c->baseline || c->n_suites || c->json_path))
+		return usage_error("%s", "--compare takes --baseline and --max-regress, and no suite");
+	return 0;
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static int run_suites(cli_t *c)
+{
+	if (c->n_suites == 0)
+		for (size_t i = 0; i < sizeof(known_suites) / sizeof(*known_suites); i++)
+			c->suites[c->n_suites++] = known_suites[i];
+	const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+	char tmpdir[PATH_MAX];
+	snprintf(tmpdir, sizeof(tmpdir), "%s/ringfill-bench-XXXXXX", base);
+	if (!mkdtemp(tmpdir)) {
+		fprintf(stderr, "ringfill bench: %s: %s\n", tmpdir, strerror(errno));
+		return -errno;
+	}
+	c->o.tmpdir = tmpdir;
+	int rc = 0;
+	for (uint32_t i = 0; i < c->n_suites && rc == 0; i++) {
+		const char *s = c->suites[i];
+		rc = !strcmp(s, "parse")  ? bench_suite_parse(&c->o)
+		     : !strcmp(s, "ring") ? bench_suite_ring(&c->o)
+		                          : bench_suite_store(&c->o);
+	}
+	progress_done();
+	nftw(tmpdir, rm_entry, BENCH_NFTW_FDS, FTW_DEPTH | FTW_PHYS);
+	return rc;
+}
+
+/* Compares the results (of this run, or of --compare) with the baseline,
+ * which the caller loaded. An unreadable file is an input error (exit 2). */
+static int gate(const cli_t *c, gate_set_t *base)
+{
+	gate_set_t now = {0};
+	int rc = 0;
+	if (c->compare)
+		rc = gate_load(c->compare, &now);
+	else
+		gate_from_records(&now);
+	if (rc == 0 && !now.rows)
+		rc = -ENOMEM;
+	uint32_t bad = rc == 0 ? gate_compare(base, &now, c->max_regress, c->baseline) : 0;
+	free(now.rows);
+	if (rc != 0)
+		return rc == -ENOMEM ? EXIT_FATAL : EXIT_USAGE;
+	return bad ? EXIT_REGRESSED : EXIT_OK;
+}
 
 int bench_main(int argc, char **argv)
 {
-	(void)argc;
-	(void)argv;
-	fprintf(stderr, "ringfill bench: not available in this build yet (issue 7)\n");
-	return 2;
+	cli_t c = {0};
+	int rc = cli_parse(argc, argv, &c);
+	if (rc != 0)
+		return EXIT_USAGE;
+	if (c.help) {
+		fputs(usage_text, stdout);
+		return EXIT_OK;
+	}
+	/* The baseline is read first, so a wrong path fails before minutes of work. */
+	gate_set_t base = {0};
+	if (c.baseline && gate_load(c.baseline, &base) != 0)
+		return EXIT_USAGE;
+	if (c.compare) {
+		rc = gate(&c, &base);
+		free(base.rows);
+		return rc;
+	}
+	env_t env;
+	env_read(&env);
+	env_print(&env, stdout);
+	fflush(stdout);
+	rc = run_suites(&c);
+	if (rc != 0) {
+		fprintf(stderr, "ringfill bench: stopped: %s\n", strerror(-rc));
+		free(base.rows);
+		return EXIT_FATAL;
+	}
+	if (strcmp(bench_parse_corpus_desc(), "not run") != 0)
+		printf("  parse corpus: %s\n", bench_parse_corpus_desc());
+	table_print(&c.o);
+	rc = c.json_path && json_write_file(c.json_path, &c.o, &env) != 0 ? EXIT_FATAL
+	     : c.baseline                                                 ? gate(&c, &base)
+	                                                                  : EXIT_OK;
+	free(base.rows);
+	return rc;
 }

@@ -22,6 +22,8 @@ void options_usage(FILE *f)
 	    "usage: ringfill run --urls FILE [options]\n"
 	    "       ringfill status [--json] DB\n"
 	    "       ringfill parse [--select PATH]... [--ndjson] FILE\n"
+	    "       ringfill bench [SUITE...] [--runs N] [--json FILE] [--baseline FILE\n"
+	    "                      --max-regress PCT]   (ringfill bench --help)\n"
 	    "       ringfill --help | --version\n"
 	    "\n"
 	    "run: fetch every URL of FILE over HTTPS and load the JSON records into SQLite.\n"

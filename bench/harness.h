@@ -1,0 +1,82 @@
+/* bench/harness.h: what the suites (bench/suite_*.c) share with the harness
+ * (bench/bench.c): the run settings, the timing loop with warm-up and
+ * progress, and the result records that become the table and the --json file.
+ * A suite measures, adds records, and never prints numbers itself. */
+#ifndef RF_BENCH_HARNESS_H
+#define RF_BENCH_HARNESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define BENCH_RUNS_MAX 101u         /* --runs limit; runs are kept for the JSON file */
+#define BENCH_RUNS_DEFAULT 5u
+#define BENCH_RECORDS_MAX 256u      /* suite/case/metric records in one invocation */
+#define BENCH_NAME_BYTES_MAX 128u   /* a case name (a corpus file name, shortened) */
+#define BENCH_PEER_NAME_BYTES_MAX 48u
+
+/* Settings from the command line, read by the suites. */
+typedef struct {
+	uint32_t runs;      /* timed runs per case, after one warm-up */
+	bool quick;         /* small sizes: for tests and smoke runs, not for numbers */
+	const char *corpus; /* --corpus DIR, or NULL */
+	const char *tmpdir; /* a private directory the suites may write into */
+} bench_opts_t;
+
+/* One suite/case/metric. value is the median of runs; every metric is a rate,
+ * so higher is better unless higher_better is false. ratio is ringfill's
+ * median over the peer's median, inverted for lower-is-better metrics, so a
+ * ratio above 1 always means ringfill did better. */
+typedef struct {
+	char suite[16];
+	char case_name[BENCH_NAME_BYTES_MAX];
+	char metric[48];
+	char unit[16];
+	bool higher_better;
+	uint32_t n_runs;
+	double runs[BENCH_RUNS_MAX];
+	double value, min, max;
+	bool has_peer;
+	char peer_name[BENCH_PEER_NAME_BYTES_MAX];
+	uint32_t n_peer_runs;
+	double peer_runs[BENCH_RUNS_MAX];
+	double peer_value, peer_min, peer_max;
+	double ratio; /* valid when has_peer */
+} bench_record_t;
+
+/* One timed run of a case. It returns 0 and sets *value to the run's rate
+ * (in the record's unit), or -errno after printing why to stderr. */
+typedef int (*bench_run_fn)(void *arg, double *value);
+
+/* Runs fn once as a warm-up and then opts->runs times, shows progress on
+ * stderr, and adds a record (peer fields empty). Returns the record, or NULL
+ * when a run failed or the record table is full. */
+bench_record_t *bench_measure(const bench_opts_t *opts, const char *suite,
+                              const char *case_name, const char *metric, const char *unit,
+                              bench_run_fn fn, void *arg);
+
+/* Adds a record from runs measured (or derived from measured runs) elsewhere;
+ * NULL when the record table is full. */
+bench_record_t *bench_add(const char *suite, const char *case_name, const char *metric,
+                          const char *unit, const double *runs, uint32_t n);
+
+/* Attaches a peer's runs (warm-up already dropped) to a record and computes
+ * its median, min, max and the ratio. */
+void bench_set_peer(bench_record_t *r, const char *peer_name, const double *runs, uint32_t n);
+
+/* A line of progress on stderr (overwritten in place on a terminal). */
+void bench_progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+double bench_now_s(void); /* CLOCK_MONOTONIC seconds */
+double bench_median(const double *v, uint32_t n);
+
+/* The suites. Each returns 0, -ENOTSUP when it had nothing to measure, or
+ * another -errno after printing the reason. */
+int bench_suite_parse(const bench_opts_t *opts);
+int bench_suite_ring(const bench_opts_t *opts);
+int bench_suite_store(const bench_opts_t *opts);
+
+/* How the parse suite found its files, for the environment record. */
+const char *bench_parse_corpus_desc(void);
+
+#endif

@@ -1,0 +1,125 @@
+/* bench/peer_simdjson.cpp: the `parse` suite's peer. bench/suite_parse.c runs
+ * it as a subprocess (no shell) on the same file and iteration count it
+ * measured ringfill with, and reads its timings from stdout:
+ *
+ *   usage: rf_peer_simdjson MODE FILE ITERS RUNS
+ *   MODE: dom (one document), dom-ndjson (parse_many), ondemand-ids
+ *         ($.statuses[*].id), ondemand-names ($.statuses[*].user.screen_name)
+ *   out:  "impl NAME" once, "run SECONDS" per run (each run parses the file
+ *         ITERS times), then "checksum N" (documents, id sum, or name bytes)
+ *
+ * Built only when libsimdjson-dev is found (bench/meson.build). Exit 0, 1 on
+ * a parse error (printed to stderr), 2 on bad usage. */
+#include <simdjson.h>
+
+#include <chrono>
+#include <cinttypes>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+using namespace simdjson;
+
+namespace {
+
+const char *mode;
+
+int fail(const char *what, error_code e)
+{
+	std::fprintf(stderr, "rf_peer_simdjson: %s: %s\n", what, error_message(e));
+	return -1;
+}
+
+/* One pass over the document in the chosen mode; adds to *check. */
+int pass(dom::parser &dp, ondemand::parser &op, const padded_string &json, uint64_t *check)
+{
+	if (!std::strcmp(mode, "dom")) {
+		dom::element doc;
+		error_code e = dp.parse(json).get(doc);
+		if (e)
+			return fail("dom parse", e);
+		*check += 1;
+	} else if (!std::strcmp(mode, "dom-ndjson")) {
+		dom::document_stream stream;
+		error_code e = dp.parse_many(json).get(stream);
+		if (e)
+			return fail("parse_many", e);
+		for (auto doc : stream) {
+			if (doc.error())
+				return fail("parse_many document", doc.error());
+			*check += 1;
+		}
+	} else {
+		bool names = !std::strcmp(mode, "ondemand-names");
+		ondemand::document doc;
+		ondemand::array statuses;
+		error_code e = op.iterate(json).get(doc);
+		if (e || (e = doc["statuses"].get_array().get(statuses)))
+			return fail("on-demand statuses", e);
+		for (auto item : statuses) {
+			ondemand::object s;
+			if ((e = item.get_object().get(s)))
+				return fail("on-demand status", e);
+			if (names) {
+				std::string_view name;
+				if ((e = s["user"]["screen_name"].get_string().get(name)))
+					return fail("on-demand screen_name", e);
+				*check += name.size();
+			} else {
+				uint64_t id;
+				if ((e = s["id"].get_uint64().get(id)))
+					return fail("on-demand id", e);
+				*check += id;
+			}
+		}
+	}
+	return 0;
+}
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+	if (argc != 5) {
+		std::fprintf(stderr, "usage: rf_peer_simdjson MODE FILE ITERS RUNS\n");
+		return 2;
+	}
+	mode = argv[1];
+	unsigned long iters = std::strtoul(argv[3], nullptr, 10);
+	unsigned long runs = std::strtoul(argv[4], nullptr, 10);
+	const char *known[] = {"dom", "dom-ndjson", "ondemand-ids", "ondemand-names"};
+	bool ok = false;
+	for (const char *k : known)
+		ok = ok || !std::strcmp(mode, k);
+	if (!ok || iters == 0 || runs == 0) {
+		std::fprintf(stderr, "rf_peer_simdjson: bad mode or count\n");
+		return 2;
+	}
+	padded_string json;
+	error_code e = padded_string::load(argv[2]).get(json);
+	if (e) {
+		fail(argv[2], e);
+		return 1;
+	}
+	/* DOM dispatches at run time; On-Demand is compiled for the build's
+	 * target (bench/meson.build passes -march=native when it can). */
+	bool od = !std::strncmp(mode, "ondemand", 8);
+	std::printf("impl %s\n", od ? SIMDJSON_STRINGIFY(SIMDJSON_BUILTIN_IMPLEMENTATION)
+	                            : get_active_implementation()->name().c_str());
+	dom::parser dp;
+	ondemand::parser op;
+	uint64_t check = 0;
+	for (unsigned long r = 0; r < runs; r++) {
+		auto t0 = std::chrono::steady_clock::now();
+		for (unsigned long i = 0; i < iters; i++) {
+			check = 0; /* the checksum of one pass, as the parent computes it */
+			if (pass(dp, op, json, &check) != 0)
+				return 1;
+		}
+		std::chrono::duration<double> dt = std::chrono::steady_clock::now() - t0;
+		std::printf("run %.9f\n", dt.count());
+	}
+	std::printf("checksum %" PRIu64 "\n", check);
+	return 0;
+}

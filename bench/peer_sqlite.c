@@ -1,0 +1,103 @@
+/* bench/peer_sqlite.c: the minimal C loop that the `store` suite measures the
+ * writer (store/writer.c) against: what a careful person writes by hand to
+ * bulk-load rows into SQLite. Prepared 50-row INSERTs plus one remainder
+ * statement, values bound SQLITE_STATIC, 100k rows per transaction, WAL,
+ * synchronous=NORMAL. It does no job bookkeeping and no schema inference. */
+#include "bench/peer_sqlite.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include "bench/harness.h"
+
+#define PEER_SQLITE_COLUMNS 5u /* _job, id, name, score, note */
+
+static int fail(sqlite3 *db, const char *what)
+{
+	fprintf(stderr, "ringfill bench: sqlite peer: %s: %s\n", what,
+	        db ? sqlite3_errmsg(db) : "out of memory");
+	return -EIO;
+}
+
+/* INSERT INTO records VALUES (?,?,?,?,?),... for n rows. */
+static int prepare_insert(sqlite3 *db, uint32_t n, sqlite3_stmt **out)
+{
+	static char sql[64 + PEER_SQLITE_ROWS_PER_STMT * 16];
+	size_t len = (size_t)snprintf(sql, sizeof(sql), "INSERT INTO records VALUES ");
+	for (uint32_t i = 0; i < n; i++)
+		len += (size_t)snprintf(sql + len, sizeof(sql) - len, "%s(?,?,?,?,?)", i ? "," : "");
+	return sqlite3_prepare_v2(db, sql, -1, out, NULL) == SQLITE_OK ? 0 : fail(db, "prepare");
+}
+
+static int insert_rows(sqlite3 *db, sqlite3_stmt *s, const bench_row_t *rows, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		const bench_row_t *r = &rows[i];
+		int p = (int)(i * PEER_SQLITE_COLUMNS);
+		sqlite3_bind_int64(s, p + 1, r->job);
+		sqlite3_bind_int64(s, p + 2, r->id);
+		sqlite3_bind_text(s, p + 3, r->name, (int)r->name_len, SQLITE_STATIC);
+		sqlite3_bind_double(s, p + 4, r->score);
+		sqlite3_bind_text(s, p + 5, r->note, (int)r->note_len, SQLITE_STATIC);
+	}
+	int rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? 0 : fail(db, "insert");
+}
+
+static int load(sqlite3 *db, const bench_row_t *rows, uint64_t n, double *seconds)
+{
+	sqlite3_stmt *full = NULL, *rest = NULL;
+	uint32_t rest_n = (uint32_t)(n % PEER_SQLITE_ROWS_PER_STMT);
+	double t0 = bench_now_s();
+	if (sqlite3_exec(db, "CREATE TABLE records (_job INTEGER, id INTEGER, name TEXT,"
+	                     " score REAL, note TEXT)", NULL, NULL, NULL) != SQLITE_OK)
+		return fail(db, "create table");
+	int rc = prepare_insert(db, PEER_SQLITE_ROWS_PER_STMT, &full);
+	if (rc == 0 && rest_n)
+		rc = prepare_insert(db, rest_n, &rest);
+	uint64_t in_tx = 0;
+	if (rc == 0 && sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+		rc = fail(db, "begin");
+	for (uint64_t i = 0; rc == 0 && i < n;) {
+		uint32_t k = n - i >= PEER_SQLITE_ROWS_PER_STMT ? PEER_SQLITE_ROWS_PER_STMT : rest_n;
+		rc = insert_rows(db, k == PEER_SQLITE_ROWS_PER_STMT ? full : rest, rows + i, k);
+		i += k;
+		in_tx += k;
+		if (rc == 0 && (in_tx >= PEER_SQLITE_ROWS_PER_TX || i == n)) {
+			if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+				rc = fail(db, "commit");
+			else if (i < n && sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+				rc = fail(db, "begin");
+			in_tx = 0;
+		}
+	}
+	*seconds = bench_now_s() - t0;
+	sqlite3_finalize(full);
+	sqlite3_finalize(rest);
+	return rc;
+}
+
+int peer_sqlite_load(const char *db_path, const bench_row_t *rows, uint64_t n,
+                     double *seconds)
+{
+	sqlite3 *db = NULL;
+	char pragmas[128];
+	snprintf(pragmas, sizeof(pragmas),
+	         "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA journal_size_limit=%d;",
+	         PEER_SQLITE_JOURNAL_SIZE_LIMIT_BYTES);
+	int rc = sqlite3_open_v2(db_path, &db,
+	                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+	                         NULL);
+	if (rc != SQLITE_OK)
+		rc = fail(db, db_path);
+	else if (sqlite3_exec(db, pragmas, NULL, NULL, NULL) != SQLITE_OK)
+		rc = fail(db, "pragmas");
+	else
+		rc = load(db, rows, n, seconds);
+	sqlite3_close(db);
+	return rc;
+}

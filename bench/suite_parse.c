@@ -1,0 +1,548 @@
+/* bench/suite_parse.c: the `parse` suite (issue 3): GB/s of parse/json.h's
+ * full validating parse per file, and of selector extraction on twitter-like
+ * documents, each next to simdjson measured in the same run by the peer
+ * program bench/peer_simdjson.cpp (run without a shell, on the same file and
+ * iteration count). Files come from --corpus DIR, or are generated here
+ * deterministically (plus ../shared/data/json/corpus when it is present). */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bench/harness.h"
+#include "parse/json.h"
+
+#define PARSE_FILES_MAX 64u
+#define PARSE_FILE_BYTES_MAX (512u << 20) /* larger corpus files are skipped */
+#define PARSE_RUN_SECONDS 0.2             /* a timed run repeats the parse this long */
+#define PARSE_RUN_SECONDS_QUICK 0.01
+#define PARSE_PEER_OUT_BYTES_MAX 8192u   /* the peer prints a few short lines */
+#define PARSE_NAME_BUF_BYTES 256u        /* scratch for unescaping screen names */
+#define GEN_TWITTER_STATUSES 400u
+#define GEN_CANADA_POINTS 56000u
+#define GEN_NDJSON_EVENTS 8000u
+#define GEN_SEED 0x7a11f111ULL
+
+extern char **environ;
+
+typedef enum { MODE_PARSE, MODE_IDS, MODE_NAMES } parse_mode_t;
+
+typedef struct {
+	char name[BENCH_NAME_BYTES_MAX]; /* case name: gen/... or corpus/... */
+	char path[4096];
+	bool ndjson, twitter;
+} parse_file_t;
+
+typedef struct {
+	json_parser_t *parser;
+	json_path_t *sel;
+	const parse_file_t *file;
+	char *data;
+	size_t len;
+	parse_mode_t mode;
+	double target_s;
+	uint64_t iters; /* fixed by the warm-up, then passed to the peer */
+	uint64_t check; /* documents, id sum or name bytes of one pass */
+} parse_case_t;
+
+static parse_file_t files[PARSE_FILES_MAX];
+static uint32_t n_files;
+static char corpus_desc[4200] = "not run";
+
+const char *bench_parse_corpus_desc(void)
+{
+	return corpus_desc;
+}
+
+/* ---- deterministic documents -------------------------------------------- */
+
+static uint64_t gen_state;
+
+static uint64_t gen_next(void)
+{
+	uint64_t z = (gen_state += 0x9E3779B97F4A7C15ULL);
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+	return z ^ (z >> 31);
+}
+
+static uint32_t gen_below(uint32_t n)
+{
+	return (uint32_t)(gen_next() % n);
+}
+
+/* String contents as they appear in JSON source: ASCII, multi-byte UTF-8,
+ * and escapes of every kind, so the parser meets what real text holds. */
+static void gen_text(FILE *f, uint32_t words)
+{
+	static const char *const frags[] = {
+		"backfill", "the", "ring", "json", "of", "and", "café", "naïve", "日本語",
+		"テスト", "Привет", "😀", "\\n", "\\\"quoted\\\"", "\\u00e9", "\\ud83d\\ude00",
+		"https:\\/\\/t.co\\/x1Yz", "#bench", "@user", "\\t", "100%", "a\\\\b"};
+	for (uint32_t i = 0; i < words; i++)
+		fprintf(f, "%s%s", i ? " " : "", frags[gen_below(sizeof(frags) / sizeof(*frags))]);
+}
+
+static void gen_user(FILE *f, uint64_t uid)
+{
+	fprintf(f, "{\"id\":%llu,\"id_str\":\"%llu\",\"name\":\"", (unsigned long long)uid,
+	        (unsigned long long)uid);
+	gen_text(f, 2);
+	fprintf(f, "\",\"screen_name\":\"user_%llu\",\"location\":\"\",\"description\":\"",
+	        (unsigned long long)(uid % 100000));
+	gen_text(f, 8 + gen_below(20));
+	fprintf(f, "\",\"url\":null,\"protected\":false,\"followers_count\":%u,"
+	           "\"friends_count\":%u,\"listed_count\":%u,\"created_at\":\"Sun Aug 31 "
+	           "00:29:15 +0000 2014\",\"favourites_count\":%u,\"utc_offset\":null,"
+	           "\"geo_enabled\":%s,\"verified\":false,\"statuses_count\":%u,\"lang\":\"ja\","
+	           "\"profile_background_color\":\"C0DEED\",\"default_profile\":true}",
+	        gen_below(100000), gen_below(5000), gen_below(100), gen_below(10000),
+	        gen_below(2) ? "true" : "false", gen_below(100000));
+}
+
+static void gen_twitter(FILE *f)
+{
+	fputs("{\"statuses\":[", f);
+	for (uint32_t i = 0; i < GEN_TWITTER_STATUSES; i++) {
+		uint64_t id = 505874924095815681ULL + gen_next() % 1000000000ULL;
+		fprintf(f, "%s{\"metadata\":{\"result_type\":\"recent\",\"iso_language_code\":\"ja\"},"
+		           "\"created_at\":\"Sun Aug 31 00:29:15 +0000 2014\",\"id\":%llu,"
+		           "\"id_str\":\"%llu\",\"text\":\"", i ? "," : "",
+		        (unsigned long long)id, (unsigned long long)id);
+		gen_text(f, 6 + gen_below(30));
+		fputs("\",\"source\":\"<a href=\\\"https:\\/\\/mobile.twitter.com\\\" "
+		      "rel=\\\"nofollow\\\">Mobile Web<\\/a>\",\"truncated\":false,"
+		      "\"in_reply_to_status_id\":null,\"user\":", f);
+		gen_user(f, 1000000 + gen_next() % 3000000000ULL);
+		fprintf(f, ",\"geo\":null,\"coordinates\":null,\"retweet_count\":%u,"
+		           "\"favorite_count\":%u,\"entities\":{\"hashtags\":[{\"text\":\"",
+		        gen_below(1000), gen_below(1000));
+		gen_text(f, 1);
+		fprintf(f, "\",\"indices\":[%u,%u]}],\"symbols\":[],\"urls\":[],\"user_mentions\":"
+		           "[{\"screen_name\":\"user_%u\",\"id\":%u,\"indices\":[3,10]}]},"
+		           "\"favorited\":false,\"retweeted\":false,\"lang\":\"ja\"}",
+		        gen_below(10), 10 + gen_below(100), gen_below(100000), gen_below(1u << 30));
+	}
+	fputs("],\"search_metadata\":{\"completed_in\":0.087,\"max_id\":505874924095815681,"
+	      "\"query\":\"%E4%B8%80\",\"count\":100,\"since_id\":0}}\n", f);
+}
+
+/* Number-heavy, like canada.json: polygons of signed doubles. */
+static void gen_canada(FILE *f)
+{
+	const uint32_t rings = 40, per_ring = GEN_CANADA_POINTS / rings;
+	fputs("{\"type\":\"FeatureCollection\",\"features\":[{\"type\":\"Feature\","
+	      "\"properties\":{\"name\":\"Canada\"},\"geometry\":{\"type\":\"Polygon\","
+	      "\"coordinates\":[", f);
+	for (uint32_t r = 0; r < rings; r++) {
+		fputs(r ? ",[" : "[", f);
+		for (uint32_t i = 0; i < per_ring; i++) {
+			double lon = -141.0 + (double)(gen_next() % 8000000000ULL) / 1e8;
+			double lat = 41.0 + (double)(gen_next() % 4300000000ULL) / 1e8;
+			fprintf(f, "%s[%.15g,%.15g]", i ? "," : "", lon, lat);
+		}
+		fputc(']', f);
+	}
+	fputs("]}}]}\n", f);
+}
+
+/* GitHub-event-like NDJSON lines. */
+static void gen_ndjson(FILE *f)
+{
+	static const char *const types[] = {"PushEvent", "WatchEvent", "IssuesEvent",
+	                                    "CreateEvent", "PullRequestEvent"};
+	for (uint32_t i = 0; i < GEN_NDJSON_EVENTS; i++) {
+		fprintf(f, "{\"id\":\"%llu\",\"type\":\"%s\",\"actor\":{\"id\":%u,\"login\":\"dev%u\","
+		           "\"url\":\"https://api.github.com/users/dev%u\"},\"repo\":{\"id\":%u,"
+		           "\"name\":\"org%u/repo%u\"},\"payload\":{\"push_id\":%u,\"size\":%u,"
+		           "\"commits\":[",
+		        (unsigned long long)(2489651045ULL + i), types[gen_below(5)], gen_below(1u << 24),
+		        gen_below(50000), gen_below(50000), gen_below(1u << 26), gen_below(900),
+		        gen_below(9000), gen_below(1u << 30), 1 + gen_below(3));
+		for (uint32_t c = 0, n = 1 + gen_below(3); c < n; c++) {
+			fprintf(f, "%s{\"sha\":\"%016llx%016llx%08x\",\"message\":\"", c ? "," : "",
+			        (unsigned long long)gen_next(), (unsigned long long)gen_next(),
+			        gen_below(0xffffffffu));
+			gen_text(f, 4 + gen_below(16));
+			fputs("\",\"distinct\":true}", f);
+		}
+		fprintf(f, "]},\"public\":true,\"score\":%.6f,\"created_at\":\"2015-01-01T15:%02u:%02uZ\"}\n",
+		        (double)gen_below(1000000) / 7.0, gen_below(60), gen_below(60));
+	}
+}
+
+static int add_file(const char *name, const char *path)
+{
+	if (n_files == PARSE_FILES_MAX)
+		return -ENOSPC;
+	parse_file_t *pf = &files[n_files++];
+	size_t nl = strlen(name);
+	snprintf(pf->name, sizeof(pf->name), "%s", name);
+	snprintf(pf->path, sizeof(pf->path), "%s", path);
+	pf->ndjson = (nl > 7 && !strcmp(name + nl - 7, ".ndjson")) ||
+	             (nl > 6 && !strcmp(name + nl - 6, ".jsonl"));
+	pf->twitter = strstr(name, "twitter") != NULL && !pf->ndjson;
+	return 0;
+}
+
+static int generate(const bench_opts_t *opts)
+{
+	static const struct {
+		const char *name;
+		void (*fn)(FILE *);
+	} gens[] = {{"twitter-like.json", gen_twitter},
+	            {"canada-like.json", gen_canada},
+	            {"events.ndjson", gen_ndjson}};
+	gen_state = GEN_SEED;
+	for (size_t i = 0; i < sizeof(gens) / sizeof(*gens); i++) {
+		char path[4096], name[BENCH_NAME_BYTES_MAX];
+		snprintf(path, sizeof(path), "%s/%s", opts->tmpdir, gens[i].name);
+		snprintf(name, sizeof(name), "gen/%s", gens[i].name);
+		FILE *f = fopen(path, "w");
+		if (!f)
+			return -errno;
+		gens[i].fn(f);
+		if (fclose(f) != 0)
+			return -errno;
+		int rc = add_file(name, path);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/* Every regular file of dir, in name order, as corpus/NAME. */
+static int add_dir(const char *dir)
+{
+	struct dirent **ents;
+	int n = scandir(dir, &ents, NULL, alphasort);
+	if (n < 0) {
+		int err = errno;
+		fprintf(stderr, "ringfill bench: --corpus %s: %s\n", dir, strerror(err));
+		return -err;
+	}
+	int rc = 0;
+	for (int i = 0; i < n; i++) {
+		char path[4096], name[BENCH_NAME_BYTES_MAX];
+		struct stat sb;
+		snprintf(path, sizeof(path), "%s/%s", dir, ents[i]->d_name);
+		snprintf(name, sizeof(name), "corpus/%.120s", ents[i]->d_name);
+		if (rc == 0 && ents[i]->d_name[0] != '.' && stat(path, &sb) == 0 && S_ISREG(sb.st_mode))
+			rc = add_file(name, path);
+		free(ents[i]);
+	}
+	free(ents);
+	return rc;
+}
+
+static int files_collect(const bench_opts_t *opts)
+{
+	n_files = 0;
+	if (opts->corpus) {
+		snprintf(corpus_desc, sizeof(corpus_desc), "--corpus %s", opts->corpus);
+		return add_dir(opts->corpus);
+	}
+	int rc = generate(opts);
+	snprintf(corpus_desc, sizeof(corpus_desc), "generated (gen/*)");
+#ifdef RF_SHARED_CORPUS
+	struct stat sb;
+	char shared[PATH_MAX];
+	if (rc == 0 && realpath(RF_SHARED_CORPUS, shared) && stat(shared, &sb) == 0 &&
+	    S_ISDIR(sb.st_mode)) {
+		rc = add_dir(shared);
+		snprintf(corpus_desc, sizeof(corpus_desc), "generated (gen/*) and %s (corpus/*)",
+		         shared);
+	}
+#endif
+	return rc;
+}
+
+static int read_file(const char *path, char **out, size_t *len)
+{
+	struct stat sb;
+	FILE *f = fopen(path, "rb");
+	if (!f || fstat(fileno(f), &sb) != 0) {
+		int err = errno;
+		if (f)
+			fclose(f);
+		return -err;
+	}
+	if ((uint64_t)sb.st_size > PARSE_FILE_BYTES_MAX) {
+		fclose(f);
+		return -EFBIG;
+	}
+	char *buf = malloc((size_t)sb.st_size + 1);
+	size_t n = buf ? fread(buf, 1, (size_t)sb.st_size, f) : 0;
+	int rc = !buf ? -ENOMEM : n != (size_t)sb.st_size ? -EIO : 0;
+	fclose(f);
+	if (rc) {
+		free(buf);
+		return rc;
+	}
+	*out = buf;
+	*len = n;
+	return 0;
+}
+
+/* ---- ringfill's side ------------------------------------------------------- */
+
+static int count_doc(void *ctx, const json_doc_t *doc, size_t line_offset)
+{
+	(void)doc;
+	(void)line_offset;
+	(*(uint64_t *)ctx)++;
+	return 0;
+}
+
+static int add_id(void *ctx, const json_doc_t *d, uint32_t node)
+{
+	int64_t v;
+	if (json_type(d, node) != JSON_NUMBER || json_number_int64(d, node, &v) != 0)
+		return -EINVAL;
+	*(uint64_t *)ctx += (uint64_t)v;
+	return 0;
+}
+
+static int add_name(void *ctx, const json_doc_t *d, uint32_t node)
+{
+	char buf[PARSE_NAME_BUF_BYTES];
+	if (json_type(d, node) != JSON_STRING)
+		return -EINVAL;
+	*(uint64_t *)ctx += json_string_get(d, node, buf, sizeof(buf));
+	return 0;
+}
+
+/* One pass over the document; sets c->check. */
+static int parse_pass(parse_case_t *c)
+{
+	json_doc_t doc;
+	json_error_t err;
+	c->check = 0;
+	int rc;
+	if (c->mode == MODE_PARSE && c->file->ndjson)
+		rc = json_ndjson_each(c->parser, c->data, c->len, count_doc, &c->check, &err);
+	else if ((rc = json_parse(c->parser, c->data, c->len, &doc, &err)) == 0) {
+		c->check = 1;
+		if (c->mode != MODE_PARSE) {
+			c->check = 0;
+			rc = json_path_each(c->sel, &doc, 0, c->mode == MODE_IDS ? add_id : add_name,
+			                    &c->check);
+		}
+	}
+	if (rc != 0)
+		fprintf(stderr, "ringfill bench: %s: %s at byte %zu\n", c->file->name,
+		        rc == -1 ? err.reason : "selected value of an unexpected type",
+		        rc == -1 ? err.offset : 0);
+	return rc ? -EINVAL : 0;
+}
+
+static int parse_run(void *arg, double *value)
+{
+	parse_case_t *c = arg;
+	uint64_t done = 0;
+	double t0 = bench_now_s(), dt;
+	/* The warm-up finds how many passes fill target_s; timed runs and the
+	 * peer then all do exactly that many. */
+	do {
+		if (parse_pass(c) != 0)
+			return -EINVAL;
+		done++;
+		dt = bench_now_s() - t0;
+	} while (c->iters ? done < c->iters : dt < c->target_s);
+	c->iters = done;
+	*value = (double)c->len * (double)done / dt / 1e9;
+	return 0;
+}
+
+/* ---- the simdjson peer ------------------------------------------------------ */
+
+static const char *peer_path(void)
+{
+#ifdef RF_PEER_SIMDJSON
+	return access(RF_PEER_SIMDJSON, X_OK) == 0 ? RF_PEER_SIMDJSON : NULL;
+#else
+	return NULL;
+#endif
+}
+
+/* Runs the peer; fills runs[] (the first, a warm-up, dropped) as GB/s.
+ * Returns the number of runs, or -errno. */
+static int peer_measure(const parse_case_t *c, const char *mode, uint32_t runs_n, double *runs,
+                        char *impl, size_t impl_cap, uint64_t *check)
+{
+	char iters[32], nruns[32], out[PARSE_PEER_OUT_BYTES_MAX];
+	snprintf(iters, sizeof(iters), "%llu", (unsigned long long)c->iters);
+	snprintf(nruns, sizeof(nruns), "%u", runs_n + 1);
+	char *argv[] = {(char *)peer_path(), (char *)mode, (char *)c->file->path, iters, nruns, NULL};
+	int fds[2];
+	if (pipe2(fds, O_CLOEXEC) != 0)
+		return -errno;
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO);
+	pid_t pid;
+	int rc = posix_spawn(&pid, argv[0], &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	close(fds[1]);
+	size_t len = 0;
+	ssize_t n;
+	while (rc == 0 && len < sizeof(out) - 1 && (n = read(fds[0], out + len, sizeof(out) - 1 - len)) > 0)
+		len += (size_t)n;
+	close(fds[0]);
+	out[len] = '\0';
+	int status = 0;
+	if (rc != 0)
+		return -rc;
+	if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		return -EPROTO;
+	int got = -1; /* the first "run" line is the warm-up */
+	for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+		double s;
+		unsigned long long ck;
+		if (!strncmp(line, "impl ", 5))
+			snprintf(impl, impl_cap, "%s", line + 5);
+		else if (sscanf(line, "run %lf", &s) == 1 && s > 0 && got < (int)runs_n)
+			got >= 0 ? (void)(runs[got++] = (double)c->len * (double)c->iters / s / 1e9)
+			         : (void)got++;
+		else if (sscanf(line, "checksum %llu", &ck) == 1)
+			*check = ck;
+	}
+	return got == (int)runs_n ? got : -EPROTO;
+}
+
+static void peer_attach(const bench_opts_t *opts, const parse_case_t *c, bench_record_t *r,
+                        const char *mode, const char *label)
+{
+	double runs[BENCH_RUNS_MAX];
+	char impl[32] = "?", name[BENCH_PEER_NAME_BYTES_MAX];
+	uint64_t check = UINT64_MAX;
+	if (!peer_path())
+		return;
+	bench_progress("parse %s %s: simdjson %s, %u runs", c->file->name, r->metric, label,
+	               opts->runs);
+	int n = peer_measure(c, mode, opts->runs, runs, impl, sizeof(impl), &check);
+	if (n < 0) {
+		fprintf(stderr, "ringfill bench: simdjson peer failed on %s (%s); no ratio\n",
+		        c->file->name, strerror(-n));
+		return;
+	}
+	if (check != c->check) {
+		fprintf(stderr, "ringfill bench: %s: simdjson found %llu, ringfill %llu; no ratio\n",
+		        c->file->name, (unsigned long long)check, (unsigned long long)c->check);
+		return;
+	}
+	snprintf(name, sizeof(name), "simdjson-%s/%s", label, impl);
+	bench_set_peer(r, name, runs, (uint32_t)n);
+}
+
+/* ---- the suite ---------------------------------------------------------------- */
+
+/* The full-parse record of each file, for the geometric mean. */
+static bench_record_t *parse_records[PARSE_FILES_MAX];
+static uint32_t n_parse_records;
+
+/* Run i of the summary is the geometric mean of run i over every file, for
+ * ringfill and (when every file has one) for simdjson: issue 3's target is
+ * stated on this mean. Nothing here is timed again. */
+static int add_geomean(void)
+{
+	double runs[BENCH_RUNS_MAX] = {0}, peer[BENCH_RUNS_MAX] = {0};
+	bool peers = true;
+	if (n_parse_records < 2)
+		return 0;
+	uint32_t n = parse_records[0]->n_runs;
+	for (uint32_t i = 0; i < n; i++) {
+		double lr = 0, lp = 0;
+		for (uint32_t f = 0; f < n_parse_records; f++) {
+			const bench_record_t *r = parse_records[f];
+			lr += log(r->runs[i]);
+			peers = peers && r->has_peer && r->n_peer_runs == n;
+			lp += peers ? log(r->peer_runs[i]) : 0;
+		}
+		runs[i] = exp(lr / n_parse_records);
+		peer[i] = exp(lp / n_parse_records);
+	}
+	bench_record_t *g = bench_add("parse", "geomean", "parse_gbps", "GB/s", runs, n);
+	if (!g)
+		return -EIO;
+	if (peers)
+		bench_set_peer(g, parse_records[0]->peer_name, peer, n);
+	return 0;
+}
+
+static int measure_file(const bench_opts_t *opts, parse_case_t *c)
+{
+	static const struct {
+		parse_mode_t mode;
+		const char *path, *metric, *peer_mode;
+	} sels[] = {{MODE_IDS, "$.statuses[*].id", "select_statuses_id_gbps", "ondemand-ids"},
+	            {MODE_NAMES, "$.statuses[*].user.screen_name", "select_screen_name_gbps",
+	             "ondemand-names"}};
+	c->mode = MODE_PARSE;
+	c->iters = 0;
+	if (parse_pass(c) != 0) {
+		fprintf(stderr, "ringfill bench: %s is not valid JSON%s; skipped\n", c->file->name,
+		        c->file->ndjson ? " lines" : "");
+		return 0;
+	}
+	bench_record_t *r = bench_measure(opts, "parse", c->file->name, "parse_gbps", "GB/s",
+	                                  parse_run, c);
+	if (!r)
+		return -EIO;
+	peer_attach(opts, c, r, c->file->ndjson ? "dom-ndjson" : "dom", "dom");
+	parse_records[n_parse_records++] = r;
+	for (size_t i = 0; c->file->twitter && i < sizeof(sels) / sizeof(*sels); i++) {
+		json_error_t e;
+		if (json_path_compile(sels[i].path, &c->sel, &e) != 0)
+			return -EINVAL;
+		c->mode = sels[i].mode;
+		c->iters = 0;
+		r = bench_measure(opts, "parse", c->file->name, sels[i].metric, "GB/s", parse_run, c);
+		if (r)
+			peer_attach(opts, c, r, sels[i].peer_mode, "ondemand");
+		json_path_free(c->sel);
+		c->sel = NULL;
+		if (!r)
+			return -EIO;
+	}
+	return 0;
+}
+
+int bench_suite_parse(const bench_opts_t *opts)
+{
+	int rc = files_collect(opts);
+	if (rc != 0)
+		return rc;
+	if (!peer_path())
+		fprintf(stderr, "ringfill bench: simdjson peer not available (built without "
+		                "libsimdjson-dev, or moved); parse results have no ratio\n");
+	parse_case_t c = {.target_s = opts->quick ? PARSE_RUN_SECONDS_QUICK : PARSE_RUN_SECONDS};
+	if (!(c.parser = json_parser_new(0)))
+		return -ENOMEM;
+	n_parse_records = 0;
+	for (uint32_t i = 0; i < n_files && rc == 0; i++) {
+		c.file = &files[i];
+		rc = read_file(files[i].path, &c.data, &c.len);
+		if (rc != 0) {
+			fprintf(stderr, "ringfill bench: %s: %s; skipped\n", files[i].path, strerror(-rc));
+			rc = 0;
+			continue;
+		}
+		rc = measure_file(opts, &c);
+		free(c.data);
+	}
+	json_parser_free(c.parser);
+	if (rc == 0)
+		rc = add_geomean();
+	if (rc == 0 && n_files == 0)
+		fprintf(stderr, "ringfill bench: parse: no files to measure\n");
+	return rc;
+}

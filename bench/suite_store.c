@@ -1,0 +1,289 @@
+/* bench/suite_store.c: the `store` suite (issue 6): rows per second that the
+ * writer thread (store/writer.c) commits into a 4-column table, next to the
+ * minimal C loop (bench/peer_sqlite.c) loading the same generated rows. This
+ * thread plays the loop: it takes jobs from the writer, builds one batch_t of
+ * rows per job and pushes it through the ring, as engine/loop.c does. Each
+ * run writes a fresh database in the harness's temporary directory. */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "bench/harness.h"
+#include "bench/peer_sqlite.h"
+#include "store/batch.h"
+#include "store/store.h"
+#include "store/writer.h"
+
+#define STORE_BENCH_ROWS 1000000u       /* per run */
+#define STORE_BENCH_ROWS_QUICK 20000u
+#define STORE_BENCH_ROWS_PER_JOB 100u   /* one document of 100 records per job */
+#define STORE_BENCH_NOTE_BYTES_MAX 120u /* generated text column, 20..120 bytes */
+#define STORE_BENCH_NAME_BYTES 11u      /* "user_" + 6 digits */
+#define STORE_BENCH_WAIT_MS 100         /* longest wait for the writer's eventfd */
+#define STORE_BENCH_SEED 0x5eed5eedULL
+
+typedef struct {
+	const bench_opts_t *opts;
+	bench_row_t *rows;
+	uint64_t n_rows;
+	char *arena;
+	char urls[4096];
+	uint32_t run;
+} store_case_t;
+
+static uint64_t splitmix(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+	return z ^ (z >> 31);
+}
+
+/* Deterministic rows: a tweet-like id, a user name, a score, and some text. */
+static int rows_generate(store_case_t *c)
+{
+	static const char *const words[] = {"ring", "fill", "backfill", "sqlite", "the",
+	                                    "json", "archive", "café", "naïve", "of",
+	                                    "rows", "fast", "\"quoted\"", "io_uring"};
+	const size_t n_words = sizeof(words) / sizeof(*words);
+	uint64_t seed = STORE_BENCH_SEED;
+	c->rows = calloc(c->n_rows, sizeof(*c->rows));
+	c->arena = malloc(c->n_rows * (STORE_BENCH_NAME_BYTES + 1 + STORE_BENCH_NOTE_BYTES_MAX));
+	if (!c->rows || !c->arena)
+		return -ENOMEM;
+	char *p = c->arena;
+	for (uint64_t i = 0; i < c->n_rows; i++) {
+		bench_row_t *r = &c->rows[i];
+		r->job = (int64_t)(i / STORE_BENCH_ROWS_PER_JOB) + 1;
+		r->id = (int64_t)(splitmix(&seed) >> 2);
+		r->score = (double)(splitmix(&seed) % 1000000u) / 1000.0;
+		r->name = p;
+		r->name_len = (uint32_t)sprintf(p, "user_%06u", (unsigned)(splitmix(&seed) % 1000000u));
+		p += r->name_len + 1;
+		uint32_t want = 20 + (uint32_t)(splitmix(&seed) % (STORE_BENCH_NOTE_BYTES_MAX - 40));
+		r->note = p;
+		while ((uint32_t)(p - r->note) < want) {
+			const char *w = words[splitmix(&seed) % n_words];
+			size_t wl = strlen(w);
+			memcpy(p, w, wl);
+			p[wl] = ' ';
+			p += wl + 1;
+		}
+		r->note_len = (uint32_t)(p - r->note);
+	}
+	return 0;
+}
+
+/* ---- the writer run -------------------------------------------------------- */
+
+static int put(json_buf_t *b, const void *v, size_t n)
+{
+	return json_buf_append(b, v, n);
+}
+
+static int put_field(json_buf_t *b, field_type_t type, const char *name, const void *v,
+                     uint32_t vlen)
+{
+	uint8_t t = (uint8_t)type;
+	uint16_t nl = (uint16_t)strlen(name);
+	return put(b, &t, 1) || put(b, &nl, 2) || put(b, name, nl) || put(b, &vlen, 4) ||
+	       put(b, v, vlen);
+}
+
+/* The batch for the job'th job: its rows encoded as store/batch.h says. */
+static batch_t *job_batch(const store_case_t *c, int64_t job_id, uint64_t job_index)
+{
+	batch_t *b = batch_new(BATCH_JOB_DONE, job_id);
+	if (!b)
+		return NULL;
+	uint64_t first = job_index * STORE_BENCH_ROWS_PER_JOB;
+	uint64_t end = first + STORE_BENCH_ROWS_PER_JOB < c->n_rows ? first + STORE_BENCH_ROWS_PER_JOB
+	                                                            : c->n_rows;
+	const uint32_t n_fields = 4;
+	for (uint64_t i = first; i < end; i++) {
+		const bench_row_t *r = &c->rows[i];
+		if (put(&b->rows, &n_fields, 4) ||
+		    put_field(&b->rows, FIELD_INT, "id", &r->id, 8) ||
+		    put_field(&b->rows, FIELD_TEXT, "name", r->name, r->name_len) ||
+		    put_field(&b->rows, FIELD_REAL, "score", &r->score, 8) ||
+		    put_field(&b->rows, FIELD_TEXT, "note", r->note, r->note_len)) {
+			batch_free(b);
+			return NULL;
+		}
+		b->n_rows++;
+	}
+	b->attempts = 1;
+	b->http_status = 200;
+	b->body_bytes = b->rows.len;
+	return b;
+}
+
+static bool wait_writer(pipe_t *pipe)
+{
+	struct pollfd pfd = {.fd = pipe->loop_eventfd, .events = POLLIN};
+	uint64_t v;
+	if (poll(&pfd, 1, STORE_BENCH_WAIT_MS) == 1 && read(pipe->loop_eventfd, &v, sizeof(v)) < 0)
+		return false;
+	return !atomic_load_explicit(&pipe->fatal, memory_order_acquire);
+}
+
+static int push(pipe_t *pipe, batch_t *b)
+{
+	while (!ring_push(&pipe->to_writer, b))
+		if (!wait_writer(pipe))
+			return -EIO;
+	doorbell_ring(&pipe->writer_bell);
+	return 0;
+}
+
+/* Takes every job the writer feeds and answers each with its batch. */
+static int feed_writer(const store_case_t *c, pipe_t *pipe, uint64_t n_jobs)
+{
+	uint64_t taken = 0;
+	while (taken < n_jobs) {
+		job_desc_t *j = ring_pop(&pipe->to_loop);
+		if (!j) {
+			doorbell_ring(&pipe->writer_bell); /* room in to_loop: feed more */
+			if (!wait_writer(pipe))
+				return -EIO;
+			continue;
+		}
+		batch_t *b = job_batch(c, j->id, taken++);
+		free(j);
+		if (!b || push(pipe, b) != 0) {
+			batch_free(b);
+			return b ? -EIO : -ENOMEM;
+		}
+	}
+	batch_t *end = batch_new(BATCH_END, 0);
+	if (!end || push(pipe, end) != 0) {
+		batch_free(end);
+		return -EIO;
+	}
+	return 0;
+}
+
+static void db_remove(const char *db)
+{
+	char p[4200];
+	unlink(db);
+	snprintf(p, sizeof(p), "%s-wal", db);
+	unlink(p);
+	snprintf(p, sizeof(p), "%s-shm", db);
+	unlink(p);
+}
+
+static int writer_run(void *arg, double *value)
+{
+	store_case_t *c = arg;
+	char db[4096], err[STORE_ERR_BYTES];
+	store_t *st;
+	store_import_t imp;
+	snprintf(db, sizeof(db), "%s/writer-%u.db", c->opts->tmpdir, c->run++);
+	if (store_open(db, &st, err, sizeof(err)) != 0) {
+		fprintf(stderr, "ringfill bench: store: %s\n", err);
+		return -EIO;
+	}
+	if (store_import_urls(st, "bench", c->urls, &imp, err, sizeof(err)) != 0) {
+		fprintf(stderr, "ringfill bench: store: %s\n", err);
+		store_close(st);
+		db_remove(db);
+		return -EIO;
+	}
+	pipe_t pipe;
+	memset(&pipe, 0, sizeof(pipe));
+	pipe.loop_eventfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	writer_config_t cfg = {.table = "records", .source = "bench",
+	                       .commit_rows = PEER_SQLITE_ROWS_PER_TX,
+	                       .commit_ms = WRITER_COMMIT_MS_DEFAULT};
+	writer_t *w;
+	int rc = pipe.loop_eventfd < 0 ? -errno : writer_start(st, &cfg, &pipe, &w);
+	if (rc == 0) {
+		double t0 = bench_now_s();
+		rc = feed_writer(c, &pipe, imp.added);
+		if (writer_join(w) != 0 && rc == 0)
+			rc = -EIO;
+		*value = (double)c->n_rows / (bench_now_s() - t0);
+		ring_destroy(&pipe.to_writer);
+		ring_destroy(&pipe.to_loop);
+	}
+	if (rc == 0 && atomic_load(&pipe.rows_committed) != c->n_rows)
+		rc = -EIO;
+	if (rc != 0)
+		fprintf(stderr, "ringfill bench: writer run failed: %s (%llu rows committed)\n",
+		        pipe.fatal_msg[0] ? pipe.fatal_msg : strerror(-rc),
+		        (unsigned long long)atomic_load(&pipe.rows_committed));
+	if (pipe.loop_eventfd >= 0)
+		close(pipe.loop_eventfd);
+	store_close(st);
+	db_remove(db);
+	return rc;
+}
+
+static int peer_run(store_case_t *c, double *value)
+{
+	char db[4096];
+	double s;
+	snprintf(db, sizeof(db), "%s/peer-%u.db", c->opts->tmpdir, c->run++);
+	int rc = peer_sqlite_load(db, c->rows, c->n_rows, &s);
+	db_remove(db);
+	if (rc == 0)
+		*value = (double)c->n_rows / s;
+	return rc;
+}
+
+static int urls_write(store_case_t *c)
+{
+	snprintf(c->urls, sizeof(c->urls), "%s/store-jobs.txt", c->opts->tmpdir);
+	FILE *f = fopen(c->urls, "w");
+	if (!f)
+		return -errno;
+	uint64_t jobs = (c->n_rows + STORE_BENCH_ROWS_PER_JOB - 1) / STORE_BENCH_ROWS_PER_JOB;
+	for (uint64_t i = 0; i < jobs; i++)
+		fprintf(f, "https://bench.invalid/archive/%llu.json\n", (unsigned long long)i);
+	return fclose(f) == 0 ? 0 : -errno;
+}
+
+/* Writer and loop runs alternate, so each pair sees the same machine as
+ * nearly as possible: the ratio is what this suite is for. */
+static int measure(store_case_t *c, double *ours, double *peer)
+{
+	const bench_opts_t *opts = c->opts;
+	double v;
+	bench_progress("store rowid_4col rows_per_s: warm-up (writer, then minimal C loop)");
+	int rc = writer_run(c, &v);
+	if (rc == 0)
+		rc = peer_run(c, &v);
+	for (uint32_t i = 0; rc == 0 && i < opts->runs; i++) {
+		bench_progress("store rowid_4col rows_per_s: run %u/%u", i + 1, opts->runs);
+		rc = writer_run(c, &ours[i]);
+		if (rc == 0)
+			rc = peer_run(c, &peer[i]);
+	}
+	return rc;
+}
+
+int bench_suite_store(const bench_opts_t *opts)
+{
+	store_case_t c = {.opts = opts};
+	double ours[BENCH_RUNS_MAX], peer[BENCH_RUNS_MAX];
+	c.n_rows = opts->quick ? STORE_BENCH_ROWS_QUICK : STORE_BENCH_ROWS;
+	int rc = rows_generate(&c);
+	if (rc == 0)
+		rc = urls_write(&c);
+	if (rc == 0)
+		rc = measure(&c, ours, peer);
+	bench_record_t *r = NULL;
+	if (rc == 0 && !(r = bench_add("store", "rowid_4col", "rows_per_s", "rows/s", ours,
+	                               opts->runs)))
+		rc = -EIO;
+	if (rc == 0)
+		bench_set_peer(r, "sqlite-c-loop", peer, opts->runs);
+	free(c.rows);
+	free(c.arena);
+	return rc;
+}
