@@ -681,7 +681,11 @@ void conn_check_deadline(loop_t *l, conn_t *c)
 			conn_close(l, c);
 		return;
 	}
-	if (c->job && l->now_ms > c->deadline_ms)
+	if (c->job && l->now_ms > c->deadline_ms) {
+		/* A server that is slow to answer did not drop an idle connection:
+		 * the attempt counts. */
+		c->reused = false;
 		conn_fail(l, c, ERROR_CLASS_TRANSIENT, "timed out after %gs %s (--timeout)",
 		          l->o->timeout_s, c->phase);
+	}
 }

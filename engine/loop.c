@@ -691,8 +691,10 @@ int loop_run(const loop_config_t *cfg, loop_result_t *res)
 		arm_eventfd(l);
 		arm_signal(l);
 		for (;;) {
-			pull_jobs(l);
+			/* Hand finished jobs over first: their slots under --concurrency
+			 * are free for new jobs in the same turn, not a tick later. */
 			loop_flush_ready(l);
+			pull_jobs(l);
 			if (loop_finished(l))
 				break;
 			loop_cycle(l);
