@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <time.h>
 
 #include <sqlite3.h>
 
@@ -47,6 +48,48 @@ static const char *const schema_sql =
 	" tbl TEXT NOT NULL, key TEXT NOT NULL, col TEXT NOT NULL,"
 	" PRIMARY KEY(tbl, key));";
 
+/* SQLite's own busy wait per try; store_exec_busy adds its backoff on top. */
+#define STORE_BUSY_PAUSE_MS_FIRST 50
+#define STORE_BUSY_PAUSE_MS_MAX 1000
+
+uint32_t store_busy_patience_ms(void)
+{
+	const char *env = getenv("RINGFILL_DB_TIMEOUT");
+	if (!env || !*env)
+		return STORE_BUSY_PATIENCE_MS_DEFAULT;
+	char *end;
+	double s = strtod(env, &end);
+	if (*end || !(s >= 0.0) || s > 86400.0)
+		return STORE_BUSY_PATIENCE_MS_DEFAULT;
+	return (uint32_t)(s * 1000.0);
+}
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+int store_exec_busy(sqlite3 *db, const char *sql, uint32_t patience_ms)
+{
+	uint64_t start = mono_ms();
+	long pause_ms = STORE_BUSY_PAUSE_MS_FIRST;
+	for (;;) {
+		int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+		if ((rc & 0xff) != SQLITE_BUSY)
+			return rc;
+		uint64_t elapsed = mono_ms() - start;
+		if (elapsed >= patience_ms)
+			return rc;
+		if ((uint64_t)pause_ms > patience_ms - elapsed)
+			pause_ms = (long)(patience_ms - elapsed);
+		struct timespec ts = {pause_ms / 1000, (pause_ms % 1000) * 1000000L};
+		nanosleep(&ts, NULL);
+		pause_ms = pause_ms * 2 > STORE_BUSY_PAUSE_MS_MAX ? STORE_BUSY_PAUSE_MS_MAX : pause_ms * 2;
+	}
+}
+
 static void db_err(const store_t *st, char *err, size_t cap)
 {
 	snprintf(err, cap, "%s: %s", st->path, sqlite3_errmsg(st->db));
@@ -80,7 +123,9 @@ static int set_pragmas(store_t *st, char *err, size_t cap)
 		snprintf(err, cap, "%s: cannot switch the database to WAL mode", st->path);
 		return -1;
 	}
-	sqlite3_busy_timeout(st->db, STORE_BUSY_TIMEOUT_MS);
+	uint32_t patience = store_busy_patience_ms();
+	sqlite3_busy_timeout(st->db, patience < STORE_BUSY_TIMEOUT_MS ? (int)patience
+	                                                             : STORE_BUSY_TIMEOUT_MS);
 	char sql[128];
 	snprintf(sql, sizeof(sql), "PRAGMA synchronous=NORMAL; PRAGMA journal_size_limit=%d;",
 	         STORE_JOURNAL_SIZE_LIMIT_BYTES);
@@ -364,6 +409,33 @@ static int import_stream(import_t *im, FILE *f, char *buf)
 	return 0;
 }
 
+/* A re-run picks up pending and transient jobs (DESIGN §5): this source's
+ * jobs that ran out of attempts on a transient failure get a fresh set of
+ * attempts. error and http_status stay as the last failure's history (see
+ * docs/store.md); permanent failures stay failed. */
+static int requeue_transient(import_t *im, const char *source)
+{
+	sqlite3_stmt *s;
+	if (sqlite3_prepare_v2(im->st->db,
+	                       "UPDATE _ringfill_jobs SET state='pending', attempts=0,"
+	                       " error_class=NULL, updated_at=?2"
+	                       " WHERE source=?1 AND state='failed' AND error_class='transient'",
+	                       -1, &s, NULL) != SQLITE_OK) {
+		db_err(im->st, im->err, im->err_cap);
+		return -1;
+	}
+	sqlite3_bind_text(s, 1, source, -1, SQLITE_STATIC);
+	sqlite3_bind_double(s, 2, im->now);
+	int rc = sqlite3_step(s);
+	if (rc != SQLITE_DONE)
+		db_err(im->st, im->err, im->err_cap);
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE)
+		return -1;
+	im->res->requeued = (uint64_t)sqlite3_changes(im->st->db);
+	return 0;
+}
+
 int store_import_urls(store_t *st, const char *source, const char *file,
                       store_import_t *res, char *err, size_t err_cap)
 {
@@ -387,12 +459,14 @@ int store_import_urls(store_t *st, const char *source, const char *file,
 	                       " (source, key, url, state, attempts, error_class, error, vars,"
 	                       "  updated_at) VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?7, ?8)",
 	                       -1, &im.ins, NULL) != SQLITE_OK ||
-	    sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+	    store_exec_busy(st->db, "BEGIN IMMEDIATE", store_busy_patience_ms()) != SQLITE_OK) {
 		db_err(st, err, err_cap);
 		goto out;
 	}
 	sqlite3_bind_text(im.ins, 1, source, -1, SQLITE_STATIC);
 	rc = import_stream(&im, f, buf);
+	if (rc == 0)
+		rc = requeue_transient(&im, source);
 	if (rc == 0 && sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
 		db_err(st, err, err_cap);
 		rc = -1;

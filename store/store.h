@@ -33,14 +33,29 @@ typedef struct {
 	uint64_t added;     /* new jobs */
 	uint64_t existing;  /* already known for this source */
 	uint64_t malformed; /* recorded as failed/permanent with the line's reason */
+	uint64_t requeued;  /* failed/transient jobs of this source set pending again */
 } store_import_t;
+
+/* How long a writer of this database waits for another process's write lock
+ * in total (SQLite's busy_timeout plus our own backoff) before it gives up:
+ * STORE_BUSY_PATIENCE_MS_DEFAULT, or $RINGFILL_DB_TIMEOUT seconds when set. */
+#define STORE_BUSY_PATIENCE_MS_DEFAULT 60000u
+uint32_t store_busy_patience_ms(void);
+
+/* Runs sql (BEGIN IMMEDIATE, COMMIT...) again while it reports SQLITE_BUSY,
+ * pausing 50 ms doubling to 1 s, until patience_ms have passed since the
+ * first try. Returns the last SQLite result code. */
+int store_exec_busy(struct sqlite3 *db, const char *sql, uint32_t patience_ms);
 
 /* Streams a URL list into jobs of `source` in one transaction: one URL per
  * line (blank lines and lines starting with '#' ignored, surrounding
  * whitespace trimmed), or NDJSON lines {"url": ..., "key": ..., ...} where
  * other fields are kept as the job's vars (JSON). The job key is "key" when
  * given, else the URL. A malformed line becomes a job that is already
- * failed/permanent with a reason naming FILE:LINE. Memory stays bounded
+ * failed/permanent with a reason naming FILE:LINE. In the same transaction,
+ * jobs of `source` that failed with class 'transient' become pending again
+ * with attempts 0 (a re-run picks up pending and transient jobs; permanent
+ * failures stay failed until `ringfill retry --all`). Memory stays bounded
  * whatever the file's size. 0, or -1 with err ("FILE: No such file..."). */
 int store_import_urls(store_t *st, const char *source, const char *file,
                       store_import_t *res, char *err, size_t err_cap);

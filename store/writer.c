@@ -22,8 +22,8 @@
 
 #define WRITER_POP_MAX 64u          /* batches taken from the ring at a time */
 #define WRITER_IDLE_WAIT_MS 100     /* longest sleep without a commit due */
-#define WRITER_BUSY_TRIES 5         /* BEGIN/COMMIT attempts after busy_timeout */
-#define WRITER_BUSY_BACKOFF_MS 100  /* first pause between them, doubling */
+#define WRITER_CHECKPOINT_MS 1000   /* a PASSIVE checkpoint at most this often */
+#define WRITER_TRUNCATE_WAIT_MS 200 /* how long the final TRUNCATE waits for readers */
 #define WRITER_STMT_CACHE_MAX 64u   /* INSERT statements kept, one per column set */
 #define WRITER_COLUMN_SUFFIX_MAX 1000000u
 
@@ -82,6 +82,8 @@ struct writer {
 
 	bool in_tx;
 	uint64_t tx_start_ms, tx_rows, tx_done, tx_failed;
+	uint32_t busy_patience_ms; /* total wait for another process's write lock */
+	uint64_t checkpoint_ms;    /* when the last PASSIVE checkpoint ran */
 
 	int64_t last_fed;
 	bool exhausted;
@@ -286,22 +288,55 @@ static int exec_sql(writer_t *w, const char *sql)
 
 /* ---- transactions ----------------------------------------------------- */
 
-/* BEGIN/COMMIT already waited busy_timeout inside SQLite; a database held
- * longer than that (a long reader checkpoint, a backup) gets a few more
- * chances before the run stops. */
+/* Another process (`ringfill retry`, a script, a backup) may hold the write
+ * lock. BEGIN/COMMIT wait SQLite's busy_timeout, then store_exec_busy backs
+ * off and tries again until the writer's patience is spent (60 s unless
+ * $RINGFILL_DB_TIMEOUT says otherwise); meanwhile the loop stops reading
+ * once the batch ring is full, so nothing is lost, only delayed. */
 static int exec_retry(writer_t *w, const char *sql)
 {
-	long pause_ms = WRITER_BUSY_BACKOFF_MS;
-	for (int i = 1;; i++) {
-		int rc = sqlite3_exec(w->db, sql, NULL, NULL, NULL);
-		if (rc == SQLITE_OK)
-			return 0;
-		if ((rc & 0xff) != SQLITE_BUSY || i >= WRITER_BUSY_TRIES)
-			return fatal_db(w);
-		struct timespec ts = {pause_ms / 1000, (pause_ms % 1000) * 1000000L};
-		nanosleep(&ts, NULL);
-		pause_ms *= 2;
-	}
+	int rc = store_exec_busy(w->db, sql, w->busy_patience_ms);
+	if (rc == SQLITE_OK)
+		return 0;
+	if ((rc & 0xff) != SQLITE_BUSY)
+		return fatal_db(w);
+	char msg[sizeof(w->pipe->fatal_msg)];
+	snprintf(msg, sizeof(msg),
+	         "%s: database is locked: another process held the write lock for more than "
+	         "%.1f s (set RINGFILL_DB_TIMEOUT=SECONDS to wait longer)",
+	         sqlite3_db_filename(w->db, "main"), w->busy_patience_ms / 1000.0);
+	return fatal(w, msg);
+}
+
+/* Keeps the WAL bounded: SQLite's auto-checkpoint runs only when a commit
+ * pushes the WAL past 1000 pages; this also runs one at most every
+ * WRITER_CHECKPOINT_MS. PASSIVE never waits: frames a reader still needs
+ * stay, and the WAL is rewound from the start (and cut back to
+ * journal_size_limit) once every reader has moved on. Busy is not an error
+ * here; anything else (a full disk while copying pages into the database
+ * file) stops the run like any other database error. */
+static int wal_checkpoint(writer_t *w, uint64_t now)
+{
+	if (now - w->checkpoint_ms < WRITER_CHECKPOINT_MS)
+		return 0;
+	w->checkpoint_ms = now;
+	int rc = sqlite3_wal_checkpoint_v2(w->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+	if (rc == SQLITE_OK || (rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED)
+		return 0;
+	return fatal_db(w);
+}
+
+/* At the end of a run: copy everything into the database file and cut the
+ * WAL to zero bytes when no reader needs it, waiting for readers only
+ * briefly; otherwise a PASSIVE checkpoint does what it can. */
+static void wal_truncate(writer_t *w)
+{
+	sqlite3_busy_timeout(w->db, WRITER_TRUNCATE_WAIT_MS);
+	int rc = sqlite3_wal_checkpoint_v2(w->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+	if (rc != SQLITE_OK)
+		sqlite3_wal_checkpoint_v2(w->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+	uint32_t p = w->busy_patience_ms;
+	sqlite3_busy_timeout(w->db, p < 5000u ? (int)p : 5000);
 }
 
 static int tx_begin(writer_t *w)
@@ -329,7 +364,7 @@ static int tx_commit(writer_t *w)
 	atomic_fetch_add_explicit(&w->pipe->jobs_done_committed, w->tx_done, memory_order_relaxed);
 	atomic_fetch_add_explicit(&w->pipe->jobs_failed_committed, w->tx_failed,
 	                          memory_order_relaxed);
-	return 0;
+	return wal_checkpoint(w, now_ms());
 }
 
 static bool tx_due(const writer_t *w, uint64_t now)
@@ -914,7 +949,8 @@ static void writer_run(writer_t *w)
 		if (queued >= cap / 2)
 			wake_loop(w);
 		if (rc == 1) {
-			tx_commit(w);
+			if (tx_commit(w) == 0)
+				wal_truncate(w);
 			return;
 		}
 		uint64_t now = now_ms();
@@ -969,6 +1005,8 @@ int writer_start(store_t *st, const writer_config_t *cfg, pipe_t *pipe, writer_t
 	w->pipe = pipe;
 	w->commit_rows = cfg->commit_rows ? cfg->commit_rows : WRITER_COMMIT_ROWS_DEFAULT;
 	w->commit_ms = cfg->commit_ms ? cfg->commit_ms : WRITER_COMMIT_MS_DEFAULT;
+	w->busy_patience_ms = store_busy_patience_ms();
+	w->checkpoint_ms = now_ms();
 	w->table = strdup(cfg->table);
 	w->source = strdup(cfg->source);
 	w->jobs = calloc(WRITER_JOB_RING_DEFAULT, sizeof(*w->jobs));

@@ -174,6 +174,46 @@ static void test_reimport_adds_nothing(void **state)
 	expect_query(fx->db, "SELECT count(*) FROM _ringfill_jobs", "16");
 }
 
+/* A re-run picks up pending and transient jobs: importing again requeues this
+ * source's failed/transient jobs with attempts 0 and keeps their last error as
+ * history; permanent failures and other sources' jobs stay as they were. */
+static void test_reimport_requeues_transient_only(void **state)
+{
+	fixture_t *fx = *state;
+	store_import_t r;
+	char err[STORE_ERR_BYTES];
+	assert_int_equal(store_import_urls(fx->st, "src", fx->urls, &r, err, sizeof(err)), 0);
+	assert_int_equal(store_import_urls(fx->st, "other", fx->urls, &r, err, sizeof(err)), 0);
+	assert_int_equal(r.requeued, 0);
+	sqlite3 *c;
+	assert_int_equal(sqlite3_open(fx->db, &c), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(c,
+	                              "UPDATE _ringfill_jobs SET state='failed', attempts=3,"
+	                              " http_status=503, error_class='transient', error='HTTP 503'"
+	                              " WHERE key LIKE '%/a';"
+	                              "UPDATE _ringfill_jobs SET state='failed', attempts=1,"
+	                              " http_status=404, error_class='permanent', error='HTTP 404'"
+	                              " WHERE key LIKE '%/b';",
+	                              NULL, NULL, NULL),
+	                 SQLITE_OK);
+	sqlite3_close(c);
+	assert_int_equal(store_import_urls(fx->st, "src", fx->urls, &r, err, sizeof(err)), 0);
+	assert_int_equal(r.requeued, 1);
+	expect_query(fx->db, "SELECT state || ',' || attempts || ',' || coalesce(error_class, '-')"
+	                     " || ',' || error || ',' || http_status FROM _ringfill_jobs"
+	                     " WHERE source='src' AND key LIKE '%/a'",
+	             "pending,0,-,HTTP 503,503");
+	expect_query(fx->db, "SELECT state || ',' || error_class FROM _ringfill_jobs"
+	                     " WHERE source='src' AND key LIKE '%/b'",
+	             "failed,permanent");
+	expect_query(fx->db, "SELECT state FROM _ringfill_jobs WHERE source='other'"
+	                     " AND key LIKE '%/a'",
+	             "failed");
+	store_counts_t n;
+	assert_int_equal(store_job_counts(fx->st, "src", &n, err, sizeof(err)), 0);
+	assert_int_equal(n.pending, 3); /* a, c1, d; b failed for good */
+}
+
 static void test_fetch_pages_by_id_and_counts(void **state)
 {
 	fixture_t *fx = *state;
@@ -251,6 +291,7 @@ int main(void)
 		cmocka_unit_test(test_open_error_names_the_file),
 		cmocka_unit_test_setup_teardown(test_import_lines, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reimport_adds_nothing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reimport_requeues_transient_only, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fetch_pages_by_id_and_counts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_missing_file_is_named, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_long_line_is_malformed_not_fatal, setup, teardown),
