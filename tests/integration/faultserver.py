@@ -17,9 +17,40 @@ It serves the files under a root directory through a mode prefix in the path:
                     429 and 503 carry "Retry-After: 1"
   /notjson          200, application/json, a body that is not JSON
 
-Every request is counted per path (FaultServer.hits), and accepted
-connections in FaultServer.connections. TLS uses the harness's server
-certificate (localhost, 127.0.0.1), so clients trust it with the test CA.
+Failure modes for tests/integration/test_faults.py (issue 5):
+
+  /once429date/FILE 429 with "Retry-After: <HTTP-date 2 s ahead>" on the first
+                    request for this path, then the file
+  /reset/FILE       Content-Length, half the body, then a TCP reset (RST, no
+                    close_notify)
+  /shortnotify/FILE Content-Length, half the body, a TLS close_notify, close
+  /shortnoclose/FILE Content-Length, half the body, a plain TCP FIN without
+                    close_notify
+  /badchunk/FILE    chunked, the second chunk size is not hex ("zz")
+  /nofinalchunk/FILE chunked, every chunk but the final 0-size one, then close
+  /stall/FILE       Content-Length, a third of the body, then silence for
+                    STALL_S (a deadline must end it); released at stop()
+  /stallhead/FILE   no answer at all for STALL_S
+  /trickle/FILE     Content-Length, the body in TRICKLE_PIECES pieces with
+                    TRICKLE_GAP_S between them: slow, but never idle long
+  /closecl/FILE     Content-Length and "Connection: close"
+  /badjson/KIND     200 and an invalid JSON body of that kind (BAD_JSON)
+  /outage/FILE      500 while FaultServer.outage is true (the default), then
+                    the file: a server that recovers when the test says so
+  /gate/FILE        holds the request until the test calls
+                    FaultServer.open_gate() (at most STALL_S), then the file
+  /limit/FILE       the host-wide rate limiter: the first /limit/ request
+                    gets 429 with Retry-After (limit_retry_after: seconds, or
+                    "date" for an HTTP-date); every /limit/ request arriving
+                    until that moment is answered 429 too, and those arriving
+                    more than LIMIT_GRACE_S after the first 429 was sent are
+                    counted in FaultServer.early (a client that paused the
+                    host sends none). After the pause the files are served.
+
+Every request is counted per path (FaultServer.hits, reset with
+FaultServer.reset()), and accepted connections in FaultServer.connections.
+TLS uses the harness's server certificate (localhost, 127.0.0.1), so clients
+trust it with the test CA.
 
     with FaultServer(root, pki) as fs:
         fs.url("chunked/archives/x.json")
@@ -29,9 +60,13 @@ As a CLI: python3 faultserver.py ROOT [--work DIR] serves until Ctrl-C.
 
 import argparse
 import collections
+import email.utils
 import http.server
+import math
 import os
+import socket
 import ssl
+import struct
 import sys
 import tempfile
 import threading
@@ -44,6 +79,22 @@ import harness  # noqa: E402
 SOCKET_TIMEOUT_S = 10.0
 CHUNK_SIZES = (1, 7, 13, 64, 333, 4093)  # cycled; odd on purpose
 NOT_JSON = b'{"a": tru}\n'
+STALL_S = 30.0            # longer than any --timeout the tests use; stop() ends it
+TRICKLE_PIECES = 8
+TRICKLE_GAP_S = 0.2       # well inside the tests' --timeout
+LIMIT_GRACE_S = 0.25      # requests already in flight when the 429 went out
+BAD_JSON = {              # invalid JSON, one kind per name
+    "truncated": b'{"a": [1, 2, {"b": "c"',
+    "trailing": b'{"a": 1} {"b": 2}',
+    "badescape": b'{"a": "x\\q"}',
+    "badutf8": b'{"a": "\xff\xfe"}',
+    "nan": b'{"a": NaN}',
+    "empty": b'',
+    "html": b'<html><body>Service Unavailable</body></html>',
+    "doublecomma": b'[1,,2]',
+    "control": b'{"a": "tab\there"}',
+    "unquoted": b'{a: 1}',
+}
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -81,12 +132,87 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def _head(self, length=None, chunked=False, close=False):
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        if length is not None:
+            self.send_header("Content-Length", str(length))
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        if close:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.flush()
+
+    def _reset(self):
+        """Ends the connection with a TCP RST: no close_notify, no FIN."""
+        self.wfile.flush()
+        raw = self.request
+        try:
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            # Linger 0 and the descriptor closed now (not when the handler's
+            # files let go of it): the kernel sends RST, never a FIN.
+            os.close(raw.detach())
+        except OSError:
+            pass
+        self.close_connection = True
+
+    def _close_notify(self):
+        """Sends a TLS close_notify, then closes."""
+        self.wfile.flush()
+        try:
+            self.request.unwrap()
+        except (OSError, ssl.SSLError):
+            pass
+        self.close_connection = True
+
+    def _fin(self):
+        """A plain TCP FIN, no close_notify."""
+        self.wfile.flush()
+        try:
+            self.request.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.close_connection = True
+
+    def _limit(self, body):
+        srv = self.server
+        now = time.time()
+        with srv.lock:
+            if srv.limit_until is None:
+                if srv.limit_retry_after == "date":
+                    until = math.ceil(now) + 2
+                    value = email.utils.formatdate(until, usegmt=True)
+                else:
+                    until = now + float(srv.limit_retry_after)
+                    value = str(srv.limit_retry_after)
+                srv.limit_first, srv.limit_until, srv.limit_value = now, until, value
+                throttled = True
+            else:
+                throttled = now < srv.limit_until
+                if throttled and now > srv.limit_first + LIMIT_GRACE_S:
+                    srv.early += 1
+            value = srv.limit_value
+        if throttled:
+            return self._simple(429, b'{"error": "rate limited"}', extra=[("Retry-After", value)])
+        return self._simple(200, body)
+
+    def _stop_wait(self, seconds):
+        """Sleeps, but returns at once when the server is being stopped."""
+        self.server.stopping.wait(seconds)
+
     def do_GET(self):
         path = self.path.split("?", 1)[0]
         with self.server.lock:
             self.server.hits[path] += 1
             hits = self.server.hits[path]
         mode, _, rest = path.lstrip("/").partition("/")
+        if mode == "badjson":
+            return self._simple(200, BAD_JSON.get(rest, NOT_JSON))
+        if mode == "stallhead":
+            self._stop_wait(STALL_S)
+            self.close_connection = True
+            return None
         if mode == "status":
             code = int(rest) if rest.isdigit() else 500
             extra = [("Retry-After", "1")] if code in (429, 503) else []
@@ -105,6 +231,58 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self._simple(200, body)
         if mode == "chunked":
             return self._chunked(body)
+        if mode == "once429date":
+            if hits == 1:
+                date = email.utils.formatdate(math.ceil(time.time()) + 2, usegmt=True)
+                return self._simple(429, b'{"error": "slow down"}', extra=[("Retry-After", date)])
+            return self._simple(200, body)
+        if mode == "limit":
+            return self._limit(body)
+        if mode == "gate":
+            self.server.gate.wait(STALL_S)
+            return self._simple(200, body)
+        if mode == "outage":
+            if self.server.outage:
+                return self._simple(500, b'{"error": "down for maintenance"}')
+            return self._simple(200, body)
+        if mode in ("reset", "shortnotify", "shortnoclose"):
+            self._head(length=len(body))
+            self.wfile.write(body[: len(body) // 2])
+            return {"reset": self._reset, "shortnotify": self._close_notify,
+                    "shortnoclose": self._fin}[mode]()
+        if mode == "badchunk":
+            self._head(chunked=True)
+            self.wfile.write(b"10\r\n" + body[:16] + b"\r\nzz\r\n" + body[16:32] + b"\r\n")
+            self.wfile.flush()
+            self._stop_wait(0.5)  # let the client see the bad size, not a close
+            return self._fin()
+        if mode == "nofinalchunk":
+            self._head(chunked=True)
+            for pos in range(0, len(body), 4096):
+                piece = body[pos: pos + 4096]
+                self.wfile.write(b"%x\r\n" % len(piece) + piece + b"\r\n")
+            return self._fin()
+        if mode == "stall":
+            self._head(length=len(body))
+            self.wfile.write(body[: len(body) // 3])
+            self.wfile.flush()
+            self._stop_wait(STALL_S)
+            self.close_connection = True
+            return None
+        if mode == "trickle":
+            self._head(length=len(body))
+            step = -(-len(body) // TRICKLE_PIECES)
+            for pos in range(0, len(body), step):
+                self.wfile.write(body[pos: pos + step])
+                self.wfile.flush()
+                if pos + step < len(body):
+                    self._stop_wait(TRICKLE_GAP_S)
+            return None
+        if mode == "closecl":
+            self._head(length=len(body), close=True)
+            self.wfile.write(body)
+            self.close_connection = True
+            return None
         if mode == "close":
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
@@ -144,6 +322,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog of 5 drops SYNs when a client opens many
+    # connections at once, which looks like a connect timeout.
+    request_queue_size = 256
 
     def handle_error(self, request, client_address):
         # A client that rejects our certificate or hangs up mid-body is part
@@ -155,10 +336,11 @@ class _Server(http.server.ThreadingHTTPServer):
 class FaultServer:
     """A threaded HTTPS server on a free loopback port; a context manager."""
 
-    def __init__(self, root, pki, verbose=False):
+    def __init__(self, root, pki, verbose=False, limit_retry_after=2):
         self.root = os.path.realpath(root)
         self.pki = pki
         self.verbose = verbose
+        self.limit_retry_after = limit_retry_after  # seconds, or "date"
         self.httpd = None
         self.thread = None
         self.port = None
@@ -176,6 +358,34 @@ class FaultServer:
         with self.httpd.lock:
             return self.httpd.connections
 
+    @property
+    def early(self):
+        """Requests to /limit/ that arrived while the limiter's pause was on
+        (after the grace for requests already in flight)."""
+        with self.httpd.lock:
+            return self.httpd.early
+
+    @property
+    def outage(self):
+        return self.httpd.outage
+
+    @outage.setter
+    def outage(self, down):
+        self.httpd.outage = bool(down)
+
+    def open_gate(self):
+        """Lets every /gate/ request through, now and later."""
+        self.httpd.gate.set()
+
+    def reset(self):
+        """Forgets hit counts, once429 history and the limiter's pause."""
+        with self.httpd.lock:
+            self.httpd.hits.clear()
+            self.httpd.connections = 0
+            self.httpd.early = 0
+            self.httpd.limit_until = None
+            self.httpd.gate.clear()
+
     def start(self):
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -188,6 +398,12 @@ class FaultServer:
         httpd.lock = threading.Lock()
         httpd.hits = collections.Counter()
         httpd.connections = 0
+        httpd.stopping = threading.Event()
+        httpd.early = 0
+        httpd.outage = True
+        httpd.gate = threading.Event()
+        httpd.limit_retry_after = self.limit_retry_after
+        httpd.limit_first = httpd.limit_until = httpd.limit_value = None
         self.httpd = httpd
         self.port = httpd.server_address[1]
         self.thread = threading.Thread(target=httpd.serve_forever,
@@ -200,6 +416,8 @@ class FaultServer:
 
     def stop(self):
         if self.httpd is not None:
+            self.httpd.stopping.set()  # releases stalled handlers
+            self.httpd.gate.set()
             self.httpd.shutdown()
             self.httpd.server_close()
             self.thread.join(timeout=harness.STOP_TIMEOUT_S)
