@@ -109,6 +109,19 @@ static void conn_fail(loop_t *l, conn_t *c, error_class_t cls, const char *fmt, 
 	job_fail(l, j, cls, 0, "%s", msg);
 }
 
+/* Sends wbuf[0..wlen): one send in flight per connection. */
+static void conn_send_wbuf(loop_t *l, conn_t *c)
+{
+	assert(!c->send_busy && c->wlen > 0);
+	struct io_uring_sqe *sqe = loop_sqe(l);
+	io_uring_prep_send(sqe, c->fd, c->wbuf, c->wlen, MSG_NOSIGNAL);
+	sqe->flags |= IOSQE_FIXED_FILE;
+	io_uring_sqe_set_data(sqe, &c->op_send);
+	c->send_busy = true;
+	c->inflight++;
+}
+
+/* Sends what OpenSSL has written, if anything and no send is in flight. */
 static void conn_flush(loop_t *l, conn_t *c)
 {
 	if (c->send_busy || c->dead || !c->tls.ssl)
@@ -117,12 +130,7 @@ static void conn_flush(loop_t *l, conn_t *c)
 	if (!n)
 		return;
 	c->wlen = n;
-	struct io_uring_sqe *sqe = loop_sqe(l);
-	io_uring_prep_send(sqe, c->fd, c->wbuf, n, MSG_NOSIGNAL);
-	sqe->flags |= IOSQE_FIXED_FILE;
-	io_uring_sqe_set_data(sqe, &c->op_send);
-	c->send_busy = true;
-	c->inflight++;
+	conn_send_wbuf(l, c);
 }
 
 static void conn_arm_recv(loop_t *l, conn_t *c)
@@ -526,12 +534,7 @@ static void conn_proxy_connect(loop_t *l, conn_t *c)
 	c->state = CONN_PROXY;
 	c->head_len = 0;
 	conn_set_phase(l, c, "waiting for the proxy");
-	struct io_uring_sqe *sqe = loop_sqe(l);
-	io_uring_prep_send(sqe, c->fd, c->wbuf, c->wlen, MSG_NOSIGNAL);
-	sqe->flags |= IOSQE_FIXED_FILE;
-	io_uring_sqe_set_data(sqe, &c->op_send);
-	c->send_busy = true;
-	c->inflight++;
+	conn_send_wbuf(l, c);
 	conn_arm_recv(l, c);
 }
 
@@ -626,12 +629,7 @@ static void conn_sent(loop_t *l, conn_t *c, int res)
 	if ((size_t)res < c->wlen) { /* a short send: the rest goes next */
 		memmove(c->wbuf, c->wbuf + res, c->wlen - (size_t)res);
 		c->wlen -= (size_t)res;
-		struct io_uring_sqe *sqe = loop_sqe(l);
-		io_uring_prep_send(sqe, c->fd, c->wbuf, c->wlen, MSG_NOSIGNAL);
-		sqe->flags |= IOSQE_FIXED_FILE;
-		io_uring_sqe_set_data(sqe, &c->op_send);
-		c->send_busy = true;
-		c->inflight++;
+		conn_send_wbuf(l, c);
 		return;
 	}
 	conn_flush(l, c);
