@@ -43,6 +43,7 @@ static void conn_free(loop_t *l, conn_t *c)
 	host_t *h = c->host;
 	h->conns--;
 	l->conns_open--;
+	l->conn_frees++;
 	free(c);
 	host_dispatch(l, h);
 	while (l->blocked_hosts && l->conns_open < l->o->concurrency) {
@@ -93,6 +94,8 @@ static void conn_fail(loop_t *l, conn_t *c, error_class_t cls, const char *fmt, 
 	job_t *j = c->job;
 	bool reused = c->reused;
 	c->job = NULL;
+	if (j)
+		j->conn = NULL;
 	conn_close(l, c); /* may free c */
 	if (!j)
 		return;
@@ -162,6 +165,7 @@ conn_t *conn_open(loop_t *l, host_t *h, job_t *j)
 	c->fd = slot;
 	c->host = h;
 	c->job = j;
+	j->conn = c;
 	c->op_socket.kind = OP_SOCKET;
 	c->op_connect.kind = OP_CONNECT;
 	c->op_send.kind = OP_SEND;
@@ -188,33 +192,39 @@ conn_t *conn_open(loop_t *l, host_t *h, job_t *j)
 	return c;
 }
 
-static void conn_send_request(loop_t *l, conn_t *c)
+/* Sends the job's GET. --header lines go only to the job's own host: a
+ * redirect elsewhere must not carry the user's credentials along. Returns
+ * false when the connection failed (and may be freed). */
+static bool conn_send_request(loop_t *l, conn_t *c)
 {
 	job_t *j = c->job;
 	char err[TLS_ERR_BYTES];
+	bool own_host = j->host == j->origin;
 	ssize_t n = http_build_get(l->request, sizeof l->request, j->url.host, j->url.host_is_ipv6,
 	                           j->url.port, j->url.target, j->url.target_len,
-	                           l->o->headers_len ? l->o->headers : NULL);
+	                           l->o->headers_len && own_host ? l->o->headers : NULL);
 	if (n < 0) {
 		conn_fail(l, c, ERROR_CLASS_PERMANENT, "request too large (URL and headers over %u bytes)",
 		          HTTP_HEAD_BYTES_MAX);
-		return;
+		return false;
 	}
 	if (tls_write(&c->tls, l->request, (size_t)n, err, sizeof err)) {
 		conn_fail(l, c, ERROR_CLASS_TRANSIENT, "%s", err);
-		return;
+		return false;
 	}
 	c->head_len = 0;
 	c->close_after = false;
 	conn_set_phase(l, c, "waiting for the response");
 	conn_flush(l, c);
 	conn_arm_recv(l, c);
+	return true;
 }
 
 void conn_assign(loop_t *l, conn_t *c, job_t *j)
 {
 	assert(c->state == CONN_IDLE && !c->job);
 	c->job = j;
+	j->conn = c;
 	c->reused = true;
 	c->state = CONN_RESPONSE;
 	conn_send_request(l, c);
@@ -227,16 +237,20 @@ static void conn_response_done(loop_t *l, conn_t *c)
 	job_t *j = c->job;
 	host_t *h = c->host;
 	c->job = NULL;
+	j->conn = NULL;
 	j->body_done = true;
 	if (!h->session)
 		h->session = tls_session_get(&c->tls);
-	if (j->resp.close || c->close_after || c->dead) {
+	/* Bytes beyond the response would be read as the next one's: such a
+	 * connection is not reused. */
+	if (j->resp.close || c->close_after || c->dead || tls_has_input(&c->tls)) {
 		conn_close(l, c);
 	} else {
 		c->state = CONN_IDLE;
 		c->idle_since_ms = l->now_ms;
 		c->idle_next = h->idle;
 		h->idle = c;
+		conn_arm_recv(l, c); /* anything arriving while idle closes it */
 	}
 	job_response_done(l, j);
 	host_dispatch(l, h);
@@ -414,7 +428,7 @@ static int conn_plain(loop_t *l, conn_t *c, char *p, size_t n)
 
 /* The peer closed (EOF or close_notify). Completes a close-delimited body;
  * anything else is a truncated answer, which a retry may get whole. */
-static void conn_eof(loop_t *l, conn_t *c, const char *how)
+static void conn_eof(loop_t *l, conn_t *c, const char *how, bool close_notify)
 {
 	job_t *j = c->job;
 	if (!j) {
@@ -423,6 +437,15 @@ static void conn_eof(loop_t *l, conn_t *c, const char *how)
 	}
 	const http_response_t *r = &j->resp;
 	if (j->head_done && !r->chunked && r->content_length < 0) {
+		/* Without a length, only TLS close_notify tells the end of the body
+		 * from a cut-off one (a truncation attack or a dropped link). */
+		if (!close_notify) {
+			conn_fail(l, c, ERROR_CLASS_TRANSIENT,
+			          "truncated body: connection closed without TLS close_notify after "
+			          "%llu bytes of a body with no length",
+			          (unsigned long long)body_len(j));
+			return;
+		}
 		c->close_after = true;
 		conn_response_done(l, c);
 		return;
@@ -463,7 +486,7 @@ static void conn_read_plain(loop_t *l, conn_t *c)
 		if (n == TLS_WANT)
 			break;
 		if (n == TLS_CLOSED) {
-			conn_eof(l, c, "closed");
+			conn_eof(l, c, "closed", true);
 			return;
 		}
 		if (n == TLS_ERROR) {
@@ -489,8 +512,7 @@ static void conn_handshake(loop_t *l, conn_t *c)
 	int r = tls_handshake(&c->tls, &verify_failed, err, sizeof err);
 	if (r == TLS_DONE) {
 		c->state = CONN_RESPONSE;
-		conn_send_request(l, c);
-		if (!c->dead)
+		if (conn_send_request(l, c))
 			conn_read_plain(l, c);
 		return;
 	}
@@ -499,9 +521,11 @@ static void conn_handshake(loop_t *l, conn_t *c)
 		conn_arm_recv(l, c);
 		return;
 	}
-	/* Certificate problems and protocol mismatches will not go away on a
-	 * retry; never fall back to an unverified connection. */
-	conn_fail(l, c, ERROR_CLASS_PERMANENT, "%s: %s", c->host->name, err);
+	/* A certificate problem will not go away on a retry (and is never
+	 * worked around); other handshake failures (a corrupt record, an
+	 * alert from an overloaded server) may (DESIGN §5). */
+	conn_fail(l, c, verify_failed ? ERROR_CLASS_PERMANENT : ERROR_CLASS_TRANSIENT, "%s: %s",
+	          c->host->name, err);
 }
 
 static void conn_start_tls(loop_t *l, conn_t *c)
@@ -599,7 +623,7 @@ static void conn_received(loop_t *l, conn_t *c, int res)
 		return;
 	}
 	if (res == 0) {
-		conn_eof(l, c, "closed");
+		conn_eof(l, c, "closed", false);
 		return;
 	}
 	if (c->state == CONN_PROXY) {
@@ -615,7 +639,7 @@ static void conn_received(loop_t *l, conn_t *c, int res)
 	else if (c->state == CONN_RESPONSE)
 		conn_read_plain(l, c);
 	else
-		conn_close(l, c); /* an idle connection has no recv armed: not reached */
+		conn_close(l, c); /* idle: the server said something unasked (a 408?) */
 }
 
 static void conn_sent(loop_t *l, conn_t *c, int res)

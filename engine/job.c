@@ -8,6 +8,7 @@
 #include "engine/loop_internal.h"
 
 #include <assert.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -35,6 +36,12 @@ static void job_unlink(loop_t *l, job_t *j)
 void job_abandon(loop_t *l, job_t *j)
 {
 	job_unlink(l, j);
+	if (j->conn) { /* a fatal error while its body still arrives */
+		conn_t *c = j->conn;
+		c->job = NULL;
+		j->conn = NULL;
+		conn_close(l, c);
+	}
 	if (j->streaming) {
 		j->write_busy = false; /* its last request has completed, or the ring is gone */
 		stream_release(l, j);
@@ -380,7 +387,7 @@ static void job_body_ok(loop_t *l, job_t *j)
 	b->http_status = j->resp.status;
 	b->body_bytes = job_stored(j)->len;
 	sha256_hex(job_stored(j), b->sha256_hex);
-	if (j->resp.gzip && !j->gz_failed && !j->gz.ended) {
+	if (j->resp.gzip && j->gz.active && !j->gz_failed && !j->gz.ended) {
 		j->gz_failed = true;
 		snprintf(j->gz_error, sizeof j->gz_error,
 		         "bad gzip data at byte %zu: the stream ends early", j->wire.len);
@@ -409,8 +416,10 @@ static int redirect_target(const job_t *j, const char *loc, char *out, size_t ca
 		snprintf(authority + strlen(authority), sizeof authority - strlen(authority), ":%u",
 		         u->port);
 	int n;
-	if (strstr(loc, "://"))
-		n = snprintf(out, cap, "%s", loc);
+	size_t scheme = strspn(loc, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	                            "0123456789+.-");
+	if (scheme > 0 && loc[scheme] == ':' && isalpha((unsigned char)loc[0]))
+		n = snprintf(out, cap, "%s", loc); /* absolute; url_parse refuses all but https */
 	else if (loc[0] == '/' && loc[1] == '/')
 		n = snprintf(out, cap, "https:%s", loc);
 	else if (loc[0] == '/')

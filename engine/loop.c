@@ -150,8 +150,14 @@ static void host_free_all(loop_t *l)
 		host_t *h = l->host_tab[b];
 		while (h) {
 			host_t *next = h->hash_next;
-			if (h->dns == DNS_PENDING)
-				gai_cancel(&h->gcb);
+			if (h->dns == DNS_PENDING && gai_cancel(&h->gcb) == EAI_NOTCANCELED) {
+				/* glibc's resolver thread still writes to h->gcb: wait. */
+				const struct gaicb *list[1] = {&h->gcb};
+				while (gai_error(&h->gcb) == EAI_INPROGRESS)
+					gai_suspend(list, 1, NULL);
+			}
+			if (h->gcb.ar_result)
+				freeaddrinfo(h->gcb.ar_result);
 			if (h->session)
 				SSL_SESSION_free(h->session);
 			free(h);
@@ -305,8 +311,8 @@ static void host_dispatch_once(loop_t *l, host_t *h)
 		if (h->conns >= l->o->per_host) {
 			if (!h->idle)
 				return;
-			conn_close(l, h->idle); /* idle: freed at once, a slot opens */
-			continue;
+			conn_close(l, h->idle); /* its recv is cancelled; when it is freed, */
+			return;                 /* the slot opens and this host is dispatched */
 		}
 		if (l->conns_open >= l->o->concurrency) {
 			/* An idle connection elsewhere closes asynchronously; this host
@@ -463,9 +469,14 @@ static void on_tick(loop_t *l)
 	dns_poll(l);
 	hosts_unpause_due(l);
 	job_retry_due(l);
+	/* A deadline may close connections, and freeing one dispatches its
+	 * host, which may free others: start over when that happened. */
 	for (conn_t *c = l->conns, *next; c; c = next) {
+		uint64_t frees = l->conn_frees;
 		next = c->all_next;
 		conn_check_deadline(l, c);
+		if (l->conn_frees != frees)
+			next = l->conns;
 	}
 	progress_report(l, false);
 }
@@ -643,6 +654,8 @@ static void loop_teardown(loop_t *l)
 	while (l->conns) { /* their sockets closed with the ring's file table */
 		conn_t *c = l->conns;
 		l->conns = c->all_next;
+		if (c->job)
+			c->job->conn = NULL;
 		tls_conn_free(&c->tls);
 		free(c);
 	}

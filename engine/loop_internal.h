@@ -141,6 +141,7 @@ struct job {
 	uint64_t seen_urls[REDIRECTS_MAX + 1]; /* hashes of the chain, for loops */
 	char *redirect_url;     /* owned; url points into it after a redirect */
 	bool fresh_only;        /* re-sent after a reused connection died: a new one */
+	conn_t *conn;           /* the connection carrying it, or NULL (c->job's mirror) */
 	uint64_t retry_at_ms;
 	/* the response */
 	http_response_t resp;
@@ -194,6 +195,7 @@ struct loop {
 	job_t *retry_list;
 	job_t *ready_head, *ready_tail; /* finished jobs whose batch waits for ring space */
 	conn_t *conns;
+	uint64_t conn_frees; /* bumped by every conn_free: loops over conns restart */
 	job_t *jobs; /* every live job */
 	/* stopping */
 	bool stopping, fatal, end_pushed;

@@ -45,10 +45,14 @@ static void chunk_put(loop_t *l, chunk_t *c)
 	}
 	if (!l->starved_conns || l->ring_gone)
 		return;
+	/* Resuming may finish a response and free connections: start over then. */
 	for (conn_t *k = l->conns, *next; k && l->chunks_free; k = next) {
+		uint64_t frees = l->conn_frees;
 		next = k->all_next;
 		if (k->starved)
 			conn_resume(l, k);
+		if (l->conn_frees != frees)
+			next = l->conns;
 	}
 }
 

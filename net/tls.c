@@ -189,6 +189,11 @@ SSL_SESSION *tls_session_get(tls_conn_t *t)
 	return s;
 }
 
+bool tls_has_input(tls_conn_t *t)
+{
+	return SSL_pending(t->ssl) > 0 || BIO_ctrl_pending(t->in) > 0;
+}
+
 const char *tls_cipher_name(tls_conn_t *t)
 {
 	return SSL_get_cipher_name(t->ssl);

@@ -59,6 +59,9 @@ int tls_write(tls_conn_t *t, const void *buf, size_t len, char *err, size_t err_
 /* For resumption on the next connection to the same host; NULL if none. The
  * caller owns the reference (SSL_SESSION_free). */
 SSL_SESSION *tls_session_get(tls_conn_t *t);
+/* True when bytes are buffered on the way in (decrypted or not yet): after a
+ * complete response, nothing more should have come. */
+bool tls_has_input(tls_conn_t *t);
 const char *tls_cipher_name(tls_conn_t *t);
 
 #endif
