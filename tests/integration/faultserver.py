@@ -7,6 +7,9 @@ It serves the files under a root directory through a mode prefix in the path:
   /keepalive/FILE   200, Content-Length, connection kept open (HTTP/1.1)
   /chunked/FILE     200, Transfer-Encoding: chunked with odd chunk sizes, chunk
                     extensions (";ext=v") and a trailer field
+  /closefin/FILE    like /close/ but half the body and a plain TCP FIN without
+                    close_notify: a truncation the client cannot tell from the
+                    end, so it must not take it for one
   /close/FILE       200, no Content-Length, "Connection: close": the body ends
                     when the server closes
   /truncated/FILE   200, Content-Length 100 bytes larger than the file, half the
@@ -283,14 +286,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(body)
             self.close_connection = True
             return None
-        if mode == "close":
+        if mode in ("close", "closefin"):
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Connection", "close")
             self.end_headers()
-            self.wfile.write(body)
-            self.close_connection = True
-            return None
+            if mode == "close":  # the whole body, then a proper TLS close
+                self.wfile.write(body)
+                return self._close_notify()
+            self.wfile.write(body[: len(body) // 2])
+            return self._fin()
         if mode == "truncated":
             self.send_response(200)
             self.send_header("Content-Type", "application/json")

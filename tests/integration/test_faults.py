@@ -48,6 +48,8 @@ CASES = {
     "trickle/FILE": ("done", None, 1, 200, None),
     "closecl/FILE": ("done", None, 1, 200, None),
     "close/FILE": ("done", None, 1, 200, None),
+    # no length, half the body, a FIN without close_notify: a truncation
+    "closefin/FILE": ("failed", "transient", RETRIES, None, r"(?i)truncat"),
     "keepalive/FILE": ("done", None, 1, 200, None),
 }
 for _kind in faultserver.BAD_JSON:
@@ -60,11 +62,17 @@ def setUpModule():
 
 def snapshot(db, table):
     """What must be equal between two runs: every job's outcome (not its
-    timestamps) and the table's rows, sorted."""
+    timestamps) and the table's rows, sorted. For a transient failure the last
+    HTTP status and the exact reason depend on timing (a reset may come
+    before or after the head was read), so only its state, class and
+    attempts are compared."""
     with harness.open_db(db) as con:
         jobs = [tuple(r) for r in con.execute(
-            "SELECT key, url, state, attempts, http_status, error_class, error, bytes, sha256"
-            " FROM _ringfill_jobs ORDER BY key")]
+            "SELECT key, url, state, attempts,"
+            " CASE WHEN error_class = 'transient' THEN NULL ELSE http_status END,"
+            " error_class,"
+            " CASE WHEN error_class = 'transient' THEN NULL ELSE error END,"
+            " bytes, sha256 FROM _ringfill_jobs ORDER BY key")]
         cols = [r[1] for r in con.execute('PRAGMA table_info("%s")' % table)]
         rows = sorted(tuple(map(repr, r)) for r in con.execute(
             'SELECT * FROM "%s"' % table))

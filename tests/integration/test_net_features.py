@@ -62,6 +62,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         with srv.lock:
             srv.hits[path] += 1
             srv.auth.append(self.headers.get("Authorization", ""))
+            srv.auth_by_host.append((self.headers.get("Host", ""),
+                                     self.headers.get("Authorization", "")))
             srv.accept_encoding.append(self.headers.get("Accept-Encoding", ""))
             served = srv.served
             srv.served += 1
@@ -100,6 +102,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self._send(200, DOC, close=srv.drop_idle and served % 3 == 2)
         if path == "/auth":
             return self._send(200, DOC)
+        if path == "/xhost":  # the same server, under another name
+            return self._send(302, headers=[("Location", "https://localhost:%d/auth" % port)])
+        if path == "/r/query":
+            return self._send(302, headers=[("Location", "/r/dir/doc.json?next=https://x.invalid/")])
+        if path.startswith("/r/dir/doc.json?"):
+            return self._send(200, DOC, [("Content-Type", "application/json")])
+        if path == "/stray":
+            # A complete answer, then a second one nobody asked for: it must
+            # never be taken for the answer to the next request.
+            stray = json.dumps([{"stray": True}]).encode()
+            self._send(200, DOC)
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(stray) + stray)
+            self.wfile.flush()
+            return None
+        if path.startswith("/after-stray/"):
+            return self._send(200, json.dumps([{"after": path}]).encode())
         if path.startswith("/big/"):
             return self._send(200, BIG)
         if path == "/trunc-once":
@@ -144,6 +162,7 @@ class Server:
         h.connections = 0
         h.served = 0
         h.auth = []
+        h.auth_by_host = []
         h.accept_encoding = []
         h.gz_bodies = {}
         h.drop_idle = drop_idle
@@ -360,6 +379,40 @@ class NetFeatures(unittest.TestCase):
         self.assertEqual(proc.returncode, 2, harness.describe(proc))
         self.assertIn("RF_TEST_UNSET", proc.stderr)
         self.assertFalse(os.path.exists(other))
+
+    def test_credentials_stay_with_their_host(self):
+        with Server(PKI) as srv:
+            url = "https://127.0.0.1:%d/xhost" % srv.server_address[1]
+            proc = self.run_urls([url], "--header", "Authorization: Bearer ${RF_TEST_TOKEN}",
+                                 env={"RF_TEST_TOKEN": SECRET})
+            seen = list(srv.auth_by_host)
+        self.assertEqual(proc.returncode, 0, harness.describe(proc))
+        port = url.split(":")[2].split("/")[0]
+        self.assertEqual(seen, [("127.0.0.1:" + port, "Bearer " + SECRET),
+                                ("localhost:" + port, "")])
+
+    def test_relative_redirect_with_a_url_in_its_query(self):
+        with Server(PKI) as srv:
+            proc = self.run_urls(["https://127.0.0.1:%d/r/query" % srv.server_address[1]])
+        self.assertEqual(proc.returncode, 0, harness.describe(proc))
+        self.assertEqual(harness.count_rows(self.db, "t"), 2000)
+
+    def test_stray_response_is_never_taken_for_the_next(self):
+        with Server(PKI) as srv:
+            base = "https://127.0.0.1:%d" % srv.server_address[1]
+            urls = [base + "/stray"] + [base + "/after-stray/%d" % i for i in range(5)]
+            proc = self.run_urls(urls, "--concurrency", "1", "--per-host", "1")
+        self.assertEqual(proc.returncode, 0, harness.describe(proc))
+        j = self.by_key()
+        with harness.open_db(self.db) as con:
+            for i in range(5):
+                job = j[base + "/after-stray/%d" % i]
+                self.assertEqual(job["attempts"], 1, job)
+                got = [tuple(r) for r in con.execute("SELECT after FROM t WHERE _job = ?",
+                                                     (job["id"],))]
+                self.assertEqual(got, [("/after-stray/%d" % i,)])
+            cols = {r[1] for r in con.execute("PRAGMA table_info(t)")}
+        self.assertNotIn("stray", cols)  # the stray document was never stored
 
     def test_keep_alive_reuse(self):
         with Server(PKI) as srv:
