@@ -8,20 +8,36 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "parse/json_internal.h"
 
 /* The stack of open containers starts this deep and doubles up to depth_max,
  * so a parser allowed deep nesting pays for it only when it meets it. */
 #define JSON_STACK_INITIAL 64u
+/* NDJSON is indexed by stage 1 in batches of whole lines of about this many
+ * bytes (a longer line is a batch of its own): few stage-1 calls, and an
+ * index of 4 bytes per batch byte rather than per file byte. */
+#define JSON_NDJSON_BATCH_BYTES (1u << 20)
+
+/* One open container during stage 2. */
+typedef struct {
+	uint32_t node;         /* its tape index */
+	uint32_t parent_count; /* the enclosing container's count, restored at the close */
+	bool parent_is_array;  /* the enclosing container's kind, likewise */
+} json_frame_t;
 
 struct json_parser {
 	uint32_t depth_max;
 	uint32_t *idx; /* structural index, idx_cap entries */
 	size_t idx_cap;
+	uint32_t *batch_idx; /* NDJSON: the index of a batch of lines */
+	size_t batch_idx_cap;
 	json_node_t *tape; /* tape_cap nodes */
 	size_t tape_cap;
-	uint32_t *stack; /* tape index of each open container */
+	json_frame_t *stack; /* open containers, grows up to depth_max */
 	size_t stack_cap;
 };
 
@@ -45,6 +61,7 @@ void json_parser_free(json_parser_t *p)
 	if (!p)
 		return;
 	free(p->idx);
+	free(p->batch_idx);
 	free(p->tape);
 	free(p->stack);
 	free(p);
@@ -77,19 +94,41 @@ size_t json_line_of(const char *src, size_t len, size_t offset)
 	return line;
 }
 
-/* ---- Stage 2: index -> tape, checking the grammar. */
+/* ---- Stage 2: index -> tape, checking the grammar.
+ *
+ * What stage 1 already guarantees is not checked again: every string's
+ * closing quote is the next index entry after its opening one, and the bytes
+ * between are valid UTF-8 without raw control characters, so a string costs
+ * a search for a backslash (escapes are the only thing left to check).
+ * Scalars are checked at their first byte, several bytes at a time on
+ * little-endian machines, without converting anything: the tape only records
+ * where a number is and whether it is an integer. */
 
+#if defined(__GNUC__)
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+#else
+#define likely(x) (x)
+#define unlikely(x) (x)
+#endif
+
+/* The 8-byte tricks below find the first matching byte with a count of
+ * trailing zeros, which is the first byte in memory only on little-endian
+ * machines; elsewhere the plain loops do the same job a byte at a time. */
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define JSON_SWAR 1
+#else
+#define JSON_SWAR 0
+#endif
+
+#define ONES 0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+
+/* What the grammar checks need besides the walk's own locals. */
 typedef struct {
-	json_parser_t *p;
-	const char *src;
+	const char *src; /* the document (for NDJSON, the line) */
 	uint32_t len;
-	const uint32_t *idx;
-	uint32_t n_idx;
-	uint32_t k; /* next unread index entry */
-	json_node_t *tape;
-	uint32_t n_nodes;
-	uint32_t depth;              /* open containers, p->stack[0, depth) */
-	const json_error_t *s1_err;  /* stage 1's error, or NULL */
+	const json_error_t *s1_err; /* stage 1's error, or NULL */
 	json_error_t *err;
 } stage2_t;
 
@@ -103,6 +142,20 @@ static const uint8_t ends_scalar[256] = {
 static inline bool is_digit(unsigned char c)
 {
 	return c >= '0' && c <= '9';
+}
+
+static inline uint64_t load64(const void *p)
+{
+	uint64_t v;
+	memcpy(&v, p, sizeof v);
+	return v;
+}
+
+static inline uint32_t load32(const void *p)
+{
+	uint32_t v;
+	memcpy(&v, p, sizeof v);
+	return v;
 }
 
 static int fail(stage2_t *s, uint32_t offset, const char *reason)
@@ -123,16 +176,47 @@ static int fail_end(stage2_t *s)
 	return fail(s, s->len, JSON_E_END);
 }
 
-static inline uint32_t push_node(stage2_t *s, uint32_t start, uint32_t len, json_type_t type,
-                                 uint8_t flags)
+/* The first backslash in [p, end), or NULL; limit is the end of the input,
+ * so whole-word loads may run past `end` (into the closing quote and beyond)
+ * as long as they stay inside the input, with the bytes past `end` masked
+ * off. Most strings are short: one or two loads answer for them. SSE2 is
+ * part of x86-64, so it needs no run-time check; other machines use 8-byte
+ * words (little-endian) or memchr. */
+static inline const char *find_backslash(const char *p, const char *end, const char *limit)
 {
-	/* Every node starts at its own index entry, so the tape (sized to the
-	 * index) cannot overflow. */
-	assert(s->n_nodes < s->n_idx);
-	uint32_t n = s->n_nodes++;
-	s->tape[n] = (json_node_t){.start = start, .len = len, .next = n + 1, .count = 0,
-	                           .type = (uint8_t)type, .flags = flags};
-	return n;
+#if defined(__SSE2__)
+	const __m128i bslash = _mm_set1_epi8('\\');
+	for (; p < end; p += 16) {
+		if (unlikely(limit - p < 16))
+			return memchr(p, '\\', (size_t)(end - p));
+		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+		uint32_t hit = (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(v, bslash));
+		size_t left = (size_t)(end - p);
+		if (left < 16)
+			hit &= (1u << left) - 1;
+		if (hit)
+			return p + __builtin_ctz(hit);
+	}
+	return NULL;
+#elif JSON_SWAR
+	for (; p < end; p += 8) {
+		if (unlikely(limit - p < 8))
+			return memchr(p, '\\', (size_t)(end - p));
+		uint64_t x = load64(p) ^ (ONES * '\\');
+		/* High bit of each zero byte of x, plus possibly bytes after a
+		 * true zero: the lowest one set is exact. */
+		uint64_t hit = (x - ONES) & ~x & HIGHS;
+		size_t left = (size_t)(end - p);
+		if (left < 8)
+			hit &= (1ull << (8 * left)) - 1;
+		if (hit)
+			return p + __builtin_ctzll(hit) / 8;
+	}
+	return NULL;
+#else
+	(void)limit;
+	return memchr(p, '\\', (size_t)(end - p));
+#endif
 }
 
 /* Checks every escape in src(from, close); src[from] is the first backslash. */
@@ -142,8 +226,10 @@ static int check_escapes(stage2_t *s, uint32_t from, uint32_t close)
 	uint32_t i = from;
 	while (i < close) {
 		if (src[i] != '\\') {
-			i++;
-			continue;
+			const char *bs = find_backslash(src + i, src + close, src + s->len);
+			if (!bs)
+				return 0;
+			i = (uint32_t)(bs - src);
 		}
 		assert(i + 1 < close); /* stage 1: a backslash never escapes the closing quote */
 		switch (src[i + 1]) {
@@ -177,25 +263,45 @@ static int check_escapes(stage2_t *s, uint32_t from, uint32_t close)
 	return 0;
 }
 
-static int parse_string(stage2_t *s, uint32_t open)
+/* A string node from its opening quote `open` and closing quote `close`. */
+static inline int string_node(stage2_t *s, json_node_t *tape, uint32_t n, uint32_t open,
+                              uint32_t close)
 {
-	if (s->k == s->n_idx)
-		return fail_end(s);
-	uint32_t close = s->idx[s->k++];
 	assert(close > open && s->src[close] == '"');
 	uint8_t flags = 0;
-	const char *bs = memchr(s->src + open + 1, '\\', close - open - 1);
-	if (bs) {
+	const char *bs = find_backslash(s->src + open + 1, s->src + close, s->src + s->len);
+	if (unlikely(bs != NULL)) {
 		flags = JSON_F_ESCAPED;
 		if (check_escapes(s, (uint32_t)(bs - s->src), close) < 0)
 			return -1;
 	}
-	push_node(s, open, close - open + 1, JSON_STRING, flags);
+	tape[n] = (json_node_t){.start = open, .len = close - open + 1, .next = n + 1,
+	                        .type = JSON_STRING, .flags = flags};
 	return 0;
 }
 
+/* Offset of the first non-digit at or after i (len if the input ends first). */
+static inline uint32_t skip_digits(const unsigned char *p, uint32_t i, uint32_t len)
+{
+#if JSON_SWAR
+	while (len - i >= 8) {
+		/* Digits become 0..9; the high bit of a byte is set when it was
+		 * not a digit (adding 0x76 carries into bit 7 from 10 up, and the
+		 * mask keeps one byte's sum from reaching the next). */
+		uint64_t a = load64(p + i) ^ (ONES * '0');
+		uint64_t not_digit = (((a & (ONES * 0x7F)) + ONES * 0x76) | a) & HIGHS;
+		if (not_digit)
+			return i + (uint32_t)__builtin_ctzll(not_digit) / 8;
+		i += 8;
+	}
+#endif
+	while (i < len && is_digit(p[i]))
+		i++;
+	return i;
+}
+
 /* RFC 8259: -? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)? */
-static int parse_number(stage2_t *s, uint32_t off)
+static inline int number_node(stage2_t *s, json_node_t *tape, uint32_t n, uint32_t off)
 {
 	const unsigned char *p = (const unsigned char *)s->src;
 	uint32_t i = off, len = s->len;
@@ -206,17 +312,15 @@ static int parse_number(stage2_t *s, uint32_t off)
 	}
 	if (i < len && p[i] == '0')
 		i++;
-	else if (i < len && is_digit(p[i]))
-		while (i < len && is_digit(p[i]))
-			i++;
+	else if (likely(i < len && is_digit(p[i])))
+		i = skip_digits(p, i + 1, len);
 	else
 		return fail(s, i, JSON_E_NUMBER);
 	if (i < len && p[i] == '.') {
 		flags &= (uint8_t)~JSON_F_INTEGER;
 		if (++i >= len || !is_digit(p[i]))
 			return fail(s, i, JSON_E_NUMBER);
-		while (i < len && is_digit(p[i]))
-			i++;
+		i = skip_digits(p, i + 1, len);
 	}
 	if (i < len && (p[i] | 0x20) == 'e') {
 		flags &= (uint8_t)~JSON_F_INTEGER;
@@ -224,17 +328,17 @@ static int parse_number(stage2_t *s, uint32_t off)
 			i++;
 		if (i >= len || !is_digit(p[i]))
 			return fail(s, i, JSON_E_NUMBER);
-		while (i < len && is_digit(p[i]))
-			i++;
+		i = skip_digits(p, i + 1, len);
 	}
-	if (i < len && !ends_scalar[p[i]])
+	if (unlikely(i < len && !ends_scalar[p[i]]))
 		return fail(s, i, JSON_E_NUMBER); /* "01", "1.2.3", "1x" */
-	push_node(s, off, i - off, JSON_NUMBER, flags);
+	tape[n] = (json_node_t){.start = off, .len = i - off, .next = n + 1, .type = JSON_NUMBER,
+	                        .flags = flags};
 	return 0;
 }
 
-static int parse_literal(stage2_t *s, uint32_t off, const char *word, uint32_t word_len,
-                         json_type_t type)
+/* The literal at off is misspelt or cut short: find the error byte by byte. */
+static int literal_error(stage2_t *s, uint32_t off, const char *word, uint32_t word_len)
 {
 	for (uint32_t j = 0; j < word_len; j++) {
 		if (off + j >= s->len)
@@ -242,133 +346,180 @@ static int parse_literal(stage2_t *s, uint32_t off, const char *word, uint32_t w
 		if (s->src[off + j] != word[j])
 			return fail(s, off + j, JSON_E_UNEXPECTED);
 	}
-	uint32_t end = off + word_len;
-	if (end < s->len && !ends_scalar[(unsigned char)s->src[end]])
-		return fail(s, end, JSON_E_UNEXPECTED);
-	push_node(s, off, word_len, type, 0);
-	return 0;
+	assert(!"literal_error called on a correct literal");
+	return fail(s, off, JSON_E_UNEXPECTED);
 }
 
-static int open_container(stage2_t *s, uint32_t off, json_type_t type)
+/* true, false or null at off (src[off] is 't', 'f' or 'n'), compared four
+ * bytes at a time; the first byte was matched by the caller's dispatch. */
+static inline int literal_node(stage2_t *s, json_node_t *tape, uint32_t n, uint32_t off)
 {
-	json_parser_t *p = s->p;
-	if (s->depth >= p->depth_max)
-		return fail(s, off, JSON_E_DEPTH);
-	if (s->depth == p->stack_cap) {
-		size_t want = p->stack_cap * 2 < p->depth_max ? p->stack_cap * 2 : p->depth_max;
-		if (grow((void **)&p->stack, &p->stack_cap, want, sizeof *p->stack) < 0)
-			return fail(s, 0, JSON_E_NOMEM);
+	const char *p = s->src + off;
+	uint32_t left = s->len - off;
+	const char *word;
+	uint32_t word_len;
+	json_type_t type;
+	bool ok;
+	if (*p == 't') {
+		word = "true", word_len = 4, type = JSON_TRUE;
+		ok = left >= 4 && load32(p) == load32("true");
+	} else if (*p == 'f') {
+		word = "false", word_len = 5, type = JSON_FALSE;
+		ok = left >= 5 && load32(p + 1) == load32("alse");
+	} else {
+		word = "null", word_len = 4, type = JSON_NULL;
+		ok = left >= 4 && load32(p) == load32("null");
 	}
-	p->stack[s->depth++] = push_node(s, off, 0, type, 0);
+	if (unlikely(!ok))
+		return literal_error(s, off, word, word_len);
+	uint32_t end = off + word_len;
+	if (unlikely(end < s->len && !ends_scalar[(unsigned char)s->src[end]]))
+		return fail(s, end, JSON_E_UNEXPECTED);
+	tape[n] = (json_node_t){.start = off, .len = word_len, .next = n + 1, .type = (uint8_t)type};
 	return 0;
 }
 
-static void close_container(stage2_t *s, uint32_t off)
+/* Makes room for one more open container (the stack grows to depth_max). */
+static int grow_stack(json_parser_t *p)
 {
-	assert(s->depth > 0);
-	json_node_t *c = &s->tape[s->p->stack[--s->depth]];
-	c->len = off + 1 - c->start;
-	c->next = s->n_nodes;
+	size_t want = p->stack_cap * 2 < p->depth_max ? p->stack_cap * 2 : p->depth_max;
+	return grow((void **)&p->stack, &p->stack_cap, want, sizeof *p->stack);
 }
 
-/* One scalar or container start at index entry `off` (state VALUE). */
-static int parse_value_start(stage2_t *s, uint32_t off, uint32_t comma)
+/* The next index entry into off; the end of the index is the end of the
+ * input or stage 1's error. */
+#define NEXT_ENTRY(off)                                                                            \
+	do {                                                                                       \
+		if (unlikely(k == n_idx))                                                          \
+			return fail_end(s);                                                        \
+		(off) = idx[k++];                                                                  \
+	} while (0)
+
+/* A ']' or '}' where a value or key was expected, at idx[k - 1]: a trailing
+ * comma if the entry before it is a comma (the walk does not track commas,
+ * the index remembers them), an unexpected character otherwise. */
+static int fail_closer(stage2_t *s, const uint32_t *idx, uint32_t k)
 {
-	switch (s->src[off]) {
+	if (k >= 2 && s->src[idx[k - 2]] == ',')
+		return fail(s, idx[k - 2], JSON_E_TRAILING_COMMA);
+	return fail(s, idx[k - 1], JSON_E_UNEXPECTED);
+}
+
+/* Walks idx[0, n_idx) and writes the tape into p->tape, which has room for
+ * n_idx nodes: every node starts at an index entry of its own, so the writes
+ * need no bounds checks. Each label is one state of the grammar; the open
+ * container's element (or pair) count and kind live in registers, saved in
+ * its child's frame while a child is open, and the count is stored when the
+ * container closes. Sets *n_nodes and returns 0, or -1 with s->err set. */
+static int stage2_run(json_parser_t *p, stage2_t *s, const uint32_t *idx, uint32_t n_idx,
+                      uint32_t *n_nodes)
+{
+	const char *src = s->src;
+	json_node_t *tape = p->tape;
+	json_frame_t *stack = p->stack;
+	uint32_t k = 0, n = 0, depth = 0, count = 0, off, close;
+	bool in_array = false; /* the open container is an array (meaningless at depth 0) */
+	if (n_idx == 0)
+		return fail(s, s->len, JSON_E_EMPTY);
+
+value: /* a value starts at the next entry */
+	NEXT_ENTRY(off);
+	assert(n < k);
+	switch (src[off]) {
 	case '{':
-		return open_container(s, off, JSON_OBJECT);
 	case '[':
-		return open_container(s, off, JSON_ARRAY);
+		if (unlikely(depth >= p->depth_max))
+			return fail(s, off, JSON_E_DEPTH);
+		if (unlikely(depth == p->stack_cap)) {
+			if (grow_stack(p) < 0)
+				return fail(s, 0, JSON_E_NOMEM);
+			stack = p->stack;
+		}
+		stack[depth++] = (json_frame_t){.node = n, .parent_count = count,
+		                                .parent_is_array = in_array};
+		in_array = src[off] == '[';
+		tape[n++] = (json_node_t){.start = off, .type = in_array ? JSON_ARRAY : JSON_OBJECT};
+		count = 0;
+		/* Empty containers close at once; others expect a first child. */
+		if (k < n_idx && src[idx[k]] == (in_array ? ']' : '}')) {
+			off = idx[k++];
+			goto close_container;
+		}
+		if (in_array)
+			goto array_element;
+		goto object_key;
 	case '"':
-		return parse_string(s, off);
-	case 't':
-		return parse_literal(s, off, "true", 4, JSON_TRUE);
-	case 'f':
-		return parse_literal(s, off, "false", 5, JSON_FALSE);
-	case 'n':
-		return parse_literal(s, off, "null", 4, JSON_NULL);
+		NEXT_ENTRY(close);
+		if (string_node(s, tape, n++, off, close) < 0)
+			return -1;
+		goto after_value;
 	case '-': case '0': case '1': case '2': case '3': case '4':
 	case '5': case '6': case '7': case '8': case '9':
-		return parse_number(s, off);
+		if (number_node(s, tape, n++, off) < 0)
+			return -1;
+		goto after_value;
+	case 't':
+	case 'f':
+	case 'n':
+		if (literal_node(s, tape, n++, off) < 0)
+			return -1;
+		goto after_value;
 	case ']':
-		if (comma != JSON_NONE)
-			return fail(s, comma, JSON_E_TRAILING_COMMA);
-		return fail(s, off, JSON_E_UNEXPECTED);
+		return fail_closer(s, idx, k);
 	default:
 		return fail(s, off, JSON_E_UNEXPECTED);
 	}
-}
 
-/* The grammar as a three-state machine over the index. `comma` remembers the
- * comma that led to the current state, so "[1,]" can be called a trailing
- * comma at the comma rather than an unexpected bracket. */
-static int stage2_run(stage2_t *s)
-{
-	enum { ST_VALUE, ST_KEY, ST_AFTER } st = ST_VALUE;
-	uint32_t comma = JSON_NONE;
-	if (s->n_idx == 0)
-		return fail(s, s->len, JSON_E_EMPTY);
-	for (;;) {
-		if (st == ST_AFTER && s->depth == 0) {
-			if (s->k < s->n_idx)
-				return fail(s, s->idx[s->k], JSON_E_TRAILING_DATA);
-			assert(!s->s1_err); /* a stage 1 error leaves an unclosed string */
-			return 0;
-		}
-		if (s->k == s->n_idx)
-			return fail_end(s);
-		uint32_t off = s->idx[s->k++];
-		char c = s->src[off];
-		json_node_t *parent = s->depth ? &s->tape[s->p->stack[s->depth - 1]] : NULL;
-		switch (st) {
-		case ST_VALUE: {
-			if (parent && parent->type == JSON_ARRAY)
-				parent->count++;
-			if (parse_value_start(s, off, comma) < 0)
-				return -1;
-			st = ST_AFTER;
-			comma = JSON_NONE;
-			if (c == '[' || c == '{') {
-				/* Empty containers close at once; others expect a first child. */
-				char closer = c == '[' ? ']' : '}';
-				if (s->k < s->n_idx && s->src[s->idx[s->k]] == closer)
-					close_container(s, s->idx[s->k++]);
-				else
-					st = c == '[' ? ST_VALUE : ST_KEY;
-			}
-			break;
-		}
-		case ST_KEY:
-			if (c != '"') {
-				if (c == '}' && comma != JSON_NONE)
-					return fail(s, comma, JSON_E_TRAILING_COMMA);
-				return fail(s, off, JSON_E_UNEXPECTED);
-			}
-			parent->count++;
-			if (parse_string(s, off) < 0)
-				return -1;
-			if (s->k == s->n_idx)
-				return fail_end(s);
-			off = s->idx[s->k++];
-			if (s->src[off] != ':')
-				return fail(s, off, JSON_E_UNEXPECTED);
-			st = ST_VALUE;
-			comma = JSON_NONE;
-			break;
-		case ST_AFTER: {
-			bool is_obj = parent->type == JSON_OBJECT;
-			if (c == ',') {
-				comma = off;
-				st = is_obj ? ST_KEY : ST_VALUE;
-			} else if (c == (is_obj ? '}' : ']')) {
-				close_container(s, off);
-			} else {
-				return fail(s, off, JSON_E_UNEXPECTED);
-			}
-			break;
-		}
-		}
+array_element: /* a value is expected in the open array */
+	count++;
+	goto value;
+
+object_key: /* a key is expected in the open object */
+	NEXT_ENTRY(off);
+	if (unlikely(src[off] != '"')) {
+		if (src[off] == '}')
+			return fail_closer(s, idx, k);
+		return fail(s, off, JSON_E_UNEXPECTED);
 	}
+	count++;
+	NEXT_ENTRY(close);
+	if (string_node(s, tape, n++, off, close) < 0)
+		return -1;
+	NEXT_ENTRY(off);
+	if (unlikely(src[off] != ':'))
+		return fail(s, off, JSON_E_UNEXPECTED);
+	goto value;
+
+close_container: /* off is the bracket that closes stack[depth - 1] */
+	{
+		const json_frame_t *f = &stack[--depth];
+		json_node_t *c = &tape[f->node];
+		c->len = off + 1 - c->start;
+		c->next = n; /* just past the subtree */
+		c->count = count;
+		count = f->parent_count;
+		in_array = f->parent_is_array;
+	}
+
+after_value: /* a value just ended: what may follow depends on its parent */
+	if (unlikely(depth == 0))
+		goto document_end;
+	NEXT_ENTRY(off);
+	if (likely(src[off] == ',')) {
+		if (in_array)
+			goto array_element;
+		goto object_key;
+	}
+	if (src[off] == (in_array ? ']' : '}'))
+		goto close_container;
+	return fail(s, off, JSON_E_UNEXPECTED);
+
+document_end:
+	if (k < n_idx)
+		return fail(s, idx[k], JSON_E_TRAILING_DATA);
+	assert(!s->s1_err); /* a stage 1 error leaves an unclosed string */
+	*n_nodes = n;
+	return 0;
 }
 
 static int fail_early(const char *src, size_t len, size_t offset, const char *reason,
@@ -395,19 +546,27 @@ int json_parse(json_parser_t *p, const char *src, size_t len, json_doc_t *doc,
 	int r1 = json_stage1(src, (uint32_t)len, p->idx, &n_idx, &s1);
 	if (grow((void **)&p->tape, &p->tape_cap, n_idx ? n_idx : 1, sizeof *p->tape) < 0)
 		return fail_early(src, len, 0, JSON_E_NOMEM, err);
-	stage2_t s = {
-		.p = p, .src = src, .len = (uint32_t)len, .idx = p->idx, .n_idx = n_idx,
-		.tape = p->tape, .s1_err = r1 < 0 ? &s1 : NULL, .err = err,
-	};
-	if (stage2_run(&s) < 0) {
+	stage2_t s = {.src = src, .len = (uint32_t)len, .s1_err = r1 < 0 ? &s1 : NULL, .err = err};
+	uint32_t n_nodes = 0;
+	if (stage2_run(p, &s, p->idx, n_idx, &n_nodes) < 0) {
 		err->line = json_line_of(src, len, err->offset);
 		return -1;
 	}
-	*doc = (json_doc_t){.src = src, .len = len, .nodes = p->tape, .n_nodes = s.n_nodes};
+	*doc = (json_doc_t){.src = src, .len = len, .nodes = p->tape, .n_nodes = n_nodes};
 	return 0;
 }
 
-/* ---- NDJSON */
+/* ---- NDJSON
+ *
+ * Stage 1 runs once over a batch of whole lines rather than once per line,
+ * and stage 2 walks each line's slice of that index. This gives the same
+ * result as parsing each line alone whenever stage 1 accepts the batch: it
+ * then found every string closed before its line's end (a raw newline inside
+ * a string is a control character), so each line's entries are exactly those
+ * a stage 1 of that line alone would make. A batch stage 1 rejects is parsed
+ * again line by line, which finds the first bad line and its error as before.
+ * The batch index is the parser's own, apart from the one json_parse uses, so
+ * a callback may parse with the same parser. */
 
 static bool is_blank(const char *s, size_t n)
 {
@@ -417,27 +576,139 @@ static bool is_blank(const char *s, size_t n)
 	return true;
 }
 
-int json_ndjson_each(json_parser_t *p, const char *src, size_t len, json_ndjson_fn fn,
-                     void *ctx, json_error_t *err)
+/* One line [pos, stop) with json_parse; NDJSON error offsets are absolute. */
+static int ndjson_line(json_parser_t *p, const char *src, size_t pos, size_t stop, size_t line,
+                       json_ndjson_fn fn, void *ctx, json_error_t *err)
 {
-	size_t pos = 0, line = 1;
-	while (pos < len) {
-		const char *nl = memchr(src + pos, '\n', len - pos);
-		size_t end = nl ? (size_t)(nl - src) : len;
-		size_t stop = end > pos && src[end - 1] == '\r' ? end - 1 : end;
+	json_doc_t doc;
+	if (json_parse(p, src + pos, stop - pos, &doc, err) < 0) {
+		err->offset += pos;
+		err->line = line;
+		return -1;
+	}
+	return fn(ctx, &doc, pos);
+}
+
+/* End of the line starting at pos: the offset of its '\n', or len. */
+static size_t line_end(const char *src, size_t pos, size_t len)
+{
+	const char *nl = memchr(src + pos, '\n', len - pos);
+	return nl ? (size_t)(nl - src) : len;
+}
+
+/* Lines [pos, end) one at a time (the reference path). */
+static int ndjson_lines(json_parser_t *p, const char *src, size_t pos, size_t end, size_t *line,
+                        json_ndjson_fn fn, void *ctx, json_error_t *err)
+{
+	while (pos < end) {
+		size_t eol = line_end(src, pos, end);
+		size_t stop = eol > pos && src[eol - 1] == '\r' ? eol - 1 : eol;
 		if (!is_blank(src + pos, stop - pos)) {
-			json_doc_t doc;
-			if (json_parse(p, src + pos, stop - pos, &doc, err) < 0) {
-				err->offset += pos;
-				err->line = line;
-				return -1;
-			}
-			int r = fn(ctx, &doc, pos);
+			int r = ndjson_line(p, src, pos, stop, *line, fn, ctx, err);
 			if (r != 0)
 				return r;
 		}
-		pos = nl ? end + 1 : len;
-		line++;
+		pos = eol < end ? eol + 1 : end;
+		(*line)++;
+	}
+	return 0;
+}
+
+/* Where the batch starting at pos ends: just past the last '\n' within
+ * JSON_NDJSON_BATCH_BYTES, just past the first '\n' after that when one
+ * line is longer, or len. */
+static size_t batch_end(const char *src, size_t pos, size_t len)
+{
+	if (len - pos <= JSON_NDJSON_BATCH_BYTES)
+		return len;
+	const char *nl = memrchr(src + pos, '\n', JSON_NDJSON_BATCH_BYTES);
+	if (nl)
+		return (size_t)(nl - src) + 1;
+	size_t eol = line_end(src, pos + JSON_NDJSON_BATCH_BYTES, len);
+	return eol < len ? eol + 1 : len;
+}
+
+/* First k in [from, n) with idx[k] >= bound, or n (idx is increasing).
+ * Gallops from `from`, since a line's entries are few next to the batch's. */
+static uint32_t idx_lower_bound(const uint32_t *idx, uint32_t from, uint32_t n, uint32_t bound)
+{
+	uint32_t lo = from, step = 8;
+	while (n - lo > step && idx[lo + step] < bound) {
+		lo += step;
+		step *= 2;
+	}
+	uint32_t hi = n - lo > step ? lo + step : n; /* idx[hi] >= bound, or hi == n */
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (idx[mid] < bound)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* The lines [pos, end) with one stage 1 over all of them. */
+static int ndjson_batch(json_parser_t *p, const char *src, size_t pos, size_t end, size_t *line,
+                        json_ndjson_fn fn, void *ctx, json_error_t *err)
+{
+	size_t n = end - pos;
+	if (n > JSON_DOC_BYTES_MAX)
+		return ndjson_lines(p, src, pos, end, line, fn, ctx, err);
+	if (grow((void **)&p->batch_idx, &p->batch_idx_cap, n + JSON_STAGE1_IDX_SLACK,
+	         sizeof *p->batch_idx) < 0)
+		return ndjson_lines(p, src, pos, end, line, fn, ctx, err);
+	uint32_t n_idx = 0;
+	json_error_t s1;
+	if (json_stage1(src + pos, (uint32_t)n, p->batch_idx, &n_idx, &s1) < 0)
+		return ndjson_lines(p, src, pos, end, line, fn, ctx, err);
+	const uint32_t *idx = p->batch_idx; /* batch offsets until a line is walked */
+	uint32_t k = 0;
+	size_t at = pos;
+	while (at < end) {
+		size_t eol = line_end(src, at, end);
+		size_t stop = eol > at && src[eol - 1] == '\r' ? eol - 1 : eol;
+		/* A line with no entries holds only whitespace: blank. */
+		uint32_t k_end = idx_lower_bound(idx, k, n_idx, (uint32_t)(eol - pos));
+		if (k_end > k) {
+			uint32_t line_entries = k_end - k;
+			if (grow((void **)&p->tape, &p->tape_cap, line_entries, sizeof *p->tape) < 0)
+				return ndjson_line(p, src, at, stop, *line, fn, ctx, err);
+			/* Make the line's entries offsets into the line, as json_parse's. */
+			uint32_t *line_idx = p->batch_idx + k, line_at = (uint32_t)(at - pos);
+			for (uint32_t j = 0; j < line_entries; j++)
+				line_idx[j] -= line_at;
+			stage2_t s = {.src = src + at, .len = (uint32_t)(stop - at), .err = err};
+			uint32_t n_nodes = 0;
+			if (stage2_run(p, &s, line_idx, line_entries, &n_nodes) < 0) {
+				err->offset += at;
+				err->line = *line;
+				return -1;
+			}
+			json_doc_t doc = {.src = src + at, .len = stop - at, .nodes = p->tape,
+			                  .n_nodes = n_nodes};
+			int r = fn(ctx, &doc, at);
+			if (r != 0)
+				return r;
+		}
+		k = k_end;
+		at = eol < end ? eol + 1 : end;
+		(*line)++;
+	}
+	return 0;
+}
+
+int json_ndjson_each(json_parser_t *p, const char *src, size_t len, json_ndjson_fn fn,
+                     void *ctx, json_error_t *err)
+{
+	assert(p && (src || len == 0) && fn && err);
+	size_t pos = 0, line = 1;
+	while (pos < len) {
+		size_t end = batch_end(src, pos, len);
+		int r = ndjson_batch(p, src, pos, end, &line, fn, ctx, err);
+		if (r != 0)
+			return r;
+		pos = end;
 	}
 	return 0;
 }
