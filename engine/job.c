@@ -308,24 +308,35 @@ static bool job_is_ndjson(loop_t *l, job_t *j)
 
 typedef struct {
 	batch_t *b;
-	const json_path_t *rows;
+	const loop_config_t *cfg;
+	const json_doc_t *vars; /* the job's variables, or NULL */
 	const char *reason;
 } rows_ctx_t;
 
+/* One document (the body, or one NDJSON line): rows for every table. */
 static int rows_from_line(void *ctx, const json_doc_t *doc, size_t line_offset)
 {
 	(void)line_offset;
 	rows_ctx_t *rc = ctx;
-	return batch_add_rows(rc->b, doc, rc->rows, &rc->reason) ? 1 : 0;
+	return batch_add_doc(rc->b, rc->cfg->tables, rc->cfg->n_tables, doc, rc->vars,
+	                     &rc->reason)
+	           ? 1
+	           : 0;
 }
 
 /* Parses the body in place and appends its rows to the job's batch, or turns
- * the batch into a permanent failure that names the byte offset. */
+ * the batch into a permanent failure that names the byte offset. The job's
+ * variables ({name} columns) are parsed with their own parser, so their
+ * document stays valid beside the body's. */
 static void job_parse(loop_t *l, job_t *j)
 {
 	batch_t *b = j->batch;
 	json_error_t e = {0, 0, NULL};
-	rows_ctx_t rc = {b, l->cfg->rows, NULL};
+	json_doc_t vars;
+	rows_ctx_t rc = {b, l->cfg, NULL, NULL};
+	const char *v = j->desc->vars;
+	if (v && l->cfg->vars_parser && json_parse(l->cfg->vars_parser, v, strlen(v), &vars, &e) == 0)
+		rc.vars = &vars; /* the store wrote them as JSON: they parse */
 	int r;
 	if (job_is_ndjson(l, j)) {
 		r = json_ndjson_each(l->parser, j->body.data ? j->body.data : "", j->body.len,
@@ -334,7 +345,7 @@ static void job_parse(loop_t *l, job_t *j)
 		json_doc_t doc;
 		r = json_parse(l->parser, j->body.data ? j->body.data : "", j->body.len, &doc, &e);
 		if (r == 0)
-			r = batch_add_rows(b, &doc, rc.rows, &rc.reason) ? 1 : 0;
+			r = rows_from_line(&rc, &doc, 0);
 	}
 	if (r == -1)
 		batch_fail(b, ERROR_CLASS_PERMANENT, "invalid JSON at byte offset %zu (line %zu): %s",

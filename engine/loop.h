@@ -17,7 +17,9 @@
 typedef struct {
 	const run_opts_t *opts;
 	pipe_t *pipe;           /* shared with the writer thread */
-	const json_path_t *rows;
+	const table_spec_t *tables; /* what to extract from each body (store/batch.h) */
+	uint32_t n_tables;
+	json_parser_t *vars_parser; /* the loop thread's own, for jobs' variables */
 	uint64_t jobs_total;    /* pending jobs at start, for progress and ETA */
 } loop_config_t;
 

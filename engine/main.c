@@ -18,6 +18,7 @@
 #include <sqlite3.h>
 
 #include "bench/bench.h"
+#include "engine/jobfile.h"
 #include "engine/loop.h"
 #include "engine/options.h"
 #include "net/url.h"
@@ -63,9 +64,50 @@ static int make_dirs(const char *path)
 	return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
 }
 
-/* --dry-run: says what would be fetched, reading only the URL file. */
-static int dry_run(const run_opts_t *o)
+/* What a run works on: its source, where the jobs come from, its tables. */
+typedef struct {
+	jobfile_t *jf;        /* NULL without a job file */
+	char source[PATH_MAX + 8];
+	const char *input;    /* the URL list or the key list */
+	store_template_t tmpl; /* .url set for a template source */
+	table_spec_t *tables; /* the job file's, or single (one inferred --table) */
+	uint32_t n_tables;
+	table_spec_t *single;
+} plan_t;
+
+/* --dry-run with a template: the key list and the first URLs' shape. */
+static int dry_run_keys(const plan_t *p)
 {
+	FILE *f = fopen(p->input, "r");
+	if (!f) {
+		fprintf(stderr, "ringfill run: %s: %s\n", p->input, strerror(errno));
+		return EXIT_USAGE;
+	}
+	char *line = NULL;
+	size_t cap = 0, keys = 0;
+	ssize_t n;
+	while ((n = getline(&line, &cap, f)) >= 0) {
+		char *s = line + strspn(line, " \t\r\n");
+		if (*s && *s != '#')
+			keys++;
+	}
+	free(line);
+	fclose(f);
+	printf("dry run: %zu keys in %s, each fetched as %s\n", keys, p->input, p->tmpl.url);
+	return EXIT_OK;
+}
+
+/* --dry-run: says what would be fetched, reading only the URL file. */
+static int dry_run(const run_opts_t *o, const plan_t *p)
+{
+	if (p->tmpl.url) {
+		int r = dry_run_keys(p);
+		if (r == EXIT_OK)
+			jobfile_print_plan(stdout, o, p->source, p->tables, p->n_tables);
+		if (r == EXIT_OK)
+			printf("nothing was changed\n");
+		return r;
+	}
 	FILE *f = fopen(o->urls, "r");
 	if (!f) {
 		fprintf(stderr, "ringfill run: %s: %s\n", o->urls, strerror(errno));
@@ -99,22 +141,72 @@ static int dry_run(const run_opts_t *o)
 	if (manifest)
 		printf(", %zu NDJSON manifest lines", manifest);
 	printf(", %zu malformed lines in %s\n", bad, o->urls);
+	if (p->jf) {
+		jobfile_print_plan(stdout, o, p->source, p->tables, p->n_tables);
+		printf("nothing was changed\n");
+		return EXIT_OK;
+	}
 	printf("  into %s, table \"%s\", rows %s%s%s; nothing was changed\n", o->db, o->table, o->rows,
 	       o->raw ? ", raw bodies under " : "", o->raw ? o->raw : "");
 	return EXIT_OK;
 }
 
-/* Checks everything a usage error could be before anything is written. */
-static int run_check_inputs(run_opts_t *o, json_path_t **rows)
+/* The source (DESIGN §4: "job:" + the job file, or "urls:" + the list),
+ * the list to import, and the tables: the job file's, or one inferred table
+ * from --rows/--table. */
+static int plan_make(run_opts_t *o, plan_t *p)
 {
+	const jobfile_t *jf = p->jf;
+	if (jf && !(o->set & OPT_SET_URLS) && jf->kind == JOBFILE_SOURCE_TEMPLATE) {
+		p->tmpl.url = jf->template_url;
+		o->urls = jf->keys;
+	} else if (jf && !(o->set & OPT_SET_URLS)) {
+		o->urls = jf->urls;
+	}
+	p->input = o->urls;
+	if (jf) {
+		snprintf(p->source, sizeof(p->source), "%s", jf->source);
+	} else {
+		char real[PATH_MAX];
+		if (!realpath(o->urls, real))
+			snprintf(real, sizeof real, "%s", o->urls);
+		snprintf(p->source, sizeof(p->source), "urls:%s", real);
+	}
+	if (jf && jf->n_tables) {
+		p->tables = jf->tables;
+		p->n_tables = jf->n_tables;
+		return 0;
+	}
+	p->single = calloc(1, sizeof(*p->single));
+	if (!p->single || !(p->single->name = strdup(o->table))) {
+		fprintf(stderr, "ringfill run: out of memory\n");
+		return EXIT_FATAL;
+	}
 	json_error_t e;
-	if (json_path_compile(o->rows, rows, &e)) {
+	if (json_path_compile(o->rows, &p->single->rows, &e)) {
 		fprintf(stderr, "ringfill run: --rows '%s': at byte %zu: %s\n", o->rows, e.offset,
 		        e.reason);
 		return EXIT_USAGE;
 	}
-	if (access(o->urls, R_OK)) {
-		fprintf(stderr, "ringfill run: %s: %s\n", o->urls, strerror(errno));
+	p->tables = p->single;
+	p->n_tables = 1;
+	return 0;
+}
+
+static void plan_free(plan_t *p)
+{
+	table_specs_free(p->single, p->single ? 1 : 0);
+	jobfile_free(p->jf);
+}
+
+/* Checks everything a usage error could be before anything is written. */
+static int run_check_inputs(run_opts_t *o, plan_t *p)
+{
+	int r = plan_make(o, p);
+	if (r)
+		return r;
+	if (access(p->input, R_OK)) {
+		fprintf(stderr, "ringfill run: %s: %s\n", p->input, strerror(errno));
 		return EXIT_USAGE;
 	}
 	if (o->cacert && access(o->cacert, R_OK)) {
@@ -125,22 +217,29 @@ static int run_check_inputs(run_opts_t *o, json_path_t **rows)
 }
 
 /* The run proper: the writer thread and the loop, then the exit code. */
-static int run_backfill(const run_opts_t *o, store_t *st, const char *source,
-                        const json_path_t *rows, uint64_t pending)
+static int run_backfill(const run_opts_t *o, store_t *st, const plan_t *p, uint64_t pending)
 {
 	pipe_t *pipe = calloc(1, sizeof *pipe);
-	if (!pipe)
+	json_parser_t *vars_parser = json_parser_new(0);
+	if (!pipe || !vars_parser) {
+		free(pipe);
+		json_parser_free(vars_parser);
 		return EXIT_FATAL;
+	}
 	pipe->loop_eventfd = eventfd(0, EFD_CLOEXEC);
-	writer_config_t wc = {o->table, source, o->commit_rows, o->commit_ms};
+	writer_config_t wc = {.table = p->tables[0].name, .source = p->source,
+	                      .commit_rows = o->commit_rows, .commit_ms = o->commit_ms,
+	                      .tables = p->tables, .n_tables = p->n_tables};
 	writer_t *w = NULL;
 	int r = pipe->loop_eventfd < 0 ? -errno : writer_start(st, &wc, pipe, &w);
 	if (r) {
 		fprintf(stderr, "ringfill run: cannot start the writer: %s\n", strerror(-r));
 		free(pipe);
+		json_parser_free(vars_parser);
 		return EXIT_FATAL;
 	}
-	loop_config_t lc = {o, pipe, rows, pending};
+	loop_config_t lc = {.opts = o, .pipe = pipe, .tables = p->tables, .n_tables = p->n_tables,
+	                    .vars_parser = vars_parser, .jobs_total = pending};
 	loop_result_t res;
 	int lr = loop_run(&lc, &res);
 	if (lr) { /* the loop never started: tell the writer to finish */
@@ -169,6 +268,50 @@ static int run_backfill(const run_opts_t *o, store_t *st, const char *source,
 	ring_destroy(&pipe->to_loop);
 	close(pipe->loop_eventfd);
 	free(pipe);
+	json_parser_free(vars_parser);
+	return code;
+}
+
+/* The database, the import of the source, the run, the exit code. */
+static int run_store(run_opts_t *o, const plan_t *p)
+{
+	char err[STORE_ERR_BYTES];
+	store_t *st;
+	if (store_open(o->db, &st, err, sizeof err)) {
+		fprintf(stderr, "ringfill run: %s\n", err);
+		return EXIT_FATAL;
+	}
+	store_import_t imp;
+	store_counts_t counts;
+	int code;
+	if (store_import(st, p->source, p->input, p->tmpl.url ? &p->tmpl : NULL, &imp, err,
+	                 sizeof err) ||
+	    store_job_counts(st, p->source, &counts, err, sizeof err)) {
+		fprintf(stderr, "ringfill run: %s\n", err);
+		code = EXIT_FATAL;
+	} else {
+		if (o->out != OUT_QUIET)
+			fprintf(stderr,
+			        "ringfill: %s: %llu %s (%llu new, %llu malformed); %llu jobs to fetch, "
+			        "%llu already done\n",
+			        p->input, (unsigned long long)imp.lines, p->tmpl.url ? "keys" : "URLs",
+			        (unsigned long long)imp.added, (unsigned long long)imp.malformed,
+			        (unsigned long long)counts.pending, (unsigned long long)counts.done);
+		code = run_backfill(o, st, p, counts.pending);
+		if (code == EXIT_OK) {
+			if (store_job_counts(st, p->source, &counts, err, sizeof err)) {
+				fprintf(stderr, "ringfill run: %s\n", err);
+				code = EXIT_FATAL;
+			} else if (counts.failed || counts.pending) {
+				code = EXIT_JOBS_FAILED;
+				if (o->out != OUT_QUIET)
+					fprintf(stderr,
+					        "ringfill: %llu jobs failed (see: ringfill status %s)\n",
+					        (unsigned long long)counts.failed, o->db);
+			}
+		}
+	}
+	store_close(st);
 	return code;
 }
 
@@ -178,16 +321,27 @@ static int run_main(int argc, char **argv)
 	int r = options_parse_run(argc, argv, &o);
 	if (r)
 		return r == 1 ? EXIT_OK : EXIT_USAGE;
-	if (options_proxy_from_env(&o))
-		return EXIT_USAGE;
-	json_path_t *rows = NULL;
-	if ((r = run_check_inputs(&o, &rows))) {
-		json_path_free(rows);
-		return r;
+	plan_t plan;
+	memset(&plan, 0, sizeof plan);
+	if (o.jobfile) {
+		char err[JOBFILE_ERR_BYTES];
+		if (jobfile_load(o.jobfile, &plan.jf, err, sizeof err)) {
+			fprintf(stderr, "ringfill run: %s\n", err);
+			return EXIT_USAGE;
+		}
+		if (jobfile_apply(plan.jf, &o)) {
+			plan_free(&plan);
+			return EXIT_USAGE;
+		}
+	}
+	if (options_proxy_from_env(&o) || (r = run_check_inputs(&o, &plan))) {
+		plan_free(&plan);
+		return r ? r : EXIT_USAGE;
 	}
 	if (o.dry_run) {
-		json_path_free(rows);
-		return dry_run(&o);
+		r = dry_run(&o, &plan);
+		plan_free(&plan);
+		return r;
 	}
 	static char raw[PATH_MAX];
 	if (o.raw) {
@@ -197,52 +351,13 @@ static int run_main(int argc, char **argv)
 		o.raw = raw;
 		if ((r = make_dirs(o.raw))) {
 			fprintf(stderr, "ringfill run: --raw %s: %s\n", o.raw, strerror(-r));
-			json_path_free(rows);
+			plan_free(&plan);
 			return EXIT_FATAL;
 		}
 	}
-	char real[PATH_MAX], source[PATH_MAX + 8], err[STORE_ERR_BYTES];
-	if (!realpath(o.urls, real))
-		snprintf(real, sizeof real, "%s", o.urls);
-	snprintf(source, sizeof source, "urls:%s", real);
-	store_t *st;
-	if (store_open(o.db, &st, err, sizeof err)) {
-		fprintf(stderr, "ringfill run: %s\n", err);
-		json_path_free(rows);
-		return EXIT_FATAL;
-	}
-	store_import_t imp;
-	store_counts_t counts;
-	int code;
-	if (store_import_urls(st, source, o.urls, &imp, err, sizeof err) ||
-	    store_job_counts(st, source, &counts, err, sizeof err)) {
-		fprintf(stderr, "ringfill run: %s\n", err);
-		code = EXIT_FATAL;
-	} else {
-		if (o.out != OUT_QUIET)
-			fprintf(stderr,
-			        "ringfill: %s: %llu URLs (%llu new, %llu malformed); %llu jobs to fetch, "
-			        "%llu already done\n",
-			        o.urls, (unsigned long long)imp.lines, (unsigned long long)imp.added,
-			        (unsigned long long)imp.malformed, (unsigned long long)counts.pending,
-			        (unsigned long long)counts.done);
-		code = run_backfill(&o, st, source, rows, counts.pending);
-		if (code == EXIT_OK) {
-			if (store_job_counts(st, source, &counts, err, sizeof err)) {
-				fprintf(stderr, "ringfill run: %s\n", err);
-				code = EXIT_FATAL;
-			} else if (counts.failed || counts.pending) {
-				code = EXIT_JOBS_FAILED;
-				if (o.out != OUT_QUIET)
-					fprintf(stderr,
-					        "ringfill: %llu jobs failed (see: ringfill status %s)\n",
-					        (unsigned long long)counts.failed, o.db);
-			}
-		}
-	}
-	store_close(st);
-	json_path_free(rows);
-	return code;
+	r = run_store(&o, &plan);
+	plan_free(&plan);
+	return r;
 }
 
 int main(int argc, char **argv)

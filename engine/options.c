@@ -19,7 +19,7 @@
 void options_usage(FILE *f)
 {
 	fputs(
-	    "usage: ringfill run --urls FILE [options]\n"
+	    "usage: ringfill run [JOB.json] [--urls FILE] [options]\n"
 	    "       ringfill status [--json] DB\n"
 	    "       ringfill parse [--select PATH]... [--ndjson] FILE\n"
 	    "       ringfill bench [SUITE...] [--runs N] [--json FILE] [--baseline FILE\n"
@@ -28,6 +28,8 @@ void options_usage(FILE *f)
 	    "\n"
 	    "run: fetch every URL of FILE over HTTPS and load the JSON records into SQLite.\n"
 	    "Running the same command again resumes: finished jobs are never fetched twice.\n"
+	    "  JOB.json            a job file: source, tables with columns, keys and modes,\n"
+	    "                      http settings (docs/jobfile.md); flags override it\n"
 	    "  --urls FILE         one https URL per line ('#' comments and blank lines are\n"
 	    "                      ignored), or NDJSON lines {\"url\": ..., \"key\": ...}\n"
 	    "  --db FILE           SQLite database for job state and data (ringfill.db)\n"
@@ -116,19 +118,19 @@ static int parse_bytes(const char *flag, const char *s, uint64_t *out)
 /* Appends "Name: value\r\n" with $VAR / ${VAR} expanded from the environment.
  * A missing variable is an error: sending an empty token silently would be
  * worse. The expanded value is never printed. */
-static int add_header(run_opts_t *o, const char *h)
+int options_add_header(run_opts_t *o, const char *from, const char *h)
 {
 	const char *colon = strchr(h, ':');
 	if (!colon || colon == h)
-		return bad("--header", h, "expected 'Name: value'");
+		return bad(from, h, "expected 'Name: value'");
 	for (const char *p = h; p < colon; p++)
 		if (!isgraph((unsigned char)*p))
-			return bad("--header", h, "bad character in header name");
+			return bad(from, h, "bad character in header name");
 	char *dst = o->headers + o->headers_len;
 	char *lim = o->headers + sizeof o->headers - 3; /* room for CRLF and NUL */
 	for (const char *p = h; *p; p++) {
 		if (*p == '\r' || *p == '\n')
-			return bad("--header", h, "header contains a line break");
+			return bad(from, h, "header contains a line break");
 		if (*p == '$' && (p[1] == '{' || isalpha((unsigned char)p[1]) || p[1] == '_')) {
 			char name[128];
 			size_t n = 0;
@@ -138,25 +140,25 @@ static int add_header(run_opts_t *o, const char *h)
 				name[n++] = *q++;
 			name[n] = 0;
 			if (braced && *q++ != '}')
-				return bad("--header", h, "unterminated ${VAR}");
+				return bad(from, h, "unterminated ${VAR}");
 			const char *val = getenv(name);
 			if (!val) {
-				fprintf(stderr, "ringfill run: --header: environment variable %s is not set\n",
+				fprintf(stderr, "ringfill run: %s: environment variable %s is not set\n", from,
 				        name);
 				return 2;
 			}
 			size_t vl = strlen(val);
 			if (strpbrk(val, "\r\n"))
-				return bad("--header", name, "variable contains a line break");
+				return bad(from, name, "variable contains a line break");
 			if (dst + vl > lim)
-				return bad("--header", "...", "headers too long");
+				return bad(from, "...", "headers too long");
 			memcpy(dst, val, vl);
 			dst += vl;
 			p = q - 1;
 			continue;
 		}
 		if (dst >= lim)
-			return bad("--header", "...", "headers too long");
+			return bad(from, "...", "headers too long");
 		*dst++ = *p;
 	}
 	*dst++ = '\r';
@@ -164,6 +166,20 @@ static int add_header(run_opts_t *o, const char *h)
 	*dst = 0;
 	o->headers_len = (size_t)(dst - o->headers);
 	return 0;
+}
+
+bool options_has_header(const run_opts_t *o, const char *name, size_t name_len)
+{
+	for (const char *p = o->headers; *p;) {
+		const char *colon = strchr(p, ':');
+		if (colon && (size_t)(colon - p) == name_len && !strncasecmp(p, name, name_len))
+			return true;
+		const char *eol = strstr(p, "\r\n");
+		if (!eol)
+			break;
+		p = eol + 2;
+	}
+	return false;
 }
 
 enum {
@@ -225,16 +241,24 @@ static int parse_value_opt(run_opts_t *o, int c, const char *name, const char *v
 {
 	uint32_t loops;
 	switch (c) {
-	case O_CONCURRENCY: return parse_u32(name, v, 1, 65536, &o->concurrency);
-	case O_PER_HOST: return parse_u32(name, v, 1, 65536, &o->per_host);
-	case O_RETRIES: return parse_u32(name, v, 1, 1000, &o->retries);
+	case O_CONCURRENCY:
+		o->set |= OPT_SET_CONCURRENCY;
+		return parse_u32(name, v, 1, 65536, &o->concurrency);
+	case O_PER_HOST:
+		o->set |= OPT_SET_PER_HOST;
+		return parse_u32(name, v, 1, 65536, &o->per_host);
+	case O_RETRIES:
+		o->set |= OPT_SET_RETRIES;
+		return parse_u32(name, v, 1, 1000, &o->retries);
 	case O_RETRY_BASE: return parse_secs(name, v, 0.0, 86400.0, &o->retry_base_s);
 	case O_RETRY_MAX: return parse_secs(name, v, 0.0, 86400.0, &o->retry_max_s);
-	case O_TIMEOUT: return parse_secs(name, v, 0.01, 86400.0, &o->timeout_s);
+	case O_TIMEOUT:
+		o->set |= OPT_SET_TIMEOUT;
+		return parse_secs(name, v, 0.01, 86400.0, &o->timeout_s);
 	case O_MAX_BODY: return parse_bytes(name, v, &o->body_bytes_max);
 	case O_COMMIT_ROWS: return parse_u32(name, v, 1, 100000000, &o->commit_rows);
 	case O_COMMIT_MS: return parse_u32(name, v, 1, 3600000, &o->commit_ms);
-	case O_HEADER: return add_header(o, v);
+	case O_HEADER: return options_add_header(o, "--header", v);
 	case O_LOOPS:
 		if (parse_u32(name, v, 1, 64, &loops))
 			return 2;
@@ -252,7 +276,7 @@ int options_parse_run(int argc, char **argv, run_opts_t *o)
 	opterr = 0;
 	for (;;) {
 		int idx = 0;
-		int c = getopt_long(argc, argv, "+", run_longopts, &idx);
+		int c = getopt_long(argc, argv, "-", run_longopts, &idx);
 		if (c == -1)
 			break;
 		if (c == '?' || c == ':') {
@@ -261,14 +285,23 @@ int options_parse_run(int argc, char **argv, run_opts_t *o)
 			        optopt ? "option needs a value" : "unknown option", arg);
 			return 2;
 		}
+		if (c == 1) { /* "-": a positional argument, in place */
+			if (o->jobfile) {
+				fprintf(stderr, "ringfill run: unexpected argument '%s' (one job file only)\n",
+				        optarg);
+				return 2;
+			}
+			o->jobfile = optarg;
+			continue;
+		}
 		const char *name = run_longopts[idx].name;
 		switch (c) {
-		case O_URLS: o->urls = optarg; break;
-		case O_DB: o->db = optarg; break;
-		case O_RAW: o->raw = optarg; break;
-		case O_ROWS: o->rows = optarg; break;
-		case O_TABLE: o->table = optarg; break;
-		case O_CACERT: o->cacert = optarg; break;
+		case O_URLS: o->urls = optarg, o->set |= OPT_SET_URLS; break;
+		case O_DB: o->db = optarg, o->set |= OPT_SET_DB; break;
+		case O_RAW: o->raw = optarg, o->set |= OPT_SET_RAW; break;
+		case O_ROWS: o->rows = optarg, o->set |= OPT_SET_ROWS; break;
+		case O_TABLE: o->table = optarg, o->set |= OPT_SET_TABLE; break;
+		case O_CACERT: o->cacert = optarg, o->set |= OPT_SET_CACERT; break;
 		case O_NDJSON: o->ndjson = true; break;
 		case O_DOWNLOAD_ONLY: o->download_only = true; break;
 		case O_DRY_RUN: o->dry_run = true; break;
@@ -284,17 +317,20 @@ int options_parse_run(int argc, char **argv, run_opts_t *o)
 				return 2;
 		}
 	}
-	if (optind < argc) {
+	if (optind < argc) { /* after "--" */
+		fprintf(stderr, "ringfill run: unexpected argument '%s'\n", argv[optind]);
+		return 2;
+	}
+	if (!o->urls && !o->jobfile) {
 		fprintf(stderr,
-		        "ringfill run: unexpected argument '%s' (job files are not supported in "
-		        "this version; use --urls)\n",
-		        argv[optind]);
+		        "ringfill run: a job file or --urls FILE is required (see ringfill --help)\n");
 		return 2;
 	}
-	if (!o->urls) {
-		fprintf(stderr, "ringfill run: --urls FILE is required (see ringfill --help)\n");
-		return 2;
-	}
+	return o->jobfile ? 0 : options_check_run(o);
+}
+
+int options_check_run(run_opts_t *o)
+{
 	if (o->download_only && !o->raw) {
 		fprintf(stderr, "ringfill run: --download-only needs --raw DIR\n");
 		return 2;

@@ -9,10 +9,12 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* FIELD_INT/FIELD_REAL values are memcpy'd in host order; the encoding says
  * little-endian, which every Linux target we build for is. */
@@ -20,6 +22,56 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "batch encoding is lit
 
 #define BATCH_FIELD_HEADER_BYTES 7u /* u8 type + u16 name length + u32 value length */
 #define BATCH_NAMESET_SLOTS_MIN 64u /* per-row duplicate-name check, grows as needed */
+/* A string longer than this is not a number or a boolean when a column
+ * converts it (the longest exact int64 or double spelling is far shorter). */
+#define BATCH_CONVERT_TEXT_BYTES_MAX 64u
+
+void table_specs_free(table_spec_t *t, uint32_t n)
+{
+	if (!t)
+		return;
+	for (uint32_t i = 0; i < n; i++) {
+		for (uint32_t c = 0; c < t[i].n_cols; c++) {
+			free(t[i].cols[c].name);
+			free(t[i].cols[c].expr);
+			free(t[i].cols[c].var);
+			json_path_free(t[i].cols[c].path);
+		}
+		for (uint32_t k = 0; k < t[i].n_key; k++)
+			free(t[i].key[k]);
+		for (uint32_t k = 0; k < t[i].n_null_if; k++)
+			free(t[i].null_if[k]);
+		free(t[i].cols);
+		free(t[i].key);
+		free(t[i].null_if);
+		free(t[i].name);
+		json_path_free(t[i].rows);
+	}
+	free(t);
+}
+
+const char *column_type_name(column_type_t t)
+{
+	switch (t) {
+	case COLUMN_AUTO: return "auto";
+	case COLUMN_TEXT: return "text";
+	case COLUMN_INTEGER: return "integer";
+	case COLUMN_REAL: return "real";
+	case COLUMN_JSON: return "json";
+	case COLUMN_BOOLEAN: return "boolean";
+	}
+	return "?";
+}
+
+const char *table_mode_name(table_mode_t m)
+{
+	switch (m) {
+	case TABLE_APPEND: return "append";
+	case TABLE_UPSERT: return "upsert";
+	case TABLE_IGNORE: return "ignore";
+	}
+	return "?";
+}
 
 batch_t *batch_new(batch_kind_t kind, int64_t job_id)
 {
@@ -69,8 +121,12 @@ void batch_fail(batch_t *b, error_class_t cls, const char *fmt, ...)
 typedef struct {
 	batch_t *b;
 	const char *reason;
+	const table_spec_t *spec; /* the table being filled; NULL: inferred, no null_if */
+	uint32_t table;           /* its index, written at the start of each row */
+	const json_doc_t *vars;   /* the job's variables, or NULL */
 	char name[BATCH_COLUMN_NAME_BYTES_MAX + 1];
 	size_t row_start;   /* offset of the current row's field count */
+	size_t field_start; /* offset of the type byte of the field being written */
 	uint32_t row_fields;
 	uint32_t *set;      /* open addressing: name offset + 1, 0 = empty */
 	uint32_t set_slots; /* power of two, kept at least twice row_fields */
@@ -143,6 +199,7 @@ static int field_begin(flat_ctx_t *c, field_type_t type, size_t name_len, size_t
 		return -1;
 	}
 	size_t start = r->len;
+	c->field_start = start;
 	uint8_t t = (uint8_t)type;
 	uint16_t nl = (uint16_t)name_len;
 	r->data[r->len++] = (char)t;
@@ -183,6 +240,19 @@ static int field_fixed(flat_ctx_t *c, field_type_t type, size_t name_len, const 
 	return 0;
 }
 
+/* True when the table turns this string value into NULL. */
+static bool is_null_if(const flat_ctx_t *c, const char *s, size_t n)
+{
+	if (!c->spec)
+		return false;
+	for (uint32_t i = 0; i < c->spec->n_null_if; i++) {
+		const char *v = c->spec->null_if[i];
+		if (strlen(v) == n && memcmp(v, s, n) == 0)
+			return true;
+	}
+	return false;
+}
+
 /* A string, unescaped straight into the buffer: the unescaped text is never
  * longer than the quoted source text. */
 static int field_string(flat_ctx_t *c, const json_doc_t *d, uint32_t n, size_t name_len)
@@ -193,7 +263,10 @@ static int field_string(flat_ctx_t *c, const json_doc_t *d, uint32_t n, size_t n
 	json_buf_t *r = &c->b->rows;
 	size_t got = json_string_get(d, n, r->data + r->len, cap);
 	assert(got <= cap);
-	r->len += got;
+	if (is_null_if(c, r->data + r->len, got))
+		r->data[c->field_start] = (char)FIELD_NULL; /* value length stays 0 */
+	else
+		r->len += got;
 	field_end(c, len_off);
 	return 0;
 }
@@ -281,19 +354,36 @@ static int flatten_object(flat_ctx_t *c, const json_doc_t *d, uint32_t obj, size
 	return 0;
 }
 
-static int add_row(void *ctx, const json_doc_t *d, uint32_t node)
+/* Starts a row: its table index and a field count filled in by row_end. */
+static int row_begin(flat_ctx_t *c)
 {
-	flat_ctx_t *c = ctx;
 	json_buf_t *r = &c->b->rows;
-	if (json_buf_reserve(r, sizeof(uint32_t)) != 0) {
+	if (json_buf_reserve(r, 2 * sizeof(uint32_t)) != 0) {
 		c->reason = "out of memory";
 		return -1;
 	}
+	memcpy(r->data + r->len, &c->table, sizeof(c->table));
+	r->len += sizeof(c->table);
 	c->row_start = r->len;
 	c->row_fields = 0;
 	if (c->set)
 		memset(c->set, 0, c->set_slots * sizeof(*c->set));
 	r->len += sizeof(uint32_t);
+	return 0;
+}
+
+static void row_end(flat_ctx_t *c)
+{
+	memcpy(c->b->rows.data + c->row_start, &c->row_fields, sizeof(c->row_fields));
+	c->b->n_rows++;
+}
+
+/* An inferred row: the selected node flattened (DESIGN §4). */
+static int add_row(void *ctx, const json_doc_t *d, uint32_t node)
+{
+	flat_ctx_t *c = ctx;
+	if (row_begin(c) != 0)
+		return -1;
 	int rc;
 	if (json_type(d, node) == JSON_OBJECT) {
 		rc = flatten_object(c, d, node, 0);
@@ -303,8 +393,248 @@ static int add_row(void *ctx, const json_doc_t *d, uint32_t node)
 	}
 	if (rc != 0)
 		return -1;
-	memcpy(r->data + c->row_start, &c->row_fields, sizeof(c->row_fields));
-	c->b->n_rows++;
+	row_end(c);
+	return 0;
+}
+
+/* ---- declared columns: one value each, converted to the column's type --- */
+
+typedef struct {
+	uint32_t node;
+} first_t;
+
+static int take_first(void *ctx, const json_doc_t *d, uint32_t node)
+{
+	(void)d;
+	((first_t *)ctx)->node = node;
+	return 1; /* a column holds one value: the first the path selects */
+}
+
+/* The unescaped string into buf (cap bytes, NUL-terminated); false when it
+ * is longer, so it cannot spell a number or a boolean. */
+static bool short_string(const json_doc_t *d, uint32_t n, char *buf, size_t cap)
+{
+	size_t got = json_string_get(d, n, buf, cap - 1);
+	if (got >= cap)
+		return false;
+	buf[got] = '\0';
+	return true;
+}
+
+/* A double that is a whole number within int64. */
+static bool double_to_int64(double x, int64_t *out)
+{
+	if (!isfinite(x) || x != floor(x) || x < -9223372036854775808.0 ||
+	    x >= 9223372036854775808.0)
+		return false;
+	*out = (int64_t)x;
+	return true;
+}
+
+/* The whole of s as an integer (decimal, or a number with a zero fraction
+ * such as "3.0" or "1e3"); leading or trailing spaces make it not one. */
+static bool text_to_int64(const char *s, int64_t *out)
+{
+	if (!*s || *s == ' ')
+		return false;
+	char *end;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (!*end && !errno) {
+		*out = v;
+		return true;
+	}
+	double x = strtod(s, &end);
+	return !*end && double_to_int64(x, out);
+}
+
+static bool text_to_double(const char *s, double *out)
+{
+	if (!*s || *s == ' ')
+		return false;
+	char *end;
+	double x = strtod(s, &end);
+	if (*end || !isfinite(x))
+		return false;
+	*out = x;
+	return true;
+}
+
+static int emit_null(flat_ctx_t *c, size_t name_len)
+{
+	return field_fixed(c, FIELD_NULL, name_len, NULL, 0);
+}
+
+static int emit_int(flat_ctx_t *c, size_t name_len, int64_t v)
+{
+	return field_fixed(c, FIELD_INT, name_len, &v, sizeof(v));
+}
+
+static int convert_integer(flat_ctx_t *c, const json_doc_t *d, uint32_t n, size_t name_len)
+{
+	char buf[BATCH_CONVERT_TEXT_BYTES_MAX];
+	int64_t v;
+	double x;
+	switch (json_type(d, n)) {
+	case JSON_TRUE: return emit_int(c, name_len, 1);
+	case JSON_FALSE: return emit_int(c, name_len, 0);
+	case JSON_NUMBER:
+		if (json_number_int64(d, n, &v) == 0 ||
+		    (json_number_double(d, n, &x) == 0 && double_to_int64(x, &v)))
+			return emit_int(c, name_len, v);
+		break;
+	case JSON_STRING:
+		if (short_string(d, n, buf, sizeof(buf)) && text_to_int64(buf, &v))
+			return emit_int(c, name_len, v);
+		break;
+	default: break;
+	}
+	return emit_null(c, name_len);
+}
+
+static int convert_real(flat_ctx_t *c, const json_doc_t *d, uint32_t n, size_t name_len)
+{
+	char buf[BATCH_CONVERT_TEXT_BYTES_MAX];
+	double x;
+	switch (json_type(d, n)) {
+	case JSON_TRUE:
+	case JSON_FALSE:
+		x = json_type(d, n) == JSON_TRUE ? 1.0 : 0.0;
+		return field_fixed(c, FIELD_REAL, name_len, &x, sizeof(x));
+	case JSON_NUMBER:
+		if (json_number_double(d, n, &x) == 0 && isfinite(x))
+			return field_fixed(c, FIELD_REAL, name_len, &x, sizeof(x));
+		break;
+	case JSON_STRING:
+		if (short_string(d, n, buf, sizeof(buf)) && text_to_double(buf, &x))
+			return field_fixed(c, FIELD_REAL, name_len, &x, sizeof(x));
+		break;
+	default: break;
+	}
+	return emit_null(c, name_len);
+}
+
+static int convert_boolean(flat_ctx_t *c, const json_doc_t *d, uint32_t n, size_t name_len)
+{
+	char buf[BATCH_CONVERT_TEXT_BYTES_MAX];
+	int64_t v;
+	int t = -1;
+	switch (json_type(d, n)) {
+	case JSON_TRUE: t = 1; break;
+	case JSON_FALSE: t = 0; break;
+	case JSON_NUMBER:
+		if (json_number_int64(d, n, &v) == 0 && (v == 0 || v == 1))
+			t = (int)v;
+		break;
+	case JSON_STRING:
+		if (!short_string(d, n, buf, sizeof(buf)))
+			break;
+		if (!strcasecmp(buf, "true") || !strcmp(buf, "1"))
+			t = 1;
+		else if (!strcasecmp(buf, "false") || !strcmp(buf, "0"))
+			t = 0;
+		break;
+	default: break;
+	}
+	if (t < 0)
+		return emit_null(c, name_len);
+	uint8_t b = (uint8_t)t;
+	return field_fixed(c, FIELD_BOOL, name_len, &b, 1);
+}
+
+/* Text: strings as they are; numbers exactly as written; true/false as
+ * words; arrays and objects as compact JSON. */
+static int convert_text(flat_ctx_t *c, const json_doc_t *d, uint32_t n, size_t name_len)
+{
+	const json_node_t *node = &d->nodes[n];
+	switch (json_type(d, n)) {
+	case JSON_STRING: return field_string(c, d, n, name_len);
+	case JSON_NUMBER:
+		return field_fixed(c, FIELD_TEXT, name_len, d->src + node->start, node->len);
+	case JSON_TRUE: return field_fixed(c, FIELD_TEXT, name_len, "true", 4);
+	case JSON_FALSE: return field_fixed(c, FIELD_TEXT, name_len, "false", 5);
+	default: return field_json(c, d, n, name_len);
+	}
+}
+
+/* One declared column's value: node n of d, or JSON_NONE when the path
+ * selected nothing. */
+static int emit_column(flat_ctx_t *c, const column_spec_t *col, const json_doc_t *d, uint32_t n)
+{
+	size_t name_len = strlen(col->name);
+	assert(name_len <= BATCH_COLUMN_NAME_BYTES_MAX);
+	memcpy(c->name, col->name, name_len);
+	if (n == JSON_NONE || json_type(d, n) == JSON_NULL)
+		return emit_null(c, name_len);
+	if (json_type(d, n) == JSON_STRING && c->spec->n_null_if) {
+		char buf[BATCH_NULL_IF_BYTES_MAX];
+		size_t got = json_string_get(d, n, buf, sizeof(buf));
+		if (got <= sizeof(buf) && is_null_if(c, buf, got))
+			return emit_null(c, name_len);
+	}
+	switch (col->type) {
+	case COLUMN_TEXT: return convert_text(c, d, n, name_len);
+	case COLUMN_INTEGER: return convert_integer(c, d, n, name_len);
+	case COLUMN_REAL: return convert_real(c, d, n, name_len);
+	case COLUMN_BOOLEAN: return convert_boolean(c, d, n, name_len);
+	case COLUMN_JSON: return field_json(c, d, n, name_len);
+	case COLUMN_AUTO:
+		if (json_type(d, n) == JSON_OBJECT)
+			return field_json(c, d, n, name_len);
+		return flatten_value(c, d, n, name_len);
+	}
+	c->reason = "unknown column type";
+	return -1;
+}
+
+/* A declared row: every column of the spec, in order, NULL when missing. */
+static int add_declared_row(void *ctx, const json_doc_t *d, uint32_t node)
+{
+	flat_ctx_t *c = ctx;
+	if (row_begin(c) != 0)
+		return -1;
+	for (uint32_t i = 0; i < c->spec->n_cols; i++) {
+		const column_spec_t *col = &c->spec->cols[i];
+		const json_doc_t *src = d;
+		first_t f = {JSON_NONE};
+		if (col->from == COLUMN_FROM_VAR) {
+			src = c->vars;
+			if (src && json_type(src, 0) == JSON_OBJECT)
+				f.node = json_object_get(src, 0, col->var, strlen(col->var));
+		} else {
+			/* A document path is walked again for every row: the paths are
+			 * short, and the walk costs less than a per-document cache would. */
+			json_path_each(col->path, d, col->from == COLUMN_FROM_ROW ? node : 0, take_first,
+			               &f);
+		}
+		if (emit_column(c, col, src, f.node) != 0)
+			return -1;
+	}
+	row_end(c);
+	return 0;
+}
+
+int batch_add_doc(batch_t *b, const table_spec_t *tables, uint32_t n_tables,
+                  const json_doc_t *doc, const json_doc_t *vars, const char **reason)
+{
+	assert(b && tables && doc && reason && n_tables <= BATCH_TABLES_MAX);
+	flat_ctx_t c = {.b = b, .vars = vars};
+	size_t len0 = b->rows.len;
+	uint32_t n_rows0 = b->n_rows;
+	int rc = 0;
+	for (uint32_t t = 0; t < n_tables && rc == 0; t++) {
+		c.spec = &tables[t];
+		c.table = t;
+		rc = json_path_each(tables[t].rows, doc, 0,
+		                    tables[t].n_cols ? add_declared_row : add_row, &c);
+	}
+	free(c.set);
+	if (rc != 0) {
+		b->rows.len = len0;
+		b->n_rows = n_rows0;
+		*reason = c.reason ? c.reason : "row extraction failed";
+		return -1;
+	}
 	return 0;
 }
 
@@ -334,14 +664,17 @@ void batch_iter_init(batch_iter_t *it, const batch_t *b)
 	it->b = b;
 	it->pos = 0;
 	it->row = 0;
+	it->table = 0;
 }
 
 int batch_next_row(batch_iter_t *it)
 {
 	if (it->row >= it->b->n_rows)
 		return -1;
-	assert(it->pos + sizeof(uint32_t) <= it->b->rows.len);
+	assert(it->pos + 2 * sizeof(uint32_t) <= it->b->rows.len);
 	uint32_t n;
+	memcpy(&it->table, it->b->rows.data + it->pos, sizeof(it->table));
+	it->pos += sizeof(it->table);
 	memcpy(&n, it->b->rows.data + it->pos, sizeof(n));
 	it->pos += sizeof(n);
 	it->row++;

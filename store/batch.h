@@ -19,6 +19,11 @@
 #define BATCH_ERROR_BYTES_MAX 512u
 #define BATCH_PATH_BYTES_MAX 4096u
 #define BATCH_COLUMN_NAME_BYTES_MAX 256u /* a flattened key longer than this is an error */
+#define BATCH_TABLES_MAX 64u             /* tables one document fills */
+#define BATCH_TABLE_COLUMNS_MAX 1000u    /* declared columns per table (SQLite allows 2000) */
+#define BATCH_KEY_COLUMNS_MAX 16u        /* columns in one table's key */
+#define BATCH_NULL_IF_MAX 64u            /* null_if values per table */
+#define BATCH_NULL_IF_BYTES_MAX 256u     /* the longest null_if value */
 
 typedef enum {
 	BATCH_JOB_DONE = 1,   /* rows + job done */
@@ -42,6 +47,59 @@ typedef enum {
 	FIELD_BOOL = 5, /* stored as INTEGER 0/1; 1 byte */
 } field_type_t;
 
+/* ---- what to extract: one spec per table ----------------------------------
+ * Built before the run (engine/jobfile.c, or main.c for --rows/--table) and
+ * read, never written, by the loop (extraction) and the writer (schema,
+ * keys, mode) for the whole run; whoever built them frees them with
+ * table_specs_free after both threads have stopped. */
+
+typedef enum {
+	COLUMN_FROM_ROW = 0, /* "@.x": relative to the selected row */
+	COLUMN_FROM_DOC,     /* "$.x": relative to the document root */
+	COLUMN_FROM_VAR,     /* "{name}": a job variable (manifest field, template key) */
+} column_from_t;
+
+typedef enum {
+	COLUMN_AUTO = 0, /* as inferred: string TEXT, number INTEGER/REAL, bool 0/1, else JSON */
+	COLUMN_TEXT,
+	COLUMN_INTEGER,
+	COLUMN_REAL,
+	COLUMN_JSON,
+	COLUMN_BOOLEAN,
+} column_type_t;
+
+typedef enum {
+	TABLE_APPEND = 0, /* plain INSERT */
+	TABLE_UPSERT,     /* a row whose key exists replaces its values */
+	TABLE_IGNORE,     /* a row whose key exists is dropped: the first one stays */
+} table_mode_t;
+
+typedef struct {
+	char *name;        /* the column */
+	char *expr;        /* as written in the job file */
+	column_from_t from;
+	json_path_t *path; /* ROW and DOC; NULL for VAR */
+	char *var;         /* VAR: the variable's name */
+	column_type_t type;
+} column_spec_t;
+
+typedef struct {
+	char *name;          /* the table */
+	json_path_t *rows;   /* selects the rows in each document */
+	column_spec_t *cols; /* NULL (n_cols 0): columns inferred, DESIGN §4 */
+	uint32_t n_cols;
+	char **key;          /* column names (flattened keys when inferred) */
+	uint32_t n_key;
+	table_mode_t mode;   /* UPSERT and IGNORE need a key */
+	char **null_if;      /* string values stored as NULL */
+	uint32_t n_null_if;
+} table_spec_t;
+
+/* Frees every spec's members and the array itself. */
+void table_specs_free(table_spec_t *t, uint32_t n);
+const char *column_type_name(column_type_t t);
+const char *table_mode_name(table_mode_t m);
+
 typedef struct batch {
 	struct batch *next; /* free for the holder's lists */
 	batch_kind_t kind;
@@ -53,9 +111,10 @@ typedef struct batch {
 	uint64_t body_bytes;                 /* bytes of the body as stored */
 	char sha256_hex[65];                 /* of the body as stored, "" if none */
 	char raw_path[BATCH_PATH_BYTES_MAX]; /* "" when --raw is not used */
-	/* Encoded rows: for each row a u32 field count, then per field:
-	 * u8 type, u16 name length, name bytes, u32 value length, value bytes.
-	 * Names are flattened column names ("user_name"). */
+	/* Encoded rows: for each row a u32 table index (into the table specs),
+	 * a u32 field count, then per field: u8 type, u16 name length, name
+	 * bytes, u32 value length, value bytes. Names are flattened keys
+	 * ("user_name") for inferred tables, column names for declared ones. */
 	uint32_t n_rows;
 	json_buf_t rows;
 } batch_t;
@@ -76,6 +135,17 @@ void batch_fail(batch_t *b, error_class_t cls, const char *fmt, ...)
 int batch_add_rows(batch_t *b, const json_doc_t *doc, const json_path_t *rows,
                    const char **reason);
 
+/* Appends the rows of every table in `tables` from one parsed document, table
+ * by table in order. Inferred tables flatten as batch_add_rows; declared
+ * columns take their value from the row, the document or `vars` (the job's
+ * variables as a parsed JSON object, or NULL: such columns are then NULL) and
+ * convert it to the column's type, NULL when it does not convert
+ * (docs/jobfile.md). String values equal to one of the table's null_if
+ * values are stored as NULL. Returns 0, or -1 with a static *reason and the
+ * batch as it was before the call. */
+int batch_add_doc(batch_t *b, const table_spec_t *tables, uint32_t n_tables,
+                  const json_doc_t *doc, const json_doc_t *vars, const char **reason);
+
 /* Iterating the encoded rows (used by the writer and by tests). */
 typedef struct {
 	field_type_t type;
@@ -89,11 +159,12 @@ typedef struct {
 	const batch_t *b;
 	size_t pos;
 	uint32_t row;
+	uint32_t table; /* the table index of the row batch_next_row returned last */
 } batch_iter_t;
 
 void batch_iter_init(batch_iter_t *it, const batch_t *b);
-/* Next row: returns its field count and sets *fields_pos for batch_next_field,
- * or -1 when no row is left. */
+/* Next row: returns its field count and sets it->table; its fields follow
+ * through batch_next_field. -1 when no row is left. */
 int batch_next_row(batch_iter_t *it);
 void batch_next_field(batch_iter_t *it, batch_field_t *f);
 

@@ -158,7 +158,7 @@ int store_open(const char *path, store_t **out, char *err, size_t err_cap)
 		goto fail;
 	if (sqlite3_exec(st->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v3(st->db,
-	                       "SELECT id, attempts, url, key FROM _ringfill_jobs"
+	                       "SELECT id, attempts, url, key, vars FROM _ringfill_jobs"
 	                       " WHERE source=?1 AND state='pending' AND id>?2"
 	                       " ORDER BY id LIMIT ?3",
 	                       -1, SQLITE_PREPARE_PERSISTENT, &st->fetch, NULL) != SQLITE_OK) {
@@ -384,7 +384,10 @@ static int import_line(import_t *im, unsigned long lineno, const char *line, siz
 	return insert_job(im, line, len, line, len, NULL);
 }
 
-static int import_stream(import_t *im, FILE *f, char *buf)
+static int import_key(import_t *im, const store_template_t *t, unsigned long lineno,
+                      const char *key, size_t len, int too_long);
+
+static int import_stream(import_t *im, const store_template_t *t, FILE *f, char *buf)
 {
 	unsigned long lineno = 0;
 	long n;
@@ -399,7 +402,9 @@ static int import_stream(import_t *im, FILE *f, char *buf)
 		if (a == b || buf[a] == '#')
 			continue;
 		buf[b] = '\0';
-		if (import_line(im, lineno, buf + a, b - a, too_long) != 0)
+		int rc = t ? import_key(im, t, lineno, buf + a, b - a, too_long)
+		           : import_line(im, lineno, buf + a, b - a, too_long);
+		if (rc != 0)
 			return -1;
 	}
 	if (ferror(f)) {
@@ -436,8 +441,8 @@ static int requeue_transient(import_t *im, const char *source)
 	return 0;
 }
 
-int store_import_urls(store_t *st, const char *source, const char *file,
-                      store_import_t *res, char *err, size_t err_cap)
+int store_import(store_t *st, const char *source, const char *file,
+                 const store_template_t *tmpl, store_import_t *res, char *err, size_t err_cap)
 {
 	memset(res, 0, sizeof(*res));
 	import_t im = {.st = st, .file = file, .res = res, .now = unix_now(), .err = err,
@@ -464,7 +469,7 @@ int store_import_urls(store_t *st, const char *source, const char *file,
 		goto out;
 	}
 	sqlite3_bind_text(im.ins, 1, source, -1, SQLITE_STATIC);
-	rc = import_stream(&im, f, buf);
+	rc = import_stream(&im, tmpl, f, buf);
 	if (rc == 0)
 		rc = requeue_transient(&im, source);
 	if (rc == 0 && sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
@@ -482,6 +487,91 @@ out:
 	return rc;
 }
 
+/* ---- URL template x key list ------------------------------------------- */
+
+/* Percent-encodes key into out (RFC 3986: unreserved bytes stay, every
+ * other byte becomes %XX), so a key can never add a path segment, a query
+ * or a fragment to the URL. Returns the length, or -1 when it does not fit. */
+static long percent_encode(const char *key, size_t len, char *out, size_t cap)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t n = 0;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)key[i];
+		bool keep = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		            c == '-' || c == '.' || c == '_' || c == '~';
+		if (n + (keep ? 1 : 3) >= cap)
+			return -1;
+		if (keep) {
+			out[n++] = (char)c;
+		} else {
+			out[n++] = '%';
+			out[n++] = hex[c >> 4];
+			out[n++] = hex[c & 15];
+		}
+	}
+	out[n] = '\0';
+	return (long)n;
+}
+
+/* {"NAME":"key"}, the key escaped as a JSON string. */
+static int template_vars(json_buf_t *vars, const char *name, size_t name_len, const char *key,
+                         size_t key_len)
+{
+	vars->len = 0;
+	if (json_buf_append(vars, "{\"", 2) || json_buf_append(vars, name, name_len) ||
+	    json_buf_append(vars, "\":\"", 3))
+		return -ENOMEM;
+	for (size_t i = 0; i < key_len; i++) {
+		unsigned char c = (unsigned char)key[i];
+		char esc[8];
+		int n = 0;
+		if (c == '"' || c == '\\')
+			n = snprintf(esc, sizeof(esc), "\\%c", c);
+		else if (c < 0x20)
+			n = snprintf(esc, sizeof(esc), "\\u%04x", c);
+		if (n ? json_buf_append(vars, esc, (size_t)n) : json_buf_append(vars, key + i, 1))
+			return -ENOMEM;
+	}
+	return json_buf_append(vars, "\"}", 2);
+}
+
+/* One key line: the template's {NAME} replaced by the encoded key. */
+static int import_key(import_t *im, const store_template_t *t, unsigned long lineno,
+                      const char *key, size_t len, int too_long)
+{
+	char reason[STORE_ERR_BYTES], enc[URL_BYTES_MAX + 1], url[URL_BYTES_MAX + 1];
+	const char *open = strchr(t->url, '{'), *close = strchr(t->url, '}');
+	assert(open && close && close > open);
+	size_t name_len = (size_t)(close - open - 1);
+	im->res->lines++;
+	im->vars.len = 0;
+	long n = too_long ? -1 : percent_encode(key, len, enc, sizeof(enc));
+	int u = n < 0 ? -1 : snprintf(url, sizeof(url), "%.*s%s%s", (int)(open - t->url), t->url,
+	                              enc, close + 1);
+	const char *why = "longer than 8192 bytes";
+	url_t parsed;
+	if (u < 0 || (size_t)u >= sizeof(url) || url_parse(url, (size_t)u, &parsed, &why) != 0) {
+		snprintf(reason, sizeof(reason), "%s:%lu: malformed URL from the template: %s",
+		         im->file, lineno, why);
+		size_t klen = len < STORE_LONG_LINE_KEY_BYTES ? len : STORE_LONG_LINE_KEY_BYTES;
+		return insert_job(im, key, klen, NULL, 0, reason);
+	}
+	if (template_vars(&im->vars, open + 1, name_len, key, len) != 0) {
+		snprintf(im->err, im->err_cap, "%s: out of memory", im->file);
+		return -1;
+	}
+	return insert_job(im, key, len, url, (size_t)u, NULL);
+}
+
+/* ---- import: one transaction ------------------------------------------- */
+
+int store_import_urls(store_t *st, const char *source, const char *file,
+                      store_import_t *res, char *err, size_t err_cap)
+{
+	return store_import(st, source, file, NULL, res, err, err_cap);
+}
+
 /* ---- queries ---------------------------------------------------------- */
 
 static job_desc_t *job_desc_new(sqlite3_stmt *s)
@@ -490,7 +580,9 @@ static job_desc_t *job_desc_new(sqlite3_stmt *s)
 	size_t url_len = url ? (size_t)sqlite3_column_bytes(s, 2) : 0;
 	const char *key = (const char *)sqlite3_column_text(s, 3);
 	size_t key_len = (size_t)sqlite3_column_bytes(s, 3);
-	job_desc_t *j = malloc(sizeof(*j) + url_len + 1 + key_len + 1);
+	const char *vars = (const char *)sqlite3_column_text(s, 4);
+	size_t vars_len = vars ? (size_t)sqlite3_column_bytes(s, 4) : 0;
+	job_desc_t *j = malloc(sizeof(*j) + url_len + 1 + key_len + 1 + vars_len + 1);
 	if (!j)
 		return NULL;
 	char *p = (char *)(j + 1);
@@ -504,6 +596,13 @@ static job_desc_t *job_desc_new(sqlite3_stmt *s)
 	j->key = p;
 	memcpy(p, key, key_len);
 	p[key_len] = '\0';
+	p += key_len + 1;
+	j->vars = NULL;
+	if (vars) {
+		j->vars = p;
+		memcpy(p, vars, vars_len);
+		p[vars_len] = '\0';
+	}
 	return j;
 }
 

@@ -60,14 +60,30 @@ int store_exec_busy(struct sqlite3 *db, const char *sql, uint32_t patience_ms);
 int store_import_urls(store_t *st, const char *source, const char *file,
                       store_import_t *res, char *err, size_t err_cap);
 
+/* A URL template: url holds exactly one {NAME} (checked by the caller). */
+typedef struct {
+	const char *url;
+} store_template_t;
+
+/* store_import_urls when tmpl is NULL. With a template, file is a key list:
+ * one key per line (surrounding whitespace trimmed, blank lines and lines
+ * starting with '#' skipped); each key makes a job whose key is the key, whose
+ * URL is the template with {NAME} replaced by the key percent-encoded (every
+ * byte but A-Z a-z 0-9 - . _ ~ as %XX), and whose vars are {"NAME": key}. A
+ * key whose URL is not a valid https URL becomes a failed/permanent job. The
+ * rest (one transaction, re-imports, requeue) is as store_import_urls. */
+int store_import(store_t *st, const char *source, const char *file,
+                 const store_template_t *tmpl, store_import_t *res, char *err, size_t err_cap);
+
 /* One job handed to the loop. Ownership: allocated by store_jobs_fetch (one
- * malloc: url and key point into the same block), freed by whoever holds it
- * last with free(). */
+ * malloc: url, key and vars point into the same block), freed by whoever
+ * holds it last with free(). */
 typedef struct job_desc {
 	int64_t id;
 	int attempts; /* attempts made by earlier runs */
 	const char *url;
 	const char *key;
+	const char *vars; /* the job's variables as a JSON object, or NULL */
 } job_desc_t;
 
 /* Up to max pending jobs of source with id > after_id, in id order. Returns

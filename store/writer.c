@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -26,6 +27,7 @@
 #define WRITER_TRUNCATE_WAIT_MS 200 /* how long the final TRUNCATE waits for readers */
 #define WRITER_STMT_CACHE_MAX 64u   /* INSERT statements kept, one per column set */
 #define WRITER_COLUMN_SUFFIX_MAX 1000000u
+#define WRITER_KEY_INDEX_PREFIX "_ringfill_key_" /* + table: the UNIQUE index of its key */
 
 /* Open-addressing map from a byte string to a value. Strings are owned. */
 typedef struct {
@@ -50,8 +52,23 @@ typedef struct {
 	bool adopted; /* an existing table column, not one we added */
 } column_t;
 
+/* One target table: its spec, and which flattened key (or declared column)
+ * is stored in which of its columns. */
+typedef struct {
+	char *name;
+	const table_spec_t *spec; /* the caller's; NULL for the single --table of old */
+	column_t *cols;           /* index = column number in the stmt cache keys */
+	uint32_t n_cols, cap_cols;
+	strmap_t keys;  /* flattened key → column index */
+	strmap_t taken; /* lower-cased column name → TAKEN_* */
+	bool exists;
+	uint32_t sp_n_cols; /* n_cols and exists at the job's savepoint */
+	bool sp_exists;
+} wtable_t;
+
 typedef struct {
 	uint64_t hash, used;
+	uint32_t table;
 	uint32_t n;
 	uint32_t *cols;
 	sqlite3_stmt *stmt;
@@ -65,16 +82,14 @@ struct writer {
 	store_t *st;
 	sqlite3 *db;
 	pipe_t *pipe;
-	char *table, *source;
+	char *source;
 	uint32_t commit_rows, commit_ms;
 	pthread_t thread;
 	int result;
 
-	column_t *cols; /* index = column number in the stmt cache keys */
-	uint32_t n_cols, cap_cols;
-	strmap_t keys;  /* flattened key → column index */
-	strmap_t taken; /* lower-cased column name → TAKEN_* */
-	bool table_exists;
+	wtable_t *tables; /* indexed like the rows' table index */
+	uint32_t n_tables;
+	table_spec_t single; /* the spec of the one inferred --table (cfg->n_tables 0) */
 
 	stmt_entry_t cache[WRITER_STMT_CACHE_MAX];
 	uint64_t cache_clock;
@@ -217,20 +232,20 @@ static void ascii_lower(char *dst, const char *src, size_t n)
 		dst[i] = (src[i] >= 'A' && src[i] <= 'Z') ? (char)(src[i] + 32) : src[i];
 }
 
-static uint32_t taken_get(writer_t *w, const char *name, size_t n)
+static uint32_t taken_get(wtable_t *t, const char *name, size_t n)
 {
 	char low[BATCH_COLUMN_NAME_BYTES_MAX + 16];
 	assert(n <= sizeof(low));
 	ascii_lower(low, name, n);
-	return map_get(&w->taken, low, (uint32_t)n);
+	return map_get(&t->taken, low, (uint32_t)n);
 }
 
-static int taken_put(writer_t *w, const char *name, size_t n, uint32_t val)
+static int taken_put(wtable_t *t, const char *name, size_t n, uint32_t val)
 {
 	char low[BATCH_COLUMN_NAME_BYTES_MAX + 16];
 	assert(n <= sizeof(low));
 	ascii_lower(low, name, n);
-	return map_put(&w->taken, low, (uint32_t)n, val);
+	return map_put(&t->taken, low, (uint32_t)n, val);
 }
 
 /* ---- SQL text ---------------------------------------------------------- */
@@ -275,6 +290,28 @@ static const char *decl_type(field_type_t t)
 		break;
 	}
 	return "";
+}
+
+/* The declared type of a job file column, or of the field's value when the
+ * column has none (inferred tables, type "auto"). */
+static const char *column_decl(const wtable_t *t, const batch_field_t *f)
+{
+	const table_spec_t *sp = t->spec;
+	for (uint32_t i = 0; sp && i < sp->n_cols; i++) {
+		const column_spec_t *c = &sp->cols[i];
+		if (strlen(c->name) != f->name_len || memcmp(c->name, f->name, f->name_len) != 0)
+			continue;
+		switch (c->type) {
+		case COLUMN_TEXT:
+		case COLUMN_JSON: return " TEXT";
+		case COLUMN_INTEGER:
+		case COLUMN_BOOLEAN: return " INTEGER";
+		case COLUMN_REAL: return " REAL";
+		case COLUMN_AUTO: break;
+		}
+		break;
+	}
+	return decl_type(f->type);
 }
 
 static int exec_sql(writer_t *w, const char *sql)
@@ -375,22 +412,22 @@ static bool tx_due(const writer_t *w, uint64_t now)
 /* ---- columns ----------------------------------------------------------- */
 
 /* Remembers key → col as column number n_cols. */
-static int column_push(writer_t *w, const char *key, size_t klen, const char *col, size_t clen,
+static int column_push(wtable_t *t, const char *key, size_t klen, const char *col, size_t clen,
                        bool adopted)
 {
-	if (w->n_cols == w->cap_cols) {
-		uint32_t cap = w->cap_cols ? w->cap_cols * 2 : 64;
-		column_t *c = realloc(w->cols, cap * sizeof(*c));
+	if (t->n_cols == t->cap_cols) {
+		uint32_t cap = t->cap_cols ? t->cap_cols * 2 : 64;
+		column_t *c = realloc(t->cols, cap * sizeof(*c));
 		if (!c)
 			return -ENOMEM;
-		w->cols = c;
-		w->cap_cols = cap;
+		t->cols = c;
+		t->cap_cols = cap;
 	}
-	column_t *c = &w->cols[w->n_cols];
+	column_t *c = &t->cols[t->n_cols];
 	c->key = malloc(klen + 1);
 	c->col = malloc(clen + 1);
-	if (!c->key || !c->col || map_put(&w->keys, key, (uint32_t)klen, w->n_cols) != 0 ||
-	    taken_put(w, col, clen, TAKEN_MAPPED) != 0) {
+	if (!c->key || !c->col || map_put(&t->keys, key, (uint32_t)klen, t->n_cols) != 0 ||
+	    taken_put(t, col, clen, TAKEN_MAPPED) != 0) {
 		free(c->key);
 		free(c->col);
 		return -ENOMEM;
@@ -401,7 +438,7 @@ static int column_push(writer_t *w, const char *key, size_t klen, const char *co
 	c->col[clen] = '\0';
 	c->key_len = (uint32_t)klen;
 	c->adopted = adopted;
-	w->n_cols++;
+	t->n_cols++;
 	return 0;
 }
 
@@ -409,7 +446,7 @@ static int column_push(writer_t *w, const char *key, size_t klen, const char *co
  * or with "_2", "_3"... when another key already holds that name in any
  * letter case (SQLite names are case-insensitive). A column of the table that
  * no key holds yet (a table made by hand) is adopted as it is. */
-static int column_name(writer_t *w, const char *key, size_t klen, char *out, size_t *out_len,
+static int column_name(wtable_t *t, const char *key, size_t klen, char *out, size_t *out_len,
                        bool *adopt)
 {
 	assert(klen <= BATCH_COLUMN_NAME_BYTES_MAX);
@@ -420,9 +457,9 @@ static int column_name(writer_t *w, const char *key, size_t klen, char *out, siz
 		out[0] = '_';
 	*out_len = base;
 	for (uint32_t suffix = 2; suffix < WRITER_COLUMN_SUFFIX_MAX; suffix++) {
-		uint32_t t = taken_get(w, out, *out_len);
-		if (t == MAP_ABSENT || t == TAKEN_UNMAPPED) {
-			*adopt = t == TAKEN_UNMAPPED;
+		uint32_t held = taken_get(t, out, *out_len);
+		if (held == MAP_ABSENT || held == TAKEN_UNMAPPED) {
+			*adopt = held == TAKEN_UNMAPPED;
 			return 0;
 		}
 		*out_len = base + (size_t)snprintf(out + base, 12, "_%u", suffix);
@@ -433,27 +470,29 @@ static int column_name(writer_t *w, const char *key, size_t klen, char *out, siz
 /* Adds the field's key to the map and returns its column number; with
  * alter, also adds the column to the table. The caller is inside the job's
  * savepoint, so columns_restore can undo all of it. */
-static int column_add(writer_t *w, const batch_field_t *f, bool alter, uint32_t *idx)
+static int column_add(writer_t *w, wtable_t *t, const batch_field_t *f, bool alter,
+                      uint32_t *idx)
 {
 	char col[BATCH_COLUMN_NAME_BYTES_MAX + 16];
 	size_t clen;
 	bool adopt;
-	int rc = column_name(w, f->name, f->name_len, col, &clen, &adopt);
+	int rc = column_name(t, f->name, f->name_len, col, &clen, &adopt);
 	if (rc == 0)
-		rc = column_push(w, f->name, f->name_len, col, clen, adopt);
+		rc = column_push(t, f->name, f->name_len, col, clen, adopt);
 	if (rc != 0)
 		return rc;
-	*idx = w->n_cols - 1;
+	*idx = t->n_cols - 1;
 	if (alter && !adopt) {
 		w->sql.len = 0;
-		if (sql_str(&w->sql, "ALTER TABLE ") || sql_ident(&w->sql, w->table, strlen(w->table)) ||
+		if (sql_str(&w->sql, "ALTER TABLE ") || sql_ident(&w->sql, t->name, strlen(t->name)) ||
 		    sql_str(&w->sql, " ADD COLUMN ") || sql_ident(&w->sql, col, clen) ||
-		    sql_str(&w->sql, decl_type(f->type)) || !sql_end(w))
+		    sql_str(&w->sql, column_decl(t, f)) || !sql_end(w))
 			return -ENOMEM;
 		if (sqlite3_exec(w->db, w->sql.data, NULL, NULL, NULL) != SQLITE_OK)
 			return -1;
 	}
 	sqlite3_stmt *s = w->colmap_ins;
+	sqlite3_bind_text(s, 1, t->name, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, f->name, f->name_len, SQLITE_STATIC);
 	sqlite3_bind_text(s, 3, col, (int)clen, SQLITE_STATIC);
 	rc = sqlite3_step(s);
@@ -470,35 +509,48 @@ static void cache_flush(writer_t *w)
 	memset(w->cache, 0, sizeof(w->cache));
 }
 
-/* Forgets the columns added since a job's savepoint, which was rolled back. */
-static void columns_restore(writer_t *w, uint32_t n_cols, bool table_exists)
+/* Remembers every table's columns at the job's savepoint. */
+static void columns_mark(writer_t *w)
 {
-	while (w->n_cols > n_cols) {
-		column_t *c = &w->cols[--w->n_cols];
-		char low[BATCH_COLUMN_NAME_BYTES_MAX + 16];
-		size_t clen = strlen(c->col);
-		ascii_lower(low, c->col, clen);
-		map_mark(&w->keys, c->key, c->key_len, MAP_ABSENT);
-		map_mark(&w->taken, low, (uint32_t)clen, c->adopted ? TAKEN_UNMAPPED : MAP_ABSENT);
-		free(c->key);
-		free(c->col);
+	for (uint32_t i = 0; i < w->n_tables; i++) {
+		w->tables[i].sp_n_cols = w->tables[i].n_cols;
+		w->tables[i].sp_exists = w->tables[i].exists;
 	}
-	w->table_exists = table_exists;
+}
+
+/* Forgets the columns added since a job's savepoint, which was rolled back. */
+static void columns_restore(writer_t *w)
+{
+	for (uint32_t i = 0; i < w->n_tables; i++) {
+		wtable_t *t = &w->tables[i];
+		while (t->n_cols > t->sp_n_cols) {
+			column_t *c = &t->cols[--t->n_cols];
+			char low[BATCH_COLUMN_NAME_BYTES_MAX + 16];
+			size_t clen = strlen(c->col);
+			ascii_lower(low, c->col, clen);
+			map_mark(&t->keys, c->key, c->key_len, MAP_ABSENT);
+			map_mark(&t->taken, low, (uint32_t)clen,
+			         c->adopted ? TAKEN_UNMAPPED : MAP_ABSENT);
+			free(c->key);
+			free(c->col);
+		}
+		t->exists = t->sp_exists;
+	}
 	/* Cached statements name columns by number; the numbers will be reused. */
 	cache_flush(w);
 }
 
 /* Reads the table's columns and, when the table exists, the key → column map
  * of earlier runs, so a re-run writes into the same columns. */
-static int columns_load(writer_t *w)
+static int columns_load(writer_t *w, wtable_t *t)
 {
 	sqlite3_stmt *s = NULL;
 	int rc = sqlite3_prepare_v2(w->db, "SELECT name FROM pragma_table_info(?1)", -1, &s, NULL);
 	if (rc == SQLITE_OK) {
-		sqlite3_bind_text(s, 1, w->table, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 1, t->name, -1, SQLITE_STATIC);
 		while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-			w->table_exists = true;
-			if (taken_put(w, (const char *)sqlite3_column_text(s, 0),
+			t->exists = true;
+			if (taken_put(t, (const char *)sqlite3_column_text(s, 0),
 			              (size_t)sqlite3_column_bytes(s, 0), TAKEN_UNMAPPED) != 0)
 				return fatal(w, "writer: out of memory");
 		}
@@ -507,16 +559,16 @@ static int columns_load(writer_t *w)
 	s = NULL;
 	if (rc != SQLITE_DONE)
 		return fatal_db(w);
-	if (taken_put(w, "_job", 4, TAKEN_MAPPED) != 0)
+	if (taken_put(t, "_job", 4, TAKEN_MAPPED) != 0)
 		return fatal(w, "writer: out of memory");
-	if (!w->table_exists)
+	if (!t->exists)
 		return 0;
 	rc = sqlite3_prepare_v2(w->db, "SELECT key, col FROM _ringfill_columns WHERE tbl=?1"
 	                               " ORDER BY rowid", -1, &s, NULL);
 	if (rc == SQLITE_OK) {
-		sqlite3_bind_text(s, 1, w->table, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 1, t->name, -1, SQLITE_STATIC);
 		while ((rc = sqlite3_step(s)) == SQLITE_ROW)
-			if (column_push(w, (const char *)sqlite3_column_text(s, 0),
+			if (column_push(t, (const char *)sqlite3_column_text(s, 0),
 			                (size_t)sqlite3_column_bytes(s, 0),
 			                (const char *)sqlite3_column_text(s, 1),
 			                (size_t)sqlite3_column_bytes(s, 1), false) != 0) {
@@ -528,11 +580,97 @@ static int columns_load(writer_t *w)
 	return rc == SQLITE_DONE ? 0 : fatal_db(w);
 }
 
+/* ---- keys --------------------------------------------------------------- */
+
+/* The column that holds key column k of the table's spec (mapped by the
+ * time the table exists: key_columns_add runs with its creation). */
+static const char *key_col(const wtable_t *t, uint32_t k)
+{
+	const char *key = t->spec->key[k];
+	uint32_t idx = map_get((strmap_t *)&t->keys, key, (uint32_t)strlen(key));
+	return idx == MAP_ABSENT ? key : t->cols[idx].col;
+}
+
+/* Gives every key column a column even if no row has had it yet, so the
+ * UNIQUE index can be made with the table. With alter, the table exists
+ * and the columns are added to it. */
+static int key_columns_add(writer_t *w, wtable_t *t, bool alter)
+{
+	for (uint32_t k = 0; k < t->spec->n_key; k++) {
+		const char *key = t->spec->key[k];
+		size_t len = strlen(key);
+		if (map_get(&t->keys, key, (uint32_t)len) != MAP_ABSENT)
+			continue;
+		batch_field_t f = {.type = FIELD_NULL, .name = key, .name_len = (uint16_t)len};
+		uint32_t idx;
+		int rc = column_add(w, t, &f, alter, &idx);
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* CREATE UNIQUE INDEX on the key columns: what upsert and ignore resolve
+ * conflicts against. Its name is reserved (_ringfill_key_TABLE). */
+static int key_index_create(writer_t *w, wtable_t *t)
+{
+	if (!t->spec->n_key)
+		return 0;
+	size_t tl = strlen(t->name);
+	char *index = malloc(sizeof(WRITER_KEY_INDEX_PREFIX) + tl);
+	if (!index)
+		return -ENOMEM;
+	memcpy(index, WRITER_KEY_INDEX_PREFIX, sizeof(WRITER_KEY_INDEX_PREFIX) - 1);
+	memcpy(index + sizeof(WRITER_KEY_INDEX_PREFIX) - 1, t->name, tl + 1);
+	w->sql.len = 0;
+	int rc = sql_str(&w->sql, "CREATE UNIQUE INDEX IF NOT EXISTS ") ||
+	         sql_ident(&w->sql, index, strlen(index));
+	free(index);
+	if (rc || sql_str(&w->sql, " ON ") ||
+	    sql_ident(&w->sql, t->name, strlen(t->name)) || sql_str(&w->sql, " ("))
+		return -ENOMEM;
+	for (uint32_t k = 0; k < t->spec->n_key; k++) {
+		const char *col = key_col(t, k);
+		if ((k && sql_str(&w->sql, ", ")) || sql_ident(&w->sql, col, strlen(col)))
+			return -ENOMEM;
+	}
+	if (sql_str(&w->sql, ")") || !sql_end(w))
+		return -ENOMEM;
+	return sqlite3_exec(w->db, w->sql.data, NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
+}
+
+/* Tables that exist before the run (an earlier run, or made by hand) get
+ * their key columns and index at start, in one transaction of their own. */
+static int keys_prepare(writer_t *w)
+{
+	for (uint32_t i = 0; i < w->n_tables; i++) {
+		wtable_t *t = &w->tables[i];
+		if (!t->exists || !t->spec->n_key)
+			continue;
+		if (tx_begin(w) != 0)
+			return -1;
+		int rc = key_columns_add(w, t, true);
+		if (rc == 0)
+			rc = key_index_create(w, t);
+		if (rc == -ENOMEM)
+			return fatal(w, "writer: out of memory");
+		if (rc != 0) {
+			char msg[sizeof(w->pipe->fatal_msg)];
+			snprintf(msg, sizeof(msg), "%s: table \"%s\": cannot make its key unique: %s",
+			         sqlite3_db_filename(w->db, "main"), t->name, sqlite3_errmsg(w->db));
+			return fatal(w, msg);
+		}
+	}
+	return tx_commit(w);
+}
+
 /* ---- rows -------------------------------------------------------------- */
 
 /* Creates the target table from its first row: "_job" and one column per
- * field, each declared with the type of its first value. */
-static int table_create(writer_t *w, uint32_t nf)
+ * field (a declared table's rows carry every column), each declared with
+ * its job-file type or the type of its first value; then key columns no
+ * row has yet, and the key's UNIQUE index. */
+static int table_create(writer_t *w, wtable_t *t, uint32_t nf)
 {
 	sqlite3_stmt *s;
 	/* Map entries of a table that was dropped since would name columns the
@@ -540,31 +678,41 @@ static int table_create(writer_t *w, uint32_t nf)
 	if (sqlite3_prepare_v2(w->db, "DELETE FROM _ringfill_columns WHERE tbl=?1", -1, &s,
 	                       NULL) != SQLITE_OK)
 		return -1;
-	sqlite3_bind_text(s, 1, w->table, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 1, t->name, -1, SQLITE_STATIC);
 	int rc = sqlite3_step(s);
 	sqlite3_finalize(s);
 	if (rc != SQLITE_DONE)
 		return -1;
-	w->table_exists = true;
+	t->exists = true;
 	for (uint32_t i = 0; i < nf; i++) {
 		uint32_t idx;
-		if ((rc = column_add(w, &w->fields[i], false, &idx)) != 0)
+		if ((rc = column_add(w, t, &w->fields[i], false, &idx)) != 0)
 			return rc;
 		w->pairs[i] = (pair_t){idx, i};
 	}
+	uint32_t row_cols = t->n_cols;
+	if ((rc = key_columns_add(w, t, false)) != 0)
+		return rc;
 	w->sql.len = 0;
 	if (sql_str(&w->sql, "CREATE TABLE IF NOT EXISTS ") ||
-	    sql_ident(&w->sql, w->table, strlen(w->table)) || sql_str(&w->sql, " (\"_job\" INTEGER"))
+	    sql_ident(&w->sql, t->name, strlen(t->name)) || sql_str(&w->sql, " (\"_job\" INTEGER"))
 		return -ENOMEM;
-	for (uint32_t i = 0; i < nf; i++) {
-		const column_t *c = &w->cols[w->pairs[i].col];
+	for (uint32_t i = 0; i < t->n_cols; i++) {
+		const column_t *c = &t->cols[i];
+		batch_field_t key_only = {.type = FIELD_NULL, .name = c->key,
+		                          .name_len = (uint16_t)c->key_len};
+		const batch_field_t *f = i < row_cols ? &w->fields[w->pairs[i].field] : &key_only;
+		if (i < row_cols)
+			c = &t->cols[w->pairs[i].col];
 		if (sql_str(&w->sql, ", ") || sql_ident(&w->sql, c->col, strlen(c->col)) ||
-		    sql_str(&w->sql, decl_type(w->fields[i].type)))
+		    sql_str(&w->sql, column_decl(t, f)))
 			return -ENOMEM;
 	}
 	if (sql_str(&w->sql, ")") || !sql_end(w))
 		return -ENOMEM;
-	return sqlite3_exec(w->db, w->sql.data, NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
+	if (sqlite3_exec(w->db, w->sql.data, NULL, NULL, NULL) != SQLITE_OK)
+		return -1;
+	return key_index_create(w, t);
 }
 
 static int pair_cmp(const void *a, const void *b)
@@ -575,7 +723,7 @@ static int pair_cmp(const void *a, const void *b)
 
 /* Reads the row's fields into w->fields and their column numbers, sorted,
  * into w->pairs, adding columns for new keys. */
-static int row_resolve(writer_t *w, batch_iter_t *it, uint32_t nf)
+static int row_resolve(writer_t *w, wtable_t *t, batch_iter_t *it, uint32_t nf)
 {
 	if (nf > w->cap_fields) {
 		batch_field_t *f = realloc(w->fields, nf * sizeof(*f));
@@ -591,13 +739,13 @@ static int row_resolve(writer_t *w, batch_iter_t *it, uint32_t nf)
 	for (uint32_t i = 0; i < nf; i++)
 		batch_next_field(it, &w->fields[i]);
 	int rc;
-	if (!w->table_exists) {
-		if ((rc = table_create(w, nf)) != 0)
+	if (!t->exists) {
+		if ((rc = table_create(w, t, nf)) != 0)
 			return rc;
 	} else {
 		for (uint32_t i = 0; i < nf; i++) {
-			uint32_t idx = map_get(&w->keys, w->fields[i].name, w->fields[i].name_len);
-			if (idx == MAP_ABSENT && (rc = column_add(w, &w->fields[i], true, &idx)) != 0)
+			uint32_t idx = map_get(&t->keys, w->fields[i].name, w->fields[i].name_len);
+			if (idx == MAP_ABSENT && (rc = column_add(w, t, &w->fields[i], true, &idx)) != 0)
 				return rc;
 			w->pairs[i] = (pair_t){idx, i};
 		}
@@ -610,16 +758,57 @@ static int row_resolve(writer_t *w, batch_iter_t *it, uint32_t nf)
 	return 0;
 }
 
-/* The INSERT for the column set in w->pairs[0..n), cached (LRU). */
-static int insert_stmt(writer_t *w, uint32_t n, sqlite3_stmt **out)
+static bool is_key_col(const wtable_t *t, uint32_t col)
 {
-	uint64_t h = 14695981039346656037u;
+	for (uint32_t k = 0; k < t->spec->n_key; k++) {
+		const char *key = t->spec->key[k];
+		if (map_get((strmap_t *)&t->keys, key, (uint32_t)strlen(key)) == col)
+			return true;
+	}
+	return false;
+}
+
+/* The conflict clause of the table's mode: upsert overwrites the stored
+ * row's other columns (those this statement names, and _job) with the new
+ * values; ignore keeps the stored row. */
+static int insert_conflict(writer_t *w, const wtable_t *t, uint32_t n)
+{
+	if (t->spec->mode == TABLE_APPEND)
+		return 0;
+	if (sql_str(&w->sql, " ON CONFLICT ("))
+		return -ENOMEM;
+	for (uint32_t k = 0; k < t->spec->n_key; k++) {
+		const char *col = key_col(t, k);
+		if ((k && sql_str(&w->sql, ", ")) || sql_ident(&w->sql, col, strlen(col)))
+			return -ENOMEM;
+	}
+	if (t->spec->mode == TABLE_IGNORE)
+		return sql_str(&w->sql, ") DO NOTHING");
+	if (sql_str(&w->sql, ") DO UPDATE SET \"_job\" = excluded.\"_job\""))
+		return -ENOMEM;
+	for (uint32_t i = 0; i < n; i++) {
+		if (is_key_col(t, w->pairs[i].col))
+			continue;
+		const char *col = t->cols[w->pairs[i].col].col;
+		if (sql_str(&w->sql, ", ") || sql_ident(&w->sql, col, strlen(col)) ||
+		    sql_str(&w->sql, " = excluded.") || sql_ident(&w->sql, col, strlen(col)))
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+/* The INSERT for the table and the column set in w->pairs[0..n), cached
+ * (LRU). */
+static int insert_stmt(writer_t *w, uint32_t table, uint32_t n, sqlite3_stmt **out)
+{
+	const wtable_t *t = &w->tables[table];
+	uint64_t h = hash_bytes(&table, sizeof(table), 14695981039346656037u);
 	for (uint32_t i = 0; i < n; i++)
 		h = hash_bytes(&w->pairs[i].col, sizeof(uint32_t), h);
 	stmt_entry_t *victim = &w->cache[0];
 	for (uint32_t i = 0; i < WRITER_STMT_CACHE_MAX; i++) {
 		stmt_entry_t *e = &w->cache[i];
-		if (e->stmt && e->hash == h && e->n == n) {
+		if (e->stmt && e->hash == h && e->n == n && e->table == table) {
 			uint32_t k = 0;
 			while (k < n && e->cols[k] == w->pairs[k].col)
 				k++;
@@ -636,11 +825,11 @@ static int insert_stmt(writer_t *w, uint32_t n, sqlite3_stmt **out)
 	free(victim->cols);
 	memset(victim, 0, sizeof(*victim));
 	w->sql.len = 0;
-	if (sql_str(&w->sql, "INSERT INTO ") || sql_ident(&w->sql, w->table, strlen(w->table)) ||
+	if (sql_str(&w->sql, "INSERT INTO ") || sql_ident(&w->sql, t->name, strlen(t->name)) ||
 	    sql_str(&w->sql, " (\"_job\""))
 		return -ENOMEM;
 	for (uint32_t i = 0; i < n; i++) {
-		const char *col = w->cols[w->pairs[i].col].col;
+		const char *col = t->cols[w->pairs[i].col].col;
 		if (sql_str(&w->sql, ", ") || sql_ident(&w->sql, col, strlen(col)))
 			return -ENOMEM;
 	}
@@ -649,7 +838,8 @@ static int insert_stmt(writer_t *w, uint32_t n, sqlite3_stmt **out)
 	for (uint32_t i = 0; i < n; i++)
 		if (sql_str(&w->sql, ", ?"))
 			return -ENOMEM;
-	if (sql_str(&w->sql, ")") || !sql_end(w) || !(victim->cols = malloc((n + 1) * 4)))
+	if (sql_str(&w->sql, ")") || insert_conflict(w, t, n) || !sql_end(w) ||
+	    !(victim->cols = malloc((n + 1) * 4)))
 		return -ENOMEM;
 	if (sqlite3_prepare_v3(w->db, w->sql.data, -1, SQLITE_PREPARE_PERSISTENT, &victim->stmt,
 	                       NULL) != SQLITE_OK)
@@ -657,6 +847,7 @@ static int insert_stmt(writer_t *w, uint32_t n, sqlite3_stmt **out)
 	for (uint32_t i = 0; i < n; i++)
 		victim->cols[i] = w->pairs[i].col;
 	victim->n = n;
+	victim->table = table;
 	victim->hash = h;
 	victim->used = ++w->cache_clock;
 	*out = victim->stmt;
@@ -665,10 +856,10 @@ static int insert_stmt(writer_t *w, uint32_t n, sqlite3_stmt **out)
 
 /* Text is bound SQLITE_STATIC: it points into the batch, which lives until
  * after the step, and every parameter is bound again before the next step. */
-static int row_insert(writer_t *w, int64_t job_id, uint32_t n)
+static int row_insert(writer_t *w, uint32_t table, int64_t job_id, uint32_t n)
 {
 	sqlite3_stmt *s;
-	int rc = insert_stmt(w, n, &s);
+	int rc = insert_stmt(w, table, n, &s);
 	if (rc != 0)
 		return rc;
 	sqlite3_bind_int64(s, 1, job_id);
@@ -711,8 +902,9 @@ static int rows_insert(writer_t *w, const batch_t *b)
 	int nf, rc;
 	batch_iter_init(&it, b);
 	while ((nf = batch_next_row(&it)) >= 0) {
-		if ((rc = row_resolve(w, &it, (uint32_t)nf)) != 0 ||
-		    (rc = row_insert(w, b->job_id, (uint32_t)nf)) != 0)
+		assert(it.table < w->n_tables);
+		if ((rc = row_resolve(w, &w->tables[it.table], &it, (uint32_t)nf)) != 0 ||
+		    (rc = row_insert(w, it.table, b->job_id, (uint32_t)nf)) != 0)
 			return rc;
 		w->tx_rows++;
 	}
@@ -804,8 +996,7 @@ static int job_mark_done(writer_t *w, const batch_t *b)
  * and the job is recorded as failed instead. */
 static int job_rows(writer_t *w, const batch_t *b)
 {
-	uint32_t n_cols = w->n_cols;
-	bool table_exists = w->table_exists;
+	columns_mark(w);
 	uint64_t tx_rows = w->tx_rows, tx_done = w->tx_done;
 	if (exec_sql(w, "SAVEPOINT ringfill_job") != 0)
 		return -1;
@@ -824,7 +1015,7 @@ static int job_rows(writer_t *w, const batch_t *b)
 	if (exec_sql(w, "ROLLBACK TO ringfill_job") != 0 ||
 	    exec_sql(w, "RELEASE ringfill_job") != 0)
 		return -1;
-	columns_restore(w, n_cols, table_exists);
+	columns_restore(w);
 	w->tx_rows = tx_rows;
 	w->tx_done = tx_done;
 	return job_failed(w, b, ERROR_CLASS_PERMANENT, error);
@@ -903,7 +1094,6 @@ static int writer_prepare(writer_t *w)
 	    sqlite3_prepare_v3(w->db, failed_sql, -1, flags, &w->upd_failed, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v3(w->db, colmap_sql, -1, flags, &w->colmap_ins, NULL) != SQLITE_OK)
 		return fatal_db(w);
-	sqlite3_bind_text(w->colmap_ins, 1, w->table, -1, SQLITE_STATIC);
 	return 0;
 }
 
@@ -926,7 +1116,12 @@ static void writer_run(writer_t *w)
 	pipe_t *p = w->pipe;
 	void *items[WRITER_POP_MAX];
 	uint32_t cap = p->to_writer.mask + 1;
-	if (writer_prepare(w) != 0 || columns_load(w) != 0 || jobs_feed(w) != 0)
+	if (writer_prepare(w) != 0)
+		return;
+	for (uint32_t i = 0; i < w->n_tables; i++)
+		if (columns_load(w, &w->tables[i]) != 0)
+			return;
+	if (keys_prepare(w) != 0 || jobs_feed(w) != 0)
 		return;
 	for (;;) {
 		/* The sequence is read before looking for work: a batch pushed after
@@ -975,28 +1170,41 @@ static void *writer_thread(void *arg)
 
 static void writer_free(writer_t *w)
 {
-	for (uint32_t i = 0; i < w->n_cols; i++) {
-		free(w->cols[i].key);
-		free(w->cols[i].col);
+	for (uint32_t t = 0; w->tables && t < w->n_tables; t++) {
+		wtable_t *wt = &w->tables[t];
+		for (uint32_t i = 0; i < wt->n_cols; i++) {
+			free(wt->cols[i].key);
+			free(wt->cols[i].col);
+		}
+		free(wt->cols);
+		map_free(&wt->keys);
+		map_free(&wt->taken);
+		free(wt->name);
 	}
-	free(w->cols);
-	map_free(&w->keys);
-	map_free(&w->taken);
+	free(w->tables);
 	json_buf_free(&w->sql);
 	free(w->fields);
 	free(w->pairs);
 	free(w->jobs);
-	free(w->table);
 	free(w->source);
 	free(w);
 }
 
 int writer_start(store_t *st, const writer_config_t *cfg, pipe_t *pipe, writer_t **out)
 {
-	assert(st && cfg && cfg->table && cfg->source && pipe && out);
-	/* The bookkeeping tables are not a place for records. */
-	if (strncmp(cfg->table, "_ringfill_", 10) == 0 || cfg->table[0] == '\0')
+	assert(st && cfg && cfg->source && pipe && out);
+	assert(cfg->n_tables ? cfg->tables != NULL : cfg->table != NULL);
+	if (cfg->n_tables > BATCH_TABLES_MAX)
 		return -EINVAL;
+	/* The bookkeeping tables are not a place for records. */
+	for (uint32_t i = 0; i < (cfg->n_tables ? cfg->n_tables : 1); i++) {
+		const char *name = cfg->n_tables ? cfg->tables[i].name : cfg->table;
+		if (strncmp(name, "_ringfill_", 10) == 0 || name[0] == '\0')
+			return -EINVAL;
+		for (uint32_t j = 0; j < i; j++)
+			if (strcasecmp(cfg->tables[j].name, name) == 0)
+				return -EINVAL;
+	}
 	writer_t *w = calloc(1, sizeof(*w));
 	if (!w)
 		return -ENOMEM;
@@ -1007,13 +1215,24 @@ int writer_start(store_t *st, const writer_config_t *cfg, pipe_t *pipe, writer_t
 	w->commit_ms = cfg->commit_ms ? cfg->commit_ms : WRITER_COMMIT_MS_DEFAULT;
 	w->busy_patience_ms = store_busy_patience_ms();
 	w->checkpoint_ms = now_ms();
-	w->table = strdup(cfg->table);
 	w->source = strdup(cfg->source);
 	w->jobs = calloc(WRITER_JOB_RING_DEFAULT, sizeof(*w->jobs));
-	if (!w->table || !w->source || !w->jobs) {
+	w->n_tables = cfg->n_tables ? cfg->n_tables : 1;
+	w->tables = calloc(w->n_tables, sizeof(*w->tables));
+	if (!w->source || !w->jobs || !w->tables) {
 		writer_free(w);
 		return -ENOMEM;
 	}
+	for (uint32_t i = 0; i < w->n_tables; i++) {
+		wtable_t *t = &w->tables[i];
+		t->spec = cfg->n_tables ? &cfg->tables[i] : &w->single;
+		if (!(t->name = strdup(cfg->n_tables ? cfg->tables[i].name : cfg->table))) {
+			writer_free(w);
+			return -ENOMEM;
+		}
+	}
+	/* The one inferred table of --table: append mode, no key. */
+	w->single.name = w->tables[0].name;
 	int rc = ring_init(&pipe->to_writer, WRITER_BATCH_RING_DEFAULT);
 	if (rc == 0 && (rc = ring_init(&pipe->to_loop, WRITER_JOB_RING_DEFAULT)) != 0)
 		ring_destroy(&pipe->to_writer);

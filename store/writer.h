@@ -1,7 +1,8 @@
 /* store/writer.h: the writer thread, the only connection that writes.
  *
  * It drains row batches from the loop's ring (store/ring.h), creates and
- * widens the target table from the rows (DESIGN §4), inserts them with
+ * widens the target tables from the rows (DESIGN §4; several tables per
+ * document, each in append, upsert or ignore mode), inserts them with
  * prepared statements, and marks each batch's job done or failed in the same
  * transaction as its rows (exactly once). Transactions are BEGIN IMMEDIATE and
  * commit every commit_rows rows or commit_ms milliseconds, whichever first.
@@ -15,6 +16,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "store/batch.h"
 #include "store/ring.h"
 #include "store/store.h"
 
@@ -37,16 +39,24 @@ typedef struct {
 	_Atomic uint64_t rows_committed, jobs_done_committed, jobs_failed_committed;
 } pipe_t;
 
+/* The tables: either n_tables specs (store/batch.h; the rows' table index
+ * points into them), which must outlive the writer, or, with n_tables 0, the
+ * one inferred `table` in append mode (the --rows/--table command line). */
 typedef struct {
-	const char *table;  /* target table, quoted as an identifier when used */
+	const char *table;  /* target table when n_tables is 0; quoted when used */
 	const char *source; /* whose jobs to feed */
 	uint32_t commit_rows, commit_ms;
+	const table_spec_t *tables;
+	uint32_t n_tables;
 } writer_config_t;
 
 typedef struct writer writer_t;
 
 /* Initialises the pipe's rings and doorbell (the caller creates the eventfd),
- * and starts the thread. 0 or -errno. */
+ * and starts the thread. 0 or -errno: -EINVAL for an empty table name, one
+ * starting with _ringfill_, two tables of the same name, or more than
+ * BATCH_TABLES_MAX tables. Tables that already exist and have a key get
+ * their key columns and UNIQUE index when the thread starts. */
 int writer_start(store_t *st, const writer_config_t *cfg, pipe_t *pipe, writer_t **out);
 /* Waits for the thread, which ends after a BATCH_END batch (or on a fatal
  * error). Returns 0, or -1 when it stopped on a fatal error (pipe->fatal_msg).
