@@ -34,16 +34,25 @@
 #define BENCH_RESULT_BYTES_MAX (64u << 20) /* a result file bigger than this is not ours */
 #define BENCH_ENV_BYTES_MAX 256u
 #define BENCH_NFTW_FDS 16
+#define BENCH_ENV_EXTRA_MAX 8u /* environment lines a suite may add (bench_env_set) */
 
 static bench_record_t records[BENCH_RECORDS_MAX];
 static uint32_t n_records;
 static int progress_tty = -1;
 
+/* Environment facts only a suite learns (the TLS cipher nginx saw), printed
+ * after the run and written into the JSON "env" object. */
+static struct {
+	char key[32], value[BENCH_ENV_BYTES_MAX * 2];
+} env_extra[BENCH_ENV_EXTRA_MAX];
+static uint32_t n_env_extra;
+
 static const char usage_text[] =
 	"usage: ringfill bench [SUITE...] [--runs N] [--quick] [--corpus DIR] [--json FILE]\n"
 	"                      [--baseline FILE --max-regress PCT]\n"
 	"       ringfill bench --compare RESULT --baseline FILE --max-regress PCT\n"
-	"suites: parse ring store (default: all three); net and e2e are not in this build\n"
+	"suites: parse ring store net e2e (default: parse ring store); net and e2e start\n"
+	"        nginx over TLS on loopback and take minutes (docs/benchmarks.md)\n"
 	"  --runs N          timed runs per case after one warm-up (default 5, at most 101)\n"
 	"  --quick           small sizes, for smoke tests; not for numbers you keep\n"
 	"  --corpus DIR      parse suite: the files of DIR instead of generated documents\n"
@@ -171,6 +180,18 @@ void bench_set_peer(bench_record_t *r, const char *peer_name, const double *runs
 }
 
 /* ---- environment --------------------------------------------------------- */
+
+void bench_env_set(const char *key, const char *value)
+{
+	uint32_t i = 0;
+	while (i < n_env_extra && strcmp(env_extra[i].key, key) != 0)
+		i++;
+	if (i == BENCH_ENV_EXTRA_MAX)
+		return;
+	n_env_extra += i == n_env_extra;
+	snprintf(env_extra[i].key, sizeof(env_extra[i].key), "%s", key);
+	snprintf(env_extra[i].value, sizeof(env_extra[i].value), "%s", value);
+}
 
 typedef struct {
 	char cpu[BENCH_ENV_BYTES_MAX], kernel[BENCH_ENV_BYTES_MAX], date[32];
@@ -323,6 +344,12 @@ static int json_write_file(const char *path, const bench_opts_t *opts, const env
 	json_str(f, OpenSSL_version(OPENSSL_VERSION));
 	fputs(", \"parse_corpus\": ", f);
 	json_str(f, bench_parse_corpus_desc());
+	for (uint32_t i = 0; i < n_env_extra; i++) {
+		fputs(", ", f);
+		json_str(f, env_extra[i].key);
+		fputs(": ", f);
+		json_str(f, env_extra[i].value);
+	}
 	fprintf(f, ",\n          \"runs\": %u, \"quick\": %s},\n  \"results\": [\n", opts->runs,
 	        opts->quick ? "true" : "false");
 	for (uint32_t i = 0; i < n_records; i++) {
@@ -517,17 +544,11 @@ static int usage_error(const char *fmt, const char *arg)
 	return -EINVAL;
 }
 
-static const char *const known_suites[] = {"parse", "ring", "store"};
-static const char *const later_suites[] = {"net", "e2e"};
+static const char *const known_suites[] = {"parse", "ring", "store", "net", "e2e"};
+#define BENCH_DEFAULT_SUITES 3u /* parse ring store: net and e2e need nginx, take minutes */
 
 static int suite_check(const char *name)
 {
-	for (size_t i = 0; i < sizeof(later_suites) / sizeof(*later_suites); i++)
-		if (strcmp(name, later_suites[i]) == 0) {
-			fprintf(stderr, "ringfill bench: suite '%s' is not implemented in this build;"
-			                " nothing was measured\n", name);
-			return -ENOTSUP;
-		}
 	for (size_t i = 0; i < sizeof(known_suites) / sizeof(*known_suites); i++)
 		if (strcmp(name, known_suites[i]) == 0)
 			return 0;
@@ -605,7 +626,7 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
 static int run_suites(cli_t *c)
 {
 	if (c->n_suites == 0)
-		for (size_t i = 0; i < sizeof(known_suites) / sizeof(*known_suites); i++)
+		for (size_t i = 0; i < BENCH_DEFAULT_SUITES; i++)
 			c->suites[c->n_suites++] = known_suites[i];
 	const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
 	char tmpdir[PATH_MAX];
@@ -618,9 +639,11 @@ static int run_suites(cli_t *c)
 	int rc = 0;
 	for (uint32_t i = 0; i < c->n_suites && rc == 0; i++) {
 		const char *s = c->suites[i];
-		rc = !strcmp(s, "parse")  ? bench_suite_parse(&c->o)
-		     : !strcmp(s, "ring") ? bench_suite_ring(&c->o)
-		                          : bench_suite_store(&c->o);
+		rc = !strcmp(s, "parse")   ? bench_suite_parse(&c->o)
+		     : !strcmp(s, "ring")  ? bench_suite_ring(&c->o)
+		     : !strcmp(s, "store") ? bench_suite_store(&c->o)
+		     : !strcmp(s, "net")   ? bench_suite_net(&c->o)
+		                           : bench_suite_e2e(&c->o);
 	}
 	progress_done();
 	nftw(tmpdir, rm_entry, BENCH_NFTW_FDS, FTW_DEPTH | FTW_PHYS);
@@ -677,6 +700,8 @@ int bench_main(int argc, char **argv)
 	}
 	if (strcmp(bench_parse_corpus_desc(), "not run") != 0)
 		printf("  parse corpus: %s\n", bench_parse_corpus_desc());
+	for (uint32_t i = 0; i < n_env_extra; i++)
+		printf("  %s: %s\n", env_extra[i].key, env_extra[i].value);
 	table_print(&c.o);
 	rc = c.json_path && json_write_file(c.json_path, &c.o, &env) != 0 ? EXIT_FATAL
 	     : c.baseline                                                 ? gate(&c, &base)

@@ -75,6 +75,12 @@ double bench_median(const double *v, uint32_t n);
 int bench_suite_parse(const bench_opts_t *opts);
 int bench_suite_ring(const bench_opts_t *opts);
 int bench_suite_store(const bench_opts_t *opts);
+int bench_suite_net(const bench_opts_t *opts); /* both run bench/netbench.py */
+int bench_suite_e2e(const bench_opts_t *opts);
+
+/* Adds (or replaces) a line of the environment, printed after the run and
+ * written into the JSON "env" object, e.g. the TLS cipher a suite saw. */
+void bench_env_set(const char *key, const char *value);
 
 /* How the parse suite found its files, for the environment record. */
 const char *bench_parse_corpus_desc(void);

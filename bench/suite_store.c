@@ -106,7 +106,8 @@ static batch_t *job_batch(const store_case_t *c, int64_t job_id, uint64_t job_in
 	const uint32_t n_fields = 4;
 	for (uint64_t i = first; i < end; i++) {
 		const bench_row_t *r = &c->rows[i];
-		if (put(&b->rows, &n_fields, 4) ||
+		const uint32_t table_index = 0; /* each row starts with its table (store/batch.h) */
+		if (put(&b->rows, &table_index, 4) || put(&b->rows, &n_fields, 4) ||
 		    put_field(&b->rows, FIELD_INT, "id", &r->id, 8) ||
 		    put_field(&b->rows, FIELD_TEXT, "name", r->name, r->name_len) ||
 		    put_field(&b->rows, FIELD_REAL, "score", &r->score, 8) ||

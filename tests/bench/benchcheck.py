@@ -89,3 +89,34 @@ def validate(doc):
         return found
     validator = jsonschema.Draft202012Validator(schema)
     return found + [f"jsonschema: {e.message}" for e in validator.iter_errors(doc)]
+
+
+def consistency_problems(rec, runs):
+    """Ways a record's numbers disagree with each other: the value is the
+    median of runs, min and max are theirs, the ratio is ringfill over the
+    peer (inverted for lower-is-better). Empty when consistent."""
+    import statistics
+    where = "%s/%s %s" % (rec["suite"], rec["case"], rec["metric"])
+    out = []
+
+    def close(a, b):
+        return abs(a - b) <= 1e-6 * max(abs(a), abs(b), 1e-12)
+
+    if len(rec["runs"]) != runs:
+        out.append("%s: %d runs, expected %d" % (where, len(rec["runs"]), runs))
+    if not close(rec["value"], statistics.median(rec["runs"])):
+        out.append("%s: value is not the median of runs" % where)
+    if rec["min"] != min(rec["runs"]) or rec["max"] != max(rec["runs"]):
+        out.append("%s: min/max are not those of runs" % where)
+    if rec["peer"] is None:
+        if rec["ratio"] is not None:
+            out.append("%s: a ratio without a peer" % where)
+        return out
+    p = rec["peer"]
+    if len(p["runs"]) != runs or not close(p["value"], statistics.median(p["runs"])):
+        out.append("%s: the peer's value is not the median of its %d runs" % (where, runs))
+    want = rec["value"] / p["value"] if rec["direction"] == "higher" \
+        else p["value"] / rec["value"]
+    if not close(rec["ratio"], want):
+        out.append("%s: ratio %r, expected %r" % (where, rec["ratio"], want))
+    return out

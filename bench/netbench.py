@@ -1,0 +1,661 @@
+#!/usr/bin/env python3
+"""bench/netbench.py: the `net` and `e2e` suites of `ringfill bench`
+(docs/benchmarks.md). bench/suite_net.c starts it with python3 (no shell) and
+reads its stdout: one JSON object per line, and nothing else on stdout.
+
+    {"progress": "net small_10000x20KB: ringfill run 2/5"}
+    {"env": {"cipher": "..."}}                          a line for the environment
+    {"record": {"suite", "case", "metric", "unit", "direction", "runs",
+                "peer": null | {"name", "runs"}}}      one result, every timed run
+    {"error": "..."}                                  the suite failed (exit 1 too)
+
+Messages for people go to stderr. Standard library only.
+
+net: nginx over TLS on a free loopback port serves generated files; for each
+case `ringfill run --download-only --raw` and `curl --parallel` fetch every
+file, in alternating runs, and every file each of them wrote is checked
+against the sha256 it was generated with. Then `openssl speed -evp` of
+aes-128-gcm and of the cipher nginx logged for the clients.
+
+e2e: scripts/gen_dataset.py's social-network archives served the same way;
+ringfill loads $.tweets[*] into `tweets` and $.following[*] into `following`
+(one run per table, the same database), bench/peer_importer.py does the same
+with a thread pool of urllib downloads; both databases must hold the same rows.
+
+Every measured client runs under the launcher rf_bench_exec (--exec-helper),
+which reports its wall time and wait4 rusage (see bench/rf_bench_exec.c for
+why ru_maxrss needs it).
+"""
+
+import argparse
+import base64
+import collections
+import hashlib
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+
+NGINX = os.environ.get("RINGFILL_BENCH_NGINX", "/usr/sbin/nginx")
+OPENSSL = shutil.which("openssl") or "/usr/bin/openssl"
+CURL = shutil.which("curl")
+HERE = os.path.dirname(os.path.abspath(__file__))
+START_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 10.0
+CLIENT_TIMEOUT_S = 600.0  # one client run; the large case moves a gigabyte
+SEED = 20261124
+
+
+class BenchError(Exception):
+    """The suite cannot go on; the message says why."""
+
+
+# ------------------------------------------------------------- protocol --
+
+def emit(obj):
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def progress(msg):
+    emit({"progress": msg})
+
+
+def note(msg):
+    print("netbench: " + msg, file=sys.stderr, flush=True)
+
+
+def record(suite, case, metric, unit, direction, runs, peer_name=None, peer_runs=None):
+    peer = {"name": peer_name, "runs": peer_runs} if peer_name and peer_runs else None
+    emit({"record": {"suite": suite, "case": case, "metric": metric, "unit": unit,
+                     "direction": direction, "runs": runs, "peer": peer}})
+
+
+# ------------------------------------------------------- PKI and nginx --
+
+def run_tool(args, timeout=120, **kw):
+    p = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False,
+                       **kw)
+    if p.returncode != 0:
+        raise BenchError("%s failed (exit %d): %s" % (" ".join(args[:3]), p.returncode,
+                                                       p.stderr.strip()[-800:]))
+    return p.stdout
+
+
+def make_pki(d):
+    """A throw-away CA and a localhost/127.0.0.1 certificate (EC P-256), the
+    same kind tests/integration/harness.py makes. Returns (ca, cert, key)."""
+    os.makedirs(d, exist_ok=True)
+    ca, ca_key = os.path.join(d, "ca.pem"), os.path.join(d, "ca.key")
+    cert, key = os.path.join(d, "server.pem"), os.path.join(d, "server.key")
+    csr, ext = os.path.join(d, "server.csr"), os.path.join(d, "server.ext")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    run_tool([OPENSSL, "req", "-x509"] + ec + ["-keyout", ca_key, "-out", ca, "-days", "30",
+              "-sha256", "-subj", "/CN=ringfill bench CA",
+              "-addext", "basicConstraints=critical,CA:TRUE",
+              "-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+    with open(ext, "w", encoding="ascii") as f:
+        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n"
+                "basicConstraints=critical,CA:FALSE\n"
+                "keyUsage=critical,digitalSignature,keyEncipherment\n"
+                "extendedKeyUsage=serverAuth\n")
+    run_tool([OPENSSL, "req", "-new"] + ec + ["-keyout", key, "-out", csr,
+              "-subj", "/CN=localhost"])
+    run_tool([OPENSSL, "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key,
+              "-set_serial", "1001", "-days", "30", "-sha256", "-extfile", ext, "-out", cert])
+    return ca, cert, key
+
+
+# One worker: on a 2-CPU machine the server gets one core and the client the
+# other. The access log keeps what each client negotiated (by User-Agent),
+# buffered so that it costs little; nothing else is logged.
+NGINX_CONF = """\
+# Written by bench/netbench.py; every path lives under {work}.
+{user_line}
+worker_processes 1;
+pid {work}/nginx.pid;
+error_log {work}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    default_type application/octet-stream;
+    log_format tls '$ssl_protocol $ssl_cipher "$http_user_agent"';
+    access_log {work}/access.log tls buffer=256k flush=5s;
+    client_body_temp_path {work}/tmp/body;
+    proxy_temp_path {work}/tmp/proxy;
+    fastcgi_temp_path {work}/tmp/fastcgi;
+    uwsgi_temp_path {work}/tmp/uwsgi;
+    scgi_temp_path {work}/tmp/scgi;
+    sendfile on;
+    gzip off;
+    keepalive_timeout 65s;
+    keepalive_requests 1000000;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_session_cache shared:rfbench:4m;
+    server {{
+        listen 127.0.0.1:{port} ssl backlog=4096;
+        server_name localhost;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        root {root};
+        location / {{ }}
+    }}
+}}
+"""
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc):
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+class Nginx:
+    """A private nginx serving root over TLS on 127.0.0.1:port. stop() is
+    safe to call twice and is called on every exit path (see main)."""
+
+    def __init__(self, root, cert, key, work):
+        self.root, self.cert, self.key, self.work = root, cert, key, work
+        self.proc = None
+        self.port = None
+
+    def start(self):
+        for sub in ("tmp/body", "tmp/proxy", "tmp/fastcgi", "tmp/uwsgi", "tmp/scgi"):
+            os.makedirs(os.path.join(self.work, sub), exist_ok=True)
+        errlog = os.path.join(self.work, "stderr.log")
+        for _ in range(3):
+            self.port = free_port()
+            conf = os.path.join(self.work, "nginx.conf")
+            with open(conf, "w", encoding="utf-8") as f:
+                f.write(NGINX_CONF.format(
+                    user_line="user root root;" if os.geteuid() == 0 else "",
+                    work=self.work, port=self.port, cert=self.cert, key=self.key,
+                    root=self.root))
+            with open(errlog, "ab") as err:
+                self.proc = subprocess.Popen(
+                    [NGINX, "-p", self.work + "/", "-c", conf, "-e", errlog,
+                     "-g", "daemon off;"],
+                    stdin=subprocess.DEVNULL, stdout=err, stderr=err)
+            if wait_port(self.port, self.proc):
+                return self
+            self.stop()
+        with open(errlog, encoding="utf-8", errors="replace") as f:
+            raise BenchError("nginx did not start:\n" + f.read()[-2000:])
+
+    def url(self, rel):
+        return "https://127.0.0.1:%d/%s" % (self.port, rel)
+
+    def stop(self):
+        if self.proc is None or self.proc.poll() is not None:
+            self.proc = None
+            return
+        self.proc.send_signal(signal.SIGQUIT)  # graceful: flushes the access log
+        try:
+            self.proc.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=STOP_TIMEOUT_S)
+        self.proc = None
+
+    def ciphers(self):
+        """{client: "TLSv1.3 TLS_AES_256_GCM_SHA384", ...} from the access log
+        (call after stop, which flushes it)."""
+        seen = collections.defaultdict(collections.Counter)
+        path = os.path.join(self.work, "access.log")
+        if os.path.exists(path):
+            with open(path, encoding="utf-8", errors="replace") as f:
+                for line in f:
+                    head, _, agent = line.rstrip("\n").partition(' "')
+                    client = agent.split("/")[0].split(" ")[0] or "unknown"
+                    seen[client][head] += 1
+        return {c: ", ".join(k for k, _ in cnt.most_common()) for c, cnt in seen.items()}
+
+
+# ------------------------------------------------------- measured runs --
+
+class Launcher:
+    """Runs a client under rf_bench_exec and returns its measurements."""
+
+    def __init__(self, helper, work):
+        self.helper, self.work = helper, work
+        self.n = 0
+
+    def run(self, args, what, env=None):
+        self.n += 1
+        out = os.path.join(self.work, "rusage-%d.json" % self.n)
+        log = os.path.join(self.work, "client-%d.log" % self.n)
+        with open(log, "wb") as lf:
+            p = subprocess.run([self.helper, out] + list(args), stdin=subprocess.DEVNULL,
+                               stdout=lf, stderr=lf, timeout=CLIENT_TIMEOUT_S, env=env,
+                               check=False)
+        with open(log, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+        os.unlink(log)
+        if p.returncode != 0 or not os.path.exists(out):
+            raise BenchError("%s: the launcher failed: %s" % (what, text[-1500:]))
+        with open(out, encoding="ascii") as f:
+            ru = json.load(f)
+        os.unlink(out)
+        if ru["exit"] != 0:
+            raise BenchError("%s exited %d (signal %d):\n$ %s\n%s" % (
+                what, ru["exit"], ru["signal"], " ".join(args), text[-3000:]))
+        ru["cpu_s"] = ru["utime_s"] + ru["stime_s"]
+        return ru
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(1 << 20)
+            if not b:
+                return h.hexdigest()
+            h.update(b)
+
+
+def median(v):
+    s = sorted(v)
+    n = len(s)
+    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+
+
+# ---------------------------------------------------------------- net --
+
+def gen_files(root, sub, count, size, jitter, rng):
+    """count JSON documents of size±jitter bytes under root/sub; returns
+    [(rel_path, bytes, sha256)]. Deterministic for a given rng state."""
+    os.makedirs(os.path.join(root, sub), exist_ok=True)
+    out = []
+    width = max(4, len(str(count - 1)))
+    for i in range(count):
+        n = size + (rng.randint(-jitter, jitter) if jitter else 0)
+        head = b'{"id": %d, "pad": "' % i
+        tail = b'"}\n'
+        pad_len = max(0, n - len(head) - len(tail))
+        raw = rng.randbytes(pad_len * 3 // 4 + 3)
+        pad = base64.b64encode(raw)[:pad_len]
+        body = head + pad + tail
+        rel = "%s/d%0*d.json" % (sub, width, i)
+        with open(os.path.join(root, rel), "wb") as f:
+            f.write(body)
+        out.append((rel, len(body), hashlib.sha256(body).hexdigest()))
+    return out
+
+
+def verify_dir(files, directory, name_of, who):
+    """Every expected file is in directory with its sha256; nothing else is.
+    Returns the count; raises BenchError naming the first mismatches."""
+    bad = []
+    for rel, size, digest in files:
+        path = os.path.join(directory, name_of(rel))
+        if not os.path.exists(path):
+            bad.append("%s: missing" % rel)
+        elif os.path.getsize(path) != size:
+            bad.append("%s: %d bytes, expected %d" % (rel, os.path.getsize(path), size))
+        elif sha256_file(path) != digest:
+            bad.append("%s: sha256 differs" % rel)
+        if len(bad) >= 5:
+            break
+    extra = len(os.listdir(directory)) - len(files) if not bad else 0
+    if bad or extra:
+        raise BenchError("%s: downloaded files differ from the served ones: %s" % (
+            who, "; ".join(bad) if bad else "%d unexpected files" % extra))
+    return len(files)
+
+
+class NetCase:
+    def __init__(self, name, files, parallel):
+        self.name, self.files, self.parallel = name, files, parallel
+        self.bytes = sum(f[1] for f in files)
+
+
+def ringfill_net_run(a, launcher, ng, ca, case, urls, work):
+    out = tempfile.mkdtemp(prefix="rf-", dir=work)
+    try:
+        raw = os.path.join(out, "raw")
+        ru = launcher.run([a.ringfill, "run", "--urls", urls, "--db",
+                           os.path.join(out, "rf.db"), "--raw", raw, "--download-only",
+                           "--cacert", ca, "--concurrency", str(case.parallel),
+                           "--per-host", str(case.parallel), "--quiet"],
+                          "ringfill (%s)" % case.name)
+        hosts = os.listdir(raw)
+        if len(hosts) != 1:
+            raise BenchError("ringfill (%s): expected one host directory in --raw, found %s"
+                             % (case.name, hosts))
+        ru["verified"] = verify_dir(case.files, os.path.join(raw, hosts[0]),
+                                    lambda rel: rel.replace("/", "_"), "ringfill " + case.name)
+        return ru
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def curl_net_run(a, launcher, ng, ca, case, work):
+    out = tempfile.mkdtemp(prefix="curl-", dir=work)
+    try:
+        cfg = os.path.join(out, "curl.cfg")
+        files_dir = os.path.join(out, "files")
+        os.makedirs(files_dir)
+        with open(cfg, "w", encoding="utf-8") as f:
+            f.write('parallel\nparallel-max = %d\ncacert = "%s"\nsilent\nshow-error\nfail\n'
+                    % (case.parallel, ca))
+            for rel, _, _ in case.files:
+                f.write('url = "%s"\noutput = "%s"\n' % (
+                    ng.url(rel), os.path.join(files_dir, rel.replace("/", "_"))))
+        ru = launcher.run([CURL, "-K", cfg], "curl (%s)" % case.name)
+        ru["verified"] = verify_dir(case.files, files_dir, lambda rel: rel.replace("/", "_"),
+                                    "curl " + case.name)
+        return ru
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def net_metrics(case, ru):
+    gb = case.bytes / 1e9
+    return {"requests_per_s": len(case.files) / ru["wall_s"],
+            "mb_per_s": case.bytes / 1e6 / ru["wall_s"],
+            "cpu_s_per_gb": ru["cpu_s"] / gb,
+            "peak_rss_mb": ru["maxrss_kb"] / 1024.0,
+            "files_verified": float(ru["verified"])}
+
+
+NET_METRICS = [("requests_per_s", "req/s", "higher"), ("mb_per_s", "MB/s", "higher"),
+               ("cpu_s_per_gb", "s/GB", "lower"), ("peak_rss_mb", "MiB", "lower"),
+               ("files_verified", "files", "higher")]
+
+
+def openssl_speed(evp, seconds):
+    """MB/s (10^6 bytes/s) of `openssl speed -evp EVP -decrypt` on 16 KiB
+    blocks (a TLS record's size), or of encryption if -decrypt is refused."""
+    for extra in (["-decrypt"], []):
+        p = subprocess.run([OPENSSL, "speed", "-evp", evp] + extra +
+                           ["-seconds", str(seconds), "-bytes", "16384"],
+                           capture_output=True, text=True, timeout=120, check=False)
+        for line in p.stdout.splitlines():
+            parts = line.split()
+            if (p.returncode == 0 and len(parts) == 2 and parts[1].endswith("k")
+                    and parts[0].lower() == evp.lower()):
+                return float(parts[1][:-1]) * 1000 / 1e6, "decrypt" if extra else "encrypt"
+    raise BenchError("openssl speed -evp %s: no result" % evp)
+
+
+def evp_of(cipher):
+    """The EVP name of a TLS cipher suite name, or None."""
+    c = cipher.upper().replace("-", "_")
+    if "CHACHA20" in c:
+        return "chacha20-poly1305"
+    for bits in ("128", "256"):
+        if "AES_%s_GCM" % bits in c or "AES%s_GCM" % bits in c:
+            return "aes-%s-gcm" % bits
+    return None
+
+
+def suite_net(a, work):
+    small_n, large_n, large_size = (500, 4, 5 * 10**6) if a.quick else (10000, 20, 50 * 10**6)
+    root = os.path.join(work, "www")
+    rng = random.Random(SEED)
+    progress("net: generating %d x 20 KB and %d x %d MB files" % (small_n, large_n,
+                                                                  large_size // 10**6))
+    cases = [NetCase("small_%dx20KB" % small_n,
+                     gen_files(root, "s", small_n, 20 * 1024, 4 * 1024, rng), 64),
+             NetCase("large_%dx%dMB" % (large_n, large_size // 10**6),
+                     gen_files(root, "l", large_n, large_size, 0, rng), min(64, large_n))]
+    ca, cert, key = make_pki(os.path.join(work, "pki"))
+    launcher = Launcher(a.exec_helper, work)
+    if not CURL:
+        note("curl not found: the net suite runs without its peer")
+    ng = Nginx(root, cert, key, os.path.join(work, "nginx"))
+    results = {}
+    try:
+        ng.start()
+        for case in cases:
+            urls = os.path.join(work, case.name + ".urls")
+            with open(urls, "w", encoding="ascii") as f:
+                f.writelines(ng.url(rel) + "\n" for rel, _, _ in case.files)
+            rf_runs, curl_runs = [], []
+            # A warm-up of each, then the timed runs alternate, so a burst of
+            # load on a shared machine hits both sides alike.
+            for i in range(a.runs + 1):
+                tag = "warm-up" if i == 0 else "run %d/%d" % (i, a.runs)
+                progress("net %s: ringfill %s" % (case.name, tag))
+                ru = ringfill_net_run(a, launcher, ng, ca, case, urls, work)
+                if i:
+                    rf_runs.append(net_metrics(case, ru))
+                if CURL:
+                    progress("net %s: curl %s" % (case.name, tag))
+                    ru = curl_net_run(a, launcher, ng, ca, case, work)
+                    if i:
+                        curl_runs.append(net_metrics(case, ru))
+            results[case.name] = (rf_runs, curl_runs)
+    finally:
+        ng.stop()
+    ciphers = ng.ciphers()
+    for case in cases:
+        rf_runs, curl_runs = results[case.name]
+        for metric, unit, direction in NET_METRICS:
+            record("net", case.name, metric, unit, direction, [r[metric] for r in rf_runs],
+                   "curl" if curl_runs else None, [r[metric] for r in curl_runs])
+    crypto_bound(a, cases[1].name, results[cases[1].name][0], ciphers)
+
+
+def crypto_bound(a, large_case, rf_runs, ciphers):
+    """openssl speed for aes-128-gcm and for what ringfill negotiated; the
+    large case's CPU per GB over the negotiated cipher's (the issue's target)."""
+    desc = "; ".join("%s: %s" % kv for kv in sorted(ciphers.items()))
+    emit({"env": {"cipher": desc or "not logged"}})
+    negotiated = ciphers.get("ringfill", "").split(", ")[0]
+    evps = ["aes-128-gcm"]
+    neg_evp = evp_of(negotiated) if negotiated else None
+    if neg_evp and neg_evp not in evps:
+        evps.append(neg_evp)
+    seconds = 1
+    speeds = {}
+    for evp in evps:
+        runs = []
+        for i in range(a.runs):
+            progress("net crypto: openssl speed -evp %s run %d/%d" % (evp, i + 1, a.runs))
+            mbps, mode = openssl_speed(evp, seconds)
+            runs.append(mbps)
+        speeds[evp] = runs
+        record("net", "openssl_" + evp, mode + "_mb_per_s", "MB/s", "higher", runs)
+    if neg_evp:
+        per_gb = 1000.0 / median(speeds[neg_evp])  # CPU seconds per GB of decryption
+        record("net", large_case, "cpu_per_gb_vs_cipher", "x", "lower",
+               [r["cpu_s_per_gb"] / per_gb for r in rf_runs])
+
+
+# ---------------------------------------------------------------- e2e --
+
+E2E_TABLES = [("tweets", "$.tweets[*]"), ("following", "$.following[*]")]
+JSON_COLUMNS = {"entities_hashtags"}  # arrays: ringfill keeps the source's escapes
+
+
+def db_rows(path, table, job_url):
+    """Sorted rows of table as (url, ((column, type, value), ...)); _job is
+    replaced by the URL of its document, JSON text by its canonical form."""
+    con = sqlite3.connect("file:%s?mode=ro" % path, uri=True)
+    try:
+        cols = [r[1] for r in con.execute('PRAGMA table_info("%s")' % table)]
+        if not cols:
+            raise BenchError("%s: no table %s" % (path, table))
+        data = [c for c in cols if c != "_job"]
+        sel = ", ".join('"%s", typeof("%s")' % (c, c) for c in data)
+        rows = []
+        for r in con.execute('SELECT _job, %s FROM "%s"' % (sel, table)):
+            vals = []
+            for i, c in enumerate(data):
+                v, t = r[1 + 2 * i], r[2 + 2 * i]
+                if c in JSON_COLUMNS and t == "text":
+                    v = json.dumps(json.loads(v), ensure_ascii=False, separators=(",", ":"))
+                vals.append((c, t, v))
+            rows.append((job_url(r[0]), tuple(sorted(vals))))
+        rows.sort()
+        return rows
+    finally:
+        con.close()
+
+
+def rows_digest(rows):
+    h = hashlib.sha256()
+    for r in rows:
+        h.update(repr(r).encode("utf-8"))
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def verify_e2e(rf_db, py_db, urls, manifest):
+    con = sqlite3.connect("file:%s?mode=ro" % rf_db, uri=True)
+    try:
+        jobs = dict(con.execute("SELECT id, url FROM _ringfill_jobs"))
+        states = dict(con.execute("SELECT state, count(*) FROM _ringfill_jobs GROUP BY state"))
+    finally:
+        con.close()
+    if set(states) != {"done"}:
+        raise BenchError("ringfill left jobs not done: %s" % states)
+    total = 0
+    for table, _ in E2E_TABLES:
+        want = manifest["totals"][table]
+        a = db_rows(rf_db, table, jobs.__getitem__)
+        b = db_rows(py_db, table, lambda j: urls[j - 1])
+        if len(a) != want or len(b) != want:
+            raise BenchError("e2e %s: ringfill has %d rows, the importer %d, the generator "
+                             "wrote %d" % (table, len(a), len(b), want))
+        if rows_digest(a) != rows_digest(b):
+            diff = next((x, y) for x, y in zip(a, b) if x != y)
+            raise BenchError("e2e %s: the databases differ; first difference:\n ringfill %.600r"
+                             "\n importer %.600r" % (table, diff[0], diff[1]))
+        total += want
+    return total
+
+
+def ringfill_e2e_run(a, launcher, ca, urls_path, work):
+    out = tempfile.mkdtemp(prefix="rf-", dir=work)
+    try:
+        db = os.path.join(out, "rf.db")
+        wall = cpu = rss = 0.0
+        for table, rows in E2E_TABLES:
+            # Jobs belong to their URL file, so each table has its own copy.
+            lst = os.path.join(out, table + ".urls")
+            shutil.copyfile(urls_path, lst)
+            ru = launcher.run([a.ringfill, "run", "--urls", lst, "--db", db, "--rows", rows,
+                               "--table", table, "--cacert", ca, "--quiet"],
+                              "ringfill (e2e %s)" % table)
+            wall, cpu, rss = wall + ru["wall_s"], cpu + ru["cpu_s"], max(rss, ru["maxrss_kb"])
+        return {"wall_s": wall, "cpu_s": cpu, "maxrss_kb": rss}, out, db
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def importer_e2e_run(a, launcher, ca, urls_path, work):
+    out = tempfile.mkdtemp(prefix="py-", dir=work)
+    try:
+        db = os.path.join(out, "py.db")
+        ru = launcher.run([sys.executable, os.path.join(HERE, "peer_importer.py"), "--urls",
+                           urls_path, "--db", db, "--cacert", ca],
+                          "peer_importer.py")
+        return ru, out, db
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def suite_e2e(a, work):
+    count = 300 if a.quick else 4000
+    data = os.path.join(work, "dataset")
+    progress("e2e: generating %d archives (scripts/gen_dataset.py, seed 1)" % count)
+    run_tool([sys.executable, a.gen_dataset, "--out", data, "--count", str(count),
+              "--seed", "1"], timeout=600)
+    with open(os.path.join(data, "manifest.json"), encoding="utf-8") as f:
+        manifest = json.load(f)
+    ca, cert, key = make_pki(os.path.join(work, "pki"))
+    launcher = Launcher(a.exec_helper, work)
+    ng = Nginx(data, cert, key, os.path.join(work, "nginx"))
+    case = "archives_%d" % count
+    rows_total = sum(manifest["totals"][t] for t, _ in E2E_TABLES)
+    rf_runs, py_runs = [], []
+    try:
+        ng.start()
+        urls = [ng.url(f["path"]) for f in manifest["files"]]
+        urls_path = os.path.join(work, "archives.urls")
+        with open(urls_path, "w", encoding="utf-8") as f:
+            f.writelines(u + "\n" for u in urls)
+        for i in range(a.runs + 1):
+            tag = "warm-up" if i == 0 else "run %d/%d" % (i, a.runs)
+            progress("e2e %s: ringfill %s" % (case, tag))
+            rf, rf_dir, rf_db = ringfill_e2e_run(a, launcher, ca, urls_path, work)
+            try:
+                progress("e2e %s: python importer %s" % (case, tag))
+                py, py_dir, py_db = importer_e2e_run(a, launcher, ca, urls_path, work)
+                try:
+                    progress("e2e %s: comparing the databases (%s)" % (case, tag))
+                    verified = verify_e2e(rf_db, py_db, urls, manifest)
+                finally:
+                    shutil.rmtree(py_dir, ignore_errors=True)
+            finally:
+                shutil.rmtree(rf_dir, ignore_errors=True)
+            if i:
+                for runs, ru in ((rf_runs, rf), (py_runs, py)):
+                    runs.append({"seconds": ru["wall_s"], "rows_per_s": rows_total / ru["wall_s"],
+                                 "cpu_s": ru["cpu_s"], "peak_rss_mb": ru["maxrss_kb"] / 1024.0,
+                                 "rows_verified": float(verified)})
+    finally:
+        ng.stop()
+    for metric, unit, direction in [("seconds", "s", "lower"), ("rows_per_s", "rows/s", "higher"),
+                                    ("cpu_s", "s", "lower"), ("peak_rss_mb", "MiB", "lower"),
+                                    ("rows_verified", "rows", "higher")]:
+        record("e2e", case, metric, unit, direction, [r[metric] for r in rf_runs],
+               "python-importer", [r[metric] for r in py_runs])
+
+
+# ---------------------------------------------------------------- main --
+
+def main():
+    ap = argparse.ArgumentParser(description="ringfill bench net/e2e driver")
+    ap.add_argument("suite", choices=["net", "e2e"])
+    ap.add_argument("--ringfill", required=True)
+    ap.add_argument("--exec-helper", required=True)
+    ap.add_argument("--gen-dataset", required=True)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--tmpdir", default=None)
+    a = ap.parse_args()
+    for tool, what in ((NGINX, "nginx (apt-get install nginx-light)"), (OPENSSL, "openssl"),
+                       (a.exec_helper, "rf_bench_exec (built with ringfill)")):
+        if not os.access(tool, os.X_OK):
+            emit({"error": "%s not found at %s; nothing was measured" % (what, tool)})
+            return 1
+    work = tempfile.mkdtemp(prefix="netbench-%s-" % a.suite, dir=a.tmpdir)
+    # SIGTERM (the harness stopping us) unwinds through the finally blocks,
+    # so nginx is stopped and the temp dir removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        (suite_net if a.suite == "net" else suite_e2e)(a, work)
+        return 0
+    except (BenchError, subprocess.TimeoutExpired, OSError, sqlite3.Error) as e:
+        emit({"error": "%s: %s" % (a.suite, e)})
+        return 1
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""`ringfill bench net` and `ringfill bench e2e` (quick sizes, one run) write
+results that match bench/result.schema.json, and their checks really ran:
+every downloaded file was verified (files_verified is the case's file count,
+for ringfill and for curl) and both databases of the e2e suite hold every row
+the generator wrote (rows_verified). The verifiers themselves are shown to
+catch a changed byte, a missing file and a changed row. No test here looks at
+how fast anything was: benchmarks are not tests.
+
+Needs $RINGFILL (meson sets it), nginx and openssl; exits 77 (skip) without.
+Run alone: RINGFILL=build/engine/ringfill python3 tests/bench/test_bench_net_e2e.py
+"""
+
+import hashlib
+import importlib.util
+import json
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.join(HERE, "..", "..")
+sys.path.insert(0, HERE)
+import benchcheck  # noqa: E402
+
+NGINX = os.environ.get("RINGFILL_BENCH_NGINX", "/usr/sbin/nginx")
+QUICK_ARCHIVES = 300  # bench/netbench.py's --quick e2e size, seed 1
+
+
+def load_netbench():
+    spec = importlib.util.spec_from_file_location(
+        "netbench", os.path.join(ROOT, "bench", "netbench.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+class NetAndE2eResults(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory(prefix="rf_bench_net_")
+        self.out = os.path.join(self.dir.name, "result.json")
+
+    def tearDown(self):
+        self.dir.cleanup()
+
+    def bench_json(self, suite):
+        r = benchcheck.run(suite, "--quick", "--runs", "1", "--json", self.out, timeout=240)
+        self.assertEqual(r.returncode, 0, r.stderr[-4000:])
+        with open(self.out) as f:
+            doc = json.load(f)
+        self.assertEqual(benchcheck.validate(doc), [])
+        for rec in doc["results"]:
+            self.assertEqual(benchcheck.consistency_problems(rec, 1), [])
+            self.assertEqual(rec["suite"], suite)
+        self.assertIn(suite, r.stdout)  # the table
+        return doc, r
+
+    def test_net_verifies_every_file_for_both_clients(self):
+        doc, r = self.bench_json("net")
+        recs = {(x["case"], x["metric"]): x for x in doc["results"]}
+        cases = sorted({c for c, _ in recs if re.fullmatch(r"(small|large)_\d+x\d+[KM]B", c)})
+        self.assertEqual(len(cases), 2, sorted(recs))
+        for case in cases:
+            files = int(re.search(r"_(\d+)x", case).group(1))
+            for metric in ("requests_per_s", "mb_per_s", "cpu_s_per_gb", "peak_rss_mb"):
+                self.assertIn((case, metric), recs)
+            self.assertEqual(recs[(case, "cpu_s_per_gb")]["direction"], "lower")
+            v = recs[(case, "files_verified")]
+            self.assertEqual(v["runs"], [files], case)
+            if shutil.which("curl"):
+                self.assertEqual(v["peer"]["name"], "curl")
+                self.assertEqual(v["peer"]["runs"], [files], case)
+                self.assertIsNotNone(recs[(case, "requests_per_s")]["ratio"])
+        self.assertIn(("openssl_aes-128-gcm", "decrypt_mb_per_s"), recs)
+        self.assertIn("ringfill: TLS", doc["env"]["cipher"])
+        self.assertIn("cipher:", r.stdout)
+
+    def test_e2e_both_databases_hold_every_generated_row(self):
+        doc, _ = self.bench_json("e2e")
+        case = "archives_%d" % QUICK_ARCHIVES
+        recs = {(x["case"], x["metric"]): x for x in doc["results"]}
+        gen = os.path.join(self.dir.name, "dataset")
+        subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "gen_dataset.py"),
+                        "--out", gen, "--count", str(QUICK_ARCHIVES), "--seed", "1"],
+                       check=True, capture_output=True, timeout=120)
+        with open(os.path.join(gen, "manifest.json"), encoding="utf-8") as f:
+            totals = json.load(f)["totals"]
+        rows = totals["tweets"] + totals["following"]
+        v = recs[(case, "rows_verified")]
+        self.assertEqual((v["runs"], v["peer"]["runs"]), ([rows], [rows]))
+        self.assertEqual(v["peer"]["name"], "python-importer")
+        for metric in ("seconds", "rows_per_s", "cpu_s", "peak_rss_mb"):
+            self.assertIsNotNone(recs[(case, metric)]["ratio"], metric)
+        self.assertEqual(recs[(case, "seconds")]["direction"], "lower")
+
+    def test_a_suite_that_cannot_run_exits_3_and_writes_no_result(self):
+        env = dict(os.environ, RINGFILL_BENCH_NGINX=os.path.join(self.dir.name, "no-nginx"))
+        r = subprocess.run([benchcheck.ringfill(), "bench", "net", "--quick", "--runs", "1",
+                            "--json", self.out], capture_output=True, text=True, env=env,
+                           timeout=120)
+        self.assertEqual(r.returncode, 3, r.stderr)
+        self.assertIn("nginx", r.stderr)
+        self.assertIn("nothing was measured", r.stderr)
+        self.assertFalse(os.path.exists(self.out))
+
+
+class Verifiers(unittest.TestCase):
+    """The checks netbench.py runs after every client run, on data we spoil."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.nb = load_netbench()
+
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory(prefix="rf_bench_verify_")
+        self.d = self.dir.name
+
+    def tearDown(self):
+        self.dir.cleanup()
+
+    def test_a_changed_byte_or_a_missing_file_fails_the_case(self):
+        files = []
+        for i, body in enumerate([b'{"a": 1}', b'{"b": 2}']):
+            rel = "s/d%d.json" % i
+            with open(os.path.join(self.d, rel.replace("/", "_")), "wb") as f:
+                f.write(body)
+            files.append((rel, len(body), hashlib.sha256(body).hexdigest()))
+        name = lambda rel: rel.replace("/", "_")  # noqa: E731
+        self.assertEqual(self.nb.verify_dir(files, self.d, name, "t"), 2)
+        with open(os.path.join(self.d, "s_d1.json"), "wb") as f:
+            f.write(b'{"b": 3}')
+        with self.assertRaisesRegex(self.nb.BenchError, "s/d1.json: sha256 differs"):
+            self.nb.verify_dir(files, self.d, name, "t")
+        os.unlink(os.path.join(self.d, "s_d1.json"))
+        with self.assertRaisesRegex(self.nb.BenchError, "s/d1.json: missing"):
+            self.nb.verify_dir(files, self.d, name, "t")
+
+    def make_dbs(self):
+        rf, py = os.path.join(self.d, "rf.db"), os.path.join(self.d, "py.db")
+        urls = ["https://h/a.json", "https://h/b.json"]
+        with sqlite3.connect(rf) as c:
+            c.execute("CREATE TABLE _ringfill_jobs (id INTEGER PRIMARY KEY, url TEXT, state TEXT)")
+            c.executemany("INSERT INTO _ringfill_jobs VALUES (?, ?, 'done')",
+                          [(1, urls[0]), (2, urls[1]), (3, urls[0]), (4, urls[1])])
+            c.execute("CREATE TABLE tweets (_job INTEGER, id TEXT, entities_hashtags TEXT)")
+            c.execute("INSERT INTO tweets VALUES (2, '7', '[{\"text\":\"\\u65e5\"}]')")
+            c.execute("CREATE TABLE following (_job INTEGER, accountId TEXT)")
+            c.executemany("INSERT INTO following VALUES (?, ?)", [(3, "x"), (4, "y")])
+        with sqlite3.connect(py) as c:
+            c.execute("CREATE TABLE tweets (_job INTEGER, id TEXT, entities_hashtags TEXT)")
+            c.execute("INSERT INTO tweets VALUES (2, '7', '[{\"text\":\"日\"}]')")
+            c.execute("CREATE TABLE following (_job INTEGER, accountId TEXT)")
+            c.executemany("INSERT INTO following VALUES (?, ?)", [(2, "y"), (1, "x")])
+        return rf, py, urls, {"totals": {"tweets": 1, "following": 2}}
+
+    def test_the_same_rows_pass_and_a_changed_row_fails(self):
+        rf, py, urls, manifest = self.make_dbs()
+        self.assertEqual(self.nb.verify_e2e(rf, py, urls, manifest), 3)
+        with sqlite3.connect(py) as c:  # the same value, from the other document
+            c.execute("UPDATE following SET _job = 3 - _job")
+        with self.assertRaisesRegex(self.nb.BenchError, "following: the databases differ"):
+            self.nb.verify_e2e(rf, py, urls, manifest)
+        with sqlite3.connect(py) as c:
+            c.execute("UPDATE following SET _job = 3 - _job")
+            c.execute("UPDATE tweets SET id = '8'")
+        with self.assertRaisesRegex(self.nb.BenchError, "tweets: the databases differ"):
+            self.nb.verify_e2e(rf, py, urls, manifest)
+        with sqlite3.connect(py) as c:
+            c.execute("DELETE FROM tweets")
+        with self.assertRaisesRegex(self.nb.BenchError, "tweets: ringfill has 1 rows, the "
+                                                        "importer 0"):
+            self.nb.verify_e2e(rf, py, urls, manifest)
+
+
+if __name__ == "__main__":
+    benchcheck.ringfill()
+    if not os.access(NGINX, os.X_OK) or not shutil.which("openssl"):
+        print("nginx or openssl not found; skipping")
+        sys.exit(benchcheck.SKIP)
+    unittest.main()
