@@ -21,6 +21,7 @@ void options_usage(FILE *f)
 	fputs(
 	    "usage: ringfill run [JOB.json] [--urls FILE] [options]\n"
 	    "       ringfill status [--json] DB\n"
+	    "       ringfill retry DB [--all]   (failed transient jobs, or --all, back to pending)\n"
 	    "       ringfill parse [--select PATH]... [--ndjson] FILE\n"
 	    "       ringfill bench [SUITE...] [--runs N] [--json FILE] [--baseline FILE\n"
 	    "                      --max-regress PCT]   (ringfill bench --help)\n"
