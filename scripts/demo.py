@@ -2,9 +2,10 @@
 """scripts/demo.py: a demo backfill on this machine, end to end.
 
 Generates sample account archives (scripts/gen_dataset.py), serves them with a
-private nginx over TLS (tests/integration/harness.py, loopback only), runs
-`ringfill run` twice into one SQLite database (tweets, then following), and
-prints what landed. nginx is stopped on the way out, also on error.
+private nginx over TLS (tests/integration/harness.py, loopback only), writes a
+job file (docs/jobfile.md) that fills four tables from each archive with one
+`ringfill run`, and prints what landed. nginx is stopped on the way out, also
+on error.
 
     python3 scripts/demo.py [--work DIR] [--count N] [--ringfill PATH]
 
@@ -65,20 +66,15 @@ def main():
 
     with harness.Nginx(data, pki, work=os.path.join(work, "nginx")) as ng:
         print("nginx serving %s on %s" % (data, ng.url("")))
-        # NDJSON URL lists: the key (the username) names the job and its raw file.
-        lists = {}
-        for table in ("tweets", "following"):
-            path = os.path.join(work, "%s-urls.ndjson" % table)
-            with open(path, "w", encoding="utf-8") as f:
-                for e in manifest["files"]:
-                    f.write(json.dumps({"url": ng.url(e["path"]), "key": e["username"]}) + "\n")
-            lists[table] = path
-        codes = []
-        for table in ("tweets", "following"):
-            codes.append(run([ringfill, "run", "--urls", lists[table], "--db", db,
-                              "--rows", "$.%s[*]" % table, "--table", table,
-                              "--raw", os.path.join(work, "raw", table),
-                              "--cacert", pki.ca_cert], cwd=work))
+        users = os.path.join(work, "usernames.txt")
+        with open(users, "w", encoding="utf-8") as f:
+            for e in manifest["files"]:
+                f.write(e["username"] + "\n")
+        job = os.path.join(work, "backfill.json")
+        with open(job, "w", encoding="utf-8") as f:
+            f.write(job_file(ng.url("archives/") + "{username}.json", pki.ca_cert))
+        print("job file %s:\n%s" % (job, open(job, encoding="utf-8").read()))
+        codes = [run([ringfill, "run", job], cwd=work)]
     print()
     run([ringfill, "status", db], cwd=work)
     reported = report(db, manifest)
@@ -89,24 +85,55 @@ def main():
     return 0 if reported else 1
 
 
+def job_file(template, cacert):
+    """The demo's job: one parse of each archive fills four tables."""
+    return """// The demo backfill: one job per username, four tables per archive.
+{
+  "source": { "template": "%s", "keys": "usernames.txt" },
+  "db": "demo.db",
+  "raw": "raw",
+  "http": { "cacert": "%s", "concurrency": 64 },
+  "tables": [
+    { "name": "accounts", "rows": "$",
+      "columns": { "account_id": "$.account.accountId", "username": "{username}",
+                   "created_at": "$.account.createdAt", "bio": "$.profile.bio",
+                   "location": "$.profile.location" },
+      "key": ["account_id"], "mode": "upsert", "null_if": ["", "N/A"] },
+    { "name": "tweets", "rows": "$.tweets[*]",
+      "columns": { "tweet_id": "@.id", "account_id": "$.account.accountId",
+                   "full_text": "@.full_text", "lang": "@.lang", "created_at": "@.created_at",
+                   "favorite_count": { "path": "@.favorite_count", "type": "integer" },
+                   "retweet_count": { "path": "@.retweet_count", "type": "integer" },
+                   "hashtags": { "path": "@.entities.hashtags", "type": "json" } },
+      "key": ["tweet_id"], "mode": "upsert", "null_if": ["", "N/A", "Not On File"] },
+    { "name": "following", "rows": "$.following[*]",
+      "columns": { "account_id": "$.account.accountId", "following_id": "@.accountId" },
+      "key": ["account_id", "following_id"], "mode": "ignore" },
+    { "name": "followers", "rows": "$.followers[*]" }   // columns inferred
+  ]
+}
+""" % (template, cacert)
+
+
 def report(db, manifest):
     con = sqlite3.connect("file:%s?mode=ro" % db, uri=True)
     try:
         print("\nrows per table (expected from the generator):")
-        for table in ("tweets", "following"):
+        expected = dict(manifest["totals"], accounts=len(manifest["files"]))
+        for table in ("accounts", "tweets", "following", "followers"):
             n = con.execute('SELECT count(*) FROM "%s"' % table).fetchone()[0]
-            print("  %-10s %8d  (%d)" % (table, n, manifest["totals"][table]))
+            print("  %-10s %8d  (%d)" % (table, n, expected[table]))
         print("\nthe 5 most-liked tweets:")
-        q = """SELECT j.key AS username, t.favorite_count AS likes,
+        q = """SELECT a.username, t.favorite_count AS likes,
                       substr(replace(replace(t.full_text, char(10), ' '), char(9), ' '), 1, 50) AS text
-               FROM tweets t JOIN _ringfill_jobs j ON j.id = t._job
+               FROM tweets t JOIN accounts a ON a.account_id = t.account_id
                ORDER BY t.favorite_count DESC LIMIT 5"""
         for user, likes, text in con.execute(q):
             print("  %9d  %-28s %s" % (likes, user, text))
         print("\naccounts following the most others:")
-        q = """SELECT j.key, count(*) AS n FROM following f
-               JOIN _ringfill_jobs j ON j.id = f._job
-               GROUP BY f._job ORDER BY n DESC LIMIT 5"""
+        q = """SELECT a.username, count(*) AS n FROM following f
+               JOIN accounts a ON a.account_id = f.account_id
+               GROUP BY f.account_id ORDER BY n DESC LIMIT 5"""
         for user, n in con.execute(q):
             print("  %9d  %s" % (n, user))
         return True
