@@ -86,8 +86,17 @@ int tls_conn_init(tls_conn_t *t, tls_client_t *c, const char *host, bool is_ip,
 		if (SSL_set_tlsext_host_name(t->ssl, host) != 1 || SSL_set1_host(t->ssl, host) != 1)
 			goto fail;
 	}
-	if (session)
-		SSL_set_session(t->ssl, session);
+	if (session) {
+		/* A copy: the caller's session must outlive this connection as
+		 * resumable (see tls_session_get). A failed copy or offer only
+		 * costs a full handshake. */
+		SSL_SESSION *copy = SSL_SESSION_dup(session);
+		if (copy) {
+			SSL_set_session(t->ssl, copy);
+			SSL_SESSION_free(copy);
+		}
+		ERR_clear_error();
+	}
 	return 0;
 fail:
 	tls_error_text(err, err_cap, "TLS: cannot set up connection");
@@ -179,14 +188,21 @@ int tls_write(tls_conn_t *t, const void *buf, size_t len, char *err, size_t err_
 	return 0;
 }
 
+/* The caller gets a copy, never a reference to the connection's own session:
+ * SSL_free on a connection that did not send close_notify (ours never do: the
+ * server closes, or we drop an idle connection) calls ssl_clear_bad_session,
+ * which marks the connection's session not resumable, in place. A shared
+ * reference would then be refused by the next ClientHello (no pre_shared_key
+ * extension, a full handshake every time). tls_conn_init offers a copy for the
+ * same reason. */
 SSL_SESSION *tls_session_get(tls_conn_t *t)
 {
-	SSL_SESSION *s = SSL_get1_session(t->ssl);
-	if (s && !SSL_SESSION_is_resumable(s)) {
-		SSL_SESSION_free(s);
+	SSL_SESSION *s = SSL_get0_session(t->ssl);
+	if (!s || !SSL_SESSION_is_resumable(s))
 		return NULL;
-	}
-	return s;
+	SSL_SESSION *copy = SSL_SESSION_dup(s);
+	ERR_clear_error();
+	return copy;
 }
 
 bool tls_has_input(tls_conn_t *t)

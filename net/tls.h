@@ -38,7 +38,9 @@ typedef struct {
 #define TLS_ERROR (-1)      /* fatal; message in err */
 
 /* host: name for SNI and verification; is_ip: host is an IP literal.
- * session: a session to resume, or NULL. 0, or -1 with err. */
+ * session: a session to resume, or NULL; a copy of it is offered, so the
+ * caller's stays resumable whatever happens to this connection. 0, or -1 with
+ * err. */
 int tls_conn_init(tls_conn_t *t, tls_client_t *c, const char *host, bool is_ip,
                   SSL_SESSION *session, char *err, size_t err_cap);
 void tls_conn_free(tls_conn_t *t);
@@ -56,8 +58,9 @@ ssize_t tls_read(tls_conn_t *t, void *buf, size_t cap, char *err, size_t err_cap
 /* Queues all of buf as records (ciphertext then waits in tls_take_out).
  * 0 or TLS_ERROR. */
 int tls_write(tls_conn_t *t, const void *buf, size_t len, char *err, size_t err_cap);
-/* For resumption on the next connection to the same host; NULL if none. The
- * caller owns the reference (SSL_SESSION_free). */
+/* For resumption on the next connection to the same host; NULL if none. A
+ * copy, independent of this connection (see tls.c); the caller owns it
+ * (SSL_SESSION_free). */
 SSL_SESSION *tls_session_get(tls_conn_t *t);
 /* True when bytes are buffered on the way in (decrypted or not yet): after a
  * complete response, nothing more should have come. */
