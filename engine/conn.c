@@ -239,8 +239,16 @@ static void conn_response_done(loop_t *l, conn_t *c)
 	c->job = NULL;
 	j->conn = NULL;
 	j->body_done = true;
-	if (!h->session)
-		h->session = tls_session_get(&c->tls);
+	/* A full handshake means the host's session was refused (a server that
+	 * rotated its ticket keys, say): this connection's is the one to offer. */
+	if (!h->session || !tls_resumed(&c->tls)) {
+		SSL_SESSION *s = tls_session_get(&c->tls);
+		if (s) {
+			if (h->session)
+				SSL_SESSION_free(h->session);
+			h->session = s;
+		}
+	}
 	/* Bytes beyond the response would be read as the next one's: such a
 	 * connection is not reused. */
 	if (j->resp.close || c->close_after || c->dead || tls_has_input(&c->tls)) {

@@ -210,6 +210,11 @@ bool tls_has_input(tls_conn_t *t)
 	return SSL_pending(t->ssl) > 0 || BIO_ctrl_pending(t->in) > 0;
 }
 
+bool tls_resumed(tls_conn_t *t)
+{
+	return SSL_session_reused(t->ssl) == 1;
+}
+
 const char *tls_cipher_name(tls_conn_t *t)
 {
 	return SSL_get_cipher_name(t->ssl);

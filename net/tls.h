@@ -66,5 +66,7 @@ SSL_SESSION *tls_session_get(tls_conn_t *t);
  * complete response, nothing more should have come. */
 bool tls_has_input(tls_conn_t *t);
 const char *tls_cipher_name(tls_conn_t *t);
+/* True when the handshake resumed an earlier session. */
+bool tls_resumed(tls_conn_t *t);
 
 #endif
