@@ -35,6 +35,23 @@
 #define BENCH_ENV_BYTES_MAX 256u
 #define BENCH_NFTW_FDS 16
 #define BENCH_ENV_EXTRA_MAX 8u /* environment lines a suite may add (bench_env_set) */
+#define BENCH_COMPILER_BYTES_MAX 128u
+
+/* What built this binary: instruction counts depend on it. */
+#define BENCH_STR_(x) #x
+#define BENCH_STR(x) BENCH_STR_(x)
+#if defined(__clang__)
+#define BENCH_COMPILER                                                                         \
+	"clang " BENCH_STR(__clang_major__) "." BENCH_STR(__clang_minor__) "." BENCH_STR(         \
+	        __clang_patchlevel__)
+#elif defined(__GNUC__)
+#define BENCH_COMPILER "gcc " __VERSION__
+#else
+#define BENCH_COMPILER "unknown"
+#endif
+#ifndef RF_BENCH_BUILD
+#define RF_BENCH_BUILD "unknown"
+#endif
 
 static bench_record_t records[BENCH_RECORDS_MAX];
 static uint32_t n_records;
@@ -50,6 +67,8 @@ static uint32_t n_env_extra;
 static const char usage_text[] =
 	"usage: ringfill bench [SUITE...] [--runs N] [--quick] [--corpus DIR] [--json FILE]\n"
 	"                      [--baseline FILE --max-regress PCT]\n"
+	"       ringfill bench --instructions [parse] [ring] [--json FILE]\n"
+	"                      [--baseline FILE --max-regress PCT]\n"
 	"       ringfill bench --compare RESULT --baseline FILE --max-regress PCT\n"
 	"suites: parse ring store net e2e (default: parse ring store); net and e2e start\n"
 	"        nginx over TLS on loopback and take minutes (docs/benchmarks.md)\n"
@@ -60,7 +79,10 @@ static const char usage_text[] =
 	"  --baseline FILE   compare with a saved --json result; exit 1 naming every case\n"
 	"  --max-regress PCT   that got worse by more than PCT percent (ratios to peers\n"
 	"                    are compared where both results have one)\n"
-	"  --compare RESULT  gate a saved result instead of running the suites\n";
+	"  --compare RESULT  gate a saved result instead of running the suites\n"
+	"  --instructions    count instructions (valgrind's callgrind) of the parse and ring\n"
+	"                    hot paths on fixed inputs instead of timing them; deterministic\n"
+	"                    for one binary, so CI can gate on it (docs/benchmarks.md)\n";
 
 /* ---- timing and progress ------------------------------------------------ */
 
@@ -232,6 +254,7 @@ static void env_print(const env_t *e, FILE *out)
 	fprintf(out, "  cpu: %s (%ld online)\n  kernel: %s\n", e->cpu, e->cpus, e->kernel);
 	fprintf(out, "  json stage 1: %s\n  SQLite %s, %s\n", json_stage1_name(),
 	        sqlite3_libversion(), OpenSSL_version(OPENSSL_VERSION));
+	fprintf(out, "  compiler: %s (%s build)\n", BENCH_COMPILER, RF_BENCH_BUILD);
 }
 
 /* ---- the table ------------------------------------------------------------ */
@@ -252,7 +275,11 @@ static const char *fmt_num(double v, char *buf, size_t cap)
 static void table_print(const bench_opts_t *opts)
 {
 	char a[32], b[32], c[32], d[32];
-	printf("\nmedians of %u runs (min..max)\n", opts->runs);
+	if (opts->instructions)
+		printf("\ninstructions of one measured pass per case (callgrind; exact, so "
+		       "min..max is the value)\n");
+	else
+		printf("\nmedians of %u runs (min..max)\n", opts->runs);
 	printf("%-6s %-34s %-24s %10s %21s %-8s  %-26s %10s %7s\n", "suite", "case", "metric",
 	       "median", "min..max", "unit", "peer", "peer med", "ratio");
 	for (uint32_t i = 0; i < n_records; i++) {
@@ -268,7 +295,8 @@ static void table_print(const bench_opts_t *opts)
 		else
 			printf("  %-26s %10s %7s\n", "-", "-", "-");
 	}
-	printf("ratio: ringfill / peer; above 1 means ringfill did better\n");
+	if (!opts->instructions)
+		printf("ratio: ringfill / peer; above 1 means ringfill did better\n");
 }
 
 /* ---- JSON output ------------------------------------------------------------ */
@@ -344,6 +372,10 @@ static int json_write_file(const char *path, const bench_opts_t *opts, const env
 	json_str(f, OpenSSL_version(OPENSSL_VERSION));
 	fputs(", \"parse_corpus\": ", f);
 	json_str(f, bench_parse_corpus_desc());
+	fputs(",\n          \"compiler\": ", f);
+	json_str(f, BENCH_COMPILER);
+	fputs(", \"build\": ", f);
+	json_str(f, RF_BENCH_BUILD);
 	for (uint32_t i = 0; i < n_env_extra; i++) {
 		fputs(", ", f);
 		json_str(f, env_extra[i].key);
@@ -376,6 +408,7 @@ typedef struct {
 typedef struct {
 	gate_row_t *rows;
 	uint32_t n;
+	char compiler[BENCH_COMPILER_BYTES_MAX]; /* env.compiler, "" when absent */
 } gate_set_t;
 
 static void gate_key(char *out, size_t cap, const char *suite, const char *c, const char *m)
@@ -387,6 +420,7 @@ static void gate_from_records(gate_set_t *s)
 {
 	s->rows = calloc(n_records ? n_records : 1, sizeof(gate_row_t));
 	s->n = 0;
+	snprintf(s->compiler, sizeof(s->compiler), "%s", BENCH_COMPILER);
 	for (uint32_t i = 0; s->rows && i < n_records; i++) {
 		const bench_record_t *r = &records[i];
 		gate_row_t *g = &s->rows[s->n++];
@@ -465,6 +499,10 @@ static int gate_load(const char *path, gate_set_t *s)
 	json_error_t e = {0};
 	rc = -EINVAL;
 	if (p && json_parse(p, src, len, &d, &e) == 0 && json_type(&d, 0) == JSON_OBJECT) {
+		uint32_t env = json_object_get(&d, 0, "env", 3);
+		if (env == JSON_NONE || json_type(&d, env) != JSON_OBJECT ||
+		    get_str(&d, env, "compiler", s->compiler, sizeof(s->compiler)) != 0)
+			s->compiler[0] = '\0';
 		uint32_t arr = json_object_get(&d, 0, "results", 7);
 		if (arr != JSON_NONE && json_type(&d, arr) == JSON_ARRAY) {
 			s->n = 0;
@@ -497,6 +535,9 @@ static uint32_t gate_compare(const gate_set_t *base, const gate_set_t *now, doub
 {
 	uint32_t bad = 0, compared = 0;
 	printf("\nregression gate against %s (max %.1f%% worse)\n", base_path, max_pct);
+	if (base->compiler[0] && now->compiler[0] && strcmp(base->compiler, now->compiler) != 0)
+		printf("  note: baseline built by %s, this result by %s; instruction counts "
+		       "depend on the compiler\n", base->compiler, now->compiler);
 	for (uint32_t i = 0; i < now->n; i++) {
 		const gate_row_t *c = &now->rows[i], *b = NULL;
 		for (uint32_t j = 0; j < base->n && !b; j++)
@@ -533,7 +574,7 @@ typedef struct {
 	uint32_t n_suites;
 	const char *json_path, *baseline, *compare;
 	double max_regress;
-	bool have_max_regress, help;
+	bool have_max_regress, help, runs_given;
 } cli_t;
 
 static int usage_error(const char *fmt, const char *arg)
@@ -577,10 +618,13 @@ static int cli_parse(int argc, char **argv, cli_t *c)
 			return 0;
 		} else if (!strcmp(a, "--quick")) {
 			c->o.quick = true;
+		} else if (!strcmp(a, "--instructions")) {
+			c->o.instructions = true;
 		} else if (!strcmp(a, "--runs")) {
 			if (parse_number(a, next, 1, BENCH_RUNS_MAX, &v) || v != floor(v))
 				return usage_error("--runs needs a whole number from 1 to %s", "101");
 			c->o.runs = (uint32_t)v;
+			c->runs_given = true;
 			i++;
 		} else if (!strcmp(a, "--max-regress")) {
 			if (parse_number(a, next, 0, 1e6, &c->max_regress))
@@ -610,8 +654,18 @@ static int cli_parse(int argc, char **argv, cli_t *c)
 	}
 	if (!!c->baseline != c->have_max_regress)
 		return usage_error("%s", "--baseline and --max-regress go together");
-	if (c->compare && (!c->baseline || c->n_suites || c->json_path))
+	if (c->compare && (!c->baseline || c->n_suites || c->json_path || c->o.instructions))
 		return usage_error("%s", "--compare takes --baseline and --max-regress, and no suite");
+	if (c->o.instructions) {
+		if (c->runs_given || c->o.quick || c->o.corpus)
+			return usage_error("%s", "--instructions counts one pass over fixed inputs; "
+			                         "--runs, --quick and --corpus do not apply");
+		for (uint32_t i = 0; i < c->n_suites; i++)
+			if (strcmp(c->suites[i], "parse") != 0 && strcmp(c->suites[i], "ring") != 0)
+				return usage_error("--instructions measures parse and ring, not '%s'",
+				                   c->suites[i]);
+		c->o.runs = 1;
+	}
 	return 0;
 }
 
@@ -625,7 +679,7 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
 
 static int run_suites(cli_t *c)
 {
-	if (c->n_suites == 0)
+	if (c->n_suites == 0 && !c->o.instructions)
 		for (size_t i = 0; i < BENCH_DEFAULT_SUITES; i++)
 			c->suites[c->n_suites++] = known_suites[i];
 	const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
@@ -637,7 +691,9 @@ static int run_suites(cli_t *c)
 	}
 	c->o.tmpdir = tmpdir;
 	int rc = 0;
-	for (uint32_t i = 0; i < c->n_suites && rc == 0; i++) {
+	if (c->o.instructions)
+		rc = bench_instructions(&c->o, c->suites, c->n_suites);
+	for (uint32_t i = 0; i < c->n_suites && rc == 0 && !c->o.instructions; i++) {
 		const char *s = c->suites[i];
 		rc = !strcmp(s, "parse")   ? bench_suite_parse(&c->o)
 		     : !strcmp(s, "ring")  ? bench_suite_ring(&c->o)
@@ -671,6 +727,9 @@ static int gate(const cli_t *c, gate_set_t *base)
 
 int bench_main(int argc, char **argv)
 {
+	/* The child bench_instructions runs under callgrind (not in --help). */
+	if (argc >= 2 && !strcmp(argv[1], "--instructions-child"))
+		return bench_instr_child(argc - 2, argv + 2);
 	cli_t c = {0};
 	int rc = cli_parse(argc, argv, &c);
 	if (rc != 0)

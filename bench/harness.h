@@ -21,6 +21,7 @@ typedef struct {
 	bool quick;         /* small sizes: for tests and smoke runs, not for numbers */
 	const char *corpus; /* --corpus DIR, or NULL */
 	const char *tmpdir; /* a private directory the suites may write into */
+	bool instructions;  /* --instructions: counts (suite_instr.c), not timing */
 } bench_opts_t;
 
 /* One suite/case/metric. value is the median of runs; every metric is a rate,
@@ -84,5 +85,21 @@ void bench_env_set(const char *key, const char *value);
 
 /* How the parse suite found its files, for the environment record. */
 const char *bench_parse_corpus_desc(void);
+
+/* One of the parse suite's generated documents ("twitter-like.json",
+ * "canada-like.json", "events.ndjson"), made from its fixed seed into a
+ * malloc'd buffer the caller frees. 0, -ENOENT for another name, or -errno. */
+int bench_parse_generate(const char *name, char **data, size_t *len);
+
+/* --instructions (bench/suite_instr.c): instruction counts of the parse and
+ * ring hot paths under callgrind, one child process per case. suites: "parse"
+ * and/or "ring". Adds one "instructions" record per case; returns 0 or -errno
+ * after printing why. */
+int bench_instructions(const bench_opts_t *opts, const char *const *suites, uint32_t n);
+
+/* The hidden `ringfill bench --instructions-child CASE ISA` that
+ * bench_instructions runs under valgrind: one warm-up pass and one measured
+ * pass of CASE. Returns the process's exit status. */
+int bench_instr_child(int argc, char **argv);
 
 #endif

@@ -179,6 +179,29 @@ static void gen_ndjson(FILE *f)
 	}
 }
 
+/* The generated documents by name, as the suite writes them to gen/NAME. */
+static const struct {
+	const char *name;
+	void (*fn)(FILE *);
+} gens[] = {{"twitter-like.json", gen_twitter},
+            {"canada-like.json", gen_canada},
+            {"events.ndjson", gen_ndjson}};
+
+int bench_parse_generate(const char *name, char **data, size_t *len)
+{
+	for (size_t i = 0; i < sizeof(gens) / sizeof(*gens); i++) {
+		if (strcmp(gens[i].name, name) != 0)
+			continue;
+		FILE *f = open_memstream(data, len);
+		if (!f)
+			return -errno;
+		gen_state = GEN_SEED; /* each document starts from the seed, as in generate() */
+		gens[i].fn(f);
+		return fclose(f) == 0 ? 0 : -errno;
+	}
+	return -ENOENT;
+}
+
 static int add_file(const char *name, const char *path)
 {
 	if (n_files == PARSE_FILES_MAX)
@@ -195,15 +218,9 @@ static int add_file(const char *name, const char *path)
 
 static int generate(const bench_opts_t *opts)
 {
-	static const struct {
-		const char *name;
-		void (*fn)(FILE *);
-	} gens[] = {{"twitter-like.json", gen_twitter},
-	            {"canada-like.json", gen_canada},
-	            {"events.ndjson", gen_ndjson}};
-	gen_state = GEN_SEED;
 	for (size_t i = 0; i < sizeof(gens) / sizeof(*gens); i++) {
 		char path[4096], name[BENCH_NAME_BYTES_MAX];
+		gen_state = GEN_SEED;
 		snprintf(path, sizeof(path), "%s/%s", opts->tmpdir, gens[i].name);
 		snprintf(name, sizeof(name), "gen/%s", gens[i].name);
 		FILE *f = fopen(path, "w");
