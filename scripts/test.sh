@@ -10,6 +10,10 @@
 #                   sanitizers, each run FUZZ_SECONDS (default 60) from seeds in
 #                   ../shared/data/json; a clean run is one pass, a crash (or a
 #                   target that does not build) one failure.
+#   5. instructions: build-test's `ringfill bench --instructions` (callgrind)
+#                   against bench/baseline.json, at most INSTR_MAX_REGRESS
+#                   (default 3) percent more instructions per case; one pass
+#                   or one failure, skipped without valgrind.
 # Ends with one line "N passed, N failed" (", N skipped" when any were) and
 # exits non-zero when anything failed. Builds are reused when they exist.
 set -euo pipefail
@@ -117,10 +121,35 @@ else
 	extra_fail=$((extra_fail + ${#fuzz_targets[@]}))
 fi
 
+# ---- 5. instruction-count gate --------------------------------------------------
+# `ringfill bench --instructions` counts, under valgrind's callgrind, the
+# instructions of the parse and ring hot paths on fixed generated inputs and
+# compares them with the committed bench/baseline.json (made the same way from
+# a debugoptimized build, like build-test). Counts are exact for one binary;
+# INSTR_MAX_REGRESS percent absorbs another gcc's code generation and still
+# catches a real regression (docs/benchmarks.md, "Instruction counts"). One
+# pass or one failure; skipped (and counted so) without valgrind. About a
+# minute on 2 cores.
+INSTR_MAX_REGRESS="${INSTR_MAX_REGRESS:-3}"
+extra_skip=0
+echo "== instructions: build-test/engine/ringfill bench --instructions, max ${INSTR_MAX_REGRESS}% over bench/baseline.json"
+if ! command -v valgrind >/dev/null 2>&1; then
+	echo "instructions: valgrind is not installed; instruction gate skipped" >&2
+	extra_skip=$((extra_skip + 1))
+elif [ -x build-test/engine/ringfill ] \
+	&& timeout 600 build-test/engine/ringfill bench --instructions \
+		--baseline bench/baseline.json --max-regress "$INSTR_MAX_REGRESS"; then
+	extra_pass=$((extra_pass + 1))
+else
+	echo "instructions: regressed beyond ${INSTR_MAX_REGRESS}%, or could not run (see above)" >&2
+	extra_fail=$((extra_fail + 1))
+fi
+
 echo "== summary"
 read -r passed failed skipped < <(python3 scripts/count_results.py "${logs[@]}")
 passed=$((passed + extra_pass))
 failed=$((failed + extra_fail))
+skipped=$((skipped + extra_skip))
 line="$passed passed, $failed failed"
 if [ "$skipped" -gt 0 ]; then
 	line="$line, $skipped skipped"
