@@ -25,7 +25,11 @@
 #define WRITER_IDLE_WAIT_MS 100     /* longest sleep without a commit due */
 #define WRITER_CHECKPOINT_MS 1000   /* a PASSIVE checkpoint at most this often */
 #define WRITER_TRUNCATE_WAIT_MS 200 /* how long the final TRUNCATE waits for readers */
-#define WRITER_STMT_CACHE_MAX 64u   /* INSERT statements kept, one per column set */
+#define WRITER_STMT_CACHE_MAX 64u   /* INSERT statements kept, per column set and row count */
+#define WRITER_ROWS_PER_STMT 50u    /* rows one INSERT carries, fewer for very wide rows */
+#define WRITER_CACHE_BYTES_PER_ROW 512u     /* page cache per commit_rows row ... */
+#define WRITER_CACHE_KIB_MIN (16u * 1024u)  /* ... at least 16 MiB ... */
+#define WRITER_CACHE_KIB_MAX (256u * 1024u) /* ... at most 256 MiB */
 #define WRITER_COLUMN_SUFFIX_MAX 1000000u
 #define WRITER_KEY_INDEX_PREFIX "_ringfill_key_" /* + table: the UNIQUE index of its key */
 
@@ -69,7 +73,8 @@ typedef struct {
 typedef struct {
 	uint64_t hash, used;
 	uint32_t table;
-	uint32_t n;
+	uint32_t n;    /* columns per row, besides _job */
+	uint32_t rows; /* rows the statement inserts */
 	uint32_t *cols;
 	sqlite3_stmt *stmt;
 } stmt_entry_t;
@@ -94,6 +99,8 @@ struct writer {
 	stmt_entry_t cache[WRITER_STMT_CACHE_MAX];
 	uint64_t cache_clock;
 	sqlite3_stmt *upd_done, *upd_failed, *colmap_ins;
+	sqlite3_stmt *sp_begin, *sp_release, *sp_rollback; /* the per-job savepoint */
+	uint32_t vars_max; /* SQLite's limit on bound parameters per statement */
 
 	bool in_tx;
 	uint64_t tx_start_ms, tx_rows, tx_done, tx_failed;
@@ -104,9 +111,17 @@ struct writer {
 	bool exhausted;
 	job_desc_t **jobs; /* scratch for store_jobs_fetch, ring capacity long */
 
-	batch_field_t *fields; /* scratch for one row */
-	pair_t *pairs;
-	uint32_t cap_fields;
+	/* The rows of one group: consecutive rows of a job for the same table
+	 * with the same fields in the same order, inserted together by
+	 * multi-row statements (rows_insert). */
+	batch_field_t *fields; /* the group's fields, row after row (g_n per row) */
+	size_t cap_fields;
+	pair_t *pairs;      /* the group's columns, sorted, with the field that fills each */
+	uint32_t *g_cols;   /* the group's column of each field, in field order */
+	uint32_t *row_cols; /* the same for the row being resolved */
+	uint32_t cap_cols;  /* entries of pairs, g_cols and row_cols */
+	uint32_t g_table, g_n;
+	bool g_valid; /* g_cols names live columns (false after a rollback) */
 	json_buf_t sql;
 };
 
@@ -507,6 +522,7 @@ static void cache_flush(writer_t *w)
 		free(w->cache[i].cols);
 	}
 	memset(w->cache, 0, sizeof(w->cache));
+	w->g_valid = false;
 }
 
 /* Remembers every table's columns at the job's savepoint. */
@@ -670,7 +686,7 @@ static int keys_prepare(writer_t *w)
  * field (a declared table's rows carry every column), each declared with
  * its job-file type or the type of its first value; then key columns no
  * row has yet, and the key's UNIQUE index. */
-static int table_create(writer_t *w, wtable_t *t, uint32_t nf)
+static int table_create(writer_t *w, wtable_t *t, const batch_field_t *fields, uint32_t nf)
 {
 	sqlite3_stmt *s;
 	/* Map entries of a table that was dropped since would name columns the
@@ -684,12 +700,9 @@ static int table_create(writer_t *w, wtable_t *t, uint32_t nf)
 	if (rc != SQLITE_DONE)
 		return -1;
 	t->exists = true;
-	for (uint32_t i = 0; i < nf; i++) {
-		uint32_t idx;
-		if ((rc = column_add(w, t, &w->fields[i], false, &idx)) != 0)
+	for (uint32_t i = 0; i < nf; i++)
+		if ((rc = column_add(w, t, &fields[i], false, &w->row_cols[i])) != 0)
 			return rc;
-		w->pairs[i] = (pair_t){idx, i};
-	}
 	uint32_t row_cols = t->n_cols;
 	if ((rc = key_columns_add(w, t, false)) != 0)
 		return rc;
@@ -701,9 +714,9 @@ static int table_create(writer_t *w, wtable_t *t, uint32_t nf)
 		const column_t *c = &t->cols[i];
 		batch_field_t key_only = {.type = FIELD_NULL, .name = c->key,
 		                          .name_len = (uint16_t)c->key_len};
-		const batch_field_t *f = i < row_cols ? &w->fields[w->pairs[i].field] : &key_only;
+		const batch_field_t *f = i < row_cols ? &fields[i] : &key_only;
 		if (i < row_cols)
-			c = &t->cols[w->pairs[i].col];
+			c = &t->cols[w->row_cols[i]];
 		if (sql_str(&w->sql, ", ") || sql_ident(&w->sql, c->col, strlen(c->col)) ||
 		    sql_str(&w->sql, column_decl(t, f)))
 			return -ENOMEM;
@@ -721,41 +734,85 @@ static int pair_cmp(const void *a, const void *b)
 	return (x->col > y->col) - (x->col < y->col);
 }
 
-/* Reads the row's fields into w->fields and their column numbers, sorted,
- * into w->pairs, adding columns for new keys. */
-static int row_resolve(writer_t *w, wtable_t *t, batch_iter_t *it, uint32_t nf)
+/* Room for `entries` fields in w->fields and for rows of nf fields in the
+ * column arrays. Grows only: after the first few jobs nothing is allocated. */
+static int scratch_reserve(writer_t *w, size_t entries, uint32_t nf)
 {
-	if (nf > w->cap_fields) {
-		batch_field_t *f = realloc(w->fields, nf * sizeof(*f));
-		if (f)
-			w->fields = f;
+	entries = entries ? entries : 1; /* a row without fields still needs valid pointers */
+	nf = nf ? nf : 1;
+	if (entries > w->cap_fields) {
+		size_t cap = entries > 2 * w->cap_fields ? entries : 2 * w->cap_fields;
+		batch_field_t *f = realloc(w->fields, cap * sizeof(*f));
+		if (!f)
+			return -ENOMEM;
+		w->fields = f;
+		w->cap_fields = cap;
+	}
+	if (nf > w->cap_cols) {
 		pair_t *p = realloc(w->pairs, nf * sizeof(*p));
 		if (p)
 			w->pairs = p;
-		if (!f || !p)
+		uint32_t *g = realloc(w->g_cols, nf * sizeof(*g));
+		if (g)
+			w->g_cols = g;
+		uint32_t *r = realloc(w->row_cols, nf * sizeof(*r));
+		if (r)
+			w->row_cols = r;
+		if (!p || !g || !r)
 			return -ENOMEM;
-		w->cap_fields = nf;
+		w->cap_cols = nf;
 	}
-	for (uint32_t i = 0; i < nf; i++)
-		batch_next_field(it, &w->fields[i]);
-	int rc;
-	if (!t->exists) {
-		if ((rc = table_create(w, t, nf)) != 0)
+	return 0;
+}
+
+/* True when the row's fields name the group's columns in the group's order:
+ * then the row joins the group without a map lookup (a memcmp per field). */
+static bool layout_same(const writer_t *w, uint32_t table, const batch_field_t *f, uint32_t nf)
+{
+	if (!w->g_valid || table != w->g_table || nf != w->g_n)
+		return false;
+	const wtable_t *t = &w->tables[table];
+	for (uint32_t i = 0; i < nf; i++) {
+		const column_t *c = &t->cols[w->g_cols[i]];
+		if (c->key_len != f[i].name_len || memcmp(c->key, f[i].name, c->key_len) != 0)
+			return false;
+	}
+	return true;
+}
+
+/* The column numbers of the row's fields, in field order, into w->row_cols,
+ * creating the table or adding columns for new keys. */
+static int row_columns(writer_t *w, wtable_t *t, const batch_field_t *f, uint32_t nf)
+{
+	if (!t->exists)
+		return table_create(w, t, f, nf);
+	for (uint32_t i = 0; i < nf; i++) {
+		uint32_t idx = map_get(&t->keys, f[i].name, f[i].name_len);
+		int rc;
+		if (idx == MAP_ABSENT && (rc = column_add(w, t, &f[i], true, &idx)) != 0)
 			return rc;
-	} else {
-		for (uint32_t i = 0; i < nf; i++) {
-			uint32_t idx = map_get(&t->keys, w->fields[i].name, w->fields[i].name_len);
-			if (idx == MAP_ABSENT && (rc = column_add(w, t, &w->fields[i], true, &idx)) != 0)
-				return rc;
-			w->pairs[i] = (pair_t){idx, i};
-		}
+		w->row_cols[i] = idx;
 	}
+	return 0;
+}
+
+/* Makes the row just resolved (w->row_cols) the layout of a new group: its
+ * column numbers sorted, each with the field that fills it. */
+static void group_start(writer_t *w, uint32_t table, uint32_t nf)
+{
+	uint32_t *swap = w->g_cols;
+	w->g_cols = w->row_cols;
+	w->row_cols = swap;
+	for (uint32_t i = 0; i < nf; i++)
+		w->pairs[i] = (pair_t){w->g_cols[i], i};
 	qsort(w->pairs, nf, sizeof(*w->pairs), pair_cmp);
 	/* batch_add_rows never emits a name twice in a row; keys map to columns
 	 * one to one, so columns cannot repeat either. */
 	for (uint32_t i = 1; i < nf; i++)
 		assert(w->pairs[i - 1].col < w->pairs[i].col);
-	return 0;
+	w->g_table = table;
+	w->g_n = nf;
+	w->g_valid = true;
 }
 
 static bool is_key_col(const wtable_t *t, uint32_t col)
@@ -797,18 +854,57 @@ static int insert_conflict(writer_t *w, const wtable_t *t, uint32_t n)
 	return 0;
 }
 
-/* The INSERT for the table and the column set in w->pairs[0..n), cached
- * (LRU). */
-static int insert_stmt(writer_t *w, uint32_t table, uint32_t n, sqlite3_stmt **out)
+/* Rows per statement for rows of n columns: WRITER_ROWS_PER_STMT, or as
+ * many as SQLite's parameter limit allows (1 when even one row passes it:
+ * that statement then fails like any refused row). */
+static uint32_t rows_per_stmt(const writer_t *w, uint32_t n)
+{
+	uint32_t m = w->vars_max / (n + 1);
+	return m == 0 ? 1 : m < WRITER_ROWS_PER_STMT ? m : WRITER_ROWS_PER_STMT;
+}
+
+/* Appends "INSERT INTO t ("_job", cols...) VALUES (?, ...), ..." for `rows`
+ * rows of the column set in w->pairs[0..n), and the mode's conflict clause. */
+static int insert_sql(writer_t *w, const wtable_t *t, uint32_t n, uint32_t rows)
+{
+	w->sql.len = 0;
+	if (sql_str(&w->sql, "INSERT INTO ") || sql_ident(&w->sql, t->name, strlen(t->name)) ||
+	    sql_str(&w->sql, " (\"_job\""))
+		return -ENOMEM;
+	for (uint32_t i = 0; i < n; i++) {
+		const char *col = t->cols[w->pairs[i].col].col;
+		if (sql_str(&w->sql, ", ") || sql_ident(&w->sql, col, strlen(col)))
+			return -ENOMEM;
+	}
+	if (sql_str(&w->sql, ") VALUES "))
+		return -ENOMEM;
+	for (uint32_t r = 0; r < rows; r++) {
+		if (sql_str(&w->sql, r ? ", (?" : "(?"))
+			return -ENOMEM;
+		for (uint32_t i = 0; i < n; i++)
+			if (sql_str(&w->sql, ", ?"))
+				return -ENOMEM;
+		if (sql_str(&w->sql, ")"))
+			return -ENOMEM;
+	}
+	return insert_conflict(w, t, n) || !sql_end(w) ? -ENOMEM : 0;
+}
+
+/* The INSERT of `rows` rows for the table and the column set in
+ * w->pairs[0..n), cached (LRU). Each column set needs at most one
+ * statement per row count that insert_group uses (50, 32, 16, ..., 1). */
+static int insert_stmt(writer_t *w, uint32_t table, uint32_t n, uint32_t rows,
+                       sqlite3_stmt **out)
 {
 	const wtable_t *t = &w->tables[table];
 	uint64_t h = hash_bytes(&table, sizeof(table), 14695981039346656037u);
+	h = hash_bytes(&rows, sizeof(rows), h);
 	for (uint32_t i = 0; i < n; i++)
 		h = hash_bytes(&w->pairs[i].col, sizeof(uint32_t), h);
 	stmt_entry_t *victim = &w->cache[0];
 	for (uint32_t i = 0; i < WRITER_STMT_CACHE_MAX; i++) {
 		stmt_entry_t *e = &w->cache[i];
-		if (e->stmt && e->hash == h && e->n == n && e->table == table) {
+		if (e->stmt && e->hash == h && e->n == n && e->rows == rows && e->table == table) {
 			uint32_t k = 0;
 			while (k < n && e->cols[k] == w->pairs[k].col)
 				k++;
@@ -824,22 +920,7 @@ static int insert_stmt(writer_t *w, uint32_t table, uint32_t n, sqlite3_stmt **o
 	sqlite3_finalize(victim->stmt);
 	free(victim->cols);
 	memset(victim, 0, sizeof(*victim));
-	w->sql.len = 0;
-	if (sql_str(&w->sql, "INSERT INTO ") || sql_ident(&w->sql, t->name, strlen(t->name)) ||
-	    sql_str(&w->sql, " (\"_job\""))
-		return -ENOMEM;
-	for (uint32_t i = 0; i < n; i++) {
-		const char *col = t->cols[w->pairs[i].col].col;
-		if (sql_str(&w->sql, ", ") || sql_ident(&w->sql, col, strlen(col)))
-			return -ENOMEM;
-	}
-	if (sql_str(&w->sql, ") VALUES (?"))
-		return -ENOMEM;
-	for (uint32_t i = 0; i < n; i++)
-		if (sql_str(&w->sql, ", ?"))
-			return -ENOMEM;
-	if (sql_str(&w->sql, ")") || insert_conflict(w, t, n) || !sql_end(w) ||
-	    !(victim->cols = malloc((n + 1) * 4)))
+	if (insert_sql(w, t, n, rows) != 0 || !(victim->cols = malloc((n + 1) * 4)))
 		return -ENOMEM;
 	if (sqlite3_prepare_v3(w->db, w->sql.data, -1, SQLITE_PREPARE_PERSISTENT, &victim->stmt,
 	                       NULL) != SQLITE_OK)
@@ -847,6 +928,7 @@ static int insert_stmt(writer_t *w, uint32_t table, uint32_t n, sqlite3_stmt **o
 	for (uint32_t i = 0; i < n; i++)
 		victim->cols[i] = w->pairs[i].col;
 	victim->n = n;
+	victim->rows = rows;
 	victim->table = table;
 	victim->hash = h;
 	victim->used = ++w->cache_clock;
@@ -854,18 +936,15 @@ static int insert_stmt(writer_t *w, uint32_t table, uint32_t n, sqlite3_stmt **o
 	return 0;
 }
 
-/* Text is bound SQLITE_STATIC: it points into the batch, which lives until
- * after the step, and every parameter is bound again before the next step. */
-static int row_insert(writer_t *w, uint32_t table, int64_t job_id, uint32_t n)
+/* Binds one row's fields from parameter p (its _job) on. Text is bound
+ * SQLITE_STATIC: it points into the batch, which lives until after the
+ * step, and every parameter is bound again before the next step. */
+static int row_bind(writer_t *w, sqlite3_stmt *s, int p, int64_t job_id,
+                    const batch_field_t *row)
 {
-	sqlite3_stmt *s;
-	int rc = insert_stmt(w, table, n, &s);
-	if (rc != 0)
-		return rc;
-	sqlite3_bind_int64(s, 1, job_id);
-	for (uint32_t i = 0; i < n; i++) {
-		const batch_field_t *f = &w->fields[w->pairs[i].field];
-		int p = (int)i + 2;
+	sqlite3_bind_int64(s, p++, job_id);
+	for (uint32_t i = 0; i < w->g_n; i++, p++) {
+		const batch_field_t *f = &row[w->pairs[i].field];
 		int64_t v;
 		double x;
 		switch (f->type) {
@@ -891,24 +970,84 @@ static int row_insert(writer_t *w, uint32_t table, int64_t job_id, uint32_t n)
 			break;
 		}
 	}
+	return 0;
+}
+
+/* Inserts the group's rows [first, first + rows) with one statement. Rows
+ * go in their arrival order, so rowids and upsert/ignore outcomes are those
+ * of one INSERT per row: SQLite applies a multi-row VALUES row by row, and a
+ * row sees the rows inserted before it by the same statement. */
+static int insert_rows(writer_t *w, int64_t job_id, uint32_t first, uint32_t rows)
+{
+	sqlite3_stmt *s;
+	int rc = insert_stmt(w, w->g_table, w->g_n, rows, &s);
+	if (rc != 0)
+		return rc;
+	int per_row = (int)w->g_n + 1;
+	for (uint32_t r = 0; r < rows; r++)
+		if ((rc = row_bind(w, s, 1 + (int)r * per_row, job_id,
+		                   w->fields + (size_t)(first + r) * w->g_n)) != 0)
+			return rc;
 	rc = sqlite3_step(s);
 	sqlite3_reset(s);
 	return rc == SQLITE_DONE ? 0 : -1;
 }
 
+/* Inserts the group's first `rows` rows: full statements of rows_per_stmt
+ * rows, then the rest by powers of two (49 = 32 + 16 + 1), so each column
+ * set needs at most seven cached statements whatever the job sizes. */
+static int insert_group(writer_t *w, int64_t job_id, uint32_t rows)
+{
+	uint32_t full = rows_per_stmt(w, w->g_n);
+	for (uint32_t done = 0; done < rows;) {
+		uint32_t left = rows - done;
+		uint32_t k = left >= full ? full : 1u << (31 - __builtin_clz(left));
+		int rc = insert_rows(w, job_id, done, k);
+		if (rc != 0)
+			return rc;
+		done += k;
+	}
+	return 0;
+}
+
+/* Inserts the batch's rows. Consecutive rows for one table with the same
+ * fields in the same order form a group, inserted rows_per_stmt at a time;
+ * a row with another layout first inserts the group before it, so every
+ * table receives its rows in batch order. A row is read straight after the
+ * group's rows in w->fields and moved to the front when it starts a group. */
 static int rows_insert(writer_t *w, const batch_t *b)
 {
 	batch_iter_t it;
 	int nf, rc;
+	uint32_t g_rows = 0; /* rows of the current group in w->fields */
 	batch_iter_init(&it, b);
 	while ((nf = batch_next_row(&it)) >= 0) {
 		assert(it.table < w->n_tables);
-		if ((rc = row_resolve(w, &w->tables[it.table], &it, (uint32_t)nf)) != 0 ||
-		    (rc = row_insert(w, it.table, b->job_id, (uint32_t)nf)) != 0)
+		uint32_t n = (uint32_t)nf;
+		size_t base = (size_t)g_rows * w->g_n;
+		if ((rc = scratch_reserve(w, base + n, n)) != 0)
 			return rc;
+		batch_field_t *f = w->fields + base;
+		for (uint32_t i = 0; i < n; i++)
+			batch_next_field(&it, &f[i]);
+		if (!layout_same(w, it.table, f, n)) {
+			if ((rc = row_columns(w, &w->tables[it.table], f, n)) != 0)
+				return rc;
+			if (g_rows && (rc = insert_group(w, b->job_id, g_rows)) != 0)
+				return rc;
+			memmove(w->fields, f, n * sizeof(*f));
+			group_start(w, it.table, n);
+			g_rows = 0;
+		}
+		g_rows++;
 		w->tx_rows++;
+		if (g_rows == rows_per_stmt(w, w->g_n)) {
+			if ((rc = insert_group(w, b->job_id, g_rows)) != 0)
+				return rc;
+			g_rows = 0;
+		}
 	}
-	return 0;
+	return g_rows ? insert_group(w, b->job_id, g_rows) : 0;
 }
 
 /* ---- jobs -------------------------------------------------------------- */
@@ -991,20 +1130,29 @@ static int job_mark_done(writer_t *w, const batch_t *b)
 	return 1;
 }
 
+/* Runs one of the prepared savepoint statements. */
+static int savepoint_step(writer_t *w, sqlite3_stmt *s)
+{
+	int rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? 0 : fatal_db(w);
+}
+
 /* The job's state update and its rows, inside a savepoint: rows the database
  * rejects half-way (too many columns, a value too big) leave nothing behind,
- * and the job is recorded as failed instead. */
+ * and the job is recorded as failed instead. The savepoint statements are
+ * prepared once: a job costs three small statements besides its INSERTs. */
 static int job_rows(writer_t *w, const batch_t *b)
 {
 	columns_mark(w);
 	uint64_t tx_rows = w->tx_rows, tx_done = w->tx_done;
-	if (exec_sql(w, "SAVEPOINT ringfill_job") != 0)
+	if (savepoint_step(w, w->sp_begin) != 0)
 		return -1;
 	int rc = job_mark_done(w, b);
 	if (rc == 1)
 		rc = rows_insert(w, b);
 	if (rc >= 0)
-		return exec_sql(w, "RELEASE ringfill_job");
+		return savepoint_step(w, w->sp_release);
 	if (rc == -ENOMEM)
 		return fatal(w, "writer: out of memory");
 	if (!job_level_error(rc, sqlite3_errcode(w->db)))
@@ -1012,8 +1160,7 @@ static int job_rows(writer_t *w, const batch_t *b)
 	char error[BATCH_ERROR_BYTES_MAX];
 	snprintf(error, sizeof(error), "database refused the rows: %s",
 	         rc == -EFBIG ? "value longer than 2 GiB" : sqlite3_errmsg(w->db));
-	if (exec_sql(w, "ROLLBACK TO ringfill_job") != 0 ||
-	    exec_sql(w, "RELEASE ringfill_job") != 0)
+	if (savepoint_step(w, w->sp_rollback) != 0 || savepoint_step(w, w->sp_release) != 0)
 		return -1;
 	columns_restore(w);
 	w->tx_rows = tx_rows;
@@ -1077,6 +1224,21 @@ static int jobs_feed(writer_t *w)
 
 /* ---- the thread -------------------------------------------------------- */
 
+/* A transaction's dirty pages stay in the page cache until COMMIT; when
+ * they do not fit, SQLite spills them into the WAL mid-transaction and reads
+ * them back, which costs more than the inserts. So the cache is sized for
+ * one transaction's rows (WRITER_CACHE_BYTES_PER_ROW each, within
+ * WRITER_CACHE_KIB_MIN..MAX). Pages are allocated only as they are used. */
+static int cache_size_set(writer_t *w)
+{
+	uint64_t kib = (uint64_t)w->commit_rows * WRITER_CACHE_BYTES_PER_ROW / 1024u;
+	kib = kib < WRITER_CACHE_KIB_MIN ? WRITER_CACHE_KIB_MIN
+	      : kib > WRITER_CACHE_KIB_MAX ? WRITER_CACHE_KIB_MAX : kib;
+	char sql[64];
+	snprintf(sql, sizeof(sql), "PRAGMA cache_size=-%llu", (unsigned long long)kib);
+	return exec_sql(w, sql);
+}
+
 static int writer_prepare(writer_t *w)
 {
 	static const char done_sql[] =
@@ -1092,9 +1254,16 @@ static int writer_prepare(writer_t *w)
 	unsigned flags = SQLITE_PREPARE_PERSISTENT;
 	if (sqlite3_prepare_v3(w->db, done_sql, -1, flags, &w->upd_done, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v3(w->db, failed_sql, -1, flags, &w->upd_failed, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v3(w->db, colmap_sql, -1, flags, &w->colmap_ins, NULL) != SQLITE_OK)
+	    sqlite3_prepare_v3(w->db, colmap_sql, -1, flags, &w->colmap_ins, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v3(w->db, "SAVEPOINT ringfill_job", -1, flags, &w->sp_begin,
+	                       NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v3(w->db, "RELEASE ringfill_job", -1, flags, &w->sp_release,
+	                       NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v3(w->db, "ROLLBACK TO ringfill_job", -1, flags, &w->sp_rollback,
+	                       NULL) != SQLITE_OK)
 		return fatal_db(w);
-	return 0;
+	w->vars_max = (uint32_t)sqlite3_limit(w->db, SQLITE_LIMIT_VARIABLE_NUMBER, -1);
+	return cache_size_set(w);
 }
 
 /* How long to sleep: until the open transaction is due, at most the idle
@@ -1164,7 +1333,11 @@ static void *writer_thread(void *arg)
 	sqlite3_finalize(w->upd_done);
 	sqlite3_finalize(w->upd_failed);
 	sqlite3_finalize(w->colmap_ins);
+	sqlite3_finalize(w->sp_begin);
+	sqlite3_finalize(w->sp_release);
+	sqlite3_finalize(w->sp_rollback);
 	w->upd_done = w->upd_failed = w->colmap_ins = NULL;
+	w->sp_begin = w->sp_release = w->sp_rollback = NULL;
 	return NULL;
 }
 
@@ -1185,6 +1358,8 @@ static void writer_free(writer_t *w)
 	json_buf_free(&w->sql);
 	free(w->fields);
 	free(w->pairs);
+	free(w->g_cols);
+	free(w->row_cols);
 	free(w->jobs);
 	free(w->source);
 	free(w);

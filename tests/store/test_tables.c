@@ -367,6 +367,69 @@ static void test_modes_keys_and_one_transaction_per_job(void **state)
 	             "1:done 2:done 3:done 4:pending");
 }
 
+/* The writer inserts a job's rows with multi-row INSERTs (50 rows, then the
+ * rest by powers of two). Duplicate keys inside one statement, across
+ * statements and across jobs must come out as with one INSERT per row:
+ * upsert keeps the last row, ignore the first, append every row in arrival
+ * order, also when a new key changes the row layout half-way. */
+#define MULTI_ROWS 123 /* 50 + 50 + 16 + 4 + 2 + 1 */
+#define MULTI_KEYS 40  /* keys repeat within and across statements */
+
+static void test_multi_row_inserts_behave_row_by_row(void **state)
+{
+	fixture_t *fx = *state;
+	column_spec_t *user = &fx->t[0].cols[2]; /* from the row, so upserts differ */
+	free(user->name);
+	free(user->expr);
+	free(user->var);
+	col(user, "user", "@.u", COLUMN_TEXT);
+	import_jobs(fx, 2);
+	start(fx, 2);
+	size_t cap = 64 * 1024, n = 0;
+	char *doc = malloc(cap);
+	for (int job = 1; job <= 2; job++) {
+		n = (size_t)snprintf(doc, cap, "{\"acc\":\"A\",\"f\":[");
+		for (int i = 0; i < MULTI_ROWS; i++)
+			n += (size_t)snprintf(doc + n, cap - n, "%s{\"id\":%d,\"u\":\"j%d-%d\"}",
+			                      i ? "," : "", i % MULTI_KEYS, job, i);
+		n += (size_t)snprintf(doc + n, cap - n, "],\"tw\":[");
+		for (int i = 0; i < MULTI_ROWS; i++)
+			n += (size_t)snprintf(doc + n, cap - n, "%s{\"id\":\"t%02d\",\"fav\":%d%s}",
+			                      i ? "," : "", i % MULTI_KEYS, job * 1000 + i,
+			                      i % 7 == 3 ? ",\"x\":true" : "");
+		snprintf(doc + n, cap - n, "]}");
+		push_doc(fx, job, doc, NULL);
+	}
+	finish(fx, 0);
+
+	/* upsert: each key holds the last row of the last job; ignore: the first
+	 * row of the first job; append: every row, in order. */
+	char want[16 * 1024];
+	n = 0;
+	for (int k = 0; k < MULTI_KEYS; k++) {
+		int last = k + MULTI_KEYS * ((MULTI_ROWS - 1 - k) / MULTI_KEYS);
+		n += (size_t)snprintf(want + n, sizeof(want) - n, "%sA/%d/j2-%d/2", k ? " " : "", k,
+		                      last);
+	}
+	expect_query(fx->db, "SELECT group_concat(acc||'/'||fid||'/'||user||'/'||_job, ' ') FROM"
+	                     " (SELECT * FROM follow ORDER BY fid)", want);
+	n = 0;
+	for (int k = 0; k < MULTI_KEYS; k++)
+		n += (size_t)snprintf(want + n, sizeof(want) - n, "%st%02d/%d/1", k ? " " : "", k,
+		                      1000 + k);
+	expect_query(fx->db, TW_ROWS, want);
+	n = 0;
+	for (int job = 1; job <= 2; job++)
+		for (int i = 0; i < MULTI_ROWS; i++)
+			n += (size_t)snprintf(want + n, sizeof(want) - n, "%s%d%s",
+			                      n ? "," : "", job * 1000 + i, i % 7 == 3 ? "x" : "");
+	expect_query(fx->db, "SELECT group_concat(fav || iif(x, 'x', ''), ',') FROM"
+	                     " (SELECT * FROM log ORDER BY rowid)", want);
+	expect_query(fx->db, "SELECT group_concat(id||':'||state, ' ') FROM"
+	             " (SELECT * FROM _ringfill_jobs ORDER BY id)", "1:done 2:done");
+	free(doc);
+}
+
 /* A row the database refuses in the second table rolls back the job's rows
  * in the first table too: a job's tables and its state commit together. */
 static void test_refused_rows_roll_back_every_table_of_the_job(void **state)
@@ -410,6 +473,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_types_null_if_and_sources),
 		T(test_modes_keys_and_one_transaction_per_job),
+		T(test_multi_row_inserts_behave_row_by_row),
 		T(test_refused_rows_roll_back_every_table_of_the_job),
 		T(test_bad_table_sets_are_refused),
 	};

@@ -313,6 +313,62 @@ static void test_rows_the_database_refuses_fail_only_their_job(void **state)
 	expect_query(fx->db, "SELECT _job || ':' || fine FROM records", "2:1");
 }
 
+/* A refused row inside a 50-row INSERT fails only its job, with the rows
+ * of that statement and of the statements before it; rows wide enough that
+ * 50 of them pass SQLite's parameter limit go in smaller statements. */
+#define WIDE_COLUMNS 1000 /* 32766 parameters / 1001 per row: 32 rows a statement */
+#define WIDE_ROWS 45
+
+static void test_refused_row_mid_statement_and_wide_rows(void **state)
+{
+	fixture_t *fx = *state;
+	import_n(fx, "src", 3);
+	sqlite3 *c;
+	assert_int_equal(sqlite3_open(fx->db, &c), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(c, "CREATE TABLE records (_job INTEGER,"
+	                                 " v INTEGER CHECK (v <> 77))", NULL, NULL, NULL),
+	                 SQLITE_OK);
+	sqlite3_close(c);
+	int64_t ids[4];
+	start(fx, 0);
+	assert_int_equal(take_all_jobs(fx, ids, 4), 3);
+	size_t cap = 16 * 1024 * 1024, n = 0;
+	char *json = malloc(cap);
+	n = (size_t)snprintf(json, cap, "[");
+	for (int i = 50; i < 110; i++) /* v = 77 is the 28th row of the first statement */
+		n += (size_t)snprintf(json + n, cap - n, "%s{\"v\":%d}", i > 50 ? "," : "", i);
+	snprintf(json + n, cap - n, "]");
+	push(fx, done_batch(1, json, "$[*]"));
+	push(fx, done_batch(2, "[{\"v\":1},{\"v\":2},{\"v\":3}]", "$[*]"));
+	n = (size_t)snprintf(json, cap, "[");
+	for (int r = 0; r < WIDE_ROWS; r++) {
+		n += (size_t)snprintf(json + n, cap - n, "%s{", r ? "," : "");
+		for (int k = 0; k < WIDE_COLUMNS; k++)
+			n += (size_t)snprintf(json + n, cap - n, "%s\"c%d\":%d", k ? "," : "", k,
+			                      r * WIDE_COLUMNS + k);
+		n += (size_t)snprintf(json + n, cap - n, "}");
+	}
+	snprintf(json + n, cap - n, "]");
+	push(fx, done_batch(3, json, "$[*]"));
+	free(json);
+	finish(fx, 0);
+	expect_query(fx->db, "SELECT state || ':' || error FROM _ringfill_jobs WHERE id=1",
+	             "failed:database refused the rows: CHECK constraint failed: v <> 77");
+	expect_query(fx->db, "SELECT group_concat(v, ',') FROM"
+	                     " (SELECT v FROM records WHERE _job=2 ORDER BY rowid)", "1,2,3");
+	long long sum = 0;
+	for (int r = 0; r < WIDE_ROWS; r++)
+		sum += (long long)r * WIDE_COLUMNS + (WIDE_COLUMNS - 1);
+	char want[64];
+	snprintf(want, sizeof(want), "%d:%lld:0:%d", WIDE_ROWS, sum, (WIDE_ROWS - 1) * WIDE_COLUMNS);
+	expect_query(fx->db, "SELECT count(*) || ':' || sum(c999) || ':' ||"
+	                     " (SELECT c0 FROM records WHERE _job=3 ORDER BY rowid LIMIT 1) || ':' ||"
+	                     " (SELECT c0 FROM records WHERE _job=3 ORDER BY rowid DESC LIMIT 1)"
+	                     " FROM records WHERE _job=3", want);
+	expect_query(fx->db, "SELECT group_concat(state, ',') FROM"
+	                     " (SELECT state FROM _ringfill_jobs ORDER BY id)", "failed,done,done");
+}
+
 static void test_full_disk_is_fatal_and_keeps_jobs_pending(void **state)
 {
 	fixture_t *fx = *state;
@@ -353,6 +409,7 @@ int main(void)
 		T(test_rerun_reuses_columns_and_never_duplicates),
 		T(test_commits_every_commit_rows),
 		T(test_rows_the_database_refuses_fail_only_their_job),
+		T(test_refused_row_mid_statement_and_wide_rows),
 		T(test_full_disk_is_fatal_and_keeps_jobs_pending),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
