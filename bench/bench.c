@@ -284,7 +284,7 @@ static void table_print(const bench_opts_t *opts)
 	       "median", "min..max", "unit", "peer", "peer med", "ratio");
 	for (uint32_t i = 0; i < n_records; i++) {
 		const bench_record_t *r = &records[i];
-		char range[48];
+		char range[80]; /* two numbers of at most 32 bytes and ".." */
 		snprintf(range, sizeof(range), "%s..%s", fmt_num(r->min, b, sizeof(b)),
 		         fmt_num(r->max, c, sizeof(c)));
 		printf("%-6s %-34s %-24s %10s %21s %-8s", r->suite, r->case_name, r->metric,
