@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "parse/json.h"
+
 #define BENCH_RUNS_MAX 101u         /* --runs limit; runs are kept for the JSON file */
 #define BENCH_RUNS_DEFAULT 5u
 #define BENCH_RECORDS_MAX 256u      /* suite/case/metric records in one invocation */
@@ -101,5 +103,11 @@ int bench_instructions(const bench_opts_t *opts, const char *const *suites, uint
  * bench_instructions runs under valgrind: one warm-up pass and one measured
  * pass of CASE. Returns the process's exit status. */
 int bench_instr_child(int argc, char **argv);
+
+/* JSON visitors of the parse suite (suite_parse.c), shared with the
+ * instruction counts (suite_instr.c): each adds to the uint64_t at ctx. */
+int bench_count_doc(void *ctx, const json_doc_t *doc, size_t line_offset); /* +1 per document */
+int bench_add_id(void *ctx, const json_doc_t *d, uint32_t node);   /* + the integer */
+int bench_add_name(void *ctx, const json_doc_t *d, uint32_t node); /* + the string's bytes */
 
 #endif

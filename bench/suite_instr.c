@@ -32,7 +32,6 @@
 #define INSTR_RING_ITEMS 1000000u                    /* items per ring pass */
 #define INSTR_RING_CAPACITY 1024u                    /* as the ring suite */
 #define INSTR_RING_BATCH 64u                         /* items per doorbell and pop_many */
-#define INSTR_NAME_BUF_BYTES 256u                    /* scratch for unescaping names */
 #define INSTR_JOBS_MAX 4u                            /* callgrind children at once */
 #define INSTR_CASES_MAX 32u
 #define INSTR_EXIT_NO_KERNEL 77 /* child: the kernel asked for is not usable here */
@@ -82,32 +81,6 @@ typedef struct {
 	uint64_t check; /* documents, id sum, name bytes, or item sum of one pass */
 } instr_work_t;
 
-static int count_doc(void *ctx, const json_doc_t *doc, size_t line_offset)
-{
-	(void)doc;
-	(void)line_offset;
-	(*(uint64_t *)ctx)++;
-	return 0;
-}
-
-static int add_id(void *ctx, const json_doc_t *d, uint32_t node)
-{
-	int64_t v;
-	if (json_type(d, node) != JSON_NUMBER || json_number_int64(d, node, &v) != 0)
-		return -EINVAL;
-	*(uint64_t *)ctx += (uint64_t)v;
-	return 0;
-}
-
-static int add_name(void *ctx, const json_doc_t *d, uint32_t node)
-{
-	char buf[INSTR_NAME_BUF_BYTES];
-	if (json_type(d, node) != JSON_STRING)
-		return -EINVAL;
-	*(uint64_t *)ctx += json_string_get(d, node, buf, sizeof(buf));
-	return 0;
-}
-
 /* One item at a time, as the ring suite's `single`: push, ring, pop. */
 static int ring_single(instr_work_t *w)
 {
@@ -148,14 +121,14 @@ static int instr_work(instr_work_t *w)
 		w->check = 1;
 		return json_parse(w->parser, w->data, w->len, &doc, &err) == 0 ? 0 : -EINVAL;
 	case W_NDJSON:
-		return json_ndjson_each(w->parser, w->data, w->len, count_doc, &w->check, &err) == 0
+		return json_ndjson_each(w->parser, w->data, w->len, bench_count_doc, &w->check, &err) == 0
 		               ? 0
 		               : -EINVAL;
 	case W_IDS:
 	case W_NAMES:
 		if (json_parse(w->parser, w->data, w->len, &doc, &err) != 0)
 			return -EINVAL;
-		return json_path_each(w->sel, &doc, 0, w->kind == W_IDS ? add_id : add_name,
+		return json_path_each(w->sel, &doc, 0, w->kind == W_IDS ? bench_add_id : bench_add_name,
 		                      &w->check) == 0
 		               ? 0
 		               : -EINVAL;

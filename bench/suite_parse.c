@@ -311,7 +311,9 @@ static int read_file(const char *path, char **out, size_t *len)
 
 /* ---- ringfill's side ------------------------------------------------------- */
 
-static int count_doc(void *ctx, const json_doc_t *doc, size_t line_offset)
+/* Visitors shared with the instruction-count suite (harness.h): each adds
+ * what it saw to a uint64_t, so a pass can be checked. */
+int bench_count_doc(void *ctx, const json_doc_t *doc, size_t line_offset)
 {
 	(void)doc;
 	(void)line_offset;
@@ -319,7 +321,7 @@ static int count_doc(void *ctx, const json_doc_t *doc, size_t line_offset)
 	return 0;
 }
 
-static int add_id(void *ctx, const json_doc_t *d, uint32_t node)
+int bench_add_id(void *ctx, const json_doc_t *d, uint32_t node)
 {
 	int64_t v;
 	if (json_type(d, node) != JSON_NUMBER || json_number_int64(d, node, &v) != 0)
@@ -328,7 +330,7 @@ static int add_id(void *ctx, const json_doc_t *d, uint32_t node)
 	return 0;
 }
 
-static int add_name(void *ctx, const json_doc_t *d, uint32_t node)
+int bench_add_name(void *ctx, const json_doc_t *d, uint32_t node)
 {
 	char buf[PARSE_NAME_BUF_BYTES];
 	if (json_type(d, node) != JSON_STRING)
@@ -345,12 +347,12 @@ static int parse_pass(parse_case_t *c)
 	c->check = 0;
 	int rc;
 	if (c->mode == MODE_PARSE && c->file->ndjson)
-		rc = json_ndjson_each(c->parser, c->data, c->len, count_doc, &c->check, &err);
+		rc = json_ndjson_each(c->parser, c->data, c->len, bench_count_doc, &c->check, &err);
 	else if ((rc = json_parse(c->parser, c->data, c->len, &doc, &err)) == 0) {
 		c->check = 1;
 		if (c->mode != MODE_PARSE) {
 			c->check = 0;
-			rc = json_path_each(c->sel, &doc, 0, c->mode == MODE_IDS ? add_id : add_name,
+			rc = json_path_each(c->sel, &doc, 0, c->mode == MODE_IDS ? bench_add_id : bench_add_name,
 			                    &c->check);
 		}
 	}
