@@ -547,19 +547,18 @@ def verify_e2e(rf_db, py_db, urls, manifest):
 
 
 def ringfill_e2e_run(a, launcher, ca, urls_path, work):
+    """One `ringfill run` of a job file: every table filled from one parse of
+    each document, the way a real backfill would use it (docs/jobfile.md)."""
     out = tempfile.mkdtemp(prefix="rf-", dir=work)
     try:
         db = os.path.join(out, "rf.db")
-        wall = cpu = rss = 0.0
-        for table, rows in E2E_TABLES:
-            # Jobs belong to their URL file, so each table has its own copy.
-            lst = os.path.join(out, table + ".urls")
-            shutil.copyfile(urls_path, lst)
-            ru = launcher.run([a.ringfill, "run", "--urls", lst, "--db", db, "--rows", rows,
-                               "--table", table, "--cacert", ca, "--quiet"],
-                              "ringfill (e2e %s)" % table)
-            wall, cpu, rss = wall + ru["wall_s"], cpu + ru["cpu_s"], max(rss, ru["maxrss_kb"])
-        return {"wall_s": wall, "cpu_s": cpu, "maxrss_kb": rss}, out, db
+        job = os.path.join(out, "e2e.json")
+        with open(job, "w", encoding="utf-8") as f:
+            json.dump({"source": {"urls": os.path.abspath(urls_path)}, "db": db,
+                       "http": {"cacert": ca},
+                       "tables": [{"name": t, "rows": r} for t, r in E2E_TABLES]}, f)
+        ru = launcher.run([a.ringfill, "run", job, "--quiet"], "ringfill (e2e job file)")
+        return ru, out, db
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)
         raise
