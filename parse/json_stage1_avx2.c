@@ -18,17 +18,6 @@ struct s1_utf8 {
 	__m256i incomplete; /* non-zero if the previous block ended mid-sequence */
 };
 
-#define TOO_SHORT (1 << 0)
-#define TOO_LONG (1 << 1)
-#define OVERLONG_3 (1 << 2)
-#define TOO_LARGE (1 << 3)
-#define SURROGATE (1 << 4)
-#define OVERLONG_2 (1 << 5)
-#define TOO_LARGE_1000 (1 << 6)
-#define OVERLONG_4 (1 << 6)
-#define TWO_CONTS ((char)0x80) /* bit 7: as a char, so the tables below hold chars */
-#define CARRY (TOO_SHORT | TOO_LONG | TWO_CONTS)
-
 #define TABLE16(...) _mm256_setr_epi8(__VA_ARGS__, __VA_ARGS__)
 
 /* The 32 bytes ending N bytes before the end of `in`, spanning into prev. */
@@ -41,27 +30,9 @@ static inline __m256i hi_nibbles(__m256i v)
 
 static inline __m256i utf8_check(__m256i in, __m256i prev)
 {
-	const __m256i byte_1_high = TABLE16(
-		TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG,
-		TWO_CONTS, TWO_CONTS, TWO_CONTS, TWO_CONTS, TOO_SHORT | OVERLONG_2, TOO_SHORT,
-		TOO_SHORT | OVERLONG_3 | SURROGATE,
-		TOO_SHORT | TOO_LARGE | TOO_LARGE_1000 | OVERLONG_4);
-	const __m256i byte_1_low = TABLE16(
-		CARRY | OVERLONG_3 | OVERLONG_2 | OVERLONG_4, CARRY | OVERLONG_2, CARRY, CARRY,
-		CARRY | TOO_LARGE, CARRY | TOO_LARGE | TOO_LARGE_1000,
-		CARRY | TOO_LARGE | TOO_LARGE_1000, CARRY | TOO_LARGE | TOO_LARGE_1000,
-		CARRY | TOO_LARGE | TOO_LARGE_1000, CARRY | TOO_LARGE | TOO_LARGE_1000,
-		CARRY | TOO_LARGE | TOO_LARGE_1000, CARRY | TOO_LARGE | TOO_LARGE_1000,
-		CARRY | TOO_LARGE | TOO_LARGE_1000, CARRY | TOO_LARGE | TOO_LARGE_1000 | SURROGATE,
-		CARRY | TOO_LARGE | TOO_LARGE_1000, CARRY | TOO_LARGE | TOO_LARGE_1000);
-	const __m256i byte_2_high = TABLE16(
-		TOO_SHORT, TOO_SHORT, TOO_SHORT, TOO_SHORT, TOO_SHORT, TOO_SHORT, TOO_SHORT,
-		TOO_SHORT,
-		TOO_LONG | OVERLONG_2 | TWO_CONTS | OVERLONG_3 | TOO_LARGE_1000 | OVERLONG_4,
-		TOO_LONG | OVERLONG_2 | TWO_CONTS | OVERLONG_3 | TOO_LARGE,
-		TOO_LONG | OVERLONG_2 | TWO_CONTS | SURROGATE | TOO_LARGE,
-		TOO_LONG | OVERLONG_2 | TWO_CONTS | SURROGATE | TOO_LARGE, TOO_SHORT, TOO_SHORT,
-		TOO_SHORT, TOO_SHORT);
+	const __m256i byte_1_high = TABLE16(S1_UTF8_BYTE_1_HIGH);
+	const __m256i byte_1_low = TABLE16(S1_UTF8_BYTE_1_LOW);
+	const __m256i byte_2_high = TABLE16(S1_UTF8_BYTE_2_HIGH);
 	__m256i prev1 = PREV(in, prev, 1);
 	__m256i sc = _mm256_and_si256(
 		_mm256_and_si256(_mm256_shuffle_epi8(byte_1_high, hi_nibbles(prev1)),

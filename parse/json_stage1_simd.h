@@ -17,6 +17,44 @@
 #define S1_BLOCK_BYTES 64u
 #define S1_ODD_BITS 0xAAAAAAAAAAAAAAAAull
 
+/* UTF-8 validation tables (Keiser & Lemire 2021), the same for every vector
+ * width: each kernel expands them into its own vector type. The error bits: */
+#define TOO_SHORT (1 << 0)
+#define TOO_LONG (1 << 1)
+#define OVERLONG_3 (1 << 2)
+#define TOO_LARGE (1 << 3)
+#define SURROGATE (1 << 4)
+#define OVERLONG_2 (1 << 5)
+#define TOO_LARGE_1000 (1 << 6)
+#define OVERLONG_4 (1 << 6)
+#define TWO_CONTS ((char)0x80) /* bit 7: as a char, so the tables below hold chars */
+#define CARRY (TOO_SHORT | TOO_LONG | TWO_CONTS)
+
+/* Indexed by the high nibble of the first byte of a pair ... */
+#define S1_UTF8_BYTE_1_HIGH \
+	TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG, \
+	TWO_CONTS, TWO_CONTS, TWO_CONTS, TWO_CONTS, TOO_SHORT | OVERLONG_2, TOO_SHORT, \
+	TOO_SHORT | OVERLONG_3 | SURROGATE, \
+	TOO_SHORT | TOO_LARGE | TOO_LARGE_1000 | OVERLONG_4
+/* ... by its low nibble ... */
+#define S1_UTF8_BYTE_1_LOW \
+	CARRY | OVERLONG_3 | OVERLONG_2 | OVERLONG_4, CARRY | OVERLONG_2, CARRY, CARRY, \
+	CARRY | TOO_LARGE, CARRY | TOO_LARGE | TOO_LARGE_1000, \
+	CARRY | TOO_LARGE | TOO_LARGE_1000, CARRY | TOO_LARGE | TOO_LARGE_1000, \
+	CARRY | TOO_LARGE | TOO_LARGE_1000, CARRY | TOO_LARGE | TOO_LARGE_1000, \
+	CARRY | TOO_LARGE | TOO_LARGE_1000, CARRY | TOO_LARGE | TOO_LARGE_1000, \
+	CARRY | TOO_LARGE | TOO_LARGE_1000, CARRY | TOO_LARGE | TOO_LARGE_1000 | SURROGATE, \
+	CARRY | TOO_LARGE | TOO_LARGE_1000, CARRY | TOO_LARGE | TOO_LARGE_1000
+/* ... and by the high nibble of the second byte. */
+#define S1_UTF8_BYTE_2_HIGH \
+	TOO_SHORT, TOO_SHORT, TOO_SHORT, TOO_SHORT, TOO_SHORT, TOO_SHORT, TOO_SHORT, \
+	TOO_SHORT, \
+	TOO_LONG | OVERLONG_2 | TWO_CONTS | OVERLONG_3 | TOO_LARGE_1000 | OVERLONG_4, \
+	TOO_LONG | OVERLONG_2 | TWO_CONTS | OVERLONG_3 | TOO_LARGE, \
+	TOO_LONG | OVERLONG_2 | TWO_CONTS | SURROGATE | TOO_LARGE, \
+	TOO_LONG | OVERLONG_2 | TWO_CONTS | SURROGATE | TOO_LARGE, TOO_SHORT, TOO_SHORT, \
+	TOO_SHORT, TOO_SHORT
+
 /* One bit per byte of a 64-byte block (bit i = byte i). */
 typedef struct {
 	uint64_t quote;  /* '"' */

@@ -16,17 +16,6 @@ struct s1_utf8 {
 	__m128i incomplete; /* non-zero if the previous block ended mid-sequence */
 };
 
-#define TOO_SHORT (1 << 0)
-#define TOO_LONG (1 << 1)
-#define OVERLONG_3 (1 << 2)
-#define TOO_LARGE (1 << 3)
-#define SURROGATE (1 << 4)
-#define OVERLONG_2 (1 << 5)
-#define TOO_LARGE_1000 (1 << 6)
-#define OVERLONG_4 (1 << 6)
-#define TWO_CONTS ((char)0x80) /* bit 7: as a char, so the tables below hold chars */
-#define CARRY (TOO_SHORT | TOO_LONG | TWO_CONTS)
-
 /* The 16 bytes ending N bytes before the end of `in`, spanning into prev. */
 #define PREV(in, prev, N) _mm_alignr_epi8(in, prev, 16 - (N))
 
@@ -37,27 +26,9 @@ static inline __m128i hi_nibbles(__m128i v)
 
 static inline __m128i utf8_check(__m128i in, __m128i prev)
 {
-	const __m128i byte_1_high = _mm_setr_epi8(
-		TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG,
-		TWO_CONTS, TWO_CONTS, TWO_CONTS, TWO_CONTS, TOO_SHORT | OVERLONG_2, TOO_SHORT,
-		TOO_SHORT | OVERLONG_3 | SURROGATE,
-		TOO_SHORT | TOO_LARGE | TOO_LARGE_1000 | OVERLONG_4);
-	const __m128i byte_1_low = _mm_setr_epi8(
-		CARRY | OVERLONG_3 | OVERLONG_2 | OVERLONG_4, CARRY | OVERLONG_2, CARRY, CARRY,
-		CARRY | TOO_LARGE, CARRY | TOO_LARGE | TOO_LARGE_1000,
-		CARRY | TOO_LARGE | TOO_LARGE_1000, CARRY | TOO_LARGE | TOO_LARGE_1000,
-		CARRY | TOO_LARGE | TOO_LARGE_1000, CARRY | TOO_LARGE | TOO_LARGE_1000,
-		CARRY | TOO_LARGE | TOO_LARGE_1000, CARRY | TOO_LARGE | TOO_LARGE_1000,
-		CARRY | TOO_LARGE | TOO_LARGE_1000, CARRY | TOO_LARGE | TOO_LARGE_1000 | SURROGATE,
-		CARRY | TOO_LARGE | TOO_LARGE_1000, CARRY | TOO_LARGE | TOO_LARGE_1000);
-	const __m128i byte_2_high = _mm_setr_epi8(
-		TOO_SHORT, TOO_SHORT, TOO_SHORT, TOO_SHORT, TOO_SHORT, TOO_SHORT, TOO_SHORT,
-		TOO_SHORT,
-		TOO_LONG | OVERLONG_2 | TWO_CONTS | OVERLONG_3 | TOO_LARGE_1000 | OVERLONG_4,
-		TOO_LONG | OVERLONG_2 | TWO_CONTS | OVERLONG_3 | TOO_LARGE,
-		TOO_LONG | OVERLONG_2 | TWO_CONTS | SURROGATE | TOO_LARGE,
-		TOO_LONG | OVERLONG_2 | TWO_CONTS | SURROGATE | TOO_LARGE, TOO_SHORT, TOO_SHORT,
-		TOO_SHORT, TOO_SHORT);
+	const __m128i byte_1_high = _mm_setr_epi8(S1_UTF8_BYTE_1_HIGH);
+	const __m128i byte_1_low = _mm_setr_epi8(S1_UTF8_BYTE_1_LOW);
+	const __m128i byte_2_high = _mm_setr_epi8(S1_UTF8_BYTE_2_HIGH);
 	__m128i prev1 = PREV(in, prev, 1);
 	__m128i sc = _mm_and_si128(
 		_mm_and_si128(_mm_shuffle_epi8(byte_1_high, hi_nibbles(prev1)),
