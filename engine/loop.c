@@ -456,6 +456,8 @@ static void on_signal(loop_t *l, int res)
 		_exit(128 + sig);
 	}
 	l->signal = sig;
+	/* The writer stops waiting for another process's write lock. */
+	atomic_store_explicit(&l->pipe->stopping, true, memory_order_release);
 	l->stopping = true;
 	if (l->o->out != OUT_QUIET)
 		fprintf(stderr, "\nringfill: %s: finishing what is complete; "

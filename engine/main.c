@@ -216,8 +216,38 @@ static int run_check_inputs(run_opts_t *o, plan_t *p)
 	return 0;
 }
 
+/* The loop has ended, but the writer may still be committing, or waiting
+ * for another process's write lock (up to --db-timeout). SIGINT and SIGTERM
+ * are blocked in every thread, so read them here: the first stops that wait
+ * (the writer gives up, uncommitted jobs stay pending), a second exits at
+ * once, as during the run. Returns the signal seen, or 0. */
+static int writer_await(pipe_t *pipe)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	int seen = 0;
+	const struct timespec tick = {0, 50 * 1000 * 1000};
+	while (!atomic_load_explicit(&pipe->writer_done, memory_order_acquire)) {
+		int sig = sigtimedwait(&set, NULL, &tick);
+		if (sig <= 0)
+			continue;
+		if (seen) {
+			fprintf(stderr, "\nringfill: second signal, exiting at once\n");
+			_exit(128 + sig);
+		}
+		seen = sig;
+		atomic_store_explicit(&pipe->stopping, true, memory_order_release);
+		fprintf(stderr, "\nringfill: %s: stopping the wait for the database; "
+		                "signal again to exit at once\n", strsignal(sig));
+	}
+	return seen;
+}
+
 /* The run proper: the writer thread and the loop, then the exit code. */
-static int run_backfill(const run_opts_t *o, store_t *st, const plan_t *p, uint64_t pending)
+static int run_backfill(const run_opts_t *o, store_t *st, const plan_t *p, uint64_t pending,
+                        int64_t run_id)
 {
 	pipe_t *pipe = calloc(1, sizeof *pipe);
 	json_parser_t *vars_parser = json_parser_new(0);
@@ -229,7 +259,7 @@ static int run_backfill(const run_opts_t *o, store_t *st, const plan_t *p, uint6
 	pipe->loop_eventfd = eventfd(0, EFD_CLOEXEC);
 	writer_config_t wc = {.table = p->tables[0].name, .source = p->source,
 	                      .commit_rows = o->commit_rows, .commit_ms = o->commit_ms,
-	                      .tables = p->tables, .n_tables = p->n_tables};
+	                      .run_id = run_id, .tables = p->tables, .n_tables = p->n_tables};
 	writer_t *w = NULL;
 	int r = pipe->loop_eventfd < 0 ? -errno : writer_start(st, &wc, pipe, &w);
 	if (r) {
@@ -241,6 +271,7 @@ static int run_backfill(const run_opts_t *o, store_t *st, const plan_t *p, uint6
 	loop_config_t lc = {.opts = o, .pipe = pipe, .tables = p->tables, .n_tables = p->n_tables,
 	                    .vars_parser = vars_parser, .jobs_total = pending};
 	loop_result_t res;
+	memset(&res, 0, sizeof res);
 	int lr = loop_run(&lc, &res);
 	if (lr) { /* the loop never started: tell the writer to finish */
 		batch_t *end = batch_new(BATCH_END, 0);
@@ -248,6 +279,9 @@ static int run_backfill(const run_opts_t *o, store_t *st, const plan_t *p, uint6
 			doorbell_ring(&pipe->writer_bell);
 		doorbell_ring(&pipe->writer_bell);
 	}
+	int late = writer_await(pipe);
+	if (!res.signal)
+		res.signal = late;
 	int wr = writer_join(w);
 	/* Job descriptors the loop never took back belong to us now. */
 	for (job_desc_t *d; (d = ring_pop(&pipe->to_loop));)
@@ -256,6 +290,9 @@ static int run_backfill(const run_opts_t *o, store_t *st, const plan_t *p, uint6
 	if (lr) {
 		fprintf(stderr, "ringfill run: %s\n", res.message);
 		code = lr == -EINVAL ? EXIT_USAGE : EXIT_FATAL;
+	} else if (wr && res.signal && atomic_load(&pipe->lock_wait_cancelled)) {
+		fprintf(stderr, "ringfill run: stopped: %s\n", pipe->fatal_msg);
+		code = 128 + res.signal;
 	} else if (wr || res.outcome == LOOP_FATAL) {
 		fprintf(stderr, "ringfill run: stopped: %s\n", wr ? pipe->fatal_msg : res.message);
 		fprintf(stderr, "ringfill run: completed jobs are committed; run the same command "
@@ -281,6 +318,8 @@ static int run_store(run_opts_t *o, const plan_t *p)
 		fprintf(stderr, "ringfill run: %s\n", err);
 		return EXIT_FATAL;
 	}
+	if (o->db_timeout_s >= 0.0)
+		store_set_patience(st, (uint32_t)(o->db_timeout_s * 1000.0));
 	store_import_t imp;
 	store_counts_t counts;
 	int code;
@@ -297,7 +336,13 @@ static int run_store(run_opts_t *o, const plan_t *p)
 			        p->input, (unsigned long long)imp.lines, p->tmpl.url ? "keys" : "URLs",
 			        (unsigned long long)imp.added, (unsigned long long)imp.malformed,
 			        (unsigned long long)counts.pending, (unsigned long long)counts.done);
-		code = run_backfill(o, st, p, counts.pending);
+		int64_t run_id = 0;
+		if (store_run_begin(st, p->source, &run_id, err, sizeof err)) {
+			fprintf(stderr, "ringfill run: %s\n", err);
+			store_close(st);
+			return EXIT_FATAL;
+		}
+		code = run_backfill(o, st, p, counts.pending, run_id);
 		if (code == EXIT_OK) {
 			if (store_job_counts(st, p->source, &counts, err, sizeof err)) {
 				fprintf(stderr, "ringfill run: %s\n", err);
@@ -310,6 +355,10 @@ static int run_store(run_opts_t *o, const plan_t *p)
 					        (unsigned long long)counts.failed, o->db);
 			}
 		}
+		/* The run's row gets its end even when the run failed; when even
+		 * that cannot be written, status shows the run as not finished. */
+		if (store_run_end(st, run_id, code, err, sizeof err))
+			fprintf(stderr, "ringfill run: %s\n", err);
 	}
 	store_close(st);
 	return code;

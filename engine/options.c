@@ -54,6 +54,8 @@ void options_usage(FILE *f)
 	    "  --max-body BYTES    largest body accepted (536870912); suffixes K M G\n"
 	    "  --commit-rows N     commit after this many rows (50000)\n"
 	    "  --commit-ms MS      or after this many milliseconds (500)\n"
+	    "  --db-timeout S      how long to wait for another process's write lock on the\n"
+	    "                      database before stopping with exit 3 (60)\n"
 	    "  --dry-run           print what would be fetched; change nothing\n"
 	    "  --quiet | --progress | --log-json   output: none, live line, JSON lines\n"
 	    "\n"
@@ -187,7 +189,7 @@ enum {
 	O_URLS = 256, O_DB, O_RAW, O_ROWS, O_TABLE, O_CACERT, O_NDJSON, O_DOWNLOAD_ONLY,
 	O_DRY_RUN, O_CONCURRENCY, O_PER_HOST, O_RETRIES, O_RETRY_BASE, O_RETRY_MAX,
 	O_TIMEOUT, O_MAX_BODY, O_COMMIT_ROWS, O_COMMIT_MS, O_QUIET, O_PROGRESS, O_LOG_JSON,
-	O_HEADER, O_LOOPS, O_DIRECT, O_HELP,
+	O_HEADER, O_LOOPS, O_DIRECT, O_DB_TIMEOUT, O_HELP,
 };
 
 static const struct option run_longopts[] = {
@@ -215,6 +217,7 @@ static const struct option run_longopts[] = {
 	{"header", required_argument, 0, O_HEADER},
 	{"loops", required_argument, 0, O_LOOPS},
 	{"direct", no_argument, 0, O_DIRECT},
+	{"db-timeout", required_argument, 0, O_DB_TIMEOUT},
 	{"help", no_argument, 0, O_HELP},
 	{0, 0, 0, 0},
 };
@@ -234,6 +237,7 @@ static void defaults(run_opts_t *o)
 	o->body_bytes_max = 512ull << 20;
 	o->commit_rows = WRITER_COMMIT_ROWS_DEFAULT;
 	o->commit_ms = WRITER_COMMIT_MS_DEFAULT;
+	o->db_timeout_s = -1.0; /* not given: $RINGFILL_DB_TIMEOUT, else 60 s (store.h) */
 }
 
 /* The options that take a number or a flag; split out to keep the switch
@@ -257,6 +261,7 @@ static int parse_value_opt(run_opts_t *o, int c, const char *name, const char *v
 		o->set |= OPT_SET_TIMEOUT;
 		return parse_secs(name, v, 0.01, 86400.0, &o->timeout_s);
 	case O_MAX_BODY: return parse_bytes(name, v, &o->body_bytes_max);
+	case O_DB_TIMEOUT: return parse_secs(name, v, 0.0, 86400.0, &o->db_timeout_s);
 	case O_COMMIT_ROWS: return parse_u32(name, v, 1, 100000000, &o->commit_rows);
 	case O_COMMIT_MS: return parse_u32(name, v, 1, 3600000, &o->commit_ms);
 	case O_HEADER: return options_add_header(o, "--header", v);

@@ -194,6 +194,89 @@ static int status_tables(status_t *s)
 	return rc == SQLITE_DONE ? 0 : db_fail(s);
 }
 
+static void rate_line(const char *what, long long n, double secs, const char *unit)
+{
+	if (secs > 0.0)
+		printf("  %-12s %14lld  %12.1f %s/s\n", what, n, (double)n / secs, unit);
+	else
+		printf("  %-12s %14lld\n", what, n);
+}
+
+/* The last run (of any source): when, how long, how it ended, and what it
+ * committed per second. A run that has no end recorded is still running or
+ * was killed; its figures are what it had committed by its last commit. */
+static int status_last_run(status_t *s)
+{
+	static const char sql[] =
+		"SELECT id, source, started_at, coalesce(ended_at, updated_at, started_at)"
+		" - started_at, ended_at IS NULL, exit_code, jobs_done, jobs_failed, rows, bytes,"
+		" datetime(started_at, 'unixepoch')"
+		" FROM _ringfill_runs ORDER BY id DESC LIMIT 1";
+	sqlite3_stmt *q;
+	if (sqlite3_prepare_v2(s->db, sql, -1, &q, NULL) != SQLITE_OK) {
+		/* A database from before runs were recorded. */
+		printf(s->json ? ",\"last_run\":null" : "last run: none recorded\n");
+		return 0;
+	}
+	int rc = sqlite3_step(q);
+	if (rc != SQLITE_ROW) {
+		sqlite3_finalize(q);
+		if (rc != SQLITE_DONE)
+			return db_fail(s);
+		printf(s->json ? ",\"last_run\":null" : "last run: none recorded\n");
+		return 0;
+	}
+	long long id = sqlite3_column_int64(q, 0);
+	const char *source = (const char *)sqlite3_column_text(q, 1);
+	double started = sqlite3_column_double(q, 2), secs = sqlite3_column_double(q, 3);
+	bool open = sqlite3_column_int(q, 4) != 0;
+	int code = sqlite3_column_int(q, 5);
+	long long done = sqlite3_column_int64(q, 6), failed = sqlite3_column_int64(q, 7);
+	long long rows = sqlite3_column_int64(q, 8), bytes = sqlite3_column_int64(q, 9);
+	const char *when = (const char *)sqlite3_column_text(q, 10);
+	if (s->json) {
+		printf(",\"last_run\":{\"id\":%lld,\"source\":", id);
+		json_str(source);
+		printf(",\"started_at\":%.3f,\"seconds\":%.3f,\"finished\":%s,\"exit_code\":", started,
+		       secs, open ? "false" : "true");
+		if (open)
+			printf("null");
+		else
+			printf("%d", code);
+		printf(",\"jobs_done\":%lld,\"jobs_failed\":%lld,\"rows\":%lld,\"bytes\":%lld", done,
+		       failed, rows, bytes);
+		double d = secs > 0.0 ? secs : 0.0;
+		printf(",\"jobs_per_s\":%.3f,\"rows_per_s\":%.3f,\"bytes_per_s\":%.3f}",
+		       d > 0.0 ? (double)done / d : 0.0, d > 0.0 ? (double)rows / d : 0.0,
+		       d > 0.0 ? (double)bytes / d : 0.0);
+	} else {
+		printf("last run: #%lld of %s, started %s UTC, %.1f s, ", id, source ? source : "?",
+		       when ? when : "?", secs);
+		if (open)
+			printf("not finished (still running, or killed: its committed work counts)\n");
+		else if (code == 0)
+			printf("exit 0 (every job done)\n");
+		else if (code == 1)
+			printf("exit 1 (some jobs failed for good)\n");
+		else if (code == 3)
+			printf("exit 3 (stopped: database or disk)\n");
+		else if (code > 128)
+			printf("exit %d (interrupted by a signal; resumable)\n", code);
+		else
+			printf("exit %d\n", code);
+		rate_line("jobs done", done, secs, "jobs");
+		rate_line("jobs failed", failed, 0.0, "");
+		rate_line("rows", rows, secs, "rows");
+		if (secs > 0.0)
+			printf("  %-12s %14lld  %12.1f MiB/s\n", "bytes", bytes,
+			       (double)bytes / 1048576.0 / secs);
+		else
+			printf("  %-12s %14lld\n", "bytes", bytes);
+	}
+	sqlite3_finalize(q);
+	return 0;
+}
+
 /* A database that ringfill never opened has no jobs table: say so plainly
  * instead of "no such table". */
 static int status_check(status_t *s)
@@ -266,7 +349,11 @@ int status_main(int argc, char **argv)
 	if (rc == 0)
 		rc = status_tables(&s);
 	if (rc == 0 && s.json)
-		printf("]}\n");
+		putchar(']');
+	if (rc == 0)
+		rc = status_last_run(&s);
+	if (rc == 0 && s.json)
+		printf("}\n");
 	sqlite3_close(s.db);
 	return rc;
 }

@@ -29,6 +29,7 @@
 
 struct store {
 	sqlite3 *db;
+	uint32_t patience_ms; /* store_set_patience */
 	sqlite3_stmt *fetch; /* prepared once; the writer calls fetch repeatedly */
 	char path[STORE_ERR_BYTES / 2];
 };
@@ -64,6 +65,18 @@ uint32_t store_busy_patience_ms(void)
 	return (uint32_t)(s * 1000.0);
 }
 
+void store_set_patience(store_t *st, uint32_t patience_ms)
+{
+	st->patience_ms = patience_ms;
+	sqlite3_busy_timeout(st->db, patience_ms < STORE_BUSY_TIMEOUT_MS ? (int)patience_ms
+	                                                                : STORE_BUSY_TIMEOUT_MS);
+}
+
+uint32_t store_patience(const store_t *st)
+{
+	return st->patience_ms;
+}
+
 static uint64_t mono_ms(void)
 {
 	struct timespec ts;
@@ -71,7 +84,8 @@ static uint64_t mono_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-int store_exec_busy(sqlite3 *db, const char *sql, uint32_t patience_ms)
+int store_exec_busy(sqlite3 *db, const char *sql, uint32_t patience_ms,
+                    const _Atomic bool *cancel)
 {
 	uint64_t start = mono_ms();
 	long pause_ms = STORE_BUSY_PAUSE_MS_FIRST;
@@ -80,7 +94,8 @@ int store_exec_busy(sqlite3 *db, const char *sql, uint32_t patience_ms)
 		if ((rc & 0xff) != SQLITE_BUSY)
 			return rc;
 		uint64_t elapsed = mono_ms() - start;
-		if (elapsed >= patience_ms)
+		if (elapsed >= patience_ms ||
+		    (cancel && atomic_load_explicit(cancel, memory_order_acquire)))
 			return rc;
 		if ((uint64_t)pause_ms > patience_ms - elapsed)
 			pause_ms = (long)(patience_ms - elapsed);
@@ -123,9 +138,7 @@ static int set_pragmas(store_t *st, char *err, size_t cap)
 		snprintf(err, cap, "%s: cannot switch the database to WAL mode", st->path);
 		return -1;
 	}
-	uint32_t patience = store_busy_patience_ms();
-	sqlite3_busy_timeout(st->db, patience < STORE_BUSY_TIMEOUT_MS ? (int)patience
-	                                                             : STORE_BUSY_TIMEOUT_MS);
+	store_set_patience(st, store_busy_patience_ms());
 	char sql[128];
 	snprintf(sql, sizeof(sql), "PRAGMA synchronous=NORMAL; PRAGMA journal_size_limit=%d;",
 	         STORE_JOURNAL_SIZE_LIMIT_BYTES);
@@ -464,7 +477,7 @@ int store_import(store_t *st, const char *source, const char *file,
 	                       " (source, key, url, state, attempts, error_class, error, vars,"
 	                       "  updated_at) VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?7, ?8)",
 	                       -1, &im.ins, NULL) != SQLITE_OK ||
-	    store_exec_busy(st->db, "BEGIN IMMEDIATE", store_busy_patience_ms()) != SQLITE_OK) {
+	    store_exec_busy(st->db, "BEGIN IMMEDIATE", st->patience_ms, NULL) != SQLITE_OK) {
 		db_err(st, err, err_cap);
 		goto out;
 	}

@@ -14,6 +14,7 @@
 #ifndef RF_STORE_H
 #define RF_STORE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -42,10 +43,26 @@ typedef struct {
 #define STORE_BUSY_PATIENCE_MS_DEFAULT 60000u
 uint32_t store_busy_patience_ms(void);
 
+/* The patience of this database's writers: store_busy_patience_ms() when
+ * opened; --db-timeout sets it (also lowering SQLite's busy_timeout when it
+ * is shorter than that). */
+void store_set_patience(store_t *st, uint32_t patience_ms);
+uint32_t store_patience(const store_t *st);
+
+/* _ringfill_runs (store/runs.c; made on first use): id, source, started_at,
+ * updated_at, ended_at and exit_code (NULL while running or after a kill),
+ * jobs_done, jobs_failed, rows, bytes (what the run committed; the writer adds
+ * to them in its transactions). Both return 0, or -1 with a message in err. */
+int store_run_begin(store_t *st, const char *source, int64_t *id, char *err, size_t cap);
+int store_run_end(store_t *st, int64_t id, int exit_code, char *err, size_t cap);
+
 /* Runs sql (BEGIN IMMEDIATE, COMMIT...) again while it reports SQLITE_BUSY,
  * pausing 50 ms doubling to 1 s, until patience_ms have passed since the
- * first try. Returns the last SQLite result code. */
-int store_exec_busy(struct sqlite3 *db, const char *sql, uint32_t patience_ms);
+ * first try, or until *cancel (when not NULL) becomes true: a signal asked
+ * the run to stop, and waiting on for another process's lock would keep the
+ * user waiting. Returns the last SQLite result code. */
+int store_exec_busy(struct sqlite3 *db, const char *sql, uint32_t patience_ms,
+                    const _Atomic bool *cancel);
 
 /* Streams a URL list into jobs of `source` in one transaction: one URL per
  * line (blank lines and lines starting with '#' ignored, surrounding

@@ -25,6 +25,7 @@
 #define WRITER_IDLE_WAIT_MS 100     /* longest sleep without a commit due */
 #define WRITER_CHECKPOINT_MS 1000   /* a PASSIVE checkpoint at most this often */
 #define WRITER_TRUNCATE_WAIT_MS 200 /* how long the final TRUNCATE waits for readers */
+#define WRITER_BUSY_TRY_MS 250      /* SQLite's own busy wait per try (exec_retry) */
 #define WRITER_STMT_CACHE_MAX 64u   /* INSERT statements kept, per column set and row count */
 #define WRITER_ROWS_PER_STMT 50u    /* rows one INSERT carries, fewer for very wide rows */
 #define WRITER_CACHE_BYTES_PER_ROW 512u     /* page cache per commit_rows row ... */
@@ -99,11 +100,13 @@ struct writer {
 	stmt_entry_t cache[WRITER_STMT_CACHE_MAX];
 	uint64_t cache_clock;
 	sqlite3_stmt *upd_done, *upd_failed, *colmap_ins;
+	sqlite3_stmt *upd_run; /* this run's row of _ringfill_runs, when run_id is set */
+	int64_t run_id;
 	sqlite3_stmt *sp_begin, *sp_release, *sp_rollback; /* the per-job savepoint */
 	uint32_t vars_max; /* SQLite's limit on bound parameters per statement */
 
 	bool in_tx;
-	uint64_t tx_start_ms, tx_rows, tx_done, tx_failed;
+	uint64_t tx_start_ms, tx_rows, tx_done, tx_failed, tx_bytes;
 	uint32_t busy_patience_ms; /* total wait for another process's write lock */
 	uint64_t checkpoint_ms;    /* when the last PASSIVE checkpoint ran */
 
@@ -341,23 +344,40 @@ static int exec_sql(writer_t *w, const char *sql)
 /* ---- transactions ----------------------------------------------------- */
 
 /* Another process (`ringfill retry`, a script, a backup) may hold the write
- * lock. BEGIN/COMMIT wait SQLite's busy_timeout, then store_exec_busy backs
- * off and tries again until the writer's patience is spent (60 s unless
- * $RINGFILL_DB_TIMEOUT says otherwise); meanwhile the loop stops reading
- * once the batch ring is full, so nothing is lost, only delayed. */
+ * lock. BEGIN/COMMIT wait SQLite's busy_timeout (short: WRITER_BUSY_TRY_MS),
+ * then store_exec_busy backs off and tries again until the writer's patience
+ * is spent (--db-timeout, 60 s by default) or a signal stops the run (then it
+ * gives up within about a second); meanwhile the loop stops reading once the
+ * batch ring is full, so nothing is lost, only delayed. */
 static int exec_retry(writer_t *w, const char *sql)
 {
-	int rc = store_exec_busy(w->db, sql, w->busy_patience_ms);
+	int rc = store_exec_busy(w->db, sql, w->busy_patience_ms, &w->pipe->stopping);
 	if (rc == SQLITE_OK)
 		return 0;
 	if ((rc & 0xff) != SQLITE_BUSY)
 		return fatal_db(w);
 	char msg[sizeof(w->pipe->fatal_msg)];
+	if (atomic_load_explicit(&w->pipe->stopping, memory_order_acquire)) {
+		/* Interrupted: the user asked to stop, and the lock may be held for
+		 * a long time yet. What is not committed stays pending. */
+		atomic_store_explicit(&w->pipe->lock_wait_cancelled, true, memory_order_relaxed);
+		snprintf(msg, sizeof(msg),
+		         "%s: database is locked by another process; stopped waiting for it "
+		         "because of the signal (uncommitted jobs stay pending)",
+		         sqlite3_db_filename(w->db, "main"));
+		return fatal(w, msg);
+	}
 	snprintf(msg, sizeof(msg),
 	         "%s: database is locked: another process held the write lock for more than "
-	         "%.1f s (set RINGFILL_DB_TIMEOUT=SECONDS to wait longer)",
+	         "%.1f s (--db-timeout SECONDS waits longer)",
 	         sqlite3_db_filename(w->db, "main"), w->busy_patience_ms / 1000.0);
 	return fatal(w, msg);
+}
+
+static void busy_try_set(writer_t *w)
+{
+	uint32_t p = w->busy_patience_ms;
+	sqlite3_busy_timeout(w->db, p < WRITER_BUSY_TRY_MS ? (int)p : WRITER_BUSY_TRY_MS);
 }
 
 /* Keeps the WAL bounded: SQLite's auto-checkpoint runs only when a commit
@@ -387,8 +407,7 @@ static void wal_truncate(writer_t *w)
 	int rc = sqlite3_wal_checkpoint_v2(w->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
 	if (rc != SQLITE_OK)
 		sqlite3_wal_checkpoint_v2(w->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-	uint32_t p = w->busy_patience_ms;
-	sqlite3_busy_timeout(w->db, p < 5000u ? (int)p : 5000);
+	busy_try_set(w);
 }
 
 static int tx_begin(writer_t *w)
@@ -399,8 +418,26 @@ static int tx_begin(writer_t *w)
 		return -1;
 	w->in_tx = true;
 	w->tx_start_ms = now_ms();
-	w->tx_rows = w->tx_done = w->tx_failed = 0;
+	w->tx_rows = w->tx_done = w->tx_failed = w->tx_bytes = 0;
 	return 0;
+}
+
+/* The run's figures (`ringfill status`, "last run") move with the data they
+ * count, in the same transaction. */
+static int run_update(writer_t *w)
+{
+	sqlite3_stmt *s = w->upd_run;
+	if (!s || !(w->tx_done || w->tx_failed || w->tx_rows))
+		return 0;
+	sqlite3_bind_double(s, 1, unix_now());
+	sqlite3_bind_int64(s, 2, (int64_t)w->tx_done);
+	sqlite3_bind_int64(s, 3, (int64_t)w->tx_failed);
+	sqlite3_bind_int64(s, 4, (int64_t)w->tx_rows);
+	sqlite3_bind_int64(s, 5, (int64_t)w->tx_bytes);
+	sqlite3_bind_int64(s, 6, w->run_id);
+	int rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? 0 : fatal_db(w);
 }
 
 /* Counters are relaxed: they are progress figures, read for display only and
@@ -409,7 +446,7 @@ static int tx_commit(writer_t *w)
 {
 	if (!w->in_tx)
 		return 0;
-	if (exec_retry(w, "COMMIT") != 0)
+	if (run_update(w) != 0 || exec_retry(w, "COMMIT") != 0)
 		return -1;
 	w->in_tx = false;
 	atomic_fetch_add_explicit(&w->pipe->rows_committed, w->tx_rows, memory_order_relaxed);
@@ -1127,6 +1164,7 @@ static int job_mark_done(writer_t *w, const batch_t *b)
 	if (sqlite3_changes(w->db) != 1)
 		return 0;
 	w->tx_done++;
+	w->tx_bytes += b->body_bytes;
 	return 1;
 }
 
@@ -1145,7 +1183,7 @@ static int savepoint_step(writer_t *w, sqlite3_stmt *s)
 static int job_rows(writer_t *w, const batch_t *b)
 {
 	columns_mark(w);
-	uint64_t tx_rows = w->tx_rows, tx_done = w->tx_done;
+	uint64_t tx_rows = w->tx_rows, tx_done = w->tx_done, tx_bytes = w->tx_bytes;
 	if (savepoint_step(w, w->sp_begin) != 0)
 		return -1;
 	int rc = job_mark_done(w, b);
@@ -1165,6 +1203,7 @@ static int job_rows(writer_t *w, const batch_t *b)
 	columns_restore(w);
 	w->tx_rows = tx_rows;
 	w->tx_done = tx_done;
+	w->tx_bytes = tx_bytes;
 	return job_failed(w, b, ERROR_CLASS_PERMANENT, error);
 }
 
@@ -1251,7 +1290,13 @@ static int writer_prepare(writer_t *w)
 		" WHERE id=?7 AND state<>'done'";
 	static const char colmap_sql[] =
 		"INSERT OR REPLACE INTO _ringfill_columns (tbl, key, col) VALUES (?1, ?2, ?3)";
+	static const char run_sql[] =
+		"UPDATE _ringfill_runs SET updated_at=?1, jobs_done=jobs_done+?2,"
+		" jobs_failed=jobs_failed+?3, rows=rows+?4, bytes=bytes+?5 WHERE id=?6";
 	unsigned flags = SQLITE_PREPARE_PERSISTENT;
+	if (w->run_id &&
+	    sqlite3_prepare_v3(w->db, run_sql, -1, flags, &w->upd_run, NULL) != SQLITE_OK)
+		return fatal_db(w);
 	if (sqlite3_prepare_v3(w->db, done_sql, -1, flags, &w->upd_done, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v3(w->db, failed_sql, -1, flags, &w->upd_failed, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v3(w->db, colmap_sql, -1, flags, &w->colmap_ins, NULL) != SQLITE_OK ||
@@ -1263,6 +1308,7 @@ static int writer_prepare(writer_t *w)
 	                       NULL) != SQLITE_OK)
 		return fatal_db(w);
 	w->vars_max = (uint32_t)sqlite3_limit(w->db, SQLITE_LIMIT_VARIABLE_NUMBER, -1);
+	busy_try_set(w);
 	return cache_size_set(w);
 }
 
@@ -1333,6 +1379,9 @@ static void *writer_thread(void *arg)
 	sqlite3_finalize(w->upd_done);
 	sqlite3_finalize(w->upd_failed);
 	sqlite3_finalize(w->colmap_ins);
+	sqlite3_finalize(w->upd_run);
+	w->upd_run = NULL;
+	atomic_store_explicit(&w->pipe->writer_done, true, memory_order_release);
 	sqlite3_finalize(w->sp_begin);
 	sqlite3_finalize(w->sp_release);
 	sqlite3_finalize(w->sp_rollback);
@@ -1388,7 +1437,8 @@ int writer_start(store_t *st, const writer_config_t *cfg, pipe_t *pipe, writer_t
 	w->pipe = pipe;
 	w->commit_rows = cfg->commit_rows ? cfg->commit_rows : WRITER_COMMIT_ROWS_DEFAULT;
 	w->commit_ms = cfg->commit_ms ? cfg->commit_ms : WRITER_COMMIT_MS_DEFAULT;
-	w->busy_patience_ms = store_busy_patience_ms();
+	w->busy_patience_ms = store_patience(st);
+	w->run_id = cfg->run_id;
 	w->checkpoint_ms = now_ms();
 	w->source = strdup(cfg->source);
 	w->jobs = calloc(WRITER_JOB_RING_DEFAULT, sizeof(*w->jobs));
@@ -1419,6 +1469,9 @@ int writer_start(store_t *st, const writer_config_t *cfg, pipe_t *pipe, writer_t
 	pipe->fatal_msg[0] = '\0';
 	atomic_store(&pipe->jobs_exhausted, false);
 	atomic_store(&pipe->fatal, false);
+	atomic_store(&pipe->stopping, false);
+	atomic_store(&pipe->lock_wait_cancelled, false);
+	atomic_store(&pipe->writer_done, false);
 	atomic_store(&pipe->rows_committed, 0);
 	atomic_store(&pipe->jobs_done_committed, 0);
 	atomic_store(&pipe->jobs_failed_committed, 0);

@@ -35,6 +35,10 @@ typedef struct {
 	                          * and after draining to_writer when it was at least half full */
 	_Atomic bool jobs_exhausted; /* set (release) after the last pending job was pushed */
 	_Atomic bool fatal;          /* set (release) when the writer stopped on an error */
+	_Atomic bool stopping;       /* set (release) by the loop on SIGINT/SIGTERM: the writer
+	                              * stops waiting for another process's write lock */
+	_Atomic bool lock_wait_cancelled; /* the writer's fatal error is that it stopped so */
+	_Atomic bool writer_done;    /* set (release) as the writer thread ends */
 	char fatal_msg[512];         /* written before fatal is set */
 	_Atomic uint64_t rows_committed, jobs_done_committed, jobs_failed_committed;
 } pipe_t;
@@ -46,6 +50,7 @@ typedef struct {
 	const char *table;  /* target table when n_tables is 0; quoted when used */
 	const char *source; /* whose jobs to feed */
 	uint32_t commit_rows, commit_ms;
+	int64_t run_id; /* the run's row in _ringfill_runs (store_run_begin), or 0 */
 	const table_spec_t *tables;
 	uint32_t n_tables;
 } writer_config_t;

@@ -18,6 +18,7 @@ Run alone: RINGFILL=build/engine/ringfill python3 tests/integration/test_db_cont
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -31,7 +32,7 @@ import harness  # noqa: E402
 from harness import describe, run_ringfill  # noqa: E402
 
 LOCK_HOLD_S = 4.0        # "several seconds", well inside the default patience (60 s)
-SHORT_PATIENCE_S = "2"   # RINGFILL_DB_TIMEOUT for the give-up case
+SHORT_PATIENCE_S = "2"   # --db-timeout for the give-up case
 WAIT_S = 60.0            # every wait for a process or a state is bounded by this
 WAL_BOUND_BYTES = 64 * 1024 * 1024  # journal_size_limit (docs/store.md)
 
@@ -219,7 +220,9 @@ class DbContention(unittest.TestCase):
 
     def test_lock_beyond_patience_is_fatal_then_resumes(self):
         fs, args, gated, rows = self.gated_run()
-        proc = self.start(args, env={"RINGFILL_DB_TIMEOUT": SHORT_PATIENCE_S})
+        # The flag wins over the environment's longer patience.
+        proc = self.start(args + ["--db-timeout", SHORT_PATIENCE_S],
+                          env={"RINGFILL_DB_TIMEOUT": "600"})
         locker = self.lock_after_first_half(fs, proc, gated, WAIT_S)
         try:
             res = self.finish(proc)
@@ -228,6 +231,7 @@ class DbContention(unittest.TestCase):
         self.assertEqual(res.returncode, 3, describe(res))
         self.assertIn("rf.db", res.stderr, describe(res))
         self.assertRegex(res.stderr, r"(?i)locked", describe(res))
+        self.assertIn("--db-timeout", res.stderr, describe(res))
         jobs = harness.jobs(self.db)
         states = sorted(j["state"] for j in jobs)
         self.assertEqual(states.count("done"), 20, jobs)
@@ -235,6 +239,37 @@ class DbContention(unittest.TestCase):
         with harness.open_db(self.db) as con:
             done_rows = con.execute("SELECT count(*) FROM following").fetchone()[0]
         self.assertEqual(done_rows, sum(f["following"] for f in self.manifest["files"][:20]))
+
+        res = run_ringfill(args, cwd=self.cwd)
+        self.assertEqual(res.returncode, 0, describe(res))
+        self.check_complete(rows)
+
+    def test_signal_while_waiting_for_the_lock_stops_at_once(self):
+        """SIGINT while the writer waits (patience 60 s) for a lock that is
+        held far longer: ringfill stops waiting and exits 130 while the other
+        process still holds the lock; nothing half-written, and the same
+        command completes once the lock is gone."""
+        fs, args, gated, rows = self.gated_run()
+        proc = self.start(args)
+        locker = self.lock_after_first_half(fs, proc, gated, WAIT_S)
+        try:
+            time.sleep(0.5)  # the writer is in its lock wait by now, or soon
+            self.assertIsNone(proc.poll(), "ringfill ended while the lock was held")
+            proc.send_signal(signal.SIGINT)
+            res = self.finish(proc)
+            self.assertIsNone(locker.poll(), "the lock was released before ringfill exited")
+        finally:
+            self.release(locker)
+        self.assertEqual(res.returncode, 130, describe(res))
+        self.assertRegex(res.stderr, r"(?i)locked", describe(res))
+        states = sorted(j["state"] for j in harness.jobs(self.db))
+        self.assertEqual(states.count("done"), 20, states)
+        self.assertEqual(states.count("pending"), 20, states)
+        st = json.loads(run_ringfill(["status", "--json", self.db], cwd=self.cwd).stdout)
+        # Its end could not be recorded (the lock was still held): status
+        # shows it as not finished, with what it committed.
+        self.assertEqual(st["last_run"]["finished"], False, st)
+        self.assertEqual(st["last_run"]["jobs_done"], 20, st)
 
         res = run_ringfill(args, cwd=self.cwd)
         self.assertEqual(res.returncode, 0, describe(res))

@@ -90,6 +90,21 @@ class Operator(unittest.TestCase):
         doc = json.loads(run_ringfill(["status", "--json", self.db], cwd=self.cwd).stdout)
         self.assertEqual(sum(f["count"] for f in doc["failures"]), 6, doc)
         self.assertTrue(all(f["reason"] for f in doc["failures"]), doc)
+        # The last run's figures: what it committed (the malformed line failed
+        # at import, not in the run), and how it ended.
+        run = doc["last_run"]
+        done = [j for j in jobs.values() if j["state"] == "done"]
+        self.assertEqual((run["finished"], run["exit_code"]), (True, 1), run)
+        self.assertEqual((run["jobs_done"], run["jobs_failed"]), (2, 5), run)
+        self.assertEqual(run["rows"], harness.count_rows(self.db, "following"), run)
+        self.assertEqual(run["bytes"], sum(j["bytes"] for j in done), run)
+        self.assertIn("urls.txt", run["source"], run)
+        self.assertRegex(st.stdout, r"last run: #1 of .*urls\.txt.*exit 1", st.stdout)
+        self.assertRegex(st.stdout, r"rows\s+%d\s+[\d.]+ rows/s" % run["rows"], st.stdout)
+        # A second run is the last run now, with nothing new to commit.
+        self.run_cmd()
+        run2 = json.loads(run_ringfill(["status", "--json", self.db], cwd=self.cwd).stdout)
+        self.assertEqual(run2["last_run"]["id"], run["id"] + 1, run2)
 
     def test_retry_transient_then_all(self):
         proc = self.run_cmd()
