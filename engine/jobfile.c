@@ -27,6 +27,7 @@ typedef struct {
 	jobfile_t *jf;
 	char *err;
 	size_t err_cap;
+	uint64_t rows_given; /* bit i: tables[i] has its own "rows" */
 } load_t;
 
 /* A key path for messages: "tables[1].columns.x". */
@@ -271,40 +272,133 @@ static int check_template(load_t *ld, uint32_t n, const char *key, const char *t
 }
 
 typedef struct {
-	uint32_t urls, tmpl, keys;
+	uint32_t urls, tmpl, keys, files, page;
 } source_nodes_t;
 
 static int source_member(load_t *ld, const char *key, const char *name, uint32_t val, void *ctx)
 {
 	source_nodes_t *sn = ctx;
-	if (!strcmp(name, "urls"))
-		sn->urls = val;
-	else if (!strcmp(name, "template"))
-		sn->tmpl = val;
-	else if (!strcmp(name, "keys"))
-		sn->keys = val;
-	else if (!strcmp(name, "files") || !strcmp(name, "paginate"))
-		return fail(ld, val, key, "the %s source is not supported in this version "
-		                          "(use urls, or template with keys)", name);
-	else
-		return unknown_key(ld, val, key, "urls, template, keys");
+	uint32_t *slot = !strcmp(name, "urls")       ? &sn->urls
+	                 : !strcmp(name, "template") ? &sn->tmpl
+	                 : !strcmp(name, "keys")     ? &sn->keys
+	                 : !strcmp(name, "files")    ? &sn->files
+	                 : !strcmp(name, "paginate") ? &sn->page
+	                                             : NULL;
+	if (!slot)
+		return unknown_key(ld, val, key, "urls, template, keys, files, paginate");
+	*slot = val;
 	return 0;
+}
+
+typedef struct {
+	uint32_t url, param, cursor, items, emit;
+} page_nodes_t;
+
+static int page_member(load_t *ld, const char *key, const char *name, uint32_t val, void *ctx)
+{
+	page_nodes_t *pn = ctx;
+	uint32_t *slot = !strcmp(name, "url")           ? &pn->url
+	                 : !strcmp(name, "cursor_param") ? &pn->param
+	                 : !strcmp(name, "cursor_path")  ? &pn->cursor
+	                 : !strcmp(name, "items")        ? &pn->items
+	                 : !strcmp(name, "emit")         ? &pn->emit
+	                                                 : NULL;
+	if (!slot)
+		return unknown_key(ld, val, key, "url, cursor_param, cursor_path, items, emit");
+	*slot = val;
+	return 0;
+}
+
+static int compile_path(load_t *ld, uint32_t n, const char *key, const char *expr,
+                        json_path_t **out);
+static bool path_has_wildcard(const char *e);
+
+/* A JSONPath from the page's root; one value unless many is set. */
+static int page_path(load_t *ld, uint32_t n, const char *key, bool many, json_path_t **out)
+{
+	char *e;
+	if (get_nonempty(ld, n, key, &e) != 0)
+		return -1;
+	int rc = 0;
+	if (e[0] != '$')
+		rc = fail(ld, n, key, "expected a JSONPath from the page's root ('$...')");
+	else if (!many && path_has_wildcard(e))
+		rc = fail(ld, n, key, "the cursor is one value: no wildcard in '%s'", e);
+	else
+		rc = compile_path(ld, n, key, e, out);
+	free(e);
+	return rc;
+}
+
+/* {"url", "cursor_param", "cursor_path", "items", "emit"}: the first page's
+ * URL must be https and hold no fragment; the cursor parameter's name is
+ * unreserved URL bytes, so it needs no encoding. */
+static int load_paginate(load_t *ld, uint32_t n)
+{
+	page_nodes_t pn = {JSON_NONE, JSON_NONE, JSON_NONE, JSON_NONE, JSON_NONE};
+	if (each_member(ld, n, "source.paginate", page_member, &pn) != 0)
+		return -1;
+	paginate_spec_t *p = &ld->jf->page;
+	static const char *const required[] = {"url", "cursor_path", "items"};
+	uint32_t nodes[] = {pn.url, pn.cursor, pn.items};
+	for (size_t i = 0; i < 3; i++)
+		if (nodes[i] == JSON_NONE) {
+			keypath_t kp;
+			key_join(&kp, "source.paginate", required[i]);
+			return fail(ld, n, kp.s, "missing (a paginate source needs url, cursor_path, items)");
+		}
+	url_t u;
+	const char *why = "";
+	if (get_nonempty(ld, pn.url, "source.paginate.url", &p->url) != 0)
+		return -1;
+	if (url_parse(p->url, strlen(p->url), &u, &why) != 0 || strchr(p->url, '#'))
+		return fail(ld, pn.url, "source.paginate.url", "not a valid https URL: %s",
+		            *why ? why : "it has a fragment");
+	if (pn.param == JSON_NONE) {
+		if (!(p->cursor_param = strdup("cursor")))
+			return fail(ld, n, "source.paginate", "out of memory");
+	} else {
+		if (get_nonempty(ld, pn.param, "source.paginate.cursor_param", &p->cursor_param) != 0)
+			return -1;
+		for (const char *c = p->cursor_param; *c; c++)
+			if (!isalnum((unsigned char)*c) && !strchr("-._~", *c))
+				return fail(ld, pn.param, "source.paginate.cursor_param",
+				            "a parameter name is letters, digits and - . _ ~");
+	}
+	if (page_path(ld, pn.cursor, "source.paginate.cursor_path", false, &p->cursor_path) != 0 ||
+	    page_path(ld, pn.items, "source.paginate.items", true, &p->items) != 0)
+		return -1;
+	if (pn.emit == JSON_NONE)
+		return 0;
+	if (get_nonempty(ld, pn.emit, "source.paginate.emit", &p->emit) != 0)
+		return -1;
+	return check_template(ld, pn.emit, "source.paginate.emit", p->emit, &p->emit_var);
 }
 
 static int load_source(load_t *ld, uint32_t n)
 {
-	source_nodes_t sn = {JSON_NONE, JSON_NONE, JSON_NONE};
+	source_nodes_t sn = {JSON_NONE, JSON_NONE, JSON_NONE, JSON_NONE, JSON_NONE};
 	if (each_member(ld, n, "source", source_member, &sn) != 0)
 		return -1;
 	jobfile_t *jf = ld->jf;
+	int given = (sn.urls != JSON_NONE) + (sn.tmpl != JSON_NONE || sn.keys != JSON_NONE) +
+	            (sn.files != JSON_NONE) + (sn.page != JSON_NONE);
+	if (given > 1)
+		return fail(ld, n, "source", "give one of: urls, template and keys, files, paginate");
+	if (sn.files != JSON_NONE) {
+		jf->kind = JOBFILE_SOURCE_FILES;
+		return get_path(ld, sn.files, "source.files", &jf->files);
+	}
+	if (sn.page != JSON_NONE) {
+		jf->kind = JOBFILE_SOURCE_PAGINATE;
+		return load_paginate(ld, sn.page);
+	}
 	if (sn.urls != JSON_NONE) {
-		if (sn.tmpl != JSON_NONE || sn.keys != JSON_NONE)
-			return fail(ld, n, "source", "give either urls, or template and keys");
 		jf->kind = JOBFILE_SOURCE_URLS;
 		return get_path(ld, sn.urls, "source.urls", &jf->urls);
 	}
 	if (sn.tmpl == JSON_NONE && sn.keys == JSON_NONE)
-		return fail(ld, n, "source", "missing: urls, or template and keys");
+		return fail(ld, n, "source", "missing: urls, template and keys, files, or paginate");
 	if (sn.tmpl == JSON_NONE)
 		return fail(ld, n, "source.template", "missing (keys needs a template)");
 	if (sn.keys == JSON_NONE)
@@ -653,6 +747,8 @@ static int load_table(load_t *ld, uint32_t obj, uint32_t idx)
 		free(rows);
 		return fail(ld, tn.rows, kp.s, "expected a JSONPath from the document root ('$...')");
 	}
+	if (rows)
+		ld->rows_given |= 1ull << idx;
 	int rc = compile_path(ld, tn.rows == JSON_NONE ? obj : tn.rows, kp.s, rows ? rows : "$",
 	                      &t->rows);
 	free(rows);
@@ -752,6 +848,25 @@ static int file_names(load_t *ld)
 	return 0;
 }
 
+/* A paginate source without "emit": the items are the rows, so a table
+ * without its own "rows" takes the items path. */
+static int page_rows(load_t *ld)
+{
+	jobfile_t *jf = ld->jf;
+	if (jf->kind != JOBFILE_SOURCE_PAGINATE || jf->page.emit)
+		return 0;
+	for (uint32_t i = 0; i < jf->n_tables; i++) {
+		if (ld->rows_given & (1ull << i))
+			continue;
+		json_path_free(jf->tables[i].rows);
+		jf->tables[i].rows = NULL;
+		if (compile_path(ld, 0, "source.paginate.items", json_path_text(jf->page.items),
+		                 &jf->tables[i].rows) != 0)
+			return -1;
+	}
+	return 0;
+}
+
 int jobfile_load(const char *path, jobfile_t **out, char *err, size_t err_cap)
 {
 	load_t ld = {.path = path, .err = err, .err_cap = err_cap};
@@ -775,6 +890,8 @@ int jobfile_load(const char *path, jobfile_t **out, char *err, size_t err_cap)
 		goto out;
 	}
 	rc = each_member(&ld, 0, "", root_member, NULL);
+	if (rc == 0)
+		rc = page_rows(&ld);
 out:
 	json_parser_free(p);
 	free(ld.text);
@@ -797,6 +914,8 @@ void jobfile_free(jobfile_t *jf)
 	free(jf->template_url);
 	free(jf->template_var);
 	free(jf->keys);
+	free(jf->files);
+	paginate_spec_free(&jf->page);
 	free(jf->db);
 	free(jf->raw);
 	free(jf->cacert);

@@ -75,6 +75,30 @@ typedef struct {
 int store_import(store_t *st, const char *source, const char *file,
                  const store_template_t *tmpl, store_import_t *res, char *err, size_t err_cap);
 
+/* One job of a list the caller made (the `files` and `paginate` sources,
+ * engine/files.c and engine/paginate.c): key and url NUL-terminated. */
+typedef struct {
+	const char *key, *url;
+} store_job_t;
+
+/* Inserts the jobs (those whose key this source has already are left as they
+ * are) and requeues this source's transient failures, in one transaction,
+ * as store_import does. res->lines counts the jobs given. 0, or -1 with err. */
+int store_import_list(store_t *st, const char *source, const store_job_t *jobs, size_t n,
+                      store_import_t *res, char *err, size_t err_cap);
+
+struct batch;
+/* Inserts the jobs a page made (store/batch.h: b->emit) as jobs of source,
+ * in the caller's open transaction: the writer calls it in the transaction
+ * that marks the page done, so a page's jobs exist exactly when the page is
+ * done. A key that exists already is left alone (idempotent), except for
+ * the next page (BATCH_EMIT_NEXT_PAGE): its key is its cursor, so an
+ * existing one means the cursor was seen before in this chain. Returns 0; 1
+ * for such a repeated cursor, with a reason in why (the caller rolls back);
+ * -1 on a database error (sqlite3_errmsg). */
+int store_jobs_emit(store_t *st, const char *source, const struct batch *b, char *why,
+                    size_t why_cap);
+
 /* One job handed to the loop. Ownership: allocated by store_jobs_fetch (one
  * malloc: url, key and vars point into the same block), freed by whoever
  * holds it last with free(). */

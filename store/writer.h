@@ -35,6 +35,11 @@ typedef struct {
 	                          * and after draining to_writer when it was at least half full */
 	_Atomic bool jobs_exhausted; /* set (release) after the last pending job was pushed */
 	_Atomic bool fatal;          /* set (release) when the writer stopped on an error */
+	/* Batches that carry new jobs (a paginate page), pushed by the loop and
+	 * not yet applied: the loop adds one before pushing such a batch, the
+	 * writer subtracts one (release) after applying it and clearing
+	 * jobs_exhausted, so the loop never ends the run while jobs may appear. */
+	_Atomic uint32_t emits_unsettled;
 	char fatal_msg[512];         /* written before fatal is set */
 	_Atomic uint64_t rows_committed, jobs_done_committed, jobs_failed_committed;
 } pipe_t;
