@@ -271,42 +271,34 @@ static int check_template(load_t *ld, uint32_t n, const char *key, const char *t
 	return *var ? 0 : fail(ld, n, key, "out of memory");
 }
 
+/* An object whose members may be the names in names[]: each value's node
+ * goes to nodes[i] (JSON_NONE when absent); any other name is an unknown
+ * key, and expected lists the names for the message. */
 typedef struct {
-	uint32_t urls, tmpl, keys, files, page;
-} source_nodes_t;
+	const char *const *names;
+	uint32_t *nodes;
+	size_t n;
+	const char *expected;
+} slots_t;
 
-static int source_member(load_t *ld, const char *key, const char *name, uint32_t val, void *ctx)
+static int slot_member(load_t *ld, const char *key, const char *name, uint32_t val, void *ctx)
 {
-	source_nodes_t *sn = ctx;
-	uint32_t *slot = !strcmp(name, "urls")       ? &sn->urls
-	                 : !strcmp(name, "template") ? &sn->tmpl
-	                 : !strcmp(name, "keys")     ? &sn->keys
-	                 : !strcmp(name, "files")    ? &sn->files
-	                 : !strcmp(name, "paginate") ? &sn->page
-	                                             : NULL;
-	if (!slot)
-		return unknown_key(ld, val, key, "urls, template, keys, files, paginate");
-	*slot = val;
-	return 0;
+	const slots_t *sl = ctx;
+	for (size_t i = 0; i < sl->n; i++)
+		if (!strcmp(name, sl->names[i])) {
+			sl->nodes[i] = val;
+			return 0;
+		}
+	return unknown_key(ld, val, key, sl->expected);
 }
 
-typedef struct {
-	uint32_t url, param, cursor, items, emit;
-} page_nodes_t;
-
-static int page_member(load_t *ld, const char *key, const char *name, uint32_t val, void *ctx)
+static int load_slots(load_t *ld, uint32_t obj, const char *key, const char *const *names,
+                      uint32_t *nodes, size_t n, const char *expected)
 {
-	page_nodes_t *pn = ctx;
-	uint32_t *slot = !strcmp(name, "url")           ? &pn->url
-	                 : !strcmp(name, "cursor_param") ? &pn->param
-	                 : !strcmp(name, "cursor_path")  ? &pn->cursor
-	                 : !strcmp(name, "items")        ? &pn->items
-	                 : !strcmp(name, "emit")         ? &pn->emit
-	                                                 : NULL;
-	if (!slot)
-		return unknown_key(ld, val, key, "url, cursor_param, cursor_path, items, emit");
-	*slot = val;
-	return 0;
+	for (size_t i = 0; i < n; i++)
+		nodes[i] = JSON_NONE;
+	slots_t sl = {names, nodes, n, expected};
+	return each_member(ld, obj, key, slot_member, &sl);
 }
 
 static int compile_path(load_t *ld, uint32_t n, const char *key, const char *expr,
@@ -335,12 +327,15 @@ static int page_path(load_t *ld, uint32_t n, const char *key, bool many, json_pa
  * unreserved URL bytes, so it needs no encoding. */
 static int load_paginate(load_t *ld, uint32_t n)
 {
-	page_nodes_t pn = {JSON_NONE, JSON_NONE, JSON_NONE, JSON_NONE, JSON_NONE};
-	if (each_member(ld, n, "source.paginate", page_member, &pn) != 0)
+	static const char *const names[] = {"url", "cursor_param", "cursor_path", "items", "emit"};
+	enum { URL, PARAM, CURSOR, ITEMS, EMIT };
+	uint32_t pn[5];
+	if (load_slots(ld, n, "source.paginate", names, pn, 5,
+	               "url, cursor_param, cursor_path, items, emit") != 0)
 		return -1;
 	paginate_spec_t *p = &ld->jf->page;
 	static const char *const required[] = {"url", "cursor_path", "items"};
-	uint32_t nodes[] = {pn.url, pn.cursor, pn.items};
+	uint32_t nodes[] = {pn[URL], pn[CURSOR], pn[ITEMS]};
 	for (size_t i = 0; i < 3; i++)
 		if (nodes[i] == JSON_NONE) {
 			keypath_t kp;
@@ -349,65 +344,67 @@ static int load_paginate(load_t *ld, uint32_t n)
 		}
 	url_t u;
 	const char *why = "";
-	if (get_nonempty(ld, pn.url, "source.paginate.url", &p->url) != 0)
+	if (get_nonempty(ld, pn[URL], "source.paginate.url", &p->url) != 0)
 		return -1;
 	if (url_parse(p->url, strlen(p->url), &u, &why) != 0 || strchr(p->url, '#'))
-		return fail(ld, pn.url, "source.paginate.url", "not a valid https URL: %s",
+		return fail(ld, pn[URL], "source.paginate.url", "not a valid https URL: %s",
 		            *why ? why : "it has a fragment");
-	if (pn.param == JSON_NONE) {
+	if (pn[PARAM] == JSON_NONE) {
 		if (!(p->cursor_param = strdup("cursor")))
 			return fail(ld, n, "source.paginate", "out of memory");
 	} else {
-		if (get_nonempty(ld, pn.param, "source.paginate.cursor_param", &p->cursor_param) != 0)
+		if (get_nonempty(ld, pn[PARAM], "source.paginate.cursor_param", &p->cursor_param) != 0)
 			return -1;
 		for (const char *c = p->cursor_param; *c; c++)
 			if (!isalnum((unsigned char)*c) && !strchr("-._~", *c))
-				return fail(ld, pn.param, "source.paginate.cursor_param",
+				return fail(ld, pn[PARAM], "source.paginate.cursor_param",
 				            "a parameter name is letters, digits and - . _ ~");
 	}
-	if (page_path(ld, pn.cursor, "source.paginate.cursor_path", false, &p->cursor_path) != 0 ||
-	    page_path(ld, pn.items, "source.paginate.items", true, &p->items) != 0)
+	if (page_path(ld, pn[CURSOR], "source.paginate.cursor_path", false, &p->cursor_path) != 0 ||
+	    page_path(ld, pn[ITEMS], "source.paginate.items", true, &p->items) != 0)
 		return -1;
-	if (pn.emit == JSON_NONE)
+	if (pn[EMIT] == JSON_NONE)
 		return 0;
-	if (get_nonempty(ld, pn.emit, "source.paginate.emit", &p->emit) != 0)
+	if (get_nonempty(ld, pn[EMIT], "source.paginate.emit", &p->emit) != 0)
 		return -1;
-	return check_template(ld, pn.emit, "source.paginate.emit", p->emit, &p->emit_var);
+	return check_template(ld, pn[EMIT], "source.paginate.emit", p->emit, &p->emit_var);
 }
 
 static int load_source(load_t *ld, uint32_t n)
 {
-	source_nodes_t sn = {JSON_NONE, JSON_NONE, JSON_NONE, JSON_NONE, JSON_NONE};
-	if (each_member(ld, n, "source", source_member, &sn) != 0)
+	static const char *const names[] = {"urls", "template", "keys", "files", "paginate"};
+	enum { URLS, TMPL, KEYS, FILES, PAGE };
+	uint32_t sn[5];
+	if (load_slots(ld, n, "source", names, sn, 5, "urls, template, keys, files, paginate") != 0)
 		return -1;
 	jobfile_t *jf = ld->jf;
-	int given = (sn.urls != JSON_NONE) + (sn.tmpl != JSON_NONE || sn.keys != JSON_NONE) +
-	            (sn.files != JSON_NONE) + (sn.page != JSON_NONE);
+	int given = (sn[URLS] != JSON_NONE) + (sn[TMPL] != JSON_NONE || sn[KEYS] != JSON_NONE) +
+	            (sn[FILES] != JSON_NONE) + (sn[PAGE] != JSON_NONE);
 	if (given > 1)
 		return fail(ld, n, "source", "give one of: urls, template and keys, files, paginate");
-	if (sn.files != JSON_NONE) {
+	if (sn[FILES] != JSON_NONE) {
 		jf->kind = JOBFILE_SOURCE_FILES;
-		return get_path(ld, sn.files, "source.files", &jf->files);
+		return get_path(ld, sn[FILES], "source.files", &jf->files);
 	}
-	if (sn.page != JSON_NONE) {
+	if (sn[PAGE] != JSON_NONE) {
 		jf->kind = JOBFILE_SOURCE_PAGINATE;
-		return load_paginate(ld, sn.page);
+		return load_paginate(ld, sn[PAGE]);
 	}
-	if (sn.urls != JSON_NONE) {
+	if (sn[URLS] != JSON_NONE) {
 		jf->kind = JOBFILE_SOURCE_URLS;
-		return get_path(ld, sn.urls, "source.urls", &jf->urls);
+		return get_path(ld, sn[URLS], "source.urls", &jf->urls);
 	}
-	if (sn.tmpl == JSON_NONE && sn.keys == JSON_NONE)
+	if (sn[TMPL] == JSON_NONE && sn[KEYS] == JSON_NONE)
 		return fail(ld, n, "source", "missing: urls, template and keys, files, or paginate");
-	if (sn.tmpl == JSON_NONE)
+	if (sn[TMPL] == JSON_NONE)
 		return fail(ld, n, "source.template", "missing (keys needs a template)");
-	if (sn.keys == JSON_NONE)
+	if (sn[KEYS] == JSON_NONE)
 		return fail(ld, n, "source.keys", "missing (a template needs a key list)");
 	jf->kind = JOBFILE_SOURCE_TEMPLATE;
-	if (get_nonempty(ld, sn.tmpl, "source.template", &jf->template_url) != 0 ||
-	    check_template(ld, sn.tmpl, "source.template", jf->template_url, &jf->template_var))
+	if (get_nonempty(ld, sn[TMPL], "source.template", &jf->template_url) != 0 ||
+	    check_template(ld, sn[TMPL], "source.template", jf->template_url, &jf->template_var))
 		return -1;
-	return get_path(ld, sn.keys, "source.keys", &jf->keys);
+	return get_path(ld, sn[KEYS], "source.keys", &jf->keys);
 }
 
 /* ---- http --------------------------------------------------------------- */

@@ -32,28 +32,6 @@ typedef struct {
 	int nomem;
 } page_t;
 
-/* A scalar as text: a string unescaped, a number as written. Returns the
- * length, -1 for another type (or none), -2 when longer than cap - 1. */
-static long scalar_text(const json_doc_t *d, uint32_t n, char *out, size_t cap)
-{
-	size_t len;
-	if (n == JSON_NONE)
-		return -1;
-	if (json_type(d, n) == JSON_STRING) {
-		len = json_string_get(d, n, out, cap - 1);
-	} else if (json_type(d, n) == JSON_NUMBER) {
-		len = d->nodes[n].len;
-		if (len < cap)
-			memcpy(out, d->src + d->nodes[n].start, len);
-	} else {
-		return -1;
-	}
-	if (len >= cap)
-		return -2;
-	out[len] = '\0';
-	return (long)len;
-}
-
 /* An item that makes no job is recorded as a failed job of its own, so it
  * shows in `ringfill status`, and the chain goes on. */
 static int item_failed(page_t *pg, const char *why)
@@ -86,7 +64,7 @@ static int page_item(void *ctx, const json_doc_t *d, uint32_t node)
 	                     : !strcmp(p->emit_var, "value") ? node : JSON_NONE;
 	char value[PAGINATE_VALUE_BYTES_MAX + 1], enc[URL_BYTES_MAX + 1], url[URL_BYTES_MAX + 1],
 		why[300];
-	long vn = scalar_text(d, field, value, sizeof value);
+	long vn = store_json_text(d, field, true, value, sizeof value);
 	if (vn < 0) {
 		if (vn == -2)
 			snprintf(why, sizeof why, "field \"%s\" longer than %u bytes", p->emit_var,
@@ -163,7 +141,7 @@ static void page_next(loop_t *l, page_t *pg, const json_doc_t *doc)
 		return;
 	char cursor[PAGINATE_CURSOR_BYTES_MAX + 1], url[URL_BYTES_MAX + 1];
 	char key[sizeof(PAGINATE_KEY_PREFIX) + PAGINATE_CURSOR_BYTES_MAX];
-	long cn = scalar_text(doc, c, cursor, sizeof cursor);
+	long cn = store_json_text(doc, c, true, cursor, sizeof cursor);
 	if (cn < 0) {
 		if (cn == -2)
 			batch_fail(pg->b, ERROR_CLASS_PERMANENT, "the cursor at %s is longer than %u bytes",

@@ -291,13 +291,8 @@ static int manifest_vars(import_t *im, const json_doc_t *d)
 	return 0;
 }
 
-/* A string field of the manifest, unescaped into out (NUL-terminated).
- * Numbers are accepted for "key" as their literal text. Returns the length,
- * -1 when absent or of another type, -2 when longer than cap - 1. */
-static long manifest_field(const json_doc_t *d, const char *name, int allow_number, char *out,
-                           size_t cap)
+long store_json_text(const json_doc_t *d, uint32_t v, bool allow_number, char *out, size_t cap)
 {
-	uint32_t v = json_object_get(d, 0, name, strlen(name));
 	if (v == JSON_NONE)
 		return -1;
 	size_t n;
@@ -314,6 +309,15 @@ static long manifest_field(const json_doc_t *d, const char *name, int allow_numb
 		return -2;
 	out[n] = '\0';
 	return (long)n;
+}
+
+/* A string field of the manifest, unescaped into out (NUL-terminated).
+ * Numbers are accepted for "key" as their literal text. Returns the length,
+ * -1 when absent or of another type, -2 when longer than cap - 1. */
+static long manifest_field(const json_doc_t *d, const char *name, int allow_number, char *out,
+                           size_t cap)
+{
+	return store_json_text(d, json_object_get(d, 0, name, strlen(name)), allow_number, out, cap);
 }
 
 /* {"url": ..., "key": ..., other fields → vars}. line is NUL-terminated. */

@@ -18,6 +18,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "parse/json.h"
+
 typedef struct store store_t;
 
 #define STORE_ERR_BYTES 512u
@@ -98,6 +100,13 @@ struct batch;
  * -1 on a database error (sqlite3_errmsg). */
 int store_jobs_emit(store_t *st, const char *source, const struct batch *b, char *why,
                     size_t why_cap);
+
+/* Node n of d as text into out (NUL-terminated): a string unescaped, a
+ * number as written when allow_number. Returns the length; -1 when n is
+ * JSON_NONE or of another type, -2 when longer than cap - 1. Used for
+ * manifest fields and for paginate cursors and item fields. */
+long store_json_text(const json_doc_t *d, uint32_t n, bool allow_number, char *out,
+                     size_t cap);
 
 /* One job handed to the loop. Ownership: allocated by store_jobs_fetch (one
  * malloc: url, key and vars point into the same block), freed by whoever
