@@ -14,6 +14,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
+/* One read request asks for at most this much: io_uring takes a 32-bit
+ * length, and a read that returns 0 must mean the end, never a wrapped 0. */
+#define LOCAL_READ_BYTES_MAX (64u << 20)
+
 typedef enum { LOCAL_STAT = 1, LOCAL_OPEN, LOCAL_READ, LOCAL_CLOSE } local_step_t;
 
 /* One read in progress. Owned by its job (job_abandon frees it); the
@@ -43,11 +47,14 @@ static void local_submit(loop_t *l, struct local_file *f)
 		/* No O_CLOEXEC: a direct descriptor is in no fd table (EINVAL). */
 		io_uring_prep_openat_direct(sqe, AT_FDCWD, f->path, O_RDONLY, 0, (unsigned)j->file_fd);
 		break;
-	case LOCAL_READ:
+	case LOCAL_READ: {
+		size_t room = j->body.cap - j->body.len;
 		io_uring_prep_read(sqe, j->file_fd, j->body.data + j->body.len,
-		                   (unsigned)(j->body.cap - j->body.len), j->body.len);
+		                   (unsigned)(room < LOCAL_READ_BYTES_MAX ? room : LOCAL_READ_BYTES_MAX),
+		                   j->body.len);
 		sqe->flags |= IOSQE_FIXED_FILE;
 		break;
+	}
 	case LOCAL_CLOSE: io_uring_prep_close_direct(sqe, (unsigned)j->file_fd); break;
 	}
 	io_uring_sqe_set_data(sqe, &f->op);
