@@ -16,6 +16,9 @@ Modes (the first path segment):
   repeat   the third page's cursor is the second page's: a pagination loop
   flaky    the second page answers 503 (Retry-After: 0) on its first request
   slow     every page waits SLOW_S first (for kill -9 in the middle)
+  baditem  the first page also holds an item without a "did" and one whose
+           "did" is an object
+  badcursor the second page's cursor is an object
 
 Cursors hold bytes that must be percent-encoded in a query ("c/2 &=?+%").
 Every request is counted per path with its query (PageServer.hits). TLS
@@ -37,7 +40,8 @@ sys.path.insert(0, HERE)
 import harness  # noqa: E402
 
 SLOW_S = 0.3
-MODES = ("ok", "nullend", "emptyend", "repeat", "flaky", "slow")
+MODES = ("ok", "nullend", "emptyend", "repeat", "flaky", "slow", "baditem", "badcursor")
+BAD_ITEMS = [{"rev": 1}, {"did": {"x": 1}}]
 
 
 def make_items(count, seed):
@@ -124,9 +128,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if mode == "flaky" and offset == limit and hits == 1:
             return self._send(503, {"error": "try again"}, [("Retry-After", "0")])
         page = srv.items[offset:offset + limit]
+        if mode == "baditem" and offset == 0:
+            page = page[:2] + BAD_ITEMS + page[2:]
         doc = {"repos": page}
         nxt = offset + limit
-        if mode == "repeat" and offset == 2 * limit:
+        if mode == "badcursor" and offset == limit:
+            doc["cursor"] = {"next": cursor_of(nxt)}
+        elif mode == "repeat" and offset == 2 * limit:
             doc["cursor"] = cursor_of(limit)
         elif nxt < len(srv.items) or (mode == "emptyend" and page):
             doc["cursor"] = cursor_of(nxt)

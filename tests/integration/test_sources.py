@@ -202,6 +202,27 @@ class Sources(unittest.TestCase):
                          expected_repos(self.srv.items[:2 * LIMIT]))
         self.assertEqual(len(jobs), 3 + 2 * LIMIT, describe(p))
 
+    def test_bad_items_and_cursors_fail_alone(self):
+        d = self.workdir()
+        p = self.run_ok(["run", self.job_emit(d, "baditem")], code=1)
+        db = os.path.join(d, "out.db")
+        failed = [j for j in harness.jobs(db) if j["state"] == "failed"]
+        # Each bad item is a failed job of its own; the chain went on.
+        self.assertEqual(sorted(j["key"] for j in failed), ["page item 3", "page item 4"],
+                         describe(p))
+        self.assertTrue(all(j["error_class"] == "permanent" and
+                            'no string or number field "did"' in j["error"] for j in failed))
+        self.check_emit_tables(db)
+        d = self.workdir()
+        self.run_ok(["run", self.job_emit(d, "badcursor")], code=1)
+        db = os.path.join(d, "out.db")
+        failed = [j for j in harness.jobs(db) if j["state"] == "failed"]
+        self.assertEqual([j["key"] for j in failed], ["page:c/5 &=?+%"])
+        self.assertIn("the cursor at $.cursor is not a string or a number", failed[0]["error"])
+        # The failed page's items are not there: it made nothing.
+        self.assertEqual(table(db, "repos", ["did", "handle", "rev", "head"]),
+                         expected_repos(self.srv.items[:LIMIT]))
+
     def test_kill_mid_pagination_then_resume(self):
         ref = self.workdir()
         self.run_ok(["run", self.job_emit(ref, "slow")])
