@@ -53,6 +53,7 @@ void job_abandon(loop_t *l, job_t *j)
 	json_buf_free(&j->body);
 	json_buf_free(&j->wire);
 	gzip_end(&j->gz);
+	free(j->local);
 	free(j->redirect_url);
 	free(j->desc);
 	free(j);
@@ -94,6 +95,10 @@ void job_start(loop_t *l, job_desc_t *d)
 	l->jobs = j;
 	l->jobs_active++;
 	j->attempts_run = 1;
+	if (files_job(l, d)) {
+		files_start(l, j);
+		return;
+	}
 	const char *reason = "malformed";
 	if (url_parse(d->url, strlen(d->url), &j->url, &reason)) {
 		job_fail(l, j, ERROR_CLASS_PERMANENT, 0, "malformed URL: %s", reason);
@@ -126,8 +131,14 @@ void loop_flush_ready(loop_t *l)
 	while (l->ready_head) {
 		job_t *j = l->ready_head;
 		batch_t *b = j->batch;
-		if (!ring_push(&l->pipe->to_writer, b))
+		/* Counted before the push: the writer settles it (writer.h). */
+		if (b->n_emit)
+			atomic_fetch_add_explicit(&l->pipe->emits_unsettled, 1, memory_order_relaxed);
+		if (!ring_push(&l->pipe->to_writer, b)) {
+			if (b->n_emit)
+				atomic_fetch_sub_explicit(&l->pipe->emits_unsettled, 1, memory_order_relaxed);
 			break;
+		}
 		pushed = true;
 		j->batch = NULL; /* the writer's now */
 		if (b->kind == BATCH_JOB_DONE) {
@@ -337,6 +348,10 @@ static void job_parse(loop_t *l, job_t *j)
 	const char *v = j->desc->vars;
 	if (v && l->cfg->vars_parser && json_parse(l->cfg->vars_parser, v, strlen(v), &vars, &e) == 0)
 		rc.vars = &vars; /* the store wrote them as JSON: they parse */
+	if (paginate_is_page(l, j)) {
+		paginate_page(l, j, b, rc.vars);
+		return;
+	}
 	int r;
 	if (job_is_ndjson(l, j)) {
 		r = json_ndjson_each(l->parser, j->body.data ? j->body.data : "", j->body.len,
@@ -385,7 +400,7 @@ void job_raw_names(loop_t *l, job_t *j)
 }
 
 /* A 2xx body: the raw file first (its writes run while we parse), then rows. */
-static void job_body_ok(loop_t *l, job_t *j)
+void job_body_ok(loop_t *l, job_t *j)
 {
 	batch_t *b = batch_new(BATCH_JOB_DONE, j->desc->id);
 	if (!b) {
@@ -403,13 +418,13 @@ static void job_body_ok(loop_t *l, job_t *j)
 		snprintf(j->gz_error, sizeof j->gz_error,
 		         "bad gzip data at byte %zu: the stream ends early", j->wire.len);
 	}
-	if (l->o->raw)
+	if (l->o->raw && j->origin) /* a local file (files.c) is its own raw body */
 		job_raw_names(l, j);
 	if (j->gz_failed)
 		batch_fail(b, ERROR_CLASS_PERMANENT, "%s", j->gz_error);
 	else if (!l->o->download_only)
 		job_parse(l, j);
-	if (l->o->raw)
+	if (l->o->raw && j->origin)
 		host_rawdir(l, j->origin, j);
 	else
 		job_ready(l, j);

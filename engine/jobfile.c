@@ -27,6 +27,7 @@ typedef struct {
 	jobfile_t *jf;
 	char *err;
 	size_t err_cap;
+	uint64_t rows_given; /* bit i: tables[i] has its own "rows" */
 } load_t;
 
 /* A key path for messages: "tables[1].columns.x". */
@@ -270,50 +271,140 @@ static int check_template(load_t *ld, uint32_t n, const char *key, const char *t
 	return *var ? 0 : fail(ld, n, key, "out of memory");
 }
 
+/* An object whose members may be the names in names[]: each value's node
+ * goes to nodes[i] (JSON_NONE when absent); any other name is an unknown
+ * key, and expected lists the names for the message. */
 typedef struct {
-	uint32_t urls, tmpl, keys;
-} source_nodes_t;
+	const char *const *names;
+	uint32_t *nodes;
+	size_t n;
+	const char *expected;
+} slots_t;
 
-static int source_member(load_t *ld, const char *key, const char *name, uint32_t val, void *ctx)
+static int slot_member(load_t *ld, const char *key, const char *name, uint32_t val, void *ctx)
 {
-	source_nodes_t *sn = ctx;
-	if (!strcmp(name, "urls"))
-		sn->urls = val;
-	else if (!strcmp(name, "template"))
-		sn->tmpl = val;
-	else if (!strcmp(name, "keys"))
-		sn->keys = val;
-	else if (!strcmp(name, "files") || !strcmp(name, "paginate"))
-		return fail(ld, val, key, "the %s source is not supported in this version "
-		                          "(use urls, or template with keys)", name);
+	const slots_t *sl = ctx;
+	for (size_t i = 0; i < sl->n; i++)
+		if (!strcmp(name, sl->names[i])) {
+			sl->nodes[i] = val;
+			return 0;
+		}
+	return unknown_key(ld, val, key, sl->expected);
+}
+
+static int load_slots(load_t *ld, uint32_t obj, const char *key, const char *const *names,
+                      uint32_t *nodes, size_t n, const char *expected)
+{
+	for (size_t i = 0; i < n; i++)
+		nodes[i] = JSON_NONE;
+	slots_t sl = {names, nodes, n, expected};
+	return each_member(ld, obj, key, slot_member, &sl);
+}
+
+static int compile_path(load_t *ld, uint32_t n, const char *key, const char *expr,
+                        json_path_t **out);
+static bool path_has_wildcard(const char *e);
+
+/* A JSONPath from the page's root; one value unless many is set. */
+static int page_path(load_t *ld, uint32_t n, const char *key, bool many, json_path_t **out)
+{
+	char *e;
+	if (get_nonempty(ld, n, key, &e) != 0)
+		return -1;
+	int rc = 0;
+	if (e[0] != '$')
+		rc = fail(ld, n, key, "expected a JSONPath from the page's root ('$...')");
+	else if (!many && path_has_wildcard(e))
+		rc = fail(ld, n, key, "the cursor is one value: no wildcard in '%s'", e);
 	else
-		return unknown_key(ld, val, key, "urls, template, keys");
-	return 0;
+		rc = compile_path(ld, n, key, e, out);
+	free(e);
+	return rc;
+}
+
+/* {"url", "cursor_param", "cursor_path", "items", "emit"}: the first page's
+ * URL must be https and hold no fragment; the cursor parameter's name is
+ * unreserved URL bytes, so it needs no encoding. */
+static int load_paginate(load_t *ld, uint32_t n)
+{
+	static const char *const names[] = {"url", "cursor_param", "cursor_path", "items", "emit"};
+	enum { URL, PARAM, CURSOR, ITEMS, EMIT };
+	uint32_t pn[5];
+	if (load_slots(ld, n, "source.paginate", names, pn, 5,
+	               "url, cursor_param, cursor_path, items, emit") != 0)
+		return -1;
+	paginate_spec_t *p = &ld->jf->page;
+	static const char *const required[] = {"url", "cursor_path", "items"};
+	uint32_t nodes[] = {pn[URL], pn[CURSOR], pn[ITEMS]};
+	for (size_t i = 0; i < 3; i++)
+		if (nodes[i] == JSON_NONE) {
+			keypath_t kp;
+			key_join(&kp, "source.paginate", required[i]);
+			return fail(ld, n, kp.s, "missing (a paginate source needs url, cursor_path, items)");
+		}
+	url_t u;
+	const char *why = "";
+	if (get_nonempty(ld, pn[URL], "source.paginate.url", &p->url) != 0)
+		return -1;
+	if (url_parse(p->url, strlen(p->url), &u, &why) != 0 || strchr(p->url, '#'))
+		return fail(ld, pn[URL], "source.paginate.url", "not a valid https URL: %s",
+		            *why ? why : "it has a fragment");
+	if (pn[PARAM] == JSON_NONE) {
+		if (!(p->cursor_param = strdup("cursor")))
+			return fail(ld, n, "source.paginate", "out of memory");
+	} else {
+		if (get_nonempty(ld, pn[PARAM], "source.paginate.cursor_param", &p->cursor_param) != 0)
+			return -1;
+		for (const char *c = p->cursor_param; *c; c++)
+			if (!isalnum((unsigned char)*c) && !strchr("-._~", *c))
+				return fail(ld, pn[PARAM], "source.paginate.cursor_param",
+				            "a parameter name is letters, digits and - . _ ~");
+	}
+	if (page_path(ld, pn[CURSOR], "source.paginate.cursor_path", false, &p->cursor_path) != 0 ||
+	    page_path(ld, pn[ITEMS], "source.paginate.items", true, &p->items) != 0)
+		return -1;
+	if (pn[EMIT] == JSON_NONE)
+		return 0;
+	if (get_nonempty(ld, pn[EMIT], "source.paginate.emit", &p->emit) != 0)
+		return -1;
+	return check_template(ld, pn[EMIT], "source.paginate.emit", p->emit, &p->emit_var);
 }
 
 static int load_source(load_t *ld, uint32_t n)
 {
-	source_nodes_t sn = {JSON_NONE, JSON_NONE, JSON_NONE};
-	if (each_member(ld, n, "source", source_member, &sn) != 0)
+	static const char *const names[] = {"urls", "template", "keys", "files", "paginate"};
+	enum { URLS, TMPL, KEYS, FILES, PAGE };
+	uint32_t sn[5];
+	if (load_slots(ld, n, "source", names, sn, 5, "urls, template, keys, files, paginate") != 0)
 		return -1;
 	jobfile_t *jf = ld->jf;
-	if (sn.urls != JSON_NONE) {
-		if (sn.tmpl != JSON_NONE || sn.keys != JSON_NONE)
-			return fail(ld, n, "source", "give either urls, or template and keys");
-		jf->kind = JOBFILE_SOURCE_URLS;
-		return get_path(ld, sn.urls, "source.urls", &jf->urls);
+	int given = (sn[URLS] != JSON_NONE) + (sn[TMPL] != JSON_NONE || sn[KEYS] != JSON_NONE) +
+	            (sn[FILES] != JSON_NONE) + (sn[PAGE] != JSON_NONE);
+	if (given > 1)
+		return fail(ld, n, "source", "give one of: urls, template and keys, files, paginate");
+	if (sn[FILES] != JSON_NONE) {
+		jf->kind = JOBFILE_SOURCE_FILES;
+		return get_path(ld, sn[FILES], "source.files", &jf->files);
 	}
-	if (sn.tmpl == JSON_NONE && sn.keys == JSON_NONE)
-		return fail(ld, n, "source", "missing: urls, or template and keys");
-	if (sn.tmpl == JSON_NONE)
+	if (sn[PAGE] != JSON_NONE) {
+		jf->kind = JOBFILE_SOURCE_PAGINATE;
+		return load_paginate(ld, sn[PAGE]);
+	}
+	if (sn[URLS] != JSON_NONE) {
+		jf->kind = JOBFILE_SOURCE_URLS;
+		return get_path(ld, sn[URLS], "source.urls", &jf->urls);
+	}
+	if (sn[TMPL] == JSON_NONE && sn[KEYS] == JSON_NONE)
+		return fail(ld, n, "source", "missing: urls, template and keys, files, or paginate");
+	if (sn[TMPL] == JSON_NONE)
 		return fail(ld, n, "source.template", "missing (keys needs a template)");
-	if (sn.keys == JSON_NONE)
+	if (sn[KEYS] == JSON_NONE)
 		return fail(ld, n, "source.keys", "missing (a template needs a key list)");
 	jf->kind = JOBFILE_SOURCE_TEMPLATE;
-	if (get_nonempty(ld, sn.tmpl, "source.template", &jf->template_url) != 0 ||
-	    check_template(ld, sn.tmpl, "source.template", jf->template_url, &jf->template_var))
+	if (get_nonempty(ld, sn[TMPL], "source.template", &jf->template_url) != 0 ||
+	    check_template(ld, sn[TMPL], "source.template", jf->template_url, &jf->template_var))
 		return -1;
-	return get_path(ld, sn.keys, "source.keys", &jf->keys);
+	return get_path(ld, sn[KEYS], "source.keys", &jf->keys);
 }
 
 /* ---- http --------------------------------------------------------------- */
@@ -653,6 +744,8 @@ static int load_table(load_t *ld, uint32_t obj, uint32_t idx)
 		free(rows);
 		return fail(ld, tn.rows, kp.s, "expected a JSONPath from the document root ('$...')");
 	}
+	if (rows)
+		ld->rows_given |= 1ull << idx;
 	int rc = compile_path(ld, tn.rows == JSON_NONE ? obj : tn.rows, kp.s, rows ? rows : "$",
 	                      &t->rows);
 	free(rows);
@@ -752,6 +845,25 @@ static int file_names(load_t *ld)
 	return 0;
 }
 
+/* A paginate source without "emit": the items are the rows, so a table
+ * without its own "rows" takes the items path. */
+static int page_rows(load_t *ld)
+{
+	jobfile_t *jf = ld->jf;
+	if (jf->kind != JOBFILE_SOURCE_PAGINATE || jf->page.emit)
+		return 0;
+	for (uint32_t i = 0; i < jf->n_tables; i++) {
+		if (ld->rows_given & (1ull << i))
+			continue;
+		json_path_free(jf->tables[i].rows);
+		jf->tables[i].rows = NULL;
+		if (compile_path(ld, 0, "source.paginate.items", json_path_text(jf->page.items),
+		                 &jf->tables[i].rows) != 0)
+			return -1;
+	}
+	return 0;
+}
+
 int jobfile_load(const char *path, jobfile_t **out, char *err, size_t err_cap)
 {
 	load_t ld = {.path = path, .err = err, .err_cap = err_cap};
@@ -775,6 +887,8 @@ int jobfile_load(const char *path, jobfile_t **out, char *err, size_t err_cap)
 		goto out;
 	}
 	rc = each_member(&ld, 0, "", root_member, NULL);
+	if (rc == 0)
+		rc = page_rows(&ld);
 out:
 	json_parser_free(p);
 	free(ld.text);
@@ -797,6 +911,8 @@ void jobfile_free(jobfile_t *jf)
 	free(jf->template_url);
 	free(jf->template_var);
 	free(jf->keys);
+	free(jf->files);
+	paginate_spec_free(&jf->page);
 	free(jf->db);
 	free(jf->raw);
 	free(jf->cacert);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 
 #include "engine/options.h"
+#include "engine/sources.h"
 #include "store/batch.h"
 
 #define JOBFILE_BYTES_MAX (16u << 20)  /* a job file is configuration, not data */
@@ -25,6 +26,8 @@ typedef enum {
 	JOBFILE_SOURCE_NONE = 0, /* no "source": --urls must say where the jobs come from */
 	JOBFILE_SOURCE_URLS,     /* {"urls": FILE} */
 	JOBFILE_SOURCE_TEMPLATE, /* {"template": URL with one {NAME}, "keys": FILE} */
+	JOBFILE_SOURCE_FILES,    /* {"files": GLOB or DIRECTORY} */
+	JOBFILE_SOURCE_PAGINATE, /* {"paginate": {"url": ..., ...}} */
 } jobfile_source_t;
 
 /* Everything the file says. Strings are NUL-terminated and owned; relative
@@ -37,6 +40,8 @@ typedef struct {
 	char *template_url; /* TEMPLATE */
 	char *template_var; /* TEMPLATE: NAME */
 	char *keys;         /* TEMPLATE */
+	char *files;        /* FILES: the pattern or directory */
+	paginate_spec_t page; /* PAGINATE */
 	char *db, *raw, *cacert; /* NULL when absent */
 	bool has_concurrency, has_per_host, has_retries, has_timeout;
 	uint32_t concurrency, per_host, retries;

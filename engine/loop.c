@@ -519,6 +519,7 @@ static void dispatch(loop_t *l, struct io_uring_cqe *cqe)
 	case OP_CLOSE: conn_complete(l, container_of(op, conn_t, op_close), op, res); break;
 	case OP_MKDIR: host_mkdir_done(l, container_of(op, host_t, op_mkdir), res); break;
 	case OP_FILE: job_file_complete(l, container_of(op, job_t, op_file), res); break;
+	case OP_LOCAL: files_complete(l, op, res); break;
 	}
 }
 
@@ -537,8 +538,11 @@ static bool loop_finished(loop_t *l)
 		return true;
 	if (l->ready_head)
 		return false;
+	/* Acquire, and before exhausted: a page the writer has applied cleared
+	 * exhausted first (pipe_t.emits_unsettled). */
+	bool settled = !atomic_load_explicit(&l->pipe->emits_unsettled, memory_order_acquire);
 	bool exhausted = atomic_load_explicit(&l->pipe->jobs_exhausted, memory_order_acquire);
-	bool drained = exhausted && ring_count(&l->pipe->to_loop) == 0 && l->jobs_active == 0;
+	bool drained = settled && exhausted && ring_count(&l->pipe->to_loop) == 0 && l->jobs_active == 0;
 	if (!drained && !l->stopping)
 		return false;
 	if (!l->end_batch && !(l->end_batch = batch_new(BATCH_END, 0))) {

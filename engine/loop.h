@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "engine/options.h"
+#include "engine/sources.h"
 #include "parse/json.h"
 #include "store/writer.h"
 
@@ -21,6 +22,8 @@ typedef struct {
 	uint32_t n_tables;
 	json_parser_t *vars_parser; /* the loop thread's own, for jobs' variables */
 	uint64_t jobs_total;    /* pending jobs at start, for progress and ETA */
+	bool local_files;       /* a `files` source: "file:" jobs are read from disk */
+	const paginate_spec_t *paginate; /* a `paginate` source, or NULL */
 } loop_config_t;
 
 typedef enum {

@@ -43,6 +43,7 @@ typedef enum {
 	OP_TICK = 1, OP_EVENTFD, OP_SIGNAL,
 	OP_SOCKET, OP_CONNECT, OP_SEND, OP_RECV, OP_CANCEL, OP_CLOSE,
 	OP_MKDIR, OP_FILE, OP_SLOT_CLOSE,
+	OP_LOCAL, /* a `files` job's read (files.c) */
 } op_kind_t;
 
 typedef struct {
@@ -172,6 +173,7 @@ struct job {
 	size_t file_off;
 	char raw_rel_part[URL_HOST_BYTES_MAX + RAW_NAME_BYTES_MAX + 64];
 	char raw_rel_final[URL_HOST_BYTES_MAX + RAW_NAME_BYTES_MAX + 48];
+	struct local_file *local; /* a `files` job's read (files.c); owned */
 };
 
 struct loop {
@@ -271,6 +273,16 @@ void stream_free_pool(loop_t *l);
 /* job.c, for stream.c */
 void job_raw_names(loop_t *l, job_t *j);
 void job_stream_done(loop_t *l, job_t *j);
+
+/* job.c, for files.c: a whole body, from the network or a local file */
+void job_body_ok(loop_t *l, job_t *j);
+
+/* files.c: the `files` source; paginate.c: the `paginate` source */
+bool files_job(const loop_t *l, const job_desc_t *d);
+void files_start(loop_t *l, job_t *j);
+void files_complete(loop_t *l, op_t *op, int res);
+bool paginate_is_page(const loop_t *l, const job_t *j);
+void paginate_page(loop_t *l, job_t *j, batch_t *b, const json_doc_t *vars);
 
 /* progress.c */
 void progress_report(loop_t *l, bool final);

@@ -73,6 +73,8 @@ typedef struct {
 	table_spec_t *tables; /* the job file's, or single (one inferred --table) */
 	uint32_t n_tables;
 	table_spec_t *single;
+	files_list_t files;             /* a `files` source, expanded */
+	const paginate_spec_t *page;    /* a `paginate` source */
 } plan_t;
 
 /* --dry-run with a template: the key list and the first URLs' shape. */
@@ -97,9 +99,33 @@ static int dry_run_keys(const plan_t *p)
 	return EXIT_OK;
 }
 
+/* --dry-run of a files or paginate source: what would be read or fetched. */
+static int dry_run_source(const run_opts_t *o, const plan_t *p)
+{
+	if (p->page) {
+		printf("dry run: pages from %s, the cursor at %s sent as ?%s=, items at %s",
+		       p->page->url, json_path_text(p->page->cursor_path), p->page->cursor_param,
+		       json_path_text(p->page->items));
+		if (p->page->emit)
+			printf(", each fetched as %s\n", p->page->emit);
+		else
+			printf(" are the rows\n");
+	} else {
+		for (size_t i = 0; i < p->files.n && i < 10; i++)
+			printf("  READ %s\n", p->files.jobs[i].url + strlen(FILES_URL_PREFIX));
+		printf("dry run: %zu files%s from %s\n", p->files.n, p->files.n > 10 ? " (first 10 shown)"
+		                                                                     : "", p->input);
+	}
+	jobfile_print_plan(stdout, o, p->source, p->tables, p->n_tables);
+	printf("nothing was changed\n");
+	return EXIT_OK;
+}
+
 /* --dry-run: says what would be fetched, reading only the URL file. */
 static int dry_run(const run_opts_t *o, const plan_t *p)
 {
+	if (p->page || p->files.n)
+		return dry_run_source(o, p);
 	if (p->tmpl.url) {
 		int r = dry_run_keys(p);
 		if (r == EXIT_OK)
@@ -160,10 +186,16 @@ static int plan_make(run_opts_t *o, plan_t *p)
 	if (jf && !(o->set & OPT_SET_URLS) && jf->kind == JOBFILE_SOURCE_TEMPLATE) {
 		p->tmpl.url = jf->template_url;
 		o->urls = jf->keys;
-	} else if (jf && !(o->set & OPT_SET_URLS)) {
+	} else if (jf && !(o->set & OPT_SET_URLS) && jf->kind == JOBFILE_SOURCE_URLS) {
 		o->urls = jf->urls;
 	}
 	p->input = o->urls;
+	if (jf && !(o->set & OPT_SET_URLS) && jf->kind == JOBFILE_SOURCE_FILES)
+		p->input = jf->files;
+	if (jf && !(o->set & OPT_SET_URLS) && jf->kind == JOBFILE_SOURCE_PAGINATE) {
+		p->page = &jf->page;
+		p->input = jf->page.url;
+	}
 	if (jf) {
 		snprintf(p->source, sizeof(p->source), "%s", jf->source);
 	} else {
@@ -183,8 +215,12 @@ static int plan_make(run_opts_t *o, plan_t *p)
 		return EXIT_FATAL;
 	}
 	json_error_t e;
-	if (json_path_compile(o->rows, &p->single->rows, &e)) {
-		fprintf(stderr, "ringfill run: --rows '%s': at byte %zu: %s\n", o->rows, e.offset,
+	/* Pages without an emit template: their items are the rows. */
+	const char *rows = p->page && !p->page->emit && !(o->set & OPT_SET_ROWS)
+	                       ? json_path_text(p->page->items)
+	                       : o->rows;
+	if (json_path_compile(rows, &p->single->rows, &e)) {
+		fprintf(stderr, "ringfill run: --rows '%s': at byte %zu: %s\n", rows, e.offset,
 		        e.reason);
 		return EXIT_USAGE;
 	}
@@ -196,6 +232,7 @@ static int plan_make(run_opts_t *o, plan_t *p)
 static void plan_free(plan_t *p)
 {
 	table_specs_free(p->single, p->single ? 1 : 0);
+	files_list_free(&p->files);
 	jobfile_free(p->jf);
 }
 
@@ -205,7 +242,13 @@ static int run_check_inputs(run_opts_t *o, plan_t *p)
 	int r = plan_make(o, p);
 	if (r)
 		return r;
-	if (access(p->input, R_OK)) {
+	if (p->jf && !(o->set & OPT_SET_URLS) && p->jf->kind == JOBFILE_SOURCE_FILES) {
+		char err[STORE_ERR_BYTES];
+		if (files_expand(p->input, &p->files, err, sizeof err)) {
+			fprintf(stderr, "ringfill run: %s: source.files: %s\n", p->jf->path, err);
+			return EXIT_USAGE;
+		}
+	} else if (!p->page && access(p->input, R_OK)) {
 		fprintf(stderr, "ringfill run: %s: %s\n", p->input, strerror(errno));
 		return EXIT_USAGE;
 	}
@@ -269,7 +312,8 @@ static int run_backfill(const run_opts_t *o, store_t *st, const plan_t *p, uint6
 		return EXIT_FATAL;
 	}
 	loop_config_t lc = {.opts = o, .pipe = pipe, .tables = p->tables, .n_tables = p->n_tables,
-	                    .vars_parser = vars_parser, .jobs_total = pending};
+	                    .vars_parser = vars_parser, .jobs_total = pending,
+	                    .local_files = p->files.n > 0, .paginate = p->page};
 	loop_result_t res;
 	memset(&res, 0, sizeof res);
 	int lr = loop_run(&lc, &res);
@@ -323,8 +367,15 @@ static int run_store(run_opts_t *o, const plan_t *p)
 	store_import_t imp;
 	store_counts_t counts;
 	int code;
-	if (store_import(st, p->source, p->input, p->tmpl.url ? &p->tmpl : NULL, &imp, err,
-	                 sizeof err) ||
+	store_job_t first = {PAGINATE_FIRST_KEY, p->page ? p->page->url : NULL};
+	const char *noun = p->page ? "first pages" : p->files.n ? "files" : p->tmpl.url ? "keys"
+	                                                                                : "URLs";
+	int ir = p->page      ? store_import_list(st, p->source, &first, 1, &imp, err, sizeof err)
+	         : p->files.n ? store_import_list(st, p->source, p->files.jobs, p->files.n, &imp, err,
+	                                          sizeof err)
+	                      : store_import(st, p->source, p->input, p->tmpl.url ? &p->tmpl : NULL,
+	                                     &imp, err, sizeof err);
+	if (ir ||
 	    store_job_counts(st, p->source, &counts, err, sizeof err)) {
 		fprintf(stderr, "ringfill run: %s\n", err);
 		code = EXIT_FATAL;
@@ -333,7 +384,7 @@ static int run_store(run_opts_t *o, const plan_t *p)
 			fprintf(stderr,
 			        "ringfill: %s: %llu %s (%llu new, %llu malformed); %llu jobs to fetch, "
 			        "%llu already done\n",
-			        p->input, (unsigned long long)imp.lines, p->tmpl.url ? "keys" : "URLs",
+			        p->input, (unsigned long long)imp.lines, noun,
 			        (unsigned long long)imp.added, (unsigned long long)imp.malformed,
 			        (unsigned long long)counts.pending, (unsigned long long)counts.done);
 		int64_t run_id = 0;

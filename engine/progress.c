@@ -37,6 +37,8 @@ void progress_report(loop_t *l, bool final)
 		secs = 0.001;
 	uint64_t finished = l->jobs_done + l->jobs_failed;
 	uint64_t total = l->cfg->jobs_total;
+	if (total < finished + l->jobs_active) /* pages make jobs as the run goes */
+		total = finished + l->jobs_active;
 	double mbps = (double)l->bytes / 1e6 / secs, rps = (double)l->rows / secs;
 	char eta[32];
 	eta_text(eta, sizeof eta,

@@ -420,3 +420,25 @@ int url_raw_name(const char *s, size_t len, char *out, size_t cap)
 	out[n] = '\0';
 	return (int)n;
 }
+
+long url_percent_encode(const char *s, size_t len, char *out, size_t cap)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t n = 0;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		bool keep = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		            c == '-' || c == '.' || c == '_' || c == '~';
+		if (n + (keep ? 1 : 3) >= cap)
+			return -1;
+		if (keep) {
+			out[n++] = (char)c;
+		} else {
+			out[n++] = '%';
+			out[n++] = hex[c >> 4];
+			out[n++] = hex[c & 15];
+		}
+	}
+	out[n] = '\0';
+	return (long)n;
+}

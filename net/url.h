@@ -38,4 +38,10 @@ int url_parse(const char *s, size_t len, url_t *u, const char **reason);
  * Writes a NUL-terminated name into out; returns its length, or -ENOSPC. */
 int url_raw_name(const char *s, size_t len, char *out, size_t cap);
 
+/* Percent-encodes s into out (RFC 3986: the unreserved bytes A-Z a-z 0-9
+ * - . _ ~ stay, every other byte becomes %XX), so a value put into a URL can
+ * never add a path segment, a query or a fragment. NUL-terminates; returns
+ * the length, or -1 when it does not fit in cap. */
+long url_percent_encode(const char *s, size_t len, char *out, size_t cap);
+
 #endif

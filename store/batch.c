@@ -89,6 +89,7 @@ void batch_free(batch_t *b)
 	if (!b)
 		return;
 	json_buf_free(&b->rows);
+	json_buf_free(&b->emit);
 	free(b);
 }
 
@@ -109,6 +110,51 @@ void batch_fail(batch_t *b, error_class_t cls, const char *fmt, ...)
 	/* A failed job inserts no rows (store/writer.c relies on it). */
 	b->n_rows = 0;
 	b->rows.len = 0;
+	b->n_emit = 0; /* nor does it make jobs */
+	b->emit.len = 0;
+}
+
+static int emit_part(json_buf_t *e, const char *p, size_t n)
+{
+	if (n > UINT32_MAX)
+		return -ENOMEM;
+	uint32_t len = (uint32_t)n;
+	return json_buf_append(e, &len, sizeof(len)) || json_buf_append(e, p, n) ? -ENOMEM : 0;
+}
+
+int batch_add_job(batch_t *b, unsigned flags, const char *key, size_t key_len, const char *url,
+                  size_t url_len, const char *text, size_t text_len)
+{
+	size_t mark = b->emit.len;
+	uint8_t f = (uint8_t)flags;
+	if (json_buf_append(&b->emit, &f, 1) || emit_part(&b->emit, key, key_len) ||
+	    emit_part(&b->emit, url, url_len) || emit_part(&b->emit, text, text_len)) {
+		b->emit.len = mark;
+		return -ENOMEM;
+	}
+	b->n_emit++;
+	return 0;
+}
+
+static const char *emit_take(const batch_t *b, size_t *pos, uint32_t *len)
+{
+	memcpy(len, b->emit.data + *pos, sizeof(*len));
+	const char *p = b->emit.data + *pos + sizeof(*len);
+	*pos += sizeof(*len) + *len;
+	return p;
+}
+
+bool batch_next_job(const batch_t *b, size_t *pos, batch_job_t *out)
+{
+	if (*pos >= b->emit.len)
+		return false;
+	out->flags = (uint8_t)b->emit.data[(*pos)++];
+	out->key = emit_take(b, pos, &out->key_len);
+	out->url = emit_take(b, pos, &out->url_len);
+	out->text = emit_take(b, pos, &out->text_len);
+	if (!out->url_len)
+		out->url = NULL;
+	return true;
 }
 
 /* ---- flattening ------------------------------------------------------- */

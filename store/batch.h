@@ -11,6 +11,7 @@
 #ifndef RF_BATCH_H
 #define RF_BATCH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -117,7 +118,31 @@ typedef struct batch {
 	 * ("user_name") for inferred tables, column names for declared ones. */
 	uint32_t n_rows;
 	json_buf_t rows;
+	/* Jobs this job makes (a `paginate` page: the next page and the emitted
+	 * item jobs), inserted into _ringfill_jobs in the transaction that marks
+	 * this job done (store_jobs_emit). Encoded per job: u8 flags
+	 * (BATCH_EMIT_*), then key, url and text, each a u32 length and bytes;
+	 * text is the job's variables (JSON) or, with BATCH_EMIT_FAILED, why it
+	 * failed. Once pushed, the loop counts the batch in
+	 * pipe_t.emits_unsettled until the writer has applied it. */
+	uint32_t n_emit;
+	json_buf_t emit;
 } batch_t;
+
+#define BATCH_EMIT_NEXT_PAGE 1u /* the next page: its key must be new (repeated cursor) */
+#define BATCH_EMIT_FAILED 2u    /* an item that makes no job: recorded failed/permanent */
+
+typedef struct {
+	unsigned flags;
+	const char *key, *url, *text; /* not NUL-terminated; url NULL when empty */
+	uint32_t key_len, url_len, text_len;
+} batch_job_t;
+
+/* Appends an emitted job. 0 or -ENOMEM. */
+int batch_add_job(batch_t *b, unsigned flags, const char *key, size_t key_len, const char *url,
+                  size_t url_len, const char *text, size_t text_len);
+/* The emitted job at *pos (start at 0); advances *pos. false at the end. */
+bool batch_next_job(const batch_t *b, size_t *pos, batch_job_t *out);
 
 batch_t *batch_new(batch_kind_t kind, int64_t job_id); /* NULL on ENOMEM */
 void batch_free(batch_t *b);

@@ -18,6 +18,7 @@
 
 #include "net/url.h"
 #include "parse/json.h"
+#include "store/batch.h"
 
 #define STORE_BUSY_TIMEOUT_MS 5000
 #define STORE_JOURNAL_SIZE_LIMIT_BYTES (64 * 1024 * 1024)
@@ -31,6 +32,7 @@ struct store {
 	sqlite3 *db;
 	uint32_t patience_ms; /* store_set_patience */
 	sqlite3_stmt *fetch; /* prepared once; the writer calls fetch repeatedly */
+	sqlite3_stmt *emit;  /* store_jobs_emit's INSERT, prepared at its first use */
 	char path[STORE_ERR_BYTES / 2];
 };
 
@@ -190,6 +192,7 @@ void store_close(store_t *st)
 	if (!st)
 		return;
 	sqlite3_finalize(st->fetch);
+	sqlite3_finalize(st->emit);
 	sqlite3_close(st->db);
 	free(st);
 }
@@ -301,13 +304,8 @@ static int manifest_vars(import_t *im, const json_doc_t *d)
 	return 0;
 }
 
-/* A string field of the manifest, unescaped into out (NUL-terminated).
- * Numbers are accepted for "key" as their literal text. Returns the length,
- * -1 when absent or of another type, -2 when longer than cap - 1. */
-static long manifest_field(const json_doc_t *d, const char *name, int allow_number, char *out,
-                           size_t cap)
+long store_json_text(const json_doc_t *d, uint32_t v, bool allow_number, char *out, size_t cap)
 {
-	uint32_t v = json_object_get(d, 0, name, strlen(name));
 	if (v == JSON_NONE)
 		return -1;
 	size_t n;
@@ -324,6 +322,15 @@ static long manifest_field(const json_doc_t *d, const char *name, int allow_numb
 		return -2;
 	out[n] = '\0';
 	return (long)n;
+}
+
+/* A string field of the manifest, unescaped into out (NUL-terminated).
+ * Numbers are accepted for "key" as their literal text. Returns the length,
+ * -1 when absent or of another type, -2 when longer than cap - 1. */
+static long manifest_field(const json_doc_t *d, const char *name, int allow_number, char *out,
+                           size_t cap)
+{
+	return store_json_text(d, json_object_get(d, 0, name, strlen(name)), allow_number, out, cap);
 }
 
 /* {"url": ..., "key": ..., other fields → vars}. line is NUL-terminated. */
@@ -454,6 +461,37 @@ static int requeue_transient(import_t *im, const char *source)
 	return 0;
 }
 
+static const char import_sql[] =
+	"INSERT OR IGNORE INTO _ringfill_jobs"
+	" (source, key, url, state, attempts, error_class, error, vars,"
+	"  updated_at) VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?7, ?8)";
+
+/* The insert statement and BEGIN IMMEDIATE; then import_finish. */
+static int import_begin(import_t *im, const char *source)
+{
+	if (sqlite3_prepare_v2(im->st->db, import_sql, -1, &im->ins, NULL) != SQLITE_OK ||
+	    store_exec_busy(im->st->db, "BEGIN IMMEDIATE", im->st->patience_ms, NULL) != SQLITE_OK) {
+		db_err(im->st, im->err, im->err_cap);
+		return -1;
+	}
+	sqlite3_bind_text(im->ins, 1, source, -1, SQLITE_STATIC);
+	return 0;
+}
+
+/* After the jobs (rc 0): the requeue and COMMIT; else ROLLBACK. */
+static int import_finish(import_t *im, const char *source, int rc)
+{
+	if (rc == 0)
+		rc = requeue_transient(im, source);
+	if (rc == 0 && sqlite3_exec(im->st->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		db_err(im->st, im->err, im->err_cap);
+		rc = -1;
+	}
+	if (rc != 0)
+		sqlite3_exec(im->st->db, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
+}
+
 int store_import(store_t *st, const char *source, const char *file,
                  const store_template_t *tmpl, store_import_t *res, char *err, size_t err_cap)
 {
@@ -472,25 +510,9 @@ int store_import(store_t *st, const char *source, const char *file,
 		snprintf(err, err_cap, "%s: out of memory", file);
 		goto out;
 	}
-	if (sqlite3_prepare_v2(st->db,
-	                       "INSERT OR IGNORE INTO _ringfill_jobs"
-	                       " (source, key, url, state, attempts, error_class, error, vars,"
-	                       "  updated_at) VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?7, ?8)",
-	                       -1, &im.ins, NULL) != SQLITE_OK ||
-	    store_exec_busy(st->db, "BEGIN IMMEDIATE", st->patience_ms, NULL) != SQLITE_OK) {
-		db_err(st, err, err_cap);
+	if (import_begin(&im, source) != 0)
 		goto out;
-	}
-	sqlite3_bind_text(im.ins, 1, source, -1, SQLITE_STATIC);
-	rc = import_stream(&im, tmpl, f, buf);
-	if (rc == 0)
-		rc = requeue_transient(&im, source);
-	if (rc == 0 && sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-		db_err(st, err, err_cap);
-		rc = -1;
-	}
-	if (rc != 0)
-		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+	rc = import_finish(&im, source, import_stream(&im, tmpl, f, buf));
 out:
 	sqlite3_finalize(im.ins);
 	json_buf_free(&im.vars);
@@ -500,32 +522,65 @@ out:
 	return rc;
 }
 
-/* ---- URL template x key list ------------------------------------------- */
-
-/* Percent-encodes key into out (RFC 3986: unreserved bytes stay, every
- * other byte becomes %XX), so a key can never add a path segment, a query
- * or a fragment to the URL. Returns the length, or -1 when it does not fit. */
-static long percent_encode(const char *key, size_t len, char *out, size_t cap)
+int store_import_list(store_t *st, const char *source, const store_job_t *jobs, size_t n,
+                      store_import_t *res, char *err, size_t err_cap)
 {
-	static const char hex[] = "0123456789ABCDEF";
-	size_t n = 0;
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)key[i];
-		bool keep = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-		            c == '-' || c == '.' || c == '_' || c == '~';
-		if (n + (keep ? 1 : 3) >= cap)
+	memset(res, 0, sizeof(*res));
+	import_t im = {.st = st, .file = source, .res = res, .now = unix_now(), .err = err,
+	               .err_cap = err_cap};
+	int rc = import_begin(&im, source);
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		res->lines++;
+		rc = insert_job(&im, jobs[i].key, strlen(jobs[i].key), jobs[i].url,
+		                strlen(jobs[i].url), NULL);
+	}
+	if (rc == 0 || im.ins)
+		rc = import_finish(&im, source, rc);
+	sqlite3_finalize(im.ins);
+	return rc;
+}
+
+/* ---- jobs made during the run (paginate) ------------------------------- */
+
+int store_jobs_emit(store_t *st, const char *source, const batch_t *b, char *why,
+                    size_t why_cap)
+{
+	if (!st->emit && sqlite3_prepare_v3(st->db, import_sql, -1, SQLITE_PREPARE_PERSISTENT,
+	                                    &st->emit, NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_stmt *s = st->emit;
+	double now = unix_now();
+	batch_job_t j;
+	for (size_t pos = 0; batch_next_job(b, &pos, &j);) {
+		bool failed = j.flags & BATCH_EMIT_FAILED;
+		sqlite3_reset(s);
+		sqlite3_clear_bindings(s);
+		sqlite3_bind_text(s, 1, source, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 2, j.key, (int)j.key_len, SQLITE_STATIC);
+		if (j.url)
+			sqlite3_bind_text(s, 3, j.url, (int)j.url_len, SQLITE_STATIC);
+		sqlite3_bind_text(s, 4, failed ? "failed" : "pending", -1, SQLITE_STATIC);
+		if (failed) {
+			sqlite3_bind_text(s, 5, "permanent", -1, SQLITE_STATIC);
+			sqlite3_bind_text(s, 6, j.text, (int)j.text_len, SQLITE_STATIC);
+		} else if (j.text_len) {
+			sqlite3_bind_text(s, 7, j.text, (int)j.text_len, SQLITE_STATIC);
+		}
+		sqlite3_bind_double(s, 8, now);
+		int rc = sqlite3_step(s);
+		sqlite3_reset(s);
+		if (rc != SQLITE_DONE)
 			return -1;
-		if (keep) {
-			out[n++] = (char)c;
-		} else {
-			out[n++] = '%';
-			out[n++] = hex[c >> 4];
-			out[n++] = hex[c & 15];
+		if ((j.flags & BATCH_EMIT_NEXT_PAGE) && sqlite3_changes(st->db) == 0) {
+			snprintf(why, why_cap, "repeated cursor: the next page's cursor (job key "
+			         "\"%.*s\") was already seen in this pagination", (int)j.key_len, j.key);
+			return 1;
 		}
 	}
-	out[n] = '\0';
-	return (long)n;
+	return 0;
 }
+
+/* ---- URL template x key list ------------------------------------------- */
 
 /* {"NAME":"key"}, the key escaped as a JSON string. */
 static int template_vars(json_buf_t *vars, const char *name, size_t name_len, const char *key,
@@ -559,7 +614,7 @@ static int import_key(import_t *im, const store_template_t *t, unsigned long lin
 	size_t name_len = (size_t)(close - open - 1);
 	im->res->lines++;
 	im->vars.len = 0;
-	long n = too_long ? -1 : percent_encode(key, len, enc, sizeof(enc));
+	long n = too_long ? -1 : url_percent_encode(key, len, enc, sizeof(enc));
 	int u = n < 0 ? -1 : snprintf(url, sizeof(url), "%.*s%s%s", (int)(open - t->url), t->url,
 	                              enc, close + 1);
 	const char *why = "longer than 8192 bytes";

@@ -19,6 +19,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "parse/json.h"
+
 typedef struct store store_t;
 
 #define STORE_ERR_BYTES 512u
@@ -91,6 +93,37 @@ typedef struct {
  * rest (one transaction, re-imports, requeue) is as store_import_urls. */
 int store_import(store_t *st, const char *source, const char *file,
                  const store_template_t *tmpl, store_import_t *res, char *err, size_t err_cap);
+
+/* One job of a list the caller made (the `files` and `paginate` sources,
+ * engine/files.c and engine/paginate.c): key and url NUL-terminated. */
+typedef struct {
+	const char *key, *url;
+} store_job_t;
+
+/* Inserts the jobs (those whose key this source has already are left as they
+ * are) and requeues this source's transient failures, in one transaction,
+ * as store_import does. res->lines counts the jobs given. 0, or -1 with err. */
+int store_import_list(store_t *st, const char *source, const store_job_t *jobs, size_t n,
+                      store_import_t *res, char *err, size_t err_cap);
+
+struct batch;
+/* Inserts the jobs a page made (store/batch.h: b->emit) as jobs of source,
+ * in the caller's open transaction: the writer calls it in the transaction
+ * that marks the page done, so a page's jobs exist exactly when the page is
+ * done. A key that exists already is left alone (idempotent), except for
+ * the next page (BATCH_EMIT_NEXT_PAGE): its key is its cursor, so an
+ * existing one means the cursor was seen before in this chain. Returns 0; 1
+ * for such a repeated cursor, with a reason in why (the caller rolls back);
+ * -1 on a database error (sqlite3_errmsg). */
+int store_jobs_emit(store_t *st, const char *source, const struct batch *b, char *why,
+                    size_t why_cap);
+
+/* Node n of d as text into out (NUL-terminated): a string unescaped, a
+ * number as written when allow_number. Returns the length; -1 when n is
+ * JSON_NONE or of another type, -2 when longer than cap - 1. Used for
+ * manifest fields and for paginate cursors and item fields. */
+long store_json_text(const json_doc_t *d, uint32_t n, bool allow_number, char *out,
+                     size_t cap);
 
 /* One job handed to the loop. Ownership: allocated by store_jobs_fetch (one
  * malloc: url, key and vars point into the same block), freed by whoever

@@ -1130,7 +1130,7 @@ static int job_failed(writer_t *w, const batch_t *b, error_class_t cls, const ch
  * constraint of a hand-made table) fail the job; the others stop the run. */
 static bool job_level_error(int rc, int sqlite_rc)
 {
-	if (rc == -EFBIG)
+	if (rc == -EFBIG || rc == -ELOOP)
 		return true;
 	if (rc != -1)
 		return false;
@@ -1187,8 +1187,14 @@ static int job_rows(writer_t *w, const batch_t *b)
 	if (savepoint_step(w, w->sp_begin) != 0)
 		return -1;
 	int rc = job_mark_done(w, b);
+	bool made_done = rc == 1;
 	if (rc == 1)
 		rc = rows_insert(w, b);
+	char loop_why[BATCH_ERROR_BYTES_MAX];
+	if (rc == 0 && made_done && b->n_emit) { /* the page's jobs, with its done state */
+		int er = store_jobs_emit(w->st, w->source, b, loop_why, sizeof(loop_why));
+		rc = er == 1 ? -ELOOP : er;
+	}
 	if (rc >= 0)
 		return savepoint_step(w, w->sp_release);
 	if (rc == -ENOMEM)
@@ -1196,8 +1202,11 @@ static int job_rows(writer_t *w, const batch_t *b)
 	if (!job_level_error(rc, sqlite3_errcode(w->db)))
 		return fatal_db(w);
 	char error[BATCH_ERROR_BYTES_MAX];
-	snprintf(error, sizeof(error), "database refused the rows: %s",
-	         rc == -EFBIG ? "value longer than 2 GiB" : sqlite3_errmsg(w->db));
+	if (rc == -ELOOP)
+		snprintf(error, sizeof(error), "%s", loop_why);
+	else
+		snprintf(error, sizeof(error), "database refused the rows: %s",
+		         rc == -EFBIG ? "value longer than 2 GiB" : sqlite3_errmsg(w->db));
 	if (savepoint_step(w, w->sp_rollback) != 0 || savepoint_step(w, w->sp_release) != 0)
 		return -1;
 	columns_restore(w);
@@ -1211,7 +1220,7 @@ static int job_rows(writer_t *w, const batch_t *b)
  * made the job done: a job can never have its rows inserted twice. */
 static int job_done(writer_t *w, const batch_t *b)
 {
-	if (b->n_rows)
+	if (b->n_rows || b->n_emit)
 		return job_rows(w, b);
 	int rc = job_mark_done(w, b);
 	return rc < 0 ? fatal_db(w) : 0;
@@ -1231,6 +1240,19 @@ static int batch_apply(writer_t *w, const batch_t *b)
 }
 
 /* ---- feeding jobs to the loop ------------------------------------------ */
+
+/* A batch that carried new jobs is applied: there may be pending jobs past
+ * the last one fed, so the feed looks again before the loop may end the run
+ * (exhausted is cleared before the count drops: pipe_t.emits_unsettled). */
+static void emits_settled(writer_t *w, const batch_t *b)
+{
+	if (!b->n_emit)
+		return;
+	w->exhausted = false;
+	atomic_store_explicit(&w->pipe->jobs_exhausted, false, memory_order_relaxed);
+	/* Release: a loop that sees the count drop also sees exhausted cleared. */
+	atomic_fetch_sub_explicit(&w->pipe->emits_unsettled, 1, memory_order_release);
+}
 
 /* Tops up to_loop once it is at least half empty, so the loop never runs
  * dry and the database is asked for pages, not single jobs. */
@@ -1350,6 +1372,7 @@ static void writer_run(writer_t *w)
 				rc = batch_apply(w, items[i]);
 			else
 				assert(rc < 0); /* nothing follows BATCH_END */
+			emits_settled(w, items[i]);
 			batch_free(items[i]);
 		}
 		if (rc < 0)

@@ -39,6 +39,11 @@ typedef struct {
 	                              * stops waiting for another process's write lock */
 	_Atomic bool lock_wait_cancelled; /* the writer's fatal error is that it stopped so */
 	_Atomic bool writer_done;    /* set (release) as the writer thread ends */
+	/* Batches that carry new jobs (a paginate page), pushed by the loop and
+	 * not yet applied: the loop adds one before pushing such a batch, the
+	 * writer subtracts one (release) after applying it and clearing
+	 * jobs_exhausted, so the loop never ends the run while jobs may appear. */
+	_Atomic uint32_t emits_unsettled;
 	char fatal_msg[512];         /* written before fatal is set */
 	_Atomic uint64_t rows_committed, jobs_done_committed, jobs_failed_committed;
 } pipe_t;

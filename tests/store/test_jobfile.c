@@ -119,6 +119,130 @@ static void test_template_source(void **state)
 	jobfile_free(jf);
 }
 
+static void expect_error(const char *text, const char *want);
+
+static void test_files_source(void **state)
+{
+	(void)state;
+	jobfile_t *jf;
+	char err[JOBFILE_ERR_BYTES], want[160];
+	assert_int_equal(load("{\"source\": {\"files\": \"raw/*/*.json\"}}", &jf, err, sizeof(err)),
+	                 0);
+	assert_int_equal(jf->kind, JOBFILE_SOURCE_FILES);
+	snprintf(want, sizeof(want), "%s/raw/*/*.json", dir);
+	assert_string_equal(jf->files, want);
+	jobfile_free(jf);
+}
+
+/* files_expand (engine/sources.c): a directory's regular files, a glob's
+ * matches, sorted, keys relative to the base; no match is an error. */
+static void test_files_expand(void **state)
+{
+	(void)state;
+	char path[320], err[512];
+	const char *names[] = {"d/h1/b.json", "d/h1/a.json", "d/h2/c.json", "d/h2/c.txt", "d/top.json"};
+	snprintf(path, sizeof(path), "mkdir -p '%s/d/h1' '%s/d/h2' '%s/d/sub.json'", dir, dir, dir);
+	assert_int_equal(system(path), 0);
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+		FILE *f = fopen(path, "w");
+		assert_non_null(f);
+		fclose(f);
+	}
+	files_list_t l;
+	snprintf(path, sizeof(path), "%s/d/*/*.json", dir);
+	assert_int_equal(files_expand(path, &l, err, sizeof(err)), 0);
+	assert_int_equal(l.n, 3);
+	assert_string_equal(l.jobs[0].key, "h1/a.json");
+	assert_string_equal(l.jobs[1].key, "h1/b.json");
+	assert_string_equal(l.jobs[2].key, "h2/c.json");
+	assert_true(!strncmp(l.jobs[0].url, "file:/", 6));
+	assert_non_null(strstr(l.jobs[0].url, "/d/h1/a.json"));
+	files_list_free(&l);
+	/* A directory: its regular files only (not sub.json, a directory). */
+	snprintf(path, sizeof(path), "%s/d", dir);
+	assert_int_equal(files_expand(path, &l, err, sizeof(err)), 0);
+	assert_int_equal(l.n, 1);
+	assert_string_equal(l.jobs[0].key, "top.json");
+	files_list_free(&l);
+	snprintf(path, sizeof(path), "%s/d/*.ndjson", dir);
+	assert_int_equal(files_expand(path, &l, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "no regular file matches"));
+}
+
+static void test_paginate_source(void **state)
+{
+	(void)state;
+	jobfile_t *jf;
+	char err[JOBFILE_ERR_BYTES];
+	assert_int_equal(load("{\"source\": {\"paginate\": {\"url\": \"https://r/p?limit=5\","
+	                      " \"cursor_path\": \"$.cursor\", \"items\": \"$.repos[*]\","
+	                      " \"emit\": \"https://h/repo/{did}.json\"}},"
+	                      " \"tables\": [{\"name\": \"t\"}]}",
+	                      &jf, err, sizeof(err)),
+	                 0);
+	assert_int_equal(jf->kind, JOBFILE_SOURCE_PAGINATE);
+	assert_string_equal(jf->page.url, "https://r/p?limit=5");
+	assert_string_equal(jf->page.cursor_param, "cursor"); /* the default */
+	assert_string_equal(json_path_text(jf->page.cursor_path), "$.cursor");
+	assert_string_equal(json_path_text(jf->page.items), "$.repos[*]");
+	assert_string_equal(jf->page.emit_var, "did");
+	/* With emit, the tables read the emitted documents: rows stay '$'. */
+	assert_string_equal(json_path_text(jf->tables[0].rows), "$");
+	jobfile_free(jf);
+	/* Without emit the items are the rows, unless a table says otherwise. */
+	assert_int_equal(load("{\"source\": {\"paginate\": {\"url\": \"https://r/p\","
+	                      " \"cursor_param\": \"after\", \"cursor_path\": \"$.next\","
+	                      " \"items\": \"$.data[*]\"}},"
+	                      " \"tables\": [{\"name\": \"t\"}, {\"name\": \"u\", \"rows\": \"$\"}]}",
+	                      &jf, err, sizeof(err)),
+	                 0);
+	assert_string_equal(jf->page.cursor_param, "after");
+	assert_null(jf->page.emit);
+	assert_string_equal(json_path_text(jf->tables[0].rows), "$.data[*]");
+	assert_string_equal(json_path_text(jf->tables[1].rows), "$");
+	jobfile_free(jf);
+}
+
+static void test_paginate_errors(void **state)
+{
+	(void)state;
+	char text[1024];
+#define PAGE(members, want)                                                          \
+	do {                                                                             \
+		snprintf(text, sizeof(text), "{\"db\": \"x\",\n\"source\": {\"paginate\": {%s}}}", \
+		         members);                                                           \
+		expect_error(text, want);                                                    \
+	} while (0)
+	PAGE("\"cursor_path\": \"$.c\", \"items\": \"$.a[*]\"",
+	     "2: source.paginate.url: missing");
+	PAGE("\"url\": \"https://h/p\", \"items\": \"$.a[*]\"",
+	     "2: source.paginate.cursor_path: missing");
+	PAGE("\"url\": \"https://h/p\", \"cursor_path\": \"$.c\"",
+	     "2: source.paginate.items: missing");
+	PAGE("\"url\": \"https://h/p#f\", \"cursor_path\": \"$.c\", \"items\": \"$.a[*]\"",
+	     "2: source.paginate.url: not a valid https URL");
+	PAGE("\"url\": \"ftp://h/p\", \"cursor_path\": \"$.c\", \"items\": \"$.a[*]\"",
+	     "2: source.paginate.url: not a valid https URL");
+	PAGE("\"url\": \"https://h/p\", \"cursor_path\": \"$.c.*\", \"items\": \"$.a[*]\"",
+	     "2: source.paginate.cursor_path: the cursor is one value");
+	PAGE("\"url\": \"https://h/p\", \"cursor_path\": \"c\", \"items\": \"$.a[*]\"",
+	     "2: source.paginate.cursor_path: expected a JSONPath from the page's root");
+	PAGE("\"url\": \"https://h/p\", \"cursor_path\": \"$.c\", \"items\": \"$.a[\"",
+	     "2: source.paginate.items: bad JSONPath '$.a['");
+	PAGE("\"url\": \"https://h/p\", \"cursor_path\": \"$.c\", \"items\": \"$.a[*]\","
+	     " \"cursor_param\": \"a&b\"",
+	     "2: source.paginate.cursor_param: a parameter name is letters");
+	PAGE("\"url\": \"https://h/p\", \"cursor_path\": \"$.c\", \"items\": \"$.a[*]\","
+	     " \"emit\": \"https://h/x.json\"",
+	     "2: source.paginate.emit: expected exactly one {name}");
+	PAGE("\"url\": \"https://h/p\", \"cursor_path\": \"$.c\", \"items\": \"$.a[*]\","
+	     " \"emit\": 3", "2: source.paginate.emit: expected a string, not a number");
+	PAGE("\"url\": \"https://h/p\", \"cursor_path\": \"$.c\", \"items\": \"$.a[*]\","
+	     " \"limit\": 3", "2: source.paginate.limit: unknown key");
+#undef PAGE
+}
+
 /* Each broken file: the message it must give (after the directory). */
 static void expect_error(const char *text, const char *want)
 {
@@ -174,8 +298,10 @@ static void test_errors_name_line_and_key(void **state)
 	expect_error("{\n\"source\": {\"template\": \"http://h/{a}\", \"keys\": \"k\"}}",
 	             "2: source.template: not a valid https URL template");
 	expect_error("{\n\"source\": {\"template\": \"https://h/{a}\"}}", "2: source.keys: missing");
-	expect_error("{\n\"source\": {\"files\": \"raw/*.json\"}}",
-	             "2: source.files: the files source is not supported in this version");
+	expect_error("{\n\"source\": {\"files\": \"raw/*.json\", \"urls\": \"u\"}}",
+	             "2: source: give one of: urls, template and keys, files, paginate");
+	expect_error("{\n\"source\": {\"files\": \"\"}}", "2: source.files: must not be empty");
+	expect_error("{\n\"source\": {\"file\": \"x\"}}", "2: source.file: unknown key");
 	expect_error("{\"source\": {\"urls\": \"u\"},\n\"http\": {\"retries\": 0}}",
 	             "2: http.retries: expected a whole number from 1 to 1000");
 	expect_error("{\"source\": {\"urls\": \"u\"},\n\n\"dbb\": \"x\"}", "3: dbb: unknown key");
@@ -222,6 +348,10 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		T(test_good_file),
 		T(test_template_source),
+		T(test_files_source),
+		T(test_files_expand),
+		T(test_paginate_source),
+		T(test_paginate_errors),
 		T(test_errors_name_line_and_key),
 		T(test_command_line_overrides),
 	};

@@ -1,0 +1,179 @@
+/* engine/files.c: a `files` job on the loop thread: the local file is
+ * checked (statx), opened into a slot of the ring's registered file table,
+ * read into the job's body buffer and closed, every step through io_uring
+ * as raw files are written (engine/job.c), never a blocking read(). The body
+ * then goes the way of a downloaded one (job_body_ok: SHA-256, parse, rows,
+ * batch). Jobs come from engine/sources.c (files_expand) via the store. */
+#include "engine/loop_internal.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* One read request asks for at most this much: io_uring takes a 32-bit
+ * length, and a read that returns 0 must mean the end, never a wrapped 0. */
+#define LOCAL_READ_BYTES_MAX (64u << 20)
+
+typedef enum { LOCAL_STAT = 1, LOCAL_OPEN, LOCAL_READ, LOCAL_CLOSE } local_step_t;
+
+/* One read in progress. Owned by its job (job_abandon frees it); the
+ * kernel writes stx while LOCAL_STAT is in flight. */
+struct local_file {
+	op_t op;
+	job_t *job;
+	local_step_t step;
+	const char *path; /* into the job's url, after "file:" */
+	struct statx stx;
+};
+
+bool files_job(const loop_t *l, const job_desc_t *d)
+{
+	return l->cfg->local_files && !strncmp(d->url, FILES_URL_PREFIX, strlen(FILES_URL_PREFIX));
+}
+
+static void local_submit(loop_t *l, struct local_file *f)
+{
+	job_t *j = f->job;
+	struct io_uring_sqe *sqe = loop_sqe(l);
+	switch (f->step) {
+	case LOCAL_STAT:
+		io_uring_prep_statx(sqe, AT_FDCWD, f->path, 0, STATX_TYPE | STATX_SIZE, &f->stx);
+		break;
+	case LOCAL_OPEN:
+		/* No O_CLOEXEC: a direct descriptor is in no fd table (EINVAL). */
+		io_uring_prep_openat_direct(sqe, AT_FDCWD, f->path, O_RDONLY, 0, (unsigned)j->file_fd);
+		break;
+	case LOCAL_READ: {
+		size_t room = j->body.cap - j->body.len;
+		io_uring_prep_read(sqe, j->file_fd, j->body.data + j->body.len,
+		                   (unsigned)(room < LOCAL_READ_BYTES_MAX ? room : LOCAL_READ_BYTES_MAX),
+		                   j->body.len);
+		sqe->flags |= IOSQE_FIXED_FILE;
+		break;
+	}
+	case LOCAL_CLOSE: io_uring_prep_close_direct(sqe, (unsigned)j->file_fd); break;
+	}
+	io_uring_sqe_set_data(sqe, &f->op);
+}
+
+void files_start(loop_t *l, job_t *j)
+{
+	struct local_file *f = calloc(1, sizeof(*f));
+	if (!f) {
+		job_abandon(l, j);
+		loop_fatal(l, "out of memory");
+		return;
+	}
+	j->local = f;
+	f->op.kind = OP_LOCAL;
+	f->job = j;
+	f->path = j->desc->url + strlen(FILES_URL_PREFIX);
+	/* job_is_ndjson looks at the target's suffix: .ndjson, .jsonl */
+	j->url.target = f->path;
+	j->url.target_len = strlen(f->path);
+	f->step = LOCAL_STAT;
+	local_submit(l, f);
+}
+
+/* Room for the rest of the file, and a byte more: a read that returns 0
+ * there is the end, one that fills it means the file grew. */
+static int local_room(loop_t *l, job_t *j, uint64_t size)
+{
+	uint64_t want = size + 1, max = l->o->body_bytes_max + 1;
+	if (want > max)
+		want = max;
+	return want > j->body.len ? json_buf_reserve(&j->body, (size_t)(want - j->body.len)) : 0;
+}
+
+/* The body is whole: its bytes, SHA-256, rows, as a download's; a failure
+ * names the file, and raw_path says where the body is kept: the file. */
+static void local_done(loop_t *l, job_t *j)
+{
+	char path[BATCH_PATH_BYTES_MAX];
+	snprintf(path, sizeof path, "%s", j->local->path);
+	job_body_ok(l, j); /* frees j only on out of memory, which makes the loop fatal */
+	if (!l->fatal) {
+		batch_t *b = j->batch;
+		snprintf(b->raw_path, sizeof b->raw_path, "%s", path);
+		if (b->kind == BATCH_JOB_FAILED) {
+			char why[BATCH_ERROR_BYTES_MAX];
+			snprintf(why, sizeof why, "%s", b->error);
+			batch_fail(b, b->error_class, "%s: %s", path, why);
+		}
+	}
+}
+
+/* Out of memory is the run's problem: stop, the job stays pending. Every
+ * failure of a file job is permanent or fatal: it has no host to wait on. */
+static void local_nomem(loop_t *l, job_t *j)
+{
+	job_abandon(l, j);
+	loop_fatal(l, "out of memory");
+}
+
+void files_complete(loop_t *l, op_t *op, int res)
+{
+	struct local_file *f = container_of(op, struct local_file, op);
+	job_t *j = f->job;
+	const char *what = f->step == LOCAL_STAT ? "cannot read" : f->step == LOCAL_OPEN ? "cannot open"
+	                   : f->step == LOCAL_READ ? "cannot read" : "cannot close";
+	if (res < 0) {
+		if (f->step == LOCAL_OPEN || f->step == LOCAL_CLOSE) {
+			loop_slot_put(l, j->file_fd); /* nothing (left) in it */
+			j->file_fd = -1;
+		}
+		job_fail(l, j, ERROR_CLASS_PERMANENT, 0, "%s: %s: %s", f->path, what, strerror(-res));
+		return;
+	}
+	switch (f->step) {
+	case LOCAL_STAT:
+		if (!S_ISREG(f->stx.stx_mode)) {
+			job_fail(l, j, ERROR_CLASS_PERMANENT, 0, "%s: not a regular file", f->path);
+			return;
+		}
+		if (f->stx.stx_size > l->o->body_bytes_max) {
+			job_fail(l, j, ERROR_CLASS_PERMANENT, 0,
+			         "%s: %llu bytes, larger than --max-body (%llu bytes)", f->path,
+			         (unsigned long long)f->stx.stx_size,
+			         (unsigned long long)l->o->body_bytes_max);
+			return;
+		}
+		if (local_room(l, j, f->stx.stx_size) != 0) {
+			local_nomem(l, j);
+			return;
+		}
+		/* Slots are sized for a file per active job: there is always one. */
+		j->file_fd = loop_slot_get(l);
+		assert(j->file_fd >= 0);
+		f->step = LOCAL_OPEN;
+		break;
+	case LOCAL_OPEN: f->step = LOCAL_READ; break;
+	case LOCAL_READ:
+		if (res == 0) {
+			f->step = LOCAL_CLOSE;
+			break;
+		}
+		j->body.len += (size_t)res;
+		l->bytes += (uint64_t)res;
+		if (j->body.len > l->o->body_bytes_max) {
+			job_fail(l, j, ERROR_CLASS_PERMANENT, 0, "%s: larger than --max-body (%llu bytes)",
+			         f->path, (unsigned long long)l->o->body_bytes_max);
+			return;
+		}
+		if (j->body.len == j->body.cap && local_room(l, j, 2 * j->body.len) != 0) {
+			local_nomem(l, j);
+			return;
+		}
+		break;
+	case LOCAL_CLOSE:
+		loop_slot_put(l, j->file_fd);
+		j->file_fd = -1;
+		local_done(l, j);
+		return;
+	}
+	local_submit(l, f);
+}

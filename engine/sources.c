@@ -1,0 +1,158 @@
+/* engine/sources.c: the main thread's part of the `files` and `paginate`
+ * sources (engine/sources.h): expanding a files pattern into jobs before the
+ * loop starts, and freeing a paginate spec. The loop thread's part is in
+ * engine/files.c and engine/paginate.c. */
+#include "engine/sources.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <glob.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+void paginate_spec_free(paginate_spec_t *p)
+{
+	free(p->url);
+	free(p->cursor_param);
+	json_path_free(p->cursor_path);
+	json_path_free(p->items);
+	free(p->emit);
+	free(p->emit_var);
+	memset(p, 0, sizeof(*p));
+}
+
+void files_list_free(files_list_t *l)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		free((char *)l->jobs[i].key);
+		free((char *)l->jobs[i].url);
+	}
+	free(l->jobs);
+	l->jobs = NULL;
+	l->n = 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Adds path as a job when it is a regular file (symbolic links followed);
+ * key is path without its first base_len bytes. */
+static int add_file(files_list_t *l, size_t *cap, const char *path, size_t base_len)
+{
+	struct stat st;
+	if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+		return 0; /* directories and the like are not documents */
+	char abs[PATH_MAX];
+	if (!realpath(path, abs))
+		return -errno;
+	if (l->n == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 64;
+		store_job_t *j = realloc(l->jobs, ncap * sizeof(*j));
+		if (!j)
+			return -ENOMEM;
+		l->jobs = j;
+		*cap = ncap;
+	}
+	size_t ulen = strlen(FILES_URL_PREFIX) + strlen(abs) + 1;
+	char *url = malloc(ulen), *key = strdup(path + base_len);
+	if (!url || !key) {
+		free(url);
+		free(key);
+		return -ENOMEM;
+	}
+	snprintf(url, ulen, "%s%s", FILES_URL_PREFIX, abs);
+	l->jobs[l->n++] = (store_job_t){key, url};
+	return 0;
+}
+
+/* The pattern's base: its leading directories without * ? [ in them. */
+static size_t glob_base_len(const char *pattern)
+{
+	size_t meta = strcspn(pattern, "*?[");
+	size_t base = 0;
+	for (size_t i = 0; i < meta; i++)
+		if (pattern[i] == '/')
+			base = i + 1;
+	return base;
+}
+
+static int expand_dir(const char *dir, files_list_t *out, size_t *cap)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return -errno;
+	char **names = NULL;
+	size_t n = 0, ncap = 0;
+	int rc = 0;
+	for (struct dirent *e; rc == 0 && (e = readdir(d));) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		if (n == ncap) {
+			ncap = ncap ? ncap * 2 : 64;
+			char **nn = realloc(names, ncap * sizeof(*nn));
+			if (!nn) {
+				rc = -ENOMEM;
+				break;
+			}
+			names = nn;
+		}
+		if (!(names[n] = strdup(e->d_name)))
+			rc = -ENOMEM;
+		else
+			n++;
+	}
+	closedir(d);
+	qsort(names, n, sizeof(*names), cmp_str);
+	size_t dlen = strlen(dir);
+	bool slash = dlen && dir[dlen - 1] == '/';
+	for (size_t i = 0; i < n; i++) {
+		char path[PATH_MAX];
+		if (rc == 0 && snprintf(path, sizeof(path), "%s%s%s", dir, slash ? "" : "/", names[i]) >=
+		                   (int)sizeof(path))
+			rc = -ENAMETOOLONG;
+		if (rc == 0)
+			rc = add_file(out, cap, path, dlen + !slash);
+		free(names[i]);
+	}
+	free(names);
+	return rc;
+}
+
+int files_expand(const char *pattern, files_list_t *out, char *err, size_t err_cap)
+{
+	memset(out, 0, sizeof(*out));
+	size_t cap = 0;
+	int rc = 0;
+	struct stat st;
+	if (stat(pattern, &st) == 0 && S_ISDIR(st.st_mode)) {
+		rc = expand_dir(pattern, out, &cap);
+	} else {
+		glob_t g;
+		int gr = glob(pattern, GLOB_ERR, NULL, &g);
+		if (gr == GLOB_NOSPACE)
+			rc = -ENOMEM;
+		else if (gr == GLOB_ABORTED)
+			rc = -EIO;
+		size_t base = glob_base_len(pattern);
+		for (size_t i = 0; gr == 0 && rc == 0 && i < g.gl_pathc; i++)
+			rc = add_file(out, &cap, g.gl_pathv[i], base); /* glob sorts them */
+		if (gr == 0 || gr == GLOB_NOMATCH)
+			globfree(&g);
+	}
+	if (rc == 0 && out->n == 0) {
+		snprintf(err, err_cap, "%s: no regular file matches", pattern);
+		return -1;
+	}
+	if (rc != 0) {
+		snprintf(err, err_cap, "%s: %s", pattern,
+		         rc == -EIO ? "a directory cannot be read" : strerror(-rc));
+		files_list_free(out);
+		return -1;
+	}
+	return 0;
+}

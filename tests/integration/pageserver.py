@@ -1,0 +1,203 @@
+#!/usr/bin/env python3
+"""tests/integration/pageserver.py: a cursor-paginated HTTPS API for the
+paginate source's tests (tests/integration/test_sources.py).
+
+It holds ITEMS repos (deterministic from a seed) and serves them by cursor:
+
+  /MODE/pages?limit=N[&cursor=C]  {"repos": [...N items...], "cursor": NEXT}
+                                  (C "start" or absent: the first page)
+  /repo/DID.json                  the repo document of one item (DID is
+                                  percent-decoded from the path)
+
+Modes (the first path segment):
+  ok       the last page has no "cursor" key
+  nullend  the last page has "cursor": null
+  emptyend the last full page carries a cursor, the page after it is empty
+  repeat   the third page's cursor is the second page's: a pagination loop
+  flaky    the second page answers 503 (Retry-After: 0) on its first request
+  slow     every page waits SLOW_S first (for kill -9 in the middle)
+  baditem  the first page also holds an item without a "did" and one whose
+           "did" is an object
+  badcursor the second page's cursor is an object
+
+Cursors hold bytes that must be percent-encoded in a query ("c/2 &=?+%").
+Every request is counted per path with its query (PageServer.hits). TLS
+uses the harness's server certificate, so clients trust the test CA.
+"""
+
+import http.server
+import json
+import random
+import ssl
+import sys
+import threading
+import time
+import urllib.parse
+import os
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import harness  # noqa: E402
+
+SLOW_S = 0.3
+MODES = ("ok", "nullend", "emptyend", "repeat", "flaky", "slow", "baditem", "badcursor")
+BAD_ITEMS = [{"rev": 1}, {"did": {"x": 1}}]
+
+
+def make_items(count, seed):
+    """The items: dids with bytes a URL must encode, and mixed field types."""
+    rnd = random.Random(seed)
+    items = []
+    for i in range(count):
+        items.append({
+            "did": "did:plc:%04d/%s" % (i, rnd.choice(["a b", "x?y", "é", "p#q", "z"])),
+            "rev": rnd.randrange(10 ** 9),
+            "active": rnd.random() < 0.8,
+            "head": None if i % 7 == 0 else "bafy%08x" % rnd.randrange(1 << 32),
+        })
+    return items
+
+
+def repo_doc(item):
+    """The document /repo/DID.json serves for an item."""
+    rnd = random.Random(item["did"])
+    return {
+        "did": item["did"],
+        "handle": "user%d.test" % rnd.randrange(10000),
+        "records": [{"id": "%s#%d" % (item["did"], k), "n": rnd.randrange(1000),
+                     "text": rnd.choice(["hi", "", "ünï", "a\"b"])}
+                    for k in range(rnd.randrange(0, 5))],
+    }
+
+
+def cursor_of(offset):
+    return "c/%d &=?+%%" % offset
+
+
+def offset_of(cursor):
+    """The offset a cursor stands for; "start" is the first page's."""
+    return 0 if cursor == "start" else int(cursor[2:].split(" ")[0])
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    timeout = 10.0
+
+    def setup(self):
+        self.request.settimeout(10.0)
+        self.request.do_handshake()
+        super().setup()
+
+    def log_message(self, fmt, *args):
+        pass
+
+    def _send(self, code, obj, extra=()):
+        body = json.dumps(obj).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in extra:
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        srv = self.server
+        with srv.lock:
+            srv.hits[self.path] = srv.hits.get(self.path, 0) + 1
+            hits = srv.hits[self.path]
+        url = urllib.parse.urlsplit(self.path)
+        parts = url.path.split("/")
+        if len(parts) == 3 and parts[1] == "repo" and parts[2].endswith(".json"):
+            did = urllib.parse.unquote(parts[2][:-5])
+            item = srv.by_did.get(did)
+            if item is None:
+                return self._send(404, {"error": "no such repo"})
+            return self._send(200, repo_doc(item))
+        if len(parts) != 3 or parts[2] != "pages" or parts[1] not in MODES:
+            return self._send(404, {"error": "no such path"})
+        mode = parts[1]
+        q = urllib.parse.parse_qs(url.query, keep_blank_values=True)
+        limit = int(q.get("limit", ["10"])[0])
+        cursors = q.get("cursor", [])
+        if len(cursors) > 1:
+            return self._send(400, {"error": "cursor given twice"})
+        offset = offset_of(cursors[0]) if cursors else 0
+        if mode == "slow":
+            time.sleep(SLOW_S)
+        if mode == "flaky" and offset == limit and hits == 1:
+            return self._send(503, {"error": "try again"}, [("Retry-After", "0")])
+        page = srv.items[offset:offset + limit]
+        if mode == "baditem" and offset == 0:
+            page = page[:2] + BAD_ITEMS + page[2:]
+        doc = {"repos": page}
+        nxt = offset + limit
+        if mode == "badcursor" and offset == limit:
+            doc["cursor"] = {"next": cursor_of(nxt)}
+        elif mode == "repeat" and offset == 2 * limit:
+            doc["cursor"] = cursor_of(limit)
+        elif nxt < len(srv.items) or (mode == "emptyend" and page):
+            doc["cursor"] = cursor_of(nxt)
+        elif mode == "nullend":
+            doc["cursor"] = None
+        self._send(200, doc)
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256
+
+    def handle_error(self, request, client_address):
+        pass
+
+
+class PageServer:
+    """A threaded HTTPS server on a free loopback port; a context manager."""
+
+    def __init__(self, pki, count, seed):
+        self.pki = pki
+        self.items = make_items(count, seed)
+        self.httpd = None
+
+    def url(self, path):
+        return "https://127.0.0.1:%d/%s" % (self.port, path.lstrip("/"))
+
+    @property
+    def hits(self):
+        with self.httpd.lock:
+            return dict(self.httpd.hits)
+
+    def start(self):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(self.pki.server_cert, self.pki.server_key)
+        httpd = _Server(("127.0.0.1", 0), Handler)
+        httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True,
+                                       do_handshake_on_connect=False)
+        httpd.lock = threading.Lock()
+        httpd.hits = {}
+        httpd.items = self.items
+        httpd.by_did = {it["did"]: it for it in self.items}
+        self.httpd = httpd
+        self.port = httpd.server_address[1]
+        self.thread = threading.Thread(target=httpd.serve_forever,
+                                       kwargs={"poll_interval": 0.1}, daemon=True)
+        self.thread.start()
+        if not harness.wait_port(self.port):
+            self.stop()
+            raise RuntimeError("pageserver did not start")
+        return self
+
+    def stop(self):
+        if self.httpd is not None:
+            self.httpd.shutdown()
+            self.httpd.server_close()
+            self.thread.join(timeout=harness.STOP_TIMEOUT_S)
+            self.httpd = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False

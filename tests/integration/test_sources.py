@@ -1,0 +1,383 @@
+#!/usr/bin/env python3
+"""The files and paginate sources of job files, end to end.
+
+paginate: a real cursor-paginated HTTPS server (pageserver.py) whose cursors
+need percent-encoding; each item emits a job from a URL template (served by
+the same server) or, without a template, the items are the rows. Every
+table is compared exactly with what the documents hold; a 503 on a page is
+retried in place; a repeated cursor fails the page job (exit 1) instead of
+looping; kill -9 in the middle of a pagination, then a resume, gives the same
+tables and the same jobs as an uninterrupted run.
+
+files: a directory written by a --download-only --raw run loads into the same
+tables as the same documents over HTTPS; a missing file and an invalid JSON
+file are permanent failures naming the file (and the byte offset); job-file
+errors name FILE:LINE: KEY and exit 2 before anything is created.
+
+Needs $RINGFILL (the binary; meson sets it); exits 77 (skip) without it.
+Run alone: RINGFILL=build/engine/ringfill python3 tests/integration/test_sources.py
+"""
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import describe, run_ringfill  # noqa: E402
+from pageserver import PageServer, repo_doc  # noqa: E402
+
+ITEMS = 47   # not a multiple of LIMIT: the last page is short
+LIMIT = 5
+SEED = 11
+
+
+def setUpModule():
+    harness.skip_unless_ringfill()
+
+
+def table(db, name, cols):
+    with harness.open_db(db) as con:
+        q = 'SELECT %s FROM "%s"' % (", ".join('"%s"' % c for c in cols), name)
+        return sorted((tuple(r) for r in con.execute(q)), key=repr)
+
+
+def job_set(db):
+    with harness.open_db(db) as con:
+        return sorted(tuple(r) for r in con.execute(
+            "SELECT key, url, state, error_class, vars FROM _ringfill_jobs"))
+
+
+def sql_val(v):
+    """How an inferred (auto) column stores a JSON value."""
+    if isinstance(v, bool):
+        return int(v)
+    return v
+
+
+def expected_repos(items):
+    return sorted(((it["did"], repo_doc(it)["handle"], it["rev"], it["head"]) for it in items),
+                  key=repr)
+
+
+def expected_records(items):
+    rows = []
+    for it in items:
+        d = repo_doc(it)
+        rows += [(r["id"], d["did"], r["n"], r["text"]) for r in d["records"]]
+    return sorted(rows, key=repr)
+
+
+class Sources(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="rf-sources-")
+        cls.addClassCleanup(shutil.rmtree, cls.tmp, True)
+        cls.pki = harness.make_pki(os.path.join(cls.tmp, "pki"))
+        cls.srv = PageServer(cls.pki, ITEMS, SEED).start()
+        cls.addClassCleanup(cls.srv.stop)
+        cls.n = 0
+
+    def workdir(self):
+        Sources.n += 1
+        d = os.path.join(self.tmp, "w%d" % Sources.n)
+        os.makedirs(d)
+        return d
+
+    def job_emit(self, d, mode, db="out.db"):
+        """A job file: pages of `mode`, each item fetched from /repo/{did}.json."""
+        job = {
+            "source": {"paginate": {
+                "url": self.srv.url("%s/pages?limit=%d&cursor=start" % (mode, LIMIT)),
+                "cursor_param": "cursor", "cursor_path": "$.cursor", "items": "$.repos[*]",
+                "emit": self.srv.url("repo/{did}.json")}},
+            "db": db,
+            "http": {"cacert": self.pki.ca_cert, "retries": 3},
+            "tables": [
+                {"name": "repos", "columns": {"did": "@.did", "handle": "@.handle",
+                                              "rev": "{rev}", "head": "{head}"},
+                 "key": ["did"], "mode": "upsert"},
+                {"name": "records", "rows": "$.records[*]",
+                 "columns": {"id": "@.id", "did": "$.did", "n": "@.n", "text": "@.text"}},
+            ],
+        }
+        path = os.path.join(d, "job.json")
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(job, f)
+        return path
+
+    def run_ok(self, args, code=0):
+        p = run_ringfill(args + ["--retry-base", "0.05", "--retry-max", "0.2"])
+        self.assertEqual(p.returncode, code, describe(p))
+        return p
+
+    # -- paginate ----------------------------------------------------------
+
+    def check_emit_tables(self, db):
+        self.assertEqual(table(db, "repos", ["did", "handle", "rev", "head"]),
+                         expected_repos(self.srv.items))
+        self.assertEqual(table(db, "records", ["id", "did", "n", "text"]),
+                         expected_records(self.srv.items))
+
+    def test_paginate_emit_fills_every_table(self):
+        d = self.workdir()
+        job = self.job_emit(d, "ok")
+        self.run_ok(["run", job])
+        db = os.path.join(d, "out.db")
+        self.check_emit_tables(db)
+        jobs = harness.jobs(db)
+        pages = [j for j in jobs if j["key"].startswith("page")]
+        self.assertEqual(len(pages), (ITEMS + LIMIT - 1) // LIMIT)
+        self.assertEqual(len(jobs), len(pages) + ITEMS)
+        self.assertTrue(all(j["state"] == "done" for j in jobs), jobs)
+        # The cursor replaced the stale one and was encoded: the server
+        # decoded it back (a wrong one would be a 500 or a wrong offset).
+        second = [j for j in pages if j["key"] == "page:c/5 &=?+%"]
+        self.assertEqual(len(second), 1, pages)
+        self.assertNotIn("start", second[0]["url"])
+        self.assertIn("cursor=c%2F5%20%26%3D%3F%2B%25", second[0]["url"])
+        # Re-running fetches nothing and adds nothing.
+        before = self.srv.hits
+        p = self.run_ok(["run", job])
+        self.assertEqual(self.srv.hits, before, describe(p))
+        self.assertEqual(len(harness.jobs(db)), len(jobs))
+        self.check_emit_tables(db)
+
+    def test_paginate_items_are_rows_without_emit(self):
+        for mode in ("nullend", "emptyend"):
+            d = self.workdir()
+            job = {"source": {"paginate": {
+                "url": self.srv.url("%s/pages?limit=%d" % (mode, LIMIT)),
+                "cursor_path": "$.cursor", "items": "$.repos[*]"}},
+                "db": "out.db", "http": {"cacert": self.pki.ca_cert},
+                "tables": [{"name": "items"},  # inferred, rows = the items
+                           {"name": "pagesizes", "rows": "$",
+                            "columns": {"n": {"path": "$.repos", "type": "json"}}}]}
+            path = os.path.join(d, "job.json")
+            with open(path, "w", encoding="utf-8") as f:
+                json.dump(job, f)
+            self.run_ok(["run", path])
+            db = os.path.join(d, "out.db")
+            want = sorted(((it["did"], it["rev"], sql_val(it["active"]), it["head"])
+                           for it in self.srv.items), key=repr)
+            self.assertEqual(table(db, "items", ["did", "rev", "active", "head"]), want, mode)
+            pages = (ITEMS + LIMIT - 1) // LIMIT + (mode == "emptyend")
+            self.assertEqual(harness.count_rows(db, "pagesizes"), pages, mode)
+            self.assertEqual(len(harness.jobs(db)), pages, mode)
+
+    def test_paginate_retries_a_page_in_place(self):
+        d = self.workdir()
+        job = self.job_emit(d, "flaky")
+        self.run_ok(["run", job])
+        db = os.path.join(d, "out.db")
+        self.check_emit_tables(db)
+        flaky = [p for p, n in self.srv.hits.items()
+                 if p.startswith("/flaky/pages") and "cursor=c%2F5%20" in p]
+        self.assertEqual(len(flaky), 1, self.srv.hits)
+        self.assertEqual(self.srv.hits[flaky[0]], 2)
+        page2 = [j for j in harness.jobs(db) if j["key"] == "page:c/5 &=?+%"][0]
+        self.assertEqual((page2["state"], page2["attempts"]), ("done", 2))
+
+    def test_repeated_cursor_fails_the_page(self):
+        d = self.workdir()
+        job = self.job_emit(d, "repeat")
+        p = self.run_ok(["run", job], code=1)
+        db = os.path.join(d, "out.db")
+        jobs = harness.jobs(db)
+        failed = [j for j in jobs if j["state"] == "failed"]
+        self.assertEqual(len(failed), 1, jobs)
+        self.assertEqual(failed[0]["key"], "page:c/10 &=?+%")
+        self.assertEqual(failed[0]["error_class"], "permanent")
+        self.assertIn("repeated cursor", failed[0]["error"])
+        # The failed page's items were rolled back with it: the first two
+        # pages' items are in, nothing else.
+        self.assertEqual(table(db, "repos", ["did", "handle", "rev", "head"]),
+                         expected_repos(self.srv.items[:2 * LIMIT]))
+        self.assertEqual(len(jobs), 3 + 2 * LIMIT, describe(p))
+
+    def test_bad_items_and_cursors_fail_alone(self):
+        d = self.workdir()
+        p = self.run_ok(["run", self.job_emit(d, "baditem")], code=1)
+        db = os.path.join(d, "out.db")
+        failed = [j for j in harness.jobs(db) if j["state"] == "failed"]
+        # Each bad item is a failed job of its own; the chain went on.
+        self.assertEqual(sorted(j["key"] for j in failed), ["page item 3", "page item 4"],
+                         describe(p))
+        self.assertTrue(all(j["error_class"] == "permanent" and
+                            'no string or number field "did"' in j["error"] for j in failed))
+        self.check_emit_tables(db)
+        d = self.workdir()
+        self.run_ok(["run", self.job_emit(d, "badcursor")], code=1)
+        db = os.path.join(d, "out.db")
+        failed = [j for j in harness.jobs(db) if j["state"] == "failed"]
+        self.assertEqual([j["key"] for j in failed], ["page:c/5 &=?+%"])
+        self.assertIn("the cursor at $.cursor is not a string or a number", failed[0]["error"])
+        # The failed page's items are not there: it made nothing.
+        self.assertEqual(table(db, "repos", ["did", "handle", "rev", "head"]),
+                         expected_repos(self.srv.items[:LIMIT]))
+
+    def test_kill_mid_pagination_then_resume(self):
+        ref = self.workdir()
+        self.run_ok(["run", self.job_emit(ref, "slow")])
+        d = self.workdir()
+        job = self.job_emit(d, "slow")
+        db = os.path.join(d, "out.db")
+        proc = subprocess.Popen([harness.ringfill_path(), "run", job, "--quiet"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 60
+        done = 0
+        while time.time() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+            try:
+                with sqlite3.connect("file:%s?mode=ro" % db, uri=True, timeout=1) as con:
+                    done = con.execute("SELECT count(*) FROM _ringfill_jobs WHERE key LIKE"
+                                       " 'page:%' AND state='done'").fetchone()[0]
+            except sqlite3.Error:
+                continue
+            if done >= 3:
+                break
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        self.assertGreaterEqual(done, 3, "the run ended before it could be killed")
+        # Killed in the middle: pages and items are still to come.
+        self.assertLess(done, (ITEMS + LIMIT - 1) // LIMIT)
+        self.assertTrue([j for j in harness.jobs(db) if j["state"] == "pending"])
+        self.run_ok(["run", job])
+        self.check_emit_tables(db)
+        self.assertEqual(job_set(db), job_set(os.path.join(ref, "out.db")))
+        with harness.open_db(db) as con:
+            self.assertEqual(con.execute("SELECT count(*) FROM records").fetchone()[0],
+                             len(expected_records(self.srv.items)))
+
+    # -- files -------------------------------------------------------------
+
+    def test_files_from_raw_equal_https(self):
+        urls = [self.srv.url("repo/%s.json" % __import__("urllib.parse").parse.quote(
+            it["did"], safe="")) for it in self.srv.items]
+        d = self.workdir()
+        harness.write_lines(os.path.join(d, "urls.txt"), urls)
+        tables = [{"name": "repos", "columns": {"did": "@.did", "handle": "@.handle"}},
+                  {"name": "records", "rows": "$.records[*]",
+                   "columns": {"id": "@.id", "did": "$.did", "n": "@.n", "text": "@.text"}},
+                  {"name": "docs"}]
+        for name, source in (("https", {"urls": "urls.txt"}),
+                             ("files", {"files": "raw/*/*.json"})):
+            with open(os.path.join(d, name + ".json"), "w", encoding="utf-8") as f:
+                json.dump({"source": source, "db": name + ".db",
+                           "http": {"cacert": self.pki.ca_cert}, "tables": tables}, f)
+        self.run_ok(["run", "--urls", os.path.join(d, "urls.txt"), "--db",
+                     os.path.join(d, "dl.db"), "--raw", os.path.join(d, "raw"),
+                     "--download-only", "--cacert", self.pki.ca_cert])
+        before = self.srv.hits
+        self.run_ok(["run", os.path.join(d, "files.json")])
+        self.assertEqual(self.srv.hits, before, "the files source fetched something")
+        self.run_ok(["run", os.path.join(d, "https.json")])
+        a, b = os.path.join(d, "files.db"), os.path.join(d, "https.db")
+        self.assertEqual(table(a, "repos", ["did", "handle"]), table(b, "repos", ["did", "handle"]))
+        self.assertEqual(table(a, "repos", ["did", "handle"]),
+                         sorted(((r[0], r[1]) for r in expected_repos(self.srv.items)), key=repr))
+        cols = ["id", "did", "n", "text"]
+        self.assertEqual(table(a, "records", cols), expected_records(self.srv.items))
+        self.assertEqual(table(a, "records", cols), table(b, "records", cols))
+        with harness.open_db(b) as con:
+            doc_cols = [r[1] for r in con.execute("PRAGMA table_info(docs)") if r[1] != "_job"]
+        self.assertEqual(table(a, "docs", doc_cols), table(b, "docs", doc_cols))
+        # bytes and sha256 are those of the files, as the download recorded them.
+        got = {(j["bytes"], j["sha256"]) for j in harness.jobs(a)}
+        self.assertEqual(got, {(j["bytes"], j["sha256"]) for j in harness.jobs(
+            os.path.join(d, "dl.db"))})
+        files = harness.jobs(a)
+        self.assertTrue(all(j["url"].startswith("file:/") and j["state"] == "done"
+                            for j in files), files)
+        self.assertTrue(all(not j["key"].startswith("/") and j["key"].count("/") == 1
+                            for j in files), files)
+        # Nothing is read twice: a re-run finds every job done.
+        p = self.run_ok(["run", os.path.join(d, "files.json")])
+        self.assertIn("0 jobs to fetch", p.stderr)
+
+    def test_files_errors_name_the_file(self):
+        d = self.workdir()
+        docs = os.path.join(d, "docs")
+        os.makedirs(docs)
+        with open(os.path.join(docs, "a.json"), "w") as f:
+            f.write('{"x": 1}')
+        with open(os.path.join(docs, "b.json"), "w") as f:
+            f.write('{"x": [1, 2}')
+        with open(os.path.join(docs, "c.jsonl"), "w") as f:
+            f.write('{"x": 3}\n{"x": 4}\n')
+        with open(os.path.join(docs, "big.json"), "w") as f:
+            f.write('{"x": "%s"}' % ("y" * 5000))
+        with open(os.path.join(d, "job.json"), "w") as f:
+            json.dump({"source": {"files": "docs"}, "db": "out.db",
+                       "tables": [{"name": "t", "columns": {"x": "@.x"}}]}, f)
+        job = os.path.join(d, "job.json")
+        self.run_ok(["run", job, "--max-body", "4K"], code=1)
+        db = os.path.join(d, "out.db")
+        by_key = {j["key"]: j for j in harness.jobs(db)}
+        self.assertEqual(sorted(by_key), ["a.json", "b.json", "big.json", "c.jsonl"])
+        bad = by_key["b.json"]
+        self.assertEqual((bad["state"], bad["error_class"]), ("failed", "permanent"))
+        self.assertIn(os.path.join(docs, "b.json"), bad["error"])
+        self.assertIn("byte offset 11", bad["error"])
+        self.assertIn("larger than --max-body", by_key["big.json"]["error"])
+        self.assertEqual(table(db, "t", ["x"]), [(1,), (3,), (4,)])
+        # A file gone since the import: requeue, delete, run again.
+        p = run_ringfill(["retry", db, "--all"])
+        self.assertEqual(p.returncode, 0, describe(p))
+        os.unlink(os.path.join(docs, "b.json"))
+        self.run_ok(["run", job, "--max-body", "4K"], code=1)
+        gone = {j["key"]: j for j in harness.jobs(db)}["b.json"]
+        self.assertEqual((gone["state"], gone["error_class"]), ("failed", "permanent"))
+        self.assertIn(os.path.join(docs, "b.json"), gone["error"])
+        self.assertIn("No such file", gone["error"])
+        self.assertEqual(table(db, "t", ["x"]), [(1,), (3,), (4,)])
+
+    # -- job-file errors ------------------------------------------------------
+
+    def test_job_file_errors_exit_2(self):
+        cases = [
+            ('{"source": {"paginate": {"url": "https://h/p", "cursor_path": "$.c"}}}',
+             ":1: source.paginate.items: missing"),
+            ('{"source": {"paginate": {"url": "https://h/p",\n "cursor_path": "$.c[*]",'
+             ' "items": "$.a[*]"}}}', ":2: source.paginate.cursor_path: the cursor is one value"),
+            ('{"source": {"paginate": {"url": "http://h/p", "cursor_path": "$.c",'
+             ' "items": "$.a[*]"}}}', ":1: source.paginate.url: not a valid https URL"),
+            ('{\n"source": {"paginate": {"url": "https://h/p", "cursor_path": "$.c",'
+             ' "items": "$.a[*]",\n\n "emit": "https://h/{a}/{b}"}}}',
+             ":4: source.paginate.emit: expected exactly one {name}"),
+            ('{"source": {"paginate": {"url": "https://h/p", "cursor_path": "$.c",'
+             ' "items": "$.a[*]", "cursor_param": "a b"}}}',
+             ":1: source.paginate.cursor_param: a parameter name"),
+            ('{"source": {"files": "nothing-here/*.json"}}',
+             "source.files: "),
+            ('{"source": {"files": "x", "urls": "u.txt"}}', ":1: source: give one of"),
+        ]
+        for text, want in cases:
+            d = self.workdir()
+            path = os.path.join(d, "job.json")
+            with open(path, "w") as f:
+                f.write(text)
+            p = run_ringfill(["run", path, "--db", os.path.join(d, "out.db")])
+            self.assertEqual(p.returncode, 2, describe(p))
+            self.assertIn(want, p.stderr, describe(p))
+            self.assertIn(path if ":1:" not in want else "job.json", p.stderr)
+            self.assertFalse(os.path.exists(os.path.join(d, "out.db")), text)
+
+    def test_dry_run_prints_the_plan(self):
+        d = self.workdir()
+        p = self.run_ok(["run", self.job_emit(d, "ok"), "--dry-run"])
+        self.assertIn("pages from " + self.srv.url("ok/pages"), p.stdout)
+        self.assertIn("each fetched as " + self.srv.url("repo/{did}.json"), p.stdout)
+        self.assertFalse(os.path.exists(os.path.join(d, "out.db")))
+        self.assertEqual(self.srv.hits.get("/ok/pages?limit=5&cursor=start", 0), 0)
+
+
+if __name__ == "__main__":
+    harness.main_or_skip()
