@@ -111,9 +111,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if path == "/stray":
             # A complete answer, then a second one nobody asked for: it must
             # never be taken for the answer to the next request.
+            # Both in one write, so they arrive together: a stray answer that
+            # arrives only after the next request went out cannot be told
+            # from that request's answer (HTTP/1.1 has no request ids), and
+            # separate writes made this test depend on the scheduler.
             stray = json.dumps([{"stray": True}]).encode()
-            self._send(200, DOC)
-            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(stray) + stray)
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(DOC) + DOC +
+                             b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(stray) + stray)
             self.wfile.flush()
             return None
         if path.startswith("/after-stray/"):
