@@ -85,6 +85,22 @@ int bench_suite_e2e(const bench_opts_t *opts);
  * written into the JSON "env" object, e.g. the TLS cipher a suite saw. */
 void bench_env_set(const char *key, const char *value);
 
+/* A whole result file (at most 64 MiB) into a malloc'd buffer the caller
+ * frees. 0 or -errno; nothing printed. */
+int bench_read_whole(const char *path, char **out, size_t *len);
+
+/* The string (copied, NUL-terminated) or number at key k of object obj:
+ * 0, or -EINVAL when it is missing, of another type, or does not fit. */
+int bench_json_str(const json_doc_t *d, uint32_t obj, const char *k, char *out, size_t cap);
+int bench_json_num(const json_doc_t *d, uint32_t obj, const char *k, double *out);
+
+/* --report (bench/report.c): draws the --json results at paths (1 to 256,
+ * any order: sorted by their env.date) as one self-contained HTML page at
+ * out_path, replaced only when complete. 0; -EINVAL when a result file is
+ * unreadable or malformed (said on stderr, naming it); another -errno when
+ * the page could not be written (said too). */
+int bench_report(const char *out_path, const char *const *paths, uint32_t n);
+
 /* How the parse suite found its files, for the environment record. */
 const char *bench_parse_corpus_desc(void);
 
