@@ -76,6 +76,9 @@ static const char usage_text[] =
 	"  --runs N          timed runs per case after one warm-up (default 5, at most 101)\n"
 	"  --quick           small sizes, for smoke tests; not for numbers you keep\n"
 	"  --corpus DIR      parse suite: the files of DIR instead of generated documents\n"
+	"  --ndjson-pages N, --ndjson-page-mb MB\n"
+	"                    e2e suite: the NDJSON workload's size (default 4 pages of 25 MB;\n"
+	"                    --quick: 2 of 2 MB), at most 1000 pages of 1000 MB\n"
 	"  --json FILE       write every result as JSON (schema in docs/benchmarks.md)\n"
 	"  --baseline FILE   compare with a saved --json result; exit 1 naming every case\n"
 	"  --max-regress PCT   that got worse by more than PCT percent (ratios to peers\n"
@@ -618,7 +621,7 @@ static int files_check(const cli_t *c)
 		return usage_error("--report draws either a new run of suites or saved result "
 		                   "files, not both ('%s' is not a suite)", c->files[0]);
 	if (c->json_path || c->baseline || c->compare || c->o.instructions || c->runs_given ||
-	    c->o.quick || c->o.corpus)
+	    c->o.quick || c->o.corpus || c->o.ndjson_pages || c->o.ndjson_page_mb > 0)
 		return usage_error("%s", "drawing saved results (--report OUT.html RESULT.json...) "
 		                         "takes no other option");
 	return 0;
@@ -653,6 +656,16 @@ static int cli_parse(int argc, char **argv, cli_t *c)
 				return usage_error("--runs needs a whole number from 1 to %s", "101");
 			c->o.runs = (uint32_t)v;
 			c->runs_given = true;
+			i++;
+		} else if (!strcmp(a, "--ndjson-pages") || !strcmp(a, "--ndjson-page-mb")) {
+			bool pages = !strcmp(a, "--ndjson-pages");
+			if (parse_number(a, next, pages ? 1 : 0.01, 1000, &v) ||
+			    (pages && v != floor(v)))
+				return usage_error("%s needs a number from 1 to 1000", a);
+			if (pages)
+				c->o.ndjson_pages = (uint32_t)v;
+			else
+				c->o.ndjson_page_mb = v;
 			i++;
 		} else if (!strcmp(a, "--max-regress")) {
 			if (parse_number(a, next, 0, 1e6, &c->max_regress))

@@ -24,6 +24,8 @@ typedef struct {
 	const char *corpus; /* --corpus DIR, or NULL */
 	const char *tmpdir; /* a private directory the suites may write into */
 	bool instructions;  /* --instructions: counts (suite_instr.c), not timing */
+	uint32_t ndjson_pages;  /* e2e: --ndjson-pages N, 0 for the default */
+	double ndjson_page_mb;  /* e2e: --ndjson-page-mb MB, 0 for the default */
 } bench_opts_t;
 
 /* One suite/case/metric. value is the median of runs; every metric is a rate,
