@@ -440,7 +440,7 @@ static void gate_from_records(gate_set_t *s)
 	}
 }
 
-int bench_read_whole(const char *path, char **out, size_t *len)
+static int read_whole(const char *path, char **out, size_t *len)
 {
 	FILE *f = fopen(path, "rb");
 	if (!f)
@@ -456,6 +456,31 @@ int bench_read_whole(const char *path, char **out, size_t *len)
 	*out = buf;
 	*len = n;
 	return 0;
+}
+
+int bench_json_load(const char *path, char **src, json_parser_t **p, json_doc_t *doc)
+{
+	size_t len = 0;
+	json_error_t e = {0};
+	*p = NULL;
+	*src = NULL;
+	int rc = read_whole(path, src, &len);
+	if (rc == 0 && !(*p = json_parser_new(0)))
+		rc = -ENOMEM;
+	if (rc != 0) {
+		fprintf(stderr, "ringfill bench: %s: %s\n", path, strerror(-rc));
+	} else if (json_parse(*p, *src, len, doc, &e) != 0) {
+		fprintf(stderr, "ringfill bench: %s:%zu: not a ringfill bench result (%s)\n", path,
+		        e.line, e.reason);
+		rc = -EINVAL;
+	}
+	if (rc != 0) {
+		json_parser_free(*p);
+		free(*src);
+		*p = NULL;
+		*src = NULL;
+	}
+	return rc;
 }
 
 int bench_json_str(const json_doc_t *d, uint32_t obj, const char *k, char *out, size_t cap)
@@ -497,18 +522,14 @@ static int gate_row_read(const json_doc_t *d, uint32_t rec, gate_row_t *g)
 /* Loads the results of a --json file. 0, or -errno after saying why. */
 static int gate_load(const char *path, gate_set_t *s)
 {
-	char *src = NULL;
-	size_t len = 0;
-	int rc = bench_read_whole(path, &src, &len);
-	if (rc != 0) {
-		fprintf(stderr, "ringfill bench: %s: %s\n", path, strerror(-rc));
-		return rc;
-	}
-	json_parser_t *p = json_parser_new(0);
+	char *src;
+	json_parser_t *p;
 	json_doc_t d;
-	json_error_t e = {0};
+	int rc = bench_json_load(path, &src, &p, &d);
+	if (rc != 0)
+		return rc;
 	rc = -EINVAL;
-	if (p && json_parse(p, src, len, &d, &e) == 0 && json_type(&d, 0) == JSON_OBJECT) {
+	if (json_type(&d, 0) == JSON_OBJECT) {
 		uint32_t env = json_object_get(&d, 0, "env", 3);
 		if (env == JSON_NONE || json_type(&d, env) != JSON_OBJECT ||
 		    bench_json_str(&d, env, "compiler", s->compiler, sizeof(s->compiler)) != 0)
@@ -523,8 +544,8 @@ static int gate_load(const char *path, gate_set_t *s)
 		}
 	}
 	if (rc != 0)
-		fprintf(stderr, "ringfill bench: %s: not a ringfill bench result (%s)\n", path,
-		        e.reason ? e.reason : "missing or malformed \"results\" record");
+		fprintf(stderr, "ringfill bench: %s: not a ringfill bench result (missing or "
+		                "malformed \"results\" record)\n", path);
 	json_parser_free(p);
 	free(src);
 	return rc;

@@ -87,9 +87,10 @@ int bench_suite_e2e(const bench_opts_t *opts);
  * written into the JSON "env" object, e.g. the TLS cipher a suite saw. */
 void bench_env_set(const char *key, const char *value);
 
-/* A whole result file (at most 64 MiB) into a malloc'd buffer the caller
- * frees. 0 or -errno; nothing printed. */
-int bench_read_whole(const char *path, char **out, size_t *len);
+/* Reads and parses a result file (at most 64 MiB): 0 with *doc valid until
+ * the caller frees *src (free) and *p (json_parser_free); or -errno after
+ * naming the file and why on stderr (-EINVAL: not JSON), nothing to free. */
+int bench_json_load(const char *path, char **src, json_parser_t **p, json_doc_t *doc);
 
 /* The string (copied, NUL-terminated) or number at key k of object obj:
  * 0, or -EINVAL when it is missing, of another type, or does not fit. */

@@ -127,21 +127,14 @@ static int result_parse(const json_doc_t *d, rep_result_t *res)
 /* Loads one --json result. 0, or -errno after naming the file and why. */
 static int result_load(const char *path, rep_result_t *res)
 {
-	char *src = NULL;
-	size_t len = 0;
-	int rc = bench_read_whole(path, &src, &len);
-	if (rc != 0) {
-		fprintf(stderr, "ringfill bench: %s: %s\n", path, strerror(-rc));
-		return rc;
-	}
-	json_parser_t *p = json_parser_new(0);
+	char *src;
+	json_parser_t *p;
 	json_doc_t d;
-	json_error_t e = {0};
-	rc = !p ? -ENOMEM : json_parse(p, src, len, &d, &e) != 0 ? -EINVAL : result_parse(&d, res);
-	if (rc == -EINVAL && e.reason)
-		fprintf(stderr, "ringfill bench: %s:%zu: not a ringfill bench result (%s)\n", path,
-		        e.line, e.reason);
-	else if (rc == -EINVAL)
+	int rc = bench_json_load(path, &src, &p, &d);
+	if (rc != 0)
+		return rc;
+	rc = result_parse(&d, res);
+	if (rc == -EINVAL)
 		fprintf(stderr, "ringfill bench: %s: not a ringfill bench result (missing or "
 		                "malformed env.date, \"results\" or a record in it)\n", path);
 	else if (rc != 0)
@@ -212,23 +205,17 @@ static const char page_head[] =
 
 static void env_para(FILE *f, const rep_result_t *r)
 {
+	const char *const parts[][2] = {
+		{"", r->path},         {": ringfill ", r->version}, {", ", r->date},
+		{"<br>cpu: ", r->cpu}, {"; kernel: ", r->kernel},   {"; json stage 1: ", r->stage1},
+		{"; SQLite ", r->sqlite}, {"; build: ", r->build},
+	};
 	char b[32];
 	fputs("<p class=\"env\">", f);
-	esc(f, r->path);
-	fputs(": ringfill ", f);
-	esc(f, r->version);
-	fputs(", ", f);
-	esc(f, r->date);
-	fputs("<br>cpu: ", f);
-	esc(f, r->cpu);
-	fputs("; kernel: ", f);
-	esc(f, r->kernel);
-	fputs("; json stage 1: ", f);
-	esc(f, r->stage1);
-	fputs("; SQLite ", f);
-	esc(f, r->sqlite);
-	fputs("; build: ", f);
-	esc(f, r->build);
+	for (size_t i = 0; i < sizeof(parts) / sizeof(*parts); i++) {
+		fputs(parts[i][0], f); /* markup of ours */
+		esc(f, parts[i][1]);
+	}
 	fprintf(f, "<br>medians of %s runs, error bars from min to max%s</p>\n",
 	        num(r->runs, b, sizeof(b)),
 	        r->quick ? "; <strong>--quick</strong> sizes, not numbers to keep" : "");
