@@ -77,7 +77,7 @@ static const char usage_text[] =
 	"  --quick           small sizes, for smoke tests; not for numbers you keep\n"
 	"  --corpus DIR      parse suite: the files of DIR instead of generated documents\n"
 	"  --ndjson-pages N, --ndjson-page-mb MB\n"
-	"                    e2e suite: the NDJSON workload's size (default 4 pages of 25 MB;\n"
+	"                    e2e suite: the NDJSON workload's size (default 3 pages of 20 MB;\n"
 	"                    --quick: 2 of 2 MB), at most 1000 pages of 1000 MB\n"
 	"  --json FILE       write every result as JSON (schema in docs/benchmarks.md)\n"
 	"  --baseline FILE   compare with a saved --json result; exit 1 naming every case\n"
