@@ -22,6 +22,7 @@
 
 #include "bench/harness.h"
 #include "parse/json.h"
+#include "rf_bench_vcs.h"
 #include "rf_config.h"
 
 #define EXIT_OK 0
@@ -258,7 +259,7 @@ static void env_read(env_t *e)
 
 static void env_print(const env_t *e, FILE *out)
 {
-	fprintf(out, "ringfill %s bench\n", RINGFILL_VERSION);
+	fprintf(out, "ringfill %s (%s) bench\n", RINGFILL_VERSION, RF_BENCH_COMMIT);
 	fprintf(out, "  cpu: %s (%ld online)\n  kernel: %s\n", e->cpu, e->cpus, e->kernel);
 	fprintf(out, "  json stage 1: %s\n  SQLite %s, %s\n", json_stage1_name(),
 	        sqlite3_libversion(), OpenSSL_version(OPENSSL_VERSION));
@@ -366,6 +367,8 @@ static int json_write_file(const char *path, const bench_opts_t *opts, const env
 	}
 	fprintf(f, "{\n  \"schema\": \"%s\",\n  \"env\": {\"ringfill\": ", BENCH_SCHEMA);
 	json_str(f, RINGFILL_VERSION);
+	fputs(", \"commit\": ", f);
+	json_str(f, RF_BENCH_COMMIT);
 	fputs(", \"date\": ", f);
 	json_str(f, e->date);
 	fputs(", \"cpu\": ", f);

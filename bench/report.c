@@ -35,7 +35,7 @@
 #define HIST_LEFT 60
 #define HIST_RIGHT 16
 #define HIST_TOP 16
-#define HIST_BOTTOM 48
+#define HIST_BOTTOM 60 /* three lines under each point: day, time, commit */
 
 /* One record of a result file, as much as the report draws. */
 typedef struct {
@@ -49,7 +49,7 @@ typedef struct {
 /* One result file. recs is malloc'd and owned here (result_free). */
 typedef struct {
 	const char *path; /* the caller's string */
-	char date[40], version[64], cpu[REPORT_ENV_BYTES], kernel[REPORT_ENV_BYTES];
+	char date[40], version[64], commit[64], cpu[REPORT_ENV_BYTES], kernel[REPORT_ENV_BYTES];
 	char stage1[16], sqlite[32], build[REPORT_ENV_BYTES];
 	double runs;
 	bool quick;
@@ -103,6 +103,7 @@ static int result_parse(const json_doc_t *d, rep_result_t *res)
 	    bench_json_str(d, env, "date", res->date, sizeof(res->date)) != 0)
 		return -EINVAL;
 	opt_str(d, env, "ringfill", res->version, sizeof(res->version));
+	opt_str(d, env, "commit", res->commit, sizeof(res->commit));
 	opt_str(d, env, "cpu", res->cpu, sizeof(res->cpu));
 	opt_str(d, env, "kernel", res->kernel, sizeof(res->kernel));
 	opt_str(d, env, "json_stage1", res->stage1, sizeof(res->stage1));
@@ -206,7 +207,7 @@ static const char page_head[] =
 static void env_para(FILE *f, const rep_result_t *r)
 {
 	const char *const parts[][2] = {
-		{"", r->path},         {": ringfill ", r->version}, {", ", r->date},
+		{"", r->path},         {": ringfill ", r->version}, {" ", r->commit}, {", ", r->date},
 		{"<br>cpu: ", r->cpu}, {"; kernel: ", r->kernel},   {"; json stage 1: ", r->stage1},
 		{"; SQLite ", r->sqlite}, {"; build: ", r->build},
 	};
@@ -411,6 +412,8 @@ static void hist_axes(FILE *f, const rep_result_t *res, uint32_t n, double top)
 		esc(f, day[0] ? day : res[i].date);
 		fprintf(f, "<tspan x=\"%.1f\" dy=\"12\">", hist_x(i, n));
 		esc(f, tod);
+		fprintf(f, "</tspan><tspan x=\"%.1f\" dy=\"12\">", hist_x(i, n));
+		esc(f, res[i].commit);
 		fputs("</tspan><title>", f);
 		esc(f, res[i].path);
 		fputs("</title></text>\n", f);

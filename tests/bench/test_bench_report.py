@@ -255,6 +255,15 @@ class Report(unittest.TestCase):
                 self.assertGreater(p["box"][2], 0)
                 self.assertIn(date, p["title"])
             self.assertGreater(hc["box"][2] * hc["box"][3], 0)
+        # Each point's x label names the result's commit (env.commit).
+        with open(paths[0]) as f:
+            commit = json.load(f)["env"]["commit"]
+        self.assertRegex(commit, r"^([0-9a-f]{7,}(-dirty)?|unknown)$")
+        with open(html, encoding="utf-8") as f:
+            charts = re.findall(r'<svg class="history".*?</svg>', f.read(), re.S)
+        self.assertEqual(len(charts), len(keys))
+        for chart in charts:
+            self.assertEqual(chart.count(">%s</tspan>" % commit), 3)
 
     def test_text_from_a_result_file_is_escaped(self):
         evil = '<script>alert(1)</script> & "quoted" \'x\''
