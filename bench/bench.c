@@ -22,6 +22,7 @@
 
 #include "bench/harness.h"
 #include "parse/json.h"
+#include "rf_bench_vcs.h"
 #include "rf_config.h"
 
 #define EXIT_OK 0
@@ -70,16 +71,24 @@ static const char usage_text[] =
 	"       ringfill bench --instructions [parse] [ring] [--json FILE]\n"
 	"                      [--baseline FILE --max-regress PCT]\n"
 	"       ringfill bench --compare RESULT --baseline FILE --max-regress PCT\n"
+	"       ringfill bench --report OUT.html RESULT.json...\n"
 	"suites: parse ring store net e2e (default: parse ring store); net and e2e start\n"
 	"        nginx over TLS on loopback and take minutes (docs/benchmarks.md)\n"
 	"  --runs N          timed runs per case after one warm-up (default 5, at most 101)\n"
 	"  --quick           small sizes, for smoke tests; not for numbers you keep\n"
 	"  --corpus DIR      parse suite: the files of DIR instead of generated documents\n"
+	"  --ndjson-pages N, --ndjson-page-mb MB\n"
+	"                    e2e suite: the NDJSON workload's size (default 3 pages of 20 MB;\n"
+	"                    --quick: 2 of 2 MB), at most 1000 pages of 1000 MB\n"
 	"  --json FILE       write every result as JSON (schema in docs/benchmarks.md)\n"
 	"  --baseline FILE   compare with a saved --json result; exit 1 naming every case\n"
 	"  --max-regress PCT   that got worse by more than PCT percent (ratios to peers\n"
 	"                    are compared where both results have one)\n"
 	"  --compare RESULT  gate a saved result instead of running the suites\n"
+	"  --report OUT.html after a run: draw its result as one self-contained HTML page\n"
+	"                    (a chart per suite, ringfill against its peers); with result\n"
+	"                    files instead of suites: draw those, and a chart over time per\n"
+	"                    case and metric when there are several\n"
 	"  --instructions    count instructions (valgrind's callgrind) of the parse and ring\n"
 	"                    hot paths on fixed inputs instead of timing them; deterministic\n"
 	"                    for one binary, so CI can gate on it (docs/benchmarks.md)\n";
@@ -250,7 +259,7 @@ static void env_read(env_t *e)
 
 static void env_print(const env_t *e, FILE *out)
 {
-	fprintf(out, "ringfill %s bench\n", RINGFILL_VERSION);
+	fprintf(out, "ringfill %s (%s) bench\n", RINGFILL_VERSION, RF_BENCH_COMMIT);
 	fprintf(out, "  cpu: %s (%ld online)\n  kernel: %s\n", e->cpu, e->cpus, e->kernel);
 	fprintf(out, "  json stage 1: %s\n  SQLite %s, %s\n", json_stage1_name(),
 	        sqlite3_libversion(), OpenSSL_version(OPENSSL_VERSION));
@@ -358,6 +367,8 @@ static int json_write_file(const char *path, const bench_opts_t *opts, const env
 	}
 	fprintf(f, "{\n  \"schema\": \"%s\",\n  \"env\": {\"ringfill\": ", BENCH_SCHEMA);
 	json_str(f, RINGFILL_VERSION);
+	fputs(", \"commit\": ", f);
+	json_str(f, RF_BENCH_COMMIT);
 	fputs(", \"date\": ", f);
 	json_str(f, e->date);
 	fputs(", \"cpu\": ", f);
@@ -450,7 +461,32 @@ static int read_whole(const char *path, char **out, size_t *len)
 	return 0;
 }
 
-static int get_str(const json_doc_t *d, uint32_t obj, const char *k, char *out, size_t cap)
+int bench_json_load(const char *path, char **src, json_parser_t **p, json_doc_t *doc)
+{
+	size_t len = 0;
+	json_error_t e = {0};
+	*p = NULL;
+	*src = NULL;
+	int rc = read_whole(path, src, &len);
+	if (rc == 0 && !(*p = json_parser_new(0)))
+		rc = -ENOMEM;
+	if (rc != 0) {
+		fprintf(stderr, "ringfill bench: %s: %s\n", path, strerror(-rc));
+	} else if (json_parse(*p, *src, len, doc, &e) != 0) {
+		fprintf(stderr, "ringfill bench: %s:%zu: not a ringfill bench result (%s)\n", path,
+		        e.line, e.reason);
+		rc = -EINVAL;
+	}
+	if (rc != 0) {
+		json_parser_free(*p);
+		free(*src);
+		*p = NULL;
+		*src = NULL;
+	}
+	return rc;
+}
+
+int bench_json_str(const json_doc_t *d, uint32_t obj, const char *k, char *out, size_t cap)
 {
 	uint32_t n = json_object_get(d, obj, k, strlen(k));
 	if (n == JSON_NONE || json_type(d, n) != JSON_STRING)
@@ -462,7 +498,7 @@ static int get_str(const json_doc_t *d, uint32_t obj, const char *k, char *out, 
 	return 0;
 }
 
-static int get_num(const json_doc_t *d, uint32_t obj, const char *k, double *out)
+int bench_json_num(const json_doc_t *d, uint32_t obj, const char *k, double *out)
 {
 	uint32_t n = json_object_get(d, obj, k, strlen(k));
 	if (n == JSON_NONE || json_type(d, n) != JSON_NUMBER)
@@ -473,35 +509,33 @@ static int get_num(const json_doc_t *d, uint32_t obj, const char *k, double *out
 static int gate_row_read(const json_doc_t *d, uint32_t rec, gate_row_t *g)
 {
 	char suite[32], cname[BENCH_NAME_BYTES_MAX], metric[64], dir[16];
-	if (json_type(d, rec) != JSON_OBJECT || get_str(d, rec, "suite", suite, sizeof(suite)) ||
-	    get_str(d, rec, "case", cname, sizeof(cname)) ||
-	    get_str(d, rec, "metric", metric, sizeof(metric)) ||
-	    get_str(d, rec, "direction", dir, sizeof(dir)) || get_num(d, rec, "value", &g->value))
+	if (json_type(d, rec) != JSON_OBJECT ||
+	    bench_json_str(d, rec, "suite", suite, sizeof(suite)) ||
+	    bench_json_str(d, rec, "case", cname, sizeof(cname)) ||
+	    bench_json_str(d, rec, "metric", metric, sizeof(metric)) ||
+	    bench_json_str(d, rec, "direction", dir, sizeof(dir)) ||
+	    bench_json_num(d, rec, "value", &g->value))
 		return -EINVAL;
 	gate_key(g->key, sizeof(g->key), suite, cname, metric);
 	g->higher_better = strcmp(dir, "lower") != 0;
-	g->has_ratio = get_num(d, rec, "ratio", &g->ratio) == 0;
+	g->has_ratio = bench_json_num(d, rec, "ratio", &g->ratio) == 0;
 	return 0;
 }
 
 /* Loads the results of a --json file. 0, or -errno after saying why. */
 static int gate_load(const char *path, gate_set_t *s)
 {
-	char *src = NULL;
-	size_t len = 0;
-	int rc = read_whole(path, &src, &len);
-	if (rc != 0) {
-		fprintf(stderr, "ringfill bench: %s: %s\n", path, strerror(-rc));
-		return rc;
-	}
-	json_parser_t *p = json_parser_new(0);
+	char *src;
+	json_parser_t *p;
 	json_doc_t d;
-	json_error_t e = {0};
+	int rc = bench_json_load(path, &src, &p, &d);
+	if (rc != 0)
+		return rc;
 	rc = -EINVAL;
-	if (p && json_parse(p, src, len, &d, &e) == 0 && json_type(&d, 0) == JSON_OBJECT) {
+	if (json_type(&d, 0) == JSON_OBJECT) {
 		uint32_t env = json_object_get(&d, 0, "env", 3);
 		if (env == JSON_NONE || json_type(&d, env) != JSON_OBJECT ||
-		    get_str(&d, env, "compiler", s->compiler, sizeof(s->compiler)) != 0)
+		    bench_json_str(&d, env, "compiler", s->compiler, sizeof(s->compiler)) != 0)
 			s->compiler[0] = '\0';
 		uint32_t arr = json_object_get(&d, 0, "results", 7);
 		if (arr != JSON_NONE && json_type(&d, arr) == JSON_ARRAY) {
@@ -513,8 +547,8 @@ static int gate_load(const char *path, gate_set_t *s)
 		}
 	}
 	if (rc != 0)
-		fprintf(stderr, "ringfill bench: %s: not a ringfill bench result (%s)\n", path,
-		        e.reason ? e.reason : "missing or malformed \"results\" record");
+		fprintf(stderr, "ringfill bench: %s: not a ringfill bench result (missing or "
+		                "malformed \"results\" record)\n", path);
 	json_parser_free(p);
 	free(src);
 	return rc;
@@ -572,7 +606,9 @@ typedef struct {
 	bench_opts_t o;
 	const char *suites[BENCH_SUITES_MAX];
 	uint32_t n_suites;
-	const char *json_path, *baseline, *compare;
+	const char **files; /* --report's result files: argv strings, in a malloc'd array */
+	uint32_t n_files;
+	const char *json_path, *baseline, *compare, *report;
 	double max_regress;
 	bool have_max_regress, help, runs_given;
 } cli_t;
@@ -588,12 +624,31 @@ static int usage_error(const char *fmt, const char *arg)
 static const char *const known_suites[] = {"parse", "ring", "store", "net", "e2e"};
 #define BENCH_DEFAULT_SUITES 3u /* parse ring store: net and e2e need nginx, take minutes */
 
-static int suite_check(const char *name)
+static bool suite_known(const char *name)
 {
 	for (size_t i = 0; i < sizeof(known_suites) / sizeof(*known_suites); i++)
 		if (strcmp(name, known_suites[i]) == 0)
-			return 0;
-	return usage_error("unknown suite '%s'", name);
+			return true;
+	return false;
+}
+
+/* Result files (arguments that name no suite) are only for drawing saved
+ * results: `--report OUT.html RESULT.json...`, with nothing that would run
+ * or gate anything. */
+static int files_check(const cli_t *c)
+{
+	if (c->n_files == 0)
+		return 0;
+	if (!c->report)
+		return usage_error("unknown suite '%s'", c->files[0]);
+	if (c->n_suites)
+		return usage_error("--report draws either a new run of suites or saved result "
+		                   "files, not both ('%s' is not a suite)", c->files[0]);
+	if (c->json_path || c->baseline || c->compare || c->o.instructions || c->runs_given ||
+	    c->o.quick || c->o.corpus || c->o.ndjson_pages || c->o.ndjson_page_mb > 0)
+		return usage_error("%s", "drawing saved results (--report OUT.html RESULT.json...) "
+		                         "takes no other option");
+	return 0;
 }
 
 static int parse_number(const char *flag, const char *s, double lo, double hi, double *out)
@@ -626,32 +681,50 @@ static int cli_parse(int argc, char **argv, cli_t *c)
 			c->o.runs = (uint32_t)v;
 			c->runs_given = true;
 			i++;
+		} else if (!strcmp(a, "--ndjson-pages") || !strcmp(a, "--ndjson-page-mb")) {
+			bool pages = !strcmp(a, "--ndjson-pages");
+			if (parse_number(a, next, pages ? 1 : 0.01, 1000, &v) ||
+			    (pages && v != floor(v)))
+				return usage_error("%s needs a number from 1 to 1000", a);
+			if (pages)
+				c->o.ndjson_pages = (uint32_t)v;
+			else
+				c->o.ndjson_page_mb = v;
+			i++;
 		} else if (!strcmp(a, "--max-regress")) {
 			if (parse_number(a, next, 0, 1e6, &c->max_regress))
 				return -EINVAL;
 			c->have_max_regress = true;
 			i++;
 		} else if (!strcmp(a, "--json") || !strcmp(a, "--baseline") || !strcmp(a, "--corpus") ||
-		           !strcmp(a, "--compare")) {
+		           !strcmp(a, "--compare") || !strcmp(a, "--report")) {
 			if (!next)
 				return usage_error("%s needs a value", a);
 			const char **dst = !strcmp(a, "--json")       ? &c->json_path
 			                   : !strcmp(a, "--baseline") ? &c->baseline
 			                   : !strcmp(a, "--corpus")   ? &c->o.corpus
+			                   : !strcmp(a, "--report")   ? &c->report
 			                                              : &c->compare;
 			*dst = next;
 			i++;
 		} else if (a[0] == '-') {
 			return usage_error("unknown option '%s'", a);
+		} else if (!suite_known(a)) {
+			/* Not a suite: a result file for --report (checked below). */
+			if (!c->files && !(c->files = calloc((size_t)argc, sizeof(*c->files))))
+				return -ENOMEM;
+			c->files[c->n_files++] = a;
 		} else {
-			int rc = suite_check(a);
-			if (rc)
-				return rc;
 			if (c->n_suites == BENCH_SUITES_MAX)
 				return usage_error("too many suites (from '%s')", a);
 			c->suites[c->n_suites++] = a;
 		}
 	}
+	int rc = files_check(c);
+	if (rc)
+		return rc;
+	if (c->report && c->compare)
+		return usage_error("%s", "--report draws a run or saved results, not --compare");
 	if (!!c->baseline != c->have_max_regress)
 		return usage_error("%s", "--baseline and --max-regress go together");
 	if (c->compare && (!c->baseline || c->n_suites || c->json_path || c->o.instructions))
@@ -725,25 +798,51 @@ static int gate(const cli_t *c, gate_set_t *base)
 	return bad ? EXIT_REGRESSED : EXIT_OK;
 }
 
-int bench_main(int argc, char **argv)
+/* --report after a run draws the run's JSON result: the --json file, or a
+ * temporary one removed afterwards. EXIT_OK or EXIT_FATAL (said why). */
+static int report_run(const cli_t *c, const env_t *env)
 {
-	/* The child bench_instructions runs under callgrind (not in --help). */
-	if (argc >= 2 && !strcmp(argv[1], "--instructions-child"))
-		return bench_instr_child(argc - 2, argv + 2);
-	cli_t c = {0};
-	int rc = cli_parse(argc, argv, &c);
-	if (rc != 0)
-		return EXIT_USAGE;
-	if (c.help) {
+	char tmp[PATH_MAX];
+	const char *path = c->json_path;
+	if (!path) {
+		const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+		snprintf(tmp, sizeof(tmp), "%s/ringfill-bench-result-XXXXXX", base);
+		int fd = mkstemp(tmp);
+		if (fd < 0) {
+			fprintf(stderr, "ringfill bench: %s: %s\n", tmp, strerror(errno));
+			return EXIT_FATAL;
+		}
+		close(fd);
+		path = tmp;
+		if (json_write_file(tmp, &c->o, env) != 0) {
+			unlink(tmp);
+			return EXIT_FATAL;
+		}
+	}
+	int rc = bench_report(c->report, &path, 1);
+	if (!c->json_path)
+		unlink(tmp);
+	if (rc == 0)
+		printf("report: %s\n", c->report);
+	return rc == 0 ? EXIT_OK : EXIT_FATAL;
+}
+
+static int bench_cli(cli_t *c)
+{
+	if (c->help) {
 		fputs(usage_text, stdout);
 		return EXIT_OK;
 	}
+	if (c->n_files) {
+		int rc = bench_report(c->report, c->files, c->n_files);
+		return rc == 0 ? EXIT_OK : rc == -EINVAL ? EXIT_USAGE : EXIT_FATAL;
+	}
 	/* The baseline is read first, so a wrong path fails before minutes of work. */
 	gate_set_t base = {0};
-	if (c.baseline && gate_load(c.baseline, &base) != 0)
+	if (c->baseline && gate_load(c->baseline, &base) != 0)
 		return EXIT_USAGE;
-	if (c.compare) {
-		rc = gate(&c, &base);
+	if (c->compare) {
+		int rc = gate(c, &base);
 		free(base.rows);
 		return rc;
 	}
@@ -751,7 +850,7 @@ int bench_main(int argc, char **argv)
 	env_read(&env);
 	env_print(&env, stdout);
 	fflush(stdout);
-	rc = run_suites(&c);
+	int rc = run_suites(c);
 	if (rc != 0) {
 		fprintf(stderr, "ringfill bench: stopped: %s\n", strerror(-rc));
 		free(base.rows);
@@ -761,10 +860,23 @@ int bench_main(int argc, char **argv)
 		printf("  parse corpus: %s\n", bench_parse_corpus_desc());
 	for (uint32_t i = 0; i < n_env_extra; i++)
 		printf("  %s: %s\n", env_extra[i].key, env_extra[i].value);
-	table_print(&c.o);
-	rc = c.json_path && json_write_file(c.json_path, &c.o, &env) != 0 ? EXIT_FATAL
-	     : c.baseline                                                 ? gate(&c, &base)
-	                                                                  : EXIT_OK;
+	table_print(&c->o);
+	rc = c->json_path && json_write_file(c->json_path, &c->o, &env) != 0 ? EXIT_FATAL
+	     : c->report && report_run(c, &env) != EXIT_OK                    ? EXIT_FATAL
+	     : c->baseline                                                    ? gate(c, &base)
+	                                                                      : EXIT_OK;
 	free(base.rows);
+	return rc;
+}
+
+int bench_main(int argc, char **argv)
+{
+	/* The child bench_instructions runs under callgrind (not in --help). */
+	if (argc >= 2 && !strcmp(argv[1], "--instructions-child"))
+		return bench_instr_child(argc - 2, argv + 2);
+	cli_t c = {0};
+	int rc = cli_parse(argc, argv, &c);
+	rc = rc == 0 ? bench_cli(&c) : rc == -ENOMEM ? EXIT_FATAL : EXIT_USAGE;
+	free(c.files);
 	return rc;
 }

@@ -24,6 +24,8 @@ typedef struct {
 	const char *corpus; /* --corpus DIR, or NULL */
 	const char *tmpdir; /* a private directory the suites may write into */
 	bool instructions;  /* --instructions: counts (suite_instr.c), not timing */
+	uint32_t ndjson_pages;  /* e2e: --ndjson-pages N, 0 for the default */
+	double ndjson_page_mb;  /* e2e: --ndjson-page-mb MB, 0 for the default */
 } bench_opts_t;
 
 /* One suite/case/metric. value is the median of runs; every metric is a rate,
@@ -84,6 +86,23 @@ int bench_suite_e2e(const bench_opts_t *opts);
 /* Adds (or replaces) a line of the environment, printed after the run and
  * written into the JSON "env" object, e.g. the TLS cipher a suite saw. */
 void bench_env_set(const char *key, const char *value);
+
+/* Reads and parses a result file (at most 64 MiB): 0 with *doc valid until
+ * the caller frees *src (free) and *p (json_parser_free); or -errno after
+ * naming the file and why on stderr (-EINVAL: not JSON), nothing to free. */
+int bench_json_load(const char *path, char **src, json_parser_t **p, json_doc_t *doc);
+
+/* The string (copied, NUL-terminated) or number at key k of object obj:
+ * 0, or -EINVAL when it is missing, of another type, or does not fit. */
+int bench_json_str(const json_doc_t *d, uint32_t obj, const char *k, char *out, size_t cap);
+int bench_json_num(const json_doc_t *d, uint32_t obj, const char *k, double *out);
+
+/* --report (bench/report.c): draws the --json results at paths (1 to 256,
+ * any order: sorted by their env.date) as one self-contained HTML page at
+ * out_path, replaced only when complete. 0; -EINVAL when a result file is
+ * unreadable or malformed (said on stderr, naming it); another -errno when
+ * the page could not be written (said too). */
+int bench_report(const char *out_path, const char *const *paths, uint32_t n);
 
 /* How the parse suite found its files, for the environment record. */
 const char *bench_parse_corpus_desc(void);

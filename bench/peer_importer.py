@@ -2,17 +2,23 @@
 """bench/peer_importer.py: the peer of `ringfill bench e2e` (docs/benchmarks.md):
 an importer written the way such importers usually are. A
 concurrent.futures thread pool downloads every URL with urllib.request over
-HTTPS (verified against --cacert), the main thread json.loads each body and
-inserts its tweets and following entries with executemany in batches.
+HTTPS (verified against --cacert), the main thread json.loads each body (each
+line, for NDJSON pages) and upserts its rows with executemany in batches.
 
-    peer_importer.py --urls FILE --db FILE --cacert CA [--workers N] [--batch N]
+    peer_importer.py --workload archives|events --urls FILE --db FILE --cacert CA
+                     [--workers N] [--batch N]
 
-The tables have the shapes ringfill infers for `--rows '$.tweets[*]' --table
-tweets` and `--rows '$.following[*]' --table following`: one column per
-field, nested objects flattened with '_', arrays as compact JSON text, and
-_job (here: the URL's 1-based line in FILE). The same SQLite settings as
-ringfill (WAL, synchronous=NORMAL). Standard library only. Exit 0, or 1 with
-the reason on stderr.
+archives (scripts/gen_dataset.py): `tweets` keyed by id and `following` keyed
+by accountId, the shapes ringfill infers for `$.tweets[*]` and
+`$.following[*]`: one column per field, nested objects flattened with '_',
+arrays as compact JSON text. events (bench/gen_events.py, NDJSON): `events`,
+`actors`, `repos` and `commits` keyed by their ids, with the columns and types
+bench/netbench.py's job file declares. Every table also has _job (here: the
+URL's 1-based line in FILE) and a UNIQUE index on its key, and a row whose key
+exists already replaces the stored values (INSERT ... ON CONFLICT DO UPDATE),
+as ringfill's upsert mode does. The same SQLite settings as ringfill (WAL,
+synchronous=NORMAL). Standard library only. Exit 0, or 1 with the reason on
+stderr.
 """
 
 import argparse
@@ -23,11 +29,42 @@ import ssl
 import sys
 import urllib.request
 
-TWEETS = ("CREATE TABLE tweets (_job INTEGER, id TEXT, full_text TEXT, favorite_count INTEGER,"
-          " retweet_count INTEGER, created_at TEXT, entities_hashtags TEXT, lang TEXT)")
-FOLLOWING = "CREATE TABLE following (_job INTEGER, accountId TEXT)"
-INSERT_TWEET = "INSERT INTO tweets VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-INSERT_FOLLOWING = "INSERT INTO following VALUES (?, ?)"
+# table: (columns with their SQLite types after _job, key column)
+ARCHIVE_TABLES = {
+    "tweets": ([("id", "TEXT"), ("full_text", "TEXT"), ("favorite_count", "INTEGER"),
+                ("retweet_count", "INTEGER"), ("created_at", "TEXT"),
+                ("entities_hashtags", "TEXT"), ("lang", "TEXT")], "id"),
+    "following": ([("accountId", "TEXT")], "accountId"),
+}
+EVENT_TABLES = {
+    "events": ([("id", "INTEGER"), ("type", "TEXT"), ("actor_id", "INTEGER"),
+                ("repo_id", "INTEGER"), ("public", "INTEGER"), ("created_at", "TEXT"),
+                ("payload", "TEXT")], "id"),
+    "actors": ([("id", "INTEGER"), ("login", "TEXT"), ("display_login", "TEXT"),
+                ("url", "TEXT"), ("avatar_url", "TEXT")], "id"),
+    "repos": ([("id", "INTEGER"), ("name", "TEXT"), ("url", "TEXT")], "id"),
+    "commits": ([("sha", "TEXT"), ("event_id", "INTEGER"), ("author_name", "TEXT"),
+                 ("author_email", "TEXT"), ("message", "TEXT"), ("distinct", "INTEGER")],
+                "sha"),
+}
+
+
+def create(con, tables):
+    """CREATE TABLE and the key index; returns {table: upsert SQL}."""
+    sql = {}
+    for name, (cols, key) in tables.items():
+        con.execute('CREATE TABLE "%s" (_job INTEGER, %s)' % (
+            name, ", ".join('"%s" %s' % c for c in cols)))
+        con.execute('CREATE UNIQUE INDEX "%s_key" ON "%s" ("%s")' % (name, name, key))
+        names = ["_job"] + [c for c, _ in cols]
+        sql[name] = 'INSERT INTO "%s" VALUES (%s) ON CONFLICT ("%s") DO UPDATE SET %s' % (
+            name, ", ".join("?" * len(names)), key,
+            ", ".join('"%s" = excluded."%s"' % (c, c) for c in names if c != key))
+    return sql
+
+
+def compact(v):
+    return json.dumps(v, ensure_ascii=False, separators=(",", ":"))
 
 
 def fetch(url, ctx):
@@ -37,44 +74,63 @@ def fetch(url, ctx):
 
 def tweet_row(job, t):
     return (job, t["id"], t["full_text"], t["favorite_count"], t["retweet_count"],
-            t["created_at"],
-            json.dumps(t["entities"]["hashtags"], ensure_ascii=False, separators=(",", ":")),
-            t["lang"])
+            t["created_at"], compact(t["entities"]["hashtags"]), t["lang"])
+
+
+def archive_rows(job, body, rows):
+    doc = json.loads(body)
+    rows["tweets"].extend(tweet_row(job, t) for t in doc["tweets"])
+    rows["following"].extend((job, x["accountId"]) for x in doc["following"])
+
+
+def event_rows(job, body, rows):
+    for line in body.splitlines():
+        if not line.strip():
+            continue
+        e = json.loads(line)
+        a, r = e["actor"], e["repo"]
+        rows["events"].append((job, int(e["id"]), e["type"], a["id"], r["id"],
+                               int(e["public"]), e["created_at"], compact(e["payload"])))
+        rows["actors"].append((job, a["id"], a["login"], a["display_login"], a["url"],
+                               a["avatar_url"]))
+        rows["repos"].append((job, r["id"], r["name"], r["url"]))
+        for c in e["payload"].get("commits", ()):
+            rows["commits"].append((job, c["sha"], int(e["id"]), c["author"]["name"],
+                                    c["author"]["email"], c["message"], int(c["distinct"])))
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--workload", choices=["archives", "events"], default="archives")
     ap.add_argument("--urls", required=True)
     ap.add_argument("--db", required=True)
     ap.add_argument("--cacert", required=True)
     ap.add_argument("--workers", type=int, default=16)
     ap.add_argument("--batch", type=int, default=10000)
     a = ap.parse_args()
+    tables, to_rows = ((ARCHIVE_TABLES, archive_rows) if a.workload == "archives"
+                       else (EVENT_TABLES, event_rows))
     with open(a.urls, encoding="utf-8") as f:
         urls = [line.strip() for line in f if line.strip() and not line.startswith("#")]
     ctx = ssl.create_default_context(cafile=a.cacert)
     con = sqlite3.connect(a.db)
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA synchronous=NORMAL")
-    con.execute(TWEETS)
-    con.execute(FOLLOWING)
-    tweets, following = [], []
+    with con:
+        upsert = create(con, tables)
+    rows = {t: [] for t in tables}
 
     def flush():
         with con:
-            con.executemany(INSERT_TWEET, tweets)
-            con.executemany(INSERT_FOLLOWING, following)
-        tweets.clear()
-        following.clear()
+            for t, batch in rows.items():
+                con.executemany(upsert[t], batch)
+                batch.clear()
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=a.workers) as pool:
         futures = {pool.submit(fetch, u, ctx): job for job, u in enumerate(urls, 1)}
         for fut in concurrent.futures.as_completed(futures):
-            job = futures[fut]
-            doc = json.loads(fut.result())
-            tweets.extend(tweet_row(job, t) for t in doc["tweets"])
-            following.extend((job, x["accountId"]) for x in doc["following"])
-            if len(tweets) + len(following) >= a.batch:
+            to_rows(futures[fut], fut.result(), rows)
+            if sum(len(b) for b in rows.values()) >= a.batch:
                 flush()
     flush()
     con.close()

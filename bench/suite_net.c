@@ -21,13 +21,16 @@
 extern char **environ;
 
 #define NETBENCH_LINE_BYTES_MAX (1u << 20) /* a record with 101 runs fits many times */
-#define NETBENCH_ARGS_MAX 20u
+#define NETBENCH_ARGS_MAX 24u
 
 #ifndef RF_BENCH_SRC_DIR
 #error "RF_BENCH_SRC_DIR (the bench/ source directory) is set by bench/meson.build"
 #endif
 #ifndef RF_BENCH_EXEC
 #error "RF_BENCH_EXEC (the rf_bench_exec launcher) is set by bench/meson.build"
+#endif
+#ifndef RF_PEER_INSERT_LOOP
+#error "RF_PEER_INSERT_LOOP (the e2e suite's C insert loop) is set by bench/meson.build"
 #endif
 
 /* python3 without a shell or a PATH shim (pyenv's python3 is a shell script):
@@ -185,7 +188,7 @@ static int read_lines(int fd)
 
 static int run_netbench(const bench_opts_t *opts, const char *suite)
 {
-	char python[PATH_MAX], exe[PATH_MAX], runs[16];
+	char python[PATH_MAX], exe[PATH_MAX], runs[16], pages[16], page_mb[32];
 	if (find_python(python, sizeof(python)) != 0) {
 		fprintf(stderr, "ringfill bench %s: python3 not found (set RINGFILL_PYTHON);"
 		                " nothing was measured\n", suite);
@@ -202,12 +205,23 @@ static int run_netbench(const bench_opts_t *opts, const char *suite)
 		python, RF_BENCH_SRC_DIR "/netbench.py", suite,
 		"--ringfill", exe,
 		"--exec-helper", RF_BENCH_EXEC,
+		"--insert-loop", RF_PEER_INSERT_LOOP,
 		"--gen-dataset", RF_BENCH_SRC_DIR "/../scripts/gen_dataset.py",
 		"--runs", runs,
 		"--tmpdir", opts->tmpdir};
-	size_t argc = 13;
+	size_t argc = 15;
 	if (opts->quick)
 		argv[argc++] = "--quick";
+	if (opts->ndjson_pages) {
+		snprintf(pages, sizeof(pages), "%u", opts->ndjson_pages);
+		argv[argc++] = "--ndjson-pages";
+		argv[argc++] = pages;
+	}
+	if (opts->ndjson_page_mb > 0) {
+		snprintf(page_mb, sizeof(page_mb), "%g", opts->ndjson_page_mb);
+		argv[argc++] = "--ndjson-page-mb";
+		argv[argc++] = page_mb;
+	}
 	int pipefd[2];
 	if (pipe2(pipefd, O_CLOEXEC) != 0)
 		return -errno;

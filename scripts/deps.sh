@@ -22,3 +22,7 @@ ensure_packages() {
 
 BASE_PACKAGES=(meson ninja-build pkg-config gcc liburing-dev libssl-dev libsqlite3-dev zlib1g-dev
 	libcmocka-dev nginx-light openssl python3 ca-certificates)
+
+# Only the tests need these: chromium renders `ringfill bench --report` pages
+# headless (tests/bench/test_bench_report.py, skipped without it).
+TEST_PACKAGES=(clang libclang-rt-14-dev valgrind chromium)

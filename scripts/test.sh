@@ -20,7 +20,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 . scripts/deps.sh
 
-ensure_packages "${BASE_PACKAGES[@]}" clang libclang-rt-14-dev valgrind
+ensure_packages "${BASE_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
 
 TSAN_RING_ITEMS="${TSAN_RING_ITEMS:-2000000}"
 FUZZ_SECONDS="${FUZZ_SECONDS:-60}"

@@ -29,7 +29,8 @@ sys.path.insert(0, HERE)
 import benchcheck  # noqa: E402
 
 NGINX = os.environ.get("RINGFILL_BENCH_NGINX", "/usr/sbin/nginx")
-QUICK_ARCHIVES = 300  # bench/netbench.py's --quick e2e size, seed 1
+QUICK_ARCHIVES = 300  # bench/netbench.py's --quick e2e sizes, seed 1
+QUICK_PAGES, QUICK_PAGE_MB = 2, 2
 
 
 def load_netbench():
@@ -82,7 +83,6 @@ class NetAndE2eResults(unittest.TestCase):
 
     def test_e2e_both_databases_hold_every_generated_row(self):
         doc, _ = self.bench_json("e2e")
-        case = "archives_%d" % QUICK_ARCHIVES
         recs = {(x["case"], x["metric"]): x for x in doc["results"]}
         gen = os.path.join(self.dir.name, "dataset")
         subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "gen_dataset.py"),
@@ -90,13 +90,29 @@ class NetAndE2eResults(unittest.TestCase):
                        check=True, capture_output=True, timeout=120)
         with open(os.path.join(gen, "manifest.json"), encoding="utf-8") as f:
             totals = json.load(f)["totals"]
-        rows = totals["tweets"] + totals["following"]
-        v = recs[(case, "rows_verified")]
-        self.assertEqual((v["runs"], v["peer"]["runs"]), ([rows], [rows]))
-        self.assertEqual(v["peer"]["name"], "python-importer")
-        for metric in ("seconds", "rows_per_s", "cpu_s", "peak_rss_mb"):
-            self.assertIsNotNone(recs[(case, metric)]["ratio"], metric)
-        self.assertEqual(recs[(case, "seconds")]["direction"], "lower")
+        archive_rows = totals["tweets"] + totals["following"]
+        events = os.path.join(self.dir.name, "events")
+        subprocess.run([sys.executable, os.path.join(ROOT, "bench", "gen_events.py"),
+                        "--out", events, "--pages", str(QUICK_PAGES), "--page-mb",
+                        str(QUICK_PAGE_MB), "--seed", "1"],
+                       check=True, capture_output=True, timeout=120)
+        with open(os.path.join(events, "manifest.json"), encoding="utf-8") as f:
+            totals = json.load(f)["totals"]
+        event_rows = sum(totals[t] for t in ("events", "actors", "repos", "commits"))
+        # Repeated actors and repositories are upserted: fewer rows than events.
+        self.assertLess(totals["actors"], totals["events"])
+        for case, rows in (("archives_%d" % QUICK_ARCHIVES, archive_rows),
+                           ("events_%dx%dMB" % (QUICK_PAGES, QUICK_PAGE_MB), event_rows)):
+            v = recs[(case, "rows_verified")]
+            self.assertEqual((v["runs"], v["peer"]["runs"]), ([rows], [rows]), case)
+            self.assertEqual(v["peer"]["name"], "python-importer")
+            for metric in ("seconds", "rows_per_s", "cpu_s", "peak_rss_mb"):
+                self.assertIsNotNone(recs[(case, metric)]["ratio"], metric)
+            self.assertEqual(recs[(case, "seconds")]["direction"], "lower")
+            floor = recs[(case, "seconds_vs_insert_loop")]
+            self.assertEqual(floor["peer"]["name"], "sqlite-c-insert-loop")
+            self.assertEqual(floor["runs"], recs[(case, "seconds")]["runs"])
+            self.assertIsNotNone(floor["ratio"])
 
     def test_a_suite_that_cannot_run_exits_3_and_writes_no_result(self):
         env = dict(os.environ, RINGFILL_BENCH_NGINX=os.path.join(self.dir.name, "no-nginx"))
@@ -156,7 +172,7 @@ class Verifiers(unittest.TestCase):
             c.execute("INSERT INTO tweets VALUES (2, '7', '[{\"text\":\"日\"}]')")
             c.execute("CREATE TABLE following (_job INTEGER, accountId TEXT)")
             c.executemany("INSERT INTO following VALUES (?, ?)", [(2, "y"), (1, "x")])
-        return rf, py, urls, {"totals": {"tweets": 1, "following": 2}}
+        return rf, py, urls, {"tweets": 1, "following": 2}
 
     def test_the_same_rows_pass_and_a_changed_row_fails(self):
         rf, py, urls, manifest = self.make_dbs()
@@ -175,6 +191,72 @@ class Verifiers(unittest.TestCase):
         with self.assertRaisesRegex(self.nb.BenchError, "tweets: ringfill has 1 rows, the "
                                                         "importer 0"):
             self.nb.verify_e2e(rf, py, urls, manifest)
+
+    def test_a_shared_key_table_ignores_only_which_document_wrote_last(self):
+        rf, py, urls, manifest = self.make_dbs()
+        with sqlite3.connect(py) as c:  # the last upsert came from the other document
+            c.execute("UPDATE following SET _job = 3 - _job")
+        self.assertEqual(self.nb.verify_e2e(rf, py, urls, manifest, shared=("following",)), 3)
+        with sqlite3.connect(py) as c:  # but every other column still counts
+            c.execute("UPDATE following SET accountId = 'z' WHERE accountId = 'x'")
+        with self.assertRaisesRegex(self.nb.BenchError, "following: the databases differ"):
+            self.nb.verify_e2e(rf, py, urls, manifest, shared=("following",))
+
+
+class InsertLoop(unittest.TestCase):
+    """rf_peer_insert_loop copies every table of a ringfill database (not
+    ringfill's own) into a fresh one: same schema and key index, same rows in
+    the same order, values of every SQLite type intact."""
+
+    def setUp(self):
+        self.loop = os.environ.get("RF_PEER_INSERT_LOOP")
+        if not self.loop or not os.access(self.loop, os.X_OK):
+            self.skipTest("RF_PEER_INSERT_LOOP not set (meson sets it)")
+        self.dir = tempfile.TemporaryDirectory(prefix="rf_bench_loop_")
+        self.src = os.path.join(self.dir.name, "src.db")
+        self.dst = os.path.join(self.dir.name, "dst.db")
+
+    def tearDown(self):
+        self.dir.cleanup()
+
+    def run_loop(self):
+        return subprocess.run([self.loop, self.src, self.dst], capture_output=True, text=True,
+                              timeout=120)
+
+    def test_every_table_is_copied_row_for_row_with_its_key(self):
+        with sqlite3.connect(self.src) as c:
+            c.execute('CREATE TABLE "we""ird" (_job INTEGER, id INTEGER, "distinct" INTEGER,'
+                      ' t TEXT, r REAL, b BLOB)')
+            c.execute('CREATE UNIQUE INDEX "_ringfill_key_we""ird" ON "we""ird" (id)')
+            rows = [(i % 5, 10**12 - i * 7, i % 2, "é\n%d" % i if i % 3 else None, i / 7,
+                     bytes([i % 256, 0])) for i in range(1237)]  # 24 statements + a rest
+            c.executemany('INSERT INTO "we""ird" VALUES (?, ?, ?, ?, ?, ?)', rows)
+            c.execute("CREATE TABLE plain (_job INTEGER, v TEXT)")
+            c.execute("INSERT INTO plain VALUES (1, 'x')")
+            c.execute("CREATE TABLE _ringfill_jobs (id INTEGER PRIMARY KEY, url TEXT)")
+            c.execute("INSERT INTO _ringfill_jobs VALUES (1, 'https://h/a')")
+        r = self.run_loop()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        res = json.loads(r.stdout)
+        self.assertEqual((res["rows"], res["tables"]), (1238, 2))
+        self.assertGreater(res["insert_s"], 0)
+        schema = "SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE '_ringfill_j%'"
+        with sqlite3.connect(self.src) as a, sqlite3.connect(self.dst) as b:
+            self.assertEqual(sorted(a.execute(schema)), sorted(b.execute(schema)))
+            for t in ('"we""ird"', "plain"):
+                q = "SELECT *, typeof(t) FROM %s ORDER BY rowid" % t if "we" in t else \
+                    "SELECT * FROM %s ORDER BY rowid" % t
+                self.assertEqual(list(a.execute(q)), list(b.execute(q)), t)
+            self.assertEqual(list(b.execute("SELECT name FROM sqlite_master WHERE name = "
+                                            "'_ringfill_jobs'")), [])
+            self.assertEqual(b.execute("PRAGMA journal_mode").fetchone()[0], "wal")
+
+    def test_a_database_without_tables_is_an_error(self):
+        sqlite3.connect(self.src).close()
+        r = self.run_loop()
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("no tables to copy", r.stderr)
+        self.assertIn(self.src, r.stderr)
 
 
 if __name__ == "__main__":
