@@ -556,6 +556,24 @@ int json_parse(json_parser_t *p, const char *src, size_t len, json_doc_t *doc,
 	return 0;
 }
 
+int json_parse_nested(json_parser_t *p, uint32_t depth_used, const char *src, size_t len,
+                      json_doc_t *doc, json_error_t *err)
+{
+	/* The limit is the parser's own; lowering it for one call keeps one
+	 * parser (and its buffers) for values at every depth. A value at or past
+	 * the limit still parses as a scalar, or fails at its first bracket. */
+	uint32_t saved = p->depth_max;
+	p->depth_max = depth_used < saved ? saved - depth_used : 0;
+	int r = json_parse(p, src, len, doc, err);
+	p->depth_max = saved;
+	return r;
+}
+
+uint32_t json_parser_depth_max(const json_parser_t *p)
+{
+	return p->depth_max;
+}
+
 /* ---- NDJSON
  *
  * Stage 1 runs once over a batch of whole lines rather than once per line,
