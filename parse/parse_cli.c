@@ -1,9 +1,14 @@
-/* parse/parse_cli.c: `ringfill parse [--select PATH]... [--ndjson] FILE`.
+/* parse/parse_cli.c: `ringfill parse [--select PATH]... [--rows PATH [--count]]
+ * [--ndjson] FILE`.
  *
  * engine/main.c dispatches the subcommand here. Reads FILE whole (mmap for
  * regular files, read() for stdin and pipes), validates it with json_parse or
  * json_ndjson_each, and prints each value the --select paths pick as compact
- * JSON, one per line. Exit codes: 0 valid, 1 invalid, 2 usage/file, 3 output. */
+ * JSON, one per line. With --rows, FILE is read in pieces through
+ * json_stream (json_stream.c) instead, so a document of any size parses in
+ * bounded memory, and the --select paths apply to each record ('@') or to the
+ * envelope before the records ('$'). Exit codes: 0 valid, 1 invalid,
+ * 2 usage/file, 3 output. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -14,18 +19,24 @@
 #include <unistd.h>
 
 #include "parse/json_internal.h"
+#include "parse/json_stream.h"
 
 #define PARSE_SELECT_MAX 64u               /* --select options per run */
 #define PARSE_OUT_FLUSH_BYTES (64u * 1024) /* stdout is written in chunks this big */
 #define PARSE_READ_CHUNK_BYTES (64u * 1024)
+#define PARSE_STREAM_READ_BYTES (4u << 20) /* --rows: FILE is read this much at a time */
 
 enum { EXIT_VALID = 0, EXIT_INVALID = 1, EXIT_USAGE = 2, EXIT_OUTPUT = 3 };
 
 static const char usage_text[] =
-	"usage: ringfill parse [--select PATH]... [--ndjson] FILE\n"
+	"usage: ringfill parse [--select PATH]... [--rows PATH [--count]] [--ndjson] FILE\n"
 	"Validate FILE as JSON (RFC 8259) and print each value PATH selects as compact\n"
 	"JSON, one per line. FILE '-' reads standard input.\n"
 	"  --select PATH  JSONPath subset: $ .name ['name'] [N] [*] (repeatable, max 64)\n"
+	"  --rows PATH    stream FILE in bounded memory: each record PATH selects ($...)\n"
+	"                 is printed as it completes, or each --select on it: @... from\n"
+	"                 the record, $... from the values before the first record\n"
+	"  --count        with --rows: print the number of records at the end\n"
 	"  --ndjson       one document per line (automatic for *.ndjson and *.jsonl)\n"
 	"  --help         this text\n"
 	"Exit: 0 valid, 1 invalid (FILE:OFFSET: reason (line L) on stderr), 2 usage or\n"
@@ -34,6 +45,8 @@ static const char usage_text[] =
 typedef struct {
 	json_path_t *paths[PARSE_SELECT_MAX];
 	unsigned n_paths;
+	json_path_t *rows; /* --rows, or NULL */
+	bool count;        /* --count */
 	json_buf_t out;
 	int out_error; /* 0 or -errno from writing stdout */
 } cli_t;
@@ -172,6 +185,21 @@ static int add_select(cli_t *c, const char *expr)
 	return 0;
 }
 
+static int set_rows(cli_t *c, const char *expr)
+{
+	if (c->rows)
+		return usage_error("more than one --rows given, at '%s'", expr);
+	json_error_t err;
+	if (json_path_compile(expr, &c->rows, &err) < 0) {
+		fprintf(stderr, "ringfill parse: --rows '%s': %s at offset %zu\n", expr, err.reason,
+		        err.offset);
+		return EXIT_USAGE;
+	}
+	if (!json_path_is_rooted(c->rows))
+		return usage_error("--rows '%s': a rows path starts with '$'", expr);
+	return 0;
+}
+
 /* Parses argv into c; returns 0, or the exit code to return (-1: --help). */
 static int parse_args(int argc, char **argv, cli_t *c, const char **file, bool *ndjson)
 {
@@ -195,6 +223,14 @@ static int parse_args(int argc, char **argv, cli_t *c, const char **file, bool *
 			r = add_select(c, argv[++i]);
 		} else if (strncmp(a, "--select=", 9) == 0) {
 			r = add_select(c, a + 9);
+		} else if (strcmp(a, "--rows") == 0) {
+			if (i + 1 >= argc)
+				return usage_error("%s needs a PATH", a);
+			r = set_rows(c, argv[++i]);
+		} else if (strncmp(a, "--rows=", 7) == 0) {
+			r = set_rows(c, a + 7);
+		} else if (strcmp(a, "--count") == 0) {
+			c->count = true;
 		} else {
 			return usage_error("unknown option '%s'", a);
 		}
@@ -203,7 +239,113 @@ static int parse_args(int argc, char **argv, cli_t *c, const char **file, bool *
 	}
 	if (!*file)
 		return usage_error("%s", "no FILE given");
+	if (c->count && !c->rows)
+		return usage_error("%s", "--count needs --rows");
 	return 0;
+}
+
+/* --rows: the --select paths on one record; '$' paths read the envelope. */
+static int select_record(cli_t *c, json_stream_t *s, const json_doc_t *rec)
+{
+	for (unsigned i = 0; i < c->n_paths; i++) {
+		const json_doc_t *d = rec;
+		json_doc_t env;
+		if (json_path_is_rooted(c->paths[i])) {
+			if (json_stream_envelope(s, &env) < 0)
+				continue; /* nothing kept before the first record */
+			d = &env;
+		}
+		int r = json_path_each(c->paths[i], d, 0, print_value, c);
+		if (r != 0)
+			return r;
+	}
+	if (c->n_paths == 0 && !c->count)
+		return print_value(c, rec, 0);
+	return 0;
+}
+
+/* --rows: FILE in pieces through json_stream. Returns 0 valid, -1 invalid
+ * (*err), a positive errno when FILE cannot be read, or out_error's value
+ * when stdout failed. */
+static int stream_file(cli_t *c, int fd, json_stream_t *s, size_t *n_recs, json_error_t *err)
+{
+	char *buf = malloc(PARSE_STREAM_READ_BYTES);
+	if (!buf)
+		return ENOMEM;
+	int r = 0;
+	for (bool eof = false; !eof;) {
+		ssize_t n = read(fd, buf, PARSE_STREAM_READ_BYTES);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			r = errno;
+			break;
+		}
+		if (n == 0) {
+			eof = true;
+			json_stream_finish(s);
+		} else {
+			json_stream_feed(s, buf, (size_t)n);
+		}
+		json_stream_record_t rec;
+		while ((r = json_stream_next(s, &rec, err)) == JSON_STREAM_RECORD) {
+			(*n_recs)++;
+			if ((r = select_record(c, s, &rec.doc)) != 0)
+				break;
+		}
+		if (r == JSON_STREAM_END || r == JSON_STREAM_MORE)
+			r = 0;
+		if (r != 0)
+			break;
+	}
+	free(buf);
+	return r;
+}
+
+static int run_stream(cli_t *c, const char *file)
+{
+	int fd = strcmp(file, "-") == 0 ? STDIN_FILENO : open(file, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	if (fd >= 0 && fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+		close(fd);
+		fd = -1;
+		errno = EISDIR;
+	}
+	if (fd < 0) {
+		fprintf(stderr, "%s: %s\n", file, strerror(errno));
+		return EXIT_USAGE;
+	}
+	bool dollar = false;
+	for (unsigned i = 0; i < c->n_paths; i++)
+		dollar |= json_path_is_rooted(c->paths[i]);
+	json_stream_opts_t o = {.keep_envelope = dollar};
+	json_stream_t *s = json_stream_new(c->rows, &o);
+	json_error_t err;
+	size_t n_recs = 0;
+	int r = s ? stream_file(c, fd, s, &n_recs, &err) : ENOMEM;
+	if (fd != STDIN_FILENO)
+		close(fd);
+	json_stream_free(s);
+	int code = EXIT_VALID;
+	if (r == 0 && c->count && c->out_error == 0) {
+		char line[32];
+		int k = snprintf(line, sizeof line, "%zu\n", n_recs);
+		if (json_buf_append(&c->out, line, (size_t)k) < 0)
+			c->out_error = -ENOMEM;
+	}
+	if (c->out_error == 0)
+		flush_out(c);
+	if (c->out_error != 0) {
+		fprintf(stderr, "ringfill parse: writing output: %s\n", strerror(-c->out_error));
+		code = EXIT_OUTPUT;
+	} else if (r < 0) {
+		fprintf(stderr, "%s:%zu: %s (line %zu)\n", file, err.offset, err.reason, err.line);
+		code = EXIT_INVALID;
+	} else if (r > 0) {
+		fprintf(stderr, "%s: %s\n", file, strerror(r));
+		code = EXIT_USAGE;
+	}
+	return code;
 }
 
 static int run(cli_t *c, const char *file, bool ndjson)
@@ -253,10 +395,16 @@ int parse_main(int argc, char **argv)
 	} else if (code == 0) {
 		if (ends_with(file, ".ndjson") || ends_with(file, ".jsonl"))
 			ndjson = true;
-		code = run(&c, file, ndjson);
+		if (c.rows && ndjson)
+			code = usage_error("%s", "--rows reads one JSON document, not NDJSON");
+		else if (c.rows)
+			code = run_stream(&c, file);
+		else
+			code = run(&c, file, ndjson);
 	}
 	for (unsigned i = 0; i < c.n_paths; i++)
 		json_path_free(c.paths[i]);
+	json_path_free(c.rows);
 	json_buf_free(&c.out);
 	return code;
 }

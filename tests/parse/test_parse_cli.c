@@ -240,6 +240,49 @@ static void empty_file_is_invalid(void **state)
 	assert_string_equal(r.err, want);
 }
 
+/* --rows streams: records print as they complete (so those before an error
+ * are out when it is reported), '@' selects read the record, '$' selects the
+ * values before the first record. */
+static void rows_streams_records(void **state)
+{
+	(void)state;
+	write_file("doc.json", "{\"meta\": {\"v\": 9},\n \"items\": [{\"id\": 1, \"n\": \"a\"},\n"
+	                       "  {\"id\": 2}], \"after\": 3}");
+	result_t r;
+	const char *all[] = {"parse", "--rows", "$.items[*]", file_arg("doc.json"), NULL};
+	run(&r, all);
+	assert_int_equal(r.code, 0);
+	assert_string_equal(r.out, "{\"id\":1,\"n\":\"a\"}\n{\"id\":2}\n");
+
+	const char *sel[] = {"parse", "--rows=$.items[*]", "--select", "@.id", "--select",
+	                     "$.meta.v", "--select", "$.after", file_arg("doc.json"), NULL};
+	run(&r, sel);
+	assert_int_equal(r.code, 0);
+	assert_string_equal(r.out, "1\n9\n2\n9\n");
+
+	const char *count[] = {"parse", "--rows", "$.items[*]", "--count", file_arg("doc.json"),
+	                       NULL};
+	run(&r, count);
+	assert_int_equal(r.code, 0);
+	assert_string_equal(r.out, "2\n");
+
+	write_file("bad.json", "{\"items\": [1,\n 2,\n ]}");
+	const char *bad[] = {"parse", "--rows", "$.items[*]", file_arg("bad.json"), NULL};
+	run(&r, bad);
+	assert_int_equal(r.code, 1);
+	assert_string_equal(r.out, "1\n2\n");
+	char want[600];
+	snprintf(want, sizeof want, "%s:16: trailing comma (line 2)\n", file_arg("bad.json"));
+	assert_string_equal(r.err, want);
+
+	const char *rel[] = {"parse", "--rows", "@.items", file_arg("doc.json"), NULL};
+	run(&r, rel);
+	assert_int_equal(r.code, 2);
+	const char *cnt[] = {"parse", "--count", file_arg("doc.json"), NULL};
+	run(&r, cnt);
+	assert_int_equal(r.code, 2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -249,6 +292,7 @@ int main(void)
 		cmocka_unit_test(ndjson_error_on_line_three),
 		cmocka_unit_test(usage_and_file_errors),
 		cmocka_unit_test(empty_file_is_invalid),
+		cmocka_unit_test(rows_streams_records),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
