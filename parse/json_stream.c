@@ -571,7 +571,9 @@ static int unit_end(json_stream_t *s, size_t end, json_stream_record_t *rec, jso
 	if (u->carried) {
 		if (s->carry.len + (stop - u->from) > s->value_max)
 			return stream_fail(s, u->start, u->lines + 1, JSON_E_VALUE_TOO_LARGE, err);
-		if (json_buf_append(&s->carry, s->piece + u->from, stop - u->from) < 0)
+		/* After json_stream_finish there is no piece (NULL) to add from. */
+		if (stop > u->from &&
+		    json_buf_append(&s->carry, s->piece + u->from, stop - u->from) < 0)
 			return stream_fail(s, 0, 1, JSON_E_NOMEM, err);
 		text = s->carry.data, len = s->carry.len;
 	} else {

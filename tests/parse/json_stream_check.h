@@ -120,7 +120,8 @@ static const char *sc_differs(const sc_result_t *a, const sc_result_t *b)
 	}
 	if (a->n_recs != b->n_recs)
 		return "record count";
-	if (a->recs.len != b->recs.len || memcmp(a->recs.data, b->recs.data, a->recs.len) != 0)
+	if (a->recs.len != b->recs.len ||
+	    (a->recs.len && memcmp(a->recs.data, b->recs.data, a->recs.len) != 0))
 		return "records";
 	return NULL;
 }
