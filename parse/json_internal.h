@@ -114,6 +114,17 @@ int json_parse_nested(json_parser_t *p, uint32_t depth_used, const char *src, si
                       json_doc_t *doc, json_error_t *err);
 uint32_t json_parser_depth_max(const json_parser_t *p);
 
+/* Stage 2 of the one value whose first index entry is idx[0], in a window
+ * src[0, len) of a larger document that stage 1 indexed into idx[0, n_idx)
+ * (offsets into src; entries only where stage 1 is sure of them). Returns
+ * 0 with *doc (node 0 the value, offsets into src) and *used, the entries it
+ * took; 1 when the window ends before the value provably does (the caller
+ * must parse it some other way); -1 with *err for an error, which is the
+ * one json_parse gives on the whole document (err->line is not set). */
+int json_parse_value_indexed(json_parser_t *p, uint32_t depth_used, const char *src, size_t len,
+                             const uint32_t *idx, uint32_t n_idx, json_doc_t *doc, uint32_t *used,
+                             json_error_t *err);
+
 /* Value of the four hex digits at p, or -1 if one is not a hex digit. */
 static inline int32_t json_hex4(const char *p)
 {

@@ -27,6 +27,10 @@
 #include "parse/json_internal.h"
 #include "parse/json_stream.h"
 
+/* Records are parsed from a stage-1 index of a window of the piece this
+ * long (4 bytes of index per byte), when they end inside it. */
+#define JSON_STREAM_WINDOW_BYTES (256u << 10)
+
 enum { UNIT_NONE, UNIT_STRING, UNIT_CONTAINER, UNIT_SCALAR };
 
 /* Skeleton states: the labels of stage2_run in json.c. */
@@ -66,6 +70,7 @@ struct json_stream {
 	uint32_t n_steps;
 	size_t value_max, env_max;
 	bool keep_env;
+	bool window_ok;            /* value_max >= the window: see json_stream_new */
 	json_parser_t *parser;     /* units; a record's tape lives here */
 	json_parser_t *env_parser; /* the envelope document's tape */
 
@@ -87,6 +92,16 @@ struct json_stream {
 
 	unit_t unit;
 	json_buf_t carry; /* the current unit's bytes from earlier pieces */
+
+	/* The window: stage 1 of piece[base, base + len) once, for all the
+	 * records that end in it. idx[0, n) are the entries stage 1 is sure
+	 * of; k is the first one not yet walked. */
+	struct {
+		uint32_t *idx; /* JSON_STREAM_WINDOW_BYTES + JSON_STAGE1_IDX_SLACK entries */
+		size_t base, len;
+		uint32_t n, k;
+		bool valid;
+	} win;
 
 	/* Envelope: the kept text, then (frozen) the document made from it. */
 	json_buf_t env;
@@ -167,6 +182,15 @@ static size_t scan_string(const char *p, size_t n, unit_t *u)
 }
 
 #define ODD_BITS 0xAAAAAAAAAAAAAAAAull
+
+/* Set bits of x, without the POPCNT instruction this file may not use. */
+static inline unsigned popcount64(uint64_t x)
+{
+	x -= (x >> 1) & 0x5555555555555555ull;
+	x = (x & 0x3333333333333333ull) + ((x >> 2) & 0x3333333333333333ull);
+	x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0Full;
+	return (unsigned)((x * 0x0101010101010101ull) >> 56);
+}
 
 /* Bit i = XOR of bits 0..i (the in-string mask from quote positions),
  * without PCLMULQDQ: this file is built for any x86-64. */
@@ -285,8 +309,8 @@ static size_t scan_container(const char *p, size_t n, unit_t *u)
 		uint64_t in_str = prefix_xor(quote) ^ in_string;
 		uint64_t outside = ~(in_str | quote);
 		uint64_t opens = open & outside, closes = close & outside, bad = bslash & outside;
-		unsigned n_open = (unsigned)__builtin_popcountll(opens);
-		unsigned n_close = (unsigned)__builtin_popcountll(closes);
+		unsigned n_open = popcount64(opens);
+		unsigned n_close = popcount64(closes);
 		if (__builtin_expect(bad != 0 || n_close >= u->depth ||
 		                             u->depth + n_open > u->depth_limit,
 		                     0)) {
@@ -317,15 +341,22 @@ static size_t scan_unit(const char *p, size_t n, unit_t *u)
 
 /* ---- Lines and errors */
 
-/* '\n' bytes in p[0, n). */
+/* '\n' bytes in p[0, n). Every piece passes here once, so it counts 16
+ * bytes per step into byte counters, summed every 255 steps before they
+ * could wrap (no POPCNT: this file is built for any x86-64). */
 static size_t count_nl(const char *p, size_t n)
 {
 	size_t lines = 0, i = 0;
 #if defined(__SSE2__)
-	const __m128i nl = _mm_set1_epi8('\n');
-	for (; n - i >= 16; i += 16) {
-		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + i));
-		lines += (size_t)__builtin_popcount((unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, nl)));
+	const __m128i nl = _mm_set1_epi8('\n'), zero = _mm_setzero_si128();
+	while (n - i >= 16) {
+		__m128i acc = zero;
+		for (unsigned step = 0; step < 255 && n - i >= 16; step++, i += 16) {
+			__m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + i));
+			acc = _mm_sub_epi8(acc, _mm_cmpeq_epi8(v, nl)); /* a match is -1 */
+		}
+		__m128i sums = _mm_sad_epu8(acc, zero);
+		lines += (size_t)_mm_cvtsi128_si64(sums) + (size_t)_mm_extract_epi16(sums, 4);
 	}
 #endif
 	for (; i < n; i++)
@@ -389,6 +420,73 @@ static void env_freeze(json_stream_t *s)
 	/* The text is what the stream validated, closed: it parses. */
 	s->env_ok = json_parse(s->env_parser, s->env.data, s->env.len, &s->env_doc, &e) == 0;
 	assert(s->env_ok);
+}
+
+/* ---- Records through the window
+ *
+ * The fast path for records: stage 1 runs once over a window of the piece
+ * from a record's first byte, and stage 2 walks each record's entries from
+ * that index (json_parse_value_indexed), which also finds where the record
+ * ends. When stage 1 rejects the window (a string cut by its end, or a real
+ * error), the entries before that string's quote are still exact; a record
+ * that needs entries past them, or ends with the window, goes the unit way
+ * (scan, then json_parse), which gives the exact result in every case. */
+
+static void window_build(json_stream_t *s)
+{
+	size_t len = s->piece_len - s->pos;
+	if (len > JSON_STREAM_WINDOW_BYTES)
+		len = JSON_STREAM_WINDOW_BYTES;
+	uint32_t n = 0;
+	json_error_t e;
+	if (json_stage1(s->piece + s->pos, (uint32_t)len, s->win.idx, &n, &e) < 0 && n > 0)
+		n--; /* the quote of the string that holds the error */
+	s->win.base = s->pos;
+	s->win.len = len;
+	s->win.n = n;
+	s->win.k = 0;
+	s->win.valid = true;
+}
+
+/* The record starting at pos: 1 and *rec, 0 to parse it as a unit, -1. */
+static int record_from_window(json_stream_t *s, json_stream_record_t *rec, json_error_t *err)
+{
+	bool fresh = false;
+	if (!s->win.valid || s->pos >= s->win.base + s->win.len) {
+		window_build(s);
+		fresh = true;
+	}
+	for (;;) {
+		uint32_t rel = (uint32_t)(s->pos - s->win.base), k = s->win.k;
+		while (k < s->win.n && s->win.idx[k] < rel)
+			k++;
+		s->win.k = k;
+		int r = 1;
+		json_doc_t doc;
+		uint32_t used = 0;
+		json_error_t e;
+		if (k < s->win.n && s->win.idx[k] == rel)
+			r = json_parse_value_indexed(s->parser, s->n_frames, s->piece + s->win.base,
+			                             s->win.len, s->win.idx + k, s->win.n - k, &doc,
+			                             &used, &e);
+		if (r < 0)
+			return fail_here(s, s->piece_base + s->win.base + e.offset, e.reason, err);
+		if (r == 1) {
+			if (fresh || s->win.base + s->win.len == s->piece_len)
+				return 0;
+			window_build(s);
+			fresh = true;
+			continue;
+		}
+		const json_node_t *v = &doc.nodes[0];
+		s->win.k = k + used;
+		s->pos = s->win.base + v->start + v->len;
+		s->state = SK_AFTER;
+		s->last_comma = false;
+		env_freeze(s);
+		*rec = (json_stream_record_t){.doc = doc, .offset = s->piece_base + s->win.base + v->start};
+		return 1;
+	}
 }
 
 /* ---- The skeleton */
@@ -481,8 +579,9 @@ static int fail_closer(json_stream_t *s, json_error_t *err)
 }
 
 /* One token of the skeleton at pos (not whitespace). Returns 0 to go on,
- * -1 on error; a value or key begins a unit instead of being consumed. */
-static int skeleton_token(json_stream_t *s, json_error_t *err)
+ * 1 with *rec for a record read from the window, -1 on error; a value or
+ * key that is not begins a unit instead of being consumed. */
+static int skeleton_token(json_stream_t *s, json_stream_record_t *rec, json_error_t *err)
 {
 	char c = s->piece[s->pos];
 	size_t off = s->piece_base + s->pos;
@@ -503,6 +602,12 @@ static int skeleton_token(json_stream_t *s, json_error_t *err)
 	case SK_VALUE: {
 		bool selected = value_selected(s);
 		bool on_path = selected && s->n_frames < s->n_steps;
+		bool value = c != ']' && c != '}' && c != ':' && c != ',';
+		if (selected && !on_path && value && s->window_ok) {
+			int r = record_from_window(s, rec, err);
+			if (r != 0)
+				return r;
+		}
 		if (c == '{' || c == '[') {
 			if (on_path)
 				return frame_push(s, err);
@@ -651,8 +756,12 @@ json_stream_t *json_stream_new(const json_path_t *rows, const json_stream_opts_t
 	s->parser = json_parser_new(o.depth_max);
 	s->env_parser = json_parser_new(0);
 	s->frames = calloc(s->n_steps + 1, sizeof *s->frames);
-	if (!s->parser || !s->env_parser || !s->frames)
+	s->win.idx = malloc((JSON_STREAM_WINDOW_BYTES + JSON_STAGE1_IDX_SLACK) * sizeof *s->win.idx);
+	if (!s->parser || !s->env_parser || !s->frames || !s->win.idx)
 		goto nomem;
+	/* A record that ends in the window is then never over the limit, so
+	 * both ways of reading records apply the limit alike. */
+	s->window_ok = s->value_max >= JSON_STREAM_WINDOW_BYTES;
 	s->state = SK_VALUE;
 	return s;
 nomem:
@@ -668,6 +777,7 @@ void json_stream_free(json_stream_t *s)
 	json_parser_free(s->parser);
 	json_parser_free(s->env_parser);
 	free(s->frames);
+	free(s->win.idx);
 	json_buf_free(&s->carry);
 	json_buf_free(&s->env);
 	free(s);
@@ -698,6 +808,7 @@ static int piece_done(json_stream_t *s)
 	s->piece_len = s->pos = 0;
 	/* A unit that goes on continues at the next piece's first byte. */
 	s->unit.from = s->unit.scan = 0;
+	s->win.valid = false;
 	return JSON_STREAM_MORE;
 }
 
@@ -744,8 +855,9 @@ int json_stream_next(json_stream_t *s, json_stream_record_t *rec, json_error_t *
 				return piece_done(s);
 			return skeleton_eof(s, err);
 		}
-		if (skeleton_token(s, err) < 0)
-			return -1;
+		int r = skeleton_token(s, rec, err);
+		if (r != 0)
+			return r;
 	}
 }
 
