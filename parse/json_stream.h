@@ -54,14 +54,14 @@ enum {
 	JSON_STREAM_END = 2,    /* finished, and the document was valid */
 };
 
-/* A record. doc points into the caller's piece or into the stream's own
- * buffer: it stays valid until the next json_stream_next, json_stream_feed
- * or json_stream_free. Node offsets are relative to the record's first
- * byte, which is at `offset` in the whole input; `line` is that byte's line. */
+/* A record: node 0 of doc. doc points into the caller's piece or into the
+ * stream's own buffer, and stays valid until the next json_stream_next,
+ * json_stream_feed or json_stream_free. As in any json_doc_t, node offsets
+ * are relative to doc.src, which may start before the record; the record's
+ * first byte is at `offset` in the whole input. */
 typedef struct {
 	json_doc_t doc;
 	size_t offset;
-	size_t line;
 } json_stream_record_t;
 
 typedef struct json_stream json_stream_t;

@@ -11,6 +11,7 @@
 #ifndef RF_TEST_JSON_STREAM_CHECK_H
 #define RF_TEST_JSON_STREAM_CHECK_H
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,12 +32,22 @@ static void sc_result_free(sc_result_t *res)
 	memset(res, 0, sizeof *res);
 }
 
-static int sc_collect(void *ctx, const json_doc_t *d, uint32_t node)
+/* One record as "OFFSET JSON\n": where it starts in the whole input, and
+ * its compact text. */
+static void sc_add(sc_result_t *res, const json_doc_t *d, uint32_t node, size_t offset)
 {
-	sc_result_t *res = ctx;
-	if (json_write(d, node, &res->recs) < 0 || json_buf_append(&res->recs, "\n", 1) < 0)
+	char at[32];
+	int n = snprintf(at, sizeof at, "%zu ", offset);
+	if (json_buf_append(&res->recs, at, (size_t)n) < 0 || json_write(d, node, &res->recs) < 0 ||
+	    json_buf_append(&res->recs, "\n", 1) < 0)
 		res->oom = 1;
 	res->n_recs++;
+}
+
+/* json_path_each's visitor over the whole input, where offsets are absolute. */
+static int sc_collect(void *ctx, const json_doc_t *d, uint32_t node)
+{
+	sc_add(ctx, d, node, d->nodes[node].start);
 	return 0;
 }
 
@@ -58,7 +69,7 @@ static int sc_drain(json_stream_t *s, sc_result_t *res)
 		json_stream_record_t rec;
 		int r = json_stream_next(s, &rec, &res->err);
 		if (r == JSON_STREAM_RECORD) {
-			sc_collect(res, &rec.doc, 0);
+			sc_add(res, &rec.doc, 0, rec.offset);
 			continue;
 		}
 		if (r == JSON_STREAM_MORE)

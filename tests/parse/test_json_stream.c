@@ -317,7 +317,7 @@ static void duplicate_keys_each_followed(void **state)
 	sc_stream(rows, NULL, doc, sizeof doc - 1, NULL, 0, &got);
 	assert_int_equal(got.r, 0);
 	assert_int_equal(got.n_recs, 3);
-	assert_memory_equal(got.recs.data, "1\n2\n3\n", 6);
+	assert_memory_equal(got.recs.data, "10 1\n22 2\n24 3\n", 16);
 	sc_result_free(&got);
 	json_path_free(rows);
 }
