@@ -873,3 +873,124 @@ size_t json_stream_offset(const json_stream_t *s)
 {
 	return s->piece_base + s->pos;
 }
+
+/* ---- NDJSON in pieces */
+
+struct json_ndjson_stream {
+	json_parser_t *parser; /* the caller's */
+	size_t line_max;
+	json_buf_t carry;  /* a line cut by the last piece's end */
+	size_t carry_at;   /* its offset in the whole input */
+	size_t carry_line; /* its 1-based line */
+	size_t at;         /* offset of the next piece in the whole input */
+	size_t line;       /* 1-based line the next piece starts on */
+};
+
+/* Hands fn the line offsets in the whole input. */
+typedef struct {
+	json_ndjson_fn fn;
+	void *ctx;
+	size_t base;
+} ndjson_shift_t;
+
+static int ndjson_shift(void *ctx, const json_doc_t *doc, size_t line_offset)
+{
+	const ndjson_shift_t *sh = ctx;
+	return sh->fn(sh->ctx, doc, sh->base + line_offset);
+}
+
+/* Whole lines src[0, len) at offset `base`, starting on line `line`. */
+static int ndjson_run(json_ndjson_stream_t *st, const char *src, size_t len, size_t base,
+                      size_t line, json_ndjson_fn fn, void *ctx, json_error_t *err)
+{
+	ndjson_shift_t sh = {.fn = fn, .ctx = ctx, .base = base};
+	int r = json_ndjson_each(st->parser, src, len, ndjson_shift, &sh, err);
+	if (r < 0) {
+		err->offset += base;
+		err->line += line - 1;
+	}
+	return r;
+}
+
+json_ndjson_stream_t *json_ndjson_stream_new(json_parser_t *p, size_t line_bytes_max)
+{
+	json_ndjson_stream_t *st = calloc(1, sizeof *st);
+	if (!st)
+		return NULL;
+	st->parser = p;
+	st->line_max = line_bytes_max ? line_bytes_max : JSON_STREAM_VALUE_BYTES_MAX;
+	st->line = 1;
+	return st;
+}
+
+void json_ndjson_stream_free(json_ndjson_stream_t *st)
+{
+	if (!st)
+		return;
+	json_buf_free(&st->carry);
+	free(st);
+}
+
+/* Appends piece[0, n) to the cut line. */
+static int ndjson_carry(json_ndjson_stream_t *st, const char *piece, size_t n, json_error_t *err)
+{
+	if (st->carry.len + n > st->line_max) {
+		*err = (json_error_t){.offset = st->carry_at, .line = st->carry_line,
+		                      .reason = JSON_E_VALUE_TOO_LARGE};
+		return -1;
+	}
+	if (n && json_buf_append(&st->carry, piece, n) < 0) {
+		*err = (json_error_t){.offset = 0, .line = 1, .reason = JSON_E_NOMEM};
+		return -1;
+	}
+	return 0;
+}
+
+int json_ndjson_stream_feed(json_ndjson_stream_t *st, const char *piece, size_t len,
+                            json_ndjson_fn fn, void *ctx, json_error_t *err)
+{
+	size_t pos = 0;
+	int r;
+	if (st->carry.len) {
+		const char *nl = memchr(piece, '\n', len);
+		size_t take = nl ? (size_t)(nl - piece) + 1 : len;
+		if ((r = ndjson_carry(st, piece, take, err)) != 0)
+			return r;
+		pos = take;
+		if (!nl)
+			goto done;
+		r = ndjson_run(st, st->carry.data, st->carry.len, st->carry_at, st->carry_line, fn,
+		               ctx, err);
+		st->carry.len = 0;
+		if (r != 0)
+			return r;
+	}
+	const char *last = len > pos ? memrchr(piece + pos, '\n', len - pos) : NULL;
+	size_t whole = last ? (size_t)(last - piece) + 1 : pos;
+	if (whole > pos) {
+		size_t line = st->line + count_nl(piece, pos);
+		if ((r = ndjson_run(st, piece + pos, whole - pos, st->at + pos, line, fn, ctx, err)) != 0)
+			return r;
+	}
+	if (whole < len) {
+		st->carry_at = st->at + whole;
+		st->carry_line = st->line + count_nl(piece, whole);
+		if ((r = ndjson_carry(st, piece + whole, len - whole, err)) != 0)
+			return r;
+	}
+done:
+	st->line += count_nl(piece, len);
+	st->at += len;
+	return 0;
+}
+
+int json_ndjson_stream_finish(json_ndjson_stream_t *st, json_ndjson_fn fn, void *ctx,
+                              json_error_t *err)
+{
+	if (!st->carry.len)
+		return 0;
+	int r = ndjson_run(st, st->carry.data, st->carry.len, st->carry_at, st->carry_line, fn,
+	                   ctx, err);
+	st->carry.len = 0;
+	return r;
+}

@@ -96,4 +96,28 @@ int json_stream_envelope(json_stream_t *s, json_doc_t *out);
 /* Bytes of input consumed so far (the offset of the next byte to read). */
 size_t json_stream_offset(const json_stream_t *s);
 
+/* ---- NDJSON in pieces: each line is a document (json_ndjson_each's rules).
+ * Lines whole inside a piece are parsed where they are, in one
+ * json_ndjson_each over the run of them; only a line cut by a piece's end is
+ * copied, and completed from the next piece. fn gets each document with the
+ * offset of its line in the whole input; the first invalid line fails with
+ * the offset and line json_ndjson_each gives on the whole input. A line
+ * longer than line_bytes_max that crosses a piece fails with "value larger
+ * than the stream limit" at its first byte. Memory: the longest line that
+ * crosses a piece, plus json_ndjson_each's batch index (docs/parse.md). */
+typedef struct json_ndjson_stream json_ndjson_stream_t;
+
+/* line_bytes_max 0: JSON_STREAM_VALUE_BYTES_MAX. NULL on ENOMEM. The
+ * parser is the caller's and must outlive the stream. */
+json_ndjson_stream_t *json_ndjson_stream_new(json_parser_t *p, size_t line_bytes_max);
+void json_ndjson_stream_free(json_ndjson_stream_t *st);
+
+/* The next piece (not kept after the call). 0, fn's non-zero return, or -1
+ * with *err; after a non-zero return the stream must not be fed again. */
+int json_ndjson_stream_feed(json_ndjson_stream_t *st, const char *piece, size_t len,
+                            json_ndjson_fn fn, void *ctx, json_error_t *err);
+/* The end of the input: the last line, if it had no newline. */
+int json_ndjson_stream_finish(json_ndjson_stream_t *st, json_ndjson_fn fn, void *ctx,
+                              json_error_t *err);
+
 #endif

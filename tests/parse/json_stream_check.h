@@ -113,6 +113,51 @@ static void sc_stream(const json_path_t *rows, const json_stream_opts_t *opts, c
 	json_stream_free(s);
 }
 
+/* ---- NDJSON: json_ndjson_each on the whole input against
+ * json_ndjson_stream fed in pieces; a "record" is each line's document with
+ * the offset of its line. */
+
+static int sc_ndjson_line(void *ctx, const json_doc_t *doc, size_t line_offset)
+{
+	sc_add(ctx, doc, 0, line_offset);
+	return 0;
+}
+
+static void sc_ndjson_whole(json_parser_t *p, const char *src, size_t len, sc_result_t *res)
+{
+	memset(res, 0, sizeof *res);
+	res->r = json_ndjson_each(p, src, len, sc_ndjson_line, res, &res->err) ? -1 : 0;
+}
+
+static void sc_ndjson_stream(json_parser_t *p, const char *src, size_t len, const size_t *cuts,
+                             size_t n_cuts, sc_result_t *res)
+{
+	memset(res, 0, sizeof *res);
+	json_ndjson_stream_t *st = json_ndjson_stream_new(p, 0);
+	if (!st) {
+		res->oom = 1;
+		return;
+	}
+	size_t at = 0;
+	int r = 0;
+	for (size_t i = 0; i <= n_cuts && r == 0; i++) {
+		size_t end = i < n_cuts ? cuts[i] : len;
+		char *piece = malloc(end - at ? end - at : 1);
+		if (!piece) {
+			res->oom = 1;
+			break;
+		}
+		memcpy(piece, src + at, end - at);
+		r = json_ndjson_stream_feed(st, piece, end - at, sc_ndjson_line, res, &res->err);
+		free(piece);
+		at = end;
+	}
+	if (r == 0)
+		r = json_ndjson_stream_finish(st, sc_ndjson_line, res, &res->err);
+	res->r = r ? -1 : 0;
+	json_ndjson_stream_free(st);
+}
+
 /* NULL when a and b agree, else what differs. */
 static const char *sc_differs(const sc_result_t *a, const sc_result_t *b)
 {

@@ -192,6 +192,60 @@ static void every_file_every_split(void **state)
 	json_parser_free(p);
 }
 
+/* Every file as NDJSON (most are one line; the corpus has a real NDJSON
+ * file), split as above: json_ndjson_stream against json_ndjson_each. */
+static void ndjson_every_split(void **state)
+{
+	(void)state;
+	json_parser_t *p = json_parser_new(0), *q = json_parser_new(0);
+	assert_true(p && q);
+	size_t *cuts = malloc(CUTS_MAX * sizeof *cuts);
+	assert_non_null(cuts);
+	/* Each file, then a copy of each large one with a control byte two
+	 * thirds in: an error far from the first line and the first piece. */
+	for (size_t i = 0; i < 2 * n_files; i++) {
+		const file_t *f = &files[i % n_files];
+		file_t bad;
+		if (i >= n_files) {
+			if (f->len <= EVERY_SPLIT_BYTES_MAX)
+				continue;
+			bad = *f;
+			snprintf(bad.name, sizeof bad.name, "%.200s (byte %zu set to 0x01)", f->name,
+			         f->len / 3 * 2);
+			assert_non_null(bad.data = malloc(f->len));
+			memcpy(bad.data, f->data, f->len);
+			bad.data[f->len / 3 * 2] = 1;
+			f = &bad;
+		}
+		sc_result_t want, got;
+		sc_ndjson_whole(p, f->data, f->len, &want);
+		char split[64];
+		size_t n_plans = f->len <= EVERY_SPLIT_BYTES_MAX ? f->len + 1 : RANDOM_PLANS;
+		for (size_t plan = 0; plan < n_plans; plan++) {
+			size_t n = 0;
+			if (f->len <= EVERY_SPLIT_BYTES_MAX) {
+				cuts[n++] = plan;
+				snprintf(split, sizeof split, "at %zu", plan);
+			} else {
+				uint64_t seed = (plan + 1) * 0x9E3779B97F4A7C15ull ^ f->len;
+				size_t max_piece = (size_t)1 << (1 + plan % 21), at = 0;
+				while (n < CUTS_MAX && (at += 1 + rnd(&seed) % max_piece) < f->len)
+					cuts[n++] = at;
+				snprintf(split, sizeof split, "plan %zu", plan);
+			}
+			sc_ndjson_stream(q, f->data, f->len, cuts, n, &got);
+			expect_same(f, "(ndjson)", &want, &got, split);
+			sc_result_free(&got);
+		}
+		sc_result_free(&want);
+		if (i >= n_files)
+			free(bad.data);
+	}
+	free(cuts);
+	json_parser_free(p);
+	json_parser_free(q);
+}
+
 /* ---- Hand-made cases: what the suite files do not hold. */
 
 static const char env_doc[] =
@@ -462,6 +516,7 @@ int main(int argc, char **argv)
 	dirs[1] = argv[2];
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(every_file_every_split),
+		cmocka_unit_test(ndjson_every_split),
 		cmocka_unit_test(envelope_before_records),
 		cmocka_unit_test(envelope_without_records),
 		cmocka_unit_test(value_limit),
