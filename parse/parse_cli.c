@@ -244,6 +244,68 @@ static int parse_args(int argc, char **argv, cli_t *c, const char **file, bool *
 	return 0;
 }
 
+/* Prints what is left, then says how the run ended: r is 0, -1 for invalid
+ * input (*err), or a positive errno for FILE. Returns the exit code. */
+static int report(cli_t *c, const char *file, int r, const json_error_t *err)
+{
+	if (c->out_error == 0)
+		flush_out(c);
+	if (c->out_error != 0) {
+		fprintf(stderr, "ringfill parse: writing output: %s\n", strerror(-c->out_error));
+		return EXIT_OUTPUT;
+	}
+	if (r < 0) {
+		fprintf(stderr, "%s:%zu: %s (line %zu)\n", file, err->offset, err->reason, err->line);
+		return EXIT_INVALID;
+	}
+	if (r > 0) {
+		fprintf(stderr, "%s: %s\n", file, strerror(r));
+		return EXIT_USAGE;
+	}
+	return EXIT_VALID;
+}
+
+/* The streaming paths (--rows, NDJSON) read FILE in pieces and hand each
+ * to a sink; n == 0 is the end of the input. The sink returns 0, -1 for
+ * invalid input (*err) or a negative errno from writing (c->out_error). */
+typedef int (*sink_fn)(cli_t *c, void *sink, const char *piece, size_t n, json_error_t *err);
+
+/* Returns 0, -1 (invalid or output error), or a positive errno for FILE. */
+static int read_pieces(cli_t *c, const char *file, sink_fn fn, void *sink, json_error_t *err)
+{
+	int fd = strcmp(file, "-") == 0 ? STDIN_FILENO : open(file, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	if (fd >= 0 && fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+		close(fd);
+		fd = -1;
+		errno = EISDIR;
+	}
+	if (fd < 0)
+		return errno;
+	char *buf = malloc(PARSE_STREAM_READ_BYTES);
+	int r = buf ? 0 : ENOMEM;
+	for (bool eof = false; r == 0 && !eof;) {
+		ssize_t n = read(fd, buf, PARSE_STREAM_READ_BYTES);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			r = errno;
+			break;
+		}
+		eof = n == 0;
+		r = fn(c, sink, buf, (size_t)n, err) != 0 ? -1 : 0;
+	}
+	free(buf);
+	if (fd != STDIN_FILENO)
+		close(fd);
+	return r;
+}
+
+typedef struct {
+	json_stream_t *s;
+	size_t n_recs;
+} rows_sink_t;
+
 /* --rows: the --select paths on one record; '$' paths read the envelope. */
 static int select_record(cli_t *c, json_stream_t *s, const json_doc_t *rec)
 {
@@ -264,91 +326,65 @@ static int select_record(cli_t *c, json_stream_t *s, const json_doc_t *rec)
 	return 0;
 }
 
-/* --rows: FILE in pieces through json_stream. Returns 0 valid, -1 invalid
- * (*err), a positive errno when FILE cannot be read, or out_error's value
- * when stdout failed. */
-static int stream_file(cli_t *c, int fd, json_stream_t *s, size_t *n_recs, json_error_t *err)
+static int rows_piece(cli_t *c, void *sink, const char *piece, size_t n, json_error_t *err)
 {
-	char *buf = malloc(PARSE_STREAM_READ_BYTES);
-	if (!buf)
-		return ENOMEM;
-	int r = 0;
-	for (bool eof = false; !eof;) {
-		ssize_t n = read(fd, buf, PARSE_STREAM_READ_BYTES);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			r = errno;
-			break;
-		}
-		if (n == 0) {
-			eof = true;
-			json_stream_finish(s);
-		} else {
-			json_stream_feed(s, buf, (size_t)n);
-		}
-		json_stream_record_t rec;
-		while ((r = json_stream_next(s, &rec, err)) == JSON_STREAM_RECORD) {
-			(*n_recs)++;
-			if ((r = select_record(c, s, &rec.doc)) != 0)
-				break;
-		}
-		if (r == JSON_STREAM_END || r == JSON_STREAM_MORE)
-			r = 0;
-		if (r != 0)
-			break;
+	rows_sink_t *rs = sink;
+	if (n)
+		json_stream_feed(rs->s, piece, n);
+	else
+		json_stream_finish(rs->s);
+	json_stream_record_t rec;
+	int r;
+	while ((r = json_stream_next(rs->s, &rec, err)) == JSON_STREAM_RECORD) {
+		rs->n_recs++;
+		if ((r = select_record(c, rs->s, &rec.doc)) != 0)
+			return r;
 	}
-	free(buf);
-	return r;
+	return r < 0 ? -1 : 0;
 }
 
-static int run_stream(cli_t *c, const char *file)
+/* --rows PATH: FILE through json_stream. */
+static int run_rows(cli_t *c, const char *file)
 {
-	int fd = strcmp(file, "-") == 0 ? STDIN_FILENO : open(file, O_RDONLY | O_CLOEXEC);
-	struct stat st;
-	if (fd >= 0 && fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
-		close(fd);
-		fd = -1;
-		errno = EISDIR;
-	}
-	if (fd < 0) {
-		fprintf(stderr, "%s: %s\n", file, strerror(errno));
-		return EXIT_USAGE;
-	}
 	bool dollar = false;
 	for (unsigned i = 0; i < c->n_paths; i++)
 		dollar |= json_path_is_rooted(c->paths[i]);
 	json_stream_opts_t o = {.keep_envelope = dollar};
-	json_stream_t *s = json_stream_new(c->rows, &o);
+	rows_sink_t rs = {.s = json_stream_new(c->rows, &o)};
 	json_error_t err;
-	size_t n_recs = 0;
-	int r = s ? stream_file(c, fd, s, &n_recs, &err) : ENOMEM;
-	if (fd != STDIN_FILENO)
-		close(fd);
-	json_stream_free(s);
-	int code = EXIT_VALID;
-	if (r == 0 && c->count && c->out_error == 0) {
+	int r = rs.s ? read_pieces(c, file, rows_piece, &rs, &err) : ENOMEM;
+	json_stream_free(rs.s);
+	if (r == 0 && c->count) {
 		char line[32];
-		int k = snprintf(line, sizeof line, "%zu\n", n_recs);
+		int k = snprintf(line, sizeof line, "%zu\n", rs.n_recs);
 		if (json_buf_append(&c->out, line, (size_t)k) < 0)
 			c->out_error = -ENOMEM;
 	}
-	if (c->out_error == 0)
-		flush_out(c);
-	if (c->out_error != 0) {
-		fprintf(stderr, "ringfill parse: writing output: %s\n", strerror(-c->out_error));
-		code = EXIT_OUTPUT;
-	} else if (r < 0) {
-		fprintf(stderr, "%s:%zu: %s (line %zu)\n", file, err.offset, err.reason, err.line);
-		code = EXIT_INVALID;
-	} else if (r > 0) {
-		fprintf(stderr, "%s: %s\n", file, strerror(r));
-		code = EXIT_USAGE;
-	}
-	return code;
+	return report(c, file, r, &err);
 }
 
-static int run(cli_t *c, const char *file, bool ndjson)
+static int ndjson_piece(cli_t *c, void *sink, const char *piece, size_t n, json_error_t *err)
+{
+	if (n)
+		return json_ndjson_stream_feed(sink, piece, n, select_doc, c, err);
+	return json_ndjson_stream_finish(sink, select_doc, c, err);
+}
+
+/* NDJSON: FILE in pieces through json_ndjson_stream (bounded by the
+ * longest line, not the file). */
+static int run_ndjson(cli_t *c, const char *file)
+{
+	json_parser_t *p = json_parser_new(0);
+	json_ndjson_stream_t *st = p ? json_ndjson_stream_new(p, 0) : NULL;
+	json_error_t err;
+	int r = st ? read_pieces(c, file, ndjson_piece, st, &err) : ENOMEM;
+	json_ndjson_stream_free(st);
+	json_parser_free(p);
+	return report(c, file, r, &err);
+}
+
+/* A whole JSON document, validated before anything is printed. */
+static int run(cli_t *c, const char *file)
 {
 	input_t in = {0};
 	int r = load_input(file, &in);
@@ -364,20 +400,9 @@ static int run(cli_t *c, const char *file, bool ndjson)
 	}
 	json_error_t err;
 	json_doc_t doc;
-	if (ndjson)
-		r = json_ndjson_each(p, in.data, in.len, select_doc, c, &err);
-	else if ((r = json_parse(p, in.data, in.len, &doc, &err)) == 0)
+	if ((r = json_parse(p, in.data, in.len, &doc, &err)) == 0)
 		r = select_doc(c, &doc, 0);
-	if (c->out_error == 0)
-		flush_out(c);
-	int code = EXIT_VALID;
-	if (c->out_error != 0) {
-		fprintf(stderr, "ringfill parse: writing output: %s\n", strerror(-c->out_error));
-		code = EXIT_OUTPUT;
-	} else if (r != 0) {
-		fprintf(stderr, "%s:%zu: %s (line %zu)\n", file, err.offset, err.reason, err.line);
-		code = EXIT_INVALID;
-	}
+	int code = report(c, file, r < 0 ? -1 : 0, &err);
 	json_parser_free(p);
 	free_input(&in);
 	return code;
@@ -398,9 +423,11 @@ int parse_main(int argc, char **argv)
 		if (c.rows && ndjson)
 			code = usage_error("%s", "--rows reads one JSON document, not NDJSON");
 		else if (c.rows)
-			code = run_stream(&c, file);
+			code = run_rows(&c, file);
+		else if (ndjson)
+			code = run_ndjson(&c, file);
 		else
-			code = run(&c, file, ndjson);
+			code = run(&c, file);
 	}
 	for (unsigned i = 0; i < c.n_paths; i++)
 		json_path_free(c.paths[i]);
