@@ -97,7 +97,8 @@ struct json_stream {
 	 * records that end in it. idx[0, n) are the entries stage 1 is sure
 	 * of; k is the first one not yet walked. */
 	struct {
-		uint32_t *idx; /* JSON_STREAM_WINDOW_BYTES + JSON_STAGE1_IDX_SLACK entries */
+		uint32_t *idx; /* idx_cap entries, grown to the windows met */
+		size_t idx_cap;
 		size_t base, len;
 		uint32_t n, k;
 		bool valid;
@@ -437,6 +438,21 @@ static void window_build(json_stream_t *s)
 	size_t len = s->piece_len - s->pos;
 	if (len > JSON_STREAM_WINDOW_BYTES)
 		len = JSON_STREAM_WINDOW_BYTES;
+	/* Grown as windows get longer, so a small document costs a small index;
+	 * without memory, records go the unit way. */
+	s->win.valid = false;
+	if (len + JSON_STAGE1_IDX_SLACK > s->win.idx_cap) {
+		size_t cap = s->win.idx_cap * 2 > len + JSON_STAGE1_IDX_SLACK
+		                     ? s->win.idx_cap * 2
+		                     : len + JSON_STAGE1_IDX_SLACK;
+		if (cap > JSON_STREAM_WINDOW_BYTES + JSON_STAGE1_IDX_SLACK)
+			cap = JSON_STREAM_WINDOW_BYTES + JSON_STAGE1_IDX_SLACK;
+		uint32_t *idx = realloc(s->win.idx, cap * sizeof *idx);
+		if (!idx)
+			return;
+		s->win.idx = idx;
+		s->win.idx_cap = cap;
+	}
 	uint32_t n = 0;
 	json_error_t e;
 	if (json_stage1(s->piece + s->pos, (uint32_t)len, s->win.idx, &n, &e) < 0 && n > 0)
@@ -457,6 +473,8 @@ static int record_from_window(json_stream_t *s, json_stream_record_t *rec, json_
 		fresh = true;
 	}
 	for (;;) {
+		if (!s->win.valid)
+			return 0;
 		uint32_t rel = (uint32_t)(s->pos - s->win.base), k = s->win.k;
 		while (k < s->win.n && s->win.idx[k] < rel)
 			k++;
@@ -756,8 +774,7 @@ json_stream_t *json_stream_new(const json_path_t *rows, const json_stream_opts_t
 	s->parser = json_parser_new(o.depth_max);
 	s->env_parser = json_parser_new(0);
 	s->frames = calloc(s->n_steps + 1, sizeof *s->frames);
-	s->win.idx = malloc((JSON_STREAM_WINDOW_BYTES + JSON_STAGE1_IDX_SLACK) * sizeof *s->win.idx);
-	if (!s->parser || !s->env_parser || !s->frames || !s->win.idx)
+	if (!s->parser || !s->env_parser || !s->frames)
 		goto nomem;
 	/* A record that ends in the window is then never over the limit, so
 	 * both ways of reading records apply the limit alike. */
