@@ -15,7 +15,11 @@
  * those bytes, and stage 2 walks them in the same states; the cases where the
  * unit alone and the whole input differ (a literal cut by the unit's end, a
  * scan cut short at a stray backslash or at too deep a nesting) are handled
- * where they arise below. docs/parse.md, "Streaming", says more. */
+ * where they arise below. Records mostly take a faster way, through one
+ * stage-1 index per window of the piece ("Records through the window"),
+ * and fall back to the unit way where the window cannot settle them.
+ * NDJSON in pieces (json_ndjson_stream_*) is at the end. docs/parse.md,
+ * "Streaming", says more. */
 #include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
