@@ -4,7 +4,8 @@
  * and the largest piece size), the rest is the document. json_stream fed the
  * document in those pieces must give json_parse's verdict and error (offset,
  * line, reason) on the whole input, and for a valid document the records
- * json_path_each selects, in order. Built by tests/parse/meson.build (clang
+ * json_path_each selects, in order; and the same bytes and pieces read as
+ * NDJSON by json_ndjson_stream must give json_ndjson_each's. Built by tests/parse/meson.build (clang
  * only) and run by scripts/test.sh with seeds from ../shared/data/json. */
 #include <stdint.h>
 #include <stdio.h>
@@ -70,6 +71,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		        want.r ? want.err.reason : "valid", want.err.offset, want.err.line,
 		        want.n_recs, got.r ? got.err.reason : "valid", got.err.offset, got.err.line,
 		        got.n_recs);
+		fuzz_fail(what);
+	}
+	sc_result_free(&want);
+	sc_result_free(&got);
+	/* The same bytes and pieces as NDJSON. */
+	sc_ndjson_whole(p, src, len, &want);
+	sc_ndjson_stream(p, src, len, cuts, n, &got);
+	if ((what = sc_differs(&want, &got)) != NULL) {
+		fprintf(stderr, "ndjson: whole %s at %zu line %zu, %zu documents; stream %s at %zu "
+		        "line %zu, %zu documents\n", want.r ? want.err.reason : "valid",
+		        want.err.offset, want.err.line, want.n_recs,
+		        got.r ? got.err.reason : "valid", got.err.offset, got.err.line, got.n_recs);
 		fuzz_fail(what);
 	}
 	sc_result_free(&want);
