@@ -25,6 +25,8 @@
 #define PARSE_OUT_FLUSH_BYTES (64u * 1024) /* stdout is written in chunks this big */
 #define PARSE_READ_CHUNK_BYTES (64u * 1024)
 #define PARSE_STREAM_READ_BYTES (4u << 20) /* --rows: FILE is read this much at a time */
+/* Without --select, a regular FILE at least this big is validated streamed. */
+#define PARSE_STREAM_VALIDATE_BYTES (16u << 20)
 
 enum { EXIT_VALID = 0, EXIT_INVALID = 1, EXIT_USAGE = 2, EXIT_OUTPUT = 3 };
 
@@ -304,6 +306,7 @@ static int read_pieces(cli_t *c, const char *file, sink_fn fn, void *sink, json_
 typedef struct {
 	json_stream_t *s;
 	size_t n_recs;
+	bool quiet; /* validate only: nothing is printed per record */
 } rows_sink_t;
 
 /* --rows: the --select paths on one record; '$' paths read the envelope. */
@@ -337,7 +340,7 @@ static int rows_piece(cli_t *c, void *sink, const char *piece, size_t n, json_er
 	int r;
 	while ((r = json_stream_next(rs->s, &rec, err)) == JSON_STREAM_RECORD) {
 		rs->n_recs++;
-		if ((r = select_record(c, rs->s, &rec.doc)) != 0)
+		if (!rs->quiet && (r = select_record(c, rs->s, &rec.doc)) != 0)
 			return r;
 	}
 	return r < 0 ? -1 : 0;
@@ -380,6 +383,34 @@ static int run_ndjson(cli_t *c, const char *file)
 	int r = st ? read_pieces(c, file, ndjson_piece, st, &err) : ENOMEM;
 	json_ndjson_stream_free(st);
 	json_parser_free(p);
+	return report(c, file, r, &err);
+}
+
+/* Whether FILE is a regular file big enough to validate streamed. */
+static bool worth_streaming(const char *file)
+{
+	struct stat st;
+	return strcmp(file, "-") != 0 && stat(file, &st) == 0 && S_ISREG(st.st_mode) &&
+	       (uint64_t)st.st_size >= PARSE_STREAM_VALIDATE_BYTES;
+}
+
+/* Validation only (no --select) of a big file, streamed with the rows path
+ * $.*[*]: a {"meta":...,"items":[...]} or [[...],...] document then needs
+ * memory for one grandchild of the root at a time, and the verdict and error
+ * are json_parse's. Returns the exit code, or -1 when a value was over the
+ * stream's limit (or memory ran out): the caller then parses FILE whole. */
+static int validate_streamed(cli_t *c, const char *file)
+{
+	json_path_t *rows;
+	json_error_t err;
+	if (json_path_compile("$.*[*]", &rows, &err) < 0)
+		return -1;
+	rows_sink_t rs = {.s = json_stream_new(rows, NULL), .quiet = true};
+	int r = rs.s ? read_pieces(c, file, rows_piece, &rs, &err) : ENOMEM;
+	json_stream_free(rs.s);
+	json_path_free(rows);
+	if (r == ENOMEM || (r < 0 && strcmp(err.reason, JSON_E_VALUE_TOO_LARGE) == 0))
+		return -1;
 	return report(c, file, r, &err);
 }
 
@@ -426,6 +457,9 @@ int parse_main(int argc, char **argv)
 			code = run_rows(&c, file);
 		else if (ndjson)
 			code = run_ndjson(&c, file);
+		else if (c.n_paths == 0 && worth_streaming(file) &&
+		         (code = validate_streamed(&c, file)) >= 0)
+			; /* done */
 		else
 			code = run(&c, file);
 	}

@@ -96,7 +96,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
-	const char *names[] = {"doc.json", "bad.json", "lines.ndjson", "lines.txt", "empty.json"};
+	const char *names[] = {"doc.json", "bad.json", "lines.ndjson", "lines.txt", "empty.json",
+	                       "big.json"};
 	char path[512];
 	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
 		path_in_dir(path, sizeof path, names[i]);
@@ -283,6 +284,59 @@ static void rows_streams_records(void **state)
 	assert_int_equal(r.code, 2);
 }
 
+/* Writes big.json: `{"meta":{"n":1},"items":[R,R,...]}` past 16 MiB (where
+ * validation streams), with `bad` (if not NULL) as record number 100000 and
+ * `huge` extra bytes of string in record 10 (a value over the stream limit). */
+static void write_big(const char *bad, size_t huge)
+{
+	char path[512];
+	path_in_dir(path, sizeof path, "big.json");
+	FILE *f = fopen(path, "wb");
+	assert_non_null(f);
+	fputs("{\"meta\":{\"n\":1},\n\"items\":[", f);
+	for (unsigned i = 0; i < 300000; i++) {
+		if (i == 100000 && bad)
+			fprintf(f, "%s,\n", bad);
+		else if (i == 10 && huge) {
+			fputs("{\"s\":\"", f);
+			for (size_t k = 0; k < huge; k++)
+				fputc('y', f);
+			fputs("\"},\n", f);
+		} else
+			fprintf(f, "{\"id\":%u,\"name\":\"record number %u with some padding text\","
+			           "\"tags\":[\"a\",\"b\"]},\n", i, i);
+	}
+	fputs("{}]}\n", f);
+	assert_true(ftell(f) > 16 << 20); /* past the streaming threshold */
+	fclose(f);
+}
+
+/* Without --select, a big file is validated streamed: same verdict and
+ * error as parsing it whole (--select forces the whole-file path here). */
+static void big_file_validated_streamed(void **state)
+{
+	(void)state;
+	result_t r, whole;
+	const char *plain[] = {"parse", file_arg("big.json"), NULL};
+	const char *sel[] = {"parse", "--select", "$.none", file_arg("big.json"), NULL};
+	write_big(NULL, 0);
+	run(&r, plain);
+	assert_int_equal(r.code, 0);
+	assert_string_equal(r.out, "");
+	write_big("{\"id\":1,}", 0);
+	run(&r, plain);
+	run(&whole, sel);
+	assert_int_equal(r.code, 1);
+	assert_int_equal(whole.code, 1);
+	assert_non_null(strstr(r.err, "trailing comma (line 100002)"));
+	assert_string_equal(r.err, whole.err);
+	/* A 17 MiB string is over the stream's limit: parsed whole instead. */
+	write_big(NULL, 17u << 20);
+	run(&r, plain);
+	assert_int_equal(r.code, 0);
+	assert_string_equal(r.err, "");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -293,6 +347,7 @@ int main(void)
 		cmocka_unit_test(usage_and_file_errors),
 		cmocka_unit_test(empty_file_is_invalid),
 		cmocka_unit_test(rows_streams_records),
+		cmocka_unit_test(big_file_validated_streamed),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
