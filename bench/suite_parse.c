@@ -19,6 +19,7 @@
 
 #include "bench/harness.h"
 #include "parse/json.h"
+#include "parse/json_stream.h"
 
 #define PARSE_FILES_MAX 64u
 #define PARSE_FILE_BYTES_MAX (512u << 20) /* larger corpus files are skipped */
@@ -26,6 +27,7 @@
 #define PARSE_RUN_SECONDS_QUICK 0.01
 #define PARSE_PEER_OUT_BYTES_MAX 8192u   /* the peer prints a few short lines */
 #define PARSE_NAME_BUF_BYTES 256u        /* scratch for unescaping screen names */
+#define PARSE_STREAM_PIECE_BYTES (4u << 20) /* stream cases feed the file in pieces this big */
 #define GEN_TWITTER_STATUSES 400u
 #define GEN_CANADA_POINTS 56000u
 #define GEN_NDJSON_EVENTS 8000u
@@ -33,7 +35,7 @@
 
 extern char **environ;
 
-typedef enum { MODE_PARSE, MODE_IDS, MODE_NAMES } parse_mode_t;
+typedef enum { MODE_PARSE, MODE_IDS, MODE_NAMES, MODE_STREAM } parse_mode_t;
 
 typedef struct {
 	char name[BENCH_NAME_BYTES_MAX]; /* case name: gen/... or corpus/... */
@@ -339,6 +341,32 @@ int bench_add_name(void *ctx, const json_doc_t *d, uint32_t node)
 	return 0;
 }
 
+/* One streaming pass: the document from memory in pieces through
+ * json_stream, c->sel as the rows path; c->check counts the records. */
+static int stream_pass(parse_case_t *c, json_error_t *err)
+{
+	json_stream_t *s = json_stream_new(c->sel, NULL);
+	if (!s)
+		return -ENOMEM;
+	size_t at = 0;
+	int r;
+	for (;;) {
+		size_t n = c->len - at < PARSE_STREAM_PIECE_BYTES ? c->len - at : PARSE_STREAM_PIECE_BYTES;
+		if (n)
+			json_stream_feed(s, c->data + at, n);
+		else
+			json_stream_finish(s);
+		at += n;
+		json_stream_record_t rec;
+		while ((r = json_stream_next(s, &rec, err)) == JSON_STREAM_RECORD)
+			c->check++;
+		if (r != JSON_STREAM_MORE)
+			break;
+	}
+	json_stream_free(s);
+	return r == JSON_STREAM_END ? 0 : -1;
+}
+
 /* One pass over the document; sets c->check. */
 static int parse_pass(parse_case_t *c)
 {
@@ -346,7 +374,9 @@ static int parse_pass(parse_case_t *c)
 	json_error_t err;
 	c->check = 0;
 	int rc;
-	if (c->mode == MODE_PARSE && c->file->ndjson)
+	if (c->mode == MODE_STREAM)
+		rc = stream_pass(c, &err);
+	else if (c->mode == MODE_PARSE && c->file->ndjson)
 		rc = json_ndjson_each(c->parser, c->data, c->len, bench_count_doc, &c->check, &err);
 	else if ((rc = json_parse(c->parser, c->data, c->len, &doc, &err)) == 0) {
 		c->check = 1;
@@ -497,8 +527,30 @@ static int add_geomean(void)
 	return 0;
 }
 
+/* The same bytes streamed (records $.statuses[*]), next to the in-memory
+ * full parse of this run (`full`) as the peer: the ratio is streaming's
+ * throughput over json_parse's on the document held whole. */
+static int measure_stream(const bench_opts_t *opts, parse_case_t *c, const bench_record_t *full)
+{
+	json_error_t e;
+	if (json_path_compile("$.statuses[*]", &c->sel, &e) != 0)
+		return -EINVAL;
+	c->mode = MODE_STREAM;
+	c->iters = 0;
+	bench_record_t *r = bench_measure(opts, "parse", c->file->name, "stream_statuses_gbps",
+	                                  "GB/s", parse_run, c);
+	json_path_free(c->sel);
+	c->sel = NULL;
+	c->mode = MODE_PARSE;
+	if (!r)
+		return -EIO;
+	bench_set_peer(r, "ringfill-in-memory", full->runs, full->n_runs);
+	return 0;
+}
+
 static int measure_file(const bench_opts_t *opts, parse_case_t *c)
 {
+	int rc;
 	static const struct {
 		parse_mode_t mode;
 		const char *path, *metric, *peer_mode;
@@ -518,6 +570,8 @@ static int measure_file(const bench_opts_t *opts, parse_case_t *c)
 		return -EIO;
 	peer_attach(opts, c, r, c->file->ndjson ? "dom-ndjson" : "dom", "dom");
 	parse_records[n_parse_records++] = r;
+	if (c->file->twitter && (rc = measure_stream(opts, c, r)) != 0)
+		return rc;
 	for (size_t i = 0; c->file->twitter && i < sizeof(sels) / sizeof(*sels); i++) {
 		json_error_t e;
 		if (json_path_compile(sels[i].path, &c->sel, &e) != 0)

@@ -412,7 +412,7 @@ static int fail_closer(stage2_t *s, const uint32_t *idx, uint32_t k)
  * its child's frame while a child is open, and the count is stored when the
  * container closes. Sets *n_nodes and returns 0, or -1 with s->err set. */
 static int stage2_run(json_parser_t *p, stage2_t *s, const uint32_t *idx, uint32_t n_idx,
-                      uint32_t *n_nodes)
+                      uint32_t *n_nodes, uint32_t *used)
 {
 	const char *src = s->src;
 	json_node_t *tape = p->tape;
@@ -515,6 +515,11 @@ after_value: /* a value just ended: what may follow depends on its parent */
 	return fail(s, off, JSON_E_UNEXPECTED);
 
 document_end:
+	if (used) { /* one value of several (json_parse_value_indexed) */
+		*used = k;
+		*n_nodes = n;
+		return 0;
+	}
 	if (k < n_idx)
 		return fail(s, idx[k], JSON_E_TRAILING_DATA);
 	assert(!s->s1_err); /* a stage 1 error leaves an unclosed string */
@@ -548,12 +553,56 @@ int json_parse(json_parser_t *p, const char *src, size_t len, json_doc_t *doc,
 		return fail_early(src, len, 0, JSON_E_NOMEM, err);
 	stage2_t s = {.src = src, .len = (uint32_t)len, .s1_err = r1 < 0 ? &s1 : NULL, .err = err};
 	uint32_t n_nodes = 0;
-	if (stage2_run(p, &s, p->idx, n_idx, &n_nodes) < 0) {
+	if (stage2_run(p, &s, p->idx, n_idx, &n_nodes, NULL) < 0) {
 		err->line = json_line_of(src, len, err->offset);
 		return -1;
 	}
 	*doc = (json_doc_t){.src = src, .len = len, .nodes = p->tape, .n_nodes = n_nodes};
 	return 0;
+}
+
+int json_parse_nested(json_parser_t *p, uint32_t depth_used, const char *src, size_t len,
+                      json_doc_t *doc, json_error_t *err)
+{
+	/* The limit is the parser's own; lowering it for one call keeps one
+	 * parser (and its buffers) for values at every depth. A value at or past
+	 * the limit still parses as a scalar, or fails at its first bracket. */
+	uint32_t saved = p->depth_max;
+	p->depth_max = depth_used < saved ? saved - depth_used : 0;
+	int r = json_parse(p, src, len, doc, err);
+	p->depth_max = saved;
+	return r;
+}
+
+int json_parse_value_indexed(json_parser_t *p, uint32_t depth_used, const char *src, size_t len,
+                             const uint32_t *idx, uint32_t n_idx, json_doc_t *doc, uint32_t *used,
+                             json_error_t *err)
+{
+	assert(len <= JSON_DOC_BYTES_MAX && n_idx > 0);
+	if (grow((void **)&p->tape, &p->tape_cap, n_idx, sizeof *p->tape) < 0) {
+		err->offset = 0;
+		err->reason = JSON_E_NOMEM;
+		return -1;
+	}
+	uint32_t saved = p->depth_max, n_nodes = 0;
+	p->depth_max = depth_used < saved ? saved - depth_used : 0;
+	stage2_t s = {.src = src, .len = (uint32_t)len, .err = err};
+	int r = stage2_run(p, &s, idx, n_idx, &n_nodes, used);
+	p->depth_max = saved;
+	if (r < 0)
+		return err->offset >= len ? 1 : -1; /* cut by the end of src: look further */
+	const json_node_t *v = &p->tape[0];
+	/* A number or literal that ends with src may go on past it. */
+	if (v->start + v->len >= len && v->type != JSON_STRING && v->type != JSON_ARRAY &&
+	    v->type != JSON_OBJECT)
+		return 1;
+	*doc = (json_doc_t){.src = src, .len = len, .nodes = p->tape, .n_nodes = n_nodes};
+	return 0;
+}
+
+uint32_t json_parser_depth_max(const json_parser_t *p)
+{
+	return p->depth_max;
 }
 
 /* ---- NDJSON
@@ -680,7 +729,7 @@ static int ndjson_batch(json_parser_t *p, const char *src, size_t pos, size_t en
 				line_idx[j] -= line_at;
 			stage2_t s = {.src = src + at, .len = (uint32_t)(stop - at), .err = err};
 			uint32_t n_nodes = 0;
-			if (stage2_run(p, &s, line_idx, line_entries, &n_nodes) < 0) {
+			if (stage2_run(p, &s, line_idx, line_entries, &n_nodes, NULL) < 0) {
 				err->offset += at;
 				err->line = *line;
 				return -1;

@@ -28,6 +28,7 @@
 #define JSON_E_TOO_LARGE "document too large"
 #define JSON_E_NOMEM "out of memory"
 #define JSON_E_END "unexpected end of input"
+#define JSON_E_VALUE_TOO_LARGE "value larger than the stream limit"
 
 /* Entries of index room a caller gives stage 1 beyond one per input byte:
  * the SIMD kernels store offsets 8 at a time and may write up to 7 slots past
@@ -92,6 +93,37 @@ size_t json_stage1_kernels(const json_stage1_kernel_t **out);
  * while another thread parses). 0, -EINVAL for an unknown name, -ENOTSUP for
  * a kernel this build or CPU lacks. */
 int json_stage1_use(const char *name);
+
+/* Steps of a compiled path, for json_stream.c, which walks them over a
+ * document that is never whole (json_path.c keeps the layout private). */
+typedef enum { JSON_STEP_NAME, JSON_STEP_INDEX, JSON_STEP_ALL } json_step_kind_t;
+typedef struct {
+	json_step_kind_t kind;
+	uint32_t index;   /* JSON_STEP_INDEX */
+	const char *name; /* JSON_STEP_NAME: the unescaped name, name_len bytes, owned by the path */
+	size_t name_len;
+} json_step_t;
+bool json_path_is_rooted(const json_path_t *p); /* starts with '$' */
+uint32_t json_path_n_steps(const json_path_t *p);
+json_step_t json_path_step(const json_path_t *p, uint32_t i); /* i < json_path_n_steps */
+
+/* json_parse of a value that sits `depth_used` containers deep in a larger
+ * document: the nesting limit counts those too, so the error (offset,
+ * reason) is the one json_parse of the whole document gives inside it. */
+int json_parse_nested(json_parser_t *p, uint32_t depth_used, const char *src, size_t len,
+                      json_doc_t *doc, json_error_t *err);
+uint32_t json_parser_depth_max(const json_parser_t *p);
+
+/* Stage 2 of the one value whose first index entry is idx[0], in a window
+ * src[0, len) of a larger document that stage 1 indexed into idx[0, n_idx)
+ * (offsets into src; entries only where stage 1 is sure of them). Returns
+ * 0 with *doc (node 0 the value, offsets into src) and *used, the entries it
+ * took; 1 when the window ends before the value provably does (the caller
+ * must parse it some other way); -1 with *err for an error, which is the
+ * one json_parse gives on the whole document (err->line is not set). */
+int json_parse_value_indexed(json_parser_t *p, uint32_t depth_used, const char *src, size_t len,
+                             const uint32_t *idx, uint32_t n_idx, json_doc_t *doc, uint32_t *used,
+                             json_error_t *err);
 
 /* Value of the four hex digits at p, or -1 if one is not a hex digit. */
 static inline int32_t json_hex4(const char *p)

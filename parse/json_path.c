@@ -15,10 +15,12 @@
 /* Largest [N] accepted (tape indexes are 32 bit). */
 #define JSON_PATH_INDEX_MAX 0xFFFFFFFEu
 
-typedef enum { STEP_NAME, STEP_INDEX, STEP_ALL } step_kind_t;
+#define STEP_NAME JSON_STEP_NAME
+#define STEP_INDEX JSON_STEP_INDEX
+#define STEP_ALL JSON_STEP_ALL
 
 typedef struct {
-	step_kind_t kind;
+	json_step_kind_t kind;
 	uint32_t index;   /* STEP_INDEX */
 	size_t name_len;  /* STEP_NAME: unescaped name, points into names */
 	const char *name;
@@ -183,6 +185,24 @@ void json_path_free(json_path_t *p)
 const char *json_path_text(const json_path_t *p)
 {
 	return p->text;
+}
+
+bool json_path_is_rooted(const json_path_t *p)
+{
+	return !p->from_current;
+}
+
+uint32_t json_path_n_steps(const json_path_t *p)
+{
+	return p->n_steps;
+}
+
+json_step_t json_path_step(const json_path_t *p, uint32_t i)
+{
+	assert(i < p->n_steps);
+	const path_step_t *st = &p->steps[i];
+	return (json_step_t){.kind = st->kind, .index = st->index, .name = st->name,
+	                     .name_len = st->name_len};
 }
 
 /* Depth-first over the steps: each step only descends, so visiting children

@@ -1,9 +1,14 @@
-/* parse/parse_cli.c: `ringfill parse [--select PATH]... [--ndjson] FILE`.
+/* parse/parse_cli.c: `ringfill parse [--select PATH]... [--rows PATH [--count]]
+ * [--ndjson] FILE`.
  *
  * engine/main.c dispatches the subcommand here. Reads FILE whole (mmap for
  * regular files, read() for stdin and pipes), validates it with json_parse or
  * json_ndjson_each, and prints each value the --select paths pick as compact
- * JSON, one per line. Exit codes: 0 valid, 1 invalid, 2 usage/file, 3 output. */
+ * JSON, one per line. With --rows, FILE is read in pieces through
+ * json_stream (json_stream.c) instead, so a document of any size parses in
+ * bounded memory, and the --select paths apply to each record ('@') or to the
+ * envelope before the records ('$'). Exit codes: 0 valid, 1 invalid,
+ * 2 usage/file, 3 output. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -14,18 +19,26 @@
 #include <unistd.h>
 
 #include "parse/json_internal.h"
+#include "parse/json_stream.h"
 
 #define PARSE_SELECT_MAX 64u               /* --select options per run */
 #define PARSE_OUT_FLUSH_BYTES (64u * 1024) /* stdout is written in chunks this big */
 #define PARSE_READ_CHUNK_BYTES (64u * 1024)
+#define PARSE_STREAM_READ_BYTES (4u << 20) /* --rows: FILE is read this much at a time */
+/* Without --select, a regular FILE at least this big is validated streamed. */
+#define PARSE_STREAM_VALIDATE_BYTES (16u << 20)
 
 enum { EXIT_VALID = 0, EXIT_INVALID = 1, EXIT_USAGE = 2, EXIT_OUTPUT = 3 };
 
 static const char usage_text[] =
-	"usage: ringfill parse [--select PATH]... [--ndjson] FILE\n"
+	"usage: ringfill parse [--select PATH]... [--rows PATH [--count]] [--ndjson] FILE\n"
 	"Validate FILE as JSON (RFC 8259) and print each value PATH selects as compact\n"
 	"JSON, one per line. FILE '-' reads standard input.\n"
 	"  --select PATH  JSONPath subset: $ .name ['name'] [N] [*] (repeatable, max 64)\n"
+	"  --rows PATH    stream FILE in bounded memory: each record PATH selects ($...)\n"
+	"                 is printed as it completes, or each --select on it: @... from\n"
+	"                 the record, $... from the values before the first record\n"
+	"  --count        with --rows: print the number of records at the end\n"
 	"  --ndjson       one document per line (automatic for *.ndjson and *.jsonl)\n"
 	"  --help         this text\n"
 	"Exit: 0 valid, 1 invalid (FILE:OFFSET: reason (line L) on stderr), 2 usage or\n"
@@ -34,6 +47,8 @@ static const char usage_text[] =
 typedef struct {
 	json_path_t *paths[PARSE_SELECT_MAX];
 	unsigned n_paths;
+	json_path_t *rows; /* --rows, or NULL */
+	bool count;        /* --count */
 	json_buf_t out;
 	int out_error; /* 0 or -errno from writing stdout */
 } cli_t;
@@ -172,6 +187,21 @@ static int add_select(cli_t *c, const char *expr)
 	return 0;
 }
 
+static int set_rows(cli_t *c, const char *expr)
+{
+	if (c->rows)
+		return usage_error("more than one --rows given, at '%s'", expr);
+	json_error_t err;
+	if (json_path_compile(expr, &c->rows, &err) < 0) {
+		fprintf(stderr, "ringfill parse: --rows '%s': %s at offset %zu\n", expr, err.reason,
+		        err.offset);
+		return EXIT_USAGE;
+	}
+	if (!json_path_is_rooted(c->rows))
+		return usage_error("--rows '%s': a rows path starts with '$'", expr);
+	return 0;
+}
+
 /* Parses argv into c; returns 0, or the exit code to return (-1: --help). */
 static int parse_args(int argc, char **argv, cli_t *c, const char **file, bool *ndjson)
 {
@@ -195,6 +225,14 @@ static int parse_args(int argc, char **argv, cli_t *c, const char **file, bool *
 			r = add_select(c, argv[++i]);
 		} else if (strncmp(a, "--select=", 9) == 0) {
 			r = add_select(c, a + 9);
+		} else if (strcmp(a, "--rows") == 0) {
+			if (i + 1 >= argc)
+				return usage_error("%s needs a PATH", a);
+			r = set_rows(c, argv[++i]);
+		} else if (strncmp(a, "--rows=", 7) == 0) {
+			r = set_rows(c, a + 7);
+		} else if (strcmp(a, "--count") == 0) {
+			c->count = true;
 		} else {
 			return usage_error("unknown option '%s'", a);
 		}
@@ -203,10 +241,181 @@ static int parse_args(int argc, char **argv, cli_t *c, const char **file, bool *
 	}
 	if (!*file)
 		return usage_error("%s", "no FILE given");
+	if (c->count && !c->rows)
+		return usage_error("%s", "--count needs --rows");
 	return 0;
 }
 
-static int run(cli_t *c, const char *file, bool ndjson)
+/* Prints what is left, then says how the run ended: r is 0, -1 for invalid
+ * input (*err), or a positive errno for FILE. Returns the exit code. */
+static int report(cli_t *c, const char *file, int r, const json_error_t *err)
+{
+	if (c->out_error == 0)
+		flush_out(c);
+	if (c->out_error != 0) {
+		fprintf(stderr, "ringfill parse: writing output: %s\n", strerror(-c->out_error));
+		return EXIT_OUTPUT;
+	}
+	if (r < 0) {
+		fprintf(stderr, "%s:%zu: %s (line %zu)\n", file, err->offset, err->reason, err->line);
+		return EXIT_INVALID;
+	}
+	if (r > 0) {
+		fprintf(stderr, "%s: %s\n", file, strerror(r));
+		return EXIT_USAGE;
+	}
+	return EXIT_VALID;
+}
+
+/* The streaming paths (--rows, NDJSON) read FILE in pieces and hand each
+ * to a sink; n == 0 is the end of the input. The sink returns 0, -1 for
+ * invalid input (*err) or a negative errno from writing (c->out_error). */
+typedef int (*sink_fn)(cli_t *c, void *sink, const char *piece, size_t n, json_error_t *err);
+
+/* Returns 0, -1 (invalid or output error), or a positive errno for FILE. */
+static int read_pieces(cli_t *c, const char *file, sink_fn fn, void *sink, json_error_t *err)
+{
+	int fd = strcmp(file, "-") == 0 ? STDIN_FILENO : open(file, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	if (fd >= 0 && fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+		close(fd);
+		fd = -1;
+		errno = EISDIR;
+	}
+	if (fd < 0)
+		return errno;
+	char *buf = malloc(PARSE_STREAM_READ_BYTES);
+	int r = buf ? 0 : ENOMEM;
+	for (bool eof = false; r == 0 && !eof;) {
+		ssize_t n = read(fd, buf, PARSE_STREAM_READ_BYTES);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			r = errno;
+			break;
+		}
+		eof = n == 0;
+		r = fn(c, sink, buf, (size_t)n, err) != 0 ? -1 : 0;
+	}
+	free(buf);
+	if (fd != STDIN_FILENO)
+		close(fd);
+	return r;
+}
+
+typedef struct {
+	json_stream_t *s;
+	size_t n_recs;
+	bool quiet; /* validate only: nothing is printed per record */
+} rows_sink_t;
+
+/* --rows: the --select paths on one record; '$' paths read the envelope. */
+static int select_record(cli_t *c, json_stream_t *s, const json_doc_t *rec)
+{
+	for (unsigned i = 0; i < c->n_paths; i++) {
+		const json_doc_t *d = rec;
+		json_doc_t env;
+		if (json_path_is_rooted(c->paths[i])) {
+			if (json_stream_envelope(s, &env) < 0)
+				continue; /* nothing kept before the first record */
+			d = &env;
+		}
+		int r = json_path_each(c->paths[i], d, 0, print_value, c);
+		if (r != 0)
+			return r;
+	}
+	if (c->n_paths == 0 && !c->count)
+		return print_value(c, rec, 0);
+	return 0;
+}
+
+static int rows_piece(cli_t *c, void *sink, const char *piece, size_t n, json_error_t *err)
+{
+	rows_sink_t *rs = sink;
+	if (n)
+		json_stream_feed(rs->s, piece, n);
+	else
+		json_stream_finish(rs->s);
+	json_stream_record_t rec;
+	int r;
+	while ((r = json_stream_next(rs->s, &rec, err)) == JSON_STREAM_RECORD) {
+		rs->n_recs++;
+		if (!rs->quiet && (r = select_record(c, rs->s, &rec.doc)) != 0)
+			return r;
+	}
+	return r < 0 ? -1 : 0;
+}
+
+/* --rows PATH: FILE through json_stream. */
+static int run_rows(cli_t *c, const char *file)
+{
+	bool dollar = false;
+	for (unsigned i = 0; i < c->n_paths; i++)
+		dollar |= json_path_is_rooted(c->paths[i]);
+	json_stream_opts_t o = {.keep_envelope = dollar};
+	rows_sink_t rs = {.s = json_stream_new(c->rows, &o)};
+	json_error_t err;
+	int r = rs.s ? read_pieces(c, file, rows_piece, &rs, &err) : ENOMEM;
+	json_stream_free(rs.s);
+	if (r == 0 && c->count) {
+		char line[32];
+		int k = snprintf(line, sizeof line, "%zu\n", rs.n_recs);
+		if (json_buf_append(&c->out, line, (size_t)k) < 0)
+			c->out_error = -ENOMEM;
+	}
+	return report(c, file, r, &err);
+}
+
+static int ndjson_piece(cli_t *c, void *sink, const char *piece, size_t n, json_error_t *err)
+{
+	if (n)
+		return json_ndjson_stream_feed(sink, piece, n, select_doc, c, err);
+	return json_ndjson_stream_finish(sink, select_doc, c, err);
+}
+
+/* NDJSON: FILE in pieces through json_ndjson_stream (bounded by the
+ * longest line, not the file). */
+static int run_ndjson(cli_t *c, const char *file)
+{
+	json_parser_t *p = json_parser_new(0);
+	json_ndjson_stream_t *st = p ? json_ndjson_stream_new(p, 0) : NULL;
+	json_error_t err;
+	int r = st ? read_pieces(c, file, ndjson_piece, st, &err) : ENOMEM;
+	json_ndjson_stream_free(st);
+	json_parser_free(p);
+	return report(c, file, r, &err);
+}
+
+/* Whether FILE is a regular file big enough to validate streamed. */
+static bool worth_streaming(const char *file)
+{
+	struct stat st;
+	return strcmp(file, "-") != 0 && stat(file, &st) == 0 && S_ISREG(st.st_mode) &&
+	       (uint64_t)st.st_size >= PARSE_STREAM_VALIDATE_BYTES;
+}
+
+/* Validation only (no --select) of a big file, streamed with the rows path
+ * $.*[*]: a {"meta":...,"items":[...]} or [[...],...] document then needs
+ * memory for one grandchild of the root at a time, and the verdict and error
+ * are json_parse's. Returns the exit code, or -1 when a value was over the
+ * stream's limit (or memory ran out): the caller then parses FILE whole. */
+static int validate_streamed(cli_t *c, const char *file)
+{
+	json_path_t *rows;
+	json_error_t err;
+	if (json_path_compile("$.*[*]", &rows, &err) < 0)
+		return -1;
+	rows_sink_t rs = {.s = json_stream_new(rows, NULL), .quiet = true};
+	int r = rs.s ? read_pieces(c, file, rows_piece, &rs, &err) : ENOMEM;
+	json_stream_free(rs.s);
+	json_path_free(rows);
+	if (r == ENOMEM || (r < 0 && strcmp(err.reason, JSON_E_VALUE_TOO_LARGE) == 0))
+		return -1;
+	return report(c, file, r, &err);
+}
+
+/* A whole JSON document, validated before anything is printed. */
+static int run(cli_t *c, const char *file)
 {
 	input_t in = {0};
 	int r = load_input(file, &in);
@@ -222,20 +431,9 @@ static int run(cli_t *c, const char *file, bool ndjson)
 	}
 	json_error_t err;
 	json_doc_t doc;
-	if (ndjson)
-		r = json_ndjson_each(p, in.data, in.len, select_doc, c, &err);
-	else if ((r = json_parse(p, in.data, in.len, &doc, &err)) == 0)
+	if ((r = json_parse(p, in.data, in.len, &doc, &err)) == 0)
 		r = select_doc(c, &doc, 0);
-	if (c->out_error == 0)
-		flush_out(c);
-	int code = EXIT_VALID;
-	if (c->out_error != 0) {
-		fprintf(stderr, "ringfill parse: writing output: %s\n", strerror(-c->out_error));
-		code = EXIT_OUTPUT;
-	} else if (r != 0) {
-		fprintf(stderr, "%s:%zu: %s (line %zu)\n", file, err.offset, err.reason, err.line);
-		code = EXIT_INVALID;
-	}
+	int code = report(c, file, r < 0 ? -1 : 0, &err);
 	json_parser_free(p);
 	free_input(&in);
 	return code;
@@ -253,10 +451,21 @@ int parse_main(int argc, char **argv)
 	} else if (code == 0) {
 		if (ends_with(file, ".ndjson") || ends_with(file, ".jsonl"))
 			ndjson = true;
-		code = run(&c, file, ndjson);
+		if (c.rows && ndjson)
+			code = usage_error("%s", "--rows reads one JSON document, not NDJSON");
+		else if (c.rows)
+			code = run_rows(&c, file);
+		else if (ndjson)
+			code = run_ndjson(&c, file);
+		else if (c.n_paths == 0 && worth_streaming(file) &&
+		         (code = validate_streamed(&c, file)) >= 0)
+			; /* done */
+		else
+			code = run(&c, file);
 	}
 	for (unsigned i = 0; i < c.n_paths; i++)
 		json_path_free(c.paths[i]);
+	json_path_free(c.rows);
 	json_buf_free(&c.out);
 	return code;
 }

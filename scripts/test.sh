@@ -94,7 +94,7 @@ fi
 # shared seed directories are only read. Crashing inputs are saved as
 # build-fuzz/fuzz-artifacts/TARGET-crash-*.
 echo "== build-fuzz: clang libFuzzer, ${FUZZ_SECONDS}s per target"
-fuzz_targets=(fuzz_json_doc fuzz_json_ndjson)
+fuzz_targets=(fuzz_json_doc fuzz_json_ndjson fuzz_json_split)
 fuzz_seeds=(../shared/data/json/JSONTestSuite/test_parsing ../shared/data/json/corpus)
 if CC=clang setup build-fuzz -Db_sanitize=address,undefined -Db_lundef=false \
 	-Dc_args=-fsanitize=fuzzer-no-link --werror \

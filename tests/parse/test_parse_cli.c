@@ -96,7 +96,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
-	const char *names[] = {"doc.json", "bad.json", "lines.ndjson", "lines.txt", "empty.json"};
+	const char *names[] = {"doc.json", "bad.json", "lines.ndjson", "lines.txt", "empty.json",
+	                       "big.json"};
 	char path[512];
 	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
 		path_in_dir(path, sizeof path, names[i]);
@@ -240,6 +241,102 @@ static void empty_file_is_invalid(void **state)
 	assert_string_equal(r.err, want);
 }
 
+/* --rows streams: records print as they complete (so those before an error
+ * are out when it is reported), '@' selects read the record, '$' selects the
+ * values before the first record. */
+static void rows_streams_records(void **state)
+{
+	(void)state;
+	write_file("doc.json", "{\"meta\": {\"v\": 9},\n \"items\": [{\"id\": 1, \"n\": \"a\"},\n"
+	                       "  {\"id\": 2}], \"after\": 3}");
+	result_t r;
+	const char *all[] = {"parse", "--rows", "$.items[*]", file_arg("doc.json"), NULL};
+	run(&r, all);
+	assert_int_equal(r.code, 0);
+	assert_string_equal(r.out, "{\"id\":1,\"n\":\"a\"}\n{\"id\":2}\n");
+
+	const char *sel[] = {"parse", "--rows=$.items[*]", "--select", "@.id", "--select",
+	                     "$.meta.v", "--select", "$.after", file_arg("doc.json"), NULL};
+	run(&r, sel);
+	assert_int_equal(r.code, 0);
+	assert_string_equal(r.out, "1\n9\n2\n9\n");
+
+	const char *count[] = {"parse", "--rows", "$.items[*]", "--count", file_arg("doc.json"),
+	                       NULL};
+	run(&r, count);
+	assert_int_equal(r.code, 0);
+	assert_string_equal(r.out, "2\n");
+
+	write_file("bad.json", "{\"items\": [1,\n 2,\n ]}");
+	const char *bad[] = {"parse", "--rows", "$.items[*]", file_arg("bad.json"), NULL};
+	run(&r, bad);
+	assert_int_equal(r.code, 1);
+	assert_string_equal(r.out, "1\n2\n");
+	char want[600];
+	snprintf(want, sizeof want, "%s:16: trailing comma (line 2)\n", file_arg("bad.json"));
+	assert_string_equal(r.err, want);
+
+	const char *rel[] = {"parse", "--rows", "@.items", file_arg("doc.json"), NULL};
+	run(&r, rel);
+	assert_int_equal(r.code, 2);
+	const char *cnt[] = {"parse", "--count", file_arg("doc.json"), NULL};
+	run(&r, cnt);
+	assert_int_equal(r.code, 2);
+}
+
+/* Writes big.json: `{"meta":{"n":1},"items":[R,R,...]}` past 16 MiB (where
+ * validation streams), with `bad` (if not NULL) as record number 100000 and
+ * `huge` extra bytes of string in record 10 (a value over the stream limit). */
+static void write_big(const char *bad, size_t huge)
+{
+	char path[512];
+	path_in_dir(path, sizeof path, "big.json");
+	FILE *f = fopen(path, "wb");
+	assert_non_null(f);
+	fputs("{\"meta\":{\"n\":1},\n\"items\":[", f);
+	for (unsigned i = 0; i < 300000; i++) {
+		if (i == 100000 && bad)
+			fprintf(f, "%s,\n", bad);
+		else if (i == 10 && huge) {
+			fputs("{\"s\":\"", f);
+			for (size_t k = 0; k < huge; k++)
+				fputc('y', f);
+			fputs("\"},\n", f);
+		} else
+			fprintf(f, "{\"id\":%u,\"name\":\"record number %u with some padding text\","
+			           "\"tags\":[\"a\",\"b\"]},\n", i, i);
+	}
+	fputs("{}]}\n", f);
+	assert_true(ftell(f) > 16 << 20); /* past the streaming threshold */
+	fclose(f);
+}
+
+/* Without --select, a big file is validated streamed: same verdict and
+ * error as parsing it whole (--select forces the whole-file path here). */
+static void big_file_validated_streamed(void **state)
+{
+	(void)state;
+	result_t r, whole;
+	const char *plain[] = {"parse", file_arg("big.json"), NULL};
+	const char *sel[] = {"parse", "--select", "$.none", file_arg("big.json"), NULL};
+	write_big(NULL, 0);
+	run(&r, plain);
+	assert_int_equal(r.code, 0);
+	assert_string_equal(r.out, "");
+	write_big("{\"id\":1,}", 0);
+	run(&r, plain);
+	run(&whole, sel);
+	assert_int_equal(r.code, 1);
+	assert_int_equal(whole.code, 1);
+	assert_non_null(strstr(r.err, "trailing comma (line 100002)"));
+	assert_string_equal(r.err, whole.err);
+	/* A 17 MiB string is over the stream's limit: parsed whole instead. */
+	write_big(NULL, 17u << 20);
+	run(&r, plain);
+	assert_int_equal(r.code, 0);
+	assert_string_equal(r.err, "");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -249,6 +346,8 @@ int main(void)
 		cmocka_unit_test(ndjson_error_on_line_three),
 		cmocka_unit_test(usage_and_file_errors),
 		cmocka_unit_test(empty_file_is_invalid),
+		cmocka_unit_test(rows_streams_records),
+		cmocka_unit_test(big_file_validated_streamed),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,0 +1,123 @@
+/* parse/json_stream.h: JSON documents that arrive in pieces and never sit in
+ * memory whole.
+ *
+ * The caller (ringfill parse today, the engine's body loop later) feeds the
+ * body as it arrives, split anywhere, and pulls out each record a rows path
+ * such as `$.items[*]` selects as soon as the record's last byte is in. Each
+ * record is a json_doc_t of its own (json_path_each, json_write work on it);
+ * the values outside the records (the envelope) can be read as a document of
+ * their own. The whole document is validated, and an error has the offset,
+ * line and reason json_parse gives on the whole input (see docs/parse.md,
+ * "Streaming", for the two documented exceptions: the size limit below, and
+ * documents of 4 GiB and more, which json_parse refuses and the stream reads).
+ *
+ * Memory: the stream keeps one value at a time (a record, or a value of the
+ * envelope being skipped), so it needs about 25 bytes per byte of the largest
+ * such value (the value, when it crosses pieces, plus json_parse's index and
+ * tape), plus the kept envelope, plus a few KiB. value_bytes_max caps the
+ * value; a larger one fails with "value larger than the stream limit".
+ * The rows path `$` makes the whole document one record: it cannot be bounded
+ * by anything but value_bytes_max.
+ *
+ * No callbacks, nothing blocks; a loop feeds and pulls:
+ *
+ *     json_stream_feed(s, piece, n);
+ *     while ((r = json_stream_next(s, &rec, &err)) == JSON_STREAM_RECORD)
+ *             use(rec.doc);
+ *     // JSON_STREAM_MORE: feed the next piece (or json_stream_finish at EOF);
+ *     // JSON_STREAM_END: the document was complete and valid; -1: err. */
+#ifndef RF_JSON_STREAM_H
+#define RF_JSON_STREAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "parse/json.h"
+
+/* Default for json_stream_opts_t.value_bytes_max: 16 MiB. */
+#define JSON_STREAM_VALUE_BYTES_MAX (16u << 20)
+/* Default for json_stream_opts_t.envelope_bytes_max: 1 MiB. */
+#define JSON_STREAM_ENVELOPE_BYTES_MAX (1u << 20)
+
+typedef struct {
+	size_t value_bytes_max;    /* 0: JSON_STREAM_VALUE_BYTES_MAX; at most JSON_DOC_BYTES_MAX */
+	size_t envelope_bytes_max; /* 0: JSON_STREAM_ENVELOPE_BYTES_MAX */
+	bool keep_envelope;        /* keep the envelope for json_stream_envelope */
+	uint32_t depth_max;        /* 0: JSON_DEPTH_MAX */
+} json_stream_opts_t;
+
+/* json_stream_next's results besides -1 (error, err filled; the stream then
+ * stays failed and returns -1 again with the same error). */
+enum {
+	JSON_STREAM_MORE = 0,   /* the piece is used up: feed the next, or finish */
+	JSON_STREAM_RECORD = 1, /* *rec holds the next record */
+	JSON_STREAM_END = 2,    /* finished, and the document was valid */
+};
+
+/* A record: node 0 of doc. doc points into the caller's piece or into the
+ * stream's own buffer, and stays valid until the next json_stream_next,
+ * json_stream_feed or json_stream_free. As in any json_doc_t, node offsets
+ * are relative to doc.src, which may start before the record; the record's
+ * first byte is at `offset` in the whole input. */
+typedef struct {
+	json_doc_t doc;
+	size_t offset;
+} json_stream_record_t;
+
+typedef struct json_stream json_stream_t;
+
+/* rows must start with '$' and stays the caller's: it must outlive the
+ * stream. opts may be NULL (defaults, no envelope kept). Returns NULL with
+ * errno EINVAL (a path starting with '@') or ENOMEM. */
+json_stream_t *json_stream_new(const json_path_t *rows, const json_stream_opts_t *opts);
+void json_stream_free(json_stream_t *s);
+
+/* Lends the stream the next piece of input: the piece must stay unchanged
+ * until json_stream_next returns something other than JSON_STREAM_RECORD.
+ * The stream copies only the bytes of a value that crosses the piece's end.
+ * Call only after json_stream_next returned JSON_STREAM_MORE (or right after
+ * json_stream_new). */
+void json_stream_feed(json_stream_t *s, const char *piece, size_t len);
+/* No more input: the next json_stream_next finishes the document. */
+void json_stream_finish(json_stream_t *s);
+
+int json_stream_next(json_stream_t *s, json_stream_record_t *rec, json_error_t *err);
+
+/* The envelope as a document: every value of the input outside the records'
+ * containers, as far as the input has been read when the first record is
+ * returned (that view is kept from then on), or the whole envelope once the
+ * input ended without a record. The containers that hold the records appear
+ * empty; `$.meta.x` paths work on it as on the whole document when `meta`
+ * comes before the records. Valid until json_stream_free. 0, or -1 when
+ * opts.keep_envelope was not set, the envelope outgrew envelope_bytes_max,
+ * or nothing has been read yet. */
+int json_stream_envelope(json_stream_t *s, json_doc_t *out);
+
+/* Bytes of input consumed so far (the offset of the next byte to read). */
+size_t json_stream_offset(const json_stream_t *s);
+
+/* ---- NDJSON in pieces: each line is a document (json_ndjson_each's rules).
+ * Lines whole inside a piece are parsed where they are, in one
+ * json_ndjson_each over the run of them; only a line cut by a piece's end is
+ * copied, and completed from the next piece. fn gets each document with the
+ * offset of its line in the whole input; the first invalid line fails with
+ * the offset and line json_ndjson_each gives on the whole input. A line
+ * longer than line_bytes_max that crosses a piece fails with "value larger
+ * than the stream limit" at its first byte. Memory: the longest line that
+ * crosses a piece, plus json_ndjson_each's batch index (docs/parse.md). */
+typedef struct json_ndjson_stream json_ndjson_stream_t;
+
+/* line_bytes_max 0: JSON_STREAM_VALUE_BYTES_MAX. NULL on ENOMEM. The
+ * parser is the caller's and must outlive the stream. */
+json_ndjson_stream_t *json_ndjson_stream_new(json_parser_t *p, size_t line_bytes_max);
+void json_ndjson_stream_free(json_ndjson_stream_t *st);
+
+/* The next piece (not kept after the call). 0, fn's non-zero return, or -1
+ * with *err; after a non-zero return the stream must not be fed again. */
+int json_ndjson_stream_feed(json_ndjson_stream_t *st, const char *piece, size_t len,
+                            json_ndjson_fn fn, void *ctx, json_error_t *err);
+/* The end of the input: the last line, if it had no newline. */
+int json_ndjson_stream_finish(json_ndjson_stream_t *st, json_ndjson_fn fn, void *ctx,
+                              json_error_t *err);
+
+#endif

@@ -1,0 +1,540 @@
+/* tests/parse/test_json_stream.c: json_stream (parse/json_stream.c) gives
+ * json_parse's answer on the whole input, however the input is split.
+ *
+ * argv: JSONTestSuite/test_parsing and the corpus directory. For every file
+ * and several rows paths, the verdict, the error (offset, line, reason) and
+ * the selected records must equal json_parse + json_path_each on the whole
+ * input: small files split at every byte and fed a byte at a time, large
+ * ones split at seeded random places. The groups run once per stage-1
+ * kernel. With --big instead, a 200 MB document is generated piece by piece
+ * (never whole), streamed, and the records' count and checksum and the peak
+ * RSS are checked. */
+#include <dirent.h>
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include <cmocka.h>
+
+#include "parse/json.h"
+#include "parse/json_internal.h"
+#include "parse/json_stream.h"
+#include "tests/parse/json_stream_check.h"
+
+#define FILES_MAX 1024u
+#define SUITE_FILES_MIN 300u
+#define EVERY_SPLIT_BYTES_MAX 2048u /* files up to this size are split at every byte */
+#define RANDOM_PLANS 12u            /* random split plans per large file */
+#define CUTS_MAX 4096u              /* cuts per random plan (the rest is one piece) */
+
+typedef struct {
+	char name[256];
+	char *data;
+	size_t len;
+} file_t;
+
+static file_t files[FILES_MAX];
+static size_t n_files;
+static const char *dirs[2];
+
+static const char *const rows_paths[] = {"$", "$[*]", "$.*", "$.*[*]", "$[0]", "$.statuses[*]"};
+#define N_ROWS (sizeof rows_paths / sizeof rows_paths[0])
+
+static void load_dir(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL && n_files < FILES_MAX) {
+		if (e->d_name[0] == '.' || strlen(e->d_name) >= sizeof files[0].name)
+			continue;
+		char path[4096];
+		snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+		FILE *f = fopen(path, "rb");
+		if (!f)
+			continue;
+		file_t *c = &files[n_files];
+		fseek(f, 0, SEEK_END);
+		long n = ftell(f);
+		rewind(f);
+		c->len = (size_t)n;
+		c->data = malloc(c->len ? c->len : 1);
+		if (c->data && fread(c->data, 1, c->len, f) == c->len) {
+			snprintf(c->name, sizeof c->name, "%s", e->d_name);
+			n_files++;
+		} else {
+			free(c->data);
+		}
+		fclose(f);
+	}
+	closedir(d);
+}
+
+static int load_files(void **state)
+{
+	(void)state;
+	load_dir(dirs[0]);
+	load_dir(dirs[1]);
+	return n_files >= SUITE_FILES_MIN ? 0 : -1;
+}
+
+static int free_files(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < n_files; i++)
+		free(files[i].data);
+	n_files = 0;
+	return 0;
+}
+
+static json_path_t *compile(const char *expr)
+{
+	json_path_t *p;
+	json_error_t err;
+	assert_int_equal(json_path_compile(expr, &p, &err), 0);
+	return p;
+}
+
+/* Fails the test with the file, the path and the split when they differ. */
+static void expect_same(const file_t *f, const char *rows, const sc_result_t *want,
+                        const sc_result_t *got, const char *split)
+{
+	const char *what = sc_differs(want, got);
+	if (!what)
+		return;
+	fail_msg("%s, rows %s, split %s: %s differs (whole: %s at %zu line %zu, %zu records; "
+	         "stream: %s at %zu line %zu, %zu records)",
+	         f->name, rows, split, what, want->r ? want->err.reason : "valid", want->err.offset,
+	         want->err.line, want->n_recs, got->r ? got->err.reason : "valid", got->err.offset,
+	         got->err.line, got->n_recs);
+}
+
+/* xorshift64*: seeded, so a failure names a reproducible plan. */
+static uint64_t rnd(uint64_t *s)
+{
+	*s ^= *s >> 12;
+	*s ^= *s << 25;
+	*s ^= *s >> 27;
+	return *s * 2685821657736338717ull;
+}
+
+static void small_file(json_parser_t *p, const file_t *f, const json_path_t *rows,
+                       const char *expr, size_t *cuts)
+{
+	sc_result_t want, got;
+	sc_whole(p, rows, f->data, f->len, &want);
+	char split[64];
+	for (size_t i = 0; i <= f->len; i++) {
+		sc_stream(rows, NULL, f->data, f->len, &i, 1, &got);
+		snprintf(split, sizeof split, "at %zu", i);
+		expect_same(f, expr, &want, &got, split);
+		sc_result_free(&got);
+	}
+	for (size_t i = 0; i < f->len; i++)
+		cuts[i] = i + 1;
+	sc_stream(rows, NULL, f->data, f->len, cuts, f->len, &got);
+	expect_same(f, expr, &want, &got, "every byte");
+	sc_result_free(&got);
+	sc_result_free(&want);
+}
+
+static void large_file(json_parser_t *p, const file_t *f, const json_path_t *rows,
+                       const char *expr, size_t *cuts)
+{
+	sc_result_t want, got;
+	sc_whole(p, rows, f->data, f->len, &want);
+	for (uint64_t plan = 1; plan <= RANDOM_PLANS; plan++) {
+		uint64_t seed = plan * 0x9E3779B97F4A7C15ull ^ f->len;
+		/* Pieces up to 2^k bytes: from a few bytes to whole megabytes. */
+		size_t max_piece = (size_t)1 << (1 + plan % 21);
+		size_t n = 0, at = 0;
+		while (n < CUTS_MAX) {
+			at += 1 + rnd(&seed) % max_piece;
+			if (at >= f->len)
+				break;
+			cuts[n++] = at;
+		}
+		sc_stream(rows, NULL, f->data, f->len, cuts, n, &got);
+		char split[64];
+		snprintf(split, sizeof split, "plan %llu", (unsigned long long)plan);
+		expect_same(f, expr, &want, &got, split);
+		sc_result_free(&got);
+	}
+	sc_result_free(&want);
+}
+
+static void every_file_every_split(void **state)
+{
+	(void)state;
+	json_parser_t *p = json_parser_new(0);
+	assert_non_null(p);
+	size_t *cuts = malloc((EVERY_SPLIT_BYTES_MAX > CUTS_MAX ? EVERY_SPLIT_BYTES_MAX : CUTS_MAX) *
+	                      sizeof *cuts);
+	assert_non_null(cuts);
+	for (size_t k = 0; k < N_ROWS; k++) {
+		json_path_t *rows = compile(rows_paths[k]);
+		for (size_t i = 0; i < n_files; i++) {
+			if (files[i].len <= EVERY_SPLIT_BYTES_MAX)
+				small_file(p, &files[i], rows, rows_paths[k], cuts);
+			else
+				large_file(p, &files[i], rows, rows_paths[k], cuts);
+		}
+		json_path_free(rows);
+	}
+	free(cuts);
+	json_parser_free(p);
+}
+
+/* Every file as NDJSON (most are one line; the corpus has a real NDJSON
+ * file), split as above: json_ndjson_stream against json_ndjson_each. */
+static void ndjson_every_split(void **state)
+{
+	(void)state;
+	json_parser_t *p = json_parser_new(0), *q = json_parser_new(0);
+	assert_true(p && q);
+	size_t *cuts = malloc(CUTS_MAX * sizeof *cuts);
+	assert_non_null(cuts);
+	/* Each file, then a copy of each large one with a control byte two
+	 * thirds in: an error far from the first line and the first piece. */
+	for (size_t i = 0; i < 2 * n_files; i++) {
+		const file_t *f = &files[i % n_files];
+		file_t bad;
+		if (i >= n_files) {
+			if (f->len <= EVERY_SPLIT_BYTES_MAX)
+				continue;
+			bad = *f;
+			snprintf(bad.name, sizeof bad.name, "%.200s (byte %zu set to 0x01)", f->name,
+			         f->len / 3 * 2);
+			assert_non_null(bad.data = malloc(f->len));
+			memcpy(bad.data, f->data, f->len);
+			bad.data[f->len / 3 * 2] = 1;
+			f = &bad;
+		}
+		sc_result_t want, got;
+		sc_ndjson_whole(p, f->data, f->len, &want);
+		char split[64];
+		size_t n_plans = f->len <= EVERY_SPLIT_BYTES_MAX ? f->len + 1 : RANDOM_PLANS;
+		for (size_t plan = 0; plan < n_plans; plan++) {
+			size_t n = 0;
+			if (f->len <= EVERY_SPLIT_BYTES_MAX) {
+				cuts[n++] = plan;
+				snprintf(split, sizeof split, "at %zu", plan);
+			} else {
+				uint64_t seed = (plan + 1) * 0x9E3779B97F4A7C15ull ^ f->len;
+				size_t max_piece = (size_t)1 << (1 + plan % 21), at = 0;
+				while (n < CUTS_MAX && (at += 1 + rnd(&seed) % max_piece) < f->len)
+					cuts[n++] = at;
+				snprintf(split, sizeof split, "plan %zu", plan);
+			}
+			sc_ndjson_stream(q, f->data, f->len, cuts, n, &got);
+			expect_same(f, "(ndjson)", &want, &got, split);
+			sc_result_free(&got);
+		}
+		sc_result_free(&want);
+		if (i >= n_files)
+			free(bad.data);
+	}
+	free(cuts);
+	json_parser_free(p);
+	json_parser_free(q);
+}
+
+/* ---- Hand-made cases: what the suite files do not hold. */
+
+static const char env_doc[] =
+	"{\"meta\":{\"x\":7,\"name\":\"n\\u0041\"},\"count\":2,\n"
+	" \"items\":[{\"id\":1},{\"id\":2}],\"tail\":{\"t\":true}}";
+
+static int first_int(void *ctx, const json_doc_t *d, uint32_t node)
+{
+	return json_number_int64(d, node, ctx) == 0 ? 1 : -1;
+}
+
+static int64_t path_int(const json_doc_t *d, const char *expr)
+{
+	json_path_t *p = compile(expr);
+	int64_t v = -1;
+	int r = json_path_each(p, d, 0, first_int, &v);
+	json_path_free(p);
+	return r == 1 ? v : -1;
+}
+
+/* $-fields before the records are in the envelope when the first record
+ * comes; fields after them are not (the view is frozen there). */
+static void envelope_before_records(void **state)
+{
+	(void)state;
+	json_path_t *rows = compile("$.items[*]");
+	json_stream_opts_t o = {.keep_envelope = true};
+	json_stream_t *s = json_stream_new(rows, &o);
+	assert_non_null(s);
+	json_doc_t env;
+	assert_int_equal(json_stream_envelope(s, &env), -1);
+	/* Fed 5 bytes at a time: the records and the meta cross pieces. */
+	size_t len = sizeof env_doc - 1, at = 0, n_recs = 0;
+	json_stream_record_t rec;
+	json_error_t err;
+	int r = JSON_STREAM_MORE;
+	while (r != JSON_STREAM_END) {
+		if (r == JSON_STREAM_MORE) {
+			if (at == len) {
+				json_stream_finish(s);
+			} else {
+				size_t n = len - at < 5 ? len - at : 5;
+				json_stream_feed(s, env_doc + at, n);
+				at += n;
+			}
+		}
+		r = json_stream_next(s, &rec, &err);
+		assert_true(r >= 0);
+		if (r == JSON_STREAM_RECORD) {
+			n_recs++;
+			assert_int_equal(path_int(&rec.doc, "@.id"), (int64_t)n_recs);
+			assert_int_equal(json_stream_envelope(s, &env), 0);
+			assert_int_equal(path_int(&env, "$.meta.x"), 7);
+			assert_int_equal(path_int(&env, "$.count"), 2);
+			assert_int_equal(path_int(&env, "$.tail.t"), -1);
+		}
+	}
+	assert_int_equal(n_recs, 2);
+	assert_int_equal(json_stream_envelope(s, &env), 0);
+	json_buf_t out = {0};
+	assert_int_equal(json_write(&env, 0, &out), 0);
+	const char want[] = "{\"meta\":{\"x\":7,\"name\":\"n\\u0041\"},\"count\":2,\"items\":[]}";
+	assert_int_equal(out.len, sizeof want - 1);
+	assert_memory_equal(out.data, want, out.len);
+	json_buf_free(&out);
+	json_stream_free(s);
+	json_path_free(rows);
+}
+
+/* Without a record, the envelope at the end is the whole document minus the
+ * records' containers' contents. */
+static void envelope_without_records(void **state)
+{
+	(void)state;
+	static const char doc[] = "{\"a\":[1,2],\"items\":[],\"z\":{\"k\":5}}";
+	json_path_t *rows = compile("$.items[*]");
+	json_stream_opts_t o = {.keep_envelope = true};
+	json_stream_t *s = json_stream_new(rows, &o);
+	json_stream_feed(s, doc, sizeof doc - 1);
+	json_stream_record_t rec;
+	json_error_t err;
+	assert_int_equal(json_stream_next(s, &rec, &err), JSON_STREAM_MORE);
+	json_stream_finish(s);
+	assert_int_equal(json_stream_next(s, &rec, &err), JSON_STREAM_END);
+	json_doc_t env;
+	assert_int_equal(json_stream_envelope(s, &env), 0);
+	assert_int_equal(path_int(&env, "$.z.k"), 5);
+	assert_int_equal(path_int(&env, "$.a[1]"), 2);
+	json_stream_free(s);
+	json_path_free(rows);
+}
+
+/* A value past value_bytes_max fails at its first byte, in one piece or
+ * across several, and the error stays. */
+static void value_limit(void **state)
+{
+	(void)state;
+	static const char doc[] = "[1,\n\"0123456789012345678901234567890123456789\",2]";
+	json_path_t *rows = compile("$[*]");
+	json_stream_opts_t o = {.value_bytes_max = 16};
+	size_t len = sizeof doc - 1;
+	for (size_t cut = 0; cut <= len; cut++) {
+		sc_result_t got;
+		sc_stream(rows, &o, doc, len, &cut, 1, &got);
+		assert_int_equal(got.r, -1);
+		assert_int_equal(got.err.offset, 4);
+		assert_int_equal(got.err.line, 2);
+		assert_string_equal(got.err.reason, "value larger than the stream limit");
+		assert_int_equal(got.n_recs, 1); /* the 1 before it */
+		sc_result_free(&got);
+	}
+	json_path_free(rows);
+}
+
+/* Each member named like the step is followed, where json_path_each takes
+ * only the last of duplicate keys: the stream cannot know one comes later. */
+static void duplicate_keys_each_followed(void **state)
+{
+	(void)state;
+	static const char doc[] = "{\"items\":[1],\"items\":[2,3]}";
+	json_path_t *rows = compile("$.items[*]");
+	sc_result_t got;
+	sc_stream(rows, NULL, doc, sizeof doc - 1, NULL, 0, &got);
+	assert_int_equal(got.r, 0);
+	assert_int_equal(got.n_recs, 3);
+	static const char want[] = "10 1\n22 2\n24 3\n"; /* offset, record */
+	assert_int_equal(got.recs.len, sizeof want - 1);
+	assert_memory_equal(got.recs.data, want, sizeof want - 1);
+	sc_result_free(&got);
+	json_path_free(rows);
+}
+
+/* A rows path relative to a row ('@') has nothing to be relative to. */
+static void rows_path_must_be_rooted(void **state)
+{
+	(void)state;
+	json_path_t *rows = compile("@.x");
+	errno = 0;
+	assert_null(json_stream_new(rows, NULL));
+	assert_int_equal(errno, EINVAL);
+	json_path_free(rows);
+}
+
+/* ---- --big: a document much larger than the stream's buffers. */
+
+#define BIG_BYTES (200ull << 20)
+#define BIG_PIECE_BYTES (1u << 20)
+#define BIG_RSS_KIB_MAX (64u << 10) /* without sanitizers */
+
+/* Writes the document's bytes [*at, ...) into piece, up to cap, as if the
+ * whole document were `{"meta":{...},"items":[r0,r1,...]}` with records
+ * until BIG_BYTES; *rec and *rec_at track the record being written. */
+typedef struct {
+	uint64_t next_id;
+	char rec[256];
+	size_t rec_len, rec_at;
+	int phase; /* 0 head, 1 records, 2 tail, 3 done */
+	uint64_t written;
+} gen_t;
+
+static size_t gen_piece(gen_t *g, char *piece, size_t cap)
+{
+	size_t n = 0;
+	while (n < cap && g->phase < 3) {
+		if (g->rec_at == g->rec_len) {
+			int k;
+			if (g->phase == 0) {
+				k = snprintf(g->rec, sizeof g->rec,
+				             "{\"meta\":{\"source\":\"generated\",\"bytes\":%llu},\n"
+				             "\"items\":[",
+				             BIG_BYTES);
+				g->phase = 1;
+			} else if (g->phase == 1 && g->written < BIG_BYTES) {
+				uint64_t id = g->next_id++;
+				k = snprintf(g->rec, sizeof g->rec,
+				             "%s{\"id\":%llu,\"name\":\"item \\\"%llu\\\" \\u00e9\","
+				             "\"tags\":[\"a\",\"b\",{\"deep\":[[],{}]}],\"v\":%llu.5e-1}\n",
+				             id ? "," : "", (unsigned long long)id,
+				             (unsigned long long)id, (unsigned long long)(id % 1000));
+			} else if (g->phase == 1) {
+				k = snprintf(g->rec, sizeof g->rec, "],\"tail\":true}\n");
+				g->phase = 2;
+			} else {
+				g->phase = 3;
+				break;
+			}
+			g->rec_len = (size_t)k;
+			g->rec_at = 0;
+		}
+		size_t take = g->rec_len - g->rec_at;
+		if (take > cap - n)
+			take = cap - n;
+		memcpy(piece + n, g->rec + g->rec_at, take);
+		g->rec_at += take;
+		n += take;
+		g->written += take;
+	}
+	return n;
+}
+
+static void big_document_bounded_memory(void **state)
+{
+	(void)state;
+	json_path_t *rows = compile("$.items[*]");
+	json_path_t *id = compile("@.id");
+	json_stream_opts_t o = {.keep_envelope = true};
+	json_stream_t *s = json_stream_new(rows, &o);
+	assert_non_null(s);
+	char *piece = malloc(BIG_PIECE_BYTES);
+	assert_non_null(piece);
+	gen_t g = {0};
+	uint64_t n_recs = 0, id_sum = 0, total = 0;
+	json_stream_record_t rec;
+	json_error_t err;
+	int r;
+	for (;;) {
+		/* Odd piece sizes, so records are cut everywhere. */
+		size_t n = gen_piece(&g, piece, BIG_PIECE_BYTES - (size_t)(total % 4093));
+		total += n;
+		if (n)
+			json_stream_feed(s, piece, n);
+		else
+			json_stream_finish(s);
+		while ((r = json_stream_next(s, &rec, &err)) == JSON_STREAM_RECORD) {
+			int64_t v = -1;
+			assert_int_equal(json_path_each(id, &rec.doc, 0, first_int, &v), 1);
+			assert_int_equal((uint64_t)v, n_recs);
+			id_sum += (uint64_t)v;
+			n_recs++;
+		}
+		if (r != JSON_STREAM_MORE)
+			break;
+	}
+	if (r < 0)
+		fail_msg("%s at %zu", err.reason, err.offset);
+	assert_int_equal(r, JSON_STREAM_END);
+	assert_true(total > BIG_BYTES);
+	assert_int_equal(n_recs, g.next_id);
+	assert_int_equal(id_sum, n_recs * (n_recs - 1) / 2);
+	json_doc_t env;
+	assert_int_equal(json_stream_envelope(s, &env), 0);
+	assert_int_equal(path_int(&env, "$.meta.bytes"), (int64_t)BIG_BYTES);
+	struct rusage ru;
+	assert_int_equal(getrusage(RUSAGE_SELF, &ru), 0);
+	printf("big: %llu bytes, %llu records, peak RSS %ld KiB\n", (unsigned long long)total,
+	       (unsigned long long)n_recs, ru.ru_maxrss);
+#if defined(__SANITIZE_ADDRESS__)
+	/* ASan's shadow memory and quarantine add their own share. */
+	assert_true(ru.ru_maxrss < (long)(4 * BIG_RSS_KIB_MAX));
+#else
+	assert_true(ru.ru_maxrss < (long)BIG_RSS_KIB_MAX);
+#endif
+	free(piece);
+	json_stream_free(s);
+	json_path_free(id);
+	json_path_free(rows);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc >= 2 && strcmp(argv[1], "--big") == 0) {
+		const struct CMUnitTest big[] = {cmocka_unit_test(big_document_bounded_memory)};
+		return cmocka_run_group_tests_name("json_stream_big", big, NULL, NULL);
+	}
+	if (argc < 3) {
+		fprintf(stderr, "usage: %s JSONTestSuite/test_parsing CORPUS_DIR | --big\n", argv[0]);
+		return 2;
+	}
+	dirs[0] = argv[1];
+	dirs[1] = argv[2];
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(every_file_every_split),
+		cmocka_unit_test(ndjson_every_split),
+		cmocka_unit_test(envelope_before_records),
+		cmocka_unit_test(envelope_without_records),
+		cmocka_unit_test(value_limit),
+		cmocka_unit_test(duplicate_keys_each_followed),
+		cmocka_unit_test(rows_path_must_be_rooted),
+	};
+	const json_stage1_kernel_t *kernels;
+	size_t n_kernels = json_stage1_kernels(&kernels);
+	int failed = 0;
+	for (size_t i = 0; i < n_kernels; i++) {
+		if (json_stage1_use(kernels[i].name) != 0)
+			return 1;
+		char group[64];
+		snprintf(group, sizeof group, "json_stream/%s", kernels[i].name);
+		printf("== stage-1 kernel: %s\n", kernels[i].name);
+		failed += cmocka_run_group_tests_name(group, tests, load_files, free_files);
+	}
+	return failed;
+}
