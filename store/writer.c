@@ -90,6 +90,7 @@ typedef struct {
 typedef struct {
 	const batch_t *b;
 	size_t pos;      /* offset of its first field in b->rows */
+	uint64_t prefix; /* key_prefix of its first key value: decides most comparisons */
 	uint32_t seq;    /* arrival order within the transaction */
 	uint32_t layout; /* index into writer_t.layouts */
 	uint32_t table;
@@ -1313,6 +1314,29 @@ static int key_cmp(const hkey_t *a, const hkey_t *b)
 	return c ? c : (a->len > b->len) - (a->len < b->len);
 }
 
+/* A 64-bit image of a key value that never orders two values against
+ * key_cmp (a < b by prefix means a < b), so most comparisons of the sort end
+ * on it: the class in the top two bits, then for numbers the floor of the
+ * value (sign bit flipped, so unsigned order is numeric order) and for text
+ * its first bytes, each cut to 62 bits. Equal prefixes fall back to key_cmp. */
+static uint64_t key_prefix(const hkey_t *k)
+{
+	uint64_t v = 0;
+	if (k->cls == KEY_NUM) {
+		int64_t i = k->v.i;
+		if (k->real) /* floor, clamped to int64 (NaN never comes from JSON) */
+			i = k->v.r < -9223372036854775808.0   ? INT64_MIN
+			    : k->v.r >= 9223372036854775808.0 ? INT64_MAX
+			    : (int64_t)k->v.r - ((double)(int64_t)k->v.r > k->v.r);
+		v = ((uint64_t)i ^ (1ull << 63)) >> 2;
+	} else if (k->cls == KEY_TEXT) {
+		for (uint32_t j = 0; j < 8; j++)
+			v = v << 8 | (j < k->len ? (uint8_t)k->v.s[j] : 0);
+		v >>= 2;
+	}
+	return (uint64_t)k->cls << 62 | v;
+}
+
 /* Table, then (keyed tables) key, then arrival: a total order, so qsort
  * sorts stably. */
 static int hrow_cmp(const void *pa, const void *pb, void *ctx)
@@ -1321,6 +1345,8 @@ static int hrow_cmp(const void *pa, const void *pb, void *ctx)
 	const hrow_t *a = pa, *b = pb;
 	if (a->table != b->table)
 		return a->table < b->table ? -1 : 1;
+	if (a->prefix != b->prefix)
+		return a->prefix < b->prefix ? -1 : 1;
 	const table_spec_t *sp = w->tables[a->table].spec;
 	for (uint32_t k = 0; sp->mode != TABLE_APPEND && k < sp->n_key; k++) {
 		int c = key_cmp(&w->hkeys[a->key + k], &w->hkeys[b->key + k]);
@@ -1453,6 +1479,8 @@ static int tx_resolve(writer_t *w, const batch_t *b)
 			uint32_t field = w->lay_u32[l->key_at + k];
 			w->hkeys[w->n_hkeys++] = key_of(field == LAYOUT_NONE ? NULL : &w->fields[field]);
 		}
+		if (n_key)
+			w->hrows[w->n_hrows - 1].prefix = key_prefix(&w->hkeys[w->n_hkeys - n_key]);
 		w->tx_rows++;
 	}
 	return 0;
