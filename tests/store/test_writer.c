@@ -402,12 +402,22 @@ static void test_full_disk_is_fatal_and_keeps_jobs_pending(void **state)
 
 /* ---- keyed tables: one transaction's rows in key order ------------------ */
 
-/* One inferred table "kv" keyed on `key` (n_key names) in `mode`; every
- * batch of the test lands in one transaction (committed at BATCH_END). */
-static table_spec_t *start_keyed(fixture_t *fx, table_mode_t mode, uint32_t n_key,
-                                 const char *const *key)
+/* `jobs` jobs, the table made by hand with create_sql (unless NULL), and a
+ * writer for one table "kv", columns inferred, keyed on `key` (n_key names)
+ * in `mode`, whose jobs the test has taken; every batch of the test lands in
+ * one transaction (committed at BATCH_END). */
+static table_spec_t *start_keyed(fixture_t *fx, int jobs, const char *create_sql,
+                                 table_mode_t mode, uint32_t n_key, const char *const *key)
 {
 	json_error_t e;
+	int64_t ids[8];
+	import_n(fx, "src", jobs);
+	if (create_sql) {
+		sqlite3 *c;
+		assert_int_equal(sqlite3_open(fx->db, &c), SQLITE_OK);
+		assert_int_equal(sqlite3_exec(c, create_sql, NULL, NULL, NULL), SQLITE_OK);
+		sqlite3_close(c);
+	}
 	table_spec_t *t = calloc(1, sizeof(*t));
 	assert_non_null(t);
 	t->name = strdup("kv");
@@ -420,6 +430,7 @@ static table_spec_t *start_keyed(fixture_t *fx, table_mode_t mode, uint32_t n_ke
 	writer_config_t cfg = {.source = "src", .tables = t, .n_tables = 1,
 	                       .commit_rows = 1000000, .commit_ms = 600000};
 	assert_int_equal(writer_start(fx->st, &cfg, &fx->pipe, &fx->w), 0);
+	assert_int_equal(take_all_jobs(fx, ids, 8), jobs);
 	return t; /* freed by the test with table_specs_free once the writer has stopped */
 }
 
@@ -429,12 +440,8 @@ static table_spec_t *start_keyed(fixture_t *fx, table_mode_t mode, uint32_t n_ke
 static void test_upsert_in_key_order_later_job_wins(void **state)
 {
 	fixture_t *fx = *state;
-	table_spec_t *t;
 	static const char *const key[] = {"a", "b"};
-	int64_t ids[4];
-	import_n(fx, "src", 3);
-	t = start_keyed(fx, TABLE_UPSERT, 2, key);
-	assert_int_equal(take_all_jobs(fx, ids, 4), 3);
+	table_spec_t *t = start_keyed(fx, 3, NULL, TABLE_UPSERT, 2, key);
 	push(fx, done_batch(1, "[{\"a\":2,\"b\":\"x\",\"v\":\"j1 first\"},{\"a\":1,\"b\":\"y\",\"v\":\"j1\"},"
 	                       "{\"a\":2,\"b\":\"x\",\"v\":\"j1 second\"},{\"a\":1,\"b\":\"x\",\"v\":\"j1\"}]",
 	                    "$[*]"));
@@ -455,12 +462,8 @@ static void test_upsert_in_key_order_later_job_wins(void **state)
 static void test_ignore_in_key_order_first_row_wins(void **state)
 {
 	fixture_t *fx = *state;
-	table_spec_t *t;
 	static const char *const key[] = {"k"};
-	int64_t ids[4];
-	import_n(fx, "src", 2);
-	t = start_keyed(fx, TABLE_IGNORE, 1, key);
-	assert_int_equal(take_all_jobs(fx, ids, 4), 2);
+	table_spec_t *t = start_keyed(fx, 2, NULL, TABLE_IGNORE, 1, key);
 	push(fx, done_batch(1, "[{\"k\":\"m\",\"v\":1},{\"k\":\"c\",\"v\":2},{\"k\":\"m\",\"v\":3}]",
 	                    "$[*]"));
 	push(fx, done_batch(2, "[{\"k\":\"c\",\"v\":4},{\"k\":\"a\",\"v\":5},{\"k\":\"m\",\"v\":6}]",
@@ -478,17 +481,8 @@ static void test_ignore_in_key_order_first_row_wins(void **state)
 static void test_mixed_type_keys_sort_as_sqlite_orders_them(void **state)
 {
 	fixture_t *fx = *state;
-	table_spec_t *t;
 	static const char *const key[] = {"k"};
-	int64_t ids[4];
-	import_n(fx, "src", 2);
-	sqlite3 *c;
-	assert_int_equal(sqlite3_open(fx->db, &c), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(c, "CREATE TABLE kv (_job INTEGER, k, v INTEGER)", NULL, NULL,
-	                              NULL), SQLITE_OK);
-	sqlite3_close(c);
-	t = start_keyed(fx, TABLE_UPSERT, 1, key);
-	assert_int_equal(take_all_jobs(fx, ids, 4), 2);
+	table_spec_t *t = start_keyed(fx, 2, "CREATE TABLE kv (_job INTEGER, k, v INTEGER)", TABLE_UPSERT, 1, key);
 	push(fx, done_batch(1, "[{\"k\":\"b\",\"v\":1},{\"k\":3,\"v\":2},{\"k\":9007199254740993,\"v\":3},"
 	                       "{\"k\":1.5,\"v\":4},{\"k\":null,\"v\":5},{\"k\":\"ab\",\"v\":6}]",
 	                    "$[*]"));
@@ -511,17 +505,9 @@ static void test_mixed_type_keys_sort_as_sqlite_orders_them(void **state)
 static void test_refused_job_in_sorted_transaction_fails_alone(void **state)
 {
 	fixture_t *fx = *state;
-	table_spec_t *t;
 	static const char *const key[] = {"k"};
-	int64_t ids[4];
-	import_n(fx, "src", 3);
-	sqlite3 *c;
-	assert_int_equal(sqlite3_open(fx->db, &c), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(c, "CREATE TABLE kv (_job INTEGER, k INTEGER,"
-	                                 " v INTEGER CHECK (v <> 77))", NULL, NULL, NULL), SQLITE_OK);
-	sqlite3_close(c);
-	t = start_keyed(fx, TABLE_UPSERT, 1, key);
-	assert_int_equal(take_all_jobs(fx, ids, 4), 3);
+	table_spec_t *t = start_keyed(fx, 3, "CREATE TABLE kv (_job INTEGER, k INTEGER, v INTEGER CHECK (v <> 77))",
+	                TABLE_UPSERT, 1, key);
 	push(fx, done_batch(1, "[{\"k\":5,\"v\":1},{\"k\":2,\"v\":2}]", "$[*]"));
 	push(fx, done_batch(2, "[{\"k\":4,\"v\":3},{\"k\":2,\"v\":77,\"new\":1}]", "$[*]"));
 	push(fx, done_batch(3, "[{\"k\":2,\"v\":4},{\"k\":1,\"v\":5}]", "$[*]"));
