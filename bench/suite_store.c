@@ -261,7 +261,8 @@ static int digest(store_case_t *c, const char *db, const char *who)
 	if (!c->digest[0])
 		memcpy(c->digest, got, sizeof(got));
 	else if (strcmp(c->digest, got) != 0) {
-		fprintf(stderr, "ringfill bench: store: %s loaded other rows (%s) than the first run (%s)\n",
+		fprintf(stderr,
+		        "ringfill bench: store: %s loaded other rows (%s) than the first run (%s)\n",
 		        who, got, c->digest);
 		return -EIO;
 	}

@@ -1477,7 +1477,8 @@ static int tx_resolve(writer_t *w, const batch_t *b)
 		w->n_hrows++;
 		for (uint32_t k = 0; k < n_key; k++) {
 			uint32_t field = w->lay_u32[l->key_at + k];
-			w->hkeys[w->n_hkeys++] = key_of(field == LAYOUT_NONE ? NULL : &w->fields[field]);
+			const batch_field_t *f = field == LAYOUT_NONE ? NULL : &w->fields[field];
+			w->hkeys[w->n_hkeys++] = key_of(f);
 		}
 		if (n_key)
 			w->hrows[w->n_hrows - 1].prefix = key_prefix(&w->hkeys[w->n_hkeys - n_key]);

@@ -442,11 +442,12 @@ static void test_upsert_in_key_order_later_job_wins(void **state)
 	fixture_t *fx = *state;
 	static const char *const key[] = {"a", "b"};
 	table_spec_t *t = start_keyed(fx, 3, NULL, TABLE_UPSERT, 2, key);
-	push(fx, done_batch(1, "[{\"a\":2,\"b\":\"x\",\"v\":\"j1 first\"},{\"a\":1,\"b\":\"y\",\"v\":\"j1\"},"
-	                       "{\"a\":2,\"b\":\"x\",\"v\":\"j1 second\"},{\"a\":1,\"b\":\"x\",\"v\":\"j1\"}]",
-	                    "$[*]"));
-	push(fx, done_batch(2, "[{\"a\":3,\"b\":\"a\",\"v\":\"j2\"},{\"a\":2,\"b\":\"x\",\"v\":\"j2 wins\"}]",
-	                    "$[*]"));
+	push(fx, done_batch(1, "[{\"a\":2,\"b\":\"x\",\"v\":\"j1 first\"},"
+	                       "{\"a\":1,\"b\":\"y\",\"v\":\"j1\"},"
+	                       "{\"a\":2,\"b\":\"x\",\"v\":\"j1 second\"},"
+	                       "{\"a\":1,\"b\":\"x\",\"v\":\"j1\"}]", "$[*]"));
+	push(fx, done_batch(2, "[{\"a\":3,\"b\":\"a\",\"v\":\"j2\"},"
+	                       "{\"a\":2,\"b\":\"x\",\"v\":\"j2 wins\"}]", "$[*]"));
 	push(fx, done_batch(3, "[{\"a\":0,\"b\":\"z\",\"v\":\"j3\"}]", "$[*]"));
 	finish(fx, 0);
 	expect_query(fx->db, "SELECT group_concat(a||b||':'||v||':'||_job, ' ') FROM"
@@ -482,14 +483,15 @@ static void test_mixed_type_keys_sort_as_sqlite_orders_them(void **state)
 {
 	fixture_t *fx = *state;
 	static const char *const key[] = {"k"};
-	table_spec_t *t = start_keyed(fx, 2, "CREATE TABLE kv (_job INTEGER, k, v INTEGER)", TABLE_UPSERT, 1, key);
-	push(fx, done_batch(1, "[{\"k\":\"b\",\"v\":1},{\"k\":3,\"v\":2},{\"k\":9007199254740993,\"v\":3},"
-	                       "{\"k\":1.5,\"v\":4},{\"k\":null,\"v\":5},{\"k\":\"ab\",\"v\":6}]",
-	                    "$[*]"));
+	table_spec_t *t = start_keyed(fx, 2, "CREATE TABLE kv (_job INTEGER, k, v INTEGER)",
+	                              TABLE_UPSERT, 1, key);
+	push(fx, done_batch(1, "[{\"k\":\"b\",\"v\":1},{\"k\":3,\"v\":2},"
+	                       "{\"k\":9007199254740993,\"v\":3},{\"k\":1.5,\"v\":4},"
+	                       "{\"k\":null,\"v\":5},{\"k\":\"ab\",\"v\":6}]", "$[*]"));
 	push(fx, done_batch(2, "[{\"k\":\"a\",\"v\":7},{\"k\":-7,\"v\":8},{\"k\":true,\"v\":9},"
 	                       "{\"k\":9007199254740992.0,\"v\":10},{\"k\":\"\",\"v\":11},"
-	                       "{\"k\":2,\"v\":12},{\"k\":\"caf\\u00e9\",\"v\":13},{\"k\":\"cafe\",\"v\":14}]",
-	                    "$[*]"));
+	                       "{\"k\":2,\"v\":12},{\"k\":\"caf\\u00e9\",\"v\":13},"
+	                       "{\"k\":\"cafe\",\"v\":14}]", "$[*]"));
 	finish(fx, 0);
 	expect_query(fx->db, "SELECT group_concat(v, ',') FROM (SELECT v FROM kv ORDER BY rowid)",
 	             "5,8,9,4,12,2,10,3,11,7,6,1,14,13");
@@ -506,8 +508,8 @@ static void test_refused_job_in_sorted_transaction_fails_alone(void **state)
 {
 	fixture_t *fx = *state;
 	static const char *const key[] = {"k"};
-	table_spec_t *t = start_keyed(fx, 3, "CREATE TABLE kv (_job INTEGER, k INTEGER, v INTEGER CHECK (v <> 77))",
-	                TABLE_UPSERT, 1, key);
+	table_spec_t *t = start_keyed(fx, 3, "CREATE TABLE kv (_job INTEGER, k INTEGER,"
+	                                     " v INTEGER CHECK (v <> 77))", TABLE_UPSERT, 1, key);
 	push(fx, done_batch(1, "[{\"k\":5,\"v\":1},{\"k\":2,\"v\":2}]", "$[*]"));
 	push(fx, done_batch(2, "[{\"k\":4,\"v\":3},{\"k\":2,\"v\":77,\"new\":1}]", "$[*]"));
 	push(fx, done_batch(3, "[{\"k\":2,\"v\":4},{\"k\":1,\"v\":5}]", "$[*]"));
