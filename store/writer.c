@@ -27,6 +27,7 @@
 #define WRITER_TRUNCATE_WAIT_MS 200 /* how long the final TRUNCATE waits for readers */
 #define WRITER_STMT_CACHE_MAX 64u   /* INSERT statements kept, per column set and row count */
 #define WRITER_ROWS_PER_STMT 50u    /* rows one INSERT carries, fewer for very wide rows */
+#define WRITER_ROWID_PENDING_MAX 2000u /* rowid-table rows staged before they are inserted */
 #define WRITER_CACHE_BYTES_PER_ROW 512u     /* page cache per commit_rows row ... */
 #define WRITER_CACHE_KIB_MIN (16u * 1024u)  /* ... at least 16 MiB ... */
 #define WRITER_CACHE_KIB_MAX (256u * 1024u) /* ... at most 256 MiB */
@@ -172,8 +173,11 @@ struct writer {
 	batch_t *held, **held_tail;
 	uint64_t held_rows, held_start_ms;
 	/* Scratch of tx_apply, reused by every transaction (grows only). */
-	hrow_t *hrows;
+	hrow_t *hrows; /* rows of keyed tables, inserted sorted at the commit */
 	size_t n_hrows, cap_hrows;
+	hrow_t *arows; /* rows of rowid tables, inserted a few thousand at a time */
+	size_t n_arows, cap_arows;
+	bool jobwise; /* the transaction went one job at a time (tx_apply_jobwise) */
 	hkey_t *hkeys;
 	size_t n_hkeys, cap_hkeys;
 	layout_t *layouts;
@@ -1443,9 +1447,9 @@ static int layout_add(writer_t *w, uint32_t table, uint32_t nf)
 }
 
 /* Resolves the batch's rows to columns (adding columns, creating tables)
- * and appends them to w->hrows with their keys. Returns 0, -ENOMEM, or
- * -1 with a database error in the connection (a job-level one fails the
- * job in tx_apply_jobwise). */
+ * and appends them to w->hrows (keyed tables, with their keys) or w->arows
+ * (rowid tables). Returns 0, -ENOMEM, or -1 with a database error in the
+ * connection (a job-level one fails the job in tx_apply_jobwise). */
 static int tx_resolve(writer_t *w, const batch_t *b)
 {
 	batch_iter_t it;
@@ -1456,7 +1460,8 @@ static int tx_resolve(writer_t *w, const batch_t *b)
 		uint32_t n = (uint32_t)nf, table = it.table;
 		size_t pos = it.pos;
 		int rc = scratch_reserve(w, n, n);
-		if (rc != 0 || GROW(w->hrows, w->n_hrows, w->cap_hrows, 1) != 0)
+		if (rc != 0 || GROW(w->hrows, w->n_hrows, w->cap_hrows, 1) != 0 ||
+		    GROW(w->arows, w->n_arows, w->cap_arows, 1) != 0)
 			return -ENOMEM;
 		for (uint32_t i = 0; i < n; i++)
 			batch_next_field(&it, &w->fields[i]);
@@ -1471,28 +1476,30 @@ static int tx_resolve(writer_t *w, const batch_t *b)
 		uint32_t n_key = table_sorted(&w->tables[table]) ? w->tables[table].spec->n_key : 0;
 		if (GROW(w->hkeys, w->n_hkeys, w->cap_hkeys, n_key) != 0)
 			return -ENOMEM;
-		w->hrows[w->n_hrows] = (hrow_t){.b = b, .pos = pos, .seq = (uint32_t)w->n_hrows,
-		                                .layout = lay, .table = table,
-		                                .key = (uint32_t)w->n_hkeys};
-		w->n_hrows++;
+		hrow_t r = {.b = b, .pos = pos, .seq = (uint32_t)w->tx_rows, .layout = lay,
+		            .table = table, .key = (uint32_t)w->n_hkeys};
 		for (uint32_t k = 0; k < n_key; k++) {
 			uint32_t field = w->lay_u32[l->key_at + k];
 			const batch_field_t *f = field == LAYOUT_NONE ? NULL : &w->fields[field];
 			w->hkeys[w->n_hkeys++] = key_of(f);
 		}
-		if (n_key)
-			w->hrows[w->n_hrows - 1].prefix = key_prefix(&w->hkeys[w->n_hkeys - n_key]);
+		if (n_key) {
+			r.prefix = key_prefix(&w->hkeys[r.key]);
+			w->hrows[w->n_hrows++] = r;
+		} else {
+			w->arows[w->n_arows++] = r;
+		}
 		w->tx_rows++;
 	}
 	return 0;
 }
 
-/* Inserts w->hrows in their order: consecutive rows of one layout form a
+/* Inserts rows[0..n) in their order: consecutive rows of one layout form a
  * group, rows_per_stmt of them decoded into w->fields at a time. */
-static int tx_insert(writer_t *w)
+static int tx_insert(writer_t *w, const hrow_t *rows, size_t n)
 {
-	for (size_t i = 0; i < w->n_hrows;) {
-		uint32_t lay = w->hrows[i].layout;
+	for (size_t i = 0; i < n;) {
+		uint32_t lay = rows[i].layout;
 		const layout_t *l = &w->layouts[lay];
 		uint32_t per = rows_per_stmt(w, l->n), g = 0;
 		int rc = scratch_reserve(w, (size_t)per * l->n, l->n);
@@ -1500,13 +1507,12 @@ static int tx_insert(writer_t *w)
 			return rc;
 		memcpy(w->row_cols, w->lay_u32 + l->cols_at, l->n * sizeof(uint32_t));
 		group_start(w, l->table, l->n);
-		for (; i < w->n_hrows && g < per && layout_equal(w, lay, w->hrows[i].layout); i++) {
-			const hrow_t *r = &w->hrows[i];
-			batch_iter_t it = {.b = r->b, .pos = r->pos};
+		for (; i < n && g < per && layout_equal(w, lay, rows[i].layout); i++) {
+			batch_iter_t it = {.b = rows[i].b, .pos = rows[i].pos};
 			batch_field_t *f = w->fields + (size_t)g * l->n;
 			for (uint32_t k = 0; k < l->n; k++)
 				batch_next_field(&it, &f[k]);
-			w->g_jobs[g++] = r->b->job_id;
+			w->g_jobs[g++] = rows[i].b->job_id;
 		}
 		if ((rc = insert_group(w, g)) != 0)
 			return rc;
@@ -1514,44 +1520,51 @@ static int tx_insert(writer_t *w)
 	return 0;
 }
 
-/* The fast path: states, then rows resolved in arrival order, sorted,
- * inserted. 0; -ECANCELED after a fatal error (already reported); else
- * -ENOMEM, -EFBIG or -1 with the database error in the connection. */
-static int tx_apply(writer_t *w)
+/* Sorts rows[0..n) (hrow_cmp: by table, then key for keyed tables, then
+ * arrival) unless they are already in that order, and inserts them. */
+static int tx_insert_sorted(writer_t *w, hrow_t *rows, size_t n)
 {
 	bool sort = false;
-	w->n_hrows = w->n_hkeys = w->n_layouts = w->n_lay_u32 = 0;
-	for (uint32_t t = 0; t < w->n_tables; t++)
-		w->last_layout[t] = LAYOUT_NONE;
-	for (batch_t *b = w->held; b; b = b->next) {
-		int rc;
-		if (b->kind == BATCH_JOB_FAILED) {
-			if (job_failed(w, b, b->error_class, b->error) != 0)
-				return -ECANCELED;
-			continue;
-		}
-		assert(b->kind == BATCH_JOB_DONE);
-		/* The state first, and the rows only when this transaction is the
-		 * one that made the job done (exactly once, as job_done). */
-		if ((rc = job_mark_done(w, b)) < 0)
-			return rc;
-		if (rc == 1 && b->n_rows && (rc = tx_resolve(w, b)) != 0)
-			return rc;
-	}
-	/* Rowid tables keep arrival order; several tables are still brought
-	 * together, table by table, so their groups are not cut short. */
-	for (size_t i = 1; i < w->n_hrows && !sort; i++)
-		sort = w->hrows[i].table != w->hrows[0].table;
-	for (uint32_t t = 0; t < w->n_tables && !sort; t++)
-		sort = table_sorted(&w->tables[t]);
+	for (size_t i = 1; i < n && !sort; i++)
+		sort = hrow_cmp(&rows[i - 1], &rows[i], w) > 0;
 	if (sort)
-		qsort_r(w->hrows, w->n_hrows, sizeof(*w->hrows), hrow_cmp, w);
-	return tx_insert(w);
+		qsort_r(rows, n, sizeof(*rows), hrow_cmp, w);
+	return tx_insert(w, rows, n);
+}
+
+/* Rows of rowid tables go in as they come, brought together table by table
+ * a few thousand at a time, so SQLite works while the loop is still
+ * producing the transaction's later batches. */
+static int tx_insert_rowid_rows(writer_t *w)
+{
+	int rc = tx_insert_sorted(w, w->arows, w->n_arows);
+	w->n_arows = 0;
+	return rc;
+}
+
+/* A batch's part of the fast path: its job's state (the state first, and
+ * the rows only when this transaction is the one that made the job done:
+ * exactly once, as job_done), its rows resolved, and rowid-table rows
+ * inserted once enough are pending. 0; -ECANCELED after a fatal error
+ * (already reported); else -ENOMEM, -EFBIG or -1 with the database error in
+ * the connection. */
+static int tx_stage(writer_t *w, const batch_t *b)
+{
+	int rc;
+	if (b->kind == BATCH_JOB_FAILED)
+		return job_failed(w, b, b->error_class, b->error) != 0 ? -ECANCELED : 0;
+	assert(b->kind == BATCH_JOB_DONE);
+	if ((rc = job_mark_done(w, b)) < 0)
+		return rc;
+	if (rc == 1 && b->n_rows && (rc = tx_resolve(w, b)) != 0)
+		return rc;
+	return w->n_arows >= WRITER_ROWID_PENDING_MAX ? tx_insert_rowid_rows(w) : 0;
 }
 
 /* The database refused a row of the transaction: undo all of it, and apply
  * the held batches again one job at a time, each in its savepoint, so that
- * the jobs at fault fail alone and the others are committed. */
+ * the jobs at fault fail alone and the others are committed. The rest of
+ * the transaction goes the same way (w->jobwise). */
 static int tx_apply_jobwise(writer_t *w)
 {
 	if (exec_sql(w, "ROLLBACK") != 0)
@@ -1560,10 +1573,26 @@ static int tx_apply_jobwise(writer_t *w)
 	columns_restore(w);
 	if (tx_begin(w) != 0)
 		return -1;
+	w->jobwise = true;
+	w->n_hrows = w->n_arows = 0;
 	for (batch_t *b = w->held; b; b = b->next)
 		if (batch_apply(w, b) != 0)
 			return -1;
 	return 0;
+}
+
+/* The outcome of a fast-path step: 0, or -1 after a fatal error. */
+static int tx_settle(writer_t *w, int rc)
+{
+	if (rc == 0)
+		return 0;
+	if (rc == -ECANCELED)
+		return -1;
+	if (rc == -ENOMEM)
+		return fatal(w, "writer: out of memory");
+	if (!job_level_error(rc, sqlite3_errcode(w->db)))
+		return fatal_db(w);
+	return tx_apply_jobwise(w);
 }
 
 static void held_free(writer_t *w)
@@ -1577,35 +1606,42 @@ static void held_free(writer_t *w)
 	w->held_rows = 0;
 }
 
-/* Takes a popped batch into the open transaction. */
-static void tx_hold(writer_t *w, batch_t *b)
+/* Takes a popped batch into the transaction (begun at its first batch) and
+ * stages it. 0, or -1 after a fatal error. */
+static int tx_hold(writer_t *w, batch_t *b)
 {
-	if (!w->held)
-		w->held_start_ms = now_ms();
 	b->next = NULL;
 	*w->held_tail = b;
 	w->held_tail = &b->next;
 	w->held_rows += b->n_rows;
+	if (!w->in_tx) {
+		w->held_start_ms = now_ms();
+		if (tx_begin(w) != 0)
+			return -1;
+		columns_mark(w); /* for tx_apply_jobwise */
+		w->jobwise = false;
+		w->n_hrows = w->n_arows = w->n_hkeys = w->n_layouts = w->n_lay_u32 = 0;
+		for (uint32_t t = 0; t < w->n_tables; t++)
+			w->last_layout[t] = LAYOUT_NONE;
+	}
+	if (w->jobwise)
+		return batch_apply(w, b);
+	return tx_settle(w, tx_stage(w, b));
 }
 
-/* Applies and commits the held batches, then frees them. 0, or -1 after a
- * fatal error. */
+/* Inserts what is pending (keyed tables' rows sorted by key), commits, and
+ * frees the held batches. 0, or -1 after a fatal error. */
 static int tx_held(writer_t *w)
 {
 	if (!w->held)
 		return 0;
-	int rc = tx_begin(w);
-	if (rc == 0) {
-		columns_mark(w);
-		rc = tx_apply(w);
-		if (rc == -ECANCELED)
-			rc = -1;
-		else if (rc == -ENOMEM)
-			rc = fatal(w, "writer: out of memory");
-		else if (rc != 0 && !job_level_error(rc, sqlite3_errcode(w->db)))
-			rc = fatal_db(w);
-		else if (rc != 0)
-			rc = tx_apply_jobwise(w);
+	int rc = 0;
+	if (!w->jobwise) {
+		rc = tx_insert_rowid_rows(w);
+		if (rc == 0)
+			rc = tx_insert_sorted(w, w->hrows, w->n_hrows);
+		w->n_hrows = 0;
+		rc = tx_settle(w, rc);
 	}
 	if (rc == 0)
 		rc = tx_commit(w);
@@ -1729,9 +1765,9 @@ static void writer_run(writer_t *w)
 				batch_free(b);
 				continue;
 			}
-			tx_hold(w, b);
+			rc = tx_hold(w, b);
 			/* Held rows never pass commit_rows by more than one batch. */
-			if (w->held_rows >= w->commit_rows)
+			if (rc == 0 && w->held_rows >= w->commit_rows)
 				rc = tx_held(w);
 		}
 		if (rc < 0)
@@ -1790,6 +1826,7 @@ static void writer_free(writer_t *w)
 	free(w->g_cols);
 	free(w->row_cols);
 	free(w->hrows);
+	free(w->arows);
 	free(w->hkeys);
 	free(w->layouts);
 	free(w->lay_u32);

@@ -529,6 +529,48 @@ static void test_refused_job_in_sorted_transaction_fails_alone(void **state)
 	table_specs_free(t, 1);
 }
 
+/* A rowid table receives a transaction's rows while later batches are still
+ * arriving (a few thousand at a time); a job refused after some of them went
+ * in still fails alone, and the others' rows keep arrival order. */
+#define STAGED_JOBS 30
+#define STAGED_ROWS 100 /* per job: 3000 rows, more than are staged at a time */
+#define STAGED_BAD_JOB 27
+
+static void test_refused_job_after_rows_went_in_fails_alone(void **state)
+{
+	fixture_t *fx = *state;
+	import_n(fx, "src", STAGED_JOBS);
+	sqlite3 *c;
+	assert_int_equal(sqlite3_open(fx->db, &c), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(c, "CREATE TABLE records (_job INTEGER,"
+	                                 " v INTEGER CHECK (v <> -1))", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(c);
+	static int64_t ids[STAGED_JOBS];
+	writer_config_t cfg = {.table = "records", .source = "src", .commit_rows = 1000000,
+	                       .commit_ms = 600000};
+	assert_int_equal(writer_start(fx->st, &cfg, &fx->pipe, &fx->w), 0);
+	assert_int_equal(take_all_jobs(fx, ids, STAGED_JOBS), STAGED_JOBS);
+	char json[STAGED_ROWS * 16];
+	for (int job = 1; job <= STAGED_JOBS; job++) {
+		size_t n = (size_t)snprintf(json, sizeof(json), "[");
+		for (int i = 0; i < STAGED_ROWS; i++)
+			n += (size_t)snprintf(json + n, sizeof(json) - n, "%s{\"v\":%d}", i ? "," : "",
+			                      job == STAGED_BAD_JOB && i == 50 ? -1 : job * 1000 + i);
+		snprintf(json + n, sizeof(json) - n, "]");
+		push(fx, done_batch(job, json, "$[*]"));
+	}
+	finish(fx, 0);
+	char want[64];
+	snprintf(want, sizeof(want), "%d:%d", (STAGED_JOBS - 1) * STAGED_ROWS, STAGED_JOBS - 1);
+	expect_query(fx->db, "SELECT count(*) || ':' || count(DISTINCT _job) FROM records", want);
+	/* Arrival order: v grows with the rowid. */
+	expect_query(fx->db, "SELECT count(*) FROM records a JOIN records b ON b.rowid = a.rowid + 1"
+	                     " WHERE b.v < a.v", "0");
+	snprintf(want, sizeof(want), "%d:failed", STAGED_BAD_JOB);
+	expect_query(fx->db, "SELECT group_concat(id || ':' || state) FROM _ringfill_jobs"
+	                     " WHERE state <> 'done'", want);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -544,6 +586,7 @@ int main(void)
 		T(test_ignore_in_key_order_first_row_wins),
 		T(test_mixed_type_keys_sort_as_sqlite_orders_them),
 		T(test_refused_job_in_sorted_transaction_fails_alone),
+		T(test_refused_job_after_rows_went_in_fails_alone),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
