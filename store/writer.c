@@ -169,7 +169,7 @@ struct writer {
 	/* The batches of the open transaction, in arrival order, linked by
 	 * batch_t.next: the writer owns them from the pop until they are
 	 * committed (or the run stops), then frees them. At most commit_rows
-	 * rows plus one batch are held (tx_held). */
+	 * rows plus one batch are held (tx_due). */
 	batch_t *held, **held_tail;
 	uint64_t held_rows, held_start_ms;
 	/* Scratch of tx_apply, reused by every transaction (grows only). */
@@ -1255,17 +1255,18 @@ static int batch_apply(writer_t *w, const batch_t *b)
 }
 
 /* ---- the transaction: held batches, rows in key order ------------------------
- * Batches are held from the first one after a commit until the commit
- * (tx_held). Then, in one transaction: every job's state in arrival order,
- * each job's rows resolved to columns in arrival order (so columns are
- * added and named as one job at a time would), then every table's rows
- * inserted together, those of keyed tables (upsert, ignore) sorted by key
- * (stable: the same key keeps arrival order, so the last row wins an upsert
- * and the first an ignore, as in arrival order), then COMMIT. Sorted rows
- * walk the key's index B-tree in order instead of jumping around it. When
- * the database refuses a row, the whole transaction is undone and the held
- * batches are applied again one job at a time, each in a savepoint (the
- * path above), so only the jobs at fault fail. */
+ * A transaction begins at its first batch and keeps every batch until its
+ * commit (tx_hold, tx_held). As a batch arrives: its job's state, then its
+ * rows resolved to columns in arrival order (so columns are added and named
+ * as one job at a time would); rowid-table rows are inserted in arrival
+ * order a few thousand at a time, across jobs; keyed-table (upsert, ignore)
+ * rows wait. At the commit they are sorted by key, stably (the same key
+ * keeps arrival order, so the last row wins an upsert and the first an
+ * ignore, as in arrival order), inserted, and the transaction commits.
+ * Sorted rows walk the key's index B-tree in order instead of jumping around
+ * it. When the database refuses a row, the whole transaction is undone and
+ * the held batches are applied again one job at a time, each in a savepoint
+ * (the path above), so only the jobs at fault fail. */
 
 #define GROW(arr, n, cap, want)                                                         \
 	grow((void **)&(arr), &(cap), (n) + (want), sizeof(*(arr)))
