@@ -2,7 +2,9 @@
  * writer (store/writer.c) against: what a careful person writes by hand to
  * bulk-load rows into SQLite. Prepared 50-row INSERTs plus one remainder
  * statement, values bound SQLITE_STATIC, 100k rows per transaction, WAL,
- * synchronous=NORMAL. It does no job bookkeeping and no schema inference. */
+ * synchronous=NORMAL. It does no job bookkeeping and no schema inference.
+ * Two tables (peer_sqlite.h): a rowid table, and one with a two-column key
+ * loaded with upserts. */
 #include "bench/peer_sqlite.h"
 
 #include <errno.h>
@@ -13,7 +15,7 @@
 
 #include "bench/harness.h"
 
-#define PEER_SQLITE_COLUMNS 5u /* _job, id, name, score, note */
+#define PEER_SQLITE_COLUMNS 5u /* _job, id, name, score, note; or _job, user, id, score, note */
 
 static int fail(sqlite3 *db, const char *what)
 {
@@ -22,24 +24,43 @@ static int fail(sqlite3 *db, const char *what)
 	return -EIO;
 }
 
-/* INSERT INTO records VALUES (?,?,?,?,?),... for n rows. */
-static int prepare_insert(sqlite3 *db, uint32_t n, sqlite3_stmt **out)
+static const char *const create_sql[] = {
+	[PEER_SQLITE_ROWID] = "CREATE TABLE records (_job INTEGER, id INTEGER, name TEXT,"
+	                      " score REAL, note TEXT)",
+	[PEER_SQLITE_UPSERT] = "CREATE TABLE records (_job INTEGER, user INTEGER, id INTEGER,"
+	                       " score REAL, note TEXT, PRIMARY KEY (user, id))",
+};
+
+/* INSERT INTO records VALUES (?,?,?,?,?),... for n rows, with the upsert
+ * clause for the keyed table. */
+static int prepare_insert(sqlite3 *db, peer_sqlite_table_t table, uint32_t n,
+                          sqlite3_stmt **out)
 {
-	static char sql[64 + PEER_SQLITE_ROWS_PER_STMT * 16];
+	static char sql[256 + PEER_SQLITE_ROWS_PER_STMT * 16];
 	size_t len = (size_t)snprintf(sql, sizeof(sql), "INSERT INTO records VALUES ");
 	for (uint32_t i = 0; i < n; i++)
 		len += (size_t)snprintf(sql + len, sizeof(sql) - len, "%s(?,?,?,?,?)", i ? "," : "");
+	if (table == PEER_SQLITE_UPSERT)
+		snprintf(sql + len, sizeof(sql) - len,
+		         " ON CONFLICT (user, id) DO UPDATE SET _job = excluded._job,"
+		         " score = excluded.score, note = excluded.note");
 	return sqlite3_prepare_v2(db, sql, -1, out, NULL) == SQLITE_OK ? 0 : fail(db, "prepare");
 }
 
-static int insert_rows(sqlite3 *db, sqlite3_stmt *s, const bench_row_t *rows, uint32_t n)
+static int insert_rows(sqlite3 *db, peer_sqlite_table_t table, sqlite3_stmt *s,
+                       const bench_row_t *rows, uint32_t n)
 {
 	for (uint32_t i = 0; i < n; i++) {
 		const bench_row_t *r = &rows[i];
 		int p = (int)(i * PEER_SQLITE_COLUMNS);
 		sqlite3_bind_int64(s, p + 1, r->job);
-		sqlite3_bind_int64(s, p + 2, r->id);
-		sqlite3_bind_text(s, p + 3, r->name, (int)r->name_len, SQLITE_STATIC);
+		if (table == PEER_SQLITE_UPSERT) {
+			sqlite3_bind_int64(s, p + 2, r->user);
+			sqlite3_bind_int64(s, p + 3, r->id);
+		} else {
+			sqlite3_bind_int64(s, p + 2, r->id);
+			sqlite3_bind_text(s, p + 3, r->name, (int)r->name_len, SQLITE_STATIC);
+		}
 		sqlite3_bind_double(s, p + 4, r->score);
 		sqlite3_bind_text(s, p + 5, r->note, (int)r->note_len, SQLITE_STATIC);
 	}
@@ -48,23 +69,23 @@ static int insert_rows(sqlite3 *db, sqlite3_stmt *s, const bench_row_t *rows, ui
 	return rc == SQLITE_DONE ? 0 : fail(db, "insert");
 }
 
-static int load(sqlite3 *db, const bench_row_t *rows, uint64_t n, double *seconds)
+static int load(sqlite3 *db, peer_sqlite_table_t table, const bench_row_t *rows, uint64_t n,
+                double *seconds)
 {
 	sqlite3_stmt *full = NULL, *rest = NULL;
 	uint32_t rest_n = (uint32_t)(n % PEER_SQLITE_ROWS_PER_STMT);
 	double t0 = bench_now_s();
-	if (sqlite3_exec(db, "CREATE TABLE records (_job INTEGER, id INTEGER, name TEXT,"
-	                     " score REAL, note TEXT)", NULL, NULL, NULL) != SQLITE_OK)
+	if (sqlite3_exec(db, create_sql[table], NULL, NULL, NULL) != SQLITE_OK)
 		return fail(db, "create table");
-	int rc = prepare_insert(db, PEER_SQLITE_ROWS_PER_STMT, &full);
+	int rc = prepare_insert(db, table, PEER_SQLITE_ROWS_PER_STMT, &full);
 	if (rc == 0 && rest_n)
-		rc = prepare_insert(db, rest_n, &rest);
+		rc = prepare_insert(db, table, rest_n, &rest);
 	uint64_t in_tx = 0;
 	if (rc == 0 && sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
 		rc = fail(db, "begin");
 	for (uint64_t i = 0; rc == 0 && i < n;) {
 		uint32_t k = n - i >= PEER_SQLITE_ROWS_PER_STMT ? PEER_SQLITE_ROWS_PER_STMT : rest_n;
-		rc = insert_rows(db, k == PEER_SQLITE_ROWS_PER_STMT ? full : rest, rows + i, k);
+		rc = insert_rows(db, table, k == PEER_SQLITE_ROWS_PER_STMT ? full : rest, rows + i, k);
 		i += k;
 		in_tx += k;
 		if (rc == 0 && (in_tx >= PEER_SQLITE_ROWS_PER_TX || i == n)) {
@@ -81,8 +102,8 @@ static int load(sqlite3 *db, const bench_row_t *rows, uint64_t n, double *second
 	return rc;
 }
 
-int peer_sqlite_load(const char *db_path, const bench_row_t *rows, uint64_t n,
-                     double *seconds)
+int peer_sqlite_load(const char *db_path, peer_sqlite_table_t table, const bench_row_t *rows,
+                     uint64_t n, double *seconds)
 {
 	sqlite3 *db = NULL;
 	char pragmas[128];
@@ -97,7 +118,7 @@ int peer_sqlite_load(const char *db_path, const bench_row_t *rows, uint64_t n,
 	else if (sqlite3_exec(db, pragmas, NULL, NULL, NULL) != SQLITE_OK)
 		rc = fail(db, "pragmas");
 	else
-		rc = load(db, rows, n, seconds);
+		rc = load(db, table, rows, n, seconds);
 	sqlite3_close(db);
 	return rc;
 }

@@ -10,20 +10,33 @@
 #define PEER_SQLITE_ROWS_PER_TX 100000u  /* rows per transaction */
 #define PEER_SQLITE_JOURNAL_SIZE_LIMIT_BYTES (64 * 1024 * 1024) /* as store/store.c */
 
-/* One generated row of the 4-column table, plus the job it belongs to (the
- * writer's _job column). Text points into the suite's arena. */
+/* The two tables of the `store` suite (issue 6):
+ * - PEER_SQLITE_ROWID: records (_job INTEGER, id INTEGER, name TEXT,
+ *   score REAL, note TEXT), a rowid table; rows appended.
+ * - PEER_SQLITE_UPSERT: records (_job INTEGER, user INTEGER, id INTEGER,
+ *   score REAL, note TEXT, PRIMARY KEY (user, id)), a rowid table whose key
+ *   is a UNIQUE index (the B-trees the writer makes for a job-file key);
+ *   rows go in with ON CONFLICT (user, id) DO UPDATE SET the other columns,
+ *   so a later row of a key replaces the earlier one. */
+typedef enum {
+	PEER_SQLITE_ROWID = 0,
+	PEER_SQLITE_UPSERT = 1,
+} peer_sqlite_table_t;
+
+/* One generated row, plus the job it belongs to (the writer's _job column).
+ * `user` is used by the upsert table only, `name` by the rowid table only.
+ * Text points into the suite's arena. */
 typedef struct {
-	int64_t job, id;
+	int64_t job, user, id;
 	double score;
 	const char *name, *note;
 	uint32_t name_len, note_len;
 } bench_row_t;
 
-/* Creates table records (_job INTEGER, id INTEGER, name TEXT, score REAL,
- * note TEXT) in a new database at db_path (WAL, synchronous=NORMAL) and
- * inserts rows[0..n) in order. *seconds: from CREATE TABLE to the last
- * COMMIT. 0, or -EIO after printing SQLite's message. */
-int peer_sqlite_load(const char *db_path, const bench_row_t *rows, uint64_t n,
-                     double *seconds);
+/* Creates the table in a new database at db_path (WAL, synchronous=NORMAL)
+ * and inserts rows[0..n) in that order. *seconds: from CREATE TABLE to the
+ * last COMMIT. 0, or -EIO after printing SQLite's message. */
+int peer_sqlite_load(const char *db_path, peer_sqlite_table_t table, const bench_row_t *rows,
+                     uint64_t n, double *seconds);
 
 #endif

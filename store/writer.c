@@ -28,6 +28,7 @@
 #define WRITER_BUSY_TRY_MS 250      /* SQLite's own busy wait per try (exec_retry) */
 #define WRITER_STMT_CACHE_MAX 64u   /* INSERT statements kept, per column set and row count */
 #define WRITER_ROWS_PER_STMT 50u    /* rows one INSERT carries, fewer for very wide rows */
+#define WRITER_ROWID_PENDING_MAX 2000u /* rowid-table rows staged before they are inserted */
 #define WRITER_CACHE_BYTES_PER_ROW 512u     /* page cache per commit_rows row ... */
 #define WRITER_CACHE_KIB_MIN (16u * 1024u)  /* ... at least 16 MiB ... */
 #define WRITER_CACHE_KIB_MAX (256u * 1024u) /* ... at most 256 MiB */
@@ -84,6 +85,46 @@ typedef struct {
 	uint32_t col, field;
 } pair_t;
 
+/* ---- the open transaction's rows (held until its commit) ----
+ * One held row: where its fields start in its batch, its layout and its
+ * key. Rows of keyed tables (upsert, ignore) are sorted by key before they
+ * are inserted; `seq` (arrival order) breaks ties, so the sort is stable. */
+typedef struct {
+	const batch_t *b;
+	size_t pos;      /* offset of its first field in b->rows */
+	uint64_t prefix; /* key_prefix of its first key value: decides most comparisons */
+	uint32_t seq;    /* arrival order within the transaction */
+	uint32_t layout; /* index into writer_t.layouts */
+	uint32_t table;
+	uint32_t key;    /* index of its first key value in writer_t.hkeys */
+} hrow_t;
+
+/* A key value as SQLite orders values in an index with BINARY collation:
+ * NULL < numbers (integers and reals by value) < text (memcmp, then length). */
+enum { KEY_NULL = 0, KEY_NUM = 1, KEY_TEXT = 2 };
+
+typedef struct {
+	union {
+		int64_t i;
+		double r;
+		const char *s; /* into the batch */
+	} v;
+	uint32_t len; /* KEY_TEXT: bytes */
+	uint8_t cls;  /* KEY_* */
+	bool real;    /* KEY_NUM: v.r, else v.i */
+} hkey_t;
+
+/* The columns of a row's fields, in field order, as resolved once for a
+ * run of rows with the same fields; and, for a keyed table, which field
+ * holds each key column (LAYOUT_NONE: the row has no such field, NULL). */
+typedef struct {
+	uint32_t table, n;
+	size_t cols_at; /* n column numbers in writer_t.lay_u32 */
+	size_t key_at;  /* n_key field indices in writer_t.lay_u32 */
+} layout_t;
+
+#define LAYOUT_NONE UINT32_MAX
+
 struct writer {
 	store_t *st;
 	sqlite3 *db;
@@ -106,7 +147,7 @@ struct writer {
 	uint32_t vars_max; /* SQLite's limit on bound parameters per statement */
 
 	bool in_tx;
-	uint64_t tx_start_ms, tx_rows, tx_done, tx_failed, tx_bytes;
+	uint64_t tx_rows, tx_done, tx_failed, tx_bytes;
 	uint32_t busy_patience_ms; /* total wait for another process's write lock */
 	uint64_t checkpoint_ms;    /* when the last PASSIVE checkpoint ran */
 
@@ -125,7 +166,28 @@ struct writer {
 	uint32_t cap_cols;  /* entries of pairs, g_cols and row_cols */
 	uint32_t g_table, g_n;
 	bool g_valid; /* g_cols names live columns (false after a rollback) */
+	int64_t g_jobs[WRITER_ROWS_PER_STMT]; /* the job (_job) of each row of the group */
 	json_buf_t sql;
+
+	/* The batches of the open transaction, in arrival order, linked by
+	 * batch_t.next: the writer owns them from the pop until they are
+	 * committed (or the run stops), then frees them. At most commit_rows
+	 * rows plus one batch are held (tx_due). */
+	batch_t *held, **held_tail;
+	uint64_t held_rows, held_start_ms;
+	/* Scratch of tx_apply, reused by every transaction (grows only). */
+	hrow_t *hrows; /* rows of keyed tables, inserted sorted at the commit */
+	size_t n_hrows, cap_hrows;
+	hrow_t *arows; /* rows of rowid tables, inserted a few thousand at a time */
+	size_t n_arows, cap_arows;
+	bool jobwise; /* the transaction went one job at a time (tx_apply_jobwise) */
+	hkey_t *hkeys;
+	size_t n_hkeys, cap_hkeys;
+	layout_t *layouts;
+	size_t n_layouts, cap_layouts;
+	uint32_t *lay_u32;
+	size_t n_lay_u32, cap_lay_u32;
+	uint32_t *last_layout; /* per table: the layout of its latest row, or LAYOUT_NONE */
 };
 
 static uint64_t now_ms(void)
@@ -417,7 +479,6 @@ static int tx_begin(writer_t *w)
 	if (exec_retry(w, "BEGIN IMMEDIATE") != 0)
 		return -1;
 	w->in_tx = true;
-	w->tx_start_ms = now_ms();
 	w->tx_rows = w->tx_done = w->tx_failed = w->tx_bytes = 0;
 	return 0;
 }
@@ -456,9 +517,10 @@ static int tx_commit(writer_t *w)
 	return wal_checkpoint(w, now_ms());
 }
 
+/* The held batches are due for their commit (tx_held). */
 static bool tx_due(const writer_t *w, uint64_t now)
 {
-	return w->in_tx && (w->tx_rows >= w->commit_rows || now - w->tx_start_ms >= w->commit_ms);
+	return w->held && (w->held_rows >= w->commit_rows || now - w->held_start_ms >= w->commit_ms);
 }
 
 /* ---- columns ----------------------------------------------------------- */
@@ -1010,11 +1072,12 @@ static int row_bind(writer_t *w, sqlite3_stmt *s, int p, int64_t job_id,
 	return 0;
 }
 
-/* Inserts the group's rows [first, first + rows) with one statement. Rows
- * go in their arrival order, so rowids and upsert/ignore outcomes are those
- * of one INSERT per row: SQLite applies a multi-row VALUES row by row, and a
- * row sees the rows inserted before it by the same statement. */
-static int insert_rows(writer_t *w, int64_t job_id, uint32_t first, uint32_t rows)
+/* Inserts the group's rows [first, first + rows) with one statement, each
+ * with its job (w->g_jobs). Rows go in the group's order, so rowids and
+ * upsert/ignore outcomes are those of one INSERT per row: SQLite applies a
+ * multi-row VALUES row by row, and a row sees the rows inserted before it by
+ * the same statement. */
+static int insert_rows(writer_t *w, uint32_t first, uint32_t rows)
 {
 	sqlite3_stmt *s;
 	int rc = insert_stmt(w, w->g_table, w->g_n, rows, &s);
@@ -1022,7 +1085,7 @@ static int insert_rows(writer_t *w, int64_t job_id, uint32_t first, uint32_t row
 		return rc;
 	int per_row = (int)w->g_n + 1;
 	for (uint32_t r = 0; r < rows; r++)
-		if ((rc = row_bind(w, s, 1 + (int)r * per_row, job_id,
+		if ((rc = row_bind(w, s, 1 + (int)r * per_row, w->g_jobs[first + r],
 		                   w->fields + (size_t)(first + r) * w->g_n)) != 0)
 			return rc;
 	rc = sqlite3_step(s);
@@ -1033,13 +1096,14 @@ static int insert_rows(writer_t *w, int64_t job_id, uint32_t first, uint32_t row
 /* Inserts the group's first `rows` rows: full statements of rows_per_stmt
  * rows, then the rest by powers of two (49 = 32 + 16 + 1), so each column
  * set needs at most seven cached statements whatever the job sizes. */
-static int insert_group(writer_t *w, int64_t job_id, uint32_t rows)
+static int insert_group(writer_t *w, uint32_t rows)
 {
 	uint32_t full = rows_per_stmt(w, w->g_n);
+	assert(rows <= full && full <= WRITER_ROWS_PER_STMT);
 	for (uint32_t done = 0; done < rows;) {
 		uint32_t left = rows - done;
 		uint32_t k = left >= full ? full : 1u << (31 - __builtin_clz(left));
-		int rc = insert_rows(w, job_id, done, k);
+		int rc = insert_rows(w, done, k);
 		if (rc != 0)
 			return rc;
 		done += k;
@@ -1070,21 +1134,21 @@ static int rows_insert(writer_t *w, const batch_t *b)
 		if (!layout_same(w, it.table, f, n)) {
 			if ((rc = row_columns(w, &w->tables[it.table], f, n)) != 0)
 				return rc;
-			if (g_rows && (rc = insert_group(w, b->job_id, g_rows)) != 0)
+			if (g_rows && (rc = insert_group(w, g_rows)) != 0)
 				return rc;
 			memmove(w->fields, f, n * sizeof(*f));
 			group_start(w, it.table, n);
 			g_rows = 0;
 		}
-		g_rows++;
+		w->g_jobs[g_rows++] = b->job_id;
 		w->tx_rows++;
 		if (g_rows == rows_per_stmt(w, w->g_n)) {
-			if ((rc = insert_group(w, b->job_id, g_rows)) != 0)
+			if ((rc = insert_group(w, g_rows)) != 0)
 				return rc;
 			g_rows = 0;
 		}
 	}
-	return g_rows ? insert_group(w, b->job_id, g_rows) : 0;
+	return g_rows ? insert_group(w, g_rows) : 0;
 }
 
 /* ---- jobs -------------------------------------------------------------- */
@@ -1226,22 +1290,402 @@ static int job_done(writer_t *w, const batch_t *b)
 	return rc < 0 ? fatal_db(w) : 0;
 }
 
-/* 0, 1 for BATCH_END, or -1 after a fatal error. */
+/* Applies one batch on its own in the open transaction: the path of a
+ * transaction whose rows the database refused (tx_apply_jobwise). 0, or -1
+ * after a fatal error. */
 static int batch_apply(writer_t *w, const batch_t *b)
 {
-	if (b->kind == BATCH_END)
-		return 1;
-	if (tx_begin(w) != 0)
-		return -1;
+	assert(w->in_tx && b->kind != BATCH_END);
 	if (b->kind == BATCH_JOB_DONE)
 		return job_done(w, b);
 	assert(b->kind == BATCH_JOB_FAILED);
 	return job_failed(w, b, b->error_class, b->error);
 }
 
-/* ---- feeding jobs to the loop ------------------------------------------ */
+/* ---- the transaction: held batches, rows in key order ------------------------
+ * A transaction begins at its first batch and keeps every batch until its
+ * commit (tx_hold, tx_held). As a batch arrives: its job's state, then its
+ * rows resolved to columns in arrival order (so columns are added and named
+ * as one job at a time would); rowid-table rows are inserted in arrival
+ * order a few thousand at a time, across jobs; keyed-table (upsert, ignore)
+ * rows wait. At the commit they are sorted by key, stably (the same key
+ * keeps arrival order, so the last row wins an upsert and the first an
+ * ignore, as in arrival order), inserted, and the transaction commits.
+ * Sorted rows walk the key's index B-tree in order instead of jumping around
+ * it. When the database refuses a row, the whole transaction is undone and
+ * the held batches are applied again one job at a time, each in a savepoint
+ * (the path above), so only the jobs at fault fail. */
 
-/* A batch that carried new jobs is applied: there may be pending jobs past
+#define GROW(arr, n, cap, want)                                                         \
+	grow((void **)&(arr), &(cap), (n) + (want), sizeof(*(arr)))
+
+/* Room for `need` elements of `size` bytes in *arr (doubling). */
+static int grow(void **arr, size_t *cap, size_t need, size_t size)
+{
+	if (need <= *cap)
+		return 0;
+	size_t c = *cap ? *cap : 1024;
+	while (c < need)
+		c *= 2;
+	void *p = realloc(*arr, c * size);
+	if (!p)
+		return -ENOMEM;
+	*arr = p;
+	*cap = c;
+	return 0;
+}
+
+static int int_real_cmp(int64_t i, double r)
+{
+	/* Exact, as SQLite compares an INTEGER with a REAL: comparing through a
+	 * double would call 2^53 + 1 equal to both 2^53 and 2^53 + 2.0. */
+	if (r < -9223372036854775808.0)
+		return 1;
+	if (r >= 9223372036854775808.0)
+		return -1;
+	int64_t y = (int64_t)r; /* toward zero; exact when r has a fraction */
+	if (i != y)
+		return i < y ? -1 : 1;
+	return r > (double)y ? -1 : r < (double)y ? 1 : 0;
+}
+
+static int key_cmp(const hkey_t *a, const hkey_t *b)
+{
+	if (a->cls != b->cls)
+		return a->cls < b->cls ? -1 : 1;
+	if (a->cls == KEY_NULL)
+		return 0;
+	if (a->cls == KEY_NUM) {
+		if (!a->real && !b->real)
+			return (a->v.i > b->v.i) - (a->v.i < b->v.i);
+		if (a->real && b->real)
+			return (a->v.r > b->v.r) - (a->v.r < b->v.r);
+		return a->real ? -int_real_cmp(b->v.i, a->v.r) : int_real_cmp(a->v.i, b->v.r);
+	}
+	uint32_t n = a->len < b->len ? a->len : b->len;
+	int c = n ? memcmp(a->v.s, b->v.s, n) : 0;
+	return c ? c : (a->len > b->len) - (a->len < b->len);
+}
+
+/* A 64-bit image of a key value that never orders two values against
+ * key_cmp (a < b by prefix means a < b), so most comparisons of the sort end
+ * on it: the class in the top two bits, then for numbers the floor of the
+ * value (sign bit flipped, so unsigned order is numeric order) and for text
+ * its first bytes, each cut to 62 bits. Equal prefixes fall back to key_cmp. */
+static uint64_t key_prefix(const hkey_t *k)
+{
+	uint64_t v = 0;
+	if (k->cls == KEY_NUM) {
+		int64_t i = k->v.i;
+		if (k->real) /* floor, clamped to int64 (NaN never comes from JSON) */
+			i = k->v.r < -9223372036854775808.0   ? INT64_MIN
+			    : k->v.r >= 9223372036854775808.0 ? INT64_MAX
+			    : (int64_t)k->v.r - ((double)(int64_t)k->v.r > k->v.r);
+		v = ((uint64_t)i ^ (1ull << 63)) >> 2;
+	} else if (k->cls == KEY_TEXT) {
+		for (uint32_t j = 0; j < 8; j++)
+			v = v << 8 | (j < k->len ? (uint8_t)k->v.s[j] : 0);
+		v >>= 2;
+	}
+	return (uint64_t)k->cls << 62 | v;
+}
+
+/* Table, then (keyed tables) key, then arrival: a total order, so qsort
+ * sorts stably. */
+static int hrow_cmp(const void *pa, const void *pb, void *ctx)
+{
+	const writer_t *w = ctx;
+	const hrow_t *a = pa, *b = pb;
+	if (a->table != b->table)
+		return a->table < b->table ? -1 : 1;
+	if (a->prefix != b->prefix)
+		return a->prefix < b->prefix ? -1 : 1;
+	const table_spec_t *sp = w->tables[a->table].spec;
+	for (uint32_t k = 0; sp->mode != TABLE_APPEND && k < sp->n_key; k++) {
+		int c = key_cmp(&w->hkeys[a->key + k], &w->hkeys[b->key + k]);
+		if (c)
+			return c;
+	}
+	return (a->seq > b->seq) - (a->seq < b->seq);
+}
+
+static bool table_sorted(const wtable_t *t)
+{
+	return t->spec->mode != TABLE_APPEND && t->spec->n_key > 0;
+}
+
+static hkey_t key_of(const batch_field_t *f)
+{
+	hkey_t k = {.cls = KEY_NULL};
+	switch (f ? f->type : FIELD_NULL) {
+	case FIELD_INT:
+		k.cls = KEY_NUM;
+		memcpy(&k.v.i, f->value, sizeof(k.v.i));
+		break;
+	case FIELD_BOOL:
+		k.cls = KEY_NUM;
+		k.v.i = f->value[0] != 0;
+		break;
+	case FIELD_REAL:
+		k.cls = KEY_NUM;
+		k.real = true;
+		memcpy(&k.v.r, f->value, sizeof(k.v.r));
+		break;
+	case FIELD_TEXT:
+	case FIELD_JSON:
+		k.cls = KEY_TEXT;
+		k.v.s = f->value;
+		k.len = f->value_len;
+		break;
+	case FIELD_NULL:
+		break;
+	}
+	return k;
+}
+
+/* True when the fields name the layout's columns in its order. */
+static bool layout_match(const writer_t *w, const layout_t *l, const batch_field_t *f,
+                         uint32_t nf)
+{
+	if (nf != l->n)
+		return false;
+	const wtable_t *t = &w->tables[l->table];
+	const uint32_t *cols = w->lay_u32 + l->cols_at;
+	for (uint32_t i = 0; i < nf; i++) {
+		const column_t *c = &t->cols[cols[i]];
+		if (c->key_len != f[i].name_len || memcmp(c->key, f[i].name, c->key_len) != 0)
+			return false;
+	}
+	return true;
+}
+
+/* Two layouts that insert the same columns from the same field positions
+ * share statements, so their rows may share a group. */
+static bool layout_equal(const writer_t *w, uint32_t a, uint32_t b)
+{
+	const layout_t *x = &w->layouts[a], *y = &w->layouts[b];
+	return a == b || (x->table == y->table && x->n == y->n &&
+	                  memcmp(w->lay_u32 + x->cols_at, w->lay_u32 + y->cols_at,
+	                         x->n * sizeof(uint32_t)) == 0);
+}
+
+/* Records the row just resolved (w->row_cols) as a new layout of the table. */
+static int layout_add(writer_t *w, uint32_t table, uint32_t nf)
+{
+	const wtable_t *t = &w->tables[table];
+	uint32_t n_key = table_sorted(t) ? t->spec->n_key : 0;
+	if (GROW(w->layouts, w->n_layouts, w->cap_layouts, 1) ||
+	    GROW(w->lay_u32, w->n_lay_u32, w->cap_lay_u32, (size_t)nf + n_key))
+		return -ENOMEM;
+	layout_t *l = &w->layouts[w->n_layouts];
+	*l = (layout_t){.table = table, .n = nf, .cols_at = w->n_lay_u32,
+	                .key_at = w->n_lay_u32 + nf};
+	memcpy(w->lay_u32 + l->cols_at, w->row_cols, nf * sizeof(uint32_t));
+	for (uint32_t k = 0; k < n_key; k++) {
+		const char *key = t->spec->key[k];
+		uint32_t col = map_get((strmap_t *)&t->keys, key, (uint32_t)strlen(key));
+		uint32_t field = LAYOUT_NONE;
+		for (uint32_t i = 0; col != MAP_ABSENT && i < nf && field == LAYOUT_NONE; i++)
+			if (w->row_cols[i] == col)
+				field = i;
+		w->lay_u32[l->key_at + k] = field;
+	}
+	w->n_lay_u32 += (size_t)nf + n_key;
+	w->last_layout[table] = (uint32_t)w->n_layouts++;
+	return 0;
+}
+
+/* Resolves the batch's rows to columns (adding columns, creating tables)
+ * and appends them to w->hrows (keyed tables, with their keys) or w->arows
+ * (rowid tables). Returns 0, -ENOMEM, or -1 with a database error in the
+ * connection (a job-level one fails the job in tx_apply_jobwise). */
+static int tx_resolve(writer_t *w, const batch_t *b)
+{
+	batch_iter_t it;
+	int nf;
+	batch_iter_init(&it, b);
+	while ((nf = batch_next_row(&it)) >= 0) {
+		assert(it.table < w->n_tables);
+		uint32_t n = (uint32_t)nf, table = it.table;
+		size_t pos = it.pos;
+		int rc = scratch_reserve(w, n, n);
+		if (rc != 0 || GROW(w->hrows, w->n_hrows, w->cap_hrows, 1) != 0 ||
+		    GROW(w->arows, w->n_arows, w->cap_arows, 1) != 0)
+			return -ENOMEM;
+		for (uint32_t i = 0; i < n; i++)
+			batch_next_field(&it, &w->fields[i]);
+		uint32_t lay = w->last_layout[table];
+		if (lay == LAYOUT_NONE || !layout_match(w, &w->layouts[lay], w->fields, n)) {
+			if ((rc = row_columns(w, &w->tables[table], w->fields, n)) != 0 ||
+			    (rc = layout_add(w, table, n)) != 0)
+				return rc;
+			lay = w->last_layout[table];
+		}
+		const layout_t *l = &w->layouts[lay];
+		uint32_t n_key = table_sorted(&w->tables[table]) ? w->tables[table].spec->n_key : 0;
+		if (GROW(w->hkeys, w->n_hkeys, w->cap_hkeys, n_key) != 0)
+			return -ENOMEM;
+		hrow_t r = {.b = b, .pos = pos, .seq = (uint32_t)w->tx_rows, .layout = lay,
+		            .table = table, .key = (uint32_t)w->n_hkeys};
+		for (uint32_t k = 0; k < n_key; k++) {
+			uint32_t field = w->lay_u32[l->key_at + k];
+			const batch_field_t *f = field == LAYOUT_NONE ? NULL : &w->fields[field];
+			w->hkeys[w->n_hkeys++] = key_of(f);
+		}
+		if (n_key) {
+			r.prefix = key_prefix(&w->hkeys[r.key]);
+			w->hrows[w->n_hrows++] = r;
+		} else {
+			w->arows[w->n_arows++] = r;
+		}
+		w->tx_rows++;
+	}
+	return 0;
+}
+
+/* Inserts rows[0..n) in their order: consecutive rows of one layout form a
+ * group, rows_per_stmt of them decoded into w->fields at a time. */
+static int tx_insert(writer_t *w, const hrow_t *rows, size_t n)
+{
+	for (size_t i = 0; i < n;) {
+		uint32_t lay = rows[i].layout;
+		const layout_t *l = &w->layouts[lay];
+		uint32_t per = rows_per_stmt(w, l->n), g = 0;
+		int rc = scratch_reserve(w, (size_t)per * l->n, l->n);
+		if (rc != 0)
+			return rc;
+		memcpy(w->row_cols, w->lay_u32 + l->cols_at, l->n * sizeof(uint32_t));
+		group_start(w, l->table, l->n);
+		for (; i < n && g < per && layout_equal(w, lay, rows[i].layout); i++) {
+			batch_iter_t it = {.b = rows[i].b, .pos = rows[i].pos};
+			batch_field_t *f = w->fields + (size_t)g * l->n;
+			for (uint32_t k = 0; k < l->n; k++)
+				batch_next_field(&it, &f[k]);
+			w->g_jobs[g++] = rows[i].b->job_id;
+		}
+		if ((rc = insert_group(w, g)) != 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* Sorts rows[0..n) (hrow_cmp: by table, then key for keyed tables, then
+ * arrival) unless they are already in that order, and inserts them. */
+static int tx_insert_sorted(writer_t *w, hrow_t *rows, size_t n)
+{
+	bool sort = false;
+	for (size_t i = 1; i < n && !sort; i++)
+		sort = hrow_cmp(&rows[i - 1], &rows[i], w) > 0;
+	if (sort)
+		qsort_r(rows, n, sizeof(*rows), hrow_cmp, w);
+	return tx_insert(w, rows, n);
+}
+
+/* Rows of rowid tables go in as they come, brought together table by table
+ * a few thousand at a time, so SQLite works while the loop is still
+ * producing the transaction's later batches. */
+static int tx_insert_rowid_rows(writer_t *w)
+{
+	int rc = tx_insert_sorted(w, w->arows, w->n_arows);
+	w->n_arows = 0;
+	return rc;
+}
+
+/* A batch's part of the fast path: its job's state (the state first, and
+ * the rows only when this transaction is the one that made the job done:
+ * exactly once, as job_done), its rows resolved, and rowid-table rows
+ * inserted once enough are pending. 0; -ECANCELED after a fatal error
+ * (already reported); else -ENOMEM, -EFBIG or -1 with the database error in
+ * the connection. */
+static int tx_stage(writer_t *w, const batch_t *b)
+{
+	int rc;
+	if (b->kind == BATCH_JOB_FAILED)
+		return job_failed(w, b, b->error_class, b->error) != 0 ? -ECANCELED : 0;
+	assert(b->kind == BATCH_JOB_DONE);
+	if ((rc = job_mark_done(w, b)) < 0)
+		return rc;
+	bool made_done = rc == 1;
+	if (made_done && b->n_rows && (rc = tx_resolve(w, b)) != 0)
+		return rc;
+	if (made_done && b->n_emit) { /* a page's jobs, with its done state */
+		char why[BATCH_ERROR_BYTES_MAX];
+		/* A repeated cursor fails the page alone: jobwise, job_rows says why. */
+		if ((rc = store_jobs_emit(w->st, w->source, b, why, sizeof(why))) != 0)
+			return rc == 1 ? -ELOOP : rc;
+	}
+	return w->n_arows >= WRITER_ROWID_PENDING_MAX ? tx_insert_rowid_rows(w) : 0;
+}
+
+/* The database refused a row of the transaction: undo all of it, and apply
+ * the held batches again one job at a time, each in its savepoint, so that
+ * the jobs at fault fail alone and the others are committed. The rest of
+ * the transaction goes the same way (w->jobwise). */
+static int tx_apply_jobwise(writer_t *w)
+{
+	if (exec_sql(w, "ROLLBACK") != 0)
+		return -1;
+	w->in_tx = false;
+	columns_restore(w);
+	if (tx_begin(w) != 0)
+		return -1;
+	w->jobwise = true;
+	w->n_hrows = w->n_arows = 0;
+	for (batch_t *b = w->held; b; b = b->next)
+		if (batch_apply(w, b) != 0)
+			return -1;
+	return 0;
+}
+
+/* The outcome of a fast-path step: 0, or -1 after a fatal error. */
+static int tx_settle(writer_t *w, int rc)
+{
+	if (rc == 0)
+		return 0;
+	if (rc == -ECANCELED)
+		return -1;
+	if (rc == -ENOMEM)
+		return fatal(w, "writer: out of memory");
+	if (rc != -ELOOP && !job_level_error(rc, sqlite3_errcode(w->db)))
+		return fatal_db(w);
+	return tx_apply_jobwise(w);
+}
+
+static void held_free(writer_t *w)
+{
+	while (w->held) {
+		batch_t *b = w->held;
+		w->held = b->next;
+		batch_free(b);
+	}
+	w->held_tail = &w->held;
+	w->held_rows = 0;
+}
+
+/* Takes a popped batch into the transaction (begun at its first batch) and
+ * stages it. 0, or -1 after a fatal error. */
+static int tx_hold(writer_t *w, batch_t *b)
+{
+	b->next = NULL;
+	*w->held_tail = b;
+	w->held_tail = &b->next;
+	w->held_rows += b->n_rows;
+	if (!w->in_tx) {
+		w->held_start_ms = now_ms();
+		if (tx_begin(w) != 0)
+			return -1;
+		columns_mark(w); /* for tx_apply_jobwise */
+		w->jobwise = false;
+		w->n_hrows = w->n_arows = w->n_hkeys = w->n_layouts = w->n_lay_u32 = 0;
+		for (uint32_t t = 0; t < w->n_tables; t++)
+			w->last_layout[t] = LAYOUT_NONE;
+	}
+	if (w->jobwise)
+		return batch_apply(w, b);
+	return tx_settle(w, tx_stage(w, b));
+}
+
+/* A batch that carried new jobs is committed: there may be pending jobs past
  * the last one fed, so the feed looks again before the loop may end the run
  * (exhausted is cleared before the count drops: pipe_t.emits_unsettled). */
 static void emits_settled(writer_t *w, const batch_t *b)
@@ -1253,6 +1697,30 @@ static void emits_settled(writer_t *w, const batch_t *b)
 	/* Release: a loop that sees the count drop also sees exhausted cleared. */
 	atomic_fetch_sub_explicit(&w->pipe->emits_unsettled, 1, memory_order_release);
 }
+
+/* Inserts what is pending (keyed tables' rows sorted by key), commits, and
+ * frees the held batches. 0, or -1 after a fatal error. */
+static int tx_held(writer_t *w)
+{
+	if (!w->held)
+		return 0;
+	int rc = 0;
+	if (!w->jobwise) {
+		rc = tx_insert_rowid_rows(w);
+		if (rc == 0)
+			rc = tx_insert_sorted(w, w->hrows, w->n_hrows);
+		w->n_hrows = 0;
+		rc = tx_settle(w, rc);
+	}
+	if (rc == 0)
+		rc = tx_commit(w);
+	for (batch_t *b = w->held; rc == 0 && b; b = b->next)
+		emits_settled(w, b);
+	held_free(w);
+	return rc;
+}
+
+/* ---- feeding jobs to the loop ------------------------------------------ */
 
 /* Tops up to_loop once it is at least half empty, so the loop never runs
  * dry and the database is asked for pages, not single jobs. */
@@ -1339,8 +1807,8 @@ static int writer_prepare(writer_t *w)
 static int idle_timeout_ms(const writer_t *w, uint64_t now)
 {
 	uint64_t t = WRITER_IDLE_WAIT_MS;
-	if (w->in_tx) {
-		uint64_t elapsed = now - w->tx_start_ms;
+	if (w->held) {
+		uint64_t elapsed = now - w->held_start_ms;
 		uint64_t left = elapsed < w->commit_ms ? w->commit_ms - elapsed : 0;
 		t = left < t ? left : t;
 	}
@@ -1368,12 +1836,20 @@ static void writer_run(writer_t *w)
 		uint32_t n = ring_pop_many(&p->to_writer, items, WRITER_POP_MAX);
 		int rc = 0;
 		for (uint32_t i = 0; i < n; i++) {
-			if (rc == 0)
-				rc = batch_apply(w, items[i]);
-			else
-				assert(rc < 0); /* nothing follows BATCH_END */
-			emits_settled(w, items[i]);
-			batch_free(items[i]);
+			batch_t *b = items[i];
+			if (rc != 0 || b->kind == BATCH_END) {
+				assert(rc <= 0); /* nothing follows BATCH_END */
+				rc = rc ? rc : 1;
+				batch_free(b);
+				continue;
+			}
+			bool emits = b->n_emit != 0;
+			rc = tx_hold(w, b);
+			/* Held rows never pass commit_rows by more than one batch. A
+			 * page's new jobs are committed at once, so the feed hands
+			 * the next page to the loop without waiting for the timer. */
+			if (rc == 0 && (w->held_rows >= w->commit_rows || emits))
+				rc = tx_held(w);
 		}
 		if (rc < 0)
 			return;
@@ -1382,12 +1858,12 @@ static void writer_run(writer_t *w)
 		if (queued >= cap / 2)
 			wake_loop(w);
 		if (rc == 1) {
-			if (tx_commit(w) == 0)
+			if (tx_held(w) == 0)
 				wal_truncate(w);
 			return;
 		}
 		uint64_t now = now_ms();
-		if ((tx_due(w, now) && tx_commit(w) != 0) || jobs_feed(w) != 0)
+		if ((tx_due(w, now) && tx_held(w) != 0) || jobs_feed(w) != 0)
 			return;
 		if (n == 0)
 			doorbell_wait(&p->writer_bell, seen, idle_timeout_ms(w, now));
@@ -1398,6 +1874,7 @@ static void *writer_thread(void *arg)
 {
 	writer_t *w = arg;
 	writer_run(w);
+	held_free(w); /* after a fatal error: batches never committed */
 	cache_flush(w);
 	sqlite3_finalize(w->upd_done);
 	sqlite3_finalize(w->upd_failed);
@@ -1432,6 +1909,12 @@ static void writer_free(writer_t *w)
 	free(w->pairs);
 	free(w->g_cols);
 	free(w->row_cols);
+	free(w->hrows);
+	free(w->arows);
+	free(w->hkeys);
+	free(w->layouts);
+	free(w->lay_u32);
+	free(w->last_layout);
 	free(w->jobs);
 	free(w->source);
 	free(w);
@@ -1467,7 +1950,9 @@ int writer_start(store_t *st, const writer_config_t *cfg, pipe_t *pipe, writer_t
 	w->jobs = calloc(WRITER_JOB_RING_DEFAULT, sizeof(*w->jobs));
 	w->n_tables = cfg->n_tables ? cfg->n_tables : 1;
 	w->tables = calloc(w->n_tables, sizeof(*w->tables));
-	if (!w->source || !w->jobs || !w->tables) {
+	w->last_layout = calloc(w->n_tables, sizeof(*w->last_layout));
+	w->held_tail = &w->held;
+	if (!w->source || !w->jobs || !w->tables || !w->last_layout) {
 		writer_free(w);
 		return -ENOMEM;
 	}

@@ -400,6 +400,177 @@ static void test_full_disk_is_fatal_and_keeps_jobs_pending(void **state)
 	expect_query(fx->db, "SELECT count(*) FROM sqlite_master WHERE name='records'", "0");
 }
 
+/* ---- keyed tables: one transaction's rows in key order ------------------ */
+
+/* `jobs` jobs, the table made by hand with create_sql (unless NULL), and a
+ * writer for one table "kv", columns inferred, keyed on `key` (n_key names)
+ * in `mode`, whose jobs the test has taken; every batch of the test lands in
+ * one transaction (committed at BATCH_END). */
+static table_spec_t *start_keyed(fixture_t *fx, int jobs, const char *create_sql,
+                                 table_mode_t mode, uint32_t n_key, const char *const *key)
+{
+	json_error_t e;
+	int64_t ids[8];
+	import_n(fx, "src", jobs);
+	if (create_sql) {
+		sqlite3 *c;
+		assert_int_equal(sqlite3_open(fx->db, &c), SQLITE_OK);
+		assert_int_equal(sqlite3_exec(c, create_sql, NULL, NULL, NULL), SQLITE_OK);
+		sqlite3_close(c);
+	}
+	table_spec_t *t = calloc(1, sizeof(*t));
+	assert_non_null(t);
+	t->name = strdup("kv");
+	assert_int_equal(json_path_compile("$[*]", &t->rows, &e), 0);
+	t->mode = mode;
+	t->n_key = n_key;
+	t->key = calloc(n_key, sizeof(char *));
+	for (uint32_t k = 0; k < n_key; k++)
+		t->key[k] = strdup(key[k]);
+	writer_config_t cfg = {.source = "src", .tables = t, .n_tables = 1,
+	                       .commit_rows = 1000000, .commit_ms = 600000};
+	assert_int_equal(writer_start(fx->st, &cfg, &fx->pipe, &fx->w), 0);
+	assert_int_equal(take_all_jobs(fx, ids, 8), jobs);
+	return t; /* freed by the test with table_specs_free once the writer has stopped */
+}
+
+/* Rows are inserted in key order across the jobs of a transaction, so rowids
+ * (given at a key's first insert) follow the key; the same key in two jobs
+ * ends as in arrival order: the later row wins an upsert. */
+static void test_upsert_in_key_order_later_job_wins(void **state)
+{
+	fixture_t *fx = *state;
+	static const char *const key[] = {"a", "b"};
+	table_spec_t *t = start_keyed(fx, 3, NULL, TABLE_UPSERT, 2, key);
+	push(fx, done_batch(1, "[{\"a\":2,\"b\":\"x\",\"v\":\"j1 first\"},"
+	                       "{\"a\":1,\"b\":\"y\",\"v\":\"j1\"},"
+	                       "{\"a\":2,\"b\":\"x\",\"v\":\"j1 second\"},"
+	                       "{\"a\":1,\"b\":\"x\",\"v\":\"j1\"}]", "$[*]"));
+	push(fx, done_batch(2, "[{\"a\":3,\"b\":\"a\",\"v\":\"j2\"},"
+	                       "{\"a\":2,\"b\":\"x\",\"v\":\"j2 wins\"}]", "$[*]"));
+	push(fx, done_batch(3, "[{\"a\":0,\"b\":\"z\",\"v\":\"j3\"}]", "$[*]"));
+	finish(fx, 0);
+	expect_query(fx->db, "SELECT group_concat(a||b||':'||v||':'||_job, ' ') FROM"
+	                     " (SELECT * FROM kv ORDER BY rowid)",
+	             "0z:j3:3 1x:j1:1 1y:j1:1 2x:j2 wins:2 3a:j2:2");
+	expect_query(fx->db, "SELECT group_concat(state, ',') FROM"
+	                     " (SELECT state FROM _ringfill_jobs ORDER BY id)", "done,done,done");
+	assert_int_equal(atomic_load(&fx->pipe.rows_committed), 7);
+	table_specs_free(t, 1);
+}
+
+/* ignore keeps the first row of a key, whichever job and position it came in. */
+static void test_ignore_in_key_order_first_row_wins(void **state)
+{
+	fixture_t *fx = *state;
+	static const char *const key[] = {"k"};
+	table_spec_t *t = start_keyed(fx, 2, NULL, TABLE_IGNORE, 1, key);
+	push(fx, done_batch(1, "[{\"k\":\"m\",\"v\":1},{\"k\":\"c\",\"v\":2},{\"k\":\"m\",\"v\":3}]",
+	                    "$[*]"));
+	push(fx, done_batch(2, "[{\"k\":\"c\",\"v\":4},{\"k\":\"a\",\"v\":5},{\"k\":\"m\",\"v\":6}]",
+	                    "$[*]"));
+	finish(fx, 0);
+	expect_query(fx->db, "SELECT group_concat(k||v||':'||_job, ' ') FROM"
+	                     " (SELECT * FROM kv ORDER BY rowid)", "a5:2 c2:1 m1:1");
+	table_specs_free(t, 1);
+}
+
+/* Keys of mixed types sort as SQLite orders them in the key's index: NULL,
+ * then numbers by value (integers against reals exactly: the real 2^53
+ * before the integer 2^53 + 1), then text byte by byte. The column has no
+ * type, so SQLite keeps every value as it came. */
+static void test_mixed_type_keys_sort_as_sqlite_orders_them(void **state)
+{
+	fixture_t *fx = *state;
+	static const char *const key[] = {"k"};
+	table_spec_t *t = start_keyed(fx, 2, "CREATE TABLE kv (_job INTEGER, k, v INTEGER)",
+	                              TABLE_UPSERT, 1, key);
+	push(fx, done_batch(1, "[{\"k\":\"b\",\"v\":1},{\"k\":3,\"v\":2},"
+	                       "{\"k\":9007199254740993,\"v\":3},{\"k\":1.5,\"v\":4},"
+	                       "{\"k\":null,\"v\":5},{\"k\":\"ab\",\"v\":6}]", "$[*]"));
+	push(fx, done_batch(2, "[{\"k\":\"a\",\"v\":7},{\"k\":-7,\"v\":8},{\"k\":true,\"v\":9},"
+	                       "{\"k\":9007199254740992.0,\"v\":10},{\"k\":\"\",\"v\":11},"
+	                       "{\"k\":2,\"v\":12},{\"k\":\"caf\\u00e9\",\"v\":13},"
+	                       "{\"k\":\"cafe\",\"v\":14}]", "$[*]"));
+	finish(fx, 0);
+	expect_query(fx->db, "SELECT group_concat(v, ',') FROM (SELECT v FROM kv ORDER BY rowid)",
+	             "5,8,9,4,12,2,10,3,11,7,6,1,14,13");
+	/* The same as SQLite's own order of the key. */
+	expect_query(fx->db, "SELECT group_concat(v, ',') FROM (SELECT v FROM kv ORDER BY k)",
+	             "5,8,9,4,12,2,10,3,11,7,6,1,14,13");
+	table_specs_free(t, 1);
+}
+
+/* A job whose rows the database refuses, in a transaction with other jobs
+ * whose rows go in key order: it fails alone, with its reason; the others'
+ * rows and states are committed, and nothing of the failed job remains. */
+static void test_refused_job_in_sorted_transaction_fails_alone(void **state)
+{
+	fixture_t *fx = *state;
+	static const char *const key[] = {"k"};
+	table_spec_t *t = start_keyed(fx, 3, "CREATE TABLE kv (_job INTEGER, k INTEGER,"
+	                                     " v INTEGER CHECK (v <> 77))", TABLE_UPSERT, 1, key);
+	push(fx, done_batch(1, "[{\"k\":5,\"v\":1},{\"k\":2,\"v\":2}]", "$[*]"));
+	push(fx, done_batch(2, "[{\"k\":4,\"v\":3},{\"k\":2,\"v\":77,\"new\":1}]", "$[*]"));
+	push(fx, done_batch(3, "[{\"k\":2,\"v\":4},{\"k\":1,\"v\":5}]", "$[*]"));
+	finish(fx, 0);
+	expect_query(fx->db, "SELECT group_concat(id||':'||state||':'||coalesce(error,'-'), ' ') FROM"
+	                     " (SELECT * FROM _ringfill_jobs ORDER BY id)",
+	             "1:done:- 2:failed:database refused the rows: CHECK constraint failed: v <> 77 "
+	             "3:done:-");
+	expect_query(fx->db, "SELECT group_concat(k||'='||v||'/'||_job, ' ') FROM"
+	                     " (SELECT * FROM kv ORDER BY k)", "1=5/3 2=4/3 5=1/1");
+	/* The column the failed job brought was rolled back with it. */
+	expect_query(fx->db, "SELECT group_concat(name, ',') FROM pragma_table_info('kv')",
+	             "_job,k,v");
+	assert_int_equal(atomic_load(&fx->pipe.rows_committed), 4);
+	assert_int_equal(atomic_load(&fx->pipe.jobs_done_committed), 2);
+	assert_int_equal(atomic_load(&fx->pipe.jobs_failed_committed), 1);
+	table_specs_free(t, 1);
+}
+
+/* A rowid table receives a transaction's rows while later batches are still
+ * arriving (a few thousand at a time); a job refused after some of them went
+ * in still fails alone, and the others' rows keep arrival order. */
+#define STAGED_JOBS 30
+#define STAGED_ROWS 100 /* per job: 3000 rows, more than are staged at a time */
+#define STAGED_BAD_JOB 27
+
+static void test_refused_job_after_rows_went_in_fails_alone(void **state)
+{
+	fixture_t *fx = *state;
+	import_n(fx, "src", STAGED_JOBS);
+	sqlite3 *c;
+	assert_int_equal(sqlite3_open(fx->db, &c), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(c, "CREATE TABLE records (_job INTEGER,"
+	                                 " v INTEGER CHECK (v <> -1))", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(c);
+	static int64_t ids[STAGED_JOBS];
+	writer_config_t cfg = {.table = "records", .source = "src", .commit_rows = 1000000,
+	                       .commit_ms = 600000};
+	assert_int_equal(writer_start(fx->st, &cfg, &fx->pipe, &fx->w), 0);
+	assert_int_equal(take_all_jobs(fx, ids, STAGED_JOBS), STAGED_JOBS);
+	char json[STAGED_ROWS * 16];
+	for (int job = 1; job <= STAGED_JOBS; job++) {
+		size_t n = (size_t)snprintf(json, sizeof(json), "[");
+		for (int i = 0; i < STAGED_ROWS; i++)
+			n += (size_t)snprintf(json + n, sizeof(json) - n, "%s{\"v\":%d}", i ? "," : "",
+			                      job == STAGED_BAD_JOB && i == 50 ? -1 : job * 1000 + i);
+		snprintf(json + n, sizeof(json) - n, "]");
+		push(fx, done_batch(job, json, "$[*]"));
+	}
+	finish(fx, 0);
+	char want[64];
+	snprintf(want, sizeof(want), "%d:%d", (STAGED_JOBS - 1) * STAGED_ROWS, STAGED_JOBS - 1);
+	expect_query(fx->db, "SELECT count(*) || ':' || count(DISTINCT _job) FROM records", want);
+	/* Arrival order: v grows with the rowid. */
+	expect_query(fx->db, "SELECT count(*) FROM records a JOIN records b ON b.rowid = a.rowid + 1"
+	                     " WHERE b.v < a.v", "0");
+	snprintf(want, sizeof(want), "%d:failed", STAGED_BAD_JOB);
+	expect_query(fx->db, "SELECT group_concat(id || ':' || state) FROM _ringfill_jobs"
+	                     " WHERE state <> 'done'", want);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -411,6 +582,11 @@ int main(void)
 		T(test_rows_the_database_refuses_fail_only_their_job),
 		T(test_refused_row_mid_statement_and_wide_rows),
 		T(test_full_disk_is_fatal_and_keeps_jobs_pending),
+		T(test_upsert_in_key_order_later_job_wins),
+		T(test_ignore_in_key_order_first_row_wins),
+		T(test_mixed_type_keys_sort_as_sqlite_orders_them),
+		T(test_refused_job_in_sorted_transaction_fails_alone),
+		T(test_refused_job_after_rows_went_in_fails_alone),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
