@@ -100,6 +100,7 @@ struct writer {
 	uint64_t cache_clock;
 	sqlite3_stmt *upd_done, *upd_failed, *colmap_ins;
 	sqlite3_stmt *sp_begin, *sp_release, *sp_rollback; /* the per-job savepoint */
+	sqlite3_stmt *upd_ckpt; /* a streamed job's checkpoint (job_mark_ckpt) */
 	uint32_t vars_max; /* SQLite's limit on bound parameters per statement */
 
 	bool in_tx;
@@ -1130,6 +1131,26 @@ static int job_mark_done(writer_t *w, const batch_t *b)
 	return 1;
 }
 
+/* A streamed NDJSON job's checkpoint: 1 when this statement moved it from
+ * the checkpoint the batch continues (ckpt_from records) to the new one, 0
+ * when it had moved already or is no longer pending (the rows must not go in
+ * twice), -1 on a database error. The job stays pending. */
+static int job_mark_ckpt(writer_t *w, const batch_t *b)
+{
+	sqlite3_stmt *s = w->upd_ckpt;
+	sqlite3_bind_int64(s, 1, (int64_t)b->ckpt_offset);
+	sqlite3_bind_int64(s, 2, (int64_t)b->ckpt_records);
+	bind_text_or_null(s, 3, b->ckpt_validator);
+	sqlite3_bind_double(s, 4, unix_now());
+	sqlite3_bind_int64(s, 5, b->job_id);
+	sqlite3_bind_int64(s, 6, (int64_t)b->ckpt_from);
+	int rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE)
+		return -1;
+	return sqlite3_changes(w->db) == 1 ? 1 : 0;
+}
+
 /* Runs one of the prepared savepoint statements. */
 static int savepoint_step(writer_t *w, sqlite3_stmt *s)
 {
@@ -1148,7 +1169,7 @@ static int job_rows(writer_t *w, const batch_t *b)
 	uint64_t tx_rows = w->tx_rows, tx_done = w->tx_done;
 	if (savepoint_step(w, w->sp_begin) != 0)
 		return -1;
-	int rc = job_mark_done(w, b);
+	int rc = b->kind == BATCH_JOB_CHECKPOINT ? job_mark_ckpt(w, b) : job_mark_done(w, b);
 	if (rc == 1)
 		rc = rows_insert(w, b);
 	if (rc >= 0)
@@ -1187,6 +1208,8 @@ static int batch_apply(writer_t *w, const batch_t *b)
 		return -1;
 	if (b->kind == BATCH_JOB_DONE)
 		return job_done(w, b);
+	if (b->kind == BATCH_JOB_CHECKPOINT) /* rows and checkpoint in this transaction */
+		return job_rows(w, b);
 	assert(b->kind == BATCH_JOB_FAILED);
 	return job_failed(w, b, b->error_class, b->error);
 }
@@ -1249,12 +1272,16 @@ static int writer_prepare(writer_t *w)
 		"UPDATE _ringfill_jobs SET state='failed', attempts=?1, http_status=?2,"
 		" error_class=?3, error=?4, raw_path=?5, updated_at=?6"
 		" WHERE id=?7 AND state<>'done'";
+	static const char ckpt_sql[] =
+		"UPDATE _ringfill_jobs SET ckpt_offset=?1, ckpt_records=?2, ckpt_validator=?3,"
+		" updated_at=?4 WHERE id=?5 AND state='pending' AND coalesce(ckpt_records, 0)=?6";
 	static const char colmap_sql[] =
 		"INSERT OR REPLACE INTO _ringfill_columns (tbl, key, col) VALUES (?1, ?2, ?3)";
 	unsigned flags = SQLITE_PREPARE_PERSISTENT;
 	if (sqlite3_prepare_v3(w->db, done_sql, -1, flags, &w->upd_done, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v3(w->db, failed_sql, -1, flags, &w->upd_failed, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v3(w->db, colmap_sql, -1, flags, &w->colmap_ins, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v3(w->db, ckpt_sql, -1, flags, &w->upd_ckpt, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v3(w->db, "SAVEPOINT ringfill_job", -1, flags, &w->sp_begin,
 	                       NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v3(w->db, "RELEASE ringfill_job", -1, flags, &w->sp_release,
@@ -1336,6 +1363,8 @@ static void *writer_thread(void *arg)
 	sqlite3_finalize(w->sp_begin);
 	sqlite3_finalize(w->sp_release);
 	sqlite3_finalize(w->sp_rollback);
+	sqlite3_finalize(w->upd_ckpt);
+	w->upd_ckpt = NULL;
 	w->upd_done = w->upd_failed = w->colmap_ins = NULL;
 	w->sp_begin = w->sp_release = w->sp_rollback = NULL;
 	return NULL;
