@@ -45,6 +45,7 @@ typedef struct {
 	double timeout_s;               /* per phase: connect, first byte, idle */
 	uint64_t body_bytes_max;        /* --max-body */
 	uint32_t commit_rows, commit_ms; /* --commit-rows, --commit-ms */
+	uint32_t ckpt_records;          /* --checkpoint-records (engine/ndstream.c) */
 	out_mode_t out;
 	/* HTTPS_PROXY / https_proxy (http://[user:pass@]host:port), or none */
 	char proxy_host[256];
