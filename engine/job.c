@@ -358,7 +358,7 @@ static void job_parse(loop_t *l, job_t *j)
 		           rc.reason ? rc.reason : "unknown reason");
 }
 
-static void hex_digest(const unsigned char md[32], char out[65])
+void hex_digest(const unsigned char md[32], char out[65])
 {
 	static const char hex[] = "0123456789abcdef";
 	for (unsigned i = 0; i < 32; i++) {

@@ -298,6 +298,7 @@ void stream_free_pool(loop_t *l);
 /* job.c, for stream.c */
 void job_raw_names(loop_t *l, job_t *j);
 void job_stream_done(loop_t *l, job_t *j);
+void hex_digest(const unsigned char md[32], char out[65]);
 
 /* ndstream.c: NDJSON bodies parsed as they arrive, checkpoints, resume */
 bool job_is_ndjson(loop_t *l, job_t *j); /* job.c */

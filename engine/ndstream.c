@@ -424,12 +424,9 @@ void nd_finish(loop_t *l, job_t *j)
 		EVP_DigestFinal_ex(j->sha, md, &mdn);
 		EVP_MD_CTX_free(j->sha);
 		j->sha = NULL;
-		static const char hex[] = "0123456789abcdef";
-		for (unsigned i = 0; i < 32 && !j->sha_partial; i++) {
-			b->sha256_hex[2 * i] = hex[md[i] >> 4];
-			b->sha256_hex[2 * i + 1] = hex[md[i] & 15];
-		}
-		b->sha256_hex[j->sha_partial ? 0 : 64] = 0;
+		hex_digest(md, b->sha256_hex);
+		if (j->sha_partial) /* its first bytes were never seen: no digest */
+			b->sha256_hex[0] = 0;
 	}
 }
 

@@ -223,6 +223,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         """Sleeps, but returns at once when the server is being stopped."""
         self.server.stopping.wait(seconds)
 
+    def _partial(self, headers, body, first):
+        """206: body[first:] with its Content-Range."""
+        self.send_response(206)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Range", "bytes %d-%d/%d" % (first, len(body) - 1, len(body)))
+        self.send_header("Content-Length", str(len(body) - first))
+        self.end_headers()
+        self.wfile.write(body[first:])
+
     def _resumable(self, mode, body, hits):
         """The /norange/, /etagflip/, /badrange/ and /gzipped/ modes."""
         headers = [("Content-Type", "application/x-ndjson")]
@@ -239,31 +249,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         elif mode == "badrange":
             headers += [("Accept-Ranges", "bytes"), ("ETag", '"stable-%d"' % len(body))]
             if rng and rng.startswith("bytes=") and rng.endswith("-"):
-                first = int(rng[6:-1]) + 1  # one byte off, on purpose
-                self.send_response(206)
-                for name, value in headers:
-                    self.send_header(name, value)
-                self.send_header("Content-Range", "bytes %d-%d/%d" % (
-                    first, len(body) - 1, len(body)))
-                self.send_header("Content-Length", str(len(body) - first))
-                self.end_headers()
-                self.wfile.write(body[first:])
-                return None
+                return self._partial(headers, body, int(rng[6:-1]) + 1)  # one byte off
+
         elif mode == "halfgate":
             etag = '"half-%d"' % len(body)
             headers += [("Accept-Ranges", "bytes"), ("ETag", etag)]
             if (rng and rng.startswith("bytes=") and rng.endswith("-")
                     and self.headers.get("If-Range") == etag):
-                first = int(rng[6:-1])
-                self.send_response(206)
-                for name, value in headers:
-                    self.send_header(name, value)
-                self.send_header("Content-Range", "bytes %d-%d/%d" % (
-                    first, len(body) - 1, len(body)))
-                self.send_header("Content-Length", str(len(body) - first))
-                self.end_headers()
-                self.wfile.write(body[first:])
-                return None
+                return self._partial(headers, body, int(rng[6:-1]))
         self.send_response(200)
         for name, value in headers:
             self.send_header(name, value)

@@ -132,6 +132,9 @@ class NdjsonCheckpoint(unittest.TestCase):
             self.assertEqual(proc.returncode, 0, describe(proc))
             NdjsonCheckpoint.ref = table_rows(os.path.join(cwd, "rf.db"), "events")
             self.assertEqual(len(NdjsonCheckpoint.ref[1]), LINES)
+            # Streamed without --raw, the digest is taken as the bytes arrive.
+            sha = self.check_job(cwd, "reference", False, self.big_bytes)
+            self.assertEqual(sha, hashlib.sha256(self.big_bytes).hexdigest())
         return NdjsonCheckpoint.ref
 
     def kill_after_checkpoint(self, args, cwd, rng, what):
