@@ -449,6 +449,7 @@ void nd_reset(loop_t *l, job_t *j)
 		}
 	}
 	j->nd = j->nd_failed = false;
+	j->file_resume = 0;
 	free(j->rehash_buf);
 	j->rehash_buf = NULL;
 }
