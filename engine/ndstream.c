@@ -418,6 +418,8 @@ void nd_finish(loop_t *l, job_t *j)
 	b->attempts = j->desc->attempts + (int)j->attempts_run;
 	b->http_status = j->resp.status;
 	b->body_bytes = j->nd_base + j->stream_bytes;
+	b->streamed = true; /* done only on top of the checkpoint it continues */
+	b->ckpt_from = j->ck_records;
 	if (!j->streaming) {
 		unsigned char md[32];
 		unsigned int mdn = 0;

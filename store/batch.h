@@ -11,6 +11,7 @@
 #ifndef RF_BATCH_H
 #define RF_BATCH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -120,6 +121,10 @@ typedef struct batch {
 	uint64_t ckpt_records; /* records consumed up to ckpt_offset */
 	uint64_t ckpt_from;    /* the committed checkpoint's records this batch continues */
 	char ckpt_validator[BATCH_VALIDATOR_BYTES_MAX]; /* If-Range value, "" if not resumable */
+	/* BATCH_JOB_DONE of a streamed job: applied only while the job is pending
+	 * at checkpoint ckpt_from (a checkpoint the database refused failed the
+	 * job; the rest of its rows must not follow). */
+	bool streamed;
 	/* Encoded rows: for each row a u32 table index (into the table specs),
 	 * a u32 field count, then per field: u8 type, u16 name length, name
 	 * bytes, u32 value length, value bytes. Names are flattened keys

@@ -100,7 +100,7 @@ struct writer {
 	uint64_t cache_clock;
 	sqlite3_stmt *upd_done, *upd_failed, *colmap_ins;
 	sqlite3_stmt *sp_begin, *sp_release, *sp_rollback; /* the per-job savepoint */
-	sqlite3_stmt *upd_ckpt; /* a streamed job's checkpoint (job_mark_ckpt) */
+	sqlite3_stmt *upd_ckpt, *upd_done_ckpt; /* a streamed job's checkpoint, its end */
 	uint32_t vars_max; /* SQLite's limit on bound parameters per statement */
 
 	bool in_tx;
@@ -1113,7 +1113,9 @@ static bool job_level_error(int rc, int sqlite_rc)
  * -1 on a database error (left in the connection). */
 static int job_mark_done(writer_t *w, const batch_t *b)
 {
-	sqlite3_stmt *s = w->upd_done;
+	sqlite3_stmt *s = b->streamed ? w->upd_done_ckpt : w->upd_done;
+	if (b->streamed)
+		sqlite3_bind_int64(s, 8, (int64_t)b->ckpt_from);
 	sqlite3_bind_int(s, 1, b->attempts);
 	bind_status(s, 2, b->http_status);
 	sqlite3_bind_int64(s, 3, (int64_t)b->body_bytes);
@@ -1264,10 +1266,13 @@ static int cache_size_set(writer_t *w)
 
 static int writer_prepare(writer_t *w)
 {
-	static const char done_sql[] =
-		"UPDATE _ringfill_jobs SET state='done', attempts=?1, http_status=?2, bytes=?3,"
-		" sha256=?4, raw_path=?5, error=NULL, error_class=NULL, updated_at=?6"
-		" WHERE id=?7 AND state<>'done'";
+#define DONE_SET                                                                        \
+	"UPDATE _ringfill_jobs SET state='done', attempts=?1, http_status=?2, bytes=?3,"    \
+	" sha256=?4, raw_path=?5, error=NULL, error_class=NULL, updated_at=?6 WHERE id=?7"
+	static const char done_sql[] = DONE_SET " AND state<>'done'";
+	static const char done_ckpt_sql[] =
+		DONE_SET " AND state='pending' AND coalesce(ckpt_records, 0)=?8";
+#undef DONE_SET
 	static const char failed_sql[] =
 		"UPDATE _ringfill_jobs SET state='failed', attempts=?1, http_status=?2,"
 		" error_class=?3, error=?4, raw_path=?5, updated_at=?6"
@@ -1282,6 +1287,8 @@ static int writer_prepare(writer_t *w)
 	    sqlite3_prepare_v3(w->db, failed_sql, -1, flags, &w->upd_failed, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v3(w->db, colmap_sql, -1, flags, &w->colmap_ins, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v3(w->db, ckpt_sql, -1, flags, &w->upd_ckpt, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v3(w->db, done_ckpt_sql, -1, flags, &w->upd_done_ckpt, NULL) !=
+	        SQLITE_OK ||
 	    sqlite3_prepare_v3(w->db, "SAVEPOINT ringfill_job", -1, flags, &w->sp_begin,
 	                       NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v3(w->db, "RELEASE ringfill_job", -1, flags, &w->sp_release,
@@ -1364,7 +1371,8 @@ static void *writer_thread(void *arg)
 	sqlite3_finalize(w->sp_release);
 	sqlite3_finalize(w->sp_rollback);
 	sqlite3_finalize(w->upd_ckpt);
-	w->upd_ckpt = NULL;
+	sqlite3_finalize(w->upd_done_ckpt);
+	w->upd_ckpt = w->upd_done_ckpt = NULL;
 	w->upd_done = w->upd_failed = w->colmap_ins = NULL;
 	w->sp_begin = w->sp_release = w->sp_rollback = NULL;
 	return NULL;

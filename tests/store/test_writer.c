@@ -323,6 +323,34 @@ static void test_checkpoints_apply_once(void **state)
 	expect_query(fx->db, "SELECT state FROM _ringfill_jobs WHERE id=1", "done");
 }
 
+/* A checkpoint the database refuses fails its job; the rest of the stream
+ * (its done batch) must not mark it done or add rows after the hole. */
+static void test_refused_checkpoint_fails_the_stream(void **state)
+{
+	fixture_t *fx = *state;
+	import_n(fx, "src", 1);
+	int64_t ids[4];
+	start(fx, 0);
+	assert_int_equal(take_all_jobs(fx, ids, 4), 1);
+	push(fx, ckpt_batch(1, "[{\"i\":1}]", 0, 1, 10));
+	size_t cap = 64 * 1024, n = 0;
+	char *json = malloc(cap);
+	n += (size_t)snprintf(json, cap, "[{");
+	for (int i = 0; i < 2100; i++) /* more columns than SQLite allows */
+		n += (size_t)snprintf(json + n, cap - n, "%s\"c%d\":%d", i ? "," : "", i, i);
+	snprintf(json + n, cap - n, "}]");
+	push(fx, ckpt_batch(1, json, 1, 2, 20));
+	free(json);
+	batch_t *end = done_batch(1, "[{\"i\":3}]", "$[*]");
+	end->streamed = true;
+	end->ckpt_from = 2; /* what the loop believes was committed */
+	push(fx, end);
+	finish(fx, 0);
+	expect_query(fx->db, "SELECT state||':'||error_class||':'||ckpt_records FROM _ringfill_jobs",
+	             "failed:permanent:1");
+	expect_query(fx->db, "SELECT group_concat(i) FROM records", "1");
+}
+
 /* A database made before checkpoints gets their columns when opened. */
 static void test_old_database_gets_checkpoint_columns(void **state)
 {
@@ -502,6 +530,7 @@ int main(void)
 		T(test_full_disk_is_fatal_and_keeps_jobs_pending),
 		T(test_checkpoints_apply_once),
 		T(test_old_database_gets_checkpoint_columns),
+		T(test_refused_checkpoint_fails_the_stream),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
