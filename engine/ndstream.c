@@ -224,13 +224,17 @@ void nd_ck_try(loop_t *l, job_t *j)
 		stream_flush_partial(l, j);
 		return;
 	}
+	/* Read before the push: from then on the writer may free it any time. */
+	uint64_t offset = b->ckpt_offset, records = b->ckpt_records, rows = b->n_rows;
+	char validator[BATCH_VALIDATOR_BYTES_MAX];
+	snprintf(validator, sizeof validator, "%s", b->ckpt_validator);
 	if (!ring_push(&l->pipe->to_writer, b))
 		return;
 	doorbell_ring(&l->pipe->writer_bell);
-	l->rows += b->n_rows;
-	j->ck_offset = b->ckpt_offset;
-	j->ck_records = b->ckpt_records;
-	snprintf(j->ck_validator, sizeof j->ck_validator, "%s", b->ckpt_validator);
+	l->rows += rows;
+	j->ck_offset = offset;
+	j->ck_records = records;
+	snprintf(j->ck_validator, sizeof j->ck_validator, "%s", validator);
 	j->ck_batch = NULL; /* the writer's now */
 	ck_unlist(l, j);
 	l->ck_unblocked = true; /* nd_ck_flush lets its connection read on */
