@@ -129,13 +129,16 @@ void loop_flush_ready(loop_t *l)
 	while (l->ready_head) {
 		job_t *j = l->ready_head;
 		batch_t *b = j->batch;
+		/* Read before the push: from then on the writer may free it. */
+		bool done = b->kind == BATCH_JOB_DONE;
+		uint32_t rows = b->n_rows;
 		if (!ring_push(&l->pipe->to_writer, b))
 			break;
 		pushed = true;
 		j->batch = NULL; /* the writer's now */
-		if (b->kind == BATCH_JOB_DONE) {
+		if (done) {
 			l->jobs_done++;
-			l->rows += b->n_rows;
+			l->rows += rows;
 		} else {
 			l->jobs_failed++;
 		}
