@@ -400,7 +400,7 @@ class NdjsonCheckpoint(unittest.TestCase):
         out = subprocess.run([sys.executable, "-c", probe, harness.ringfill_path()] + args,
                              cwd=cwd, capture_output=True, text=True, timeout=WAIT_S * 2)
         rc, maxrss_kib = (int(x) for x in out.stdout.split())
-        self.assertEqual(rc, 0, out.stderr)
+        self.assertEqual(rc, 0, out.stderr + repr(harness.jobs(os.path.join(cwd, "rf.db"))))
         with harness.open_db(os.path.join(cwd, "rf.db")) as con:
             self.assertEqual(con.execute("SELECT count(*) FROM events").fetchone()[0],
                              RSS_BODY_MB * 100)
