@@ -208,6 +208,7 @@ static bool conn_send_request(loop_t *l, conn_t *c)
 		          HTTP_HEAD_BYTES_MAX);
 		return false;
 	}
+	n = nd_request(l, j, l->request, (size_t)n, sizeof l->request); /* Range after a checkpoint */
 	if (tls_write(&c->tls, l->request, (size_t)n, err, sizeof err)) {
 		conn_fail(l, c, ERROR_CLASS_TRANSIENT, "%s", err);
 		return false;
@@ -297,19 +298,26 @@ static int body_inflate(loop_t *l, conn_t *c, const char *p, size_t n)
 /* Body bytes received so far, as sent. */
 static uint64_t body_len(const job_t *j)
 {
-	return j->streaming ? j->stream_bytes : j->resp.gzip ? j->wire.len : j->body.len;
+	return j->streaming || j->nd ? j->stream_bytes : j->resp.gzip ? j->wire.len : j->body.len;
 }
 
 static int body_append(loop_t *l, conn_t *c, const char *p, size_t n)
 {
 	job_t *j = c->job;
-	if (j->streaming) {
+	if (j->streaming || j->nd) {
 		if (j->stream_bytes + n > l->o->body_bytes_max) {
 			conn_fail(l, c, ERROR_CLASS_PERMANENT, "body larger than --max-body (%llu bytes)",
 			          (unsigned long long)l->o->body_bytes_max);
 			return -1;
 		}
-		stream_append(l, j, p, n); /* conn_read_plain read no more than there is room */
+		if (j->streaming)
+			stream_append(l, j, p, n); /* conn_read_plain read no more than there is room */
+		char err[ERR_BYTES];
+		error_class_t cls;
+		if (j->nd && nd_feed(l, j, p, n, &cls, err, sizeof err)) {
+			conn_fail(l, c, cls, "%s", err);
+			return -1;
+		}
 		return 0;
 	}
 	json_buf_t *dst = j->resp.gzip ? &j->wire : &j->body;
@@ -407,7 +415,18 @@ static int conn_head(loop_t *l, conn_t *c, char *p, size_t n)
 	/* --download-only keeps 2xx bodies as sent: they stream to disk, and
 	 * nothing decodes them. */
 	bool ok = j->resp.status >= 200 && j->resp.status < 300;
-	if (ok && l->o->download_only) {
+	if (ok && !l->o->download_only && job_is_ndjson(l, j)) {
+		char err[ERR_BYTES];
+		error_class_t cls;
+		if (nd_begin(l, j, &cls, err, sizeof err)) {
+			conn_fail(l, c, cls, "%s", err);
+			return 1;
+		}
+	} else if (j->resp.status == 206) { /* only an NDJSON checkpoint asks for a range */
+		j->no_range = true;
+		conn_fail(l, c, ERROR_CLASS_TRANSIENT, "HTTP 206 for a body that is not NDJSON");
+		return 1;
+	} else if (ok && l->o->download_only) {
 		if (stream_start(l, j)) {
 			conn_fail(l, c, ERROR_CLASS_TRANSIENT, "out of memory for a body stream");
 			return 1;
@@ -480,6 +499,12 @@ static void conn_read_plain(loop_t *l, conn_t *c)
 	char err[TLS_ERR_BYTES];
 	while (!c->dead) {
 		size_t cap = sizeof l->plain;
+		if (c->job && nd_blocked(l, c->job)) { /* its checkpoint waits: rows would pile up */
+			c->starved = true;
+			l->starved_conns++;
+			conn_flush(l, c);
+			return;
+		}
 		if (c->job && c->job->streaming) {
 			size_t room = stream_room(l, c->job);
 			if (!room) { /* the pool is empty: read on when a chunk comes back */

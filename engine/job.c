@@ -48,6 +48,7 @@ void job_abandon(loop_t *l, job_t *j)
 	}
 	if (j->file_fd >= 0 && !l->ring_gone)
 		loop_slot_close(l, j->file_fd);
+	nd_reset(l, j);
 	if (j->batch)
 		batch_free(j->batch);
 	json_buf_free(&j->body);
@@ -61,8 +62,9 @@ void job_abandon(loop_t *l, job_t *j)
 	l->jobs_active--;
 }
 
-static void job_reset_response(job_t *j)
+static void job_reset_response(loop_t *l, job_t *j)
 {
+	nd_reset(l, j);
 	memset(&j->resp, 0, sizeof j->resp);
 	j->head_done = j->body_done = j->got_bytes = false;
 	j->body.len = 0;
@@ -128,22 +130,26 @@ static void job_ready(loop_t *l, job_t *j)
 void loop_flush_ready(loop_t *l)
 {
 	bool pushed = false;
+	nd_ck_flush(l); /* checkpoints waiting for ring space go first */
 	while (l->ready_head) {
 		job_t *j = l->ready_head;
 		batch_t *b = j->batch;
+		/* Read before the push: from then on the writer may free it. */
+		bool done = b->kind == BATCH_JOB_DONE;
+		uint32_t rows = b->n_rows, emits = b->n_emit;
 		/* Counted before the push: the writer settles it (writer.h). */
-		if (b->n_emit)
+		if (emits)
 			atomic_fetch_add_explicit(&l->pipe->emits_unsettled, 1, memory_order_relaxed);
 		if (!ring_push(&l->pipe->to_writer, b)) {
-			if (b->n_emit)
+			if (emits)
 				atomic_fetch_sub_explicit(&l->pipe->emits_unsettled, 1, memory_order_relaxed);
 			break;
 		}
 		pushed = true;
 		j->batch = NULL; /* the writer's now */
-		if (b->kind == BATCH_JOB_DONE) {
+		if (done) {
 			l->jobs_done++;
-			l->rows += b->n_rows;
+			l->rows += rows;
 		} else {
 			l->jobs_failed++;
 		}
@@ -217,7 +223,7 @@ void job_fail(loop_t *l, job_t *j, error_class_t cls, uint64_t delay_ms, const c
 			host_pause(l, j->host, l->now_ms + wait);
 		if (j->attempts_run < l->o->retries) {
 			job_restart_chain(j);
-			job_reset_response(j);
+			job_reset_response(l, j);
 			j->retry_at_ms = l->now_ms + wait;
 			j->next = l->retry_list;
 			l->retry_list = j;
@@ -300,7 +306,7 @@ static uint64_t retry_after_ms(const char *v)
 	return when > now ? (uint64_t)(when - now) * 1000ull : 0;
 }
 
-static bool job_is_ndjson(loop_t *l, job_t *j)
+bool job_is_ndjson(loop_t *l, job_t *j)
 {
 	if (l->o->ndjson)
 		return true;
@@ -370,7 +376,7 @@ static void job_parse(loop_t *l, job_t *j)
 		           rc.reason ? rc.reason : "unknown reason");
 }
 
-static void hex_digest(const unsigned char md[32], char out[65])
+void hex_digest(const unsigned char md[32], char out[65])
 {
 	static const char hex[] = "0123456789abcdef";
 	for (unsigned i = 0; i < 32; i++) {
@@ -509,13 +515,22 @@ static void job_redirect(loop_t *l, job_t *j)
 	j->redirect_url = next;
 	j->url = u; /* its target points into next, which the job now owns */
 	j->host = host;
-	job_reset_response(j);
+	job_reset_response(l, j);
 	host_enqueue(l, host, j);
 }
 
 void job_response_done(loop_t *l, job_t *j)
 {
 	int s = j->resp.status;
+	if (j->nd) { /* 2xx NDJSON: rows are parsed; the last line and the batch */
+		l->bytes += j->stream_bytes;
+		nd_finish(l, j);
+		if (j->streaming)
+			stream_finish(l, j); /* the raw file completes, then job_stream_batch */
+		else
+			job_ready(l, j);
+		return;
+	}
 	if (j->streaming) { /* 2xx, --download-only: the rest is already on its way */
 		l->bytes += j->stream_bytes;
 		stream_finish(l, j);
@@ -545,10 +560,19 @@ static void file_submit(loop_t *l, job_t *j)
 	struct io_uring_sqe *sqe = loop_sqe(l);
 	switch (j->file_step) {
 	case FILE_OPEN:
-		/* No O_CLOEXEC: a direct descriptor is in no fd table (EINVAL). */
+		/* No O_CLOEXEC: a direct descriptor is in no fd table (EINVAL). A
+		 * body resumed at file_resume keeps the .part's first bytes. */
 		io_uring_prep_openat_direct(sqe, l->raw_dirfd, j->raw_rel_part,
-		                            O_WRONLY | O_CREAT | O_TRUNC, 0644, (unsigned)j->file_fd);
+		                            j->file_resume ? O_RDWR | O_CREAT : O_WRONLY | O_CREAT | O_TRUNC,
+		                            0644, (unsigned)j->file_fd);
 		break;
+	case FILE_REHASH: {
+		uint64_t left = j->file_resume - j->file_off;
+		io_uring_prep_read(sqe, j->file_fd, j->rehash_buf,
+		                   (unsigned)(left < CHUNK_BYTES ? left : CHUNK_BYTES), j->file_off);
+		sqe->flags |= IOSQE_FIXED_FILE;
+		break;
+	}
 	case FILE_WRITE: {
 		const json_buf_t *body = job_stored(j);
 		size_t left = body->len - j->file_off;
@@ -576,7 +600,7 @@ static void job_stream_abort_done(loop_t *l, job_t *j)
 	char msg[BATCH_ERROR_BYTES_MAX];
 	snprintf(msg, sizeof msg, "%s", j->abort_msg);
 	stream_release(l, j);
-	job_reset_response(j);
+	job_reset_response(l, j);
 	job_fail(l, j, cls, delay_ms, "%s", msg);
 }
 
@@ -604,6 +628,7 @@ static const char *file_step_name(file_step_t s)
 {
 	switch (s) {
 	case FILE_OPEN: return "cannot create";
+	case FILE_REHASH: return "cannot read";
 	case FILE_WRITE: return "cannot write";
 	case FILE_CLOSE: return "cannot close";
 	case FILE_RENAME: return "cannot rename";
@@ -615,11 +640,12 @@ static const char *file_step_name(file_step_t s)
  * (--download-only). Returns nonzero when it could not be made. */
 static int job_stream_batch(loop_t *l, job_t *j)
 {
-	batch_t *b = batch_new(BATCH_JOB_DONE, j->desc->id);
+	batch_t *b = j->nd ? j->batch : batch_new(BATCH_JOB_DONE, j->desc->id);
 	unsigned char md[32];
 	unsigned int n = 0;
 	if (!b || EVP_DigestFinal_ex(j->sha, md, &n) != 1) {
-		batch_free(b);
+		if (b != j->batch)
+			batch_free(b); /* an NDJSON job's own batch goes with the job */
 		loop_fatal(l, "out of memory");
 		job_abandon(l, j);
 		return -1;
@@ -627,10 +653,53 @@ static int job_stream_batch(loop_t *l, job_t *j)
 	hex_digest(md, b->sha256_hex);
 	b->attempts = j->desc->attempts + (int)j->attempts_run;
 	b->http_status = j->resp.status;
-	b->body_bytes = j->stream_bytes;
+	b->body_bytes = j->nd_base + j->stream_bytes;
 	j->batch = b;
 	stream_release(l, j);
 	return 0;
+}
+
+/* A .part shorter than the checkpoint it should continue (a run killed
+ * before the page cache had it? another hand?): the body is fetched again
+ * from the start, its committed records skipped. Not counted as an attempt. */
+static void job_range_fallback(loop_t *l, job_t *j)
+{
+	if (j->conn) {
+		conn_t *c = j->conn;
+		c->job = NULL;
+		j->conn = NULL;
+		conn_close(l, c);
+	}
+	j->no_range = true;
+	stream_release(l, j);
+	job_restart_chain(j);
+	job_reset_response(l, j);
+	host_enqueue_front(l, j->host, j);
+}
+
+/* --raw after a 206: the .part's first file_resume bytes are read back through
+ * io_uring for the SHA-256 of the whole file; then the body is written on at
+ * file_resume. */
+static void job_rehashed(loop_t *l, job_t *j, size_t n)
+{
+	if (j->aborting) {
+		job_stream_abort_done(l, j);
+		return;
+	}
+	if (n == 0) {
+		job_range_fallback(l, j);
+		return;
+	}
+	EVP_DigestUpdate(j->sha, j->rehash_buf, n);
+	j->file_off += n;
+	if (j->file_off < j->file_resume) {
+		file_submit(l, j);
+		return;
+	}
+	free(j->rehash_buf);
+	j->rehash_buf = NULL;
+	j->file_step = FILE_WRITE;
+	stream_pump(l, j);
 }
 
 void job_file_complete(loop_t *l, job_t *j, int res)
@@ -647,10 +716,23 @@ void job_file_complete(loop_t *l, job_t *j, int res)
 		job_abandon(l, j);
 		return;
 	}
+	if (j->streaming && j->file_step == FILE_REHASH) {
+		job_rehashed(l, j, (size_t)res);
+		return;
+	}
 	if (j->streaming && (j->file_step == FILE_OPEN || j->file_step == FILE_WRITE)) {
 		if (j->file_step == FILE_OPEN) {
 			j->file_off = 0;
-			j->file_step = FILE_WRITE;
+			j->file_step = j->file_resume ? FILE_REHASH : FILE_WRITE;
+			if (j->file_resume && !j->aborting) {
+				if (!(j->rehash_buf = malloc(CHUNK_BYTES))) {
+					loop_fatal(l, "out of memory");
+					job_abandon(l, j);
+					return;
+				}
+				file_submit(l, j);
+				return;
+			}
 		} else {
 			stream_written(l, j, (size_t)res);
 		}
@@ -665,6 +747,9 @@ void job_file_complete(loop_t *l, job_t *j, int res)
 		j->file_off = 0;
 		j->file_step = job_stored(j)->len ? FILE_WRITE : FILE_CLOSE;
 		break;
+	case FILE_REHASH: /* streaming only: handled above */
+		assert(0);
+		return;
 	case FILE_WRITE:
 		j->file_off += (size_t)res;
 		if (j->file_off < job_stored(j)->len)

@@ -545,6 +545,8 @@ static bool loop_finished(loop_t *l)
 	bool drained = settled && exhausted && ring_count(&l->pipe->to_loop) == 0 && l->jobs_active == 0;
 	if (!drained && !l->stopping)
 		return false;
+	if (l->stopping && !nd_stop(l))
+		return false; /* streams' checkpoints first (bounded wait) */
 	if (!l->end_batch && !(l->end_batch = batch_new(BATCH_END, 0))) {
 		snprintf(l->fatal_msg, sizeof l->fatal_msg, "out of memory");
 		l->fatal = true;

@@ -36,6 +36,9 @@
 #define REDIRECTS_MAX 5u /* followed per attempt; one more is an error */
 #define CHUNK_BYTES (256u * 1024u)       /* a piece of a streamed body */
 #define STREAM_POOL_BYTES (64u << 20)   /* streamed bytes on their way to disk, all jobs */
+#define ND_RECORD_BYTES_MAX (16u << 20) /* a streamed NDJSON line (or --max-body if smaller) */
+#define ND_CKPT_ROW_BYTES (16u << 20)   /* encoded rows that make a checkpoint due */
+#define ND_STOP_WAIT_MS 2000u           /* on a signal, how long checkpoints may wait */
 
 /* Every io_uring request carries a pointer to one of these, embedded in its
  * owner; container_of gets the owner back. */
@@ -128,7 +131,7 @@ struct conn {
 	char rbuf[CONN_RECV_BYTES];
 };
 
-typedef enum { FILE_OPEN = 1, FILE_WRITE, FILE_CLOSE, FILE_RENAME } file_step_t;
+typedef enum { FILE_OPEN = 1, FILE_REHASH, FILE_WRITE, FILE_CLOSE, FILE_RENAME } file_step_t;
 
 struct job {
 	job_t *next;              /* on one list at a time: waiting, retry, ready, raw dir */
@@ -166,6 +169,25 @@ struct job {
 	error_class_t abort_cls;
 	uint64_t abort_delay_ms;
 	char abort_msg[BATCH_ERROR_BYTES_MAX];
+	/* NDJSON parsed as it arrives (engine/ndstream.c). body holds only the
+	 * trailing partial line; batch collects the rows since the last cut. */
+	bool nd;                    /* this response streams through the NDJSON parser */
+	bool nd_failed;             /* batch failed (invalid JSON...): nothing more is parsed */
+	bool nd_loaded;             /* ck_* read from desc */
+	bool no_range;              /* do not ask Range (the .part was short, a 206 was wrong) */
+	bool range_sent;            /* this request asked Range: bytes=ck_offset- */
+	bool sha_partial;           /* a 206 without --raw: the first bytes were never hashed */
+	uint64_t nd_base;           /* where this response's bytes start in the body (206: N) */
+	uint64_t nd_pos;            /* decoded-body offset of body.data[0] */
+	uint64_t nd_records;        /* records consumed (parsed or skipped) */
+	uint64_t nd_skip;           /* records still to skip (a 200 after a checkpoint) */
+	char nd_validator[BATCH_VALIDATOR_BYTES_MAX]; /* this response's If-Range value, or "" */
+	uint64_t ck_offset, ck_records; /* the last checkpoint handed to the writer */
+	char ck_validator[BATCH_VALIDATOR_BYTES_MAX];
+	batch_t *ck_batch;          /* a cut checkpoint waiting for its raw bytes or ring space */
+	job_t *ck_next;             /* on loop->ck_head while ck_batch waits */
+	uint64_t file_resume;       /* --raw after a 206: .part bytes to re-hash, then write on */
+	char *rehash_buf;           /* owned while FILE_REHASH reads the .part */
 	/* the raw file: NAME.part written, closed, renamed */
 	op_t op_file;
 	file_step_t file_step;
@@ -215,6 +237,10 @@ struct loop {
 	struct __kernel_timespec tick_ts;
 	uint64_t eventfd_buf;
 	struct signalfd_siginfo sig_buf;
+	job_t *ck_head;      /* jobs whose checkpoint batch waits (engine/ndstream.c) */
+	uint64_t stop_ms;    /* when stopping began */
+	bool stop_ckpt_done; /* streams were checkpointed for the stop */
+	bool ck_unblocked;   /* a checkpoint went out: a connection may read on */
 	chunk_t *chunks_free;
 	uint32_t chunks_made, chunks_max, starved_conns;
 	char plain[LOOP_PLAIN_BYTES]; /* decrypted bytes, consumed before the next read */
@@ -263,6 +289,7 @@ int stream_start(loop_t *l, job_t *j);
 size_t stream_room(loop_t *l, job_t *j);
 void stream_append(loop_t *l, job_t *j, const char *p, size_t n);
 void stream_finish(loop_t *l, job_t *j);
+void stream_flush_partial(loop_t *l, job_t *j);
 void stream_pump(loop_t *l, job_t *j);
 void stream_written(loop_t *l, job_t *j, size_t n);
 bool stream_defer_failure(loop_t *l, job_t *j, error_class_t cls, uint64_t delay_ms,
@@ -273,6 +300,21 @@ void stream_free_pool(loop_t *l);
 /* job.c, for stream.c */
 void job_raw_names(loop_t *l, job_t *j);
 void job_stream_done(loop_t *l, job_t *j);
+void hex_digest(const unsigned char md[32], char out[65]);
+
+/* ndstream.c: NDJSON bodies parsed as they arrive, checkpoints, resume */
+bool job_is_ndjson(loop_t *l, job_t *j); /* job.c */
+void nd_load(job_t *j);
+int nd_request(loop_t *l, job_t *j, char *req, size_t len, size_t cap); /* new length or <0 */
+int nd_begin(loop_t *l, job_t *j, error_class_t *cls, char *err, size_t cap);
+int nd_feed(loop_t *l, job_t *j, const char *p, size_t n, error_class_t *cls, char *err,
+            size_t cap);
+void nd_finish(loop_t *l, job_t *j);
+bool nd_blocked(loop_t *l, const job_t *j);
+void nd_ck_try(loop_t *l, job_t *j);
+void nd_ck_flush(loop_t *l);
+void nd_reset(loop_t *l, job_t *j);
+bool nd_stop(loop_t *l); /* true once the stop's checkpoints are handed over (or given up) */
 
 /* job.c, for files.c: a whole body, from the network or a local file */
 void job_body_ok(loop_t *l, job_t *j);

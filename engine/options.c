@@ -56,6 +56,8 @@ void options_usage(FILE *f)
 	    "  --commit-ms MS      or after this many milliseconds (500)\n"
 	    "  --db-timeout S      how long to wait for another process's write lock on the\n"
 	    "                      database before stopping with exit 3 (60)\n"
+	    "  --checkpoint-records N  a streamed NDJSON body checkpoints every N records\n"
+	    "                      (50000) or 16 MiB of rows, and resumes from there\n"
 	    "  --dry-run           print what would be fetched; change nothing\n"
 	    "  --quiet | --progress | --log-json   output: none, live line, JSON lines\n"
 	    "\n"
@@ -189,7 +191,7 @@ enum {
 	O_URLS = 256, O_DB, O_RAW, O_ROWS, O_TABLE, O_CACERT, O_NDJSON, O_DOWNLOAD_ONLY,
 	O_DRY_RUN, O_CONCURRENCY, O_PER_HOST, O_RETRIES, O_RETRY_BASE, O_RETRY_MAX,
 	O_TIMEOUT, O_MAX_BODY, O_COMMIT_ROWS, O_COMMIT_MS, O_QUIET, O_PROGRESS, O_LOG_JSON,
-	O_HEADER, O_LOOPS, O_DIRECT, O_DB_TIMEOUT, O_HELP,
+	O_HEADER, O_LOOPS, O_DIRECT, O_DB_TIMEOUT, O_HELP, O_CKPT_RECORDS,
 };
 
 static const struct option run_longopts[] = {
@@ -209,6 +211,7 @@ static const struct option run_longopts[] = {
 	{"retry-max", required_argument, 0, O_RETRY_MAX},
 	{"timeout", required_argument, 0, O_TIMEOUT},
 	{"max-body", required_argument, 0, O_MAX_BODY},
+	{"checkpoint-records", required_argument, 0, O_CKPT_RECORDS},
 	{"commit-rows", required_argument, 0, O_COMMIT_ROWS},
 	{"commit-ms", required_argument, 0, O_COMMIT_MS},
 	{"quiet", no_argument, 0, O_QUIET},
@@ -238,6 +241,7 @@ static void defaults(run_opts_t *o)
 	o->commit_rows = WRITER_COMMIT_ROWS_DEFAULT;
 	o->commit_ms = WRITER_COMMIT_MS_DEFAULT;
 	o->db_timeout_s = -1.0; /* not given: $RINGFILL_DB_TIMEOUT, else 60 s (store.h) */
+	o->ckpt_records = 50000;
 }
 
 /* The options that take a number or a flag; split out to keep the switch
@@ -264,6 +268,7 @@ static int parse_value_opt(run_opts_t *o, int c, const char *name, const char *v
 	case O_DB_TIMEOUT: return parse_secs(name, v, 0.0, 86400.0, &o->db_timeout_s);
 	case O_COMMIT_ROWS: return parse_u32(name, v, 1, 100000000, &o->commit_rows);
 	case O_COMMIT_MS: return parse_u32(name, v, 1, 3600000, &o->commit_ms);
+	case O_CKPT_RECORDS: return parse_u32(name, v, 1, 100000000, &o->ckpt_records);
 	case O_HEADER: return options_add_header(o, "--header", v);
 	case O_LOOPS:
 		if (parse_u32(name, v, 1, 64, &loops))

@@ -46,6 +46,7 @@ typedef struct {
 	uint64_t body_bytes_max;        /* --max-body */
 	uint32_t commit_rows, commit_ms; /* --commit-rows, --commit-ms */
 	double db_timeout_s;            /* --db-timeout, or < 0 when not given */
+	uint32_t ckpt_records;          /* --checkpoint-records (engine/ndstream.c) */
 	out_mode_t out;
 	/* HTTPS_PROXY / https_proxy (http://[user:pass@]host:port), or none */
 	char proxy_host[256];

@@ -4,7 +4,8 @@
  * empty a connection stops reading (conn.c marks it starved) until a write
  * gives a chunk back: memory stays bounded whatever the file sizes.
  *
- * Neighbours: conn.c feeds body bytes (stream_room, stream_append); job.c
+ * The same pool carries --raw bodies of NDJSON jobs parsed as they arrive
+ * (ndstream.c). Neighbours: conn.c feeds body bytes (stream_room, stream_append); job.c
  * owns the raw file's open/close/rename steps and calls back here when the
  * file is open and after each write. */
 #include "engine/loop_internal.h"
@@ -120,11 +121,22 @@ void stream_append(loop_t *l, job_t *j, const char *p, size_t n)
 		size_t take = n < room ? n : room;
 		memcpy(j->cur->data + j->cur->len, p, take);
 		j->cur->len += take;
-		EVP_DigestUpdate(j->sha, p, take);
 		j->stream_bytes += take;
 		p += take;
 		n -= take;
 	}
+}
+
+/* A checkpoint waits for bytes still in the chunk being filled: it goes out
+ * now, partly full, rather than when it fills (which may be never, if the
+ * connection waits for that checkpoint). */
+void stream_flush_partial(loop_t *l, job_t *j)
+{
+	if (!j->cur || !j->cur->len)
+		return;
+	queue_chunk(j, j->cur);
+	j->cur = NULL;
+	stream_pump(l, j);
 }
 
 /* The response ended: what is left goes out, then the file is closed. */
@@ -160,6 +172,9 @@ void stream_pump(loop_t *l, job_t *j)
 void stream_written(loop_t *l, job_t *j, size_t n)
 {
 	j->write_busy = false;
+	/* Hashed as written, in file order: a resumed .part's first bytes were
+	 * hashed before the first write (job.c, FILE_REHASH). */
+	EVP_DigestUpdate(j->sha, j->wq_head->data + j->wq_off, n);
 	j->file_off += n;
 	j->wq_off += n;
 	if (j->wq_off == j->wq_head->len) {
@@ -173,6 +188,8 @@ void stream_written(loop_t *l, job_t *j, size_t n)
 	if (j->aborting)
 		return; /* job.c finishes the failure now that nothing is in flight */
 	stream_pump(l, j);
+	if (j->ck_batch)
+		nd_ck_try(l, j); /* a checkpoint may wait for these bytes */
 }
 
 /* A streaming job failed. While one of its file requests is in flight the
@@ -183,6 +200,7 @@ bool stream_defer_failure(loop_t *l, job_t *j, error_class_t cls, uint64_t delay
 {
 	(void)l;
 	bool in_flight = j->write_busy || j->file_step == FILE_OPEN || j->file_step == FILE_CLOSE ||
+	                 j->file_step == FILE_REHASH ||
 	                 j->file_step == FILE_RENAME || (j->file_step == 0 && j->file_fd < 0);
 	if (!in_flight)
 		return false;

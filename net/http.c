@@ -8,6 +8,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -232,6 +233,46 @@ static bool copy_value(char *dst, size_t cap, const char *v, size_t n, bool lowe
 	return true;
 }
 
+/* Reads a decimal number at v[*pos..n) that fits 63 bits. */
+static bool read_u63(const char *v, size_t n, size_t *pos, uint64_t *out)
+{
+	size_t start = *pos;
+	uint64_t x = 0;
+	while (*pos < n && is_digit((unsigned char)v[*pos])) {
+		if (x > (INT64_MAX - 9) / 10)
+			return false;
+		x = x * 10 + (uint64_t)(v[*pos] - '0');
+		(*pos)++;
+	}
+	*out = x;
+	return *pos > start;
+}
+
+/* "bytes FIRST-LAST/TOTAL" or with an asterisk for TOTAL (RFC 9110 §14.4); an
+ * unsatisfied-range form or anything else leaves content_range_ok false. */
+static void on_content_range(const char *v, size_t n, http_response_t *r)
+{
+	size_t pos = 0;
+	uint64_t first, last, total = 0;
+	r->content_range = true;
+	r->content_range_ok = false;
+	if (n < 6 || !name_is(v, 5, "bytes") || v[5] != ' ')
+		return;
+	pos = 6;
+	if (!read_u63(v, n, &pos, &first) || pos >= n || v[pos++] != '-' ||
+	    !read_u63(v, n, &pos, &last) || pos >= n || v[pos++] != '/' || last < first)
+		return;
+	if (pos + 1 == n && v[pos] == '*')
+		r->range_total = -1;
+	else if (read_u63(v, n, &pos, &total) && pos == n && last < total)
+		r->range_total = (int64_t)total;
+	else
+		return;
+	r->range_first = first;
+	r->range_last = last;
+	r->content_range_ok = true;
+}
+
 static ssize_t on_field(const char *name, size_t nn, const char *v, size_t vn,
                         http_response_t *r, head_state_t *st)
 {
@@ -252,6 +293,17 @@ static ssize_t on_field(const char *name, size_t nn, const char *v, size_t vn,
 		copy_value(r->content_type, sizeof(r->content_type), v, type_len, true);
 	} else if (name_is(name, nn, "retry-after")) {
 		copy_value(r->retry_after, sizeof(r->retry_after), v, vn, false);
+	} else if (name_is(name, nn, "etag")) {
+		copy_value(r->etag, sizeof(r->etag), v, vn, false);
+	} else if (name_is(name, nn, "last-modified")) {
+		copy_value(r->last_modified, sizeof(r->last_modified), v, vn, false);
+	} else if (name_is(name, nn, "accept-ranges")) {
+		const char *el;
+		size_t el_len, pos = 0;
+		while (next_element(v, vn, &pos, &el, &el_len))
+			r->accept_ranges |= name_is(el, el_len, "bytes");
+	} else if (name_is(name, nn, "content-range")) {
+		on_content_range(v, vn, r);
 	} else if (name_is(name, nn, "location")) {
 		if (!copy_value(r->location, sizeof(r->location), v, vn, false))
 			return fail(r, "Location too long");
@@ -567,4 +619,31 @@ ssize_t http_build_get(char *out, size_t cap, const char *host, int host_is_ipv6
 		return -ENOSPC;
 	out[o.n] = '\0';
 	return (ssize_t)o.n;
+}
+
+bool http_etag_strong(const char *etag)
+{
+	size_t n = strlen(etag);
+	return n >= 2 && etag[0] == '"' && etag[n - 1] == '"';
+}
+
+ssize_t http_add_range(char *req, size_t len, size_t cap, uint64_t from, const char *validator)
+{
+	assert(req != NULL && validator != NULL);
+	if (len < 4 || memcmp(req + len - 4, "\r\n\r\n", 4) != 0)
+		return -EINVAL;
+	for (const char *p = validator; *p; p++)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p == 0x7f)
+			return -EINVAL;
+	char extra[64 + HTTP_VALIDATOR_BYTES_MAX];
+	int n = snprintf(extra, sizeof(extra), "Range: bytes=%llu-\r\n%s%s%s\r\n",
+	                 (unsigned long long)from, *validator ? "If-Range: " : "", validator,
+	                 *validator ? "\r\n" : "");
+	if (n < 0 || (size_t)n >= sizeof(extra) || len + (size_t)n + 1 > cap)
+		return -ENOSPC;
+	/* The blank line moves behind the new fields. */
+	memcpy(req + len - 2, extra, (size_t)n);
+	len = len - 2 + (size_t)n;
+	req[len] = '\0';
+	return (ssize_t)len;
 }

@@ -19,6 +19,7 @@
 #define HTTP_HEAD_BYTES_MAX 16384u /* status line + headers + blank line */
 #define HTTP_HEADERS_MAX 100u
 #define HTTP_CHUNK_LINE_BYTES_MAX 1024u /* chunk-size line incl. extensions */
+#define HTTP_VALIDATOR_BYTES_MAX 256u   /* an ETag or Last-Modified we keep */
 
 typedef struct {
 	int status;             /* 100..599 */
@@ -30,6 +31,14 @@ typedef struct {
 	char content_type[128]; /* media type, lower-cased, parameters dropped; "" if none */
 	char retry_after[64];   /* Retry-After verbatim; "" if none */
 	char location[2048];    /* Location verbatim; "" if none (truncated: error) */
+	/* For resuming a body with Range (engine/ndstream.c): */
+	char etag[HTTP_VALIDATOR_BYTES_MAX];          /* ETag verbatim ("" if none or too long) */
+	char last_modified[HTTP_VALIDATOR_BYTES_MAX]; /* Last-Modified verbatim, "" if none */
+	bool accept_ranges;     /* Accept-Ranges: bytes */
+	bool content_range;     /* a Content-Range header was seen ... */
+	bool content_range_ok;  /* ... and it read "bytes FIRST-LAST/(TOTAL|*)" */
+	uint64_t range_first, range_last; /* Content-Range's byte positions */
+	int64_t range_total;    /* Content-Range's complete length, -1 for '*' */
 	const char *reason;     /* on HTTP_ERROR: why, static */
 } http_response_t;
 
@@ -68,5 +77,15 @@ ssize_t http_chunked_decode(http_chunked_t *c, char *buf, size_t *len, const cha
 ssize_t http_build_get(char *out, size_t cap, const char *host, int host_is_ipv6,
                        uint16_t port, const char *target, size_t target_len,
                        const char *extra_headers);
+
+/* True when the ETag is strong (not W/"..."): only a strong one may be sent
+ * in If-Range (RFC 9110 §13.1.5). */
+bool http_etag_strong(const char *etag);
+
+/* Adds "Range: bytes=FROM-" and, when validator is not empty, "If-Range:
+ * VALIDATOR" to the request req[0..len) that http_build_get made (before
+ * its blank line). Returns the new length, or -ENOSPC / -EINVAL (a
+ * validator with bytes that would split the header). */
+ssize_t http_add_range(char *req, size_t len, size_t cap, uint64_t from, const char *validator);
 
 #endif

@@ -75,7 +75,8 @@ const char *table_mode_name(table_mode_t m)
 
 batch_t *batch_new(batch_kind_t kind, int64_t job_id)
 {
-	assert(kind == BATCH_JOB_DONE || kind == BATCH_JOB_FAILED || kind == BATCH_END);
+	assert(kind == BATCH_JOB_DONE || kind == BATCH_JOB_FAILED || kind == BATCH_END ||
+	       kind == BATCH_JOB_CHECKPOINT);
 	batch_t *b = calloc(1, sizeof(*b));
 	if (!b)
 		return NULL;

@@ -19,6 +19,7 @@
 
 #define BATCH_ERROR_BYTES_MAX 512u
 #define BATCH_PATH_BYTES_MAX 4096u
+#define BATCH_VALIDATOR_BYTES_MAX 256u /* a strong ETag or a Last-Modified date (If-Range) */
 #define BATCH_COLUMN_NAME_BYTES_MAX 256u /* a flattened key longer than this is an error */
 #define BATCH_TABLES_MAX 64u             /* tables one document fills */
 #define BATCH_TABLE_COLUMNS_MAX 1000u    /* declared columns per table (SQLite allows 2000) */
@@ -30,6 +31,7 @@ typedef enum {
 	BATCH_JOB_DONE = 1,   /* rows + job done */
 	BATCH_JOB_FAILED = 2, /* job failed for good: no rows */
 	BATCH_END = 3,        /* the loop has finished: commit and stop */
+	BATCH_JOB_CHECKPOINT = 4, /* rows of a streamed body so far + its checkpoint; job stays pending */
 } batch_kind_t;
 
 typedef enum {
@@ -112,6 +114,17 @@ typedef struct batch {
 	uint64_t body_bytes;                 /* bytes of the body as stored */
 	char sha256_hex[65];                 /* of the body as stored, "" if none */
 	char raw_path[BATCH_PATH_BYTES_MAX]; /* "" when --raw is not used */
+	/* BATCH_JOB_CHECKPOINT: the rows are those of records ckpt_from..
+	 * ckpt_records; applied only when the job's committed checkpoint is
+	 * still ckpt_from records (so a batch can never be applied twice). */
+	uint64_t ckpt_offset;  /* decoded body bytes just past the last complete line */
+	uint64_t ckpt_records; /* records consumed up to ckpt_offset */
+	uint64_t ckpt_from;    /* the committed checkpoint's records this batch continues */
+	char ckpt_validator[BATCH_VALIDATOR_BYTES_MAX]; /* If-Range value, "" if not resumable */
+	/* BATCH_JOB_DONE of a streamed job: applied only while the job is pending
+	 * at checkpoint ckpt_from (a checkpoint the database refused failed the
+	 * job; the rest of its rows must not follow). */
+	bool streamed;
 	/* Encoded rows: for each row a u32 table index (into the table specs),
 	 * a u32 field count, then per field: u8 type, u16 name length, name
 	 * bytes, u32 value length, value bytes. Names are flattened keys

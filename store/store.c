@@ -44,7 +44,8 @@ static const char *const schema_sql =
 	" attempts INTEGER NOT NULL DEFAULT 0, http_status INTEGER,"
 	" error_class TEXT CHECK (error_class IN ('transient','permanent')),"
 	" error TEXT, bytes INTEGER, sha256 TEXT, raw_path TEXT, vars TEXT,"
-	" updated_at REAL, UNIQUE(source, key));"
+	" updated_at REAL, ckpt_offset INTEGER, ckpt_records INTEGER, ckpt_validator TEXT,"
+	" UNIQUE(source, key));"
 	"CREATE INDEX IF NOT EXISTS _ringfill_jobs_source_state"
 	" ON _ringfill_jobs(source, state, id);"
 	"CREATE TABLE IF NOT EXISTS _ringfill_columns ("
@@ -151,6 +152,33 @@ static int set_pragmas(store_t *st, char *err, size_t cap)
 	return 0;
 }
 
+/* A database made before checkpoints (issue 5) lacks their columns: they are
+ * added, NULL for every existing job. */
+static int ckpt_columns_add(store_t *st)
+{
+	static const char *const cols[] = {"ckpt_offset INTEGER", "ckpt_records INTEGER",
+	                                   "ckpt_validator TEXT"};
+	sqlite3_stmt *s;
+	int rc = sqlite3_prepare_v2(st->db, "SELECT 1 FROM pragma_table_info('_ringfill_jobs')"
+	                                    " WHERE name='ckpt_offset'",
+	                            -1, &s, NULL);
+	if (rc != SQLITE_OK)
+		return rc;
+	rc = sqlite3_step(s);
+	sqlite3_finalize(s);
+	if (rc == SQLITE_ROW)
+		return SQLITE_OK;
+	if (rc != SQLITE_DONE)
+		return rc;
+	for (size_t i = 0; i < sizeof(cols) / sizeof(cols[0]); i++) {
+		char sql[128];
+		snprintf(sql, sizeof(sql), "ALTER TABLE _ringfill_jobs ADD COLUMN %s", cols[i]);
+		if ((rc = sqlite3_exec(st->db, sql, NULL, NULL, NULL)) != SQLITE_OK)
+			return rc;
+	}
+	return SQLITE_OK;
+}
+
 int store_open(const char *path, store_t **out, char *err, size_t err_cap)
 {
 	store_t *st = calloc(1, sizeof(*st));
@@ -172,8 +200,10 @@ int store_open(const char *path, store_t **out, char *err, size_t err_cap)
 	if (set_pragmas(st, err, err_cap) != 0)
 		goto fail;
 	if (sqlite3_exec(st->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK ||
+	    ckpt_columns_add(st) != SQLITE_OK ||
 	    sqlite3_prepare_v3(st->db,
-	                       "SELECT id, attempts, url, key, vars FROM _ringfill_jobs"
+	                       "SELECT id, attempts, url, key, vars, ckpt_offset, ckpt_records,"
+	                       " ckpt_validator FROM _ringfill_jobs"
 	                       " WHERE source=?1 AND state='pending' AND id>?2"
 	                       " ORDER BY id LIMIT ?3",
 	                       -1, SQLITE_PREPARE_PERSISTENT, &st->fetch, NULL) != SQLITE_OK) {
@@ -650,7 +680,9 @@ static job_desc_t *job_desc_new(sqlite3_stmt *s)
 	size_t key_len = (size_t)sqlite3_column_bytes(s, 3);
 	const char *vars = (const char *)sqlite3_column_text(s, 4);
 	size_t vars_len = vars ? (size_t)sqlite3_column_bytes(s, 4) : 0;
-	job_desc_t *j = malloc(sizeof(*j) + url_len + 1 + key_len + 1 + vars_len + 1);
+	const char *val = (const char *)sqlite3_column_text(s, 7);
+	size_t val_len = val ? (size_t)sqlite3_column_bytes(s, 7) : 0;
+	job_desc_t *j = malloc(sizeof(*j) + url_len + 1 + key_len + 1 + vars_len + 1 + val_len + 1);
 	if (!j)
 		return NULL;
 	char *p = (char *)(j + 1);
@@ -670,6 +702,16 @@ static job_desc_t *job_desc_new(sqlite3_stmt *s)
 		j->vars = p;
 		memcpy(p, vars, vars_len);
 		p[vars_len] = '\0';
+		p += vars_len + 1;
+	}
+	int64_t off = sqlite3_column_int64(s, 5), rec = sqlite3_column_int64(s, 6);
+	j->ckpt_offset = off > 0 ? (uint64_t)off : 0;
+	j->ckpt_records = rec > 0 ? (uint64_t)rec : 0;
+	j->ckpt_validator = NULL;
+	if (val) {
+		j->ckpt_validator = p;
+		memcpy(p, val, val_len);
+		p[val_len] = '\0';
 	}
 	return j;
 }

@@ -10,7 +10,8 @@
  *   state TEXT NOT NULL ('pending','done','failed'), attempts INTEGER,
  *   http_status INTEGER, error_class TEXT ('transient','permanent',NULL),
  *   error TEXT, bytes INTEGER, sha256 TEXT, raw_path TEXT, vars TEXT (JSON),
- *   updated_at REAL (unix seconds), UNIQUE(source, key). */
+ *   updated_at REAL (unix seconds), ckpt_offset INTEGER, ckpt_records INTEGER,
+ *   ckpt_validator TEXT (a streamed NDJSON job's checkpoint), UNIQUE(source, key). */
 #ifndef RF_STORE_H
 #define RF_STORE_H
 
@@ -134,6 +135,11 @@ typedef struct job_desc {
 	const char *url;
 	const char *key;
 	const char *vars; /* the job's variables as a JSON object, or NULL */
+	/* The last committed checkpoint of a streamed NDJSON body (0, 0, NULL
+	 * when none): bytes of the decoded body and records consumed, and the
+	 * If-Range validator when the body may be resumed with Range. */
+	uint64_t ckpt_offset, ckpt_records;
+	const char *ckpt_validator;
 } job_desc_t;
 
 /* Up to max pending jobs of source with id > after_id, in id order. Returns

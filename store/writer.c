@@ -144,6 +144,7 @@ struct writer {
 	sqlite3_stmt *upd_run; /* this run's row of _ringfill_runs, when run_id is set */
 	int64_t run_id;
 	sqlite3_stmt *sp_begin, *sp_release, *sp_rollback; /* the per-job savepoint */
+	sqlite3_stmt *upd_ckpt, *upd_done_ckpt; /* a streamed job's checkpoint, its end */
 	uint32_t vars_max; /* SQLite's limit on bound parameters per statement */
 
 	bool in_tx;
@@ -1213,7 +1214,9 @@ static bool job_level_error(int rc, int sqlite_rc)
  * -1 on a database error (left in the connection). */
 static int job_mark_done(writer_t *w, const batch_t *b)
 {
-	sqlite3_stmt *s = w->upd_done;
+	sqlite3_stmt *s = b->streamed ? w->upd_done_ckpt : w->upd_done;
+	if (b->streamed)
+		sqlite3_bind_int64(s, 8, (int64_t)b->ckpt_from);
 	sqlite3_bind_int(s, 1, b->attempts);
 	bind_status(s, 2, b->http_status);
 	sqlite3_bind_int64(s, 3, (int64_t)b->body_bytes);
@@ -1230,6 +1233,26 @@ static int job_mark_done(writer_t *w, const batch_t *b)
 	w->tx_done++;
 	w->tx_bytes += b->body_bytes;
 	return 1;
+}
+
+/* A streamed NDJSON job's checkpoint: 1 when this statement moved it from
+ * the checkpoint the batch continues (ckpt_from records) to the new one, 0
+ * when it had moved already or is no longer pending (the rows must not go in
+ * twice), -1 on a database error. The job stays pending. */
+static int job_mark_ckpt(writer_t *w, const batch_t *b)
+{
+	sqlite3_stmt *s = w->upd_ckpt;
+	sqlite3_bind_int64(s, 1, (int64_t)b->ckpt_offset);
+	sqlite3_bind_int64(s, 2, (int64_t)b->ckpt_records);
+	bind_text_or_null(s, 3, b->ckpt_validator);
+	sqlite3_bind_double(s, 4, unix_now());
+	sqlite3_bind_int64(s, 5, b->job_id);
+	sqlite3_bind_int64(s, 6, (int64_t)b->ckpt_from);
+	int rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE)
+		return -1;
+	return sqlite3_changes(w->db) == 1 ? 1 : 0;
 }
 
 /* Runs one of the prepared savepoint statements. */
@@ -1250,8 +1273,9 @@ static int job_rows(writer_t *w, const batch_t *b)
 	uint64_t tx_rows = w->tx_rows, tx_done = w->tx_done, tx_bytes = w->tx_bytes;
 	if (savepoint_step(w, w->sp_begin) != 0)
 		return -1;
-	int rc = job_mark_done(w, b);
-	bool made_done = rc == 1;
+	bool ckpt = b->kind == BATCH_JOB_CHECKPOINT;
+	int rc = ckpt ? job_mark_ckpt(w, b) : job_mark_done(w, b);
+	bool made_done = !ckpt && rc == 1;
 	if (rc == 1)
 		rc = rows_insert(w, b);
 	char loop_why[BATCH_ERROR_BYTES_MAX];
@@ -1298,6 +1322,8 @@ static int batch_apply(writer_t *w, const batch_t *b)
 	assert(w->in_tx && b->kind != BATCH_END);
 	if (b->kind == BATCH_JOB_DONE)
 		return job_done(w, b);
+	if (b->kind == BATCH_JOB_CHECKPOINT) /* rows and checkpoint in this transaction */
+		return job_rows(w, b);
 	assert(b->kind == BATCH_JOB_FAILED);
 	return job_failed(w, b, b->error_class, b->error);
 }
@@ -1602,11 +1628,14 @@ static int tx_stage(writer_t *w, const batch_t *b)
 	int rc;
 	if (b->kind == BATCH_JOB_FAILED)
 		return job_failed(w, b, b->error_class, b->error) != 0 ? -ECANCELED : 0;
-	assert(b->kind == BATCH_JOB_DONE);
-	if ((rc = job_mark_done(w, b)) < 0)
+	/* A streamed job's checkpoint: its rows go in only when this statement
+	 * moved the checkpoint on (exactly once, as job_rows); it stays pending. */
+	bool ckpt = b->kind == BATCH_JOB_CHECKPOINT;
+	assert(ckpt || b->kind == BATCH_JOB_DONE);
+	if ((rc = ckpt ? job_mark_ckpt(w, b) : job_mark_done(w, b)) < 0)
 		return rc;
-	bool made_done = rc == 1;
-	if (made_done && b->n_rows && (rc = tx_resolve(w, b)) != 0)
+	bool made_done = !ckpt && rc == 1;
+	if (rc == 1 && b->n_rows && (rc = tx_resolve(w, b)) != 0)
 		return rc;
 	if (made_done && b->n_emit) { /* a page's jobs, with its done state */
 		char why[BATCH_ERROR_BYTES_MAX];
@@ -1770,14 +1799,20 @@ static int cache_size_set(writer_t *w)
 
 static int writer_prepare(writer_t *w)
 {
-	static const char done_sql[] =
-		"UPDATE _ringfill_jobs SET state='done', attempts=?1, http_status=?2, bytes=?3,"
-		" sha256=?4, raw_path=?5, error=NULL, error_class=NULL, updated_at=?6"
-		" WHERE id=?7 AND state<>'done'";
+#define DONE_SET                                                                        \
+	"UPDATE _ringfill_jobs SET state='done', attempts=?1, http_status=?2, bytes=?3,"    \
+	" sha256=?4, raw_path=?5, error=NULL, error_class=NULL, updated_at=?6 WHERE id=?7"
+	static const char done_sql[] = DONE_SET " AND state<>'done'";
+	static const char done_ckpt_sql[] =
+		DONE_SET " AND state='pending' AND coalesce(ckpt_records, 0)=?8";
+#undef DONE_SET
 	static const char failed_sql[] =
 		"UPDATE _ringfill_jobs SET state='failed', attempts=?1, http_status=?2,"
 		" error_class=?3, error=?4, raw_path=?5, updated_at=?6"
 		" WHERE id=?7 AND state<>'done'";
+	static const char ckpt_sql[] =
+		"UPDATE _ringfill_jobs SET ckpt_offset=?1, ckpt_records=?2, ckpt_validator=?3,"
+		" updated_at=?4 WHERE id=?5 AND state='pending' AND coalesce(ckpt_records, 0)=?6";
 	static const char colmap_sql[] =
 		"INSERT OR REPLACE INTO _ringfill_columns (tbl, key, col) VALUES (?1, ?2, ?3)";
 	static const char run_sql[] =
@@ -1790,6 +1825,9 @@ static int writer_prepare(writer_t *w)
 	if (sqlite3_prepare_v3(w->db, done_sql, -1, flags, &w->upd_done, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v3(w->db, failed_sql, -1, flags, &w->upd_failed, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v3(w->db, colmap_sql, -1, flags, &w->colmap_ins, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v3(w->db, ckpt_sql, -1, flags, &w->upd_ckpt, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v3(w->db, done_ckpt_sql, -1, flags, &w->upd_done_ckpt, NULL) !=
+	        SQLITE_OK ||
 	    sqlite3_prepare_v3(w->db, "SAVEPOINT ringfill_job", -1, flags, &w->sp_begin,
 	                       NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v3(w->db, "RELEASE ringfill_job", -1, flags, &w->sp_release,
@@ -1885,6 +1923,9 @@ static void *writer_thread(void *arg)
 	sqlite3_finalize(w->sp_begin);
 	sqlite3_finalize(w->sp_release);
 	sqlite3_finalize(w->sp_rollback);
+	sqlite3_finalize(w->upd_ckpt);
+	sqlite3_finalize(w->upd_done_ckpt);
+	w->upd_ckpt = w->upd_done_ckpt = NULL;
 	w->upd_done = w->upd_failed = w->colmap_ins = NULL;
 	w->sp_begin = w->sp_release = w->sp_rollback = NULL;
 	return NULL;

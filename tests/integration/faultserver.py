@@ -50,6 +50,24 @@ Failure modes for tests/integration/test_faults.py (issue 5):
                     counted in FaultServer.early (a client that paused the
                     host sends none). After the pause the files are served.
 
+Resuming streamed NDJSON bodies (tests/integration/test_ndjson_checkpoint.py):
+
+  /norange/FILE     200 with the whole file whatever the request's Range; no
+                    Accept-Ranges, no validator: a client must re-download and
+                    skip
+  /etagflip/FILE    Accept-Ranges: bytes and a strong ETag that changes on
+                    every request, so an If-Range never matches: 200, whole
+  /badrange/FILE    Accept-Ranges: bytes, a stable ETag; a Range request gets
+                    206 with a Content-Range one byte off what was asked
+  /gzipped/FILE     the file gzip-compressed (Content-Encoding: gzip), with
+                    Accept-Ranges and a strong ETag; Range ignored (200)
+  /halfgate/FILE    Accept-Ranges, a stable strong ETag, Range with a matching
+                    If-Range honoured (206); a whole answer sends half the
+                    file, then waits for open_gate() before the rest
+
+The Range header of every request is kept per path in FaultServer.ranges
+(None for a request without one).
+
 Every request is counted per path (FaultServer.hits, reset with
 FaultServer.reset()), and accepted connections in FaultServer.connections.
 TLS uses the harness's server certificate (localhost, 127.0.0.1), so clients
@@ -64,6 +82,7 @@ As a CLI: python3 faultserver.py ROOT [--work DIR] serves until Ctrl-C.
 import argparse
 import collections
 import email.utils
+import gzip
 import http.server
 import math
 import os
@@ -204,11 +223,59 @@ class Handler(http.server.BaseHTTPRequestHandler):
         """Sleeps, but returns at once when the server is being stopped."""
         self.server.stopping.wait(seconds)
 
+    def _partial(self, headers, body, first):
+        """206: body[first:] with its Content-Range."""
+        self.send_response(206)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Range", "bytes %d-%d/%d" % (first, len(body) - 1, len(body)))
+        self.send_header("Content-Length", str(len(body) - first))
+        self.end_headers()
+        self.wfile.write(body[first:])
+
+    def _resumable(self, mode, body, hits):
+        """The /norange/, /etagflip/, /badrange/ and /gzipped/ modes."""
+        headers = [("Content-Type", "application/x-ndjson")]
+        rng = self.headers.get("Range")
+        if mode == "gzipped":
+            with self.server.lock:
+                if rng is None or self.server.gz_cache[0] != len(body):
+                    self.server.gz_cache = (len(body), gzip.compress(body, 6, mtime=0))
+                body = self.server.gz_cache[1]
+            headers += [("Content-Encoding", "gzip"), ("Accept-Ranges", "bytes"),
+                        ("ETag", '"gz-%d"' % len(body))]
+        elif mode == "etagflip":
+            headers += [("Accept-Ranges", "bytes"), ("ETag", '"flip-%d"' % hits)]
+        elif mode == "badrange":
+            headers += [("Accept-Ranges", "bytes"), ("ETag", '"stable-%d"' % len(body))]
+            if rng and rng.startswith("bytes=") and rng.endswith("-"):
+                return self._partial(headers, body, int(rng[6:-1]) + 1)  # one byte off
+
+        elif mode == "halfgate":
+            etag = '"half-%d"' % len(body)
+            headers += [("Accept-Ranges", "bytes"), ("ETag", etag)]
+            if (rng and rng.startswith("bytes=") and rng.endswith("-")
+                    and self.headers.get("If-Range") == etag):
+                return self._partial(headers, body, int(rng[6:-1]))
+        self.send_response(200)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        half = len(body) // 2 if mode == "halfgate" else len(body)
+        for pos in range(0, len(body), 1 << 20):
+            if pos >= half and not self.server.gate.is_set():
+                self.wfile.flush()
+                self.server.gate.wait(STALL_S)
+            self.wfile.write(body[pos: pos + (1 << 20)])
+        return None
+
     def do_GET(self):
         path = self.path.split("?", 1)[0]
         with self.server.lock:
             self.server.hits[path] += 1
             hits = self.server.hits[path]
+            self.server.ranges[path].append(self.headers.get("Range"))
         mode, _, rest = path.lstrip("/").partition("/")
         if mode == "badjson":
             return self._simple(200, BAD_JSON.get(rest, NOT_JSON))
@@ -228,6 +295,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self._simple(404, b'{"error": "no such file"}')
         if mode == "keepalive":
             return self._simple(200, body)
+        if mode in ("norange", "etagflip", "badrange", "gzipped", "halfgate"):
+            return self._resumable(mode, body, hits)
         if mode == "once429":
             if hits == 1:
                 return self._simple(429, b'{"error": "slow down"}', extra=[("Retry-After", "1")])
@@ -359,6 +428,12 @@ class FaultServer:
             return dict(self.httpd.hits)
 
     @property
+    def ranges(self):
+        """Per path, the Range header of each request (None when absent)."""
+        with self.httpd.lock:
+            return {k: list(v) for k, v in self.httpd.ranges.items()}
+
+    @property
     def connections(self):
         with self.httpd.lock:
             return self.httpd.connections
@@ -386,6 +461,7 @@ class FaultServer:
         """Forgets hit counts, once429 history and the limiter's pause."""
         with self.httpd.lock:
             self.httpd.hits.clear()
+            self.httpd.ranges.clear()
             self.httpd.connections = 0
             self.httpd.early = 0
             self.httpd.limit_until = None
@@ -402,6 +478,8 @@ class FaultServer:
         httpd.verbose = self.verbose
         httpd.lock = threading.Lock()
         httpd.hits = collections.Counter()
+        httpd.ranges = collections.defaultdict(list)
+        httpd.gz_cache = (-1, b"")
         httpd.connections = 0
         httpd.stopping = threading.Event()
         httpd.early = 0

@@ -376,6 +376,60 @@ static void test_build_get(void **state)
 	assert_int_equal(http_build_get(out, sizeof(out), "", 0, 443, "/", 1, NULL), -EINVAL);
 }
 
+/* What a resumed NDJSON body needs: validators, Accept-Ranges, Content-Range
+ * in its forms (and the ones refused), and Range/If-Range added to a GET. */
+static void test_range_fields(void **state)
+{
+	(void)state;
+	http_response_t r;
+	assert_true(parse("HTTP/1.1 206 Partial\r\nETag: \"abc-1\"\r\n"
+	                  "Last-Modified: Wed, 21 Oct 2015 07:28:00 GMT\r\n"
+	                  "Accept-Ranges: none, Bytes\r\nContent-Range: bytes 100-199/1000\r\n"
+	                  "Content-Length: 100\r\n\r\n",
+	                  &r) > 0);
+	assert_string_equal(r.etag, "\"abc-1\"");
+	assert_true(http_etag_strong(r.etag));
+	assert_string_equal(r.last_modified, "Wed, 21 Oct 2015 07:28:00 GMT");
+	assert_true(r.accept_ranges);
+	assert_true(r.content_range && r.content_range_ok);
+	assert_int_equal(r.range_first, 100);
+	assert_int_equal(r.range_last, 199);
+	assert_int_equal(r.range_total, 1000);
+	assert_true(parse("HTTP/1.1 206 P\r\nContent-Range: bytes 5-9/*\r\n\r\n", &r) > 0);
+	assert_true(r.content_range_ok);
+	assert_int_equal(r.range_total, -1);
+	assert_true(parse("HTTP/1.1 200 OK\r\nETag: W/\"weak\"\r\nAccept-Ranges: none\r\n\r\n",
+	                  &r) > 0);
+	assert_false(http_etag_strong(r.etag));
+	assert_false(r.accept_ranges);
+	assert_false(r.content_range);
+	static const char *const bad[] = {
+	    "bytes */1000", "bytes 10-5/100", "bytes 0-99/99", "items 0-1/2", "bytes 1-2",
+	    "bytes -1-2/3", "bytes 1-2/3x", "bytes 99999999999999999999-1/2", "bytes 0-1/",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char h[256];
+		snprintf(h, sizeof(h), "HTTP/1.1 206 P\r\nContent-Range: %s\r\n\r\n", bad[i]);
+		assert_true(parse(h, &r) > 0);
+		assert_true(r.content_range);
+		assert_false(r.content_range_ok);
+	}
+
+	char out[512];
+	ssize_t n = http_build_get(out, sizeof(out), "h", 0, 443, "/x.ndjson", 9, NULL);
+	assert_true(n > 0);
+	ssize_t m = http_add_range(out, (size_t)n, sizeof(out), 12345, "\"abc\"");
+	assert_true(m > n);
+	assert_non_null(strstr(out, "\r\nRange: bytes=12345-\r\nIf-Range: \"abc\"\r\n\r\n"));
+	assert_ptr_equal(strstr(out, "\r\n\r\n"), out + m - 4);
+	n = http_build_get(out, sizeof(out), "h", 0, 443, "/x", 2, NULL);
+	m = http_add_range(out, (size_t)n, sizeof(out), 7, "");
+	assert_non_null(strstr(out, "\r\nRange: bytes=7-\r\n\r\n"));
+	assert_null(strstr(out, "If-Range"));
+	assert_int_equal(http_add_range(out, (size_t)m, (size_t)m + 5, 7, ""), -ENOSPC);
+	assert_int_equal(http_add_range(out, (size_t)m, sizeof(out), 7, "\"a\"\r\nX: y"), -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -384,7 +438,7 @@ int main(void)
 	    cmocka_unit_test(test_connection_semantics), cmocka_unit_test(test_no_body),
 	    cmocka_unit_test(test_fields),           cmocka_unit_test(test_malformed),
 	    cmocka_unit_test(test_limits),           cmocka_unit_test(test_every_prefix),
-	    cmocka_unit_test(test_build_get),
+	    cmocka_unit_test(test_build_get),        cmocka_unit_test(test_range_fields),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

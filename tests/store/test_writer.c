@@ -268,6 +268,123 @@ static void test_rerun_reuses_columns_and_never_duplicates(void **state)
 	             "cdnull");
 }
 
+static batch_t *ckpt_batch(int64_t id, const char *json, uint64_t from, uint64_t records,
+                           uint64_t offset)
+{
+	batch_t *b = done_batch(id, json, "$[*]");
+	b->kind = BATCH_JOB_CHECKPOINT;
+	b->ckpt_from = from;
+	b->ckpt_records = records;
+	b->ckpt_offset = offset;
+	strcpy(b->ckpt_validator, "\"v1\"");
+	return b;
+}
+
+/* A streamed job's checkpoints: rows and checkpoint together, the job still
+ * pending (and fed again with its checkpoint); a checkpoint that does not
+ * continue the committed one (a replay) adds nothing; the done batch ends it. */
+static void test_checkpoints_apply_once(void **state)
+{
+	fixture_t *fx = *state;
+	import_n(fx, "src", 2);
+	int64_t ids[8];
+	start(fx, 0);
+	assert_int_equal(take_all_jobs(fx, ids, 8), 2);
+	push(fx, ckpt_batch(1, "[{\"i\":1},{\"i\":2}]", 0, 2, 20));
+	push(fx, ckpt_batch(1, "[{\"i\":1},{\"i\":2}]", 0, 2, 20)); /* again: ignored */
+	push(fx, ckpt_batch(1, "[{\"i\":3}]", 2, 3, 30));
+	push(fx, ckpt_batch(1, "[{\"i\":9}]", 2, 4, 40)); /* does not continue 3: ignored */
+	finish(fx, 0);
+	expect_query(fx->db, "SELECT group_concat(i) FROM (SELECT i FROM records ORDER BY i)",
+	             "1,2,3");
+	expect_query(fx->db, "SELECT state||':'||ckpt_offset||':'||ckpt_records||':'||ckpt_validator"
+	                     " FROM _ringfill_jobs WHERE id=1",
+	             "pending:30:3:\"v1\"");
+	expect_query(fx->db, "SELECT count(*) FROM _ringfill_jobs WHERE ckpt_offset IS NULL", "1");
+
+	/* The next run gets the checkpoint with the job, and finishes it. */
+	job_desc_t *jobs[4];
+	char err[STORE_ERR_BYTES];
+	assert_int_equal(store_jobs_fetch(fx->st, "src", 0, jobs, 4, err, sizeof(err)), 2);
+	assert_int_equal(jobs[0]->ckpt_offset, 30);
+	assert_int_equal(jobs[0]->ckpt_records, 3);
+	assert_string_equal(jobs[0]->ckpt_validator, "\"v1\"");
+	assert_int_equal(jobs[1]->ckpt_offset, 0);
+	assert_null(jobs[1]->ckpt_validator);
+	free(jobs[0]);
+	free(jobs[1]);
+	start(fx, 0);
+	assert_int_equal(take_all_jobs(fx, ids, 8), 2);
+	push(fx, done_batch(1, "[{\"i\":4}]", "$[*]"));
+	push(fx, ckpt_batch(1, "[{\"i\":5}]", 3, 5, 50)); /* after done: ignored */
+	finish(fx, 0);
+	expect_query(fx->db, "SELECT group_concat(i) FROM (SELECT i FROM records ORDER BY i)",
+	             "1,2,3,4");
+	expect_query(fx->db, "SELECT state FROM _ringfill_jobs WHERE id=1", "done");
+}
+
+/* A checkpoint the database refuses fails its job; the rest of the stream
+ * (its done batch) must not mark it done or add rows after the hole. */
+static void test_refused_checkpoint_fails_the_stream(void **state)
+{
+	fixture_t *fx = *state;
+	import_n(fx, "src", 1);
+	int64_t ids[4];
+	start(fx, 0);
+	assert_int_equal(take_all_jobs(fx, ids, 4), 1);
+	push(fx, ckpt_batch(1, "[{\"i\":1}]", 0, 1, 10));
+	size_t cap = 64 * 1024, n = 0;
+	char *json = malloc(cap);
+	n += (size_t)snprintf(json, cap, "[{");
+	for (int i = 0; i < 2100; i++) /* more columns than SQLite allows */
+		n += (size_t)snprintf(json + n, cap - n, "%s\"c%d\":%d", i ? "," : "", i, i);
+	snprintf(json + n, cap - n, "}]");
+	push(fx, ckpt_batch(1, json, 1, 2, 20));
+	free(json);
+	batch_t *end = done_batch(1, "[{\"i\":3}]", "$[*]");
+	end->streamed = true;
+	end->ckpt_from = 2; /* what the loop believes was committed */
+	push(fx, end);
+	finish(fx, 0);
+	expect_query(fx->db, "SELECT state||':'||error_class||':'||ckpt_records FROM _ringfill_jobs",
+	             "failed:permanent:1");
+	expect_query(fx->db, "SELECT group_concat(i) FROM records", "1");
+}
+
+/* A database made before checkpoints gets their columns when opened. */
+static void test_old_database_gets_checkpoint_columns(void **state)
+{
+	fixture_t *fx = *state;
+	char path[160], err[STORE_ERR_BYTES];
+	sqlite3 *c;
+	snprintf(path, sizeof(path), "%s/old.db", fx->dir);
+	assert_int_equal(sqlite3_open(path, &c), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(c,
+	                              "CREATE TABLE _ringfill_jobs (id INTEGER PRIMARY KEY,"
+	                              " source TEXT NOT NULL, key TEXT NOT NULL, url TEXT,"
+	                              " state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER"
+	                              " NOT NULL DEFAULT 0, http_status INTEGER, error_class TEXT,"
+	                              " error TEXT, bytes INTEGER, sha256 TEXT, raw_path TEXT,"
+	                              " vars TEXT, updated_at REAL, UNIQUE(source, key));"
+	                              "INSERT INTO _ringfill_jobs (source, key, url) VALUES"
+	                              " ('s', 'k', 'https://example.com/a.ndjson');",
+	                              NULL, NULL, NULL),
+	                 SQLITE_OK);
+	sqlite3_close(c);
+	store_t *st;
+	assert_int_equal(store_open(path, &st, err, sizeof(err)), 0);
+	job_desc_t *jobs[2];
+	assert_int_equal(store_jobs_fetch(st, "s", 0, jobs, 2, err, sizeof(err)), 1);
+	assert_int_equal(jobs[0]->ckpt_offset, 0);
+	free(jobs[0]);
+	store_close(st);
+	assert_int_equal(store_open(path, &st, err, sizeof(err)), 0); /* twice: no error */
+	store_close(st);
+	expect_query(path, "SELECT count(*) FROM pragma_table_info('_ringfill_jobs')"
+	                   " WHERE name LIKE 'ckpt_%'",
+	             "3");
+}
+
 static void test_commits_every_commit_rows(void **state)
 {
 	fixture_t *fx = *state;
@@ -587,6 +704,9 @@ int main(void)
 		T(test_mixed_type_keys_sort_as_sqlite_orders_them),
 		T(test_refused_job_in_sorted_transaction_fails_alone),
 		T(test_refused_job_after_rows_went_in_fails_alone),
+		T(test_checkpoints_apply_once),
+		T(test_old_database_gets_checkpoint_columns),
+		T(test_refused_checkpoint_fails_the_stream),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,479 @@
+/* engine/ndstream.c: NDJSON bodies parsed as they arrive. Complete lines are
+ * parsed and turned into rows as soon as they are in; only the trailing
+ * partial line is kept (j->body). When a job's rows since its last checkpoint
+ * pass --checkpoint-records records or ND_CKPT_ROW_BYTES bytes, they are cut
+ * into a checkpoint batch (rows + the byte offset just past the last
+ * complete line + the record count + the If-Range validator), which the
+ * writer commits in one transaction while the job stays pending. A later
+ * attempt or run resumes from the last checkpoint: Range: bytes=N- with
+ * If-Range when the server allows it, else the body again with its first
+ * records skipped.
+ *
+ * Neighbours: conn.c feeds body bytes (nd_feed) and asks before each read
+ * whether the job may take more (nd_blocked); with --raw the bytes as sent
+ * also go through stream.c's chunk pool to the .part file; job.c finishes the
+ * job (nd_finish, then the raw file or the ready list). */
+#include "engine/loop_internal.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+static uint64_t nd_record_max(const loop_t *l)
+{
+	return l->o->body_bytes_max < ND_RECORD_BYTES_MAX ? l->o->body_bytes_max
+	                                                  : ND_RECORD_BYTES_MAX;
+}
+
+/* The checkpoint the database holds for the job, once per job. */
+void nd_load(job_t *j)
+{
+	if (j->nd_loaded)
+		return;
+	j->nd_loaded = true;
+	j->ck_offset = j->desc->ckpt_offset;
+	j->ck_records = j->desc->ckpt_records;
+	snprintf(j->ck_validator, sizeof j->ck_validator, "%s",
+	         j->desc->ckpt_validator ? j->desc->ckpt_validator : "");
+}
+
+/* Adds Range and If-Range to the GET when the job has a checkpoint whose
+ * response allowed it (Accept-Ranges: bytes, a strong ETag or a
+ * Last-Modified, no content coding). Without a validator a Range would risk
+ * gluing two versions of the body together, so none is asked then. */
+int nd_request(loop_t *l, job_t *j, char *req, size_t len, size_t cap)
+{
+	(void)l;
+	nd_load(j);
+	j->range_sent = false;
+	if (!j->ck_offset || !j->ck_validator[0] || j->no_range)
+		return (int)len;
+	ssize_t n = http_add_range(req, len, cap, j->ck_offset, j->ck_validator);
+	if (n < 0)
+		return (int)len; /* no room: the whole body again, skipping records */
+	j->range_sent = true;
+	return (int)n;
+}
+
+/* The response's validator, if it may be resumed with Range later. */
+static void nd_validator(job_t *j)
+{
+	const http_response_t *r = &j->resp;
+	j->nd_validator[0] = 0;
+	if (!r->accept_ranges || r->gzip)
+		return;
+	if (r->etag[0] && http_etag_strong(r->etag))
+		snprintf(j->nd_validator, sizeof j->nd_validator, "%s", r->etag);
+	else if (r->last_modified[0])
+		snprintf(j->nd_validator, sizeof j->nd_validator, "%s", r->last_modified);
+}
+
+/* A 2xx head of an NDJSON job arrived: from here its body is parsed as it
+ * comes. A 206 must answer our Range exactly; a 200 is the whole body, whose
+ * first ck_records records were committed already and are skipped (also
+ * when the validator changed: see docs/engine.md). 0, or -1 with a reason. */
+int nd_begin(loop_t *l, job_t *j, error_class_t *cls, char *err, size_t cap)
+{
+	const http_response_t *r = &j->resp;
+	nd_load(j);
+	*cls = ERROR_CLASS_TRANSIENT;
+	if (r->status == 206) {
+		const char *why = NULL;
+		if (!j->range_sent)
+			why = "HTTP 206 to a request without Range";
+		else if (!r->content_range_ok)
+			why = r->content_range ? "HTTP 206 with a bad Content-Range"
+			                       : "HTTP 206 without Content-Range";
+		else if (r->range_first != j->ck_offset)
+			why = "HTTP 206 whose Content-Range does not start at the checkpoint";
+		else if (r->gzip)
+			why = "HTTP 206 with a content coding";
+		if (why) {
+			j->no_range = true; /* the next attempt asks for the whole body */
+			snprintf(err, cap, "%s (asked bytes=%llu-)", why,
+			         (unsigned long long)j->ck_offset);
+			return -1;
+		}
+		j->nd_base = j->ck_offset;
+		j->nd_skip = 0;
+	} else {
+		j->nd_base = 0;
+		j->nd_skip = j->ck_records;
+	}
+	j->nd_pos = j->nd_base;
+	j->nd_records = j->nd_base ? j->ck_records : 0;
+	j->sha_partial = false;
+	j->stream_bytes = 0;
+	j->body.len = 0;
+	nd_validator(j);
+	j->batch = batch_new(BATCH_JOB_DONE, j->desc->id);
+	if (!j->batch) {
+		snprintf(err, cap, "out of memory for a row batch");
+		return -1;
+	}
+	j->nd = true;
+	if (l->o->raw) {
+		/* The .part continues at N after a 206 (its first N bytes are
+		 * hashed again first); else it is written anew. */
+		j->file_resume = j->nd_base;
+		if (stream_start(l, j)) {
+			snprintf(err, cap, "out of memory for a body stream");
+			return -1;
+		}
+		return 0;
+	}
+	j->sha_partial = j->nd_base > 0;
+	j->sha = EVP_MD_CTX_new();
+	if (!j->sha || EVP_DigestInit_ex(j->sha, EVP_sha256(), NULL) != 1) {
+		snprintf(err, cap, "out of memory for a digest");
+		return -1;
+	}
+	return 0;
+}
+
+typedef struct {
+	loop_t *l;
+	job_t *j;
+	const json_doc_t *vars;
+	const char *reason;
+} nd_ctx_t;
+
+static int nd_row(void *ctx, const json_doc_t *doc, size_t line_offset)
+{
+	(void)line_offset;
+	nd_ctx_t *c = ctx;
+	const loop_config_t *cfg = c->l->cfg;
+	if (batch_add_doc(c->j->batch, cfg->tables, cfg->n_tables, doc, c->vars, &c->reason))
+		return 1;
+	c->j->nd_records++;
+	return 0;
+}
+
+/* Skips whole lines at p[0..n) while records remain to skip; a blank line
+ * is no record. Returns the bytes skipped. */
+static size_t nd_skip_lines(job_t *j, const char *p, size_t n)
+{
+	size_t at = 0;
+	while (j->nd_skip && at < n) {
+		const char *nl = memchr(p + at, '\n', n - at);
+		size_t end = nl ? (size_t)(nl - p) + 1 : n;
+		for (size_t i = at; i < end; i++)
+			if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r' && p[i] != '\n') {
+				j->nd_skip--;
+				j->nd_records++;
+				break;
+			}
+		at = end;
+	}
+	return at;
+}
+
+/* Parses p[0..n) (complete lines; the last may lack its newline at the end
+ * of the body) into the job's batch. On invalid JSON or a record that does
+ * not make rows, the batch fails (permanent) naming the byte offset. */
+static void nd_parse(loop_t *l, job_t *j, const char *p, size_t n)
+{
+	size_t skipped = nd_skip_lines(j, p, n);
+	if (skipped == n)
+		return;
+	json_doc_t vars;
+	json_error_t e = {0, 0, NULL};
+	nd_ctx_t c = {l, j, NULL, NULL};
+	const char *v = j->desc->vars;
+	if (v && l->cfg->vars_parser && json_parse(l->cfg->vars_parser, v, strlen(v), &vars, &e) == 0)
+		c.vars = &vars;
+	int r = json_ndjson_each(l->parser, p + skipped, n - skipped, nd_row, &c, &e);
+	if (r == 0)
+		return;
+	j->nd_failed = true;
+	if (r == -1)
+		batch_fail(j->batch, ERROR_CLASS_PERMANENT,
+		           "invalid JSON at byte offset %llu (record %llu): %s",
+		           (unsigned long long)(j->nd_pos + skipped + e.offset),
+		           (unsigned long long)j->nd_records + 1, e.reason ? e.reason : "syntax error");
+	else
+		batch_fail(j->batch, ERROR_CLASS_PERMANENT,
+		           "cannot turn record %llu into rows: %s", (unsigned long long)j->nd_records + 1,
+		           c.reason ? c.reason : "unknown reason");
+}
+
+static void ck_unlist(loop_t *l, job_t *j)
+{
+	for (job_t **pp = &l->ck_head; *pp; pp = &(*pp)->ck_next)
+		if (*pp == j) {
+			*pp = j->ck_next;
+			break;
+		}
+	j->ck_next = NULL;
+}
+
+/* Hands the job's cut checkpoint to the writer, once its bytes are in the
+ * .part file (with --raw and no content coding, the offset is a file offset:
+ * a committed checkpoint never points past what was written) and the ring
+ * has room. The job's connection reads on if it waited for this. */
+void nd_ck_try(loop_t *l, job_t *j)
+{
+	batch_t *b = j->ck_batch;
+	if (!b)
+		return;
+	if (j->streaming && !j->resp.gzip &&
+	    (j->file_step < FILE_WRITE || j->file_off < b->ckpt_offset)) {
+		stream_flush_partial(l, j);
+		return;
+	}
+	/* Read before the push: from then on the writer may free it any time. */
+	uint64_t offset = b->ckpt_offset, records = b->ckpt_records, rows = b->n_rows;
+	char validator[BATCH_VALIDATOR_BYTES_MAX];
+	snprintf(validator, sizeof validator, "%s", b->ckpt_validator);
+	if (!ring_push(&l->pipe->to_writer, b))
+		return;
+	doorbell_ring(&l->pipe->writer_bell);
+	l->rows += rows;
+	j->ck_offset = offset;
+	j->ck_records = records;
+	snprintf(j->ck_validator, sizeof j->ck_validator, "%s", validator);
+	j->ck_batch = NULL; /* the writer's now */
+	ck_unlist(l, j);
+	l->ck_unblocked = true; /* nd_ck_flush lets its connection read on */
+}
+
+/* Tries every waiting checkpoint in the order they were cut. */
+void nd_ck_flush(loop_t *l)
+{
+	job_t *list = l->ck_head, *retry = NULL;
+	l->ck_head = NULL;
+	while (list) {
+		job_t *j = list;
+		list = j->ck_next;
+		j->ck_next = retry;
+		retry = j;
+	}
+	while (retry) { /* back in their order, each re-listed first */
+		job_t *j = retry;
+		retry = j->ck_next;
+		j->ck_next = l->ck_head;
+		l->ck_head = j;
+		nd_ck_try(l, j);
+	}
+	/* From the top of the loop, never from inside a completion: resuming
+	 * may finish (or free) jobs and connections; start over when it did. */
+	if (!l->ck_unblocked || l->ring_gone)
+		return;
+	l->ck_unblocked = false;
+	for (conn_t *k = l->conns, *next; k && l->starved_conns; k = next) {
+		uint64_t frees = l->conn_frees;
+		next = k->all_next;
+		if (k->starved && k->job && k->job->nd && !nd_blocked(l, k->job))
+			conn_resume(l, k);
+		if (l->conn_frees != frees)
+			next = l->conns;
+	}
+}
+
+/* The rows since the last checkpoint become a checkpoint batch (one at a
+ * time per job: while one waits, rows gather in the next). */
+static int nd_cut(loop_t *l, job_t *j)
+{
+	if (j->ck_batch || j->nd_failed)
+		return 0;
+	batch_t *next = batch_new(BATCH_JOB_DONE, j->desc->id);
+	if (!next)
+		return -1;
+	batch_t *b = j->batch;
+	b->kind = BATCH_JOB_CHECKPOINT;
+	b->ckpt_offset = j->nd_pos;
+	b->ckpt_records = j->nd_records;
+	b->ckpt_from = j->ck_records;
+	snprintf(b->ckpt_validator, sizeof b->ckpt_validator, "%s", j->nd_validator);
+	j->ck_batch = b;
+	j->batch = next;
+	j->ck_next = l->ck_head;
+	l->ck_head = j;
+	nd_ck_try(l, j);
+	return 0;
+}
+
+static bool nd_due(const loop_t *l, const job_t *j)
+{
+	return j->batch && !j->nd_failed && j->nd_records > j->ck_records &&
+	       (j->nd_records - j->ck_records >= l->o->ckpt_records ||
+	        j->batch->rows.len >= ND_CKPT_ROW_BYTES);
+}
+
+/* A connection stops reading while its job's checkpoint waits and the next
+ * one is due already: rows never pile up without bound. */
+bool nd_blocked(loop_t *l, const job_t *j)
+{
+	return j->nd && j->ck_batch && nd_due(l, j);
+}
+
+/* Parses the complete lines in j->body, keeps the partial one. -1 when a
+ * line is longer than the record limit. */
+static int nd_lines(loop_t *l, job_t *j, error_class_t *cls, char *err, size_t cap)
+{
+	json_buf_t *b = &j->body;
+	const char *nl = b->len ? memrchr(b->data, '\n', b->len) : NULL;
+	size_t end = nl ? (size_t)(nl - b->data) + 1 : 0;
+	if (end && !j->nd_failed)
+		nd_parse(l, j, b->data, end);
+	memmove(b->data, b->data + end, b->len - end);
+	b->len -= end;
+	j->nd_pos += end;
+	if (b->len > nd_record_max(l)) {
+		*cls = ERROR_CLASS_PERMANENT;
+		snprintf(err, cap, "NDJSON record at byte offset %llu is longer than %llu bytes",
+		         (unsigned long long)j->nd_pos, (unsigned long long)nd_record_max(l));
+		return -1;
+	}
+	if (nd_due(l, j) && nd_cut(l, j)) {
+		*cls = ERROR_CLASS_TRANSIENT;
+		snprintf(err, cap, "out of memory for a row batch");
+		return -1;
+	}
+	return 0;
+}
+
+/* Body bytes as sent. With --raw, stream.c has them already (chunks, digest
+ * at write time); without, they are hashed here. Decoded bytes join the
+ * partial line, complete lines are parsed at once. */
+int nd_feed(loop_t *l, job_t *j, const char *p, size_t n, error_class_t *cls, char *err,
+            size_t cap)
+{
+	if (!j->streaming) {
+		j->stream_bytes += n;
+		EVP_DigestUpdate(j->sha, p, n);
+	}
+	if (j->nd_failed || j->gz_failed)
+		return 0; /* read to the end all the same (the raw file keeps it) */
+	*cls = ERROR_CLASS_TRANSIENT;
+	if (!j->resp.gzip) {
+		if (json_buf_append(&j->body, p, n)) {
+			snprintf(err, cap, "out of memory for an NDJSON line");
+			return -1;
+		}
+		return nd_lines(l, j, cls, err, cap);
+	}
+	/* gzip: decoded at most a record's limit at a time, lines taken out
+	 * between, so a small piece that inflates a lot cannot grow the buffer. */
+	for (;;) {
+		const char *why = "corrupt data";
+		uint64_t at = 0;
+		int r = gzip_feed(&j->gz, p, n, &j->body, nd_record_max(l) + 1, &why, &at);
+		if (r == GZIP_ERROR) {
+			j->gz_failed = true;
+			snprintf(j->gz_error, sizeof j->gz_error, "bad gzip data at byte %llu: %s",
+			         (unsigned long long)at, why);
+			return 0;
+		}
+		if (r == -ENOMEM) {
+			snprintf(err, cap, "out of memory while decoding gzip");
+			return -1;
+		}
+		if (nd_lines(l, j, cls, err, cap))
+			return -1;
+		if (r != GZIP_TOO_LARGE)
+			return 0;
+		/* nd_lines left at most a record's limit: the rest of the input
+		 * decodes on from where zlib stopped. */
+		p = (const char *)j->gz.z.next_in;
+		n = j->gz.z.avail_in;
+	}
+}
+
+/* The body ended: its last line (without a newline) is parsed, a pending
+ * checkpoint's rows join the final batch (one batch: the order of the rows
+ * and the done mark cannot be mixed up), and the batch gets the body's size
+ * and digest. With --raw the digest is finished when the file is complete
+ * (job.c). */
+void nd_finish(loop_t *l, job_t *j)
+{
+	if (j->resp.gzip && j->gz.active && !j->gz_failed && !j->gz.ended) {
+		j->gz_failed = true;
+		snprintf(j->gz_error, sizeof j->gz_error,
+		         "bad gzip data at byte %llu: the stream ends early",
+		         (unsigned long long)j->stream_bytes);
+	}
+	if (j->gz_failed && !j->nd_failed) {
+		j->nd_failed = true;
+		batch_fail(j->batch, ERROR_CLASS_PERMANENT, "%s", j->gz_error);
+	}
+	if (j->body.len && !j->nd_failed)
+		nd_parse(l, j, j->body.data, j->body.len);
+	j->nd_pos += j->body.len;
+	j->body.len = 0;
+	if (j->ck_batch) {
+		batch_t *ck = j->ck_batch;
+		if (j->batch->kind == BATCH_JOB_DONE &&
+		    json_buf_append(&ck->rows, j->batch->rows.data, j->batch->rows.len) == 0) {
+			ck->n_rows += j->batch->n_rows;
+			ck->kind = BATCH_JOB_DONE;
+			batch_free(j->batch);
+			j->batch = ck;
+		} else {
+			batch_free(ck); /* the job fails: its rows are not committed */
+		}
+		j->ck_batch = NULL;
+		ck_unlist(l, j);
+	}
+	batch_t *b = j->batch;
+	b->attempts = j->desc->attempts + (int)j->attempts_run;
+	b->http_status = j->resp.status;
+	b->body_bytes = j->nd_base + j->stream_bytes;
+	b->streamed = true; /* done only on top of the checkpoint it continues */
+	b->ckpt_from = j->ck_records;
+	if (!j->streaming) {
+		unsigned char md[32];
+		unsigned int mdn = 0;
+		EVP_DigestFinal_ex(j->sha, md, &mdn);
+		EVP_MD_CTX_free(j->sha);
+		j->sha = NULL;
+		hex_digest(md, b->sha256_hex);
+		if (j->sha_partial) /* its first bytes were never seen: no digest */
+			b->sha256_hex[0] = 0;
+	}
+}
+
+/* Forgets this response's parse (a retry starts again from the last
+ * checkpoint handed over; a cut one still waiting is dropped with its rows,
+ * which the retry parses again). */
+void nd_reset(loop_t *l, job_t *j)
+{
+	if (j->ck_batch) {
+		batch_free(j->ck_batch);
+		j->ck_batch = NULL;
+		ck_unlist(l, j);
+	}
+	if (j->nd) {
+		batch_free(j->batch);
+		j->batch = NULL;
+		if (j->sha && !j->streaming) {
+			EVP_MD_CTX_free(j->sha);
+			j->sha = NULL;
+		}
+	}
+	j->nd = j->nd_failed = false;
+	j->file_resume = 0;
+	free(j->rehash_buf);
+	j->rehash_buf = NULL;
+}
+
+/* SIGINT/SIGTERM: every streaming job's rows so far become a checkpoint, so
+ * the next run resumes from here. Waits (the loop keeps turning) while
+ * checkpoints wait for their raw bytes or ring space, at most
+ * ND_STOP_WAIT_MS; whatever is left then is dropped, never half-applied. */
+bool nd_stop(loop_t *l)
+{
+	if (!l->stop_ckpt_done) {
+		l->stop_ckpt_done = true;
+		l->stop_ms = l->now_ms;
+		for (job_t *j = l->jobs; j; j = j->all_next)
+			if (j->nd && !j->body_done && !j->nd_failed && j->batch &&
+			    j->nd_records > j->ck_records && !j->ck_batch)
+				nd_cut(l, j);
+	}
+	nd_ck_flush(l);
+	return !l->ck_head || l->now_ms - l->stop_ms > ND_STOP_WAIT_MS;
+}

@@ -1,0 +1,432 @@
+#!/usr/bin/env python3
+"""Streamed NDJSON bodies (issue 5 item 3, issue 4 item 4): parsed as they
+arrive, checkpointed (rows + byte offset + record count in one transaction),
+and resumed after `kill -9` from the checkpoint: with `Range: bytes=N-` and
+`If-Range` where the server allows it, else by fetching the body again and
+skipping the records already committed. Whatever the way, the table ends
+equal to an uninterrupted run's (no row lost, none twice), and with --raw
+the raw file equals the served file byte for byte.
+
+Kill points: after the first checkpoint is committed (the test watches the
+database), plus a seeded random delay. RINGFILL_NDJSON_TRIALS (default 3)
+and RINGFILL_CRASH_SEED change the trials; failures print the seed.
+
+Needs $RINGFILL and nginx; exits 77 without them.
+Run alone: RINGFILL=build/engine/ringfill python3 tests/integration/test_ndjson_checkpoint.py
+"""
+
+import gzip
+import hashlib
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import harness  # noqa: E402
+from faultserver import FaultServer  # noqa: E402
+from harness import describe, run_ringfill  # noqa: E402
+from test_crash_resume import sha256_file, table_rows, write_ndjson  # noqa: E402
+
+TRIALS = int(os.environ.get("RINGFILL_NDJSON_TRIALS", "3"))
+SEED = int(os.environ.get("RINGFILL_CRASH_SEED", "20240605"))
+LINES = 250000
+CKPT = 20000
+WAIT_S = 120.0
+RSS_BODY_MB = 320
+RSS_LIMIT_MB = 200
+
+LOG_FORMAT = ("    log_format rf '$uri $status \"$http_range\" \"$http_if_range\" "
+              "$body_bytes_sent';\n    access_log {work}/access.log rf;\n")
+
+
+class LoggingNginx(harness.Nginx):
+    """harness.Nginx with Range and If-Range in its access log, and /gz/
+    serving the same files gzip-compressed (nginx then sends no
+    Accept-Ranges and a weak ETag)."""
+
+    def _write_conf(self):
+        path = super()._write_conf()
+        with open(path, encoding="utf-8") as f:
+            conf = f.read()
+        conf = conf.replace("    access_log %s/access.log;\n" % self.work,
+                            LOG_FORMAT.format(work=self.work), 1)
+        conf = conf.replace("        location / { }\n", (
+            "        location / { }\n"
+            "        location /gz/ { alias %s/; gzip on; gzip_types application/x-ndjson;"
+            " gzip_min_length 1; }\n") % self.root, 1)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(conf)
+        return path
+
+    def log(self):
+        """(uri, status, range, if_range, bytes) per request so far."""
+        out = []
+        with open(os.path.join(self.work, "access.log"), encoding="utf-8") as f:
+            for line in f:
+                m = re.match(r'(\S+) (\d+) "([^"]*)" "([^"]*)" (\d+)', line)
+                if m:  # nginx writes '"' as \x22 in its log
+                    out.append((m.group(1), int(m.group(2)), m.group(3),
+                                m.group(4).replace("\\x22", '"'), int(m.group(5))))
+        return out
+
+
+def setUpModule():
+    harness.skip_unless_ringfill()
+
+
+def ckpt_of(db):
+    """(state, ckpt_offset, ckpt_records, ckpt_validator) of the one job, or
+    None before the job table exists."""
+    try:
+        con = sqlite3.connect("file:%s?mode=ro" % db, uri=True, timeout=5)
+        try:
+            row = con.execute("SELECT state, ckpt_offset, ckpt_records, ckpt_validator"
+                              " FROM _ringfill_jobs ORDER BY id LIMIT 1").fetchone()
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return None
+    return row
+
+
+class NdjsonCheckpoint(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="rf-ndckpt-")
+        cls.addClassCleanup(shutil.rmtree, cls.tmp, True)
+        cls.data = os.path.join(cls.tmp, "data")
+        os.makedirs(cls.data)
+        cls.big = os.path.join(cls.data, "big.ndjson")
+        write_ndjson(cls.big, LINES, 11)
+        with open(cls.big, "rb") as f:
+            cls.big_bytes = f.read()
+        cls.pki = harness.make_pki(os.path.join(cls.tmp, "pki"))
+        cls.ng = LoggingNginx(cls.data, cls.pki).start()
+        cls.addClassCleanup(cls.ng.stop)
+        cls.fs = FaultServer(cls.data, cls.pki).start()
+        cls.addClassCleanup(cls.fs.stop)
+        cls.ref = None
+
+    def command(self, cwd, url, extra=()):
+        path = harness.write_lines(os.path.join(cwd, "urls.txt"), [url])
+        return ["run", "--urls", path, "--db", os.path.join(cwd, "rf.db"), "--rows", "$",
+                "--table", "events", "--cacert", self.pki.ca_cert, "--quiet",
+                "--checkpoint-records", str(CKPT), "--commit-rows", str(CKPT),
+                "--retry-base", "0.05", "--retry-max", "0.5"] + list(extra)
+
+    def reference(self):
+        """The table of an uninterrupted run (job id 1, like every run here)."""
+        if NdjsonCheckpoint.ref is None:
+            cwd = tempfile.mkdtemp(prefix="ref-", dir=self.tmp)
+            proc = run_ringfill(self.command(cwd, self.ng.url("big.ndjson")), cwd=cwd)
+            self.assertEqual(proc.returncode, 0, describe(proc))
+            NdjsonCheckpoint.ref = table_rows(os.path.join(cwd, "rf.db"), "events")
+            self.assertEqual(len(NdjsonCheckpoint.ref[1]), LINES)
+            # Streamed without --raw, the digest is taken as the bytes arrive.
+            sha = self.check_job(cwd, "reference", False, self.big_bytes)
+            self.assertEqual(sha, hashlib.sha256(self.big_bytes).hexdigest())
+        return NdjsonCheckpoint.ref
+
+    def kill_after_checkpoint(self, args, cwd, rng, what):
+        """Starts ringfill, waits for its first committed checkpoint, waits a
+        seeded random moment more, kill -9. Returns the committed checkpoint
+        (state, offset, records, validator) and the size of the .part file
+        after the kill, or None when the run ended first (the trial then
+        proves nothing and is not counted)."""
+        db = os.path.join(cwd, "rf.db")
+        proc = subprocess.Popen([harness.ringfill_path()] + args, cwd=cwd,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + WAIT_S
+            while proc.poll() is None and time.monotonic() < deadline:
+                row = ckpt_of(db)
+                if row and row[2]:
+                    break
+                time.sleep(0.005)
+            if proc.poll() is None:
+                time.sleep(rng.uniform(0.0, 0.25))
+                proc.send_signal(signal.SIGKILL)
+            _, err = proc.communicate(timeout=WAIT_S)
+        finally:
+            harness.stop_process(proc)
+        if proc.returncode != -signal.SIGKILL:
+            self.assertEqual(proc.returncode, 0, what + err.decode(errors="replace")[-2000:])
+            return None
+        row = ckpt_of(db)
+        if not row or row[0] != "pending" or not row[2]:
+            return None
+        parts = sum(os.path.getsize(os.path.join(d, n))
+                    for d, _, names in os.walk(os.path.join(cwd, "raw"))
+                    for n in names if n.endswith(".part"))
+        return tuple(row) + (parts,)
+
+    def check_table(self, cwd, what):
+        cols, rows = self.reference()
+        db = os.path.join(cwd, "rf.db")
+        got_cols, got_rows = table_rows(db, "events")
+        self.assertEqual(got_cols, cols, what)
+        self.assertEqual(len(got_rows), len(rows), what + ": row count")
+        with harness.open_db(db) as con:
+            ids = tuple(con.execute("SELECT count(*), count(DISTINCT id) FROM events").fetchone())
+        self.assertEqual(ids, (LINES, LINES), what + ": duplicates or losses")
+        self.assertEqual(got_rows, rows, what + ": table contents")
+
+    def check_job(self, cwd, what, raw, served):
+        with harness.open_db(os.path.join(cwd, "rf.db")) as con:
+            state, size, sha, raw_path, err = con.execute(
+                "SELECT state, bytes, sha256, raw_path, error FROM _ringfill_jobs").fetchone()
+        self.assertEqual(state, "done", "%s: %s" % (what, err))
+        self.assertEqual(size, len(served), what)
+        if raw:
+            path = os.path.join(cwd, raw_path)
+            with open(path, "rb") as f:
+                self.assertTrue(f.read() == served, what + ": raw file differs from the served one")
+            self.assertEqual(sha, hashlib.sha256(served).hexdigest(), what + ": sha256")
+            self.assertFalse(os.path.exists(path + ".part"), what)
+        return sha
+
+    def resume_trials(self, name, url, raw, served=None, after=None, trials=TRIALS):
+        """kill -9 after a checkpoint, the same command again, the checks; after(
+        cwd, ckpt, what) adds the server-side checks. Returns how many trials
+        landed between a committed checkpoint and the end."""
+        served = self.big_bytes if served is None else served
+        self.reference()  # first: the server logs must end with the trial's requests
+        rng = random.Random("%s-%d" % (name, SEED))
+        landed = 0
+        for trial in range(trials):
+            cwd = tempfile.mkdtemp(prefix="%s-%d-" % (name, trial), dir=self.tmp)
+            args = self.command(cwd, url, ["--raw", "raw"] if raw else [])
+            what = "%s trial %d (seed %d)" % (name, trial, SEED)
+            ckpt = self.kill_after_checkpoint(args, cwd, rng, what)
+            if ckpt is not None:
+                landed += 1
+                what += " (killed after checkpoint %r)" % (ckpt,)
+                with harness.open_db(os.path.join(cwd, "rf.db")) as con:
+                    n = con.execute("SELECT count(*) FROM events").fetchone()[0]
+                self.assertEqual(n, ckpt[2], what + ": rows committed = checkpoint records")
+            again = run_ringfill(args, cwd=cwd)
+            self.assertEqual(again.returncode, 0, what + describe(again))
+            self.check_table(cwd, what)
+            self.check_job(cwd, what, raw, served)
+            if ckpt is not None and after:
+                after(cwd, ckpt, what)
+        print("%s: %d of %d trials killed after a checkpoint" % (name, landed, trials),
+              file=sys.stderr)
+        self.assertGreater(landed, 0, name + ": no kill landed after a checkpoint")
+        return landed
+
+    # ---- a server with ranges: Range + If-Range, 206 ---------------------
+
+    def nginx_resumed_with_range(self, cwd, ckpt, what, raw=True):
+        _, offset, _, validator, part = ckpt
+        self.assertTrue(validator.startswith('"'), what + ": nginx's ETag is the validator")
+        last = [e for e in self.ng.log() if e[0] == "/big.ndjson"][-1]
+        if raw and part < offset:
+            # Killed after the .part was complete and renamed (or before its
+            # bytes were there): never trusted, so fetched again from the
+            # start, its committed records skipped.
+            self.assertEqual((last[1], last[2]), (200, "-"), what + repr(last))
+            return
+        self.assertEqual(last[1], 206, what + ": resumed request " + repr(self.ng.log()[-4:]))
+        self.assertEqual(last[2], "bytes=%d-" % offset, what)
+        self.assertEqual(last[3], validator, what + ": If-Range")
+        self.assertEqual(last[4], len(self.big_bytes) - offset, what + ": bytes sent")
+
+    def test_range_resume_with_raw(self):
+        self.resume_trials("range-raw", self.ng.url("big.ndjson"), True,
+                           after=self.nginx_resumed_with_range)
+
+    def test_range_resume_without_raw(self):
+        def after(cwd, ckpt, what):
+            self.nginx_resumed_with_range(cwd, ckpt, what, raw=False)
+            with harness.open_db(os.path.join(cwd, "rf.db")) as con:
+                sha = con.execute("SELECT sha256 FROM _ringfill_jobs").fetchone()[0]
+            self.assertIsNone(sha, what + ": the first bytes were never hashed")
+        self.resume_trials("range", self.ng.url("big.ndjson"), False, after=after, trials=1)
+
+    # ---- servers without ranges, or whose validator changed -------------
+
+    def test_server_without_ranges(self):
+        path = "/norange/big.ndjson"
+
+        def after(cwd, ckpt, what):
+            self.assertIsNone(ckpt[3], what + ": no validator without Accept-Ranges")
+            self.assertEqual(self.fs.ranges[path][-1], None, what + ": Range sent anyway")
+        self.resume_trials("norange", self.fs.url(path), True, after=after)
+
+    def test_changed_validator_skips_records(self):
+        path = "/etagflip/big.ndjson"
+
+        def after(cwd, ckpt, what):
+            self.assertEqual(self.fs.ranges[path][-1], "bytes=%d-" % ckpt[1], what)
+        self.resume_trials("etagflip", self.fs.url(path), True, after=after)
+
+    def test_bad_content_range_is_transient(self):
+        path = "/badrange/big.ndjson"
+        self.reference()
+        rng = random.Random("badrange-%d" % SEED)
+        for trial in range(TRIALS):
+            cwd = tempfile.mkdtemp(prefix="badrange-%d-" % trial, dir=self.tmp)
+            what = "badrange trial %d (seed %d)" % (trial, SEED)
+            ckpt = self.kill_after_checkpoint(self.command(cwd, self.fs.url(path)), cwd, rng,
+                                              what)
+            if ckpt is None:
+                continue
+            once = run_ringfill(self.command(cwd, self.fs.url(path), ["--retries", "1"]),
+                                cwd=cwd)
+            self.assertEqual(once.returncode, 1, what + describe(once))
+            with harness.open_db(os.path.join(cwd, "rf.db")) as con:
+                state, cls, err = con.execute(
+                    "SELECT state, error_class, error FROM _ringfill_jobs").fetchone()
+            self.assertEqual((state, cls), ("failed", "transient"), what)
+            self.assertIn("Content-Range", err, what)
+            self.assertIn("bytes=%d-" % ckpt[1], err, what)
+            # Two attempts: the second asks for the whole body and skips.
+            twice = run_ringfill(self.command(cwd, self.fs.url(path), ["--retries", "2"]),
+                                 cwd=cwd)
+            self.assertEqual(twice.returncode, 0, what + describe(twice))
+            self.assertEqual(self.fs.ranges[path][-2:], ["bytes=%d-" % ckpt[1], None], what)
+            self.check_table(cwd, what)
+            return
+        self.fail("badrange: no kill landed after a checkpoint")
+
+    # ---- gzip: offsets are in the decoded stream, so never Range ---------
+
+    def test_gzip_resumes_by_skipping(self):
+        def after(cwd, ckpt, what):
+            self.assertIsNone(ckpt[3], what + ": a gzip body has no Range validator")
+            last = [e for e in self.ng.log() if e[0] == "/gz/big.ndjson"][-1]
+            self.assertEqual((last[1], last[2]), (200, "-"), what + repr(last))
+        gz_sent = self.gz_as_sent("/gz/big.ndjson")
+        self.resume_trials("gzip-nginx", self.ng.url("gz/big.ndjson"), True, served=gz_sent,
+                           after=after)
+
+    def test_gzip_with_accept_ranges_still_skips(self):
+        path = "/gzipped/big.ndjson"
+
+        def after(cwd, ckpt, what):
+            self.assertIsNone(ckpt[3], what)
+            self.assertEqual(self.fs.ranges[path][-1], None, what)
+        self.resume_trials("gzip-fault", self.fs.url(path), True,
+                           served=gzip.compress(self.big_bytes, 6, mtime=0), after=after)
+
+    def gz_as_sent(self, uri):
+        """nginx's gzip output for the file: what a --raw run stores."""
+        cwd = tempfile.mkdtemp(prefix="gzref-", dir=self.tmp)
+        proc = run_ringfill(["run", "--urls", harness.write_lines(
+            os.path.join(cwd, "u.txt"), [self.ng.url(uri)]), "--db", os.path.join(cwd, "d.db"),
+            "--download-only", "--raw", "raw", "--cacert", self.pki.ca_cert, "--quiet"], cwd=cwd)
+        self.assertEqual(proc.returncode, 0, describe(proc))
+        with harness.open_db(os.path.join(cwd, "d.db")) as con:
+            raw_path = con.execute("SELECT raw_path FROM _ringfill_jobs").fetchone()[0]
+        with open(os.path.join(cwd, raw_path), "rb") as f:
+            sent = f.read()
+        self.assertEqual(gzip.decompress(sent), self.big_bytes)
+        return sent
+
+    # ---- SIGINT checkpoints the stream ------------------------------------
+
+    def test_sigint_checkpoints_the_stream(self):
+        path = "/halfgate/big.ndjson"
+        self.reference()
+        self.fs.reset()
+        cwd = tempfile.mkdtemp(prefix="sigint-", dir=self.tmp)
+        # No checkpoint comes due by itself: the one found is the signal's.
+        args = self.command(cwd, self.fs.url(path), ["--raw", "raw"])
+        args[args.index("--checkpoint-records") + 1] = "100000000"
+        proc = subprocess.Popen([harness.ringfill_path()] + args, cwd=cwd,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            def part_size():
+                return sum(os.path.getsize(os.path.join(d, n))
+                           for d, _, names in os.walk(os.path.join(cwd, "raw"))
+                           for n in names if n.endswith(".part"))
+            deadline = time.monotonic() + WAIT_S
+            # The server holds the second half: wait until the first is on disk.
+            while (proc.poll() is None and time.monotonic() < deadline
+                   and part_size() < len(self.big_bytes) // 2 - (1 << 20)):
+                time.sleep(0.02)
+            time.sleep(0.2)
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=WAIT_S)
+        finally:
+            harness.stop_process(proc)
+        self.assertEqual(proc.returncode, 130, err.decode(errors="replace")[-2000:])
+        state, offset, records, validator = ckpt_of(os.path.join(cwd, "rf.db"))
+        self.assertEqual(state, "pending")
+        self.assertGreater(records, 0, "no checkpoint pushed on SIGINT")
+        self.assertEqual(validator, '"half-%d"' % len(self.big_bytes))
+        self.assertEqual(self.big_bytes[offset - 1:offset], b"\n", "offset past a line")
+        self.assertEqual(self.big_bytes[:offset].count(b"\n"), records)
+        with harness.open_db(os.path.join(cwd, "rf.db")) as con:
+            self.assertEqual(con.execute("SELECT count(*) FROM events").fetchone()[0], records)
+        self.fs.open_gate()
+        again = run_ringfill(args, cwd=cwd)
+        self.assertEqual(again.returncode, 0, describe(again))
+        self.assertEqual(self.fs.ranges[path], [None, "bytes=%d-" % offset])
+        self.check_table(cwd, "sigint")
+        self.check_job(cwd, "sigint", True, self.big_bytes)
+
+    # ---- limits --------------------------------------------------------------
+
+    def test_peak_memory_bounded_on_a_large_body(self):
+        """A body of RSS_BODY_MB MB: held whole it would need more than that;
+        streamed, ringfill's peak RSS stays under RSS_LIMIT_MB."""
+        path = os.path.join(self.data, "huge.ndjson")
+        pad = "p" * 10000
+        with open(path, "w", encoding="ascii") as f:
+            for i in range(RSS_BODY_MB * 100):
+                f.write('{"id": %d, "pad": "%s"}\n' % (i, pad))
+        self.addCleanup(os.unlink, path)
+        cwd = tempfile.mkdtemp(prefix="rss-", dir=self.tmp)
+        args = self.command(cwd, self.ng.url("huge.ndjson"))
+        args[args.index("--rows") + 1] = "$.id"
+        # A child Python runs ringfill, so RUSAGE_CHILDREN is ringfill's alone.
+        probe = ("import resource, subprocess, sys\n"
+                 "r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL,"
+                 " stderr=subprocess.PIPE)\n"
+                 "sys.stderr.buffer.write(r.stderr[-2000:])\n"
+                 "print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n")
+        out = subprocess.run([sys.executable, "-c", probe, harness.ringfill_path()] + args,
+                             cwd=cwd, capture_output=True, text=True, timeout=WAIT_S * 2)
+        rc, maxrss_kib = (int(x) for x in out.stdout.split())
+        self.assertEqual(rc, 0, out.stderr + repr(harness.jobs(os.path.join(cwd, "rf.db"))))
+        with harness.open_db(os.path.join(cwd, "rf.db")) as con:
+            self.assertEqual(con.execute("SELECT count(*) FROM events").fetchone()[0],
+                             RSS_BODY_MB * 100)
+        print("peak RSS %.1f MB for a %d MB body" % (maxrss_kib / 1024, os.path.getsize(path)
+                                                   >> 20), file=sys.stderr)
+        # A sanitizer's shadow memory and quarantine make RSS say nothing
+        # about ours (as in test_net_features): the normal build checks it.
+        with open(harness.ringfill_path(), "rb") as f:
+            if b"__asan_init" in f.read():
+                self.skipTest("peak RSS is not ours under AddressSanitizer")
+        self.assertLess(maxrss_kib / 1024, RSS_LIMIT_MB)
+
+    def test_record_longer_than_the_limit_is_permanent(self):
+        path = os.path.join(self.data, "longline.ndjson")
+        with open(path, "w", encoding="ascii") as f:
+            f.write('{"id": 1}\n{"id": 2, "pad": "%s"}\n' % ("q" * (17 << 20)))
+        self.addCleanup(os.unlink, path)
+        cwd = tempfile.mkdtemp(prefix="long-", dir=self.tmp)
+        proc = run_ringfill(self.command(cwd, self.ng.url("longline.ndjson")), cwd=cwd)
+        self.assertEqual(proc.returncode, 1, describe(proc))
+        with harness.open_db(os.path.join(cwd, "rf.db")) as con:
+            state, cls, err = con.execute(
+                "SELECT state, error_class, error FROM _ringfill_jobs").fetchone()
+        self.assertEqual((state, cls), ("failed", "permanent"))
+        self.assertIn("record at byte offset 10 is longer than 16777216 bytes", err)
+
+
+if __name__ == "__main__":
+    harness.main_or_skip(need_nginx=True)
