@@ -113,6 +113,18 @@ class NetAndE2eResults(unittest.TestCase):
             self.assertEqual(floor["peer"]["name"], "sqlite-c-insert-loop")
             self.assertEqual(floor["runs"], recs[(case, "seconds")]["runs"])
             self.assertIsNotNone(floor["ratio"])
+        # The same archives loaded from a local directory (the files source):
+        # every row checked against the importer's database, timed against
+        # the C loop only.
+        files_case = "archives_files_%d" % QUICK_ARCHIVES
+        v = recs[(files_case, "rows_verified")]
+        self.assertEqual((v["runs"], v["peer"]), ([archive_rows], None))
+        for metric in ("seconds", "rows_per_s", "cpu_s", "peak_rss_mb"):
+            self.assertIn((files_case, metric), recs)
+        floor = recs[(files_case, "seconds_vs_insert_loop")]
+        self.assertEqual(floor["peer"]["name"], "sqlite-c-insert-loop")
+        self.assertEqual(floor["runs"], recs[(files_case, "seconds")]["runs"])
+        self.assertIsNotNone(floor["ratio"])
 
     def test_a_suite_that_cannot_run_exits_3_and_writes_no_result(self):
         env = dict(os.environ, RINGFILL_BENCH_NGINX=os.path.join(self.dir.name, "no-nginx"))
@@ -191,6 +203,27 @@ class Verifiers(unittest.TestCase):
         with self.assertRaisesRegex(self.nb.BenchError, "tweets: ringfill has 1 rows, the "
                                                         "importer 0"):
             self.nb.verify_e2e(rf, py, urls, manifest)
+
+    def test_file_jobs_compare_through_the_served_urls(self):
+        """A files-source database names its jobs file:PATH; verify_e2e maps
+        them to the served URLs: the same rows pass, a changed row or a file
+        mapped to the other document fails, and an unmapped job fails."""
+        rf, py, urls, manifest = self.make_dbs()
+        paths = ["file:/data/a.json", "file:/data/b.json"]
+        with sqlite3.connect(rf) as c:
+            c.execute("UPDATE _ringfill_jobs SET url = replace(url, 'https://h/', 'file:/data/')")
+        mapping = dict(zip(paths, urls))
+        self.assertEqual(self.nb.verify_e2e(rf, py, urls, manifest, rf_urls=mapping), 3)
+        with self.assertRaisesRegex(self.nb.BenchError, "tweets: the databases differ"):
+            self.nb.verify_e2e(rf, py, urls, manifest, rf_urls=dict(zip(paths, urls[::-1])))
+        with self.assertRaisesRegex(self.nb.BenchError, "following: the databases differ"):
+            self.nb.verify_e2e(rf, py, urls, manifest, rf_urls={paths[1]: urls[1]})
+        with self.assertRaisesRegex(self.nb.BenchError, "tweets: the databases differ"):
+            self.nb.verify_e2e(rf, py, urls, manifest)  # file: jobs are not the URLs
+        with sqlite3.connect(rf) as c:
+            c.execute("UPDATE following SET accountId = 'w' WHERE accountId = 'y'")
+        with self.assertRaisesRegex(self.nb.BenchError, "following: the databases differ"):
+            self.nb.verify_e2e(rf, py, urls, manifest, rf_urls=mapping)
 
     def test_a_shared_key_table_ignores_only_which_document_wrote_last(self):
         rf, py, urls, manifest = self.make_dbs()
