@@ -73,6 +73,9 @@ typedef struct {
 	 * anything, and tx_dedup may skip it. A table that exists at start may
 	 * have been made or changed by hand: its rows are all inserted. */
 	bool ours;
+	/* This transaction's rows may be sorted by key (tx_key_order): set at
+	 * each commit; else they keep arrival order. */
+	bool by_key;
 	uint32_t sp_n_cols; /* n_cols and exists at the job's savepoint */
 	bool sp_exists;
 } wtable_t;
@@ -1430,6 +1433,8 @@ static int hrow_cmp(const void *pa, const void *pb, void *ctx)
 	const hrow_t *a = pa, *b = pb;
 	if (a->table != b->table)
 		return a->table < b->table ? -1 : 1;
+	if (!w->tables[a->table].by_key)
+		return (a->seq > b->seq) - (a->seq < b->seq);
 	if (a->prefix != b->prefix)
 		return a->prefix < b->prefix ? -1 : 1;
 	const table_spec_t *sp = w->tables[a->table].spec;
@@ -1597,6 +1602,58 @@ static int tx_insert(writer_t *w, const hrow_t *rows, size_t n)
 		}
 		if ((rc = insert_group(w, g)) != 0)
 			return rc;
+	}
+	return 0;
+}
+
+/* The affinity SQLite gives a column declared `type` (its rules, in order). */
+enum { AFF_BLOB, AFF_TEXT, AFF_NUMERIC };
+
+static int affinity(const char *type)
+{
+	if (!type)
+		type = "";
+	if (strcasestr(type, "INT"))
+		return AFF_NUMERIC;
+	if (strcasestr(type, "CHAR") || strcasestr(type, "CLOB") || strcasestr(type, "TEXT"))
+		return AFF_TEXT;
+	if (!*type || strcasestr(type, "BLOB"))
+		return AFF_BLOB;
+	return AFF_NUMERIC; /* REAL, FLOA, DOUB and the rest: numbers either way */
+}
+
+/* Decides for each keyed table whether this transaction's rows may be
+ * sorted by key. key_cmp orders values as they arrive, and keeps arrival
+ * order only among values it calls equal; SQLite compares them after the
+ * key column's affinity converted them, with the column's collation. Where
+ * those can differ, two rows that conflict in the index could be sorted
+ * out of arrival order and the wrong one win: text in a column of numeric
+ * affinity ("1" is stored as 1), a number in a TEXT column (1 is stored as
+ * "1"), a collation other than BINARY ("a" = "A" under NOCASE). Such a
+ * table's rows then go in arrival order. */
+static int tx_key_order(writer_t *w)
+{
+	uint8_t cls_seen[64]; /* per key column: 1 << KEY_* of the values seen */
+	for (uint32_t ti = 0; ti < w->n_tables; ti++) {
+		wtable_t *t = &w->tables[ti];
+		t->by_key = table_sorted(t) && t->exists && t->spec->n_key <= 64;
+		if (!t->by_key)
+			continue;
+		memset(cls_seen, 0, sizeof(cls_seen));
+		for (size_t i = 0; i < w->n_hrows; i++)
+			if (w->hrows[i].table == ti)
+				for (uint32_t k = 0; k < t->spec->n_key; k++)
+					cls_seen[k] |= (uint8_t)(1u << w->hkeys[w->hrows[i].key + k].cls);
+		for (uint32_t k = 0; k < t->spec->n_key && t->by_key; k++) {
+			const char *type = NULL, *coll = NULL;
+			if (sqlite3_table_column_metadata(w->db, "main", t->name, key_col(t, k), &type,
+			                                  &coll, NULL, NULL, NULL) != SQLITE_OK)
+				return -1;
+			int aff = affinity(type);
+			t->by_key = (!coll || strcasecmp(coll, "BINARY") == 0) &&
+			            !(aff == AFF_NUMERIC && (cls_seen[k] & 1u << KEY_TEXT)) &&
+			            !(aff == AFF_TEXT && (cls_seen[k] & 1u << KEY_NUM));
+		}
 	}
 	return 0;
 }
@@ -1796,6 +1853,8 @@ static int tx_held(writer_t *w)
 	int rc = 0;
 	if (!w->jobwise) {
 		rc = tx_insert_rowid_rows(w);
+		if (rc == 0)
+			rc = tx_key_order(w);
 		if (rc == 0)
 			rc = tx_insert_sorted(w, w->hrows, w->n_hrows, true);
 		w->n_hrows = 0;

@@ -785,13 +785,14 @@ static void apply_in_order(const char *db, const char *ref, const char *const *j
 }
 
 /* The jobs' rows through the writer, all in one transaction (job i has id
- * i + 1), and then in arrival order one row at a time: the same content. */
-static void expect_as_in_order(void **state, table_mode_t mode, uint32_t n_key,
-                               const char *const *key, const char *const *jobs, int n_jobs,
-                               uint64_t rows)
+ * i + 1), and then in arrival order one row at a time: the same content.
+ * create_sql (unless NULL) makes the table by hand first. */
+static void expect_as_in_order(void **state, const char *create_sql, table_mode_t mode,
+                               uint32_t n_key, const char *const *key, const char *const *jobs,
+                               int n_jobs, uint64_t rows)
 {
 	fixture_t *fx = *state;
-	table_spec_t *t = start_keyed(fx, n_jobs, NULL, mode, n_key, key);
+	table_spec_t *t = start_keyed(fx, n_jobs, create_sql, mode, n_key, key);
 	for (int j = 0; j < n_jobs; j++)
 		push(fx, done_batch(j + 1, jobs[j], "$[*]"));
 	finish(fx, 0);
@@ -831,13 +832,55 @@ static const char *const dedup_jobs[] = {
 static void test_upsert_skips_replaced_rows_as_in_order(void **state)
 {
 	static const char *const key[] = {"k", "k2"};
-	expect_as_in_order(state, TABLE_UPSERT, 2, key, dedup_jobs, 3, 22);
+	expect_as_in_order(state, NULL, TABLE_UPSERT, 2, key, dedup_jobs, 3, 22);
 }
 
 static void test_ignore_skips_later_rows_as_in_order(void **state)
 {
 	static const char *const key[] = {"k", "k2"};
-	expect_as_in_order(state, TABLE_IGNORE, 2, key, dedup_jobs, 3, 22);
+	expect_as_in_order(state, NULL, TABLE_IGNORE, 2, key, dedup_jobs, 3, 22);
+}
+
+/* Keys that SQLite's conversions make equal although they sort apart as
+ * they arrive: "1" after 1 (text after numbers) in a column of INTEGER
+ * affinity, 1 before "1" in a TEXT column, "a" after "B" but equal to "A"
+ * under NOCASE. Sorted, the wrong row of each key would win; such a
+ * transaction keeps arrival order. */
+static const char *const affinity_jobs[] = {
+	"[{\"k\":\"1\",\"v\":1},{\"k\":2,\"v\":2},{\"k\":\"a\",\"v\":3}]",
+	"[{\"k\":1,\"v\":4},{\"k\":\"2\",\"v\":5},{\"k\":\"B\",\"v\":6},{\"k\":\"A\",\"v\":7}]",
+};
+
+static void test_integer_key_column_gets_text_keys_in_order(void **state)
+{
+	static const char *const key[] = {"k"};
+	static const char *const jobs[] = {
+		"[{\"k\":3,\"v\":1},{\"k\":\"1\",\"v\":2},{\"k\":1,\"v\":3}]"};
+	expect_as_in_order(state, NULL, TABLE_UPSERT, 1, key, jobs, 1, 3);
+	fixture_t *fx = *state;
+	/* The writer made "k" INTEGER from the first row's 3. */
+	expect_query(fx->db, "SELECT type FROM pragma_table_info('kv') WHERE name = 'k'", "INTEGER");
+}
+
+static void test_key_conversions_keep_arrival_order_upsert(void **state)
+{
+	static const char *const key[] = {"k"};
+	expect_as_in_order(state, "CREATE TABLE kv (_job INTEGER, k INTEGER, v)", TABLE_UPSERT, 1,
+	                   key, affinity_jobs, 2, 7);
+}
+
+static void test_key_conversions_keep_arrival_order_text(void **state)
+{
+	static const char *const key[] = {"k"};
+	expect_as_in_order(state, "CREATE TABLE kv (_job INTEGER, k TEXT, v)", TABLE_IGNORE, 1,
+	                   key, affinity_jobs, 2, 7);
+}
+
+static void test_key_conversions_keep_arrival_order_nocase(void **state)
+{
+	static const char *const key[] = {"k"};
+	expect_as_in_order(state, "CREATE TABLE kv (_job INTEGER, k COLLATE NOCASE, v)",
+	                   TABLE_UPSERT, 1, key, affinity_jobs, 2, 7);
 }
 
 int main(void)
@@ -858,6 +901,10 @@ int main(void)
 		T(test_refused_job_after_rows_went_in_fails_alone),
 		T(test_upsert_skips_replaced_rows_as_in_order),
 		T(test_ignore_skips_later_rows_as_in_order),
+		T(test_integer_key_column_gets_text_keys_in_order),
+		T(test_key_conversions_keep_arrival_order_upsert),
+		T(test_key_conversions_keep_arrival_order_text),
+		T(test_key_conversions_keep_arrival_order_nocase),
 		T(test_checkpoints_apply_once),
 		T(test_old_database_gets_checkpoint_columns),
 		T(test_refused_checkpoint_fails_the_stream),
