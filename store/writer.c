@@ -1607,7 +1607,7 @@ static int tx_insert(writer_t *w, const hrow_t *rows, size_t n)
 }
 
 /* The affinity SQLite gives a column declared `type` (its rules, in order). */
-enum { AFF_BLOB, AFF_TEXT, AFF_NUMERIC };
+enum { AFF_BLOB, AFF_TEXT, AFF_NUMERIC, AFF_REAL };
 
 static int affinity(const char *type)
 {
@@ -1619,7 +1619,9 @@ static int affinity(const char *type)
 		return AFF_TEXT;
 	if (!*type || strcasestr(type, "BLOB"))
 		return AFF_BLOB;
-	return AFF_NUMERIC; /* REAL, FLOA, DOUB and the rest: numbers either way */
+	if (strcasestr(type, "REAL") || strcasestr(type, "FLOA") || strcasestr(type, "DOUB"))
+		return AFF_REAL;
+	return AFF_NUMERIC;
 }
 
 /* Decides for each keyed table whether this transaction's rows may be
@@ -1629,11 +1631,14 @@ static int affinity(const char *type)
  * those can differ, two rows that conflict in the index could be sorted
  * out of arrival order and the wrong one win: text in a column of numeric
  * affinity ("1" is stored as 1), a number in a TEXT column (1 is stored as
- * "1"), a collation other than BINARY ("a" = "A" under NOCASE). Such a
+ * "1"), an integer beyond 2^53 in a REAL column (2^53 + 1 is stored as
+ * 2^53), a collation other than BINARY ("a" = "A" under NOCASE). Such a
  * table's rows then go in arrival order. */
 static int tx_key_order(writer_t *w)
 {
-	uint8_t cls_seen[64]; /* per key column: 1 << KEY_* of the values seen */
+	/* Per key column: 1 << KEY_* of the values seen, and BIG_INT. */
+	enum { BIG_INT = 1u << 3 }; /* an integer a double cannot hold exactly */
+	uint8_t cls_seen[64];
 	for (uint32_t ti = 0; ti < w->n_tables; ti++) {
 		wtable_t *t = &w->tables[ti];
 		t->by_key = table_sorted(t) && t->exists && t->spec->n_key <= 64;
@@ -1642,8 +1647,12 @@ static int tx_key_order(writer_t *w)
 		memset(cls_seen, 0, sizeof(cls_seen));
 		for (size_t i = 0; i < w->n_hrows; i++)
 			if (w->hrows[i].table == ti)
-				for (uint32_t k = 0; k < t->spec->n_key; k++)
-					cls_seen[k] |= (uint8_t)(1u << w->hkeys[w->hrows[i].key + k].cls);
+				for (uint32_t k = 0; k < t->spec->n_key; k++) {
+					const hkey_t *v = &w->hkeys[w->hrows[i].key + k];
+					bool big = v->cls == KEY_NUM && !v->real &&
+					           (v->v.i > (1ll << 53) || v->v.i < -(1ll << 53));
+					cls_seen[k] |= (uint8_t)(1u << v->cls | (big ? BIG_INT : 0));
+				}
 		for (uint32_t k = 0; k < t->spec->n_key && t->by_key; k++) {
 			const char *type = NULL, *coll = NULL;
 			if (sqlite3_table_column_metadata(w->db, "main", t->name, key_col(t, k), &type,
@@ -1651,7 +1660,9 @@ static int tx_key_order(writer_t *w)
 				return -1;
 			int aff = affinity(type);
 			t->by_key = (!coll || strcasecmp(coll, "BINARY") == 0) &&
-			            !(aff == AFF_NUMERIC && (cls_seen[k] & 1u << KEY_TEXT)) &&
+			            !((aff == AFF_NUMERIC || aff == AFF_REAL) &&
+			              (cls_seen[k] & 1u << KEY_TEXT)) &&
+			            !(aff == AFF_REAL && (cls_seen[k] & BIG_INT)) &&
 			            !(aff == AFF_TEXT && (cls_seen[k] & 1u << KEY_NUM));
 		}
 	}

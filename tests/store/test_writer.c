@@ -883,6 +883,18 @@ static void test_key_conversions_keep_arrival_order_nocase(void **state)
 	                   TABLE_UPSERT, 1, key, affinity_jobs, 2, 7);
 }
 
+/* A REAL column stores integers as doubles: 2^53 + 1 arrives first and
+ * becomes 2^53, which the later integer 2^53 then replaces; sorted, the
+ * later row would go in first and lose. */
+static void test_key_conversions_keep_arrival_order_real(void **state)
+{
+	static const char *const key[] = {"k"};
+	static const char *const jobs[] = {
+		"[{\"k\":9007199254740993,\"v\":1},{\"k\":9007199254740992,\"v\":2}]"};
+	expect_as_in_order(state, "CREATE TABLE kv (_job INTEGER, k REAL, v)", TABLE_UPSERT, 1,
+	                   key, jobs, 1, 2);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -905,6 +917,7 @@ int main(void)
 		T(test_key_conversions_keep_arrival_order_upsert),
 		T(test_key_conversions_keep_arrival_order_text),
 		T(test_key_conversions_keep_arrival_order_nocase),
+		T(test_key_conversions_keep_arrival_order_real),
 		T(test_checkpoints_apply_once),
 		T(test_old_database_gets_checkpoint_columns),
 		T(test_refused_checkpoint_fails_the_stream),
