@@ -68,6 +68,14 @@ typedef struct {
 	strmap_t keys;  /* flattened key → column index */
 	strmap_t taken; /* lower-cased column name → TAKEN_* */
 	bool exists;
+	/* Created by this writer (table_create): no constraint, trigger or index
+	 * but the key's, so a row that a later row replaces cannot fail or fire
+	 * anything, and tx_dedup may skip it. A table that exists at start may
+	 * have been made or changed by hand: its rows are all inserted. */
+	bool ours;
+	/* This transaction's rows may be sorted by key (tx_key_order): set at
+	 * each commit; else they keep arrival order. */
+	bool by_key;
 	uint32_t sp_n_cols; /* n_cols and exists at the job's savepoint */
 	bool sp_exists;
 } wtable_t;
@@ -825,6 +833,7 @@ static int table_create(writer_t *w, wtable_t *t, const batch_field_t *fields, u
 		return -ENOMEM;
 	if (sqlite3_exec(w->db, w->sql.data, NULL, NULL, NULL) != SQLITE_OK)
 		return -1;
+	t->ours = true;
 	return key_index_create(w, t);
 }
 
@@ -1424,6 +1433,8 @@ static int hrow_cmp(const void *pa, const void *pb, void *ctx)
 	const hrow_t *a = pa, *b = pb;
 	if (a->table != b->table)
 		return a->table < b->table ? -1 : 1;
+	if (!w->tables[a->table].by_key)
+		return (a->seq > b->seq) - (a->seq < b->seq);
 	if (a->prefix != b->prefix)
 		return a->prefix < b->prefix ? -1 : 1;
 	const table_spec_t *sp = w->tables[a->table].spec;
@@ -1595,16 +1606,133 @@ static int tx_insert(writer_t *w, const hrow_t *rows, size_t n)
 	return 0;
 }
 
+/* The affinity SQLite gives a column declared `type` (its rules, in order). */
+enum { AFF_BLOB, AFF_TEXT, AFF_NUMERIC, AFF_REAL };
+
+static int affinity(const char *type)
+{
+	if (!type)
+		type = "";
+	if (strcasestr(type, "INT"))
+		return AFF_NUMERIC;
+	if (strcasestr(type, "CHAR") || strcasestr(type, "CLOB") || strcasestr(type, "TEXT"))
+		return AFF_TEXT;
+	if (!*type || strcasestr(type, "BLOB"))
+		return AFF_BLOB;
+	if (strcasestr(type, "REAL") || strcasestr(type, "FLOA") || strcasestr(type, "DOUB"))
+		return AFF_REAL;
+	return AFF_NUMERIC;
+}
+
+/* Decides for each keyed table whether this transaction's rows may be
+ * sorted by key. key_cmp orders values as they arrive, and keeps arrival
+ * order only among values it calls equal; SQLite compares them after the
+ * key column's affinity converted them, with the column's collation. Where
+ * those can differ, two rows that conflict in the index could be sorted
+ * out of arrival order and the wrong one win: text in a column of numeric
+ * affinity ("1" is stored as 1), a number in a TEXT column (1 is stored as
+ * "1"), an integer beyond 2^53 in a REAL column (2^53 + 1 is stored as
+ * 2^53), a collation other than BINARY ("a" = "A" under NOCASE). Such a
+ * table's rows then go in arrival order. */
+static int tx_key_order(writer_t *w)
+{
+	/* Per key column: 1 << KEY_* of the values seen, and BIG_INT. */
+	enum { BIG_INT = 1u << 3 }; /* an integer a double cannot hold exactly */
+	uint8_t cls_seen[64];
+	for (uint32_t ti = 0; ti < w->n_tables; ti++) {
+		wtable_t *t = &w->tables[ti];
+		t->by_key = table_sorted(t) && t->exists && t->spec->n_key <= 64;
+		if (!t->by_key)
+			continue;
+		memset(cls_seen, 0, sizeof(cls_seen));
+		for (size_t i = 0; i < w->n_hrows; i++)
+			if (w->hrows[i].table == ti)
+				for (uint32_t k = 0; k < t->spec->n_key; k++) {
+					const hkey_t *v = &w->hkeys[w->hrows[i].key + k];
+					bool big = v->cls == KEY_NUM && !v->real &&
+					           (v->v.i > (1ll << 53) || v->v.i < -(1ll << 53));
+					cls_seen[k] |= (uint8_t)(1u << v->cls | (big ? BIG_INT : 0));
+				}
+		for (uint32_t k = 0; k < t->spec->n_key && t->by_key; k++) {
+			const char *type = NULL, *coll = NULL;
+			if (sqlite3_table_column_metadata(w->db, "main", t->name, key_col(t, k), &type,
+			                                  &coll, NULL, NULL, NULL) != SQLITE_OK)
+				return -1;
+			int aff = affinity(type);
+			t->by_key = (!coll || strcasecmp(coll, "BINARY") == 0) &&
+			            !((aff == AFF_NUMERIC || aff == AFF_REAL) &&
+			              (cls_seen[k] & 1u << KEY_TEXT)) &&
+			            !(aff == AFF_REAL && (cls_seen[k] & BIG_INT)) &&
+			            !(aff == AFF_TEXT && (cls_seen[k] & 1u << KEY_NUM));
+		}
+	}
+	return 0;
+}
+
+/* True when the two keys are the same values of the same types, none NULL:
+ * bound alike, SQLite stores them alike and they conflict in the UNIQUE
+ * index whatever the columns' affinity. key_cmp's equality is not enough:
+ * the integer 1 equals the real 1.0 (which SQLite keeps as a real in a
+ * column without a type), 0.0 equals -0.0, and NULL keys never conflict. */
+static bool key_same(const hkey_t *a, const hkey_t *b, uint32_t n_key)
+{
+	for (uint32_t k = 0; k < n_key; k++) {
+		if (a[k].cls != b[k].cls || a[k].cls == KEY_NULL)
+			return false;
+		if (a[k].cls == KEY_TEXT) {
+			if (a[k].len != b[k].len || (a[k].len && memcmp(a[k].v.s, b[k].v.s, a[k].len)))
+				return false;
+		} else if (a[k].real != b[k].real ||
+		           memcmp(&a[k].v, &b[k].v, a[k].real ? sizeof(double) : sizeof(int64_t))) {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Drops from rows[0..n), sorted by hrow_cmp, the rows whose insert cannot
+ * change what the transaction leaves, and returns how many are kept:
+ * - upsert: a row followed by a row of the same key (key_same) and the same
+ *   columns (layout_equal). The later row's DO UPDATE sets every column the
+ *   earlier one named, and _job; the row is inserted at the same place of
+ *   the order, so it gets the same rowid. A later row with other columns
+ *   may leave some of the earlier row's values: both are kept.
+ * - ignore: a row after a kept row of the same key: it would do nothing.
+ * Only in tables this writer created (wtable_t.ours). */
+static size_t tx_dedup(writer_t *w, hrow_t *rows, size_t n)
+{
+	size_t kept = 0;
+	for (size_t i = 0; i < n; i++) {
+		const hrow_t *r = &rows[i];
+		const wtable_t *t = &w->tables[r->table];
+		const hkey_t *k = &w->hkeys[r->key];
+		bool skip = false;
+		if (t->ours && t->spec->mode == TABLE_UPSERT && i + 1 < n) {
+			const hrow_t *next = &rows[i + 1];
+			skip = next->table == r->table && layout_equal(w, r->layout, next->layout) &&
+			       key_same(k, &w->hkeys[next->key], t->spec->n_key);
+		} else if (t->ours && t->spec->mode == TABLE_IGNORE && kept) {
+			const hrow_t *prev = &rows[kept - 1];
+			skip = prev->table == r->table &&
+			       key_same(k, &w->hkeys[prev->key], t->spec->n_key);
+		}
+		if (!skip)
+			rows[kept++] = *r;
+	}
+	return kept;
+}
+
 /* Sorts rows[0..n) (hrow_cmp: by table, then key for keyed tables, then
- * arrival) unless they are already in that order, and inserts them. */
-static int tx_insert_sorted(writer_t *w, hrow_t *rows, size_t n)
+ * arrival) unless they are already in that order, and inserts them; with
+ * dedup (keyed tables' rows), not those that tx_dedup drops. */
+static int tx_insert_sorted(writer_t *w, hrow_t *rows, size_t n, bool dedup)
 {
 	bool sort = false;
 	for (size_t i = 1; i < n && !sort; i++)
 		sort = hrow_cmp(&rows[i - 1], &rows[i], w) > 0;
 	if (sort)
 		qsort_r(rows, n, sizeof(*rows), hrow_cmp, w);
-	return tx_insert(w, rows, n);
+	return tx_insert(w, rows, dedup ? tx_dedup(w, rows, n) : n);
 }
 
 /* Rows of rowid tables go in as they come, brought together table by table
@@ -1612,7 +1740,7 @@ static int tx_insert_sorted(writer_t *w, hrow_t *rows, size_t n)
  * producing the transaction's later batches. */
 static int tx_insert_rowid_rows(writer_t *w)
 {
-	int rc = tx_insert_sorted(w, w->arows, w->n_arows);
+	int rc = tx_insert_sorted(w, w->arows, w->n_arows, false);
 	w->n_arows = 0;
 	return rc;
 }
@@ -1737,7 +1865,9 @@ static int tx_held(writer_t *w)
 	if (!w->jobwise) {
 		rc = tx_insert_rowid_rows(w);
 		if (rc == 0)
-			rc = tx_insert_sorted(w, w->hrows, w->n_hrows);
+			rc = tx_key_order(w);
+		if (rc == 0)
+			rc = tx_insert_sorted(w, w->hrows, w->n_hrows, true);
 		w->n_hrows = 0;
 		rc = tx_settle(w, rc);
 	}

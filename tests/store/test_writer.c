@@ -688,6 +688,213 @@ static void test_refused_job_after_rows_went_in_fails_alone(void **state)
 	                     " WHERE state <> 'done'", want);
 }
 
+/* ---- keyed tables: rows that a later row of the transaction replaces ------ */
+
+/* The value of each column of every row as SQLite's quote() writes it (so
+ * the integer 1 and the real 1.0 differ), rows sorted: the table's content
+ * whatever order the rows went in. */
+static char *table_content(const char *db)
+{
+	sqlite3 *c;
+	sqlite3_stmt *s;
+	char sql[1024] = "SELECT group_concat(e, ' | ') FROM (SELECT quote(\"_job\")";
+	assert_int_equal(sqlite3_open_v2(db, &c, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(c, "SELECT name FROM pragma_table_info('kv')"
+	                                       " WHERE name <> '_job' ORDER BY name", -1, &s, NULL),
+	                 SQLITE_OK);
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		size_t n = strlen(sql);
+		snprintf(sql + n, sizeof(sql) - n, " || ',' || quote(\"%s\")", sqlite3_column_text(s, 0));
+	}
+	sqlite3_finalize(s);
+	sqlite3_close(c);
+	size_t n = strlen(sql);
+	snprintf(sql + n, sizeof(sql) - n, " AS e FROM kv ORDER BY e)");
+	return query1(db, sql);
+}
+
+/* Applies the jobs' rows (JSON arrays of flat objects) to a copy of the
+ * schema of kv in `db` made in `ref`, one INSERT per row in arrival order,
+ * with the conflict clause of `mode` naming the row's own columns: what the
+ * writer must leave, written without it. */
+static void apply_in_order(const char *db, const char *ref, const char *const *jobs, int n_jobs,
+                           table_mode_t mode, uint32_t n_key, const char *const *key)
+{
+	sqlite3 *c, *src;
+	sqlite3_stmt *s, *cols;
+	assert_int_equal(sqlite3_open_v2(db, &src, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_open(ref, &c), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(src, "SELECT sql FROM sqlite_master WHERE tbl_name = 'kv'"
+	                                         " AND sql NOT NULL ORDER BY type DESC", -1, &s, NULL),
+	                 SQLITE_OK);
+	while (sqlite3_step(s) == SQLITE_ROW) /* the table, then its key's index */
+		assert_int_equal(sqlite3_exec(c, (const char *)sqlite3_column_text(s, 0), NULL, NULL,
+		                              NULL), SQLITE_OK);
+	sqlite3_finalize(s);
+	sqlite3_close(src);
+	assert_int_equal(sqlite3_prepare_v2(c, "SELECT r.value, f.key, f.value FROM json_each(?1) r,"
+	                                       " json_each(r.value) f ORDER BY r.key, f.id", -1, &cols,
+	                                    NULL), SQLITE_OK);
+	for (int j = 0; j < n_jobs; j++) {
+		sqlite3_bind_text(cols, 1, jobs[j], -1, SQLITE_STATIC);
+		int rc = sqlite3_step(cols);
+		while (rc == SQLITE_ROW) {
+			char row[512], names[512] = "\"_job\"", params[512] = "?", set[512] = "";
+			snprintf(row, sizeof(row), "%s", sqlite3_column_text(cols, 0));
+			sqlite3_value *vals[16];
+			int nv = 0;
+			for (; rc == SQLITE_ROW && strcmp((const char *)sqlite3_column_text(cols, 0), row) == 0;
+			     rc = sqlite3_step(cols)) {
+				const char *name = (const char *)sqlite3_column_text(cols, 1);
+				bool is_key = false;
+				for (uint32_t k = 0; k < n_key; k++)
+					is_key |= strcmp(name, key[k]) == 0;
+				size_t n = strlen(names);
+				snprintf(names + n, sizeof(names) - n, ", \"%s\"", name);
+				n = strlen(params);
+				snprintf(params + n, sizeof(params) - n, ", ?");
+				n = strlen(set);
+				if (!is_key)
+					snprintf(set + n, sizeof(set) - n, ", \"%s\" = excluded.\"%s\"", name, name);
+				assert_true(nv < 16);
+				vals[nv++] = sqlite3_value_dup(sqlite3_column_value(cols, 2));
+			}
+			char sql[2048], target[128] = "";
+			for (uint32_t k = 0; k < n_key; k++) {
+				size_t n = strlen(target);
+				snprintf(target + n, sizeof(target) - n, "%s\"%s\"", k ? ", " : "", key[k]);
+			}
+			snprintf(sql, sizeof(sql), "INSERT INTO kv (%s) VALUES (%s) ON CONFLICT (%s) %s%s",
+			         names, params, target,
+			         mode == TABLE_IGNORE ? "DO NOTHING" : "DO UPDATE SET \"_job\" = excluded._job",
+			         mode == TABLE_IGNORE ? "" : set);
+			assert_int_equal(sqlite3_prepare_v2(c, sql, -1, &s, NULL), SQLITE_OK);
+			sqlite3_bind_int64(s, 1, j + 1);
+			for (int i = 0; i < nv; i++) {
+				sqlite3_bind_value(s, i + 2, vals[i]);
+				sqlite3_value_free(vals[i]);
+			}
+			assert_int_equal(sqlite3_step(s), SQLITE_DONE);
+			sqlite3_finalize(s);
+		}
+		assert_int_equal(rc, SQLITE_DONE);
+		sqlite3_reset(cols);
+	}
+	sqlite3_finalize(cols);
+	sqlite3_close(c);
+}
+
+/* The jobs' rows through the writer, all in one transaction (job i has id
+ * i + 1), and then in arrival order one row at a time: the same content.
+ * create_sql (unless NULL) makes the table by hand first. */
+static void expect_as_in_order(void **state, const char *create_sql, table_mode_t mode,
+                               uint32_t n_key, const char *const *key, const char *const *jobs,
+                               int n_jobs, uint64_t rows)
+{
+	fixture_t *fx = *state;
+	table_spec_t *t = start_keyed(fx, n_jobs, create_sql, mode, n_key, key);
+	for (int j = 0; j < n_jobs; j++)
+		push(fx, done_batch(j + 1, jobs[j], "$[*]"));
+	finish(fx, 0);
+	/* Statistics count the rows received, skipped ones included. */
+	assert_int_equal(atomic_load(&fx->pipe.rows_committed), rows);
+	char ref[160];
+	snprintf(ref, sizeof(ref), "%s/ref.db", fx->dir);
+	apply_in_order(fx->db, ref, jobs, n_jobs, mode, n_key, key);
+	char *got = table_content(fx->db), *want = table_content(ref);
+	assert_string_equal(got, want);
+	free(got);
+	free(want);
+	table_specs_free(t, 1);
+}
+
+/* Repeated keys within and across jobs: rows with the same columns (the
+ * earlier ones are skipped), rows of the same key with fewer or other
+ * columns than the next (they must all go in: the earlier row's "w" or "x"
+ * survives the later row's DO UPDATE), keys equal under the sort but stored
+ * differently (1 and 1.0, 0.0 and -0.0: the first stored wins), the same
+ * value as another type (1, "1", true), NULL keys (never a conflict). The
+ * first row's NULL gives "k" no type: SQLite keeps 1 and "1" apart. */
+static const char *const dedup_jobs[] = {
+	"[{\"k\":null,\"k2\":\"n\",\"v\":0},"
+	"{\"k\":1,\"k2\":\"a\",\"v\":1},{\"k\":1,\"k2\":\"a\",\"v\":2},"
+	"{\"k\":2,\"k2\":\"a\",\"v\":3,\"w\":\"w3\"},{\"k\":1,\"k2\":\"a\",\"v\":4},"
+	"{\"k\":1.0,\"k2\":\"a\",\"v\":5},{\"k\":0.0,\"k2\":\"z\",\"v\":6},"
+	"{\"k\":-0.0,\"k2\":\"z\",\"v\":7},{\"k\":null,\"k2\":\"n\",\"v\":8}]",
+	"[{\"k\":2,\"k2\":\"a\",\"v\":9},{\"k\":\"1\",\"k2\":\"a\",\"v\":10},"
+	"{\"k\":true,\"k2\":\"a\",\"v\":11},{\"k\":null,\"k2\":\"n\",\"v\":12},"
+	"{\"k\":3,\"k2\":\"b\",\"x\":\"x13\",\"v\":14},{\"k\":3,\"k2\":\"b\",\"v\":15}]",
+	"[{\"k\":3,\"k2\":\"b\",\"v\":16},{\"k\":2,\"k2\":\"a\",\"v\":17,\"w\":\"w17\"},"
+	"{\"k\":\"1\",\"k2\":\"a\",\"v\":18},{\"k\":1,\"k2\":\"a\",\"v\":19},"
+	"{\"k2\":\"n\",\"v\":20},{\"k\":4,\"k2\":\"c\",\"v\":21},{\"k\":4,\"k2\":\"c\",\"v\":22}]",
+};
+
+static void test_upsert_skips_replaced_rows_as_in_order(void **state)
+{
+	static const char *const key[] = {"k", "k2"};
+	expect_as_in_order(state, NULL, TABLE_UPSERT, 2, key, dedup_jobs, 3, 22);
+}
+
+static void test_ignore_skips_later_rows_as_in_order(void **state)
+{
+	static const char *const key[] = {"k", "k2"};
+	expect_as_in_order(state, NULL, TABLE_IGNORE, 2, key, dedup_jobs, 3, 22);
+}
+
+/* Keys that SQLite's conversions make equal although they sort apart as
+ * they arrive: "1" after 1 (text after numbers) in a column of INTEGER
+ * affinity, 1 before "1" in a TEXT column, "a" after "B" but equal to "A"
+ * under NOCASE. Sorted, the wrong row of each key would win; such a
+ * transaction keeps arrival order. */
+static const char *const affinity_jobs[] = {
+	"[{\"k\":\"1\",\"v\":1},{\"k\":2,\"v\":2},{\"k\":\"a\",\"v\":3}]",
+	"[{\"k\":1,\"v\":4},{\"k\":\"2\",\"v\":5},{\"k\":\"B\",\"v\":6},{\"k\":\"A\",\"v\":7}]",
+};
+
+static void test_integer_key_column_gets_text_keys_in_order(void **state)
+{
+	static const char *const key[] = {"k"};
+	static const char *const jobs[] = {
+		"[{\"k\":3,\"v\":1},{\"k\":\"1\",\"v\":2},{\"k\":1,\"v\":3}]"};
+	expect_as_in_order(state, NULL, TABLE_UPSERT, 1, key, jobs, 1, 3);
+	fixture_t *fx = *state;
+	/* The writer made "k" INTEGER from the first row's 3. */
+	expect_query(fx->db, "SELECT type FROM pragma_table_info('kv') WHERE name = 'k'", "INTEGER");
+}
+
+static void test_key_conversions_keep_arrival_order_upsert(void **state)
+{
+	static const char *const key[] = {"k"};
+	expect_as_in_order(state, "CREATE TABLE kv (_job INTEGER, k INTEGER, v)", TABLE_UPSERT, 1,
+	                   key, affinity_jobs, 2, 7);
+}
+
+static void test_key_conversions_keep_arrival_order_text(void **state)
+{
+	static const char *const key[] = {"k"};
+	expect_as_in_order(state, "CREATE TABLE kv (_job INTEGER, k TEXT, v)", TABLE_IGNORE, 1,
+	                   key, affinity_jobs, 2, 7);
+}
+
+static void test_key_conversions_keep_arrival_order_nocase(void **state)
+{
+	static const char *const key[] = {"k"};
+	expect_as_in_order(state, "CREATE TABLE kv (_job INTEGER, k COLLATE NOCASE, v)",
+	                   TABLE_UPSERT, 1, key, affinity_jobs, 2, 7);
+}
+
+/* A REAL column stores integers as doubles: 2^53 + 1 arrives first and
+ * becomes 2^53, which the later integer 2^53 then replaces; sorted, the
+ * later row would go in first and lose. */
+static void test_key_conversions_keep_arrival_order_real(void **state)
+{
+	static const char *const key[] = {"k"};
+	static const char *const jobs[] = {
+		"[{\"k\":9007199254740993,\"v\":1},{\"k\":9007199254740992,\"v\":2}]"};
+	expect_as_in_order(state, "CREATE TABLE kv (_job INTEGER, k REAL, v)", TABLE_UPSERT, 1,
+	                   key, jobs, 1, 2);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -704,6 +911,13 @@ int main(void)
 		T(test_mixed_type_keys_sort_as_sqlite_orders_them),
 		T(test_refused_job_in_sorted_transaction_fails_alone),
 		T(test_refused_job_after_rows_went_in_fails_alone),
+		T(test_upsert_skips_replaced_rows_as_in_order),
+		T(test_ignore_skips_later_rows_as_in_order),
+		T(test_integer_key_column_gets_text_keys_in_order),
+		T(test_key_conversions_keep_arrival_order_upsert),
+		T(test_key_conversions_keep_arrival_order_text),
+		T(test_key_conversions_keep_arrival_order_nocase),
+		T(test_key_conversions_keep_arrival_order_real),
 		T(test_checkpoints_apply_once),
 		T(test_old_database_gets_checkpoint_columns),
 		T(test_refused_checkpoint_fails_the_stream),
