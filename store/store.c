@@ -124,6 +124,9 @@ static double unix_now(void)
  * read-only directory, a file system without shared memory). */
 static int set_pragmas(store_t *st, char *err, size_t cap)
 {
+	/* The busy timeout first: switching to WAL (and reading the schema)
+	 * needs a lock that a reader polling the new file can hold for a moment. */
+	store_set_patience(st, store_busy_patience_ms());
 	sqlite3_stmt *s;
 	if (sqlite3_prepare_v2(st->db, "PRAGMA journal_mode=WAL", -1, &s, NULL) != SQLITE_OK) {
 		db_err(st, err, cap);
@@ -141,7 +144,6 @@ static int set_pragmas(store_t *st, char *err, size_t cap)
 		snprintf(err, cap, "%s: cannot switch the database to WAL mode", st->path);
 		return -1;
 	}
-	store_set_patience(st, store_busy_patience_ms());
 	char sql[128];
 	snprintf(sql, sizeof(sql), "PRAGMA synchronous=NORMAL; PRAGMA journal_size_limit=%d;",
 	         STORE_JOURNAL_SIZE_LIMIT_BYTES);
