@@ -197,6 +197,17 @@ static int get_u32(load_t *ld, uint32_t n, const char *key, uint32_t lo, uint32_
 	return 0;
 }
 
+/* Seconds from lo to hi, fractions allowed (like the flags' values). */
+static int get_secs(load_t *ld, uint32_t n, const char *key, double lo, double hi, double *out)
+{
+	double x;
+	if (json_type(&ld->doc, n) != JSON_NUMBER || json_number_double(&ld->doc, n, &x) != 0 ||
+	    !(x >= lo && x <= hi))
+		return fail(ld, n, key, "expected seconds from %g to %g", lo, hi);
+	*out = x;
+	return 0;
+}
+
 /* Walks an object's members: for each, *name (unescaped, NUL-terminated,
  * at most name_cap - 1 bytes) and its value node. Duplicate names are
  * refused: the second would silently win otherwise. */
@@ -453,13 +464,8 @@ static int http_member(load_t *ld, const char *key, const char *name, uint32_t v
 		return get_u32(ld, val, key, 1, 1000, &jf->retries);
 	}
 	if (!strcmp(name, "timeout_s")) {
-		double x;
-		if (json_type(&ld->doc, val) != JSON_NUMBER ||
-		    json_number_double(&ld->doc, val, &x) != 0 || !(x >= 0.01 && x <= 86400.0))
-			return fail(ld, val, key, "expected seconds from 0.01 to 86400");
 		jf->has_timeout = true;
-		jf->timeout_s = x;
-		return 0;
+		return get_secs(ld, val, key, 0.01, 86400.0, &jf->timeout_s);
 	}
 	if (!strcmp(name, "cacert"))
 		return get_path(ld, val, key, &jf->cacert);
@@ -821,7 +827,11 @@ static int root_member(load_t *ld, const char *key, const char *name, uint32_t v
 		return each_member(ld, val, key, http_member, NULL);
 	if (!strcmp(name, "tables"))
 		return load_tables(ld, val);
-	return unknown_key(ld, val, key, "source, db, raw, http, tables");
+	if (!strcmp(name, "db_timeout_s")) { /* as --db-timeout */
+		jf->has_db_timeout = true;
+		return get_secs(ld, val, key, 0.0, 86400.0, &jf->db_timeout_s);
+	}
+	return unknown_key(ld, val, key, "source, db, raw, http, tables, db_timeout_s");
 }
 
 /* The directory part of path ("." for a bare name) and "job:" + the
@@ -942,6 +952,8 @@ int jobfile_apply(const jobfile_t *jf, run_opts_t *o)
 		o->retries = jf->retries;
 	if (jf->has_timeout && !(o->set & OPT_SET_TIMEOUT))
 		o->timeout_s = jf->timeout_s;
+	if (jf->has_db_timeout && o->db_timeout_s < 0.0) /* < 0: no --db-timeout */
+		o->db_timeout_s = jf->db_timeout_s;
 	if (jf->kind == JOBFILE_SOURCE_NONE && !(o->set & OPT_SET_URLS)) {
 		fprintf(stderr, "ringfill run: %s: no \"source\" in the job file and no --urls\n",
 		        jf->path);

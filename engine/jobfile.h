@@ -46,6 +46,8 @@ typedef struct {
 	bool has_concurrency, has_per_host, has_retries, has_timeout;
 	uint32_t concurrency, per_host, retries;
 	double timeout_s;
+	bool has_db_timeout; /* "db_timeout_s": as --db-timeout, which overrides it */
+	double db_timeout_s;
 	char *header_names[JOBFILE_HEADERS_MAX], *header_values[JOBFILE_HEADERS_MAX];
 	uint32_t n_headers;
 	table_spec_t *tables; /* NULL (n_tables 0): "tables" absent, --rows/--table decide */

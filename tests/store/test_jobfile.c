@@ -305,6 +305,12 @@ static void test_errors_name_line_and_key(void **state)
 	expect_error("{\"source\": {\"urls\": \"u\"},\n\"http\": {\"retries\": 0}}",
 	             "2: http.retries: expected a whole number from 1 to 1000");
 	expect_error("{\"source\": {\"urls\": \"u\"},\n\n\"dbb\": \"x\"}", "3: dbb: unknown key");
+	expect_error("{\"source\": {\"urls\": \"u\"},\n\"db_timeout_s\": -1}",
+	             "2: db_timeout_s: expected seconds from 0 to 86400");
+	expect_error("{\"source\": {\"urls\": \"u\"},\n\n\"db_timeout_s\": \"5\"}",
+	             "3: db_timeout_s: expected seconds from 0 to 86400");
+	expect_error("{\"source\": {\"urls\": \"u\"}, \"db_timeout_s\": 86400.5}",
+	             "1: db_timeout_s: expected seconds from 0 to 86400");
 	expect_error("{\"source\": {\"urls\": \"u\"}, // fine\n\"db\": \"x\",\n}",
 	             "2: not valid JSON: trailing comma");
 	expect_error("// only a comment\n[1]", "2: expected a JSON object");
@@ -330,6 +336,21 @@ static void test_command_line_overrides(void **state)
 	assert_int_equal(o.retries, 2);
 	assert_int_equal(o.concurrency, 9);
 	assert_string_equal(o.headers, "x-a: cli\r\nX-B: b\r\n");
+	jobfile_free(jf);
+
+	/* db_timeout_s: the file's unless --db-timeout is given. */
+	assert_int_equal(load("{\"source\": {\"urls\": \"u\"}, \"db_timeout_s\": 7.5}", &jf, err,
+	                      sizeof(err)),
+	                 0);
+	char *argv_f[] = {"run", "job.json", NULL};
+	assert_int_equal(options_parse_run(2, argv_f, &o), 0);
+	assert_true(o.db_timeout_s < 0.0);
+	assert_int_equal(jobfile_apply(jf, &o), 0);
+	assert_true(o.db_timeout_s == 7.5);
+	char *argv_c[] = {"run", "job.json", "--db-timeout", "0", NULL};
+	assert_int_equal(options_parse_run(4, argv_c, &o), 0);
+	assert_int_equal(jobfile_apply(jf, &o), 0);
+	assert_true(o.db_timeout_s == 0.0);
 	jobfile_free(jf);
 
 	/* --rows/--table and a file's tables: which would win is not obvious. */
