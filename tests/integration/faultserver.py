@@ -83,7 +83,6 @@ import argparse
 import collections
 import email.utils
 import gzip
-import http.server
 import math
 import os
 import socket
@@ -119,19 +118,15 @@ BAD_JSON = {              # invalid JSON, one kind per name
 }
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
+class Handler(harness.TlsHandler):
     protocol_version = "HTTP/1.1"  # keep-alive unless a mode says otherwise
     timeout = SOCKET_TIMEOUT_S
     server_version = "faultserver/1"
 
     def setup(self):
-        # The listening socket does not handshake in accept() (that would let
-        # one slow client stall every other); do it here, in this thread.
-        self.request.settimeout(SOCKET_TIMEOUT_S)
-        self.request.do_handshake()
+        super().setup()  # the TLS handshake, in this thread
         with self.server.lock:
             self.server.connections += 1
-        super().setup()
 
     def log_message(self, fmt, *args):
         if self.server.verbose:
@@ -394,38 +389,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(b"0;last=1\r\nX-Checksum: none\r\n\r\n")
 
 
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    # socketserver's default backlog of 5 drops SYNs when a client opens many
-    # connections at once, which looks like a connect timeout.
-    request_queue_size = 256
-
-    def handle_error(self, request, client_address):
-        # A client that rejects our certificate or hangs up mid-body is part
-        # of the tests, not a server bug: say so only when asked.
-        if self.verbose:
-            super().handle_error(request, client_address)
-
-
-class FaultServer:
+class FaultServer(harness.TlsServer):
     """A threaded HTTPS server on a free loopback port; a context manager."""
+    handler = Handler
+    name = "faultserver"
 
     def __init__(self, root, pki, verbose=False, limit_retry_after=2):
+        super().__init__(pki)
         self.root = os.path.realpath(root)
-        self.pki = pki
         self.verbose = verbose
         self.limit_retry_after = limit_retry_after  # seconds, or "date"
-        self.httpd = None
-        self.thread = None
-        self.port = None
-
-    def url(self, path):
-        return "https://127.0.0.1:%d/%s" % (self.port, path.lstrip("/"))
-
-    @property
-    def hits(self):
-        with self.httpd.lock:
-            return dict(self.httpd.hits)
 
     @property
     def ranges(self):
@@ -467,16 +440,9 @@ class FaultServer:
             self.httpd.limit_until = None
             self.httpd.gate.clear()
 
-    def start(self):
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        ctx.load_cert_chain(self.pki.server_cert, self.pki.server_key)
-        httpd = _Server(("127.0.0.1", 0), Handler)
-        httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True,
-                                       do_handshake_on_connect=False)
+    def prepare(self, httpd):
         httpd.root = self.root
         httpd.verbose = self.verbose
-        httpd.lock = threading.Lock()
         httpd.hits = collections.Counter()
         httpd.ranges = collections.defaultdict(list)
         httpd.gz_cache = (-1, b"")
@@ -487,31 +453,10 @@ class FaultServer:
         httpd.gate = threading.Event()
         httpd.limit_retry_after = self.limit_retry_after
         httpd.limit_first = httpd.limit_until = httpd.limit_value = None
-        self.httpd = httpd
-        self.port = httpd.server_address[1]
-        self.thread = threading.Thread(target=httpd.serve_forever,
-                                       kwargs={"poll_interval": 0.1}, daemon=True)
-        self.thread.start()
-        if not harness.wait_port(self.port):
-            self.stop()
-            raise RuntimeError("faultserver did not start")
-        return self
 
-    def stop(self):
-        if self.httpd is not None:
-            self.httpd.stopping.set()  # releases stalled handlers
-            self.httpd.gate.set()
-            self.httpd.shutdown()
-            self.httpd.server_close()
-            self.thread.join(timeout=harness.STOP_TIMEOUT_S)
-            self.httpd = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-        return False
+    def release(self, httpd):
+        httpd.stopping.set()  # releases stalled handlers
+        httpd.gate.set()
 
 
 def _cli():

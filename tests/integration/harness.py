@@ -13,14 +13,17 @@ Used by tests/integration/test_*.py and scripts/demo.py. As a CLI:
 
 import argparse
 import contextlib
+import http.server
 import os
 import shutil
 import signal
 import socket
 import sqlite3
+import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -253,6 +256,101 @@ class Nginx:
             self._stderr = None
         if self._own_work:
             shutil.rmtree(self.work, ignore_errors=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+
+# ------------------------------------------------- Python test servers --
+
+class TlsHandler(http.server.BaseHTTPRequestHandler):
+    """A request handler on a TlsServer: HTTP/1.1 (keep-alive), a socket
+    timeout, and the TLS handshake done here, in the connection's thread."""
+    protocol_version = "HTTP/1.1"
+    timeout = 10.0
+
+    def setup(self):
+        # The listening socket does not handshake in accept() (that would let
+        # one slow client stall every other); do it here, in this thread.
+        self.request.settimeout(self.timeout)
+        self.request.do_handshake()
+        super().setup()
+
+
+class _ThreadingServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    # socketserver's default backlog of 5 drops SYNs when a client opens many
+    # connections at once, which looks like a connect timeout.
+    request_queue_size = 256
+    verbose = False
+
+    def handle_error(self, request, client_address):
+        # A client that rejects our certificate or hangs up mid-body is part
+        # of the tests, not a server bug: say so only when asked.
+        if self.verbose:
+            super().handle_error(request, client_address)
+
+
+class TlsServer:
+    """A threaded HTTPS server on a free loopback port with the PKI's server
+    certificate; a context manager. Subclasses set `handler` (a TlsHandler)
+    and `name`, put their state on the server in prepare(httpd) (handlers
+    read it as self.server.X) and free waiting handlers in release(httpd)."""
+    handler = TlsHandler
+    name = "test server"
+
+    def __init__(self, pki):
+        self.pki = pki
+        self.httpd = None
+        self.thread = None
+        self.port = None
+
+    def url(self, path):
+        return "https://127.0.0.1:%d/%s" % (self.port, path.lstrip("/"))
+
+    @property
+    def hits(self):
+        """Requests per path (with its query), for servers that count them
+        in httpd.hits."""
+        with self.httpd.lock:
+            return dict(self.httpd.hits)
+
+    def prepare(self, httpd):
+        pass
+
+    def release(self, httpd):
+        pass
+
+    def start(self):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(self.pki.server_cert, self.pki.server_key)
+        httpd = _ThreadingServer(("127.0.0.1", 0), self.handler)
+        httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True,
+                                       do_handshake_on_connect=False)
+        httpd.lock = threading.Lock()
+        self.prepare(httpd)
+        self.httpd = httpd
+        self.port = httpd.server_address[1]
+        self.thread = threading.Thread(target=httpd.serve_forever,
+                                       kwargs={"poll_interval": 0.1}, daemon=True)
+        self.thread.start()
+        if not wait_port(self.port):
+            self.stop()
+            raise RuntimeError("%s did not start" % self.name)
+        return self
+
+    def stop(self):
+        if self.httpd is not None:
+            self.release(self.httpd)
+            self.httpd.shutdown()
+            self.httpd.server_close()
+            self.thread.join(timeout=STOP_TIMEOUT_S)
+            self.httpd = None
 
     def __enter__(self):
         return self.start()

@@ -25,12 +25,9 @@ Every request is counted per path with its query (PageServer.hits). TLS
 uses the harness's server certificate, so clients trust the test CA.
 """
 
-import http.server
 import json
 import random
-import ssl
 import sys
-import threading
 import time
 import urllib.parse
 import os
@@ -79,15 +76,7 @@ def offset_of(cursor):
     return 0 if cursor == "start" else int(cursor[2:].split(" ")[0])
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    timeout = 10.0
-
-    def setup(self):
-        self.request.settimeout(10.0)
-        self.request.do_handshake()
-        super().setup()
-
+class Handler(harness.TlsHandler):
     def log_message(self, fmt, *args):
         pass
 
@@ -143,61 +132,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self._send(200, doc)
 
 
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 256
-
-    def handle_error(self, request, client_address):
-        pass
-
-
-class PageServer:
+class PageServer(harness.TlsServer):
     """A threaded HTTPS server on a free loopback port; a context manager."""
+    handler = Handler
+    name = "pageserver"
 
     def __init__(self, pki, count, seed):
-        self.pki = pki
+        super().__init__(pki)
         self.items = make_items(count, seed)
-        self.httpd = None
 
-    def url(self, path):
-        return "https://127.0.0.1:%d/%s" % (self.port, path.lstrip("/"))
-
-    @property
-    def hits(self):
-        with self.httpd.lock:
-            return dict(self.httpd.hits)
-
-    def start(self):
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        ctx.load_cert_chain(self.pki.server_cert, self.pki.server_key)
-        httpd = _Server(("127.0.0.1", 0), Handler)
-        httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True,
-                                       do_handshake_on_connect=False)
-        httpd.lock = threading.Lock()
+    def prepare(self, httpd):
         httpd.hits = {}
         httpd.items = self.items
         httpd.by_did = {it["did"]: it for it in self.items}
-        self.httpd = httpd
-        self.port = httpd.server_address[1]
-        self.thread = threading.Thread(target=httpd.serve_forever,
-                                       kwargs={"poll_interval": 0.1}, daemon=True)
-        self.thread.start()
-        if not harness.wait_port(self.port):
-            self.stop()
-            raise RuntimeError("pageserver did not start")
-        return self
-
-    def stop(self):
-        if self.httpd is not None:
-            self.httpd.shutdown()
-            self.httpd.server_close()
-            self.thread.join(timeout=harness.STOP_TIMEOUT_S)
-            self.httpd = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-        return False
