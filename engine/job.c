@@ -136,6 +136,9 @@ void loop_flush_ready(loop_t *l)
 		batch_t *b = j->batch;
 		/* Read before the push: from then on the writer may free it. */
 		bool done = b->kind == BATCH_JOB_DONE;
+		if (done) /* how the raw file and sha256 hold the body */
+			snprintf(b->content_encoding, sizeof b->content_encoding, "%s",
+			         j->resp.content_encoding);
 		uint32_t rows = b->n_rows, emits = b->n_emit;
 		/* Counted before the push: the writer settles it (writer.h). */
 		if (emits)

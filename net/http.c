@@ -202,6 +202,22 @@ static void on_connection(const char *v, size_t n, head_state_t *st)
 	}
 }
 
+/* Appends a coding, lower-cased, to the list kept as sent ("gzip",
+ * "gzip, br"); a list that does not fit becomes "unknown", still not
+ * identity for whoever reads the raw file. */
+static void coding_add(char list[HTTP_CODINGS_BYTES_MAX], const char *el, size_t n)
+{
+	size_t len = strlen(list), sep = len ? 2 : 0;
+	if (!strcmp(list, "unknown") || len + sep + n >= HTTP_CODINGS_BYTES_MAX) {
+		snprintf(list, HTTP_CODINGS_BYTES_MAX, "unknown");
+		return;
+	}
+	memcpy(list + len, ", ", sep);
+	for (size_t i = 0; i < n; i++)
+		list[len + sep + i] = el[i] >= 'A' && el[i] <= 'Z' ? (char)(el[i] - 'A' + 'a') : el[i];
+	list[len + sep + n] = '\0';
+}
+
 /* gzip only when it is the one coding applied (identity aside): a body with
  * codings we cannot undo is passed on as is and fails JSON parsing there. */
 static void on_content_encoding(const char *v, size_t n, http_response_t *r)
@@ -215,6 +231,7 @@ static void on_content_encoding(const char *v, size_t n, http_response_t *r)
 			continue;
 		codings++;
 		gzip = name_is(el, el_len, "gzip") || name_is(el, el_len, "x-gzip");
+		coding_add(r->content_encoding, el, el_len);
 	}
 	r->gzip = codings == 1 && gzip;
 }

@@ -20,6 +20,7 @@
 #define HTTP_HEADERS_MAX 100u
 #define HTTP_CHUNK_LINE_BYTES_MAX 1024u /* chunk-size line incl. extensions */
 #define HTTP_VALIDATOR_BYTES_MAX 256u   /* an ETag or Last-Modified we keep */
+#define HTTP_CODINGS_BYTES_MAX 32u      /* the Content-Encoding list we keep */
 
 typedef struct {
 	int status;             /* 100..599 */
@@ -28,6 +29,9 @@ typedef struct {
 	bool chunked;           /* Transfer-Encoding: chunked (last coding) */
 	bool close;             /* connection closes after this response */
 	bool gzip;              /* Content-Encoding: gzip */
+	/* The codings of Content-Encoding as sent, identity left out, lower-cased,
+	 * ", "-separated ("unknown" when longer); "" for identity. */
+	char content_encoding[HTTP_CODINGS_BYTES_MAX];
 	char content_type[128]; /* media type, lower-cased, parameters dropped; "" if none */
 	char retry_after[64];   /* Retry-After verbatim; "" if none */
 	char location[2048];    /* Location verbatim; "" if none (truncated: error) */

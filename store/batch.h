@@ -114,6 +114,7 @@ typedef struct batch {
 	uint64_t body_bytes;                 /* bytes of the body as stored */
 	char sha256_hex[65];                 /* of the body as stored, "" if none */
 	char raw_path[BATCH_PATH_BYTES_MAX]; /* "" when --raw is not used */
+	char content_encoding[32];           /* the body's codings as sent, "" for identity */
 	/* BATCH_JOB_CHECKPOINT: the rows are those of records ckpt_from..
 	 * ckpt_records; applied only when the job's committed checkpoint is
 	 * still ckpt_from records (so a batch can never be applied twice). */

@@ -106,6 +106,40 @@ static int status_jobs(status_t *s)
 	return rc == SQLITE_DONE ? 0 : db_fail(s);
 }
 
+/* Done jobs whose body is stored as sent with a content coding (the raw file
+ * and sha256 are of the coded bytes: `gzip -d` reads a "gzip" one back). A
+ * database from before the column has none. */
+static int status_codings(status_t *s)
+{
+	static const char sql[] =
+		"SELECT content_encoding, count(*) FROM _ringfill_jobs WHERE state='done'"
+		" AND content_encoding IS NOT NULL GROUP BY 1 ORDER BY 1";
+	sqlite3_stmt *q = NULL;
+	bool old = sqlite3_prepare_v2(s->db, sql, -1, &q, NULL) != SQLITE_OK;
+	printf(s->json ? ",\"content_encodings\":{" : "");
+	s->first = true;
+	int rc = SQLITE_DONE;
+	while (!old && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+		const char *coding = (const char *)sqlite3_column_text(q, 0);
+		long long n = sqlite3_column_int64(q, 1);
+		if (s->json) {
+			list_sep(s);
+			json_str(coding);
+			printf(":%lld", n);
+		} else {
+			printf("%s %s %lld", s->first ? "bodies stored with a content coding:" : ",",
+			       coding, n);
+			s->first = false;
+		}
+	}
+	if (s->json)
+		putchar('}');
+	else if (!s->first)
+		putchar('\n');
+	sqlite3_finalize(q);
+	return rc == SQLITE_DONE ? 0 : db_fail(s);
+}
+
 /* Failures grouped by class and exact reason, with one URL to try by hand. */
 static int status_failures(status_t *s)
 {
@@ -344,6 +378,8 @@ int status_main(int argc, char **argv)
 	}
 	if (rc == 0)
 		rc = status_jobs(&s);
+	if (rc == 0)
+		rc = status_codings(&s);
 	if (rc == 0)
 		rc = status_failures(&s);
 	if (rc == 0)

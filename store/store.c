@@ -45,7 +45,7 @@ static const char *const schema_sql =
 	" error_class TEXT CHECK (error_class IN ('transient','permanent')),"
 	" error TEXT, bytes INTEGER, sha256 TEXT, raw_path TEXT, vars TEXT,"
 	" updated_at REAL, ckpt_offset INTEGER, ckpt_records INTEGER, ckpt_validator TEXT,"
-	" UNIQUE(source, key));"
+	" content_encoding TEXT, UNIQUE(source, key));"
 	"CREATE INDEX IF NOT EXISTS _ringfill_jobs_source_state"
 	" ON _ringfill_jobs(source, state, id);"
 	"CREATE TABLE IF NOT EXISTS _ringfill_columns ("
@@ -154,31 +154,38 @@ static int set_pragmas(store_t *st, char *err, size_t cap)
 	return 0;
 }
 
-/* A database made before checkpoints (issue 5) lacks their columns: they are
- * added, NULL for every existing job. */
-static int ckpt_columns_add(store_t *st)
+/* A database made before checkpoints (issue 5) lacks their columns, one
+ * made before the coding was recorded lacks content_encoding: each missing
+ * column is added, NULL for every existing job. */
+static int columns_add(store_t *st)
 {
-	static const char *const cols[] = {"ckpt_offset INTEGER", "ckpt_records INTEGER",
-	                                   "ckpt_validator TEXT"};
+	static const char *const cols[][2] = {
+		{"ckpt_offset", "INTEGER"},
+		{"ckpt_records", "INTEGER"},
+		{"ckpt_validator", "TEXT"},
+		{"content_encoding", "TEXT"},
+	};
 	sqlite3_stmt *s;
 	int rc = sqlite3_prepare_v2(st->db, "SELECT 1 FROM pragma_table_info('_ringfill_jobs')"
-	                                    " WHERE name='ckpt_offset'",
+	                                    " WHERE name=?1",
 	                            -1, &s, NULL);
-	if (rc != SQLITE_OK)
-		return rc;
-	rc = sqlite3_step(s);
-	sqlite3_finalize(s);
-	if (rc == SQLITE_ROW)
-		return SQLITE_OK;
-	if (rc != SQLITE_DONE)
-		return rc;
-	for (size_t i = 0; i < sizeof(cols) / sizeof(cols[0]); i++) {
+	for (size_t i = 0; rc == SQLITE_OK && i < sizeof(cols) / sizeof(cols[0]); i++) {
+		sqlite3_reset(s);
+		sqlite3_bind_text(s, 1, cols[i][0], -1, SQLITE_STATIC);
+		rc = sqlite3_step(s);
+		if (rc == SQLITE_ROW) {
+			rc = SQLITE_OK;
+			continue;
+		}
+		if (rc != SQLITE_DONE)
+			break;
 		char sql[128];
-		snprintf(sql, sizeof(sql), "ALTER TABLE _ringfill_jobs ADD COLUMN %s", cols[i]);
-		if ((rc = sqlite3_exec(st->db, sql, NULL, NULL, NULL)) != SQLITE_OK)
-			return rc;
+		snprintf(sql, sizeof(sql), "ALTER TABLE _ringfill_jobs ADD COLUMN %s %s", cols[i][0],
+		         cols[i][1]);
+		rc = sqlite3_exec(st->db, sql, NULL, NULL, NULL);
 	}
-	return SQLITE_OK;
+	sqlite3_finalize(s);
+	return rc;
 }
 
 int store_open(const char *path, store_t **out, char *err, size_t err_cap)
@@ -202,7 +209,7 @@ int store_open(const char *path, store_t **out, char *err, size_t err_cap)
 	if (set_pragmas(st, err, err_cap) != 0)
 		goto fail;
 	if (sqlite3_exec(st->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK ||
-	    ckpt_columns_add(st) != SQLITE_OK ||
+	    columns_add(st) != SQLITE_OK ||
 	    sqlite3_prepare_v3(st->db,
 	                       "SELECT id, attempts, url, key, vars, ckpt_offset, ckpt_records,"
 	                       " ckpt_validator FROM _ringfill_jobs"

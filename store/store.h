@@ -11,7 +11,9 @@
  *   http_status INTEGER, error_class TEXT ('transient','permanent',NULL),
  *   error TEXT, bytes INTEGER, sha256 TEXT, raw_path TEXT, vars TEXT (JSON),
  *   updated_at REAL (unix seconds), ckpt_offset INTEGER, ckpt_records INTEGER,
- *   ckpt_validator TEXT (a streamed NDJSON job's checkpoint), UNIQUE(source, key). */
+ *   ckpt_validator TEXT (a streamed NDJSON job's checkpoint), content_encoding TEXT
+ *   (the body's Content-Encoding as sent, e.g. "gzip"; NULL for identity),
+ *   UNIQUE(source, key). */
 #ifndef RF_STORE_H
 #define RF_STORE_H
 

@@ -1233,6 +1233,7 @@ static int job_mark_done(writer_t *w, const batch_t *b)
 	bind_text_or_null(s, 5, b->raw_path);
 	sqlite3_bind_double(s, 6, unix_now());
 	sqlite3_bind_int64(s, 7, b->job_id);
+	bind_text_or_null(s, 9, b->content_encoding);
 	int rc = sqlite3_step(s);
 	sqlite3_reset(s);
 	if (rc != SQLITE_DONE)
@@ -1931,7 +1932,8 @@ static int writer_prepare(writer_t *w)
 {
 #define DONE_SET                                                                        \
 	"UPDATE _ringfill_jobs SET state='done', attempts=?1, http_status=?2, bytes=?3,"    \
-	" sha256=?4, raw_path=?5, error=NULL, error_class=NULL, updated_at=?6 WHERE id=?7"
+	" sha256=?4, raw_path=?5, error=NULL, error_class=NULL, updated_at=?6,"             \
+	" content_encoding=?9 WHERE id=?7"
 	static const char done_sql[] = DONE_SET " AND state<>'done'";
 	static const char done_ckpt_sql[] =
 		DONE_SET " AND state='pending' AND coalesce(ckpt_records, 0)=?8";

@@ -3,8 +3,10 @@
 
 A throw-away PKI made with the openssl CLI (a CA, a server certificate for
 localhost/127.0.0.1 and one whose only name is wrong.invalid), free loopback
-ports, a real nginx serving a directory over TLS, and small helpers to run the
-ringfill binary and read its database. Standard library only.
+ports, a real nginx serving a directory over TLS (gzip on when asked), the
+start and stop of the Python test servers (TlsServer: faultserver.py,
+pageserver.py), and small helpers to run the ringfill binary and read its
+database. Standard library only.
 
 Used by tests/integration/test_*.py and scripts/demo.py. As a CLI:
     python3 harness.py serve DIR [--work W]   serve DIR over TLS until Ctrl-C
@@ -151,7 +153,7 @@ http {{
     uwsgi_temp_path {work}/tmp/uwsgi;
     scgi_temp_path {work}/tmp/scgi;
     sendfile on;
-    gzip off;
+    {gzip}
     keepalive_timeout 65s;
     keepalive_requests 100000;
     ssl_protocols TLSv1.2 TLSv1.3;
@@ -187,12 +189,15 @@ class Nginx:
         with Nginx(root, pki) as ng:
             ng.url("archives/x.json")
 
+    gzip=True makes nginx gzip JSON and NDJSON bodies for clients that ask.
+
     work (a directory for config, logs, pid and temp files) defaults to a new
     temporary directory that stop() removes."""
 
-    def __init__(self, root, pki, work=None):
+    def __init__(self, root, pki, work=None, gzip=False):
         self.root = os.path.abspath(root)
         self.pki = pki
+        self.gzip = gzip  # gzip every JSON/NDJSON response (Content-Encoding: gzip)
         self._own_work = work is None
         self.work = os.path.abspath(work) if work else tempfile.mkdtemp(prefix="rf-nginx-")
         self.port = None
@@ -213,7 +218,9 @@ class Nginx:
         user_line = "user root root;" if os.geteuid() == 0 else ""
         for sub in ("tmp", "tmp/body", "tmp/proxy", "tmp/fastcgi", "tmp/uwsgi", "tmp/scgi"):
             os.makedirs(os.path.join(self.work, sub), exist_ok=True)
-        conf = NGINX_CONF.format(user_line=user_line, work=self.work, root=self.root,
+        gzip = ("gzip on; gzip_min_length 0; gzip_types application/json application/x-ndjson;"
+                if self.gzip else "gzip off;")
+        conf = NGINX_CONF.format(user_line=user_line, work=self.work, root=self.root, gzip=gzip,
                                  port=self.port, wrong_port=self.wrong_port,
                                  server_cert=self.pki.server_cert,
                                  server_key=self.pki.server_key,
@@ -425,6 +432,11 @@ def jobs(path):
     """All rows of _ringfill_jobs as dicts, in id order."""
     with open_db(path) as con:
         return [dict(r) for r in con.execute("SELECT * FROM _ringfill_jobs ORDER BY id")]
+
+
+def new_dir(parent):
+    """A new, empty directory under parent for one test's files."""
+    return tempfile.mkdtemp(prefix="w", dir=parent)
 
 
 def count_rows(path, table):

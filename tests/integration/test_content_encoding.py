@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""_ringfill_jobs.content_encoding: the coding a body was sent and stored with.
+
+Against a real nginx with gzip on, every done job records "gzip", its raw
+file (--raw, parsed run or --download-only) is the body as sent and gunzips
+to the served document, and its sha256 and bytes are of the coded body; a
+plain nginx records NULL (identity); a database made before the column is
+upgraded in place (the column added, old jobs NULL) and then filled.
+`ringfill status --json` counts the codings.
+
+Needs $RINGFILL (the binary; meson sets it); exits 77 (skip) without it.
+Run alone: RINGFILL=build/engine/ringfill python3 tests/integration/test_content_encoding.py
+"""
+
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import describe, run_ringfill  # noqa: E402
+
+COUNT = 12
+SEED = 29
+
+# _ringfill_jobs as store/store.c made it before content_encoding.
+OLD_SCHEMA = """
+CREATE TABLE _ringfill_jobs (
+ id INTEGER PRIMARY KEY, source TEXT NOT NULL, key TEXT NOT NULL, url TEXT,
+ state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending','done','failed')),
+ attempts INTEGER NOT NULL DEFAULT 0, http_status INTEGER,
+ error_class TEXT CHECK (error_class IN ('transient','permanent')),
+ error TEXT, bytes INTEGER, sha256 TEXT, raw_path TEXT, vars TEXT,
+ updated_at REAL, ckpt_offset INTEGER, ckpt_records INTEGER, ckpt_validator TEXT,
+ UNIQUE(source, key));
+CREATE INDEX _ringfill_jobs_source_state ON _ringfill_jobs(source, state, id);
+CREATE TABLE _ringfill_columns (tbl TEXT NOT NULL, key TEXT NOT NULL, col TEXT NOT NULL,
+ PRIMARY KEY(tbl, key));
+INSERT INTO _ringfill_jobs (source, key, url, state, bytes, sha256)
+ VALUES ('old.txt', 'https://old/1', 'https://old/1', 'done', 3, 'x');
+"""
+
+
+def setUpModule():
+    harness.skip_unless_ringfill()
+
+
+class ContentEncoding(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="rf-coding-")
+        cls.addClassCleanup(shutil.rmtree, cls.tmp, True)
+        cls.data = os.path.join(cls.tmp, "data")
+        cls.manifest = harness.gen_dataset(cls.data, COUNT, SEED)
+        cls.pki = harness.make_pki(os.path.join(cls.tmp, "pki"))
+        cls.gz = harness.Nginx(cls.data, cls.pki, work=os.path.join(cls.tmp, "ngz"), gzip=True)
+        cls.gz.start()
+        cls.addClassCleanup(cls.gz.stop)
+        cls.plain = harness.Nginx(cls.data, cls.pki, work=os.path.join(cls.tmp, "nplain"))
+        cls.plain.start()
+        cls.addClassCleanup(cls.plain.stop)
+
+    def workdir(self):
+        return harness.new_dir(self.tmp)
+
+    def run_ok(self, ng, d, extra):
+        urls = harness.write_lines(os.path.join(d, "urls.txt"),
+                                   [ng.url(f["path"]) for f in self.manifest["files"]])
+        db = os.path.join(d, "out.db")
+        p = run_ringfill(["run", "--urls", urls, "--db", db, "--raw", "raw",
+                          "--cacert", self.pki.ca_cert, "--quiet"] + extra, cwd=d)
+        self.assertEqual(p.returncode, 0, describe(p))
+        return db
+
+    def served(self, ng):
+        """url -> the served file's bytes."""
+        out = {}
+        for f in self.manifest["files"]:
+            with open(os.path.join(self.data, f["path"]), "rb") as fh:
+                out[ng.url(f["path"])] = fh.read()
+        return out
+
+    def status_codings(self, db):
+        p = run_ringfill(["status", "--json", db])
+        self.assertEqual(p.returncode, 0, describe(p))
+        return json.loads(p.stdout)["content_encodings"]
+
+    def check_gzip_jobs(self, d, db):
+        served = self.served(self.gz)
+        jobs = [j for j in harness.jobs(db) if j["source"] != "old.txt"]
+        self.assertEqual(len(jobs), COUNT)
+        for j in jobs:
+            self.assertEqual((j["state"], j["content_encoding"]), ("done", "gzip"), j)
+            with open(os.path.join(d, j["raw_path"]), "rb") as f:
+                raw = f.read()
+            self.assertEqual(raw[:2], b"\x1f\x8b", j)  # kept as sent
+            self.assertEqual(gzip.decompress(raw), served[j["url"]], j)
+            self.assertEqual(j["sha256"], hashlib.sha256(raw).hexdigest(), j)
+            self.assertEqual(j["bytes"], len(raw), j)
+        self.assertEqual(self.status_codings(db), {"gzip": COUNT})
+
+    def test_gzip_run_records_gzip(self):
+        d = self.workdir()
+        db = self.run_ok(self.gz, d, ["--rows", "$.following[*]", "--table", "following"])
+        self.check_gzip_jobs(d, db)
+        # The rows are the decoded documents'.
+        self.assertEqual(harness.count_rows(db, "following"),
+                         self.manifest["totals"]["following"])
+
+    def test_gzip_download_only_records_gzip(self):
+        d = self.workdir()
+        db = self.run_ok(self.gz, d, ["--download-only"])
+        self.check_gzip_jobs(d, db)
+
+    def test_identity_run_records_null(self):
+        d = self.workdir()
+        db = self.run_ok(self.plain, d, ["--rows", "$.following[*]", "--table", "following"])
+        served = self.served(self.plain)
+        jobs = harness.jobs(db)
+        self.assertEqual(len(jobs), COUNT)
+        for j in jobs:
+            self.assertEqual(j["state"], "done", j)
+            self.assertIsNone(j["content_encoding"], j)
+            with open(os.path.join(d, j["raw_path"]), "rb") as f:
+                self.assertEqual(f.read(), served[j["url"]], j)
+        self.assertEqual(self.status_codings(db), {})
+
+    def test_old_database_is_upgraded(self):
+        d = self.workdir()
+        db = os.path.join(d, "out.db")
+        con = sqlite3.connect(db)
+        con.executescript(OLD_SCHEMA)
+        con.close()
+        self.run_ok(self.gz, d, ["--rows", "$.following[*]", "--table", "following"])
+        with harness.open_db(db) as con:
+            cols = [r[1] for r in con.execute("PRAGMA table_info(_ringfill_jobs)")]
+            old = con.execute("SELECT state, content_encoding FROM _ringfill_jobs"
+                              " WHERE source='old.txt'").fetchall()
+        self.assertEqual(cols.count("content_encoding"), 1, cols)
+        self.assertEqual([tuple(r) for r in old], [("done", None)])
+        self.check_gzip_jobs(d, db)
+
+
+if __name__ == "__main__":
+    harness.main_or_skip(need_nginx=True)
