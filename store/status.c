@@ -236,30 +236,11 @@ static void rate_line(const char *what, long long n, double secs, const char *un
 		printf("  %-12s %14lld\n", what, n);
 }
 
-/* The last run (of any source): when, how long, how it ended, and what it
+/* One run's row of runs_sql: when, how long, how it ended, and what it
  * committed per second. A run that has no end recorded is still running or
  * was killed; its figures are what it had committed by its last commit. */
-static int status_last_run(status_t *s)
+static void run_print(status_t *s, sqlite3_stmt *q, const char *label)
 {
-	static const char sql[] =
-		"SELECT id, source, started_at, coalesce(ended_at, updated_at, started_at)"
-		" - started_at, ended_at IS NULL, exit_code, jobs_done, jobs_failed, rows, bytes,"
-		" datetime(started_at, 'unixepoch')"
-		" FROM _ringfill_runs ORDER BY id DESC LIMIT 1";
-	sqlite3_stmt *q;
-	if (sqlite3_prepare_v2(s->db, sql, -1, &q, NULL) != SQLITE_OK) {
-		/* A database from before runs were recorded. */
-		printf(s->json ? ",\"last_run\":null" : "last run: none recorded\n");
-		return 0;
-	}
-	int rc = sqlite3_step(q);
-	if (rc != SQLITE_ROW) {
-		sqlite3_finalize(q);
-		if (rc != SQLITE_DONE)
-			return db_fail(s);
-		printf(s->json ? ",\"last_run\":null" : "last run: none recorded\n");
-		return 0;
-	}
 	long long id = sqlite3_column_int64(q, 0);
 	const char *source = (const char *)sqlite3_column_text(q, 1);
 	double started = sqlite3_column_double(q, 2), secs = sqlite3_column_double(q, 3);
@@ -269,7 +250,7 @@ static int status_last_run(status_t *s)
 	long long rows = sqlite3_column_int64(q, 8), bytes = sqlite3_column_int64(q, 9);
 	const char *when = (const char *)sqlite3_column_text(q, 10);
 	if (s->json) {
-		printf(",\"last_run\":{\"id\":%lld,\"source\":", id);
+		printf("{\"id\":%lld,\"source\":", id);
 		json_str(source);
 		printf(",\"started_at\":%.3f,\"seconds\":%.3f,\"finished\":%s,\"exit_code\":", started,
 		       secs, open ? "false" : "true");
@@ -283,31 +264,74 @@ static int status_last_run(status_t *s)
 		printf(",\"jobs_per_s\":%.3f,\"rows_per_s\":%.3f,\"bytes_per_s\":%.3f}",
 		       d > 0.0 ? (double)done / d : 0.0, d > 0.0 ? (double)rows / d : 0.0,
 		       d > 0.0 ? (double)bytes / d : 0.0);
-	} else {
-		printf("last run: #%lld of %s, started %s UTC, %.1f s, ", id, source ? source : "?",
-		       when ? when : "?", secs);
-		if (open)
-			printf("not finished (still running, or killed: its committed work counts)\n");
-		else if (code == 0)
-			printf("exit 0 (every job done)\n");
-		else if (code == 1)
-			printf("exit 1 (some jobs failed for good)\n");
-		else if (code == 3)
-			printf("exit 3 (stopped: database or disk)\n");
-		else if (code > 128)
-			printf("exit %d (interrupted by a signal; resumable)\n", code);
-		else
-			printf("exit %d\n", code);
-		rate_line("jobs done", done, secs, "jobs");
-		rate_line("jobs failed", failed, 0.0, "");
-		rate_line("rows", rows, secs, "rows");
-		if (secs > 0.0)
-			printf("  %-12s %14lld  %12.1f MiB/s\n", "bytes", bytes,
-			       (double)bytes / 1048576.0 / secs);
-		else
-			printf("  %-12s %14lld\n", "bytes", bytes);
+		return;
+	}
+	printf("%s: #%lld of %s, started %s UTC, %.1f s, ", label, id, source ? source : "?",
+	       when ? when : "?", secs);
+	if (open)
+		printf("not finished (still running, or killed: its committed work counts)\n");
+	else if (code == 0)
+		printf("exit 0 (every job done)\n");
+	else if (code == 1)
+		printf("exit 1 (some jobs failed for good)\n");
+	else if (code == 3)
+		printf("exit 3 (stopped: database or disk)\n");
+	else if (code > 128)
+		printf("exit %d (interrupted by a signal; resumable)\n", code);
+	else
+		printf("exit %d\n", code);
+	rate_line("jobs done", done, secs, "jobs");
+	rate_line("jobs failed", failed, 0.0, "");
+	rate_line("rows", rows, secs, "rows");
+	if (secs > 0.0)
+		printf("  %-12s %14lld  %12.1f MiB/s\n", "bytes", bytes,
+		       (double)bytes / 1048576.0 / secs);
+	else
+		printf("  %-12s %14lld\n", "bytes", bytes);
+}
+
+/* The runs: the newest of each source that has jobs in this database, newest
+ * first. Several sources may share a database (a job file and a URL list):
+ * each shows its own last run, not only the one that ran last. The JSON
+ * keeps "last_run" (the newest of these) and lists them all in "last_runs". */
+static int status_last_run(status_t *s)
+{
+	static const char sql[] =
+		"SELECT id, source, started_at, coalesce(ended_at, updated_at, started_at)"
+		" - started_at, ended_at IS NULL, exit_code, jobs_done, jobs_failed, rows, bytes,"
+		" datetime(started_at, 'unixepoch')"
+		" FROM _ringfill_runs WHERE id IN (SELECT max(id) FROM _ringfill_runs GROUP BY source)"
+		" AND EXISTS (SELECT 1 FROM _ringfill_jobs j WHERE j.source=_ringfill_runs.source)"
+		" ORDER BY id DESC";
+	sqlite3_stmt *q;
+	if (sqlite3_prepare_v2(s->db, sql, -1, &q, NULL) != SQLITE_OK) {
+		/* A database from before runs were recorded. */
+		printf(s->json ? ",\"last_run\":null,\"last_runs\":[]" : "last run: none recorded\n");
+		return 0;
+	}
+	int rc, n = 0;
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		if (s->json) {
+			if (!n) { /* the newest twice: as "last_run" and first of "last_runs" */
+				printf(",\"last_run\":");
+				run_print(s, q, NULL);
+				printf(",\"last_runs\":[");
+			} else {
+				putchar(',');
+			}
+			run_print(s, q, NULL);
+		} else {
+			run_print(s, q, n ? "last run of another source" : "last run");
+		}
+		n++;
 	}
 	sqlite3_finalize(q);
+	if (rc != SQLITE_DONE)
+		return db_fail(s);
+	if (!n)
+		printf(s->json ? ",\"last_run\":null,\"last_runs\":[]" : "last run: none recorded\n");
+	else if (s->json)
+		putchar(']');
 	return 0;
 }
 

@@ -119,10 +119,61 @@ static void test_json_report(void **state)
 	                            "\"count\":1,\"example\":\"https://h/2\"}"));
 	/* No run recorded in this database (it was written by hand). */
 	assert_non_null(strstr(out, "\"tables\":[{\"table\":\"my \\\"recs\",\"rows\":3}],"
-	                            "\"last_run\":null}\n"));
+	                            "\"last_run\":null,\"last_runs\":[]}\n"));
+	/* No body was stored with a content coding. */
+	assert_non_null(strstr(out, "\"bytes\":2000,\"content_encodings\":{},\"failures\":["));
 	/* The failures array is closed before the tables begin. */
 	assert_non_null(strstr(out, "\"}],\"tables\":["));
 	assert_int_equal(out[0], '{');
+	free(out);
+}
+
+/* Runs of sources a and b (and of a source without jobs here), and one
+ * body stored gzip-coded: each source with jobs shows its own last run,
+ * newest first; the coding is counted. */
+static void test_runs_per_source_and_codings(void **state)
+{
+	fixture_t *fx = *state;
+	char err[STORE_ERR_BYTES];
+	store_t *st;
+	int64_t id;
+	assert_int_equal(store_open(fx->db, &st, err, sizeof(err)), 0);
+	static const struct {
+		const char *source;
+		int code;
+	} runs[] = {{"a", 0}, {"b", 1}, {"a", 130}, {"gone", 0}};
+	for (size_t i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
+		assert_int_equal(store_run_begin(st, runs[i].source, &id, err, sizeof(err)), 0);
+		assert_int_equal(store_run_end(st, id, runs[i].code, err, sizeof(err)), 0);
+	}
+	assert_int_equal(sqlite3_exec(store_db(st), "UPDATE _ringfill_jobs SET content_encoding="
+	                                            "'gzip' WHERE url='https://h/1'",
+	                              NULL, NULL, NULL),
+	                 SQLITE_OK);
+	store_close(st);
+	char *argv[] = {"status", fx->db, NULL}, *out;
+	assert_int_equal(run_status(fx, 2, argv, &out), 0);
+	char *a = strstr(out, "last run: #3 of a, started ");
+	char *b = strstr(out, "last run of another source: #2 of b, ");
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_true(a < b);
+	assert_non_null(strstr(a, "exit 130 (interrupted by a signal; resumable)"));
+	assert_non_null(strstr(b, "exit 1 (some jobs failed for good)"));
+	assert_null(strstr(out, "#1 of"));
+	assert_null(strstr(out, "gone"));
+	assert_non_null(strstr(out, "bodies stored with a content coding: gzip 1\n"));
+	free(out);
+	char *jargv[] = {"status", "--json", fx->db, NULL};
+	assert_int_equal(run_status(fx, 3, jargv, &out), 0);
+	assert_non_null(strstr(out, "\"content_encodings\":{\"gzip\":1}"));
+	a = strstr(out, "\"last_run\":{\"id\":3,\"source\":\"a\",");
+	b = strstr(out, "\"last_runs\":[{\"id\":3,\"source\":\"a\",");
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_non_null(strstr(b, "},{\"id\":2,\"source\":\"b\","));
+	assert_null(strstr(out, "gone"));
+	assert_non_null(strstr(out, "}]}\n"));
 	free(out);
 }
 
@@ -148,6 +199,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_text_report, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_json_report, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_runs_per_source_and_codings, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_missing_database_and_usage, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
