@@ -333,18 +333,24 @@ static int page_path(load_t *ld, uint32_t n, const char *key, bool many, json_pa
 	return rc;
 }
 
-/* {"url", "cursor_param", "cursor_path", "items", "emit"}: the first page's
- * URL must be https and hold no fragment; the cursor parameter's name is
- * unreserved URL bytes, so it needs no encoding. */
+/* {"url", "cursor_param", "cursor_path", "items", "emit", "max_pages"}: the
+ * first page's URL must be https and hold no fragment; the cursor
+ * parameter's name is unreserved URL bytes, so it needs no encoding. */
 static int load_paginate(load_t *ld, uint32_t n)
 {
-	static const char *const names[] = {"url", "cursor_param", "cursor_path", "items", "emit"};
-	enum { URL, PARAM, CURSOR, ITEMS, EMIT };
-	uint32_t pn[5];
-	if (load_slots(ld, n, "source.paginate", names, pn, 5,
-	               "url, cursor_param, cursor_path, items, emit") != 0)
+	static const char *const names[] = {"url",  "cursor_param", "cursor_path",
+	                                    "items", "emit",        "max_pages"};
+	enum { URL, PARAM, CURSOR, ITEMS, EMIT, MAX_PAGES, N_NAMES };
+	uint32_t pn[N_NAMES];
+	if (load_slots(ld, n, "source.paginate", names, pn, N_NAMES,
+	               "url, cursor_param, cursor_path, items, emit, max_pages") != 0)
 		return -1;
 	paginate_spec_t *p = &ld->jf->page;
+	uint32_t max_pages = PAGINATE_MAX_PAGES_DEFAULT;
+	if (pn[MAX_PAGES] != JSON_NONE &&
+	    get_u32(ld, pn[MAX_PAGES], "source.paginate.max_pages", 1, UINT32_MAX, &max_pages) != 0)
+		return -1;
+	p->max_pages = max_pages;
 	static const char *const required[] = {"url", "cursor_path", "items"};
 	uint32_t nodes[] = {pn[URL], pn[CURSOR], pn[ITEMS]};
 	for (size_t i = 0; i < 3; i++)

@@ -364,6 +364,8 @@ static int run_store(run_opts_t *o, const plan_t *p)
 	}
 	if (o->db_timeout_s >= 0.0)
 		store_set_patience(st, (uint32_t)(o->db_timeout_s * 1000.0));
+	if (p->page)
+		store_set_page_limit(st, p->page->max_pages);
 	store_import_t imp;
 	store_counts_t counts;
 	int code;

@@ -18,8 +18,11 @@
 #define FILES_URL_PREFIX "file:"
 /* Job keys of a paginate source: the first page is "page", the page of
  * cursor C is "page:" C; emitted jobs are keyed by their URL. */
-#define PAGINATE_FIRST_KEY "page"
-#define PAGINATE_KEY_PREFIX "page:"
+#define PAGINATE_FIRST_KEY STORE_PAGE_FIRST_KEY /* "page" */
+#define PAGINATE_KEY_PREFIX STORE_PAGE_KEY_PREFIX /* "page:" */
+/* At most this many pages in a chain unless "max_pages" says otherwise: the
+ * last guard against a server that loops under ever new cursors. */
+#define PAGINATE_MAX_PAGES_DEFAULT 1000000u
 
 /* {"paginate": {...}}: every string owned, paths compiled. */
 typedef struct {
@@ -29,6 +32,7 @@ typedef struct {
 	json_path_t *items;       /* the page's items */
 	char *emit;               /* URL template with one {NAME}; NULL: items are rows */
 	char *emit_var;           /* NAME */
+	uint64_t max_pages;       /* pages in the chain at most (store_set_page_limit) */
 } paginate_spec_t;
 
 void paginate_spec_free(paginate_spec_t *p);

@@ -31,10 +31,17 @@
 struct store {
 	sqlite3 *db;
 	uint32_t patience_ms; /* store_set_patience */
+	uint64_t page_limit;  /* store_set_page_limit; 0: none */
+	int64_t pages_max;    /* at least as many page jobs as exist; -1 unknown */
 	sqlite3_stmt *fetch; /* prepared once; the writer calls fetch repeatedly */
 	sqlite3_stmt *emit;  /* store_jobs_emit's INSERT, prepared at its first use */
 	char path[STORE_ERR_BYTES / 2];
 };
+
+/* The page jobs of a paginate source (engine/sources.h keys them), as the
+ * partial index below and the queries that must use it spell the condition:
+ * SQLite uses a partial index only for a query that repeats its WHERE. */
+#define PAGE_JOBS "(key='" STORE_PAGE_FIRST_KEY "' OR key GLOB '" STORE_PAGE_KEY_PREFIX "*')"
 
 static const char *const schema_sql =
 	"CREATE TABLE IF NOT EXISTS _ringfill_jobs ("
@@ -48,6 +55,9 @@ static const char *const schema_sql =
 	" content_encoding TEXT, UNIQUE(source, key));"
 	"CREATE INDEX IF NOT EXISTS _ringfill_jobs_source_state"
 	" ON _ringfill_jobs(source, state, id);"
+	/* A page whose body an earlier page of its chain had (store_jobs_emit). */
+	"CREATE INDEX IF NOT EXISTS _ringfill_jobs_page_sha256"
+	" ON _ringfill_jobs(source, sha256) WHERE " PAGE_JOBS ";"
 	"CREATE TABLE IF NOT EXISTS _ringfill_columns ("
 	" tbl TEXT NOT NULL, key TEXT NOT NULL, col TEXT NOT NULL,"
 	" PRIMARY KEY(tbl, key));";
@@ -196,6 +206,7 @@ int store_open(const char *path, store_t **out, char *err, size_t err_cap)
 		return -1;
 	}
 	snprintf(st->path, sizeof(st->path), "%s", path);
+	st->pages_max = -1;
 	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
 	if (sqlite3_open_v2(path, &st->db, flags, NULL) != SQLITE_OK) {
 		if (st->db)
@@ -581,6 +592,71 @@ int store_import_list(store_t *st, const char *source, const store_job_t *jobs, 
 
 /* ---- jobs made during the run (paginate) ------------------------------- */
 
+void store_set_page_limit(store_t *st, uint64_t max_pages)
+{
+	st->page_limit = max_pages;
+}
+
+/* A query of one value on source; returns the step's result code, the
+ * column in *out_text (copied, cap bytes) or *out_int. */
+static int page_query(store_t *st, const char *sql, const char *source, const char *sha,
+                      int64_t id, char *out_text, size_t cap, int64_t *out_int)
+{
+	sqlite3_stmt *s;
+	int rc = sqlite3_prepare_v2(st->db, sql, -1, &s, NULL);
+	if (rc != SQLITE_OK)
+		return rc;
+	sqlite3_bind_text(s, 1, source, -1, SQLITE_STATIC);
+	if (sha) {
+		sqlite3_bind_text(s, 2, sha, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 3, id);
+	}
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW && out_text)
+		snprintf(out_text, cap, "%s", (const char *)sqlite3_column_text(s, 0));
+	if (rc == SQLITE_ROW && out_int)
+		*out_int = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	return rc;
+}
+
+/* Before a page names its next page: 0 when it may, 1 (why set) when it
+ * repeats another page's body or the chain would pass the page limit, -1 on
+ * a database error. The body lookup names its index: without statistics the
+ * planner prefers the OR of two ranges of UNIQUE(source, key), which reads
+ * every page of the chain, for every page. Identical pages cannot happen in a chain that goes on:
+ * each page holds the cursor of the next. The page count is kept as an upper
+ * bound (a rolled-back page's next page stays counted) and queried exactly
+ * only when that bound reaches the limit. */
+static int page_check(store_t *st, const char *source, const batch_t *b, char *why,
+                      size_t why_cap)
+{
+	char key[sizeof(STORE_PAGE_KEY_PREFIX) + 2048];
+	int rc = !b->sha256_hex[0] ? SQLITE_DONE
+	         : page_query(st, "SELECT key FROM _ringfill_jobs"
+	                          " INDEXED BY _ringfill_jobs_page_sha256 WHERE source=?1"
+	                          " AND sha256=?2 AND id<>?3 AND " PAGE_JOBS " LIMIT 1",
+	                      source, b->sha256_hex, b->job_id, key, sizeof(key), NULL);
+	if (rc == SQLITE_ROW) {
+		snprintf(why, why_cap, "page repeats page \"%.300s\" (same content): the server loops",
+		         key);
+		return 1;
+	}
+	if (rc != SQLITE_DONE)
+		return -1;
+	if (!st->page_limit || (st->pages_max >= 0 && (uint64_t)st->pages_max < st->page_limit))
+		return 0;
+	rc = page_query(st, "SELECT count(*) FROM _ringfill_jobs WHERE source=?1 AND " PAGE_JOBS,
+	                source, NULL, 0, NULL, 0, &st->pages_max);
+	if (rc != SQLITE_ROW)
+		return -1;
+	if ((uint64_t)st->pages_max < st->page_limit)
+		return 0;
+	snprintf(why, why_cap, "more than max_pages (%llu) pages: the next page is not fetched",
+	         (unsigned long long)st->page_limit);
+	return 1;
+}
+
 int store_jobs_emit(store_t *st, const char *source, const batch_t *b, char *why,
                     size_t why_cap)
 {
@@ -592,6 +668,9 @@ int store_jobs_emit(store_t *st, const char *source, const batch_t *b, char *why
 	batch_job_t j;
 	for (size_t pos = 0; batch_next_job(b, &pos, &j);) {
 		bool failed = j.flags & BATCH_EMIT_FAILED;
+		int rc;
+		if ((j.flags & BATCH_EMIT_NEXT_PAGE) && (rc = page_check(st, source, b, why, why_cap)))
+			return rc;
 		sqlite3_reset(s);
 		sqlite3_clear_bindings(s);
 		sqlite3_bind_text(s, 1, source, -1, SQLITE_STATIC);
@@ -606,15 +685,19 @@ int store_jobs_emit(store_t *st, const char *source, const batch_t *b, char *why
 			sqlite3_bind_text(s, 7, j.text, (int)j.text_len, SQLITE_STATIC);
 		}
 		sqlite3_bind_double(s, 8, now);
-		int rc = sqlite3_step(s);
+		rc = sqlite3_step(s);
 		sqlite3_reset(s);
 		if (rc != SQLITE_DONE)
 			return -1;
-		if ((j.flags & BATCH_EMIT_NEXT_PAGE) && sqlite3_changes(st->db) == 0) {
+		if (!(j.flags & BATCH_EMIT_NEXT_PAGE))
+			continue;
+		if (sqlite3_changes(st->db) == 0) {
 			snprintf(why, why_cap, "repeated cursor: the next page's cursor (job key "
 			         "\"%.*s\") was already seen in this pagination", (int)j.key_len, j.key);
 			return 1;
 		}
+		if (st->pages_max >= 0)
+			st->pages_max++;
 	}
 	return 0;
 }

@@ -109,15 +109,27 @@ typedef struct {
 int store_import_list(store_t *st, const char *source, const store_job_t *jobs, size_t n,
                       store_import_t *res, char *err, size_t err_cap);
 
+/* Job keys of a paginate source's pages (engine/sources.h): the first page
+ * is "page", the page of cursor C "page:" C. */
+#define STORE_PAGE_FIRST_KEY "page"
+#define STORE_PAGE_KEY_PREFIX "page:"
+
+/* At most this many page jobs per source: a next page beyond it fails the
+ * page that names it (store_jobs_emit). 0: no limit (the default). */
+void store_set_page_limit(store_t *st, uint64_t max_pages);
+
 struct batch;
 /* Inserts the jobs a page made (store/batch.h: b->emit) as jobs of source,
  * in the caller's open transaction: the writer calls it in the transaction
  * that marks the page done, so a page's jobs exist exactly when the page is
  * done. A key that exists already is left alone (idempotent), except for
  * the next page (BATCH_EMIT_NEXT_PAGE): its key is its cursor, so an
- * existing one means the cursor was seen before in this chain. Returns 0; 1
- * for such a repeated cursor, with a reason in why (the caller rolls back);
- * -1 on a database error (sqlite3_errmsg). */
+ * existing one means the cursor was seen before in this chain. A page that
+ * names a next page must also differ in content (b->sha256_hex) from every
+ * other page of the source (a loop back under new cursors), and stay within
+ * the page limit. Returns 0; 1 for a repeated cursor or page or the limit,
+ * with a reason in why (the caller rolls back and fails the page); -1 on a
+ * database error (sqlite3_errmsg). */
 int store_jobs_emit(store_t *st, const char *source, const struct batch *b, char *why,
                     size_t why_cap);
 

@@ -19,6 +19,14 @@ Modes (the first path segment):
   baditem  the first page also holds an item without a "did" and one whose
            "did" is an object
   badcursor the second page's cursor is an object
+  loopfirst the last page's cursor is "again", which serves the first page
+           (byte for byte, so it repeats the first page under a new cursor);
+           while PageServer.again_down is set, "again" answers 503
+  repeatmid the third page's cursor is "alias", which serves the second page
+           (a middle page repeated under a new cursor)
+  loopfresh after the last page the chain starts over at the first items,
+           every cursor of lap L ending in " L": no cursor and no page body
+           ever repeats, only a page limit ends it
 
 Cursors hold bytes that must be percent-encoded in a query ("c/2 &=?+%").
 Every request is counted per path with its query (PageServer.hits). TLS
@@ -37,7 +45,8 @@ sys.path.insert(0, HERE)
 import harness  # noqa: E402
 
 SLOW_S = 0.3
-MODES = ("ok", "nullend", "emptyend", "repeat", "flaky", "slow", "baditem", "badcursor")
+MODES = ("ok", "nullend", "emptyend", "repeat", "flaky", "slow", "baditem", "badcursor",
+         "loopfirst", "repeatmid", "loopfresh")
 BAD_ITEMS = [{"rev": 1}, {"did": {"x": 1}}]
 
 
@@ -71,9 +80,20 @@ def cursor_of(offset):
     return "c/%d &=?+%%" % offset
 
 
-def offset_of(cursor):
-    """The offset a cursor stands for; "start" is the first page's."""
-    return 0 if cursor == "start" else int(cursor[2:].split(" ")[0])
+def offset_of(cursor, limit):
+    """The offset a cursor stands for; "start" and "again" are the first
+    page's, "alias" the second's."""
+    if cursor in ("start", "again"):
+        return 0
+    if cursor == "alias":
+        return limit
+    return int(cursor[2:].split(" ")[0])
+
+
+def lap_of(cursor):
+    """loopfresh: the lap a cursor belongs to (the first page's: 0)."""
+    parts = cursor.split(" ")
+    return int(parts[-1]) if cursor.startswith("c/") and len(parts) > 2 else 0
 
 
 class Handler(harness.TlsHandler):
@@ -111,7 +131,9 @@ class Handler(harness.TlsHandler):
         cursors = q.get("cursor", [])
         if len(cursors) > 1:
             return self._send(400, {"error": "cursor given twice"})
-        offset = offset_of(cursors[0]) if cursors else 0
+        offset = offset_of(cursors[0], limit) if cursors else 0
+        if mode == "loopfirst" and cursors == ["again"] and srv.again_down:
+            return self._send(503, {"error": "try again"}, [("Retry-After", "0")])
         if mode == "slow":
             time.sleep(SLOW_S)
         if mode == "flaky" and offset == limit and hits == 1:
@@ -125,6 +147,14 @@ class Handler(harness.TlsHandler):
             doc["cursor"] = {"next": cursor_of(nxt)}
         elif mode == "repeat" and offset == 2 * limit:
             doc["cursor"] = cursor_of(limit)
+        elif mode == "repeatmid" and offset == 2 * limit:
+            doc["cursor"] = "alias"
+        elif mode == "loopfresh":
+            lap = lap_of(cursors[0]) if cursors else 0
+            more = nxt < len(srv.items)
+            doc["cursor"] = "%s %d" % (cursor_of(nxt if more else 0), lap if more else lap + 1)
+        elif mode == "loopfirst" and nxt >= len(srv.items):
+            doc["cursor"] = "again"
         elif nxt < len(srv.items) or (mode == "emptyend" and page):
             doc["cursor"] = cursor_of(nxt)
         elif mode == "nullend":
@@ -141,7 +171,16 @@ class PageServer(harness.TlsServer):
         super().__init__(pki)
         self.items = make_items(count, seed)
 
+    @property
+    def again_down(self):
+        return self.httpd.again_down
+
+    @again_down.setter
+    def again_down(self, down):
+        self.httpd.again_down = bool(down)
+
     def prepare(self, httpd):
         httpd.hits = {}
         httpd.items = self.items
         httpd.by_did = {it["did"]: it for it in self.items}
+        httpd.again_down = False

@@ -6,7 +6,10 @@ need percent-encoding; each item emits a job from a URL template (served by
 the same server) or, without a template, the items are the rows. Every
 table is compared exactly with what the documents hold; a 503 on a page is
 retried in place; a repeated cursor fails the page job (exit 1) instead of
-looping; kill -9 in the middle of a pagination, then a resume, gives the same
+looping, and so does a page that repeats an earlier page's body under a new
+cursor (the first page or a middle one, in the same run or an earlier one);
+a chain that never repeats (new cursors every lap) ends at max_pages; kill -9
+in the middle of a pagination, then a resume, gives the same
 tables and the same jobs as an uninterrupted run.
 
 files: a directory written by a --download-only --raw run loads into the same
@@ -83,13 +86,9 @@ class Sources(unittest.TestCase):
         cls.pki = harness.make_pki(os.path.join(cls.tmp, "pki"))
         cls.srv = PageServer(cls.pki, ITEMS, SEED).start()
         cls.addClassCleanup(cls.srv.stop)
-        cls.n = 0
 
     def workdir(self):
-        Sources.n += 1
-        d = os.path.join(self.tmp, "w%d" % Sources.n)
-        os.makedirs(d)
-        return d
+        return harness.new_dir(self.tmp)
 
     def job_emit(self, d, mode, db="out.db"):
         """A job file: pages of `mode`, each item fetched from /repo/{did}.json."""
@@ -201,6 +200,80 @@ class Sources(unittest.TestCase):
         self.assertEqual(table(db, "repos", ["did", "handle", "rev", "head"]),
                          expected_repos(self.srv.items[:2 * LIMIT]))
         self.assertEqual(len(jobs), 3 + 2 * LIMIT, describe(p))
+
+    def page_jobs(self, db):
+        return [j for j in harness.jobs(db) if j["key"] == "page" or j["key"].startswith("page:")]
+
+    def check_repeat(self, d, mode, key, earlier, items, code=1):
+        """A run of mode fails the page `key` alone: it repeats page
+        `earlier`; the tables hold the `items` served before it."""
+        db = os.path.join(d, "out.db")
+        jobs = harness.jobs(db)
+        failed = [j for j in jobs if j["state"] == "failed"]
+        self.assertEqual([j["key"] for j in failed], [key], jobs)
+        self.assertEqual(failed[0]["error_class"], "permanent")
+        self.assertIn('page repeats page "%s" (same content)' % earlier, failed[0]["error"])
+        # Nothing of the repeated page was committed: no next page, no rows.
+        self.assertEqual(table(db, "repos", ["did", "handle", "rev", "head"]),
+                         expected_repos(items))
+        self.assertEqual(table(db, "records", ["id", "did", "n", "text"]),
+                         expected_records(items))
+        self.assertEqual(len(jobs), len(self.page_jobs(db)) + len(items))
+        return failed[0]
+
+    def test_page_repeating_the_first_page_fails(self):
+        d = self.workdir()
+        before = self.srv.hits
+        p = self.run_ok(["run", self.job_emit(d, "loopfirst")], code=1)
+        self.check_repeat(d, "loopfirst", "page:again", "page", self.srv.items)
+        # The chain stopped at the repeated page: the second page was asked once.
+        second = [n - before.get(path, 0) for path, n in self.srv.hits.items()
+                  if path.startswith("/loopfirst/pages") and "cursor=c%2F5%20" in path]
+        self.assertEqual(second, [1], describe(p))
+
+    def test_page_repeating_a_middle_page_fails(self):
+        d = self.workdir()
+        self.run_ok(["run", self.job_emit(d, "repeatmid")], code=1)
+        self.check_repeat(d, "repeatmid", "page:alias", "page:c/5 &=?+%",
+                          self.srv.items[:3 * LIMIT])
+
+    def test_page_repeating_a_page_of_an_earlier_run_fails(self):
+        d = self.workdir()
+        job = self.job_emit(d, "loopfirst")
+        db = os.path.join(d, "out.db")
+        self.srv.again_down = True
+        try:  # the "again" page fails transiently; every other page is done
+            self.run_ok(["run", job, "--retries", "1"], code=1)
+        finally:
+            self.srv.again_down = False
+        again = [j for j in harness.jobs(db) if j["key"] == "page:again"]
+        self.assertEqual([(j["state"], j["error_class"]) for j in again],
+                         [("failed", "transient")])
+        # The re-run fetches it again: the first page it repeats is from run 1.
+        self.run_ok(["run", job], code=1)
+        self.check_repeat(d, "loopfirst", "page:again", "page", self.srv.items)
+
+    def test_endless_chain_stops_at_max_pages(self):
+        d = self.workdir()
+        path = self.job_emit(d, "loopfresh")
+        with open(path, encoding="utf-8") as f:
+            job = json.load(f)
+        max_pages = 2 * ((ITEMS + LIMIT - 1) // LIMIT) + 3  # into the third lap
+        job["source"]["paginate"]["max_pages"] = max_pages
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(job, f)
+        before = sum(n for k, n in self.srv.hits.items() if k.startswith("/loopfresh/pages"))
+        p = self.run_ok(["run", path], code=1)
+        db = os.path.join(d, "out.db")
+        pages = self.page_jobs(db)
+        self.assertEqual(len(pages), max_pages, describe(p))
+        failed = [j for j in harness.jobs(db) if j["state"] == "failed"]
+        self.assertEqual(len(failed), 1, failed)
+        self.assertEqual(failed[0]["key"], "page:c/10 &=?+% 2")  # the last one made
+        self.assertIn("more than max_pages (%d) pages" % max_pages, failed[0]["error"])
+        asked = sum(n for k, n in self.srv.hits.items() if k.startswith("/loopfresh/pages"))
+        self.assertEqual(asked - before, max_pages)
+        self.check_emit_tables(db)  # every item once, from the first lap
 
     def test_bad_items_and_cursors_fail_alone(self):
         d = self.workdir()

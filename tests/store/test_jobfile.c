@@ -187,16 +187,18 @@ static void test_paginate_source(void **state)
 	assert_string_equal(json_path_text(jf->page.cursor_path), "$.cursor");
 	assert_string_equal(json_path_text(jf->page.items), "$.repos[*]");
 	assert_string_equal(jf->page.emit_var, "did");
+	assert_int_equal(jf->page.max_pages, PAGINATE_MAX_PAGES_DEFAULT);
 	/* With emit, the tables read the emitted documents: rows stay '$'. */
 	assert_string_equal(json_path_text(jf->tables[0].rows), "$");
 	jobfile_free(jf);
 	/* Without emit the items are the rows, unless a table says otherwise. */
 	assert_int_equal(load("{\"source\": {\"paginate\": {\"url\": \"https://r/p\","
 	                      " \"cursor_param\": \"after\", \"cursor_path\": \"$.next\","
-	                      " \"items\": \"$.data[*]\"}},"
+	                      " \"items\": \"$.data[*]\", \"max_pages\": 7}},"
 	                      " \"tables\": [{\"name\": \"t\"}, {\"name\": \"u\", \"rows\": \"$\"}]}",
 	                      &jf, err, sizeof(err)),
 	                 0);
+	assert_int_equal(jf->page.max_pages, 7);
 	assert_string_equal(jf->page.cursor_param, "after");
 	assert_null(jf->page.emit);
 	assert_string_equal(json_path_text(jf->tables[0].rows), "$.data[*]");
@@ -240,6 +242,12 @@ static void test_paginate_errors(void **state)
 	     " \"emit\": 3", "2: source.paginate.emit: expected a string, not a number");
 	PAGE("\"url\": \"https://h/p\", \"cursor_path\": \"$.c\", \"items\": \"$.a[*]\","
 	     " \"limit\": 3", "2: source.paginate.limit: unknown key");
+	PAGE("\"url\": \"https://h/p\", \"cursor_path\": \"$.c\", \"items\": \"$.a[*]\","
+	     " \"max_pages\": 0",
+	     "2: source.paginate.max_pages: expected a whole number from 1 to 4294967295");
+	PAGE("\"url\": \"https://h/p\", \"cursor_path\": \"$.c\", \"items\": \"$.a[*]\","
+	     " \"max_pages\": \"10\"",
+	     "2: source.paginate.max_pages: expected a whole number from 1 to 4294967295");
 #undef PAGE
 }
 
