@@ -5,7 +5,9 @@
  * cursor_path makes the next page's job. The new jobs travel in the page's
  * batch (store/batch.h) and the writer inserts them in the transaction that
  * marks the page done (store_jobs_emit), so a kill -9 can lose or duplicate
- * none. A repeated cursor is found there, by the next page's key. */
+ * none. A loop is found there too: a repeated cursor by the next page's
+ * key, a repeated page by its body's sha256, an endless chain by the page
+ * count (max_pages, store_set_page_limit). */
 #include "engine/loop_internal.h"
 
 #include <stdio.h>

@@ -205,13 +205,31 @@ static void test_fields(void **state)
 	                  &r) > 0);
 	assert_string_equal(r.retry_after, "Wed, 21 Oct 2015 07:28:00 GMT");
 	assert_true(r.gzip);
+	assert_string_equal(r.content_encoding, "x-gzip"); /* identity left out, lower-cased */
 	assert_true(parse("HTTP/1.1 200 OK\r\nContent-Length: 0\r\nContent-Encoding: br\r\n\r\n",
 	                  &r) > 0);
 	assert_false(r.gzip);
+	assert_string_equal(r.content_encoding, "br");
 	assert_true(parse("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n"
 	                  "Content-Encoding: gzip, br\r\n\r\n",
 	                  &r) > 0);
 	assert_false(r.gzip);
+	assert_string_equal(r.content_encoding, "gzip, br");
+	/* codings: every header's, in order; identity alone or none is "" */
+	assert_true(parse("HTTP/1.1 200 OK\r\nContent-Length: 0\r\nContent-Encoding: Deflate\r\n"
+	                  "Content-Encoding: identity\r\nContent-Encoding: GZIP\r\n\r\n",
+	                  &r) > 0);
+	assert_string_equal(r.content_encoding, "deflate, gzip");
+	assert_true(parse("HTTP/1.1 200 OK\r\nContent-Length: 0\r\nContent-Encoding: identity\r\n\r\n",
+	                  &r) > 0);
+	assert_string_equal(r.content_encoding, "");
+	assert_true(parse("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", &r) > 0);
+	assert_string_equal(r.content_encoding, "");
+	/* a list longer than HTTP_CODINGS_BYTES_MAX - 1 bytes: "unknown", never "" */
+	assert_true(parse("HTTP/1.1 200 OK\r\nContent-Length: 0\r\nContent-Encoding: gzip, "
+	                  "aaaaaaaaaaaaaaaaaaaaaaaa, br\r\n\r\n",
+	                  &r) > 0);
+	assert_string_equal(r.content_encoding, "unknown");
 	/* empty value is fine */
 	assert_true(parse("HTTP/1.1 200 OK\r\nX-Empty:\r\nContent-Length: 0\r\n\r\n", &r) > 0);
 
