@@ -61,6 +61,8 @@ int json_stage1_scalar(const char *src, uint32_t len, uint32_t *idx, uint32_t *n
 #if defined(JSON_STAGE1_X86)
 /* Compiled with their own target flags (parse/meson.build); call them only
  * when json_stage1_kernels lists them. */
+int json_stage1_avx512(const char *src, uint32_t len, uint32_t *idx, uint32_t *n_out,
+                       json_error_t *err);
 int json_stage1_avx2(const char *src, uint32_t len, uint32_t *idx, uint32_t *n_out,
                      json_error_t *err);
 int json_stage1_sse42(const char *src, uint32_t len, uint32_t *idx, uint32_t *n_out,
@@ -80,7 +82,7 @@ int json_stage1(const char *src, uint32_t len, uint32_t *idx, uint32_t *n_out,
                 json_error_t *err);
 
 typedef struct {
-	const char *name; /* "avx2", "sse42", "scalar": the RINGFILL_ISA values */
+	const char *name; /* "avx512", "avx2", "sse42", "scalar": the RINGFILL_ISA values */
 	json_stage1_fn fn;
 } json_stage1_kernel_t;
 
