@@ -341,6 +341,19 @@ int bench_add_name(void *ctx, const json_doc_t *d, uint32_t node)
 	return 0;
 }
 
+/* The same for json_select, which names the path (the bench has one). */
+static int select_add_id(void *ctx, uint32_t path, const json_doc_t *d, uint32_t node)
+{
+	(void)path;
+	return bench_add_id(ctx, d, node);
+}
+
+static int select_add_name(void *ctx, uint32_t path, const json_doc_t *d, uint32_t node)
+{
+	(void)path;
+	return bench_add_name(ctx, d, node);
+}
+
 /* One streaming pass: the document from memory in pieces through
  * json_stream, c->sel as the rows path; c->check counts the records. */
 static int stream_pass(parse_case_t *c, json_error_t *err)
@@ -378,14 +391,11 @@ static int parse_pass(parse_case_t *c)
 		rc = stream_pass(c, &err);
 	else if (c->mode == MODE_PARSE && c->file->ndjson)
 		rc = json_ndjson_each(c->parser, c->data, c->len, bench_count_doc, &c->check, &err);
-	else if ((rc = json_parse(c->parser, c->data, c->len, &doc, &err)) == 0) {
+	else if (c->mode != MODE_PARSE) /* selectors: on demand, as simdjson's On-Demand */
+		rc = json_select(c->parser, c->data, c->len, (const json_path_t *const *)&c->sel, 1,
+		                 c->mode == MODE_IDS ? select_add_id : select_add_name, &c->check, &err);
+	else if ((rc = json_parse(c->parser, c->data, c->len, &doc, &err)) == 0)
 		c->check = 1;
-		if (c->mode != MODE_PARSE) {
-			c->check = 0;
-			rc = json_path_each(c->sel, &doc, 0, c->mode == MODE_IDS ? bench_add_id : bench_add_name,
-			                    &c->check);
-		}
-	}
 	if (rc != 0)
 		fprintf(stderr, "ringfill bench: %s: %s at byte %zu\n", c->file->name,
 		        rc == -1 ? err.reason : "selected value of an unexpected type",

@@ -127,6 +127,10 @@ int json_parse_value_indexed(json_parser_t *p, uint32_t depth_used, const char *
                              const uint32_t *idx, uint32_t n_idx, json_doc_t *doc, uint32_t *used,
                              json_error_t *err);
 
+/* Whether the string node k (a key, in the document at src) unescapes to
+ * key[0, key_len). */
+bool json_key_equals(const char *src, const json_node_t *k, const char *key, size_t key_len);
+
 /* Value of the four hex digits at p, or -1 if one is not a hex digit. */
 static inline int32_t json_hex4(const char *p)
 {
