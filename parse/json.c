@@ -673,7 +673,21 @@ static int skip_value(select_t *w, uint32_t *kp, uint32_t depth)
 	if (unlikely(depth >= max))
 		return fail(w->s, idx[k], JSON_E_DEPTH);
 	int64_t d = (int64_t)depth + 1;
-	for (k++; k < n; k++) {
+	k++;
+	/* Four entries a step while the depth stays inside (depth, max]: the
+	 * four sums are independent of each other's branches. */
+	for (; n - k >= 4; k += 4) {
+		int64_t d1 = d + depth_delta[(unsigned char)src[idx[k]]];
+		int64_t d2 = d1 + depth_delta[(unsigned char)src[idx[k + 1]]];
+		int64_t d3 = d2 + depth_delta[(unsigned char)src[idx[k + 2]]];
+		int64_t d4 = d3 + depth_delta[(unsigned char)src[idx[k + 3]]];
+		uint64_t room = (uint64_t)max - depth;
+		if (unlikely(((uint64_t)(d1 - depth - 1) >= room) | ((uint64_t)(d2 - depth - 1) >= room) |
+		             ((uint64_t)(d3 - depth - 1) >= room) | ((uint64_t)(d4 - depth - 1) >= room)))
+			break; /* the container closes, or nests too deep, among these four */
+		d = d4;
+	}
+	for (; k < n; k++) {
 		d += depth_delta[(unsigned char)src[idx[k]]];
 		if (unlikely(d > (int64_t)max))
 			return fail(w->s, idx[k], JSON_E_DEPTH);
