@@ -19,6 +19,7 @@
 
 #include "bench/harness.h"
 #include "parse/json.h"
+#include "parse/json_internal.h" /* the stage-1 kernels, to measure each */
 #include "parse/json_stream.h"
 
 #define PARSE_FILES_MAX 64u
@@ -434,13 +435,15 @@ static const char *peer_path(void)
 
 /* Runs the peer; fills runs[] (the first, a warm-up, dropped) as GB/s.
  * Returns the number of runs, or -errno. */
-static int peer_measure(const parse_case_t *c, const char *mode, uint32_t runs_n, double *runs,
-                        char *impl, size_t impl_cap, uint64_t *check)
+static int peer_measure(const parse_case_t *c, const char *mode, const char *force,
+                        uint32_t runs_n, double *runs, char *impl, size_t impl_cap,
+                        uint64_t *check)
 {
 	char iters[32], nruns[32], out[PARSE_PEER_OUT_BYTES_MAX];
 	snprintf(iters, sizeof(iters), "%llu", (unsigned long long)c->iters);
 	snprintf(nruns, sizeof(nruns), "%u", runs_n + 1);
-	char *argv[] = {(char *)peer_path(), (char *)mode, (char *)c->file->path, iters, nruns, NULL};
+	char *argv[] = {(char *)peer_path(), (char *)mode, (char *)c->file->path, iters, nruns,
+	                (char *)force, NULL};
 	int fds[2];
 	if (pipe2(fds, O_CLOEXEC) != 0)
 		return -errno;
@@ -477,8 +480,10 @@ static int peer_measure(const parse_case_t *c, const char *mode, uint32_t runs_n
 	return got == (int)runs_n ? got : -EPROTO;
 }
 
+/* force: the simdjson kernel the peer must use (DOM only), or NULL for the
+ * one simdjson picks. */
 static void peer_attach(const bench_opts_t *opts, const parse_case_t *c, bench_record_t *r,
-                        const char *mode, const char *label)
+                        const char *mode, const char *label, const char *force)
 {
 	double runs[BENCH_RUNS_MAX];
 	char impl[32] = "?", name[BENCH_PEER_NAME_BYTES_MAX];
@@ -487,7 +492,7 @@ static void peer_attach(const bench_opts_t *opts, const parse_case_t *c, bench_r
 		return;
 	bench_progress("parse %s %s: simdjson %s, %u runs", c->file->name, r->metric, label,
 	               opts->runs);
-	int n = peer_measure(c, mode, opts->runs, runs, impl, sizeof(impl), &check);
+	int n = peer_measure(c, mode, force, opts->runs, runs, impl, sizeof(impl), &check);
 	if (n < 0) {
 		fprintf(stderr, "ringfill bench: simdjson peer failed on %s (%s); no ratio\n",
 		        c->file->name, strerror(-n));
@@ -504,36 +509,170 @@ static void peer_attach(const bench_opts_t *opts, const parse_case_t *c, bench_r
 
 /* ---- the suite ---------------------------------------------------------------- */
 
-/* The full-parse record of each file, for the geometric mean. */
-static bench_record_t *parse_records[PARSE_FILES_MAX];
-static uint32_t n_parse_records;
+/* Stage-1 kernels measured besides the one in use (issue 3's other targets),
+ * each with the peer its target names. */
+#define PARSE_KERNELS_MAX 8u
+
+/* The full-parse records of each file, for the geometric means: [0] the
+ * kernel in use (the headline), [1 + i] the other kernels, in
+ * json_stage1_kernels order. */
+static bench_record_t *parse_records[1 + PARSE_KERNELS_MAX][PARSE_FILES_MAX];
+static uint32_t n_parse_records[1 + PARSE_KERNELS_MAX];
 
 /* Run i of the summary is the geometric mean of run i over every file, for
- * ringfill and (when every file has one) for simdjson: issue 3's target is
+ * ringfill and (when every file has one) for the peer: issue 3's targets are
  * stated on this mean. Nothing here is timed again. */
-static int add_geomean(void)
+static int add_geomean(bench_record_t *const *recs, uint32_t n_recs)
 {
 	double runs[BENCH_RUNS_MAX] = {0}, peer[BENCH_RUNS_MAX] = {0};
 	bool peers = true;
-	if (n_parse_records < 2)
+	if (n_recs < 2)
 		return 0;
-	uint32_t n = parse_records[0]->n_runs;
+	uint32_t n = recs[0]->n_runs;
 	for (uint32_t i = 0; i < n; i++) {
 		double lr = 0, lp = 0;
-		for (uint32_t f = 0; f < n_parse_records; f++) {
-			const bench_record_t *r = parse_records[f];
+		for (uint32_t f = 0; f < n_recs; f++) {
+			const bench_record_t *r = recs[f];
 			lr += log(r->runs[i]);
-			peers = peers && r->has_peer && r->n_peer_runs == n;
+			peers = peers && r->has_peer && r->n_peer_runs == n &&
+			        strcmp(r->peer_name, recs[0]->peer_name) == 0;
 			lp += peers ? log(r->peer_runs[i]) : 0;
 		}
-		runs[i] = exp(lr / n_parse_records);
-		peer[i] = exp(lp / n_parse_records);
+		runs[i] = exp(lr / n_recs);
+		peer[i] = exp(lp / n_recs);
 	}
-	bench_record_t *g = bench_add("parse", "geomean", "parse_gbps", "GB/s", runs, n);
+	bench_record_t *g = bench_add("parse", "geomean", recs[0]->metric, "GB/s", runs, n);
 	if (!g)
 		return -EIO;
 	if (peers)
-		bench_set_peer(g, parse_records[0]->peer_name, peer, n);
+		bench_set_peer(g, recs[0]->peer_name, peer, n);
+	return 0;
+}
+
+/* The full parse of c's file with every other stage-1 kernel this CPU has,
+ * as metric parse_gbps_KERNEL, next to: simdjson forced to `haswell` for
+ * avx2 (plus a row parse_gbps_avx2_dflt with the same runs next to simdjson's
+ * own choice, the headline's peer), ringfill's avx2 of this run for sse42
+ * (issue 3: at least 0.75x), simdjson's `fallback` for scalar, simdjson's
+ * own choice for avx512. The kernel in use is restored. */
+static int measure_kernels(const bench_opts_t *opts, parse_case_t *c, const bench_record_t *head)
+{
+	const json_stage1_kernel_t *k;
+	size_t n_k = json_stage1_kernels(&k);
+	const char *active = json_stage1_name();
+	const bench_record_t *avx2 = strcmp(active, "avx2") == 0 ? head : NULL;
+	char metric[48];
+	int rc = 0;
+	for (size_t i = 0; i < n_k && i < PARSE_KERNELS_MAX && rc == 0; i++) {
+		if (strcmp(k[i].name, active) == 0 || json_stage1_use(k[i].name) != 0)
+			continue;
+		snprintf(metric, sizeof(metric), "parse_gbps_%s", k[i].name);
+		c->mode = MODE_PARSE;
+		c->iters = 0;
+		bench_record_t *r = bench_measure(opts, "parse", c->file->name, metric, "GB/s",
+		                                  parse_run, c);
+		if (!r) {
+			rc = -EIO;
+			break;
+		}
+		const char *dom = c->file->ndjson ? "dom-ndjson" : "dom";
+		if (strcmp(k[i].name, "avx2") == 0) {
+			avx2 = r;
+			peer_attach(opts, c, r, dom, "dom", "haswell");
+			snprintf(metric, sizeof(metric), "parse_gbps_%s_dflt", k[i].name);
+			bench_record_t *d = head->has_peer ? bench_add("parse", c->file->name, metric,
+			                                               "GB/s", r->runs, r->n_runs)
+			                                   : NULL;
+			if (d)
+				bench_set_peer(d, head->peer_name, head->peer_runs, head->n_peer_runs);
+		} else if (strcmp(k[i].name, "sse42") == 0 && avx2) {
+			bench_set_peer(r, "ringfill-avx2", avx2->runs, avx2->n_runs);
+		} else if (strcmp(k[i].name, "scalar") == 0) {
+			peer_attach(opts, c, r, dom, "dom", "fallback");
+		} else if (strcmp(k[i].name, "avx512") == 0) {
+			peer_attach(opts, c, r, dom, "dom", NULL);
+		}
+		parse_records[1 + i][n_parse_records[1 + i]++] = r;
+	}
+	if (json_stage1_use(active) != 0)
+		rc = -EINVAL;
+	return rc;
+}
+
+/* ---- whole process: `ringfill parse FILE` against a minimal simdjson
+ * program validating the same file (bench/peer_simdjson.cpp validate) */
+
+/* Runs argv with standard output and error on /dev/null; its exit status,
+ * or -errno. */
+static int spawn_quiet(char *const argv[])
+{
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+	pid_t pid;
+	int rc = posix_spawn(&pid, argv[0], &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	if (rc != 0)
+		return -rc;
+	int status;
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -errno;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -ECHILD;
+}
+
+/* Seconds for `times` runs of argv, each of which must exit 0; < 0 on failure. */
+static double time_processes(char *const argv[], uint64_t times)
+{
+	double t0 = bench_now_s();
+	for (uint64_t i = 0; i < times; i++)
+		if (spawn_quiet(argv) != 0)
+			return -1;
+	return bench_now_s() - t0;
+}
+
+/* process_gbps: file bytes x processes / seconds, the file read from the
+ * page cache by each process. The two sides alternate run by run, so a burst
+ * of load hits both; each run starts `times` processes, the count that
+ * filled target_s in the warm-up. */
+static int measure_process(const bench_opts_t *opts, parse_case_t *c)
+{
+	char self[4096];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n <= 0 || !peer_path())
+		return 0;
+	self[n] = '\0';
+	char *ours[] = {self, "parse", c->file->ndjson ? "--ndjson" : "--", (char *)c->file->path,
+	                NULL};
+	char *peer[] = {(char *)peer_path(), c->file->ndjson ? "validate-ndjson" : "validate",
+	                (char *)c->file->path, NULL};
+	bench_progress("parse %s process_gbps: warm-up", c->file->name);
+	uint64_t times = 0;
+	double t0 = bench_now_s();
+	do {
+		if (spawn_quiet(ours) != 0 || spawn_quiet(peer) != 0) {
+			fprintf(stderr, "ringfill bench: %s: a parse process failed; no process case\n",
+			        c->file->name);
+			return 0;
+		}
+		times++;
+	} while (bench_now_s() - t0 < 2 * c->target_s);
+	double mine[BENCH_RUNS_MAX], theirs[BENCH_RUNS_MAX];
+	bench_progress("parse %s process_gbps: %llu processes a run, %u runs each", c->file->name,
+	               (unsigned long long)times, opts->runs);
+	for (uint32_t r = 0; r < opts->runs; r++) {
+		double a = time_processes(ours, times), b = time_processes(peer, times);
+		if (a <= 0 || b <= 0)
+			return -EIO;
+		mine[r] = (double)c->len * (double)times / a / 1e9;
+		theirs[r] = (double)c->len * (double)times / b / 1e9;
+	}
+	bench_record_t *rec = bench_add("parse", c->file->name, "process_gbps", "GB/s", mine,
+	                                opts->runs);
+	if (!rec)
+		return -EIO;
+	bench_set_peer(rec, "simdjson-validate", theirs, opts->runs);
 	return 0;
 }
 
@@ -578,8 +717,10 @@ static int measure_file(const bench_opts_t *opts, parse_case_t *c)
 	                                  parse_run, c);
 	if (!r)
 		return -EIO;
-	peer_attach(opts, c, r, c->file->ndjson ? "dom-ndjson" : "dom", "dom");
-	parse_records[n_parse_records++] = r;
+	peer_attach(opts, c, r, c->file->ndjson ? "dom-ndjson" : "dom", "dom", NULL);
+	parse_records[0][n_parse_records[0]++] = r;
+	if ((rc = measure_kernels(opts, c, r)) != 0 || (rc = measure_process(opts, c)) != 0)
+		return rc;
 	if (c->file->twitter && (rc = measure_stream(opts, c, r)) != 0)
 		return rc;
 	for (size_t i = 0; c->file->twitter && i < sizeof(sels) / sizeof(*sels); i++) {
@@ -590,7 +731,7 @@ static int measure_file(const bench_opts_t *opts, parse_case_t *c)
 		c->iters = 0;
 		r = bench_measure(opts, "parse", c->file->name, sels[i].metric, "GB/s", parse_run, c);
 		if (r)
-			peer_attach(opts, c, r, sels[i].peer_mode, "ondemand");
+			peer_attach(opts, c, r, sels[i].peer_mode, "ondemand", NULL);
 		json_path_free(c->sel);
 		c->sel = NULL;
 		if (!r)
@@ -610,7 +751,7 @@ int bench_suite_parse(const bench_opts_t *opts)
 	parse_case_t c = {.target_s = opts->quick ? PARSE_RUN_SECONDS_QUICK : PARSE_RUN_SECONDS};
 	if (!(c.parser = json_parser_new(0)))
 		return -ENOMEM;
-	n_parse_records = 0;
+	memset(n_parse_records, 0, sizeof(n_parse_records));
 	for (uint32_t i = 0; i < n_files && rc == 0; i++) {
 		c.file = &files[i];
 		rc = read_file(files[i].path, &c.data, &c.len);
@@ -623,8 +764,8 @@ int bench_suite_parse(const bench_opts_t *opts)
 		free(c.data);
 	}
 	json_parser_free(c.parser);
-	if (rc == 0)
-		rc = add_geomean();
+	for (uint32_t k = 0; k <= PARSE_KERNELS_MAX && rc == 0; k++)
+		rc = add_geomean(parse_records[k], n_parse_records[k]);
 	if (rc == 0 && n_files == 0)
 		fprintf(stderr, "ringfill bench: parse: no files to measure\n");
 	return rc;
