@@ -755,17 +755,28 @@ static int select_walk(select_t *w, uint32_t step, uint32_t *kp, uint32_t depth)
 					return fail_closer(s, idx, k + 1);
 				return fail(s, off, JSON_E_UNEXPECTED);
 			}
-			json_node_t key;
-			if (string_node(s, &key, 0, off, idx[k + 1]) < 0)
-				return -1;
+			/* The key: its escapes checked, compared without a call
+			 * unless it has one (most keys differ in length). */
+			uint32_t close = idx[k + 1], raw = close - off - 1;
+			const char *bs = find_backslash(src + off + 1, src + close, src + s->len);
+			bool match;
+			if (likely(bs == NULL)) {
+				match = st.kind == JSON_STEP_NAME && raw == st.name_len &&
+				        memcmp(src + off + 1, st.name, raw) == 0;
+			} else {
+				json_node_t key;
+				if (string_node(s, &key, 0, off, close) < 0)
+					return -1;
+				match = st.kind == JSON_STEP_NAME &&
+				        json_key_equals(src, &key, st.name, st.name_len);
+			}
 			k += 2;
 			if (unlikely(k >= n))
 				return fail_end(s);
 			if (unlikely(src[idx[k]] != ':'))
 				return fail(s, idx[k], JSON_E_UNEXPECTED);
 			k++;
-			if (st.kind == JSON_STEP_NAME &&
-			    json_key_equals(src, &key, st.name, st.name_len)) {
+			if (match) {
 				take = true;
 				if (mark == SIZE_MAX)
 					mark = w->n_hits;
