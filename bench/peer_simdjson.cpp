@@ -8,7 +8,9 @@
  *   IMPL: dom modes only: the simdjson kernel to use (haswell, fallback, ...)
  *         instead of the one it picks at run time
  *   out:  "impl NAME" once, "run SECONDS" per run (each run parses the file
- *         ITERS times), then "checksum N" (documents, id sum, or name bytes)
+ *         ITERS times), then "checksum N" (documents, id sum, or name bytes);
+ *         SECONDS are wall seconds, or the thread's CPU seconds when
+ *         RINGFILL_BENCH_CLOCK=cpu (as suite_parse.c then times itself)
  *
  *   usage: rf_peer_simdjson validate|validate-ndjson FILE
  *   The minimal program the whole-process case times against `ringfill parse
@@ -25,6 +27,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 
 using namespace simdjson;
 
@@ -107,6 +110,17 @@ int validate(bool ndjson, const char *file)
 	return 0;
 }
 
+/* Seconds on the clock suite_parse.c uses too (RINGFILL_BENCH_CLOCK). */
+double now_s(bool cpu)
+{
+	if (!cpu)
+		return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+			.count();
+	timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 } // namespace
 
 int main(int argc, char **argv)
@@ -151,15 +165,16 @@ int main(int argc, char **argv)
 	dom::parser dp;
 	ondemand::parser op;
 	uint64_t check = 0;
+	const char *clock = std::getenv("RINGFILL_BENCH_CLOCK");
+	bool cpu = clock && !std::strcmp(clock, "cpu");
 	for (unsigned long r = 0; r < runs; r++) {
-		auto t0 = std::chrono::steady_clock::now();
+		double t0 = now_s(cpu);
 		for (unsigned long i = 0; i < iters; i++) {
 			check = 0; /* the checksum of one pass, as the parent computes it */
 			if (pass(dp, op, json, &check) != 0)
 				return 1;
 		}
-		std::chrono::duration<double> dt = std::chrono::steady_clock::now() - t0;
-		std::printf("run %.9f\n", dt.count());
+		std::printf("run %.9f\n", now_s(cpu) - t0);
 	}
 	std::printf("checksum %" PRIu64 "\n", check);
 	return 0;
