@@ -146,7 +146,8 @@ static bool cmp_piece(void *vctx, const char *bytes, size_t n)
 	return true;
 }
 
-bool json_key_equals(const char *src, const json_node_t *k, const char *key, size_t key_len)
+static inline bool key_equals(const char *src, const json_node_t *k, const char *key,
+                              size_t key_len)
 {
 	size_t raw = k->len - 2u;
 	if (!(k->flags & JSON_F_ESCAPED))
@@ -159,6 +160,12 @@ bool json_key_equals(const char *src, const json_node_t *k, const char *key, siz
 	return c.equal && c.pos == key_len;
 }
 
+/* For json_select (json.c); json_object_get keeps its inlined copy. */
+bool json_key_equals(const char *src, const json_node_t *k, const char *key, size_t key_len)
+{
+	return key_equals(src, k, key, key_len);
+}
+
 /* With duplicate keys the last one wins, as in JavaScript, Python and jq; so
  * the whole object is always scanned (O(members)). */
 uint32_t json_object_get(const json_doc_t *d, uint32_t obj, const char *key, size_t key_len)
@@ -167,7 +174,7 @@ uint32_t json_object_get(const json_doc_t *d, uint32_t obj, const char *key, siz
 	uint32_t found = JSON_NONE;
 	uint32_t i = obj + 1;
 	for (uint32_t m = 0; m < d->nodes[obj].count; m++) {
-		if (json_key_equals(d->src, &d->nodes[i], key, key_len))
+		if (key_equals(d->src, &d->nodes[i], key, key_len))
 			found = i + 1;
 		i = d->nodes[i + 1].next;
 	}
