@@ -579,7 +579,8 @@ static int add_geomean(bench_record_t *const *recs, uint32_t n_recs)
 }
 
 /* The full parse of c's file with every other stage-1 kernel this CPU has,
- * as metric parse_gbps_KERNEL, next to: simdjson forced to `haswell` for
+ * as metric parse_gbps_KERNEL (and the headline's runs again under its own
+ * kernel's name when that is avx2 or scalar), next to: simdjson forced to `haswell` for
  * avx2 (plus a row parse_gbps_avx2_dflt with the same runs next to simdjson's
  * own choice, the headline's peer), ringfill's avx2 of this run for sse42
  * (issue 3: at least 0.75x), simdjson's `fallback` for scalar, simdjson's
@@ -592,6 +593,19 @@ static int measure_kernels(const bench_opts_t *opts, parse_case_t *c, const benc
 	const bench_record_t *avx2 = strcmp(active, "avx2") == 0 ? head : NULL;
 	char metric[48];
 	int rc = 0;
+	const char *dom = c->file->ndjson ? "dom-ndjson" : "dom";
+	/* The kernel in use against its own target's peer too, on the same runs. */
+	const char *own = strcmp(active, "avx2") == 0     ? "haswell"
+	                  : strcmp(active, "scalar") == 0 ? "fallback"
+	                                                  : NULL;
+	if (own) {
+		snprintf(metric, sizeof(metric), "parse_gbps_%s", active);
+		bench_record_t *d = bench_add("parse", c->file->name, metric, "GB/s", head->runs,
+		                              head->n_runs);
+		if (!d)
+			return -EIO;
+		peer_attach(opts, c, d, dom, "dom", own);
+	}
 	for (size_t i = 0; i < n_k && i < PARSE_KERNELS_MAX && rc == 0; i++) {
 		if (strcmp(k[i].name, active) == 0 || json_stage1_use(k[i].name) != 0)
 			continue;
@@ -604,7 +618,6 @@ static int measure_kernels(const bench_opts_t *opts, parse_case_t *c, const benc
 			rc = -EIO;
 			break;
 		}
-		const char *dom = c->file->ndjson ? "dom-ndjson" : "dom";
 		if (strcmp(k[i].name, "avx2") == 0) {
 			avx2 = r;
 			peer_attach(opts, c, r, dom, "dom", "haswell");
