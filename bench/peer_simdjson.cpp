@@ -2,11 +2,20 @@
  * it as a subprocess (no shell) on the same file and iteration count it
  * measured ringfill with, and reads its timings from stdout:
  *
- *   usage: rf_peer_simdjson MODE FILE ITERS RUNS
+ *   usage: rf_peer_simdjson MODE FILE ITERS RUNS [IMPL]
  *   MODE: dom (one document), dom-ndjson (parse_many), ondemand-ids
  *         ($.statuses[*].id), ondemand-names ($.statuses[*].user.screen_name)
+ *   IMPL: dom modes only: the simdjson kernel to use (haswell, fallback, ...)
+ *         instead of the one it picks at run time
  *   out:  "impl NAME" once, "run SECONDS" per run (each run parses the file
- *         ITERS times), then "checksum N" (documents, id sum, or name bytes)
+ *         ITERS times), then "checksum N" (documents, id sum, or name bytes);
+ *         SECONDS are wall seconds, or the thread's CPU seconds when
+ *         RINGFILL_BENCH_CLOCK=cpu (as suite_parse.c then times itself)
+ *
+ *   usage: rf_peer_simdjson validate|validate-ndjson FILE
+ *   The minimal program the whole-process case times against `ringfill parse
+ *   FILE`: load the file, parse it once with the DOM parser (parse_many for
+ *   NDJSON, every document), exit 0 if valid. Prints nothing on success.
  *
  * Built only when libsimdjson-dev is found (bench/meson.build). Exit 0, 1 on
  * a parse error (printed to stderr), 2 on bad usage. */
@@ -18,6 +27,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 
 using namespace simdjson;
 
@@ -77,12 +87,48 @@ int pass(dom::parser &dp, ondemand::parser &op, const padded_string &json, uint6
 	return 0;
 }
 
+/* The validate modes: as little as a program that checks a file can do. */
+int validate(bool ndjson, const char *file)
+{
+	padded_string json;
+	error_code e = padded_string::load(file).get(json);
+	if (e) {
+		fail(file, e);
+		return 1;
+	}
+	dom::parser dp;
+	if (!ndjson) {
+		dom::element doc;
+		return dp.parse(json).get(doc) ? 1 : 0;
+	}
+	dom::document_stream stream;
+	if (dp.parse_many(json).get(stream))
+		return 1;
+	for (auto doc : stream)
+		if (doc.error())
+			return 1;
+	return 0;
+}
+
+/* Seconds on the clock suite_parse.c uses too (RINGFILL_BENCH_CLOCK). */
+double now_s(bool cpu)
+{
+	if (!cpu)
+		return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+			.count();
+	timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 } // namespace
 
 int main(int argc, char **argv)
 {
-	if (argc != 5) {
-		std::fprintf(stderr, "usage: rf_peer_simdjson MODE FILE ITERS RUNS\n");
+	if (argc == 3 && (!std::strcmp(argv[1], "validate") || !std::strcmp(argv[1], "validate-ndjson")))
+		return validate(argv[1][8] == '-', argv[2]);
+	if (argc != 5 && argc != 6) {
+		std::fprintf(stderr, "usage: rf_peer_simdjson MODE FILE ITERS RUNS [IMPL]\n");
 		return 2;
 	}
 	mode = argv[1];
@@ -105,20 +151,30 @@ int main(int argc, char **argv)
 	/* DOM dispatches at run time; On-Demand is compiled for the build's
 	 * target (bench/meson.build passes -march=native when it can). */
 	bool od = !std::strncmp(mode, "ondemand", 8);
+	if (argc == 6) {
+		const implementation *impl = get_available_implementations()[argv[5]];
+		if (od || !impl || !impl->supported_by_runtime_system()) {
+			std::fprintf(stderr, "rf_peer_simdjson: implementation %s not available%s\n",
+			             argv[5], od ? " for On-Demand" : "");
+			return 2;
+		}
+		get_active_implementation() = impl;
+	}
 	std::printf("impl %s\n", od ? SIMDJSON_STRINGIFY(SIMDJSON_BUILTIN_IMPLEMENTATION)
 	                            : get_active_implementation()->name().c_str());
 	dom::parser dp;
 	ondemand::parser op;
 	uint64_t check = 0;
+	const char *clock = std::getenv("RINGFILL_BENCH_CLOCK");
+	bool cpu = clock && !std::strcmp(clock, "cpu");
 	for (unsigned long r = 0; r < runs; r++) {
-		auto t0 = std::chrono::steady_clock::now();
+		double t0 = now_s(cpu);
 		for (unsigned long i = 0; i < iters; i++) {
 			check = 0; /* the checksum of one pass, as the parent computes it */
 			if (pass(dp, op, json, &check) != 0)
 				return 1;
 		}
-		std::chrono::duration<double> dt = std::chrono::steady_clock::now() - t0;
-		std::printf("run %.9f\n", dt.count());
+		std::printf("run %.9f\n", now_s(cpu) - t0);
 	}
 	std::printf("checksum %" PRIu64 "\n", check);
 	return 0;

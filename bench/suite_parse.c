@@ -13,12 +13,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bench/harness.h"
 #include "parse/json.h"
+#include "parse/json_internal.h" /* the stage-1 kernels, to measure each */
 #include "parse/json_stream.h"
 
 #define PARSE_FILES_MAX 64u
@@ -311,6 +314,33 @@ static int read_file(const char *path, char **out, size_t *len)
 	return 0;
 }
 
+/* ---- the clock ---------------------------------------------------------------- */
+
+/* RINGFILL_BENCH_CLOCK=cpu makes every parse case time CPU seconds instead of
+ * wall seconds: the bench thread's own (CLOCK_THREAD_CPUTIME_ID), the peer's
+ * likewise (it reads the same variable), and the children's user + system
+ * time for the whole-process case. On a machine shared with other work, a
+ * side that waits for a CPU is not charged for it, so the ratios stop
+ * depending on which side ran in a busier moment. */
+static bool clock_is_cpu(void)
+{
+	static int cpu = -1;
+	if (cpu < 0) {
+		const char *e = getenv("RINGFILL_BENCH_CLOCK");
+		cpu = e && strcmp(e, "cpu") == 0;
+	}
+	return cpu;
+}
+
+static double parse_now_s(void)
+{
+	if (!clock_is_cpu())
+		return bench_now_s();
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 /* ---- ringfill's side ------------------------------------------------------- */
 
 /* Visitors shared with the instruction-count suite (harness.h): each adds
@@ -339,6 +369,19 @@ int bench_add_name(void *ctx, const json_doc_t *d, uint32_t node)
 		return -EINVAL;
 	*(uint64_t *)ctx += json_string_get(d, node, buf, sizeof(buf));
 	return 0;
+}
+
+/* The same for json_select, which names the path (the bench has one). */
+static int select_add_id(void *ctx, uint32_t path, const json_doc_t *d, uint32_t node)
+{
+	(void)path;
+	return bench_add_id(ctx, d, node);
+}
+
+static int select_add_name(void *ctx, uint32_t path, const json_doc_t *d, uint32_t node)
+{
+	(void)path;
+	return bench_add_name(ctx, d, node);
 }
 
 /* One streaming pass: the document from memory in pieces through
@@ -378,14 +421,11 @@ static int parse_pass(parse_case_t *c)
 		rc = stream_pass(c, &err);
 	else if (c->mode == MODE_PARSE && c->file->ndjson)
 		rc = json_ndjson_each(c->parser, c->data, c->len, bench_count_doc, &c->check, &err);
-	else if ((rc = json_parse(c->parser, c->data, c->len, &doc, &err)) == 0) {
+	else if (c->mode != MODE_PARSE) /* selectors: on demand, as simdjson's On-Demand */
+		rc = json_select(c->parser, c->data, c->len, (const json_path_t *const *)&c->sel, 1,
+		                 c->mode == MODE_IDS ? select_add_id : select_add_name, &c->check, &err);
+	else if ((rc = json_parse(c->parser, c->data, c->len, &doc, &err)) == 0)
 		c->check = 1;
-		if (c->mode != MODE_PARSE) {
-			c->check = 0;
-			rc = json_path_each(c->sel, &doc, 0, c->mode == MODE_IDS ? bench_add_id : bench_add_name,
-			                    &c->check);
-		}
-	}
 	if (rc != 0)
 		fprintf(stderr, "ringfill bench: %s: %s at byte %zu\n", c->file->name,
 		        rc == -1 ? err.reason : "selected value of an unexpected type",
@@ -397,14 +437,14 @@ static int parse_run(void *arg, double *value)
 {
 	parse_case_t *c = arg;
 	uint64_t done = 0;
-	double t0 = bench_now_s(), dt;
+	double t0 = parse_now_s(), dt;
 	/* The warm-up finds how many passes fill target_s; timed runs and the
 	 * peer then all do exactly that many. */
 	do {
 		if (parse_pass(c) != 0)
 			return -EINVAL;
 		done++;
-		dt = bench_now_s() - t0;
+		dt = parse_now_s() - t0;
 	} while (c->iters ? done < c->iters : dt < c->target_s);
 	c->iters = done;
 	*value = (double)c->len * (double)done / dt / 1e9;
@@ -424,13 +464,15 @@ static const char *peer_path(void)
 
 /* Runs the peer; fills runs[] (the first, a warm-up, dropped) as GB/s.
  * Returns the number of runs, or -errno. */
-static int peer_measure(const parse_case_t *c, const char *mode, uint32_t runs_n, double *runs,
-                        char *impl, size_t impl_cap, uint64_t *check)
+static int peer_measure(const parse_case_t *c, const char *mode, const char *force,
+                        uint32_t runs_n, double *runs, char *impl, size_t impl_cap,
+                        uint64_t *check)
 {
 	char iters[32], nruns[32], out[PARSE_PEER_OUT_BYTES_MAX];
 	snprintf(iters, sizeof(iters), "%llu", (unsigned long long)c->iters);
 	snprintf(nruns, sizeof(nruns), "%u", runs_n + 1);
-	char *argv[] = {(char *)peer_path(), (char *)mode, (char *)c->file->path, iters, nruns, NULL};
+	char *argv[] = {(char *)peer_path(), (char *)mode, (char *)c->file->path, iters, nruns,
+	                (char *)force, NULL};
 	int fds[2];
 	if (pipe2(fds, O_CLOEXEC) != 0)
 		return -errno;
@@ -467,8 +509,10 @@ static int peer_measure(const parse_case_t *c, const char *mode, uint32_t runs_n
 	return got == (int)runs_n ? got : -EPROTO;
 }
 
+/* force: the simdjson kernel the peer must use (DOM only), or NULL for the
+ * one simdjson picks. */
 static void peer_attach(const bench_opts_t *opts, const parse_case_t *c, bench_record_t *r,
-                        const char *mode, const char *label)
+                        const char *mode, const char *label, const char *force)
 {
 	double runs[BENCH_RUNS_MAX];
 	char impl[32] = "?", name[BENCH_PEER_NAME_BYTES_MAX];
@@ -477,7 +521,7 @@ static void peer_attach(const bench_opts_t *opts, const parse_case_t *c, bench_r
 		return;
 	bench_progress("parse %s %s: simdjson %s, %u runs", c->file->name, r->metric, label,
 	               opts->runs);
-	int n = peer_measure(c, mode, opts->runs, runs, impl, sizeof(impl), &check);
+	int n = peer_measure(c, mode, force, opts->runs, runs, impl, sizeof(impl), &check);
 	if (n < 0) {
 		fprintf(stderr, "ringfill bench: simdjson peer failed on %s (%s); no ratio\n",
 		        c->file->name, strerror(-n));
@@ -494,36 +538,187 @@ static void peer_attach(const bench_opts_t *opts, const parse_case_t *c, bench_r
 
 /* ---- the suite ---------------------------------------------------------------- */
 
-/* The full-parse record of each file, for the geometric mean. */
-static bench_record_t *parse_records[PARSE_FILES_MAX];
-static uint32_t n_parse_records;
+/* Stage-1 kernels measured besides the one in use (issue 3's other targets),
+ * each with the peer its target names. */
+#define PARSE_KERNELS_MAX 8u
+
+/* The full-parse records of each file, for the geometric means: [0] the
+ * kernel in use (the headline), [1 + i] the other kernels, in
+ * json_stage1_kernels order. */
+static bench_record_t *parse_records[1 + PARSE_KERNELS_MAX][PARSE_FILES_MAX];
+static uint32_t n_parse_records[1 + PARSE_KERNELS_MAX];
 
 /* Run i of the summary is the geometric mean of run i over every file, for
- * ringfill and (when every file has one) for simdjson: issue 3's target is
+ * ringfill and (when every file has one) for the peer: issue 3's targets are
  * stated on this mean. Nothing here is timed again. */
-static int add_geomean(void)
+static int add_geomean(bench_record_t *const *recs, uint32_t n_recs)
 {
 	double runs[BENCH_RUNS_MAX] = {0}, peer[BENCH_RUNS_MAX] = {0};
 	bool peers = true;
-	if (n_parse_records < 2)
+	if (n_recs < 2)
 		return 0;
-	uint32_t n = parse_records[0]->n_runs;
+	uint32_t n = recs[0]->n_runs;
 	for (uint32_t i = 0; i < n; i++) {
 		double lr = 0, lp = 0;
-		for (uint32_t f = 0; f < n_parse_records; f++) {
-			const bench_record_t *r = parse_records[f];
+		for (uint32_t f = 0; f < n_recs; f++) {
+			const bench_record_t *r = recs[f];
 			lr += log(r->runs[i]);
-			peers = peers && r->has_peer && r->n_peer_runs == n;
+			peers = peers && r->has_peer && r->n_peer_runs == n &&
+			        strcmp(r->peer_name, recs[0]->peer_name) == 0;
 			lp += peers ? log(r->peer_runs[i]) : 0;
 		}
-		runs[i] = exp(lr / n_parse_records);
-		peer[i] = exp(lp / n_parse_records);
+		runs[i] = exp(lr / n_recs);
+		peer[i] = exp(lp / n_recs);
 	}
-	bench_record_t *g = bench_add("parse", "geomean", "parse_gbps", "GB/s", runs, n);
+	bench_record_t *g = bench_add("parse", "geomean", recs[0]->metric, "GB/s", runs, n);
 	if (!g)
 		return -EIO;
 	if (peers)
-		bench_set_peer(g, parse_records[0]->peer_name, peer, n);
+		bench_set_peer(g, recs[0]->peer_name, peer, n);
+	return 0;
+}
+
+/* The full parse of c's file with every other stage-1 kernel this CPU has,
+ * as metric parse_gbps_KERNEL (and the headline's runs again under its own
+ * kernel's name when that is avx2 or scalar), next to: simdjson forced to `haswell` for
+ * avx2 (plus a row parse_gbps_avx2_dflt with the same runs next to simdjson's
+ * own choice, the headline's peer), ringfill's avx2 of this run for sse42
+ * (issue 3: at least 0.75x), simdjson's `fallback` for scalar, simdjson's
+ * own choice for avx512. The kernel in use is restored. */
+static int measure_kernels(const bench_opts_t *opts, parse_case_t *c, const bench_record_t *head)
+{
+	const json_stage1_kernel_t *k;
+	size_t n_k = json_stage1_kernels(&k);
+	const char *active = json_stage1_name();
+	const bench_record_t *avx2 = strcmp(active, "avx2") == 0 ? head : NULL;
+	char metric[48];
+	int rc = 0;
+	const char *dom = c->file->ndjson ? "dom-ndjson" : "dom";
+	/* The kernel in use against its own target's peer too, on the same runs. */
+	const char *own = strcmp(active, "avx2") == 0     ? "haswell"
+	                  : strcmp(active, "scalar") == 0 ? "fallback"
+	                                                  : NULL;
+	if (own) {
+		snprintf(metric, sizeof(metric), "parse_gbps_%s", active);
+		bench_record_t *d = bench_add("parse", c->file->name, metric, "GB/s", head->runs,
+		                              head->n_runs);
+		if (!d)
+			return -EIO;
+		peer_attach(opts, c, d, dom, "dom", own);
+	}
+	for (size_t i = 0; i < n_k && i < PARSE_KERNELS_MAX && rc == 0; i++) {
+		if (strcmp(k[i].name, active) == 0 || json_stage1_use(k[i].name) != 0)
+			continue;
+		snprintf(metric, sizeof(metric), "parse_gbps_%s", k[i].name);
+		c->mode = MODE_PARSE;
+		c->iters = 0;
+		bench_record_t *r = bench_measure(opts, "parse", c->file->name, metric, "GB/s",
+		                                  parse_run, c);
+		if (!r) {
+			rc = -EIO;
+			break;
+		}
+		if (strcmp(k[i].name, "avx2") == 0) {
+			avx2 = r;
+			peer_attach(opts, c, r, dom, "dom", "haswell");
+			snprintf(metric, sizeof(metric), "parse_gbps_%s_dflt", k[i].name);
+			bench_record_t *d = head->has_peer ? bench_add("parse", c->file->name, metric,
+			                                               "GB/s", r->runs, r->n_runs)
+			                                   : NULL;
+			if (d)
+				bench_set_peer(d, head->peer_name, head->peer_runs, head->n_peer_runs);
+		} else if (strcmp(k[i].name, "sse42") == 0 && avx2) {
+			bench_set_peer(r, "ringfill-avx2", avx2->runs, avx2->n_runs);
+		} else if (strcmp(k[i].name, "scalar") == 0) {
+			peer_attach(opts, c, r, dom, "dom", "fallback");
+		} else if (strcmp(k[i].name, "avx512") == 0) {
+			peer_attach(opts, c, r, dom, "dom", NULL);
+		}
+		parse_records[1 + i][n_parse_records[1 + i]++] = r;
+	}
+	if (json_stage1_use(active) != 0)
+		rc = -EINVAL;
+	return rc;
+}
+
+/* ---- whole process: `ringfill parse FILE` against a minimal simdjson
+ * program validating the same file (bench/peer_simdjson.cpp validate) */
+
+/* Runs argv with standard output and error on /dev/null; its exit status,
+ * or -errno. Adds the child's user + system seconds to *cpu_s. */
+static int spawn_quiet(char *const argv[], double *cpu_s)
+{
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+	pid_t pid;
+	int rc = posix_spawn(&pid, argv[0], &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	if (rc != 0)
+		return -rc;
+	int status;
+	struct rusage ru;
+	while (wait4(pid, &status, 0, &ru) < 0)
+		if (errno != EINTR)
+			return -errno;
+	*cpu_s += (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+	          (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -ECHILD;
+}
+
+/* Seconds (wall, or the children's CPU: RINGFILL_BENCH_CLOCK) for `times`
+ * runs of argv, each of which must exit 0; < 0 on failure. */
+static double time_processes(char *const argv[], uint64_t times)
+{
+	double t0 = bench_now_s(), cpu = 0;
+	for (uint64_t i = 0; i < times; i++)
+		if (spawn_quiet(argv, &cpu) != 0)
+			return -1;
+	return clock_is_cpu() ? cpu : bench_now_s() - t0;
+}
+
+/* process_gbps: file bytes x processes / seconds, the file read from the
+ * page cache by each process. The two sides alternate run by run, so a burst
+ * of load hits both; each run starts `times` processes, the count that
+ * filled target_s in the warm-up. */
+static int measure_process(const bench_opts_t *opts, parse_case_t *c)
+{
+	char self[4096];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n <= 0 || !peer_path())
+		return 0;
+	self[n] = '\0';
+	char *ours[] = {self, "parse", c->file->ndjson ? "--ndjson" : "--", (char *)c->file->path,
+	                NULL};
+	char *peer[] = {(char *)peer_path(), c->file->ndjson ? "validate-ndjson" : "validate",
+	                (char *)c->file->path, NULL};
+	bench_progress("parse %s process_gbps: warm-up", c->file->name);
+	uint64_t times = 0;
+	double t0 = bench_now_s(), cpu = 0;
+	do {
+		if (spawn_quiet(ours, &cpu) != 0 || spawn_quiet(peer, &cpu) != 0) {
+			fprintf(stderr, "ringfill bench: %s: a parse process failed; no process case\n",
+			        c->file->name);
+			return 0;
+		}
+		times++;
+	} while ((clock_is_cpu() ? cpu : bench_now_s() - t0) < 2 * c->target_s);
+	double mine[BENCH_RUNS_MAX], theirs[BENCH_RUNS_MAX];
+	bench_progress("parse %s process_gbps: %llu processes a run, %u runs each", c->file->name,
+	               (unsigned long long)times, opts->runs);
+	for (uint32_t r = 0; r < opts->runs; r++) {
+		double a = time_processes(ours, times), b = time_processes(peer, times);
+		if (a <= 0 || b <= 0)
+			return -EIO;
+		mine[r] = (double)c->len * (double)times / a / 1e9;
+		theirs[r] = (double)c->len * (double)times / b / 1e9;
+	}
+	bench_record_t *rec = bench_add("parse", c->file->name, "process_gbps", "GB/s", mine,
+	                                opts->runs);
+	if (!rec)
+		return -EIO;
+	bench_set_peer(rec, "simdjson-validate", theirs, opts->runs);
 	return 0;
 }
 
@@ -568,8 +763,10 @@ static int measure_file(const bench_opts_t *opts, parse_case_t *c)
 	                                  parse_run, c);
 	if (!r)
 		return -EIO;
-	peer_attach(opts, c, r, c->file->ndjson ? "dom-ndjson" : "dom", "dom");
-	parse_records[n_parse_records++] = r;
+	peer_attach(opts, c, r, c->file->ndjson ? "dom-ndjson" : "dom", "dom", NULL);
+	parse_records[0][n_parse_records[0]++] = r;
+	if ((rc = measure_kernels(opts, c, r)) != 0 || (rc = measure_process(opts, c)) != 0)
+		return rc;
 	if (c->file->twitter && (rc = measure_stream(opts, c, r)) != 0)
 		return rc;
 	for (size_t i = 0; c->file->twitter && i < sizeof(sels) / sizeof(*sels); i++) {
@@ -580,7 +777,7 @@ static int measure_file(const bench_opts_t *opts, parse_case_t *c)
 		c->iters = 0;
 		r = bench_measure(opts, "parse", c->file->name, sels[i].metric, "GB/s", parse_run, c);
 		if (r)
-			peer_attach(opts, c, r, sels[i].peer_mode, "ondemand");
+			peer_attach(opts, c, r, sels[i].peer_mode, "ondemand", NULL);
 		json_path_free(c->sel);
 		c->sel = NULL;
 		if (!r)
@@ -598,9 +795,12 @@ int bench_suite_parse(const bench_opts_t *opts)
 		fprintf(stderr, "ringfill bench: simdjson peer not available (built without "
 		                "libsimdjson-dev, or moved); parse results have no ratio\n");
 	parse_case_t c = {.target_s = opts->quick ? PARSE_RUN_SECONDS_QUICK : PARSE_RUN_SECONDS};
+	if (clock_is_cpu())
+		fprintf(stderr, "ringfill bench: parse: timing CPU seconds (RINGFILL_BENCH_CLOCK=cpu), "
+		                "ringfill and simdjson alike\n");
 	if (!(c.parser = json_parser_new(0)))
 		return -ENOMEM;
-	n_parse_records = 0;
+	memset(n_parse_records, 0, sizeof(n_parse_records));
 	for (uint32_t i = 0; i < n_files && rc == 0; i++) {
 		c.file = &files[i];
 		rc = read_file(files[i].path, &c.data, &c.len);
@@ -613,8 +813,8 @@ int bench_suite_parse(const bench_opts_t *opts)
 		free(c.data);
 	}
 	json_parser_free(c.parser);
-	if (rc == 0)
-		rc = add_geomean();
+	for (uint32_t k = 0; k <= PARSE_KERNELS_MAX && rc == 0; k++)
+		rc = add_geomean(parse_records[k], n_parse_records[k]);
 	if (rc == 0 && n_files == 0)
 		fprintf(stderr, "ringfill bench: parse: no files to measure\n");
 	return rc;

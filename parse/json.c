@@ -22,6 +22,14 @@
  * index of 4 bytes per batch byte rather than per file byte. */
 #define JSON_NDJSON_BATCH_BYTES (1u << 20)
 
+/* json_select: a value a path selected, found by the walk and materialised
+ * after it. */
+struct select_hit {
+	uint32_t k;     /* its first index entry */
+	uint32_t depth; /* containers around it */
+	uint32_t path;  /* which of the paths selected it */
+};
+
 /* One open container during stage 2. */
 typedef struct {
 	uint32_t node;         /* its tape index */
@@ -39,6 +47,8 @@ struct json_parser {
 	size_t tape_cap;
 	json_frame_t *stack; /* open containers, grows up to depth_max */
 	size_t stack_cap;
+	struct select_hit *hits; /* json_select: the values found, hits_cap entries */
+	size_t hits_cap;
 };
 
 json_parser_t *json_parser_new(uint32_t depth_max)
@@ -64,6 +74,7 @@ void json_parser_free(json_parser_t *p)
 	free(p->batch_idx);
 	free(p->tape);
 	free(p->stack);
+	free(p->hits);
 	free(p);
 }
 
@@ -603,6 +614,243 @@ int json_parse_value_indexed(json_parser_t *p, uint32_t depth_used, const char *
 uint32_t json_parser_depth_max(const json_parser_t *p)
 {
 	return p->depth_max;
+}
+
+/* ---- Selection on demand (json_select)
+ *
+ * After stage 1, only the containers a path goes through are walked with
+ * stage 2's grammar checks (keys, colons, commas, closers; keys are checked
+ * as strings, escapes included); every value the path does not enter is
+ * skipped by counting brackets over its index entries, and every value it
+ * selects is checked by stage 2 proper. The selected values are materialised
+ * (a tape of their own) only after every path has been walked, so an error
+ * found by the walk comes before any callback; and a later duplicate key
+ * replaces what an earlier one selected, as json_object_get's last-wins. */
+
+/* Bracket depth change of an index entry's first byte. Strings cannot hide
+ * a bracket: stage 1 indexes only their quotes. */
+static const int8_t depth_delta[256] = {['{'] = 1, ['['] = 1, ['}'] = -1, [']'] = -1};
+
+typedef struct {
+	json_parser_t *p;
+	stage2_t *s;
+	const uint32_t *idx;
+	uint32_t n_idx;
+	const json_path_t *path;
+	uint32_t path_i;
+	uint32_t n_steps;
+	size_t n_hits;
+} select_t;
+
+/* The value at idx[*kp], `depth` containers deep, without looking inside:
+ * a container is skipped to its matching bracket (checking the nesting
+ * limit on the way), a scalar is not checked at all. *kp: the next entry. */
+static int skip_value(select_t *w, uint32_t *kp, uint32_t depth)
+{
+	const char *src = w->s->src;
+	const uint32_t *idx = w->idx;
+	uint32_t k = *kp, n = w->n_idx;
+	if (unlikely(k >= n))
+		return fail_end(w->s);
+	switch (src[idx[k]]) {
+	case '"':
+		*kp = k + 2; /* stage 1 succeeded: the closing quote is the next entry */
+		return 0;
+	case '{':
+	case '[':
+		break;
+	case ']':
+		return fail_closer(w->s, idx, k + 1);
+	case '}':
+	case ',':
+	case ':':
+		return fail(w->s, idx[k], JSON_E_UNEXPECTED);
+	default:
+		*kp = k + 1;
+		return 0;
+	}
+	uint32_t max = w->p->depth_max;
+	if (unlikely(depth >= max))
+		return fail(w->s, idx[k], JSON_E_DEPTH);
+	int64_t d = (int64_t)depth + 1;
+	k++;
+	/* Four entries a step while the depth stays inside (depth, max]: the
+	 * four sums are independent of each other's branches. */
+	for (; n - k >= 4; k += 4) {
+		int64_t d1 = d + depth_delta[(unsigned char)src[idx[k]]];
+		int64_t d2 = d1 + depth_delta[(unsigned char)src[idx[k + 1]]];
+		int64_t d3 = d2 + depth_delta[(unsigned char)src[idx[k + 2]]];
+		int64_t d4 = d3 + depth_delta[(unsigned char)src[idx[k + 3]]];
+		uint64_t room = (uint64_t)max - depth;
+		if (unlikely(((uint64_t)(d1 - depth - 1) >= room) | ((uint64_t)(d2 - depth - 1) >= room) |
+		             ((uint64_t)(d3 - depth - 1) >= room) | ((uint64_t)(d4 - depth - 1) >= room)))
+			break; /* the container closes, or nests too deep, among these four */
+		d = d4;
+	}
+	for (; k < n; k++) {
+		d += depth_delta[(unsigned char)src[idx[k]]];
+		if (unlikely(d > (int64_t)max))
+			return fail(w->s, idx[k], JSON_E_DEPTH);
+		if (d == (int64_t)depth) {
+			*kp = k + 1;
+			return 0;
+		}
+	}
+	return fail_end(w->s);
+}
+
+/* A selected value at idx[*kp]: checked whole by stage 2 now (which also
+ * finds its end), materialised later. */
+static int select_hit(select_t *w, uint32_t *kp, uint32_t depth)
+{
+	json_parser_t *p = w->p;
+	if (w->n_hits == p->hits_cap &&
+	    grow((void **)&p->hits, &p->hits_cap, w->n_hits + 1, sizeof *p->hits) < 0)
+		return fail(w->s, 0, JSON_E_NOMEM);
+	uint32_t saved = p->depth_max, used = 0, n_nodes;
+	p->depth_max = depth < saved ? saved - depth : 0;
+	int r = stage2_run(p, w->s, w->idx + *kp, w->n_idx - *kp, &n_nodes, &used);
+	p->depth_max = saved;
+	if (r < 0)
+		return -1;
+	p->hits[w->n_hits++] = (struct select_hit){.k = *kp, .depth = depth, .path = w->path_i};
+	*kp += used;
+	return 0;
+}
+
+/* The value at idx[*kp] for steps [step, n_steps) of the path. */
+static int select_walk(select_t *w, uint32_t step, uint32_t *kp, uint32_t depth)
+{
+	if (step == w->n_steps)
+		return select_hit(w, kp, depth);
+	stage2_t *s = w->s;
+	const char *src = s->src;
+	const uint32_t *idx = w->idx;
+	uint32_t k = *kp, n = w->n_idx;
+	if (unlikely(k >= n))
+		return fail_end(s);
+	json_step_t st = json_path_step(w->path, step);
+	char open = src[idx[k]];
+	bool object = open == '{';
+	if ((!object && open != '[') || (st.kind == JSON_STEP_NAME && !object) ||
+	    (st.kind == JSON_STEP_INDEX && object))
+		return skip_value(w, kp, depth); /* the step selects nothing here */
+	if (unlikely(depth >= w->p->depth_max))
+		return fail(s, idx[k], JSON_E_DEPTH);
+	char closer = object ? '}' : ']';
+	depth++;
+	if (++k < n && src[idx[k]] == closer) {
+		*kp = k + 1;
+		return 0;
+	}
+	size_t mark = SIZE_MAX; /* .name: hits before the first matching member's */
+	for (uint32_t i = 0;; i++) {
+		bool take = st.kind == JSON_STEP_ALL || (st.kind == JSON_STEP_INDEX && i == st.index);
+		if (object) {
+			if (unlikely(k >= n))
+				return fail_end(s);
+			uint32_t off = idx[k];
+			if (unlikely(src[off] != '"')) {
+				if (src[off] == '}')
+					return fail_closer(s, idx, k + 1);
+				return fail(s, off, JSON_E_UNEXPECTED);
+			}
+			/* The key: its escapes checked, compared without a call
+			 * unless it has one (most keys differ in length). */
+			uint32_t close = idx[k + 1], raw = close - off - 1;
+			const char *bs = find_backslash(src + off + 1, src + close, src + s->len);
+			bool match;
+			if (likely(bs == NULL)) {
+				match = st.kind == JSON_STEP_NAME && raw == st.name_len &&
+				        memcmp(src + off + 1, st.name, raw) == 0;
+			} else {
+				json_node_t key;
+				if (string_node(s, &key, 0, off, close) < 0)
+					return -1;
+				match = st.kind == JSON_STEP_NAME &&
+				        json_key_equals(src, &key, st.name, st.name_len);
+			}
+			k += 2;
+			if (unlikely(k >= n))
+				return fail_end(s);
+			if (unlikely(src[idx[k]] != ':'))
+				return fail(s, idx[k], JSON_E_UNEXPECTED);
+			k++;
+			if (match) {
+				take = true;
+				if (mark == SIZE_MAX)
+					mark = w->n_hits;
+				w->n_hits = mark; /* a later duplicate wins */
+			}
+		}
+		int r = take ? select_walk(w, step + 1, &k, depth) : skip_value(w, &k, depth);
+		if (r != 0)
+			return r;
+		if (unlikely(k >= n))
+			return fail_end(s);
+		uint32_t off = idx[k++];
+		if (likely(src[off] == ','))
+			continue;
+		if (src[off] == closer) {
+			*kp = k;
+			return 0;
+		}
+		return fail(s, off, JSON_E_UNEXPECTED);
+	}
+}
+
+int json_select(json_parser_t *p, const char *src, size_t len, const json_path_t *const *paths,
+                uint32_t n_paths, json_select_fn fn, void *ctx, json_error_t *err)
+{
+	assert(p && (src || len == 0) && (paths || n_paths == 0) && fn && err);
+	if (len > JSON_DOC_BYTES_MAX)
+		return fail_early(src, len, JSON_DOC_BYTES_MAX, JSON_E_TOO_LARGE, err);
+	if (grow((void **)&p->idx, &p->idx_cap, len + JSON_STAGE1_IDX_SLACK, sizeof *p->idx) < 0)
+		return fail_early(src, len, 0, JSON_E_NOMEM, err);
+	uint32_t n_idx = 0, n_nodes = 0;
+	json_error_t s1 = {0};
+	int r1 = json_stage1(src, (uint32_t)len, p->idx, &n_idx, &s1);
+	if (grow((void **)&p->tape, &p->tape_cap, n_idx ? n_idx : 1, sizeof *p->tape) < 0)
+		return fail_early(src, len, 0, JSON_E_NOMEM, err);
+	stage2_t s = {.src = src, .len = (uint32_t)len, .s1_err = r1 < 0 ? &s1 : NULL, .err = err};
+	select_t w = {.p = p, .s = &s, .idx = p->idx, .n_idx = n_idx};
+	int r = 0;
+	if (r1 < 0 || n_idx == 0) {
+		/* Invalid at stage 1 (or empty): the whole walk finds json_parse's
+		 * error, whatever comes first. */
+		r = stage2_run(p, &s, p->idx, n_idx, &n_nodes, NULL);
+		assert(r < 0);
+	}
+	for (uint32_t i = 0; r == 0 && i < (n_paths ? n_paths : 1); i++) {
+		uint32_t k = 0;
+		if (n_paths == 0) {
+			r = skip_value(&w, &k, 0);
+		} else {
+			w.path = paths[i];
+			w.path_i = i;
+			w.n_steps = json_path_n_steps(paths[i]);
+			r = select_walk(&w, 0, &k, 0);
+		}
+		if (r == 0 && k < n_idx)
+			r = fail(&s, p->idx[k], JSON_E_TRAILING_DATA);
+	}
+	if (r < 0) {
+		err->line = json_line_of(src, len, err->offset);
+		return -1;
+	}
+	/* Everything is checked: materialise each hit and hand it over. */
+	for (size_t h = 0; h < w.n_hits; h++) {
+		const struct select_hit *hit = &p->hits[h];
+		uint32_t saved = p->depth_max, used;
+		p->depth_max = hit->depth < saved ? saved - hit->depth : 0;
+		r = stage2_run(p, &s, p->idx + hit->k, n_idx - hit->k, &n_nodes, &used);
+		p->depth_max = saved;
+		assert(r == 0);
+		json_doc_t doc = {.src = src, .len = len, .nodes = p->tape, .n_nodes = n_nodes};
+		if ((r = fn(ctx, hit->path, &doc, 0)) != 0)
+			return r;
+	}
+	return 0;
 }
 
 /* ---- NDJSON

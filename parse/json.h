@@ -132,6 +132,23 @@ typedef int (*json_visit_fn)(void *ctx, const json_doc_t *d, uint32_t node);
 int json_path_each(const json_path_t *path, const json_doc_t *d, uint32_t from,
                    json_visit_fn fn, void *ctx);
 
+/* ---- Selection on demand: the values of several paths without the whole
+ * tape. Stage 1 checks the whole document (UTF-8, control characters,
+ * strings closed); then only the containers on each path are walked with the
+ * grammar checks of json_parse, the selected values are checked completely,
+ * and every other value is skipped by its brackets: a fault inside a skipped
+ * value (a bad number or literal, a missing comma or colon, a bad escape, a
+ * ']' closing a '{') goes unnoticed. docs/parse.md lists what is checked.
+ * For a valid document the values, and their order, are those of
+ * json_path_each on json_parse's tape, path by path ('@' paths start at the
+ * root). Nothing is passed to fn before every path has been walked: an error
+ * the walk finds comes first. Each value comes as node 0 of a document of its
+ * own (offsets into src; valid during the call). Returns 0, -1 with *err, or
+ * fn's non-zero return. */
+typedef int (*json_select_fn)(void *ctx, uint32_t path, const json_doc_t *d, uint32_t node);
+int json_select(json_parser_t *p, const char *src, size_t len, const json_path_t *const *paths,
+                uint32_t n_paths, json_select_fn fn, void *ctx, json_error_t *err);
+
 /* The stage-1 kernel in use ("avx2", "sse42" or "scalar"), chosen once at
  * run time from the CPU and RINGFILL_ISA. */
 const char *json_stage1_name(void);

@@ -61,6 +61,8 @@ int json_stage1_scalar(const char *src, uint32_t len, uint32_t *idx, uint32_t *n
 #if defined(JSON_STAGE1_X86)
 /* Compiled with their own target flags (parse/meson.build); call them only
  * when json_stage1_kernels lists them. */
+int json_stage1_avx512(const char *src, uint32_t len, uint32_t *idx, uint32_t *n_out,
+                       json_error_t *err);
 int json_stage1_avx2(const char *src, uint32_t len, uint32_t *idx, uint32_t *n_out,
                      json_error_t *err);
 int json_stage1_sse42(const char *src, uint32_t len, uint32_t *idx, uint32_t *n_out,
@@ -80,7 +82,7 @@ int json_stage1(const char *src, uint32_t len, uint32_t *idx, uint32_t *n_out,
                 json_error_t *err);
 
 typedef struct {
-	const char *name; /* "avx2", "sse42", "scalar": the RINGFILL_ISA values */
+	const char *name; /* "avx512", "avx2", "sse42", "scalar": the RINGFILL_ISA values */
 	json_stage1_fn fn;
 } json_stage1_kernel_t;
 
@@ -124,6 +126,10 @@ uint32_t json_parser_depth_max(const json_parser_t *p);
 int json_parse_value_indexed(json_parser_t *p, uint32_t depth_used, const char *src, size_t len,
                              const uint32_t *idx, uint32_t n_idx, json_doc_t *doc, uint32_t *used,
                              json_error_t *err);
+
+/* Whether the string node k (a key, in the document at src) unescapes to
+ * key[0, key_len). */
+bool json_key_equals(const char *src, const json_node_t *k, const char *key, size_t key_len);
 
 /* Value of the four hex digits at p, or -1 if one is not a hex digit. */
 static inline int32_t json_hex4(const char *p)

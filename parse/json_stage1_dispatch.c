@@ -1,8 +1,8 @@
 /* parse/json_stage1_dispatch.c: picks the stage-1 kernel once per process.
  *
  * json_parse (json.c) calls json_stage1 here, which runs the best kernel this
- * CPU supports (json_stage1_avx2.c, json_stage1_sse42.c, json_stage1.c), or
- * the one RINGFILL_ISA names. `ringfill --version` prints json_stage1_name(). */
+ * CPU supports (json_stage1_avx512.c, json_stage1_avx2.c, json_stage1_sse42.c,
+ * json_stage1.c), or the one RINGFILL_ISA names. `ringfill --version` prints json_stage1_name(). */
 #include <assert.h>
 #include <errno.h>
 #include <pthread.h>
@@ -18,6 +18,7 @@
 /* Every kernel this build has, best first. */
 static const json_stage1_kernel_t built[] = {
 #if defined(JSON_STAGE1_X86)
+	{"avx512", json_stage1_avx512},
 	{"avx2", json_stage1_avx2},
 	{"sse42", json_stage1_sse42},
 #endif
@@ -35,6 +36,13 @@ static bool cpu_runs(const json_stage1_kernel_t *k)
 {
 #if defined(JSON_STAGE1_X86)
 	__builtin_cpu_init();
+	/* __builtin_cpu_supports reports AVX-512 only when the kernel saves the
+	 * 512-bit registers (XCR0), as it does AVX only with the YMM state. */
+	if (strcmp(k->name, "avx512") == 0)
+		return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+		       __builtin_cpu_supports("avx512vbmi2") && __builtin_cpu_supports("avx2") &&
+		       __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2") &&
+		       __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("popcnt");
 	if (strcmp(k->name, "avx2") == 0)
 		return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi") &&
 		       __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("pclmul") &&
@@ -73,7 +81,7 @@ static void choose(void)
 		else
 			fprintf(stderr, "ringfill: %s=%s: %s; using %s\n", ISA_ENV, want,
 			        find(built, BUILT_N, want) ? "not supported by this CPU"
-			                                   : "unknown (avx2, sse42 or scalar)",
+			                                   : "unknown (avx512, avx2, sse42 or scalar)",
 			        k->name);
 	}
 	atomic_store_explicit(&active, k, memory_order_release);

@@ -1,7 +1,8 @@
 /* parse/json_stage1_simd.h: the width-independent half of the SIMD stage-1
- * kernels, included by json_stage1_avx2.c and json_stage1_sse42.c, which
+ * kernels, included by json_stage1_avx512.c, json_stage1_avx2.c and
+ * json_stage1_sse42.c, which
  * define struct s1_utf8 and the three functions declared below for their
- * vector width (and so compile this code with their own target flags).
+ * vector width (a kernel that defines S1_OWN_FLATTEN brings s1_flatten too) (and so compile this code with their own target flags).
  * Here: 64-bit block masks -> escapes, strings (carry-less multiply), index
  * bits, the flattened index, and the hand-over to the scalar reference
  * (json_stage1.c) at the first block holding an error or a suspect byte. */
@@ -128,6 +129,7 @@ static inline uint64_t s1_block_bits(const s1_masks_t *m, s1_carry_t *c, uint64_
 	return (m->op & outside) | quote | starts;
 }
 
+#if !defined(S1_OWN_FLATTEN)
 /* Appends base + the position of each set bit to idx[n...]; returns the new
  * count. Stores 8 at a time (one block rarely has more than 16 entries), so
  * it may write up to 7 slots past the result: JSON_STAGE1_IDX_SLACK. */
@@ -155,6 +157,10 @@ static inline uint32_t s1_flatten(uint32_t *idx, uint32_t n, uint32_t base, uint
 	}
 	return n + cnt;
 }
+#else
+/* The including kernel has a faster one with the same contract. */
+static inline uint32_t s1_flatten(uint32_t *idx, uint32_t n, uint32_t base, uint64_t bits);
+#endif
 
 /* The scalar kernel from snapshot s on: from the opening quote of the string
  * s is inside of, or from s itself. */

@@ -146,16 +146,24 @@ static bool cmp_piece(void *vctx, const char *bytes, size_t n)
 	return true;
 }
 
-static bool key_equals(const json_doc_t *d, const json_node_t *k, const char *key, size_t key_len)
+static inline bool key_equals(const char *src, const json_node_t *k, const char *key,
+                              size_t key_len)
 {
 	size_t raw = k->len - 2u;
 	if (!(k->flags & JSON_F_ESCAPED))
-		return raw == key_len && memcmp(d->src + k->start + 1, key, key_len) == 0;
+		return raw == key_len && memcmp(src + k->start + 1, key, key_len) == 0;
 	if (raw < key_len)
 		return false; /* unescaping never makes a string longer */
 	cmp_ctx_t c = {.key = key, .key_len = key_len, .equal = true};
-	string_pieces(d, k, cmp_piece, &c);
+	json_doc_t d = {.src = src};
+	string_pieces(&d, k, cmp_piece, &c);
 	return c.equal && c.pos == key_len;
+}
+
+/* For json_select (json.c); json_object_get keeps its inlined copy. */
+bool json_key_equals(const char *src, const json_node_t *k, const char *key, size_t key_len)
+{
+	return key_equals(src, k, key, key_len);
 }
 
 /* With duplicate keys the last one wins, as in JavaScript, Python and jq; so
@@ -166,7 +174,7 @@ uint32_t json_object_get(const json_doc_t *d, uint32_t obj, const char *key, siz
 	uint32_t found = JSON_NONE;
 	uint32_t i = obj + 1;
 	for (uint32_t m = 0; m < d->nodes[obj].count; m++) {
-		if (key_equals(d, &d->nodes[i], key, key_len))
+		if (key_equals(d->src, &d->nodes[i], key, key_len))
 			found = i + 1;
 		i = d->nodes[i + 1].next;
 	}

@@ -1,5 +1,5 @@
-/* parse/parse_cli.c: `ringfill parse [--select PATH]... [--rows PATH [--count]]
- * [--ndjson] FILE`.
+/* parse/parse_cli.c: `ringfill parse [--select PATH]... [--on-demand]
+ * [--rows PATH [--count]] [--ndjson] FILE`.
  *
  * engine/main.c dispatches the subcommand here. Reads FILE whole (mmap for
  * regular files, read() for stdin and pipes), validates it with json_parse or
@@ -7,7 +7,8 @@
  * JSON, one per line. With --rows, FILE is read in pieces through
  * json_stream (json_stream.c) instead, so a document of any size parses in
  * bounded memory, and the --select paths apply to each record ('@') or to the
- * envelope before the records ('$'). Exit codes: 0 valid, 1 invalid,
+ * envelope before the records ('$'). --on-demand selects with json_select
+ * instead of building the whole tape (less is validated). Exit codes: 0 valid, 1 invalid,
  * 2 usage/file, 3 output. */
 #include <errno.h>
 #include <fcntl.h>
@@ -31,7 +32,8 @@
 enum { EXIT_VALID = 0, EXIT_INVALID = 1, EXIT_USAGE = 2, EXIT_OUTPUT = 3 };
 
 static const char usage_text[] =
-	"usage: ringfill parse [--select PATH]... [--rows PATH [--count]] [--ndjson] FILE\n"
+	"usage: ringfill parse [--select PATH]... [--on-demand] [--rows PATH [--count]]\n"
+	"                      [--ndjson] FILE\n"
 	"Validate FILE as JSON (RFC 8259) and print each value PATH selects as compact\n"
 	"JSON, one per line. FILE '-' reads standard input.\n"
 	"  --select PATH  JSONPath subset: $ .name ['name'] [N] [*] (repeatable, max 64)\n"
@@ -39,6 +41,8 @@ static const char usage_text[] =
 	"                 is printed as it completes, or each --select on it: @... from\n"
 	"                 the record, $... from the values before the first record\n"
 	"  --count        with --rows: print the number of records at the end\n"
+	"  --on-demand    with --select: walk only what the paths need; values off the\n"
+	"                 paths are skipped, not fully validated (docs/parse.md)\n"
 	"  --ndjson       one document per line (automatic for *.ndjson and *.jsonl)\n"
 	"  --help         this text\n"
 	"Exit: 0 valid, 1 invalid (FILE:OFFSET: reason (line L) on stderr), 2 usage or\n"
@@ -49,6 +53,7 @@ typedef struct {
 	unsigned n_paths;
 	json_path_t *rows; /* --rows, or NULL */
 	bool count;        /* --count */
+	bool on_demand;    /* --on-demand */
 	json_buf_t out;
 	int out_error; /* 0 or -errno from writing stdout */
 } cli_t;
@@ -85,6 +90,12 @@ static int print_value(void *ctx, const json_doc_t *d, uint32_t node)
 	if (c->out.len >= PARSE_OUT_FLUSH_BYTES)
 		return flush_out(c);
 	return 0;
+}
+
+static int print_selected(void *ctx, uint32_t path, const json_doc_t *d, uint32_t node)
+{
+	(void)path; /* json_select goes path by path, in the order given */
+	return print_value(ctx, d, node);
 }
 
 static int select_doc(void *ctx, const json_doc_t *d, size_t line_offset)
@@ -233,6 +244,8 @@ static int parse_args(int argc, char **argv, cli_t *c, const char **file, bool *
 			r = set_rows(c, a + 7);
 		} else if (strcmp(a, "--count") == 0) {
 			c->count = true;
+		} else if (strcmp(a, "--on-demand") == 0) {
+			c->on_demand = true;
 		} else {
 			return usage_error("unknown option '%s'", a);
 		}
@@ -243,6 +256,9 @@ static int parse_args(int argc, char **argv, cli_t *c, const char **file, bool *
 		return usage_error("%s", "no FILE given");
 	if (c->count && !c->rows)
 		return usage_error("%s", "--count needs --rows");
+	if (c->on_demand && (c->n_paths == 0 || c->rows || *ndjson))
+		return usage_error("%s", "--on-demand needs --select on one JSON document (not --rows "
+		                         "or NDJSON)");
 	return 0;
 }
 
@@ -431,7 +447,10 @@ static int run(cli_t *c, const char *file)
 	}
 	json_error_t err;
 	json_doc_t doc;
-	if ((r = json_parse(p, in.data, in.len, &doc, &err)) == 0)
+	if (c->on_demand)
+		r = json_select(p, in.data, in.len, (const json_path_t *const *)c->paths, c->n_paths,
+		                print_selected, c, &err);
+	else if ((r = json_parse(p, in.data, in.len, &doc, &err)) == 0)
 		r = select_doc(c, &doc, 0);
 	int code = report(c, file, r < 0 ? -1 : 0, &err);
 	json_parser_free(p);

@@ -3,7 +3,10 @@
  * Every stage-1 kernel the CPU runs must give the scalar kernel's index and
  * error exactly; json_parse must accept or reject with an offset inside the
  * input; an accepted document must survive json_write -> json_parse ->
- * json_write unchanged. Built by tests/parse/meson.build (clang only) and run
+ * json_write unchanged. json_select (on demand) with the path `$` must give
+ * json_parse's verdict and error exactly, and on an accepted document every
+ * path of a small set must select what json_path_each selects on the tape.
+ * Built by tests/parse/meson.build (clang only) and run
  * by scripts/test.sh with seeds from ../shared/data/json. */
 #include <stdint.h>
 #include <stdio.h>
@@ -47,6 +50,58 @@ static void kernels_agree(const char *src, uint32_t len)
 	free(got);
 }
 
+static int add_text(void *ctx, const json_doc_t *d, uint32_t node)
+{
+	return json_write(d, node, ctx) == 0 && json_buf_append(ctx, "\n", 1) == 0 ? 0 : -1;
+}
+
+static int add_selected(void *ctx, uint32_t path, const json_doc_t *d, uint32_t node)
+{
+	(void)path;
+	return add_text(ctx, d, node);
+}
+
+/* json_select against json_parse (+ json_path_each when valid). */
+static void select_agrees(const char *src, size_t size)
+{
+	static const char *const exprs[] = {"$", "$[*]", "$.*", "$[1][*]", "$.*.a", "$[*][0]",
+	                                    "$.a[*].b"};
+	static json_parser_t *full, *sel;
+	static json_path_t *paths[sizeof exprs / sizeof *exprs];
+	if (!full) {
+		json_error_t e;
+		full = json_parser_new(0);
+		sel = json_parser_new(0);
+		for (size_t i = 0; i < sizeof exprs / sizeof *exprs; i++)
+			if (json_path_compile(exprs[i], &paths[i], &e) != 0)
+				fuzz_fail("path does not compile");
+		if (!full || !sel)
+			fuzz_fail("out of memory");
+	}
+	json_doc_t doc;
+	json_error_t want = {0}, got = {0};
+	json_buf_t a = {0}, b = {0};
+	int rf = json_parse(full, src, size, &doc, &want);
+	int rs = json_select(sel, src, size, (const json_path_t *const *)paths, 1, add_selected, &b,
+	                     &got);
+	if (rf != rs || (rf < 0 && (want.offset != got.offset || want.line != got.line ||
+	                            strcmp(want.reason, got.reason) != 0)))
+		fuzz_fail("json_select with $ differs from json_parse");
+	if (rf == 0) {
+		b.len = 0;
+		for (size_t i = 0; i < sizeof exprs / sizeof *exprs; i++)
+			if (json_path_each(paths[i], &doc, 0, add_text, &a) != 0)
+				fuzz_fail("json_path_each failed");
+		if (json_select(sel, src, size, (const json_path_t *const *)paths,
+		                sizeof exprs / sizeof *exprs, add_selected, &b, &got) != 0)
+			fuzz_fail("json_select rejects a valid document");
+		if (a.len != b.len || (a.len && memcmp(a.data, b.data, a.len) != 0))
+			fuzz_fail("json_select selects other values than json_path_each");
+	}
+	json_buf_free(&a);
+	json_buf_free(&b);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static json_parser_t *p;
@@ -58,6 +113,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fuzz_fail("out of memory");
 	memcpy(src, data, size);
 	kernels_agree(src, (uint32_t)size);
+	select_agrees(src, size);
 
 	json_doc_t doc;
 	json_error_t err;

@@ -4,8 +4,8 @@
  * i_* may go either way (the outcome is printed, docs/parse.md records it).
  * Every prefix of every case must also parse or fail cleanly: each file is
  * loaded into a buffer of exactly its size, so ASan catches any overread.
- * The whole group runs once per stage-1 kernel this CPU supports (avx2,
- * sse42, scalar); test_json_stage1_diff.c checks that they agree exactly. */
+ * The whole group runs once per stage-1 kernel this CPU supports (avx512,
+ * avx2, sse42, scalar); test_json_stage1_diff.c checks that they agree exactly. */
 #include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>

@@ -149,6 +149,46 @@ static void invalid_document(void **state)
 	assert_string_equal(r.err, want);
 }
 
+/* --on-demand prints what --select prints; a fault off the paths passes,
+ * one on them fails; it needs --select on one document. */
+static void on_demand(void **state)
+{
+	(void)state;
+	write_file("doc.json", "{\"a\": [ {\"b\": 1}, {\"b\": \"two\"} ],\n \"c\": {\"d\" : [ ]}}\n");
+	result_t r;
+	const char *args[] = {"parse", "--select", "$.a[*].b", "--on-demand", "--select=$.c",
+	                      file_arg("doc.json"), NULL};
+	run(&r, args);
+	assert_int_equal(r.code, 0);
+	assert_string_equal(r.out, "1\n\"two\"\n{\"d\":[]}\n");
+	assert_string_equal(r.err, "");
+
+	write_file("bad.json", "{\"a\": 01,\n \"b\": [1, 2]}");
+	char *file = file_arg("bad.json");
+	const char *off_path[] = {"parse", "--on-demand", "--select", "$.b[1]", file, NULL};
+	run(&r, off_path);
+	assert_int_equal(r.code, 0);
+	assert_string_equal(r.out, "2\n");
+	const char *full[] = {"parse", "--select", "$.b[1]", file, NULL};
+	run(&r, full);
+	assert_int_equal(r.code, 1); /* full validation stays the default */
+	const char *on_path[] = {"parse", "--on-demand", "--select", "$.b", "--select", "$.a", file,
+	                         NULL};
+	run(&r, on_path);
+	assert_int_equal(r.code, 1);
+	assert_string_equal(r.out, ""); /* every path is walked before anything is printed */
+	char want[1024];
+	snprintf(want, sizeof want, "%s:7: invalid number (line 1)\n", file);
+	assert_string_equal(r.err, want);
+
+	const char *no_select[] = {"parse", "--on-demand", file, NULL};
+	run(&r, no_select);
+	assert_int_equal(r.code, 2);
+	const char *ndjson[] = {"parse", "--on-demand", "--select", "$", "--ndjson", file, NULL};
+	run(&r, ndjson);
+	assert_int_equal(r.code, 2);
+}
+
 static void ndjson_by_name_and_flag(void **state)
 {
 	(void)state;
@@ -342,6 +382,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(selects_values),
 		cmocka_unit_test(invalid_document),
+		cmocka_unit_test(on_demand),
 		cmocka_unit_test(ndjson_by_name_and_flag),
 		cmocka_unit_test(ndjson_error_on_line_three),
 		cmocka_unit_test(usage_and_file_errors),

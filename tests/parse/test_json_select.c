@@ -1,0 +1,458 @@
+/* tests/parse/test_json_select.c: selection on demand (json_select) against
+ * json_parse + json_path_each on the whole tape.
+ *
+ * argv[1] is JSONTestSuite/test_parsing, argv[2] the corpus directory. For
+ * every y_ file and every corpus document (each line of an NDJSON file), and
+ * for a fixed set of paths plus paths made from the document's own keys, the
+ * values json_select passes on (compact JSON, in order, per path) must equal
+ * what json_path_each selects on the full tape. With the path `$` the whole
+ * root is checked, so every n_ file must fail exactly as json_parse does;
+ * errors stage 1 finds are json_parse's whatever the paths. The group runs
+ * once per stage-1 kernel this CPU supports. */
+#include <dirent.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "parse/json.h"
+#include "parse/json_internal.h"
+
+#define SUITE_FILES_MIN 300u /* so the test cannot pass on an empty directory */
+#define CORPUS_FILES_MIN 4u
+#define FILES_MAX 1024u
+#define NAME_BYTES_MAX 256u
+#define PATHS_MAX 48u
+#define KEY_PATHS_MAX 6u     /* root keys turned into paths, per document */
+#define KEY_BYTES_MAX 200u
+#define EXPR_BYTES_MAX 512u
+
+typedef struct {
+	char name[NAME_BYTES_MAX];
+	char *data;
+	size_t len;
+} file_t;
+
+typedef struct {
+	file_t files[FILES_MAX];
+	size_t n;
+} fileset_t;
+
+static const char *suite_dir, *corpus_dir;
+static fileset_t suite, corpus;
+static json_parser_t *parser_full, *parser_sel;
+static unsigned long long n_compared, n_values;
+
+/* Paths tried on every document: they cover every step kind, nesting, and
+ * the twitter selectors the benchmark uses. */
+static const char *const fixed_paths[] = {
+	"$", "@", "$[*]", "$.*", "$[0]", "$[1]", "$[2]", "$[*][*]", "$.*.*", "$.*[*]", "$[*].*",
+	"$[0][0]", "$[*][0]", "$.a", "$.a.b", "$[*].a", "$.statuses[*].id",
+	"$.statuses[*].user.screen_name", "$.statuses[*].entities.hashtags[*].text",
+	"$.features[*].geometry.coordinates[0][0]", "$.performances[*].seatCategories[*]",
+	"$.topics", "$['']", "$[0][*].*", "$.*[1]",
+};
+
+static int load_dir(const char *dir, fileset_t *set, const char *prefix)
+{
+	DIR *d = opendir(dir);
+	if (!d) {
+		fprintf(stderr, "cannot open %s\n", dir);
+		return -1;
+	}
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL && set->n < FILES_MAX) {
+		if (e->d_name[0] == '.' || strlen(e->d_name) >= NAME_BYTES_MAX ||
+		    strncmp(e->d_name, prefix, strlen(prefix)) != 0)
+			continue;
+		char path[4096];
+		snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+		FILE *f = fopen(path, "rb");
+		if (!f)
+			continue;
+		fseek(f, 0, SEEK_END);
+		long n = ftell(f);
+		rewind(f);
+		file_t *fl = &set->files[set->n];
+		fl->len = n > 0 ? (size_t)n : 0;
+		fl->data = malloc(fl->len ? fl->len : 1); /* exactly its size: overreads trip ASan */
+		if (n >= 0 && fl->data && fread(fl->data, 1, fl->len, f) == fl->len) {
+			strcpy(fl->name, e->d_name);
+			set->n++;
+		} else {
+			free(fl->data);
+		}
+		fclose(f);
+	}
+	closedir(d);
+	return 0;
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	suite.n = corpus.n = 0;
+	if (load_dir(suite_dir, &suite, "") < 0 || load_dir(corpus_dir, &corpus, "") < 0)
+		return -1;
+	parser_full = json_parser_new(0);
+	parser_sel = json_parser_new(0);
+	return parser_full && parser_sel ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < suite.n; i++)
+		free(suite.files[i].data);
+	for (size_t i = 0; i < corpus.n; i++)
+		free(corpus.files[i].data);
+	json_parser_free(parser_full);
+	json_parser_free(parser_sel);
+	return 0;
+}
+
+/* ---- what each side selected, as text: "path#\tvalue\n" per value */
+
+typedef struct {
+	json_buf_t *out;
+	uint32_t path;
+} full_ctx_t;
+
+static int append_value(json_buf_t *out, uint32_t path, const json_doc_t *d, uint32_t node)
+{
+	char tag[16];
+	int n = snprintf(tag, sizeof tag, "%u\t", path);
+	if (json_buf_append(out, tag, (size_t)n) < 0 || json_write(d, node, out) < 0 ||
+	    json_buf_append(out, "\n", 1) < 0)
+		return -1;
+	return 0;
+}
+
+static int full_visit(void *ctx, const json_doc_t *d, uint32_t node)
+{
+	full_ctx_t *c = ctx;
+	return append_value(c->out, c->path, d, node);
+}
+
+static int select_visit(void *ctx, uint32_t path, const json_doc_t *d, uint32_t node)
+{
+	assert_int_equal(node, 0);
+	return append_value(ctx, path, d, node);
+}
+
+/* `$['key']` with ' and \ escaped; false for keys a path cannot hold here. */
+static bool key_path(char *expr, const char *key, size_t len, const char *suffix)
+{
+	if (len > KEY_BYTES_MAX || memchr(key, '\0', len))
+		return false;
+	size_t o = 0;
+	o += (size_t)snprintf(expr, EXPR_BYTES_MAX, "$['");
+	for (size_t i = 0; i < len; i++) {
+		if (key[i] == '\'' || key[i] == '\\')
+			expr[o++] = '\\';
+		expr[o++] = key[i];
+	}
+	snprintf(expr + o, EXPR_BYTES_MAX - o, "']%s", suffix);
+	return true;
+}
+
+/* Compiles the fixed paths and the root keys' paths of doc into paths[]. */
+static uint32_t make_paths(const json_doc_t *doc, json_path_t **paths)
+{
+	uint32_t n = 0;
+	json_error_t e;
+	for (size_t i = 0; i < sizeof fixed_paths / sizeof *fixed_paths; i++)
+		assert_int_equal(json_path_compile(fixed_paths[i], &paths[n++], &e), 0);
+	if (json_type(doc, 0) != JSON_OBJECT)
+		return n;
+	uint32_t key = 1;
+	for (uint32_t m = 0; m < doc->nodes[0].count && m < KEY_PATHS_MAX; m++) {
+		char name[KEY_BYTES_MAX + 1], expr[EXPR_BYTES_MAX];
+		size_t len = json_string_get(doc, key, name, sizeof name);
+		static const char *const suffixes[] = {"", "[*]", ".*", "[0]"};
+		for (size_t s = 0; s < 4 && len <= KEY_BYTES_MAX; s++)
+			if (key_path(expr, name, len, suffixes[s]) && n < PATHS_MAX)
+				assert_int_equal(json_path_compile(expr, &paths[n++], &e), 0);
+		key = doc->nodes[key + 1].next;
+	}
+	return n;
+}
+
+/* One valid document: json_select of every path at once equals
+ * json_path_each path by path. */
+static void compare_doc(const char *what, const char *src, size_t len)
+{
+	json_doc_t doc;
+	json_error_t e;
+	if (json_parse(parser_full, src, len, &doc, &e) != 0)
+		fail_msg("%s: json_parse: %s at %zu", what, e.reason, e.offset);
+	json_path_t *paths[PATHS_MAX];
+	uint32_t n_paths = make_paths(&doc, paths);
+	json_buf_t want = {0}, got = {0};
+	for (uint32_t i = 0; i < n_paths; i++) {
+		full_ctx_t c = {.out = &want, .path = i};
+		assert_int_equal(json_path_each(paths[i], &doc, 0, full_visit, &c), 0);
+	}
+	int r = json_select(parser_sel, src, len, (const json_path_t *const *)paths, n_paths,
+	                    select_visit, &got, &e);
+	if (r != 0)
+		fail_msg("%s: json_select: %s at %zu", what, r < 0 ? e.reason : "visitor", e.offset);
+	if (want.len != got.len || (want.len && memcmp(want.data, got.data, want.len) != 0)) {
+		fprintf(stderr, "%s: full tape:\n%.*s\non demand:\n%.*s\n", what, (int)want.len,
+		        want.data ? want.data : "", (int)got.len, got.data ? got.data : "");
+		fail_msg("%s: json_select differs from json_path_each", what);
+	}
+	/* Path by path too: one path's walk must not depend on another's. */
+	for (uint32_t i = 0; i < n_paths; i += 7) {
+		json_buf_t one = {0}, ref = {0};
+		full_ctx_t c = {.out = &ref, .path = 0};
+		assert_int_equal(json_path_each(paths[i], &doc, 0, full_visit, &c), 0);
+		assert_int_equal(json_select(parser_sel, src, len,
+		                             (const json_path_t *const *)&paths[i], 1, select_visit,
+		                             &one, &e),
+		                 0);
+		assert_true(one.len == ref.len && (!one.len || memcmp(one.data, ref.data, one.len) == 0));
+		json_buf_free(&one);
+		json_buf_free(&ref);
+	}
+	n_compared++;
+	n_values += want.len ? 1 : 0;
+	json_buf_free(&want);
+	json_buf_free(&got);
+	for (uint32_t i = 0; i < n_paths; i++)
+		json_path_free(paths[i]);
+}
+
+static void inputs_are_there(void **state)
+{
+	(void)state;
+	assert_true(suite.n >= SUITE_FILES_MIN);
+	assert_true(corpus.n >= CORPUS_FILES_MIN);
+}
+
+static void y_files_agree(void **state)
+{
+	(void)state;
+	size_t n_y = 0;
+	for (size_t i = 0; i < suite.n; i++) {
+		if (strncmp(suite.files[i].name, "y_", 2) != 0)
+			continue;
+		compare_doc(suite.files[i].name, suite.files[i].data, suite.files[i].len);
+		n_y++;
+	}
+	assert_true(n_y >= 90);
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), m = strlen(suffix);
+	return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+static void corpus_agrees(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < corpus.n; i++) {
+		const file_t *f = &corpus.files[i];
+		if (!ends_with(f->name, ".ndjson")) {
+			compare_doc(f->name, f->data, f->len);
+			continue;
+		}
+		size_t lines = 0;
+		for (size_t at = 0; at < f->len;) {
+			const char *nl = memchr(f->data + at, '\n', f->len - at);
+			size_t end = nl ? (size_t)(nl - f->data) : f->len;
+			if (end > at) {
+				compare_doc(f->name, f->data + at, end - at);
+				lines++;
+			}
+			at = end + 1;
+		}
+		assert_true(lines > 0);
+	}
+}
+
+static int nothing(void *ctx, uint32_t path, const json_doc_t *d, uint32_t node)
+{
+	(void)path;
+	(void)d;
+	(void)node;
+	(*(int *)ctx)++;
+	return 0;
+}
+
+/* Every JSONTestSuite file with `$` (the root checked whole), and with a path
+ * that skips nearly everything: with `$` the verdict and error are exactly
+ * json_parse's; otherwise a valid file is accepted, and an error stage 1
+ * finds, or an empty document, is json_parse's. */
+static void errors_match(void **state)
+{
+	(void)state;
+	json_path_t *root, *skip;
+	json_error_t e;
+	assert_int_equal(json_path_compile("$", &root, &e), 0);
+	assert_int_equal(json_path_compile("$.no_such_key[3]", &skip, &e), 0);
+	for (size_t i = 0; i < suite.n; i++) {
+		const file_t *f = &suite.files[i];
+		json_doc_t doc;
+		json_error_t want = {0}, got = {0};
+		int calls = 0;
+		int rf = json_parse(parser_full, f->data, f->len, &doc, &want);
+		int rs = json_select(parser_sel, f->data, f->len, (const json_path_t *const *)&root, 1,
+		                     nothing, &calls, &got);
+		if (rf != rs || (rf < 0 && (want.offset != got.offset || want.line != got.line ||
+		                            strcmp(want.reason, got.reason) != 0)))
+			fail_msg("%s with $: json_parse %d %s@%zu, json_select %d %s@%zu", f->name, rf,
+			         rf ? want.reason : "", want.offset, rs, rs ? got.reason : "", got.offset);
+		assert_int_equal(calls, rf == 0 ? 1 : 0);
+		rs = json_select(parser_sel, f->data, f->len, (const json_path_t *const *)&skip, 1,
+		                 nothing, &calls, &got);
+		if (rf == 0)
+			assert_int_equal(rs, 0);
+		bool stage1 = rf < 0 && (strcmp(want.reason, JSON_E_UTF8) == 0 ||
+		                         strcmp(want.reason, JSON_E_CONTROL) == 0 ||
+		                         strcmp(want.reason, JSON_E_UNTERMINATED) == 0 ||
+		                         strcmp(want.reason, JSON_E_EMPTY) == 0);
+		if (stage1 && (rs >= 0 || want.offset != got.offset ||
+		               strcmp(want.reason, got.reason) != 0))
+			fail_msg("%s: stage-1 error %s@%zu, json_select %d %s@%zu", f->name, want.reason,
+			         want.offset, rs, rs ? got.reason : "", got.offset);
+	}
+	json_path_free(root);
+	json_path_free(skip);
+}
+
+typedef struct {
+	const char *doc, *path;
+	const char *values;          /* expected values, each followed by '\n' (NULL: error) */
+	const char *reason;          /* the error's reason */
+	size_t offset;               /* and offset */
+} case_t;
+
+/* What is and is not checked off the path (docs/parse.md), and duplicates. */
+static void documented_cases(void **state)
+{
+	(void)state;
+	static const case_t cases[] = {
+		/* Skipped values are not checked inside ... */
+		{"{\"a\":[1,2},\"b\":1}", "$.b", "0\t1\n", NULL, 0},
+		{"{\"a\":01,\"b\":true}", "$.b", "0\ttrue\n", NULL, 0},
+		{"{\"a\":[1 2 nul],\"b\":\"x\"}", "$.b", "0\t\"x\"\n", NULL, 0},
+		{"{\"a\":\"\\q\",\"b\":2}", "$.b", "0\t2\n", NULL, 0},
+		/* ... but selected ones are, whole ... */
+		{"{\"a\":01,\"b\":true}", "$.a", NULL, JSON_E_NUMBER, 6},
+		{"{\"a\":[1,2,],\"b\":1}", "$.a", NULL, JSON_E_TRAILING_COMMA, 9},
+		{"{\"a\":\"\\q\",\"b\":2}", "$.a", NULL, JSON_E_ESCAPE, 6},
+		/* ... and so are the containers on the path, and their keys ... */
+		{"{\"a\":1 \"b\":2}", "$.b", NULL, JSON_E_UNEXPECTED, 7},
+		{"{\"a\" 1,\"b\":2}", "$.b", NULL, JSON_E_UNEXPECTED, 5},
+		{"{\"a\":1,\"b\":2,}", "$.b", NULL, JSON_E_TRAILING_COMMA, 12},
+		{"{\"\\x\":1,\"b\":2}", "$.b", NULL, JSON_E_ESCAPE, 2},
+		{"[[1],[2],}", "$[1][0]", NULL, JSON_E_UNEXPECTED, 9},
+		{"[[1],[2],]", "$[*][0]", NULL, JSON_E_TRAILING_COMMA, 8},
+		/* ... the brackets of the whole document, and what follows it. */
+		{"{\"a\":[[[1]],\"b\":2}", "$.b", NULL, JSON_E_END, 18},
+		{"{\"b\":2} x", "$.b", NULL, JSON_E_TRAILING_DATA, 8},
+		{"{\"b\":2}]", "$.zz", NULL, JSON_E_TRAILING_DATA, 7},
+		{"[1,[2,[3]]]", "$[0]", "0\t1\n", NULL, 0},
+		/* Stage 1 still sees everything. */
+		{"{\"a\":\"\x01\",\"b\":2}", "$.b", NULL, JSON_E_CONTROL, 6},
+		{"{\"a\":\"\xc3\",\"b\":2}", "$.b", NULL, JSON_E_UTF8, 6},
+		/* The last duplicate wins, at every level. */
+		{"{\"a\":{\"b\":1},\"a\":{\"b\":2}}", "$.a.b", "0\t2\n", NULL, 0},
+		{"{\"a\":[1,2],\"a\":[3]}", "$.a[*]", "0\t3\n", NULL, 0},
+		{"{\"a\":{\"b\":1,\"b\":5},\"c\":0}", "$.a.b", "0\t5\n", NULL, 0},
+		{"[{\"a\":1,\"a\":2},{\"a\":3}]", "$[*].a", "0\t2\n0\t3\n", NULL, 0},
+		{"{\"a\\u0062\":7}", "$.ab", "0\t7\n", NULL, 0},
+		{"{\"a\\\\nb\":7}", "$['a\\\\nb']", "0\t7\n", NULL, 0},
+		{"{\"a\\nb\":7}", "$['a\\\\nb']", "", NULL, 0},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		const case_t *c = &cases[i];
+		json_path_t *path;
+		json_error_t e;
+		assert_int_equal(json_path_compile(c->path, &path, &e), 0);
+		json_buf_t got = {0};
+		int r = json_select(parser_sel, c->doc, strlen(c->doc),
+		                    (const json_path_t *const *)&path, 1, select_visit, &got, &e);
+		if (c->values) {
+			if (r != 0)
+				fail_msg("case %zu %s %s: %s at %zu", i, c->doc, c->path, e.reason, e.offset);
+			if (got.len != strlen(c->values) ||
+			    (got.len && memcmp(got.data, c->values, got.len) != 0))
+				fail_msg("case %zu %s %s: got '%.*s'", i, c->doc, c->path, (int)got.len,
+				         got.data ? got.data : "");
+		} else {
+			if (r != -1 || strcmp(e.reason, c->reason) != 0 || e.offset != c->offset)
+				fail_msg("case %zu %s %s: want %s@%zu, got %d %s@%zu", i, c->doc, c->path,
+				         c->reason, c->offset, r, r ? e.reason : "", e.offset);
+			assert_int_equal(got.len, 0); /* nothing before the error */
+		}
+		json_buf_free(&got);
+		json_path_free(path);
+	}
+}
+
+/* The nesting limit holds in skipped values too. */
+static void depth_limit(void **state)
+{
+	(void)state;
+	json_parser_t *p = json_parser_new(4);
+	assert_non_null(p);
+	json_path_t *path;
+	json_error_t e;
+	assert_int_equal(json_path_compile("$.b", &path, &e), 0);
+	const char *ok = "{\"a\":[[[1]]],\"b\":1}", *deep = "{\"a\":[[[[1]]]],\"b\":1}";
+	int calls = 0;
+	assert_int_equal(json_select(p, ok, strlen(ok), (const json_path_t *const *)&path, 1,
+	                             nothing, &calls, &e),
+	                 0);
+	assert_int_equal(calls, 1);
+	assert_int_equal(json_select(p, deep, strlen(deep), (const json_path_t *const *)&path, 1,
+	                             nothing, &calls, &e),
+	                 -1);
+	assert_string_equal(e.reason, JSON_E_DEPTH);
+	assert_int_equal(e.offset, 8);
+	json_path_free(path);
+	json_parser_free(p);
+}
+
+static void report(void **state)
+{
+	(void)state;
+	printf("compared %llu documents (%llu with values selected)\n", n_compared, n_values);
+	assert_true(n_compared > 0 && n_values > 0);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 3) {
+		fprintf(stderr, "usage: %s JSONTestSuite/test_parsing CORPUS_DIR\n", argv[0]);
+		return 2;
+	}
+	suite_dir = argv[1];
+	corpus_dir = argv[2];
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(inputs_are_there), cmocka_unit_test(y_files_agree),
+		cmocka_unit_test(corpus_agrees),    cmocka_unit_test(errors_match),
+		cmocka_unit_test(documented_cases), cmocka_unit_test(depth_limit),
+		cmocka_unit_test(report),
+	};
+	const json_stage1_kernel_t *kernels;
+	size_t n_kernels = json_stage1_kernels(&kernels);
+	int failed = 0;
+	for (size_t i = 0; i < n_kernels; i++) {
+		if (json_stage1_use(kernels[i].name) != 0)
+			return 1;
+		char group[64];
+		snprintf(group, sizeof group, "json_select/%s", kernels[i].name);
+		printf("== stage-1 kernel: %s\n", kernels[i].name);
+		failed += cmocka_run_group_tests_name(group, tests, setup, teardown);
+	}
+	return failed;
+}
