@@ -690,6 +690,7 @@ static void test_refused_job_after_rows_went_in_fails_alone(void **state)
 
 /* ---- keyed tables: rows that a later row of the transaction replaces ------ */
 
+
 /* The value of each column of every row as SQLite's quote() writes it (so
  * the integer 1 and the real 1.0 differ), rows sorted: the table's content
  * whatever order the rows went in. */
@@ -732,6 +733,8 @@ static void apply_in_order(const char *db, const char *ref, const char *const *j
 		                              NULL), SQLITE_OK);
 	sqlite3_finalize(s);
 	sqlite3_close(src);
+	/* One transaction: not a sync per row (some tests have thousands). */
+	assert_int_equal(sqlite3_exec(c, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
 	assert_int_equal(sqlite3_prepare_v2(c, "SELECT r.value, f.key, f.value FROM json_each(?1) r,"
 	                                       " json_each(r.value) f ORDER BY r.key, f.id", -1, &cols,
 	                                    NULL), SQLITE_OK);
@@ -781,6 +784,7 @@ static void apply_in_order(const char *db, const char *ref, const char *const *j
 		sqlite3_reset(cols);
 	}
 	sqlite3_finalize(cols);
+	assert_int_equal(sqlite3_exec(c, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(c);
 }
 
@@ -805,6 +809,87 @@ static void expect_as_in_order(void **state, const char *create_sql, table_mode_
 	assert_string_equal(got, want);
 	free(got);
 	free(want);
+	table_specs_free(t, 1);
+}
+
+/* A transaction with more keyed rows than WRITER_KEYED_PENDING_MAX: job 1's
+ * rows (keys descending) are sorted and inserted as soon as they are
+ * pending, job 2's at the commit. Job 2 repeats keys of job 1 (the same
+ * columns, and fewer: "w" stays) and brings keys below all of them; the
+ * table ends as applying every row in arrival order leaves it, and job 2's
+ * new keys come after all of job 1's rows (rowids follow the chunks). */
+#define CHUNK_ROWS WRITER_KEYED_PENDING_MAX
+
+static char *chunk_job(int job)
+{
+	size_t cap = (size_t)CHUNK_ROWS * 40 + 64, n = 0;
+	char *json = malloc(cap);
+	assert_non_null(json);
+	n += (size_t)snprintf(json, cap, "[");
+	if (job == 1) {
+		for (int i = CHUNK_ROWS; i >= 1; i--)
+			n += (size_t)snprintf(json + n, cap - n, "%s{\"k\":%d,\"v\":%d,\"w\":\"w%d\"}",
+			                      i == CHUNK_ROWS ? "" : ",", 100 + i, i, i);
+	} else {
+		n += (size_t)snprintf(json + n, cap - n,
+		                      "{\"k\":101,\"v\":-1,\"w\":\"again\"},{\"k\":102,\"v\":-2},"
+		                      "{\"k\":%d,\"v\":-3,\"w\":\"last\"},{\"k\":7,\"v\":-4},"
+		                      "{\"k\":5,\"v\":-5},{\"k\":101,\"v\":-6,\"w\":\"again 2\"},"
+		                      "{\"k\":5,\"v\":-7}",
+		                      100 + CHUNK_ROWS);
+	}
+	snprintf(json + n, cap - n, "]");
+	return json;
+}
+
+static void keyed_chunks_as_in_order(void **state, table_mode_t mode, const char *want_first)
+{
+	fixture_t *fx = *state;
+	static const char *const key[] = {"k"};
+	char *jobs[2] = {chunk_job(1), chunk_job(2)};
+	expect_as_in_order(state, NULL, mode, 1, key, (const char *const *)jobs, 2,
+	                   CHUNK_ROWS + 7);
+	/* Rowids: the keys below job 1's (5 and 7) were inserted after it. */
+	char want[64];
+	snprintf(want, sizeof(want), "%d", CHUNK_ROWS + 1);
+	expect_query(fx->db, "SELECT min(rowid) FROM kv WHERE k < 100", want);
+	expect_query(fx->db, "SELECT group_concat(k||':'||v||':'||coalesce(w,'-')||':'||_job, ' ')"
+	                     " FROM kv WHERE k IN (5, 101, 102) ORDER BY k", want_first);
+	free(jobs[0]);
+	free(jobs[1]);
+}
+
+static void test_upsert_keyed_rows_go_in_chunks_as_in_order(void **state)
+{
+	keyed_chunks_as_in_order(state, TABLE_UPSERT, "5:-7:-:2 101:-6:again 2:2 102:-2:w2:2");
+}
+
+static void test_ignore_keyed_rows_go_in_chunks_as_in_order(void **state)
+{
+	keyed_chunks_as_in_order(state, TABLE_IGNORE, "5:-5:-:2 101:1:w1:1 102:2:w2:1");
+}
+
+/* A job refused after a chunk of keyed rows went in: the transaction is
+ * applied again one job at a time, the job fails alone, and the others'
+ * rows are all there (the chunk's included). */
+static void test_refused_job_after_keyed_chunk_fails_alone(void **state)
+{
+	fixture_t *fx = *state;
+	static const char *const key[] = {"k"};
+	table_spec_t *t = start_keyed(fx, 3, "CREATE TABLE kv (_job INTEGER, k INTEGER, v INTEGER"
+	                                     " CHECK (v <> -77), w TEXT)", TABLE_UPSERT, 1, key);
+	char *j1 = chunk_job(1);
+	push(fx, done_batch(1, j1, "$[*]"));
+	free(j1);
+	push(fx, done_batch(2, "[{\"k\":3,\"v\":1},{\"k\":101,\"v\":-77}]", "$[*]"));
+	push(fx, done_batch(3, "[{\"k\":101,\"v\":5}]", "$[*]"));
+	finish(fx, 0);
+	expect_query(fx->db, "SELECT group_concat(id||':'||state, ' ') FROM"
+	                     " (SELECT * FROM _ringfill_jobs ORDER BY id)", "1:done 2:failed 3:done");
+	char want[64];
+	snprintf(want, sizeof(want), "%d:0:101:5:3", CHUNK_ROWS);
+	expect_query(fx->db, "SELECT count(*)||':'||count(*) FILTER (WHERE k = 3)||':'||"
+	                     "(SELECT k||':'||v||':'||_job FROM kv WHERE k = 101) FROM kv", want);
 	table_specs_free(t, 1);
 }
 
@@ -913,6 +998,9 @@ int main(void)
 		T(test_refused_job_after_rows_went_in_fails_alone),
 		T(test_upsert_skips_replaced_rows_as_in_order),
 		T(test_ignore_skips_later_rows_as_in_order),
+		T(test_upsert_keyed_rows_go_in_chunks_as_in_order),
+		T(test_ignore_keyed_rows_go_in_chunks_as_in_order),
+		T(test_refused_job_after_keyed_chunk_fails_alone),
 		T(test_integer_key_column_gets_text_keys_in_order),
 		T(test_key_conversions_keep_arrival_order_upsert),
 		T(test_key_conversions_keep_arrival_order_text),
