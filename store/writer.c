@@ -139,6 +139,7 @@ struct writer {
 	pipe_t *pipe;
 	char *source;
 	uint32_t commit_rows, commit_ms;
+	uint32_t keyed_chunk_rows; /* writer_config_t.keyed_chunk_rows, default applied */
 	pthread_t thread;
 	int result;
 
@@ -1746,7 +1747,7 @@ static int tx_insert_rowid_rows(writer_t *w)
 }
 
 /* Rows of keyed tables go in sorted by key (where tx_key_order allows), a
- * chunk of WRITER_KEYED_PENDING_MAX at a time and the rest at the commit, so
+ * chunk of keyed_chunk_rows at a time and the rest at the commit, so
  * SQLite works while the loop is still producing the transaction's later
  * batches. Chunks go in arrival order and each sort is stable, so every
  * key's rows are still applied in the order they arrived: the last row of a
@@ -1788,7 +1789,7 @@ static int tx_stage(writer_t *w, const batch_t *b)
 	}
 	if (w->n_arows >= WRITER_ROWID_PENDING_MAX && (rc = tx_insert_rowid_rows(w)) != 0)
 		return rc;
-	return w->n_hrows >= WRITER_KEYED_PENDING_MAX ? tx_insert_keyed_rows(w) : 0;
+	return w->n_hrows >= w->keyed_chunk_rows ? tx_insert_keyed_rows(w) : 0;
 }
 
 /* The database refused a row of the transaction: undo all of it, and apply
@@ -2129,6 +2130,7 @@ int writer_start(store_t *st, const writer_config_t *cfg, pipe_t *pipe, writer_t
 	w->pipe = pipe;
 	w->commit_rows = cfg->commit_rows ? cfg->commit_rows : WRITER_COMMIT_ROWS_DEFAULT;
 	w->commit_ms = cfg->commit_ms ? cfg->commit_ms : WRITER_COMMIT_MS_DEFAULT;
+	w->keyed_chunk_rows = cfg->keyed_chunk_rows ? cfg->keyed_chunk_rows : WRITER_KEYED_PENDING_MAX;
 	w->busy_patience_ms = store_patience(st);
 	w->run_id = cfg->run_id;
 	w->checkpoint_ms = now_ms();

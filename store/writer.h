@@ -61,6 +61,9 @@ typedef struct {
 	int64_t run_id; /* the run's row in _ringfill_runs (store_run_begin), or 0 */
 	const table_spec_t *tables;
 	uint32_t n_tables;
+	/* Keyed rows sorted and inserted at a time; 0: WRITER_KEYED_PENDING_MAX
+	 * (tests set a few rows to cross chunk boundaries cheaply). */
+	uint32_t keyed_chunk_rows;
 } writer_config_t;
 
 typedef struct writer writer_t;

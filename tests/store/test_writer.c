@@ -30,6 +30,7 @@ typedef struct {
 	store_t *st;
 	pipe_t pipe;
 	writer_t *w;
+	uint32_t keyed_chunk_rows; /* start_keyed's writer_config_t.keyed_chunk_rows */
 } fixture_t;
 
 static int setup(void **state)
@@ -545,7 +546,8 @@ static table_spec_t *start_keyed(fixture_t *fx, int jobs, const char *create_sql
 	for (uint32_t k = 0; k < n_key; k++)
 		t->key[k] = strdup(key[k]);
 	writer_config_t cfg = {.source = "src", .tables = t, .n_tables = 1,
-	                       .commit_rows = 1000000, .commit_ms = 600000};
+	                       .commit_rows = 1000000, .commit_ms = 600000,
+	                       .keyed_chunk_rows = fx->keyed_chunk_rows};
 	assert_int_equal(writer_start(fx->st, &cfg, &fx->pipe, &fx->w), 0);
 	assert_int_equal(take_all_jobs(fx, ids, 8), jobs);
 	return t; /* freed by the test with table_specs_free once the writer has stopped */
@@ -812,84 +814,66 @@ static void expect_as_in_order(void **state, const char *create_sql, table_mode_
 	table_specs_free(t, 1);
 }
 
-/* A transaction with more keyed rows than WRITER_KEYED_PENDING_MAX: job 1's
- * rows (keys descending) are sorted and inserted as soon as they are
- * pending, job 2's at the commit. Job 2 repeats keys of job 1 (the same
- * columns, and fewer: "w" stays) and brings keys below all of them; the
- * table ends as applying every row in arrival order leaves it, and job 2's
- * new keys come after all of job 1's rows (rowids follow the chunks). */
-#define CHUNK_ROWS WRITER_KEYED_PENDING_MAX
+/* A transaction with more keyed rows than a chunk (keyed_chunk_rows, here
+ * 4): rows are sorted and inserted a chunk at a time as batches arrive (a
+ * chunk closes after the batch that fills it), the rest at the commit. Keys
+ * repeat across chunks, with the same columns and with fewer ("w" stays),
+ * and later chunks bring keys below all earlier ones: the table ends as
+ * applying every row in arrival order leaves it, and each chunk's rows come
+ * after the earlier chunks' (rowids follow the chunks). Without chunks the
+ * keys 1..3 of the last jobs would get the first rowids. */
+static const char *const chunk_jobs[] = {
+	"[{\"k\":40,\"v\":1,\"w\":\"a\"},{\"k\":30,\"v\":2,\"w\":\"b\"},{\"k\":20,\"v\":3}]",
+	"[{\"k\":10,\"v\":4,\"w\":\"c\"},{\"k\":40,\"v\":5,\"w\":\"d\"}]", /* chunk 1 ends */
+	"[{\"k\":30,\"v\":6},{\"k\":9,\"v\":7},{\"k\":40,\"v\":8,\"w\":\"e\"},"
+	"{\"k\":8,\"v\":9}]", /* chunk 2 */
+	"[{\"k\":3,\"v\":10},{\"k\":40,\"v\":11,\"w\":\"f\"},{\"k\":2,\"v\":12},"
+	"{\"k\":3,\"v\":13}]", /* chunk 3 */
+	"[{\"k\":1,\"v\":14},{\"k\":10,\"v\":15}]", /* at the commit */
+};
 
-static char *chunk_job(int job)
-{
-	size_t cap = (size_t)CHUNK_ROWS * 40 + 64, n = 0;
-	char *json = malloc(cap);
-	assert_non_null(json);
-	n += (size_t)snprintf(json, cap, "[");
-	if (job == 1) {
-		for (int i = CHUNK_ROWS; i >= 1; i--)
-			n += (size_t)snprintf(json + n, cap - n, "%s{\"k\":%d,\"v\":%d,\"w\":\"w%d\"}",
-			                      i == CHUNK_ROWS ? "" : ",", 100 + i, i, i);
-	} else {
-		n += (size_t)snprintf(json + n, cap - n,
-		                      "{\"k\":101,\"v\":-1,\"w\":\"again\"},{\"k\":102,\"v\":-2},"
-		                      "{\"k\":%d,\"v\":-3,\"w\":\"last\"},{\"k\":7,\"v\":-4},"
-		                      "{\"k\":5,\"v\":-5},{\"k\":101,\"v\":-6,\"w\":\"again 2\"},"
-		                      "{\"k\":5,\"v\":-7}",
-		                      100 + CHUNK_ROWS);
-	}
-	snprintf(json + n, cap - n, "]");
-	return json;
-}
-
-static void keyed_chunks_as_in_order(void **state, table_mode_t mode, const char *want_first)
+static void keyed_chunks_as_in_order(void **state, table_mode_t mode, const char *want)
 {
 	fixture_t *fx = *state;
 	static const char *const key[] = {"k"};
-	char *jobs[2] = {chunk_job(1), chunk_job(2)};
-	expect_as_in_order(state, NULL, mode, 1, key, (const char *const *)jobs, 2,
-	                   CHUNK_ROWS + 7);
-	/* Rowids: the keys below job 1's (5 and 7) were inserted after it. */
-	char want[64];
-	snprintf(want, sizeof(want), "%d", CHUNK_ROWS + 1);
-	expect_query(fx->db, "SELECT min(rowid) FROM kv WHERE k < 100", want);
+	fx->keyed_chunk_rows = 4;
+	expect_as_in_order(state, NULL, mode, 1, key, chunk_jobs, 5, 15);
+	/* Each chunk's new keys, in key order, after the earlier chunks'. */
+	expect_query(fx->db, "SELECT group_concat(k, ',') FROM (SELECT k FROM kv ORDER BY rowid)",
+	             "10,20,30,40,8,9,2,3,1");
 	expect_query(fx->db, "SELECT group_concat(k||':'||v||':'||coalesce(w,'-')||':'||_job, ' ')"
-	                     " FROM kv WHERE k IN (5, 101, 102) ORDER BY k", want_first);
-	free(jobs[0]);
-	free(jobs[1]);
+	                     " FROM (SELECT * FROM kv WHERE k IN (3, 10, 30, 40) ORDER BY k)", want);
 }
 
 static void test_upsert_keyed_rows_go_in_chunks_as_in_order(void **state)
 {
-	keyed_chunks_as_in_order(state, TABLE_UPSERT, "5:-7:-:2 101:-6:again 2:2 102:-2:w2:2");
+	keyed_chunks_as_in_order(state, TABLE_UPSERT, "3:13:-:4 10:15:c:5 30:6:b:3 40:11:f:4");
 }
 
 static void test_ignore_keyed_rows_go_in_chunks_as_in_order(void **state)
 {
-	keyed_chunks_as_in_order(state, TABLE_IGNORE, "5:-5:-:2 101:1:w1:1 102:2:w2:1");
+	keyed_chunks_as_in_order(state, TABLE_IGNORE, "3:10:-:4 10:4:c:2 30:2:b:1 40:1:a:1");
 }
 
-/* A job refused after a chunk of keyed rows went in: the transaction is
+/* A job refused after chunks of keyed rows went in: the transaction is
  * applied again one job at a time, the job fails alone, and the others'
- * rows are all there (the chunk's included). */
+ * rows are all there (the chunks' included). */
 static void test_refused_job_after_keyed_chunk_fails_alone(void **state)
 {
 	fixture_t *fx = *state;
 	static const char *const key[] = {"k"};
-	table_spec_t *t = start_keyed(fx, 3, "CREATE TABLE kv (_job INTEGER, k INTEGER, v INTEGER"
-	                                     " CHECK (v <> -77), w TEXT)", TABLE_UPSERT, 1, key);
-	char *j1 = chunk_job(1);
-	push(fx, done_batch(1, j1, "$[*]"));
-	free(j1);
-	push(fx, done_batch(2, "[{\"k\":3,\"v\":1},{\"k\":101,\"v\":-77}]", "$[*]"));
-	push(fx, done_batch(3, "[{\"k\":101,\"v\":5}]", "$[*]"));
+	fx->keyed_chunk_rows = 4;
+	table_spec_t *t = start_keyed(fx, 5, "CREATE TABLE kv (_job INTEGER, k INTEGER, v INTEGER"
+	                                     " CHECK (v <> 12), w TEXT)", TABLE_UPSERT, 1, key);
+	for (int j = 0; j < 5; j++)
+		push(fx, done_batch(j + 1, chunk_jobs[j], "$[*]"));
 	finish(fx, 0);
 	expect_query(fx->db, "SELECT group_concat(id||':'||state, ' ') FROM"
-	                     " (SELECT * FROM _ringfill_jobs ORDER BY id)", "1:done 2:failed 3:done");
-	char want[64];
-	snprintf(want, sizeof(want), "%d:0:101:5:3", CHUNK_ROWS);
-	expect_query(fx->db, "SELECT count(*)||':'||count(*) FILTER (WHERE k = 3)||':'||"
-	                     "(SELECT k||':'||v||':'||_job FROM kv WHERE k = 101) FROM kv", want);
+	                     " (SELECT * FROM _ringfill_jobs ORDER BY id)",
+	             "1:done 2:done 3:done 4:failed 5:done");
+	expect_query(fx->db, "SELECT group_concat(k||':'||v||':'||coalesce(w,'-')||':'||_job, ' ')"
+	                     " FROM (SELECT * FROM kv ORDER BY k)",
+	             "1:14:-:5 8:9:-:3 9:7:-:3 10:15:c:5 20:3:-:1 30:6:b:3 40:8:e:3");
 	table_specs_free(t, 1);
 }
 
