@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <glob.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,16 +41,68 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* The resolved directory of the last file added: the files of a directory
+ * or a glob share a few directories, so realpath(3) (a readlink or lstat per
+ * path component) runs once per directory, not once per file. */
+typedef struct {
+	char dir[PATH_MAX];  /* as the pattern spelled it */
+	char real[PATH_MAX]; /* its realpath */
+	bool valid;
+} dir_cache_t;
+
+/* abs = the absolute path of path, a file that is not a symbolic link:
+ * its directory resolved (through dc), then its name. */
+static int abs_of_file(dir_cache_t *dc, const char *path, char *abs)
+{
+	const char *slash = strrchr(path, '/');
+	const char *name = slash ? slash + 1 : path;
+	size_t dlen = slash ? (size_t)(slash - path) : 0;
+	char dir[PATH_MAX];
+	if (dlen >= sizeof(dir))
+		return -ENAMETOOLONG;
+	if (!slash)
+		memcpy(dir, ".", 2);
+	else if (dlen == 0)
+		memcpy(dir, "/", 2);
+	else {
+		memcpy(dir, path, dlen);
+		dir[dlen] = '\0';
+	}
+	if (!dc->valid || strcmp(dc->dir, dir) != 0) {
+		dc->valid = false;
+		if (!realpath(dir, dc->real))
+			return -errno;
+		memcpy(dc->dir, dir, strlen(dir) + 1);
+		dc->valid = true;
+	}
+	size_t rlen = strlen(dc->real);
+	bool root = rlen && dc->real[rlen - 1] == '/';
+	if (snprintf(abs, PATH_MAX, "%s%s%s", dc->real, root ? "" : "/", name) >= PATH_MAX)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
 /* Adds path as a job when it is a regular file (symbolic links followed);
  * key is path without its first base_len bytes. */
-static int add_file(files_list_t *l, size_t *cap, const char *path, size_t base_len)
+static int add_file(files_list_t *l, size_t *cap, dir_cache_t *dc, const char *path,
+                    size_t base_len)
 {
 	struct stat st;
-	if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
-		return 0; /* directories and the like are not documents */
 	char abs[PATH_MAX];
-	if (!realpath(path, abs))
-		return -errno;
+	if (lstat(path, &st) != 0)
+		return 0;
+	if (S_ISLNK(st.st_mode)) { /* resolved as a whole: the link may point anywhere */
+		if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+			return 0; /* directories and the like are not documents */
+		if (!realpath(path, abs))
+			return -errno;
+	} else if (!S_ISREG(st.st_mode)) {
+		return 0;
+	} else {
+		int rc = abs_of_file(dc, path, abs);
+		if (rc != 0)
+			return rc;
+	}
 	if (l->n == *cap) {
 		size_t ncap = *cap ? *cap * 2 : 64;
 		store_job_t *j = realloc(l->jobs, ncap * sizeof(*j));
@@ -81,7 +134,7 @@ static size_t glob_base_len(const char *pattern)
 	return base;
 }
 
-static int expand_dir(const char *dir, files_list_t *out, size_t *cap)
+static int expand_dir(const char *dir, files_list_t *out, size_t *cap, dir_cache_t *dc)
 {
 	DIR *d = opendir(dir);
 	if (!d)
@@ -116,7 +169,7 @@ static int expand_dir(const char *dir, files_list_t *out, size_t *cap)
 		                   (int)sizeof(path))
 			rc = -ENAMETOOLONG;
 		if (rc == 0)
-			rc = add_file(out, cap, path, dlen + !slash);
+			rc = add_file(out, cap, dc, path, dlen + !slash);
 		free(names[i]);
 	}
 	free(names);
@@ -129,8 +182,13 @@ int files_expand(const char *pattern, files_list_t *out, char *err, size_t err_c
 	size_t cap = 0;
 	int rc = 0;
 	struct stat st;
+	dir_cache_t *dc = calloc(1, sizeof(*dc)); /* 8 KiB: not on the stack */
+	if (!dc) {
+		snprintf(err, err_cap, "%s: %s", pattern, strerror(ENOMEM));
+		return -1;
+	}
 	if (stat(pattern, &st) == 0 && S_ISDIR(st.st_mode)) {
-		rc = expand_dir(pattern, out, &cap);
+		rc = expand_dir(pattern, out, &cap, dc);
 	} else {
 		glob_t g;
 		int gr = glob(pattern, GLOB_ERR, NULL, &g);
@@ -140,10 +198,11 @@ int files_expand(const char *pattern, files_list_t *out, char *err, size_t err_c
 			rc = -EIO;
 		size_t base = glob_base_len(pattern);
 		for (size_t i = 0; gr == 0 && rc == 0 && i < g.gl_pathc; i++)
-			rc = add_file(out, &cap, g.gl_pathv[i], base); /* glob sorts them */
+			rc = add_file(out, &cap, dc, g.gl_pathv[i], base); /* glob sorts them */
 		if (gr == 0 || gr == GLOB_NOMATCH)
 			globfree(&g);
 	}
+	free(dc);
 	if (rc == 0 && out->n == 0) {
 		snprintf(err, err_cap, "%s: no regular file matches", pattern);
 		return -1;

@@ -139,6 +139,7 @@ struct writer {
 	pipe_t *pipe;
 	char *source;
 	uint32_t commit_rows, commit_ms;
+	uint32_t keyed_chunk_rows; /* writer_config_t.keyed_chunk_rows, default applied */
 	pthread_t thread;
 	int result;
 
@@ -1746,6 +1747,21 @@ static int tx_insert_rowid_rows(writer_t *w)
 	return rc;
 }
 
+/* Rows of keyed tables go in sorted by key (where tx_key_order allows), a
+ * chunk of keyed_chunk_rows at a time and the rest at the commit, so
+ * SQLite works while the loop is still producing the transaction's later
+ * batches. Chunks go in arrival order and each sort is stable, so every
+ * key's rows are still applied in the order they arrived: the last row of a
+ * key wins an upsert, the first an ignore. */
+static int tx_insert_keyed_rows(writer_t *w)
+{
+	int rc = tx_key_order(w);
+	if (rc == 0)
+		rc = tx_insert_sorted(w, w->hrows, w->n_hrows, true);
+	w->n_hrows = w->n_hkeys = 0;
+	return rc;
+}
+
 /* A batch's part of the fast path: its job's state (the state first, and
  * the rows only when this transaction is the one that made the job done:
  * exactly once, as job_done), its rows resolved, and rowid-table rows
@@ -1772,7 +1788,9 @@ static int tx_stage(writer_t *w, const batch_t *b)
 		if ((rc = store_jobs_emit(w->st, w->source, b, why, sizeof(why))) != 0)
 			return rc == 1 ? -ELOOP : rc;
 	}
-	return w->n_arows >= WRITER_ROWID_PENDING_MAX ? tx_insert_rowid_rows(w) : 0;
+	if (w->n_arows >= WRITER_ROWID_PENDING_MAX && (rc = tx_insert_rowid_rows(w)) != 0)
+		return rc;
+	return w->n_hrows >= w->keyed_chunk_rows ? tx_insert_keyed_rows(w) : 0;
 }
 
 /* The database refused a row of the transaction: undo all of it, and apply
@@ -1866,9 +1884,7 @@ static int tx_held(writer_t *w)
 	if (!w->jobwise) {
 		rc = tx_insert_rowid_rows(w);
 		if (rc == 0)
-			rc = tx_key_order(w);
-		if (rc == 0)
-			rc = tx_insert_sorted(w, w->hrows, w->n_hrows, true);
+			rc = tx_insert_keyed_rows(w);
 		w->n_hrows = 0;
 		rc = tx_settle(w, rc);
 	}
@@ -2116,6 +2132,7 @@ int writer_start(store_t *st, const writer_config_t *cfg, pipe_t *pipe, writer_t
 	w->pipe = pipe;
 	w->commit_rows = cfg->commit_rows ? cfg->commit_rows : WRITER_COMMIT_ROWS_DEFAULT;
 	w->commit_ms = cfg->commit_ms ? cfg->commit_ms : WRITER_COMMIT_MS_DEFAULT;
+	w->keyed_chunk_rows = cfg->keyed_chunk_rows ? cfg->keyed_chunk_rows : WRITER_KEYED_PENDING_MAX;
 	w->busy_patience_ms = store_patience(st);
 	w->run_id = cfg->run_id;
 	w->checkpoint_ms = now_ms();

@@ -24,6 +24,9 @@
 #define WRITER_COMMIT_MS_DEFAULT 500u
 #define WRITER_JOB_RING_DEFAULT 1024u   /* job descriptors in flight to the loop */
 #define WRITER_BATCH_RING_DEFAULT 256u  /* batches in flight to the writer */
+/* Rows of keyed tables (upsert, ignore) are sorted by key and inserted this
+ * many at a time, not only at the commit (docs/store.md, Key order). */
+#define WRITER_KEYED_PENDING_MAX 16384u
 
 /* Everything the loop and the writer share. The loop thread is the producer
  * of to_writer and the consumer of to_loop; the writer thread the reverse. */
@@ -58,6 +61,9 @@ typedef struct {
 	int64_t run_id; /* the run's row in _ringfill_runs (store_run_begin), or 0 */
 	const table_spec_t *tables;
 	uint32_t n_tables;
+	/* Keyed rows sorted and inserted at a time; 0: WRITER_KEYED_PENDING_MAX
+	 * (tests set a few rows to cross chunk boundaries cheaply). */
+	uint32_t keyed_chunk_rows;
 } writer_config_t;
 
 typedef struct writer writer_t;

@@ -4,6 +4,7 @@
  * Good files (comments, comments inside strings kept, relative paths,
  * defaults), each validation error with its FILE:LINE: KEY, and the command
  * line overriding the file (jobfile_apply). */
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -168,6 +169,41 @@ static void test_files_expand(void **state)
 	snprintf(path, sizeof(path), "%s/d/*.ndjson", dir);
 	assert_int_equal(files_expand(path, &l, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "no regular file matches"));
+}
+
+/* Each job's url is file: + the realpath of its file, while the directory
+ * is resolved once per directory (abs_of_file): through a symbolic link to
+ * the directory, a "." and ".." in the pattern, a link to a file elsewhere
+ * (its target's path), and not a dangling link. */
+static void test_files_expand_paths(void **state)
+{
+	(void)state;
+	char cmd[1024], err[512], path[PATH_MAX], real[PATH_MAX];
+	snprintf(cmd, sizeof(cmd),
+	         "set -e; cd '%s'; mkdir -p p/real p/other; : > p/real/a.json; : > p/real/b.json;"
+	         " : > p/other/z.json; ln -s real p/link; ln -s ../other/z.json p/real/c.json;"
+	         " ln -s nowhere.json p/real/dead.json; mkdir p/real/sub.json",
+	         dir);
+	assert_int_equal(system(cmd), 0);
+	const char *patterns[] = {"%s/p/link", "%s/p/link/", "%s/p/./link/../real/*.json",
+	                          "%s/p/l*/*.json"};
+	for (size_t i = 0; i < sizeof(patterns) / sizeof(patterns[0]); i++) {
+		char pattern[320];
+		snprintf(pattern, sizeof(pattern), patterns[i], dir);
+		files_list_t l;
+		assert_int_equal(files_expand(pattern, &l, err, sizeof(err)), 0);
+		assert_int_equal(l.n, 3); /* a, b, c: not the dangling link nor the directory */
+		for (size_t j = 0; j < l.n; j++) {
+			/* Where each key's file is: under the pattern's base. */
+			const char *base[] = {"p/link/", "p/link/", "p/./link/../real/", "p/"};
+			snprintf(path, sizeof(path), "%s/%s%s", dir, base[i], l.jobs[j].key);
+			assert_non_null(realpath(path, real));
+			assert_true(!strncmp(l.jobs[j].url, "file:", 5));
+			assert_string_equal(l.jobs[j].url + 5, real);
+		}
+		assert_non_null(strstr(l.jobs[2].url, "/p/other/z.json"));
+		files_list_free(&l);
+	}
 }
 
 static void test_paginate_source(void **state)
@@ -379,6 +415,7 @@ int main(void)
 		T(test_template_source),
 		T(test_files_source),
 		T(test_files_expand),
+		T(test_files_expand_paths),
 		T(test_paginate_source),
 		T(test_paginate_errors),
 		T(test_errors_name_line_and_key),

@@ -30,6 +30,7 @@ typedef struct {
 	store_t *st;
 	pipe_t pipe;
 	writer_t *w;
+	uint32_t keyed_chunk_rows; /* start_keyed's writer_config_t.keyed_chunk_rows */
 } fixture_t;
 
 static int setup(void **state)
@@ -545,7 +546,8 @@ static table_spec_t *start_keyed(fixture_t *fx, int jobs, const char *create_sql
 	for (uint32_t k = 0; k < n_key; k++)
 		t->key[k] = strdup(key[k]);
 	writer_config_t cfg = {.source = "src", .tables = t, .n_tables = 1,
-	                       .commit_rows = 1000000, .commit_ms = 600000};
+	                       .commit_rows = 1000000, .commit_ms = 600000,
+	                       .keyed_chunk_rows = fx->keyed_chunk_rows};
 	assert_int_equal(writer_start(fx->st, &cfg, &fx->pipe, &fx->w), 0);
 	assert_int_equal(take_all_jobs(fx, ids, 8), jobs);
 	return t; /* freed by the test with table_specs_free once the writer has stopped */
@@ -690,6 +692,7 @@ static void test_refused_job_after_rows_went_in_fails_alone(void **state)
 
 /* ---- keyed tables: rows that a later row of the transaction replaces ------ */
 
+
 /* The value of each column of every row as SQLite's quote() writes it (so
  * the integer 1 and the real 1.0 differ), rows sorted: the table's content
  * whatever order the rows went in. */
@@ -732,6 +735,8 @@ static void apply_in_order(const char *db, const char *ref, const char *const *j
 		                              NULL), SQLITE_OK);
 	sqlite3_finalize(s);
 	sqlite3_close(src);
+	/* One transaction: not a sync per row (some tests have thousands). */
+	assert_int_equal(sqlite3_exec(c, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
 	assert_int_equal(sqlite3_prepare_v2(c, "SELECT r.value, f.key, f.value FROM json_each(?1) r,"
 	                                       " json_each(r.value) f ORDER BY r.key, f.id", -1, &cols,
 	                                    NULL), SQLITE_OK);
@@ -781,6 +786,7 @@ static void apply_in_order(const char *db, const char *ref, const char *const *j
 		sqlite3_reset(cols);
 	}
 	sqlite3_finalize(cols);
+	assert_int_equal(sqlite3_exec(c, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(c);
 }
 
@@ -805,6 +811,69 @@ static void expect_as_in_order(void **state, const char *create_sql, table_mode_
 	assert_string_equal(got, want);
 	free(got);
 	free(want);
+	table_specs_free(t, 1);
+}
+
+/* A transaction with more keyed rows than a chunk (keyed_chunk_rows, here
+ * 4): rows are sorted and inserted a chunk at a time as batches arrive (a
+ * chunk closes after the batch that fills it), the rest at the commit. Keys
+ * repeat across chunks, with the same columns and with fewer ("w" stays),
+ * and later chunks bring keys below all earlier ones: the table ends as
+ * applying every row in arrival order leaves it, and each chunk's rows come
+ * after the earlier chunks' (rowids follow the chunks). Without chunks the
+ * keys 1..3 of the last jobs would get the first rowids. */
+static const char *const chunk_jobs[] = {
+	"[{\"k\":40,\"v\":1,\"w\":\"a\"},{\"k\":30,\"v\":2,\"w\":\"b\"},{\"k\":20,\"v\":3}]",
+	"[{\"k\":10,\"v\":4,\"w\":\"c\"},{\"k\":40,\"v\":5,\"w\":\"d\"}]", /* chunk 1 ends */
+	"[{\"k\":30,\"v\":6},{\"k\":9,\"v\":7},{\"k\":40,\"v\":8,\"w\":\"e\"},"
+	"{\"k\":8,\"v\":9}]", /* chunk 2 */
+	"[{\"k\":3,\"v\":10},{\"k\":40,\"v\":11,\"w\":\"f\"},{\"k\":2,\"v\":12},"
+	"{\"k\":3,\"v\":13}]", /* chunk 3 */
+	"[{\"k\":1,\"v\":14},{\"k\":10,\"v\":15}]", /* at the commit */
+};
+
+static void keyed_chunks_as_in_order(void **state, table_mode_t mode, const char *want)
+{
+	fixture_t *fx = *state;
+	static const char *const key[] = {"k"};
+	fx->keyed_chunk_rows = 4;
+	expect_as_in_order(state, NULL, mode, 1, key, chunk_jobs, 5, 15);
+	/* Each chunk's new keys, in key order, after the earlier chunks'. */
+	expect_query(fx->db, "SELECT group_concat(k, ',') FROM (SELECT k FROM kv ORDER BY rowid)",
+	             "10,20,30,40,8,9,2,3,1");
+	expect_query(fx->db, "SELECT group_concat(k||':'||v||':'||coalesce(w,'-')||':'||_job, ' ')"
+	                     " FROM (SELECT * FROM kv WHERE k IN (3, 10, 30, 40) ORDER BY k)", want);
+}
+
+static void test_upsert_keyed_rows_go_in_chunks_as_in_order(void **state)
+{
+	keyed_chunks_as_in_order(state, TABLE_UPSERT, "3:13:-:4 10:15:c:5 30:6:b:3 40:11:f:4");
+}
+
+static void test_ignore_keyed_rows_go_in_chunks_as_in_order(void **state)
+{
+	keyed_chunks_as_in_order(state, TABLE_IGNORE, "3:10:-:4 10:4:c:2 30:2:b:1 40:1:a:1");
+}
+
+/* A job refused after chunks of keyed rows went in: the transaction is
+ * applied again one job at a time, the job fails alone, and the others'
+ * rows are all there (the chunks' included). */
+static void test_refused_job_after_keyed_chunk_fails_alone(void **state)
+{
+	fixture_t *fx = *state;
+	static const char *const key[] = {"k"};
+	fx->keyed_chunk_rows = 4;
+	table_spec_t *t = start_keyed(fx, 5, "CREATE TABLE kv (_job INTEGER, k INTEGER, v INTEGER"
+	                                     " CHECK (v <> 12), w TEXT)", TABLE_UPSERT, 1, key);
+	for (int j = 0; j < 5; j++)
+		push(fx, done_batch(j + 1, chunk_jobs[j], "$[*]"));
+	finish(fx, 0);
+	expect_query(fx->db, "SELECT group_concat(id||':'||state, ' ') FROM"
+	                     " (SELECT * FROM _ringfill_jobs ORDER BY id)",
+	             "1:done 2:done 3:done 4:failed 5:done");
+	expect_query(fx->db, "SELECT group_concat(k||':'||v||':'||coalesce(w,'-')||':'||_job, ' ')"
+	                     " FROM (SELECT * FROM kv ORDER BY k)",
+	             "1:14:-:5 8:9:-:3 9:7:-:3 10:15:c:5 20:3:-:1 30:6:b:3 40:8:e:3");
 	table_specs_free(t, 1);
 }
 
@@ -913,6 +982,9 @@ int main(void)
 		T(test_refused_job_after_rows_went_in_fails_alone),
 		T(test_upsert_skips_replaced_rows_as_in_order),
 		T(test_ignore_skips_later_rows_as_in_order),
+		T(test_upsert_keyed_rows_go_in_chunks_as_in_order),
+		T(test_ignore_keyed_rows_go_in_chunks_as_in_order),
+		T(test_refused_job_after_keyed_chunk_fails_alone),
 		T(test_integer_key_column_gets_text_keys_in_order),
 		T(test_key_conversions_keep_arrival_order_upsert),
 		T(test_key_conversions_keep_arrival_order_text),
