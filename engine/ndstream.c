@@ -78,6 +78,7 @@ static void nd_validator(job_t *j)
 int nd_begin(loop_t *l, job_t *j, error_class_t *cls, char *err, size_t cap)
 {
 	const http_response_t *r = &j->resp;
+	bool doc = !job_is_ndjson(l, j); /* a single document: docstream.c */
 	nd_load(j);
 	*cls = ERROR_CLASS_TRANSIENT;
 	if (r->status == 206) {
@@ -101,7 +102,7 @@ int nd_begin(loop_t *l, job_t *j, error_class_t *cls, char *err, size_t cap)
 		j->nd_skip = 0;
 	} else {
 		j->nd_base = 0;
-		j->nd_skip = j->ck_records;
+		j->nd_skip = doc ? 0 : j->ck_records;
 	}
 	j->nd_pos = j->nd_base;
 	j->nd_records = j->nd_base ? j->ck_records : 0;
@@ -109,12 +110,18 @@ int nd_begin(loop_t *l, job_t *j, error_class_t *cls, char *err, size_t cap)
 	j->stream_bytes = 0;
 	j->body.len = 0;
 	nd_validator(j);
+	if (doc)
+		j->nd_validator[0] = 0; /* a document has no checkpoint to resume from */
 	j->batch = batch_new(BATCH_JOB_DONE, j->desc->id);
 	if (!j->batch) {
 		snprintf(err, cap, "out of memory for a row batch");
 		return -1;
 	}
 	j->nd = true;
+	if (doc && ds_begin(l, j)) {
+		snprintf(err, cap, "out of memory for a JSON stream");
+		return -1;
+	}
 	if (l->o->raw) {
 		/* The .part continues at N after a 206 (its first N bytes are
 		 * hashed again first); else it is written anew. */
@@ -298,7 +305,7 @@ static int nd_cut(loop_t *l, job_t *j)
 
 static bool nd_due(const loop_t *l, const job_t *j)
 {
-	return j->batch && !j->nd_failed && j->nd_records > j->ck_records &&
+	return j->batch && !j->ds && !j->nd_failed && j->nd_records > j->ck_records &&
 	       (j->nd_records - j->ck_records >= l->o->ckpt_records ||
 	        j->batch->rows.len >= ND_CKPT_ROW_BYTES);
 }
@@ -349,6 +356,10 @@ int nd_feed(loop_t *l, job_t *j, const char *p, size_t n, error_class_t *cls, ch
 	if (j->nd_failed || j->gz_failed)
 		return 0; /* read to the end all the same (the raw file keeps it) */
 	*cls = ERROR_CLASS_TRANSIENT;
+	if (!j->resp.gzip && j->ds) {
+		ds_feed(l, j, p, n); /* the stream borrows p until it has read it */
+		return 0;
+	}
 	if (!j->resp.gzip) {
 		if (json_buf_append(&j->body, p, n)) {
 			snprintf(err, cap, "out of memory for an NDJSON line");
@@ -361,7 +372,8 @@ int nd_feed(loop_t *l, job_t *j, const char *p, size_t n, error_class_t *cls, ch
 	for (;;) {
 		const char *why = "corrupt data";
 		uint64_t at = 0;
-		int r = gzip_feed(&j->gz, p, n, &j->body, nd_record_max(l) + 1, &why, &at);
+		uint64_t piece_max = j->ds ? DS_GZIP_PIECE_BYTES : nd_record_max(l) + 1;
+		int r = gzip_feed(&j->gz, p, n, &j->body, piece_max, &why, &at);
 		if (r == GZIP_ERROR) {
 			j->gz_failed = true;
 			snprintf(j->gz_error, sizeof j->gz_error, "bad gzip data at byte %llu: %s",
@@ -372,8 +384,22 @@ int nd_feed(loop_t *l, job_t *j, const char *p, size_t n, error_class_t *cls, ch
 			snprintf(err, cap, "out of memory while decoding gzip");
 			return -1;
 		}
-		if (nd_lines(l, j, cls, err, cap))
+		if (j->ds) {
+			/* The decoded piece goes to the stream, which keeps only a
+			 * value that crosses its end; --max-body bounds the decoded
+			 * total as it bounds a whole body's. */
+			j->nd_pos += j->body.len;
+			if (j->nd_pos > l->o->body_bytes_max) {
+				*cls = ERROR_CLASS_PERMANENT;
+				snprintf(err, cap, "gzip body decodes to more than --max-body (%llu bytes)",
+				         (unsigned long long)l->o->body_bytes_max);
+				return -1;
+			}
+			ds_feed(l, j, j->body.data, j->body.len);
+			j->body.len = 0;
+		} else if (nd_lines(l, j, cls, err, cap)) {
 			return -1;
+		}
 		if (r != GZIP_TOO_LARGE)
 			return 0;
 		/* nd_lines left at most a record's limit: the rest of the input
@@ -400,7 +426,9 @@ void nd_finish(loop_t *l, job_t *j)
 		j->nd_failed = true;
 		batch_fail(j->batch, ERROR_CLASS_PERMANENT, "%s", j->gz_error);
 	}
-	if (j->body.len && !j->nd_failed)
+	if (j->ds)
+		ds_finish(l, j);
+	else if (j->body.len && !j->nd_failed)
 		nd_parse(l, j, j->body.data, j->body.len);
 	j->nd_pos += j->body.len;
 	j->body.len = 0;
@@ -422,7 +450,7 @@ void nd_finish(loop_t *l, job_t *j)
 	b->attempts = j->desc->attempts + (int)j->attempts_run;
 	b->http_status = j->resp.status;
 	b->body_bytes = j->nd_base + j->stream_bytes;
-	b->streamed = true; /* done only on top of the checkpoint it continues */
+	b->streamed = !j->ds; /* done only on top of the checkpoint it continues */
 	b->ckpt_from = j->ck_records;
 	if (!j->streaming) {
 		unsigned char md[32];
@@ -454,6 +482,7 @@ void nd_reset(loop_t *l, job_t *j)
 			j->sha = NULL;
 		}
 	}
+	ds_free(j);
 	j->nd = j->nd_failed = false;
 	j->file_resume = 0;
 	free(j->rehash_buf);
@@ -470,7 +499,7 @@ bool nd_stop(loop_t *l)
 		l->stop_ckpt_done = true;
 		l->stop_ms = l->now_ms;
 		for (job_t *j = l->jobs; j; j = j->all_next)
-			if (j->nd && !j->body_done && !j->nd_failed && j->batch &&
+			if (j->nd && !j->ds && !j->body_done && !j->nd_failed && j->batch &&
 			    j->nd_records > j->ck_records && !j->ck_batch)
 				nd_cut(l, j);
 	}
