@@ -179,9 +179,13 @@ struct job {
 	bool range_sent;            /* this request asked Range: bytes=ck_offset- */
 	bool sha_partial;           /* a 206 without --raw: the first bytes were never hashed */
 	uint64_t nd_base;           /* where this response's bytes start in the body (206: N) */
-	uint64_t nd_pos;            /* decoded-body offset of body.data[0] */
+	uint64_t nd_pos;            /* decoded-body offset just past the last whole line */
 	uint64_t nd_records;        /* records consumed (parsed or skipped) */
 	uint64_t nd_skip;           /* records still to skip (a 200 after a checkpoint) */
+	uint64_t nd_skip_part;      /* bytes of the line being skipped so far */
+	bool nd_skip_seen;          /* that line is not blank */
+	struct json_ndjson_stream *nd_stream; /* the lines after the skipped ones; owned */
+	uint64_t nd_stream_base;    /* decoded-body offset of the stream's first byte */
 	char nd_validator[BATCH_VALIDATOR_BYTES_MAX]; /* this response's If-Range value, or "" */
 	uint64_t ck_offset, ck_records; /* the last checkpoint handed to the writer */
 	char ck_validator[BATCH_VALIDATOR_BYTES_MAX];

@@ -1094,6 +1094,16 @@ done:
 	return 0;
 }
 
+size_t json_ndjson_stream_offset(const json_ndjson_stream_t *st)
+{
+	return st->carry.len ? st->carry_at : st->at;
+}
+
+bool json_ndjson_stream_too_long(const json_error_t *err)
+{
+	return err->reason && strcmp(err->reason, JSON_E_VALUE_TOO_LARGE) == 0;
+}
+
 int json_ndjson_stream_finish(json_ndjson_stream_t *st, json_ndjson_fn fn, void *ctx,
                               json_error_t *err)
 {

@@ -135,6 +135,14 @@ void json_ndjson_stream_free(json_ndjson_stream_t *st);
  * with *err; after a non-zero return the stream must not be fed again. */
 int json_ndjson_stream_feed(json_ndjson_stream_t *st, const char *piece, size_t len,
                             json_ndjson_fn fn, void *ctx, json_error_t *err);
+/* Offset in the whole input of the first byte not yet handed to fn as part
+ * of a whole line: the start of the line a piece's end cut (kept), or the
+ * end of the input fed so far. A consumer's checkpoint ("every line before
+ * this is in") after a feed. */
+size_t json_ndjson_stream_offset(const json_ndjson_stream_t *st);
+/* Whether err (from json_ndjson_stream_feed/finish) is the line limit. */
+bool json_ndjson_stream_too_long(const json_error_t *err);
+
 /* The end of the input: the last line, if it had no newline. */
 int json_ndjson_stream_finish(json_ndjson_stream_t *st, json_ndjson_fn fn, void *ctx,
                               json_error_t *err);
