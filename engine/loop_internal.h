@@ -337,6 +337,7 @@ void ds_free(job_t *j);
 
 /* job.c, for files.c: a whole body, from the network or a local file */
 void job_body_ok(loop_t *l, job_t *j);
+void job_ready(loop_t *l, job_t *j); /* its batch is complete: on to the writer, in order */
 
 /* files.c: the `files` source; paginate.c: the `paginate` source */
 bool files_job(const loop_t *l, const job_desc_t *d);
