@@ -42,8 +42,8 @@ struct ds_plan {
 	const json_path_t *paths[JSON_STREAM_PATHS_MAX];
 	json_path_t *owned[JSON_STREAM_PATHS_MAX]; /* `$` forms of `@` columns; NULL */
 	uint32_t n_paths;
-	ds_use_t uses[2 * JSON_STREAM_PATHS_MAX + BATCH_TABLES_MAX * 8];
-	uint32_t n_uses;
+	ds_use_t *uses; /* a table's rows, a column's value: at most tables + columns */
+	uint32_t n_uses, uses_cap;
 	bool doc_table[BATCH_TABLES_MAX]; /* declared, rows `$`: one row at the end */
 	uint32_t n_docvals[BATCH_TABLES_MAX]; /* columns fed from the stream */
 };
@@ -83,8 +83,9 @@ static uint32_t plan_path(struct ds_plan *pl, const json_path_t *p, json_path_t 
 
 static bool plan_use(struct ds_plan *pl, uint32_t path, uint32_t table, uint32_t col)
 {
-	if (path == UINT32_MAX || pl->n_uses == sizeof pl->uses / sizeof pl->uses[0])
+	if (path == UINT32_MAX)
 		return false;
+	assert(pl->n_uses < pl->uses_cap);
 	pl->uses[pl->n_uses++] = (ds_use_t){path, table, col};
 	return true;
 }
@@ -134,6 +135,13 @@ static struct ds_plan *plan_make(const loop_config_t *cfg)
 	struct ds_plan *pl = calloc(1, sizeof *pl);
 	if (!pl)
 		return NULL;
+	for (uint32_t t = 0; t < cfg->n_tables; t++)
+		pl->uses_cap += 1 + cfg->tables[t].n_cols;
+	pl->uses = calloc(pl->uses_cap ? pl->uses_cap : 1, sizeof *pl->uses);
+	if (!pl->uses) {
+		free(pl);
+		return NULL;
+	}
 	pl->ok = cfg->n_tables <= BATCH_TABLES_MAX && !cfg->paginate;
 	for (uint32_t t = 0; pl->ok && t < cfg->n_tables; t++)
 		pl->ok = plan_table(pl, &cfg->tables[t], t);
@@ -150,6 +158,7 @@ void ds_plan_free(loop_t *l)
 		return;
 	for (uint32_t i = 0; i < pl->n_paths; i++)
 		json_path_free(pl->owned[i]);
+	free(pl->uses);
 	free(pl);
 	l->ds_plan = NULL;
 }

@@ -112,15 +112,15 @@ class DocStream(unittest.TestCase):
         cls.nginx.start()
         cls.addClassCleanup(cls.nginx.stop)
 
-    def run_job(self, name, path, local=False):
-        """Runs the job file on data/PATH, fetched from nginx or (local) read
-        by the files source."""
+    def run_job(self, name, path, local=False, job=None):
+        """Runs the job file (JOB, or job) on data/PATH, fetched from nginx or
+        (local) read by the files source."""
         cwd = os.path.join(self.tmp, name)
         os.makedirs(cwd)
         harness.write_lines(os.path.join(cwd, "urls.txt"), [self.nginx.url(path)])
         source = {"files": os.path.join(self.data, path)} if local else {"urls": "urls.txt"}
         with open(os.path.join(cwd, "job.json"), "w", encoding="utf-8") as f:
-            f.write(JOB % (json.dumps(source), self.pki.ca_cert))
+            f.write((job or JOB) % (json.dumps(source), self.pki.ca_cert))
         # Without meson's MALLOC_PERTURB_: it writes every byte malloc hands
         # out, so the peak would count the unused tail of every grown buffer.
         env = {k: v for k, v in os.environ.items() if k != "MALLOC_PERTURB_"}
@@ -164,6 +164,25 @@ class DocStream(unittest.TestCase):
             file=sys.stderr)
         self.assertLess(rss_kib, RSS_MAX_KIB,
                         "peak RSS %d KiB for a %d MB document" % (rss_kib, DOC_BYTES >> 20))
+
+    def test_streamed_rows_equal_whole_body_rows(self):
+        """The same job file plus an inferred `$` table, which cannot stream
+        (docs/engine.md), so the body is held whole: every other table gets
+        the same rows, in the same order, both ways."""
+        want = gen_document(os.path.join(self.data, "mid.json"), 3 << 20)
+        whole_job = JOB.replace('"tables": [', '"tables": [\n    { "name": "whole", "rows": "$" },')
+        self.assertNotEqual(whole_job, JOB)
+        got = {}
+        for name, job in (("streamed", JOB), ("whole", whole_job)):
+            cwd, rc, log, _ = self.run_job("mid-" + name, "mid.json", job=job)
+            self.assertEqual(rc, 0, log)
+            db = os.path.join(cwd, "out.db")
+            got[name] = [
+                self.table_digest(db, "SELECT id, name, x FROM items ORDER BY rowid"),
+                self.table_digest(db, "SELECT k, y, x FROM events ORDER BY rowid"),
+                self.table_digest(db, "SELECT n, y, missing FROM docs ORDER BY rowid")]
+        self.assertEqual(got["streamed"], got["whole"])
+        self.assertEqual(got["streamed"][:2], [want["items"], want["events"]])
 
     def test_invalid_document_fails_with_offset_and_no_rows(self):
         items = ",\n".join('{"id": %d, "name": "n%d"}' % (i, i) for i in range(5000))
