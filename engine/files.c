@@ -126,16 +126,18 @@ static void local_nomem(loop_t *l, job_t *j)
 }
 
 /* A single document the run's tables can stream: its batch, digest and
- * json_stream now, a piece-sized buffer. -1 on out of memory (what was
- * made goes with the job: j->nd makes nd_reset free it). */
-static int local_stream_begin(loop_t *l, job_t *j)
+ * json_stream now, and a buffer of a piece or of the file, if smaller (many
+ * small files are read at once). -1 on out of memory (what was made goes
+ * with the job: j->nd makes nd_reset free it). */
+static int local_stream_begin(loop_t *l, job_t *j, uint64_t size)
 {
+	size_t buf = size < LOCAL_STREAM_BYTES ? (size_t)size + 1 : LOCAL_STREAM_BYTES;
 	j->local->streamed = true;
 	j->nd = true;
 	j->batch = batch_new(BATCH_JOB_DONE, j->desc->id);
 	j->sha = EVP_MD_CTX_new();
 	if (!j->batch || !j->sha || EVP_DigestInit_ex(j->sha, EVP_sha256(), NULL) != 1 ||
-	    ds_begin(l, j) || json_buf_reserve(&j->body, LOCAL_STREAM_BYTES))
+	    ds_begin(l, j) || json_buf_reserve(&j->body, buf))
 		return -1;
 	return 0;
 }
@@ -189,8 +191,9 @@ void files_complete(loop_t *l, op_t *op, int res)
 			         (unsigned long long)l->o->body_bytes_max);
 			return;
 		}
-		if (!job_is_ndjson(l, j) && ds_plan_ok(l) ? local_stream_begin(l, j) != 0
-		                                           : local_room(l, j, f->stx.stx_size) != 0) {
+		bool stream = !job_is_ndjson(l, j) && ds_plan_ok(l);
+		if (stream ? local_stream_begin(l, j, f->stx.stx_size) != 0
+		           : local_room(l, j, f->stx.stx_size) != 0) {
 			local_nomem(l, j);
 			return;
 		}
