@@ -56,6 +56,7 @@ struct ds_job {
 	bool holding[BATCH_TABLES_MAX];        /* records wait for the end */
 	json_buf_t held[BATCH_TABLES_MAX];     /* u32 length + compact JSON, each */
 	json_parser_t *held_parser;            /* made when a held record is replayed */
+	batch_names_t names;                   /* batch_add_record's name set, kept */
 	uint64_t decoded;                      /* gzip: decoded bytes so far */
 };
 
@@ -189,6 +190,7 @@ void ds_free(job_t *j)
 		json_buf_free(&d->held[t]);
 	}
 	json_parser_free(d->held_parser);
+	batch_names_free(&d->names);
 	free(d);
 	j->ds = NULL;
 }
@@ -277,7 +279,8 @@ static int ds_record(loop_t *l, job_t *j, const json_doc_t *doc, uint64_t paths,
 			}
 			continue;
 		}
-		if (batch_add_record(j->batch, &l->cfg->tables[t], t, doc, 0, d->dv[t], vars, &reason)) {
+		if (batch_add_record(j->batch, &l->cfg->tables[t], t, doc, 0, d->dv[t], vars, &d->names,
+		                     &reason)) {
 			ds_fail_rows(j, reason);
 			return -1;
 		}
@@ -344,7 +347,8 @@ static int ds_replay(loop_t *l, job_t *j, uint32_t t, const json_doc_t *vars)
 		const char *reason = NULL;
 		/* What json_write wrote from a valid record parses. */
 		if (json_parse(d->held_parser, h->data + at, n, &doc, &e) ||
-		    batch_add_record(j->batch, &l->cfg->tables[t], t, &doc, 0, d->dv[t], vars, &reason)) {
+		    batch_add_record(j->batch, &l->cfg->tables[t], t, &doc, 0, d->dv[t], vars, &d->names,
+		                     &reason)) {
 			ds_fail_rows(j, reason ? reason : "out of memory");
 			return -1;
 		}
@@ -370,7 +374,8 @@ void ds_finish(loop_t *l, job_t *j)
 		if (d->holding[t] && ds_replay(l, j, t, vars))
 			return;
 		if (pl->doc_table[t] &&
-		    batch_add_record(j->batch, &l->cfg->tables[t], t, NULL, 0, d->dv[t], vars, &reason)) {
+		    batch_add_record(j->batch, &l->cfg->tables[t], t, NULL, 0, d->dv[t], vars, &d->names,
+		                     &reason)) {
 			ds_fail_rows(j, reason);
 			return;
 		}

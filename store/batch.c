@@ -772,17 +772,28 @@ static int add_declared_row(void *ctx, const json_doc_t *d, uint32_t node)
 	return 0;
 }
 
+void batch_names_free(batch_names_t *n)
+{
+	free(n->set);
+	*n = (batch_names_t){0};
+}
+
 int batch_add_record(batch_t *b, const table_spec_t *spec, uint32_t table, const json_doc_t *rec,
                      uint32_t node, const batch_docvals_t *dv, const json_doc_t *vars,
-                     const char **reason)
+                     batch_names_t *names, const char **reason)
 {
 	assert(b && spec && reason && (rec || spec->n_cols));
 	flat_ctx_t c = {.b = b, .rows = &b->rows, .spec = spec, .table = table, .vars = vars,
 	                .dv = dv, .whole_doc = rec == NULL};
+	if (names) /* row_begin clears it */
+		c.set = names->set, c.set_slots = names->slots;
 	size_t len0 = b->rows.len;
 	uint32_t n_rows0 = b->n_rows;
 	int rc = spec->n_cols ? add_declared_row(&c, rec, node) : add_row(&c, rec, node);
-	free(c.set);
+	if (names)
+		names->set = c.set, names->slots = c.set_slots;
+	else
+		free(c.set);
 	if (rc != 0) {
 		b->rows.len = len0;
 		b->n_rows = n_rows0;

@@ -197,13 +197,23 @@ bool batch_docvals_has(const batch_docvals_t *dv, uint32_t col);
  * converted as batch_add_doc converts it. 0, or -1 with a static *reason. */
 int batch_docvals_set(batch_docvals_t *dv, uint32_t col, const json_doc_t *d, uint32_t node,
                       const char **reason);
+/* The name set a row is checked with (two fields of one name), kept by the
+ * caller of batch_add_record between records so it is not made per record.
+ * Zero-initialised; batch_names_free frees it. */
+typedef struct {
+	uint32_t *set;
+	uint32_t slots;
+} batch_names_t;
+void batch_names_free(batch_names_t *n);
+
 /* One row of table index `table` (spec) from one selected node of rec, as
  * batch_add_doc makes it, `$` columns taken from dv (NULL: none). rec NULL:
  * the one row of a declared `$` table, every column but the variables from
- * dv. 0, or -1 with a static *reason and the batch as it was. */
+ * dv. names: the caller's reusable name set, or NULL. 0, or -1 with a static
+ * *reason and the batch as it was. */
 int batch_add_record(batch_t *b, const table_spec_t *spec, uint32_t table, const json_doc_t *rec,
                      uint32_t node, const batch_docvals_t *dv, const json_doc_t *vars,
-                     const char **reason);
+                     batch_names_t *names, const char **reason);
 
 /* Iterating the encoded rows (used by the writer and by tests). */
 typedef struct {

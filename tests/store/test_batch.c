@@ -304,6 +304,7 @@ static void test_doc_values_once_equal_whole_doc(void **state)
 	/* The same rows from the records and the values, as a stream has them:
 	 * `$` values set once, before the records; "none" never set. */
 	batch_t *streamed = batch_new(BATCH_JOB_DONE, 1);
+	batch_names_t names = {0};
 	batch_docvals_t *dv0 = batch_docvals_new(&t[0]), *dv1 = batch_docvals_new(&t[1]);
 	uint32_t meta = json_object_get(&doc, 0, "meta", 4);
 	assert_int_equal(batch_docvals_set(dv0, 1, &doc, json_object_get(&doc, meta, "x", 1), &reason), 0);
@@ -313,10 +314,10 @@ static void test_doc_values_once_equal_whole_doc(void **state)
 	assert_false(batch_docvals_has(dv0, 4));
 	uint32_t items = json_object_get(&doc, 0, "items", 5);
 	for (uint32_t n = items + 1, i = 0; i < 2; i++, n = doc.nodes[n].next)
-		assert_int_equal(batch_add_record(streamed, &t[0], 0, &doc, n, dv0, NULL, &reason), 0);
+		assert_int_equal(batch_add_record(streamed, &t[0], 0, &doc, n, dv0, NULL, &names, &reason), 0);
 	assert_int_equal(batch_docvals_set(dv1, 0, &doc, json_object_get(&doc, meta, "x", 1), &reason), 0);
 	assert_int_equal(batch_docvals_set(dv1, 1, &doc, json_object_get(&doc, meta, "y", 1), &reason), 0);
-	assert_int_equal(batch_add_record(streamed, &t[1], 1, NULL, 0, dv1, NULL, &reason), 0);
+	assert_int_equal(batch_add_record(streamed, &t[1], 1, NULL, 0, dv1, NULL, NULL, &reason), 0);
 
 	assert_int_equal(streamed->n_rows, whole->n_rows);
 	assert_int_equal(streamed->rows.len, whole->rows.len);
@@ -330,6 +331,7 @@ static void test_doc_values_once_equal_whole_doc(void **state)
 	assert_false(batch_docvals_has(dv0, 1));
 	batch_docvals_free(dv0);
 	batch_docvals_free(dv1);
+	batch_names_free(&names);
 	batch_free(whole);
 	batch_free(streamed);
 	json_parser_free(p);
