@@ -415,7 +415,7 @@ static int conn_head(loop_t *l, conn_t *c, char *p, size_t n)
 	/* --download-only keeps 2xx bodies as sent: they stream to disk, and
 	 * nothing decodes them. */
 	bool ok = j->resp.status >= 200 && j->resp.status < 300;
-	if (ok && !l->o->download_only && job_is_ndjson(l, j)) {
+	if (ok && !l->o->download_only && nd_streams(l, j)) { /* NDJSON, or a streamed document */
 		char err[ERR_BYTES];
 		error_class_t cls;
 		if (nd_begin(l, j, &cls, err, sizeof err)) {

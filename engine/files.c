@@ -1,9 +1,12 @@
 /* engine/files.c: a `files` job on the loop thread: the local file is
  * checked (statx), opened into a slot of the ring's registered file table,
- * read into the job's body buffer and closed, every step through io_uring
- * as raw files are written (engine/job.c), never a blocking read(). The body
- * then goes the way of a downloaded one (job_body_ok: SHA-256, parse, rows,
- * batch). Jobs come from engine/sources.c (files_expand) via the store. */
+ * read and closed, every step through io_uring as raw files are written
+ * (engine/job.c), never a blocking read(). A single JSON document whose
+ * tables can stream (engine/docstream.c) is read LOCAL_STREAM_BYTES at a
+ * time into one buffer, each piece hashed and fed to the job's json_stream;
+ * anything else is read into the job's body buffer whole, which then goes
+ * the way of a downloaded one (job_body_ok: SHA-256, parse, rows, batch).
+ * Jobs come from engine/sources.c (files_expand) via the store. */
 #include "engine/loop_internal.h"
 
 #include <assert.h>
@@ -14,9 +17,13 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <openssl/evp.h>
+
 /* One read request asks for at most this much: io_uring takes a 32-bit
  * length, and a read that returns 0 must mean the end, never a wrapped 0. */
 #define LOCAL_READ_BYTES_MAX (64u << 20)
+/* A streamed document is read this much at a time. */
+#define LOCAL_STREAM_BYTES (1u << 20)
 
 typedef enum { LOCAL_STAT = 1, LOCAL_OPEN, LOCAL_READ, LOCAL_CLOSE } local_step_t;
 
@@ -28,6 +35,8 @@ struct local_file {
 	local_step_t step;
 	const char *path; /* into the job's url, after "file:" */
 	struct statx stx;
+	bool streamed;    /* pieces go to the job's json_stream (j->ds) */
+	uint64_t off;     /* streamed: bytes read so far */
 };
 
 bool files_job(const loop_t *l, const job_desc_t *d)
@@ -48,10 +57,11 @@ static void local_submit(loop_t *l, struct local_file *f)
 		io_uring_prep_openat_direct(sqe, AT_FDCWD, f->path, O_RDONLY, 0, (unsigned)j->file_fd);
 		break;
 	case LOCAL_READ: {
-		size_t room = j->body.cap - j->body.len;
-		io_uring_prep_read(sqe, j->file_fd, j->body.data + j->body.len,
+		/* Streamed: the whole buffer again for each piece. */
+		size_t at = f->streamed ? 0 : j->body.len, room = j->body.cap - at;
+		io_uring_prep_read(sqe, j->file_fd, j->body.data + at,
 		                   (unsigned)(room < LOCAL_READ_BYTES_MAX ? room : LOCAL_READ_BYTES_MAX),
-		                   j->body.len);
+		                   f->streamed ? f->off : j->body.len);
 		sqe->flags |= IOSQE_FIXED_FILE;
 		break;
 	}
@@ -115,6 +125,45 @@ static void local_nomem(loop_t *l, job_t *j)
 	loop_fatal(l, "out of memory");
 }
 
+/* A single document the run's tables can stream: its batch, digest and
+ * json_stream now, and a buffer of a piece or of the file, if smaller (many
+ * small files are read at once). -1 on out of memory (what was made goes
+ * with the job: j->nd makes nd_reset free it). */
+static int local_stream_begin(loop_t *l, job_t *j, uint64_t size)
+{
+	size_t buf = size < LOCAL_STREAM_BYTES ? (size_t)size + 1 : LOCAL_STREAM_BYTES;
+	j->local->streamed = true;
+	j->nd = true;
+	j->batch = batch_new(BATCH_JOB_DONE, j->desc->id);
+	j->sha = EVP_MD_CTX_new();
+	if (!j->batch || !j->sha || EVP_DigestInit_ex(j->sha, EVP_sha256(), NULL) != 1 ||
+	    ds_begin(l, j) || json_buf_reserve(&j->body, buf))
+		return -1;
+	return 0;
+}
+
+/* The streamed document is read: its last rows (docstream.c), the digest,
+ * and the batch as local_done makes it. */
+static void local_stream_done(loop_t *l, job_t *j)
+{
+	struct local_file *f = j->local;
+	ds_finish(l, j);
+	batch_t *b = j->batch;
+	unsigned char md[32];
+	unsigned int n = 0;
+	EVP_DigestFinal_ex(j->sha, md, &n);
+	hex_digest(md, b->sha256_hex);
+	b->attempts = j->desc->attempts + (int)j->attempts_run;
+	b->body_bytes = f->off;
+	snprintf(b->raw_path, sizeof b->raw_path, "%s", f->path);
+	if (b->kind == BATCH_JOB_FAILED) {
+		char why[BATCH_ERROR_BYTES_MAX];
+		snprintf(why, sizeof why, "%s", b->error);
+		batch_fail(b, b->error_class, "%s: %s", f->path, why);
+	}
+	job_ready(l, j);
+}
+
 void files_complete(loop_t *l, op_t *op, int res)
 {
 	struct local_file *f = container_of(op, struct local_file, op);
@@ -142,7 +191,9 @@ void files_complete(loop_t *l, op_t *op, int res)
 			         (unsigned long long)l->o->body_bytes_max);
 			return;
 		}
-		if (local_room(l, j, f->stx.stx_size) != 0) {
+		bool stream = !job_is_ndjson(l, j) && ds_plan_ok(l);
+		if (stream ? local_stream_begin(l, j, f->stx.stx_size) != 0
+		           : local_room(l, j, f->stx.stx_size) != 0) {
 			local_nomem(l, j);
 			return;
 		}
@@ -155,6 +206,19 @@ void files_complete(loop_t *l, op_t *op, int res)
 	case LOCAL_READ:
 		if (res == 0) {
 			f->step = LOCAL_CLOSE;
+			break;
+		}
+		if (f->streamed) {
+			f->off += (uint64_t)res;
+			l->bytes += (uint64_t)res;
+			if (f->off > l->o->body_bytes_max) {
+				job_fail(l, j, ERROR_CLASS_PERMANENT, 0,
+				         "%s: larger than --max-body (%llu bytes)", f->path,
+				         (unsigned long long)l->o->body_bytes_max);
+				return;
+			}
+			EVP_DigestUpdate(j->sha, j->body.data, (size_t)res);
+			ds_feed(l, j, j->body.data, (size_t)res);
 			break;
 		}
 		j->body.len += (size_t)res;
@@ -172,7 +236,10 @@ void files_complete(loop_t *l, op_t *op, int res)
 	case LOCAL_CLOSE:
 		loop_slot_put(l, j->file_fd);
 		j->file_fd = -1;
-		local_done(l, j);
+		if (f->streamed)
+			local_stream_done(l, j);
+		else
+			local_done(l, j);
 		return;
 	}
 	local_submit(l, f);

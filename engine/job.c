@@ -115,7 +115,7 @@ void job_start(loop_t *l, job_desc_t *d)
 	host_enqueue(l, j->host, j);
 }
 
-static void job_ready(loop_t *l, job_t *j)
+void job_ready(loop_t *l, job_t *j)
 {
 	j->next = NULL;
 	if (l->ready_tail)

@@ -676,6 +676,7 @@ static void loop_teardown(loop_t *l)
 		host_free_all(l);
 	if (l->parser)
 		json_parser_free(l->parser);
+	ds_plan_free(l);
 	tls_client_free(&l->tls);
 	if (l->raw_dirfd >= 0)
 		close(l->raw_dirfd);

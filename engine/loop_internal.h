@@ -39,6 +39,7 @@
 #define ND_RECORD_BYTES_MAX (16u << 20) /* a streamed NDJSON line (or --max-body if smaller) */
 #define ND_CKPT_ROW_BYTES (16u << 20)   /* encoded rows that make a checkpoint due */
 #define ND_STOP_WAIT_MS 2000u           /* on a signal, how long checkpoints may wait */
+#define DS_GZIP_PIECE_BYTES (1u << 20)  /* a gzip document is decoded this much at a time */
 
 /* Every io_uring request carries a pointer to one of these, embedded in its
  * owner; container_of gets the owner back. */
@@ -178,15 +179,20 @@ struct job {
 	bool range_sent;            /* this request asked Range: bytes=ck_offset- */
 	bool sha_partial;           /* a 206 without --raw: the first bytes were never hashed */
 	uint64_t nd_base;           /* where this response's bytes start in the body (206: N) */
-	uint64_t nd_pos;            /* decoded-body offset of body.data[0] */
+	uint64_t nd_pos;            /* decoded-body offset just past the last whole line */
 	uint64_t nd_records;        /* records consumed (parsed or skipped) */
 	uint64_t nd_skip;           /* records still to skip (a 200 after a checkpoint) */
+	uint64_t nd_skip_part;      /* bytes of the line being skipped so far */
+	bool nd_skip_seen;          /* that line is not blank */
+	struct json_ndjson_stream *nd_stream; /* the lines after the skipped ones; owned */
+	uint64_t nd_stream_base;    /* decoded-body offset of the stream's first byte */
 	char nd_validator[BATCH_VALIDATOR_BYTES_MAX]; /* this response's If-Range value, or "" */
 	uint64_t ck_offset, ck_records; /* the last checkpoint handed to the writer */
 	char ck_validator[BATCH_VALIDATOR_BYTES_MAX];
 	batch_t *ck_batch;          /* a cut checkpoint waiting for its raw bytes or ring space */
 	job_t *ck_next;             /* on loop->ck_head while ck_batch waits */
 	uint64_t file_resume;       /* --raw after a 206: .part bytes to re-hash, then write on */
+	struct ds_job *ds;          /* a single JSON body streamed (engine/docstream.c); owned */
 	char *rehash_buf;           /* owned while FILE_REHASH reads the .part */
 	/* the raw file: NAME.part written, closed, renamed */
 	op_t op_file;
@@ -241,6 +247,7 @@ struct loop {
 	uint64_t stop_ms;    /* when stopping began */
 	bool stop_ckpt_done; /* streams were checkpointed for the stop */
 	bool ck_unblocked;   /* a checkpoint went out: a connection may read on */
+	struct ds_plan *ds_plan; /* which paths a streamed document follows (docstream.c); owned */
 	chunk_t *chunks_free;
 	uint32_t chunks_made, chunks_max, starved_conns;
 	char plain[LOOP_PLAIN_BYTES]; /* decrypted bytes, consumed before the next read */
@@ -315,9 +322,22 @@ void nd_ck_try(loop_t *l, job_t *j);
 void nd_ck_flush(loop_t *l);
 void nd_reset(loop_t *l, job_t *j);
 bool nd_stop(loop_t *l); /* true once the stop's checkpoints are handed over (or given up) */
+/* whether a 2xx body goes through nd_begin: NDJSON, or a single document
+ * when the run's tables can stream (docstream.c) */
+bool nd_streams(loop_t *l, job_t *j);
+
+/* docstream.c: a single JSON body parsed as it arrives (under ndstream.c's
+ * byte path: nd_begin/nd_feed/nd_finish call these when j->ds) */
+bool ds_plan_ok(loop_t *l);
+void ds_plan_free(loop_t *l);
+int ds_begin(loop_t *l, job_t *j); /* -1: out of memory */
+void ds_feed(loop_t *l, job_t *j, const char *p, size_t n); /* decoded bytes */
+void ds_finish(loop_t *l, job_t *j);
+void ds_free(job_t *j);
 
 /* job.c, for files.c: a whole body, from the network or a local file */
 void job_body_ok(loop_t *l, job_t *j);
+void job_ready(loop_t *l, job_t *j); /* its batch is complete: on to the writer, in order */
 
 /* files.c: the `files` source; paginate.c: the `paginate` source */
 bool files_job(const loop_t *l, const job_desc_t *d);

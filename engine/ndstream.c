@@ -1,6 +1,7 @@
 /* engine/ndstream.c: NDJSON bodies parsed as they arrive. Complete lines are
- * parsed and turned into rows as soon as they are in; only the trailing
- * partial line is kept (j->body). When a job's rows since its last checkpoint
+ * parsed and turned into rows as soon as they are in, through
+ * json_ndjson_stream (parse/json_stream.h), which keeps only a line cut by a
+ * piece's end. When a job's rows since its last checkpoint
  * pass --checkpoint-records records or ND_CKPT_ROW_BYTES bytes, they are cut
  * into a checkpoint batch (rows + the byte offset just past the last
  * complete line + the record count + the If-Range validator), which the
@@ -21,6 +22,8 @@
 #include <string.h>
 
 #include <openssl/evp.h>
+
+#include "parse/json_stream.h"
 
 static uint64_t nd_record_max(const loop_t *l)
 {
@@ -78,6 +81,7 @@ static void nd_validator(job_t *j)
 int nd_begin(loop_t *l, job_t *j, error_class_t *cls, char *err, size_t cap)
 {
 	const http_response_t *r = &j->resp;
+	bool doc = !job_is_ndjson(l, j); /* a single document: docstream.c */
 	nd_load(j);
 	*cls = ERROR_CLASS_TRANSIENT;
 	if (r->status == 206) {
@@ -101,7 +105,7 @@ int nd_begin(loop_t *l, job_t *j, error_class_t *cls, char *err, size_t cap)
 		j->nd_skip = 0;
 	} else {
 		j->nd_base = 0;
-		j->nd_skip = j->ck_records;
+		j->nd_skip = doc ? 0 : j->ck_records;
 	}
 	j->nd_pos = j->nd_base;
 	j->nd_records = j->nd_base ? j->ck_records : 0;
@@ -109,12 +113,18 @@ int nd_begin(loop_t *l, job_t *j, error_class_t *cls, char *err, size_t cap)
 	j->stream_bytes = 0;
 	j->body.len = 0;
 	nd_validator(j);
+	if (doc)
+		j->nd_validator[0] = 0; /* a document has no checkpoint to resume from */
 	j->batch = batch_new(BATCH_JOB_DONE, j->desc->id);
 	if (!j->batch) {
 		snprintf(err, cap, "out of memory for a row batch");
 		return -1;
 	}
 	j->nd = true;
+	if (doc && ds_begin(l, j)) {
+		snprintf(err, cap, "out of memory for a JSON stream");
+		return -1;
+	}
 	if (l->o->raw) {
 		/* The .part continues at N after a 206 (its first N bytes are
 		 * hashed again first); else it is written anew. */
@@ -152,52 +162,93 @@ static int nd_row(void *ctx, const json_doc_t *doc, size_t line_offset)
 	return 0;
 }
 
-/* Skips whole lines at p[0..n) while records remain to skip; a blank line
- * is no record. Returns the bytes skipped. */
+/* Skips the body's first lines while records remain to skip (a 200 after a
+ * checkpoint: they are committed already), without parsing or keeping
+ * them; a blank line is no record. Returns the bytes of p[0..n) used. */
 static size_t nd_skip_lines(job_t *j, const char *p, size_t n)
 {
 	size_t at = 0;
 	while (j->nd_skip && at < n) {
 		const char *nl = memchr(p + at, '\n', n - at);
 		size_t end = nl ? (size_t)(nl - p) + 1 : n;
-		for (size_t i = at; i < end; i++)
-			if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r' && p[i] != '\n') {
-				j->nd_skip--;
-				j->nd_records++;
-				break;
-			}
+		for (size_t i = at; i < end && !j->nd_skip_seen; i++)
+			j->nd_skip_seen = p[i] != ' ' && p[i] != '\t' && p[i] != '\r' && p[i] != '\n';
+		j->nd_skip_part += end - at;
 		at = end;
+		if (!nl)
+			break; /* the line goes on in the next piece */
+		if (j->nd_skip_seen) {
+			j->nd_skip--;
+			j->nd_records++;
+		}
+		j->nd_pos += j->nd_skip_part;
+		j->nd_skip_part = 0;
+		j->nd_skip_seen = false;
 	}
 	return at;
 }
 
-/* Parses p[0..n) (complete lines; the last may lack its newline at the end
- * of the body) into the job's batch. On invalid JSON or a record that does
- * not make rows, the batch fails (permanent) naming the byte offset. */
-static void nd_parse(loop_t *l, job_t *j, const char *p, size_t n)
+/* The stream's error or fn's refusal: the batch fails (permanent), naming
+ * the byte offset; a line over the record limit fails the connection. */
+static int nd_failure(loop_t *l, job_t *j, int r, const json_error_t *e, const char *reason,
+                      error_class_t *cls, char *err, size_t cap)
 {
-	size_t skipped = nd_skip_lines(j, p, n);
-	if (skipped == n)
-		return;
+	j->nd_failed = true;
+	if (r == -1 && json_ndjson_stream_too_long(e)) {
+		*cls = ERROR_CLASS_PERMANENT;
+		snprintf(err, cap, "NDJSON record at byte offset %llu is longer than %llu bytes",
+		         (unsigned long long)(j->nd_stream_base + e->offset),
+		         (unsigned long long)nd_record_max(l));
+		return -1;
+	}
+	if (r == -1)
+		batch_fail(j->batch, ERROR_CLASS_PERMANENT,
+		           "invalid JSON at byte offset %llu (record %llu): %s",
+		           (unsigned long long)(j->nd_stream_base + e->offset),
+		           (unsigned long long)j->nd_records + 1, e->reason ? e->reason : "syntax error");
+	else
+		batch_fail(j->batch, ERROR_CLASS_PERMANENT,
+		           "cannot turn record %llu into rows: %s", (unsigned long long)j->nd_records + 1,
+		           reason ? reason : "unknown reason");
+	return 0;
+}
+
+/* Decoded body bytes p[0..n) (p NULL: the end of the body): the lines to
+ * skip first, then json_ndjson_stream, which hands over each complete line
+ * and keeps only one cut by the piece's end. Rows go into the job's batch. */
+static int nd_parse(loop_t *l, job_t *j, const char *p, size_t n, error_class_t *cls, char *err,
+                    size_t cap)
+{
+	size_t skipped = p ? nd_skip_lines(j, p, n) : 0;
+	if (!p && j->nd_skip && j->nd_skip_seen) { /* the last line, without a newline */
+		j->nd_skip--;
+		j->nd_records++;
+	}
+	if (!p && !j->nd_stream) {
+		j->nd_pos += j->nd_skip_part;
+		j->nd_skip_part = 0;
+		return 0;
+	}
+	if (skipped == n && p)
+		return 0;
+	if (!j->nd_stream) {
+		j->nd_stream = json_ndjson_stream_new(l->parser, nd_record_max(l));
+		if (!j->nd_stream) {
+			snprintf(err, cap, "out of memory for an NDJSON stream");
+			return -1;
+		}
+		j->nd_stream_base = j->nd_pos;
+	}
 	json_doc_t vars;
 	json_error_t e = {0, 0, NULL};
 	nd_ctx_t c = {l, j, NULL, NULL};
 	const char *v = j->desc->vars;
 	if (v && l->cfg->vars_parser && json_parse(l->cfg->vars_parser, v, strlen(v), &vars, &e) == 0)
 		c.vars = &vars;
-	int r = json_ndjson_each(l->parser, p + skipped, n - skipped, nd_row, &c, &e);
-	if (r == 0)
-		return;
-	j->nd_failed = true;
-	if (r == -1)
-		batch_fail(j->batch, ERROR_CLASS_PERMANENT,
-		           "invalid JSON at byte offset %llu (record %llu): %s",
-		           (unsigned long long)(j->nd_pos + skipped + e.offset),
-		           (unsigned long long)j->nd_records + 1, e.reason ? e.reason : "syntax error");
-	else
-		batch_fail(j->batch, ERROR_CLASS_PERMANENT,
-		           "cannot turn record %llu into rows: %s", (unsigned long long)j->nd_records + 1,
-		           c.reason ? c.reason : "unknown reason");
+	int r = p ? json_ndjson_stream_feed(j->nd_stream, p + skipped, n - skipped, nd_row, &c, &e)
+	          : json_ndjson_stream_finish(j->nd_stream, nd_row, &c, &e);
+	j->nd_pos = j->nd_stream_base + json_ndjson_stream_offset(j->nd_stream);
+	return r ? nd_failure(l, j, r, &e, c.reason, cls, err, cap) : 0;
 }
 
 static void ck_unlist(loop_t *l, job_t *j)
@@ -298,7 +349,7 @@ static int nd_cut(loop_t *l, job_t *j)
 
 static bool nd_due(const loop_t *l, const job_t *j)
 {
-	return j->batch && !j->nd_failed && j->nd_records > j->ck_records &&
+	return j->batch && !j->ds && !j->nd_failed && j->nd_records > j->ck_records &&
 	       (j->nd_records - j->ck_records >= l->o->ckpt_records ||
 	        j->batch->rows.len >= ND_CKPT_ROW_BYTES);
 }
@@ -310,24 +361,12 @@ bool nd_blocked(loop_t *l, const job_t *j)
 	return j->nd && j->ck_batch && nd_due(l, j);
 }
 
-/* Parses the complete lines in j->body, keeps the partial one. -1 when a
- * line is longer than the record limit. */
-static int nd_lines(loop_t *l, job_t *j, error_class_t *cls, char *err, size_t cap)
+/* Decoded bytes: parsed at once, then a checkpoint cut if one is due. */
+static int nd_lines(loop_t *l, job_t *j, const char *p, size_t n, error_class_t *cls, char *err,
+                    size_t cap)
 {
-	json_buf_t *b = &j->body;
-	const char *nl = b->len ? memrchr(b->data, '\n', b->len) : NULL;
-	size_t end = nl ? (size_t)(nl - b->data) + 1 : 0;
-	if (end && !j->nd_failed)
-		nd_parse(l, j, b->data, end);
-	memmove(b->data, b->data + end, b->len - end);
-	b->len -= end;
-	j->nd_pos += end;
-	if (b->len > nd_record_max(l)) {
-		*cls = ERROR_CLASS_PERMANENT;
-		snprintf(err, cap, "NDJSON record at byte offset %llu is longer than %llu bytes",
-		         (unsigned long long)j->nd_pos, (unsigned long long)nd_record_max(l));
+	if (!j->nd_failed && nd_parse(l, j, p, n, cls, err, cap))
 		return -1;
-	}
 	if (nd_due(l, j) && nd_cut(l, j)) {
 		*cls = ERROR_CLASS_TRANSIENT;
 		snprintf(err, cap, "out of memory for a row batch");
@@ -349,19 +388,19 @@ int nd_feed(loop_t *l, job_t *j, const char *p, size_t n, error_class_t *cls, ch
 	if (j->nd_failed || j->gz_failed)
 		return 0; /* read to the end all the same (the raw file keeps it) */
 	*cls = ERROR_CLASS_TRANSIENT;
-	if (!j->resp.gzip) {
-		if (json_buf_append(&j->body, p, n)) {
-			snprintf(err, cap, "out of memory for an NDJSON line");
-			return -1;
-		}
-		return nd_lines(l, j, cls, err, cap);
+	if (!j->resp.gzip && j->ds) {
+		ds_feed(l, j, p, n); /* the stream borrows p until it has read it */
+		return 0;
 	}
-	/* gzip: decoded at most a record's limit at a time, lines taken out
-	 * between, so a small piece that inflates a lot cannot grow the buffer. */
+	if (!j->resp.gzip)
+		return nd_lines(l, j, p, n, cls, err, cap);
+	/* gzip: decoded a bounded piece at a time, each parsed before the
+	 * next, so a small piece that inflates a lot cannot grow the buffer. */
 	for (;;) {
 		const char *why = "corrupt data";
 		uint64_t at = 0;
-		int r = gzip_feed(&j->gz, p, n, &j->body, nd_record_max(l) + 1, &why, &at);
+		uint64_t piece_max = DS_GZIP_PIECE_BYTES;
+		int r = gzip_feed(&j->gz, p, n, &j->body, piece_max, &why, &at);
 		if (r == GZIP_ERROR) {
 			j->gz_failed = true;
 			snprintf(j->gz_error, sizeof j->gz_error, "bad gzip data at byte %llu: %s",
@@ -372,12 +411,29 @@ int nd_feed(loop_t *l, job_t *j, const char *p, size_t n, error_class_t *cls, ch
 			snprintf(err, cap, "out of memory while decoding gzip");
 			return -1;
 		}
-		if (nd_lines(l, j, cls, err, cap))
-			return -1;
+		if (j->ds) {
+			/* The decoded piece goes to the stream, which keeps only a
+			 * value that crosses its end; --max-body bounds the decoded
+			 * total as it bounds a whole body's. */
+			j->nd_pos += j->body.len;
+			if (j->nd_pos > l->o->body_bytes_max) {
+				*cls = ERROR_CLASS_PERMANENT;
+				snprintf(err, cap, "gzip body decodes to more than --max-body (%llu bytes)",
+				         (unsigned long long)l->o->body_bytes_max);
+				return -1;
+			}
+			ds_feed(l, j, j->body.data, j->body.len);
+			j->body.len = 0;
+		} else {
+			int bad = nd_lines(l, j, j->body.data, j->body.len, cls, err, cap);
+			j->body.len = 0;
+			if (bad)
+				return -1;
+		}
 		if (r != GZIP_TOO_LARGE)
 			return 0;
-		/* nd_lines left at most a record's limit: the rest of the input
-		 * decodes on from where zlib stopped. */
+		/* The piece is parsed: the rest of the input decodes on from
+		 * where zlib stopped. */
 		p = (const char *)j->gz.z.next_in;
 		n = j->gz.z.avail_in;
 	}
@@ -400,10 +456,15 @@ void nd_finish(loop_t *l, job_t *j)
 		j->nd_failed = true;
 		batch_fail(j->batch, ERROR_CLASS_PERMANENT, "%s", j->gz_error);
 	}
-	if (j->body.len && !j->nd_failed)
-		nd_parse(l, j, j->body.data, j->body.len);
-	j->nd_pos += j->body.len;
-	j->body.len = 0;
+	if (j->ds) {
+		ds_finish(l, j);
+	} else if (!j->nd_failed) {
+		char err[ERR_BYTES];
+		error_class_t cls;
+		/* The last line is whole now: no line limit is left to pass. */
+		if (nd_parse(l, j, NULL, 0, &cls, err, sizeof err))
+			batch_fail(j->batch, cls, "%s", err);
+	}
 	if (j->ck_batch) {
 		batch_t *ck = j->ck_batch;
 		if (j->batch->kind == BATCH_JOB_DONE &&
@@ -422,7 +483,7 @@ void nd_finish(loop_t *l, job_t *j)
 	b->attempts = j->desc->attempts + (int)j->attempts_run;
 	b->http_status = j->resp.status;
 	b->body_bytes = j->nd_base + j->stream_bytes;
-	b->streamed = true; /* done only on top of the checkpoint it continues */
+	b->streamed = !j->ds; /* done only on top of the checkpoint it continues */
 	b->ckpt_from = j->ck_records;
 	if (!j->streaming) {
 		unsigned char md[32];
@@ -454,6 +515,11 @@ void nd_reset(loop_t *l, job_t *j)
 			j->sha = NULL;
 		}
 	}
+	ds_free(j);
+	json_ndjson_stream_free(j->nd_stream);
+	j->nd_stream = NULL;
+	j->nd_skip_part = 0;
+	j->nd_skip_seen = false;
 	j->nd = j->nd_failed = false;
 	j->file_resume = 0;
 	free(j->rehash_buf);
@@ -470,7 +536,7 @@ bool nd_stop(loop_t *l)
 		l->stop_ckpt_done = true;
 		l->stop_ms = l->now_ms;
 		for (job_t *j = l->jobs; j; j = j->all_next)
-			if (j->nd && !j->body_done && !j->nd_failed && j->batch &&
+			if (j->nd && !j->ds && !j->body_done && !j->nd_failed && j->batch &&
 			    j->nd_records > j->ck_records && !j->ck_batch)
 				nd_cut(l, j);
 	}

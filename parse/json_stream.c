@@ -49,7 +49,8 @@ enum {
 /* A container on the rows path that the skeleton is inside. */
 typedef struct {
 	bool is_array;
-	bool child_selected; /* objects: the current member's key matches the step */
+	uint64_t paths;      /* the rows paths this container is on (bit per path) */
+	uint64_t child;      /* objects: the paths whose step matches the current key */
 	uint32_t count;      /* elements (or members) begun so far */
 } sk_frame_t;
 
@@ -70,8 +71,12 @@ typedef struct {
 } unit_t;
 
 struct json_stream {
-	const json_path_t *rows; /* the caller's */
-	uint32_t n_steps;
+	const json_path_t *rows[JSON_STREAM_PATHS_MAX]; /* the caller's */
+	uint32_t steps[JSON_STREAM_PATHS_MAX];          /* json_path_n_steps of each */
+	uint32_t n_paths;
+	uint32_t n_steps;  /* the most steps of any path */
+	uint64_t all;      /* a bit for every path */
+	uint64_t rec_mask; /* the paths the value being read is a record of */
 	size_t value_max, env_max;
 	bool keep_env;
 	bool window_ok;            /* value_max >= the window: see json_stream_new */
@@ -506,32 +511,50 @@ static int record_from_window(json_stream_t *s, json_stream_record_t *rec, json_
 		s->state = SK_AFTER;
 		s->last_comma = false;
 		env_freeze(s);
-		*rec = (json_stream_record_t){.doc = doc, .offset = s->piece_base + s->win.base + v->start};
+		*rec = (json_stream_record_t){.doc = doc,
+		                              .offset = s->piece_base + s->win.base + v->start,
+		                              .paths = s->rec_mask};
 		return 1;
 	}
 }
 
 /* ---- The skeleton */
 
-/* Whether the value about to start is selected by the path so far. */
-static bool value_selected(const json_stream_t *s)
+/* The paths that select the value about to start, so far. */
+static uint64_t value_selected(const json_stream_t *s)
 {
 	if (s->n_frames == 0)
-		return true;
+		return s->all;
 	const sk_frame_t *f = &s->frames[s->n_frames - 1];
-	json_step_t st = json_path_step(s->rows, s->n_frames - 1);
 	if (!f->is_array)
-		return f->child_selected;
-	if (st.kind == JSON_STEP_ALL)
-		return true;
-	return st.kind == JSON_STEP_INDEX && f->count - 1 == st.index;
+		return f->child;
+	uint64_t sel = 0;
+	for (uint64_t m = f->paths; m; m &= m - 1) {
+		unsigned i = (unsigned)__builtin_ctzll(m);
+		json_step_t st = json_path_step(s->rows[i], s->n_frames - 1);
+		if (st.kind == JSON_STEP_ALL || (st.kind == JSON_STEP_INDEX && f->count - 1 == st.index))
+			sel |= 1ull << i;
+	}
+	return sel;
+}
+
+/* Of the paths in sel, those that end at the current depth (the value is
+ * their record) or, with `longer`, go on into the value. */
+static uint64_t paths_ending(const json_stream_t *s, uint64_t sel, bool longer)
+{
+	uint64_t out = 0;
+	for (uint64_t m = sel; m; m &= m - 1) {
+		unsigned i = (unsigned)__builtin_ctzll(m);
+		if ((s->steps[i] > s->n_frames) == longer)
+			out |= 1ull << i;
+	}
+	return out;
 }
 
 /* Whether the key just read (a JSON_STRING at node 0 of doc) selects its
- * member under the top frame's step. */
-static bool key_selects(const json_stream_t *s, const json_doc_t *doc)
+ * member under step st. */
+static bool key_selects(json_step_t st, const json_doc_t *doc)
 {
-	json_step_t st = json_path_step(s->rows, s->n_frames - 1);
 	if (st.kind == JSON_STEP_ALL)
 		return true;
 	if (st.kind != JSON_STEP_NAME)
@@ -552,6 +575,20 @@ static bool key_selects(const json_stream_t *s, const json_doc_t *doc)
 	return eq;
 }
 
+/* The paths of the top frame whose step selects the member of the key just
+ * read. */
+static uint64_t key_paths(const json_stream_t *s, const json_doc_t *doc)
+{
+	const sk_frame_t *f = &s->frames[s->n_frames - 1];
+	uint64_t out = 0;
+	for (uint64_t m = f->paths; m; m &= m - 1) {
+		unsigned i = (unsigned)__builtin_ctzll(m);
+		if (key_selects(json_path_step(s->rows[i], s->n_frames - 1), doc))
+			out |= 1ull << i;
+	}
+	return out;
+}
+
 static void unit_begin(json_stream_t *s, int kind, bool is_key, bool is_record)
 {
 	size_t at = s->pos;
@@ -566,14 +603,14 @@ static void unit_begin(json_stream_t *s, int kind, bool is_key, bool is_record)
 	s->last_comma = false;
 }
 
-/* The bracket at pos opens a container on the path: walk into it. */
-static int frame_push(json_stream_t *s, json_error_t *err)
+/* The bracket at pos opens a container on the paths `on`: walk into it. */
+static int frame_push(json_stream_t *s, uint64_t on, json_error_t *err)
 {
 	char c = s->piece[s->pos];
 	if (s->n_frames >= json_parser_depth_max(s->parser))
 		return fail_here(s, s->piece_base + s->pos, JSON_E_DEPTH, err);
 	env_keep(s, &c, 1);
-	s->frames[s->n_frames++] = (sk_frame_t){.is_array = c == '['};
+	s->frames[s->n_frames++] = (sk_frame_t){.is_array = c == '[', .paths = on};
 	s->state = SK_OPENED;
 	s->last_comma = false;
 	s->pos++;
@@ -622,8 +659,13 @@ static int skeleton_token(json_stream_t *s, json_stream_record_t *rec, json_erro
 		s->state = SK_VALUE;
 		/* fall through */
 	case SK_VALUE: {
-		bool selected = value_selected(s);
-		bool on_path = selected && s->n_frames < s->n_steps;
+		/* json_stream_new refused paths that overlap, so a value is a
+		 * record of some paths or on the way of others, never both. */
+		uint64_t sel = value_selected(s);
+		uint64_t on = paths_ending(s, sel, true);
+		bool on_path = on != 0;
+		bool selected = sel != 0;
+		s->rec_mask = on_path ? 0 : sel;
 		bool value = c != ']' && c != '}' && c != ':' && c != ',';
 		if (selected && !on_path && value && s->window_ok) {
 			int r = record_from_window(s, rec, err);
@@ -632,7 +674,7 @@ static int skeleton_token(json_stream_t *s, json_stream_record_t *rec, json_erro
 		}
 		if (c == '{' || c == '[') {
 			if (on_path)
-				return frame_push(s, err);
+				return frame_push(s, on, err);
 			unit_begin(s, UNIT_CONTAINER, false, selected);
 		} else if (c == '"') {
 			unit_begin(s, UNIT_STRING, false, selected && !on_path);
@@ -727,13 +769,13 @@ static int unit_end(json_stream_t *s, size_t end, json_stream_record_t *rec, jso
 	env_keep(s, text, len);
 	s->state = u->is_key ? SK_COLON : SK_AFTER;
 	if (u->is_key) {
-		s->frames[s->n_frames - 1].child_selected = key_selects(s, &doc);
+		s->frames[s->n_frames - 1].child = key_paths(s, &doc);
 		return 0;
 	}
 	if (!u->is_record)
 		return 0;
 	env_freeze(s);
-	*rec = (json_stream_record_t){.doc = doc, .offset = u->start};
+	*rec = (json_stream_record_t){.doc = doc, .offset = u->start, .paths = s->rec_mask};
 	return 1;
 }
 
@@ -757,19 +799,66 @@ static int unit_carry(json_stream_t *s, json_error_t *err)
 
 /* ---- The API */
 
+/* Whether step a and step b can select the same member or element. */
+static bool steps_meet(json_step_t a, json_step_t b)
+{
+	if (a.kind == JSON_STEP_ALL || b.kind == JSON_STEP_ALL)
+		return true;
+	if (a.kind != b.kind)
+		return false;
+	if (a.kind == JSON_STEP_INDEX)
+		return a.index == b.index;
+	return a.name_len == b.name_len && memcmp(a.name, b.name, a.name_len) == 0;
+}
+
+bool json_stream_paths_overlap(const json_path_t *a, const json_path_t *b)
+{
+	uint32_t na = json_path_n_steps(a), nb = json_path_n_steps(b);
+	if (na == nb)
+		return false;
+	uint32_t n = na < nb ? na : nb;
+	for (uint32_t i = 0; i < n; i++)
+		if (!steps_meet(json_path_step(a, i), json_path_step(b, i)))
+			return false;
+	return true;
+}
+
+bool json_stream_path_is_root(const json_path_t *p)
+{
+	return json_path_is_rooted(p) && json_path_n_steps(p) == 0;
+}
+
 json_stream_t *json_stream_new(const json_path_t *rows, const json_stream_opts_t *opts)
 {
 	assert(rows);
-	if (!json_path_is_rooted(rows)) {
+	return json_stream_new_paths(&rows, 1, opts);
+}
+
+json_stream_t *json_stream_new_paths(const json_path_t *const *rows, uint32_t n_paths,
+                                     const json_stream_opts_t *opts)
+{
+	json_stream_opts_t o = opts ? *opts : (json_stream_opts_t){0};
+	bool ok = n_paths >= 1 && n_paths <= JSON_STREAM_PATHS_MAX && (n_paths == 1 || !o.keep_envelope);
+	for (uint32_t i = 0; ok && i < n_paths; i++) {
+		ok = json_path_is_rooted(rows[i]);
+		for (uint32_t k = 0; ok && k < i; k++)
+			ok = !json_stream_paths_overlap(rows[i], rows[k]);
+	}
+	if (!ok) {
 		errno = EINVAL;
 		return NULL;
 	}
-	json_stream_opts_t o = opts ? *opts : (json_stream_opts_t){0};
 	json_stream_t *s = calloc(1, sizeof *s);
 	if (!s)
 		goto nomem;
-	s->rows = rows;
-	s->n_steps = json_path_n_steps(rows);
+	s->n_paths = n_paths;
+	for (uint32_t i = 0; i < n_paths; i++) {
+		s->rows[i] = rows[i];
+		s->steps[i] = json_path_n_steps(rows[i]);
+		if (s->steps[i] > s->n_steps)
+			s->n_steps = s->steps[i];
+		s->all |= 1ull << i;
+	}
 	s->value_max = o.value_bytes_max ? o.value_bytes_max : JSON_STREAM_VALUE_BYTES_MAX;
 	if (s->value_max > JSON_DOC_BYTES_MAX)
 		s->value_max = JSON_DOC_BYTES_MAX;
@@ -1003,6 +1092,16 @@ done:
 	st->line += count_nl(piece, len);
 	st->at += len;
 	return 0;
+}
+
+size_t json_ndjson_stream_offset(const json_ndjson_stream_t *st)
+{
+	return st->carry.len ? st->carry_at : st->at;
+}
+
+bool json_ndjson_stream_too_long(const json_error_t *err)
+{
+	return err->reason && strcmp(err->reason, JSON_E_VALUE_TOO_LARGE) == 0;
 }
 
 int json_ndjson_stream_finish(json_ndjson_stream_t *st, json_ndjson_fn fn, void *ctx,

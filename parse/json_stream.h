@@ -62,6 +62,7 @@ enum {
 typedef struct {
 	json_doc_t doc;
 	size_t offset;
+	uint64_t paths; /* json_stream_new_paths: bit i for each rows[i] that selects it */
 } json_stream_record_t;
 
 typedef struct json_stream json_stream_t;
@@ -71,6 +72,24 @@ typedef struct json_stream json_stream_t;
  * errno EINVAL (a path starting with '@') or ENOMEM. */
 json_stream_t *json_stream_new(const json_path_t *rows, const json_stream_opts_t *opts);
 void json_stream_free(json_stream_t *s);
+
+/* Several rows paths followed in one pass (at most JSON_STREAM_PATHS_MAX):
+ * each record says which paths select it (json_stream_record_t.paths; two
+ * paths may select the same value, e.g. `$.a[*]` and `$.*[*]`). The paths
+ * must not overlap: no value may be a record of one path and hold records
+ * of another (`$.a` and `$.a.b[*]`, `$.*` and `$.a[*]`, `$` and anything;
+ * json_stream_paths_overlap tells). keep_envelope needs a single path.
+ * NULL with errno EINVAL (a path starting with '@', overlapping paths, too
+ * many, keep_envelope with several) or ENOMEM. */
+#define JSON_STREAM_PATHS_MAX 64u
+json_stream_t *json_stream_new_paths(const json_path_t *const *rows, uint32_t n_paths,
+                                     const json_stream_opts_t *opts);
+/* Whether some value could be a record of one of a and b and hold records of
+ * the other: a is a strict prefix of b, step for step, or the reverse. */
+bool json_stream_paths_overlap(const json_path_t *a, const json_path_t *b);
+/* Whether the rows path is `$` alone (the whole document: one record, not
+ * bounded by anything but value_bytes_max). */
+bool json_stream_path_is_root(const json_path_t *p);
 
 /* Lends the stream the next piece of input: the piece must stay unchanged
  * until json_stream_next returns something other than JSON_STREAM_RECORD.
@@ -116,6 +135,14 @@ void json_ndjson_stream_free(json_ndjson_stream_t *st);
  * with *err; after a non-zero return the stream must not be fed again. */
 int json_ndjson_stream_feed(json_ndjson_stream_t *st, const char *piece, size_t len,
                             json_ndjson_fn fn, void *ctx, json_error_t *err);
+/* Offset in the whole input of the first byte not yet handed to fn as part
+ * of a whole line: the start of the line a piece's end cut (kept), or the
+ * end of the input fed so far. A consumer's checkpoint ("every line before
+ * this is in") after a feed. */
+size_t json_ndjson_stream_offset(const json_ndjson_stream_t *st);
+/* Whether err (from json_ndjson_stream_feed/finish) is the line limit. */
+bool json_ndjson_stream_too_long(const json_error_t *err);
+
 /* The end of the input: the last line, if it had no newline. */
 int json_ndjson_stream_finish(json_ndjson_stream_t *st, json_ndjson_fn fn, void *ctx,
                               json_error_t *err);

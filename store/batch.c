@@ -167,6 +167,7 @@ bool batch_next_job(const batch_t *b, size_t *pos, batch_job_t *out)
  * one silently overwriting the other in the writer. */
 typedef struct {
 	batch_t *b;
+	json_buf_t *rows; /* where fields go: &b->rows, or a batch_docvals_t's buffer */
 	const char *reason;
 	const table_spec_t *spec; /* the table being filled; NULL: inferred, no null_if */
 	uint32_t table;           /* its index, written at the start of each row */
@@ -177,6 +178,8 @@ typedef struct {
 	uint32_t row_fields;
 	uint32_t *set;      /* open addressing: name offset + 1, 0 = empty */
 	uint32_t set_slots; /* power of two, kept at least twice row_fields */
+	const struct batch_docvals *dv; /* the document's `$` columns, or NULL */
+	bool whole_doc;     /* declared row of a `$` table with no document: all from dv */
 } flat_ctx_t;
 
 static uint32_t name_hash(const char *s, size_t n)
@@ -190,8 +193,8 @@ static uint32_t name_hash(const char *s, size_t n)
 /* The name stored at a field offset in the rows buffer. */
 static const char *field_name_at(const flat_ctx_t *c, uint32_t off, uint16_t *len)
 {
-	memcpy(len, c->b->rows.data + off + 1, sizeof(*len));
-	return c->b->rows.data + off + 3;
+	memcpy(len, c->rows->data + off + 1, sizeof(*len));
+	return c->rows->data + off + 3;
 }
 
 static int set_insert(flat_ctx_t *c, uint32_t off);
@@ -236,7 +239,7 @@ static int set_insert(flat_ctx_t *c, uint32_t off)
 static int field_begin(flat_ctx_t *c, field_type_t type, size_t name_len, size_t value_max,
                        size_t *len_off)
 {
-	json_buf_t *r = &c->b->rows;
+	json_buf_t *r = c->rows;
 	if (r->len + BATCH_FIELD_HEADER_BYTES + name_len + value_max > UINT32_MAX) {
 		c->reason = "batch larger than 4 GiB";
 		return -1;
@@ -268,7 +271,7 @@ static int field_begin(flat_ctx_t *c, field_type_t type, size_t name_len, size_t
 
 static void field_end(flat_ctx_t *c, size_t len_off)
 {
-	json_buf_t *r = &c->b->rows;
+	json_buf_t *r = c->rows;
 	assert(r->len >= len_off + sizeof(uint32_t));
 	uint32_t vlen = (uint32_t)(r->len - len_off - sizeof(uint32_t));
 	memcpy(r->data + len_off, &vlen, sizeof(vlen));
@@ -281,8 +284,8 @@ static int field_fixed(flat_ctx_t *c, field_type_t type, size_t name_len, const 
 	if (field_begin(c, type, name_len, n, &len_off) != 0)
 		return -1;
 	if (n)
-		memcpy(c->b->rows.data + c->b->rows.len, v, n);
-	c->b->rows.len += n;
+		memcpy(c->rows->data + c->rows->len, v, n);
+	c->rows->len += n;
 	field_end(c, len_off);
 	return 0;
 }
@@ -307,7 +310,7 @@ static int field_string(flat_ctx_t *c, const json_doc_t *d, uint32_t n, size_t n
 	size_t len_off, cap = d->nodes[n].len;
 	if (field_begin(c, FIELD_TEXT, name_len, cap, &len_off) != 0)
 		return -1;
-	json_buf_t *r = &c->b->rows;
+	json_buf_t *r = c->rows;
 	size_t got = json_string_get(d, n, r->data + r->len, cap);
 	assert(got <= cap);
 	if (is_null_if(c, r->data + r->len, got))
@@ -339,7 +342,7 @@ static int field_json(flat_ctx_t *c, const json_doc_t *d, uint32_t n, size_t nam
 	size_t len_off;
 	if (field_begin(c, FIELD_JSON, name_len, 0, &len_off) != 0)
 		return -1;
-	if (json_write(d, n, &c->b->rows) != 0) {
+	if (json_write(d, n, c->rows) != 0) {
 		c->reason = "out of memory";
 		return -1;
 	}
@@ -404,7 +407,7 @@ static int flatten_object(flat_ctx_t *c, const json_doc_t *d, uint32_t obj, size
 /* Starts a row: its table index and a field count filled in by row_end. */
 static int row_begin(flat_ctx_t *c)
 {
-	json_buf_t *r = &c->b->rows;
+	json_buf_t *r = c->rows;
 	if (json_buf_reserve(r, 2 * sizeof(uint32_t)) != 0) {
 		c->reason = "out of memory";
 		return -1;
@@ -421,7 +424,7 @@ static int row_begin(flat_ctx_t *c)
 
 static void row_end(flat_ctx_t *c)
 {
-	memcpy(c->b->rows.data + c->row_start, &c->row_fields, sizeof(c->row_fields));
+	memcpy(c->rows->data + c->row_start, &c->row_fields, sizeof(c->row_fields));
 	c->b->n_rows++;
 }
 
@@ -634,7 +637,112 @@ static int emit_column(flat_ctx_t *c, const column_spec_t *col, const json_doc_t
 	return -1;
 }
 
-/* A declared row: every column of the spec, in order, NULL when missing. */
+/* ---- `$` columns: evaluated once per document ----------------------------
+ * A document's `$` columns (every column of a `$` table that is fed value by
+ * value) are encoded once into the docvals' own buffer, as fields exactly as
+ * a row holds them, and copied into each row. */
+
+struct batch_docvals {
+	const table_spec_t *spec;
+	json_buf_t enc;   /* the encoded fields */
+	uint32_t *at;     /* per column: [2i] start, [2i+1] end in enc; equal: not set */
+	uint32_t *set;    /* the name set of the last batch_docvals_set (see flat_ctx_t) */
+	uint32_t set_slots;
+};
+
+batch_docvals_t *batch_docvals_new(const table_spec_t *spec)
+{
+	batch_docvals_t *dv = calloc(1, sizeof *dv);
+	if (!dv)
+		return NULL;
+	dv->spec = spec;
+	dv->at = calloc(2 * (size_t)(spec->n_cols ? spec->n_cols : 1), sizeof *dv->at);
+	if (!dv->at) {
+		free(dv);
+		return NULL;
+	}
+	return dv;
+}
+
+void batch_docvals_free(batch_docvals_t *dv)
+{
+	if (!dv)
+		return;
+	json_buf_free(&dv->enc);
+	free(dv->at);
+	free(dv->set);
+	free(dv);
+}
+
+void batch_docvals_clear(batch_docvals_t *dv)
+{
+	dv->enc.len = 0;
+	memset(dv->at, 0, 2 * (size_t)dv->spec->n_cols * sizeof *dv->at);
+}
+
+bool batch_docvals_has(const batch_docvals_t *dv, uint32_t col)
+{
+	return dv->at[2 * col + 1] > dv->at[2 * col];
+}
+
+int batch_docvals_set(batch_docvals_t *dv, uint32_t col, const json_doc_t *d, uint32_t node,
+                      const char **reason)
+{
+	assert(col < dv->spec->n_cols);
+	flat_ctx_t c = {.rows = &dv->enc, .spec = dv->spec, .set = dv->set,
+	                .set_slots = dv->set_slots};
+	if (c.set)
+		memset(c.set, 0, c.set_slots * sizeof(*c.set));
+	size_t start = dv->enc.len;
+	int rc = emit_column(&c, &dv->spec->cols[col], d, node);
+	dv->set = c.set, dv->set_slots = c.set_slots;
+	if (rc == 0 && dv->enc.len > UINT32_MAX)
+		rc = -1, c.reason = "document values larger than 4 GiB";
+	if (rc != 0) {
+		dv->enc.len = start;
+		*reason = c.reason ? c.reason : "row extraction failed";
+		return -1;
+	}
+	dv->at[2 * col] = (uint32_t)start;
+	dv->at[2 * col + 1] = (uint32_t)dv->enc.len;
+	return 0;
+}
+
+/* Every `$` column of the spec from document d, once. */
+static int docvals_from_doc(batch_docvals_t *dv, const json_doc_t *d, const char **reason)
+{
+	batch_docvals_clear(dv);
+	for (uint32_t i = 0; i < dv->spec->n_cols; i++) {
+		const column_spec_t *col = &dv->spec->cols[i];
+		if (col->from != COLUMN_FROM_DOC)
+			continue;
+		first_t f = {JSON_NONE};
+		json_path_each(col->path, d, 0, take_first, &f);
+		if (batch_docvals_set(dv, i, d, f.node, reason) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Copies column i's encoded field from the docvals into the row. */
+static int emit_docval(flat_ctx_t *c, const batch_docvals_t *dv, uint32_t i)
+{
+	uint32_t a = dv->at[2 * i], z = dv->at[2 * i + 1];
+	if (c->rows->len + (z - a) > UINT32_MAX) {
+		c->reason = "batch larger than 4 GiB";
+		return -1;
+	}
+	if (json_buf_append(c->rows, dv->enc.data + a, z - a) != 0) {
+		c->reason = "out of memory";
+		return -1;
+	}
+	c->row_fields++; /* declared names are unique: the name set need not know it */
+	return 0;
+}
+
+/* A declared row: every column of the spec, in order, NULL when missing.
+ * `$` columns come from c->dv when set (NULL when not); with c->whole_doc
+ * (a `$` table fed value by value) every column but the variables does. */
 static int add_declared_row(void *ctx, const json_doc_t *d, uint32_t node)
 {
 	flat_ctx_t *c = ctx;
@@ -648,11 +756,14 @@ static int add_declared_row(void *ctx, const json_doc_t *d, uint32_t node)
 			src = c->vars;
 			if (src && json_type(src, 0) == JSON_OBJECT)
 				f.node = json_object_get(src, 0, col->var, strlen(col->var));
+		} else if (col->from == COLUMN_FROM_DOC || c->whole_doc) {
+			if (c->dv && batch_docvals_has(c->dv, i)) {
+				if (emit_docval(c, c->dv, i) != 0)
+					return -1;
+				continue;
+			}
 		} else {
-			/* A document path is walked again for every row: the paths are
-			 * short, and the walk costs less than a per-document cache would. */
-			json_path_each(col->path, d, col->from == COLUMN_FROM_ROW ? node : 0, take_first,
-			               &f);
+			json_path_each(col->path, d, node, take_first, &f);
 		}
 		if (emit_column(c, col, src, f.node) != 0)
 			return -1;
@@ -661,19 +772,65 @@ static int add_declared_row(void *ctx, const json_doc_t *d, uint32_t node)
 	return 0;
 }
 
+void batch_names_free(batch_names_t *n)
+{
+	free(n->set);
+	*n = (batch_names_t){0};
+}
+
+int batch_add_record(batch_t *b, const table_spec_t *spec, uint32_t table, const json_doc_t *rec,
+                     uint32_t node, const batch_docvals_t *dv, const json_doc_t *vars,
+                     batch_names_t *names, const char **reason)
+{
+	assert(b && spec && reason && (rec || spec->n_cols));
+	flat_ctx_t c = {.b = b, .rows = &b->rows, .spec = spec, .table = table, .vars = vars,
+	                .dv = dv, .whole_doc = rec == NULL};
+	if (names) /* row_begin clears it */
+		c.set = names->set, c.set_slots = names->slots;
+	size_t len0 = b->rows.len;
+	uint32_t n_rows0 = b->n_rows;
+	int rc = spec->n_cols ? add_declared_row(&c, rec, node) : add_row(&c, rec, node);
+	if (names)
+		names->set = c.set, names->slots = c.set_slots;
+	else
+		free(c.set);
+	if (rc != 0) {
+		b->rows.len = len0;
+		b->n_rows = n_rows0;
+		*reason = c.reason ? c.reason : "row extraction failed";
+		return -1;
+	}
+	return 0;
+}
+
 int batch_add_doc(batch_t *b, const table_spec_t *tables, uint32_t n_tables,
                   const json_doc_t *doc, const json_doc_t *vars, const char **reason)
 {
 	assert(b && tables && doc && reason && n_tables <= BATCH_TABLES_MAX);
-	flat_ctx_t c = {.b = b, .vars = vars};
+	flat_ctx_t c = {.b = b, .rows = &b->rows, .vars = vars};
 	size_t len0 = b->rows.len;
 	uint32_t n_rows0 = b->n_rows;
 	int rc = 0;
 	for (uint32_t t = 0; t < n_tables && rc == 0; t++) {
 		c.spec = &tables[t];
 		c.table = t;
-		rc = json_path_each(tables[t].rows, doc, 0,
-		                    tables[t].n_cols ? add_declared_row : add_row, &c);
+		c.dv = NULL;
+		batch_docvals_t *dv = NULL;
+		for (uint32_t i = 0; i < tables[t].n_cols && !dv; i++)
+			if (tables[t].cols[i].from == COLUMN_FROM_DOC) {
+				dv = batch_docvals_new(&tables[t]);
+				if (!dv) {
+					c.reason = "out of memory";
+					rc = -1;
+				} else if (docvals_from_doc(dv, doc, &c.reason) != 0) {
+					rc = -1;
+				}
+			}
+		c.dv = dv;
+		if (rc == 0)
+			rc = json_path_each(tables[t].rows, doc, 0,
+			                    tables[t].n_cols ? add_declared_row : add_row, &c);
+		batch_docvals_free(dv);
 	}
 	free(c.set);
 	if (rc != 0) {
@@ -689,7 +846,7 @@ int batch_add_rows(batch_t *b, const json_doc_t *doc, const json_path_t *rows,
                    const char **reason)
 {
 	assert(b && doc && rows && reason);
-	flat_ctx_t c = {.b = b};
+	flat_ctx_t c = {.b = b, .rows = &b->rows};
 	size_t len0 = b->rows.len;
 	uint32_t n_rows0 = b->n_rows;
 	int rc = json_path_each(rows, doc, 0, add_row, &c);

@@ -189,6 +189,37 @@ int batch_add_rows(batch_t *b, const json_doc_t *doc, const json_path_t *rows,
 int batch_add_doc(batch_t *b, const table_spec_t *tables, uint32_t n_tables,
                   const json_doc_t *doc, const json_doc_t *vars, const char **reason);
 
+/* A document's `$` columns for one declared table, each evaluated once per
+ * document (not once per row) and kept encoded as a row field. Owned by the
+ * caller; the spec must outlive it. A streamed document (engine/ndstream.c)
+ * sets each value as it arrives; a column not set is NULL in the rows. */
+typedef struct batch_docvals batch_docvals_t;
+batch_docvals_t *batch_docvals_new(const table_spec_t *spec); /* NULL on ENOMEM */
+void batch_docvals_free(batch_docvals_t *dv);
+void batch_docvals_clear(batch_docvals_t *dv); /* the next document */
+bool batch_docvals_has(const batch_docvals_t *dv, uint32_t col);
+/* Column col's value: node of d (JSON_NONE: the path selected nothing),
+ * converted as batch_add_doc converts it. 0, or -1 with a static *reason. */
+int batch_docvals_set(batch_docvals_t *dv, uint32_t col, const json_doc_t *d, uint32_t node,
+                      const char **reason);
+/* The name set a row is checked with (two fields of one name), kept by the
+ * caller of batch_add_record between records so it is not made per record.
+ * Zero-initialised; batch_names_free frees it. */
+typedef struct {
+	uint32_t *set;
+	uint32_t slots;
+} batch_names_t;
+void batch_names_free(batch_names_t *n);
+
+/* One row of table index `table` (spec) from one selected node of rec, as
+ * batch_add_doc makes it, `$` columns taken from dv (NULL: none). rec NULL:
+ * the one row of a declared `$` table, every column but the variables from
+ * dv. names: the caller's reusable name set, or NULL. 0, or -1 with a static
+ * *reason and the batch as it was. */
+int batch_add_record(batch_t *b, const table_spec_t *spec, uint32_t table, const json_doc_t *rec,
+                     uint32_t node, const batch_docvals_t *dv, const json_doc_t *vars,
+                     batch_names_t *names, const char **reason);
+
 /* Iterating the encoded rows (used by the writer and by tests). */
 typedef struct {
 	field_type_t type;

@@ -389,6 +389,142 @@ static void rows_path_must_be_rooted(void **state)
 	json_path_free(rows);
 }
 
+/* ---- Several rows paths in one stream (json_stream_new_paths): the records
+ * each path selects are, in order, those of a stream of that path alone, and
+ * so json_path_each's on the whole input; the error is the same. */
+
+static const char *const multi_paths[] = {"$.statuses[*]", "$.*[*]", "$[0][0]",
+                                          "$.search_metadata.count"};
+#define N_MULTI (sizeof multi_paths / sizeof multi_paths[0])
+
+static void multi_stream(const json_path_t *const *rows, const char *src, size_t len,
+                         const size_t *cuts, size_t n_cuts, sc_result_t res[N_MULTI])
+{
+	memset(res, 0, N_MULTI * sizeof *res);
+	json_stream_t *s = json_stream_new_paths(rows, N_MULTI, NULL);
+	assert_non_null(s);
+	size_t at = 0;
+	int r = JSON_STREAM_MORE;
+	json_error_t err = {0};
+	for (size_t i = 0; i <= n_cuts && r == JSON_STREAM_MORE; i++) {
+		size_t end = i < n_cuts ? cuts[i] : len;
+		char *piece = malloc(end - at ? end - at : 1);
+		assert_non_null(piece);
+		memcpy(piece, src + at, end - at);
+		json_stream_feed(s, piece, end - at);
+		for (;;) {
+			json_stream_record_t rec;
+			r = json_stream_next(s, &rec, &err);
+			if (r == JSON_STREAM_MORE && i == n_cuts) {
+				json_stream_finish(s);
+				continue;
+			}
+			if (r != JSON_STREAM_RECORD)
+				break;
+			assert_true(rec.paths != 0 && rec.paths < (1ull << N_MULTI));
+			for (size_t k = 0; k < N_MULTI; k++)
+				if (rec.paths >> k & 1)
+					sc_add(&res[k], &rec.doc, 0, rec.offset);
+		}
+		free(piece);
+		at = end;
+	}
+	for (size_t k = 0; k < N_MULTI; k++) {
+		res[k].r = r < 0 ? -1 : 0;
+		res[k].err = err;
+	}
+	json_stream_free(s);
+}
+
+static void multi_file(json_parser_t *p, const json_path_t *const *rows, const file_t *f,
+                       size_t *cuts, size_t n_cuts, const char *split)
+{
+	sc_result_t got[N_MULTI];
+	multi_stream(rows, f->data, f->len, cuts, n_cuts, got);
+	for (size_t k = 0; k < N_MULTI; k++) {
+		sc_result_t want;
+		sc_whole(p, rows[k], f->data, f->len, &want);
+		expect_same(f, multi_paths[k], &want, &got[k], split);
+		sc_result_free(&want);
+		sc_result_free(&got[k]);
+	}
+}
+
+static void several_paths_one_pass(void **state)
+{
+	(void)state;
+	json_parser_t *p = json_parser_new(0);
+	assert_non_null(p);
+	const json_path_t *rows[N_MULTI];
+	for (size_t k = 0; k < N_MULTI; k++)
+		rows[k] = compile(multi_paths[k]);
+	size_t *cuts = malloc(CUTS_MAX * sizeof *cuts);
+	assert_non_null(cuts);
+	for (size_t i = 0; i < n_files; i++) {
+		const file_t *f = &files[i];
+		char split[64];
+		if (f->len <= EVERY_SPLIT_BYTES_MAX) {
+			for (size_t at = 0; at <= f->len; at += 1 + f->len / 64) {
+				cuts[0] = at;
+				snprintf(split, sizeof split, "at %zu", at);
+				multi_file(p, rows, f, cuts, 1, split);
+			}
+			continue;
+		}
+		for (uint64_t plan = 1; plan <= 4; plan++) {
+			uint64_t seed = plan * 0x9E3779B97F4A7C15ull ^ f->len;
+			size_t max_piece = (size_t)1 << (3 + plan * 4), n = 0, at = 0;
+			while (n < CUTS_MAX && (at += 1 + rnd(&seed) % max_piece) < f->len)
+				cuts[n++] = at;
+			snprintf(split, sizeof split, "plan %llu", (unsigned long long)plan);
+			multi_file(p, rows, f, cuts, n, split);
+		}
+	}
+	free(cuts);
+	for (size_t k = 0; k < N_MULTI; k++)
+		json_path_free((json_path_t *)rows[k]);
+	json_parser_free(p);
+}
+
+/* Paths where one value would be a record of one and hold records of the
+ * other are refused; two paths may select the same value. */
+static void overlapping_paths_refused(void **state)
+{
+	(void)state;
+	static const char *const bad[][2] = {
+		{"$.a", "$.a.b[*]"}, {"$.*", "$.a[*]"}, {"$", "$.x"}, {"$[*]", "$[0].y"},
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		const json_path_t *rows[2] = {compile(bad[i][0]), compile(bad[i][1])};
+		assert_true(json_stream_paths_overlap(rows[0], rows[1]));
+		errno = 0;
+		assert_null(json_stream_new_paths(rows, 2, NULL));
+		assert_int_equal(errno, EINVAL);
+		json_path_free((json_path_t *)rows[0]);
+		json_path_free((json_path_t *)rows[1]);
+	}
+	const json_path_t *rows[3] = {compile("$.a[*]"), compile("$.*[*]"), compile("$.b.c")};
+	static const char doc[] = "{\"a\":[1,{\"x\":2}],\"b\":{\"c\":3},\"d\":[4]}";
+	json_stream_t *s = json_stream_new_paths(rows, 3, NULL);
+	assert_non_null(s);
+	json_stream_feed(s, doc, sizeof doc - 1);
+	json_stream_record_t rec;
+	json_error_t err;
+	static const uint64_t want_paths[] = {3, 3, 6, 2}; /* b.c: `[*]` takes members too */
+	static const size_t want_offset[] = {6, 8, 26, 34};
+	for (size_t i = 0; i < 4; i++) {
+		assert_int_equal(json_stream_next(s, &rec, &err), JSON_STREAM_RECORD);
+		assert_int_equal(rec.paths, want_paths[i]);
+		assert_int_equal(rec.offset, want_offset[i]);
+	}
+	assert_int_equal(json_stream_next(s, &rec, &err), JSON_STREAM_MORE);
+	json_stream_finish(s);
+	assert_int_equal(json_stream_next(s, &rec, &err), JSON_STREAM_END);
+	json_stream_free(s);
+	for (size_t k = 0; k < 3; k++)
+		json_path_free((json_path_t *)rows[k]);
+}
+
 /* ---- --big: a document much larger than the stream's buffers. */
 
 #define BIG_BYTES (200ull << 20)
@@ -524,6 +660,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(value_limit),
 		cmocka_unit_test(duplicate_keys_each_followed),
 		cmocka_unit_test(rows_path_must_be_rooted),
+		cmocka_unit_test(several_paths_one_pass),
+		cmocka_unit_test(overlapping_paths_refused),
 	};
 	const json_stage1_kernel_t *kernels;
 	size_t n_kernels = json_stage1_kernels(&kernels);

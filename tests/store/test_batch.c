@@ -246,6 +246,98 @@ static void test_fail_sets_kind_class_and_one_line(void **state)
 	batch_free(NULL);
 }
 
+/* ---- batch_docvals_t and batch_add_record (the streamed document's way,
+ * engine/docstream.c) give batch_add_doc's rows byte for byte. */
+
+static json_path_t *path_of(const char *expr)
+{
+	json_path_t *p = NULL;
+	json_error_t e;
+	assert_int_equal(json_path_compile(expr, &p, &e), 0);
+	return p;
+}
+
+static void column(column_spec_t *c, const char *name, const char *expr, column_type_t type)
+{
+	*c = (column_spec_t){.name = strdup(name), .expr = strdup(expr),
+	                     .from = expr[0] == '$' ? COLUMN_FROM_DOC : COLUMN_FROM_ROW,
+	                     .path = path_of(expr), .type = type};
+}
+
+static void test_doc_values_once_equal_whole_doc(void **state)
+{
+	(void)state;
+	static const char doc_text[] =
+		"{\"meta\":{\"x\":\"a\",\"y\":\"7\",\"z\":\"N/A\"},"
+		"\"items\":[{\"id\":1},{\"id\":2,\"w\":[1]}]}";
+	table_spec_t *t = calloc(2, sizeof *t);
+	assert_non_null(t);
+	/* items: rows $.items[*]; a `$` table whose `@` columns read the root */
+	t[0].name = strdup("items");
+	t[0].rows = path_of("$.items[*]");
+	t[0].n_cols = 5;
+	t[0].cols = calloc(5, sizeof *t[0].cols);
+	column(&t[0].cols[0], "id", "@.id", COLUMN_INTEGER);
+	column(&t[0].cols[1], "x", "$.meta.x", COLUMN_AUTO);
+	column(&t[0].cols[2], "y", "$.meta.y", COLUMN_INTEGER);
+	column(&t[0].cols[3], "z", "$.meta.z", COLUMN_TEXT);
+	column(&t[0].cols[4], "none", "$.nowhere", COLUMN_AUTO);
+	t[0].null_if = calloc(1, sizeof *t[0].null_if);
+	t[0].null_if[0] = strdup("N/A");
+	t[0].n_null_if = 1;
+	t[1].name = strdup("doc");
+	t[1].rows = path_of("$");
+	t[1].n_cols = 2;
+	t[1].cols = calloc(2, sizeof *t[1].cols);
+	column(&t[1].cols[0], "x", "@.meta.x", COLUMN_AUTO);
+	column(&t[1].cols[1], "y", "$.meta.y", COLUMN_REAL);
+
+	json_parser_t *p = json_parser_new(0);
+	json_doc_t doc;
+	json_error_t e;
+	const char *reason = NULL;
+	assert_int_equal(json_parse(p, doc_text, sizeof doc_text - 1, &doc, &e), 0);
+	batch_t *whole = batch_new(BATCH_JOB_DONE, 1);
+	assert_int_equal(batch_add_doc(whole, t, 2, &doc, NULL, &reason), 0);
+	assert_int_equal(whole->n_rows, 3);
+
+	/* The same rows from the records and the values, as a stream has them:
+	 * `$` values set once, before the records; "none" never set. */
+	batch_t *streamed = batch_new(BATCH_JOB_DONE, 1);
+	batch_names_t names = {0};
+	batch_docvals_t *dv0 = batch_docvals_new(&t[0]), *dv1 = batch_docvals_new(&t[1]);
+	uint32_t meta = json_object_get(&doc, 0, "meta", 4);
+	assert_int_equal(batch_docvals_set(dv0, 1, &doc, json_object_get(&doc, meta, "x", 1), &reason), 0);
+	assert_int_equal(batch_docvals_set(dv0, 2, &doc, json_object_get(&doc, meta, "y", 1), &reason), 0);
+	assert_int_equal(batch_docvals_set(dv0, 3, &doc, json_object_get(&doc, meta, "z", 1), &reason), 0);
+	assert_true(batch_docvals_has(dv0, 1));
+	assert_false(batch_docvals_has(dv0, 4));
+	uint32_t items = json_object_get(&doc, 0, "items", 5);
+	for (uint32_t n = items + 1, i = 0; i < 2; i++, n = doc.nodes[n].next)
+		assert_int_equal(batch_add_record(streamed, &t[0], 0, &doc, n, dv0, NULL, &names, &reason), 0);
+	assert_int_equal(batch_docvals_set(dv1, 0, &doc, json_object_get(&doc, meta, "x", 1), &reason), 0);
+	assert_int_equal(batch_docvals_set(dv1, 1, &doc, json_object_get(&doc, meta, "y", 1), &reason), 0);
+	assert_int_equal(batch_add_record(streamed, &t[1], 1, NULL, 0, dv1, NULL, NULL, &reason), 0);
+
+	assert_int_equal(streamed->n_rows, whole->n_rows);
+	assert_int_equal(streamed->rows.len, whole->rows.len);
+	assert_memory_equal(streamed->rows.data, whole->rows.data, whole->rows.len);
+	char rows[3][ROW_TEXT_BYTES];
+	assert_int_equal(render_rows(streamed, rows, 3), 3);
+	assert_string_equal(rows[0], " id=i:1 x=t:a y=i:7 z=n none=n");
+	assert_string_equal(rows[2], " x=t:a y=r:7");
+
+	batch_docvals_clear(dv0);
+	assert_false(batch_docvals_has(dv0, 1));
+	batch_docvals_free(dv0);
+	batch_docvals_free(dv1);
+	batch_names_free(&names);
+	batch_free(whole);
+	batch_free(streamed);
+	json_parser_free(p);
+	table_specs_free(t, 2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -259,6 +351,7 @@ int main(void)
 		cmocka_unit_test(test_long_names_are_refused),
 		cmocka_unit_test(test_many_fields),
 		cmocka_unit_test(test_fail_sets_kind_class_and_one_line),
+		cmocka_unit_test(test_doc_values_once_equal_whole_doc),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
