@@ -113,13 +113,29 @@ size_t stream_room(loop_t *l, job_t *j)
 	return j->cur ? CHUNK_BYTES : 0;
 }
 
+/* Where the next body bytes go, and how many fit, or NULL when the pool is
+ * empty: conn.c decrypts straight into it. */
+char *stream_tail(loop_t *l, job_t *j, size_t *room)
+{
+	*room = stream_room(l, j);
+	return *room ? j->cur->data + j->cur->len : NULL;
+}
+
+/* Bytes that are already at the chunk's tail (decrypted there, see
+ * stream_tail; chunked framing removed in place) are only counted. */
 void stream_append(loop_t *l, job_t *j, const char *p, size_t n)
 {
+	if (n && j->cur && p == j->cur->data + j->cur->len && n <= CHUNK_BYTES - j->cur->len) {
+		j->cur->len += n;
+		j->stream_bytes += n;
+		return;
+	}
 	while (n) {
 		size_t room = stream_room(l, j);
 		assert(room > 0); /* callers ask stream_room first */
 		size_t take = n < room ? n : room;
 		memcpy(j->cur->data + j->cur->len, p, take);
+		COPY_COUNT(l, COPY_PLAIN, take);
 		j->cur->len += take;
 		j->stream_bytes += take;
 		p += take;
