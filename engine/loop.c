@@ -20,6 +20,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -638,6 +639,7 @@ static void dispatch(loop_t *l, struct io_uring_cqe *cqe)
 	case OP_MKDIR: host_mkdir_done(l, container_of(op, host_t, op_mkdir), res); break;
 	case OP_FILE: job_file_complete(l, container_of(op, job_t, op_file), res); break;
 	case OP_LOCAL: files_complete(l, op, res); break;
+	case OP_FILE_TAIL: stream_tail_complete(l, container_of(op, job_t, op_tail), res); break;
 	}
 }
 
@@ -699,7 +701,7 @@ static int loop_ring_init(loop_t *l)
  * RLIMIT_NOFILE, so the soft limit is raised towards the hard one. */
 static int loop_slots_init(loop_t *l, loop_result_t *res)
 {
-	uint32_t n = 2 * l->o->concurrency + 64;
+	uint32_t n = (l->o->direct ? 3 : 2) * l->o->concurrency + 64; /* --direct: a file's tail */
 	struct rlimit rl;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < n + 64) {
 		rl.rlim_cur = rl.rlim_max < n + 64 ? rl.rlim_max : n + 64;
@@ -718,6 +720,33 @@ static int loop_slots_init(loop_t *l, loop_result_t *res)
 	for (uint32_t i = 0; i < n; i++)
 		l->slots_free[i] = n - 1 - i; /* low slots first */
 	l->n_slots = l->n_slots_free = n;
+	return 0;
+}
+
+/* --direct: an unnamed file in --raw (O_TMPFILE, nothing left behind) says
+ * whether its file system takes O_DIRECT, and statx its alignment
+ * (STATX_DIOALIGN, Linux 6.1; else 4096, which every file system accepts).
+ * Once, at start, before the loop turns. */
+static int loop_dio_align(loop_t *l, loop_result_t *res)
+{
+	int fd = open(l->o->raw, O_TMPFILE | O_WRONLY | O_DIRECT | O_CLOEXEC, 0600);
+	if (fd < 0 && errno == EINVAL) {
+		int e = errno;
+		snprintf(res->message, sizeof res->message,
+		         "%s: --direct: the file system refuses O_DIRECT: %s", l->o->raw, strerror(e));
+		return -e;
+	}
+	l->dio_align = 4096;
+#ifdef STATX_DIOALIGN
+	struct statx st;
+	if (fd >= 0 && statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &st) == 0 &&
+	    (st.stx_mask & STATX_DIOALIGN) && st.stx_dio_offset_align &&
+	    st.stx_dio_offset_align <= CHUNK_ALIGN && st.stx_dio_mem_align <= CHUNK_ALIGN &&
+	    CHUNK_BYTES % st.stx_dio_offset_align == 0)
+		l->dio_align = st.stx_dio_offset_align;
+#endif
+	if (fd >= 0)
+		close(fd);
 	return 0;
 }
 
@@ -758,6 +787,8 @@ static int loop_init(loop_t *l, const loop_config_t *cfg, loop_result_t *res)
 			snprintf(res->message, sizeof res->message, "%s: %s", l->o->raw, strerror(errno));
 			return -errno;
 		}
+		if (l->o->direct && (r = loop_dio_align(l, res)))
+			return r;
 	}
 	sigset_t set;
 	sigemptyset(&set);

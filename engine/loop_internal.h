@@ -39,6 +39,7 @@
 #define ERR_BYTES 512u
 #define REDIRECTS_MAX 5u /* followed per attempt; one more is an error */
 #define CHUNK_BYTES (256u * 1024u)       /* a piece of a streamed body */
+#define CHUNK_ALIGN 4096u                /* of chunk data: enough for any O_DIRECT */
 #define STREAM_POOL_BYTES (64u << 20)   /* streamed bytes on their way to disk, all jobs */
 #define ND_RECORD_BYTES_MAX (16u << 20) /* a streamed NDJSON line (or --max-body if smaller) */
 #define ND_CKPT_ROW_BYTES (16u << 20)   /* encoded rows that make a checkpoint due */
@@ -51,6 +52,7 @@ typedef enum {
 	OP_SOCKET, OP_CONNECT, OP_SEND, OP_RECV, OP_CANCEL, OP_CLOSE,
 	OP_MKDIR, OP_FILE, OP_SLOT_CLOSE,
 	OP_LOCAL, /* a `files` job's read (files.c) */
+	OP_FILE_TAIL, /* --direct: the last bytes of a raw file, without O_DIRECT (stream.c) */
 } op_kind_t;
 
 typedef struct {
@@ -97,7 +99,7 @@ typedef enum {
 typedef struct chunk {
 	struct chunk *next;
 	size_t len;
-	char data[CHUNK_BYTES];
+	_Alignas(CHUNK_ALIGN) char data[CHUNK_BYTES]; /* O_DIRECT writes it (--direct) */
 } chunk_t;
 
 #define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
@@ -241,6 +243,12 @@ struct job {
 	op_t op_file;
 	file_step_t file_step;
 	int file_fd;            /* a registered file slot while the file is open, or -1 */
+	/* --direct: the unaligned last bytes go through a second descriptor of
+	 * the .part without O_DIRECT: open, write, close (stream.c) */
+	op_t op_tail;
+	int tail_fd;            /* its slot while open, or -1 */
+	uint8_t tail_step;      /* 0 none, else the FILE_OPEN/WRITE/CLOSE in flight */
+	size_t tail_len;
 	size_t file_off;
 	char raw_rel_part[URL_HOST_BYTES_MAX + RAW_NAME_BYTES_MAX + 64];
 	char raw_rel_final[URL_HOST_BYTES_MAX + RAW_NAME_BYTES_MAX + 48];
@@ -293,6 +301,7 @@ struct loop {
 	chunk_t *chunks_free;
 	uint32_t chunks_made, chunks_max, starved_conns;
 	recvbufs_t rb;
+	uint32_t dio_align;  /* --direct: file offset and length alignment (statx) */
 	conn_t *nobufs_head; /* connections whose recv waits for a free buffer */
 	uint64_t copied[COPY_STAGES];
 	char plain[LOOP_PLAIN_BYTES]; /* decrypted bytes, consumed before the next read */
@@ -350,6 +359,7 @@ void stream_written(loop_t *l, job_t *j, size_t n);
 bool stream_defer_failure(loop_t *l, job_t *j, error_class_t cls, uint64_t delay_ms,
                           const char *msg);
 void stream_release(loop_t *l, job_t *j);
+void stream_tail_complete(loop_t *l, job_t *j, int res);
 void stream_free_pool(loop_t *l);
 
 /* job.c, for stream.c */

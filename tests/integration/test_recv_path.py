@@ -43,7 +43,8 @@ class RecvPath(unittest.TestCase):
         # buffer boundary and a chunk boundary fall everywhere.
         rng = random.Random(4)
         os.makedirs(os.path.join(root, "bin"))
-        sizes = [0, 1, 16383, 16384, 16385, 262144, 262145, 3 * 1024 * 1024]
+        sizes = [0, 1, 511, 512, 4095, 4096, 4097, 16383, 16384, 16385, 262143, 262144,
+                 262145, 3 * 1024 * 1024, 3 * 1024 * 1024 + 100]
         sizes += [rng.randint(1, 2 * 1024 * 1024) for _ in range(FILES - len(sizes))]
         cls.bins = {}
         for i, n in enumerate(sizes):
@@ -84,14 +85,14 @@ class RecvPath(unittest.TestCase):
             # have needed exactly one attempt.
             self.assertEqual(j["attempts"], 1, j)
 
-    def download(self, bufs, concurrency=16):
+    def download(self, bufs, concurrency=16, extra=()):
         cwd = self.workdir()
         urls = harness.write_lines(os.path.join(cwd, "urls.txt"),
                                    [self.nginx.url(rel) for rel in sorted(self.bins)])
         db = os.path.join(cwd, "rf.db")
         stats = self.run_ok(cwd, ["--urls", urls, "--db", db, "--raw", "raw", "--download-only",
                                   "--concurrency", str(concurrency), "--per-host",
-                                  str(concurrency)], bufs)
+                                  str(concurrency)] + list(extra), bufs)
         self.check_jobs_first_try(db, len(self.bins))
         for j in harness.jobs(db):
             rel = j["url"].split("/", 3)[3]
@@ -101,6 +102,8 @@ class RecvPath(unittest.TestCase):
             self.assertEqual(len(body), n, rel)
             self.assertEqual(hashlib.sha256(body).hexdigest(), digest, rel)
             self.assertEqual(j["sha256"], digest, rel)
+        for dirpath, _, names in os.walk(os.path.join(cwd, "raw")):
+            self.assertEqual([n for n in names if n.endswith(".part")], [], dirpath)
         return stats
 
     def test_default_ring_multishot(self):
@@ -137,6 +140,21 @@ class RecvPath(unittest.TestCase):
                          self.manifest["totals"]["following"])
         if stats is not None:
             self.assertGreater(stats["nobufs"], 0, stats)
+
+    def test_direct(self):
+        # O_DIRECT writes of whole alignment units, the last bytes of each
+        # file through a second descriptor without O_DIRECT: every size
+        # around 512, 4096, a chunk (256 KiB) and a TLS record.
+        self.download(None, extra=["--direct"])
+        self.download(2, concurrency=4, extra=["--direct"])
+
+    def test_direct_needs_download_only(self):
+        cwd = self.workdir()
+        urls = harness.write_lines(os.path.join(cwd, "urls.txt"), [self.nginx.url("bin/f001.dat")])
+        proc = run_ringfill(["run", "--urls", urls, "--db", os.path.join(cwd, "rf.db"), "--raw",
+                             "raw", "--direct", "--cacert", self.pki.ca_cert, "--quiet"], cwd=cwd)
+        self.assertEqual(proc.returncode, 2, describe(proc))
+        self.assertIn("--direct needs --download-only", proc.stderr)
 
     def test_without_ring(self):
         stats = self.download(0)
