@@ -569,6 +569,18 @@ static int conn_head_done(loop_t *l, conn_t *c, char *a, size_t an, char *b, siz
 		conn_fail(l, c, ERROR_CLASS_TRANSIENT, "out of memory for a gzip decoder");
 		return 1;
 	}
+	if (j->streaming && an + bn && an + bn <= sizeof c->head && !stream_room(l, j)) {
+		/* The chunk pool is empty: the body bytes that came with the head
+		 * (less than a TLS record) wait in c->head, the connection reads
+		 * no more, and conn_resume hands them on when a chunk is free. */
+		memmove(c->head, a, an);
+		memcpy(c->head + an, b, bn);
+		COPY_COUNT(l, COPY_HEAD, an + bn);
+		c->stash_len = (uint32_t)(an + bn);
+		c->starved = true;
+		l->starved_conns++;
+		return 1;
+	}
 	if (an && conn_body(l, c, a, an))
 		return 1;
 	return bn ? conn_body(l, c, b, bn) : 0;
@@ -917,9 +929,17 @@ void conn_complete(loop_t *l, conn_t *c, op_t *op, int res, unsigned cqe_flags)
 void conn_resume(loop_t *l, conn_t *c)
 {
 	assert(c->starved);
+	if (c->stash_len && !stream_room(l, c->job))
+		return; /* another connection took the chunk: wait on */
 	c->starved = false;
 	l->starved_conns--;
 	c->deadline_ms = l->now_ms + timeout_ms(l);
+	if (c->stash_len) {
+		size_t n = c->stash_len;
+		c->stash_len = 0;
+		if (conn_body(l, c, c->head, n))
+			return;
+	}
 	conn_read_plain(l, c);
 }
 

@@ -176,6 +176,7 @@ struct conn {
 	size_t rq_bytes;
 	char *rbuf;         /* CONN_RECV_BYTES, owned; only without a buffer ring */
 	int rx_end;         /* while starved: 1 the peer closed, < 0 a receive error */
+	uint32_t stash_len; /* body bytes that came with the head, waiting in head[] for a chunk */
 	bool nobufs;        /* on loop.nobufs_head: its recv waits for free buffers */
 	conn_t *nobufs_next;
 	char head[HTTP_HEAD_BYTES_MAX];

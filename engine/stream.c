@@ -69,16 +69,19 @@ void stream_free_pool(loop_t *l)
 	}
 }
 
-/* The head said 2xx: from here the body goes to the raw file. A job always
- * gets its first chunk, even past the pool's size, so that the body bytes
- * that came with the head have somewhere to go. */
+/* The head said 2xx: from here the body goes to the raw file. A job gets
+ * its first chunk only when the pool has one: when it has none, the body
+ * bytes that came with the head wait in the connection's head buffer
+ * (conn.c, stash), so that memory stays within the pool however many
+ * connections are in flight (512 first chunks were 128 MiB). */
 int stream_start(loop_t *l, job_t *j)
 {
 	if (!l->chunks_max)
 		l->chunks_max = STREAM_POOL_BYTES / CHUNK_BYTES;
 	j->sha = EVP_MD_CTX_new();
-	j->cur = chunk_get(l, true);
-	if (!j->sha || !j->cur || EVP_DigestInit_ex(j->sha, EVP_sha256(), NULL) != 1) {
+	j->cur = chunk_get(l, false);
+	bool oom = !j->cur && (l->chunks_free || l->chunks_made < l->chunks_max);
+	if (!j->sha || oom || EVP_DigestInit_ex(j->sha, EVP_sha256(), NULL) != 1) {
 		stream_release(l, j);
 		return -1;
 	}
