@@ -577,6 +577,7 @@ static int conn_head_done(loop_t *l, conn_t *c, char *a, size_t an, char *b, siz
 		memcpy(c->head + an, b, bn);
 		COPY_COUNT(l, COPY_HEAD, an + bn);
 		c->stash_len = (uint32_t)(an + bn);
+		l->stashes++;
 		c->starved = true;
 		l->starved_conns++;
 		return 1;

@@ -305,6 +305,7 @@ struct loop {
 	uint32_t dio_align;  /* --direct: file offset and length alignment (statx) */
 	conn_t *nobufs_head; /* connections whose recv waits for a free buffer */
 	uint64_t copied[COPY_STAGES];
+	uint64_t stashes; /* heads whose body bytes waited for a chunk (conn.c) */
 	char plain[LOOP_PLAIN_BYTES]; /* decrypted bytes, consumed before the next read */
 	char request[HTTP_HEAD_BYTES_MAX];
 	uint64_t rng;

@@ -141,6 +141,31 @@ class RecvPath(unittest.TestCase):
         if stats is not None:
             self.assertGreater(stats["nobufs"], 0, stats)
 
+    def test_more_streams_than_chunks(self):
+        # 300 bodies in flight and 256 chunks in the pool: the bodies that
+        # start when it is empty wait (their first bytes in the connection's
+        # head buffer) instead of taking a chunk past the pool's size.
+        cwd = self.workdir()
+        root = os.path.join(self.tmp, "www", "many")
+        os.makedirs(root, exist_ok=True)
+        rng = random.Random(7)
+        want = {}
+        for i in range(300):
+            body = rng.randbytes(rng.randint(300 * 1024, 600 * 1024))
+            with open(os.path.join(root, "m%03d.bin" % i), "wb") as f:
+                f.write(body)
+            want[self.nginx.url("many/m%03d.bin" % i)] = hashlib.sha256(body).hexdigest()
+        urls = harness.write_lines(os.path.join(cwd, "urls.txt"), sorted(want))
+        db = os.path.join(cwd, "rf.db")
+        stats = self.run_ok(cwd, ["--urls", urls, "--db", db, "--raw", "raw", "--download-only",
+                                  "--concurrency", "300", "--per-host", "300"], None)
+        self.check_jobs_first_try(db, len(want))
+        for j in harness.jobs(db):
+            with open(os.path.join(cwd, j["raw_path"]), "rb") as f:
+                self.assertEqual(hashlib.sha256(f.read()).hexdigest(), want[j["url"]], j)
+        if stats is not None:
+            self.assertGreater(stats["stashes"], 0, stats)
+
     def test_direct(self):
         # O_DIRECT writes of whole alignment units, the last bytes of each
         # file through a second descriptor without O_DIRECT: every size
