@@ -55,6 +55,7 @@ static void conn_free(loop_t *l, conn_t *c)
 	}
 	conn_drop_input(l, c);
 	free(c->rbuf);
+	free(c->spill);
 	if (c->all_prev)
 		c->all_prev->all_next = c->all_next;
 	else
@@ -166,7 +167,7 @@ static void conn_flush(loop_t *l, conn_t *c)
  * Without: one recv at a time into rbuf, once OpenSSL pulled what it held. */
 static void conn_arm_recv(loop_t *l, conn_t *c)
 {
-	if (c->recv_busy || c->dead || c->nobufs || c->rx_end)
+	if (c->recv_busy || c->dead || c->nobufs || c->rx_end || c->starved)
 		return;
 	struct io_uring_sqe *sqe;
 	if (l->rb.n) {
@@ -214,6 +215,18 @@ static size_t conn_pull(void *arg, void *dst, size_t cap)
 	loop_t *l = c->loop;
 	char *out = dst;
 	size_t got = 0;
+	if (c->spill_len) { /* queued before the queue's bytes */
+		size_t take = c->spill_len - c->spill_off < cap ? c->spill_len - c->spill_off : cap;
+		memcpy(out, c->spill + c->spill_off, take);
+		got = take;
+		c->spill_off += take;
+		c->rq_bytes -= take;
+		if (c->spill_off == c->spill_len) {
+			free(c->spill);
+			c->spill = NULL;
+			c->spill_len = c->spill_off = 0;
+		}
+	}
 	while (got < cap && c->rq_bytes) {
 		const char *p;
 		size_t avail;
@@ -247,6 +260,46 @@ static size_t conn_pull(void *arg, void *dst, size_t cap)
 static size_t conn_pending(void *arg)
 {
 	return ((conn_t *)arg)->rq_bytes;
+}
+
+/* The connection's job cannot take bytes now (no free chunk, or its
+ * checkpoint waits). It must not sit on provided buffers meanwhile: the
+ * jobs that hold the chunks may need those buffers to fill them and give
+ * them back (with every buffer on starved connections, nothing moves). So
+ * its multishot recv is cancelled (completions already on their way are
+ * queued as usual), and what it queued is copied into a buffer of its own
+ * (spill, at most what the ring held for it) and the buffers go back. The
+ * bytes stay in the socket until conn_resume reads on. */
+static void conn_starve(loop_t *l, conn_t *c)
+{
+	c->starved = true;
+	l->starved_conns++;
+	if (!l->rb.n)
+		return;
+	if (c->recv_busy) {
+		struct io_uring_sqe *sqe = loop_sqe(l);
+		io_uring_prep_cancel(sqe, &c->op_recv, 0);
+		io_uring_sqe_set_data(sqe, &c->op_cancel);
+		c->inflight++;
+	}
+	size_t n = c->rq_bytes - (c->spill_len - c->spill_off);
+	if (!n)
+		return;
+	size_t keep = c->spill_len - c->spill_off;
+	char *p = malloc(keep + n);
+	if (!p)
+		return; /* the buffers stay with it: slower, not wrong, unless all are */
+	memcpy(p, c->spill + c->spill_off, keep);
+	free(c->spill);
+	c->spill = NULL;
+	c->spill_len = c->spill_off = 0;
+	size_t rq = c->rq_bytes;
+	c->rq_bytes = n;
+	size_t got = conn_pull(c, p + keep, n); /* gives the buffers back */
+	assert(got == n);
+	c->spill = p;
+	c->spill_len = keep + got;
+	c->rq_bytes = rq;
 }
 
 /* A new connection: the socket is created straight into a slot of the
@@ -578,8 +631,7 @@ static int conn_head_done(loop_t *l, conn_t *c, char *a, size_t an, char *b, siz
 		COPY_COUNT(l, COPY_HEAD, an + bn);
 		c->stash_len = (uint32_t)(an + bn);
 		l->stashes++;
-		c->starved = true;
-		l->starved_conns++;
+		conn_starve(l, c);
 		return 1;
 	}
 	if (an && conn_body(l, c, a, an))
@@ -654,8 +706,7 @@ static void conn_read_plain(loop_t *l, conn_t *c)
 	while (!c->dead) {
 		size_t cap = sizeof l->plain;
 		if (c->job && nd_blocked(l, c->job)) { /* its checkpoint waits: rows would pile up */
-			c->starved = true;
-			l->starved_conns++;
+			conn_starve(l, c);
 			conn_flush(l, c);
 			return;
 		}
@@ -666,8 +717,7 @@ static void conn_read_plain(loop_t *l, conn_t *c)
 			size_t room;
 			char *tail = stream_tail(l, c->job, &room);
 			if (!tail) { /* the pool is empty: read on when a chunk comes back */
-				c->starved = true;
-				l->starved_conns++;
+				conn_starve(l, c);
 				conn_flush(l, c);
 				return;
 			}
@@ -848,6 +898,10 @@ static void conn_received(loop_t *l, conn_t *c, int res)
 		/* The ring ran dry: the bytes wait in the socket, and the recv is
 		 * armed again once buffers come back. */
 		l->rb.nobufs++;
+		conn_arm_recv(l, c);
+		return;
+	}
+	if (res == -ECANCELED && l->rb.n) { /* conn_starve's cancel: arms again once fed */
 		conn_arm_recv(l, c);
 		return;
 	}

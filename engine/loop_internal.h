@@ -28,7 +28,7 @@
 #define CONN_RECV_BYTES (64u * 1024u) /* a connection's own buffer, without a buffer ring */
 #define RECV_BUF_BYTES (16u * 1024u)  /* a provided receive buffer: about one TLS record */
 #define RECV_BUFS_MIN 256u            /* buffers in the ring: 4 x --concurrency, rounded */
-#define RECV_BUFS_MAX 1024u           /* up to a power of 2, within these bounds */
+#define RECV_BUFS_MAX 512u            /* up to a power of 2, within these bounds */
 #define RECV_BGID 0                   /* the ring's buffer group */
 #define CONN_SEND_BYTES (16u * 1024u + 512u) /* one TLS record and change */
 #define LOOP_PLAIN_BYTES (64u * 1024u)
@@ -175,6 +175,8 @@ struct conn {
 	uint32_t rq_off;
 	size_t rq_bytes;
 	char *rbuf;         /* CONN_RECV_BYTES, owned; only without a buffer ring */
+	char *spill;        /* owned: what was queued in provided buffers when it was starved */
+	size_t spill_len, spill_off; /* pulled before the queue */
 	int rx_end;         /* while starved: 1 the peer closed, < 0 a receive error */
 	uint32_t stash_len; /* body bytes that came with the head, waiting in head[] for a chunk */
 	bool nobufs;        /* on loop.nobufs_head: its recv waits for free buffers */
