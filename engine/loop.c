@@ -817,6 +817,7 @@ static void loop_teardown(loop_t *l)
 			c->job->conn = NULL;
 		tls_conn_free(&c->tls);
 		free(c->rbuf);
+		free(c->spill);
 		free(c);
 	}
 	loop_recvbufs_free(l);
