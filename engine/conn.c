@@ -165,16 +165,12 @@ static void conn_flush(loop_t *l, conn_t *c)
  * again), or a recv at a time on kernels that refuse multishot. An empty
  * ring puts the connection on the wait list instead (conn_rearm_nobufs).
  * Without: one recv at a time into rbuf, once OpenSSL pulled what it held. */
-static void conn_unhold_starved(loop_t *l);
-
 static void conn_arm_recv(loop_t *l, conn_t *c)
 {
 	if (c->recv_busy || c->dead || c->nobufs || c->rx_end || c->starved)
 		return;
 	struct io_uring_sqe *sqe;
 	if (l->rb.n) {
-		if (!l->rb.free)
-			conn_unhold_starved(l);
 		if (!l->rb.free) {
 			c->nobufs = true;
 			c->nobufs_next = l->nobufs_head;
@@ -266,11 +262,26 @@ static size_t conn_pending(void *arg)
 	return ((conn_t *)arg)->rq_bytes;
 }
 
-/* What a starved connection queued is copied into a buffer of its own
- * (spill, at most what the ring held for it) and its provided buffers go
- * back into the ring. */
-static void conn_spill(conn_t *c)
+/* The connection's job cannot take bytes now (no free chunk, or its
+ * checkpoint waits). It must not sit on provided buffers meanwhile: the
+ * jobs that hold the chunks may need those buffers to fill them and give
+ * them back (with every buffer on starved connections, nothing moves). So
+ * its multishot recv is cancelled (completions already on their way are
+ * queued as usual), and what it queued is copied into a buffer of its own
+ * (spill, at most what the ring held for it) and the buffers go back. The
+ * bytes stay in the socket until conn_resume reads on. */
+static void conn_starve(loop_t *l, conn_t *c)
 {
+	c->starved = true;
+	l->starved_conns++;
+	if (!l->rb.n)
+		return;
+	if (c->recv_busy) {
+		struct io_uring_sqe *sqe = loop_sqe(l);
+		io_uring_prep_cancel(sqe, &c->op_recv, 0);
+		io_uring_sqe_set_data(sqe, &c->op_cancel);
+		c->inflight++;
+	}
 	size_t n = c->rq_bytes - (c->spill_len - c->spill_off);
 	if (!n)
 		return;
@@ -286,41 +297,9 @@ static void conn_spill(conn_t *c)
 	c->rq_bytes = n;
 	size_t got = conn_pull(c, p + keep, n); /* gives the buffers back */
 	assert(got == n);
-	c->loop->rb.spills++;
 	c->spill = p;
 	c->spill_len = keep + got;
 	c->rq_bytes = rq;
-}
-
-/* The ring ran dry: starved connections give back what they hold, since
- * the jobs that hold the chunks may need those buffers to fill them and
- * give them back (with every buffer on starved connections, nothing
- * moves). Only then: while buffers are to spare, a starved connection
- * keeps its own and nothing is copied. O(connections), once per dry ring. */
-static void conn_unhold_starved(loop_t *l)
-{
-	if (!l->starved_conns)
-		return;
-	for (conn_t *k = l->conns; k; k = k->all_next)
-		if (k->starved && !k->dead && k->rq_head >= 0)
-			conn_spill(k);
-}
-
-/* The connection's job cannot take bytes now (no free chunk, or its
- * checkpoint waits): its multishot recv is cancelled (completions already
- * on their way are queued as usual); the bytes stay in the socket until
- * conn_resume reads on. What it queued stays on its provided buffers
- * unless the ring runs dry (conn_unhold_starved). */
-static void conn_starve(loop_t *l, conn_t *c)
-{
-	c->starved = true;
-	l->starved_conns++;
-	if (!l->rb.n || !c->recv_busy)
-		return;
-	struct io_uring_sqe *sqe = loop_sqe(l);
-	io_uring_prep_cancel(sqe, &c->op_recv, 0);
-	io_uring_sqe_set_data(sqe, &c->op_cancel);
-	c->inflight++;
 }
 
 /* A new connection: the socket is created straight into a slot of the
@@ -919,7 +898,6 @@ static void conn_received(loop_t *l, conn_t *c, int res)
 		/* The ring ran dry: the bytes wait in the socket, and the recv is
 		 * armed again once buffers come back. */
 		l->rb.nobufs++;
-		conn_unhold_starved(l);
 		conn_arm_recv(l, c);
 		return;
 	}

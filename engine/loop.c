@@ -177,12 +177,11 @@ static void loop_copy_stats(loop_t *l)
 		return;
 	fprintf(f,
 	        "{\"body_bytes\": %llu, \"tls_in\": %llu, \"plain\": %llu, \"head\": %llu, "
-	        "\"recv_bufs\": %u, \"multishot\": %s, \"nobufs\": %llu, \"stashes\": %llu, "
-	        "\"spills\": %llu}\n",
+	        "\"recv_bufs\": %u, \"multishot\": %s, \"nobufs\": %llu, \"stashes\": %llu}\n",
 	        (unsigned long long)l->bytes, (unsigned long long)l->copied[COPY_TLS_IN],
 	        (unsigned long long)l->copied[COPY_PLAIN], (unsigned long long)l->copied[COPY_HEAD],
 	        l->rb.n, l->rb.multishot ? "true" : "false", (unsigned long long)l->rb.nobufs,
-	        (unsigned long long)l->stashes, (unsigned long long)l->rb.spills);
+	        (unsigned long long)l->stashes);
 	fclose(f);
 #else
 	(void)l;

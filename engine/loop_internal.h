@@ -77,7 +77,6 @@ typedef struct {
 	int32_t *next;   /* the next buffer in the same connection's queue, or -1 */
 	bool multishot;  /* one recv armed per connection; false once the kernel refused it */
 	uint64_t nobufs; /* recvs that ended on an empty ring (re-armed later) */
-	uint64_t spills; /* starved connections that gave their buffers back */
 } recvbufs_t;
 
 /* Bytes copied on the body path, per stage; counted in builds with asserts

@@ -156,8 +156,9 @@ class RecvPath(unittest.TestCase):
                 f.write(body)
             want[self.nginx.url("many/m%03d.bin" % i)] = hashlib.sha256(body).hexdigest()
         urls = harness.write_lines(os.path.join(cwd, "urls.txt"), sorted(want))
-        # Then with a ring of 64 buffers for 300 connections: ENOBUFS nearly
-        # all the time, every body still whole.
+        # Then with a ring of 64 buffers: a starved connection gives its
+        # buffers back, or the connections that hold the chunks could never
+        # fill them (every buffer on a starved connection: no progress).
         for bufs in (None, 64):
             db = os.path.join(cwd, "rf-%s.db" % bufs)
             raw = "raw-%s" % bufs
@@ -170,9 +171,6 @@ class RecvPath(unittest.TestCase):
                     self.assertEqual(hashlib.sha256(f.read()).hexdigest(), want[j["url"]], j)
             if stats is not None and bufs is None:
                 self.assertGreater(stats["stashes"], 0, stats)
-                # The ring ran dry while starved connections held buffers:
-                # they gave them back (without it, this run hangs).
-                self.assertGreater(stats["spills"], 0, stats)
 
     def test_direct(self):
         # O_DIRECT writes of whole alignment units, the last bytes of each
