@@ -307,11 +307,18 @@ def ringfill_net_run(a, launcher, ng, ca, case, urls, work):
     out = tempfile.mkdtemp(prefix="rf-", dir=work)
     try:
         raw = os.path.join(out, "raw")
+        # A build with asserts counts the bytes it copies on the body path
+        # and writes them here at exit (docs/engine.md, "Copies").
+        stats = os.path.join(out, "copy-stats.json")
+        env = dict(os.environ, RINGFILL_COPY_STATS=stats)
         ru = launcher.run([a.ringfill, "run", "--urls", urls, "--db",
                            os.path.join(out, "rf.db"), "--raw", raw, "--download-only",
                            "--cacert", ca, "--concurrency", str(case.parallel),
                            "--per-host", str(case.parallel), "--quiet"],
-                          "ringfill (%s)" % case.name)
+                          "ringfill (%s)" % case.name, env=env)
+        if os.path.exists(stats):
+            with open(stats, encoding="ascii") as f:
+                ru["copies"] = json.load(f)
         hosts = os.listdir(raw)
         if len(hosts) != 1:
             raise BenchError("ringfill (%s): expected one host directory in --raw, found %s"
@@ -352,6 +359,15 @@ def net_metrics(case, ru):
             "files_verified": float(ru["verified"])}
 
 
+def copy_metrics(case, ru):
+    """Bytes copied per body byte, per stage, when the build counted them."""
+    c = ru.get("copies")
+    if not c:
+        return {}
+    return {"copied_%s_per_byte" % k: c[k] / case.bytes for k in COPY_STAGES}
+
+
+COPY_STAGES = ("tls_in", "plain", "head")
 NET_METRICS = [("requests_per_s", "req/s", "higher"), ("mb_per_s", "MB/s", "higher"),
                ("cpu_s_per_gb", "s/GB", "lower"), ("peak_rss_mb", "MiB", "lower"),
                ("files_verified", "files", "higher")]
@@ -413,7 +429,7 @@ def suite_net(a, work):
                 progress("net %s: ringfill %s" % (case.name, tag))
                 ru = ringfill_net_run(a, launcher, ng, ca, case, urls, work)
                 if i:
-                    rf_runs.append(net_metrics(case, ru))
+                    rf_runs.append(dict(net_metrics(case, ru), **copy_metrics(case, ru)))
                 if CURL:
                     progress("net %s: curl %s" % (case.name, tag))
                     ru = curl_net_run(a, launcher, ng, ca, case, work)
@@ -428,6 +444,11 @@ def suite_net(a, work):
         for metric, unit, direction in NET_METRICS:
             record("net", case.name, metric, unit, direction, [r[metric] for r in rf_runs],
                    "curl" if curl_runs else None, [r[metric] for r in curl_runs])
+        for stage in COPY_STAGES:
+            metric = "copied_%s_per_byte" % stage
+            # A stage that copied nothing is left out: results are above 0.
+            if rf_runs and all(r.get(metric, 0) > 0 for r in rf_runs):
+                record("net", case.name, metric, "x", "lower", [r[metric] for r in rf_runs])
     crypto_bound(a, cases[1].name, results[cases[1].name][0], ciphers)
 
 

@@ -1,5 +1,7 @@
-/* engine/conn.c: one HTTPS connection on io_uring: connect, the TLS
- * handshake over memory BIOs (net/tls.c), one GET at a time with keep-alive,
+/* engine/conn.c: one HTTPS connection on io_uring: connect, receive (one
+ * multishot recv into provided buffers, or a recv at a time into the
+ * connection's own buffer), the TLS handshake (net/tls.c; OpenSSL pulls the
+ * ciphertext straight from the receive buffers), one GET at a time with keep-alive,
  * the response head (net/http.c) and the body framing (Content-Length,
  * chunked, or until close) into the job's body buffer.
  *
@@ -29,9 +31,31 @@ static void conn_set_phase(loop_t *l, conn_t *c, const char *phase)
 	c->deadline_ms = l->now_ms + timeout_ms(l);
 }
 
+/* Received bytes that were never pulled go back to the buffer ring. */
+static void conn_drop_input(loop_t *l, conn_t *c)
+{
+	while (c->rq_head >= 0) {
+		int32_t bid = c->rq_head;
+		c->rq_head = l->rb.next[bid];
+		loop_recvbuf_put(l, bid);
+	}
+	c->rq_tail = -1;
+	c->rq_off = 0;
+	c->rq_bytes = 0;
+}
+
 static void conn_free(loop_t *l, conn_t *c)
 {
 	assert(c->inflight == 0 && c->dead);
+	if (c->nobufs) {
+		conn_t **pp = &l->nobufs_head;
+		while (*pp != c)
+			pp = &(*pp)->nobufs_next;
+		*pp = c->nobufs_next;
+	}
+	conn_drop_input(l, c);
+	free(c->rbuf);
+	free(c->spill);
 	if (c->all_prev)
 		c->all_prev->all_next = c->all_next;
 	else
@@ -136,16 +160,146 @@ static void conn_flush(loop_t *l, conn_t *c)
 	conn_send_wbuf(l, c);
 }
 
+/* With a buffer ring: one multishot recv stays armed (it ends on an empty
+ * ring, an error, EOF, or when the kernel decides; then this is called
+ * again), or a recv at a time on kernels that refuse multishot. An empty
+ * ring puts the connection on the wait list instead (conn_rearm_nobufs).
+ * Without: one recv at a time into rbuf, once OpenSSL pulled what it held. */
 static void conn_arm_recv(loop_t *l, conn_t *c)
 {
-	if (c->recv_busy || c->dead)
+	if (c->recv_busy || c->dead || c->nobufs || c->rx_end || c->starved)
 		return;
-	struct io_uring_sqe *sqe = loop_sqe(l);
-	io_uring_prep_recv(sqe, c->fd, c->rbuf, sizeof c->rbuf, 0);
-	sqe->flags |= IOSQE_FIXED_FILE;
+	struct io_uring_sqe *sqe;
+	if (l->rb.n) {
+		if (!l->rb.free) {
+			c->nobufs = true;
+			c->nobufs_next = l->nobufs_head;
+			l->nobufs_head = c;
+			return;
+		}
+		sqe = loop_sqe(l);
+		if (l->rb.multishot)
+			io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+		else
+			io_uring_prep_recv(sqe, c->fd, NULL, 0, 0);
+		sqe->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
+		sqe->buf_group = RECV_BGID;
+	} else {
+		if (c->rq_bytes)
+			return; /* OpenSSL has not pulled it all yet */
+		sqe = loop_sqe(l);
+		io_uring_prep_recv(sqe, c->fd, c->rbuf, CONN_RECV_BYTES, 0);
+		sqe->flags |= IOSQE_FIXED_FILE;
+	}
 	io_uring_sqe_set_data(sqe, &c->op_recv);
 	c->recv_busy = true;
 	c->inflight++;
+}
+
+void conn_rearm_nobufs(loop_t *l)
+{
+	while (l->nobufs_head && l->rb.free) {
+		conn_t *c = l->nobufs_head;
+		l->nobufs_head = c->nobufs_next;
+		c->nobufs = false;
+		c->deadline_ms = l->now_ms + timeout_ms(l); /* it waited for us, not the server */
+		conn_arm_recv(l, c);
+	}
+}
+
+/* OpenSSL's read BIO (tls_source_t): copies received ciphertext out of the
+ * queue; a provided buffer goes back to the ring as soon as it is empty. */
+static size_t conn_pull(void *arg, void *dst, size_t cap)
+{
+	conn_t *c = arg;
+	loop_t *l = c->loop;
+	char *out = dst;
+	size_t got = 0;
+	if (c->spill_len) { /* queued before the queue's bytes */
+		size_t take = c->spill_len - c->spill_off < cap ? c->spill_len - c->spill_off : cap;
+		memcpy(out, c->spill + c->spill_off, take);
+		got = take;
+		c->spill_off += take;
+		c->rq_bytes -= take;
+		if (c->spill_off == c->spill_len) {
+			free(c->spill);
+			c->spill = NULL;
+			c->spill_len = c->spill_off = 0;
+		}
+	}
+	while (got < cap && c->rq_bytes) {
+		const char *p;
+		size_t avail;
+		int32_t bid = c->rq_head;
+		if (l->rb.n) {
+			p = l->rb.base + (size_t)bid * RECV_BUF_BYTES + c->rq_off;
+			avail = l->rb.len[bid] - c->rq_off;
+		} else {
+			p = c->rbuf + c->rq_off;
+			avail = c->rq_bytes;
+		}
+		size_t take = avail < cap - got ? avail : cap - got;
+		memcpy(out + got, p, take);
+		got += take;
+		c->rq_off += (uint32_t)take;
+		c->rq_bytes -= take;
+		if (take < avail)
+			break;
+		c->rq_off = 0;
+		if (l->rb.n) {
+			c->rq_head = l->rb.next[bid];
+			if (c->rq_head < 0)
+				c->rq_tail = -1;
+			loop_recvbuf_put(l, bid);
+		}
+	}
+	COPY_COUNT(l, COPY_TLS_IN, got);
+	return got;
+}
+
+static size_t conn_pending(void *arg)
+{
+	return ((conn_t *)arg)->rq_bytes;
+}
+
+/* The connection's job cannot take bytes now (no free chunk, or its
+ * checkpoint waits). It must not sit on provided buffers meanwhile: the
+ * jobs that hold the chunks may need those buffers to fill them and give
+ * them back (with every buffer on starved connections, nothing moves). So
+ * its multishot recv is cancelled (completions already on their way are
+ * queued as usual), and what it queued is copied into a buffer of its own
+ * (spill, at most what the ring held for it) and the buffers go back. The
+ * bytes stay in the socket until conn_resume reads on. */
+static void conn_starve(loop_t *l, conn_t *c)
+{
+	c->starved = true;
+	l->starved_conns++;
+	if (!l->rb.n)
+		return;
+	if (c->recv_busy) {
+		struct io_uring_sqe *sqe = loop_sqe(l);
+		io_uring_prep_cancel(sqe, &c->op_recv, 0);
+		io_uring_sqe_set_data(sqe, &c->op_cancel);
+		c->inflight++;
+	}
+	size_t n = c->rq_bytes - (c->spill_len - c->spill_off);
+	if (!n)
+		return;
+	size_t keep = c->spill_len - c->spill_off;
+	char *p = malloc(keep + n);
+	if (!p)
+		return; /* the buffers stay with it: slower, not wrong, unless all are */
+	memcpy(p, c->spill + c->spill_off, keep);
+	free(c->spill);
+	c->spill = NULL;
+	c->spill_len = c->spill_off = 0;
+	size_t rq = c->rq_bytes;
+	c->rq_bytes = n;
+	size_t got = conn_pull(c, p + keep, n); /* gives the buffers back */
+	assert(got == n);
+	c->spill = p;
+	c->spill_len = keep + got;
+	c->rq_bytes = rq;
 }
 
 /* A new connection: the socket is created straight into a slot of the
@@ -163,6 +317,15 @@ conn_t *conn_open(loop_t *l, host_t *h, job_t *j)
 		return NULL;
 	}
 	c->fd = slot;
+	c->loop = l;
+	c->rq_head = c->rq_tail = -1;
+	if (!l->rb.n && !(c->rbuf = malloc(CONN_RECV_BYTES))) {
+		loop_slot_put(l, slot);
+		free(c);
+		job_fail(l, j, ERROR_CLASS_TRANSIENT, 0, "cannot open a connection: %s",
+		         strerror(ENOMEM));
+		return NULL;
+	}
 	c->host = h;
 	c->job = j;
 	j->conn = c;
@@ -370,13 +533,25 @@ static int conn_body(loop_t *l, conn_t *c, char *p, size_t n)
 	return body_append(l, c, p, n) ? 1 : 0; /* until the server closes */
 }
 
-/* Collects the response head; then hands what follows it to conn_body. */
+static int conn_head_done(loop_t *l, conn_t *c, char *a, size_t an, char *b, size_t bn);
+
+/* Collects the response head; then hands what follows it to conn_body. A
+ * head that arrives whole in one piece (the usual case) is parsed where it
+ * is, and the body bytes after it are not copied: only a head split across
+ * pieces (or an interim answer) is collected in c->head. */
 static int conn_head(loop_t *l, conn_t *c, char *p, size_t n)
 {
 	job_t *j = c->job;
+	if (c->head_len == 0) {
+		size_t len = n < sizeof c->head ? n : sizeof c->head; /* the same limit */
+		ssize_t hl = http_parse_response(p, len, &j->resp);
+		if (hl > 0 && j->resp.status >= 200)
+			return conn_head_done(l, c, p + hl, n - (size_t)hl, NULL, 0);
+	}
 	size_t room = sizeof c->head - c->head_len;
 	size_t take = n < room ? n : room;
 	memcpy(c->head + c->head_len, p, take);
+	COPY_COUNT(l, COPY_HEAD, take);
 	c->head_len += take;
 	ssize_t hl = http_parse_response(c->head, c->head_len, &j->resp);
 	if (hl == HTTP_INCOMPLETE)
@@ -395,11 +570,19 @@ static int conn_head(loop_t *l, conn_t *c, char *p, size_t n)
 		memset(&j->resp, 0, sizeof j->resp);
 		return conn_head(l, c, p + take, n - take);
 	}
+	return conn_head_done(l, c, c->head + hl, in_head, p + take, n - take);
+}
+
+/* The head is parsed into j->resp; what came after it is a[0..an) (in
+ * c->head or in the piece itself) then b[0..bn). */
+static int conn_head_done(loop_t *l, conn_t *c, char *a, size_t an, char *b, size_t bn)
+{
+	job_t *j = c->job;
 	j->head_done = true;
 	http_chunked_init(&j->chunk);
 	c->phase = "reading the body";
 	if (http_no_body(&j->resp) || j->resp.content_length == 0) {
-		c->close_after |= in_head > 0 || take < n;
+		c->close_after |= an + bn > 0;
 		conn_response_done(l, c);
 		return 1;
 	}
@@ -439,9 +622,21 @@ static int conn_head(loop_t *l, conn_t *c, char *p, size_t n)
 		conn_fail(l, c, ERROR_CLASS_TRANSIENT, "out of memory for a gzip decoder");
 		return 1;
 	}
-	if (in_head && conn_body(l, c, c->head + hl, in_head))
+	if (j->streaming && an + bn && an + bn <= sizeof c->head && !stream_room(l, j)) {
+		/* The chunk pool is empty: the body bytes that came with the head
+		 * (less than a TLS record) wait in c->head, the connection reads
+		 * no more, and conn_resume hands them on when a chunk is free. */
+		memmove(c->head, a, an);
+		memcpy(c->head + an, b, bn);
+		COPY_COUNT(l, COPY_HEAD, an + bn);
+		c->stash_len = (uint32_t)(an + bn);
+		l->stashes++;
+		conn_starve(l, c);
 		return 1;
-	return take < n ? conn_body(l, c, p + take, n - take) : 0;
+	}
+	if (an && conn_body(l, c, a, an))
+		return 1;
+	return bn ? conn_body(l, c, b, bn) : 0;
 }
 
 /* Decrypted bytes arrived for the current response. 1: stop reading. */
@@ -494,30 +689,49 @@ static void conn_eof(loop_t *l, conn_t *c, const char *how, bool close_notify)
 		          j->body.len);
 }
 
+/* The peer closed or the socket failed (c->rx_end), once every byte
+ * received before was consumed. */
+static void conn_rx_end(loop_t *l, conn_t *c)
+{
+	if (c->rx_end < 0)
+		conn_fail(l, c, ERROR_CLASS_TRANSIENT, "receive from %s: %s", c->host->name,
+		          strerror(-c->rx_end));
+	else
+		conn_eof(l, c, "closed", false);
+}
+
 static void conn_read_plain(loop_t *l, conn_t *c)
 {
 	char err[TLS_ERR_BYTES];
 	while (!c->dead) {
 		size_t cap = sizeof l->plain;
 		if (c->job && nd_blocked(l, c->job)) { /* its checkpoint waits: rows would pile up */
-			c->starved = true;
-			l->starved_conns++;
+			conn_starve(l, c);
 			conn_flush(l, c);
 			return;
 		}
+		char *dst = l->plain;
 		if (c->job && c->job->streaming) {
-			size_t room = stream_room(l, c->job);
-			if (!room) { /* the pool is empty: read on when a chunk comes back */
-				c->starved = true;
-				l->starved_conns++;
+			/* Decrypted straight into the chunk that is written to disk:
+			 * stream_append sees the bytes already in place. */
+			size_t room;
+			char *tail = stream_tail(l, c->job, &room);
+			if (!tail) { /* the pool is empty: read on when a chunk comes back */
+				conn_starve(l, c);
 				conn_flush(l, c);
 				return;
 			}
-			cap = room < cap ? room : cap;
+			dst = tail;
+			cap = room;
 		}
-		ssize_t n = tls_read(&c->tls, l->plain, cap, err, sizeof err);
-		if (n == TLS_WANT)
+		ssize_t n = tls_read(&c->tls, dst, cap, err, sizeof err);
+		if (n == TLS_WANT) {
+			if (c->rx_end) { /* the end came while it was starved */
+				conn_rx_end(l, c);
+				return;
+			}
 			break;
+		}
 		if (n == TLS_CLOSED) {
 			conn_eof(l, c, "closed", true);
 			return;
@@ -530,7 +744,7 @@ static void conn_read_plain(loop_t *l, conn_t *c)
 			conn_close(l, c);
 			return;
 		}
-		if (conn_plain(l, c, l->plain, (size_t)n))
+		if (conn_plain(l, c, dst, (size_t)n))
 			return;
 	}
 	conn_flush(l, c);
@@ -565,7 +779,8 @@ static void conn_start_tls(loop_t *l, conn_t *c)
 {
 	host_t *h = c->host;
 	char err[TLS_ERR_BYTES];
-	if (tls_conn_init(&c->tls, &l->tls, h->name, h->is_ip, h->session, err, sizeof err)) {
+	tls_source_t src = {.pull = conn_pull, .pending = conn_pending, .arg = c};
+	if (tls_conn_init(&c->tls, &l->tls, &src, h->name, h->is_ip, h->session, err, sizeof err)) {
 		conn_fail(l, c, ERROR_CLASS_TRANSIENT, "%s", err);
 		return;
 	}
@@ -595,15 +810,16 @@ static void conn_proxy_connect(loop_t *l, conn_t *c)
 	conn_arm_recv(l, c);
 }
 
-/* The proxy's answer to CONNECT, in c->rbuf[0..n). */
-static void conn_proxy_reply(loop_t *l, conn_t *c, size_t n)
+/* The proxy's answer to CONNECT, in the receive queue. */
+static void conn_proxy_reply(loop_t *l, conn_t *c)
 {
 	host_t *h = c->host;
-	size_t room = sizeof c->head - c->head_len, take = n < room ? n : room;
-	memcpy(c->head + c->head_len, c->rbuf, take);
-	c->head_len += take;
+	c->head_len += conn_pull(c, c->head + c->head_len, sizeof c->head - c->head_len);
+	bool more = c->rq_bytes > 0; /* beyond the head's room, or after the answer */
 	http_response_t r;
 	ssize_t hl = http_parse_response(c->head, c->head_len, &r);
+	if (hl == HTTP_INCOMPLETE && c->head_len == sizeof c->head)
+		hl = HTTP_ERROR;
 	if (hl == HTTP_INCOMPLETE) {
 		conn_arm_recv(l, c);
 		return;
@@ -621,7 +837,7 @@ static void conn_proxy_reply(loop_t *l, conn_t *c, size_t n)
 		          l->o->proxy_port, h->name, h->port, r.status);
 		return;
 	}
-	if ((size_t)hl != c->head_len || take < n) {
+	if ((size_t)hl != c->head_len || more) {
 		conn_fail(l, c, ERROR_CLASS_TRANSIENT, "proxy %s port %u sent bytes after its answer",
 		          l->o->proxy_host, l->o->proxy_port);
 		return;
@@ -648,23 +864,62 @@ static void conn_connected(loop_t *l, conn_t *c, int res)
 		conn_start_tls(l, c);
 }
 
+/* A recv completion's buffer: queued on the connection with its bytes, or
+ * straight back into the ring. */
+static void conn_recv_buffer(loop_t *l, conn_t *c, int res, unsigned flags)
+{
+	if (!(flags & IORING_CQE_F_BUFFER)) {
+		if (res > 0 && !l->rb.n) {
+			c->rq_off = 0;
+			c->rq_bytes = (size_t)res;
+		}
+		return;
+	}
+	int32_t bid = (int32_t)(flags >> IORING_CQE_BUFFER_SHIFT);
+	assert((uint32_t)bid < l->rb.n && l->rb.free > 0);
+	l->rb.free--;
+	if (res <= 0 || c->dead) {
+		loop_recvbuf_put(l, bid);
+		return;
+	}
+	l->rb.len[bid] = (uint32_t)res;
+	l->rb.next[bid] = -1;
+	if (c->rq_tail >= 0)
+		l->rb.next[c->rq_tail] = bid;
+	else
+		c->rq_head = bid;
+	c->rq_tail = bid;
+	c->rq_bytes += (size_t)res;
+}
+
 static void conn_received(loop_t *l, conn_t *c, int res)
 {
-	if (res < 0) {
-		conn_fail(l, c, ERROR_CLASS_TRANSIENT, "receive from %s: %s", c->host->name,
-		          strerror(-res));
+	if (res == -ENOBUFS && l->rb.n) {
+		/* The ring ran dry: the bytes wait in the socket, and the recv is
+		 * armed again once buffers come back. */
+		l->rb.nobufs++;
+		conn_arm_recv(l, c);
 		return;
 	}
-	if (res == 0) {
-		conn_eof(l, c, "closed", false);
+	if (res == -ECANCELED && l->rb.n) { /* conn_starve's cancel: arms again once fed */
+		conn_arm_recv(l, c);
 		return;
 	}
+	if (res == -EINVAL && l->rb.n && l->rb.multishot) {
+		l->rb.multishot = false; /* a kernel without multishot recv: one at a time */
+		conn_arm_recv(l, c);
+		return;
+	}
+	if (res <= 0) {
+		c->rx_end = res < 0 ? res : 1;
+		if (!c->starved) /* else the bytes queued before it are read first */
+			conn_rx_end(l, c);
+		return;
+	}
+	if (c->starved)
+		return; /* queued; read when the job can take it (conn_resume) */
 	if (c->state == CONN_PROXY) {
-		conn_proxy_reply(l, c, (size_t)res);
-		return;
-	}
-	if (tls_feed(&c->tls, c->rbuf, (size_t)res)) {
-		conn_fail(l, c, ERROR_CLASS_TRANSIENT, "out of memory");
+		conn_proxy_reply(l, c);
 		return;
 	}
 	if (c->state == CONN_HANDSHAKE)
@@ -692,8 +947,16 @@ static void conn_sent(loop_t *l, conn_t *c, int res)
 	conn_flush(l, c);
 }
 
-void conn_complete(loop_t *l, conn_t *c, op_t *op, int res)
+void conn_complete(loop_t *l, conn_t *c, op_t *op, int res, unsigned cqe_flags)
 {
+	if (op == &c->op_recv) {
+		conn_recv_buffer(l, c, res, cqe_flags);
+		if (cqe_flags & IORING_CQE_F_MORE) { /* the multishot recv stays armed */
+			if (!c->dead)
+				conn_received(l, c, res);
+			return;
+		}
+	}
 	assert(c->inflight > 0);
 	c->inflight--;
 	if (op == &c->op_recv)
@@ -721,15 +984,25 @@ void conn_complete(loop_t *l, conn_t *c, op_t *op, int res)
 void conn_resume(loop_t *l, conn_t *c)
 {
 	assert(c->starved);
+	if (c->stash_len && !stream_room(l, c->job))
+		return; /* another connection took the chunk: wait on */
 	c->starved = false;
 	l->starved_conns--;
 	c->deadline_ms = l->now_ms + timeout_ms(l);
+	if (c->stash_len) {
+		size_t n = c->stash_len;
+		c->stash_len = 0;
+		if (conn_body(l, c, c->head, n))
+			return;
+	}
 	conn_read_plain(l, c);
 }
 
 void conn_check_deadline(loop_t *l, conn_t *c)
 {
-	if (c->dead || c->starved) /* a starved connection waits for our disk, not the server */
+	/* A starved connection waits for our disk, one on the buffer wait list
+	 * for our buffers; neither for the server. */
+	if (c->dead || c->starved || c->nobufs)
 		return;
 	if (c->state == CONN_IDLE) {
 		if (l->now_ms - c->idle_since_ms > CONN_IDLE_KEEP_MS)

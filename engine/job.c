@@ -566,7 +566,8 @@ static void file_submit(loop_t *l, job_t *j)
 		/* No O_CLOEXEC: a direct descriptor is in no fd table (EINVAL). A
 		 * body resumed at file_resume keeps the .part's first bytes. */
 		io_uring_prep_openat_direct(sqe, l->raw_dirfd, j->raw_rel_part,
-		                            j->file_resume ? O_RDWR | O_CREAT : O_WRONLY | O_CREAT | O_TRUNC,
+		                            (j->file_resume ? O_RDWR | O_CREAT : O_WRONLY | O_CREAT | O_TRUNC) |
+		                            (j->streaming && l->o->direct ? O_DIRECT : 0), /* stream.c */
 		                            0644, (unsigned)j->file_fd);
 		break;
 	case FILE_REHASH: {

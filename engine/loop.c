@@ -18,7 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -73,6 +75,117 @@ void loop_fatal(loop_t *l, const char *fmt, ...)
 	va_end(ap);
 	l->fatal = true;
 	l->stopping = true;
+}
+
+/* ---- provided receive buffers ----------------------------------------- */
+
+/* The buffer ring (recvbufs_t): liburing 2.3 can register one but has no
+ * io_uring_setup_buf_ring, so the ring's memory is mapped here (page
+ * aligned, as the kernel wants) and filled with every buffer. How many:
+ * $RINGFILL_RECV_BUFS (0: none, each connection receives into its own
+ * buffer; tests use a tiny ring to run dry on purpose), else 4 x
+ * --concurrency; a power of 2 within RECV_BUFS_MIN..RECV_BUFS_MAX. A kernel
+ * that refuses the ring (before 5.19) leaves n at 0. */
+static void loop_recvbufs_init(loop_t *l)
+{
+	recvbufs_t *rb = &l->rb;
+	uint32_t want = 4 * l->o->concurrency, lo = RECV_BUFS_MIN, hi = RECV_BUFS_MAX;
+	const char *env = getenv("RINGFILL_RECV_BUFS");
+	if (env && *env) {
+		char *end;
+		unsigned long v = strtoul(env, &end, 10);
+		if (*end || v > 32768)
+			v = 0;
+		if (!v)
+			return;
+		want = (uint32_t)v;
+		lo = 1;
+		hi = 32768;
+	}
+	uint32_t n = lo;
+	while (n < want && n < hi)
+		n *= 2;
+	rb->br_bytes = n * sizeof(struct io_uring_buf);
+	void *mem = mmap(NULL, rb->br_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+	                 -1, 0);
+	if (mem == MAP_FAILED)
+		return;
+	rb->br = mem;
+	rb->base = malloc((size_t)n * RECV_BUF_BYTES);
+	rb->len = calloc(n, sizeof *rb->len);
+	rb->next = calloc(n, sizeof *rb->next);
+	struct io_uring_buf_reg reg;
+	memset(&reg, 0, sizeof reg);
+	reg.ring_addr = (uint64_t)(uintptr_t)mem;
+	reg.ring_entries = n;
+	reg.bgid = RECV_BGID;
+	if (!rb->base || !rb->len || !rb->next ||
+	    io_uring_register_buf_ring(&l->ring, &reg, 0) < 0) {
+		free(rb->base);
+		free(rb->len);
+		free(rb->next);
+		munmap(mem, rb->br_bytes);
+		memset(rb, 0, sizeof *rb);
+		return;
+	}
+	io_uring_buf_ring_init(rb->br);
+	rb->n = n;
+	rb->mask = (uint32_t)io_uring_buf_ring_mask(n);
+	rb->multishot = true;
+	for (uint32_t i = 0; i < n; i++)
+		io_uring_buf_ring_add(rb->br, rb->base + (size_t)i * RECV_BUF_BYTES, RECV_BUF_BYTES,
+		                      (unsigned short)i, (int)rb->mask, (int)i);
+	io_uring_buf_ring_advance(rb->br, (int)n);
+	rb->free = n;
+}
+
+/* Called after the ring is gone: the kernel no longer reads the memory. */
+static void loop_recvbufs_free(loop_t *l)
+{
+	recvbufs_t *rb = &l->rb;
+	if (!rb->n)
+		return;
+	free(rb->base);
+	free(rb->len);
+	free(rb->next);
+	munmap(rb->br, rb->br_bytes);
+	memset(rb, 0, sizeof *rb);
+}
+
+void loop_recvbuf_put(loop_t *l, int32_t bid)
+{
+	recvbufs_t *rb = &l->rb;
+	assert((uint32_t)bid < rb->n && rb->free < rb->n);
+	if (l->ring_gone)
+		return;
+	io_uring_buf_ring_add(rb->br, rb->base + (size_t)bid * RECV_BUF_BYTES, RECV_BUF_BYTES,
+	                      (unsigned short)bid, (int)rb->mask, 0);
+	io_uring_buf_ring_advance(rb->br, 1);
+	rb->free++;
+}
+
+/* With $RINGFILL_COPY_STATS set (builds with asserts), the bytes copied on
+ * the body path per stage go there as one JSON line, for `bench net`. */
+static void loop_copy_stats(loop_t *l)
+{
+#ifndef NDEBUG
+	const char *path = getenv("RINGFILL_COPY_STATS");
+	if (!path || !*path)
+		return;
+	FILE *f = fopen(path, "w");
+	if (!f)
+		return;
+	fprintf(f,
+	        "{\"body_bytes\": %llu, \"tls_in\": %llu, \"plain\": %llu, \"head\": %llu, "
+	        "\"recv_bufs\": %u, \"multishot\": %s, \"nobufs\": %llu, \"stashes\": %llu}\n",
+	        (unsigned long long)l->bytes, (unsigned long long)l->copied[COPY_TLS_IN],
+	        (unsigned long long)l->copied[COPY_PLAIN], (unsigned long long)l->copied[COPY_HEAD],
+	        l->rb.n, l->rb.multishot ? "true" : "false", (unsigned long long)l->rb.nobufs,
+	        (unsigned long long)l->stashes);
+	fclose(f);
+#else
+	(void)l;
+#endif
 }
 
 /* ---- hosts ------------------------------------------------------------ */
@@ -503,6 +616,7 @@ static void dispatch(loop_t *l, struct io_uring_cqe *cqe)
 {
 	op_t *op = io_uring_cqe_get_data(cqe);
 	int res = cqe->res;
+	unsigned fl = cqe->flags;
 	switch (op->kind) {
 	case OP_TICK: on_tick(l); break;
 	case OP_EVENTFD:
@@ -511,15 +625,22 @@ static void dispatch(loop_t *l, struct io_uring_cqe *cqe)
 		break;
 	case OP_SIGNAL: on_signal(l, res); break;
 	case OP_SLOT_CLOSE: break; /* a slot that held nothing: nothing to do */
-	case OP_SOCKET: conn_complete(l, container_of(op, conn_t, op_socket), op, res); break;
-	case OP_CONNECT: conn_complete(l, container_of(op, conn_t, op_connect), op, res); break;
-	case OP_SEND: conn_complete(l, container_of(op, conn_t, op_send), op, res); break;
-	case OP_RECV: conn_complete(l, container_of(op, conn_t, op_recv), op, res); break;
-	case OP_CANCEL: conn_complete(l, container_of(op, conn_t, op_cancel), op, res); break;
-	case OP_CLOSE: conn_complete(l, container_of(op, conn_t, op_close), op, res); break;
+	case OP_SOCKET: conn_complete(l, container_of(op, conn_t, op_socket), op, res, fl);
+		break;
+	case OP_CONNECT: conn_complete(l, container_of(op, conn_t, op_connect), op, res, fl);
+		break;
+	case OP_SEND: conn_complete(l, container_of(op, conn_t, op_send), op, res, fl);
+		break;
+	case OP_RECV: conn_complete(l, container_of(op, conn_t, op_recv), op, res, fl);
+		break;
+	case OP_CANCEL: conn_complete(l, container_of(op, conn_t, op_cancel), op, res, fl);
+		break;
+	case OP_CLOSE: conn_complete(l, container_of(op, conn_t, op_close), op, res, fl);
+		break;
 	case OP_MKDIR: host_mkdir_done(l, container_of(op, host_t, op_mkdir), res); break;
 	case OP_FILE: job_file_complete(l, container_of(op, job_t, op_file), res); break;
 	case OP_LOCAL: files_complete(l, op, res); break;
+	case OP_FILE_TAIL: stream_tail_complete(l, container_of(op, job_t, op_tail), res); break;
 	}
 }
 
@@ -581,7 +702,7 @@ static int loop_ring_init(loop_t *l)
  * RLIMIT_NOFILE, so the soft limit is raised towards the hard one. */
 static int loop_slots_init(loop_t *l, loop_result_t *res)
 {
-	uint32_t n = 2 * l->o->concurrency + 64;
+	uint32_t n = (l->o->direct ? 3 : 2) * l->o->concurrency + 64; /* --direct: a file's tail */
 	struct rlimit rl;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < n + 64) {
 		rl.rlim_cur = rl.rlim_max < n + 64 ? rl.rlim_max : n + 64;
@@ -600,6 +721,33 @@ static int loop_slots_init(loop_t *l, loop_result_t *res)
 	for (uint32_t i = 0; i < n; i++)
 		l->slots_free[i] = n - 1 - i; /* low slots first */
 	l->n_slots = l->n_slots_free = n;
+	return 0;
+}
+
+/* --direct: an unnamed file in --raw (O_TMPFILE, nothing left behind) says
+ * whether its file system takes O_DIRECT, and statx its alignment
+ * (STATX_DIOALIGN, Linux 6.1; else 4096, which every file system accepts).
+ * Once, at start, before the loop turns. */
+static int loop_dio_align(loop_t *l, loop_result_t *res)
+{
+	int fd = open(l->o->raw, O_TMPFILE | O_WRONLY | O_DIRECT | O_CLOEXEC, 0600);
+	if (fd < 0 && errno == EINVAL) {
+		int e = errno;
+		snprintf(res->message, sizeof res->message,
+		         "%s: --direct: the file system refuses O_DIRECT: %s", l->o->raw, strerror(e));
+		return -e;
+	}
+	l->dio_align = 4096;
+#ifdef STATX_DIOALIGN
+	struct statx st;
+	if (fd >= 0 && statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &st) == 0 &&
+	    (st.stx_mask & STATX_DIOALIGN) && st.stx_dio_offset_align &&
+	    st.stx_dio_offset_align <= CHUNK_ALIGN && st.stx_dio_mem_align <= CHUNK_ALIGN &&
+	    CHUNK_BYTES % st.stx_dio_offset_align == 0)
+		l->dio_align = st.stx_dio_offset_align;
+#endif
+	if (fd >= 0)
+		close(fd);
 	return 0;
 }
 
@@ -624,6 +772,7 @@ static int loop_init(loop_t *l, const loop_config_t *cfg, loop_result_t *res)
 	}
 	if ((r = loop_slots_init(l, res)))
 		return r;
+	loop_recvbufs_init(l);
 	if (tls_client_init(&l->tls, l->o->cacert, res->message, sizeof res->message))
 		return -EINVAL;
 	l->parser = json_parser_new(0);
@@ -639,6 +788,8 @@ static int loop_init(loop_t *l, const loop_config_t *cfg, loop_result_t *res)
 			snprintf(res->message, sizeof res->message, "%s: %s", l->o->raw, strerror(errno));
 			return -errno;
 		}
+		if (l->o->direct && (r = loop_dio_align(l, res)))
+			return r;
 	}
 	sigset_t set;
 	sigemptyset(&set);
@@ -665,8 +816,11 @@ static void loop_teardown(loop_t *l)
 		if (c->job)
 			c->job->conn = NULL;
 		tls_conn_free(&c->tls);
+		free(c->rbuf);
+		free(c->spill);
 		free(c);
 	}
+	loop_recvbufs_free(l);
 	while (l->jobs)
 		job_abandon(l, l->jobs);
 	stream_free_pool(l);
@@ -698,6 +852,7 @@ static void loop_cycle(loop_t *l)
 		seen++;
 	}
 	io_uring_cq_advance(&l->ring, seen);
+	conn_rearm_nobufs(l);
 }
 
 int loop_run(const loop_config_t *cfg, loop_result_t *res)
@@ -722,6 +877,7 @@ int loop_run(const loop_config_t *cfg, loop_result_t *res)
 			loop_cycle(l);
 		}
 		progress_report(l, true);
+		loop_copy_stats(l);
 		res->outcome = l->fatal ? LOOP_FATAL : l->signal ? LOOP_INTERRUPTED : LOOP_FINISHED;
 		res->signal = l->signal;
 		snprintf(res->message, sizeof res->message, "%s", l->fatal_msg);

@@ -25,7 +25,11 @@
 #include "store/store.h"
 
 #define LOOP_RING_ENTRIES 1024u
-#define CONN_RECV_BYTES (64u * 1024u)
+#define CONN_RECV_BYTES (64u * 1024u) /* a connection's own buffer, without a buffer ring */
+#define RECV_BUF_BYTES (16u * 1024u)  /* a provided receive buffer: about one TLS record */
+#define RECV_BUFS_MIN 256u            /* buffers in the ring: 4 x --concurrency, rounded */
+#define RECV_BUFS_MAX 512u            /* up to a power of 2, within these bounds */
+#define RECV_BGID 0                   /* the ring's buffer group */
 #define CONN_SEND_BYTES (16u * 1024u + 512u) /* one TLS record and change */
 #define LOOP_PLAIN_BYTES (64u * 1024u)
 #define LOOP_TICK_MS 50u
@@ -35,6 +39,7 @@
 #define ERR_BYTES 512u
 #define REDIRECTS_MAX 5u /* followed per attempt; one more is an error */
 #define CHUNK_BYTES (256u * 1024u)       /* a piece of a streamed body */
+#define CHUNK_ALIGN 4096u                /* of chunk data: enough for any O_DIRECT */
 #define STREAM_POOL_BYTES (64u << 20)   /* streamed bytes on their way to disk, all jobs */
 #define ND_RECORD_BYTES_MAX (16u << 20) /* a streamed NDJSON line (or --max-body if smaller) */
 #define ND_CKPT_ROW_BYTES (16u << 20)   /* encoded rows that make a checkpoint due */
@@ -48,11 +53,46 @@ typedef enum {
 	OP_SOCKET, OP_CONNECT, OP_SEND, OP_RECV, OP_CANCEL, OP_CLOSE,
 	OP_MKDIR, OP_FILE, OP_SLOT_CLOSE,
 	OP_LOCAL, /* a `files` job's read (files.c) */
+	OP_FILE_TAIL, /* --direct: the last bytes of a raw file, without O_DIRECT (stream.c) */
 } op_kind_t;
 
 typedef struct {
 	op_kind_t kind;
 } op_t;
+
+/* Provided receive buffers: a buffer ring registered with the kernel, from
+ * which each recv completion takes one buffer (IOSQE_BUFFER_SELECT), so the
+ * memory for received bytes scales with the ring, not with connections x a
+ * buffer each. A buffer is the kernel's while in the ring, then the
+ * connection's that received into it (queued at conn.rq_*) until OpenSSL
+ * has pulled every byte of it (conn.c), then back in the ring
+ * (loop_recvbuf_put). Absent (n == 0) when the kernel refused the ring or
+ * RINGFILL_RECV_BUFS=0: each connection then receives into its own rbuf. */
+typedef struct {
+	struct io_uring_buf_ring *br; /* mmap'd, br_bytes */
+	size_t br_bytes;
+	char *base;      /* n x RECV_BUF_BYTES; owned */
+	uint32_t n, mask;
+	uint32_t free;   /* buffers in the ring now */
+	uint32_t *len;   /* bytes received into buffer [bid] */
+	int32_t *next;   /* the next buffer in the same connection's queue, or -1 */
+	bool multishot;  /* one recv armed per connection; false once the kernel refused it */
+	uint64_t nobufs; /* recvs that ended on an empty ring (re-armed later) */
+} recvbufs_t;
+
+/* Bytes copied on the body path, per stage; counted in builds with asserts
+ * (not NDEBUG) and written at exit to $RINGFILL_COPY_STATS. */
+typedef enum {
+	COPY_TLS_IN,   /* received ciphertext into OpenSSL's record buffer */
+	COPY_PLAIN,    /* decrypted bytes into the body's destination (chunk, buffer) */
+	COPY_HEAD,     /* response head bytes into conn.head */
+	COPY_STAGES
+} copy_stage_t;
+#ifndef NDEBUG
+#define COPY_COUNT(l, stage, n) ((l)->copied[(stage)] += (n))
+#else
+#define COPY_COUNT(l, stage, n) ((void)0)
+#endif
 
 /* A piece of a body streamed to its raw file (--download-only). Owned by
  * the loop's pool when free, by one job while it fills and waits for its
@@ -60,7 +100,7 @@ typedef struct {
 typedef struct chunk {
 	struct chunk *next;
 	size_t len;
-	char data[CHUNK_BYTES];
+	_Alignas(CHUNK_ALIGN) char data[CHUNK_BYTES]; /* O_DIRECT writes it (--direct) */
 } chunk_t;
 
 #define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
@@ -112,6 +152,7 @@ typedef enum {
 struct conn {
 	conn_t *all_prev, *all_next; /* every open connection, for deadlines */
 	conn_t *idle_next;
+	loop_t *loop;       /* for OpenSSL's pulls (tls_source_t) */
 	host_t *host;
 	job_t *job;
 	int fd;             /* a slot of the ring's registered file table */
@@ -127,9 +168,22 @@ struct conn {
 	const char *phase;  /* for timeout messages */
 	size_t wlen;        /* bytes at wbuf waiting to be sent */
 	size_t head_len;    /* response head bytes collected */
+	/* Received ciphertext not yet pulled by OpenSSL: the queue of provided
+	 * buffers rq_head..rq_tail (loop.rb.next links them; rq_off bytes of
+	 * the first are consumed), or rbuf[rq_off..rq_off+rq_bytes) without a
+	 * buffer ring. */
+	int32_t rq_head, rq_tail;
+	uint32_t rq_off;
+	size_t rq_bytes;
+	char *rbuf;         /* CONN_RECV_BYTES, owned; only without a buffer ring */
+	char *spill;        /* owned: what was queued in provided buffers when it was starved */
+	size_t spill_len, spill_off; /* pulled before the queue */
+	int rx_end;         /* while starved: 1 the peer closed, < 0 a receive error */
+	uint32_t stash_len; /* body bytes that came with the head, waiting in head[] for a chunk */
+	bool nobufs;        /* on loop.nobufs_head: its recv waits for free buffers */
+	conn_t *nobufs_next;
 	char head[HTTP_HEAD_BYTES_MAX];
 	char wbuf[CONN_SEND_BYTES];
-	char rbuf[CONN_RECV_BYTES];
 };
 
 typedef enum { FILE_OPEN = 1, FILE_REHASH, FILE_WRITE, FILE_CLOSE, FILE_RENAME } file_step_t;
@@ -198,6 +252,12 @@ struct job {
 	op_t op_file;
 	file_step_t file_step;
 	int file_fd;            /* a registered file slot while the file is open, or -1 */
+	/* --direct: the unaligned last bytes go through a second descriptor of
+	 * the .part without O_DIRECT: open, write, close (stream.c) */
+	op_t op_tail;
+	int tail_fd;            /* its slot while open, or -1 */
+	uint8_t tail_step;      /* 0 none, else the FILE_OPEN/WRITE/CLOSE in flight */
+	size_t tail_len;
 	size_t file_off;
 	char raw_rel_part[URL_HOST_BYTES_MAX + RAW_NAME_BYTES_MAX + 64];
 	char raw_rel_final[URL_HOST_BYTES_MAX + RAW_NAME_BYTES_MAX + 48];
@@ -250,6 +310,11 @@ struct loop {
 	struct ds_plan *ds_plan; /* which paths a streamed document follows (docstream.c); owned */
 	chunk_t *chunks_free;
 	uint32_t chunks_made, chunks_max, starved_conns;
+	recvbufs_t rb;
+	uint32_t dio_align;  /* --direct: file offset and length alignment (statx) */
+	conn_t *nobufs_head; /* connections whose recv waits for a free buffer */
+	uint64_t copied[COPY_STAGES];
+	uint64_t stashes; /* heads whose body bytes waited for a chunk (conn.c) */
 	char plain[LOOP_PLAIN_BYTES]; /* decrypted bytes, consumed before the next read */
 	char request[HTTP_HEAD_BYTES_MAX];
 	uint64_t rng;
@@ -264,6 +329,7 @@ void loop_slot_put(loop_t *l, int slot);       /* frees a slot already empty */
 void loop_slot_close(loop_t *l, int slot);     /* closes what it holds, frees it */
 uint64_t loop_now_ms(void);
 void loop_fatal(loop_t *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void loop_recvbuf_put(loop_t *l, int32_t bid); /* back into the buffer ring */
 void host_enqueue(loop_t *l, host_t *h, job_t *j);
 void host_enqueue_front(loop_t *l, host_t *h, job_t *j);
 void host_dispatch(loop_t *l, host_t *h);
@@ -274,7 +340,8 @@ void host_pause(loop_t *l, host_t *h, uint64_t until_ms);
 /* conn.c */
 conn_t *conn_open(loop_t *l, host_t *h, job_t *j);
 void conn_assign(loop_t *l, conn_t *c, job_t *j);
-void conn_complete(loop_t *l, conn_t *c, op_t *op, int res);
+void conn_complete(loop_t *l, conn_t *c, op_t *op, int res, unsigned cqe_flags);
+void conn_rearm_nobufs(loop_t *l); /* recvs that waited for buffers, while some are free */
 void conn_close(loop_t *l, conn_t *c);
 void conn_check_deadline(loop_t *l, conn_t *c);
 
@@ -294,6 +361,7 @@ void conn_resume(loop_t *l, conn_t *c);
 /* stream.c */
 int stream_start(loop_t *l, job_t *j);
 size_t stream_room(loop_t *l, job_t *j);
+char *stream_tail(loop_t *l, job_t *j, size_t *room); /* where the next bytes go, or NULL */
 void stream_append(loop_t *l, job_t *j, const char *p, size_t n);
 void stream_finish(loop_t *l, job_t *j);
 void stream_flush_partial(loop_t *l, job_t *j);
@@ -302,6 +370,7 @@ void stream_written(loop_t *l, job_t *j, size_t n);
 bool stream_defer_failure(loop_t *l, job_t *j, error_class_t cls, uint64_t delay_ms,
                           const char *msg);
 void stream_release(loop_t *l, job_t *j);
+void stream_tail_complete(loop_t *l, job_t *j, int res);
 void stream_free_pool(loop_t *l);
 
 /* job.c, for stream.c */

@@ -36,6 +36,7 @@ void options_usage(FILE *f)
 	    "  --db FILE           SQLite database for job state and data (ringfill.db)\n"
 	    "  --raw DIR           keep raw bodies under DIR/HOST/NAME (NAME.part until complete)\n"
 	    "  --download-only     with --raw: store bodies, parse nothing\n"
+	    "  --direct            with --download-only: write raw files with O_DIRECT\n"
 	    "  --rows PATH         JSONPath of the records in each document ('$')\n"
 	    "                      subset: $ .name ['name'] [N] [*]\n"
 	    "  --table NAME        table for the records ('records'); columns are inferred\n"
@@ -319,9 +320,7 @@ int options_parse_run(int argc, char **argv, run_opts_t *o)
 		case O_QUIET: o->out = OUT_QUIET; break;
 		case O_PROGRESS: o->out = OUT_PROGRESS; break;
 		case O_LOG_JSON: o->out = OUT_LOG_JSON; break;
-		case O_DIRECT:
-			fprintf(stderr, "ringfill run: --direct is not supported in this version\n");
-			return 2;
+		case O_DIRECT: o->direct = true; break;
 		case O_HELP: options_usage(stdout); return 1;
 		default:
 			if (parse_value_opt(o, c, name, optarg))
@@ -344,6 +343,10 @@ int options_check_run(run_opts_t *o)
 {
 	if (o->download_only && !o->raw) {
 		fprintf(stderr, "ringfill run: --download-only needs --raw DIR\n");
+		return 2;
+	}
+	if (o->direct && !o->download_only) {
+		fprintf(stderr, "ringfill run: --direct needs --download-only (and --raw DIR)\n");
 		return 2;
 	}
 	if (!*o->table)

@@ -38,6 +38,7 @@ typedef struct {
 	const char *cacert; /* --cacert FILE, or NULL: system store */
 	bool ndjson;        /* --ndjson forces NDJSON bodies */
 	bool download_only; /* --download-only */
+	bool direct;        /* --direct: raw files written with O_DIRECT (needs --download-only) */
 	bool dry_run;       /* --dry-run */
 	uint32_t concurrency, per_host;
 	uint32_t retries;               /* attempts before a transient failure is final */

@@ -11,6 +11,9 @@
 #include "engine/loop_internal.h"
 
 #include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,7 +27,7 @@ static chunk_t *chunk_get(loop_t *l, bool overdraw)
 	} else {
 		if (l->chunks_made >= l->chunks_max && !overdraw)
 			return NULL;
-		if (!(c = malloc(sizeof *c)))
+		if (!(c = aligned_alloc(CHUNK_ALIGN, sizeof *c)))
 			return NULL;
 		l->chunks_made++;
 	}
@@ -66,20 +69,25 @@ void stream_free_pool(loop_t *l)
 	}
 }
 
-/* The head said 2xx: from here the body goes to the raw file. A job always
- * gets its first chunk, even past the pool's size, so that the body bytes
- * that came with the head have somewhere to go. */
+/* The head said 2xx: from here the body goes to the raw file. A job gets
+ * its first chunk only when the pool has one: when it has none, the body
+ * bytes that came with the head wait in the connection's head buffer
+ * (conn.c, stash), so that memory stays within the pool however many
+ * connections are in flight (512 first chunks were 128 MiB). */
 int stream_start(loop_t *l, job_t *j)
 {
 	if (!l->chunks_max)
 		l->chunks_max = STREAM_POOL_BYTES / CHUNK_BYTES;
 	j->sha = EVP_MD_CTX_new();
-	j->cur = chunk_get(l, true);
-	if (!j->sha || !j->cur || EVP_DigestInit_ex(j->sha, EVP_sha256(), NULL) != 1) {
+	j->cur = chunk_get(l, false);
+	bool oom = !j->cur && (l->chunks_free || l->chunks_made < l->chunks_max);
+	if (!j->sha || oom || EVP_DigestInit_ex(j->sha, EVP_sha256(), NULL) != 1) {
 		stream_release(l, j);
 		return -1;
 	}
 	j->streaming = true;
+	j->op_tail.kind = OP_FILE_TAIL;
+	j->tail_step = 0;
 	j->stream_done = j->write_busy = false;
 	j->stream_bytes = 0;
 	j->wq_off = 0;
@@ -113,13 +121,29 @@ size_t stream_room(loop_t *l, job_t *j)
 	return j->cur ? CHUNK_BYTES : 0;
 }
 
+/* Where the next body bytes go, and how many fit, or NULL when the pool is
+ * empty: conn.c decrypts straight into it. */
+char *stream_tail(loop_t *l, job_t *j, size_t *room)
+{
+	*room = stream_room(l, j);
+	return *room ? j->cur->data + j->cur->len : NULL;
+}
+
+/* Bytes that are already at the chunk's tail (decrypted there, see
+ * stream_tail; chunked framing removed in place) are only counted. */
 void stream_append(loop_t *l, job_t *j, const char *p, size_t n)
 {
+	if (n && j->cur && p == j->cur->data + j->cur->len && n <= CHUNK_BYTES - j->cur->len) {
+		j->cur->len += n;
+		j->stream_bytes += n;
+		return;
+	}
 	while (n) {
 		size_t room = stream_room(l, j);
 		assert(room > 0); /* callers ask stream_room first */
 		size_t take = n < room ? n : room;
 		memcpy(j->cur->data + j->cur->len, p, take);
+		COPY_COUNT(l, COPY_PLAIN, take);
 		j->cur->len += take;
 		j->stream_bytes += take;
 		p += take;
@@ -150,17 +174,91 @@ void stream_finish(loop_t *l, job_t *j)
 	stream_pump(l, j);
 }
 
+/* --direct: the last bytes of the body, fewer than the alignment, cannot be
+ * written through the O_DIRECT descriptor. A second descriptor of the same
+ * .part, opened without O_DIRECT into its own slot, writes them and is
+ * closed; one step at a time (open, write, close), each completing in
+ * stream_tail_complete, with write_busy held all along so that a failure
+ * waits for it. */
+static void tail_submit(loop_t *l, job_t *j)
+{
+	struct io_uring_sqe *sqe = loop_sqe(l);
+	switch (j->tail_step) {
+	case FILE_OPEN:
+		io_uring_prep_openat_direct(sqe, l->raw_dirfd, j->raw_rel_part, O_WRONLY, 0,
+		                            (unsigned)j->tail_fd);
+		break;
+	case FILE_WRITE:
+		io_uring_prep_write(sqe, j->tail_fd, j->wq_head->data + j->wq_off,
+		                    (unsigned)j->tail_len, j->file_off);
+		sqe->flags |= IOSQE_FIXED_FILE;
+		break;
+	default:
+		io_uring_prep_close_direct(sqe, (unsigned)j->tail_fd);
+		break;
+	}
+	io_uring_sqe_set_data(sqe, &j->op_tail);
+}
+
+void stream_tail_complete(loop_t *l, job_t *j, int res)
+{
+	file_step_t step = (file_step_t)j->tail_step;
+	if (res < 0 || (step == FILE_WRITE && (size_t)res != j->tail_len)) {
+		if (step == FILE_WRITE) { /* the slot holds the file: close it, no answer needed */
+			loop_slot_close(l, j->tail_fd);
+		} else {
+			loop_slot_put(l, j->tail_fd);
+		}
+		j->tail_step = 0;
+		j->write_busy = false;
+		loop_fatal(l, "%s/%s: %s the last %zu bytes: %s", l->o->raw, j->raw_rel_part,
+		           step == FILE_OPEN ? "cannot reopen for" : step == FILE_WRITE ?
+		           "cannot write" : "cannot close after", j->tail_len,
+		           res < 0 ? strerror(-res) : "short write");
+		job_abandon(l, j);
+		return;
+	}
+	if (step == FILE_CLOSE) {
+		loop_slot_put(l, j->tail_fd);
+		j->tail_step = 0;
+		job_file_complete(l, j, (int)j->tail_len); /* as the write's own completion */
+		return;
+	}
+	j->tail_step = step == FILE_OPEN ? FILE_WRITE : FILE_CLOSE;
+	tail_submit(l, j);
+}
+
 /* One write at a time per file, in order. Runs when the file is open, when a
- * chunk fills or a write completes. */
+ * chunk fills or a write completes. With --direct every write but the last
+ * is a whole number of alignment units (chunks fill completely before they
+ * are written; only the last one is short): the last chunk's aligned part
+ * goes through the O_DIRECT descriptor, its remainder through tail_submit. */
 void stream_pump(loop_t *l, job_t *j)
 {
 	if (j->file_step != FILE_WRITE || j->write_busy || j->aborting)
 		return;
 	if (j->wq_head) {
+		size_t len = j->wq_head->len - j->wq_off;
+		if (l->o->direct && len % l->dio_align) {
+			/* Not the last chunk only after a short write of an odd size:
+			 * its rest goes the same way (a later unaligned O_DIRECT
+			 * write then fails the run with EINVAL, as a disk error). */
+			bool last = j->wq_head == j->wq_tail && j->stream_done;
+			if (len < l->dio_align || !last) {
+				j->write_busy = true;
+				j->tail_len = len;
+				j->tail_fd = loop_slot_get(l); /* a file per active job and spares */
+				assert(j->tail_fd >= 0);
+				j->tail_step = FILE_OPEN;
+				tail_submit(l, j);
+				return;
+			}
+			len -= len % l->dio_align;
+		}
 		j->write_busy = true;
 		struct io_uring_sqe *sqe = loop_sqe(l);
-		io_uring_prep_write(sqe, j->file_fd, j->wq_head->data + j->wq_off,
-		                    (unsigned)(j->wq_head->len - j->wq_off), j->file_off);
+		io_uring_prep_write(sqe, j->file_fd, j->wq_head->data + j->wq_off, (unsigned)len,
+		                    j->file_off);
 		sqe->flags |= IOSQE_FIXED_FILE;
 		io_uring_sqe_set_data(sqe, &j->op_file);
 		return;

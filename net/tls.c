@@ -28,12 +28,54 @@ static void tls_error_text(char *err, size_t cap, const char *what)
 	ERR_clear_error();
 }
 
+/* ---- the read BIO over a tls_source_t ---------------------------------- */
+
+static int src_read(BIO *b, char *dst, size_t cap, size_t *got)
+{
+	tls_source_t *s = BIO_get_data(b);
+	BIO_clear_retry_flags(b);
+	size_t n = cap ? s->pull(s->arg, dst, cap) : 0;
+	*got = n;
+	if (!n) {
+		BIO_set_retry_read(b); /* "want read", never end of file */
+		return 0;
+	}
+	return 1;
+}
+
+static long src_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	(void)num;
+	(void)ptr;
+	tls_source_t *s = BIO_get_data(b);
+	switch (cmd) {
+	case BIO_CTRL_PENDING: return (long)s->pending(s->arg);
+	case BIO_CTRL_FLUSH: return 1;
+	default: return 0;
+	}
+}
+
+static int src_create(BIO *b)
+{
+	BIO_set_init(b, 1);
+	return 1;
+}
+
 int tls_client_init(tls_client_t *c, const char *cacert, char *err, size_t err_cap)
 {
 	memset(c, 0, sizeof *c);
+	c->src_meth = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "ringfill source");
+	if (!c->src_meth || BIO_meth_set_read_ex(c->src_meth, src_read) != 1 ||
+	    BIO_meth_set_ctrl(c->src_meth, src_ctrl) != 1 ||
+	    BIO_meth_set_create(c->src_meth, src_create) != 1) {
+		tls_error_text(err, err_cap, "TLS: cannot create the receive BIO");
+		tls_client_free(c);
+		return -1;
+	}
 	c->ctx = SSL_CTX_new(TLS_client_method());
 	if (!c->ctx) {
 		tls_error_text(err, err_cap, "TLS: cannot create context");
+		tls_client_free(c);
 		return -1;
 	}
 	SSL_CTX_set_min_proto_version(c->ctx, TLS1_2_VERSION);
@@ -51,8 +93,7 @@ int tls_client_init(tls_client_t *c, const char *cacert, char *err, size_t err_c
 		snprintf(what, sizeof what, "%s: cannot load CA certificates",
 		         cacert ? cacert : "system store");
 		tls_error_text(err, err_cap, what);
-		SSL_CTX_free(c->ctx);
-		c->ctx = NULL;
+		tls_client_free(c);
 		return -1;
 	}
 	return 0;
@@ -62,20 +103,23 @@ void tls_client_free(tls_client_t *c)
 {
 	if (c->ctx)
 		SSL_CTX_free(c->ctx);
+	if (c->src_meth)
+		BIO_meth_free(c->src_meth);
 	c->ctx = NULL;
+	c->src_meth = NULL;
 }
 
-int tls_conn_init(tls_conn_t *t, tls_client_t *c, const char *host, bool is_ip,
-                  SSL_SESSION *session, char *err, size_t err_cap)
+int tls_conn_init(tls_conn_t *t, tls_client_t *c, const tls_source_t *src, const char *host,
+                  bool is_ip, SSL_SESSION *session, char *err, size_t err_cap)
 {
 	memset(t, 0, sizeof *t);
+	t->src = *src;
 	t->ssl = SSL_new(c->ctx);
-	t->in = BIO_new(BIO_s_mem());
+	t->in = BIO_new(c->src_meth);
 	t->out = BIO_new(BIO_s_mem());
 	if (!t->ssl || !t->in || !t->out)
 		goto fail;
-	/* An empty memory BIO must mean "want more", not end of file. */
-	BIO_set_mem_eof_return(t->in, -1);
+	BIO_set_data(t->in, &t->src);
 	SSL_set_bio(t->ssl, t->in, t->out); /* the SSL owns both BIOs now */
 	SSL_set_connect_state(t->ssl);
 	if (is_ip) {
@@ -115,14 +159,6 @@ void tls_conn_free(tls_conn_t *t)
 	if (t->ssl)
 		SSL_free(t->ssl);
 	memset(t, 0, sizeof *t);
-}
-
-int tls_feed(tls_conn_t *t, const void *buf, size_t len)
-{
-	/* A memory BIO grows as needed; BIO_write fails only on ENOMEM. */
-	if (len && BIO_write(t->in, buf, (int)len) != (int)len)
-		return -ENOMEM;
-	return 0;
 }
 
 size_t tls_pending_out(tls_conn_t *t)

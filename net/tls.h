@@ -1,8 +1,10 @@
 /* net/tls.h: the TLS client over memory BIOs.
  *
  * OpenSSL never touches a socket: the loop (engine/conn.c) receives
- * ciphertext with io_uring and feeds it in with tls_feed, takes the
- * ciphertext OpenSSL wants sent with tls_take_out and sends it with io_uring.
+ * ciphertext with io_uring into its own buffers, and OpenSSL's read BIO pulls
+ * it straight from there (tls_source_t: one copy, into OpenSSL's record
+ * buffer, where a memory BIO took two plus a clear). The ciphertext OpenSSL
+ * wants sent goes to a memory BIO; tls_take_out hands it to io_uring.
  * Verification is always on: TLS 1.2+, the peer's chain against the system
  * store or --cacert, and the host name (or IP address) of the URL. */
 #ifndef RF_TLS_H
@@ -18,7 +20,18 @@
 
 typedef struct {
 	SSL_CTX *ctx;
+	BIO_METHOD *src_meth; /* the read BIO over a tls_source_t */
 } tls_client_t;
+
+/* Where OpenSSL's read BIO takes ciphertext from. pull copies at most cap
+ * bytes into dst and returns how many (0: nothing now, OpenSSL says "want
+ * read"); pending says how many bytes wait. Both run inside SSL_* calls, on
+ * the loop thread. The owner (a connection) outlives its tls_conn_t. */
+typedef struct {
+	size_t (*pull)(void *arg, void *dst, size_t cap);
+	size_t (*pending)(void *arg);
+	void *arg;
+} tls_source_t;
 
 /* cacert: a PEM bundle, or NULL for the system store. 0, or -1 with err. */
 int tls_client_init(tls_client_t *c, const char *cacert, char *err, size_t err_cap);
@@ -27,8 +40,9 @@ void tls_client_free(tls_client_t *c);
 /* One connection's TLS state. Owned by its connection (engine/conn.c). */
 typedef struct {
 	SSL *ssl;
-	BIO *in;  /* ciphertext from the network, read by OpenSSL */
+	BIO *in;  /* ciphertext from the network: pulls from src */
 	BIO *out; /* ciphertext written by OpenSSL, to send */
+	tls_source_t src;
 } tls_conn_t;
 
 /* Results of the stepping functions. */
@@ -38,15 +52,15 @@ typedef struct {
 #define TLS_ERROR (-1)      /* fatal; message in err */
 
 /* host: name for SNI and verification; is_ip: host is an IP literal.
+ * src: where received ciphertext is pulled from (copied into t).
  * session: a session to resume, or NULL; a copy of it is offered, so the
  * caller's stays resumable whatever happens to this connection. 0, or -1 with
  * err. */
-int tls_conn_init(tls_conn_t *t, tls_client_t *c, const char *host, bool is_ip,
-                  SSL_SESSION *session, char *err, size_t err_cap);
+int tls_conn_init(tls_conn_t *t, tls_client_t *c, const tls_source_t *src, const char *host,
+                  bool is_ip, SSL_SESSION *session, char *err, size_t err_cap);
 void tls_conn_free(tls_conn_t *t);
 
 /* Network side. */
-int tls_feed(tls_conn_t *t, const void *buf, size_t len); /* 0 or -ENOMEM */
 size_t tls_pending_out(tls_conn_t *t);
 size_t tls_take_out(tls_conn_t *t, void *buf, size_t cap); /* bytes copied */
 

@@ -77,6 +77,13 @@ class NetAndE2eResults(unittest.TestCase):
                 self.assertEqual(v["peer"]["name"], "curl")
                 self.assertEqual(v["peer"]["runs"], [files], case)
                 self.assertIsNotNone(recs[(case, "requests_per_s")]["ratio"])
+            # Builds with asserts count copies: the ciphertext once (into
+            # OpenSSL's record buffer, never through a memory BIO), and body
+            # plaintext only where it shares a TLS record with the head.
+            tls_in = recs.get((case, "copied_tls_in_per_byte"))
+            if tls_in is not None:
+                self.assertTrue(1.0 <= tls_in["value"] < 1.1, tls_in)
+                self.assertLess(recs[(case, "copied_plain_per_byte")]["value"], 0.9)
         self.assertIn(("openssl_aes-128-gcm", "decrypt_mb_per_s"), recs)
         self.assertIn("ringfill: TLS", doc["env"]["cipher"])
         self.assertIn("cipher:", r.stdout)
