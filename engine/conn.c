@@ -290,7 +290,8 @@ static void conn_starve(loop_t *l, conn_t *c)
 	char *p = malloc(keep + n);
 	if (!p)
 		return; /* the buffers stay with it: slower, not wrong, unless all are */
-	memcpy(p, c->spill + c->spill_off, keep);
+	if (keep) /* spill is NULL when nothing was kept: no memcpy from NULL */
+		memcpy(p, c->spill + c->spill_off, keep);
 	free(c->spill);
 	c->spill = NULL;
 	c->spill_len = c->spill_off = 0;
@@ -633,8 +634,10 @@ static int conn_head_done(loop_t *l, conn_t *c, char *a, size_t an, char *b, siz
 		/* The chunk pool is empty: the body bytes that came with the head
 		 * (less than a TLS record) wait in c->head, the connection reads
 		 * no more, and conn_resume hands them on when a chunk is free. */
-		memmove(c->head, a, an);
-		memcpy(c->head + an, b, bn);
+		if (an) /* a or b is NULL when empty: no copy from NULL */
+			memmove(c->head, a, an);
+		if (bn)
+			memcpy(c->head + an, b, bn);
 		COPY_COUNT(l, COPY_HEAD, an + bn);
 		c->stash_len = (uint32_t)(an + bn);
 		l->stashes++;
