@@ -14,6 +14,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -289,7 +290,8 @@ static void conn_starve(loop_t *l, conn_t *c)
 	char *p = malloc(keep + n);
 	if (!p)
 		return; /* the buffers stay with it: slower, not wrong, unless all are */
-	memcpy(p, c->spill + c->spill_off, keep);
+	if (keep) /* spill is NULL when nothing was kept: no memcpy from NULL */
+		memcpy(p, c->spill + c->spill_off, keep);
 	free(c->spill);
 	c->spill = NULL;
 	c->spill_len = c->spill_off = 0;
@@ -308,7 +310,13 @@ static void conn_starve(loop_t *l, conn_t *c)
  * reports the socket's error (conn_complete). */
 conn_t *conn_open(loop_t *l, host_t *h, job_t *j)
 {
-	conn_t *c = calloc(1, sizeof *c);
+	/* Not calloc: that would zero (touch) head[] and wbuf[], 32 KiB that
+	 * are always written before they are read (head_len, wlen) and of
+	 * which a connection uses a page or two: with 512 connections, calloc
+	 * made about 12 MiB resident for nothing (docs/benchmarks.md). */
+	conn_t *c = malloc(sizeof *c);
+	if (c)
+		memset(c, 0, offsetof(conn_t, head));
 	int slot = c ? loop_slot_get(l) : -1;
 	if (slot < 0) {
 		free(c);
@@ -626,8 +634,10 @@ static int conn_head_done(loop_t *l, conn_t *c, char *a, size_t an, char *b, siz
 		/* The chunk pool is empty: the body bytes that came with the head
 		 * (less than a TLS record) wait in c->head, the connection reads
 		 * no more, and conn_resume hands them on when a chunk is free. */
-		memmove(c->head, a, an);
-		memcpy(c->head + an, b, bn);
+		if (an) /* a or b is NULL when empty: no copy from NULL */
+			memmove(c->head, a, an);
+		if (bn)
+			memcpy(c->head + an, b, bn);
 		COPY_COUNT(l, COPY_HEAD, an + bn);
 		c->stash_len = (uint32_t)(an + bn);
 		l->stashes++;

@@ -28,7 +28,10 @@
 #define CONN_RECV_BYTES (64u * 1024u) /* a connection's own buffer, without a buffer ring */
 #define RECV_BUF_BYTES (16u * 1024u)  /* a provided receive buffer: about one TLS record */
 #define RECV_BUFS_MIN 256u            /* buffers in the ring: 4 x --concurrency, rounded */
-#define RECV_BUFS_MAX 512u            /* up to a power of 2, within these bounds */
+#define RECV_BUFS_MAX 256u            /* up to a power of 2, within these bounds */
+/* MAX = MIN (4 MiB): 512 buffers cost 512 connections 4 MiB more peak RSS
+ * (issue 4: <= 128 MB) and did not make that run faster; a connection that
+ * finds the ring dry waits on loop.nobufs_head (docs/benchmarks.md). */
 #define RECV_BGID 0                   /* the ring's buffer group */
 #define CONN_SEND_BYTES (16u * 1024u + 512u) /* one TLS record and change */
 #define LOOP_PLAIN_BYTES (64u * 1024u)
@@ -182,6 +185,8 @@ struct conn {
 	uint32_t stash_len; /* body bytes that came with the head, waiting in head[] for a chunk */
 	bool nobufs;        /* on loop.nobufs_head: its recv waits for free buffers */
 	conn_t *nobufs_next;
+	/* Last and not zeroed by conn_open (only what comes before head is):
+	 * read only below head_len / wlen. */
 	char head[HTTP_HEAD_BYTES_MAX];
 	char wbuf[CONN_SEND_BYTES];
 };
