@@ -778,6 +778,19 @@ void batch_names_free(batch_names_t *n)
 	*n = (batch_names_t){0};
 }
 
+/* A failed extraction leaves the batch as it was before it (rows and count
+ * cut back to len0/n_rows0) and says why. */
+static int rows_settle(batch_t *b, int rc, size_t len0, uint32_t n_rows0, const char *why,
+                       const char **reason)
+{
+	if (rc == 0)
+		return 0;
+	b->rows.len = len0;
+	b->n_rows = n_rows0;
+	*reason = why ? why : "row extraction failed";
+	return -1;
+}
+
 int batch_add_record(batch_t *b, const table_spec_t *spec, uint32_t table, const json_doc_t *rec,
                      uint32_t node, const batch_docvals_t *dv, const json_doc_t *vars,
                      batch_names_t *names, const char **reason)
@@ -794,13 +807,7 @@ int batch_add_record(batch_t *b, const table_spec_t *spec, uint32_t table, const
 		names->set = c.set, names->slots = c.set_slots;
 	else
 		free(c.set);
-	if (rc != 0) {
-		b->rows.len = len0;
-		b->n_rows = n_rows0;
-		*reason = c.reason ? c.reason : "row extraction failed";
-		return -1;
-	}
-	return 0;
+	return rows_settle(b, rc, len0, n_rows0, c.reason, reason);
 }
 
 int batch_add_doc(batch_t *b, const table_spec_t *tables, uint32_t n_tables,
@@ -833,13 +840,7 @@ int batch_add_doc(batch_t *b, const table_spec_t *tables, uint32_t n_tables,
 		batch_docvals_free(dv);
 	}
 	free(c.set);
-	if (rc != 0) {
-		b->rows.len = len0;
-		b->n_rows = n_rows0;
-		*reason = c.reason ? c.reason : "row extraction failed";
-		return -1;
-	}
-	return 0;
+	return rows_settle(b, rc, len0, n_rows0, c.reason, reason);
 }
 
 int batch_add_rows(batch_t *b, const json_doc_t *doc, const json_path_t *rows,
