@@ -218,22 +218,19 @@ static void coding_add(char list[HTTP_CODINGS_BYTES_MAX], const char *el, size_t
 	list[len + sep + n] = '\0';
 }
 
-/* gzip only when it is the one coding applied (identity aside): a body with
- * codings we cannot undo is passed on as is and fails JSON parsing there. */
+/* gzip only when it is the one coding applied (identity aside) over every
+ * Content-Encoding header together, so a later "identity" header does not
+ * undo an earlier "gzip", nor does "gzip" alone count after "deflate": a body
+ * with codings we cannot undo is passed on as is and fails JSON parsing there. */
 static void on_content_encoding(const char *v, size_t n, http_response_t *r)
 {
 	const char *el;
 	size_t el_len, pos = 0;
-	unsigned codings = 0;
-	bool gzip = false;
 	while (next_element(v, n, &pos, &el, &el_len)) {
-		if (name_is(el, el_len, "identity"))
-			continue;
-		codings++;
-		gzip = name_is(el, el_len, "gzip") || name_is(el, el_len, "x-gzip");
-		coding_add(r->content_encoding, el, el_len);
+		if (!name_is(el, el_len, "identity"))
+			coding_add(r->content_encoding, el, el_len);
 	}
-	r->gzip = codings == 1 && gzip;
+	r->gzip = !strcmp(r->content_encoding, "gzip") || !strcmp(r->content_encoding, "x-gzip");
 }
 
 /* Copies v into dst when it fits; an over-long value leaves dst "" (and is

@@ -220,6 +220,18 @@ static void test_fields(void **state)
 	                  "Content-Encoding: identity\r\nContent-Encoding: GZIP\r\n\r\n",
 	                  &r) > 0);
 	assert_string_equal(r.content_encoding, "deflate, gzip");
+	assert_false(r.gzip); /* gzip over deflate: not one coding we undo */
+	/* a later header's identity does not undo an earlier header's gzip */
+	assert_true(parse("HTTP/1.1 200 OK\r\nContent-Length: 0\r\nContent-Encoding: gzip\r\n"
+	                  "Content-Encoding: identity\r\n\r\n",
+	                  &r) > 0);
+	assert_true(r.gzip);
+	assert_string_equal(r.content_encoding, "gzip");
+	assert_true(parse("HTTP/1.1 200 OK\r\nContent-Length: 0\r\nContent-Encoding: gzip\r\n"
+	                  "Content-Encoding: gzip\r\n\r\n",
+	                  &r) > 0);
+	assert_false(r.gzip);
+	assert_string_equal(r.content_encoding, "gzip, gzip");
 	assert_true(parse("HTTP/1.1 200 OK\r\nContent-Length: 0\r\nContent-Encoding: identity\r\n\r\n",
 	                  &r) > 0);
 	assert_string_equal(r.content_encoding, "");
