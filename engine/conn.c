@@ -305,9 +305,11 @@ static void conn_starve(loop_t *l, conn_t *c)
 }
 
 /* A new connection: the socket is created straight into a slot of the
- * ring's file table, and the connect is linked behind it, so both go in one
- * submission. If the socket cannot be made the connect is cancelled and
- * reports the socket's error (conn_complete). */
+ * ring's file table, the connect is linked behind it and a timeout of
+ * --timeout behind the connect, so all three go in one submission. If the
+ * socket cannot be made the connect is cancelled and reports the socket's
+ * error; if the timeout fires first the connect comes back cancelled with no
+ * socket error (conn_complete). */
 conn_t *conn_open(loop_t *l, host_t *h, job_t *j)
 {
 	/* Not calloc: that would zero (touch) head[] and wbuf[], 32 KiB that
@@ -339,6 +341,7 @@ conn_t *conn_open(loop_t *l, host_t *h, job_t *j)
 	j->conn = c;
 	c->op_socket.kind = OP_SOCKET;
 	c->op_connect.kind = OP_CONNECT;
+	c->op_connect_timeout.kind = OP_CONNECT_TIMEOUT;
 	c->op_send.kind = OP_SEND;
 	c->op_recv.kind = OP_RECV;
 	c->op_cancel.kind = OP_CANCEL;
@@ -351,15 +354,22 @@ conn_t *conn_open(loop_t *l, host_t *h, job_t *j)
 	l->conns_open++;
 	c->state = CONN_CONNECTING;
 	conn_set_phase(l, c, "connecting");
+	uint64_t ms = timeout_ms(l);
+	c->connect_ts.tv_sec = (long long)(ms / 1000);
+	c->connect_ts.tv_nsec = (long long)(ms % 1000) * 1000000;
+	loop_sqe_room(l, 3);
 	struct io_uring_sqe *sqe = loop_sqe(l);
 	io_uring_prep_socket_direct(sqe, h->addr.ss_family, SOCK_STREAM, 0, (unsigned)slot, 0);
 	io_uring_sqe_set_data(sqe, &c->op_socket);
 	sqe->flags |= IOSQE_IO_LINK;
 	sqe = loop_sqe(l);
 	io_uring_prep_connect(sqe, slot, (struct sockaddr *)&h->addr, h->addr_len);
-	sqe->flags |= IOSQE_FIXED_FILE;
+	sqe->flags |= IOSQE_FIXED_FILE | IOSQE_IO_LINK;
 	io_uring_sqe_set_data(sqe, &c->op_connect);
-	c->inflight += 2;
+	sqe = loop_sqe(l);
+	io_uring_prep_link_timeout(sqe, &c->connect_ts, 0);
+	io_uring_sqe_set_data(sqe, &c->op_connect_timeout);
+	c->inflight += 3;
 	return c;
 }
 
@@ -859,6 +869,11 @@ static void conn_proxy_reply(loop_t *l, conn_t *c)
 static void conn_connected(loop_t *l, conn_t *c, int res)
 {
 	host_t *h = c->host;
+	if (res == -ECANCELED) { /* not by us: c is not dead, so the linked timeout fired */
+		conn_fail(l, c, ERROR_CLASS_TRANSIENT, "timed out after %gs %s (--timeout)",
+		          l->o->timeout_s, c->phase);
+		return;
+	}
 	if (res < 0) {
 		if (h->via_proxy)
 			conn_fail(l, c, ERROR_CLASS_TRANSIENT, "connect to proxy %s port %u: %s",
@@ -985,6 +1000,7 @@ void conn_complete(loop_t *l, conn_t *c, op_t *op, int res, unsigned cqe_flags)
 		break;
 	case OP_CONNECT: conn_connected(l, c, res == -ECANCELED && c->sock_err ? c->sock_err : res);
 		break;
+	case OP_CONNECT_TIMEOUT: break; /* -ETIME (fired) or -ECANCELED: the connect reports it */
 	case OP_SEND: conn_sent(l, c, res); break;
 	case OP_RECV: conn_received(l, c, res); break;
 	default: break;
@@ -1014,6 +1030,8 @@ void conn_check_deadline(loop_t *l, conn_t *c)
 	 * for our buffers; neither for the server. */
 	if (c->dead || c->starved || c->nobufs)
 		return;
+	if (c->state == CONN_CONNECTING)
+		return; /* the timeout linked behind the connect (conn_open) */
 	if (c->state == CONN_IDLE) {
 		if (l->now_ms - c->idle_since_ms > CONN_IDLE_KEEP_MS)
 			conn_close(l, c);

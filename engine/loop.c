@@ -42,6 +42,16 @@ struct io_uring_sqe *loop_sqe(loop_t *l)
 	return sqe;
 }
 
+/* A linked chain must go in one submission: io_uring ends a chain at the
+ * end of a submission, and a lone LINK_TIMEOUT is refused. So a chain of n
+ * SQEs first makes room for all n (submitting what is queued if need be). */
+void loop_sqe_room(loop_t *l, unsigned n)
+{
+	assert(n <= LOOP_RING_ENTRIES);
+	if (io_uring_sq_space_left(&l->ring) < n)
+		io_uring_submit(&l->ring);
+}
+
 int loop_slot_get(loop_t *l)
 {
 	return l->n_slots_free ? (int)l->slots_free[--l->n_slots_free] : -1;
@@ -626,6 +636,9 @@ static void dispatch(loop_t *l, struct io_uring_cqe *cqe)
 	case OP_SIGNAL: on_signal(l, res); break;
 	case OP_SLOT_CLOSE: break; /* a slot that held nothing: nothing to do */
 	case OP_SOCKET: conn_complete(l, container_of(op, conn_t, op_socket), op, res, fl);
+		break;
+	case OP_CONNECT_TIMEOUT:
+		conn_complete(l, container_of(op, conn_t, op_connect_timeout), op, res, fl);
 		break;
 	case OP_CONNECT: conn_complete(l, container_of(op, conn_t, op_connect), op, res, fl);
 		break;

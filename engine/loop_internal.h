@@ -53,7 +53,7 @@
  * owner; container_of gets the owner back. */
 typedef enum {
 	OP_TICK = 1, OP_EVENTFD, OP_SIGNAL,
-	OP_SOCKET, OP_CONNECT, OP_SEND, OP_RECV, OP_CANCEL, OP_CLOSE,
+	OP_SOCKET, OP_CONNECT, OP_CONNECT_TIMEOUT, OP_SEND, OP_RECV, OP_CANCEL, OP_CLOSE,
 	OP_MKDIR, OP_FILE, OP_SLOT_CLOSE,
 	OP_LOCAL, /* a `files` job's read (files.c) */
 	OP_FILE_TAIL, /* --direct: the last bytes of a raw file, without O_DIRECT (stream.c) */
@@ -167,6 +167,11 @@ struct conn {
 	uint32_t inflight;  /* io_uring requests not completed yet */
 	tls_conn_t tls;
 	op_t op_socket, op_connect, op_send, op_recv, op_cancel, op_close;
+	/* The connect's deadline is a timeout linked behind it (conn_open), so
+	 * the kernel cancels a connect that hangs; the tick does not scan for it.
+	 * The kernel reads connect_ts when the chain is submitted. */
+	op_t op_connect_timeout;
+	struct __kernel_timespec connect_ts;
 	uint64_t deadline_ms, idle_since_ms;
 	const char *phase;  /* for timeout messages */
 	size_t wlen;        /* bytes at wbuf waiting to be sent */
@@ -329,6 +334,7 @@ struct loop {
 
 /* loop.c */
 struct io_uring_sqe *loop_sqe(loop_t *l);
+void loop_sqe_room(loop_t *l, unsigned n);    /* n SQEs free: a linked chain stays whole */
 int loop_slot_get(loop_t *l);                  /* a free slot, or -1 */
 void loop_slot_put(loop_t *l, int slot);       /* frees a slot already empty */
 void loop_slot_close(loop_t *l, int slot);     /* closes what it holds, frees it */

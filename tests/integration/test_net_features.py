@@ -3,7 +3,8 @@
 plain GET, against a real TLS server started here: redirects (relative,
 absolute, chains, loops, too many, to http), gzip bodies (good, two members,
 corrupt, cut short), --header with $VAR expansion that is never logged,
-keep-alive reuse, a server that drops idle keep-alive connections, IPv6
+keep-alive reuse, a server that drops idle keep-alive connections, a connect that
+hangs (--timeout through the linked timeout), IPv6
 loopback, --download-only bodies streamed to disk in bounded memory (large,
 truncated then retried, chunked, gzip kept as sent), and HTTPS_PROXY through a small CONNECT proxy (with and without
 Basic auth, and NO_PROXY). Each case checks the job's final state, class, attempts and what the
@@ -449,6 +450,24 @@ class NetFeatures(unittest.TestCase):
         self.assertEqual(served, 30)
         self.assertGreaterEqual(conns, 10)
         self.assertEqual(harness.count_rows(self.db, "t"), 30 * 2000)
+
+    def test_connect_that_hangs_times_out(self):
+        # A listener whose accept queue is full (backlog 0, one connection
+        # queued, never accepted) drops further SYNs: a connect to it hangs
+        # until the kernel gives up (minutes). The timeout linked behind the
+        # connect must end each attempt after --timeout.
+        with socket.socket() as lst, socket.socket() as filler:
+            lst.bind(("127.0.0.1", 0))
+            lst.listen(0)
+            filler.connect(lst.getsockname())
+            url = "https://127.0.0.1:%d/hang" % lst.getsockname()[1]
+            proc = self.run_urls([url], "--timeout", "0.3")
+        self.assertEqual(proc.returncode, 1, harness.describe(proc))
+        job = harness.jobs(self.db)[0]
+        self.assertEqual((job["state"], job["error_class"], job["attempts"]),
+                         ("failed", "transient", 2))
+        self.assertTrue(job["error"].startswith("timed out after 0.3s connecting (--timeout)"),
+                        job["error"])
 
     def test_ipv6_loopback(self):
         try:
