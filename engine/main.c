@@ -107,9 +107,10 @@ static int dry_run_source(const run_opts_t *o, const plan_t *p)
 		       p->page->url, json_path_text(p->page->cursor_path), p->page->cursor_param,
 		       json_path_text(p->page->items));
 		if (p->page->emit)
-			printf(", each fetched as %s\n", p->page->emit);
+			printf(", each fetched as %s", p->page->emit);
 		else
-			printf(" are the rows\n");
+			printf(" are the rows");
+		printf("; at most %llu pages\n", (unsigned long long)p->page->max_pages);
 	} else {
 		for (size_t i = 0; i < p->files.n && i < 10; i++)
 			printf("  READ %s\n", p->files.jobs[i].url + strlen(FILES_URL_PREFIX));

@@ -448,6 +448,15 @@ class Sources(unittest.TestCase):
         p = self.run_ok(["run", self.job_emit(d, "ok"), "--dry-run"])
         self.assertIn("pages from " + self.srv.url("ok/pages"), p.stdout)
         self.assertIn("each fetched as " + self.srv.url("repo/{did}.json"), p.stdout)
+        self.assertIn("; at most 1000000 pages\n", p.stdout)  # the default max_pages
+        path = self.job_emit(d, "ok")
+        with open(path) as f:
+            job = json.load(f)
+        job["source"]["paginate"]["max_pages"] = 23
+        with open(path, "w") as f:
+            json.dump(job, f)
+        p = self.run_ok(["run", path, "--dry-run"])
+        self.assertIn("; at most 23 pages\n", p.stdout)
         self.assertFalse(os.path.exists(os.path.join(d, "out.db")))
         self.assertEqual(self.srv.hits.get("/ok/pages?limit=5&cursor=start", 0), 0)
 
