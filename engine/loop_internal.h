@@ -103,6 +103,7 @@ typedef enum {
 typedef struct chunk {
 	struct chunk *next;
 	size_t len;
+	int32_t buf_index; /* --direct: its slot of the ring's registered buffers, or -1 */
 	_Alignas(CHUNK_ALIGN) char data[CHUNK_BYTES]; /* O_DIRECT writes it (--direct) */
 } chunk_t;
 
@@ -322,6 +323,10 @@ struct loop {
 	uint32_t chunks_made, chunks_max, starved_conns;
 	recvbufs_t rb;
 	uint32_t dio_align;  /* --direct: file offset and length alignment (statx) */
+	/* --direct: slots of the ring's (sparse) registered-buffer table for the
+	 * pool's chunks; 0 when there is none or RLIMIT_MEMLOCK refused a chunk. */
+	uint32_t fixed_bufs, fixed_used;
+	uint64_t fixed_writes; /* writes from registered buffers (write_fixed) */
 	conn_t *nobufs_head; /* connections whose recv waits for a free buffer */
 	uint64_t copied[COPY_STAGES];
 	uint64_t stashes; /* heads whose body bytes waited for a chunk (conn.c) */

@@ -19,6 +19,23 @@
 
 #include <openssl/evp.h>
 
+/* --direct: a new chunk of the pool takes the next slot of the registered
+ * buffers (loop.c, loop_fixed_bufs_init). A chunk beyond the pool's size is
+ * never registered: it is freed when it comes back (chunk_put). When the
+ * kernel refuses one (RLIMIT_MEMLOCK without CAP_IPC_LOCK), it and every
+ * later chunk are written as before. */
+static void chunk_register(loop_t *l, chunk_t *c)
+{
+	c->buf_index = -1;
+	if (l->fixed_used >= l->fixed_bufs || l->chunks_made >= l->chunks_max)
+		return;
+	struct iovec iov = {.iov_base = c->data, .iov_len = CHUNK_BYTES};
+	if (io_uring_register_buffers_update_tag(&l->ring, l->fixed_used, &iov, NULL, 1) == 1)
+		c->buf_index = (int32_t)l->fixed_used++;
+	else
+		l->fixed_bufs = 0;
+}
+
 static chunk_t *chunk_get(loop_t *l, bool overdraw)
 {
 	chunk_t *c = l->chunks_free;
@@ -29,6 +46,7 @@ static chunk_t *chunk_get(loop_t *l, bool overdraw)
 			return NULL;
 		if (!(c = aligned_alloc(CHUNK_ALIGN, sizeof *c)))
 			return NULL;
+		chunk_register(l, c);
 		l->chunks_made++;
 	}
 	c->next = NULL;
@@ -37,10 +55,12 @@ static chunk_t *chunk_get(loop_t *l, bool overdraw)
 }
 
 /* Back to the pool, and the connections that waited for it read again. A
- * chunk made beyond the pool's size (a job's first) is freed instead. */
+ * chunk made beyond the pool's size (a job's first) is freed instead: an
+ * unregistered one, so that a registered buffer is never freed under the
+ * kernel's table (the pool then keeps a registered chunk in its place). */
 static void chunk_put(loop_t *l, chunk_t *c)
 {
-	if (l->chunks_made > l->chunks_max) {
+	if (l->chunks_made > l->chunks_max && c->buf_index < 0) {
 		free(c);
 		l->chunks_made--;
 	} else {
@@ -174,6 +194,21 @@ void stream_finish(loop_t *l, job_t *j)
 	stream_pump(l, j);
 }
 
+/* A write of chunk bytes [off, off + len) to a file slot at file_off: from
+ * the registered buffer when the chunk has one. */
+static void chunk_prep_write(loop_t *l, struct io_uring_sqe *sqe, int slot, chunk_t *c,
+                             size_t off, size_t len, uint64_t file_off)
+{
+	if (c->buf_index >= 0) {
+		io_uring_prep_write_fixed(sqe, slot, c->data + off, (unsigned)len, file_off,
+		                          c->buf_index);
+		l->fixed_writes++;
+	} else {
+		io_uring_prep_write(sqe, slot, c->data + off, (unsigned)len, file_off);
+	}
+	sqe->flags |= IOSQE_FIXED_FILE;
+}
+
 /* --direct: the last bytes of the body, fewer than the alignment, cannot be
  * written through the O_DIRECT descriptor. A second descriptor of the same
  * .part, opened without O_DIRECT into its own slot, writes them and is
@@ -189,9 +224,7 @@ static void tail_submit(loop_t *l, job_t *j)
 		                            (unsigned)j->tail_fd);
 		break;
 	case FILE_WRITE:
-		io_uring_prep_write(sqe, j->tail_fd, j->wq_head->data + j->wq_off,
-		                    (unsigned)j->tail_len, j->file_off);
-		sqe->flags |= IOSQE_FIXED_FILE;
+		chunk_prep_write(l, sqe, j->tail_fd, j->wq_head, j->wq_off, j->tail_len, j->file_off);
 		break;
 	default:
 		io_uring_prep_close_direct(sqe, (unsigned)j->tail_fd);
@@ -257,9 +290,7 @@ void stream_pump(loop_t *l, job_t *j)
 		}
 		j->write_busy = true;
 		struct io_uring_sqe *sqe = loop_sqe(l);
-		io_uring_prep_write(sqe, j->file_fd, j->wq_head->data + j->wq_off, (unsigned)len,
-		                    j->file_off);
-		sqe->flags |= IOSQE_FIXED_FILE;
+		chunk_prep_write(l, sqe, j->file_fd, j->wq_head, j->wq_off, len, j->file_off);
 		io_uring_sqe_set_data(sqe, &j->op_file);
 		return;
 	}

@@ -400,14 +400,15 @@ def skip_unless_ringfill():
         raise unittest.SkipTest("RINGFILL is not set")
 
 
-def run_ringfill(args, cwd=None, env=None, drop_env=(), timeout_s=RUN_TIMEOUT_S):
+def run_ringfill(args, cwd=None, env=None, drop_env=(), timeout_s=RUN_TIMEOUT_S, prefix=()):
     """Runs ringfill with args (a list; never through a shell), in our
-    environment plus env minus the names in drop_env. Returns the
-    CompletedProcess with text stdout/stderr."""
+    environment plus env minus the names in drop_env, behind the command
+    prefix (e.g. prlimit) if given. Returns the CompletedProcess with text
+    stdout/stderr."""
     full_env = {k: v for k, v in os.environ.items() if k not in drop_env}
     if env:
         full_env.update(env)
-    return subprocess.run([ringfill_path()] + list(args), cwd=cwd, env=full_env,
+    return subprocess.run(list(prefix) + [ringfill_path()] + list(args), cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout_s, check=False)
 
 

@@ -3,7 +3,9 @@
 "Receiving"): provided buffer rings with one multishot recv per connection,
 a ring so small that it runs dry all the time (ENOBUFS: the recv is armed
 again later, the connection is never dropped, no attempt is wasted), and
-the fallback without a ring (a buffer per connection). Against a real nginx
+the fallback without a ring (a buffer per connection), and --direct's
+writes from registered buffers, also when RLIMIT_MEMLOCK refuses some.
+Against a real nginx
 over TLS; every body is checked byte for byte (--download-only --raw) or
 row for row (parsed), and every job must be done in its first attempt.
 
@@ -62,14 +64,15 @@ class RecvPath(unittest.TestCase):
     def workdir(self):
         return tempfile.mkdtemp(dir=self.tmp)
 
-    def run_ok(self, cwd, args, bufs):
+    def run_ok(self, cwd, args, bufs, prefix=()):
         stats = os.path.join(cwd, "copy-stats.json")
         env = {"RINGFILL_COPY_STATS": stats}
         if bufs is not None:
             env["RINGFILL_RECV_BUFS"] = str(bufs)
         proc = run_ringfill(["run"] + args + ["--cacert", self.pki.ca_cert, "--quiet",
                                               "--retries", "3", "--retry-base", "0.05",
-                                              "--retry-max", "0.1"], cwd=cwd, env=env)
+                                              "--retry-max", "0.1"], cwd=cwd, env=env,
+                            prefix=prefix)
         self.assertEqual(proc.returncode, 0, describe(proc))
         if not os.path.exists(stats):
             return None  # a build without asserts keeps no counters
@@ -85,14 +88,14 @@ class RecvPath(unittest.TestCase):
             # have needed exactly one attempt.
             self.assertEqual(j["attempts"], 1, j)
 
-    def download(self, bufs, concurrency=16, extra=()):
+    def download(self, bufs, concurrency=16, extra=(), prefix=()):
         cwd = self.workdir()
         urls = harness.write_lines(os.path.join(cwd, "urls.txt"),
                                    [self.nginx.url(rel) for rel in sorted(self.bins)])
         db = os.path.join(cwd, "rf.db")
         stats = self.run_ok(cwd, ["--urls", urls, "--db", db, "--raw", "raw", "--download-only",
                                   "--concurrency", str(concurrency), "--per-host",
-                                  str(concurrency)] + list(extra), bufs)
+                                  str(concurrency)] + list(extra), bufs, prefix)
         self.check_jobs_first_try(db, len(self.bins))
         for j in harness.jobs(db):
             rel = j["url"].split("/", 3)[3]
@@ -115,6 +118,7 @@ class RecvPath(unittest.TestCase):
             # Decrypted straight into the chunks that are written: only the
             # body bytes that share a TLS record with the head are copied.
             self.assertLess(stats["plain"], 16 * 1024 * len(self.bins), stats)
+            self.assertEqual(stats["fixed_writes"], 0, stats)  # only with --direct
 
     def test_tiny_ring_runs_dry(self):
         # 2 buffers for 16 connections: nearly every recv ends on ENOBUFS.
@@ -179,8 +183,23 @@ class RecvPath(unittest.TestCase):
         # O_DIRECT writes of whole alignment units, the last bytes of each
         # file through a second descriptor without O_DIRECT: every size
         # around 512, 4096, a chunk (256 KiB) and a TLS record.
-        self.download(None, extra=["--direct"])
-        self.download(2, concurrency=4, extra=["--direct"])
+        for bufs, conc in ((None, 16), (2, 4)):
+            stats = self.download(bufs, concurrency=conc, extra=["--direct"])
+            if stats is not None:
+                # every chunk came from the registered buffers (write_fixed)
+                self.assertGreaterEqual(stats["fixed_writes"], len(self.bins), stats)
+
+    def test_direct_when_memlock_refuses_buffers(self):
+        # Without CAP_IPC_LOCK, registered buffers count against
+        # RLIMIT_MEMLOCK: at 1 MiB the kernel takes the ring and a few chunks,
+        # then refuses; the refused chunks are written without write_fixed
+        # and the run is complete all the same.
+        if os.geteuid() != 0 or not (shutil.which("setpriv") and shutil.which("prlimit")):
+            self.skipTest("needs root, setpriv and prlimit to drop CAP_IPC_LOCK")
+        limit = str(1 << 20)
+        prefix = ["setpriv", "--bounding-set=-ipc_lock", "--inh-caps=-ipc_lock",
+                  "prlimit", "--memlock=%s:%s" % (limit, limit)]
+        self.download(None, extra=["--direct"], prefix=prefix)
 
     def test_direct_needs_download_only(self):
         cwd = self.workdir()
