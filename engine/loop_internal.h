@@ -43,7 +43,7 @@
 #define REDIRECTS_MAX 5u /* followed per attempt; one more is an error */
 #define CHUNK_BYTES (256u * 1024u)       /* a piece of a streamed body */
 #define CHUNK_ALIGN 4096u                /* of chunk data: enough for any O_DIRECT */
-#define STREAM_POOL_BYTES (64u << 20)   /* streamed bytes on their way to disk, all jobs */
+#define STREAM_POOL_BYTES (48u << 20)   /* streamed bytes on their way to disk, all jobs */
 #define ND_RECORD_BYTES_MAX (16u << 20) /* a streamed NDJSON line (or --max-body if smaller) */
 #define ND_CKPT_ROW_BYTES (16u << 20)   /* encoded rows that make a checkpoint due */
 #define ND_STOP_WAIT_MS 2000u           /* on a signal, how long checkpoints may wait */

@@ -528,7 +528,7 @@ class DownloadOnly(unittest.TestCase):
         for job in harness.jobs(self.db):
             self.check_raw(job, BIG)
         # 7 bodies of 48 MiB: held whole they would need over 330 MiB; the
-        # chunk pool is 64 MiB. A sanitizer's shadow memory and quarantine
+        # chunk pool is 48 MiB. A sanitizer's shadow memory and quarantine
         # make RSS say nothing about ours: the normal build checks it.
         if not sanitized_binary():
             self.assertLess(peak_kib, 160 * 1024, "peak RSS %d KiB" % peak_kib)

@@ -146,7 +146,7 @@ class RecvPath(unittest.TestCase):
             self.assertGreater(stats["nobufs"], 0, stats)
 
     def test_more_streams_than_chunks(self):
-        # 300 bodies in flight and 256 chunks in the pool: the bodies that
+        # 300 bodies in flight and 192 chunks in the pool: the bodies that
         # start when it is empty wait (their first bytes in the connection's
         # head buffer) instead of taking a chunk past the pool's size.
         cwd = self.workdir()
