@@ -297,10 +297,31 @@ def verify_dir(files, directory, name_of, who):
     return len(files)
 
 
+# Deleting thousands of files makes the next thousands of creates on the same
+# file system slow: ext4 will not reuse an inode deleted less than 60 s ago
+# (360 s while its inode table block is dirty), and each create scans past
+# every such inode again (`recently_deleted` under `__ext4_new_inode`: 35% of
+# the samples of a ringfill run right after the other client's files were
+# deleted, and 0.35 -> 2.1 s of system time between runs of one binary). So a
+# case with this many files keeps each run's output until the suite ends,
+# when the disk allows (OUTPUT_KEEP_BYTES_MAX for all its runs together).
+DEFER_DELETE_FILES = 1000
+OUTPUT_KEEP_BYTES_MAX = 8 * 10**9
+
+
 class NetCase:
     def __init__(self, name, files, parallel):
         self.name, self.files, self.parallel = name, files, parallel
         self.bytes = sum(f[1] for f in files)
+        self.kept = []  # output directories deleted when the suite ends
+
+    def done_with(self, out, runs):
+        """Deletes a run's output now, or keeps it for later (see above)."""
+        if (len(self.files) >= DEFER_DELETE_FILES
+                and self.bytes * 2 * (runs + 1) <= OUTPUT_KEEP_BYTES_MAX):
+            self.kept.append(out)
+        else:
+            shutil.rmtree(out, ignore_errors=True)
 
 
 def ringfill_net_run(a, launcher, ng, ca, case, urls, work):
@@ -327,7 +348,7 @@ def ringfill_net_run(a, launcher, ng, ca, case, urls, work):
                                     lambda rel: rel.replace("/", "_"), "ringfill " + case.name)
         return ru
     finally:
-        shutil.rmtree(out, ignore_errors=True)
+        case.done_with(out, a.runs)
 
 
 def curl_net_run(a, launcher, ng, ca, case, work):
@@ -347,7 +368,7 @@ def curl_net_run(a, launcher, ng, ca, case, work):
                                     "curl " + case.name)
         return ru
     finally:
-        shutil.rmtree(out, ignore_errors=True)
+        case.done_with(out, a.runs)
 
 
 def net_metrics(case, ru):
@@ -438,6 +459,9 @@ def suite_net(a, work):
             results[case.name] = (rf_runs, curl_runs)
     finally:
         ng.stop()
+        for case in cases:
+            for out in case.kept:
+                shutil.rmtree(out, ignore_errors=True)
     ciphers = ng.ciphers()
     for case in cases:
         rf_runs, curl_runs = results[case.name]
