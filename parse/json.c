@@ -137,8 +137,12 @@ size_t json_line_of(const char *src, size_t len, size_t offset)
 
 /* What the grammar checks need besides the walk's own locals. */
 typedef struct {
-	const char *src; /* the document (for NDJSON, the line) */
-	uint32_t len;
+	const char *src; /* the document (for NDJSON, the batch of lines) */
+	uint32_t len;    /* where the document ends in src (NDJSON: its line's end) */
+	/* Subtracted from the offsets written to the tape, which are relative to
+	 * the document: NDJSON walks a line in its batch's index, whose offsets
+	 * are relative to the batch (0 elsewhere). */
+	uint32_t base;
 	const json_error_t *s1_err; /* stage 1's error, or NULL */
 	json_error_t *err;
 } stage2_t;
@@ -276,7 +280,7 @@ static int check_escapes(stage2_t *s, uint32_t from, uint32_t close)
 
 /* A string node from its opening quote `open` and closing quote `close`. */
 static inline int string_node(stage2_t *s, json_node_t *tape, uint32_t n, uint32_t open,
-                              uint32_t close)
+                              uint32_t close, uint32_t base)
 {
 	assert(close > open && s->src[close] == '"');
 	uint8_t flags = 0;
@@ -286,7 +290,7 @@ static inline int string_node(stage2_t *s, json_node_t *tape, uint32_t n, uint32
 		if (check_escapes(s, (uint32_t)(bs - s->src), close) < 0)
 			return -1;
 	}
-	tape[n] = (json_node_t){.start = open, .len = close - open + 1, .next = n + 1,
+	tape[n] = (json_node_t){.start = open - base, .len = close - open + 1, .next = n + 1,
 	                        .type = JSON_STRING, .flags = flags};
 	return 0;
 }
@@ -312,7 +316,8 @@ static inline uint32_t skip_digits(const unsigned char *p, uint32_t i, uint32_t 
 }
 
 /* RFC 8259: -? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)? */
-static inline int number_node(stage2_t *s, json_node_t *tape, uint32_t n, uint32_t off)
+static inline int number_node(stage2_t *s, json_node_t *tape, uint32_t n, uint32_t off,
+                              uint32_t base)
 {
 	const unsigned char *p = (const unsigned char *)s->src;
 	uint32_t i = off, len = s->len;
@@ -343,7 +348,7 @@ static inline int number_node(stage2_t *s, json_node_t *tape, uint32_t n, uint32
 	}
 	if (unlikely(i < len && !ends_scalar[p[i]]))
 		return fail(s, i, JSON_E_NUMBER); /* "01", "1.2.3", "1x" */
-	tape[n] = (json_node_t){.start = off, .len = i - off, .next = n + 1, .type = JSON_NUMBER,
+	tape[n] = (json_node_t){.start = off - base, .len = i - off, .next = n + 1, .type = JSON_NUMBER,
 	                        .flags = flags};
 	return 0;
 }
@@ -363,7 +368,8 @@ static int literal_error(stage2_t *s, uint32_t off, const char *word, uint32_t w
 
 /* true, false or null at off (src[off] is 't', 'f' or 'n'), compared four
  * bytes at a time; the first byte was matched by the caller's dispatch. */
-static inline int literal_node(stage2_t *s, json_node_t *tape, uint32_t n, uint32_t off)
+static inline int literal_node(stage2_t *s, json_node_t *tape, uint32_t n, uint32_t off,
+                               uint32_t base)
 {
 	const char *p = s->src + off;
 	uint32_t left = s->len - off;
@@ -386,7 +392,7 @@ static inline int literal_node(stage2_t *s, json_node_t *tape, uint32_t n, uint3
 	uint32_t end = off + word_len;
 	if (unlikely(end < s->len && !ends_scalar[(unsigned char)s->src[end]]))
 		return fail(s, end, JSON_E_UNEXPECTED);
-	tape[n] = (json_node_t){.start = off, .len = word_len, .next = n + 1, .type = (uint8_t)type};
+	tape[n] = (json_node_t){.start = off - base, .len = word_len, .next = n + 1, .type = (uint8_t)type};
 	return 0;
 }
 
@@ -429,6 +435,7 @@ static int stage2_run(json_parser_t *p, stage2_t *s, const uint32_t *idx, uint32
 	json_node_t *tape = p->tape;
 	json_frame_t *stack = p->stack;
 	uint32_t k = 0, n = 0, depth = 0, count = 0, off, close;
+	const uint32_t base = s->base;
 	bool in_array = false; /* the open container is an array (meaningless at depth 0) */
 	if (n_idx == 0)
 		return fail(s, s->len, JSON_E_EMPTY);
@@ -449,7 +456,7 @@ value: /* a value starts at the next entry */
 		stack[depth++] = (json_frame_t){.node = n, .parent_count = count,
 		                                .parent_is_array = in_array};
 		in_array = src[off] == '[';
-		tape[n++] = (json_node_t){.start = off, .type = in_array ? JSON_ARRAY : JSON_OBJECT};
+		tape[n++] = (json_node_t){.start = off - base, .type = in_array ? JSON_ARRAY : JSON_OBJECT};
 		count = 0;
 		/* Empty containers close at once; others expect a first child. */
 		if (k < n_idx && src[idx[k]] == (in_array ? ']' : '}')) {
@@ -461,18 +468,18 @@ value: /* a value starts at the next entry */
 		goto object_key;
 	case '"':
 		NEXT_ENTRY(close);
-		if (string_node(s, tape, n++, off, close) < 0)
+		if (string_node(s, tape, n++, off, close, base) < 0)
 			return -1;
 		goto after_value;
 	case '-': case '0': case '1': case '2': case '3': case '4':
 	case '5': case '6': case '7': case '8': case '9':
-		if (number_node(s, tape, n++, off) < 0)
+		if (number_node(s, tape, n++, off, base) < 0)
 			return -1;
 		goto after_value;
 	case 't':
 	case 'f':
 	case 'n':
-		if (literal_node(s, tape, n++, off) < 0)
+		if (literal_node(s, tape, n++, off, base) < 0)
 			return -1;
 		goto after_value;
 	case ']':
@@ -494,7 +501,7 @@ object_key: /* a key is expected in the open object */
 	}
 	count++;
 	NEXT_ENTRY(close);
-	if (string_node(s, tape, n++, off, close) < 0)
+	if (string_node(s, tape, n++, off, close, base) < 0)
 		return -1;
 	NEXT_ENTRY(off);
 	if (unlikely(src[off] != ':'))
@@ -505,7 +512,7 @@ close_container: /* off is the bracket that closes stack[depth - 1] */
 	{
 		const json_frame_t *f = &stack[--depth];
 		json_node_t *c = &tape[f->node];
-		c->len = off + 1 - c->start;
+		c->len = off - base + 1 - c->start;
 		c->next = n; /* just past the subtree */
 		c->count = count;
 		count = f->parent_count;
@@ -765,7 +772,7 @@ static int select_walk(select_t *w, uint32_t step, uint32_t *kp, uint32_t depth)
 				        memcmp(src + off + 1, st.name, raw) == 0;
 			} else {
 				json_node_t key;
-				if (string_node(s, &key, 0, off, close) < 0)
+				if (string_node(s, &key, 0, off, close, 0) < 0)
 					return -1;
 				match = st.kind == JSON_STEP_NAME &&
 				        json_key_equals(src, &key, st.name, st.name_len);
@@ -959,7 +966,7 @@ static int ndjson_batch(json_parser_t *p, const char *src, size_t pos, size_t en
 	json_error_t s1;
 	if (json_stage1(src + pos, (uint32_t)n, p->batch_idx, &n_idx, &s1) < 0)
 		return ndjson_lines(p, src, pos, end, line, fn, ctx, err);
-	const uint32_t *idx = p->batch_idx; /* batch offsets until a line is walked */
+	const uint32_t *idx = p->batch_idx; /* offsets into the batch */
 	uint32_t k = 0;
 	size_t at = pos;
 	while (at < end) {
@@ -971,14 +978,14 @@ static int ndjson_batch(json_parser_t *p, const char *src, size_t pos, size_t en
 			uint32_t line_entries = k_end - k;
 			if (grow((void **)&p->tape, &p->tape_cap, line_entries, sizeof *p->tape) < 0)
 				return ndjson_line(p, src, at, stop, *line, fn, ctx, err);
-			/* Make the line's entries offsets into the line, as json_parse's. */
-			uint32_t *line_idx = p->batch_idx + k, line_at = (uint32_t)(at - pos);
-			for (uint32_t j = 0; j < line_entries; j++)
-				line_idx[j] -= line_at;
-			stage2_t s = {.src = src + at, .len = (uint32_t)(stop - at), .err = err};
+			/* The line's slice of the batch index as it is: the walk
+			 * subtracts the line's start from what it writes to the tape,
+			 * so the tape is json_parse's of the line alone. */
+			stage2_t s = {.src = src + pos, .len = (uint32_t)(stop - pos),
+			              .base = (uint32_t)(at - pos), .err = err};
 			uint32_t n_nodes = 0;
-			if (stage2_run(p, &s, line_idx, line_entries, &n_nodes, NULL) < 0) {
-				err->offset += at;
+			if (stage2_run(p, &s, idx + k, line_entries, &n_nodes, NULL) < 0) {
+				err->offset += pos;
 				err->line = *line;
 				return -1;
 			}
