@@ -41,8 +41,12 @@ struct json_parser {
 	uint32_t depth_max;
 	uint32_t *idx; /* structural index, idx_cap entries */
 	size_t idx_cap;
+	uint64_t *bslash; /* the backslash map of the input idx indexes, bslash_cap words */
+	size_t bslash_cap;
 	uint32_t *batch_idx; /* NDJSON: the index of a batch of lines */
 	size_t batch_idx_cap;
+	uint64_t *batch_bslash; /* NDJSON: the batch's backslash map */
+	size_t batch_bslash_cap;
 	json_node_t *tape; /* tape_cap nodes */
 	size_t tape_cap;
 	json_frame_t *stack; /* open containers, grows up to depth_max */
@@ -71,7 +75,9 @@ void json_parser_free(json_parser_t *p)
 	if (!p)
 		return;
 	free(p->idx);
+	free(p->bslash);
 	free(p->batch_idx);
+	free(p->batch_bslash);
 	free(p->tape);
 	free(p->stack);
 	free(p->hits);
@@ -118,9 +124,15 @@ size_t json_line_of(const char *src, size_t len, size_t offset)
 #if defined(__GNUC__)
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
+/* For the per-value helpers of the walk: gcc stops inlining string_node
+ * once it reads the backslash map, and the call costs more than the rest. */
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+#define NOINLINE __attribute__((noinline))
 #else
 #define likely(x) (x)
 #define unlikely(x) (x)
+#define ALWAYS_INLINE inline
+#define NOINLINE
 #endif
 
 /* The 8-byte tricks below find the first matching byte with a count of
@@ -143,6 +155,9 @@ typedef struct {
 	 * the document: NDJSON walks a line in its batch's index, whose offsets
 	 * are relative to the batch (0 elsewhere). */
 	uint32_t base;
+	/* Stage 1's backslash map of src (json_stage1_fn), or NULL: then
+	 * strings are searched for backslashes byte by byte. */
+	const uint64_t *bslash;
 	const json_error_t *s1_err; /* stage 1's error, or NULL */
 	json_error_t *err;
 } stage2_t;
@@ -234,17 +249,38 @@ static inline const char *find_backslash(const char *p, const char *end, const c
 #endif
 }
 
-/* Checks every escape in src(from, close); src[from] is the first backslash. */
-static int check_escapes(stage2_t *s, uint32_t from, uint32_t close)
+/* Offset of the first backslash in src[from, to), or UINT32_MAX: from stage
+ * 1's backslash map, a word (64 bytes) at a time, or else from the bytes. */
+static inline uint32_t next_backslash(const stage2_t *s, uint32_t from, uint32_t to)
+{
+	if (from >= to)
+		return UINT32_MAX;
+	if (likely(s->bslash != NULL)) {
+		uint32_t w = from / JSON_BSLASH_MAP_BYTES, last = (to - 1) / JSON_BSLASH_MAP_BYTES;
+		uint64_t bits = s->bslash[w] & (~0ull << (from % JSON_BSLASH_MAP_BYTES));
+		while (bits == 0) {
+			if (w == last)
+				return UINT32_MAX;
+			bits = s->bslash[++w];
+		}
+		uint32_t at = w * JSON_BSLASH_MAP_BYTES + (uint32_t)__builtin_ctzll(bits);
+		return at < to ? at : UINT32_MAX;
+	}
+	const char *bs = find_backslash(s->src + from, s->src + to, s->src + s->len);
+	return bs ? (uint32_t)(bs - s->src) : UINT32_MAX;
+}
+
+/* Checks every escape in src(from, close); src[from] is the first backslash.
+ * Out of line: most strings have none. */
+static NOINLINE int check_escapes(stage2_t *s, uint32_t from, uint32_t close)
 {
 	const char *src = s->src;
 	uint32_t i = from;
 	while (i < close) {
 		if (src[i] != '\\') {
-			const char *bs = find_backslash(src + i, src + close, src + s->len);
-			if (!bs)
+			i = next_backslash(s, i, close);
+			if (i == UINT32_MAX)
 				return 0;
-			i = (uint32_t)(bs - src);
 		}
 		assert(i + 1 < close); /* stage 1: a backslash never escapes the closing quote */
 		switch (src[i + 1]) {
@@ -279,15 +315,15 @@ static int check_escapes(stage2_t *s, uint32_t from, uint32_t close)
 }
 
 /* A string node from its opening quote `open` and closing quote `close`. */
-static inline int string_node(stage2_t *s, json_node_t *tape, uint32_t n, uint32_t open,
+static ALWAYS_INLINE int string_node(stage2_t *s, json_node_t *tape, uint32_t n, uint32_t open,
                               uint32_t close, uint32_t base)
 {
 	assert(close > open && s->src[close] == '"');
 	uint8_t flags = 0;
-	const char *bs = find_backslash(s->src + open + 1, s->src + close, s->src + s->len);
-	if (unlikely(bs != NULL)) {
+	uint32_t bs = next_backslash(s, open + 1, close);
+	if (unlikely(bs != UINT32_MAX)) {
 		flags = JSON_F_ESCAPED;
-		if (check_escapes(s, (uint32_t)(bs - s->src), close) < 0)
+		if (check_escapes(s, bs, close) < 0)
 			return -1;
 	}
 	tape[n] = (json_node_t){.start = open - base, .len = close - open + 1, .next = n + 1,
@@ -554,22 +590,44 @@ static int fail_early(const char *src, size_t len, size_t offset, const char *re
 	return -1;
 }
 
+/* Stage 1 of a whole document into p->idx and p->bslash, and a tape with a
+ * node per index entry. Returns stage 1's result (0, or -1 with *s1), or -2
+ * with *err set (document too large, out of memory). */
+static int index_doc(json_parser_t *p, const char *src, size_t len, uint32_t *n_idx,
+                     json_error_t *s1, json_error_t *err)
+{
+	if (len > JSON_DOC_BYTES_MAX) {
+		fail_early(src, len, JSON_DOC_BYTES_MAX, JSON_E_TOO_LARGE, err);
+		return -2;
+	}
+	/* Sized for the worst case (every byte structural): about 4 bytes of
+	 * index per input byte, and a tape node per index entry. */
+	if (grow((void **)&p->idx, &p->idx_cap, len + JSON_STAGE1_IDX_SLACK, sizeof *p->idx) < 0 ||
+	    grow((void **)&p->bslash, &p->bslash_cap, JSON_BSLASH_MAP_WORDS(len) + 1,
+	         sizeof *p->bslash) < 0) {
+		fail_early(src, len, 0, JSON_E_NOMEM, err);
+		return -2;
+	}
+	*n_idx = 0;
+	int r1 = json_stage1(src, (uint32_t)len, p->idx, n_idx, p->bslash, s1);
+	if (grow((void **)&p->tape, &p->tape_cap, *n_idx ? *n_idx : 1, sizeof *p->tape) < 0) {
+		fail_early(src, len, 0, JSON_E_NOMEM, err);
+		return -2;
+	}
+	return r1;
+}
+
 int json_parse(json_parser_t *p, const char *src, size_t len, json_doc_t *doc,
                json_error_t *err)
 {
 	assert(p && (src || len == 0) && doc && err);
-	if (len > JSON_DOC_BYTES_MAX)
-		return fail_early(src, len, JSON_DOC_BYTES_MAX, JSON_E_TOO_LARGE, err);
-	/* Sized for the worst case (every byte structural): about 4 bytes of
-	 * index per input byte, and a tape node per index entry. */
-	if (grow((void **)&p->idx, &p->idx_cap, len + JSON_STAGE1_IDX_SLACK, sizeof *p->idx) < 0)
-		return fail_early(src, len, 0, JSON_E_NOMEM, err);
-	uint32_t n_idx = 0;
+	uint32_t n_idx;
 	json_error_t s1 = {0};
-	int r1 = json_stage1(src, (uint32_t)len, p->idx, &n_idx, &s1);
-	if (grow((void **)&p->tape, &p->tape_cap, n_idx ? n_idx : 1, sizeof *p->tape) < 0)
-		return fail_early(src, len, 0, JSON_E_NOMEM, err);
-	stage2_t s = {.src = src, .len = (uint32_t)len, .s1_err = r1 < 0 ? &s1 : NULL, .err = err};
+	int r1 = index_doc(p, src, len, &n_idx, &s1, err);
+	if (r1 == -2)
+		return -1;
+	stage2_t s = {.src = src, .len = (uint32_t)len, .bslash = p->bslash,
+	              .s1_err = r1 < 0 ? &s1 : NULL, .err = err};
 	uint32_t n_nodes = 0;
 	if (stage2_run(p, &s, p->idx, n_idx, &n_nodes, NULL) < 0) {
 		err->line = json_line_of(src, len, err->offset);
@@ -810,16 +868,13 @@ int json_select(json_parser_t *p, const char *src, size_t len, const json_path_t
                 uint32_t n_paths, json_select_fn fn, void *ctx, json_error_t *err)
 {
 	assert(p && (src || len == 0) && (paths || n_paths == 0) && fn && err);
-	if (len > JSON_DOC_BYTES_MAX)
-		return fail_early(src, len, JSON_DOC_BYTES_MAX, JSON_E_TOO_LARGE, err);
-	if (grow((void **)&p->idx, &p->idx_cap, len + JSON_STAGE1_IDX_SLACK, sizeof *p->idx) < 0)
-		return fail_early(src, len, 0, JSON_E_NOMEM, err);
-	uint32_t n_idx = 0, n_nodes = 0;
+	uint32_t n_idx, n_nodes = 0;
 	json_error_t s1 = {0};
-	int r1 = json_stage1(src, (uint32_t)len, p->idx, &n_idx, &s1);
-	if (grow((void **)&p->tape, &p->tape_cap, n_idx ? n_idx : 1, sizeof *p->tape) < 0)
-		return fail_early(src, len, 0, JSON_E_NOMEM, err);
-	stage2_t s = {.src = src, .len = (uint32_t)len, .s1_err = r1 < 0 ? &s1 : NULL, .err = err};
+	int r1 = index_doc(p, src, len, &n_idx, &s1, err);
+	if (r1 == -2)
+		return -1;
+	stage2_t s = {.src = src, .len = (uint32_t)len, .bslash = p->bslash,
+	              .s1_err = r1 < 0 ? &s1 : NULL, .err = err};
 	select_t w = {.p = p, .s = &s, .idx = p->idx, .n_idx = n_idx};
 	int r = 0;
 	if (r1 < 0 || n_idx == 0) {
@@ -960,11 +1015,13 @@ static int ndjson_batch(json_parser_t *p, const char *src, size_t pos, size_t en
 	if (n > JSON_DOC_BYTES_MAX)
 		return ndjson_lines(p, src, pos, end, line, fn, ctx, err);
 	if (grow((void **)&p->batch_idx, &p->batch_idx_cap, n + JSON_STAGE1_IDX_SLACK,
-	         sizeof *p->batch_idx) < 0)
+	         sizeof *p->batch_idx) < 0 ||
+	    grow((void **)&p->batch_bslash, &p->batch_bslash_cap, JSON_BSLASH_MAP_WORDS(n) + 1,
+	         sizeof *p->batch_bslash) < 0)
 		return ndjson_lines(p, src, pos, end, line, fn, ctx, err);
 	uint32_t n_idx = 0;
 	json_error_t s1;
-	if (json_stage1(src + pos, (uint32_t)n, p->batch_idx, &n_idx, &s1) < 0)
+	if (json_stage1(src + pos, (uint32_t)n, p->batch_idx, &n_idx, p->batch_bslash, &s1) < 0)
 		return ndjson_lines(p, src, pos, end, line, fn, ctx, err);
 	const uint32_t *idx = p->batch_idx; /* offsets into the batch */
 	uint32_t k = 0;
@@ -982,7 +1039,8 @@ static int ndjson_batch(json_parser_t *p, const char *src, size_t pos, size_t en
 			 * subtracts the line's start from what it writes to the tape,
 			 * so the tape is json_parse's of the line alone. */
 			stage2_t s = {.src = src + pos, .len = (uint32_t)(stop - pos),
-			              .base = (uint32_t)(at - pos), .err = err};
+			              .base = (uint32_t)(at - pos), .bslash = p->batch_bslash,
+			              .err = err};
 			uint32_t n_nodes = 0;
 			if (stage2_run(p, &s, idx + k, line_entries, &n_nodes, NULL) < 0) {
 				err->offset += pos;

@@ -161,8 +161,35 @@ int json_stage1_scalar_from(const char *src, uint32_t len, uint32_t pos, bool in
 	return 0;
 }
 
-int json_stage1_scalar(const char *src, uint32_t len, uint32_t *idx, uint32_t *n_out,
-                       json_error_t *err)
+void json_stage1_bslash_map(const char *src, uint32_t len, uint32_t from, uint64_t *bslash)
 {
+	assert(from % JSON_BSLASH_MAP_BYTES == 0);
+	for (uint64_t pos = from; pos < len; pos += JSON_BSLASH_MAP_BYTES) {
+		uint32_t n = len - pos < JSON_BSLASH_MAP_BYTES ? (uint32_t)(len - pos)
+		                                               : JSON_BSLASH_MAP_BYTES;
+		uint64_t bits = 0;
+		uint32_t i = 0;
+		/* Backslashes are rare: 8 bytes are looked at one by one only
+		 * when they hold one (exact zero-byte test of w ^ '\\'). */
+		for (; i + 8 <= n; i += 8) {
+			uint64_t w;
+			memcpy(&w, src + pos + i, sizeof w);
+			uint64_t x = w ^ (ONES * '\\');
+			if ((~(((x & ~HIGHS) + ~HIGHS) | x) & HIGHS) == 0)
+				continue;
+			for (uint32_t j = i; j < i + 8; j++)
+				bits |= (uint64_t)(src[pos + j] == '\\') << j;
+		}
+		for (; i < n; i++)
+			bits |= (uint64_t)(src[pos + i] == '\\') << i;
+		bslash[pos / JSON_BSLASH_MAP_BYTES] = bits;
+	}
+}
+
+int json_stage1_scalar(const char *src, uint32_t len, uint32_t *idx, uint32_t *n_out,
+                       uint64_t *bslash, json_error_t *err)
+{
+	if (bslash)
+		json_stage1_bslash_map(src, len, 0, bslash);
 	return json_stage1_scalar_from(src, len, 0, false, idx, 0, n_out, err);
 }

@@ -143,8 +143,8 @@ static inline uint32_t s1_flatten(uint32_t *idx, uint32_t n, uint32_t base, uint
 }
 
 int json_stage1_avx512(const char *src, uint32_t len, uint32_t *idx, uint32_t *n_out,
-                       json_error_t *err)
+                       uint64_t *bslash, json_error_t *err)
 {
 	s1_utf8_t utf8;
-	return s1_run(src, len, idx, n_out, err, &utf8);
+	return s1_run(src, len, idx, n_out, bslash, err, &utf8);
 }

@@ -109,8 +109,8 @@ static inline void s1_classify(const uint8_t *block, s1_masks_t *m, s1_utf8_t *u
 }
 
 int json_stage1_sse42(const char *src, uint32_t len, uint32_t *idx, uint32_t *n_out,
-                      json_error_t *err)
+                      uint64_t *bslash, json_error_t *err)
 {
 	s1_utf8_t utf8;
-	return s1_run(src, len, idx, n_out, err, &utf8);
+	return s1_run(src, len, idx, n_out, bslash, err, &utf8);
 }

@@ -1,5 +1,6 @@
 /* tests/parse/test_json_stage1_diff.c: every stage-1 kernel this CPU runs
- * gives exactly the scalar kernel's index and error (offset and reason).
+ * gives exactly the scalar kernel's index and error (offset and reason), and
+ * every kernel (scalar too) the backslash map of the input, valid or not.
  *
  * Inputs: JSONTestSuite (argv[1]) and every prefix of each case, the corpus
  * (argv[2]) whole, its prefixes around 64-byte block edges and random windows
@@ -49,6 +50,7 @@ static fileset_t suite, corpus;
 static const json_stage1_kernel_t *kernels;
 static size_t n_kernels;
 static uint32_t *idx_ref, *idx_got; /* INPUT_BYTES_MAX + slack entries each */
+static uint64_t *bs_ref, *bs_got;   /* backslash maps of INPUT_BYTES_MAX bytes (+ 1 word) */
 static unsigned long long compared;
 static unsigned long long clean; /* inputs the SIMD kernels finish without the scalar one */
 
@@ -150,14 +152,27 @@ static void compare_at(const char *what, const char *src, size_t len)
 {
 	json_error_t e_ref = {0};
 	uint32_t n_ref = 0;
-	int r_ref = json_stage1_scalar(src, (uint32_t)len, idx_ref, &n_ref, &e_ref);
+	size_t words = JSON_BSLASH_MAP_WORDS(len);
+	memset(bs_ref, 0, (words + 1) * sizeof *bs_ref);
+	for (size_t i = 0; i < len; i++)
+		if (src[i] == '\\')
+			bs_ref[i / JSON_BSLASH_MAP_BYTES] |= 1ull << (i % JSON_BSLASH_MAP_BYTES);
+	int r_ref = json_stage1_scalar(src, (uint32_t)len, idx_ref, &n_ref, NULL, &e_ref);
 	clean += r_ref == 0 && simd_only(src, len);
 	for (size_t k = 0; k < n_kernels; k++) {
-		if (kernels[k].fn == json_stage1_scalar)
-			continue;
 		json_error_t e = {0};
 		uint32_t n = 0;
-		int r = kernels[k].fn(src, (uint32_t)len, idx_got, &n, &e);
+		/* A word past the map that no kernel may write. */
+		memset(bs_got, 0xA5, (words + 1) * sizeof *bs_got);
+		int r = kernels[k].fn(src, (uint32_t)len, idx_got, &n, bs_got, &e);
+		if (memcmp(bs_got, bs_ref, words * sizeof *bs_got) != 0 ||
+		    bs_got[words] != 0xA5A5A5A5A5A5A5A5ull) {
+			fprintf(stderr, "%s: wrong backslash map\n", kernels[k].name);
+			print_input(what, src, len);
+			fail();
+		}
+		if (kernels[k].fn == json_stage1_scalar)
+			continue;
 		bool same = r == r_ref && n == n_ref &&
 		            memcmp(idx_got, idx_ref, n * sizeof *idx_got) == 0;
 		if (same && r < 0)
@@ -195,7 +210,9 @@ static int setup(void **state)
 	n_kernels = json_stage1_kernels(&kernels);
 	idx_ref = malloc((INPUT_BYTES_MAX + JSON_STAGE1_IDX_SLACK) * sizeof *idx_ref);
 	idx_got = malloc((INPUT_BYTES_MAX + JSON_STAGE1_IDX_SLACK) * sizeof *idx_got);
-	if (!idx_ref || !idx_got)
+	bs_ref = malloc((JSON_BSLASH_MAP_WORDS(INPUT_BYTES_MAX) + 1) * sizeof *bs_ref);
+	bs_got = malloc((JSON_BSLASH_MAP_WORDS(INPUT_BYTES_MAX) + 1) * sizeof *bs_got);
+	if (!idx_ref || !idx_got || !bs_ref || !bs_got)
 		return -1;
 	printf("kernels:");
 	for (size_t k = 0; k < n_kernels; k++)
@@ -213,6 +230,8 @@ static int teardown(void **state)
 		free(corpus.files[i].data);
 	free(idx_ref);
 	free(idx_got);
+	free(bs_ref);
+	free(bs_got);
 	return 0;
 }
 
