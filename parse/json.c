@@ -609,7 +609,7 @@ static int index_doc(json_parser_t *p, const char *src, size_t len, uint32_t *n_
 		return -2;
 	}
 	*n_idx = 0;
-	int r1 = json_stage1(src, (uint32_t)len, p->idx, n_idx, p->bslash, s1);
+	int r1 = json_stage1(src, (uint32_t)len, p->idx, n_idx, p->bslash, false, s1);
 	if (grow((void **)&p->tape, &p->tape_cap, *n_idx ? *n_idx : 1, sizeof *p->tape) < 0) {
 		fail_early(src, len, 0, JSON_E_NOMEM, err);
 		return -2;
@@ -1007,7 +1007,9 @@ static uint32_t idx_lower_bound(const uint32_t *idx, uint32_t from, uint32_t n, 
 	return lo;
 }
 
-/* The lines [pos, end) with one stage 1 over all of them. */
+/* The lines [pos, end) with one stage 1 over all of them, which also indexes
+ * every '\n' (outside strings: one inside is an error), so a line's entries
+ * run up to its '\n' entry and no search for line ends is needed. */
 static int ndjson_batch(json_parser_t *p, const char *src, size_t pos, size_t end, size_t *line,
                         json_ndjson_fn fn, void *ctx, json_error_t *err)
 {
@@ -1021,41 +1023,48 @@ static int ndjson_batch(json_parser_t *p, const char *src, size_t pos, size_t en
 		return ndjson_lines(p, src, pos, end, line, fn, ctx, err);
 	uint32_t n_idx = 0;
 	json_error_t s1;
-	if (json_stage1(src + pos, (uint32_t)n, p->batch_idx, &n_idx, p->batch_bslash, &s1) < 0)
+	if (json_stage1(src + pos, (uint32_t)n, p->batch_idx, &n_idx, p->batch_bslash, true,
+	                &s1) < 0)
 		return ndjson_lines(p, src, pos, end, line, fn, ctx, err);
-	const uint32_t *idx = p->batch_idx; /* offsets into the batch */
-	uint32_t k = 0;
-	size_t at = pos;
-	while (at < end) {
-		size_t eol = line_end(src, at, end);
-		size_t stop = eol > at && src[eol - 1] == '\r' ? eol - 1 : eol;
-		/* A line with no entries holds only whitespace: blank. */
-		uint32_t k_end = idx_lower_bound(idx, k, n_idx, (uint32_t)(eol - pos));
-		if (k_end > k) {
-			uint32_t line_entries = k_end - k;
-			if (grow((void **)&p->tape, &p->tape_cap, line_entries, sizeof *p->tape) < 0)
-				return ndjson_line(p, src, at, stop, *line, fn, ctx, err);
-			/* The line's slice of the batch index as it is: the walk
-			 * subtracts the line's start from what it writes to the tape,
-			 * so the tape is json_parse's of the line alone. */
-			stage2_t s = {.src = src + pos, .len = (uint32_t)(stop - pos),
-			              .base = (uint32_t)(at - pos), .bslash = p->batch_bslash,
-			              .err = err};
-			uint32_t n_nodes = 0;
-			if (stage2_run(p, &s, idx + k, line_entries, &n_nodes, NULL) < 0) {
-				err->offset += pos;
-				err->line = *line;
-				return -1;
-			}
-			json_doc_t doc = {.src = src + at, .len = stop - at, .nodes = p->tape,
+	const char *b = src + pos; /* the batch: the index's offsets are into it */
+	const uint32_t *idx = p->batch_idx;
+	uint32_t k = 0, at = 0; /* the next entry; where its line starts */
+	json_error_t ignored;
+	while (k < n_idx) {
+		if (b[idx[k]] == '\n') { /* the end of a line (a blank one if nothing came before) */
+			at = idx[k++] + 1;
+			(*line)++;
+			continue;
+		}
+		/* The line's document, walked in the batch's index as it is (the
+		 * tape subtracts the line's start, so it is json_parse's tape of the
+		 * line alone), over at most as many entries as the tape has room
+		 * for. It is the whole line when the next entry ends the line.
+		 * Anything else (an error, a '\n' inside the value, more on the
+		 * line, a tape too short) is left to json_parse of the line alone,
+		 * which finds the error, or grows the tape and parses the line. */
+		uint32_t room = n_idx - k < p->tape_cap ? n_idx - k : (uint32_t)p->tape_cap;
+		stage2_t s = {.src = b, .len = (uint32_t)n, .base = at, .bslash = p->batch_bslash,
+		              .err = &ignored};
+		uint32_t used = 0, n_nodes = 0;
+		if (likely(room > 0 && stage2_run(p, &s, idx + k, room, &n_nodes, &used) == 0 &&
+		           (k + used == n_idx || b[idx[k + used]] == '\n'))) {
+			k += used;
+			uint32_t eol = k < n_idx ? idx[k] : (uint32_t)n;
+			uint32_t stop = eol > at && b[eol - 1] == '\r' ? eol - 1 : eol;
+			json_doc_t doc = {.src = b + at, .len = stop - at, .nodes = p->tape,
 			                  .n_nodes = n_nodes};
-			int r = fn(ctx, &doc, at);
+			int r = fn(ctx, &doc, pos + at);
 			if (r != 0)
 				return r;
+			continue;
 		}
-		k = k_end;
-		at = eol < end ? eol + 1 : end;
-		(*line)++;
+		size_t eol = line_end(src, pos + at, end);
+		size_t stop = eol > pos + at && src[eol - 1] == '\r' ? eol - 1 : eol;
+		int r = ndjson_line(p, src, pos + at, stop, *line, fn, ctx, err);
+		if (r != 0)
+			return r;
+		k = idx_lower_bound(idx, k, n_idx, (uint32_t)(eol - pos)); /* the line's '\n' */
 	}
 	return 0;
 }

@@ -56,25 +56,28 @@
  * bslash: NULL, or room for JSON_BSLASH_MAP_WORDS(len) words, which are
  * filled (on success and on error) with the backslash map: bit b of word w is
  * set exactly when src[w * 64 + b] is a backslash (bits past len are clear).
- * Stage 2 reads a string's escapes off it instead of searching the bytes. */
+ * Stage 2 reads a string's escapes off it instead of searching the bytes.
+ * newlines: every '\n' outside strings is an entry too (NDJSON: a batch of
+ * lines indexed at once marks where its lines end; a '\n' inside a string
+ * is a control character, an error). */
 typedef int (*json_stage1_fn)(const char *src, uint32_t len, uint32_t *idx, uint32_t *n_out,
-                              uint64_t *bslash, json_error_t *err);
+                              uint64_t *bslash, bool newlines, json_error_t *err);
 
 /* Bytes one word of the backslash map covers, and its words for len bytes. */
 #define JSON_BSLASH_MAP_BYTES 64u
 #define JSON_BSLASH_MAP_WORDS(len) (((size_t)(len) + JSON_BSLASH_MAP_BYTES - 1) / JSON_BSLASH_MAP_BYTES)
 
 int json_stage1_scalar(const char *src, uint32_t len, uint32_t *idx, uint32_t *n_out,
-                       uint64_t *bslash, json_error_t *err);
+                       uint64_t *bslash, bool newlines, json_error_t *err);
 #if defined(JSON_STAGE1_X86)
 /* Compiled with their own target flags (parse/meson.build); call them only
  * when json_stage1_kernels lists them. */
 int json_stage1_avx512(const char *src, uint32_t len, uint32_t *idx, uint32_t *n_out,
-                       uint64_t *bslash, json_error_t *err);
+                       uint64_t *bslash, bool newlines, json_error_t *err);
 int json_stage1_avx2(const char *src, uint32_t len, uint32_t *idx, uint32_t *n_out,
-                     uint64_t *bslash, json_error_t *err);
+                     uint64_t *bslash, bool newlines, json_error_t *err);
 int json_stage1_sse42(const char *src, uint32_t len, uint32_t *idx, uint32_t *n_out,
-                      uint64_t *bslash, json_error_t *err);
+                      uint64_t *bslash, bool newlines, json_error_t *err);
 #endif
 
 /* The scalar kernel from byte pos on, for a SIMD kernel that met something it
@@ -83,7 +86,8 @@ int json_stage1_sse42(const char *src, uint32_t len, uint32_t *idx, uint32_t *n_
  * src[pos - 1] belongs to a run of "other" bytes, and idx[0, n) already holds
  * every entry below pos. Same result as json_stage1_scalar. */
 int json_stage1_scalar_from(const char *src, uint32_t len, uint32_t pos, bool in_scalar,
-                            uint32_t *idx, uint32_t n, uint32_t *n_out, json_error_t *err);
+                            bool newlines, uint32_t *idx, uint32_t n, uint32_t *n_out,
+                            json_error_t *err);
 
 /* The words of the backslash map (see json_stage1_fn) for src[from, len),
  * from a multiple of JSON_BSLASH_MAP_BYTES: what the scalar kernel makes,
@@ -92,7 +96,7 @@ void json_stage1_bslash_map(const char *src, uint32_t len, uint32_t from, uint64
 
 /* Stage 1 with the kernel in use (json_stage1_name() says which). */
 int json_stage1(const char *src, uint32_t len, uint32_t *idx, uint32_t *n_out,
-                uint64_t *bslash, json_error_t *err);
+                uint64_t *bslash, bool newlines, json_error_t *err);
 
 typedef struct {
 	const char *name; /* "avx512", "avx2", "sse42", "scalar": the RINGFILL_ISA values */

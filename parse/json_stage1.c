@@ -121,7 +121,8 @@ static int64_t scan_string(const char *src, uint32_t len, uint32_t open, json_er
 }
 
 int json_stage1_scalar_from(const char *src, uint32_t len, uint32_t pos, bool in_scalar,
-                            uint32_t *idx, uint32_t n, uint32_t *n_out, json_error_t *err)
+                            bool newlines, uint32_t *idx, uint32_t n, uint32_t *n_out,
+                            json_error_t *err)
 {
 	assert(len <= JSON_DOC_BYTES_MAX && pos <= len && n <= pos);
 	const unsigned char *s = (const unsigned char *)src;
@@ -129,6 +130,8 @@ int json_stage1_scalar_from(const char *src, uint32_t len, uint32_t pos, bool in
 	while (i < len) {
 		switch (byte_class[s[i]]) {
 		case CLS_WS:
+			if (newlines && s[i] == '\n')
+				idx[n++] = i;
 			in_scalar = false;
 			i++;
 			break;
@@ -187,9 +190,9 @@ void json_stage1_bslash_map(const char *src, uint32_t len, uint32_t from, uint64
 }
 
 int json_stage1_scalar(const char *src, uint32_t len, uint32_t *idx, uint32_t *n_out,
-                       uint64_t *bslash, json_error_t *err)
+                       uint64_t *bslash, bool newlines, json_error_t *err)
 {
 	if (bslash)
 		json_stage1_bslash_map(src, len, 0, bslash);
-	return json_stage1_scalar_from(src, len, 0, false, idx, 0, n_out, err);
+	return json_stage1_scalar_from(src, len, 0, false, newlines, idx, 0, n_out, err);
 }
