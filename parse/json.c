@@ -295,12 +295,12 @@ static NOINLINE int check_escapes(stage2_t *s, uint32_t from, uint32_t close)
 		int32_t cp = close - i >= 6 ? json_hex4(src + i + 2) : -1;
 		if (cp < 0)
 			return fail(s, i, JSON_E_ESCAPE);
-		if (cp >= 0xDC00 && cp <= 0xDFFF)
-			return fail(s, i, JSON_E_SURROGATE);
-		if (cp < 0xD800 || cp > 0xDBFF) {
+		if (likely((cp & 0xF800) != 0xD800)) { /* not a surrogate */
 			i += 6;
 			continue;
 		}
+		if (cp >= 0xDC00)
+			return fail(s, i, JSON_E_SURROGATE);
 		/* A high surrogate must be followed at once by an escaped low one. */
 		if (close - i < 12 || src[i + 6] != '\\' || src[i + 7] != 'u')
 			return fail(s, i, JSON_E_SURROGATE);

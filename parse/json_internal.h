@@ -148,22 +148,19 @@ int json_parse_value_indexed(json_parser_t *p, uint32_t depth_used, const char *
  * key[0, key_len). */
 bool json_key_equals(const char *src, const json_node_t *k, const char *key, size_t key_len);
 
-/* Value of the four hex digits at p, or -1 if one is not a hex digit. */
+/* 0x10 | the value of each hex digit byte, 0 for every other byte. */
+extern const uint8_t json_hex_digit[256];
+
+/* Value of the four hex digits at p, or -1 if one is not a hex digit. Four
+ * table lookups and no branch per digit: \u escapes mix digits and letters
+ * unpredictably. */
 static inline int32_t json_hex4(const char *p)
 {
-	int32_t v = 0;
-	for (int i = 0; i < 4; i++) {
-		unsigned char c = (unsigned char)p[i];
-		int32_t d;
-		if (c >= '0' && c <= '9')
-			d = c - '0';
-		else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f')
-			d = (c | 0x20) - 'a' + 10;
-		else
-			return -1;
-		v = v * 16 + d;
-	}
-	return v;
+	uint32_t a = json_hex_digit[(unsigned char)p[0]], b = json_hex_digit[(unsigned char)p[1]];
+	uint32_t c = json_hex_digit[(unsigned char)p[2]], d = json_hex_digit[(unsigned char)p[3]];
+	if (!(a & b & c & d & 0x10))
+		return -1;
+	return (int32_t)(((a & 15) << 12) | ((b & 15) << 8) | ((c & 15) << 4) | (d & 15));
 }
 
 /* 1-based line of byte `offset` in src (counts '\n' before it). O(offset),
