@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "parse/json_internal.h"
+#include "tests/parse/ndjson_lines_alone.h"
 
 #define PATH_BYTES_MAX 128u
 
@@ -52,31 +53,9 @@ static void sum_doc(walk_t *w, const json_doc_t *d, size_t line_offset)
 	w->sum = mix(h, d->n_nodes);
 }
 
-/* The reference: every non-blank line through json_parse alone. */
-static int lines_alone(json_parser_t *p, const char *src, size_t len, walk_t *w,
-                       json_error_t *err)
+static void sum_ref(void *ctx, const json_doc_t *d, size_t line_offset)
 {
-	size_t pos = 0, line = 1;
-	while (pos < len) {
-		const char *nl = memchr(src + pos, '\n', len - pos);
-		size_t end = nl ? (size_t)(nl - src) : len;
-		size_t stop = end > pos && src[end - 1] == '\r' ? end - 1 : end;
-		size_t i = pos;
-		while (i < stop && (src[i] == ' ' || src[i] == '\t' || src[i] == '\r'))
-			i++;
-		if (i < stop) {
-			json_doc_t doc;
-			if (json_parse(p, src + pos, stop - pos, &doc, err) < 0) {
-				err->offset += pos;
-				err->line = line;
-				return -1;
-			}
-			sum_doc(w, &doc, pos);
-		}
-		pos = nl ? end + 1 : len;
-		line++;
-	}
-	return 0;
+	sum_doc(ctx, d, line_offset);
 }
 
 static int visit(void *ctx, const json_doc_t *d, uint32_t node)
@@ -129,7 +108,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	walk_t w = {.path = path, .check = check, .src = src};
 	walk_t ref = {.src = src};
 	json_error_t ref_err;
-	int r_ref = lines_alone(check, src, len, &ref, &ref_err);
+	int r_ref = ndjson_lines_alone(check, src, len, sum_ref, &ref, &ref_err);
 	const json_stage1_kernel_t *kernels;
 	size_t n_kernels = json_stage1_kernels(&kernels);
 	for (size_t k = 0; k < n_kernels; k++) {

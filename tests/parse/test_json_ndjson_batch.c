@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include "parse/json_internal.h"
+#include "tests/parse/ndjson_lines_alone.h"
 
 /* Documents remembered per walk; inputs here have fewer lines than this
  * or stop comparing the tapes past it (offsets and counts still compared). */
@@ -71,30 +72,15 @@ static int record(void *ctx, const json_doc_t *d, size_t line_offset)
 }
 
 /* The reference: every non-blank line through json_parse on its own. */
+static void record_ref(void *ctx, const json_doc_t *d, size_t line_offset)
+{
+	record(ctx, d, line_offset);
+}
+
 static int reference_each(json_parser_t *p, const char *src, size_t len, visit_t *v,
                           json_error_t *err)
 {
-	size_t pos = 0, line = 1;
-	while (pos < len) {
-		const char *nl = memchr(src + pos, '\n', len - pos);
-		size_t end = nl ? (size_t)(nl - src) : len;
-		size_t stop = end > pos && src[end - 1] == '\r' ? end - 1 : end;
-		size_t i = pos;
-		while (i < stop && (src[i] == ' ' || src[i] == '\t' || src[i] == '\r'))
-			i++;
-		if (i < stop) {
-			json_doc_t doc;
-			if (json_parse(p, src + pos, stop - pos, &doc, err) < 0) {
-				err->offset += pos;
-				err->line = line;
-				return -1;
-			}
-			record(v, &doc, pos);
-		}
-		pos = nl ? end + 1 : len;
-		line++;
-	}
-	return 0;
+	return ndjson_lines_alone(p, src, len, record_ref, v, err);
 }
 
 static walk_t got_walk, want_walk;
