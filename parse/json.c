@@ -315,8 +315,8 @@ static NOINLINE int check_escapes(stage2_t *s, uint32_t from, uint32_t close)
 }
 
 /* A string node from its opening quote `open` and closing quote `close`. */
-static ALWAYS_INLINE int string_node(stage2_t *s, json_node_t *tape, uint32_t n, uint32_t open,
-                              uint32_t close, uint32_t base)
+static ALWAYS_INLINE int string_node(stage2_t *s, json_node_t *tape, uint32_t n,
+                                     uint32_t open, uint32_t close, uint32_t base)
 {
 	assert(close > open && s->src[close] == '"');
 	uint8_t flags = 0;
@@ -384,8 +384,8 @@ static inline int number_node(stage2_t *s, json_node_t *tape, uint32_t n, uint32
 	}
 	if (unlikely(i < len && !ends_scalar[p[i]]))
 		return fail(s, i, JSON_E_NUMBER); /* "01", "1.2.3", "1x" */
-	tape[n] = (json_node_t){.start = off - base, .len = i - off, .next = n + 1, .type = JSON_NUMBER,
-	                        .flags = flags};
+	tape[n] = (json_node_t){.start = off - base, .len = i - off, .next = n + 1,
+	                        .type = JSON_NUMBER, .flags = flags};
 	return 0;
 }
 
@@ -428,7 +428,8 @@ static inline int literal_node(stage2_t *s, json_node_t *tape, uint32_t n, uint3
 	uint32_t end = off + word_len;
 	if (unlikely(end < s->len && !ends_scalar[(unsigned char)s->src[end]]))
 		return fail(s, end, JSON_E_UNEXPECTED);
-	tape[n] = (json_node_t){.start = off - base, .len = word_len, .next = n + 1, .type = (uint8_t)type};
+	tape[n] = (json_node_t){.start = off - base, .len = word_len, .next = n + 1,
+	                        .type = (uint8_t)type};
 	return 0;
 }
 
@@ -492,7 +493,8 @@ value: /* a value starts at the next entry */
 		stack[depth++] = (json_frame_t){.node = n, .parent_count = count,
 		                                .parent_is_array = in_array};
 		in_array = src[off] == '[';
-		tape[n++] = (json_node_t){.start = off - base, .type = in_array ? JSON_ARRAY : JSON_OBJECT};
+		tape[n++] = (json_node_t){.start = off - base,
+		                          .type = in_array ? JSON_ARRAY : JSON_OBJECT};
 		count = 0;
 		/* Empty containers close at once; others expect a first child. */
 		if (k < n_idx && src[idx[k]] == (in_array ? ']' : '}')) {

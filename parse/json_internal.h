@@ -65,7 +65,8 @@ typedef int (*json_stage1_fn)(const char *src, uint32_t len, uint32_t *idx, uint
 
 /* Bytes one word of the backslash map covers, and its words for len bytes. */
 #define JSON_BSLASH_MAP_BYTES 64u
-#define JSON_BSLASH_MAP_WORDS(len) (((size_t)(len) + JSON_BSLASH_MAP_BYTES - 1) / JSON_BSLASH_MAP_BYTES)
+#define JSON_BSLASH_MAP_WORDS(len)                                                                 \
+	(((size_t)(len) + JSON_BSLASH_MAP_BYTES - 1) / JSON_BSLASH_MAP_BYTES)
 
 int json_stage1_scalar(const char *src, uint32_t len, uint32_t *idx, uint32_t *n_out,
                        uint64_t *bslash, bool newlines, json_error_t *err);

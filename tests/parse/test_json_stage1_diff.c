@@ -215,7 +215,8 @@ static void compare_mode(const char *what, const char *src, size_t len, bool new
 			same = e.offset == e_ref.offset && e.reason == e_ref.reason;
 		if (!same) {
 			fprintf(stderr, "%s%s differs from scalar: r %d/%d, n %u/%u, error %zu %s / %zu %s\n",
-			        kernels[k].name, newlines ? " (newlines)" : "", r, r_ref, n, n_ref, e.offset, e.reason ? e.reason : "-",
+			        kernels[k].name, newlines ? " (newlines)" : "", r, r_ref, n, n_ref,
+			        e.offset, e.reason ? e.reason : "-",
 			        e_ref.offset, e_ref.reason ? e_ref.reason : "-");
 			for (uint32_t i = 0; i < n && i < n_ref; i++)
 				if (idx_got[i] != idx_ref[i]) {
