@@ -41,8 +41,12 @@ struct json_parser {
 	uint32_t depth_max;
 	uint32_t *idx; /* structural index, idx_cap entries */
 	size_t idx_cap;
+	uint64_t *bslash; /* the backslash map of the input idx indexes, bslash_cap words */
+	size_t bslash_cap;
 	uint32_t *batch_idx; /* NDJSON: the index of a batch of lines */
 	size_t batch_idx_cap;
+	uint64_t *batch_bslash; /* NDJSON: the batch's backslash map */
+	size_t batch_bslash_cap;
 	json_node_t *tape; /* tape_cap nodes */
 	size_t tape_cap;
 	json_frame_t *stack; /* open containers, grows up to depth_max */
@@ -71,7 +75,9 @@ void json_parser_free(json_parser_t *p)
 	if (!p)
 		return;
 	free(p->idx);
+	free(p->bslash);
 	free(p->batch_idx);
+	free(p->batch_bslash);
 	free(p->tape);
 	free(p->stack);
 	free(p->hits);
@@ -118,9 +124,15 @@ size_t json_line_of(const char *src, size_t len, size_t offset)
 #if defined(__GNUC__)
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
+/* For the per-value helpers of the walk: gcc stops inlining string_node
+ * once it reads the backslash map, and the call costs more than the rest. */
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+#define NOINLINE __attribute__((noinline))
 #else
 #define likely(x) (x)
 #define unlikely(x) (x)
+#define ALWAYS_INLINE inline
+#define NOINLINE
 #endif
 
 /* The 8-byte tricks below find the first matching byte with a count of
@@ -137,8 +149,15 @@ size_t json_line_of(const char *src, size_t len, size_t offset)
 
 /* What the grammar checks need besides the walk's own locals. */
 typedef struct {
-	const char *src; /* the document (for NDJSON, the line) */
-	uint32_t len;
+	const char *src; /* the document (for NDJSON, the batch of lines) */
+	uint32_t len;    /* where the document ends in src (NDJSON: its line's end) */
+	/* Subtracted from the offsets written to the tape, which are relative to
+	 * the document: NDJSON walks a line in its batch's index, whose offsets
+	 * are relative to the batch (0 elsewhere). */
+	uint32_t base;
+	/* Stage 1's backslash map of src (json_stage1_fn), or NULL: then
+	 * strings are searched for backslashes byte by byte. */
+	const uint64_t *bslash;
 	const json_error_t *s1_err; /* stage 1's error, or NULL */
 	json_error_t *err;
 } stage2_t;
@@ -230,17 +249,38 @@ static inline const char *find_backslash(const char *p, const char *end, const c
 #endif
 }
 
-/* Checks every escape in src(from, close); src[from] is the first backslash. */
-static int check_escapes(stage2_t *s, uint32_t from, uint32_t close)
+/* Offset of the first backslash in src[from, to), or UINT32_MAX: from stage
+ * 1's backslash map, a word (64 bytes) at a time, or else from the bytes. */
+static inline uint32_t next_backslash(const stage2_t *s, uint32_t from, uint32_t to)
+{
+	if (from >= to)
+		return UINT32_MAX;
+	if (likely(s->bslash != NULL)) {
+		uint32_t w = from / JSON_BSLASH_MAP_BYTES, last = (to - 1) / JSON_BSLASH_MAP_BYTES;
+		uint64_t bits = s->bslash[w] & (~0ull << (from % JSON_BSLASH_MAP_BYTES));
+		while (bits == 0) {
+			if (w == last)
+				return UINT32_MAX;
+			bits = s->bslash[++w];
+		}
+		uint32_t at = w * JSON_BSLASH_MAP_BYTES + (uint32_t)__builtin_ctzll(bits);
+		return at < to ? at : UINT32_MAX;
+	}
+	const char *bs = find_backslash(s->src + from, s->src + to, s->src + s->len);
+	return bs ? (uint32_t)(bs - s->src) : UINT32_MAX;
+}
+
+/* Checks every escape in src(from, close); src[from] is the first backslash.
+ * Out of line: most strings have none. */
+static NOINLINE int check_escapes(stage2_t *s, uint32_t from, uint32_t close)
 {
 	const char *src = s->src;
 	uint32_t i = from;
 	while (i < close) {
 		if (src[i] != '\\') {
-			const char *bs = find_backslash(src + i, src + close, src + s->len);
-			if (!bs)
+			i = next_backslash(s, i, close);
+			if (i == UINT32_MAX)
 				return 0;
-			i = (uint32_t)(bs - src);
 		}
 		assert(i + 1 < close); /* stage 1: a backslash never escapes the closing quote */
 		switch (src[i + 1]) {
@@ -255,12 +295,12 @@ static int check_escapes(stage2_t *s, uint32_t from, uint32_t close)
 		int32_t cp = close - i >= 6 ? json_hex4(src + i + 2) : -1;
 		if (cp < 0)
 			return fail(s, i, JSON_E_ESCAPE);
-		if (cp >= 0xDC00 && cp <= 0xDFFF)
-			return fail(s, i, JSON_E_SURROGATE);
-		if (cp < 0xD800 || cp > 0xDBFF) {
+		if (likely((cp & 0xF800) != 0xD800)) { /* not a surrogate */
 			i += 6;
 			continue;
 		}
+		if (cp >= 0xDC00)
+			return fail(s, i, JSON_E_SURROGATE);
 		/* A high surrogate must be followed at once by an escaped low one. */
 		if (close - i < 12 || src[i + 6] != '\\' || src[i + 7] != 'u')
 			return fail(s, i, JSON_E_SURROGATE);
@@ -275,18 +315,18 @@ static int check_escapes(stage2_t *s, uint32_t from, uint32_t close)
 }
 
 /* A string node from its opening quote `open` and closing quote `close`. */
-static inline int string_node(stage2_t *s, json_node_t *tape, uint32_t n, uint32_t open,
-                              uint32_t close)
+static ALWAYS_INLINE int string_node(stage2_t *s, json_node_t *tape, uint32_t n,
+                                     uint32_t open, uint32_t close, uint32_t base)
 {
 	assert(close > open && s->src[close] == '"');
 	uint8_t flags = 0;
-	const char *bs = find_backslash(s->src + open + 1, s->src + close, s->src + s->len);
-	if (unlikely(bs != NULL)) {
+	uint32_t bs = next_backslash(s, open + 1, close);
+	if (unlikely(bs != UINT32_MAX)) {
 		flags = JSON_F_ESCAPED;
-		if (check_escapes(s, (uint32_t)(bs - s->src), close) < 0)
+		if (check_escapes(s, bs, close) < 0)
 			return -1;
 	}
-	tape[n] = (json_node_t){.start = open, .len = close - open + 1, .next = n + 1,
+	tape[n] = (json_node_t){.start = open - base, .len = close - open + 1, .next = n + 1,
 	                        .type = JSON_STRING, .flags = flags};
 	return 0;
 }
@@ -312,7 +352,8 @@ static inline uint32_t skip_digits(const unsigned char *p, uint32_t i, uint32_t 
 }
 
 /* RFC 8259: -? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)? */
-static inline int number_node(stage2_t *s, json_node_t *tape, uint32_t n, uint32_t off)
+static inline int number_node(stage2_t *s, json_node_t *tape, uint32_t n, uint32_t off,
+                              uint32_t base)
 {
 	const unsigned char *p = (const unsigned char *)s->src;
 	uint32_t i = off, len = s->len;
@@ -343,8 +384,8 @@ static inline int number_node(stage2_t *s, json_node_t *tape, uint32_t n, uint32
 	}
 	if (unlikely(i < len && !ends_scalar[p[i]]))
 		return fail(s, i, JSON_E_NUMBER); /* "01", "1.2.3", "1x" */
-	tape[n] = (json_node_t){.start = off, .len = i - off, .next = n + 1, .type = JSON_NUMBER,
-	                        .flags = flags};
+	tape[n] = (json_node_t){.start = off - base, .len = i - off, .next = n + 1,
+	                        .type = JSON_NUMBER, .flags = flags};
 	return 0;
 }
 
@@ -363,7 +404,8 @@ static int literal_error(stage2_t *s, uint32_t off, const char *word, uint32_t w
 
 /* true, false or null at off (src[off] is 't', 'f' or 'n'), compared four
  * bytes at a time; the first byte was matched by the caller's dispatch. */
-static inline int literal_node(stage2_t *s, json_node_t *tape, uint32_t n, uint32_t off)
+static inline int literal_node(stage2_t *s, json_node_t *tape, uint32_t n, uint32_t off,
+                               uint32_t base)
 {
 	const char *p = s->src + off;
 	uint32_t left = s->len - off;
@@ -386,7 +428,8 @@ static inline int literal_node(stage2_t *s, json_node_t *tape, uint32_t n, uint3
 	uint32_t end = off + word_len;
 	if (unlikely(end < s->len && !ends_scalar[(unsigned char)s->src[end]]))
 		return fail(s, end, JSON_E_UNEXPECTED);
-	tape[n] = (json_node_t){.start = off, .len = word_len, .next = n + 1, .type = (uint8_t)type};
+	tape[n] = (json_node_t){.start = off - base, .len = word_len, .next = n + 1,
+	                        .type = (uint8_t)type};
 	return 0;
 }
 
@@ -429,6 +472,7 @@ static int stage2_run(json_parser_t *p, stage2_t *s, const uint32_t *idx, uint32
 	json_node_t *tape = p->tape;
 	json_frame_t *stack = p->stack;
 	uint32_t k = 0, n = 0, depth = 0, count = 0, off, close;
+	const uint32_t base = s->base;
 	bool in_array = false; /* the open container is an array (meaningless at depth 0) */
 	if (n_idx == 0)
 		return fail(s, s->len, JSON_E_EMPTY);
@@ -449,7 +493,8 @@ value: /* a value starts at the next entry */
 		stack[depth++] = (json_frame_t){.node = n, .parent_count = count,
 		                                .parent_is_array = in_array};
 		in_array = src[off] == '[';
-		tape[n++] = (json_node_t){.start = off, .type = in_array ? JSON_ARRAY : JSON_OBJECT};
+		tape[n++] = (json_node_t){.start = off - base,
+		                          .type = in_array ? JSON_ARRAY : JSON_OBJECT};
 		count = 0;
 		/* Empty containers close at once; others expect a first child. */
 		if (k < n_idx && src[idx[k]] == (in_array ? ']' : '}')) {
@@ -461,18 +506,18 @@ value: /* a value starts at the next entry */
 		goto object_key;
 	case '"':
 		NEXT_ENTRY(close);
-		if (string_node(s, tape, n++, off, close) < 0)
+		if (string_node(s, tape, n++, off, close, base) < 0)
 			return -1;
 		goto after_value;
 	case '-': case '0': case '1': case '2': case '3': case '4':
 	case '5': case '6': case '7': case '8': case '9':
-		if (number_node(s, tape, n++, off) < 0)
+		if (number_node(s, tape, n++, off, base) < 0)
 			return -1;
 		goto after_value;
 	case 't':
 	case 'f':
 	case 'n':
-		if (literal_node(s, tape, n++, off) < 0)
+		if (literal_node(s, tape, n++, off, base) < 0)
 			return -1;
 		goto after_value;
 	case ']':
@@ -494,7 +539,7 @@ object_key: /* a key is expected in the open object */
 	}
 	count++;
 	NEXT_ENTRY(close);
-	if (string_node(s, tape, n++, off, close) < 0)
+	if (string_node(s, tape, n++, off, close, base) < 0)
 		return -1;
 	NEXT_ENTRY(off);
 	if (unlikely(src[off] != ':'))
@@ -505,7 +550,7 @@ close_container: /* off is the bracket that closes stack[depth - 1] */
 	{
 		const json_frame_t *f = &stack[--depth];
 		json_node_t *c = &tape[f->node];
-		c->len = off + 1 - c->start;
+		c->len = off - base + 1 - c->start;
 		c->next = n; /* just past the subtree */
 		c->count = count;
 		count = f->parent_count;
@@ -547,22 +592,44 @@ static int fail_early(const char *src, size_t len, size_t offset, const char *re
 	return -1;
 }
 
+/* Stage 1 of a whole document into p->idx and p->bslash, and a tape with a
+ * node per index entry. Returns stage 1's result (0, or -1 with *s1), or -2
+ * with *err set (document too large, out of memory). */
+static int index_doc(json_parser_t *p, const char *src, size_t len, uint32_t *n_idx,
+                     json_error_t *s1, json_error_t *err)
+{
+	if (len > JSON_DOC_BYTES_MAX) {
+		fail_early(src, len, JSON_DOC_BYTES_MAX, JSON_E_TOO_LARGE, err);
+		return -2;
+	}
+	/* Sized for the worst case (every byte structural): about 4 bytes of
+	 * index per input byte, and a tape node per index entry. */
+	if (grow((void **)&p->idx, &p->idx_cap, len + JSON_STAGE1_IDX_SLACK, sizeof *p->idx) < 0 ||
+	    grow((void **)&p->bslash, &p->bslash_cap, JSON_BSLASH_MAP_WORDS(len) + 1,
+	         sizeof *p->bslash) < 0) {
+		fail_early(src, len, 0, JSON_E_NOMEM, err);
+		return -2;
+	}
+	*n_idx = 0;
+	int r1 = json_stage1(src, (uint32_t)len, p->idx, n_idx, p->bslash, false, s1);
+	if (grow((void **)&p->tape, &p->tape_cap, *n_idx ? *n_idx : 1, sizeof *p->tape) < 0) {
+		fail_early(src, len, 0, JSON_E_NOMEM, err);
+		return -2;
+	}
+	return r1;
+}
+
 int json_parse(json_parser_t *p, const char *src, size_t len, json_doc_t *doc,
                json_error_t *err)
 {
 	assert(p && (src || len == 0) && doc && err);
-	if (len > JSON_DOC_BYTES_MAX)
-		return fail_early(src, len, JSON_DOC_BYTES_MAX, JSON_E_TOO_LARGE, err);
-	/* Sized for the worst case (every byte structural): about 4 bytes of
-	 * index per input byte, and a tape node per index entry. */
-	if (grow((void **)&p->idx, &p->idx_cap, len + JSON_STAGE1_IDX_SLACK, sizeof *p->idx) < 0)
-		return fail_early(src, len, 0, JSON_E_NOMEM, err);
-	uint32_t n_idx = 0;
+	uint32_t n_idx;
 	json_error_t s1 = {0};
-	int r1 = json_stage1(src, (uint32_t)len, p->idx, &n_idx, &s1);
-	if (grow((void **)&p->tape, &p->tape_cap, n_idx ? n_idx : 1, sizeof *p->tape) < 0)
-		return fail_early(src, len, 0, JSON_E_NOMEM, err);
-	stage2_t s = {.src = src, .len = (uint32_t)len, .s1_err = r1 < 0 ? &s1 : NULL, .err = err};
+	int r1 = index_doc(p, src, len, &n_idx, &s1, err);
+	if (r1 == -2)
+		return -1;
+	stage2_t s = {.src = src, .len = (uint32_t)len, .bslash = p->bslash,
+	              .s1_err = r1 < 0 ? &s1 : NULL, .err = err};
 	uint32_t n_nodes = 0;
 	if (stage2_run(p, &s, p->idx, n_idx, &n_nodes, NULL) < 0) {
 		err->line = json_line_of(src, len, err->offset);
@@ -765,7 +832,7 @@ static int select_walk(select_t *w, uint32_t step, uint32_t *kp, uint32_t depth)
 				        memcmp(src + off + 1, st.name, raw) == 0;
 			} else {
 				json_node_t key;
-				if (string_node(s, &key, 0, off, close) < 0)
+				if (string_node(s, &key, 0, off, close, 0) < 0)
 					return -1;
 				match = st.kind == JSON_STEP_NAME &&
 				        json_key_equals(src, &key, st.name, st.name_len);
@@ -803,16 +870,13 @@ int json_select(json_parser_t *p, const char *src, size_t len, const json_path_t
                 uint32_t n_paths, json_select_fn fn, void *ctx, json_error_t *err)
 {
 	assert(p && (src || len == 0) && (paths || n_paths == 0) && fn && err);
-	if (len > JSON_DOC_BYTES_MAX)
-		return fail_early(src, len, JSON_DOC_BYTES_MAX, JSON_E_TOO_LARGE, err);
-	if (grow((void **)&p->idx, &p->idx_cap, len + JSON_STAGE1_IDX_SLACK, sizeof *p->idx) < 0)
-		return fail_early(src, len, 0, JSON_E_NOMEM, err);
-	uint32_t n_idx = 0, n_nodes = 0;
+	uint32_t n_idx, n_nodes = 0;
 	json_error_t s1 = {0};
-	int r1 = json_stage1(src, (uint32_t)len, p->idx, &n_idx, &s1);
-	if (grow((void **)&p->tape, &p->tape_cap, n_idx ? n_idx : 1, sizeof *p->tape) < 0)
-		return fail_early(src, len, 0, JSON_E_NOMEM, err);
-	stage2_t s = {.src = src, .len = (uint32_t)len, .s1_err = r1 < 0 ? &s1 : NULL, .err = err};
+	int r1 = index_doc(p, src, len, &n_idx, &s1, err);
+	if (r1 == -2)
+		return -1;
+	stage2_t s = {.src = src, .len = (uint32_t)len, .bslash = p->bslash,
+	              .s1_err = r1 < 0 ? &s1 : NULL, .err = err};
 	select_t w = {.p = p, .s = &s, .idx = p->idx, .n_idx = n_idx};
 	int r = 0;
 	if (r1 < 0 || n_idx == 0) {
@@ -945,7 +1009,9 @@ static uint32_t idx_lower_bound(const uint32_t *idx, uint32_t from, uint32_t n, 
 	return lo;
 }
 
-/* The lines [pos, end) with one stage 1 over all of them. */
+/* The lines [pos, end) with one stage 1 over all of them, which also indexes
+ * every '\n' (outside strings: one inside is an error), so a line's entries
+ * run up to its '\n' entry and no search for line ends is needed. */
 static int ndjson_batch(json_parser_t *p, const char *src, size_t pos, size_t end, size_t *line,
                         json_ndjson_fn fn, void *ctx, json_error_t *err)
 {
@@ -953,44 +1019,54 @@ static int ndjson_batch(json_parser_t *p, const char *src, size_t pos, size_t en
 	if (n > JSON_DOC_BYTES_MAX)
 		return ndjson_lines(p, src, pos, end, line, fn, ctx, err);
 	if (grow((void **)&p->batch_idx, &p->batch_idx_cap, n + JSON_STAGE1_IDX_SLACK,
-	         sizeof *p->batch_idx) < 0)
+	         sizeof *p->batch_idx) < 0 ||
+	    grow((void **)&p->batch_bslash, &p->batch_bslash_cap, JSON_BSLASH_MAP_WORDS(n) + 1,
+	         sizeof *p->batch_bslash) < 0)
 		return ndjson_lines(p, src, pos, end, line, fn, ctx, err);
 	uint32_t n_idx = 0;
 	json_error_t s1;
-	if (json_stage1(src + pos, (uint32_t)n, p->batch_idx, &n_idx, &s1) < 0)
+	if (json_stage1(src + pos, (uint32_t)n, p->batch_idx, &n_idx, p->batch_bslash, true,
+	                &s1) < 0)
 		return ndjson_lines(p, src, pos, end, line, fn, ctx, err);
-	const uint32_t *idx = p->batch_idx; /* batch offsets until a line is walked */
-	uint32_t k = 0;
-	size_t at = pos;
-	while (at < end) {
-		size_t eol = line_end(src, at, end);
-		size_t stop = eol > at && src[eol - 1] == '\r' ? eol - 1 : eol;
-		/* A line with no entries holds only whitespace: blank. */
-		uint32_t k_end = idx_lower_bound(idx, k, n_idx, (uint32_t)(eol - pos));
-		if (k_end > k) {
-			uint32_t line_entries = k_end - k;
-			if (grow((void **)&p->tape, &p->tape_cap, line_entries, sizeof *p->tape) < 0)
-				return ndjson_line(p, src, at, stop, *line, fn, ctx, err);
-			/* Make the line's entries offsets into the line, as json_parse's. */
-			uint32_t *line_idx = p->batch_idx + k, line_at = (uint32_t)(at - pos);
-			for (uint32_t j = 0; j < line_entries; j++)
-				line_idx[j] -= line_at;
-			stage2_t s = {.src = src + at, .len = (uint32_t)(stop - at), .err = err};
-			uint32_t n_nodes = 0;
-			if (stage2_run(p, &s, line_idx, line_entries, &n_nodes, NULL) < 0) {
-				err->offset += at;
-				err->line = *line;
-				return -1;
-			}
-			json_doc_t doc = {.src = src + at, .len = stop - at, .nodes = p->tape,
+	const char *b = src + pos; /* the batch: the index's offsets are into it */
+	const uint32_t *idx = p->batch_idx;
+	uint32_t k = 0, at = 0; /* the next entry; where its line starts */
+	json_error_t ignored;
+	while (k < n_idx) {
+		if (b[idx[k]] == '\n') { /* the end of a line (a blank one if nothing came before) */
+			at = idx[k++] + 1;
+			(*line)++;
+			continue;
+		}
+		/* The line's document, walked in the batch's index as it is (the
+		 * tape subtracts the line's start, so it is json_parse's tape of the
+		 * line alone), over at most as many entries as the tape has room
+		 * for. It is the whole line when the next entry ends the line.
+		 * Anything else (an error, a '\n' inside the value, more on the
+		 * line, a tape too short) is left to json_parse of the line alone,
+		 * which finds the error, or grows the tape and parses the line. */
+		uint32_t room = n_idx - k < p->tape_cap ? n_idx - k : (uint32_t)p->tape_cap;
+		stage2_t s = {.src = b, .len = (uint32_t)n, .base = at, .bslash = p->batch_bslash,
+		              .err = &ignored};
+		uint32_t used = 0, n_nodes = 0;
+		if (likely(room > 0 && stage2_run(p, &s, idx + k, room, &n_nodes, &used) == 0 &&
+		           (k + used == n_idx || b[idx[k + used]] == '\n'))) {
+			k += used;
+			uint32_t eol = k < n_idx ? idx[k] : (uint32_t)n;
+			uint32_t stop = eol > at && b[eol - 1] == '\r' ? eol - 1 : eol;
+			json_doc_t doc = {.src = b + at, .len = stop - at, .nodes = p->tape,
 			                  .n_nodes = n_nodes};
-			int r = fn(ctx, &doc, at);
+			int r = fn(ctx, &doc, pos + at);
 			if (r != 0)
 				return r;
+			continue;
 		}
-		k = k_end;
-		at = eol < end ? eol + 1 : end;
-		(*line)++;
+		size_t eol = line_end(src, pos + at, end);
+		size_t stop = eol > pos + at && src[eol - 1] == '\r' ? eol - 1 : eol;
+		int r = ndjson_line(p, src, pos + at, stop, *line, fn, ctx, err);
+		if (r != 0)
+			return r;
+		k = idx_lower_bound(idx, k, n_idx, (uint32_t)(eol - pos)); /* the line's '\n' */
 	}
 	return 0;
 }

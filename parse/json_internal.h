@@ -52,21 +52,33 @@
  * Returns 0, or -1 with err->offset/reason set (err->line is left to the
  * caller) and idx[0, *n_out) holding the entries found so far: all at or
  * below err->offset, the last one the opening quote of the string that holds
- * the error. Stage 2 walks them first, so an earlier grammar error wins. */
+ * the error. Stage 2 walks them first, so an earlier grammar error wins.
+ * bslash: NULL, or room for JSON_BSLASH_MAP_WORDS(len) words, which are
+ * filled (on success and on error) with the backslash map: bit b of word w is
+ * set exactly when src[w * 64 + b] is a backslash (bits past len are clear).
+ * Stage 2 reads a string's escapes off it instead of searching the bytes.
+ * newlines: every '\n' outside strings is an entry too (NDJSON: a batch of
+ * lines indexed at once marks where its lines end; a '\n' inside a string
+ * is a control character, an error). */
 typedef int (*json_stage1_fn)(const char *src, uint32_t len, uint32_t *idx, uint32_t *n_out,
-                              json_error_t *err);
+                              uint64_t *bslash, bool newlines, json_error_t *err);
+
+/* Bytes one word of the backslash map covers, and its words for len bytes. */
+#define JSON_BSLASH_MAP_BYTES 64u
+#define JSON_BSLASH_MAP_WORDS(len)                                                                 \
+	(((size_t)(len) + JSON_BSLASH_MAP_BYTES - 1) / JSON_BSLASH_MAP_BYTES)
 
 int json_stage1_scalar(const char *src, uint32_t len, uint32_t *idx, uint32_t *n_out,
-                       json_error_t *err);
+                       uint64_t *bslash, bool newlines, json_error_t *err);
 #if defined(JSON_STAGE1_X86)
 /* Compiled with their own target flags (parse/meson.build); call them only
  * when json_stage1_kernels lists them. */
 int json_stage1_avx512(const char *src, uint32_t len, uint32_t *idx, uint32_t *n_out,
-                       json_error_t *err);
+                       uint64_t *bslash, bool newlines, json_error_t *err);
 int json_stage1_avx2(const char *src, uint32_t len, uint32_t *idx, uint32_t *n_out,
-                     json_error_t *err);
+                     uint64_t *bslash, bool newlines, json_error_t *err);
 int json_stage1_sse42(const char *src, uint32_t len, uint32_t *idx, uint32_t *n_out,
-                      json_error_t *err);
+                      uint64_t *bslash, bool newlines, json_error_t *err);
 #endif
 
 /* The scalar kernel from byte pos on, for a SIMD kernel that met something it
@@ -75,11 +87,17 @@ int json_stage1_sse42(const char *src, uint32_t len, uint32_t *idx, uint32_t *n_
  * src[pos - 1] belongs to a run of "other" bytes, and idx[0, n) already holds
  * every entry below pos. Same result as json_stage1_scalar. */
 int json_stage1_scalar_from(const char *src, uint32_t len, uint32_t pos, bool in_scalar,
-                            uint32_t *idx, uint32_t n, uint32_t *n_out, json_error_t *err);
+                            bool newlines, uint32_t *idx, uint32_t n, uint32_t *n_out,
+                            json_error_t *err);
+
+/* The words of the backslash map (see json_stage1_fn) for src[from, len),
+ * from a multiple of JSON_BSLASH_MAP_BYTES: what the scalar kernel makes,
+ * and a SIMD kernel for the part it hands over to the scalar one. */
+void json_stage1_bslash_map(const char *src, uint32_t len, uint32_t from, uint64_t *bslash);
 
 /* Stage 1 with the kernel in use (json_stage1_name() says which). */
 int json_stage1(const char *src, uint32_t len, uint32_t *idx, uint32_t *n_out,
-                json_error_t *err);
+                uint64_t *bslash, bool newlines, json_error_t *err);
 
 typedef struct {
 	const char *name; /* "avx512", "avx2", "sse42", "scalar": the RINGFILL_ISA values */
@@ -131,22 +149,19 @@ int json_parse_value_indexed(json_parser_t *p, uint32_t depth_used, const char *
  * key[0, key_len). */
 bool json_key_equals(const char *src, const json_node_t *k, const char *key, size_t key_len);
 
-/* Value of the four hex digits at p, or -1 if one is not a hex digit. */
+/* 0x10 | the value of each hex digit byte, 0 for every other byte. */
+extern const uint8_t json_hex_digit[256];
+
+/* Value of the four hex digits at p, or -1 if one is not a hex digit. Four
+ * table lookups and no branch per digit: \u escapes mix digits and letters
+ * unpredictably. */
 static inline int32_t json_hex4(const char *p)
 {
-	int32_t v = 0;
-	for (int i = 0; i < 4; i++) {
-		unsigned char c = (unsigned char)p[i];
-		int32_t d;
-		if (c >= '0' && c <= '9')
-			d = c - '0';
-		else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f')
-			d = (c | 0x20) - 'a' + 10;
-		else
-			return -1;
-		v = v * 16 + d;
-	}
-	return v;
+	uint32_t a = json_hex_digit[(unsigned char)p[0]], b = json_hex_digit[(unsigned char)p[1]];
+	uint32_t c = json_hex_digit[(unsigned char)p[2]], d = json_hex_digit[(unsigned char)p[3]];
+	if (!(a & b & c & d & 0x10))
+		return -1;
+	return (int32_t)(((a & 15) << 12) | ((b & 15) << 8) | ((c & 15) << 4) | (d & 15));
 }
 
 /* 1-based line of byte `offset` in src (counts '\n' before it). O(offset),

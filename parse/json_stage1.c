@@ -10,7 +10,7 @@
 
 #include "parse/json_internal.h"
 
-enum { CLS_OTHER = 0, CLS_WS, CLS_STRUCT, CLS_QUOTE };
+enum { CLS_OTHER = 0, CLS_WS, CLS_STRUCT, CLS_QUOTE, CLS_BSLASH };
 
 /* Byte classes outside strings. Only the four RFC 8259 whitespace bytes are
  * whitespace; anything else unknown is CLS_OTHER and starts a scalar run. */
@@ -18,7 +18,15 @@ static const uint8_t byte_class[256] = {
 	[' '] = CLS_WS,     ['\t'] = CLS_WS,     ['\n'] = CLS_WS,     ['\r'] = CLS_WS,
 	['{'] = CLS_STRUCT, ['}'] = CLS_STRUCT, ['['] = CLS_STRUCT, [']'] = CLS_STRUCT,
 	[':'] = CLS_STRUCT, [','] = CLS_STRUCT, ['"'] = CLS_QUOTE,
+	['\\'] = CLS_BSLASH, /* "other" (garbage outside a string), noted in the backslash map */
 };
+
+/* Notes a backslash at i in the backslash map, if there is one. */
+static inline void note_bslash(uint64_t *bslash, uint32_t i)
+{
+	if (bslash)
+		bslash[i / JSON_BSLASH_MAP_BYTES] |= 1ull << (i % JSON_BSLASH_MAP_BYTES);
+}
 
 #define ONES 0x0101010101010101ull
 #define HIGHS 0x8080808080808080ull
@@ -75,8 +83,10 @@ static uint32_t utf8_seq_len(const unsigned char *s, uint32_t i, uint32_t len)
 }
 
 /* Scans the body of the string whose opening quote is at `open`; returns the
- * offset of its closing quote, or -1 with err set. */
-static int64_t scan_string(const char *src, uint32_t len, uint32_t open, json_error_t *err)
+ * offset of its closing quote, or -1 with err set. Notes its backslashes in
+ * bslash (if not NULL). */
+static int64_t scan_string(const char *src, uint32_t len, uint32_t open, uint64_t *bslash,
+                           json_error_t *err)
 {
 	const unsigned char *s = (const unsigned char *)src;
 	uint32_t i = open + 1;
@@ -92,9 +102,12 @@ static int64_t scan_string(const char *src, uint32_t len, uint32_t open, json_er
 			/* Only an escaped quote or backslash changes the string state;
 			 * every other escape is checked by stage 2, and the byte after
 			 * the backslash still gets the control/UTF-8 checks below. */
-			i++;
-			if (i < len && (s[i] == '"' || s[i] == '\\'))
+			note_bslash(bslash, i++);
+			if (i < len && (s[i] == '"' || s[i] == '\\')) {
+				if (s[i] == '\\')
+					note_bslash(bslash, i);
 				i++;
+			}
 			continue;
 		}
 		if (c < 0x20) {
@@ -120,8 +133,11 @@ static int64_t scan_string(const char *src, uint32_t len, uint32_t open, json_er
 	return -1;
 }
 
-int json_stage1_scalar_from(const char *src, uint32_t len, uint32_t pos, bool in_scalar,
-                            uint32_t *idx, uint32_t n, uint32_t *n_out, json_error_t *err)
+/* json_stage1_scalar_from, noting every backslash in bslash (if not NULL;
+ * the caller has zeroed it). */
+static int scan_from(const char *src, uint32_t len, uint32_t pos, bool in_scalar, bool newlines,
+                     uint32_t *idx, uint32_t n, uint32_t *n_out, uint64_t *bslash,
+                     json_error_t *err)
 {
 	assert(len <= JSON_DOC_BYTES_MAX && pos <= len && n <= pos);
 	const unsigned char *s = (const unsigned char *)src;
@@ -129,6 +145,8 @@ int json_stage1_scalar_from(const char *src, uint32_t len, uint32_t pos, bool in
 	while (i < len) {
 		switch (byte_class[s[i]]) {
 		case CLS_WS:
+			if (newlines && s[i] == '\n')
+				idx[n++] = i;
 			in_scalar = false;
 			i++;
 			break;
@@ -136,6 +154,9 @@ int json_stage1_scalar_from(const char *src, uint32_t len, uint32_t pos, bool in
 			idx[n++] = i++;
 			in_scalar = false;
 			break;
+		case CLS_BSLASH:
+			note_bslash(bslash, i); /* and it is an "other" byte */
+			/* fall through */
 		case CLS_OTHER:
 			if (!in_scalar)
 				idx[n++] = i;
@@ -144,7 +165,7 @@ int json_stage1_scalar_from(const char *src, uint32_t len, uint32_t pos, bool in
 			break;
 		default: { /* CLS_QUOTE */
 			idx[n++] = i;
-			int64_t close = scan_string(src, len, i, err);
+			int64_t close = scan_string(src, len, i, bslash, err);
 			if (close < 0) {
 				*n_out = n;
 				return -1;
@@ -161,8 +182,48 @@ int json_stage1_scalar_from(const char *src, uint32_t len, uint32_t pos, bool in
 	return 0;
 }
 
-int json_stage1_scalar(const char *src, uint32_t len, uint32_t *idx, uint32_t *n_out,
-                       json_error_t *err)
+int json_stage1_scalar_from(const char *src, uint32_t len, uint32_t pos, bool in_scalar,
+                            bool newlines, uint32_t *idx, uint32_t n, uint32_t *n_out,
+                            json_error_t *err)
 {
-	return json_stage1_scalar_from(src, len, 0, false, idx, 0, n_out, err);
+	return scan_from(src, len, pos, in_scalar, newlines, idx, n, n_out, NULL, err);
+}
+
+void json_stage1_bslash_map(const char *src, uint32_t len, uint32_t from, uint64_t *bslash)
+{
+	assert(from % JSON_BSLASH_MAP_BYTES == 0);
+	for (uint64_t pos = from; pos < len; pos += JSON_BSLASH_MAP_BYTES) {
+		uint32_t n = len - pos < JSON_BSLASH_MAP_BYTES ? (uint32_t)(len - pos)
+		                                               : JSON_BSLASH_MAP_BYTES;
+		uint64_t bits = 0;
+		uint32_t i = 0;
+		/* Backslashes are rare: 8 bytes are looked at one by one only
+		 * when they hold one (exact zero-byte test of w ^ '\\'). */
+		for (; i + 8 <= n; i += 8) {
+			uint64_t w;
+			memcpy(&w, src + pos + i, sizeof w);
+			uint64_t x = w ^ (ONES * '\\');
+			if ((~(((x & ~HIGHS) + ~HIGHS) | x) & HIGHS) == 0)
+				continue;
+			for (uint32_t j = i; j < i + 8; j++)
+				bits |= (uint64_t)(src[pos + j] == '\\') << j;
+		}
+		for (; i < n; i++)
+			bits |= (uint64_t)(src[pos + i] == '\\') << i;
+		bslash[pos / JSON_BSLASH_MAP_BYTES] = bits;
+	}
+}
+
+int json_stage1_scalar(const char *src, uint32_t len, uint32_t *idx, uint32_t *n_out,
+                       uint64_t *bslash, bool newlines, json_error_t *err)
+{
+	/* The scan meets every backslash (they are special inside strings, and
+	 * a class of their own outside), so it notes them in a zeroed map; an
+	 * error stops it early, and then the map is made from the bytes. */
+	if (bslash)
+		memset(bslash, 0, JSON_BSLASH_MAP_WORDS(len) * sizeof *bslash);
+	int r = scan_from(src, len, 0, false, newlines, idx, 0, n_out, bslash, err);
+	if (r < 0 && bslash)
+		json_stage1_bslash_map(src, len, 0, bslash);
+	return r;
 }

@@ -117,9 +117,16 @@ static inline void s1_classify(const uint8_t *block, s1_masks_t *m, s1_utf8_t *u
 	utf8_block(u, c0, c1);
 }
 
+static inline uint64_t s1_newlines(const uint8_t *block)
+{
+	const __m256i nl = _mm256_set1_epi8('\n');
+	return mask64(_mm256_cmpeq_epi8(_mm256_loadu_si256((const __m256i *)block), nl),
+	              _mm256_cmpeq_epi8(_mm256_loadu_si256((const __m256i *)(block + 32)), nl));
+}
+
 int json_stage1_avx2(const char *src, uint32_t len, uint32_t *idx, uint32_t *n_out,
-                     json_error_t *err)
+                     uint64_t *bslash, bool newlines, json_error_t *err)
 {
 	s1_utf8_t utf8;
-	return s1_run(src, len, idx, n_out, err, &utf8);
+	return s1_run(src, len, idx, n_out, bslash, newlines, err, &utf8);
 }

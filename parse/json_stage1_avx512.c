@@ -103,6 +103,11 @@ static inline void s1_classify(const uint8_t *block, s1_masks_t *m, s1_utf8_t *u
 	utf8_block(u, in);
 }
 
+static inline uint64_t s1_newlines(const uint8_t *block)
+{
+	return _mm512_cmpeq_epi8_mask(_mm512_loadu_si512((const void *)block), _mm512_set1_epi8('\n'));
+}
+
 /* s1_flatten's contract (json_stage1_simd.h) without its slack: the bit
  * positions are compressed into consecutive bytes, then widened 16 at a
  * time and stored with a mask, so nothing is written past the result. */
@@ -143,8 +148,8 @@ static inline uint32_t s1_flatten(uint32_t *idx, uint32_t n, uint32_t base, uint
 }
 
 int json_stage1_avx512(const char *src, uint32_t len, uint32_t *idx, uint32_t *n_out,
-                       json_error_t *err)
+                       uint64_t *bslash, bool newlines, json_error_t *err)
 {
 	s1_utf8_t utf8;
-	return s1_run(src, len, idx, n_out, err, &utf8);
+	return s1_run(src, len, idx, n_out, bslash, newlines, err, &utf8);
 }

@@ -95,9 +95,9 @@ static const json_stage1_kernel_t *current(void)
 }
 
 int json_stage1(const char *src, uint32_t len, uint32_t *idx, uint32_t *n_out,
-                json_error_t *err)
+                uint64_t *bslash, bool newlines, json_error_t *err)
 {
-	return current()->fn(src, len, idx, n_out, err);
+	return current()->fn(src, len, idx, n_out, bslash, newlines, err);
 }
 
 const char *json_stage1_name(void)

@@ -16,6 +16,7 @@
 #include "parse/json_internal.h"
 
 #define S1_BLOCK_BYTES 64u
+_Static_assert(S1_BLOCK_BYTES == JSON_BSLASH_MAP_BYTES, "a block is one word of the backslash map");
 #define S1_ODD_BITS 0xAAAAAAAAAAAAAAAAull
 
 /* UTF-8 validation tables (Keiser & Lemire 2021), the same for every vector
@@ -87,6 +88,7 @@ static inline void s1_utf8_init(s1_utf8_t *u);
 /* The block's byte classes into *m; feeds the block to the UTF-8 validator. */
 static inline void s1_classify(const uint8_t *block, s1_masks_t *m, s1_utf8_t *u);
 static inline bool s1_utf8_bad(const s1_utf8_t *u); /* an error seen so far */
+static inline uint64_t s1_newlines(const uint8_t *block); /* the block's '\n' bytes */
 
 /* Bit i of the result = XOR of bits 0..i of x: the carry-less product with
  * all ones. Turns quote positions into "inside a string" runs. */
@@ -163,10 +165,12 @@ static inline uint32_t s1_flatten(uint32_t *idx, uint32_t n, uint32_t base, uint
 #endif
 
 /* The scalar kernel from snapshot s on: from the opening quote of the string
- * s is inside of, or from s itself. */
+ * s is inside of, or from s itself; the backslash map from s's block on. */
 static int s1_hand_over(const char *src, uint32_t len, const s1_snap_t *s, uint32_t *idx,
-                        uint32_t *n_out, json_error_t *err)
+                        uint32_t *n_out, uint64_t *bslash, bool newlines, json_error_t *err)
 {
+	if (bslash)
+		json_stage1_bslash_map(src, len, (uint32_t)s->pos, bslash);
 	uint32_t n = s->n;
 	uint32_t pos = (uint32_t)s->pos;
 	bool in_scalar = s->in_scalar;
@@ -175,7 +179,7 @@ static int s1_hand_over(const char *src, uint32_t len, const s1_snap_t *s, uint3
 		pos = idx[--n];
 		in_scalar = false;
 	}
-	return json_stage1_scalar_from(src, len, pos, in_scalar, idx, n, n_out, err);
+	return json_stage1_scalar_from(src, len, pos, in_scalar, newlines, idx, n, n_out, err);
 }
 
 /* The kernel body. Every block is checked as it is read; at the first block
@@ -185,7 +189,8 @@ static int s1_hand_over(const char *src, uint32_t len, const s1_snap_t *s, uint3
  * began in the one before matters only inside a string, and then this block
  * starts inside that string. Valid JSON never gets there. */
 static inline int s1_run(const char *src, uint32_t len, uint32_t *idx, uint32_t *n_out,
-                         json_error_t *err, s1_utf8_t *utf8)
+                         uint64_t *bslash, bool newlines, json_error_t *err,
+                         s1_utf8_t *utf8)
 {
 	assert(len <= JSON_DOC_BYTES_MAX);
 	s1_carry_t carry = {0};
@@ -207,16 +212,22 @@ static inline int s1_run(const char *src, uint32_t len, uint32_t *idx, uint32_t 
 		}
 		s1_masks_t m;
 		s1_classify(block, &m, utf8);
+		if (bslash)
+			bslash[pos / S1_BLOCK_BYTES] = m.bslash;
 		uint64_t suspect;
 		uint64_t bits = s1_block_bits(&m, &carry, &suspect);
 		if (__builtin_expect(suspect != 0 || s1_utf8_bad(utf8), 0))
-			return s1_hand_over(src, len, &snap, idx, n_out, err);
+			return s1_hand_over(src, len, &snap, idx, n_out, bslash, newlines, err);
+		/* A '\n' in a string is a control byte, handed over above: every
+		 * one left is outside strings. */
+		if (newlines)
+			bits |= s1_newlines(block);
 		n = s1_flatten(idx, n, (uint32_t)pos, bits);
 	}
 	/* A string still open at the end (which also covers a UTF-8 sequence
 	 * cut off inside it; outside strings that is stage 2's business). */
 	if (carry.in_string)
-		return s1_hand_over(src, len, &snap, idx, n_out, err);
+		return s1_hand_over(src, len, &snap, idx, n_out, bslash, newlines, err);
 	assert(n <= len);
 	*n_out = n;
 	return 0;

@@ -108,9 +108,18 @@ static inline void s1_classify(const uint8_t *block, s1_masks_t *m, s1_utf8_t *u
 	utf8_block(u, c);
 }
 
+static inline uint64_t s1_newlines(const uint8_t *block)
+{
+	const __m128i nl = _mm_set1_epi8('\n');
+	__m128i c[4];
+	for (int i = 0; i < 4; i++)
+		c[i] = _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(block + 16 * i)), nl);
+	return mask64(c[0], c[1], c[2], c[3]);
+}
+
 int json_stage1_sse42(const char *src, uint32_t len, uint32_t *idx, uint32_t *n_out,
-                      json_error_t *err)
+                      uint64_t *bslash, bool newlines, json_error_t *err)
 {
 	s1_utf8_t utf8;
-	return s1_run(src, len, idx, n_out, err, &utf8);
+	return s1_run(src, len, idx, n_out, bslash, newlines, err, &utf8);
 }

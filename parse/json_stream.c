@@ -464,7 +464,7 @@ static void window_build(json_stream_t *s)
 	}
 	uint32_t n = 0;
 	json_error_t e;
-	if (json_stage1(s->piece + s->pos, (uint32_t)len, s->win.idx, &n, &e) < 0 && n > 0)
+	if (json_stage1(s->piece + s->pos, (uint32_t)len, s->win.idx, &n, NULL, false, &e) < 0 && n > 0)
 		n--; /* the quote of the string that holds the error */
 	s->win.base = s->pos;
 	s->win.len = len;

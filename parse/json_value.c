@@ -14,6 +14,13 @@
 
 #include "parse/json_internal.h"
 
+const uint8_t json_hex_digit[256] = {
+	['0'] = 0x10, ['1'] = 0x11, ['2'] = 0x12, ['3'] = 0x13, ['4'] = 0x14, ['5'] = 0x15,
+	['6'] = 0x16, ['7'] = 0x17, ['8'] = 0x18, ['9'] = 0x19, ['A'] = 0x1A, ['B'] = 0x1B,
+	['C'] = 0x1C, ['D'] = 0x1D, ['E'] = 0x1E, ['F'] = 0x1F, ['a'] = 0x1A, ['b'] = 0x1B,
+	['c'] = 0x1C, ['d'] = 0x1D, ['e'] = 0x1E, ['f'] = 0x1F,
+};
+
 /* Numbers up to this many bytes are converted from a copy on the stack; longer
  * ones (legal, but rare: "0.000...1" with hundreds of digits) from the heap. */
 #define JSON_NUMBER_LOCAL_BYTES 64u

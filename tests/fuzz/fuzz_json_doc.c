@@ -31,23 +31,41 @@ static void kernels_agree(const char *src, uint32_t len)
 	size_t n_kernels = json_stage1_kernels(&kernels);
 	uint32_t *ref = malloc(((size_t)len + JSON_STAGE1_IDX_SLACK) * sizeof *ref);
 	uint32_t *got = malloc(((size_t)len + JSON_STAGE1_IDX_SLACK) * sizeof *got);
-	if (!ref || !got)
+	size_t words = JSON_BSLASH_MAP_WORDS(len);
+	uint64_t *bs_ref = calloc(words ? words : 1, sizeof *bs_ref);
+	uint64_t *bs_got = malloc((words + 1) * sizeof *bs_got);
+	if (!ref || !got || !bs_ref || !bs_got)
 		fuzz_fail("out of memory");
-	json_error_t e_ref = {0};
-	uint32_t n_ref = 0;
-	int r_ref = json_stage1_scalar(src, len, ref, &n_ref, &e_ref);
-	for (size_t k = 0; k < n_kernels; k++) {
-		json_error_t e = {0};
-		uint32_t n = 0;
-		int r = kernels[k].fn(src, len, got, &n, &e);
-		if (r != r_ref || n != n_ref || memcmp(got, ref, n * sizeof *got) != 0 ||
-		    (r < 0 && (e.offset != e_ref.offset || e.reason != e_ref.reason))) {
-			fprintf(stderr, "kernel %s\n", kernels[k].name);
-			fuzz_fail("a stage-1 kernel differs from scalar");
+	for (uint32_t i = 0; i < len; i++)
+		if (src[i] == '\\')
+			bs_ref[i / JSON_BSLASH_MAP_BYTES] |= 1ull << (i % JSON_BSLASH_MAP_BYTES);
+	/* Both index modes: plain, and with '\n' entries (NDJSON batches). */
+	for (int newlines = 0; newlines <= 1; newlines++) {
+		json_error_t e_ref = {0};
+		uint32_t n_ref = 0;
+		int r_ref = json_stage1_scalar(src, len, ref, &n_ref, NULL, newlines, &e_ref);
+		for (size_t k = 0; k < n_kernels; k++) {
+			json_error_t e = {0};
+			uint32_t n = 0;
+			bs_got[words] = 0xA5A5A5A5A5A5A5A5ull; /* no kernel writes past the map */
+			int r = kernels[k].fn(src, len, got, &n, bs_got, newlines, &e);
+			if (memcmp(bs_got, bs_ref, words * sizeof *bs_got) != 0 ||
+			    bs_got[words] != 0xA5A5A5A5A5A5A5A5ull) {
+				fprintf(stderr, "kernel %s\n", kernels[k].name);
+				fuzz_fail("a stage-1 kernel's backslash map is wrong");
+			}
+			if (r != r_ref || n != n_ref || memcmp(got, ref, n * sizeof *got) != 0 ||
+			    (r < 0 && (e.offset != e_ref.offset || e.reason != e_ref.reason))) {
+				fprintf(stderr, "kernel %s%s\n", kernels[k].name,
+				        newlines ? " (newlines)" : "");
+				fuzz_fail("a stage-1 kernel differs from scalar");
+			}
 		}
 	}
 	free(ref);
 	free(got);
+	free(bs_ref);
+	free(bs_got);
 }
 
 static int add_text(void *ctx, const json_doc_t *d, uint32_t node)

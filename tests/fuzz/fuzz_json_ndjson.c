@@ -2,15 +2,19 @@
  *
  * The input's first line is a JSONPath expression (compiled, or rejected with
  * an offset inside it; "$" is used then), the rest NDJSON. Every value the
- * path selects in every record must write as JSON that parses again, and an
- * NDJSON error must point inside the text. Built by tests/parse/meson.build
+ * path selects in every record must write as JSON that parses again, an
+ * NDJSON error must point inside the text, and json_ndjson_each must give,
+ * with every stage-1 kernel, exactly the documents (line offsets, tapes) and
+ * the first error (offset, line, reason) of json_parse on each line alone
+ * (it indexes batches of lines at once). Built by tests/parse/meson.build
  * (clang only), run by scripts/test.sh with seeds from ../shared/data/json. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "parse/json.h"
+#include "parse/json_internal.h"
+#include "tests/parse/ndjson_lines_alone.h"
 
 #define PATH_BYTES_MAX 128u
 
@@ -27,7 +31,32 @@ typedef struct {
 	json_parser_t *check; /* a second parser: the record's tape stays in use */
 	json_buf_t out;
 	unsigned records;
+	const char *src;
+	uint64_t sum; /* FNV-1a over every document: line offset, bounds, nodes */
 } walk_t;
+
+static uint64_t mix(uint64_t h, uint64_t v)
+{
+	for (int i = 0; i < 8; i++, v >>= 8)
+		h = (h ^ (v & 0xFF)) * 0x100000001b3ull;
+	return h;
+}
+
+static void sum_doc(walk_t *w, const json_doc_t *d, size_t line_offset)
+{
+	uint64_t h = mix(mix(mix(w->sum, line_offset), (uint64_t)(d->src - w->src)), d->len);
+	for (uint32_t n = 0; n < d->n_nodes; n++) {
+		const json_node_t *x = &d->nodes[n];
+		h = mix(mix(mix(h, x->start), x->len), x->next);
+		h = mix(mix(mix(h, x->count), x->type), x->flags);
+	}
+	w->sum = mix(h, d->n_nodes);
+}
+
+static void sum_ref(void *ctx, const json_doc_t *d, size_t line_offset)
+{
+	sum_doc(ctx, d, line_offset);
+}
 
 static int visit(void *ctx, const json_doc_t *d, uint32_t node)
 {
@@ -47,8 +76,8 @@ static int visit(void *ctx, const json_doc_t *d, uint32_t node)
 static int record(void *ctx, const json_doc_t *d, size_t line_offset)
 {
 	walk_t *w = ctx;
-	(void)line_offset;
 	w->records++;
+	sum_doc(w, d, line_offset);
 	return json_path_each(w->path, d, 0, visit, w);
 }
 
@@ -76,10 +105,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!src)
 		fuzz_fail("out of memory");
 	memcpy(src, data + skip, len);
-	walk_t w = {.path = path, .check = check};
-	if (json_ndjson_each(p, src, len, record, &w, &err) < 0 &&
-	    (!err.reason || err.offset > len || err.line < 1))
-		fuzz_fail("NDJSON error without a reason or past the end");
+	walk_t w = {.path = path, .check = check, .src = src};
+	walk_t ref = {.src = src};
+	json_error_t ref_err;
+	int r_ref = ndjson_lines_alone(check, src, len, sum_ref, &ref, &ref_err);
+	const json_stage1_kernel_t *kernels;
+	size_t n_kernels = json_stage1_kernels(&kernels);
+	for (size_t k = 0; k < n_kernels; k++) {
+		if (json_stage1_use(kernels[k].name) != 0)
+			fuzz_fail("cannot select a stage-1 kernel");
+		w.sum = 0;
+		int r = json_ndjson_each(p, src, len, record, &w, &err);
+		if (r < 0 && (!err.reason || err.offset > len || err.line < 1))
+			fuzz_fail("NDJSON error without a reason or past the end");
+		if (r != r_ref || w.sum != ref.sum)
+			fuzz_fail("NDJSON documents differ from parsing each line alone");
+		if (r < 0 && (err.offset != ref_err.offset || err.line != ref_err.line ||
+		              strcmp(err.reason, ref_err.reason) != 0))
+			fuzz_fail("NDJSON error differs from parsing each line alone");
+	}
+	if (json_stage1_use(kernels[0].name) != 0)
+		fuzz_fail("cannot select a stage-1 kernel");
 	json_buf_free(&w.out);
 	json_path_free(path);
 	free(src);

@@ -5,8 +5,9 @@
  * each line's slice of that index; the reference here calls json_parse on
  * every line. Both must report the same documents (line offsets, tapes) and
  * the same first error (offset, line, reason), on every stage-1 kernel, for
- * hand-made edge cases, for the corpus file with single bytes changed, and
- * for an input longer than one batch (argv[1] is the corpus directory). */
+ * hand-made edge cases, for the corpus file with single bytes changed, for
+ * an input longer than one batch, for a fresh parser (no tape yet) and for a
+ * callback that parses with the same parser (argv[1] is the corpus directory). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +19,7 @@
 #include <cmocka.h>
 
 #include "parse/json_internal.h"
+#include "tests/parse/ndjson_lines_alone.h"
 
 /* Documents remembered per walk; inputs here have fewer lines than this
  * or stop comparing the tapes past it (offsets and counts still compared). */
@@ -70,30 +72,15 @@ static int record(void *ctx, const json_doc_t *d, size_t line_offset)
 }
 
 /* The reference: every non-blank line through json_parse on its own. */
+static void record_ref(void *ctx, const json_doc_t *d, size_t line_offset)
+{
+	record(ctx, d, line_offset);
+}
+
 static int reference_each(json_parser_t *p, const char *src, size_t len, visit_t *v,
                           json_error_t *err)
 {
-	size_t pos = 0, line = 1;
-	while (pos < len) {
-		const char *nl = memchr(src + pos, '\n', len - pos);
-		size_t end = nl ? (size_t)(nl - src) : len;
-		size_t stop = end > pos && src[end - 1] == '\r' ? end - 1 : end;
-		size_t i = pos;
-		while (i < stop && (src[i] == ' ' || src[i] == '\t' || src[i] == '\r'))
-			i++;
-		if (i < stop) {
-			json_doc_t doc;
-			if (json_parse(p, src + pos, stop - pos, &doc, err) < 0) {
-				err->offset += pos;
-				err->line = line;
-				return -1;
-			}
-			record(v, &doc, pos);
-		}
-		pos = nl ? end + 1 : len;
-		line++;
-	}
-	return 0;
+	return ndjson_lines_alone(p, src, len, record_ref, v, err);
 }
 
 static walk_t got_walk, want_walk;
@@ -155,6 +142,74 @@ static void edge_cases(void **state)
 {
 	(void)state;
 	each_kernel(edge_cases_with);
+}
+
+/* A fresh parser has no tape yet: the walk gives its first line, and each
+ * line with more entries than any before, to json_parse of the line alone
+ * (which grows the tape). The documents and errors must not change. */
+static void fresh_parser_with(json_parser_t *unused)
+{
+	(void)unused;
+	static const char *const cases[] = {
+		"[1]\n[1,[2,3]]\n{\"a\":[1,2,{\"b\":[3,4]}]}\n7\n[1,[2,3]]\n\n\"s\"\n",
+		"{\"a\":[1,2,{\"b\":[3,4]}]}\n[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16]\r\n[]\n",
+		"[1]\n1 2 3 4 5 6\n", "[1]\n[1,\n2]\n", "1\n[1,2,3,4,5,6,7,8,[\n",
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		json_parser_t *p = json_parser_new(0);
+		assert_non_null(p);
+		check_same(p, cases[i], strlen(cases[i]));
+		json_parser_free(p);
+	}
+}
+
+static void fresh_parser(void **state)
+{
+	(void)state;
+	each_kernel(fresh_parser_with);
+}
+
+/* The callback parses with the walk's own parser (a big document, then a
+ * tiny one), replacing the tape between lines. */
+static json_parser_t *shared_parser;
+
+static int record_then_parse(void *ctx, const json_doc_t *d, size_t line_offset)
+{
+	static const char big[] = "[[1,2,3],{\"a\":[4,5,6,7,8,9]},\"x\",true,null,[[[]]]]";
+	record(ctx, d, line_offset);
+	json_doc_t doc;
+	json_error_t err;
+	assert_int_equal(json_parse(shared_parser, big, strlen(big), &doc, &err), 0);
+	assert_int_equal(json_parse(shared_parser, "0", 1, &doc, &err), 0);
+	return 0;
+}
+
+static void callback_parses_with(json_parser_t *unused)
+{
+	(void)unused;
+	static const char src[] = "[1,2]\n{\"a\":\"b\\n\"}\n\n[1,2,[3,4],5]\n\"q\"\n";
+	shared_parser = json_parser_new(0);
+	assert_non_null(shared_parser);
+	memset(&got_walk, 0, sizeof got_walk);
+	memset(&want_walk, 0, sizeof want_walk);
+	json_error_t got_err = {0}, want_err = {0};
+	visit_t got_v = {&got_walk, src}, want_v = {&want_walk, src};
+	assert_int_equal(json_ndjson_each(shared_parser, src, strlen(src), record_then_parse,
+	                                  &got_v, &got_err), 0);
+	assert_int_equal(reference_each(shared_parser, src, strlen(src), &want_v, &want_err), 0);
+	assert_int_equal(got_walk.docs, 4);
+	assert_int_equal(want_walk.docs, 4);
+	for (size_t i = 0; i < got_walk.docs; i++) {
+		assert_int_equal(got_walk.line_offset[i], want_walk.line_offset[i]);
+		assert_true(got_walk.tape_hash[i] == want_walk.tape_hash[i]);
+	}
+	json_parser_free(shared_parser);
+}
+
+static void callback_parses(void **state)
+{
+	(void)state;
+	each_kernel(callback_parses_with);
 }
 
 static char *read_file(const char *name, size_t *len)
@@ -234,6 +289,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(edge_cases),
 		cmocka_unit_test(corpus_mutations),
 		cmocka_unit_test(several_batches),
+		cmocka_unit_test(fresh_parser),
+		cmocka_unit_test(callback_parses),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,5 +1,8 @@
 /* tests/parse/test_json_stage1_diff.c: every stage-1 kernel this CPU runs
- * gives exactly the scalar kernel's index and error (offset and reason).
+ * gives exactly the scalar kernel's index and error (offset and reason), with
+ * and without '\n' entries (NDJSON), and every kernel (scalar too) the
+ * backslash map of the input, valid or not. The scalar kernel's '\n' entries
+ * are checked against the bytes: its plain index plus every '\n'.
  *
  * Inputs: JSONTestSuite (argv[1]) and every prefix of each case, the corpus
  * (argv[2]) whole, its prefixes around 64-byte block edges and random windows
@@ -49,6 +52,8 @@ static fileset_t suite, corpus;
 static const json_stage1_kernel_t *kernels;
 static size_t n_kernels;
 static uint32_t *idx_ref, *idx_got; /* INPUT_BYTES_MAX + slack entries each */
+static uint64_t *bs_ref, *bs_got;   /* backslash maps of INPUT_BYTES_MAX bytes (+ 1 word) */
+static uint32_t *idx_plain;         /* the scalar index without '\n' entries */
 static unsigned long long compared;
 static unsigned long long clean; /* inputs the SIMD kernels finish without the scalar one */
 
@@ -144,27 +149,74 @@ static bool simd_only(const char *src, size_t len)
 	return true;
 }
 
-/* Runs every kernel on src (which must be an exact-size allocation) and
- * fails the test at the first difference from scalar. */
-static void compare_at(const char *what, const char *src, size_t len)
+/* The scalar kernel's index with '\n' entries (idx_ref[0, n_ref)) is its
+ * index without them (idx_plain[0, n_plain)) with every '\n' of src merged
+ * in, for a valid input (where no '\n' can sit inside a string). */
+static void check_newline_entries(const char *what, const char *src, size_t len, uint32_t n_ref,
+                                  uint32_t n_plain)
 {
+	uint32_t a = 0, b = 0;
+	for (uint32_t i = 0; i < len; i++) {
+		bool nl = src[i] == '\n', plain = b < n_plain && idx_plain[b] == i;
+		if (!nl && !plain)
+			continue;
+		if (a == n_ref || idx_ref[a] != i) {
+			fprintf(stderr, "scalar: entry %u with newlines is not byte %u\n", a, i);
+			print_input(what, src, len);
+			fail();
+		}
+		a++;
+		b += plain;
+	}
+	if (a != n_ref) {
+		fprintf(stderr, "scalar: %u entries with newlines, expected %u\n", n_ref, a);
+		print_input(what, src, len);
+		fail();
+	}
+}
+
+/* Every kernel on src, with or without '\n' entries (the plain run first:
+ * it leaves its index in idx_plain). */
+static void compare_mode(const char *what, const char *src, size_t len, bool newlines)
+{
+	static uint32_t n_plain;
 	json_error_t e_ref = {0};
 	uint32_t n_ref = 0;
-	int r_ref = json_stage1_scalar(src, (uint32_t)len, idx_ref, &n_ref, &e_ref);
-	clean += r_ref == 0 && simd_only(src, len);
+	size_t words = JSON_BSLASH_MAP_WORDS(len);
+	memset(bs_ref, 0, (words + 1) * sizeof *bs_ref);
+	for (size_t i = 0; i < len; i++)
+		if (src[i] == '\\')
+			bs_ref[i / JSON_BSLASH_MAP_BYTES] |= 1ull << (i % JSON_BSLASH_MAP_BYTES);
+	int r_ref = json_stage1_scalar(src, (uint32_t)len, idx_ref, &n_ref, NULL, newlines, &e_ref);
+	if (!newlines) {
+		clean += r_ref == 0 && simd_only(src, len);
+		memcpy(idx_plain, idx_ref, n_ref * sizeof *idx_ref);
+		n_plain = n_ref;
+	} else if (r_ref == 0) {
+		check_newline_entries(what, src, len, n_ref, n_plain);
+	}
 	for (size_t k = 0; k < n_kernels; k++) {
-		if (kernels[k].fn == json_stage1_scalar)
-			continue;
 		json_error_t e = {0};
 		uint32_t n = 0;
-		int r = kernels[k].fn(src, (uint32_t)len, idx_got, &n, &e);
+		/* A word past the map that no kernel may write. */
+		memset(bs_got, 0xA5, (words + 1) * sizeof *bs_got);
+		int r = kernels[k].fn(src, (uint32_t)len, idx_got, &n, bs_got, newlines, &e);
+		if (memcmp(bs_got, bs_ref, words * sizeof *bs_got) != 0 ||
+		    bs_got[words] != 0xA5A5A5A5A5A5A5A5ull) {
+			fprintf(stderr, "%s: wrong backslash map\n", kernels[k].name);
+			print_input(what, src, len);
+			fail();
+		}
+		if (kernels[k].fn == json_stage1_scalar)
+			continue;
 		bool same = r == r_ref && n == n_ref &&
 		            memcmp(idx_got, idx_ref, n * sizeof *idx_got) == 0;
 		if (same && r < 0)
 			same = e.offset == e_ref.offset && e.reason == e_ref.reason;
 		if (!same) {
-			fprintf(stderr, "%s differs from scalar: r %d/%d, n %u/%u, error %zu %s / %zu %s\n",
-			        kernels[k].name, r, r_ref, n, n_ref, e.offset, e.reason ? e.reason : "-",
+			fprintf(stderr, "%s%s differs from scalar: r %d/%d, n %u/%u, error %zu %s / %zu %s\n",
+			        kernels[k].name, newlines ? " (newlines)" : "", r, r_ref, n, n_ref,
+			        e.offset, e.reason ? e.reason : "-",
 			        e_ref.offset, e_ref.reason ? e_ref.reason : "-");
 			for (uint32_t i = 0; i < n && i < n_ref; i++)
 				if (idx_got[i] != idx_ref[i]) {
@@ -176,6 +228,14 @@ static void compare_at(const char *what, const char *src, size_t len)
 			fail();
 		}
 	}
+}
+
+/* Runs every kernel on src (which must be an exact-size allocation) and
+ * fails the test at the first difference from scalar. */
+static void compare_at(const char *what, const char *src, size_t len)
+{
+	compare_mode(what, src, len, false);
+	compare_mode(what, src, len, true);
 	compared++;
 }
 
@@ -195,7 +255,10 @@ static int setup(void **state)
 	n_kernels = json_stage1_kernels(&kernels);
 	idx_ref = malloc((INPUT_BYTES_MAX + JSON_STAGE1_IDX_SLACK) * sizeof *idx_ref);
 	idx_got = malloc((INPUT_BYTES_MAX + JSON_STAGE1_IDX_SLACK) * sizeof *idx_got);
-	if (!idx_ref || !idx_got)
+	bs_ref = malloc((JSON_BSLASH_MAP_WORDS(INPUT_BYTES_MAX) + 1) * sizeof *bs_ref);
+	bs_got = malloc((JSON_BSLASH_MAP_WORDS(INPUT_BYTES_MAX) + 1) * sizeof *bs_got);
+	idx_plain = malloc((INPUT_BYTES_MAX + JSON_STAGE1_IDX_SLACK) * sizeof *idx_plain);
+	if (!idx_ref || !idx_got || !bs_ref || !bs_got || !idx_plain)
 		return -1;
 	printf("kernels:");
 	for (size_t k = 0; k < n_kernels; k++)
@@ -213,6 +276,9 @@ static int teardown(void **state)
 		free(corpus.files[i].data);
 	free(idx_ref);
 	free(idx_got);
+	free(bs_ref);
+	free(bs_got);
+	free(idx_plain);
 	return 0;
 }
 

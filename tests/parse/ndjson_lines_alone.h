@@ -1,0 +1,44 @@
+/* tests/parse/ndjson_lines_alone.h: the reference for json_ndjson_each,
+ * shared by tests/parse/test_json_ndjson_batch.c and tests/fuzz/fuzz_json_ndjson.c.
+ *
+ * json_ndjson_each indexes a batch of lines at once; the reference parses
+ * every non-blank line with json_parse on its own, as NDJSON is defined
+ * (docs/parse.md): the documents (with their line offsets) and the first
+ * error (offset absolute, 1-based line) must be the same. */
+#ifndef RF_TEST_NDJSON_LINES_ALONE_H
+#define RF_TEST_NDJSON_LINES_ALONE_H
+
+#include <string.h>
+
+#include "parse/json.h"
+
+/* Calls fn for every document of src[0, len), one json_parse per line.
+ * Returns 0, or -1 with *err for the first invalid line. */
+static inline int ndjson_lines_alone(json_parser_t *p, const char *src, size_t len,
+                                     void (*fn)(void *ctx, const json_doc_t *d, size_t line_offset),
+                                     void *ctx, json_error_t *err)
+{
+	size_t pos = 0, line = 1;
+	while (pos < len) {
+		const char *nl = memchr(src + pos, '\n', len - pos);
+		size_t end = nl ? (size_t)(nl - src) : len;
+		size_t stop = end > pos && src[end - 1] == '\r' ? end - 1 : end;
+		size_t i = pos;
+		while (i < stop && (src[i] == ' ' || src[i] == '\t' || src[i] == '\r'))
+			i++;
+		if (i < stop) {
+			json_doc_t doc;
+			if (json_parse(p, src + pos, stop - pos, &doc, err) < 0) {
+				err->offset += pos;
+				err->line = line;
+				return -1;
+			}
+			fn(ctx, &doc, pos);
+		}
+		pos = nl ? end + 1 : len;
+		line++;
+	}
+	return 0;
+}
+
+#endif
