@@ -22,6 +22,7 @@
 
 #include "parse/json.h"
 #include "parse/json_internal.h"
+#include "tests/parse/each_kernel.h"
 
 #define SUITE_FILES_MIN 300u /* so the test cannot pass on an empty directory */
 #define CORPUS_FILES_MIN 4u
@@ -443,16 +444,5 @@ int main(int argc, char **argv)
 		cmocka_unit_test(documented_cases), cmocka_unit_test(depth_limit),
 		cmocka_unit_test(report),
 	};
-	const json_stage1_kernel_t *kernels;
-	size_t n_kernels = json_stage1_kernels(&kernels);
-	int failed = 0;
-	for (size_t i = 0; i < n_kernels; i++) {
-		if (json_stage1_use(kernels[i].name) != 0)
-			return 1;
-		char group[64];
-		snprintf(group, sizeof group, "json_select/%s", kernels[i].name);
-		printf("== stage-1 kernel: %s\n", kernels[i].name);
-		failed += cmocka_run_group_tests_name(group, tests, setup, teardown);
-	}
-	return failed;
+	return RUN_ON_EACH_KERNEL("json_select", tests, setup, teardown);
 }

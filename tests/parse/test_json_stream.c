@@ -24,6 +24,7 @@
 
 #include "parse/json.h"
 #include "parse/json_internal.h"
+#include "tests/parse/each_kernel.h"
 #include "parse/json_stream.h"
 #include "tests/parse/json_stream_check.h"
 
@@ -663,16 +664,5 @@ int main(int argc, char **argv)
 		cmocka_unit_test(several_paths_one_pass),
 		cmocka_unit_test(overlapping_paths_refused),
 	};
-	const json_stage1_kernel_t *kernels;
-	size_t n_kernels = json_stage1_kernels(&kernels);
-	int failed = 0;
-	for (size_t i = 0; i < n_kernels; i++) {
-		if (json_stage1_use(kernels[i].name) != 0)
-			return 1;
-		char group[64];
-		snprintf(group, sizeof group, "json_stream/%s", kernels[i].name);
-		printf("== stage-1 kernel: %s\n", kernels[i].name);
-		failed += cmocka_run_group_tests_name(group, tests, load_files, free_files);
-	}
-	return failed;
+	return RUN_ON_EACH_KERNEL("json_stream", tests, load_files, free_files);
 }
