@@ -412,6 +412,28 @@ class Sources(unittest.TestCase):
         self.assertIn("No such file", gone["error"])
         self.assertEqual(table(db, "t", ["x"]), [(1,), (3,), (4,)])
 
+    def test_files_run_needs_no_ca_store(self):
+        # A files run never connects, so it does not load the CA store: a
+        # --cacert that is not PEM does not stop it. A URL run still refuses
+        # it before any job starts (exit 2).
+        d = self.workdir()
+        docs = os.path.join(d, "docs")
+        os.makedirs(docs)
+        with open(os.path.join(docs, "a.json"), "w") as f:
+            f.write('{"x": 1}')
+        bad_ca = os.path.join(d, "not-a-ca.pem")
+        with open(bad_ca, "w") as f:
+            f.write("not a certificate\n")
+        with open(os.path.join(d, "job.json"), "w") as f:
+            json.dump({"source": {"files": "docs"}, "db": "out.db",
+                       "tables": [{"name": "t", "columns": {"x": "@.x"}}]}, f)
+        self.run_ok(["run", os.path.join(d, "job.json"), "--cacert", bad_ca])
+        self.assertEqual(table(os.path.join(d, "out.db"), "t", ["x"]), [(1,)])
+        harness.write_lines(os.path.join(d, "urls.txt"), [self.srv.url("repo/x.json")])
+        p = self.run_ok(["run", "--urls", os.path.join(d, "urls.txt"), "--db",
+                         os.path.join(d, "urls.db"), "--cacert", bad_ca], code=2)
+        self.assertIn("cannot load CA certificates", p.stderr)
+
     # -- job-file errors ------------------------------------------------------
 
     def test_job_file_errors_exit_2(self):
