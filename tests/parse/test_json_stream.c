@@ -397,12 +397,11 @@ static const char *const multi_paths[] = {"$.statuses[*]", "$.*[*]", "$[0][0]",
                                           "$.search_metadata.count"};
 #define N_MULTI (sizeof multi_paths / sizeof multi_paths[0])
 
-static void multi_stream(const json_path_t *const *rows, const char *src, size_t len,
-                         const size_t *cuts, size_t n_cuts, sc_result_t res[N_MULTI])
+/* The records of src cut at cuts, through s (new or just reset). */
+static void multi_stream_with(json_stream_t *s, const char *src, size_t len, const size_t *cuts,
+                              size_t n_cuts, sc_result_t res[N_MULTI])
 {
 	memset(res, 0, N_MULTI * sizeof *res);
-	json_stream_t *s = json_stream_new_paths(rows, N_MULTI, NULL);
-	assert_non_null(s);
 	size_t at = 0;
 	int r = JSON_STREAM_MORE;
 	json_error_t err = {0};
@@ -433,6 +432,14 @@ static void multi_stream(const json_path_t *const *rows, const char *src, size_t
 		res[k].r = r < 0 ? -1 : 0;
 		res[k].err = err;
 	}
+}
+
+static void multi_stream(const json_path_t *const *rows, const char *src, size_t len,
+                         const size_t *cuts, size_t n_cuts, sc_result_t res[N_MULTI])
+{
+	json_stream_t *s = json_stream_new_paths(rows, N_MULTI, NULL);
+	assert_non_null(s);
+	multi_stream_with(s, src, len, cuts, n_cuts, res);
 	json_stream_free(s);
 }
 
@@ -481,6 +488,48 @@ static void several_paths_one_pass(void **state)
 		}
 	}
 	free(cuts);
+	for (size_t k = 0; k < N_MULTI; k++)
+		json_path_free((json_path_t *)rows[k]);
+	json_parser_free(p);
+}
+
+/* json_stream_reset: one stream for every file, reset each time after it
+ * was left mid-document (a job abandoned halfway), or after the previous
+ * file ended or failed, gives the records and error a new stream gives. */
+static void reset_stream_reused(void **state)
+{
+	(void)state;
+	json_parser_t *p = json_parser_new(0);
+	assert_non_null(p);
+	const json_path_t *rows[N_MULTI];
+	for (size_t k = 0; k < N_MULTI; k++)
+		rows[k] = compile(multi_paths[k]);
+	json_stream_t *s = json_stream_new_paths(rows, N_MULTI, NULL);
+	assert_non_null(s);
+	for (size_t i = 0; i < n_files; i++) {
+		const file_t *f = &files[i];
+		if (i % 2) { /* half of a document, its records pulled, never finished */
+			json_stream_reset(s);
+			json_stream_feed(s, f->data, f->len / 2);
+			json_stream_record_t rec;
+			json_error_t err;
+			while (json_stream_next(s, &rec, &err) == JSON_STREAM_RECORD)
+				;
+		}
+		json_stream_reset(s);
+		size_t cut = f->len / 3;
+		sc_result_t got[N_MULTI];
+		multi_stream_with(s, f->data, f->len, &cut, 1, got);
+		assert_true(json_stream_bytes(s) > sizeof(void *));
+		for (size_t k = 0; k < N_MULTI; k++) {
+			sc_result_t want;
+			sc_whole(p, rows[k], f->data, f->len, &want);
+			expect_same(f, multi_paths[k], &want, &got[k], "reset, a third");
+			sc_result_free(&want);
+			sc_result_free(&got[k]);
+		}
+	}
+	json_stream_free(s);
 	for (size_t k = 0; k < N_MULTI; k++)
 		json_path_free((json_path_t *)rows[k]);
 	json_parser_free(p);
@@ -661,6 +710,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(duplicate_keys_each_followed),
 		cmocka_unit_test(rows_path_must_be_rooted),
 		cmocka_unit_test(several_paths_one_pass),
+		cmocka_unit_test(reset_stream_reused),
 		cmocka_unit_test(overlapping_paths_refused),
 	};
 	const json_stage1_kernel_t *kernels;
