@@ -48,6 +48,11 @@
 #define ND_CKPT_ROW_BYTES (16u << 20)   /* encoded rows that make a checkpoint due */
 #define ND_STOP_WAIT_MS 2000u           /* on a signal, how long checkpoints may wait */
 #define DS_GZIP_PIECE_BYTES (1u << 20)  /* a gzip document is decoded this much at a time */
+/* Idle document streams kept for the next documents (docstream.c), so that
+ * a small document costs no stream set-up: at most this many, each holding
+ * at most this much (16 MiB in all), whatever --concurrency is. */
+#define DS_POOL_MAX 64u
+#define DS_POOL_JOB_BYTES_MAX (256u << 10)
 
 /* Every io_uring request carries a pointer to one of these, embedded in its
  * owner; container_of gets the owner back. */
@@ -313,6 +318,8 @@ struct loop {
 	bool stop_ckpt_done; /* streams were checkpointed for the stop */
 	bool ck_unblocked;   /* a checkpoint went out: a connection may read on */
 	struct ds_plan *ds_plan; /* which paths a streamed document follows (docstream.c); owned */
+	struct ds_job *ds_pool;  /* idle streams for the next documents (docstream.c); owned */
+	uint32_t ds_pooled;      /* on ds_pool, at most DS_POOL_MAX */
 	chunk_t *chunks_free;
 	uint32_t chunks_made, chunks_max, starved_conns;
 	recvbufs_t rb;
@@ -407,7 +414,7 @@ void ds_plan_free(loop_t *l);
 int ds_begin(loop_t *l, job_t *j); /* -1: out of memory */
 void ds_feed(loop_t *l, job_t *j, const char *p, size_t n); /* decoded bytes */
 void ds_finish(loop_t *l, job_t *j);
-void ds_free(job_t *j);
+void ds_free(loop_t *l, job_t *j); /* its ds_job back to loop.ds_pool, or freed */
 
 /* job.c, for files.c: a whole body, from the network or a local file */
 void job_body_ok(loop_t *l, job_t *j);

@@ -515,7 +515,7 @@ void nd_reset(loop_t *l, job_t *j)
 			j->sha = NULL;
 		}
 	}
-	ds_free(j);
+	ds_free(l, j);
 	json_ndjson_stream_free(j->nd_stream);
 	j->nd_stream = NULL;
 	j->nd_skip_part = 0;
