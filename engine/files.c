@@ -36,6 +36,7 @@ struct local_file {
 	const char *path; /* into the job's url, after "file:" */
 	struct statx stx;
 	bool streamed;    /* pieces go to the job's json_stream (j->ds) */
+	bool one_piece;   /* to stream, but smaller than a piece: read whole first */
 	uint64_t off;     /* streamed: bytes read so far */
 };
 
@@ -143,16 +144,21 @@ static int local_stream_begin(loop_t *l, job_t *j, uint64_t size)
 }
 
 /* The streamed document is read: its last rows (docstream.c), the digest,
- * and the batch as local_done makes it. */
+ * and the batch as local_done makes it. The stream goes back to the pool at
+ * once (ds_free): the rows are in the batch, and the job may wait a while
+ * for ring space. */
 static void local_stream_done(loop_t *l, job_t *j)
 {
 	struct local_file *f = j->local;
 	ds_finish(l, j);
+	ds_free(l, j);
 	batch_t *b = j->batch;
-	unsigned char md[32];
-	unsigned int n = 0;
-	EVP_DigestFinal_ex(j->sha, md, &n);
-	hex_digest(md, b->sha256_hex);
+	if (j->sha) { /* else local_piece_done took it */
+		unsigned char md[32];
+		unsigned int n = 0;
+		EVP_DigestFinal_ex(j->sha, md, &n);
+		hex_digest(md, b->sha256_hex);
+	}
 	b->attempts = j->desc->attempts + (int)j->attempts_run;
 	b->body_bytes = f->off;
 	snprintf(b->raw_path, sizeof b->raw_path, "%s", f->path);
@@ -162,6 +168,27 @@ static void local_stream_done(loop_t *l, job_t *j)
 		batch_fail(b, b->error_class, "%s: %s", f->path, why);
 	}
 	job_ready(l, j);
+}
+
+/* A document to stream that is smaller than a piece was read whole into
+ * the body buffer: it goes through the stream now, in one go, with a
+ * json_stream from the pool that is back there before this returns. Taken
+ * at the stat instead, as a larger file's is, each of the --concurrency
+ * files in flight would hold one while its reads wait, and a stream's
+ * set-up cost as much as the rows of a small document. */
+static void local_piece_done(loop_t *l, job_t *j)
+{
+	struct local_file *f = j->local;
+	f->streamed = true;
+	f->off = j->body.len;
+	j->nd = true;
+	if (!(j->batch = batch_new(BATCH_JOB_DONE, j->desc->id)) || ds_begin(l, j)) {
+		local_nomem(l, j);
+		return;
+	}
+	sha256_hex(&j->body, j->batch->sha256_hex);
+	ds_feed(l, j, j->body.data, j->body.len);
+	local_stream_done(l, j);
 }
 
 void files_complete(loop_t *l, op_t *op, int res)
@@ -192,8 +219,9 @@ void files_complete(loop_t *l, op_t *op, int res)
 			return;
 		}
 		bool stream = !job_is_ndjson(l, j) && ds_plan_ok(l);
-		if (stream ? local_stream_begin(l, j, f->stx.stx_size) != 0
-		           : local_room(l, j, f->stx.stx_size) != 0) {
+		f->one_piece = stream && f->stx.stx_size < LOCAL_STREAM_BYTES;
+		if (stream && !f->one_piece ? local_stream_begin(l, j, f->stx.stx_size) != 0
+		                            : local_room(l, j, f->stx.stx_size) != 0) {
 			local_nomem(l, j);
 			return;
 		}
@@ -238,6 +266,8 @@ void files_complete(loop_t *l, op_t *op, int res)
 		j->file_fd = -1;
 		if (f->streamed)
 			local_stream_done(l, j);
+		else if (f->one_piece)
+			local_piece_done(l, j);
 		else
 			local_done(l, j);
 		return;

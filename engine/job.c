@@ -389,7 +389,7 @@ void hex_digest(const unsigned char md[32], char out[65])
 	out[64] = 0;
 }
 
-static void sha256_hex(const json_buf_t *body, char out[65])
+void sha256_hex(const json_buf_t *body, char out[65])
 {
 	unsigned char md[32];
 	unsigned int n = 0;

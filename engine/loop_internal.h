@@ -389,6 +389,7 @@ void stream_free_pool(loop_t *l);
 void job_raw_names(loop_t *l, job_t *j);
 void job_stream_done(loop_t *l, job_t *j);
 void hex_digest(const unsigned char md[32], char out[65]);
+void sha256_hex(const json_buf_t *body, char out[65]); /* of the bytes, as hex_digest */
 
 /* ndstream.c: NDJSON bodies parsed as they arrive, checkpoints, resume */
 bool job_is_ndjson(loop_t *l, job_t *j); /* job.c */

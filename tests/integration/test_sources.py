@@ -412,6 +412,42 @@ class Sources(unittest.TestCase):
         self.assertIn("No such file", gone["error"])
         self.assertEqual(table(db, "t", ["x"]), [(1,), (3,), (4,)])
 
+    def test_files_streams_reused_across_documents(self):
+        # Small files are streamed one after another through the loop's pool
+        # of json_streams (engine/docstream.c): a document whose `$` value
+        # comes after its records (held to the end), an invalid one and a
+        # file larger than a read piece between them leave nothing behind
+        # for the next document.
+        d = self.workdir()
+        docs = os.path.join(d, "docs")
+        os.makedirs(docs)
+        big = [{"x": 100 + i, "pad": "p" * 1000} for i in range(1100)]  # > 1 MiB: pieces
+        for name, text in (
+                ("1.json", '{"items": [{"x": 1}], "meta": {"m": "A"}}'),
+                ("2.json", '{"meta": {"m": "B"}, "items": [{"x": 2}, {"x": 3}]}'),
+                ("3.json", '{"meta": {"m": "C"}, "items": [{"x": 4}, {"x": '),
+                ("4.json", json.dumps({"meta": {"m": "L"}, "items": big})),
+                ("5.json", '{"items": [{"x": 5}, {"x": 6}], "meta": {"m": "E"}}'),
+                ("6.json", '{"meta": {"m": "F"}, "items": [{"x": 7}]}')):
+            with open(os.path.join(docs, name), "w") as f:
+                f.write(text)
+        with open(os.path.join(d, "job.json"), "w") as f:
+            json.dump({"source": {"files": "docs"}, "db": "out.db",
+                       "tables": [{"name": "t", "rows": "$.items[*]",
+                                   "columns": {"x": "@.x", "m": "$.meta.m"}}]}, f)
+        for conc in ("1", "3"):
+            db = os.path.join(d, "out.db")
+            for suffix in ("", "-wal", "-shm"):
+                if os.path.exists(db + suffix):
+                    os.unlink(db + suffix)
+            self.run_ok(["run", os.path.join(d, "job.json"), "--concurrency", conc], code=1)
+            want = [(1, "A"), (2, "B"), (3, "B"), (5, "E"), (6, "E"), (7, "F")]
+            want += [(100 + i, "L") for i in range(1100)]
+            self.assertEqual(table(db, "t", ["x", "m"]), sorted(want, key=repr), conc)
+            bad = {j["key"]: j for j in harness.jobs(db)}["3.json"]
+            self.assertEqual((bad["state"], bad["error_class"]), ("failed", "permanent"))
+            self.assertIn("invalid JSON", bad["error"])
+
     def test_files_run_needs_no_ca_store(self):
         # A files run never connects, so it does not load the CA store: a
         # --cacert that is not PEM does not stop it. A URL run still refuses
