@@ -38,6 +38,7 @@ struct local_file {
 	bool streamed;    /* pieces go to the job's json_stream (j->ds) */
 	bool one_piece;   /* to stream, but smaller than a piece: read whole first */
 	uint64_t off;     /* streamed: bytes read so far */
+	unsigned asked;   /* bytes the read in flight asked for */
 };
 
 bool files_job(const loop_t *l, const job_desc_t *d)
@@ -60,8 +61,8 @@ static void local_submit(loop_t *l, struct local_file *f)
 	case LOCAL_READ: {
 		/* Streamed: the whole buffer again for each piece. */
 		size_t at = f->streamed ? 0 : j->body.len, room = j->body.cap - at;
-		io_uring_prep_read(sqe, j->file_fd, j->body.data + at,
-		                   (unsigned)(room < LOCAL_READ_BYTES_MAX ? room : LOCAL_READ_BYTES_MAX),
+		f->asked = (unsigned)(room < LOCAL_READ_BYTES_MAX ? room : LOCAL_READ_BYTES_MAX);
+		io_uring_prep_read(sqe, j->file_fd, j->body.data + at, f->asked,
 		                   f->streamed ? f->off : j->body.len);
 		sqe->flags |= IOSQE_FIXED_FILE;
 		break;
@@ -247,6 +248,8 @@ void files_complete(loop_t *l, op_t *op, int res)
 			}
 			EVP_DigestUpdate(j->sha, j->body.data, (size_t)res);
 			ds_feed(l, j, j->body.data, (size_t)res);
+			if ((unsigned)res < f->asked)
+				f->step = LOCAL_CLOSE; /* at the end: see below */
 			break;
 		}
 		j->body.len += (size_t)res;
@@ -255,6 +258,15 @@ void files_complete(loop_t *l, op_t *op, int res)
 			job_fail(l, j, ERROR_CLASS_PERMANENT, 0, "%s: larger than --max-body (%llu bytes)",
 			         f->path, (unsigned long long)l->o->body_bytes_max);
 			return;
+		}
+		/* io_uring completes a read of a regular file in full unless it
+		 * reaches the end (it retries a short buffered read itself), so a
+		 * short read is the end, and a read that would return 0 is not
+		 * made: one request fewer per file (the stat said the size; room
+		 * was asked for a byte more, so a file that grew still fills it). */
+		if ((unsigned)res < f->asked) {
+			f->step = LOCAL_CLOSE;
+			break;
 		}
 		if (j->body.len == j->body.cap && local_room(l, j, 2 * j->body.len) != 0) {
 			local_nomem(l, j);
