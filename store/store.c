@@ -572,18 +572,66 @@ out:
 	return rc;
 }
 
+/* A list's jobs go in IMPORT_LIST_ROWS at a time, one statement of that many
+ * rows: a statement per job cost 4 us each, most of it opening and closing
+ * the cursors of the table and its three indexes (4,000 files: 16 ms before
+ * the first job could start; 64 at a time: about half). */
+#define IMPORT_LIST_ROWS 64u
+
+/* INSERT OR IGNORE of IMPORT_LIST_ROWS pending jobs: ?1 the source, ?2 the
+ * time, then each row's key and url. */
+static int import_list_stmt(import_t *im, sqlite3_stmt **out)
+{
+	char sql[sizeof import_sql + IMPORT_LIST_ROWS * 64];
+	static const char head[] = "INSERT OR IGNORE INTO _ringfill_jobs"
+	                           " (source, key, url, state, attempts, updated_at) VALUES ";
+	size_t n = (size_t)snprintf(sql, sizeof sql, "%s", head);
+	for (uint32_t r = 0; r < IMPORT_LIST_ROWS; r++)
+		n += (size_t)snprintf(sql + n, sizeof sql - n, "%s(?1, ?%u, ?%u, 'pending', 0, ?2)",
+		                      r ? "," : "", 3 + 2 * r, 4 + 2 * r);
+	if (n >= sizeof sql || sqlite3_prepare_v2(im->st->db, sql, -1, out, NULL) != SQLITE_OK) {
+		db_err(im->st, im->err, im->err_cap);
+		return -1;
+	}
+	return 0;
+}
+
 int store_import_list(store_t *st, const char *source, const store_job_t *jobs, size_t n,
                       store_import_t *res, char *err, size_t err_cap)
 {
 	memset(res, 0, sizeof(*res));
 	import_t im = {.st = st, .file = source, .res = res, .now = unix_now(), .err = err,
 	               .err_cap = err_cap};
+	sqlite3_stmt *many = NULL;
 	int rc = import_begin(&im, source);
-	for (size_t i = 0; rc == 0 && i < n; i++) {
+	size_t i = 0;
+	if (rc == 0 && n >= IMPORT_LIST_ROWS && (rc = import_list_stmt(&im, &many)) == 0) {
+		sqlite3_bind_text(many, 1, source, -1, SQLITE_STATIC);
+		sqlite3_bind_double(many, 2, im.now);
+	}
+	for (; rc == 0 && n - i >= IMPORT_LIST_ROWS; i += IMPORT_LIST_ROWS) {
+		sqlite3_reset(many);
+		for (uint32_t r = 0; r < IMPORT_LIST_ROWS; r++) {
+			const store_job_t *j = &jobs[i + r];
+			sqlite3_bind_text(many, (int)(3 + 2 * r), j->key, -1, SQLITE_STATIC);
+			sqlite3_bind_text(many, (int)(4 + 2 * r), j->url, -1, SQLITE_STATIC);
+		}
+		if (sqlite3_step(many) != SQLITE_DONE) {
+			db_err(st, err, err_cap);
+			rc = -1;
+			break;
+		}
+		int added = sqlite3_changes(st->db); /* the others were there already */
+		res->lines += IMPORT_LIST_ROWS;
+		res->added += (uint64_t)added;
+		res->existing += IMPORT_LIST_ROWS - (uint64_t)added;
+	}
+	for (; rc == 0 && i < n; i++) {
 		res->lines++;
 		rc = insert_job(&im, jobs[i].key, strlen(jobs[i].key), jobs[i].url,
 		                strlen(jobs[i].url), NULL);
 	}
+	sqlite3_finalize(many);
 	if (rc == 0 || im.ins)
 		rc = import_finish(&im, source, rc);
 	sqlite3_finalize(im.ins);

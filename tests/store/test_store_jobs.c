@@ -284,6 +284,41 @@ static void test_long_line_is_malformed_not_fatal(void **state)
 	             "https://example.com/ok");
 }
 
+/* store_import_list (the files source): 150 jobs go in 64 at a time and one
+ * by one for the rest, each pending with its key, url, no vars, in order;
+ * a second list repeating the first 150 (and a key twice within one group
+ * of 64) adds only the new ones and counts the rest as existing. */
+static void test_import_list_groups(void **state)
+{
+	fixture_t *fx = *state;
+	char err[STORE_ERR_BYTES];
+	enum { FIRST = 150, SECOND = 230 };
+	static char keys[SECOND][16], urls[SECOND][40];
+	store_job_t jobs[SECOND + 1];
+	for (int i = 0; i < SECOND; i++) {
+		snprintf(keys[i], sizeof keys[i], "k%03d.json", i);
+		snprintf(urls[i], sizeof urls[i], "file:/data/k%03d.json", i);
+		jobs[i] = (store_job_t){keys[i], urls[i]};
+	}
+	store_import_t res;
+	assert_int_equal(store_import_list(fx->st, "src", jobs, FIRST, &res, err, sizeof err), 0);
+	assert_int_equal(res.lines, FIRST);
+	assert_int_equal(res.added, FIRST);
+	assert_int_equal(res.existing, 0);
+	expect_query(fx->db, "SELECT count(*) FROM _ringfill_jobs WHERE source = 'src' AND "
+	                     "state = 'pending' AND attempts = 0 AND vars IS NULL AND "
+	                     "error IS NULL AND error_class IS NULL AND updated_at > 0 AND "
+	                     "url = 'file:/data/' || key AND id = 1 + CAST(substr(key, 2, 3) AS INT)",
+	             "150");
+	/* 230 more rows with k200 again inside the group of rows 192..255. */
+	memmove(&jobs[201], &jobs[200], (SECOND - 200) * sizeof jobs[0]);
+	assert_int_equal(store_import_list(fx->st, "src", jobs, SECOND + 1, &res, err, sizeof err), 0);
+	assert_int_equal(res.lines, SECOND + 1);
+	assert_int_equal(res.added, SECOND - FIRST);
+	assert_int_equal(res.existing, FIRST + 1);
+	expect_query(fx->db, "SELECT count(*) || ' ' || max(id) FROM _ringfill_jobs", "230 230");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -295,6 +330,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_fetch_pages_by_id_and_counts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_missing_file_is_named, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_long_line_is_malformed_not_fatal, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_import_list_groups, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
