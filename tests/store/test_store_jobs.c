@@ -319,6 +319,45 @@ static void test_import_list_groups(void **state)
 	expect_query(fx->db, "SELECT count(*) || ' ' || max(id) FROM _ringfill_jobs", "230 230");
 }
 
+/* A URL list of 200 lines through the grouped inserts: plain URLs, manifest
+ * lines with variables, and a malformed line every 45th, which goes in at
+ * once; every job's id still follows its line, and each keeps its vars. */
+static void test_import_groups_keep_line_order(void **state)
+{
+	fixture_t *fx = *state;
+	char err[STORE_ERR_BYTES];
+	FILE *f = fopen(fx->urls, "w");
+	assert_non_null(f);
+	for (int i = 0; i < 200; i++) {
+		if (i % 45 == 44)
+			fprintf(f, "bad line %d\n", i);
+		else if (i % 3 == 0)
+			fprintf(f, "{\"url\": \"https://h/%d\", \"key\": \"k%d\", \"n\": %d}\n", i, i, i);
+		else
+			fprintf(f, "https://h/%d\n", i);
+	}
+	fclose(f);
+	store_import_t r;
+	assert_int_equal(store_import_urls(fx->st, "src", fx->urls, &r, err, sizeof(err)), 0);
+	assert_int_equal(r.lines, 200);
+	assert_int_equal(r.malformed, 4);
+	assert_int_equal(r.added, 196);
+	/* Line i (0-based) is job i + 1: its url, or its failure naming line i + 1. */
+	expect_query(fx->db, "SELECT count(*) FROM _ringfill_jobs WHERE "
+	                     "(state = 'pending' AND url = 'https://h/' || (id - 1) AND "
+	                     " (((id - 1) % 3 = 0 AND key = 'k' || (id - 1) AND "
+	                     "   vars = '{\"n\":' || (id - 1) || '}') OR "
+	                     "  ((id - 1) % 3 != 0 AND key = url AND vars IS NULL))) OR "
+	                     "(state = 'failed' AND (id - 1) % 45 = 44 AND key = 'bad line ' || (id - 1)"
+	                     " AND error LIKE '%:' || id || ': malformed URL: %')",
+	             "200");
+	/* Again: every line known, the failed ones included. */
+	assert_int_equal(store_import_urls(fx->st, "src", fx->urls, &r, err, sizeof(err)), 0);
+	assert_int_equal(r.added, 0);
+	assert_int_equal(r.existing, 196);
+	expect_query(fx->db, "SELECT count(*) FROM _ringfill_jobs", "200");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -331,6 +370,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_missing_file_is_named, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_long_line_is_malformed_not_fatal, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_import_list_groups, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_import_groups_keep_line_order, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
