@@ -138,7 +138,7 @@ static int local_stream_begin(loop_t *l, job_t *j, uint64_t size)
 	j->nd = true;
 	j->batch = batch_new(BATCH_JOB_DONE, j->desc->id);
 	j->sha = EVP_MD_CTX_new();
-	if (!j->batch || !j->sha || EVP_DigestInit_ex(j->sha, EVP_sha256(), NULL) != 1 ||
+	if (!j->batch || !j->sha || EVP_DigestInit_ex(j->sha, l->sha256, NULL) != 1 ||
 	    ds_begin(l, j) || json_buf_reserve(&j->body, buf))
 		return -1;
 	return 0;
@@ -187,7 +187,7 @@ static void local_piece_done(loop_t *l, job_t *j)
 		local_nomem(l, j);
 		return;
 	}
-	sha256_hex(&j->body, j->batch->sha256_hex);
+	sha256_hex(l, &j->body, j->batch->sha256_hex);
 	ds_feed(l, j, j->body.data, j->body.len);
 	local_stream_done(l, j);
 }

@@ -24,6 +24,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 uint64_t loop_now_ms(void)
 {
 	struct timespec ts;
@@ -796,10 +798,15 @@ static int loop_init(loop_t *l, const loop_config_t *cfg, loop_result_t *res)
 	if (!cfg->local_files &&
 	    tls_client_init(&l->tls, l->o->cacert, res->message, sizeof res->message))
 		return -EINVAL;
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+	l->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+#else
+	l->sha256 = EVP_sha256();
+#endif
 	l->parser = json_parser_new(0);
 	l->host_mask = 1023;
 	l->host_tab = calloc(l->host_mask + 1, sizeof *l->host_tab);
-	if (!l->parser || !l->host_tab) {
+	if (!l->sha256 || !l->parser || !l->host_tab) {
 		snprintf(res->message, sizeof res->message, "out of memory");
 		return -ENOMEM;
 	}
@@ -853,6 +860,9 @@ static void loop_teardown(loop_t *l)
 		json_parser_free(l->parser);
 	ds_plan_free(l);
 	tls_client_free(&l->tls);
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+	EVP_MD_free((EVP_MD *)l->sha256);
+#endif
 	if (l->raw_dirfd >= 0)
 		close(l->raw_dirfd);
 	if (l->signal_fd >= 0)

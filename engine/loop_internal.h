@@ -280,6 +280,10 @@ struct loop {
 	const run_opts_t *o;
 	pipe_t *pipe;
 	tls_client_t tls;
+	/* SHA-256, fetched once: EVP_sha256() makes OpenSSL 3 look the
+	 * algorithm up in its providers again at every digest's start (a lock
+	 * and a search per job). */
+	const EVP_MD *sha256;
 	json_parser_t *parser;
 	int raw_dirfd;
 	int signal_fd;
@@ -389,7 +393,7 @@ void stream_free_pool(loop_t *l);
 void job_raw_names(loop_t *l, job_t *j);
 void job_stream_done(loop_t *l, job_t *j);
 void hex_digest(const unsigned char md[32], char out[65]);
-void sha256_hex(const json_buf_t *body, char out[65]); /* of the bytes, as hex_digest */
+void sha256_hex(loop_t *l, const json_buf_t *body, char out[65]); /* of the bytes, as hex_digest */
 
 /* ndstream.c: NDJSON bodies parsed as they arrive, checkpoints, resume */
 bool job_is_ndjson(loop_t *l, job_t *j); /* job.c */
