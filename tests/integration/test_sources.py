@@ -375,18 +375,21 @@ class Sources(unittest.TestCase):
         p = self.run_ok(["run", os.path.join(d, "files.json")])
         self.assertIn("0 jobs to fetch", p.stderr)
 
-    def test_files_errors_name_the_file(self):
-        d = self.workdir()
+    @staticmethod
+    def write_docs(d, texts):
+        """D/docs holding a file per (name, text); its path."""
         docs = os.path.join(d, "docs")
         os.makedirs(docs)
-        with open(os.path.join(docs, "a.json"), "w") as f:
-            f.write('{"x": 1}')
-        with open(os.path.join(docs, "b.json"), "w") as f:
-            f.write('{"x": [1, 2}')
-        with open(os.path.join(docs, "c.jsonl"), "w") as f:
-            f.write('{"x": 3}\n{"x": 4}\n')
-        with open(os.path.join(docs, "big.json"), "w") as f:
-            f.write('{"x": "%s"}' % ("y" * 5000))
+        for name, text in texts:
+            with open(os.path.join(docs, name), "w") as f:
+                f.write(text)
+        return docs
+
+    def test_files_errors_name_the_file(self):
+        d = self.workdir()
+        docs = self.write_docs(d, (("a.json", '{"x": 1}'), ("b.json", '{"x": [1, 2}'),
+                                   ("c.jsonl", '{"x": 3}\n{"x": 4}\n'),
+                                   ("big.json", '{"x": "%s"}' % ("y" * 5000))))
         with open(os.path.join(d, "job.json"), "w") as f:
             json.dump({"source": {"files": "docs"}, "db": "out.db",
                        "tables": [{"name": "t", "columns": {"x": "@.x"}}]}, f)
@@ -419,18 +422,14 @@ class Sources(unittest.TestCase):
         # file larger than a read piece between them leave nothing behind
         # for the next document.
         d = self.workdir()
-        docs = os.path.join(d, "docs")
-        os.makedirs(docs)
         big = [{"x": 100 + i, "pad": "p" * 1000} for i in range(1100)]  # > 1 MiB: pieces
-        for name, text in (
-                ("1.json", '{"items": [{"x": 1}], "meta": {"m": "A"}}'),
-                ("2.json", '{"meta": {"m": "B"}, "items": [{"x": 2}, {"x": 3}]}'),
-                ("3.json", '{"meta": {"m": "C"}, "items": [{"x": 4}, {"x": '),
-                ("4.json", json.dumps({"meta": {"m": "L"}, "items": big})),
-                ("5.json", '{"items": [{"x": 5}, {"x": 6}], "meta": {"m": "E"}}'),
-                ("6.json", '{"meta": {"m": "F"}, "items": [{"x": 7}]}')):
-            with open(os.path.join(docs, name), "w") as f:
-                f.write(text)
+        self.write_docs(d, (
+            ("1.json", '{"items": [{"x": 1}], "meta": {"m": "A"}}'),
+            ("2.json", '{"meta": {"m": "B"}, "items": [{"x": 2}, {"x": 3}]}'),
+            ("3.json", '{"meta": {"m": "C"}, "items": [{"x": 4}, {"x": '),
+            ("4.json", json.dumps({"meta": {"m": "L"}, "items": big})),
+            ("5.json", '{"items": [{"x": 5}, {"x": 6}], "meta": {"m": "E"}}'),
+            ("6.json", '{"meta": {"m": "F"}, "items": [{"x": 7}]}')))
         with open(os.path.join(d, "job.json"), "w") as f:
             json.dump({"source": {"files": "docs"}, "db": "out.db",
                        "tables": [{"name": "t", "rows": "$.items[*]",
@@ -453,10 +452,7 @@ class Sources(unittest.TestCase):
         # --cacert that is not PEM does not stop it. A URL run still refuses
         # it before any job starts (exit 2).
         d = self.workdir()
-        docs = os.path.join(d, "docs")
-        os.makedirs(docs)
-        with open(os.path.join(docs, "a.json"), "w") as f:
-            f.write('{"x": 1}')
+        self.write_docs(d, (("a.json", '{"x": 1}'),))
         bad_ca = os.path.join(d, "not-a-ca.pem")
         with open(bad_ca, "w") as f:
             f.write("not a certificate\n")

@@ -457,14 +457,28 @@ static void multi_file(json_parser_t *p, const json_path_t *const *rows, const f
 	}
 }
 
+/* A parser for the whole-input results, and multi_paths compiled. */
+static json_parser_t *multi_begin(const json_path_t *rows[N_MULTI])
+{
+	json_parser_t *p = json_parser_new(0);
+	assert_non_null(p);
+	for (size_t k = 0; k < N_MULTI; k++)
+		rows[k] = compile(multi_paths[k]);
+	return p;
+}
+
+static void multi_end(json_parser_t *p, const json_path_t *rows[N_MULTI])
+{
+	for (size_t k = 0; k < N_MULTI; k++)
+		json_path_free((json_path_t *)rows[k]);
+	json_parser_free(p);
+}
+
 static void several_paths_one_pass(void **state)
 {
 	(void)state;
-	json_parser_t *p = json_parser_new(0);
-	assert_non_null(p);
 	const json_path_t *rows[N_MULTI];
-	for (size_t k = 0; k < N_MULTI; k++)
-		rows[k] = compile(multi_paths[k]);
+	json_parser_t *p = multi_begin(rows);
 	size_t *cuts = malloc(CUTS_MAX * sizeof *cuts);
 	assert_non_null(cuts);
 	for (size_t i = 0; i < n_files; i++) {
@@ -488,9 +502,7 @@ static void several_paths_one_pass(void **state)
 		}
 	}
 	free(cuts);
-	for (size_t k = 0; k < N_MULTI; k++)
-		json_path_free((json_path_t *)rows[k]);
-	json_parser_free(p);
+	multi_end(p, rows);
 }
 
 /* json_stream_reset: one stream for every file, reset each time after it
@@ -499,11 +511,8 @@ static void several_paths_one_pass(void **state)
 static void reset_stream_reused(void **state)
 {
 	(void)state;
-	json_parser_t *p = json_parser_new(0);
-	assert_non_null(p);
 	const json_path_t *rows[N_MULTI];
-	for (size_t k = 0; k < N_MULTI; k++)
-		rows[k] = compile(multi_paths[k]);
+	json_parser_t *p = multi_begin(rows);
 	json_stream_t *s = json_stream_new_paths(rows, N_MULTI, NULL);
 	assert_non_null(s);
 	for (size_t i = 0; i < n_files; i++) {
@@ -530,9 +539,7 @@ static void reset_stream_reused(void **state)
 		}
 	}
 	json_stream_free(s);
-	for (size_t k = 0; k < N_MULTI; k++)
-		json_path_free((json_path_t *)rows[k]);
-	json_parser_free(p);
+	multi_end(p, rows);
 }
 
 /* Paths where one value would be a record of one and hold records of the
