@@ -6,7 +6,9 @@
  * its job_t until the job ends (freed there). A job's body buffer belongs to
  * the job. A connection belongs to the loop (all-connections list) and lends
  * itself to one job at a time. A batch belongs to its job until ring_push
- * succeeds, then to the writer. */
+ * succeeds, then to the writer. A document's stream (docstream.c) belongs to
+ * its job until the document is done, then, reset, to loop.ds_pool: the
+ * writer never reads it (rows are copied into the batch). */
 #ifndef RF_LOOP_INTERNAL_H
 #define RF_LOOP_INTERNAL_H
 
