@@ -248,7 +248,7 @@ void files_complete(loop_t *l, op_t *op, int res)
 			}
 			EVP_DigestUpdate(j->sha, j->body.data, (size_t)res);
 			ds_feed(l, j, j->body.data, (size_t)res);
-			if ((unsigned)res < f->asked)
+			if ((unsigned)res < f->asked && f->off == f->stx.stx_size)
 				f->step = LOCAL_CLOSE; /* at the end: see below */
 			break;
 		}
@@ -259,12 +259,13 @@ void files_complete(loop_t *l, op_t *op, int res)
 			         f->path, (unsigned long long)l->o->body_bytes_max);
 			return;
 		}
-		/* io_uring completes a read of a regular file in full unless it
-		 * reaches the end (it retries a short buffered read itself), so a
-		 * short read is the end, and a read that would return 0 is not
-		 * made: one request fewer per file (the stat said the size; room
-		 * was asked for a byte more, so a file that grew still fills it). */
-		if ((unsigned)res < f->asked) {
+		/* A short read that ends at the size the stat gave is the end: the
+		 * read that would return 0 is not made (one request fewer per
+		 * file). Room was asked for a byte more, so a file that grew since
+		 * fills it and is read on; a short read before that size (a file
+		 * system that returns less than asked, e.g. FUSE) reads on too, to
+		 * the read that returns 0. */
+		if ((unsigned)res < f->asked && j->body.len == f->stx.stx_size) {
 			f->step = LOCAL_CLOSE;
 			break;
 		}
