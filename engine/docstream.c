@@ -58,6 +58,7 @@ struct ds_job {
 	json_parser_t *held_parser;            /* made when a held record is replayed */
 	batch_names_t names;                   /* batch_add_record's name set, kept */
 	uint64_t decoded;                      /* gzip: decoded bytes so far */
+	struct ds_job *pool_next;              /* on loop.ds_pool while idle */
 };
 
 static bool same_path(const json_path_t *a, const json_path_t *b)
@@ -152,8 +153,27 @@ static struct ds_plan *plan_make(const loop_config_t *cfg)
 	return pl;
 }
 
+static void ds_job_free(struct ds_job *d)
+{
+	json_stream_free(d->s);
+	for (uint32_t t = 0; t < BATCH_TABLES_MAX; t++) {
+		batch_docvals_free(d->dv[t]);
+		json_buf_free(&d->held[t]);
+	}
+	json_parser_free(d->held_parser);
+	batch_names_free(&d->names);
+	free(d);
+}
+
+/* The idle streams go first: their json_streams point at the plan's paths. */
 void ds_plan_free(loop_t *l)
 {
+	while (l->ds_pool) {
+		struct ds_job *d = l->ds_pool;
+		l->ds_pool = d->pool_next;
+		ds_job_free(d);
+	}
+	l->ds_pooled = 0;
 	struct ds_plan *pl = l->ds_plan;
 	if (!pl)
 		return;
@@ -179,25 +199,58 @@ bool nd_streams(loop_t *l, job_t *j)
 	return j->resp.status != 206 && !paginate_is_page(l, j) && ds_plan_ok(l);
 }
 
-void ds_free(job_t *j)
+/* What an idle ds_job holds: its stream's buffers, the `$` values' and the
+ * name set's. Held records and their parser are freed before it idles. */
+static size_t ds_job_bytes(const struct ds_job *d)
+{
+	size_t n = sizeof *d + json_stream_bytes(d->s) + d->names.slots * sizeof *d->names.set;
+	for (uint32_t t = 0; t < BATCH_TABLES_MAX; t++)
+		n += batch_docvals_bytes(d->dv[t]);
+	return n;
+}
+
+/* The document is done with (finished, failed or abandoned): its ds_job is
+ * reset and kept on loop.ds_pool for the next document, up to DS_POOL_MAX of
+ * them and only one holding at most DS_POOL_JOB_BYTES_MAX (a large document's
+ * buffers are not kept), or freed. Nothing of the document outlives this:
+ * its rows were copied into the job's batch as they were made. */
+void ds_free(loop_t *l, job_t *j)
 {
 	struct ds_job *d = j->ds;
 	if (!d)
 		return;
-	json_stream_free(d->s);
-	for (uint32_t t = 0; t < BATCH_TABLES_MAX; t++) {
-		batch_docvals_free(d->dv[t]);
-		json_buf_free(&d->held[t]);
-	}
-	json_parser_free(d->held_parser);
-	batch_names_free(&d->names);
-	free(d);
 	j->ds = NULL;
+	for (uint32_t t = 0; t < BATCH_TABLES_MAX; t++)
+		json_buf_free(&d->held[t]);
+	json_parser_free(d->held_parser);
+	d->held_parser = NULL;
+	if (l->ds_pooled >= DS_POOL_MAX || ds_job_bytes(d) > DS_POOL_JOB_BYTES_MAX) {
+		ds_job_free(d);
+		return;
+	}
+	json_stream_reset(d->s);
+	for (uint32_t t = 0; t < BATCH_TABLES_MAX; t++)
+		if (d->dv[t])
+			batch_docvals_clear(d->dv[t]);
+	memset(d->got, 0, sizeof d->got);
+	memset(d->holding, 0, sizeof d->holding);
+	d->decoded = 0;
+	d->pool_next = l->ds_pool;
+	l->ds_pool = d;
+	l->ds_pooled++;
 }
 
 int ds_begin(loop_t *l, job_t *j)
 {
 	const struct ds_plan *pl = l->ds_plan;
+	if (l->ds_pool) { /* reset by ds_free: as new, its buffers grown */
+		struct ds_job *d = l->ds_pool;
+		l->ds_pool = d->pool_next;
+		l->ds_pooled--;
+		d->pool_next = NULL;
+		j->ds = d;
+		return 0;
+	}
 	struct ds_job *d = calloc(1, sizeof *d);
 	if (!d)
 		return -1;

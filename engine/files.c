@@ -36,7 +36,9 @@ struct local_file {
 	const char *path; /* into the job's url, after "file:" */
 	struct statx stx;
 	bool streamed;    /* pieces go to the job's json_stream (j->ds) */
+	bool one_piece;   /* to stream, but smaller than a piece: read whole first */
 	uint64_t off;     /* streamed: bytes read so far */
+	unsigned asked;   /* bytes the read in flight asked for */
 };
 
 bool files_job(const loop_t *l, const job_desc_t *d)
@@ -59,8 +61,8 @@ static void local_submit(loop_t *l, struct local_file *f)
 	case LOCAL_READ: {
 		/* Streamed: the whole buffer again for each piece. */
 		size_t at = f->streamed ? 0 : j->body.len, room = j->body.cap - at;
-		io_uring_prep_read(sqe, j->file_fd, j->body.data + at,
-		                   (unsigned)(room < LOCAL_READ_BYTES_MAX ? room : LOCAL_READ_BYTES_MAX),
+		f->asked = (unsigned)(room < LOCAL_READ_BYTES_MAX ? room : LOCAL_READ_BYTES_MAX);
+		io_uring_prep_read(sqe, j->file_fd, j->body.data + at, f->asked,
 		                   f->streamed ? f->off : j->body.len);
 		sqe->flags |= IOSQE_FIXED_FILE;
 		break;
@@ -136,23 +138,28 @@ static int local_stream_begin(loop_t *l, job_t *j, uint64_t size)
 	j->nd = true;
 	j->batch = batch_new(BATCH_JOB_DONE, j->desc->id);
 	j->sha = EVP_MD_CTX_new();
-	if (!j->batch || !j->sha || EVP_DigestInit_ex(j->sha, EVP_sha256(), NULL) != 1 ||
+	if (!j->batch || !j->sha || EVP_DigestInit_ex(j->sha, l->sha256, NULL) != 1 ||
 	    ds_begin(l, j) || json_buf_reserve(&j->body, buf))
 		return -1;
 	return 0;
 }
 
 /* The streamed document is read: its last rows (docstream.c), the digest,
- * and the batch as local_done makes it. */
+ * and the batch as local_done makes it. The stream goes back to the pool at
+ * once (ds_free): the rows are in the batch, and the job may wait a while
+ * for ring space. */
 static void local_stream_done(loop_t *l, job_t *j)
 {
 	struct local_file *f = j->local;
 	ds_finish(l, j);
+	ds_free(l, j);
 	batch_t *b = j->batch;
-	unsigned char md[32];
-	unsigned int n = 0;
-	EVP_DigestFinal_ex(j->sha, md, &n);
-	hex_digest(md, b->sha256_hex);
+	if (j->sha) { /* else local_piece_done took it */
+		unsigned char md[32];
+		unsigned int n = 0;
+		EVP_DigestFinal_ex(j->sha, md, &n);
+		hex_digest(md, b->sha256_hex);
+	}
 	b->attempts = j->desc->attempts + (int)j->attempts_run;
 	b->body_bytes = f->off;
 	snprintf(b->raw_path, sizeof b->raw_path, "%s", f->path);
@@ -162,6 +169,27 @@ static void local_stream_done(loop_t *l, job_t *j)
 		batch_fail(b, b->error_class, "%s: %s", f->path, why);
 	}
 	job_ready(l, j);
+}
+
+/* A document to stream that is smaller than a piece was read whole into
+ * the body buffer: it goes through the stream now, in one go, with a
+ * json_stream from the pool that is back there before this returns. Taken
+ * at the stat instead, as a larger file's is, each of the --concurrency
+ * files in flight would hold one while its reads wait, and a stream's
+ * set-up cost as much as the rows of a small document. */
+static void local_piece_done(loop_t *l, job_t *j)
+{
+	struct local_file *f = j->local;
+	f->streamed = true;
+	f->off = j->body.len;
+	j->nd = true;
+	if (!(j->batch = batch_new(BATCH_JOB_DONE, j->desc->id)) || ds_begin(l, j)) {
+		local_nomem(l, j);
+		return;
+	}
+	sha256_hex(l, &j->body, j->batch->sha256_hex);
+	ds_feed(l, j, j->body.data, j->body.len);
+	local_stream_done(l, j);
 }
 
 void files_complete(loop_t *l, op_t *op, int res)
@@ -192,8 +220,9 @@ void files_complete(loop_t *l, op_t *op, int res)
 			return;
 		}
 		bool stream = !job_is_ndjson(l, j) && ds_plan_ok(l);
-		if (stream ? local_stream_begin(l, j, f->stx.stx_size) != 0
-		           : local_room(l, j, f->stx.stx_size) != 0) {
+		f->one_piece = stream && f->stx.stx_size < LOCAL_STREAM_BYTES;
+		if (stream && !f->one_piece ? local_stream_begin(l, j, f->stx.stx_size) != 0
+		                            : local_room(l, j, f->stx.stx_size) != 0) {
 			local_nomem(l, j);
 			return;
 		}
@@ -219,6 +248,8 @@ void files_complete(loop_t *l, op_t *op, int res)
 			}
 			EVP_DigestUpdate(j->sha, j->body.data, (size_t)res);
 			ds_feed(l, j, j->body.data, (size_t)res);
+			if ((unsigned)res < f->asked && f->off == f->stx.stx_size)
+				f->step = LOCAL_CLOSE; /* at the end: see below */
 			break;
 		}
 		j->body.len += (size_t)res;
@@ -227,6 +258,16 @@ void files_complete(loop_t *l, op_t *op, int res)
 			job_fail(l, j, ERROR_CLASS_PERMANENT, 0, "%s: larger than --max-body (%llu bytes)",
 			         f->path, (unsigned long long)l->o->body_bytes_max);
 			return;
+		}
+		/* A short read that ends at the size the stat gave is the end: the
+		 * read that would return 0 is not made (one request fewer per
+		 * file). Room was asked for a byte more, so a file that grew since
+		 * fills it and is read on; a short read before that size (a file
+		 * system that returns less than asked, e.g. FUSE) reads on too, to
+		 * the read that returns 0. */
+		if ((unsigned)res < f->asked && j->body.len == f->stx.stx_size) {
+			f->step = LOCAL_CLOSE;
+			break;
 		}
 		if (j->body.len == j->body.cap && local_room(l, j, 2 * j->body.len) != 0) {
 			local_nomem(l, j);
@@ -238,6 +279,8 @@ void files_complete(loop_t *l, op_t *op, int res)
 		j->file_fd = -1;
 		if (f->streamed)
 			local_stream_done(l, j);
+		else if (f->one_piece)
+			local_piece_done(l, j);
 		else
 			local_done(l, j);
 		return;

@@ -389,11 +389,11 @@ void hex_digest(const unsigned char md[32], char out[65])
 	out[64] = 0;
 }
 
-static void sha256_hex(const json_buf_t *body, char out[65])
+void sha256_hex(loop_t *l, const json_buf_t *body, char out[65])
 {
 	unsigned char md[32];
 	unsigned int n = 0;
-	EVP_Digest(body->data ? body->data : "", body->len, md, &n, EVP_sha256(), NULL);
+	EVP_Digest(body->data ? body->data : "", body->len, md, &n, l->sha256, NULL);
 	hex_digest(md, out);
 }
 
@@ -421,7 +421,7 @@ void job_body_ok(loop_t *l, job_t *j)
 	b->attempts = j->desc->attempts + (int)j->attempts_run;
 	b->http_status = j->resp.status;
 	b->body_bytes = job_stored(j)->len;
-	sha256_hex(job_stored(j), b->sha256_hex);
+	sha256_hex(l, job_stored(j), b->sha256_hex);
 	if (j->resp.gzip && j->gz.active && !j->gz_failed && !j->gz.ended) {
 		j->gz_failed = true;
 		snprintf(j->gz_error, sizeof j->gz_error,

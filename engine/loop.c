@@ -24,6 +24,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 uint64_t loop_now_ms(void)
 {
 	struct timespec ts;
@@ -391,6 +393,20 @@ static job_t *host_pop_waiting(host_t *h)
 	return j;
 }
 
+/* The TLS context, made now if loop_init did not (a `files` run: none of
+ * its jobs is expected here). false: it cannot be made, and the run stops
+ * as loop_init would have stopped it; the waiting jobs stay pending. */
+static bool loop_tls_ready(loop_t *l)
+{
+	if (l->tls.ctx)
+		return true;
+	char err[sizeof l->fatal_msg];
+	if (tls_client_init(&l->tls, l->o->cacert, err, sizeof err) == 0)
+		return true;
+	loop_fatal(l, "%s", err);
+	return false;
+}
+
 /* With every connection slot taken, an idle connection of another host is
  * the one to give up, so that waiting jobs can make progress. */
 static bool loop_close_some_idle(loop_t *l)
@@ -449,6 +465,8 @@ static void host_dispatch_once(loop_t *l, host_t *h)
 			}
 			return;
 		}
+		if (!loop_tls_ready(l))
+			return;
 		job_t *j = host_pop_waiting(h);
 		j->fresh_only = false;
 		if (!conn_open(l, h, j))
@@ -803,12 +821,22 @@ static int loop_init(loop_t *l, const loop_config_t *cfg, loop_result_t *res)
 	if ((r = loop_slots_init(l, res)))
 		return r;
 	loop_recvbufs_init(l);
-	if (tls_client_init(&l->tls, l->o->cacert, res->message, sizeof res->message))
+	/* A `files` run reads local files only: its jobs never connect, and
+	 * loading the CA store (the system one: about 25 ms of CPU) was the
+	 * longest step before its first job. Any other run loads it here, so
+	 * that a bad --cacert stops the run before any job starts (exit 2). */
+	if (!cfg->local_files &&
+	    tls_client_init(&l->tls, l->o->cacert, res->message, sizeof res->message))
 		return -EINVAL;
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+	l->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+#else
+	l->sha256 = EVP_sha256();
+#endif
 	l->parser = json_parser_new(0);
 	l->host_mask = 1023;
 	l->host_tab = calloc(l->host_mask + 1, sizeof *l->host_tab);
-	if (!l->parser || !l->host_tab) {
+	if (!l->sha256 || !l->parser || !l->host_tab) {
 		snprintf(res->message, sizeof res->message, "out of memory");
 		return -ENOMEM;
 	}
@@ -862,6 +890,9 @@ static void loop_teardown(loop_t *l)
 		json_parser_free(l->parser);
 	ds_plan_free(l);
 	tls_client_free(&l->tls);
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+	EVP_MD_free((EVP_MD *)l->sha256);
+#endif
 	if (l->raw_dirfd >= 0)
 		close(l->raw_dirfd);
 	if (l->signal_fd >= 0)

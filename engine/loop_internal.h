@@ -6,7 +6,9 @@
  * its job_t until the job ends (freed there). A job's body buffer belongs to
  * the job. A connection belongs to the loop (all-connections list) and lends
  * itself to one job at a time. A batch belongs to its job until ring_push
- * succeeds, then to the writer. */
+ * succeeds, then to the writer. A document's stream (docstream.c) belongs to
+ * its job until the document is done, then, reset, to loop.ds_pool: the
+ * writer never reads it (rows are copied into the batch). */
 #ifndef RF_LOOP_INTERNAL_H
 #define RF_LOOP_INTERNAL_H
 
@@ -48,6 +50,11 @@
 #define ND_CKPT_ROW_BYTES (16u << 20)   /* encoded rows that make a checkpoint due */
 #define ND_STOP_WAIT_MS 2000u           /* on a signal, how long checkpoints may wait */
 #define DS_GZIP_PIECE_BYTES (1u << 20)  /* a gzip document is decoded this much at a time */
+/* Idle document streams kept for the next documents (docstream.c), so that
+ * a small document costs no stream set-up: at most this many, each holding
+ * at most this much (16 MiB in all), whatever --concurrency is. */
+#define DS_POOL_MAX 64u
+#define DS_POOL_JOB_BYTES_MAX (256u << 10)
 
 /* Every io_uring request carries a pointer to one of these, embedded in its
  * owner; container_of gets the owner back. */
@@ -281,6 +288,10 @@ struct loop {
 	const run_opts_t *o;
 	pipe_t *pipe;
 	tls_client_t tls;
+	/* SHA-256, fetched once: EVP_sha256() makes OpenSSL 3 look the
+	 * algorithm up in its providers again at every digest's start (a lock
+	 * and a search per job). */
+	const EVP_MD *sha256;
 	json_parser_t *parser;
 	int raw_dirfd;
 	int signal_fd;
@@ -319,6 +330,8 @@ struct loop {
 	bool stop_ckpt_done; /* streams were checkpointed for the stop */
 	bool ck_unblocked;   /* a checkpoint went out: a connection may read on */
 	struct ds_plan *ds_plan; /* which paths a streamed document follows (docstream.c); owned */
+	struct ds_job *ds_pool;  /* idle streams for the next documents (docstream.c); owned */
+	uint32_t ds_pooled;      /* on ds_pool, at most DS_POOL_MAX */
 	chunk_t *chunks_free;
 	uint32_t chunks_made, chunks_max, starved_conns;
 	recvbufs_t rb;
@@ -393,6 +406,7 @@ void stream_free_pool(loop_t *l);
 void job_raw_names(loop_t *l, job_t *j);
 void job_stream_done(loop_t *l, job_t *j);
 void hex_digest(const unsigned char md[32], char out[65]);
+void sha256_hex(loop_t *l, const json_buf_t *body, char out[65]); /* of the bytes, as hex_digest */
 
 /* ndstream.c: NDJSON bodies parsed as they arrive, checkpoints, resume */
 bool job_is_ndjson(loop_t *l, job_t *j); /* job.c */
@@ -418,7 +432,7 @@ void ds_plan_free(loop_t *l);
 int ds_begin(loop_t *l, job_t *j); /* -1: out of memory */
 void ds_feed(loop_t *l, job_t *j, const char *p, size_t n); /* decoded bytes */
 void ds_finish(loop_t *l, job_t *j);
-void ds_free(job_t *j);
+void ds_free(loop_t *l, job_t *j); /* its ds_job back to loop.ds_pool, or freed */
 
 /* job.c, for files.c: a whole body, from the network or a local file */
 void job_body_ok(loop_t *l, job_t *j);

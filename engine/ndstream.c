@@ -137,7 +137,7 @@ int nd_begin(loop_t *l, job_t *j, error_class_t *cls, char *err, size_t cap)
 	}
 	j->sha_partial = j->nd_base > 0;
 	j->sha = EVP_MD_CTX_new();
-	if (!j->sha || EVP_DigestInit_ex(j->sha, EVP_sha256(), NULL) != 1) {
+	if (!j->sha || EVP_DigestInit_ex(j->sha, l->sha256, NULL) != 1) {
 		snprintf(err, cap, "out of memory for a digest");
 		return -1;
 	}
@@ -515,7 +515,7 @@ void nd_reset(loop_t *l, job_t *j)
 			j->sha = NULL;
 		}
 	}
-	ds_free(j);
+	ds_free(l, j);
 	json_ndjson_stream_free(j->nd_stream);
 	j->nd_stream = NULL;
 	j->nd_skip_part = 0;

@@ -36,9 +36,15 @@ void files_list_free(files_list_t *l)
 	l->n = 0;
 }
 
-static int cmp_str(const void *a, const void *b)
+/* A directory entry, and whether readdir said it is a regular file. */
+typedef struct {
+	char *name;
+	bool is_reg;
+} dir_entry_t;
+
+static int cmp_entry(const void *a, const void *b)
 {
-	return strcmp(*(char *const *)a, *(char *const *)b);
+	return strcmp(((const dir_entry_t *)a)->name, ((const dir_entry_t *)b)->name);
 }
 
 /* The resolved directory of the last file added: the files of a directory
@@ -83,13 +89,17 @@ static int abs_of_file(dir_cache_t *dc, const char *path, char *abs)
 }
 
 /* Adds path as a job when it is a regular file (symbolic links followed);
- * key is path without its first base_len bytes. */
+ * key is path without its first base_len bytes. is_reg: readdir's d_type
+ * said so already, and the lstat is not made (a directory of 4,000 files:
+ * 4,000 path lookups fewer before the first job). */
 static int add_file(files_list_t *l, size_t *cap, dir_cache_t *dc, const char *path,
-                    size_t base_len)
+                    size_t base_len, bool is_reg)
 {
 	struct stat st;
 	char abs[PATH_MAX];
-	if (lstat(path, &st) != 0)
+	if (is_reg)
+		st.st_mode = S_IFREG;
+	else if (lstat(path, &st) != 0)
 		return 0;
 	if (S_ISLNK(st.st_mode)) { /* resolved as a whole: the link may point anywhere */
 		if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
@@ -139,7 +149,7 @@ static int expand_dir(const char *dir, files_list_t *out, size_t *cap, dir_cache
 	DIR *d = opendir(dir);
 	if (!d)
 		return -errno;
-	char **names = NULL;
+	dir_entry_t *names = NULL;
 	size_t n = 0, ncap = 0;
 	int rc = 0;
 	for (struct dirent *e; rc == 0 && (e = readdir(d));) {
@@ -147,30 +157,31 @@ static int expand_dir(const char *dir, files_list_t *out, size_t *cap, dir_cache
 			continue;
 		if (n == ncap) {
 			ncap = ncap ? ncap * 2 : 64;
-			char **nn = realloc(names, ncap * sizeof(*nn));
+			dir_entry_t *nn = realloc(names, ncap * sizeof(*nn));
 			if (!nn) {
 				rc = -ENOMEM;
 				break;
 			}
 			names = nn;
 		}
-		if (!(names[n] = strdup(e->d_name)))
+		names[n].is_reg = e->d_type == DT_REG; /* DT_UNKNOWN, DT_LNK: lstat */
+		if (!(names[n].name = strdup(e->d_name)))
 			rc = -ENOMEM;
 		else
 			n++;
 	}
 	closedir(d);
-	qsort(names, n, sizeof(*names), cmp_str);
+	qsort(names, n, sizeof(*names), cmp_entry);
 	size_t dlen = strlen(dir);
 	bool slash = dlen && dir[dlen - 1] == '/';
 	for (size_t i = 0; i < n; i++) {
 		char path[PATH_MAX];
-		if (rc == 0 && snprintf(path, sizeof(path), "%s%s%s", dir, slash ? "" : "/", names[i]) >=
-		                   (int)sizeof(path))
+		if (rc == 0 && snprintf(path, sizeof(path), "%s%s%s", dir, slash ? "" : "/",
+		                        names[i].name) >= (int)sizeof(path))
 			rc = -ENAMETOOLONG;
 		if (rc == 0)
-			rc = add_file(out, cap, dc, path, dlen + !slash);
-		free(names[i]);
+			rc = add_file(out, cap, dc, path, dlen + !slash, names[i].is_reg);
+		free(names[i].name);
 	}
 	free(names);
 	return rc;
@@ -198,7 +209,7 @@ int files_expand(const char *pattern, files_list_t *out, char *err, size_t err_c
 			rc = -EIO;
 		size_t base = glob_base_len(pattern);
 		for (size_t i = 0; gr == 0 && rc == 0 && i < g.gl_pathc; i++)
-			rc = add_file(out, &cap, dc, g.gl_pathv[i], base); /* glob sorts them */
+			rc = add_file(out, &cap, dc, g.gl_pathv[i], base, false); /* glob sorts them */
 		if (gr == 0 || gr == GLOB_NOMATCH)
 			globfree(&g);
 	}

@@ -101,7 +101,7 @@ int stream_start(loop_t *l, job_t *j)
 	j->sha = EVP_MD_CTX_new();
 	j->cur = chunk_get(l, false);
 	bool oom = !j->cur && (l->chunks_free || l->chunks_made < l->chunks_max);
-	if (!j->sha || oom || EVP_DigestInit_ex(j->sha, EVP_sha256(), NULL) != 1) {
+	if (!j->sha || oom || EVP_DigestInit_ex(j->sha, l->sha256, NULL) != 1) {
 		stream_release(l, j);
 		return -1;
 	}

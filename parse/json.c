@@ -84,6 +84,13 @@ void json_parser_free(json_parser_t *p)
 	free(p);
 }
 
+size_t json_parser_bytes(const json_parser_t *p)
+{
+	return sizeof *p + p->idx_cap * sizeof *p->idx + p->batch_idx_cap * sizeof *p->batch_idx +
+	       p->tape_cap * sizeof *p->tape + p->stack_cap * sizeof *p->stack +
+	       p->hits_cap * sizeof *p->hits;
+}
+
 /* Grows *buf to hold at least `need` elements of `size` bytes; keeps the old
  * memory on failure. Buffers only grow, so a parser reused for documents of
  * similar size stops allocating after the first. */

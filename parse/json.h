@@ -70,6 +70,9 @@ typedef struct json_parser json_parser_t;
 
 json_parser_t *json_parser_new(uint32_t depth_max); /* 0: JSON_DEPTH_MAX; NULL on ENOMEM */
 void json_parser_free(json_parser_t *p);
+/* Bytes the parser's buffers hold now (they only grow): what keeping it for
+ * the next document costs. */
+size_t json_parser_bytes(const json_parser_t *p);
 
 /* Parse one whole document (leading/trailing whitespace allowed, nothing else).
  * Returns 0 and fills *doc, or -1 and fills *err (reason "out of memory" on

@@ -893,6 +893,43 @@ void json_stream_free(json_stream_t *s)
 	free(s);
 }
 
+void json_stream_reset(json_stream_t *s)
+{
+	assert(s);
+	json_stream_t old = *s;
+	memset(s, 0, sizeof *s);
+	/* The paths and options, as json_stream_new_paths set them. */
+	memcpy(s->rows, old.rows, sizeof s->rows);
+	memcpy(s->steps, old.steps, sizeof s->steps);
+	s->n_paths = old.n_paths;
+	s->n_steps = old.n_steps;
+	s->all = old.all;
+	s->value_max = old.value_max;
+	s->env_max = old.env_max;
+	s->keep_env = old.keep_env;
+	s->window_ok = old.window_ok;
+	/* The buffers, emptied: nothing in them is read before it is written
+	 * again (frames are zeroed all the same, as calloc gave them). */
+	s->parser = old.parser;
+	s->env_parser = old.env_parser;
+	s->frames = old.frames;
+	memset(s->frames, 0, (s->n_steps + 1) * sizeof *s->frames);
+	s->win.idx = old.win.idx;
+	s->win.idx_cap = old.win.idx_cap;
+	s->carry = old.carry;
+	s->carry.len = 0;
+	s->env = old.env;
+	s->env.len = 0;
+	s->state = SK_VALUE;
+}
+
+size_t json_stream_bytes(const json_stream_t *s)
+{
+	return sizeof *s + json_parser_bytes(s->parser) + json_parser_bytes(s->env_parser) +
+	       (s->n_steps + 1) * sizeof *s->frames + s->win.idx_cap * sizeof *s->win.idx +
+	       s->carry.cap + s->env.cap;
+}
+
 void json_stream_feed(json_stream_t *s, const char *piece, size_t len)
 {
 	assert(s && (piece || len == 0) && !s->finished && s->pos == s->piece_len);

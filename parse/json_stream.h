@@ -73,6 +73,14 @@ typedef struct json_stream json_stream_t;
 json_stream_t *json_stream_new(const json_path_t *rows, const json_stream_opts_t *opts);
 void json_stream_free(json_stream_t *s);
 
+/* Ready for a new document with the same paths and options, as from
+ * json_stream_new, but keeping the buffers grown so far: a caller streaming
+ * many small documents allocates once (engine/docstream.c's pool). */
+void json_stream_reset(json_stream_t *s);
+/* Bytes s holds (its buffers as grown, the stream itself): what keeping it
+ * for the next document costs. */
+size_t json_stream_bytes(const json_stream_t *s);
+
 /* Several rows paths followed in one pass (at most JSON_STREAM_PATHS_MAX):
  * each record says which paths select it (json_stream_record_t.paths; two
  * paths may select the same value, e.g. `$.a[*]` and `$.*[*]`). The paths

@@ -680,6 +680,14 @@ void batch_docvals_clear(batch_docvals_t *dv)
 	memset(dv->at, 0, 2 * (size_t)dv->spec->n_cols * sizeof *dv->at);
 }
 
+size_t batch_docvals_bytes(const batch_docvals_t *dv)
+{
+	if (!dv)
+		return 0;
+	return sizeof *dv + dv->enc.cap + 2 * (size_t)(dv->spec->n_cols ? dv->spec->n_cols : 1) *
+	       sizeof *dv->at + dv->set_slots * sizeof *dv->set;
+}
+
 bool batch_docvals_has(const batch_docvals_t *dv, uint32_t col)
 {
 	return dv->at[2 * col + 1] > dv->at[2 * col];

@@ -197,6 +197,7 @@ typedef struct batch_docvals batch_docvals_t;
 batch_docvals_t *batch_docvals_new(const table_spec_t *spec); /* NULL on ENOMEM */
 void batch_docvals_free(batch_docvals_t *dv);
 void batch_docvals_clear(batch_docvals_t *dv); /* the next document */
+size_t batch_docvals_bytes(const batch_docvals_t *dv); /* memory held; 0 for NULL */
 bool batch_docvals_has(const batch_docvals_t *dv, uint32_t col);
 /* Column col's value: node of d (JSON_NONE: the path selected nothing),
  * converted as batch_add_doc converts it. 0, or -1 with a static *reason. */

@@ -375,18 +375,21 @@ class Sources(unittest.TestCase):
         p = self.run_ok(["run", os.path.join(d, "files.json")])
         self.assertIn("0 jobs to fetch", p.stderr)
 
-    def test_files_errors_name_the_file(self):
-        d = self.workdir()
+    @staticmethod
+    def write_docs(d, texts):
+        """D/docs holding a file per (name, text); its path."""
         docs = os.path.join(d, "docs")
         os.makedirs(docs)
-        with open(os.path.join(docs, "a.json"), "w") as f:
-            f.write('{"x": 1}')
-        with open(os.path.join(docs, "b.json"), "w") as f:
-            f.write('{"x": [1, 2}')
-        with open(os.path.join(docs, "c.jsonl"), "w") as f:
-            f.write('{"x": 3}\n{"x": 4}\n')
-        with open(os.path.join(docs, "big.json"), "w") as f:
-            f.write('{"x": "%s"}' % ("y" * 5000))
+        for name, text in texts:
+            with open(os.path.join(docs, name), "w") as f:
+                f.write(text)
+        return docs
+
+    def test_files_errors_name_the_file(self):
+        d = self.workdir()
+        docs = self.write_docs(d, (("a.json", '{"x": 1}'), ("b.json", '{"x": [1, 2}'),
+                                   ("c.jsonl", '{"x": 3}\n{"x": 4}\n'),
+                                   ("big.json", '{"x": "%s"}' % ("y" * 5000))))
         with open(os.path.join(d, "job.json"), "w") as f:
             json.dump({"source": {"files": "docs"}, "db": "out.db",
                        "tables": [{"name": "t", "columns": {"x": "@.x"}}]}, f)
@@ -411,6 +414,57 @@ class Sources(unittest.TestCase):
         self.assertIn(os.path.join(docs, "b.json"), gone["error"])
         self.assertIn("No such file", gone["error"])
         self.assertEqual(table(db, "t", ["x"]), [(1,), (3,), (4,)])
+
+    def test_files_streams_reused_across_documents(self):
+        # Small files are streamed one after another through the loop's pool
+        # of json_streams (engine/docstream.c): a document whose `$` value
+        # comes after its records (held to the end), an invalid one and a
+        # file larger than a read piece between them leave nothing behind
+        # for the next document.
+        d = self.workdir()
+        big = [{"x": 100 + i, "pad": "p" * 1000} for i in range(1100)]  # > 1 MiB: pieces
+        self.write_docs(d, (
+            ("1.json", '{"items": [{"x": 1}], "meta": {"m": "A"}}'),
+            ("2.json", '{"meta": {"m": "B"}, "items": [{"x": 2}, {"x": 3}]}'),
+            ("3.json", '{"meta": {"m": "C"}, "items": [{"x": 4}, {"x": '),
+            ("4.json", json.dumps({"meta": {"m": "L"}, "items": big})),
+            ("5.json", '{"items": [{"x": 5}, {"x": 6}], "meta": {"m": "E"}}'),
+            ("6.json", '{"meta": {"m": "F"}, "items": [{"x": 7}]}')))
+        with open(os.path.join(d, "job.json"), "w") as f:
+            json.dump({"source": {"files": "docs"}, "db": "out.db",
+                       "tables": [{"name": "t", "rows": "$.items[*]",
+                                   "columns": {"x": "@.x", "m": "$.meta.m"}}]}, f)
+        for conc in ("1", "3"):
+            db = os.path.join(d, "out.db")
+            for suffix in ("", "-wal", "-shm"):
+                if os.path.exists(db + suffix):
+                    os.unlink(db + suffix)
+            self.run_ok(["run", os.path.join(d, "job.json"), "--concurrency", conc], code=1)
+            want = [(1, "A"), (2, "B"), (3, "B"), (5, "E"), (6, "E"), (7, "F")]
+            want += [(100 + i, "L") for i in range(1100)]
+            self.assertEqual(table(db, "t", ["x", "m"]), sorted(want, key=repr), conc)
+            bad = {j["key"]: j for j in harness.jobs(db)}["3.json"]
+            self.assertEqual((bad["state"], bad["error_class"]), ("failed", "permanent"))
+            self.assertIn("invalid JSON", bad["error"])
+
+    def test_files_run_needs_no_ca_store(self):
+        # A files run never connects, so it does not load the CA store: a
+        # --cacert that is not PEM does not stop it. A URL run still refuses
+        # it before any job starts (exit 2).
+        d = self.workdir()
+        self.write_docs(d, (("a.json", '{"x": 1}'),))
+        bad_ca = os.path.join(d, "not-a-ca.pem")
+        with open(bad_ca, "w") as f:
+            f.write("not a certificate\n")
+        with open(os.path.join(d, "job.json"), "w") as f:
+            json.dump({"source": {"files": "docs"}, "db": "out.db",
+                       "tables": [{"name": "t", "columns": {"x": "@.x"}}]}, f)
+        self.run_ok(["run", os.path.join(d, "job.json"), "--cacert", bad_ca])
+        self.assertEqual(table(os.path.join(d, "out.db"), "t", ["x"]), [(1,)])
+        harness.write_lines(os.path.join(d, "urls.txt"), [self.srv.url("repo/x.json")])
+        p = self.run_ok(["run", "--urls", os.path.join(d, "urls.txt"), "--db",
+                         os.path.join(d, "urls.db"), "--cacert", bad_ca], code=2)
+        self.assertIn("cannot load CA certificates", p.stderr)
 
     # -- job-file errors ------------------------------------------------------
 

@@ -398,12 +398,11 @@ static const char *const multi_paths[] = {"$.statuses[*]", "$.*[*]", "$[0][0]",
                                           "$.search_metadata.count"};
 #define N_MULTI (sizeof multi_paths / sizeof multi_paths[0])
 
-static void multi_stream(const json_path_t *const *rows, const char *src, size_t len,
-                         const size_t *cuts, size_t n_cuts, sc_result_t res[N_MULTI])
+/* The records of src cut at cuts, through s (new or just reset). */
+static void multi_stream_with(json_stream_t *s, const char *src, size_t len, const size_t *cuts,
+                              size_t n_cuts, sc_result_t res[N_MULTI])
 {
 	memset(res, 0, N_MULTI * sizeof *res);
-	json_stream_t *s = json_stream_new_paths(rows, N_MULTI, NULL);
-	assert_non_null(s);
 	size_t at = 0;
 	int r = JSON_STREAM_MORE;
 	json_error_t err = {0};
@@ -434,6 +433,14 @@ static void multi_stream(const json_path_t *const *rows, const char *src, size_t
 		res[k].r = r < 0 ? -1 : 0;
 		res[k].err = err;
 	}
+}
+
+static void multi_stream(const json_path_t *const *rows, const char *src, size_t len,
+                         const size_t *cuts, size_t n_cuts, sc_result_t res[N_MULTI])
+{
+	json_stream_t *s = json_stream_new_paths(rows, N_MULTI, NULL);
+	assert_non_null(s);
+	multi_stream_with(s, src, len, cuts, n_cuts, res);
 	json_stream_free(s);
 }
 
@@ -451,14 +458,28 @@ static void multi_file(json_parser_t *p, const json_path_t *const *rows, const f
 	}
 }
 
+/* A parser for the whole-input results, and multi_paths compiled. */
+static json_parser_t *multi_begin(const json_path_t *rows[N_MULTI])
+{
+	json_parser_t *p = json_parser_new(0);
+	assert_non_null(p);
+	for (size_t k = 0; k < N_MULTI; k++)
+		rows[k] = compile(multi_paths[k]);
+	return p;
+}
+
+static void multi_end(json_parser_t *p, const json_path_t *rows[N_MULTI])
+{
+	for (size_t k = 0; k < N_MULTI; k++)
+		json_path_free((json_path_t *)rows[k]);
+	json_parser_free(p);
+}
+
 static void several_paths_one_pass(void **state)
 {
 	(void)state;
-	json_parser_t *p = json_parser_new(0);
-	assert_non_null(p);
 	const json_path_t *rows[N_MULTI];
-	for (size_t k = 0; k < N_MULTI; k++)
-		rows[k] = compile(multi_paths[k]);
+	json_parser_t *p = multi_begin(rows);
 	size_t *cuts = malloc(CUTS_MAX * sizeof *cuts);
 	assert_non_null(cuts);
 	for (size_t i = 0; i < n_files; i++) {
@@ -482,9 +503,44 @@ static void several_paths_one_pass(void **state)
 		}
 	}
 	free(cuts);
-	for (size_t k = 0; k < N_MULTI; k++)
-		json_path_free((json_path_t *)rows[k]);
-	json_parser_free(p);
+	multi_end(p, rows);
+}
+
+/* json_stream_reset: one stream for every file, reset each time after it
+ * was left mid-document (a job abandoned halfway), or after the previous
+ * file ended or failed, gives the records and error a new stream gives. */
+static void reset_stream_reused(void **state)
+{
+	(void)state;
+	const json_path_t *rows[N_MULTI];
+	json_parser_t *p = multi_begin(rows);
+	json_stream_t *s = json_stream_new_paths(rows, N_MULTI, NULL);
+	assert_non_null(s);
+	for (size_t i = 0; i < n_files; i++) {
+		const file_t *f = &files[i];
+		if (i % 2) { /* half of a document, its records pulled, never finished */
+			json_stream_reset(s);
+			json_stream_feed(s, f->data, f->len / 2);
+			json_stream_record_t rec;
+			json_error_t err;
+			while (json_stream_next(s, &rec, &err) == JSON_STREAM_RECORD)
+				;
+		}
+		json_stream_reset(s);
+		size_t cut = f->len / 3;
+		sc_result_t got[N_MULTI];
+		multi_stream_with(s, f->data, f->len, &cut, 1, got);
+		assert_true(json_stream_bytes(s) > sizeof(void *));
+		for (size_t k = 0; k < N_MULTI; k++) {
+			sc_result_t want;
+			sc_whole(p, rows[k], f->data, f->len, &want);
+			expect_same(f, multi_paths[k], &want, &got[k], "reset, a third");
+			sc_result_free(&want);
+			sc_result_free(&got[k]);
+		}
+	}
+	json_stream_free(s);
+	multi_end(p, rows);
 }
 
 /* Paths where one value would be a record of one and hold records of the
@@ -662,6 +718,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(duplicate_keys_each_followed),
 		cmocka_unit_test(rows_path_must_be_rooted),
 		cmocka_unit_test(several_paths_one_pass),
+		cmocka_unit_test(reset_stream_reused),
 		cmocka_unit_test(overlapping_paths_refused),
 	};
 	return RUN_ON_EACH_KERNEL("json_stream", tests, load_files, free_files);

@@ -284,6 +284,80 @@ static void test_long_line_is_malformed_not_fatal(void **state)
 	             "https://example.com/ok");
 }
 
+/* store_import_list (the files source): 150 jobs go in 64 at a time and one
+ * by one for the rest, each pending with its key, url, no vars, in order;
+ * a second list repeating the first 150 (and a key twice within one group
+ * of 64) adds only the new ones and counts the rest as existing. */
+static void test_import_list_groups(void **state)
+{
+	fixture_t *fx = *state;
+	char err[STORE_ERR_BYTES];
+	enum { FIRST = 150, SECOND = 230 };
+	static char keys[SECOND][16], urls[SECOND][40];
+	store_job_t jobs[SECOND + 1];
+	for (int i = 0; i < SECOND; i++) {
+		snprintf(keys[i], sizeof keys[i], "k%03d.json", i);
+		snprintf(urls[i], sizeof urls[i], "file:/data/k%03d.json", i);
+		jobs[i] = (store_job_t){keys[i], urls[i]};
+	}
+	store_import_t res;
+	assert_int_equal(store_import_list(fx->st, "src", jobs, FIRST, &res, err, sizeof err), 0);
+	assert_int_equal(res.lines, FIRST);
+	assert_int_equal(res.added, FIRST);
+	assert_int_equal(res.existing, 0);
+	expect_query(fx->db, "SELECT count(*) FROM _ringfill_jobs WHERE source = 'src' AND "
+	                     "state = 'pending' AND attempts = 0 AND vars IS NULL AND "
+	                     "error IS NULL AND error_class IS NULL AND updated_at > 0 AND "
+	                     "url = 'file:/data/' || key AND id = 1 + CAST(substr(key, 2, 3) AS INT)",
+	             "150");
+	/* 230 more rows with k200 again inside the group of rows 192..255. */
+	memmove(&jobs[201], &jobs[200], (SECOND - 200) * sizeof jobs[0]);
+	assert_int_equal(store_import_list(fx->st, "src", jobs, SECOND + 1, &res, err, sizeof err), 0);
+	assert_int_equal(res.lines, SECOND + 1);
+	assert_int_equal(res.added, SECOND - FIRST);
+	assert_int_equal(res.existing, FIRST + 1);
+	expect_query(fx->db, "SELECT count(*) || ' ' || max(id) FROM _ringfill_jobs", "230 230");
+}
+
+/* A URL list of 200 lines through the grouped inserts: plain URLs, manifest
+ * lines with variables, and a malformed line every 45th, which goes in at
+ * once; every job's id still follows its line, and each keeps its vars. */
+static void test_import_groups_keep_line_order(void **state)
+{
+	fixture_t *fx = *state;
+	char err[STORE_ERR_BYTES];
+	FILE *f = fopen(fx->urls, "w");
+	assert_non_null(f);
+	for (int i = 0; i < 200; i++) {
+		if (i % 45 == 44)
+			fprintf(f, "bad line %d\n", i);
+		else if (i % 3 == 0)
+			fprintf(f, "{\"url\": \"https://h/%d\", \"key\": \"k%d\", \"n\": %d}\n", i, i, i);
+		else
+			fprintf(f, "https://h/%d\n", i);
+	}
+	fclose(f);
+	store_import_t r;
+	assert_int_equal(store_import_urls(fx->st, "src", fx->urls, &r, err, sizeof(err)), 0);
+	assert_int_equal(r.lines, 200);
+	assert_int_equal(r.malformed, 4);
+	assert_int_equal(r.added, 196);
+	/* Line i (0-based) is job i + 1: its url, or its failure naming line i + 1. */
+	expect_query(fx->db, "SELECT count(*) FROM _ringfill_jobs WHERE "
+	                     "(state = 'pending' AND url = 'https://h/' || (id - 1) AND "
+	                     " (((id - 1) % 3 = 0 AND key = 'k' || (id - 1) AND "
+	                     "   vars = '{\"n\":' || (id - 1) || '}') OR "
+	                     "  ((id - 1) % 3 != 0 AND key = url AND vars IS NULL))) OR "
+	                     "(state = 'failed' AND (id - 1) % 45 = 44 AND key = 'bad line ' || (id - 1)"
+	                     " AND error LIKE '%:' || id || ': malformed URL: %')",
+	             "200");
+	/* Again: every line known, the failed ones included. */
+	assert_int_equal(store_import_urls(fx->st, "src", fx->urls, &r, err, sizeof(err)), 0);
+	assert_int_equal(r.added, 0);
+	assert_int_equal(r.existing, 196);
+	expect_query(fx->db, "SELECT count(*) FROM _ringfill_jobs", "200");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -295,6 +369,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_fetch_pages_by_id_and_counts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_missing_file_is_named, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_long_line_is_malformed_not_fatal, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_import_list_groups, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_import_groups_keep_line_order, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
