@@ -38,6 +38,7 @@ from harness import describe, run_ringfill  # noqa: E402
 from test_crash_resume import sha256_file, table_rows, write_ndjson  # noqa: E402
 
 TRIALS = int(os.environ.get("RINGFILL_NDJSON_TRIALS", "3"))
+KILL_ATTEMPTS = 3  # per trial, when the run ended before the kill (resume_trials)
 SEED = int(os.environ.get("RINGFILL_CRASH_SEED", "20240605"))
 # A sanitized build (meson sets RINGFILL_SANITIZED) runs several times
 # slower: a quarter of the lines, the same number of checkpoints per body.
@@ -140,9 +141,9 @@ class NdjsonCheckpoint(unittest.TestCase):
             self.assertEqual(sha, hashlib.sha256(self.big_bytes).hexdigest())
         return NdjsonCheckpoint.ref
 
-    def kill_after_checkpoint(self, args, cwd, rng, what):
+    def kill_after_checkpoint(self, args, cwd, rng, what, wait_max_s=0.25):
         """Starts ringfill, waits for its first committed checkpoint, waits a
-        seeded random moment more, kill -9. Returns the committed checkpoint
+        seeded random moment more (at most wait_max_s), kill -9. Returns the committed checkpoint
         (state, offset, records, validator) and the size of the .part file
         after the kill, or None when the run ended first (the trial then
         proves nothing and is not counted)."""
@@ -157,7 +158,7 @@ class NdjsonCheckpoint(unittest.TestCase):
                     break
                 time.sleep(0.005)
             if proc.poll() is None:
-                time.sleep(rng.uniform(0.0, 0.25))
+                time.sleep(rng.uniform(0.0, wait_max_s))
                 proc.send_signal(signal.SIGKILL)
             _, err = proc.communicate(timeout=WAIT_S)
         finally:
@@ -207,10 +208,18 @@ class NdjsonCheckpoint(unittest.TestCase):
         rng = random.Random("%s-%d" % (name, SEED))
         landed = 0
         for trial in range(trials):
-            cwd = tempfile.mkdtemp(prefix="%s-%d-" % (name, trial), dir=self.tmp)
-            args = self.command(cwd, url, ["--raw", "raw"] if raw else [])
-            what = "%s trial %d (seed %d)" % (name, trial, SEED)
-            ckpt = self.kill_after_checkpoint(args, cwd, rng, what)
+            # A run that ends within the random wait after its first
+            # checkpoint proves nothing: the trial starts again in a new
+            # directory, killing as soon as a checkpoint is seen.
+            for attempt in range(KILL_ATTEMPTS):
+                cwd = tempfile.mkdtemp(prefix="%s-%d-%d-" % (name, trial, attempt),
+                                       dir=self.tmp)
+                args = self.command(cwd, url, ["--raw", "raw"] if raw else [])
+                what = "%s trial %d (seed %d)" % (name, trial, SEED)
+                ckpt = self.kill_after_checkpoint(args, cwd, rng, what,
+                                                  0.25 if attempt == 0 else 0.0)
+                if ckpt is not None:
+                    break
             if ckpt is not None:
                 landed += 1
                 what += " (killed after checkpoint %r)" % (ckpt,)
