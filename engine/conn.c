@@ -67,6 +67,7 @@ static void conn_free(loop_t *l, conn_t *c)
 	tls_conn_free(&c->tls);
 	host_t *h = c->host;
 	h->conns--;
+	h->tls_probed = true; /* ended before an answer: the others need not wait */
 	l->conns_open--;
 	l->conn_frees++;
 	free(c);
@@ -412,6 +413,22 @@ void conn_assign(loop_t *l, conn_t *c, job_t *j)
 	conn_send_request(l, c);
 }
 
+/* The host keeps this connection's session for the next ones to resume,
+ * when it has none or this connection made a full handshake (its session
+ * was refused: a server that rotated its ticket keys, say). */
+static void conn_keep_session(conn_t *c)
+{
+	host_t *h = c->host;
+	if (h->session && tls_resumed(&c->tls))
+		return;
+	SSL_SESSION *s = tls_session_get(&c->tls);
+	if (s) {
+		if (h->session)
+			SSL_SESSION_free(h->session);
+		h->session = s;
+	}
+}
+
 /* The response is complete: the connection goes back to its host's idle list
  * (or closes), and the job moves on to job.c. */
 static void conn_response_done(loop_t *l, conn_t *c)
@@ -421,16 +438,7 @@ static void conn_response_done(loop_t *l, conn_t *c)
 	c->job = NULL;
 	j->conn = NULL;
 	j->body_done = true;
-	/* A full handshake means the host's session was refused (a server that
-	 * rotated its ticket keys, say): this connection's is the one to offer. */
-	if (!h->session || !tls_resumed(&c->tls)) {
-		SSL_SESSION *s = tls_session_get(&c->tls);
-		if (s) {
-			if (h->session)
-				SSL_SESSION_free(h->session);
-			h->session = s;
-		}
-	}
+	conn_keep_session(c);
 	/* Bytes beyond the response would be read as the next one's: such a
 	 * connection is not reused. */
 	if (j->resp.close || c->close_after || c->dead || tls_has_input(&c->tls)) {
@@ -597,6 +605,15 @@ static int conn_head_done(loop_t *l, conn_t *c, char *a, size_t an, char *b, siz
 {
 	job_t *j = c->job;
 	j->head_done = true;
+	host_t *h = c->host;
+	if (!h->tls_probed) {
+		/* The host's first answer: a TLS 1.3 ticket comes before it, so the
+		 * session is there now, and the jobs that waited for it open their
+		 * connections resuming it (host_dispatch_once). */
+		h->tls_probed = true;
+		conn_keep_session(c);
+		host_dispatch(l, h);
+	}
 	http_chunked_init(&j->chunk);
 	c->phase = "reading the body";
 	if (http_no_body(&j->resp) || j->resp.content_length == 0) {

@@ -465,6 +465,8 @@ static void host_dispatch_once(loop_t *l, host_t *h)
 			}
 			return;
 		}
+		if (!h->session && !h->tls_probed && h->conns > 0)
+			return; /* conn_head_done or conn_free dispatches it again */
 		if (!loop_tls_ready(l))
 			return;
 		job_t *j = host_pop_waiting(h);

@@ -144,6 +144,10 @@ struct host {
 	conn_t *idle;    /* idle keep-alive connections */
 	job_t *wait_head, *wait_tail; /* jobs waiting for a connection */
 	SSL_SESSION *session;         /* for resumption; owned */
+	/* Its first connection got an answer head, or ended without one: until
+	 * then no second connection opens, so that the others resume that
+	 * connection's session instead of each making a full handshake. */
+	bool tls_probed;
 	rawdir_state_t rawdir;
 	op_t op_mkdir;
 	char dirname[URL_HOST_BYTES_MAX + 8]; /* under --raw: host, or host_port */

@@ -5,7 +5,8 @@ side) closes the connection after every response, so each URL needs a new
 connection; it records, per connection, whether the handshake resumed a
 session (SSLSocket.session_reused). With --per-host 1 the first connection is
 a full handshake and every later one must be resumed: over TLS 1.3 (tickets)
-and TLS 1.2, to an IP literal and to a host name (SNI)."""
+and TLS 1.2, to an IP literal and to a host name (SNI); with --per-host 4 too,
+since the others wait for the first connection's answer."""
 
 import os
 import socket
@@ -102,18 +103,18 @@ class Resumption(unittest.TestCase):
         self.dir = tempfile.mkdtemp(dir=TMP.name)
         self.db = os.path.join(self.dir, "out.db")
 
-    def fetch(self, srv, host):
+    def fetch(self, srv, host, per_host):
         urls = ["https://%s:%d/r/%d" % (host, srv.port, i) for i in range(URLS)]
         lst = harness.write_lines(os.path.join(self.dir, "urls.txt"), urls)
         return harness.run_ringfill(
             ["run", "--urls", lst, "--db", self.db, "--download-only",
              "--raw", os.path.join(self.dir, "raw"), "--cacert", PKI.ca_cert,
-             "--per-host", "1", "--retries", "1", "--quiet"],
+             "--per-host", str(per_host), "--retries", "1", "--quiet"],
             cwd=self.dir, drop_env=("https_proxy", "HTTPS_PROXY"))
 
-    def check(self, host, max_version=None, version=None):
+    def check(self, host, max_version=None, version=None, per_host=1):
         with ClosingServer(PKI, max_version) as srv:
-            proc = self.fetch(srv, host)
+            proc = self.fetch(srv, host, per_host)
             with srv.lock:
                 handshakes = list(srv.handshakes)
                 errors = list(srv.errors)
@@ -137,6 +138,15 @@ class Resumption(unittest.TestCase):
 
     def test_tls12_ip_literal(self):
         self.check("127.0.0.1", ssl.TLSVersion.TLSv1_2, version="TLSv1.2")
+
+    # With several connections allowed, the first one still goes alone: the
+    # others open once its answer came, and resume its session instead of
+    # each making a full handshake.
+    def test_tls13_parallel_connections_wait_for_the_first(self):
+        self.check("127.0.0.1", version="TLSv1.3", per_host=4)
+
+    def test_tls12_parallel_connections_wait_for_the_first(self):
+        self.check("127.0.0.1", ssl.TLSVersion.TLSv1_2, version="TLSv1.2", per_host=4)
 
 
 if __name__ == "__main__":
