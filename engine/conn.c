@@ -354,6 +354,7 @@ conn_t *conn_open(loop_t *l, host_t *h, job_t *j)
 	h->conns++;
 	l->conns_open++;
 	c->state = CONN_CONNECTING;
+	c->opened_ms = l->now_ms;
 	conn_set_phase(l, c, "connecting");
 	uint64_t ms = timeout_ms(l);
 	c->connect_ts.tv_sec = (long long)(ms / 1000);
@@ -1047,6 +1048,11 @@ void conn_check_deadline(loop_t *l, conn_t *c)
 	 * for our buffers; neither for the server. */
 	if (c->dead || c->starved || c->nobufs)
 		return;
+	if (!c->host->tls_probed && l->now_ms - c->opened_ms > TLS_PROBE_WAIT_MS) {
+		/* A slow first answer does not hold the host's other jobs back. */
+		c->host->tls_probed = true;
+		host_dispatch(l, c->host);
+	}
 	if (c->state == CONN_CONNECTING)
 		return; /* the timeout linked behind the connect (conn_open) */
 	if (c->state == CONN_IDLE) {

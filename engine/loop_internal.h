@@ -39,6 +39,7 @@
 #define LOOP_PLAIN_BYTES (64u * 1024u)
 #define LOOP_TICK_MS 50u
 #define CONN_IDLE_KEEP_MS 15000u /* idle keep-alive connections closed after this */
+#define TLS_PROBE_WAIT_MS 1000u  /* a host's other connections wait this long at most for its first (host_t.tls_probed) */
 #define HOSTS_MAX 65536u
 #define FILE_WRITE_CHUNK (8u << 20)
 #define ERR_BYTES 512u
@@ -185,6 +186,7 @@ struct conn {
 	op_t op_connect_timeout;
 	struct __kernel_timespec connect_ts;
 	uint64_t deadline_ms, idle_since_ms;
+	uint64_t opened_ms; /* when conn_open made it */
 	const char *phase;  /* for timeout messages */
 	size_t wlen;        /* bytes at wbuf waiting to be sent */
 	size_t head_len;    /* response head bytes collected */

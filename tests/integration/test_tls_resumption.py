@@ -87,6 +87,55 @@ class ClosingServer:
         return False
 
 
+class HoldingServer(ClosingServer):
+    """Like ClosingServer, but one thread per connection, and the first
+    request's answer is held until `want` requests have arrived (or 10 s):
+    `all_seen_first` says whether they had when it was sent."""
+
+    def __init__(self, pki, want):
+        super().__init__(pki)
+        self.want = want
+        self.requests = 0
+        self.arrived = threading.Condition(self.lock)
+        self.all_seen_first = None
+
+    def _serve(self):
+        while not self.stop.is_set():
+            try:
+                raw, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(raw,), daemon=True).start()
+
+    def _one(self, raw):
+        raw.settimeout(15)
+        try:
+            with self.ctx.wrap_socket(raw, server_side=True) as tls:
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    chunk = tls.recv(4096)
+                    if not chunk:
+                        return
+                    head += chunk
+                with self.arrived:
+                    self.requests += 1
+                    first = self.requests == 1
+                    self.arrived.notify_all()
+                    if first:
+                        self.arrived.wait_for(lambda: self.requests >= self.want, timeout=10)
+                        self.all_seen_first = self.requests >= self.want
+                tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                            b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(BODY)
+                            + BODY)
+        except (OSError, ssl.SSLError) as e:
+            with self.lock:
+                self.errors.append(repr(e))
+        finally:
+            raw.close()
+
+
 def setUpModule():
     harness.skip_unless_ringfill()
     global TMP, PKI
@@ -103,8 +152,8 @@ class Resumption(unittest.TestCase):
         self.dir = tempfile.mkdtemp(dir=TMP.name)
         self.db = os.path.join(self.dir, "out.db")
 
-    def fetch(self, srv, host, per_host):
-        urls = ["https://%s:%d/r/%d" % (host, srv.port, i) for i in range(URLS)]
+    def fetch(self, srv, host, per_host, count=URLS):
+        urls = ["https://%s:%d/r/%d" % (host, srv.port, i) for i in range(count)]
         lst = harness.write_lines(os.path.join(self.dir, "urls.txt"), urls)
         return harness.run_ringfill(
             ["run", "--urls", lst, "--db", self.db, "--download-only",
@@ -147,6 +196,19 @@ class Resumption(unittest.TestCase):
 
     def test_tls12_parallel_connections_wait_for_the_first(self):
         self.check("127.0.0.1", ssl.TLSVersion.TLSv1_2, version="TLSv1.2", per_host=4)
+
+    def test_a_slow_first_answer_does_not_hold_the_others(self):
+        # The first answer is held until all 4 requests arrived: the others
+        # must open after TLS_PROBE_WAIT_MS without it (else the server
+        # gives up waiting after 10 s and says so).
+        with HoldingServer(PKI, want=4) as srv:
+            proc = self.fetch(srv, "127.0.0.1", 4, count=4)
+            with srv.lock:
+                seen, errors = srv.all_seen_first, list(srv.errors)
+        self.assertEqual(proc.returncode, 0, harness.describe(proc))
+        self.assertEqual(errors, [])
+        self.assertTrue(seen, "the other requests waited for the first answer")
+        self.assertEqual({j["state"] for j in harness.jobs(self.db)}, {"done"})
 
 
 if __name__ == "__main__":
