@@ -4,6 +4,7 @@
 #ifndef RF_BENCH_PEER_SQLITE_H
 #define RF_BENCH_PEER_SQLITE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #define PEER_SQLITE_ROWS_PER_STMT 50u    /* rows per multi-row INSERT */
@@ -33,9 +34,19 @@ typedef struct {
 	uint32_t name_len, note_len;
 } bench_row_t;
 
+/* RINGFILL_BENCH_CLOCK=cpu (docs/benchmarks.md, "store"): both sides are
+ * charged CPU seconds, not wall seconds: the loop its thread's, the writer
+ * its thread's. On a shared machine a side that waits for a CPU is then not
+ * charged for it; neither is charged for waiting on the disk (fdatasync). */
+bool peer_sqlite_clock_cpu(void);
+/* Seconds on the suite's clock: wall (CLOCK_MONOTONIC), or with
+ * RINGFILL_BENCH_CLOCK=cpu the calling thread's CPU seconds. */
+double peer_sqlite_now_s(void);
+
 /* Creates the table in a new database at db_path (WAL, synchronous=NORMAL)
  * and inserts rows[0..n) in that order. *seconds: from CREATE TABLE to the
- * last COMMIT. 0, or -EIO after printing SQLite's message. */
+ * last COMMIT, on peer_sqlite_now_s's clock. 0, or -EIO after printing
+ * SQLite's message. */
 int peer_sqlite_load(const char *db_path, peer_sqlite_table_t table, const bench_row_t *rows,
                      uint64_t n, double *seconds);
 

@@ -20,7 +20,6 @@
  * little-endian, which every Linux target we build for is. */
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "batch encoding is little-endian");
 
-#define BATCH_FIELD_HEADER_BYTES 7u /* u8 type + u16 name length + u32 value length */
 #define BATCH_NAMESET_SLOTS_MIN 64u /* per-row duplicate-name check, grows as needed */
 /* A string longer than this is not a number or a boolean when a column
  * converts it (the longest exact int64 or double spelling is far shorter). */
@@ -878,32 +877,4 @@ void batch_iter_init(batch_iter_t *it, const batch_t *b)
 	it->pos = 0;
 	it->row = 0;
 	it->table = 0;
-}
-
-int batch_next_row(batch_iter_t *it)
-{
-	if (it->row >= it->b->n_rows)
-		return -1;
-	assert(it->pos + 2 * sizeof(uint32_t) <= it->b->rows.len);
-	uint32_t n;
-	memcpy(&it->table, it->b->rows.data + it->pos, sizeof(it->table));
-	it->pos += sizeof(it->table);
-	memcpy(&n, it->b->rows.data + it->pos, sizeof(n));
-	it->pos += sizeof(n);
-	it->row++;
-	assert(n <= INT32_MAX);
-	return (int)n;
-}
-
-void batch_next_field(batch_iter_t *it, batch_field_t *f)
-{
-	const char *p = it->b->rows.data + it->pos;
-	assert(it->pos + BATCH_FIELD_HEADER_BYTES <= it->b->rows.len);
-	f->type = (field_type_t)(uint8_t)p[0];
-	memcpy(&f->name_len, p + 1, sizeof(f->name_len));
-	f->name = p + 3;
-	memcpy(&f->value_len, p + 3 + f->name_len, sizeof(f->value_len));
-	f->value = p + 3 + f->name_len + sizeof(uint32_t);
-	it->pos += BATCH_FIELD_HEADER_BYTES + f->name_len + f->value_len;
-	assert(it->pos <= it->b->rows.len);
 }

@@ -964,6 +964,42 @@ static void test_key_conversions_keep_arrival_order_real(void **state)
 	                   key, jobs, 1, 2);
 }
 
+static void expect_cache_kib(fixture_t *fx, int want)
+{
+	sqlite3_stmt *s;
+	assert_int_equal(sqlite3_prepare_v2(store_db(fx->st), "PRAGMA cache_size", -1, &s, NULL),
+	                 SQLITE_OK);
+	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(s, 0), want);
+	sqlite3_finalize(s);
+}
+
+/* The writer's page cache (its connection is the store's): sized for a
+ * transaction when a table has an index, SQLite's default 2000 KiB when
+ * rows are only appended to rowid tables without one. */
+static void test_cache_sized_for_indexed_tables_only(void **state)
+{
+	fixture_t *fx = *state;
+	import_n(fx, "src", 2);
+	int64_t ids[4];
+	start(fx, 100000); /* 100000 rows x 512 bytes: 50000 KiB */
+	assert_int_equal(take_all_jobs(fx, ids, 4), 2);
+	push(fx, done_batch(1, "{\"a\":1}", "$"));
+	finish(fx, 0);
+	expect_cache_kib(fx, -2000);
+
+	/* The same table with an index made by hand. */
+	assert_int_equal(sqlite3_exec(store_db(fx->st), "CREATE INDEX records_a ON records(a)",
+	                              NULL, NULL, NULL),
+	                 SQLITE_OK);
+	start(fx, 100000);
+	assert_int_equal(take_all_jobs(fx, ids, 4), 1);
+	push(fx, done_batch(2, "{\"a\":2}", "$"));
+	finish(fx, 0);
+	expect_cache_kib(fx, -50000);
+	expect_query(fx->db, "SELECT group_concat(a, ',') FROM records", "1,2");
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -993,6 +1029,7 @@ int main(void)
 		T(test_checkpoints_apply_once),
 		T(test_old_database_gets_checkpoint_columns),
 		T(test_refused_checkpoint_fails_the_stream),
+		T(test_cache_sized_for_indexed_tables_only),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
