@@ -52,11 +52,14 @@ class ClosingServer:
                 continue
             except OSError:
                 return
-            # One at a time: the client holds at most one connection here.
-            self._one(raw)
+            self._accepted(raw)
+
+    def _accepted(self, raw):
+        # One at a time: with --per-host 1 the client holds one connection.
+        self._one(raw)
 
     def _one(self, raw):
-        raw.settimeout(10)
+        raw.settimeout(15)
         try:
             with self.ctx.wrap_socket(raw, server_side=True) as tls:
                 with self.lock:
@@ -67,6 +70,7 @@ class ClosingServer:
                     if not chunk:
                         return
                     head += chunk
+                self._before_answer()
                 tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                             b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(BODY)
                             + BODY)
@@ -75,6 +79,9 @@ class ClosingServer:
                 self.errors.append(repr(e))
         finally:
             raw.close()
+
+    def _before_answer(self):
+        pass
 
     def __enter__(self):
         self.thread.start()
@@ -99,41 +106,17 @@ class HoldingServer(ClosingServer):
         self.arrived = threading.Condition(self.lock)
         self.all_seen_first = None
 
-    def _serve(self):
-        while not self.stop.is_set():
-            try:
-                raw, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._one, args=(raw,), daemon=True).start()
+    def _accepted(self, raw):
+        threading.Thread(target=self._one, args=(raw,), daemon=True).start()
 
-    def _one(self, raw):
-        raw.settimeout(15)
-        try:
-            with self.ctx.wrap_socket(raw, server_side=True) as tls:
-                head = b""
-                while b"\r\n\r\n" not in head:
-                    chunk = tls.recv(4096)
-                    if not chunk:
-                        return
-                    head += chunk
-                with self.arrived:
-                    self.requests += 1
-                    first = self.requests == 1
-                    self.arrived.notify_all()
-                    if first:
-                        self.arrived.wait_for(lambda: self.requests >= self.want, timeout=10)
-                        self.all_seen_first = self.requests >= self.want
-                tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                            b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(BODY)
-                            + BODY)
-        except (OSError, ssl.SSLError) as e:
-            with self.lock:
-                self.errors.append(repr(e))
-        finally:
-            raw.close()
+    def _before_answer(self):
+        with self.arrived:
+            self.requests += 1
+            first = self.requests == 1
+            self.arrived.notify_all()
+            if first:
+                self.arrived.wait_for(lambda: self.requests >= self.want, timeout=10)
+                self.all_seen_first = self.requests >= self.want
 
 
 def setUpModule():
