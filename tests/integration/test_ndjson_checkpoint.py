@@ -216,8 +216,11 @@ class NdjsonCheckpoint(unittest.TestCase):
                                        dir=self.tmp)
                 args = self.command(cwd, url, ["--raw", "raw"] if raw else [])
                 what = "%s trial %d (seed %d)" % (name, trial, SEED)
+                logged = len(self.ng.log())
                 ckpt = self.kill_after_checkpoint(args, cwd, rng, what,
                                                   0.25 if attempt == 0 else 0.0)
+                if url.startswith(self.ng.url("")):
+                    self.wait_logged(logged, what)
                 if ckpt is not None:
                     break
             if ckpt is not None:
@@ -236,6 +239,16 @@ class NdjsonCheckpoint(unittest.TestCase):
               file=sys.stderr)
         self.assertGreater(landed, 0, name + ": no kill landed after a checkpoint")
         return landed
+
+    def wait_logged(self, before, what):
+        """nginx logs a request when it ends, and notices a killed client
+        only when it next writes: waits (bounded) until the killed run's
+        request is logged, so that the resumed run's request comes after it
+        in the log (nginx_resumed_with_range reads the last entry)."""
+        deadline = time.monotonic() + WAIT_S
+        while len(self.ng.log()) <= before:
+            self.assertLess(time.monotonic(), deadline, what + ": nginx never logged the request")
+            time.sleep(0.01)
 
     # ---- a server with ranges: Range + If-Range, 206 ---------------------
 
