@@ -12,10 +12,13 @@
  * instruction per byte" (2021): three nibble lookups classify each byte pair,
  * and continuation bytes required by a 3- or 4-byte lead 2 or 3 bytes back
  * must be exactly where the pair tables found them. Errors accumulate. */
-struct s1_utf8 {
+struct s1_state {
 	__m256i error;      /* non-zero once any error was seen */
 	__m256i prev;       /* the last 32 bytes of the previous block */
 	__m256i incomplete; /* non-zero if the previous block ended mid-sequence */
+	/* Constants, pinned (S1_PIN): s1_classify's, then utf8_check's. */
+	__m256i ws_table, op_table, ctl_max, lower, quote, bslash, newline;
+	__m256i byte_1_high, byte_1_low, byte_2_high, low_nibble, lead_3, lead_4, top_bit, max_ok;
 };
 
 #define TABLE16(...) _mm256_setr_epi8(__VA_ARGS__, __VA_ARGS__)
@@ -23,60 +26,87 @@ struct s1_utf8 {
 /* The 32 bytes ending N bytes before the end of `in`, spanning into prev. */
 #define PREV(in, prev, N) _mm256_alignr_epi8(in, _mm256_permute2x128_si256(prev, in, 0x21), 16 - (N))
 
-static inline __m256i hi_nibbles(__m256i v)
+static inline void s1_state_init(s1_state_t *st)
 {
-	return _mm256_and_si256(_mm256_srli_epi16(v, 4), _mm256_set1_epi8(0x0F));
+	st->error = _mm256_setzero_si256();
+	st->prev = _mm256_setzero_si256();
+	st->incomplete = _mm256_setzero_si256();
+	st->ws_table = TABLE16(' ', 100, 100, 100, 17, 100, 113, 2, 100, '\t', '\n', 112, 100,
+	                       '\r', 100, 100);
+	st->op_table = TABLE16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, ':', '{', ',', '}', 0, 0);
+	st->ctl_max = _mm256_set1_epi8(0x1F);
+	st->lower = _mm256_set1_epi8(0x20);
+	st->quote = _mm256_set1_epi8('"');
+	st->bslash = _mm256_set1_epi8('\\');
+	st->newline = _mm256_set1_epi8('\n');
+	st->byte_1_high = TABLE16(S1_UTF8_BYTE_1_HIGH);
+	st->byte_1_low = TABLE16(S1_UTF8_BYTE_1_LOW);
+	st->byte_2_high = TABLE16(S1_UTF8_BYTE_2_HIGH);
+	st->low_nibble = _mm256_set1_epi8(0x0F);
+	st->lead_3 = _mm256_set1_epi8((char)(0xE0 - 0x80));
+	st->lead_4 = _mm256_set1_epi8((char)(0xF0 - 0x80));
+	st->top_bit = _mm256_set1_epi8((char)0x80);
+	/* A lead byte in the last 3 positions whose sequence would not fit. */
+	st->max_ok = _mm256_setr_epi8(-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+	                              -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+	                              (char)(0xF0 - 1), (char)(0xE0 - 1), (char)(0xC0 - 1));
+	S1_PIN(st->ws_table);
+	S1_PIN(st->op_table);
+	S1_PIN(st->ctl_max);
+	S1_PIN(st->lower);
+	S1_PIN(st->quote);
+	S1_PIN(st->bslash);
+	S1_PIN(st->newline);
+	S1_PIN(st->byte_1_high);
+	S1_PIN(st->byte_1_low);
+	S1_PIN(st->byte_2_high);
+	S1_PIN(st->low_nibble);
+	S1_PIN(st->lead_3);
+	S1_PIN(st->lead_4);
+	S1_PIN(st->top_bit);
+	S1_PIN(st->max_ok);
 }
 
-static inline __m256i utf8_check(__m256i in, __m256i prev)
+static inline __m256i hi_nibbles(const s1_state_t *st, __m256i v)
 {
-	const __m256i byte_1_high = TABLE16(S1_UTF8_BYTE_1_HIGH);
-	const __m256i byte_1_low = TABLE16(S1_UTF8_BYTE_1_LOW);
-	const __m256i byte_2_high = TABLE16(S1_UTF8_BYTE_2_HIGH);
+	return _mm256_and_si256(_mm256_srli_epi16(v, 4), st->low_nibble);
+}
+
+static inline __m256i utf8_check(const s1_state_t *st, __m256i in, __m256i prev)
+{
 	__m256i prev1 = PREV(in, prev, 1);
 	__m256i sc = _mm256_and_si256(
-		_mm256_and_si256(_mm256_shuffle_epi8(byte_1_high, hi_nibbles(prev1)),
-		                 _mm256_shuffle_epi8(byte_1_low,
-		                                     _mm256_and_si256(prev1, _mm256_set1_epi8(0x0F)))),
-		_mm256_shuffle_epi8(byte_2_high, hi_nibbles(in)));
+		_mm256_and_si256(_mm256_shuffle_epi8(st->byte_1_high, hi_nibbles(st, prev1)),
+		                 _mm256_shuffle_epi8(st->byte_1_low,
+		                                     _mm256_and_si256(prev1, st->low_nibble))),
+		_mm256_shuffle_epi8(st->byte_2_high, hi_nibbles(st, in)));
 	/* Saturating subtraction leaves the top bit only on 111_____ two back
 	 * and 1111____ three back: there a continuation byte must stand. */
-	__m256i third = _mm256_subs_epu8(PREV(in, prev, 2), _mm256_set1_epi8((char)(0xE0 - 0x80)));
-	__m256i fourth = _mm256_subs_epu8(PREV(in, prev, 3), _mm256_set1_epi8((char)(0xF0 - 0x80)));
-	__m256i must23 = _mm256_and_si256(_mm256_or_si256(third, fourth), _mm256_set1_epi8((char)0x80));
+	__m256i third = _mm256_subs_epu8(PREV(in, prev, 2), st->lead_3);
+	__m256i fourth = _mm256_subs_epu8(PREV(in, prev, 3), st->lead_4);
+	__m256i must23 = _mm256_and_si256(_mm256_or_si256(third, fourth), st->top_bit);
 	return _mm256_xor_si256(must23, sc);
 }
 
-static inline void s1_utf8_init(s1_utf8_t *u)
-{
-	u->error = _mm256_setzero_si256();
-	u->prev = _mm256_setzero_si256();
-	u->incomplete = _mm256_setzero_si256();
-}
-
-static inline void utf8_block(s1_utf8_t *u, __m256i c0, __m256i c1)
+static inline void utf8_block(s1_state_t *st, __m256i c0, __m256i c1)
 {
 	if (_mm256_movemask_epi8(_mm256_or_si256(c0, c1)) == 0) {
 		/* All ASCII: fine unless the previous block left a sequence open.
 		 * Zero is ASCII, so the next block sees the right predecessors. */
-		u->error = _mm256_or_si256(u->error, u->incomplete);
-		u->incomplete = _mm256_setzero_si256();
-		u->prev = _mm256_setzero_si256();
+		st->error = _mm256_or_si256(st->error, st->incomplete);
+		st->incomplete = _mm256_setzero_si256();
+		st->prev = _mm256_setzero_si256();
 		return;
 	}
-	u->error = _mm256_or_si256(u->error, utf8_check(c0, u->prev));
-	u->error = _mm256_or_si256(u->error, utf8_check(c1, c0));
-	/* A lead byte in the last 3 positions whose sequence would not fit. */
-	const __m256i max_ok = _mm256_setr_epi8(
-		-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
-		-1, -1, -1, -1, -1, -1, -1, (char)(0xF0 - 1), (char)(0xE0 - 1), (char)(0xC0 - 1));
-	u->incomplete = _mm256_subs_epu8(c1, max_ok);
-	u->prev = c1;
+	st->error = _mm256_or_si256(st->error, utf8_check(st, c0, st->prev));
+	st->error = _mm256_or_si256(st->error, utf8_check(st, c1, c0));
+	st->incomplete = _mm256_subs_epu8(c1, st->max_ok);
+	st->prev = c1;
 }
 
-static inline bool s1_utf8_bad(const s1_utf8_t *u)
+static inline bool s1_utf8_bad(const s1_state_t *st)
 {
-	return !_mm256_testz_si256(u->error, u->error);
+	return !_mm256_testz_si256(st->error, st->error);
 }
 
 static inline uint64_t mask64(__m256i lo, __m256i hi)
@@ -89,44 +119,39 @@ static inline uint64_t mask64(__m256i lo, __m256i hi)
  * nibble]" holds for exactly the four (bytes >= 0x80 look up 0). Structure:
  * OR-ing 0x20 turns [ ] into { }, which with : and , have distinct low
  * nibbles; it also maps 0x0C and 0x1A onto , and :, removed with ctl. */
-static inline void classify32(__m256i in, __m256i *ws, __m256i *op, __m256i *ctl)
+static inline void classify32(const s1_state_t *st, __m256i in, __m256i *ws, __m256i *op,
+                              __m256i *ctl)
 {
-	const __m256i ws_table = TABLE16(' ', 100, 100, 100, 17, 100, 113, 2, 100, '\t', '\n', 112,
-	                                 100, '\r', 100, 100);
-	const __m256i op_table = TABLE16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, ':', '{', ',', '}', 0, 0);
-	*ws = _mm256_cmpeq_epi8(_mm256_shuffle_epi8(ws_table, in), in);
-	*op = _mm256_cmpeq_epi8(_mm256_shuffle_epi8(op_table, in),
-	                        _mm256_or_si256(in, _mm256_set1_epi8(0x20)));
-	*ctl = _mm256_cmpeq_epi8(_mm256_min_epu8(in, _mm256_set1_epi8(0x1F)), in);
+	*ws = _mm256_cmpeq_epi8(_mm256_shuffle_epi8(st->ws_table, in), in);
+	*op = _mm256_cmpeq_epi8(_mm256_shuffle_epi8(st->op_table, in), _mm256_or_si256(in, st->lower));
+	*ctl = _mm256_cmpeq_epi8(_mm256_min_epu8(in, st->ctl_max), in);
 }
 
-static inline void s1_classify(const uint8_t *block, s1_masks_t *m, s1_utf8_t *u)
+static inline void s1_classify(const uint8_t *block, s1_masks_t *m, s1_state_t *st)
 {
 	__m256i c0 = _mm256_loadu_si256((const __m256i *)block);
 	__m256i c1 = _mm256_loadu_si256((const __m256i *)(block + 32));
 	__m256i ws0, ws1, op0, op1, ctl0, ctl1;
-	classify32(c0, &ws0, &op0, &ctl0);
-	classify32(c1, &ws1, &op1, &ctl1);
+	classify32(st, c0, &ws0, &op0, &ctl0);
+	classify32(st, c1, &ws1, &op1, &ctl1);
 	m->ws = mask64(ws0, ws1);
 	m->ctl = mask64(ctl0, ctl1);
 	m->op = mask64(op0, op1) & ~m->ctl;
-	m->quote = mask64(_mm256_cmpeq_epi8(c0, _mm256_set1_epi8('"')),
-	                  _mm256_cmpeq_epi8(c1, _mm256_set1_epi8('"')));
-	m->bslash = mask64(_mm256_cmpeq_epi8(c0, _mm256_set1_epi8('\\')),
-	                   _mm256_cmpeq_epi8(c1, _mm256_set1_epi8('\\')));
-	utf8_block(u, c0, c1);
+	m->quote = mask64(_mm256_cmpeq_epi8(c0, st->quote), _mm256_cmpeq_epi8(c1, st->quote));
+	m->bslash = mask64(_mm256_cmpeq_epi8(c0, st->bslash), _mm256_cmpeq_epi8(c1, st->bslash));
+	utf8_block(st, c0, c1);
 }
 
-static inline uint64_t s1_newlines(const uint8_t *block)
+static inline uint64_t s1_newlines(const uint8_t *block, const s1_state_t *st)
 {
-	const __m256i nl = _mm256_set1_epi8('\n');
-	return mask64(_mm256_cmpeq_epi8(_mm256_loadu_si256((const __m256i *)block), nl),
-	              _mm256_cmpeq_epi8(_mm256_loadu_si256((const __m256i *)(block + 32)), nl));
+	return mask64(_mm256_cmpeq_epi8(_mm256_loadu_si256((const __m256i *)block), st->newline),
+	              _mm256_cmpeq_epi8(_mm256_loadu_si256((const __m256i *)(block + 32)),
+	                                st->newline));
 }
 
 int json_stage1_avx2(const char *src, uint32_t len, uint32_t *idx, uint32_t *n_out,
                      uint64_t *bslash, bool newlines, json_error_t *err)
 {
-	s1_utf8_t utf8;
-	return s1_run(src, len, idx, n_out, bslash, newlines, err, &utf8);
+	s1_state_t st;
+	return s1_run(src, len, idx, n_out, bslash, newlines, err, &st);
 }

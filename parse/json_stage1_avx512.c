@@ -12,100 +12,129 @@
 #define S1_OWN_FLATTEN 1
 #include "parse/json_stage1_simd.h"
 
-/* UTF-8 validation, Keiser & Lemire (2021): see json_stage1_avx2.c. */
-struct s1_utf8 {
+#define TABLE16(...) _mm512_broadcast_i32x4(_mm_setr_epi8(__VA_ARGS__))
+
+/* UTF-8 validation (Keiser & Lemire 2021: see json_stage1_avx2.c) and the
+ * constants of classification and validation, pinned (S1_PIN). */
+struct s1_state {
 	__m512i error;      /* non-zero once any error was seen */
 	__m512i prev;       /* the previous block */
 	__m512i incomplete; /* non-zero if the previous block ended mid-sequence */
+	__m512i ws_table, op_table;                  /* s1_classify */
+	__m512i ctl_max, lower, quote, bslash, newline;
+	__m512i byte_1_high, byte_1_low, byte_2_high; /* utf8_check */
+	__m512i low_nibble, lead_3, lead_4, top_bit, lanes_before, max_ok;
 };
 
-#define TABLE16(...) _mm512_broadcast_i32x4(_mm_setr_epi8(__VA_ARGS__))
-
-static inline __m512i hi_nibbles(__m512i v)
+static inline void s1_state_init(s1_state_t *st)
 {
-	return _mm512_and_si512(_mm512_srli_epi16(v, 4), _mm512_set1_epi8(0x0F));
-}
-
-static inline __m512i utf8_check(__m512i in, __m512i prev)
-{
-	const __m512i byte_1_high = TABLE16(S1_UTF8_BYTE_1_HIGH);
-	const __m512i byte_1_low = TABLE16(S1_UTF8_BYTE_1_LOW);
-	const __m512i byte_2_high = TABLE16(S1_UTF8_BYTE_2_HIGH);
-	/* Each 16-byte lane of `in` next to the lane before it (the last lane
-	 * of prev for the first): per-lane alignr then shifts across lanes. */
-	__m512i before = _mm512_permutex2var_epi64(in, _mm512_setr_epi64(14, 15, 0, 1, 2, 3, 4, 5),
-	                                           prev);
-	__m512i prev1 = _mm512_alignr_epi8(in, before, 15);
-	__m512i prev2 = _mm512_alignr_epi8(in, before, 14);
-	__m512i prev3 = _mm512_alignr_epi8(in, before, 13);
-	__m512i sc = _mm512_and_si512(
-		_mm512_and_si512(_mm512_shuffle_epi8(byte_1_high, hi_nibbles(prev1)),
-		                 _mm512_shuffle_epi8(byte_1_low,
-		                                     _mm512_and_si512(prev1, _mm512_set1_epi8(0x0F)))),
-		_mm512_shuffle_epi8(byte_2_high, hi_nibbles(in)));
-	/* Saturating subtraction leaves the top bit only on 111_____ two back
-	 * and 1111____ three back: there a continuation byte must stand. */
-	__m512i third = _mm512_subs_epu8(prev2, _mm512_set1_epi8((char)(0xE0 - 0x80)));
-	__m512i fourth = _mm512_subs_epu8(prev3, _mm512_set1_epi8((char)(0xF0 - 0x80)));
-	__m512i must23 = _mm512_and_si512(_mm512_or_si512(third, fourth),
-	                                  _mm512_set1_epi8((char)0x80));
-	return _mm512_xor_si512(must23, sc);
-}
-
-static inline void s1_utf8_init(s1_utf8_t *u)
-{
-	u->error = _mm512_setzero_si512();
-	u->prev = _mm512_setzero_si512();
-	u->incomplete = _mm512_setzero_si512();
-}
-
-static inline void utf8_block(s1_utf8_t *u, __m512i in)
-{
-	if (_mm512_movepi8_mask(in) == 0) {
-		/* All ASCII: fine unless the previous block left a sequence open.
-		 * Zero is ASCII, so the next block sees the right predecessors. */
-		u->error = _mm512_or_si512(u->error, u->incomplete);
-		u->incomplete = _mm512_setzero_si512();
-		u->prev = _mm512_setzero_si512();
-		return;
-	}
-	u->error = _mm512_or_si512(u->error, utf8_check(in, u->prev));
+	st->error = _mm512_setzero_si512();
+	st->prev = _mm512_setzero_si512();
+	st->incomplete = _mm512_setzero_si512();
+	/* Whitespace and structure as in json_stage1_avx2.c's classify32. */
+	st->ws_table = TABLE16(' ', 100, 100, 100, 17, 100, 113, 2, 100, '\t', '\n', 112, 100,
+	                       '\r', 100, 100);
+	st->op_table = TABLE16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, ':', '{', ',', '}', 0, 0);
+	st->ctl_max = _mm512_set1_epi8(0x1F);
+	st->lower = _mm512_set1_epi8(0x20);
+	st->quote = _mm512_set1_epi8('"');
+	st->bslash = _mm512_set1_epi8('\\');
+	st->newline = _mm512_set1_epi8('\n');
+	st->byte_1_high = TABLE16(S1_UTF8_BYTE_1_HIGH);
+	st->byte_1_low = TABLE16(S1_UTF8_BYTE_1_LOW);
+	st->byte_2_high = TABLE16(S1_UTF8_BYTE_2_HIGH);
+	st->low_nibble = _mm512_set1_epi8(0x0F);
+	st->lead_3 = _mm512_set1_epi8((char)(0xE0 - 0x80));
+	st->lead_4 = _mm512_set1_epi8((char)(0xF0 - 0x80));
+	st->top_bit = _mm512_set1_epi8((char)0x80);
+	st->lanes_before = _mm512_setr_epi64(14, 15, 0, 1, 2, 3, 4, 5);
 	/* A lead byte in the last 3 positions whose sequence would not fit:
 	 * above these limits, saturating subtraction leaves it non-zero. */
-	const __m512i max_ok = _mm512_inserti32x4(
+	st->max_ok = _mm512_inserti32x4(
 		_mm512_set1_epi8(-1),
 		_mm_setr_epi8(-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, (char)(0xF0 - 1),
 		              (char)(0xE0 - 1), (char)(0xC0 - 1)),
 		3);
-	u->incomplete = _mm512_subs_epu8(in, max_ok);
-	u->prev = in;
+	S1_PIN(st->ws_table);
+	S1_PIN(st->op_table);
+	S1_PIN(st->ctl_max);
+	S1_PIN(st->lower);
+	S1_PIN(st->quote);
+	S1_PIN(st->bslash);
+	S1_PIN(st->newline);
+	S1_PIN(st->byte_1_high);
+	S1_PIN(st->byte_1_low);
+	S1_PIN(st->byte_2_high);
+	S1_PIN(st->low_nibble);
+	S1_PIN(st->lead_3);
+	S1_PIN(st->lead_4);
+	S1_PIN(st->top_bit);
+	S1_PIN(st->lanes_before);
+	S1_PIN(st->max_ok);
 }
 
-static inline bool s1_utf8_bad(const s1_utf8_t *u)
+static inline __m512i hi_nibbles(const s1_state_t *st, __m512i v)
 {
-	return _mm512_test_epi8_mask(u->error, u->error) != 0;
+	return _mm512_and_si512(_mm512_srli_epi16(v, 4), st->low_nibble);
 }
 
-/* Whitespace and structure as in json_stage1_avx2.c's classify32. */
-static inline void s1_classify(const uint8_t *block, s1_masks_t *m, s1_utf8_t *u)
+static inline __m512i utf8_check(const s1_state_t *st, __m512i in, __m512i prev)
 {
-	const __m512i ws_table = TABLE16(' ', 100, 100, 100, 17, 100, 113, 2, 100, '\t', '\n', 112,
-	                                 100, '\r', 100, 100);
-	const __m512i op_table = TABLE16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, ':', '{', ',', '}', 0, 0);
+	/* Each 16-byte lane of `in` next to the lane before it (the last lane
+	 * of prev for the first): per-lane alignr then shifts across lanes. */
+	__m512i before = _mm512_permutex2var_epi64(in, st->lanes_before, prev);
+	__m512i prev1 = _mm512_alignr_epi8(in, before, 15);
+	__m512i prev2 = _mm512_alignr_epi8(in, before, 14);
+	__m512i prev3 = _mm512_alignr_epi8(in, before, 13);
+	__m512i sc = _mm512_and_si512(
+		_mm512_and_si512(_mm512_shuffle_epi8(st->byte_1_high, hi_nibbles(st, prev1)),
+		                 _mm512_shuffle_epi8(st->byte_1_low,
+		                                     _mm512_and_si512(prev1, st->low_nibble))),
+		_mm512_shuffle_epi8(st->byte_2_high, hi_nibbles(st, in)));
+	/* Saturating subtraction leaves the top bit only on 111_____ two back
+	 * and 1111____ three back: there a continuation byte must stand. */
+	__m512i third = _mm512_subs_epu8(prev2, st->lead_3);
+	__m512i fourth = _mm512_subs_epu8(prev3, st->lead_4);
+	__m512i must23 = _mm512_and_si512(_mm512_or_si512(third, fourth), st->top_bit);
+	return _mm512_xor_si512(must23, sc);
+}
+
+static inline void utf8_block(s1_state_t *st, __m512i in)
+{
+	if (_mm512_movepi8_mask(in) == 0) {
+		/* All ASCII: fine unless the previous block left a sequence open.
+		 * Zero is ASCII, so the next block sees the right predecessors. */
+		st->error = _mm512_or_si512(st->error, st->incomplete);
+		st->incomplete = _mm512_setzero_si512();
+		st->prev = _mm512_setzero_si512();
+		return;
+	}
+	st->error = _mm512_or_si512(st->error, utf8_check(st, in, st->prev));
+	st->incomplete = _mm512_subs_epu8(in, st->max_ok);
+	st->prev = in;
+}
+
+static inline bool s1_utf8_bad(const s1_state_t *st)
+{
+	return _mm512_test_epi8_mask(st->error, st->error) != 0;
+}
+
+static inline void s1_classify(const uint8_t *block, s1_masks_t *m, s1_state_t *st)
+{
 	__m512i in = _mm512_loadu_si512((const void *)block);
-	m->ws = _mm512_cmpeq_epi8_mask(_mm512_shuffle_epi8(ws_table, in), in);
-	m->ctl = _mm512_cmple_epu8_mask(in, _mm512_set1_epi8(0x1F));
-	m->op = _mm512_cmpeq_epi8_mask(_mm512_shuffle_epi8(op_table, in),
-	                               _mm512_or_si512(in, _mm512_set1_epi8(0x20))) &
+	m->ws = _mm512_cmpeq_epi8_mask(_mm512_shuffle_epi8(st->ws_table, in), in);
+	m->ctl = _mm512_cmple_epu8_mask(in, st->ctl_max);
+	m->op = _mm512_cmpeq_epi8_mask(_mm512_shuffle_epi8(st->op_table, in),
+	                               _mm512_or_si512(in, st->lower)) &
 	        ~m->ctl;
-	m->quote = _mm512_cmpeq_epi8_mask(in, _mm512_set1_epi8('"'));
-	m->bslash = _mm512_cmpeq_epi8_mask(in, _mm512_set1_epi8('\\'));
-	utf8_block(u, in);
+	m->quote = _mm512_cmpeq_epi8_mask(in, st->quote);
+	m->bslash = _mm512_cmpeq_epi8_mask(in, st->bslash);
+	utf8_block(st, in);
 }
 
-static inline uint64_t s1_newlines(const uint8_t *block)
+static inline uint64_t s1_newlines(const uint8_t *block, const s1_state_t *st)
 {
-	return _mm512_cmpeq_epi8_mask(_mm512_loadu_si512((const void *)block), _mm512_set1_epi8('\n'));
+	return _mm512_cmpeq_epi8_mask(_mm512_loadu_si512((const void *)block), st->newline);
 }
 
 /* s1_flatten's contract (json_stage1_simd.h) without its slack: the bit
@@ -150,6 +179,6 @@ static inline uint32_t s1_flatten(uint32_t *idx, uint32_t n, uint32_t base, uint
 int json_stage1_avx512(const char *src, uint32_t len, uint32_t *idx, uint32_t *n_out,
                        uint64_t *bslash, bool newlines, json_error_t *err)
 {
-	s1_utf8_t utf8;
-	return s1_run(src, len, idx, n_out, bslash, newlines, err, &utf8);
+	s1_state_t st;
+	return s1_run(src, len, idx, n_out, bslash, newlines, err, &st);
 }

@@ -1,8 +1,9 @@
 /* parse/json_stage1_simd.h: the width-independent half of the SIMD stage-1
  * kernels, included by json_stage1_avx512.c, json_stage1_avx2.c and
- * json_stage1_sse42.c, which
- * define struct s1_utf8 and the three functions declared below for their
- * vector width (a kernel that defines S1_OWN_FLATTEN brings s1_flatten too) (and so compile this code with their own target flags).
+ * json_stage1_sse42.c, which define struct s1_state and the four functions
+ * declared below for their vector width (a kernel that defines S1_OWN_FLATTEN
+ * brings s1_flatten too), and so compile this code with their own target
+ * flags.
  * Here: 64-bit block masks -> escapes, strings (carry-less multiply), index
  * bits, the flattened index, and the hand-over to the scalar reference
  * (json_stage1.c) at the first block holding an error or a suspect byte. */
@@ -83,12 +84,20 @@ typedef struct {
 } s1_snap_t;
 
 /* Provided by the including kernel. */
-typedef struct s1_utf8 s1_utf8_t; /* UTF-8 validator state */
-static inline void s1_utf8_init(s1_utf8_t *u);
+typedef struct s1_state s1_state_t; /* one run's UTF-8 validator and vector constants */
+static inline void s1_state_init(s1_state_t *st);
 /* The block's byte classes into *m; feeds the block to the UTF-8 validator. */
-static inline void s1_classify(const uint8_t *block, s1_masks_t *m, s1_utf8_t *u);
-static inline bool s1_utf8_bad(const s1_utf8_t *u); /* an error seen so far */
-static inline uint64_t s1_newlines(const uint8_t *block); /* the block's '\n' bytes */
+static inline void s1_classify(const uint8_t *block, s1_masks_t *m, s1_state_t *st);
+static inline bool s1_utf8_bad(const s1_state_t *st); /* an error seen so far */
+static inline uint64_t s1_newlines(const uint8_t *block, const s1_state_t *st); /* its '\n' bytes */
+
+/* Hides a vector constant's value from the compiler (s1_state_init applies it
+ * to each constant it sets), so the constant stays in a register, or is
+ * reloaded, for the whole run. Otherwise gcc rebuilds set1 constants in every
+ * block as broadcasts, which take the shuffle ports the byte compares and
+ * lookups need (on Intel, port 5 alone for 512-bit ones): 9% of the AVX-512
+ * kernel's stage-1 time on twitter.json (AMD EPYC, 2026-12-06). */
+#define S1_PIN(v) __asm__("" : "+v"(v))
 
 /* Bit i of the result = XOR of bits 0..i of x: the carry-less product with
  * all ones. Turns quote positions into "inside a string" runs. */
@@ -190,17 +199,22 @@ static int s1_hand_over(const char *src, uint32_t len, const s1_snap_t *s, uint3
  * starts inside that string. Valid JSON never gets there. */
 static inline int s1_run(const char *src, uint32_t len, uint32_t *idx, uint32_t *n_out,
                          uint64_t *bslash, bool newlines, json_error_t *err,
-                         s1_utf8_t *utf8)
+                         s1_state_t *st)
 {
 	assert(len <= JSON_DOC_BYTES_MAX);
 	s1_carry_t carry = {0};
-	s1_utf8_init(utf8);
-	s1_snap_t snap = {0};
+	s1_state_init(st);
 	uint32_t n = 0;
 	uint8_t tail[S1_BLOCK_BYTES];
-	for (uint64_t pos = 0; pos < len; pos += S1_BLOCK_BYTES) {
-		snap = (s1_snap_t){.pos = pos, .n = n, .in_string = carry.in_string != 0,
-		                   .in_scalar = carry.prev_other != 0};
+	/* The state at the start of the block, for a hand-over: plain values, so
+	 * they stay in registers (a snapshot struct whose address escapes would
+	 * be stored to memory in every block). */
+	uint64_t pos = 0, in_string = 0, prev_other = 0;
+	uint32_t block_n = 0;
+	for (; pos < len; pos += S1_BLOCK_BYTES) {
+		block_n = n;
+		in_string = carry.in_string;
+		prev_other = carry.prev_other;
 		const uint8_t *block = (const uint8_t *)src + pos;
 		if (len - pos < S1_BLOCK_BYTES) {
 			/* Spaces: no index bits, no UTF-8 state, and nothing read past
@@ -211,26 +225,32 @@ static inline int s1_run(const char *src, uint32_t len, uint32_t *idx, uint32_t 
 			block = tail;
 		}
 		s1_masks_t m;
-		s1_classify(block, &m, utf8);
+		s1_classify(block, &m, st);
 		if (bslash)
 			bslash[pos / S1_BLOCK_BYTES] = m.bslash;
 		uint64_t suspect;
 		uint64_t bits = s1_block_bits(&m, &carry, &suspect);
-		if (__builtin_expect(suspect != 0 || s1_utf8_bad(utf8), 0))
-			return s1_hand_over(src, len, &snap, idx, n_out, bslash, newlines, err);
+		if (__builtin_expect(suspect != 0 || s1_utf8_bad(st), 0))
+			goto hand_over;
 		/* A '\n' in a string is a control byte, handed over above: every
 		 * one left is outside strings. */
 		if (newlines)
-			bits |= s1_newlines(block);
+			bits |= s1_newlines(block, st);
 		n = s1_flatten(idx, n, (uint32_t)pos, bits);
 	}
 	/* A string still open at the end (which also covers a UTF-8 sequence
 	 * cut off inside it; outside strings that is stage 2's business). */
-	if (carry.in_string)
-		return s1_hand_over(src, len, &snap, idx, n_out, bslash, newlines, err);
+	if (carry.in_string) {
+		pos -= S1_BLOCK_BYTES; /* the last block's start */
+		goto hand_over;
+	}
 	assert(n <= len);
 	*n_out = n;
 	return 0;
+hand_over:;
+	s1_snap_t snap = {.pos = pos, .n = block_n, .in_string = in_string != 0,
+	                  .in_scalar = prev_other != 0};
+	return s1_hand_over(src, len, &snap, idx, n_out, bslash, newlines, err);
 }
 
 #endif

@@ -9,8 +9,10 @@
 
 #include "parse/json_stage1_simd.h"
 
-/* UTF-8 validation, Keiser & Lemire (2021): see json_stage1_avx2.c. */
-struct s1_utf8 {
+/* UTF-8 validation, Keiser & Lemire (2021): see json_stage1_avx2.c. The
+ * constants need no pinning (S1_PIN): without AVX, gcc loads them from
+ * memory rather than building them from a register. */
+struct s1_state {
 	__m128i error;      /* non-zero once any error was seen */
 	__m128i prev;       /* the last 16 bytes of the previous block */
 	__m128i incomplete; /* non-zero if the previous block ended mid-sequence */
@@ -40,14 +42,14 @@ static inline __m128i utf8_check(__m128i in, __m128i prev)
 	return _mm_xor_si128(must23, sc);
 }
 
-static inline void s1_utf8_init(s1_utf8_t *u)
+static inline void s1_state_init(s1_state_t *u)
 {
 	u->error = _mm_setzero_si128();
 	u->prev = _mm_setzero_si128();
 	u->incomplete = _mm_setzero_si128();
 }
 
-static inline void utf8_block(s1_utf8_t *u, const __m128i c[4])
+static inline void utf8_block(s1_state_t *u, const __m128i c[4])
 {
 	__m128i any = _mm_or_si128(_mm_or_si128(c[0], c[1]), _mm_or_si128(c[2], c[3]));
 	if (_mm_movemask_epi8(any) == 0) {
@@ -70,7 +72,7 @@ static inline void utf8_block(s1_utf8_t *u, const __m128i c[4])
 	u->prev = c[3];
 }
 
-static inline bool s1_utf8_bad(const s1_utf8_t *u)
+static inline bool s1_utf8_bad(const s1_state_t *u)
 {
 	return !_mm_testz_si128(u->error, u->error);
 }
@@ -85,7 +87,7 @@ static inline uint64_t mask64(__m128i a, __m128i b, __m128i c, __m128i d)
 
 /* The same lookups as classify32 in json_stage1_avx2.c (why they work is
  * written there). */
-static inline void s1_classify(const uint8_t *block, s1_masks_t *m, s1_utf8_t *u)
+static inline void s1_classify(const uint8_t *block, s1_masks_t *m, s1_state_t *u)
 {
 	const __m128i ws_table = _mm_setr_epi8(' ', 100, 100, 100, 17, 100, 113, 2, 100, '\t',
 	                                       '\n', 112, 100, '\r', 100, 100);
@@ -108,8 +110,9 @@ static inline void s1_classify(const uint8_t *block, s1_masks_t *m, s1_utf8_t *u
 	utf8_block(u, c);
 }
 
-static inline uint64_t s1_newlines(const uint8_t *block)
+static inline uint64_t s1_newlines(const uint8_t *block, const s1_state_t *u)
 {
+	(void)u;
 	const __m128i nl = _mm_set1_epi8('\n');
 	__m128i c[4];
 	for (int i = 0; i < 4; i++)
@@ -120,6 +123,6 @@ static inline uint64_t s1_newlines(const uint8_t *block)
 int json_stage1_sse42(const char *src, uint32_t len, uint32_t *idx, uint32_t *n_out,
                       uint64_t *bslash, bool newlines, json_error_t *err)
 {
-	s1_utf8_t utf8;
-	return s1_run(src, len, idx, n_out, bslash, newlines, err, &utf8);
+	s1_state_t st;
+	return s1_run(src, len, idx, n_out, bslash, newlines, err, &st);
 }
