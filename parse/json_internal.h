@@ -31,8 +31,8 @@
 #define JSON_E_VALUE_TOO_LARGE "value larger than the stream limit"
 
 /* Entries of index room a caller gives stage 1 beyond one per input byte:
- * the SIMD kernels store offsets 8 at a time and may write up to 7 slots past
- * the last real entry. */
+ * the SIMD kernels store offsets 8 at a time and may write up to 8 slots past
+ * the last real entry (whose index is below len). */
 #define JSON_STAGE1_IDX_SLACK 8u
 
 /* Stage 1 contract (every kernel; json_stage1_scalar is the reference and
