@@ -93,6 +93,9 @@ static inline void s1_classify(const uint8_t *block, s1_masks_t *m, s1_state_t *
 	                                       '\n', 112, 100, '\r', 100, 100);
 	const __m128i op_table = _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, ':', '{', ',', '}', 0, 0);
 	__m128i c[4], ws[4], op[4], ctl[4], q[4], bs[4];
+	/* Unrolled, so c[], ws[] ... live in registers (as a loop gcc kept them
+	 * on the stack: 191 -> 153 us for stage 1 of twitter.json). */
+#pragma GCC unroll 4
 	for (int i = 0; i < 4; i++) {
 		c[i] = _mm_loadu_si128((const __m128i *)(block + 16 * i));
 		ws[i] = _mm_cmpeq_epi8(_mm_shuffle_epi8(ws_table, c[i]), c[i]);
@@ -115,6 +118,7 @@ static inline uint64_t s1_newlines(const uint8_t *block, const s1_state_t *u)
 	(void)u;
 	const __m128i nl = _mm_set1_epi8('\n');
 	__m128i c[4];
+#pragma GCC unroll 4
 	for (int i = 0; i < 4; i++)
 		c[i] = _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(block + 16 * i)), nl);
 	return mask64(c[0], c[1], c[2], c[3]);
