@@ -31,9 +31,9 @@
 #define JSON_E_VALUE_TOO_LARGE "value larger than the stream limit"
 
 /* Entries of index room a caller gives stage 1 beyond one per input byte:
- * the SIMD kernels store offsets 8 at a time and may write up to 8 slots past
- * the last real entry (whose index is below len). */
-#define JSON_STAGE1_IDX_SLACK 8u
+ * the SIMD kernels store offsets 8 or 16 at a time and may write up to 15
+ * slots past the last real entry (whose index is below len). */
+#define JSON_STAGE1_IDX_SLACK 16u
 
 /* Stage 1 contract (every kernel; json_stage1_scalar is the reference and
  * the others must match it entry for entry and error for error).
