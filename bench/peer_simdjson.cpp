@@ -4,7 +4,9 @@
  *
  *   usage: rf_peer_simdjson MODE FILE ITERS RUNS [IMPL]
  *   MODE: dom (one document), dom-ndjson (parse_many), ondemand-ids
- *         ($.statuses[*].id), ondemand-names ($.statuses[*].user.screen_name)
+ *         ($.statuses[*].id), ondemand-names ($.statuses[*].user.screen_name),
+ *         stage1 (On-Demand's iterate(): stage 1 alone, for the split of
+ *         bench/parse_split.c)
  *   IMPL: dom modes only: the simdjson kernel to use (haswell, fallback, ...)
  *         instead of the one it picks at run time
  *   out:  "impl NAME" once, "run SECONDS" per run (each run parses the file
@@ -60,6 +62,14 @@ int pass(dom::parser &dp, ondemand::parser &op, const padded_string &json, uint6
 				return fail("parse_many document", doc.error());
 			*check += 1;
 		}
+	} else if (!std::strcmp(mode, "stage1")) {
+		/* On-Demand's iterate() runs stage 1 over the whole document
+		 * and walks nothing: rf_parse_split's stage-1 peer. */
+		ondemand::document doc;
+		error_code e = op.iterate(json).get(doc);
+		if (e)
+			return fail("on-demand iterate", e);
+		*check += 1;
 	} else {
 		bool names = !std::strcmp(mode, "ondemand-names");
 		ondemand::document doc;
@@ -134,7 +144,7 @@ int main(int argc, char **argv)
 	mode = argv[1];
 	unsigned long iters = std::strtoul(argv[3], nullptr, 10);
 	unsigned long runs = std::strtoul(argv[4], nullptr, 10);
-	const char *known[] = {"dom", "dom-ndjson", "ondemand-ids", "ondemand-names"};
+	const char *known[] = {"dom", "dom-ndjson", "ondemand-ids", "ondemand-names", "stage1"};
 	bool ok = false;
 	for (const char *k : known)
 		ok = ok || !std::strcmp(mode, k);
