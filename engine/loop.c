@@ -731,6 +731,30 @@ static int loop_ring_init(loop_t *l)
 	return io_uring_queue_init_params(LOOP_RING_ENTRIES, &l->ring, &p);
 }
 
+/* Why the ring could not be made, in words a user can act on: io_uring is
+ * often switched off (containers' seccomp profiles, the kernel.io_uring_disabled
+ * sysctl), and before Linux 5.12 its memory counts against RLIMIT_MEMLOCK. */
+static void loop_ring_error(loop_result_t *res, int r)
+{
+	struct rlimit rl;
+	if (r == -ENOSYS) {
+		snprintf(res->message, sizeof res->message,
+		         "io_uring: not in this kernel (%s); ringfill needs Linux 5.19 or later",
+		         strerror(-r));
+	} else if (r == -EPERM) {
+		snprintf(res->message, sizeof res->message,
+		         "io_uring: not allowed for this process (%s): see the kernel.io_uring_disabled "
+		         "sysctl, or the container's seccomp profile", strerror(-r));
+	} else if (r == -ENOMEM && getrlimit(RLIMIT_MEMLOCK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+		snprintf(res->message, sizeof res->message,
+		         "io_uring: cannot allocate the ring (%s); the locked-memory limit is %llu KiB "
+		         "(ulimit -l), which older kernels charge it to", strerror(-r),
+		         (unsigned long long)(rl.rlim_cur / 1024));
+	} else {
+		snprintf(res->message, sizeof res->message, "io_uring: %s", strerror(-r));
+	}
+}
+
 /* A registered file table with a slot for every connection and every open
  * raw file (at most one per active job). Its size counts against
  * RLIMIT_NOFILE, so the soft limit is raised towards the hard one. */
@@ -817,7 +841,7 @@ static int loop_init(loop_t *l, const loop_config_t *cfg, loop_result_t *res)
 	l->rng = l->start_ms ^ ((uint64_t)getpid() << 32) ^ 0x9E3779B97F4A7C15ull;
 	int r = loop_ring_init(l);
 	if (r < 0) {
-		snprintf(res->message, sizeof res->message, "io_uring: %s", strerror(-r));
+		loop_ring_error(res, r);
 		return r;
 	}
 	if ((r = loop_slots_init(l, res)))

@@ -193,5 +193,43 @@ class Operator(unittest.TestCase):
         self.assertRegex(out, r"\b3\b")
 
 
+# io_uring_setup on x86-64 (asm/unistd_64.h).
+NR_IO_URING_SETUP = 425
+
+
+class NoIoUring(unittest.TestCase):
+    """Where io_uring is switched off (Docker's default seccomp profile fails
+    io_uring_setup with EPERM; kernels without it give ENOSYS), the run stops
+    with exit 3 and says what to look at, and its jobs stay pending for a
+    run where io_uring works."""
+
+    def setUp(self):
+        self.deny = os.environ.get("RINGFILL_DENY_SYSCALL", "")
+        if not self.deny or not os.access(self.deny, os.X_OK):
+            self.skipTest("no deny_syscall wrapper (x86-64 builds only)")
+        self.cwd = tempfile.mkdtemp(prefix="rf-nouring-")
+        self.addCleanup(shutil.rmtree, self.cwd, True)
+        self.db = os.path.join(self.cwd, "rf.db")
+        self.urls = harness.write_lines(os.path.join(self.cwd, "urls.txt"),
+                                        ["https://127.0.0.1:%d/a.json" % harness.free_port()])
+
+    def run_denied(self, err):
+        return run_ringfill(["run", "--urls", self.urls, "--db", self.db, "--quiet"],
+                            cwd=self.cwd, prefix=[self.deny, str(NR_IO_URING_SETUP), str(err)])
+
+    def test_each_reason_is_named(self):
+        cases = [(1, r"io_uring: not allowed for this process .*io_uring_disabled.*seccomp"),
+                 (38, r"io_uring: not in this kernel .*Linux 5\.19"),
+                 (12, r"io_uring: cannot allocate the ring .*(ulimit -l|Cannot allocate)")]
+        for err, message in cases:
+            with self.subTest(errno=err):
+                proc = self.run_denied(err)
+                self.assertEqual(proc.returncode, 3, describe(proc))
+                self.assertRegex(proc.stderr, message, describe(proc))
+                with harness.open_db(self.db) as con:
+                    states = [r[0] for r in con.execute("SELECT state FROM _ringfill_jobs")]
+                self.assertEqual(states, ["pending"], describe(proc))
+
+
 if __name__ == "__main__":
     harness.main_or_skip()
