@@ -108,6 +108,10 @@ struct json_stream {
 	struct {
 		uint32_t *idx; /* idx_cap entries, grown to the windows met */
 		size_t idx_cap;
+		/* Stage 1's backslash map of the window (json_stage1_fn), for
+		 * stage 2 to find escapes without searching strings:
+		 * JSON_BSLASH_MAP_WORDS(idx_cap) words, grown with idx. */
+		uint64_t *bslash;
 		size_t base, len;
 		uint32_t n, k;
 		bool valid;
@@ -460,11 +464,21 @@ static void window_build(json_stream_t *s)
 		if (!idx)
 			return;
 		s->win.idx = idx;
+		uint64_t *bslash = realloc(s->win.bslash, JSON_BSLASH_MAP_WORDS(cap) * sizeof *bslash);
+		if (!bslash)
+			return; /* idx_cap, which sizes both, stays as it was */
+		s->win.bslash = bslash;
 		s->win.idx_cap = cap;
 	}
 	uint32_t n = 0;
 	json_error_t e;
-	if (json_stage1(s->piece + s->pos, (uint32_t)len, s->win.idx, &n, NULL, false, &e) < 0 && n > 0)
+	/* The map is positional (no escape state), so a window, which starts
+	 * outside strings anywhere in the piece, needs nothing carried into it;
+	 * values that cross pieces are parsed from a copy by json_parse, which
+	 * makes its own. */
+	if (json_stage1(s->piece + s->pos, (uint32_t)len, s->win.idx, &n, s->win.bslash, false,
+	                &e) < 0 &&
+	    n > 0)
 		n--; /* the quote of the string that holds the error */
 	s->win.base = s->pos;
 	s->win.len = len;
@@ -494,8 +508,8 @@ static int record_from_window(json_stream_t *s, json_stream_record_t *rec, json_
 		json_error_t e;
 		if (k < s->win.n && s->win.idx[k] == rel)
 			r = json_parse_value_indexed(s->parser, s->n_frames, s->piece + s->win.base,
-			                             s->win.len, s->win.idx + k, s->win.n - k, &doc,
-			                             &used, &e);
+			                             s->win.len, s->win.idx + k, s->win.n - k,
+			                             s->win.bslash, &doc, &used, &e);
 		if (r < 0)
 			return fail_here(s, s->piece_base + s->win.base + e.offset, e.reason, err);
 		if (r == 1) {
@@ -888,6 +902,7 @@ void json_stream_free(json_stream_t *s)
 	json_parser_free(s->env_parser);
 	free(s->frames);
 	free(s->win.idx);
+	free(s->win.bslash);
 	json_buf_free(&s->carry);
 	json_buf_free(&s->env);
 	free(s);
@@ -916,6 +931,7 @@ void json_stream_reset(json_stream_t *s)
 	memset(s->frames, 0, (s->n_steps + 1) * sizeof *s->frames);
 	s->win.idx = old.win.idx;
 	s->win.idx_cap = old.win.idx_cap;
+	s->win.bslash = old.win.bslash;
 	s->carry = old.carry;
 	s->carry.len = 0;
 	s->env = old.env;
@@ -927,6 +943,7 @@ size_t json_stream_bytes(const json_stream_t *s)
 {
 	return sizeof *s + json_parser_bytes(s->parser) + json_parser_bytes(s->env_parser) +
 	       (s->n_steps + 1) * sizeof *s->frames + s->win.idx_cap * sizeof *s->win.idx +
+	       JSON_BSLASH_MAP_WORDS(s->win.idx_cap) * sizeof *s->win.bslash +
 	       s->carry.cap + s->env.cap;
 }
 
