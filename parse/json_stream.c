@@ -110,7 +110,8 @@ struct json_stream {
 		size_t idx_cap;
 		/* Stage 1's backslash map of the window (json_stage1_fn), for
 		 * stage 2 to find escapes without searching strings:
-		 * JSON_BSLASH_MAP_WORDS(idx_cap) words, grown with idx. */
+		 * JSON_BSLASH_MAP_WORDS(idx_cap) words in the same allocation,
+		 * after idx (see window_grow). */
 		uint64_t *bslash;
 		size_t base, len;
 		uint32_t n, k;
@@ -446,30 +447,39 @@ static void env_freeze(json_stream_t *s)
  * that needs entries past them, or ends with the window, goes the unit way
  * (scan, then json_parse), which gives the exact result in every case. */
 
+/* Room for the index and backslash map of a window of len bytes: 0, or -1
+ * without memory. One allocation for both: with the map in a block of its
+ * own, each stream made and freed (as `ringfill bench parse` does) took 32
+ * page faults on twitter-like.json, which cost more time than the map saved
+ * (glibc gave the heap's top back and faulted it in again). */
+static int window_grow(json_stream_t *s, size_t len)
+{
+	if (len + JSON_STAGE1_IDX_SLACK <= s->win.idx_cap)
+		return 0;
+	/* Grown as windows get longer, so a small document costs a small index. */
+	size_t cap = s->win.idx_cap * 2 > len + JSON_STAGE1_IDX_SLACK ? s->win.idx_cap * 2
+	                                                            : len + JSON_STAGE1_IDX_SLACK;
+	if (cap > JSON_STREAM_WINDOW_BYTES + JSON_STAGE1_IDX_SLACK)
+		cap = JSON_STREAM_WINDOW_BYTES + JSON_STAGE1_IDX_SLACK;
+	size_t idx_bytes = (cap * sizeof *s->win.idx + sizeof *s->win.bslash - 1) &
+	                   ~(sizeof *s->win.bslash - 1);
+	void *mem = realloc(s->win.idx, idx_bytes + JSON_BSLASH_MAP_WORDS(cap) * sizeof *s->win.bslash);
+	if (!mem)
+		return -1;
+	s->win.idx = mem;
+	s->win.bslash = (uint64_t *)(void *)((char *)mem + idx_bytes);
+	s->win.idx_cap = cap;
+	return 0;
+}
+
 static void window_build(json_stream_t *s)
 {
 	size_t len = s->piece_len - s->pos;
 	if (len > JSON_STREAM_WINDOW_BYTES)
 		len = JSON_STREAM_WINDOW_BYTES;
-	/* Grown as windows get longer, so a small document costs a small index;
-	 * without memory, records go the unit way. */
 	s->win.valid = false;
-	if (len + JSON_STAGE1_IDX_SLACK > s->win.idx_cap) {
-		size_t cap = s->win.idx_cap * 2 > len + JSON_STAGE1_IDX_SLACK
-		                     ? s->win.idx_cap * 2
-		                     : len + JSON_STAGE1_IDX_SLACK;
-		if (cap > JSON_STREAM_WINDOW_BYTES + JSON_STAGE1_IDX_SLACK)
-			cap = JSON_STREAM_WINDOW_BYTES + JSON_STAGE1_IDX_SLACK;
-		uint32_t *idx = realloc(s->win.idx, cap * sizeof *idx);
-		if (!idx)
-			return;
-		s->win.idx = idx;
-		uint64_t *bslash = realloc(s->win.bslash, JSON_BSLASH_MAP_WORDS(cap) * sizeof *bslash);
-		if (!bslash)
-			return; /* idx_cap, which sizes both, stays as it was */
-		s->win.bslash = bslash;
-		s->win.idx_cap = cap;
-	}
+	if (window_grow(s, len) < 0)
+		return; /* records go the unit way */
 	uint32_t n = 0;
 	json_error_t e;
 	/* The map is positional (no escape state), so a window, which starts
@@ -901,8 +911,7 @@ void json_stream_free(json_stream_t *s)
 	json_parser_free(s->parser);
 	json_parser_free(s->env_parser);
 	free(s->frames);
-	free(s->win.idx);
-	free(s->win.bslash);
+	free(s->win.idx); /* and the map with it */
 	json_buf_free(&s->carry);
 	json_buf_free(&s->env);
 	free(s);
