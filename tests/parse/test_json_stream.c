@@ -421,6 +421,58 @@ static void backslash_runs_every_split(void **state)
 	json_parser_free(p);
 }
 
+/* Error lines after many '\n' (the stream counts a piece's lines when it is
+ * done with it): a piece of nothing but newlines, and records between runs
+ * of them, cut every 61 bytes and at one place, end in an error whose line
+ * must be json_parse's. */
+static void error_line_after_many_newlines(void **state)
+{
+	(void)state;
+	json_parser_t *p = json_parser_new(0);
+	json_path_t *rows = compile("$.statuses[*]");
+	assert_non_null(p);
+	size_t cap = 200000, len = 0;
+	char *doc = malloc(cap);
+	size_t *cuts = malloc(cap / 61 * sizeof *cuts);
+	assert_non_null(doc);
+	assert_non_null(cuts);
+	for (int kind = 0; kind < 2; kind++) {
+		len = (size_t)snprintf(doc, cap, "{\"statuses\":[");
+		if (kind == 0) {
+			memset(doc + len, '\n', 70000);
+			len += 70000;
+		} else {
+			for (uint32_t i = 0; i < 3000; i++) {
+				memset(doc + len, '\n', i % 40);
+				len += i % 40;
+				len += (size_t)snprintf(doc + len, cap - len, "{\"a\":%u},", i);
+			}
+		}
+		len += (size_t)snprintf(doc + len, cap - len, "\n{\"a\":tru}]}");
+		sc_result_t want, got;
+		sc_whole(p, rows, doc, len, &want);
+		assert_int_equal(want.r, -1);
+		assert_true(want.err.line > 3000);
+		size_t n = 0;
+		for (size_t at = 61; at < len; at += 61)
+			cuts[n++] = at;
+		file_t f = {.data = doc, .len = len};
+		snprintf(f.name, sizeof f.name, "newlines %d", kind);
+		sc_stream(rows, NULL, doc, len, cuts, n, &got);
+		expect_same(&f, "$.statuses[*]", &want, &got, "every 61 bytes");
+		sc_result_free(&got);
+		size_t cut = len - 5;
+		sc_stream(rows, NULL, doc, len, &cut, 1, &got);
+		expect_same(&f, "$.statuses[*]", &want, &got, "5 bytes before the end");
+		sc_result_free(&got);
+		sc_result_free(&want);
+	}
+	free(cuts);
+	free(doc);
+	json_path_free(rows);
+	json_parser_free(p);
+}
+
 /* A value past value_bytes_max fails at its first byte, in one piece or
  * across several, and the error stays. */
 static void value_limit(void **state)
@@ -797,6 +849,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(envelope_before_records),
 		cmocka_unit_test(envelope_without_records),
 		cmocka_unit_test(backslash_runs_every_split),
+		cmocka_unit_test(error_line_after_many_newlines),
 		cmocka_unit_test(value_limit),
 		cmocka_unit_test(duplicate_keys_each_followed),
 		cmocka_unit_test(rows_path_must_be_rooted),
