@@ -1172,17 +1172,23 @@ int json_ndjson_stream_feed(json_ndjson_stream_t *st, const char *piece, size_t 
 	}
 	const char *last = len > pos ? memrchr(piece + pos, '\n', len - pos) : NULL;
 	size_t whole = last ? (size_t)(last - piece) + 1 : pos;
+	/* Each byte of the piece is counted once: lines before the run, in
+	 * it, then after it. */
+	size_t line = st->line + count_nl(piece, pos);
 	if (whole > pos) {
-		size_t line = st->line + count_nl(piece, pos);
 		if ((r = ndjson_run(st, piece + pos, whole - pos, st->at + pos, line, fn, ctx, err)) != 0)
 			return r;
+		line += count_nl(piece + pos, whole - pos);
 	}
 	if (whole < len) {
 		st->carry_at = st->at + whole;
-		st->carry_line = st->line + count_nl(piece, whole);
+		st->carry_line = line;
 		if ((r = ndjson_carry(st, piece + whole, len - whole, err)) != 0)
 			return r;
 	}
+	st->line = line + count_nl(piece + whole, len - whole);
+	st->at += len;
+	return 0;
 done:
 	st->line += count_nl(piece, len);
 	st->at += len;
