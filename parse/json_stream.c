@@ -51,6 +51,7 @@ typedef struct {
 	bool is_array;
 	uint64_t paths;      /* the rows paths this container is on (bit per path) */
 	uint64_t child;      /* objects: the paths whose step matches the current key */
+	uint64_t each;       /* arrays: the paths whose step here is [*] (every element) */
 	uint32_t count;      /* elements (or members) begun so far */
 } sk_frame_t;
 
@@ -582,11 +583,12 @@ static uint64_t value_selected(const json_stream_t *s)
 	const sk_frame_t *f = &s->frames[s->n_frames - 1];
 	if (!f->is_array)
 		return f->child;
-	uint64_t sel = 0;
-	for (uint64_t m = f->paths; m; m &= m - 1) {
+	/* Once per element: the steps [*] were looked up when the array opened. */
+	uint64_t sel = f->each;
+	for (uint64_t m = f->paths & ~f->each; m; m &= m - 1) {
 		unsigned i = (unsigned)__builtin_ctzll(m);
 		json_step_t st = json_path_step(s->rows[i], s->n_frames - 1);
-		if (st.kind == JSON_STEP_ALL || (st.kind == JSON_STEP_INDEX && f->count - 1 == st.index))
+		if (st.kind == JSON_STEP_INDEX && f->count - 1 == st.index)
 			sel |= 1ull << i;
 	}
 	return sel;
@@ -664,7 +666,13 @@ static int frame_push(json_stream_t *s, uint64_t on, json_error_t *err)
 	if (s->n_frames >= json_parser_depth_max(s->parser))
 		return fail_here(s, s->piece_base + s->pos, JSON_E_DEPTH, err);
 	env_keep(s, &c, 1);
-	s->frames[s->n_frames++] = (sk_frame_t){.is_array = c == '[', .paths = on};
+	uint64_t each = 0;
+	for (uint64_t m = c == '[' ? on : 0; m; m &= m - 1) {
+		unsigned i = (unsigned)__builtin_ctzll(m);
+		if (json_path_step(s->rows[i], s->n_frames).kind == JSON_STEP_ALL)
+			each |= 1ull << i;
+	}
+	s->frames[s->n_frames++] = (sk_frame_t){.is_array = c == '[', .paths = on, .each = each};
 	s->state = SK_OPENED;
 	s->last_comma = false;
 	s->pos++;
