@@ -89,9 +89,6 @@ struct json_stream {
 	size_t piece_len, pos; /* pos: next byte of the piece to read */
 	size_t piece_base;     /* offset of piece[0] in the whole input */
 	size_t piece_lines;    /* '\n' before piece[0] */
-	/* '\n' in piece[0, nl_upto) is nl_n: counted after each window's
-	 * stage 1, while its bytes are still in cache (see count_lines_to). */
-	size_t nl_upto, nl_n;
 	bool finished;
 
 	/* Skeleton. frames has n_steps entries: only containers on the path
@@ -392,28 +389,11 @@ static size_t count_nl(const char *p, size_t n)
 	return lines;
 }
 
-/* Counts the piece's '\n' on to piece[upto]. Every byte of a piece is
- * counted once, for the lines of errors that may come in later pieces; done
- * as soon as a window has been indexed, a piece of megabytes is not read
- * again from memory at its end. */
-static void count_lines_to(json_stream_t *s, size_t upto)
-{
-	assert(upto <= s->piece_len);
-	if (upto > s->nl_upto) {
-		s->nl_n += count_nl(s->piece + s->nl_upto, upto - s->nl_upto);
-		s->nl_upto = upto;
-	}
-}
-
 /* '\n' bytes before `offset`, which is in the current piece (or its end). */
-static size_t lines_before(json_stream_t *s, size_t offset)
+static size_t lines_before(const json_stream_t *s, size_t offset)
 {
 	assert(offset >= s->piece_base && offset - s->piece_base <= s->piece_len);
-	size_t rel = offset - s->piece_base;
-	if (rel < s->nl_upto) /* behind the count: once, for an error */
-		return s->piece_lines + count_nl(s->piece, rel);
-	count_lines_to(s, rel);
-	return s->piece_lines + s->nl_n;
+	return s->piece_lines + count_nl(s->piece, offset - s->piece_base);
 }
 
 static int stream_fail(json_stream_t *s, size_t offset, size_t line, const char *reason,
@@ -520,7 +500,6 @@ static void window_build(json_stream_t *s)
 	                &e) < 0 &&
 	    n > 0)
 		n--; /* the quote of the string that holds the error */
-	count_lines_to(s, s->pos + len);
 	s->win.base = s->pos;
 	s->win.len = len;
 	s->win.n = n;
@@ -1013,9 +992,7 @@ static int piece_done(json_stream_t *s)
 {
 	if (s->last_comma && s->comma_off >= s->piece_base)
 		s->comma_lines = lines_before(s, s->comma_off);
-	count_lines_to(s, s->piece_len);
-	s->piece_lines += s->nl_n;
-	s->nl_upto = s->nl_n = 0;
+	s->piece_lines += count_nl(s->piece, s->piece_len);
 	s->piece_base += s->piece_len;
 	s->piece = NULL;
 	s->piece_len = s->pos = 0;
