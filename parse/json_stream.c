@@ -372,12 +372,14 @@ static size_t count_nl(const char *p, size_t n)
 		const char *q = p + i, *end = q + steps * 64;
 		__m128i acc = zero;
 		for (; q < end; q += 64) {
-			__m128i a = _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(const void *)q), nl);
-			__m128i b = _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(const void *)(q + 16)), nl);
-			__m128i c = _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(const void *)(q + 32)), nl);
-			__m128i d = _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(const void *)(q + 48)), nl);
+			const __m128i *v = (const __m128i *)(const void *)q;
+			__m128i a = _mm_cmpeq_epi8(_mm_loadu_si128(v), nl);
+			__m128i b = _mm_cmpeq_epi8(_mm_loadu_si128(v + 1), nl);
+			__m128i c = _mm_cmpeq_epi8(_mm_loadu_si128(v + 2), nl);
+			__m128i d = _mm_cmpeq_epi8(_mm_loadu_si128(v + 3), nl);
 			/* A match is -1: the sum of four is -(matches). */
-			acc = _mm_sub_epi8(acc, _mm_add_epi8(_mm_add_epi8(a, b), _mm_add_epi8(c, d)));
+			__m128i sum = _mm_add_epi8(_mm_add_epi8(a, b), _mm_add_epi8(c, d));
+			acc = _mm_sub_epi8(acc, sum);
 		}
 		__m128i sums = _mm_sad_epu8(acc, zero);
 		lines += (size_t)_mm_cvtsi128_si64(sums) + (size_t)_mm_extract_epi16(sums, 4);
@@ -461,7 +463,8 @@ static void env_freeze(json_stream_t *s)
  * without memory. One allocation for both: with the map in a block of its
  * own, each stream made and freed (as `ringfill bench parse` does) took 32
  * page faults on twitter-like.json, which cost more time than the map saved
- * (glibc gave the heap's top back and faulted it in again). */
+ * (likely glibc trimming the heap's top at each free and faulting it in
+ * again; not looked into further). */
 static int window_grow(json_stream_t *s, size_t len)
 {
 	if (len + JSON_STAGE1_IDX_SLACK <= s->win.idx_cap)
@@ -473,7 +476,8 @@ static int window_grow(json_stream_t *s, size_t len)
 		cap = JSON_STREAM_WINDOW_BYTES + JSON_STAGE1_IDX_SLACK;
 	size_t idx_bytes = (cap * sizeof *s->win.idx + sizeof *s->win.bslash - 1) &
 	                   ~(sizeof *s->win.bslash - 1);
-	void *mem = realloc(s->win.idx, idx_bytes + JSON_BSLASH_MAP_WORDS(cap) * sizeof *s->win.bslash);
+	size_t map_bytes = JSON_BSLASH_MAP_WORDS(cap) * sizeof *s->win.bslash;
+	void *mem = realloc(s->win.idx, idx_bytes + map_bytes);
 	if (!mem)
 		return -1;
 	s->win.idx = mem;

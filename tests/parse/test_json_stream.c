@@ -375,8 +375,10 @@ static size_t bslash_doc(char *doc, size_t cap, uint32_t broken, int how)
 	size_t n = (size_t)snprintf(doc, cap, "{\"statuses\":[");
 	for (uint32_t i = 0; i < BSLASH_RECORDS; i++) {
 		uint32_t run = 1 + i % 9;
+		static const char dots[] = "................................"
+		                           "................................"; /* 64 */
 		n += (size_t)snprintf(doc + n, cap - n, "%s{\"k\\\\%u\":\"%.*s", i ? "," : "", i,
-		                      (int)(i % 64), "................................................................");
+		                      (int)(i % 64), dots);
 		for (uint32_t b = 0; b < run; b++)
 			doc[n++] = '\\';
 		const char *tail = run % 2 ? after_odd[i % 4] : "a";
