@@ -660,8 +660,8 @@ int json_parse_nested(json_parser_t *p, uint32_t depth_used, const char *src, si
 }
 
 int json_parse_value_indexed(json_parser_t *p, uint32_t depth_used, const char *src, size_t len,
-                             const uint32_t *idx, uint32_t n_idx, json_doc_t *doc, uint32_t *used,
-                             json_error_t *err)
+                             const uint32_t *idx, uint32_t n_idx, const uint64_t *bslash,
+                             json_doc_t *doc, uint32_t *used, json_error_t *err)
 {
 	assert(len <= JSON_DOC_BYTES_MAX && n_idx > 0);
 	if (grow((void **)&p->tape, &p->tape_cap, n_idx, sizeof *p->tape) < 0) {
@@ -671,7 +671,7 @@ int json_parse_value_indexed(json_parser_t *p, uint32_t depth_used, const char *
 	}
 	uint32_t saved = p->depth_max, n_nodes = 0;
 	p->depth_max = depth_used < saved ? saved - depth_used : 0;
-	stage2_t s = {.src = src, .len = (uint32_t)len, .err = err};
+	stage2_t s = {.src = src, .len = (uint32_t)len, .bslash = bslash, .err = err};
 	int r = stage2_run(p, &s, idx, n_idx, &n_nodes, used);
 	p->depth_max = saved;
 	if (r < 0)

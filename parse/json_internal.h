@@ -136,14 +136,16 @@ uint32_t json_parser_depth_max(const json_parser_t *p);
 
 /* Stage 2 of the one value whose first index entry is idx[0], in a window
  * src[0, len) of a larger document that stage 1 indexed into idx[0, n_idx)
- * (offsets into src; entries only where stage 1 is sure of them). Returns
+ * (offsets into src; entries only where stage 1 is sure of them) and whose
+ * backslash map it wrote to bslash (JSON_BSLASH_MAP_WORDS(len) words; NULL:
+ * strings are searched for escapes byte by byte). Returns
  * 0 with *doc (node 0 the value, offsets into src) and *used, the entries it
  * took; 1 when the window ends before the value provably does (the caller
  * must parse it some other way); -1 with *err for an error, which is the
  * one json_parse gives on the whole document (err->line is not set). */
 int json_parse_value_indexed(json_parser_t *p, uint32_t depth_used, const char *src, size_t len,
-                             const uint32_t *idx, uint32_t n_idx, json_doc_t *doc, uint32_t *used,
-                             json_error_t *err);
+                             const uint32_t *idx, uint32_t n_idx, const uint64_t *bslash,
+                             json_doc_t *doc, uint32_t *used, json_error_t *err);
 
 /* Whether the string node k (a key, in the document at src) unescapes to
  * key[0, key_len). */

@@ -51,6 +51,7 @@ typedef struct {
 	bool is_array;
 	uint64_t paths;      /* the rows paths this container is on (bit per path) */
 	uint64_t child;      /* objects: the paths whose step matches the current key */
+	uint64_t each;       /* arrays: the paths whose step here is [*] (every element) */
 	uint32_t count;      /* elements (or members) begun so far */
 } sk_frame_t;
 
@@ -108,6 +109,11 @@ struct json_stream {
 	struct {
 		uint32_t *idx; /* idx_cap entries, grown to the windows met */
 		size_t idx_cap;
+		/* Stage 1's backslash map of the window (json_stage1_fn), for
+		 * stage 2 to find escapes without searching strings:
+		 * JSON_BSLASH_MAP_WORDS(idx_cap) words in the same allocation,
+		 * after idx (see window_grow). */
+		uint64_t *bslash;
 		size_t base, len;
 		uint32_t n, k;
 		bool valid;
@@ -351,22 +357,33 @@ static size_t scan_unit(const char *p, size_t n, unit_t *u)
 
 /* ---- Lines and errors */
 
-/* '\n' bytes in p[0, n). Every piece passes here once, so it counts 16
- * bytes per step into byte counters, summed every 255 steps before they
- * could wrap (no POPCNT: this file is built for any x86-64). */
+/* '\n' bytes in p[0, n). Every piece passes here once (error lines need
+ * them after the piece is gone), so it is a second read of every byte: it
+ * counts 64 bytes per step into byte counters, four matches per counter a
+ * step, summed every 63 steps before they could wrap (no POPCNT: this file
+ * is built for any x86-64). About 0.25 instructions a byte. */
 static size_t count_nl(const char *p, size_t n)
 {
 	size_t lines = 0, i = 0;
 #if defined(__SSE2__)
 	const __m128i nl = _mm_set1_epi8('\n'), zero = _mm_setzero_si128();
-	while (n - i >= 16) {
+	while (n - i >= 64) {
+		size_t steps = (n - i) / 64 < 63 ? (n - i) / 64 : 63;
+		const char *q = p + i, *end = q + steps * 64;
 		__m128i acc = zero;
-		for (unsigned step = 0; step < 255 && n - i >= 16; step++, i += 16) {
-			__m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + i));
-			acc = _mm_sub_epi8(acc, _mm_cmpeq_epi8(v, nl)); /* a match is -1 */
+		for (; q < end; q += 64) {
+			const __m128i *v = (const __m128i *)(const void *)q;
+			__m128i a = _mm_cmpeq_epi8(_mm_loadu_si128(v), nl);
+			__m128i b = _mm_cmpeq_epi8(_mm_loadu_si128(v + 1), nl);
+			__m128i c = _mm_cmpeq_epi8(_mm_loadu_si128(v + 2), nl);
+			__m128i d = _mm_cmpeq_epi8(_mm_loadu_si128(v + 3), nl);
+			/* A match is -1: the sum of four is -(matches). */
+			__m128i sum = _mm_add_epi8(_mm_add_epi8(a, b), _mm_add_epi8(c, d));
+			acc = _mm_sub_epi8(acc, sum);
 		}
 		__m128i sums = _mm_sad_epu8(acc, zero);
 		lines += (size_t)_mm_cvtsi128_si64(sums) + (size_t)_mm_extract_epi16(sums, 4);
+		i += steps * 64;
 	}
 #endif
 	for (; i < n; i++)
@@ -442,29 +459,50 @@ static void env_freeze(json_stream_t *s)
  * that needs entries past them, or ends with the window, goes the unit way
  * (scan, then json_parse), which gives the exact result in every case. */
 
+/* Room for the index and backslash map of a window of len bytes: 0, or -1
+ * without memory. One allocation for both: with the map in a block of its
+ * own, each stream made and freed (as `ringfill bench parse` does) took 32
+ * page faults on twitter-like.json, which cost more time than the map saved
+ * (likely glibc trimming the heap's top at each free and faulting it in
+ * again; not looked into further). */
+static int window_grow(json_stream_t *s, size_t len)
+{
+	if (len + JSON_STAGE1_IDX_SLACK <= s->win.idx_cap)
+		return 0;
+	/* Grown as windows get longer, so a small document costs a small index. */
+	size_t cap = s->win.idx_cap * 2 > len + JSON_STAGE1_IDX_SLACK ? s->win.idx_cap * 2
+	                                                            : len + JSON_STAGE1_IDX_SLACK;
+	if (cap > JSON_STREAM_WINDOW_BYTES + JSON_STAGE1_IDX_SLACK)
+		cap = JSON_STREAM_WINDOW_BYTES + JSON_STAGE1_IDX_SLACK;
+	size_t idx_bytes = (cap * sizeof *s->win.idx + sizeof *s->win.bslash - 1) &
+	                   ~(sizeof *s->win.bslash - 1);
+	size_t map_bytes = JSON_BSLASH_MAP_WORDS(cap) * sizeof *s->win.bslash;
+	void *mem = realloc(s->win.idx, idx_bytes + map_bytes);
+	if (!mem)
+		return -1;
+	s->win.idx = mem;
+	s->win.bslash = (uint64_t *)(void *)((char *)mem + idx_bytes);
+	s->win.idx_cap = cap;
+	return 0;
+}
+
 static void window_build(json_stream_t *s)
 {
 	size_t len = s->piece_len - s->pos;
 	if (len > JSON_STREAM_WINDOW_BYTES)
 		len = JSON_STREAM_WINDOW_BYTES;
-	/* Grown as windows get longer, so a small document costs a small index;
-	 * without memory, records go the unit way. */
 	s->win.valid = false;
-	if (len + JSON_STAGE1_IDX_SLACK > s->win.idx_cap) {
-		size_t cap = s->win.idx_cap * 2 > len + JSON_STAGE1_IDX_SLACK
-		                     ? s->win.idx_cap * 2
-		                     : len + JSON_STAGE1_IDX_SLACK;
-		if (cap > JSON_STREAM_WINDOW_BYTES + JSON_STAGE1_IDX_SLACK)
-			cap = JSON_STREAM_WINDOW_BYTES + JSON_STAGE1_IDX_SLACK;
-		uint32_t *idx = realloc(s->win.idx, cap * sizeof *idx);
-		if (!idx)
-			return;
-		s->win.idx = idx;
-		s->win.idx_cap = cap;
-	}
+	if (window_grow(s, len) < 0)
+		return; /* records go the unit way */
 	uint32_t n = 0;
 	json_error_t e;
-	if (json_stage1(s->piece + s->pos, (uint32_t)len, s->win.idx, &n, NULL, false, &e) < 0 && n > 0)
+	/* The map is positional (no escape state), so a window, which starts
+	 * outside strings anywhere in the piece, needs nothing carried into it;
+	 * values that cross pieces are parsed from a copy by json_parse, which
+	 * makes its own. */
+	if (json_stage1(s->piece + s->pos, (uint32_t)len, s->win.idx, &n, s->win.bslash, false,
+	                &e) < 0 &&
+	    n > 0)
 		n--; /* the quote of the string that holds the error */
 	s->win.base = s->pos;
 	s->win.len = len;
@@ -494,8 +532,8 @@ static int record_from_window(json_stream_t *s, json_stream_record_t *rec, json_
 		json_error_t e;
 		if (k < s->win.n && s->win.idx[k] == rel)
 			r = json_parse_value_indexed(s->parser, s->n_frames, s->piece + s->win.base,
-			                             s->win.len, s->win.idx + k, s->win.n - k, &doc,
-			                             &used, &e);
+			                             s->win.len, s->win.idx + k, s->win.n - k,
+			                             s->win.bslash, &doc, &used, &e);
 		if (r < 0)
 			return fail_here(s, s->piece_base + s->win.base + e.offset, e.reason, err);
 		if (r == 1) {
@@ -528,11 +566,12 @@ static uint64_t value_selected(const json_stream_t *s)
 	const sk_frame_t *f = &s->frames[s->n_frames - 1];
 	if (!f->is_array)
 		return f->child;
-	uint64_t sel = 0;
-	for (uint64_t m = f->paths; m; m &= m - 1) {
+	/* Once per element: the steps [*] were looked up when the array opened. */
+	uint64_t sel = f->each;
+	for (uint64_t m = f->paths & ~f->each; m; m &= m - 1) {
 		unsigned i = (unsigned)__builtin_ctzll(m);
 		json_step_t st = json_path_step(s->rows[i], s->n_frames - 1);
-		if (st.kind == JSON_STEP_ALL || (st.kind == JSON_STEP_INDEX && f->count - 1 == st.index))
+		if (st.kind == JSON_STEP_INDEX && f->count - 1 == st.index)
 			sel |= 1ull << i;
 	}
 	return sel;
@@ -610,7 +649,13 @@ static int frame_push(json_stream_t *s, uint64_t on, json_error_t *err)
 	if (s->n_frames >= json_parser_depth_max(s->parser))
 		return fail_here(s, s->piece_base + s->pos, JSON_E_DEPTH, err);
 	env_keep(s, &c, 1);
-	s->frames[s->n_frames++] = (sk_frame_t){.is_array = c == '[', .paths = on};
+	uint64_t each = 0;
+	for (uint64_t m = c == '[' ? on : 0; m; m &= m - 1) {
+		unsigned i = (unsigned)__builtin_ctzll(m);
+		if (json_path_step(s->rows[i], s->n_frames).kind == JSON_STEP_ALL)
+			each |= 1ull << i;
+	}
+	s->frames[s->n_frames++] = (sk_frame_t){.is_array = c == '[', .paths = on, .each = each};
 	s->state = SK_OPENED;
 	s->last_comma = false;
 	s->pos++;
@@ -887,7 +932,7 @@ void json_stream_free(json_stream_t *s)
 	json_parser_free(s->parser);
 	json_parser_free(s->env_parser);
 	free(s->frames);
-	free(s->win.idx);
+	free(s->win.idx); /* and the map with it */
 	json_buf_free(&s->carry);
 	json_buf_free(&s->env);
 	free(s);
@@ -916,6 +961,7 @@ void json_stream_reset(json_stream_t *s)
 	memset(s->frames, 0, (s->n_steps + 1) * sizeof *s->frames);
 	s->win.idx = old.win.idx;
 	s->win.idx_cap = old.win.idx_cap;
+	s->win.bslash = old.win.bslash;
 	s->carry = old.carry;
 	s->carry.len = 0;
 	s->env = old.env;
@@ -927,6 +973,7 @@ size_t json_stream_bytes(const json_stream_t *s)
 {
 	return sizeof *s + json_parser_bytes(s->parser) + json_parser_bytes(s->env_parser) +
 	       (s->n_steps + 1) * sizeof *s->frames + s->win.idx_cap * sizeof *s->win.idx +
+	       JSON_BSLASH_MAP_WORDS(s->win.idx_cap) * sizeof *s->win.bslash +
 	       s->carry.cap + s->env.cap;
 }
 
@@ -1114,17 +1161,23 @@ int json_ndjson_stream_feed(json_ndjson_stream_t *st, const char *piece, size_t 
 	}
 	const char *last = len > pos ? memrchr(piece + pos, '\n', len - pos) : NULL;
 	size_t whole = last ? (size_t)(last - piece) + 1 : pos;
+	/* Each byte of the piece is counted once: lines before the run, in
+	 * it, then after it. */
+	size_t line = st->line + count_nl(piece, pos);
 	if (whole > pos) {
-		size_t line = st->line + count_nl(piece, pos);
 		if ((r = ndjson_run(st, piece + pos, whole - pos, st->at + pos, line, fn, ctx, err)) != 0)
 			return r;
+		line += count_nl(piece + pos, whole - pos);
 	}
 	if (whole < len) {
 		st->carry_at = st->at + whole;
-		st->carry_line = st->line + count_nl(piece, whole);
+		st->carry_line = line;
 		if ((r = ndjson_carry(st, piece + whole, len - whole, err)) != 0)
 			return r;
 	}
+	st->line = line + count_nl(piece + whole, len - whole);
+	st->at += len;
+	return 0;
 done:
 	st->line += count_nl(piece, len);
 	st->at += len;

@@ -339,6 +339,142 @@ static void envelope_without_records(void **state)
 	json_path_free(rows);
 }
 
+/* Every split of doc in two, cut at each byte of [from, to], gives
+ * json_parse's answer on the whole of it, for each rows path of paths. */
+static void every_cut_same(json_parser_t *p, const char *doc, size_t len, size_t from, size_t to,
+                           const char *what, const char *const *paths, size_t n_paths)
+{
+	file_t f = {.data = (char *)doc, .len = len};
+	snprintf(f.name, sizeof f.name, "%s", what);
+	for (size_t k = 0; k < n_paths; k++) {
+		json_path_t *rows = compile(paths[k]);
+		sc_result_t want, got;
+		sc_whole(p, rows, doc, len, &want);
+		char split[64];
+		for (size_t cut = from; cut <= to && cut <= len; cut++) {
+			sc_stream(rows, NULL, doc, len, &cut, 1, &got);
+			snprintf(split, sizeof split, "at %zu", cut);
+			expect_same(&f, paths[k], &want, &got, split);
+			sc_result_free(&got);
+		}
+		sc_result_free(&want);
+		json_path_free(rows);
+	}
+}
+
+/* Records whose strings hold runs of 1 to 9 backslashes, each run starting
+ * at a different offset modulo 64 (the backslash map's words and the SIMD
+ * kernels' blocks), so that some split of the input falls inside every run
+ * and between every backslash and what it escapes: valid, then with one
+ * escape made invalid, then with one odd run escaping its string's closing
+ * quote (those cut only around the record they break). */
+#define BSLASH_RECORDS 70u
+static size_t bslash_doc(char *doc, size_t cap, uint32_t broken, int how)
+{
+	static const char *const after_odd[] = {"\"", "n", "u00e9", "/"};
+	size_t n = (size_t)snprintf(doc, cap, "{\"statuses\":[");
+	for (uint32_t i = 0; i < BSLASH_RECORDS; i++) {
+		uint32_t run = 1 + i % 9;
+		static const char dots[] = "................................"
+		                           "................................"; /* 64 */
+		n += (size_t)snprintf(doc + n, cap - n, "%s{\"k\\\\%u\":\"%.*s", i ? "," : "", i,
+		                      (int)(i % 64), dots);
+		for (uint32_t b = 0; b < run; b++)
+			doc[n++] = '\\';
+		const char *tail = run % 2 ? after_odd[i % 4] : "a";
+		if (i == broken && how == 1)
+			tail = run % 2 ? "x" : "\\q"; /* an invalid escape */
+		if (i == broken && how == 2)
+			tail = run % 2 ? "" : "\\"; /* an odd run escapes the closing quote */
+		n += (size_t)snprintf(doc + n, cap - n, "%s\",\"n\":%u}", tail, i);
+	}
+	n += (size_t)snprintf(doc + n, cap - n, "]}");
+	assert_true(n < cap);
+	return n;
+}
+
+static void backslash_runs_every_split(void **state)
+{
+	(void)state;
+	static const char *const paths[] = {"$.statuses[*]", "$", "$.statuses[*].k"};
+	json_parser_t *p = json_parser_new(0);
+	assert_non_null(p);
+	char *doc = malloc(16384);
+	assert_non_null(doc);
+	size_t len = bslash_doc(doc, 16384, UINT32_MAX, 0);
+	every_cut_same(p, doc, len, 0, len, "backslash runs", paths, 3);
+	json_doc_t d;
+	json_error_t e;
+	assert_int_equal(json_parse(p, doc, len, &d, &e), 0); /* the valid one is valid */
+	for (int how = 1; how <= 2; how++) {
+		for (uint32_t broken = 37; broken <= 38; broken++) { /* an odd run and an even one */
+			len = bslash_doc(doc, 16384, broken, how);
+			assert_int_equal(json_parse(p, doc, len, &d, &e), -1);
+			char key[16];
+			snprintf(key, sizeof key, "{\"k\\\\%u\"", broken);
+			const char *at = strstr(doc, key);
+			assert_non_null(at);
+			size_t from = (size_t)(at - doc);
+			every_cut_same(p, doc, len, from, from + 100,
+			               how == 1 ? "invalid escape" : "escaped quote", paths, 1);
+		}
+	}
+	free(doc);
+	json_parser_free(p);
+}
+
+/* Error lines after many '\n' (the stream counts a piece's lines when it is
+ * done with it): a piece of nothing but newlines, and records between runs
+ * of them, cut every 61 bytes and at one place, end in an error whose line
+ * must be json_parse's. */
+static void error_line_after_many_newlines(void **state)
+{
+	(void)state;
+	json_parser_t *p = json_parser_new(0);
+	json_path_t *rows = compile("$.statuses[*]");
+	assert_non_null(p);
+	size_t cap = 200000, len = 0;
+	char *doc = malloc(cap);
+	size_t *cuts = malloc(cap / 61 * sizeof *cuts);
+	assert_non_null(doc);
+	assert_non_null(cuts);
+	for (int kind = 0; kind < 2; kind++) {
+		len = (size_t)snprintf(doc, cap, "{\"statuses\":[");
+		if (kind == 0) {
+			memset(doc + len, '\n', 70000);
+			len += 70000;
+		} else {
+			for (uint32_t i = 0; i < 3000; i++) {
+				memset(doc + len, '\n', i % 40);
+				len += i % 40;
+				len += (size_t)snprintf(doc + len, cap - len, "{\"a\":%u},", i);
+			}
+		}
+		len += (size_t)snprintf(doc + len, cap - len, "\n{\"a\":tru}]}");
+		sc_result_t want, got;
+		sc_whole(p, rows, doc, len, &want);
+		assert_int_equal(want.r, -1);
+		assert_true(want.err.line > 3000);
+		size_t n = 0;
+		for (size_t at = 61; at < len; at += 61)
+			cuts[n++] = at;
+		file_t f = {.data = doc, .len = len};
+		snprintf(f.name, sizeof f.name, "newlines %d", kind);
+		sc_stream(rows, NULL, doc, len, cuts, n, &got);
+		expect_same(&f, "$.statuses[*]", &want, &got, "every 61 bytes");
+		sc_result_free(&got);
+		size_t cut = len - 5;
+		sc_stream(rows, NULL, doc, len, &cut, 1, &got);
+		expect_same(&f, "$.statuses[*]", &want, &got, "5 bytes before the end");
+		sc_result_free(&got);
+		sc_result_free(&want);
+	}
+	free(cuts);
+	free(doc);
+	json_path_free(rows);
+	json_parser_free(p);
+}
+
 /* A value past value_bytes_max fails at its first byte, in one piece or
  * across several, and the error stays. */
 static void value_limit(void **state)
@@ -714,6 +850,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(ndjson_every_split),
 		cmocka_unit_test(envelope_before_records),
 		cmocka_unit_test(envelope_without_records),
+		cmocka_unit_test(backslash_runs_every_split),
+		cmocka_unit_test(error_line_after_many_newlines),
 		cmocka_unit_test(value_limit),
 		cmocka_unit_test(duplicate_keys_each_followed),
 		cmocka_unit_test(rows_path_must_be_rooted),
