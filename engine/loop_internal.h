@@ -91,19 +91,15 @@ typedef struct {
 	uint64_t nobufs; /* recvs that ended on an empty ring (re-armed later) */
 } recvbufs_t;
 
-/* Bytes copied on the body path, per stage; counted in builds with asserts
- * (not NDEBUG) and written at exit to $RINGFILL_COPY_STATS. */
+/* Bytes copied on the body path, per stage; counted in every build (an
+ * addition per copy) and written at exit to $RINGFILL_COPY_STATS. */
 typedef enum {
 	COPY_TLS_IN,   /* received ciphertext into OpenSSL's record buffer */
 	COPY_PLAIN,    /* decrypted bytes into the body's destination (chunk, buffer) */
 	COPY_HEAD,     /* response head bytes into conn.head */
 	COPY_STAGES
 } copy_stage_t;
-#ifndef NDEBUG
 #define COPY_COUNT(l, stage, n) ((l)->copied[(stage)] += (n))
-#else
-#define COPY_COUNT(l, stage, n) ((void)0)
-#endif
 
 /* A piece of a body streamed to its raw file (--download-only). Owned by
  * the loop's pool when free, by one job while it fills and waits for its
