@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # scripts/test.sh: every test, the way CI runs them (.ci/run calls this).
-#   1. build-test:  the normal build with warnings as errors; all suites.
+#   1. build-test:  the normal build (asserts off, as users build it) with
+#                   warnings as errors; all suites. The sanitizer builds below
+#                   turn asserts on (-Db_ndebug=false).
 #   2. build-asan:  clang, AddressSanitizer + UBSan; suites parse, net, store
 #                   and integration (the real binary over real TLS, where
 #                   sanitizers find the most; a few minutes on 2 cores).
@@ -57,7 +59,7 @@ else
 fi
 
 echo "== build-asan: clang, address + undefined sanitizers"
-if CC=clang setup build-asan -Db_sanitize=address,undefined -Db_lundef=false --werror \
+if CC=clang setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Db_ndebug=false --werror \
 	&& ninja -C build-asan; then
 	meson_suite asan build-asan --suite parse --suite net --suite store --suite integration
 else
@@ -66,7 +68,7 @@ fi
 
 echo "== build-tsan: clang, thread sanitizer, the SPSC ring"
 tsan_bin=build-tsan/tests/ring/test_ring
-if CC=clang setup build-tsan -Db_sanitize=thread -Db_lundef=false --werror \
+if CC=clang setup build-tsan -Db_sanitize=thread -Db_lundef=false -Db_ndebug=false --werror \
 	&& ninja -C build-tsan tests/ring/test_ring; then
 	# Without ASLR where setarch allows it: some kernels' mmap randomisation
 	# clashes with TSan's fixed shadow layout ("unexpected memory mapping").
@@ -96,7 +98,7 @@ fi
 echo "== build-fuzz: clang libFuzzer, ${FUZZ_SECONDS}s per target"
 fuzz_targets=(fuzz_json_doc fuzz_json_ndjson fuzz_json_split)
 fuzz_seeds=(../shared/data/json/JSONTestSuite/test_parsing ../shared/data/json/corpus)
-if CC=clang setup build-fuzz -Db_sanitize=address,undefined -Db_lundef=false \
+if CC=clang setup build-fuzz -Db_sanitize=address,undefined -Db_lundef=false -Db_ndebug=false \
 	-Dc_args=-fsanitize=fuzzer-no-link --werror \
 	&& ninja -C build-fuzz "${fuzz_targets[@]/#/tests/parse/}"; then
 	mkdir -p build-fuzz/fuzz-artifacts
@@ -125,7 +127,7 @@ fi
 # `ringfill bench --instructions` counts, under valgrind's callgrind, the
 # instructions of the parse and ring hot paths on fixed generated inputs and
 # compares them with the committed bench/baseline.json (made the same way from
-# a debugoptimized build, like build-test). Counts are exact for one binary;
+# the default build, like build-test). Counts are exact for one binary;
 # INSTR_MAX_REGRESS percent absorbs another gcc's code generation and still
 # catches a real regression (docs/benchmarks.md, "Instruction counts"). One
 # pass or one failure; skipped (and counted so) without valgrind. About a
