@@ -95,6 +95,7 @@ static void test_open_creates_schema_and_wal(void **state)
 {
 	fixture_t *fx = *state;
 	expect_query(fx->db, "PRAGMA journal_mode", "wal");
+	expect_query(fx->db, "PRAGMA page_size", "16384"); /* a new file's (store/store.c) */
 	expect_query(fx->db, "SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_master"
 	                     " WHERE name LIKE '\\_ringfill%' ESCAPE '\\' AND type<>'index'"
 	                     " ORDER BY name)",
@@ -104,6 +105,20 @@ static void test_open_creates_schema_and_wal(void **state)
 	                     " AND name='_ringfill_jobs_not_done'",
 	             "CREATE INDEX _ringfill_jobs_not_done ON _ringfill_jobs(source, state, id)"
 	             " WHERE state='pending' OR state='failed'");
+	/* The CHECK on state, spelled with OR, still refuses other states. */
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(fx->db, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db,
+	                              "INSERT INTO _ringfill_jobs (source, key, state)"
+	                              " VALUES ('s', 'k', 'running')",
+	                              NULL, NULL, NULL),
+	                 SQLITE_CONSTRAINT);
+	assert_int_equal(sqlite3_exec(db,
+	                              "INSERT INTO _ringfill_jobs (source, key, state)"
+	                              " VALUES ('s', 'k', 'failed')",
+	                              NULL, NULL, NULL),
+	                 SQLITE_OK);
+	sqlite3_close(db);
 	/* Opening again keeps what is there. */
 	store_t *again;
 	char err[STORE_ERR_BYTES];
@@ -311,6 +326,7 @@ static void test_open_replaces_full_state_index(void **state)
 	sqlite3_close(db);
 	store_t *st;
 	assert_int_equal(store_open(path, &st, err, sizeof(err)), 0);
+	expect_query(path, "PRAGMA page_size", "4096"); /* an existing file keeps its pages */
 	expect_query(path, "SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_master"
 	                   " WHERE type='index' AND (name LIKE '%state%' OR name LIKE '%done%')"
 	                   " ORDER BY name)",
