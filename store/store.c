@@ -157,7 +157,7 @@ static int set_pragmas(store_t *st, char *err, size_t cap)
 	/* The busy timeout first: switching to WAL (and reading the schema)
 	 * needs a lock that a reader polling the new file can hold for a moment. */
 	store_set_patience(st, store_busy_patience_ms());
-	/* A new file gets STORE_PAGE_BYTES pages (see the define); SQLite
+	/* A new file gets STORE_PAGE_BYTES_STR pages (see the define); SQLite
 	 * ignores the pragma for a database that has pages already, and a WAL
 	 * database keeps its page size for good, so an existing one is left as
 	 * it is. It must come before WAL is set, which writes the header. */
