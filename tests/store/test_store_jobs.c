@@ -95,12 +95,30 @@ static void test_open_creates_schema_and_wal(void **state)
 {
 	fixture_t *fx = *state;
 	expect_query(fx->db, "PRAGMA journal_mode", "wal");
+	expect_query(fx->db, "PRAGMA page_size", "16384"); /* a new file's (store/store.c) */
 	expect_query(fx->db, "SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_master"
 	                     " WHERE name LIKE '\\_ringfill%' ESCAPE '\\' AND type<>'index'"
 	                     " ORDER BY name)",
 	             "_ringfill_columns,_ringfill_jobs");
-	expect_query(fx->db, "SELECT count(*) FROM sqlite_master WHERE type='index'"
-	                     " AND name='_ringfill_jobs_source_state'", "1");
+	/* The state index holds the jobs not done only (store/store.c). */
+	expect_query(fx->db, "SELECT sql FROM sqlite_master WHERE type='index'"
+	                     " AND name='_ringfill_jobs_not_done'",
+	             "CREATE INDEX _ringfill_jobs_not_done ON _ringfill_jobs(source, state, id)"
+	             " WHERE state='pending' OR state='failed'");
+	/* The CHECK on state, spelled with OR, still refuses other states. */
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(fx->db, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db,
+	                              "INSERT INTO _ringfill_jobs (source, key, state)"
+	                              " VALUES ('s', 'k', 'running')",
+	                              NULL, NULL, NULL),
+	                 SQLITE_CONSTRAINT);
+	assert_int_equal(sqlite3_exec(db,
+	                              "INSERT INTO _ringfill_jobs (source, key, state)"
+	                              " VALUES ('s', 'k', 'failed')",
+	                              NULL, NULL, NULL),
+	                 SQLITE_OK);
+	sqlite3_close(db);
 	/* Opening again keeps what is there. */
 	store_t *again;
 	char err[STORE_ERR_BYTES];
@@ -250,6 +268,85 @@ static void test_fetch_pages_by_id_and_counts(void **state)
 	assert_int_equal(c.total, 16);
 	assert_int_equal(store_job_counts(fx->st, "nobody", &c, err, sizeof(err)), 0);
 	assert_int_equal(c.total, 0);
+
+	/* Done jobs leave the state index: they are counted, never fetched. */
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(fx->db, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db,
+	                              "UPDATE _ringfill_jobs SET state='done'"
+	                              " WHERE source='src' AND key IN ('c1', 'https://example.com/a')",
+	                              NULL, NULL, NULL),
+	                 SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(store_job_counts(fx->st, "src", &c, err, sizeof(err)), 0);
+	assert_int_equal(c.pending, 2);
+	assert_int_equal(c.failed, 4);
+	assert_int_equal(c.done, 2);
+	assert_int_equal(c.total, 8);
+	assert_int_equal(store_job_counts(fx->st, NULL, &c, err, sizeof(err)), 0);
+	assert_int_equal(c.pending, 6);
+	assert_int_equal(c.done, 2);
+	assert_int_equal(c.total, 16);
+	assert_int_equal(store_jobs_fetch(fx->st, "src", 0, jobs, 4, err, sizeof(err)), 2);
+	assert_string_equal(jobs[0]->url, "https://example.com/b");
+	assert_string_equal(jobs[1]->url, "https://example.com/d");
+	free(jobs[0]);
+	free(jobs[1]);
+}
+
+/* A database made before the partial state index (2026-12-07) has the full
+ * one: store_open replaces it, and its jobs are fetched and counted as
+ * before. */
+static void test_open_replaces_full_state_index(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/rf_store_old_XXXXXX", path[64], err[STORE_ERR_BYTES];
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/old.db", dir);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(
+		sqlite3_exec(db,
+	                     "CREATE TABLE _ringfill_jobs ("
+	                     " id INTEGER PRIMARY KEY, source TEXT NOT NULL, key TEXT NOT NULL,"
+	                     " url TEXT, state TEXT NOT NULL DEFAULT 'pending'"
+	                     "  CHECK (state IN ('pending','done','failed')),"
+	                     " attempts INTEGER NOT NULL DEFAULT 0, http_status INTEGER,"
+	                     " error_class TEXT CHECK (error_class IN ('transient','permanent')),"
+	                     " error TEXT, bytes INTEGER, sha256 TEXT, raw_path TEXT, vars TEXT,"
+	                     " updated_at REAL, ckpt_offset INTEGER, ckpt_records INTEGER,"
+	                     " ckpt_validator TEXT, content_encoding TEXT, UNIQUE(source, key));"
+	                     "CREATE INDEX _ringfill_jobs_source_state"
+	                     " ON _ringfill_jobs(source, state, id);"
+	                     "INSERT INTO _ringfill_jobs (source, key, url, state) VALUES"
+	                     " ('s', '1', 'https://h/1', 'done'), ('s', '2', 'https://h/2', 'pending'),"
+	                     " ('s', '3', 'https://h/3', 'failed'), ('s', '4', 'https://h/4', 'pending');",
+	                     NULL, NULL, NULL),
+		SQLITE_OK);
+	sqlite3_close(db);
+	store_t *st;
+	assert_int_equal(store_open(path, &st, err, sizeof(err)), 0);
+	expect_query(path, "PRAGMA page_size", "4096"); /* an existing file keeps its pages */
+	expect_query(path, "SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_master"
+	                   " WHERE type='index' AND (name LIKE '%state%' OR name LIKE '%done%')"
+	                   " ORDER BY name)",
+	             "_ringfill_jobs_not_done");
+	store_counts_t c;
+	assert_int_equal(store_job_counts(st, "s", &c, err, sizeof(err)), 0);
+	assert_int_equal(c.pending, 2);
+	assert_int_equal(c.done, 1);
+	assert_int_equal(c.failed, 1);
+	assert_int_equal(c.total, 4);
+	job_desc_t *jobs[4];
+	assert_int_equal(store_jobs_fetch(st, "s", 0, jobs, 4, err, sizeof(err)), 2);
+	assert_string_equal(jobs[0]->key, "2");
+	assert_string_equal(jobs[1]->key, "4");
+	free(jobs[0]);
+	free(jobs[1]);
+	store_close(st);
+	char cmd[96];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
 }
 
 static void test_missing_file_is_named(void **state)
@@ -363,6 +460,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_open_creates_schema_and_wal, setup, teardown),
 		cmocka_unit_test(test_open_error_names_the_file),
+		cmocka_unit_test(test_open_replaces_full_state_index),
 		cmocka_unit_test_setup_teardown(test_import_lines, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reimport_adds_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reimport_requeues_transient_only, setup, teardown),

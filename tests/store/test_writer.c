@@ -492,9 +492,12 @@ static void test_full_disk_is_fatal_and_keeps_jobs_pending(void **state)
 	fixture_t *fx = *state;
 	import_n(fx, "src", 2);
 	int64_t ids[4];
-	/* A page limit stands in for a full disk: SQLite reports SQLITE_FULL. */
-	assert_int_equal(sqlite3_exec(store_db(fx->st), "PRAGMA max_page_count=40", NULL, NULL,
-	                              NULL), SQLITE_OK);
+	/* A page limit stands in for a full disk: SQLite reports SQLITE_FULL.
+	 * 160 KiB in all, whatever the page size (store_open's: 16 KiB). */
+	char sql[64], *page = query1(fx->db, "PRAGMA page_size");
+	snprintf(sql, sizeof(sql), "PRAGMA max_page_count=%d", 160 * 1024 / atoi(page));
+	free(page);
+	assert_int_equal(sqlite3_exec(store_db(fx->st), sql, NULL, NULL, NULL), SQLITE_OK);
 	start(fx, 0);
 	assert_int_equal(take_all_jobs(fx, ids, 4), 2);
 	size_t big = 512 * 1024;
