@@ -1078,10 +1078,10 @@ static int ndjson_batch(json_parser_t *p, const char *src, size_t pos, size_t en
 	return 0;
 }
 
-int json_ndjson_each(json_parser_t *p, const char *src, size_t len, json_ndjson_fn fn,
-                     void *ctx, json_error_t *err)
+int json_ndjson_each_counted(json_parser_t *p, const char *src, size_t len, json_ndjson_fn fn,
+                             void *ctx, json_error_t *err, size_t *newlines)
 {
-	assert(p && (src || len == 0) && fn && err);
+	assert(p && (src || len == 0) && fn && err && newlines);
 	size_t pos = 0, line = 1;
 	while (pos < len) {
 		size_t end = batch_end(src, pos, len);
@@ -1090,5 +1090,13 @@ int json_ndjson_each(json_parser_t *p, const char *src, size_t len, json_ndjson_
 			return r;
 		pos = end;
 	}
+	*newlines = line - 1;
 	return 0;
+}
+
+int json_ndjson_each(json_parser_t *p, const char *src, size_t len, json_ndjson_fn fn,
+                     void *ctx, json_error_t *err)
+{
+	size_t newlines;
+	return json_ndjson_each_counted(p, src, len, fn, ctx, err, &newlines);
 }

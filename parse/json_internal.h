@@ -147,6 +147,13 @@ int json_parse_value_indexed(json_parser_t *p, uint32_t depth_used, const char *
                              const uint32_t *idx, uint32_t n_idx, const uint64_t *bslash,
                              json_doc_t *doc, uint32_t *used, json_error_t *err);
 
+/* json_ndjson_each that, when it returns 0 and src[0, len) ends with a '\n',
+ * also gives the number of '\n' bytes in it: the lines it went through,
+ * which stage 1 indexed anyway (json_stream.c keeps line numbers across
+ * pieces with it instead of counting them again). */
+int json_ndjson_each_counted(json_parser_t *p, const char *src, size_t len, json_ndjson_fn fn,
+                             void *ctx, json_error_t *err, size_t *newlines);
+
 /* Whether the string node k (a key, in the document at src) unescapes to
  * key[0, key_len). */
 bool json_key_equals(const char *src, const json_node_t *k, const char *key, size_t key_len);

@@ -1093,12 +1093,14 @@ static int ndjson_shift(void *ctx, const json_doc_t *doc, size_t line_offset)
 	return sh->fn(sh->ctx, doc, sh->base + line_offset);
 }
 
-/* Whole lines src[0, len) at offset `base`, starting on line `line`. */
+/* Whole lines src[0, len) at offset `base`, starting on line `line`;
+ * *newlines: the '\n' bytes in src when it returns 0 and src ends with one. */
 static int ndjson_run(json_ndjson_stream_t *st, const char *src, size_t len, size_t base,
-                      size_t line, json_ndjson_fn fn, void *ctx, json_error_t *err)
+                      size_t line, json_ndjson_fn fn, void *ctx, json_error_t *err,
+                      size_t *newlines)
 {
 	ndjson_shift_t sh = {.fn = fn, .ctx = ctx, .base = base};
-	int r = json_ndjson_each(st->parser, src, len, ndjson_shift, &sh, err);
+	int r = json_ndjson_each_counted(st->parser, src, len, ndjson_shift, &sh, err, newlines);
 	if (r < 0) {
 		err->offset += base;
 		err->line += line - 1;
@@ -1153,8 +1155,9 @@ int json_ndjson_stream_feed(json_ndjson_stream_t *st, const char *piece, size_t 
 		pos = take;
 		if (!nl)
 			goto done;
+		size_t newlines;
 		r = ndjson_run(st, st->carry.data, st->carry.len, st->carry_at, st->carry_line, fn,
-		               ctx, err);
+		               ctx, err, &newlines);
 		st->carry.len = 0;
 		if (r != 0)
 			return r;
@@ -1165,9 +1168,11 @@ int json_ndjson_stream_feed(json_ndjson_stream_t *st, const char *piece, size_t 
 	 * it, then after it. */
 	size_t line = st->line + count_nl(piece, pos);
 	if (whole > pos) {
-		if ((r = ndjson_run(st, piece + pos, whole - pos, st->at + pos, line, fn, ctx, err)) != 0)
+		size_t newlines;
+		if ((r = ndjson_run(st, piece + pos, whole - pos, st->at + pos, line, fn, ctx, err,
+		                    &newlines)) != 0)
 			return r;
-		line += count_nl(piece + pos, whole - pos);
+		line += newlines; /* stage 1 indexed them: no second count */
 	}
 	if (whole < len) {
 		st->carry_at = st->at + whole;
@@ -1199,8 +1204,9 @@ int json_ndjson_stream_finish(json_ndjson_stream_t *st, json_ndjson_fn fn, void 
 {
 	if (!st->carry.len)
 		return 0;
+	size_t newlines;
 	int r = ndjson_run(st, st->carry.data, st->carry.len, st->carry_at, st->carry_line, fn,
-	                   ctx, err);
+	                   ctx, err, &newlines);
 	st->carry.len = 0;
 	return r;
 }
