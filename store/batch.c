@@ -300,7 +300,9 @@ static int field_begin(flat_ctx_t *c, field_type_t type, size_t name_len, size_t
 	r->len += name_len;
 	*len_off = r->len;
 	r->len += sizeof(uint32_t);
-	int rc = set_insert(c, (uint32_t)start);
+	/* A declared table's fields are its columns, one each, whose names the
+	 * job file made unique: only flattened names can collide. */
+	int rc = c->spec && c->spec->n_cols ? 0 : set_insert(c, (uint32_t)start);
 	if (rc != 0) {
 		c->reason = rc == -EEXIST ? "two fields of a record flatten to the same column name"
 		                          : "out of memory";
