@@ -330,10 +330,14 @@ static int nd_cut(loop_t *l, job_t *j)
 {
 	if (j->ck_batch || j->nd_failed)
 		return 0;
-	batch_t *next = batch_new(BATCH_JOB_DONE, j->desc->id);
-	if (!next)
-		return -1;
 	batch_t *b = j->batch;
+	batch_t *next = batch_new(BATCH_JOB_DONE, j->desc->id);
+	/* The next checkpoint's rows are likely as many bytes as these: made
+	 * room for at once, they are never copied to a bigger buffer. */
+	if (!next || batch_rows_reserve(next, b->rows.len + b->rows.len / 8) != 0) {
+		batch_free(next);
+		return -1;
+	}
 	b->kind = BATCH_JOB_CHECKPOINT;
 	b->ckpt_offset = j->nd_pos;
 	b->ckpt_records = j->nd_records;

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 
 /* FIELD_INT/FIELD_REAL values are memcpy'd in host order; the encoding says
  * little-endian, which every Linux target we build for is. */
@@ -24,6 +25,9 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "batch encoding is lit
 /* A string longer than this is not a number or a boolean when a column
  * converts it (the longest exact int64 or double spelling is far shorter). */
 #define BATCH_CONVERT_TEXT_BYTES_MAX 64u
+/* A rows buffer this large or larger is kept in whole transparent huge
+ * pages (one is 2 MiB on x86-64): see rows_reserve. */
+#define BATCH_ROWS_HUGE_BYTES (2u << 20)
 
 void table_specs_free(table_spec_t *t, uint32_t n)
 {
@@ -157,6 +161,44 @@ bool batch_next_job(const batch_t *b, size_t *pos, batch_job_t *out)
 	return true;
 }
 
+/* ---- the rows buffer ---------------------------------------------------- */
+
+/* Room for `extra` more bytes in a rows buffer. A small one grows as every
+ * json_buf does. From BATCH_ROWS_HUGE_BYTES on (a checkpoint batch of a
+ * streamed NDJSON page holds several MB) it moves to memory aligned to and
+ * sized in huge pages, marked MADV_HUGEPAGE: every byte of a batch is
+ * written once into memory that is new (the writer frees the batch after
+ * its commit), and faulting that in 4 KiB at a time was most of the cost
+ * of extraction on the events (docs/benchmarks.md, branch `events`).
+ * madvise is advice: where THP is off the pages are small, nothing else. */
+static int rows_reserve(json_buf_t *r, size_t extra)
+{
+	if (extra <= r->cap - r->len)
+		return 0;
+	if (extra > SIZE_MAX / 4 - r->len)
+		return -ENOMEM;
+	size_t need = r->len + extra;
+	if (need < BATCH_ROWS_HUGE_BYTES)
+		return json_buf_reserve(r, extra);
+	size_t cap = need > 2 * r->cap ? need : 2 * r->cap;
+	cap = (cap + BATCH_ROWS_HUGE_BYTES - 1) & ~(size_t)(BATCH_ROWS_HUGE_BYTES - 1);
+	char *m = aligned_alloc(BATCH_ROWS_HUGE_BYTES, cap);
+	if (!m)
+		return -ENOMEM;
+	(void)madvise(m, cap, MADV_HUGEPAGE);
+	if (r->len)
+		memcpy(m, r->data, r->len);
+	free(r->data); /* aligned_alloc's memory is free()d like malloc's: batch_free */
+	r->data = m;
+	r->cap = cap;
+	return 0;
+}
+
+int batch_rows_reserve(batch_t *b, size_t bytes)
+{
+	return bytes > b->rows.len ? rows_reserve(&b->rows, bytes - b->rows.len) : 0;
+}
+
 /* ---- flattening ------------------------------------------------------- */
 
 /* State of one batch_add_rows call. The name buffer holds the flattened
@@ -243,7 +285,7 @@ static int field_begin(flat_ctx_t *c, field_type_t type, size_t name_len, size_t
 		c->reason = "batch larger than 4 GiB";
 		return -1;
 	}
-	if (json_buf_reserve(r, BATCH_FIELD_HEADER_BYTES + name_len + value_max) != 0) {
+	if (rows_reserve(r, BATCH_FIELD_HEADER_BYTES + name_len + value_max) != 0) {
 		c->reason = "out of memory";
 		return -1;
 	}
@@ -258,7 +300,9 @@ static int field_begin(flat_ctx_t *c, field_type_t type, size_t name_len, size_t
 	r->len += name_len;
 	*len_off = r->len;
 	r->len += sizeof(uint32_t);
-	int rc = set_insert(c, (uint32_t)start);
+	/* A declared table's fields are its columns, one each, whose names the
+	 * job file made unique: only flattened names can collide. */
+	int rc = c->spec && c->spec->n_cols ? 0 : set_insert(c, (uint32_t)start);
 	if (rc != 0) {
 		c->reason = rc == -EEXIST ? "two fields of a record flatten to the same column name"
 		                          : "out of memory";
@@ -335,11 +379,12 @@ static int field_number(flat_ctx_t *c, const json_doc_t *d, uint32_t n, size_t n
 }
 
 /* Arrays (and empty objects, which would otherwise leave no trace) are kept
- * as compact JSON text. */
+ * as compact JSON text, which is never longer than the node's own text: the
+ * room is made here, so json_write never grows the buffer itself. */
 static int field_json(flat_ctx_t *c, const json_doc_t *d, uint32_t n, size_t name_len)
 {
 	size_t len_off;
-	if (field_begin(c, FIELD_JSON, name_len, 0, &len_off) != 0)
+	if (field_begin(c, FIELD_JSON, name_len, d->nodes[n].len, &len_off) != 0)
 		return -1;
 	if (json_write(d, n, c->rows) != 0) {
 		c->reason = "out of memory";
@@ -407,7 +452,7 @@ static int flatten_object(flat_ctx_t *c, const json_doc_t *d, uint32_t obj, size
 static int row_begin(flat_ctx_t *c)
 {
 	json_buf_t *r = c->rows;
-	if (json_buf_reserve(r, 2 * sizeof(uint32_t)) != 0) {
+	if (rows_reserve(r, 2 * sizeof(uint32_t)) != 0) {
 		c->reason = "out of memory";
 		return -1;
 	}
@@ -739,7 +784,7 @@ static int emit_docval(flat_ctx_t *c, const batch_docvals_t *dv, uint32_t i)
 		c->reason = "batch larger than 4 GiB";
 		return -1;
 	}
-	if (json_buf_append(c->rows, dv->enc.data + a, z - a) != 0) {
+	if (rows_reserve(c->rows, z - a) != 0 || json_buf_append(c->rows, dv->enc.data + a, z - a) != 0) {
 		c->reason = "out of memory";
 		return -1;
 	}

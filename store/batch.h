@@ -191,6 +191,11 @@ int batch_add_rows(batch_t *b, const json_doc_t *doc, const json_path_t *rows,
 int batch_add_doc(batch_t *b, const table_spec_t *tables, uint32_t n_tables,
                   const json_doc_t *doc, const json_doc_t *vars, const char **reason);
 
+/* Makes room for `bytes` bytes of rows in all (a caller that knows how
+ * many are coming, such as the next checkpoint batch of a page, spares the
+ * buffer its growth). 0 or -ENOMEM. */
+int batch_rows_reserve(batch_t *b, size_t bytes);
+
 /* A document's `$` columns for one declared table, each evaluated once per
  * document (not once per row) and kept encoded as a row field. Owned by the
  * caller; the spec must outlive it. A streamed document (engine/ndstream.c)

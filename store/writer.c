@@ -10,6 +10,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,11 @@
 #define WRITER_IDLE_WAIT_MS 100     /* longest sleep without a commit due */
 #define WRITER_CHECKPOINT_MS 1000   /* a PASSIVE checkpoint at most this often */
 #define WRITER_TRUNCATE_WAIT_MS 200 /* how long the final TRUNCATE waits for readers */
+/* WAL sizes, in bytes because new databases have 16 KiB pages and older
+ * ones 4 KiB (store.c): a commit leaving this much asks for a checkpoint
+ * (SQLite's own auto-checkpoint size at 4 KiB pages) ... */
+#define WRITER_WAL_CHECKPOINT_BYTES (1000 * 4096)
+#define WRITER_WAL_SELF_BYTES (32u << 20) /* ... and this much: the writer checkpoints itself */
 #define WRITER_BUSY_TRY_MS 250      /* SQLite's own busy wait per try (exec_retry) */
 #define WRITER_STMT_CACHE_MAX 64u   /* INSERT statements kept, per column set and row count */
 #define WRITER_ROWS_PER_STMT 50u    /* rows one INSERT carries, fewer for very wide rows */
@@ -161,6 +167,17 @@ struct writer {
 	uint64_t tx_rows, tx_done, tx_failed, tx_bytes;
 	uint32_t busy_patience_ms; /* total wait for another process's write lock */
 	uint64_t checkpoint_ms;    /* when the last PASSIVE checkpoint ran */
+	/* The checkpointer thread (see there): its own connection, and what
+	 * it shares with the writer, under ck_mu. */
+	sqlite3 *ck_db;
+	pthread_t ck_thread;
+	bool ck_running;
+	pthread_mutex_t ck_mu;
+	pthread_cond_t ck_cv;
+	pthread_cond_t ck_idle_cv; /* signalled when a checkpoint ends */
+	bool ck_due, ck_stop, ck_failed, ck_busy;
+	int ck_ask_pages, ck_self_pages; /* WRITER_WAL_*_BYTES in the database's pages */
+	char ck_msg[512];
 
 	int64_t last_fed;
 	bool exhausted;
@@ -454,18 +471,178 @@ static void busy_try_set(writer_t *w)
 	sqlite3_busy_timeout(w->db, p < WRITER_BUSY_TRY_MS ? (int)p : WRITER_BUSY_TRY_MS);
 }
 
-/* Keeps the WAL bounded: SQLite's auto-checkpoint runs only when a commit
- * pushes the WAL past 1000 pages; this also runs one at most every
- * WRITER_CHECKPOINT_MS. PASSIVE never waits: frames a reader still needs
+/* ---- the checkpointer ---------------------------------------------------
+ * Copying the WAL's pages into the database file took about a fifth of the
+ * writer thread's time on the events load, where the writer is the longer
+ * thread (docs/benchmarks.md, branch `events`). So a thread of its own,
+ * with its own connection, runs the PASSIVE checkpoints while the writer
+ * goes on inserting: in WAL mode a checkpoint and a write transaction run
+ * side by side. A commit that leaves WRITER_WAL_CHECKPOINT_BYTES or more in
+ * the WAL asks for one (SQLite's own auto-checkpoint at that size, whose
+ * hook this replaces); a commit that leaves WRITER_WAL_SELF_BYTES, because
+ * the checkpointer lags or a reader holds frames back, waits for the
+ * checkpoint in progress and copies the rest on the writer's connection
+ * (ck_wal_hook), so the WAL stays bounded as before. An error
+ * other than busy in the checkpointer stops the run at the writer's next
+ * commit, as the same error in the writer would. */
+
+static void *ck_main(void *arg)
+{
+	writer_t *w = arg;
+	pthread_mutex_lock(&w->ck_mu);
+	for (;;) {
+		while (!w->ck_due && !w->ck_stop)
+			pthread_cond_wait(&w->ck_cv, &w->ck_mu);
+		if (w->ck_stop)
+			break;
+		w->ck_due = false;
+		w->ck_busy = true;
+		pthread_mutex_unlock(&w->ck_mu);
+		int rc = sqlite3_wal_checkpoint_v2(w->ck_db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL,
+		                                   NULL);
+		pthread_mutex_lock(&w->ck_mu);
+		w->ck_busy = false;
+		pthread_cond_broadcast(&w->ck_idle_cv);
+		if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED) {
+			snprintf(w->ck_msg, sizeof(w->ck_msg), "%s: %s",
+			         sqlite3_db_filename(w->ck_db, "main"), sqlite3_errmsg(w->ck_db));
+			w->ck_failed = true;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&w->ck_mu);
+	return NULL;
+}
+
+static void ck_ask(writer_t *w)
+{
+	pthread_mutex_lock(&w->ck_mu);
+	w->ck_due = true;
+	pthread_cond_signal(&w->ck_cv);
+	pthread_mutex_unlock(&w->ck_mu);
+}
+
+/* Runs on the writer's connection after each commit, with the WAL's pages.
+ * The WAL is rewound only when a transaction starts with every frame
+ * copied; while commits follow each other faster than the checkpointer
+ * copies, it grows. At WRITER_WAL_SELF_BYTES the writer waits for the
+ * checkpoint in progress to end and copies the rest itself, as SQLite's
+ * own hook would have at once: the next transaction rewinds the WAL
+ * unless a reader still needs it. */
+static int ck_wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
+{
+	writer_t *w = arg;
+	if (pages >= w->ck_self_pages) {
+		pthread_mutex_lock(&w->ck_mu);
+		while (w->ck_busy)
+			pthread_cond_wait(&w->ck_idle_cv, &w->ck_mu);
+		pthread_mutex_unlock(&w->ck_mu);
+		sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+	} else if (pages >= w->ck_ask_pages) {
+		ck_ask(w);
+	}
+	return SQLITE_OK; /* as SQLite's own hook: a failed checkpoint is no failed commit */
+}
+
+/* Without a checkpointer (its connection or thread could not be made) the
+ * writer checkpoints as SQLite does by default: nothing is lost but time. */
+static void ck_start(writer_t *w)
+{
+	sqlite3_stmt *ps;
+	int page = 4096;
+	if (sqlite3_prepare_v2(w->db, "PRAGMA page_size", -1, &ps, NULL) == SQLITE_OK) {
+		if (sqlite3_step(ps) == SQLITE_ROW && sqlite3_column_int(ps, 0) >= 512)
+			page = sqlite3_column_int(ps, 0);
+		sqlite3_finalize(ps);
+	}
+	w->ck_ask_pages = (int)(WRITER_WAL_CHECKPOINT_BYTES / page);
+	w->ck_self_pages = (int)(WRITER_WAL_SELF_BYTES / (unsigned)page);
+	const char *path = sqlite3_db_filename(w->db, "main");
+	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
+	if (!path || !path[0] || sqlite3_open_v2(path, &w->ck_db, flags, NULL) != SQLITE_OK)
+		goto fail;
+	sqlite3_extended_result_codes(w->ck_db, 1);
+	/* A read opens the connection's WAL, which the checkpoint works on. */
+	if (sqlite3_exec(w->ck_db, "PRAGMA schema_version", NULL, NULL, NULL) != SQLITE_OK)
+		goto fail;
+	if (pthread_mutex_init(&w->ck_mu, NULL) != 0)
+		goto fail;
+	if (pthread_cond_init(&w->ck_cv, NULL) != 0) {
+		pthread_mutex_destroy(&w->ck_mu);
+		goto fail;
+	}
+	if (pthread_cond_init(&w->ck_idle_cv, NULL) != 0) {
+		pthread_cond_destroy(&w->ck_cv);
+		pthread_mutex_destroy(&w->ck_mu);
+		goto fail;
+	}
+	w->ck_due = w->ck_stop = w->ck_failed = w->ck_busy = false;
+	if (pthread_create(&w->ck_thread, NULL, ck_main, w) != 0) {
+		pthread_cond_destroy(&w->ck_idle_cv);
+		pthread_cond_destroy(&w->ck_cv);
+		pthread_mutex_destroy(&w->ck_mu);
+		goto fail;
+	}
+	w->ck_running = true;
+	sqlite3_wal_hook(w->db, ck_wal_hook, w);
+	return;
+fail:
+	sqlite3_close(w->ck_db);
+	w->ck_db = NULL;
+}
+
+/* Stops the checkpointer (waiting for a checkpoint it is in) and gives the
+ * checkpoints back to the writer's connection. Safe to call twice. */
+static void ck_stop(writer_t *w)
+{
+	if (!w->ck_running)
+		return;
+	sqlite3_wal_autocheckpoint(w->db, w->ck_ask_pages);
+	pthread_mutex_lock(&w->ck_mu);
+	w->ck_stop = true;
+	pthread_cond_signal(&w->ck_cv);
+	pthread_mutex_unlock(&w->ck_mu);
+	pthread_join(w->ck_thread, NULL);
+	pthread_cond_destroy(&w->ck_idle_cv);
+	pthread_cond_destroy(&w->ck_cv);
+	pthread_mutex_destroy(&w->ck_mu);
+	sqlite3_close(w->ck_db);
+	w->ck_db = NULL;
+	w->ck_running = false;
+}
+
+/* The checkpointer's error, if it stopped on one: fatal for the run. */
+static int ck_check(writer_t *w)
+{
+	if (!w->ck_running)
+		return 0;
+	char msg[sizeof(w->ck_msg)];
+	pthread_mutex_lock(&w->ck_mu);
+	bool failed = w->ck_failed;
+	if (failed)
+		snprintf(msg, sizeof(msg), "%s", w->ck_msg);
+	pthread_mutex_unlock(&w->ck_mu);
+	return failed ? fatal(w, msg) : 0;
+}
+
+/* Keeps the WAL bounded: besides the checkpoints after large commits (the
+ * checkpointer, above), one runs at most every WRITER_CHECKPOINT_MS.
+ * PASSIVE never waits: frames a reader still needs
  * stay, and the WAL is rewound from the start (and cut back to
  * journal_size_limit) once every reader has moved on. Busy is not an error
  * here; anything else (a full disk while copying pages into the database
  * file) stops the run like any other database error. */
 static int wal_checkpoint(writer_t *w, uint64_t now)
 {
+	if (ck_check(w) != 0)
+		return -1;
 	if (now - w->checkpoint_ms < WRITER_CHECKPOINT_MS)
 		return 0;
 	w->checkpoint_ms = now;
+	if (w->ck_running) {
+		ck_ask(w);
+		return 0;
+	}
 	int rc = sqlite3_wal_checkpoint_v2(w->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
 	if (rc == SQLITE_OK || (rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED)
 		return 0;
@@ -477,6 +654,7 @@ static int wal_checkpoint(writer_t *w, uint64_t now)
  * briefly; otherwise a PASSIVE checkpoint does what it can. */
 static void wal_truncate(writer_t *w)
 {
+	ck_stop(w);
 	sqlite3_busy_timeout(w->db, WRITER_TRUNCATE_WAIT_MS);
 	int rc = sqlite3_wal_checkpoint_v2(w->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
 	if (rc != SQLITE_OK)
@@ -2097,6 +2275,7 @@ static void writer_run(writer_t *w)
 			return;
 	if (cache_size_set(w) != 0 || keys_prepare(w) != 0 || jobs_feed(w) != 0)
 		return;
+	ck_start(w);
 	for (;;) {
 		/* The sequence is read before looking for work: a batch pushed after
 		 * this point changes it, so the wait below cannot miss it. */
@@ -2143,6 +2322,7 @@ static void *writer_thread(void *arg)
 {
 	writer_t *w = arg;
 	writer_run(w);
+	ck_stop(w);
 	held_free(w); /* after a fatal error: batches never committed */
 	cache_flush(w);
 	sqlite3_finalize(w->upd_done);

@@ -230,6 +230,53 @@ static void test_many_fields(void **state)
 	batch_free(b);
 }
 
+/* Rows past the size where the buffer moves to huge pages (a checkpoint
+ * batch of an NDJSON page) come back intact, whether the buffer grew row by
+ * row or was made big enough at once with batch_rows_reserve. */
+static void test_big_rows_grow_and_reserve(void **state)
+{
+	(void)state;
+	enum { DOCS = 6000 }; /* about 6 MB of rows: past 2 MiB and grown again after */
+	static char json[4096];
+	const char *reason = NULL;
+	batch_t *grown = batch_new(BATCH_JOB_DONE, 1), *reserved = batch_new(BATCH_JOB_DONE, 1);
+	assert_int_equal(batch_rows_reserve(reserved, 8u << 20), 0);
+	assert_true(reserved->rows.cap >= 8u << 20);
+	char *before = reserved->rows.data;
+	for (int i = 0; i < DOCS; i++) {
+		size_t n = (size_t)snprintf(json, sizeof json, "{\"id\":%d,\"pad\":[", i);
+		for (int k = 0; k < 200; k++)
+			n += (size_t)snprintf(json + n, sizeof json - n, "%s%d", k ? "," : "", i + k);
+		snprintf(json + n, sizeof json - n, "],\"s\":\"x%d\"}", i);
+		assert_int_equal(add(grown, json, "$", &reason), 0);
+		assert_int_equal(add(reserved, json, "$", &reason), 0);
+	}
+	assert_true(grown->rows.len > 4u << 20);
+	assert_ptr_equal(reserved->rows.data, before); /* never moved */
+	assert_int_equal(grown->rows.len, reserved->rows.len);
+	assert_memory_equal(grown->rows.data, reserved->rows.data, grown->rows.len);
+	batch_iter_t it;
+	batch_iter_init(&it, grown);
+	for (int i = 0; i < DOCS; i++) {
+		batch_field_t f;
+		int64_t v;
+		char want[16];
+		assert_int_equal(batch_next_row(&it), 3);
+		batch_next_field(&it, &f);
+		memcpy(&v, f.value, 8);
+		assert_int_equal(v, i);
+		batch_next_field(&it, &f);
+		assert_int_equal(f.type, FIELD_JSON);
+		batch_next_field(&it, &f);
+		snprintf(want, sizeof want, "x%d", i);
+		assert_int_equal(f.value_len, strlen(want));
+		assert_memory_equal(f.value, want, f.value_len);
+	}
+	assert_int_equal(batch_next_row(&it), -1);
+	batch_free(grown);
+	batch_free(reserved);
+}
+
 static void test_fail_sets_kind_class_and_one_line(void **state)
 {
 	(void)state;
@@ -350,6 +397,7 @@ int main(void)
 		cmocka_unit_test(test_colliding_names_are_refused),
 		cmocka_unit_test(test_long_names_are_refused),
 		cmocka_unit_test(test_many_fields),
+		cmocka_unit_test(test_big_rows_grow_and_reserve),
 		cmocka_unit_test(test_fail_sets_kind_class_and_one_line),
 		cmocka_unit_test(test_doc_values_once_equal_whole_doc),
 	};

@@ -403,6 +403,52 @@ static void test_commits_every_commit_rows(void **state)
 	finish(fx, 0);
 }
 
+static long file_bytes(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return 0;
+	fseek(f, 0, SEEK_END);
+	long n = ftell(f);
+	fclose(f);
+	return n;
+}
+
+/* Checkpoints run while the writer goes on (store/writer.c, the
+ * checkpointer): the database file grows before the run ends, and the WAL
+ * stays bounded: at most the size at which the writer checkpoints itself
+ * (8192 pages) and a commit more, where all the commits would take 64 MiB. */
+static void test_checkpoints_run_during_the_run(void **state)
+{
+	fixture_t *fx = *state;
+	enum { JOBS = 32, BLOB = 2 << 20 }; /* 512 pages and more per commit */
+	import_n(fx, "src", JOBS);
+	int64_t ids[JOBS + 2];
+	start(fx, 1);
+	assert_int_equal(take_all_jobs(fx, ids, JOBS + 2), JOBS);
+	char *json = malloc(BLOB + 32), wal[160];
+	snprintf(wal, sizeof(wal), "%s-wal", fx->db);
+	long wal_max = 0;
+	for (int i = 0; i < JOBS; i++) {
+		snprintf(json, 32, "{\"blob\":\"");
+		memset(json + 9, 'a' + i % 26, BLOB);
+		strcpy(json + 9 + BLOB, "\"}");
+		push(fx, done_batch(ids[i], json, "$"));
+		uint64_t deadline = now_ms() + GUARD_MS;
+		while (atomic_load(&fx->pipe.rows_committed) < (uint64_t)i + 1)
+			assert_true(now_ms() < deadline);
+		long n = file_bytes(wal);
+		wal_max = n > wal_max ? n : wal_max;
+	}
+	uint64_t deadline = now_ms() + GUARD_MS;
+	while (file_bytes(fx->db) < (long)JOBS / 2 * BLOB) /* copied before END */
+		assert_true(now_ms() < deadline);
+	assert_true(wal_max < (8192L + 1024) * 4096);
+	finish(fx, 0);
+	free(json);
+	expect_query(fx->db, "SELECT count(*) FROM records", "32");
+}
+
 static void test_rows_the_database_refuses_fail_only_their_job(void **state)
 {
 	fixture_t *fx = *state;
@@ -1011,6 +1057,7 @@ int main(void)
 		T(test_rows_states_and_columns),
 		T(test_rerun_reuses_columns_and_never_duplicates),
 		T(test_commits_every_commit_rows),
+		T(test_checkpoints_run_during_the_run),
 		T(test_rows_the_database_refuses_fail_only_their_job),
 		T(test_refused_row_mid_statement_and_wide_rows),
 		T(test_full_disk_is_fatal_and_keeps_jobs_pending),
