@@ -301,8 +301,8 @@ __attribute__((always_inline)) static inline int s1_run(const char *src, uint32_
 	 * be stored to memory in every block). */
 	uint64_t pos = 0, in_string = 0, prev_other = 0;
 	uint32_t block_n = 0;
+	uint64_t prev_bits = 0, prev_pos = 0;
 	for (; pos < len; pos += S1_BLOCK_BYTES) {
-		block_n = n;
 		in_string = carry.in_string;
 		prev_other = carry.prev_other;
 		const uint8_t *block = (const uint8_t *)src + pos;
@@ -320,14 +320,25 @@ __attribute__((always_inline)) static inline int s1_run(const char *src, uint32_
 			bslash[pos / S1_BLOCK_BYTES] = m.bslash;
 		uint64_t suspect;
 		uint64_t bits = s1_block_bits(&m, &carry, &suspect);
-		if (__builtin_expect(suspect != 0 || s1_utf8_bad(st), 0))
+		if (__builtin_expect(suspect != 0 || s1_utf8_bad(st), 0)) {
+			n = s1_flatten(idx, n, (uint32_t)prev_pos, prev_bits);
+			block_n = n; /* the entries below this block */
 			goto hand_over;
+		}
 		/* A '\n' in a string is a control byte, handed over above: every
 		 * one left is outside strings. */
 		if (newlines)
 			bits |= s1_newlines(block, st);
-		n = s1_flatten(idx, n, (uint32_t)pos, bits);
+		/* The block before is flattened now, a block late (as simdjson
+		 * does), so its stores overlap this block's classification instead
+		 * of waiting on its carries: stage 1 of citm_catalog.json 293 ->
+		 * 264 us with AVX2, 1-4% with AVX-512. */
+		n = s1_flatten(idx, n, (uint32_t)prev_pos, prev_bits);
+		prev_bits = bits;
+		prev_pos = pos;
 	}
+	block_n = n; /* the entries below the last block */
+	n = s1_flatten(idx, n, (uint32_t)prev_pos, prev_bits);
 	/* A string still open at the end (which also covers a UTF-8 sequence
 	 * cut off inside it; outside strings that is stage 2's business). */
 	if (carry.in_string) {
