@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench/read_file.h"
 #include "parse/json.h"
 #include "parse/json_internal.h"
 
@@ -26,44 +27,6 @@ static double cpu_s(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static char *read_file(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f) {
-		fprintf(stderr, "rf_parse_split: %s: %s\n", path, strerror(errno));
-		return NULL;
-	}
-	char *buf = NULL;
-	size_t cap = 0, n = 0;
-	for (;;) {
-		if (n == cap) {
-			cap = cap ? cap * 2 : 1 << 20;
-			char *nb = realloc(buf, cap);
-			if (!nb) {
-				fprintf(stderr, "rf_parse_split: %s: out of memory\n", path);
-				free(buf);
-				fclose(f);
-				return NULL;
-			}
-			buf = nb;
-		}
-		size_t got = fread(buf + n, 1, cap - n, f);
-		n += got;
-		if (got == 0)
-			break;
-	}
-	int bad = ferror(f);
-	fclose(f);
-	if (bad || n > JSON_DOC_BYTES_MAX) {
-		fprintf(stderr, "rf_parse_split: %s: %s\n", path,
-		        bad ? "read error" : "larger than one document may be");
-		free(buf);
-		return NULL;
-	}
-	*len = n;
-	return buf;
 }
 
 /* One file, one kernel (already in use): prints its line; 0 or -1. */
@@ -126,14 +89,15 @@ int main(int argc, char **argv)
 	       "stage2_us", "s1_GB/s", "GB/s");
 	int rc = 0;
 	for (int a = first; a < argc && rc == 0; a++) {
-		size_t len;
-		char *src = read_file(argv[a], &len);
+		size_t len = 0;
+		char *src = NULL;
+		int e = bench_read_file(argv[a], JSON_DOC_BYTES_MAX, &src, &len);
 		uint32_t *idx = src ? malloc((len + JSON_STAGE1_IDX_SLACK) * sizeof *idx) : NULL;
 		uint64_t *bslash = src ? malloc((JSON_BSLASH_MAP_WORDS(len) + 1) * sizeof *bslash)
 		                       : NULL;
 		if (!src || !idx || !bslash) {
-			if (src)
-				fprintf(stderr, "rf_parse_split: %s: out of memory\n", argv[a]);
+			fprintf(stderr, "rf_parse_split: %s: %s\n", argv[a],
+			        e ? strerror(-e) : "out of memory");
 			rc = 1;
 		}
 		for (size_t k = 0; rc == 0 && k < n_kernels; k++) {

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "bench/harness.h"
+#include "bench/read_file.h"
 #include "parse/json.h"
 #include "parse/json_internal.h" /* the stage-1 kernels, to measure each */
 #include "parse/json_stream.h"
@@ -285,33 +286,6 @@ static int files_collect(const bench_opts_t *opts)
 	}
 #endif
 	return rc;
-}
-
-static int read_file(const char *path, char **out, size_t *len)
-{
-	struct stat sb;
-	FILE *f = fopen(path, "rb");
-	if (!f || fstat(fileno(f), &sb) != 0) {
-		int err = errno;
-		if (f)
-			fclose(f);
-		return -err;
-	}
-	if ((uint64_t)sb.st_size > PARSE_FILE_BYTES_MAX) {
-		fclose(f);
-		return -EFBIG;
-	}
-	char *buf = malloc((size_t)sb.st_size + 1);
-	size_t n = buf ? fread(buf, 1, (size_t)sb.st_size, f) : 0;
-	int rc = !buf ? -ENOMEM : n != (size_t)sb.st_size ? -EIO : 0;
-	fclose(f);
-	if (rc) {
-		free(buf);
-		return rc;
-	}
-	*out = buf;
-	*len = n;
-	return 0;
 }
 
 /* ---- the clock ---------------------------------------------------------------- */
@@ -803,7 +777,7 @@ int bench_suite_parse(const bench_opts_t *opts)
 	memset(n_parse_records, 0, sizeof(n_parse_records));
 	for (uint32_t i = 0; i < n_files && rc == 0; i++) {
 		c.file = &files[i];
-		rc = read_file(files[i].path, &c.data, &c.len);
+		rc = bench_read_file(files[i].path, PARSE_FILE_BYTES_MAX, &c.data, &c.len);
 		if (rc != 0) {
 			fprintf(stderr, "ringfill bench: %s: %s; skipped\n", files[i].path, strerror(-rc));
 			rc = 0;
