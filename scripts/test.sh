@@ -10,7 +10,7 @@
 #                   with a smaller item count (TSAN_RING_ITEMS, default 2000000).
 #   4. build-fuzz:  clang libFuzzer targets (tests/fuzz/) with address + undefined
 #                   sanitizers, each run FUZZ_SECONDS (default 60) from seeds in
-#                   ../shared/data/json; a clean run is one pass, a crash (or a
+#                   the JSON test data (below); a clean run is one pass, a crash (or a
 #                   target that does not build) one failure.
 #   5. instructions: build-test's `ringfill bench --instructions` (callgrind)
 #                   against bench/baseline.json, at most INSTR_MAX_REGRESS
@@ -23,6 +23,27 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 . scripts/deps.sh
 
 ensure_packages "${BASE_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
+
+# The parser tests and fuzzers read JSONTestSuite and the corpus from the
+# workplace's shared data: $RINGFILL_JSON_DATA if set, else ../shared/data/json
+# beside this tree, else beside the local repository this one was cloned from
+# (a clone made elsewhere, e.g. git clone /work/main /tmp/x). Every build
+# gets it as -Djson_data.
+json_data="${RINGFILL_JSON_DATA:-}"
+if [ -z "$json_data" ]; then
+	json_data=../shared/data/json
+	origin="$(git config --get remote.origin.url 2>/dev/null || true)"
+	if [ ! -d "$json_data" ] && [ -n "$origin" ] && [ -d "$origin/../shared/data/json" ]; then
+		json_data="$origin/../shared/data/json"
+	fi
+fi
+json_data="$(realpath -m "$json_data")"
+if [ -d "$json_data/JSONTestSuite" ] && [ -d "$json_data/corpus" ]; then
+	echo "== JSON test data: $json_data"
+else
+	echo "test.sh: no JSONTestSuite/ and corpus/ in $json_data: the parser tests and" \
+		"fuzzers will fail; set RINGFILL_JSON_DATA=DIR" >&2
+fi
 
 TSAN_RING_ITEMS="${TSAN_RING_ITEMS:-2000000}"
 FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
@@ -52,14 +73,15 @@ meson_suite() {
 }
 
 echo "== build-test: normal build, warnings are errors"
-if setup build-test --werror && ninja -C build-test; then
+if setup build-test -Djson_data="$json_data" --werror && ninja -C build-test; then
 	meson_suite normal build-test
 else
 	logs+=("normal=build-test/meson-logs/testlog.json.missing")
 fi
 
 echo "== build-asan: clang, address + undefined sanitizers"
-if CC=clang setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Db_ndebug=false --werror \
+if CC=clang setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Db_ndebug=false \
+	-Djson_data="$json_data" --werror \
 	&& ninja -C build-asan; then
 	meson_suite asan build-asan --suite parse --suite net --suite store --suite integration
 else
@@ -68,7 +90,8 @@ fi
 
 echo "== build-tsan: clang, thread sanitizer, the SPSC ring"
 tsan_bin=build-tsan/tests/ring/test_ring
-if CC=clang setup build-tsan -Db_sanitize=thread -Db_lundef=false -Db_ndebug=false --werror \
+if CC=clang setup build-tsan -Db_sanitize=thread -Db_lundef=false -Db_ndebug=false \
+	-Djson_data="$json_data" --werror \
 	&& ninja -C build-tsan tests/ring/test_ring; then
 	# Without ASLR where setarch allows it: some kernels' mmap randomisation
 	# clashes with TSan's fixed shadow layout ("unexpected memory mapping").
@@ -97,9 +120,9 @@ fi
 # build-fuzz/fuzz-artifacts/TARGET-crash-*.
 echo "== build-fuzz: clang libFuzzer, ${FUZZ_SECONDS}s per target"
 fuzz_targets=(fuzz_json_doc fuzz_json_ndjson fuzz_json_split)
-fuzz_seeds=(../shared/data/json/JSONTestSuite/test_parsing ../shared/data/json/corpus)
+fuzz_seeds=("$json_data/JSONTestSuite/test_parsing" "$json_data/corpus")
 if CC=clang setup build-fuzz -Db_sanitize=address,undefined -Db_lundef=false -Db_ndebug=false \
-	-Dc_args=-fsanitize=fuzzer-no-link --werror \
+	-Djson_data="$json_data" -Dc_args=-fsanitize=fuzzer-no-link --werror \
 	&& ninja -C build-fuzz "${fuzz_targets[@]/#/tests/parse/}"; then
 	mkdir -p build-fuzz/fuzz-artifacts
 	for t in "${fuzz_targets[@]}"; do
