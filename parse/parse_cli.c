@@ -149,7 +149,9 @@ static int load_input(const char *name, input_t *in)
 	} else if (S_ISDIR(st.st_mode)) {
 		r = -EISDIR;
 	} else if (S_ISREG(st.st_mode) && st.st_size > 0) {
-		void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+		/* MAP_POPULATE: the whole file is read anyway, and one call maps
+		 * what the page cache holds instead of a fault per 16 pages. */
+		void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
 		if (m == MAP_FAILED)
 			r = -errno;
 		else
@@ -300,6 +302,24 @@ static int read_pieces(cli_t *c, const char *file, sink_fn fn, void *sink, json_
 	}
 	if (fd < 0)
 		return errno;
+	if (fd != STDIN_FILENO && S_ISREG(st.st_mode) && st.st_size > 0 &&
+	    (uint64_t)st.st_size <= PARSE_STREAM_READ_BYTES) {
+		/* A file no bigger than one piece is mapped and handed over whole:
+		 * no copy into a fresh buffer, whose pages would each fault (68 of
+		 * the 284 faults of `ringfill parse` on a 277 KB NDJSON file).
+		 * Bigger files are read, so the pages they pass through are not
+		 * counted in the process's memory. */
+		void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+		if (m != MAP_FAILED) {
+			close(fd);
+			int r = fn(c, sink, m, (size_t)st.st_size, err) != 0 ||
+			                fn(c, sink, NULL, 0, err) != 0
+			            ? -1
+			            : 0;
+			munmap(m, (size_t)st.st_size);
+			return r;
+		}
+	}
 	char *buf = malloc(PARSE_STREAM_READ_BYTES);
 	int r = buf ? 0 : ENOMEM;
 	for (bool eof = false; r == 0 && !eof;) {
