@@ -483,31 +483,73 @@ static int peer_measure(const parse_case_t *c, const char *mode, const char *for
 	return got == (int)runs_n ? got : -EPROTO;
 }
 
-/* force: the simdjson kernel the peer must use (DOM only), or NULL for the
- * one simdjson picks. */
-static void peer_attach(const bench_opts_t *opts, const parse_case_t *c, bench_record_t *r,
-                        const char *mode, const char *label, const char *force)
-{
+/* One peer of a paired measurement: simdjson in `mode`, forced to kernel
+ * `force` (DOM only; NULL: the one simdjson picks), named "simdjson-LABEL/
+ * KERNEL" in the record. measure_paired fills the rest. */
+typedef struct {
+	const char *mode, *label, *force;
 	double runs[BENCH_RUNS_MAX];
-	char impl[32] = "?", name[BENCH_PEER_NAME_BYTES_MAX];
-	uint64_t check = UINT64_MAX;
-	if (!peer_path())
+	int n; /* runs so far, or -errno once the peer failed */
+	char impl[32];
+	uint64_t check;
+} parse_peer_t;
+
+/* c's pass in its current mode as `metric`: a warm-up, then opts->runs
+ * timed runs, each followed at once by one run of every peer (a process of
+ * its own, which warms up first and then makes exactly c->iters passes).
+ * The two sides of a ratio thus take turns through the same minutes of a
+ * shared machine's load, instead of ringfill's runs and then simdjson's:
+ * run apart, the same binaries' ratio moved by up to 30% between suite runs
+ * on a 2-CPU VM (docs/benchmarks.md). */
+static bench_record_t *measure_paired(const bench_opts_t *opts, parse_case_t *c,
+                                      const char *metric, parse_peer_t *peers, uint32_t n_peers)
+{
+	double runs[BENCH_RUNS_MAX], v;
+	bench_progress("parse %s %s: warm-up", c->file->name, metric);
+	c->iters = 0;
+	if (parse_run(c, &v) != 0) /* fixes c->iters for every run and peer */
+		return NULL;
+	for (uint32_t p = 0; p < n_peers; p++) {
+		peers[p].n = peer_path() ? 0 : -ENOENT;
+		peers[p].check = UINT64_MAX;
+		snprintf(peers[p].impl, sizeof(peers[p].impl), "?");
+	}
+	for (uint32_t i = 0; i < opts->runs && i < BENCH_RUNS_MAX; i++) {
+		bench_progress("parse %s %s: run %u/%u, then simdjson's", c->file->name, metric, i + 1,
+		               opts->runs);
+		if (parse_run(c, &v) != 0)
+			return NULL;
+		runs[i] = v;
+		for (uint32_t p = 0; p < n_peers; p++) {
+			parse_peer_t *pp = &peers[p];
+			if (pp->n < 0)
+				continue;
+			int k = peer_measure(c, pp->mode, pp->force, 1, &pp->runs[pp->n], pp->impl,
+			                     sizeof(pp->impl), &pp->check);
+			pp->n = k < 0 ? k : pp->n + 1;
+		}
+	}
+	return bench_add("parse", c->file->name, metric, "GB/s", runs, opts->runs);
+}
+
+/* The peer's runs as r's, unless it failed or found another answer. */
+static void peer_set(bench_record_t *r, const parse_case_t *c, const parse_peer_t *p)
+{
+	char name[BENCH_PEER_NAME_BYTES_MAX];
+	if (p->n == -ENOENT) /* no peer built: said once, at the start */
 		return;
-	bench_progress("parse %s %s: simdjson %s, %u runs", c->file->name, r->metric, label,
-	               opts->runs);
-	int n = peer_measure(c, mode, force, opts->runs, runs, impl, sizeof(impl), &check);
-	if (n < 0) {
+	if (p->n < 0 || (uint32_t)p->n != r->n_runs) {
 		fprintf(stderr, "ringfill bench: simdjson peer failed on %s (%s); no ratio\n",
-		        c->file->name, strerror(-n));
+		        c->file->name, strerror(p->n < 0 ? -p->n : EPROTO));
 		return;
 	}
-	if (check != c->check) {
+	if (p->check != c->check) {
 		fprintf(stderr, "ringfill bench: %s: simdjson found %llu, ringfill %llu; no ratio\n",
-		        c->file->name, (unsigned long long)check, (unsigned long long)c->check);
+		        c->file->name, (unsigned long long)p->check, (unsigned long long)c->check);
 		return;
 	}
-	snprintf(name, sizeof(name), "simdjson-%s/%s", label, impl);
-	bench_set_peer(r, name, runs, (uint32_t)n);
+	snprintf(name, sizeof(name), "simdjson-%s/%s", p->label, p->impl);
+	bench_set_peer(r, name, p->runs, (uint32_t)p->n);
 }
 
 /* ---- the suite ---------------------------------------------------------------- */
@@ -552,61 +594,61 @@ static int add_geomean(bench_record_t *const *recs, uint32_t n_recs)
 	return 0;
 }
 
+/* The simdjson kernel whose target a stage-1 kernel of ours is held to:
+ * haswell for avx2, fallback for scalar, simdjson's own choice (NULL) for
+ * avx512; sse42's peer is our avx2 (*none: no simdjson peer). */
+static const char *kernel_peer(const char *kernel, bool *none)
+{
+	*none = strcmp(kernel, "sse42") == 0;
+	return strcmp(kernel, "avx2") == 0 ? "haswell" : strcmp(kernel, "scalar") == 0 ? "fallback" : NULL;
+}
+
 /* The full parse of c's file with every other stage-1 kernel this CPU has,
- * as metric parse_gbps_KERNEL (and the headline's runs again under its own
- * kernel's name when that is avx2 or scalar), next to: simdjson forced to `haswell` for
+ * as metric parse_gbps_KERNEL, next to: simdjson forced to `haswell` for
  * avx2 (plus a row parse_gbps_avx2_dflt with the same runs next to simdjson's
- * own choice, the headline's peer), ringfill's avx2 of this run for sse42
+ * own choice, measured with them), ringfill's avx2 of this run for sse42
  * (issue 3: at least 0.75x), simdjson's `fallback` for scalar, simdjson's
- * own choice for avx512. The kernel in use is restored. */
-static int measure_kernels(const bench_opts_t *opts, parse_case_t *c, const bench_record_t *head)
+ * own choice for avx512. `avx2` is the headline's record when the kernel in
+ * use is avx2. The kernel in use is restored. */
+static int measure_kernels(const bench_opts_t *opts, parse_case_t *c, const bench_record_t *avx2)
 {
 	const json_stage1_kernel_t *k;
 	size_t n_k = json_stage1_kernels(&k);
 	const char *active = json_stage1_name();
-	const bench_record_t *avx2 = strcmp(active, "avx2") == 0 ? head : NULL;
 	char metric[48];
 	int rc = 0;
 	const char *dom = c->file->ndjson ? "dom-ndjson" : "dom";
-	/* The kernel in use against its own target's peer too, on the same runs. */
-	const char *own = strcmp(active, "avx2") == 0     ? "haswell"
-	                  : strcmp(active, "scalar") == 0 ? "fallback"
-	                                                  : NULL;
-	if (own) {
-		snprintf(metric, sizeof(metric), "parse_gbps_%s", active);
-		bench_record_t *d = bench_add("parse", c->file->name, metric, "GB/s", head->runs,
-		                              head->n_runs);
-		if (!d)
-			return -EIO;
-		peer_attach(opts, c, d, dom, "dom", own);
-	}
 	for (size_t i = 0; i < n_k && i < PARSE_KERNELS_MAX && rc == 0; i++) {
 		if (strcmp(k[i].name, active) == 0 || json_stage1_use(k[i].name) != 0)
 			continue;
 		snprintf(metric, sizeof(metric), "parse_gbps_%s", k[i].name);
 		c->mode = MODE_PARSE;
-		c->iters = 0;
-		bench_record_t *r = bench_measure(opts, "parse", c->file->name, metric, "GB/s",
-		                                  parse_run, c);
+		bool none;
+		parse_peer_t peers[2] = {{.mode = dom, .label = "dom",
+		                          .force = kernel_peer(k[i].name, &none)},
+		                         {.mode = dom, .label = "dom", .force = NULL}};
+		bool is_avx2 = strcmp(k[i].name, "avx2") == 0;
+		bench_record_t *r = measure_paired(opts, c, metric, peers, none ? 0 : is_avx2 ? 2 : 1);
 		if (!r) {
 			rc = -EIO;
 			break;
 		}
-		if (strcmp(k[i].name, "avx2") == 0) {
+		if (is_avx2) {
 			avx2 = r;
-			peer_attach(opts, c, r, dom, "dom", "haswell");
+			peer_set(r, c, &peers[0]);
 			snprintf(metric, sizeof(metric), "parse_gbps_%s_dflt", k[i].name);
-			bench_record_t *d = head->has_peer ? bench_add("parse", c->file->name, metric,
-			                                               "GB/s", r->runs, r->n_runs)
-			                                   : NULL;
-			if (d)
-				bench_set_peer(d, head->peer_name, head->peer_runs, head->n_peer_runs);
-		} else if (strcmp(k[i].name, "sse42") == 0 && avx2) {
-			bench_set_peer(r, "ringfill-avx2", avx2->runs, avx2->n_runs);
-		} else if (strcmp(k[i].name, "scalar") == 0) {
-			peer_attach(opts, c, r, dom, "dom", "fallback");
-		} else if (strcmp(k[i].name, "avx512") == 0) {
-			peer_attach(opts, c, r, dom, "dom", NULL);
+			bench_record_t *d = bench_add("parse", c->file->name, metric, "GB/s", r->runs,
+			                              r->n_runs);
+			if (!d) {
+				rc = -EIO;
+				break;
+			}
+			peer_set(d, c, &peers[1]);
+		} else if (none) {
+			if (avx2)
+				bench_set_peer(r, "ringfill-avx2", avx2->runs, avx2->n_runs);
+		} else {
+			peer_set(r, c, &peers[0]);
 		}
 		parse_records[1 + i][n_parse_records[1 + i]++] = r;
 	}
@@ -733,13 +775,29 @@ static int measure_file(const bench_opts_t *opts, parse_case_t *c)
 		        c->file->ndjson ? " lines" : "");
 		return 0;
 	}
-	bench_record_t *r = bench_measure(opts, "parse", c->file->name, "parse_gbps", "GB/s",
-	                                  parse_run, c);
+	/* The kernel in use, next to simdjson's own choice and, when it is avx2
+	 * or scalar, to the simdjson kernel its target names, as
+	 * parse_gbps_KERNEL with the same runs (measure_kernels for the rest). */
+	const char *active = json_stage1_name(), *dom = c->file->ndjson ? "dom-ndjson" : "dom";
+	bool none, own = strcmp(active, "avx2") == 0 || strcmp(active, "scalar") == 0;
+	parse_peer_t peers[2] = {{.mode = dom, .label = "dom", .force = NULL},
+	                         {.mode = dom, .label = "dom", .force = kernel_peer(active, &none)}};
+	bench_record_t *r = measure_paired(opts, c, "parse_gbps", peers, own ? 2 : 1);
 	if (!r)
 		return -EIO;
-	peer_attach(opts, c, r, c->file->ndjson ? "dom-ndjson" : "dom", "dom", NULL);
+	peer_set(r, c, &peers[0]);
 	parse_records[0][n_parse_records[0]++] = r;
-	if ((rc = measure_kernels(opts, c, r)) != 0 || (rc = measure_process(opts, c)) != 0)
+	if (own) {
+		char metric[48];
+		snprintf(metric, sizeof(metric), "parse_gbps_%s", active);
+		bench_record_t *d = bench_add("parse", c->file->name, metric, "GB/s", r->runs,
+		                              r->n_runs);
+		if (!d)
+			return -EIO;
+		peer_set(d, c, &peers[1]);
+	}
+	if ((rc = measure_kernels(opts, c, strcmp(active, "avx2") == 0 ? r : NULL)) != 0 ||
+	    (rc = measure_process(opts, c)) != 0)
 		return rc;
 	if (c->file->twitter && (rc = measure_stream(opts, c, r)) != 0)
 		return rc;
@@ -748,10 +806,10 @@ static int measure_file(const bench_opts_t *opts, parse_case_t *c)
 		if (json_path_compile(sels[i].path, &c->sel, &e) != 0)
 			return -EINVAL;
 		c->mode = sels[i].mode;
-		c->iters = 0;
-		r = bench_measure(opts, "parse", c->file->name, sels[i].metric, "GB/s", parse_run, c);
+		parse_peer_t od = {.mode = sels[i].peer_mode, .label = "ondemand", .force = NULL};
+		r = measure_paired(opts, c, sels[i].metric, &od, 1);
 		if (r)
-			peer_attach(opts, c, r, sels[i].peer_mode, "ondemand", NULL);
+			peer_set(r, c, &od);
 		json_path_free(c->sel);
 		c->sel = NULL;
 		if (!r)
