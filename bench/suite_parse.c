@@ -748,21 +748,27 @@ static int spawn_quiet(char *const argv[], double *cpu_s)
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -ECHILD;
 }
 
-/* Seconds (wall, or the children's CPU: RINGFILL_BENCH_CLOCK) for `times`
- * runs of argv, each of which must exit 0; < 0 on failure. */
-static double time_processes(char *const argv[], uint64_t times)
+/* Seconds (wall, or the children's CPU: RINGFILL_BENCH_CLOCK) of `times`
+ * runs of each of argv[0] and argv[1], started in turns (one of each, then
+ * the next pair), each of which must exit 0: secs[0] and secs[1]. -1 on a
+ * failure. */
+static int time_processes(char *const *const argv[2], uint64_t times, double secs[2])
 {
-	double t0 = bench_now_s(), cpu = 0;
+	secs[0] = secs[1] = 0;
 	for (uint64_t i = 0; i < times; i++)
-		if (spawn_quiet(argv, &cpu) != 0)
-			return -1;
-	return clock_is_cpu() ? cpu : bench_now_s() - t0;
+		for (int k = 0; k < 2; k++) {
+			double t0 = bench_now_s(), cpu = 0;
+			if (spawn_quiet(argv[k], &cpu) != 0)
+				return -1;
+			secs[k] += clock_is_cpu() ? cpu : bench_now_s() - t0;
+		}
+	return 0;
 }
 
 /* process_gbps: file bytes x processes / seconds, the file read from the
- * page cache by each process. The two sides alternate run by run, so a burst
- * of load hits both; each run starts `times` processes, the count that
- * filled target_s in the warm-up. */
+ * page cache by each process. The two sides take turns process by process,
+ * so a burst of load hits both; each run starts `times` pairs, the count
+ * that filled target_s in the warm-up. */
 static int measure_process(const bench_opts_t *opts, parse_case_t *c)
 {
 	char self[4096];
@@ -788,12 +794,13 @@ static int measure_process(const bench_opts_t *opts, parse_case_t *c)
 	double mine[BENCH_RUNS_MAX], theirs[BENCH_RUNS_MAX];
 	bench_progress("parse %s process_gbps: %llu processes a run, %u runs each", c->file->name,
 	               (unsigned long long)times, opts->runs);
+	char *const *const both[2] = {ours, peer};
 	for (uint32_t r = 0; r < opts->runs; r++) {
-		double a = time_processes(ours, times), b = time_processes(peer, times);
-		if (a <= 0 || b <= 0)
+		double secs[2];
+		if (time_processes(both, times, secs) != 0 || secs[0] <= 0 || secs[1] <= 0)
 			return -EIO;
-		mine[r] = (double)c->len * (double)times / a / 1e9;
-		theirs[r] = (double)c->len * (double)times / b / 1e9;
+		mine[r] = (double)c->len * (double)times / secs[0] / 1e9;
+		theirs[r] = (double)c->len * (double)times / secs[1] / 1e9;
 	}
 	bench_record_t *rec = bench_add("parse", c->file->name, "process_gbps", "GB/s", mine,
 	                                opts->runs);
