@@ -4,6 +4,9 @@
  * (engine/job.c), never a blocking read(). A single JSON document whose
  * tables can stream (engine/docstream.c) is read LOCAL_STREAM_BYTES at a
  * time into one buffer, each piece hashed and fed to the job's json_stream;
+ * an NDJSON file of a piece or more goes the same way through
+ * engine/ndstream.c, as a downloaded NDJSON body does (rows as lines
+ * complete, checkpoints, a resumed run reading on from the last one);
  * anything else is read into the job's body buffer whole, which then goes
  * the way of a downloaded one (job_body_ok: SHA-256, parse, rows, batch).
  * Jobs come from engine/sources.c (files_expand) via the store. */
@@ -35,7 +38,9 @@ struct local_file {
 	local_step_t step;
 	const char *path; /* into the job's url, after "file:" */
 	struct statx stx;
-	bool streamed;    /* pieces go to the job's json_stream (j->ds) */
+	bool streamed;    /* pieces go to the job's json_stream (j->ds) or, if nd, ndstream.c */
+	bool nd;          /* streamed NDJSON: nd_feed, checkpoints */
+	bool starved;     /* nd: a checkpoint waits and the next is due; reading paused */
 	bool one_piece;   /* to stream, but smaller than a piece: read whole first */
 	uint64_t off;     /* streamed: bytes read so far */
 	unsigned asked;   /* bytes the read in flight asked for */
@@ -52,7 +57,8 @@ static void local_submit(loop_t *l, struct local_file *f)
 	struct io_uring_sqe *sqe = loop_sqe(l);
 	switch (f->step) {
 	case LOCAL_STAT:
-		io_uring_prep_statx(sqe, AT_FDCWD, f->path, 0, STATX_TYPE | STATX_SIZE, &f->stx);
+		io_uring_prep_statx(sqe, AT_FDCWD, f->path, 0, STATX_TYPE | STATX_SIZE | STATX_MTIME,
+		                    &f->stx);
 		break;
 	case LOCAL_OPEN:
 		/* No O_CLOEXEC: a direct descriptor is in no fd table (EINVAL). */
@@ -101,6 +107,17 @@ static int local_room(loop_t *l, job_t *j, uint64_t size)
 	return want > j->body.len ? json_buf_reserve(&j->body, (size_t)(want - j->body.len)) : 0;
 }
 
+/* The file is the batch's raw body; a failure's reason starts with its path. */
+static void local_batch_path(batch_t *b, const char *path)
+{
+	snprintf(b->raw_path, sizeof b->raw_path, "%s", path);
+	if (b->kind == BATCH_JOB_FAILED) {
+		char why[BATCH_ERROR_BYTES_MAX];
+		snprintf(why, sizeof why, "%s", b->error);
+		batch_fail(b, b->error_class, "%s: %s", path, why);
+	}
+}
+
 /* The body is whole: its bytes, SHA-256, rows, as a download's; a failure
  * names the file, and raw_path says where the body is kept: the file. */
 static void local_done(loop_t *l, job_t *j)
@@ -109,13 +126,7 @@ static void local_done(loop_t *l, job_t *j)
 	snprintf(path, sizeof path, "%s", j->local->path);
 	job_body_ok(l, j); /* frees j only on out of memory, which makes the loop fatal */
 	if (!l->fatal) {
-		batch_t *b = j->batch;
-		snprintf(b->raw_path, sizeof b->raw_path, "%s", path);
-		if (b->kind == BATCH_JOB_FAILED) {
-			char why[BATCH_ERROR_BYTES_MAX];
-			snprintf(why, sizeof why, "%s", b->error);
-			batch_fail(b, b->error_class, "%s: %s", path, why);
-		}
+		local_batch_path(j->batch, path);
 	}
 }
 
@@ -162,12 +173,7 @@ static void local_stream_done(loop_t *l, job_t *j)
 	}
 	b->attempts = j->desc->attempts + (int)j->attempts_run;
 	b->body_bytes = f->off;
-	snprintf(b->raw_path, sizeof b->raw_path, "%s", f->path);
-	if (b->kind == BATCH_JOB_FAILED) {
-		char why[BATCH_ERROR_BYTES_MAX];
-		snprintf(why, sizeof why, "%s", b->error);
-		batch_fail(b, b->error_class, "%s: %s", f->path, why);
-	}
+	local_batch_path(b, f->path);
 	job_ready(l, j);
 }
 
@@ -190,6 +196,73 @@ static void local_piece_done(loop_t *l, job_t *j)
 	sha256_hex(l, &j->body, j->batch->sha256_hex);
 	ds_feed(l, j, j->body.data, j->body.len);
 	local_stream_done(l, j);
+}
+
+/* An NDJSON file of a piece or more: read a piece at a time and parsed as
+ * lines complete (engine/ndstream.c), with checkpoints as a download's. Its
+ * size and modification time name this version of the file: a checkpoint
+ * made on the same version is read on from; on another, the file is read
+ * from the start and the records committed already are skipped, as for a
+ * download whose validator changed. -1 on out of memory (what was made
+ * goes with the job: j->nd makes nd_reset free it). */
+static int local_nd_begin(loop_t *l, job_t *j, struct local_file *f)
+{
+	char validator[BATCH_VALIDATOR_BYTES_MAX];
+	snprintf(validator, sizeof validator, "file %llu %lld.%09u",
+	         (unsigned long long)f->stx.stx_size, (long long)f->stx.stx_mtime.tv_sec,
+	         (unsigned)f->stx.stx_mtime.tv_nsec);
+	f->streamed = f->nd = true;
+	if (nd_begin_local(l, j, validator, &f->off) != 0)
+		return -1;
+	return json_buf_reserve(&j->body, LOCAL_STREAM_BYTES);
+}
+
+/* The NDJSON file is read: its last line, a waiting checkpoint's rows and
+ * the digest go into the final batch (nd_finish), as for a download. */
+static void local_nd_done(loop_t *l, job_t *j)
+{
+	struct local_file *f = j->local;
+	nd_finish(l, j);
+	batch_t *b = j->batch;
+	local_batch_path(b, f->path);
+	job_ready(l, j);
+}
+
+/* A piece of the NDJSON file: its lines to rows, and a checkpoint cut when
+ * one is due. Reading pauses while the job's last checkpoint waits for the
+ * ring and the next is due already (nd_blocked), as a connection's does;
+ * files_resume goes on. False when the job failed. */
+static bool local_nd_piece(loop_t *l, job_t *j, struct local_file *f, size_t n)
+{
+	char err[BATCH_ERROR_BYTES_MAX];
+	error_class_t cls;
+	if (nd_feed(l, j, j->body.data, n, &cls, err, sizeof err) != 0) {
+		job_fail(l, j, cls == ERROR_CLASS_TRANSIENT ? ERROR_CLASS_PERMANENT : cls, 0, "%s: %s",
+		         f->path, err);
+		return false;
+	}
+	if (j->nd_failed) /* the rest cannot be parsed: the batch says why */
+		f->step = LOCAL_CLOSE;
+	return true;
+}
+
+void files_free(loop_t *l, job_t *j)
+{
+	if (j->local && j->local->starved)
+		l->starved_files--;
+	free(j->local);
+	j->local = NULL;
+}
+
+bool files_resume(loop_t *l, job_t *j)
+{
+	struct local_file *f = j->local;
+	if (!f || !f->starved || nd_blocked(l, j))
+		return false;
+	f->starved = false;
+	l->starved_files--;
+	local_submit(l, f);
+	return true;
 }
 
 void files_complete(loop_t *l, op_t *op, int res)
@@ -219,10 +292,13 @@ void files_complete(loop_t *l, op_t *op, int res)
 			         (unsigned long long)l->o->body_bytes_max);
 			return;
 		}
-		bool stream = !job_is_ndjson(l, j) && ds_plan_ok(l);
+		bool nd = job_is_ndjson(l, j);
+		bool stream = !nd && ds_plan_ok(l);
 		f->one_piece = stream && f->stx.stx_size < LOCAL_STREAM_BYTES;
-		if (stream && !f->one_piece ? local_stream_begin(l, j, f->stx.stx_size) != 0
-		                            : local_room(l, j, f->stx.stx_size) != 0) {
+		int bad = nd && f->stx.stx_size >= LOCAL_STREAM_BYTES ? local_nd_begin(l, j, f)
+		          : stream && !f->one_piece                  ? local_stream_begin(l, j, f->stx.stx_size)
+		                                                     : local_room(l, j, f->stx.stx_size);
+		if (bad) {
 			local_nomem(l, j);
 			return;
 		}
@@ -246,10 +322,20 @@ void files_complete(loop_t *l, op_t *op, int res)
 				         (unsigned long long)l->o->body_bytes_max);
 				return;
 			}
-			EVP_DigestUpdate(j->sha, j->body.data, (size_t)res);
-			ds_feed(l, j, j->body.data, (size_t)res);
+			if (f->nd) {
+				if (!local_nd_piece(l, j, f, (size_t)res))
+					return;
+			} else {
+				EVP_DigestUpdate(j->sha, j->body.data, (size_t)res);
+				ds_feed(l, j, j->body.data, (size_t)res);
+			}
 			if ((unsigned)res < f->asked && f->off == f->stx.stx_size)
 				f->step = LOCAL_CLOSE; /* at the end: see below */
+			if (f->step == LOCAL_READ && f->nd && nd_blocked(l, j)) {
+				f->starved = true; /* files_resume reads on */
+				l->starved_files++;
+				return;
+			}
 			break;
 		}
 		j->body.len += (size_t)res;
@@ -277,7 +363,9 @@ void files_complete(loop_t *l, op_t *op, int res)
 	case LOCAL_CLOSE:
 		loop_slot_put(l, j->file_fd);
 		j->file_fd = -1;
-		if (f->streamed)
+		if (f->nd)
+			local_nd_done(l, j);
+		else if (f->streamed)
 			local_stream_done(l, j);
 		else if (f->one_piece)
 			local_piece_done(l, j);

@@ -54,7 +54,7 @@ void job_abandon(loop_t *l, job_t *j)
 	json_buf_free(&j->body);
 	json_buf_free(&j->wire);
 	gzip_end(&j->gz);
-	free(j->local);
+	files_free(l, j);
 	free(j->redirect_url);
 	free(j->desc);
 	free(j);

@@ -336,6 +336,7 @@ struct loop {
 	uint32_t ds_pooled;      /* on ds_pool, at most DS_POOL_MAX */
 	chunk_t *chunks_free;
 	uint32_t chunks_made, chunks_max, starved_conns;
+	uint32_t starved_files; /* NDJSON files whose reading waits for a checkpoint (files.c) */
 	recvbufs_t rb;
 	uint32_t dio_align;  /* --direct: file offset and length alignment (statx) */
 	/* --direct: slots of the ring's (sparse) registered-buffer table for the
@@ -415,6 +416,8 @@ bool job_is_ndjson(loop_t *l, job_t *j); /* job.c */
 void nd_load(job_t *j);
 int nd_request(loop_t *l, job_t *j, char *req, size_t len, size_t cap); /* new length or <0 */
 int nd_begin(loop_t *l, job_t *j, error_class_t *cls, char *err, size_t cap);
+/* The same for a local NDJSON file (files.c): *from is where reading starts. */
+int nd_begin_local(loop_t *l, job_t *j, const char *validator, uint64_t *from);
 int nd_feed(loop_t *l, job_t *j, const char *p, size_t n, error_class_t *cls, char *err,
             size_t cap);
 void nd_finish(loop_t *l, job_t *j);
@@ -444,6 +447,9 @@ void job_ready(loop_t *l, job_t *j); /* its batch is complete: on to the writer,
 bool files_job(const loop_t *l, const job_desc_t *d);
 void files_start(loop_t *l, job_t *j);
 void files_complete(loop_t *l, op_t *op, int res);
+/* A paused NDJSON file reads on if its checkpoint went out; true if it did. */
+bool files_resume(loop_t *l, job_t *j);
+void files_free(loop_t *l, job_t *j); /* the job's read state, with the job */
 bool paginate_is_page(const loop_t *l, const job_t *j);
 void paginate_page(loop_t *l, job_t *j, batch_t *b, const json_doc_t *vars);
 

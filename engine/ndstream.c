@@ -144,6 +144,31 @@ int nd_begin(loop_t *l, job_t *j, error_class_t *cls, char *err, size_t cap)
 	return 0;
 }
 
+/* nd_begin for a local NDJSON file (engine/files.c), which names its version
+ * with `validator` (size and modification time): from a checkpoint made on
+ * the same version reading goes on at its offset; else the file is read
+ * from the start and the records committed already are skipped. *from is
+ * where to read. 0, or -1 on out of memory (nd_reset frees what was made). */
+int nd_begin_local(loop_t *l, job_t *j, const char *validator, uint64_t *from)
+{
+	nd_load(j);
+	bool on = j->ck_offset && !strcmp(j->ck_validator, validator);
+	j->nd_base = on ? j->ck_offset : 0;
+	j->nd_skip = on ? 0 : j->ck_records;
+	j->nd_pos = j->nd_base;
+	j->nd_records = j->nd_base ? j->ck_records : 0;
+	j->stream_bytes = 0;
+	j->body.len = 0;
+	snprintf(j->nd_validator, sizeof j->nd_validator, "%s", validator);
+	*from = j->nd_base;
+	j->nd = true;
+	j->sha_partial = j->nd_base > 0;
+	if (!(j->batch = batch_new(BATCH_JOB_DONE, j->desc->id)) || !(j->sha = EVP_MD_CTX_new()) ||
+	    EVP_DigestInit_ex(j->sha, l->sha256, NULL) != 1)
+		return -1;
+	return 0;
+}
+
 typedef struct {
 	loop_t *l;
 	job_t *j;
@@ -314,6 +339,9 @@ void nd_ck_flush(loop_t *l)
 	if (!l->ck_unblocked || l->ring_gone)
 		return;
 	l->ck_unblocked = false;
+	for (job_t *j = l->jobs; j && l->starved_files; j = j->all_next)
+		if (j->local)
+			files_resume(l, j);
 	for (conn_t *k = l->conns, *next; k && l->starved_conns; k = next) {
 		uint64_t frees = l->conn_frees;
 		next = k->all_next;

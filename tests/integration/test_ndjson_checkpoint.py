@@ -404,18 +404,20 @@ class NdjsonCheckpoint(unittest.TestCase):
 
     # ---- limits --------------------------------------------------------------
 
-    def test_peak_memory_bounded_on_a_large_body(self):
-        """A body of RSS_BODY_MB MB: held whole it would need more than that;
-        streamed, ringfill's peak RSS stays under RSS_LIMIT_MB."""
-        path = os.path.join(self.data, "huge.ndjson")
+    def huge_file(self, directory):
+        """An NDJSON file of RSS_BODY_MB MB in `directory` (removed after
+        the test): held whole it would need more memory than that."""
+        path = os.path.join(directory, "huge.ndjson")
         pad = "p" * 10000
         with open(path, "w", encoding="ascii") as f:
             for i in range(RSS_BODY_MB * 100):
                 f.write('{"id": %d, "pad": "%s"}\n' % (i, pad))
         self.addCleanup(os.unlink, path)
-        cwd = tempfile.mkdtemp(prefix="rss-", dir=self.tmp)
-        args = self.command(cwd, self.ng.url("huge.ndjson"))
-        args[args.index("--rows") + 1] = "$.id"
+        return path
+
+    def check_peak_rss(self, args, cwd, path):
+        """Runs ringfill with args; it must load every line of `path` into
+        events with a peak RSS under RSS_LIMIT_MB."""
         # A child Python runs ringfill, so RUSAGE_CHILDREN is ringfill's alone.
         probe = ("import resource, subprocess, sys\n"
                  "r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL,"
@@ -437,6 +439,85 @@ class NdjsonCheckpoint(unittest.TestCase):
             if b"__asan_init" in f.read():
                 self.skipTest("peak RSS is not ours under AddressSanitizer")
         self.assertLess(maxrss_kib / 1024, RSS_LIMIT_MB)
+
+    def test_peak_memory_bounded_on_a_large_body(self):
+        """A body of RSS_BODY_MB MB: streamed, ringfill's peak RSS stays
+        under RSS_LIMIT_MB."""
+        path = self.huge_file(self.data)
+        cwd = tempfile.mkdtemp(prefix="rss-", dir=self.tmp)
+        args = self.command(cwd, self.ng.url("huge.ndjson"))
+        args[args.index("--rows") + 1] = "$.id"
+        self.check_peak_rss(args, cwd, path)
+
+    def test_peak_memory_bounded_on_a_large_local_file(self):
+        """The same bytes from a local file (the files source): streamed as a
+        download is, not read whole."""
+        cwd = tempfile.mkdtemp(prefix="rss-local-", dir=self.tmp)
+        path = self.huge_file(self.local_dir(cwd))
+        self.check_peak_rss(self.files_command(cwd, "$.id"), cwd, path)
+
+    # ---- a local NDJSON file (the files source) ------------------------------
+
+    def local_dir(self, cwd):
+        d = os.path.join(cwd, "in")
+        os.makedirs(d, exist_ok=True)
+        return d
+
+    def files_command(self, cwd, rows="$"):
+        """A job file reading the NDJSON files of cwd/in into events, with
+        the checkpoint and commit sizes of self.command."""
+        job = os.path.join(cwd, "job.json")
+        with open(job, "w", encoding="utf-8") as f:
+            json.dump({"source": {"files": self.local_dir(cwd)}, "db": os.path.join(cwd, "rf.db"),
+                       "tables": [{"name": "events", "rows": rows}]}, f)
+        return ["run", job, "--quiet", "--checkpoint-records", str(CKPT), "--commit-rows",
+                str(CKPT)]
+
+    def test_local_file_resumes_from_checkpoint(self):
+        """An NDJSON file of the files source is read in pieces and
+        checkpointed as a download is; after kill -9 the next run reads on
+        from the checkpoint when the file is unchanged (its size and mtime are
+        the validator), and from the start, skipping the committed records,
+        when it was touched. Either way the table ends equal to an
+        uninterrupted download's, and the job done with the file's size."""
+        self.reference()
+        rng = random.Random("local-%d" % SEED)
+        landed = 0
+        for trial in range(TRIALS):
+            for attempt in range(KILL_ATTEMPTS):
+                cwd = tempfile.mkdtemp(prefix="local-%d-%d-" % (trial, attempt), dir=self.tmp)
+                local = os.path.join(self.local_dir(cwd), "big.ndjson")
+                shutil.copyfile(self.big, local)
+                args = self.files_command(cwd)
+                what = "local trial %d (seed %d)" % (trial, SEED)
+                ckpt = self.kill_after_checkpoint(args, cwd, rng, what,
+                                                  0.25 if attempt == 0 else 0.0)
+                if ckpt is not None:
+                    break
+            touched = trial % 2 == 1
+            if ckpt is not None:
+                landed += 1
+                _, offset, records, validator, _ = ckpt
+                what += " (killed after checkpoint %r)" % (ckpt,)
+                st = os.stat(local)
+                self.assertEqual(validator, "file %d %d.%09d" % (
+                    st.st_size, st.st_mtime_ns // 10**9, st.st_mtime_ns % 10**9), what)
+                self.assertEqual(self.big_bytes[offset - 1:offset], b"\n", what + ": offset")
+                self.assertEqual(self.big_bytes[:offset].count(b"\n"), records, what)
+                with harness.open_db(os.path.join(cwd, "rf.db")) as con:
+                    n = con.execute("SELECT count(*) FROM events").fetchone()[0]
+                self.assertEqual(n, records, what + ": rows committed = checkpoint records")
+                if touched:  # another version: read again, committed records skipped
+                    os.utime(local, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+            again = run_ringfill(args, cwd=cwd)
+            self.assertEqual(again.returncode, 0, what + describe(again))
+            self.check_table(cwd, what)
+            sha = self.check_job(cwd, what, False, self.big_bytes)
+            if ckpt is None or touched:  # read whole by the run that finished it
+                self.assertEqual(sha, hashlib.sha256(self.big_bytes).hexdigest(), what)
+        print("local: %d of %d trials killed after a checkpoint" % (landed, TRIALS),
+              file=sys.stderr)
+        self.assertGreater(landed, 0, "local: no kill landed after a checkpoint")
 
     def test_record_longer_than_the_limit_is_permanent(self):
         path = os.path.join(self.data, "longline.ndjson")
