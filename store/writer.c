@@ -30,7 +30,12 @@
  * ones 4 KiB (store.c): a commit leaving this much asks for a checkpoint
  * (SQLite's own auto-checkpoint size at 4 KiB pages) ... */
 #define WRITER_WAL_CHECKPOINT_BYTES (1000 * 4096)
-#define WRITER_WAL_SELF_BYTES (32u << 20) /* ... and this much: the writer checkpoints itself */
+/* ... and this much: the writer waits for the checkpointer and copies the
+ * rest itself. The wait is as long as a checkpoint's copying and syncing
+ * (55-145 ms on the events load, 60 MB), whatever this size, so a larger
+ * size makes it rarer: at 32 MiB it came once in every 2-3 commits of the
+ * events, a quarter of the writer's time between them. */
+#define WRITER_WAL_SELF_BYTES (128ull << 20)
 #define WRITER_BUSY_TRY_MS 250      /* SQLite's own busy wait per try (exec_retry) */
 #define WRITER_STMT_CACHE_MAX 64u   /* INSERT statements kept, per column set and row count */
 #define WRITER_ROWS_PER_STMT 50u    /* rows one INSERT carries, fewer for very wide rows */
@@ -147,6 +152,7 @@ struct writer {
 	char *source;
 	uint32_t commit_rows, commit_ms;
 	uint32_t keyed_chunk_rows; /* writer_config_t.keyed_chunk_rows, default applied */
+	uint64_t wal_self_bytes;   /* writer_config_t.wal_self_bytes, default applied */
 	pthread_t thread;
 	int result;
 
@@ -556,7 +562,7 @@ static void ck_start(writer_t *w)
 		sqlite3_finalize(ps);
 	}
 	w->ck_ask_pages = (int)(WRITER_WAL_CHECKPOINT_BYTES / page);
-	w->ck_self_pages = (int)(WRITER_WAL_SELF_BYTES / (unsigned)page);
+	w->ck_self_pages = (int)(w->wal_self_bytes / (unsigned)page);
 	const char *path = sqlite3_db_filename(w->db, "main");
 	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
 	if (!path || !path[0] || sqlite3_open_v2(path, &w->ck_db, flags, NULL) != SQLITE_OK)
@@ -2397,6 +2403,7 @@ int writer_start(store_t *st, const writer_config_t *cfg, pipe_t *pipe, writer_t
 	w->commit_rows = cfg->commit_rows ? cfg->commit_rows : WRITER_COMMIT_ROWS_DEFAULT;
 	w->commit_ms = cfg->commit_ms ? cfg->commit_ms : WRITER_COMMIT_MS_DEFAULT;
 	w->keyed_chunk_rows = cfg->keyed_chunk_rows ? cfg->keyed_chunk_rows : WRITER_KEYED_PENDING_MAX;
+	w->wal_self_bytes = cfg->wal_self_bytes ? cfg->wal_self_bytes : WRITER_WAL_SELF_BYTES;
 	w->busy_patience_ms = store_patience(st);
 	w->run_id = cfg->run_id;
 	w->checkpoint_ms = now_ms();
