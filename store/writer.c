@@ -215,6 +215,8 @@ struct writer {
 	size_t n_hrows, cap_hrows;
 	hrow_t *arows; /* rows of rowid tables, inserted a few thousand at a time */
 	size_t n_arows, cap_arows;
+	hrow_t *srows; /* tx_sort's scratch */
+	size_t cap_srows;
 	bool jobwise; /* the transaction went one job at a time (tx_apply_jobwise) */
 	hkey_t *hkeys;
 	size_t n_hkeys, cap_hkeys;
@@ -1949,16 +1951,56 @@ static size_t tx_dedup(writer_t *w, hrow_t *rows, size_t n)
 	return kept;
 }
 
-/* Sorts rows[0..n) (hrow_cmp: by table, then key for keyed tables, then
- * arrival) unless they are already in that order, and inserts them; with
- * dedup (keyed tables' rows), not those that tx_dedup drops. */
-static int tx_insert_sorted(writer_t *w, hrow_t *rows, size_t n, bool dedup)
+/* Sorts rows[first..end), all of one table, unless they are in order. */
+static void sort_run(writer_t *w, hrow_t *rows, size_t first, size_t end)
+{
+	for (size_t i = first + 1; i < end; i++)
+		if (hrow_cmp(&rows[i - 1], &rows[i], w) > 0) {
+			qsort_r(rows + first, end - first, sizeof(*rows), hrow_cmp, w);
+			return;
+		}
+}
+
+/* Sorts rows[0..n) by hrow_cmp (table, then key for keyed tables, then
+ * arrival). A batch's rows interleave the tables (an event, its actor, its
+ * repository, its commits), so the rows are first moved into runs, one per
+ * table, in arrival order (a counting sort on the table: stable); then a
+ * run is sorted only when its own rows are out of order (the events come
+ * in key order). 0 or -ENOMEM. */
+static int tx_sort(writer_t *w, hrow_t *rows, size_t n)
 {
 	bool sort = false;
 	for (size_t i = 1; i < n && !sort; i++)
 		sort = hrow_cmp(&rows[i - 1], &rows[i], w) > 0;
-	if (sort)
-		qsort_r(rows, n, sizeof(*rows), hrow_cmp, w);
+	if (!sort)
+		return 0;
+	if (GROW(w->srows, 0, w->cap_srows, n) != 0)
+		return -ENOMEM;
+	size_t at[BATCH_TABLES_MAX + 1] = {0};
+	assert(w->n_tables <= BATCH_TABLES_MAX);
+	for (size_t i = 0; i < n; i++)
+		at[rows[i].table + 1]++;
+	for (uint32_t t = 0; t < w->n_tables; t++)
+		at[t + 1] += at[t];
+	for (size_t i = 0; i < n; i++)
+		w->srows[at[rows[i].table]++] = rows[i];
+	memcpy(rows, w->srows, n * sizeof(*rows));
+	/* at[t] is now the end of table t's run, which is where t + 1's starts. */
+	size_t first = 0;
+	for (uint32_t t = 0; t < w->n_tables; t++) {
+		sort_run(w, rows, first, at[t]);
+		first = at[t];
+	}
+	return 0;
+}
+
+/* Sorts rows[0..n) (tx_sort) and inserts them; with dedup (keyed tables'
+ * rows), not those that tx_dedup drops. */
+static int tx_insert_sorted(writer_t *w, hrow_t *rows, size_t n, bool dedup)
+{
+	int rc = tx_sort(w, rows, n);
+	if (rc != 0)
+		return rc;
 	return tx_insert(w, rows, dedup ? tx_dedup(w, rows, n) : n);
 }
 
@@ -2370,6 +2412,7 @@ static void writer_free(writer_t *w)
 	free(w->g_param);
 	free(w->hrows);
 	free(w->arows);
+	free(w->srows);
 	free(w->hkeys);
 	free(w->layouts);
 	free(w->lay_u32);
