@@ -378,15 +378,42 @@ static int field_number(flat_ctx_t *c, const json_doc_t *d, uint32_t n, size_t n
 	return field_fixed(c, FIELD_TEXT, name_len, d->src + node->start, node->len);
 }
 
+/* True when node n's source text is already compact JSON, which is what
+ * json_write would make of it: no whitespace between its tokens. The
+ * compact text is the tokens (keys and scalars as written), the brackets,
+ * a ':' per member and a ',' between elements; the source text is that and
+ * any whitespace, so the lengths are equal exactly when there is none. One
+ * pass over the subtree's tape entries, without copying. */
+static bool json_compact(const json_doc_t *d, uint32_t n)
+{
+	const json_node_t *nodes = d->nodes;
+	uint64_t len = 0;
+	for (uint32_t i = n, end = nodes[n].next; i < end; i++) {
+		const json_node_t *node = &nodes[i];
+		if (node->type == JSON_OBJECT)
+			len += 2u + (uint64_t)node->count + (node->count ? node->count - 1u : 0u);
+		else if (node->type == JSON_ARRAY)
+			len += 2u + (node->count ? node->count - 1u : 0u);
+		else
+			len += node->len;
+	}
+	return len == nodes[n].len;
+}
+
 /* Arrays (and empty objects, which would otherwise leave no trace) are kept
  * as compact JSON text, which is never longer than the node's own text: the
- * room is made here, so json_write never grows the buffer itself. */
+ * room is made here, so json_write never grows the buffer itself. Text that
+ * is compact already (the usual API output) is copied whole. */
 static int field_json(flat_ctx_t *c, const json_doc_t *d, uint32_t n, size_t name_len)
 {
 	size_t len_off;
-	if (field_begin(c, FIELD_JSON, name_len, d->nodes[n].len, &len_off) != 0)
+	const json_node_t *node = &d->nodes[n];
+	if (field_begin(c, FIELD_JSON, name_len, node->len, &len_off) != 0)
 		return -1;
-	if (json_write(d, n, c->rows) != 0) {
+	if (json_compact(d, n)) {
+		memcpy(c->rows->data + c->rows->len, d->src + node->start, node->len);
+		c->rows->len += node->len;
+	} else if (json_write(d, n, c->rows) != 0) {
 		c->reason = "out of memory";
 		return -1;
 	}

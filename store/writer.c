@@ -30,7 +30,12 @@
  * ones 4 KiB (store.c): a commit leaving this much asks for a checkpoint
  * (SQLite's own auto-checkpoint size at 4 KiB pages) ... */
 #define WRITER_WAL_CHECKPOINT_BYTES (1000 * 4096)
-#define WRITER_WAL_SELF_BYTES (32u << 20) /* ... and this much: the writer checkpoints itself */
+/* ... and this much: the writer waits for the checkpointer and copies the
+ * rest itself. The wait is as long as a checkpoint's copying and syncing
+ * (55-145 ms on the events load, 60 MB), whatever this size, so a larger
+ * size makes it rarer: at 32 MiB it came once in every 2-3 commits of the
+ * events, a quarter of the writer's time between them. */
+#define WRITER_WAL_SELF_BYTES (128ull << 20)
 #define WRITER_BUSY_TRY_MS 250      /* SQLite's own busy wait per try (exec_retry) */
 #define WRITER_STMT_CACHE_MAX 64u   /* INSERT statements kept, per column set and row count */
 #define WRITER_ROWS_PER_STMT 50u    /* rows one INSERT carries, fewer for very wide rows */
@@ -147,6 +152,7 @@ struct writer {
 	char *source;
 	uint32_t commit_rows, commit_ms;
 	uint32_t keyed_chunk_rows; /* writer_config_t.keyed_chunk_rows, default applied */
+	uint64_t wal_self_bytes;   /* writer_config_t.wal_self_bytes, default applied */
 	pthread_t thread;
 	int result;
 
@@ -209,6 +215,8 @@ struct writer {
 	size_t n_hrows, cap_hrows;
 	hrow_t *arows; /* rows of rowid tables, inserted a few thousand at a time */
 	size_t n_arows, cap_arows;
+	hrow_t *srows; /* tx_sort's scratch */
+	size_t cap_srows;
 	bool jobwise; /* the transaction went one job at a time (tx_apply_jobwise) */
 	hkey_t *hkeys;
 	size_t n_hkeys, cap_hkeys;
@@ -556,7 +564,7 @@ static void ck_start(writer_t *w)
 		sqlite3_finalize(ps);
 	}
 	w->ck_ask_pages = (int)(WRITER_WAL_CHECKPOINT_BYTES / page);
-	w->ck_self_pages = (int)(WRITER_WAL_SELF_BYTES / (unsigned)page);
+	w->ck_self_pages = (int)(w->wal_self_bytes / (unsigned)page);
 	const char *path = sqlite3_db_filename(w->db, "main");
 	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
 	if (!path || !path[0] || sqlite3_open_v2(path, &w->ck_db, flags, NULL) != SQLITE_OK)
@@ -1943,16 +1951,56 @@ static size_t tx_dedup(writer_t *w, hrow_t *rows, size_t n)
 	return kept;
 }
 
-/* Sorts rows[0..n) (hrow_cmp: by table, then key for keyed tables, then
- * arrival) unless they are already in that order, and inserts them; with
- * dedup (keyed tables' rows), not those that tx_dedup drops. */
-static int tx_insert_sorted(writer_t *w, hrow_t *rows, size_t n, bool dedup)
+/* Sorts rows[first..end), all of one table, unless they are in order. */
+static void sort_run(writer_t *w, hrow_t *rows, size_t first, size_t end)
+{
+	for (size_t i = first + 1; i < end; i++)
+		if (hrow_cmp(&rows[i - 1], &rows[i], w) > 0) {
+			qsort_r(rows + first, end - first, sizeof(*rows), hrow_cmp, w);
+			return;
+		}
+}
+
+/* Sorts rows[0..n) by hrow_cmp (table, then key for keyed tables, then
+ * arrival). A batch's rows interleave the tables (an event, its actor, its
+ * repository, its commits), so the rows are first moved into runs, one per
+ * table, in arrival order (a counting sort on the table: stable); then a
+ * run is sorted only when its own rows are out of order (the events come
+ * in key order). 0 or -ENOMEM. */
+static int tx_sort(writer_t *w, hrow_t *rows, size_t n)
 {
 	bool sort = false;
 	for (size_t i = 1; i < n && !sort; i++)
 		sort = hrow_cmp(&rows[i - 1], &rows[i], w) > 0;
-	if (sort)
-		qsort_r(rows, n, sizeof(*rows), hrow_cmp, w);
+	if (!sort)
+		return 0;
+	if (GROW(w->srows, 0, w->cap_srows, n) != 0)
+		return -ENOMEM;
+	size_t at[BATCH_TABLES_MAX + 1] = {0};
+	assert(w->n_tables <= BATCH_TABLES_MAX);
+	for (size_t i = 0; i < n; i++)
+		at[rows[i].table + 1]++;
+	for (uint32_t t = 0; t < w->n_tables; t++)
+		at[t + 1] += at[t];
+	for (size_t i = 0; i < n; i++)
+		w->srows[at[rows[i].table]++] = rows[i];
+	memcpy(rows, w->srows, n * sizeof(*rows));
+	/* at[t] is now the end of table t's run, which is where t + 1's starts. */
+	size_t first = 0;
+	for (uint32_t t = 0; t < w->n_tables; t++) {
+		sort_run(w, rows, first, at[t]);
+		first = at[t];
+	}
+	return 0;
+}
+
+/* Sorts rows[0..n) (tx_sort) and inserts them; with dedup (keyed tables'
+ * rows), not those that tx_dedup drops. */
+static int tx_insert_sorted(writer_t *w, hrow_t *rows, size_t n, bool dedup)
+{
+	int rc = tx_sort(w, rows, n);
+	if (rc != 0)
+		return rc;
 	return tx_insert(w, rows, dedup ? tx_dedup(w, rows, n) : n);
 }
 
@@ -2364,6 +2412,7 @@ static void writer_free(writer_t *w)
 	free(w->g_param);
 	free(w->hrows);
 	free(w->arows);
+	free(w->srows);
 	free(w->hkeys);
 	free(w->layouts);
 	free(w->lay_u32);
@@ -2397,6 +2446,7 @@ int writer_start(store_t *st, const writer_config_t *cfg, pipe_t *pipe, writer_t
 	w->commit_rows = cfg->commit_rows ? cfg->commit_rows : WRITER_COMMIT_ROWS_DEFAULT;
 	w->commit_ms = cfg->commit_ms ? cfg->commit_ms : WRITER_COMMIT_MS_DEFAULT;
 	w->keyed_chunk_rows = cfg->keyed_chunk_rows ? cfg->keyed_chunk_rows : WRITER_KEYED_PENDING_MAX;
+	w->wal_self_bytes = cfg->wal_self_bytes ? cfg->wal_self_bytes : WRITER_WAL_SELF_BYTES;
 	w->busy_patience_ms = store_patience(st);
 	w->run_id = cfg->run_id;
 	w->checkpoint_ms = now_ms();

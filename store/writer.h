@@ -64,6 +64,10 @@ typedef struct {
 	/* Keyed rows sorted and inserted at a time; 0: WRITER_KEYED_PENDING_MAX
 	 * (tests set a few rows to cross chunk boundaries cheaply). */
 	uint32_t keyed_chunk_rows;
+	/* WAL bytes at which a commit waits for the checkpointer and copies the
+	 * rest itself; 0: WRITER_WAL_SELF_BYTES (tests set less, to see the
+	 * bound kept without writing hundreds of MB). */
+	uint64_t wal_self_bytes;
 } writer_config_t;
 
 typedef struct writer writer_t;

@@ -124,6 +124,11 @@ static void test_arrays_become_compact_json(void **state)
 	(void)state;
 	expect_row("{\"tags\": [ \"a\" , 1, {\"x\" : null} ], \"e\": [ ]}",
 	           " tags=j:[\"a\",1,{\"x\":null}] e=j:[]");
+	/* Compact already (copied whole), spaces inside strings only, escapes
+	 * and numbers as written; one space deep inside is still taken out. */
+	expect_row("{\"a\":[\"x y\",-1.50e3,true,{\"k\":[[],{}],\"\\u00e9\":\"\\\"\"}],\"b\":[{}]}",
+	           " a=j:[\"x y\",-1.50e3,true,{\"k\":[[],{}],\"\\u00e9\":\"\\\"\"}] b=j:[{}]");
+	expect_row("{\"a\":[1,{\"k\": 2}],\"b\":[1\n]}", " a=j:[1,{\"k\":2}] b=j:[1]");
 }
 
 static void test_numbers(void **state)

@@ -417,14 +417,17 @@ static long file_bytes(const char *path)
 /* Checkpoints run while the writer goes on (store/writer.c, the
  * checkpointer): the database file grows before the run ends, and the WAL
  * stays bounded: at most the size at which the writer checkpoints itself
- * (8192 pages) and a commit more, where all the commits would take 64 MiB. */
+ * (set to 32 MiB here, a quarter of the default) and a commit more, where
+ * all the commits would take 64 MiB. */
 static void test_checkpoints_run_during_the_run(void **state)
 {
 	fixture_t *fx = *state;
 	enum { JOBS = 32, BLOB = 2 << 20 }; /* 512 pages and more per commit */
 	import_n(fx, "src", JOBS);
 	int64_t ids[JOBS + 2];
-	start(fx, 1);
+	writer_config_t cfg = {.table = "records", .source = "src", .commit_rows = 1,
+	                       .wal_self_bytes = 32u << 20};
+	assert_int_equal(writer_start(fx->st, &cfg, &fx->pipe, &fx->w), 0);
 	assert_int_equal(take_all_jobs(fx, ids, JOBS + 2), JOBS);
 	char *json = malloc(BLOB + 32), wal[160];
 	snprintf(wal, sizeof(wal), "%s-wal", fx->db);
