@@ -746,21 +746,25 @@ static int skip_value(select_t *w, uint32_t *kp, uint32_t depth)
 	uint32_t max = w->p->depth_max;
 	if (unlikely(depth >= max))
 		return fail(w->s, idx[k], JSON_E_DEPTH);
-	int64_t d = (int64_t)depth + 1;
 	k++;
-	/* Four entries a step while the depth stays inside (depth, max]: the
-	 * four sums are independent of each other's branches. */
+	/* Four entries a step while the depth stays inside (depth, max]. It is
+	 * kept as r, the depth less depth + 1, so that range is r in [0, room),
+	 * and one unsigned compare of the four sums OR-ed together checks them
+	 * all (a negative one wraps to huge; the OR is at least the largest).
+	 * The OR can exceed room when no sum does, which only sends a step that
+	 * was inside to the exact loop below, never keeps one that was not. */
+	uint64_t room = (uint64_t)max - depth;
+	int64_t r = 0;
 	for (; n - k >= 4; k += 4) {
-		int64_t d1 = d + depth_delta[(unsigned char)src[idx[k]]];
-		int64_t d2 = d1 + depth_delta[(unsigned char)src[idx[k + 1]]];
-		int64_t d3 = d2 + depth_delta[(unsigned char)src[idx[k + 2]]];
-		int64_t d4 = d3 + depth_delta[(unsigned char)src[idx[k + 3]]];
-		uint64_t room = (uint64_t)max - depth;
-		if (unlikely(((uint64_t)(d1 - depth - 1) >= room) | ((uint64_t)(d2 - depth - 1) >= room) |
-		             ((uint64_t)(d3 - depth - 1) >= room) | ((uint64_t)(d4 - depth - 1) >= room)))
-			break; /* the container closes, or nests too deep, among these four */
-		d = d4;
+		int64_t r1 = r + depth_delta[(unsigned char)src[idx[k]]];
+		int64_t r2 = r1 + depth_delta[(unsigned char)src[idx[k + 1]]];
+		int64_t r3 = r2 + depth_delta[(unsigned char)src[idx[k + 2]]];
+		int64_t r4 = r3 + depth_delta[(unsigned char)src[idx[k + 3]]];
+		if (unlikely((uint64_t)(r1 | r2 | r3 | r4) >= room))
+			break; /* the container closes, or may nest too deep, among these four */
+		r = r4;
 	}
+	int64_t d = (int64_t)depth + 1 + r;
 	for (; k < n; k++) {
 		d += depth_delta[(unsigned char)src[idx[k]]];
 		if (unlikely(d > (int64_t)max))
