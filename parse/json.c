@@ -777,6 +777,29 @@ static int skip_value(select_t *w, uint32_t *kp, uint32_t depth)
 	return fail_end(w->s);
 }
 
+/* Entries skip_member steps over by itself: a string (two entries) or the
+ * first byte of a number or literal (one); every other byte goes to
+ * skip_value, for a container or an error. */
+static const uint8_t skip_entries[256] = {
+	['"'] = 2, ['-'] = 1, ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1,
+	['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1, ['t'] = 1, ['f'] = 1, ['n'] = 1,
+};
+
+/* skip_value, with the scalars (most members of a walked object) done here
+ * without a call. */
+static ALWAYS_INLINE int skip_member(select_t *w, uint32_t *kp, uint32_t depth)
+{
+	uint32_t k = *kp;
+	if (likely(k < w->n_idx)) {
+		uint32_t step = skip_entries[(unsigned char)w->s->src[w->idx[k]]];
+		if (likely(step != 0)) {
+			*kp = k + step;
+			return 0;
+		}
+	}
+	return skip_value(w, kp, depth);
+}
+
 /* A selected value at idx[*kp]: checked whole by stage 2 now (which also
  * finds its end), materialised later. */
 static int select_hit(select_t *w, uint32_t *kp, uint32_t depth)
@@ -861,7 +884,7 @@ static int select_walk(select_t *w, uint32_t step, uint32_t *kp, uint32_t depth)
 				w->n_hits = mark; /* a later duplicate wins */
 			}
 		}
-		int r = take ? select_walk(w, step + 1, &k, depth) : skip_value(w, &k, depth);
+		int r = take ? select_walk(w, step + 1, &k, depth) : skip_member(w, &k, depth);
 		if (r != 0)
 			return r;
 		if (unlikely(k >= n))
