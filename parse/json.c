@@ -857,11 +857,11 @@ static int select_walk(select_t *w, uint32_t step, uint32_t *kp, uint32_t depth)
 				return fail(s, off, JSON_E_UNEXPECTED);
 			}
 			/* The key: its escapes checked, compared without a call
-			 * unless it has one (most keys differ in length). */
+			 * unless it has one (most keys differ in length). Stage 1's
+			 * backslash map says whether it has one in a word or two. */
 			uint32_t close = idx[k + 1], raw = close - off - 1;
-			const char *bs = find_backslash(src + off + 1, src + close, src + s->len);
 			bool match;
-			if (likely(bs == NULL)) {
+			if (likely(next_backslash(s, off + 1, close) == UINT32_MAX)) {
 				match = st.kind == JSON_STEP_NAME && raw == st.name_len &&
 				        memcmp(src + off + 1, st.name, raw) == 0;
 			} else {
