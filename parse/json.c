@@ -755,15 +755,18 @@ static int skip_value(select_t *w, uint32_t *kp, uint32_t depth)
 	 * was inside to the exact loop below, never keeps one that was not. */
 	uint64_t room = (uint64_t)max - depth;
 	int64_t r = 0;
-	for (; n - k >= 4; k += 4) {
-		int64_t r1 = r + depth_delta[(unsigned char)src[idx[k]]];
-		int64_t r2 = r1 + depth_delta[(unsigned char)src[idx[k + 1]]];
-		int64_t r3 = r2 + depth_delta[(unsigned char)src[idx[k + 2]]];
-		int64_t r4 = r3 + depth_delta[(unsigned char)src[idx[k + 3]]];
+	const unsigned char *b = (const unsigned char *)src;
+	const uint32_t *q = idx + k, *q_end = idx + n - (n - k) % 4; /* whole steps */
+	for (; q != q_end; q += 4) {
+		int64_t r1 = r + depth_delta[b[q[0]]];
+		int64_t r2 = r1 + depth_delta[b[q[1]]];
+		int64_t r3 = r2 + depth_delta[b[q[2]]];
+		int64_t r4 = r3 + depth_delta[b[q[3]]];
 		if (unlikely((uint64_t)(r1 | r2 | r3 | r4) >= room))
 			break; /* the container closes, or may nest too deep, among these four */
 		r = r4;
 	}
+	k = (uint32_t)(q - idx);
 	int64_t d = (int64_t)depth + 1 + r;
 	for (; k < n; k++) {
 		d += depth_delta[(unsigned char)src[idx[k]]];
