@@ -25,9 +25,11 @@
 /* json_select: a value a path selected, found by the walk and materialised
  * after it. */
 struct select_hit {
-	uint32_t k;     /* its first index entry */
-	uint32_t depth; /* containers around it */
-	uint32_t path;  /* which of the paths selected it */
+	uint32_t k;      /* its first index entry */
+	uint32_t depth;  /* containers around it */
+	uint32_t path;   /* which of the paths selected it */
+	bool scalar;     /* a string, number or literal: its tape is `node` */
+	json_node_t node;
 };
 
 /* One open container during stage 2. */
@@ -811,14 +813,46 @@ static int select_hit(select_t *w, uint32_t *kp, uint32_t depth)
 	if (w->n_hits == p->hits_cap &&
 	    grow((void **)&p->hits, &p->hits_cap, w->n_hits + 1, sizeof *p->hits) < 0)
 		return fail(w->s, 0, JSON_E_NOMEM);
-	uint32_t saved = p->depth_max, used = 0, n_nodes;
-	p->depth_max = depth < saved ? saved - depth : 0;
-	int r = stage2_run(p, w->s, w->idx + *kp, w->n_idx - *kp, &n_nodes, &used);
-	p->depth_max = saved;
+	struct select_hit *hit = &p->hits[w->n_hits];
+	*hit = (struct select_hit){.k = *kp, .depth = depth, .path = w->path_i};
+	/* A scalar's one node is what stage2_run would make of it, kept so the
+	 * hit is not walked a second time (ids, names: every hit). */
+	stage2_t *s = w->s;
+	uint32_t k = *kp, n = w->n_idx, off = k < n ? w->idx[k] : 0, used = 1;
+	int r = 1;
+	if (k < n) {
+		switch (s->src[off]) {
+		case '"':
+			if (k + 1 < n) {
+				r = string_node(s, &hit->node, 0, off, w->idx[k + 1], 0);
+				used = 2;
+			}
+			break;
+		case '-': case '0': case '1': case '2': case '3': case '4':
+		case '5': case '6': case '7': case '8': case '9':
+			r = number_node(s, &hit->node, 0, off, 0);
+			break;
+		case 't':
+		case 'f':
+		case 'n':
+			r = literal_node(s, &hit->node, 0, off, 0);
+			break;
+		}
+	}
 	if (r < 0)
 		return -1;
-	p->hits[w->n_hits++] = (struct select_hit){.k = *kp, .depth = depth, .path = w->path_i};
-	*kp += used;
+	if (r == 0) {
+		hit->scalar = true;
+	} else { /* a container, or an error stage2_run reports */
+		uint32_t saved = p->depth_max, n_nodes;
+		p->depth_max = depth < saved ? saved - depth : 0;
+		r = stage2_run(p, s, w->idx + k, n - k, &n_nodes, &used);
+		p->depth_max = saved;
+		if (r < 0)
+			return -1;
+	}
+	w->n_hits++;
+	*kp = k + used;
 	return 0;
 }
 
@@ -941,14 +975,18 @@ int json_select(json_parser_t *p, const char *src, size_t len, const json_path_t
 	}
 	/* Everything is checked: materialise each hit and hand it over. */
 	for (size_t h = 0; h < w.n_hits; h++) {
-		const struct select_hit *hit = &p->hits[h];
-		uint32_t saved = p->depth_max, used;
-		p->depth_max = hit->depth < saved ? saved - hit->depth : 0;
-		r = stage2_run(p, &s, p->idx + hit->k, n_idx - hit->k, &n_nodes, &used);
-		p->depth_max = saved;
-		assert(r == 0);
-		json_doc_t doc = {.src = src, .len = len, .nodes = p->tape, .n_nodes = n_nodes};
-		if ((r = fn(ctx, hit->path, &doc, 0)) != 0)
+		struct select_hit hit = p->hits[h]; /* a copy: fn may use the parser */
+		json_doc_t doc = {.src = src, .len = len, .nodes = &hit.node, .n_nodes = 1};
+		if (!hit.scalar) {
+			uint32_t saved = p->depth_max, used;
+			p->depth_max = hit.depth < saved ? saved - hit.depth : 0;
+			r = stage2_run(p, &s, p->idx + hit.k, n_idx - hit.k, &n_nodes, &used);
+			p->depth_max = saved;
+			assert(r == 0);
+			doc.nodes = p->tape;
+			doc.n_nodes = n_nodes;
+		}
+		if ((r = fn(ctx, hit.path, &doc, 0)) != 0)
 			return r;
 	}
 	return 0;
