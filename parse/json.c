@@ -856,6 +856,81 @@ static int select_hit(select_t *w, uint32_t *kp, uint32_t depth)
 	return 0;
 }
 
+static int select_walk(select_t *w, uint32_t step, uint32_t *kp, uint32_t depth);
+
+/* The members of an object that step `step` (.name or .*) enters, from the
+ * entry after its '{' at idx[k] (not its '}': the caller took an empty
+ * object), `depth` containers deep counting it. The loop of select_walk for
+ * objects, apart so that k stays in a register (only the calls see a copy)
+ * and each member costs what its key and a scalar's skip need. */
+static int select_members(select_t *w, uint32_t step, const json_step_t *st, uint32_t k,
+                          uint32_t *kp, uint32_t depth)
+{
+	stage2_t *s = w->s;
+	const char *src = s->src;
+	const uint32_t *idx = w->idx;
+	const uint32_t n = w->n_idx;
+	const bool all = st->kind == JSON_STEP_ALL;
+	const char *name = st->name;
+	const size_t name_len = all ? SIZE_MAX : st->name_len;
+	size_t mark = SIZE_MAX; /* .name: hits before the first matching member's */
+	for (;;) {
+		if (unlikely(k >= n))
+			return fail_end(s);
+		uint32_t off = idx[k];
+		if (unlikely(src[off] != '"')) {
+			if (src[off] == '}')
+				return fail_closer(s, idx, k + 1);
+			return fail(s, off, JSON_E_UNEXPECTED);
+		}
+		/* The key: its escapes checked, compared without a call
+		 * unless it has one (most keys differ in length). Stage 1's
+		 * backslash map says whether it has one in a word or two. */
+		uint32_t close = idx[k + 1], raw = close - off - 1;
+		bool match;
+		if (likely(next_backslash(s, off + 1, close) == UINT32_MAX)) {
+			match = raw == name_len && memcmp(src + off + 1, name, raw) == 0;
+		} else {
+			json_node_t key;
+			if (string_node(s, &key, 0, off, close, 0) < 0)
+				return -1;
+			match = !all && json_key_equals(src, &key, name, name_len);
+		}
+		k += 2;
+		if (unlikely(k >= n))
+			return fail_end(s);
+		if (unlikely(src[idx[k]] != ':'))
+			return fail(s, idx[k], JSON_E_UNEXPECTED);
+		k++;
+		uint32_t scalar = k < n ? skip_entries[(unsigned char)src[idx[k]]] : 0;
+		if (likely(!(match | all) && scalar != 0)) {
+			k += scalar;
+		} else {
+			if (match) {
+				if (mark == SIZE_MAX)
+					mark = w->n_hits;
+				w->n_hits = mark; /* a later duplicate wins */
+			}
+			uint32_t next = k;
+			int r = match || all ? select_walk(w, step + 1, &next, depth)
+			                     : skip_value(w, &next, depth);
+			if (r != 0)
+				return r;
+			k = next;
+		}
+		if (unlikely(k >= n))
+			return fail_end(s);
+		off = idx[k++];
+		if (likely(src[off] == ','))
+			continue;
+		if (src[off] == '}') {
+			*kp = k;
+			return 0;
+		}
+		return fail(s, off, JSON_E_UNEXPECTED);
+	}
+}
+
 /* The value at idx[*kp] for steps [step, n_steps) of the path. */
 static int select_walk(select_t *w, uint32_t step, uint32_t *kp, uint32_t depth)
 {
@@ -881,46 +956,10 @@ static int select_walk(select_t *w, uint32_t step, uint32_t *kp, uint32_t depth)
 		*kp = k + 1;
 		return 0;
 	}
-	size_t mark = SIZE_MAX; /* .name: hits before the first matching member's */
+	if (object)
+		return select_members(w, step, &st, k, kp, depth);
 	for (uint32_t i = 0;; i++) {
-		bool take = st.kind == JSON_STEP_ALL || (st.kind == JSON_STEP_INDEX && i == st.index);
-		if (object) {
-			if (unlikely(k >= n))
-				return fail_end(s);
-			uint32_t off = idx[k];
-			if (unlikely(src[off] != '"')) {
-				if (src[off] == '}')
-					return fail_closer(s, idx, k + 1);
-				return fail(s, off, JSON_E_UNEXPECTED);
-			}
-			/* The key: its escapes checked, compared without a call
-			 * unless it has one (most keys differ in length). Stage 1's
-			 * backslash map says whether it has one in a word or two. */
-			uint32_t close = idx[k + 1], raw = close - off - 1;
-			bool match;
-			if (likely(next_backslash(s, off + 1, close) == UINT32_MAX)) {
-				match = st.kind == JSON_STEP_NAME && raw == st.name_len &&
-				        memcmp(src + off + 1, st.name, raw) == 0;
-			} else {
-				json_node_t key;
-				if (string_node(s, &key, 0, off, close, 0) < 0)
-					return -1;
-				match = st.kind == JSON_STEP_NAME &&
-				        json_key_equals(src, &key, st.name, st.name_len);
-			}
-			k += 2;
-			if (unlikely(k >= n))
-				return fail_end(s);
-			if (unlikely(src[idx[k]] != ':'))
-				return fail(s, idx[k], JSON_E_UNEXPECTED);
-			k++;
-			if (match) {
-				take = true;
-				if (mark == SIZE_MAX)
-					mark = w->n_hits;
-				w->n_hits = mark; /* a later duplicate wins */
-			}
-		}
+		bool take = st.kind == JSON_STEP_ALL || i == st.index;
 		int r = take ? select_walk(w, step + 1, &k, depth) : skip_member(w, &k, depth);
 		if (r != 0)
 			return r;
