@@ -782,15 +782,15 @@ static int skip_value(select_t *w, uint32_t *kp, uint32_t depth)
 	return fail_end(w->s);
 }
 
-/* Entries skip_member steps over by itself: a string (two entries) or the
- * first byte of a number or literal (one); every other byte goes to
- * skip_value, for a container or an error. */
+/* Entries a walked container's loop (skip_member, select_members) steps over
+ * by itself: a string (two entries) or the first byte of a number or literal
+ * (one); every other byte goes to skip_value, for a container or an error. */
 static const uint8_t skip_entries[256] = {
 	['"'] = 2, ['-'] = 1, ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1,
 	['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1, ['t'] = 1, ['f'] = 1, ['n'] = 1,
 };
 
-/* skip_value, with the scalars (most members of a walked object) done here
+/* skip_value, with the scalars (most elements of a walked array) done here
  * without a call. */
 static ALWAYS_INLINE int skip_member(select_t *w, uint32_t *kp, uint32_t depth)
 {
@@ -958,7 +958,7 @@ static int select_walk(select_t *w, uint32_t step, uint32_t *kp, uint32_t depth)
 	}
 	if (object)
 		return select_members(w, step, &st, k, kp, depth);
-	for (uint32_t i = 0;; i++) {
+	for (uint32_t i = 0;; i++) { /* an array's elements: [*] takes each, [N] one */
 		bool take = st.kind == JSON_STEP_ALL || i == st.index;
 		int r = take ? select_walk(w, step + 1, &k, depth) : skip_member(w, &k, depth);
 		if (r != 0)
