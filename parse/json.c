@@ -360,8 +360,10 @@ static inline uint32_t skip_digits(const unsigned char *p, uint32_t i, uint32_t 
 	return i;
 }
 
-/* RFC 8259: -? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)? */
-static inline int number_node(stage2_t *s, json_node_t *tape, uint32_t n, uint32_t off,
+/* RFC 8259: -? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?
+ * Always inlined: once json_select's hits called it too, gcc stopped
+ * inlining it into stage2_run (9.7 % more instructions on canada-like). */
+static ALWAYS_INLINE int number_node(stage2_t *s, json_node_t *tape, uint32_t n, uint32_t off,
                               uint32_t base)
 {
 	const unsigned char *p = (const unsigned char *)s->src;
@@ -413,7 +415,7 @@ static int literal_error(stage2_t *s, uint32_t off, const char *word, uint32_t w
 
 /* true, false or null at off (src[off] is 't', 'f' or 'n'), compared four
  * bytes at a time; the first byte was matched by the caller's dispatch. */
-static inline int literal_node(stage2_t *s, json_node_t *tape, uint32_t n, uint32_t off,
+static ALWAYS_INLINE int literal_node(stage2_t *s, json_node_t *tape, uint32_t n, uint32_t off,
                                uint32_t base)
 {
 	const char *p = s->src + off;
