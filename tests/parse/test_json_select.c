@@ -423,6 +423,80 @@ static void depth_limit(void **state)
 	json_parser_free(p);
 }
 
+/* Skipping a container checks its entries four at a time and falls back to
+ * one at a time near the end or the limit: over nested arrays and objects of
+ * every shape up to a few levels past the limit, a skipped value must fail
+ * (or pass) exactly as json_parse does, whichever of the four entries closes
+ * it or crosses the limit. */
+static uint32_t rng_next(uint64_t *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 7;
+	*x ^= *x << 17;
+	return (uint32_t)(*x >> 32);
+}
+
+static size_t random_value(char *out, size_t at, size_t cap, uint64_t *x, uint32_t depth_left)
+{
+	uint32_t r = rng_next(x) % 8;
+	if (depth_left == 0 || at + 16 >= cap || r < 3) {
+		static const char *const scalars[] = {"1", "\"s\"", "true", "-2.5", "null"};
+		const char *v = scalars[rng_next(x) % 5];
+		memcpy(out + at, v, strlen(v));
+		return at + strlen(v);
+	}
+	bool object = r < 5;
+	out[at++] = object ? '{' : '[';
+	uint32_t n = rng_next(x) % 4;
+	for (uint32_t i = 0; i < n && at + 24 < cap; i++) {
+		if (i)
+			out[at++] = ',';
+		if (object) {
+			memcpy(out + at, "\"k\":", 4);
+			at += 4;
+		}
+		at = random_value(out, at, cap, x, depth_left - 1);
+	}
+	out[at++] = object ? '}' : ']';
+	return at;
+}
+
+static void skips_match_parse_depths(void **state)
+{
+	(void)state;
+	json_path_t *path;
+	json_error_t e;
+	assert_int_equal(json_path_compile("$.b", &path, &e), 0);
+	uint64_t x = 0x9E3779B97F4A7C15ull;
+	char doc[4096];
+	for (uint32_t depth_max = 1; depth_max <= 9; depth_max++) {
+		json_parser_t *full = json_parser_new(depth_max), *sel = json_parser_new(depth_max);
+		assert_true(full && sel);
+		for (int i = 0; i < 2000; i++) {
+			size_t at = 0;
+			memcpy(doc, "{\"a\":", 5);
+			at = random_value(doc, 5, sizeof doc - 16, &x, depth_max + 2);
+			memcpy(doc + at, ",\"b\":7}", 8);
+			at += 8;
+			json_doc_t d;
+			json_error_t want = {0}, got = {0};
+			int calls = 0;
+			int rf = json_parse(full, doc, at, &d, &want);
+			int rs = json_select(sel, doc, at, (const json_path_t *const *)&path, 1, nothing,
+			                     &calls, &got);
+			if (rf != rs || (rf < 0 && (want.offset != got.offset ||
+			                            strcmp(want.reason, got.reason) != 0)))
+				fail_msg("depth_max %u, %.*s: json_parse %d %s@%zu, json_select %d %s@%zu",
+				         depth_max, (int)at, doc, rf, rf ? want.reason : "", want.offset, rs,
+				         rs ? got.reason : "", got.offset);
+			assert_int_equal(calls, rf == 0 ? 1 : 0);
+		}
+		json_parser_free(full);
+		json_parser_free(sel);
+	}
+	json_path_free(path);
+}
+
 static void report(void **state)
 {
 	(void)state;
@@ -442,7 +516,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(inputs_are_there), cmocka_unit_test(y_files_agree),
 		cmocka_unit_test(corpus_agrees),    cmocka_unit_test(errors_match),
 		cmocka_unit_test(documented_cases), cmocka_unit_test(depth_limit),
-		cmocka_unit_test(report),
+		cmocka_unit_test(skips_match_parse_depths), cmocka_unit_test(report),
 	};
 	return RUN_ON_EACH_KERNEL("json_select", tests, setup, teardown);
 }

@@ -76,6 +76,33 @@ static void int64_edges(void **state)
 	assert_int_equal(int64_of("123456789012345678901234567890", &v), -ERANGE);
 	assert_int_equal(int64_of("1.0", &v), -ERANGE);
 	assert_int_equal(int64_of("1e2", &v), -ERANGE);
+	assert_int_equal(int64_of("9999999999999999999", &v), -ERANGE); /* 19 digits, too big */
+	assert_int_equal(int64_of("-9999999999999999999", &v), -ERANGE);
+}
+
+/* Eight digits are converted at once: every length from 1 to 19 digits, and
+ * digit patterns that carry between the bytes, against strtoll. */
+static void int64_every_length(void **state)
+{
+	(void)state;
+	static const char *const patterns[] = {"1234567890123456789", "9999999999999999999",
+	                                       "1000000000000000001", "9080706050403020109",
+	                                       "5"};
+	for (size_t i = 0; i < sizeof patterns / sizeof *patterns; i++) {
+		for (size_t len = 1; len <= strlen(patterns[i]); len++) {
+			for (int neg = 0; neg < 2; neg++) {
+				char text[32];
+				snprintf(text, sizeof text, "%s%.*s", neg ? "-" : "", (int)len, patterns[i]);
+				errno = 0;
+				long long want = strtoll(text, NULL, 10);
+				bool fits = errno != ERANGE;
+				int64_t v = 0;
+				int r = int64_of(text, &v);
+				if (fits != (r == 0) || (fits && v != want))
+					fail_msg("%s: got %d %lld", text, r, (long long)v);
+			}
+		}
+	}
 }
 
 static void number_flags_and_doubles(void **state)
@@ -524,7 +551,7 @@ int main(int argc, char **argv)
 	}
 	corpus_dir = argv[1];
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(int64_edges),
+		cmocka_unit_test(int64_edges), cmocka_unit_test(int64_every_length),
 		cmocka_unit_test(number_flags_and_doubles),
 		cmocka_unit_test(long_number_double),
 		cmocka_unit_test(string_unescaping),
