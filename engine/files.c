@@ -125,9 +125,8 @@ static void local_done(loop_t *l, job_t *j)
 	char path[BATCH_PATH_BYTES_MAX];
 	snprintf(path, sizeof path, "%s", j->local->path);
 	job_body_ok(l, j); /* frees j only on out of memory, which makes the loop fatal */
-	if (!l->fatal) {
+	if (!l->fatal)
 		local_batch_path(j->batch, path);
-	}
 }
 
 /* Out of memory is the run's problem: stop, the job stays pending. Every
@@ -223,8 +222,7 @@ static void local_nd_done(loop_t *l, job_t *j)
 {
 	struct local_file *f = j->local;
 	nd_finish(l, j);
-	batch_t *b = j->batch;
-	local_batch_path(b, f->path);
+	local_batch_path(j->batch, f->path);
 	job_ready(l, j);
 }
 

@@ -74,6 +74,28 @@ static void nd_validator(job_t *j)
 		snprintf(j->nd_validator, sizeof j->nd_validator, "%s", r->last_modified);
 }
 
+/* Where the body's parse starts: at byte `base` (a checkpoint's offset,
+ * whose records are committed), or at 0 skipping the first `skip` records. */
+static void nd_start_at(job_t *j, uint64_t base, uint64_t skip)
+{
+	j->nd_base = base;
+	j->nd_skip = skip;
+	j->nd_pos = base;
+	j->nd_records = base ? j->ck_records : 0;
+	j->sha_partial = false;
+	j->stream_bytes = 0;
+	j->body.len = 0;
+}
+
+/* The body's digest, over the bytes from nd_base on (partial when that is
+ * not 0). 0, or -1 on out of memory. */
+static int nd_digest_begin(loop_t *l, job_t *j)
+{
+	j->sha_partial = j->nd_base > 0;
+	j->sha = EVP_MD_CTX_new();
+	return j->sha && EVP_DigestInit_ex(j->sha, l->sha256, NULL) == 1 ? 0 : -1;
+}
+
 /* A 2xx head of an NDJSON job arrived: from here its body is parsed as it
  * comes. A 206 must answer our Range exactly; a 200 is the whole body, whose
  * first ck_records records were committed already and are skipped (also
@@ -101,17 +123,10 @@ int nd_begin(loop_t *l, job_t *j, error_class_t *cls, char *err, size_t cap)
 			         (unsigned long long)j->ck_offset);
 			return -1;
 		}
-		j->nd_base = j->ck_offset;
-		j->nd_skip = 0;
+		nd_start_at(j, j->ck_offset, 0);
 	} else {
-		j->nd_base = 0;
-		j->nd_skip = doc ? 0 : j->ck_records;
+		nd_start_at(j, 0, doc ? 0 : j->ck_records);
 	}
-	j->nd_pos = j->nd_base;
-	j->nd_records = j->nd_base ? j->ck_records : 0;
-	j->sha_partial = false;
-	j->stream_bytes = 0;
-	j->body.len = 0;
 	nd_validator(j);
 	if (doc)
 		j->nd_validator[0] = 0; /* a document has no checkpoint to resume from */
@@ -135,9 +150,7 @@ int nd_begin(loop_t *l, job_t *j, error_class_t *cls, char *err, size_t cap)
 		}
 		return 0;
 	}
-	j->sha_partial = j->nd_base > 0;
-	j->sha = EVP_MD_CTX_new();
-	if (!j->sha || EVP_DigestInit_ex(j->sha, l->sha256, NULL) != 1) {
+	if (nd_digest_begin(l, j) != 0) {
 		snprintf(err, cap, "out of memory for a digest");
 		return -1;
 	}
@@ -153,20 +166,12 @@ int nd_begin_local(loop_t *l, job_t *j, const char *validator, uint64_t *from)
 {
 	nd_load(j);
 	bool on = j->ck_offset && !strcmp(j->ck_validator, validator);
-	j->nd_base = on ? j->ck_offset : 0;
-	j->nd_skip = on ? 0 : j->ck_records;
-	j->nd_pos = j->nd_base;
-	j->nd_records = j->nd_base ? j->ck_records : 0;
-	j->stream_bytes = 0;
-	j->body.len = 0;
+	nd_start_at(j, on ? j->ck_offset : 0, on ? 0 : j->ck_records);
 	snprintf(j->nd_validator, sizeof j->nd_validator, "%s", validator);
 	*from = j->nd_base;
+	j->batch = batch_new(BATCH_JOB_DONE, j->desc->id);
 	j->nd = true;
-	j->sha_partial = j->nd_base > 0;
-	if (!(j->batch = batch_new(BATCH_JOB_DONE, j->desc->id)) || !(j->sha = EVP_MD_CTX_new()) ||
-	    EVP_DigestInit_ex(j->sha, l->sha256, NULL) != 1)
-		return -1;
-	return 0;
+	return j->batch && nd_digest_begin(l, j) == 0 ? 0 : -1;
 }
 
 typedef struct {
