@@ -50,21 +50,7 @@ static inline void s1_state_init(s1_state_t *st)
 	st->max_ok = _mm256_setr_epi8(-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
 	                              -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
 	                              (char)(0xF0 - 1), (char)(0xE0 - 1), (char)(0xC0 - 1));
-	S1_PIN(st->ws_table);
-	S1_PIN(st->op_table);
-	S1_PIN(st->ctl_max);
-	S1_PIN(st->lower);
-	S1_PIN(st->quote);
-	S1_PIN(st->bslash);
-	S1_PIN(st->newline);
-	S1_PIN(st->byte_1_high);
-	S1_PIN(st->byte_1_low);
-	S1_PIN(st->byte_2_high);
-	S1_PIN(st->low_nibble);
-	S1_PIN(st->lead_3);
-	S1_PIN(st->lead_4);
-	S1_PIN(st->top_bit);
-	S1_PIN(st->max_ok);
+	S1_PIN_CONSTANTS(st);
 }
 
 static inline __m256i hi_nibbles(const s1_state_t *st, __m256i v)

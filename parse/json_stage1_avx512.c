@@ -55,22 +55,8 @@ static inline void s1_state_init(s1_state_t *st)
 		_mm_setr_epi8(-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, (char)(0xF0 - 1),
 		              (char)(0xE0 - 1), (char)(0xC0 - 1)),
 		3);
-	S1_PIN(st->ws_table);
-	S1_PIN(st->op_table);
-	S1_PIN(st->ctl_max);
-	S1_PIN(st->lower);
-	S1_PIN(st->quote);
-	S1_PIN(st->bslash);
-	S1_PIN(st->newline);
-	S1_PIN(st->byte_1_high);
-	S1_PIN(st->byte_1_low);
-	S1_PIN(st->byte_2_high);
-	S1_PIN(st->low_nibble);
-	S1_PIN(st->lead_3);
-	S1_PIN(st->lead_4);
-	S1_PIN(st->top_bit);
+	S1_PIN_CONSTANTS(st);
 	S1_PIN(st->lanes_before);
-	S1_PIN(st->max_ok);
 }
 
 static inline __m512i hi_nibbles(const s1_state_t *st, __m512i v)

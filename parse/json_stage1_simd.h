@@ -101,6 +101,27 @@ static inline uint64_t s1_newlines(const uint8_t *block, const s1_state_t *st); 
  * kernel's stage-1 time on twitter.json (AMD EPYC, 2026-12-06). */
 #define S1_PIN(v) __asm__("" : "+v"(v))
 
+/* S1_PIN on the constants the AVX2 and AVX-512 kernels' states both have, by
+ * the same names: s1_classify's, then utf8_check's (SSE4.2 pins none). */
+#define S1_PIN_CONSTANTS(st)                                                                       \
+	do {                                                                                       \
+		S1_PIN((st)->ws_table);                                                            \
+		S1_PIN((st)->op_table);                                                            \
+		S1_PIN((st)->ctl_max);                                                             \
+		S1_PIN((st)->lower);                                                               \
+		S1_PIN((st)->quote);                                                               \
+		S1_PIN((st)->bslash);                                                              \
+		S1_PIN((st)->newline);                                                             \
+		S1_PIN((st)->byte_1_high);                                                         \
+		S1_PIN((st)->byte_1_low);                                                          \
+		S1_PIN((st)->byte_2_high);                                                         \
+		S1_PIN((st)->low_nibble);                                                          \
+		S1_PIN((st)->lead_3);                                                              \
+		S1_PIN((st)->lead_4);                                                              \
+		S1_PIN((st)->top_bit);                                                             \
+		S1_PIN((st)->max_ok);                                                              \
+	} while (0)
+
 /* Bit i of the result = XOR of bits 0..i of x: the carry-less product with
  * all ones. Turns quote positions into "inside a string" runs. */
 static inline uint64_t s1_prefix_xor(uint64_t x)
