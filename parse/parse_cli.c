@@ -294,7 +294,7 @@ typedef int (*sink_fn)(cli_t *c, void *sink, const char *piece, size_t n, json_e
 static int read_pieces(cli_t *c, const char *file, sink_fn fn, void *sink, json_error_t *err)
 {
 	int fd = strcmp(file, "-") == 0 ? STDIN_FILENO : open(file, O_RDONLY | O_CLOEXEC);
-	struct stat st;
+	struct stat st = {0}; /* if fstat fails: no mode, so read() as before */
 	if (fd >= 0 && fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
 		close(fd);
 		fd = -1;
