@@ -497,6 +497,7 @@ static void busy_try_set(writer_t *w)
 static void *ck_main(void *arg)
 {
 	writer_t *w = arg;
+	pthread_setname_np(pthread_self(), "rf-checkpoint"); /* for top and perf */
 	pthread_mutex_lock(&w->ck_mu);
 	for (;;) {
 		while (!w->ck_due && !w->ck_stop)
@@ -2369,6 +2370,7 @@ static void writer_run(writer_t *w)
 static void *writer_thread(void *arg)
 {
 	writer_t *w = arg;
+	pthread_setname_np(pthread_self(), "rf-writer"); /* for top and perf */
 	writer_run(w);
 	ck_stop(w);
 	held_free(w); /* after a fatal error: batches never committed */
