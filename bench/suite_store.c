@@ -299,6 +299,7 @@ static int writer_run(void *arg, double *value)
 	pipe_t pipe;
 	memset(&pipe, 0, sizeof(pipe));
 	pipe.loop_eventfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	pipe.done_eventfd = -1;
 	/* upsert_2key: a job-file table, columns inferred, keyed on (user, id). */
 	char *key[] = {"user", "id"};
 	table_spec_t spec = {.name = "records", .key = key, .n_key = 2, .mode = TABLE_UPSERT};

@@ -1,6 +1,7 @@
 /* engine/main.c: the `ringfill` command: dispatches to run, status, parse,
  * and runs a backfill: options → database and job import (store/) → the
  * writer thread → the io_uring loop (engine/loop.c) → exit code (DESIGN §3). */
+#include <assert.h>
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -8,7 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -264,19 +267,29 @@ static int run_check_inputs(run_opts_t *o, plan_t *p)
  * for another process's write lock (up to --db-timeout). SIGINT and SIGTERM
  * are blocked in every thread, so read them here: the first stops that wait
  * (the writer gives up, uncommitted jobs stay pending), a second exits at
- * once, as during the run. Returns the signal seen, or 0. */
+ * once, as during the run. The writer's end wakes the wait at once through
+ * done_eventfd (a 50 ms tick looks again if an fd could not be made).
+ * Returns the signal seen, or 0. */
 static int writer_await(pipe_t *pipe)
 {
 	sigset_t set;
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
+	int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	struct pollfd fds[2] = {{.fd = sfd, .events = POLLIN},
+	                        {.fd = pipe->done_eventfd, .events = POLLIN}};
 	int seen = 0;
-	const struct timespec tick = {0, 50 * 1000 * 1000};
 	while (!atomic_load_explicit(&pipe->writer_done, memory_order_acquire)) {
-		int sig = sigtimedwait(&set, NULL, &tick);
-		if (sig <= 0)
+		if (poll(fds, 2, 50) <= 0)
+			continue; /* the tick, EINTR */
+		uint64_t count;
+		if (fds[1].revents && read(pipe->done_eventfd, &count, sizeof count) < 0)
+			assert(errno == EAGAIN || errno == EINTR);
+		struct signalfd_siginfo si;
+		if (!fds[0].revents || read(sfd, &si, sizeof si) != (ssize_t)sizeof si)
 			continue;
+		int sig = (int)si.ssi_signo;
 		if (seen) {
 			fprintf(stderr, "\nringfill: second signal, exiting at once\n");
 			_exit(128 + sig);
@@ -286,6 +299,8 @@ static int writer_await(pipe_t *pipe)
 		fprintf(stderr, "\nringfill: %s: stopping the wait for the database; "
 		                "signal again to exit at once\n", strsignal(sig));
 	}
+	if (sfd >= 0)
+		close(sfd);
 	return seen;
 }
 
@@ -301,6 +316,7 @@ static int run_backfill(const run_opts_t *o, store_t *st, const plan_t *p, uint6
 		return EXIT_FATAL;
 	}
 	pipe->loop_eventfd = eventfd(0, EFD_CLOEXEC);
+	pipe->done_eventfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	writer_config_t wc = {.table = p->tables[0].name, .source = p->source,
 	                      .commit_rows = o->commit_rows, .commit_ms = o->commit_ms,
 	                      .run_id = run_id, .tables = p->tables, .n_tables = p->n_tables};
@@ -349,6 +365,8 @@ static int run_backfill(const run_opts_t *o, store_t *st, const plan_t *p, uint6
 	ring_destroy(&pipe->to_writer);
 	ring_destroy(&pipe->to_loop);
 	close(pipe->loop_eventfd);
+	if (pipe->done_eventfd >= 0)
+		close(pipe->done_eventfd);
 	free(pipe);
 	json_parser_free(vars_parser);
 	return code;

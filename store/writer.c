@@ -2381,6 +2381,9 @@ static void *writer_thread(void *arg)
 	sqlite3_finalize(w->upd_run);
 	w->upd_run = NULL;
 	atomic_store_explicit(&w->pipe->writer_done, true, memory_order_release);
+	uint64_t one = 1;
+	if (w->pipe->done_eventfd >= 0 && write(w->pipe->done_eventfd, &one, sizeof(one)) < 0)
+		assert(errno == EAGAIN); /* saturated: the waiter wakes anyway */
 	sqlite3_finalize(w->sp_begin);
 	sqlite3_finalize(w->sp_release);
 	sqlite3_finalize(w->sp_rollback);

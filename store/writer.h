@@ -42,6 +42,7 @@ typedef struct {
 	                              * stops waiting for another process's write lock */
 	_Atomic bool lock_wait_cancelled; /* the writer's fatal error is that it stopped so */
 	_Atomic bool writer_done;    /* set (release) as the writer thread ends */
+	int done_eventfd;            /* then written 1, for whoever waits for that (-1: none) */
 	/* Batches that carry new jobs (a paginate page), pushed by the loop and
 	 * not yet applied: the loop adds one before pushing such a batch, the
 	 * writer subtracts one (release) after applying it and clearing
@@ -72,7 +73,8 @@ typedef struct {
 
 typedef struct writer writer_t;
 
-/* Initialises the pipe's rings and doorbell (the caller creates the eventfd),
+/* Initialises the pipe's rings and doorbell (the caller creates the eventfds,
+ * done_eventfd -1 when nobody waits on it),
  * and starts the thread. 0 or -errno: -EINVAL for an empty table name, one
  * starting with _ringfill_, two tables of the same name, or more than
  * BATCH_TABLES_MAX tables. Tables that already exist and have a key get

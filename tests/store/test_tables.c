@@ -198,6 +198,7 @@ static int setup(void **state)
 	snprintf(fx->db, sizeof(fx->db), "%s/t.db", fx->dir);
 	assert_int_equal(store_open(fx->db, &fx->st, err, sizeof(err)), 0);
 	fx->pipe.loop_eventfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	fx->pipe.done_eventfd = -1;
 	assert_true(fx->pipe.loop_eventfd >= 0);
 	/* follow: a two-column key, upsert; tw: typed, null_if, ignore; log: inferred. */
 	fx->t = calloc(3, sizeof(table_spec_t));
