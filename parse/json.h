@@ -105,6 +105,19 @@ int json_number_double(const json_doc_t *d, uint32_t n, double *out);
 /* The value of key in object obj, or JSON_NONE. Compares unescaped keys. */
 uint32_t json_object_get(const json_doc_t *d, uint32_t obj, const char *key, size_t key_len);
 
+/* Several member names looked up together: json_object_get_all finds all
+ * of them in one pass over an object's members, where json_object_get
+ * scans the members once per name. Built once (e.g. per table), read-only
+ * afterwards. */
+typedef struct json_names json_names_t;
+/* names[i] of lens[i] bytes (unescaped; duplicates allowed); NULL on ENOMEM. */
+json_names_t *json_names_new(const char *const *names, const size_t *lens, uint32_t n);
+void json_names_free(json_names_t *ns);
+/* out[i] = json_object_get(d, obj, names[i]) for every name of ns (the last
+ * member of that name wins, as there), in one pass. */
+void json_object_get_all(const json_doc_t *d, uint32_t obj, const json_names_t *ns,
+                         uint32_t *out);
+
 /* A growable output buffer (malloc'd; the holder frees data). */
 typedef struct {
 	char *data;
@@ -134,6 +147,13 @@ const char *json_path_text(const json_path_t *p); /* the expression as given */
 typedef int (*json_visit_fn)(void *ctx, const json_doc_t *d, uint32_t node);
 int json_path_each(const json_path_t *path, const json_doc_t *d, uint32_t from,
                    json_visit_fn fn, void *ctx);
+/* The name of the path's first step when it is a name ('@.a.b': "a", its
+ * unescaped length in *len), else NULL. */
+const char *json_path_first_name(const json_path_t *path, size_t *len);
+/* As json_path_each, for a path whose first step is a name, from `value`:
+ * the member that step selected (e.g. by json_object_get_all). */
+int json_path_each_after_first(const json_path_t *path, const json_doc_t *d, uint32_t value,
+                               json_visit_fn fn, void *ctx);
 
 /* ---- Selection on demand: the values of several paths without the whole
  * tape. Stage 1 checks the whole document (UTF-8, control characters,

@@ -248,3 +248,20 @@ int json_path_each(const json_path_t *path, const json_doc_t *d, uint32_t from,
 		return -EINVAL;
 	return walk(path, 0, d, start, fn, ctx);
 }
+
+const char *json_path_first_name(const json_path_t *path, size_t *len)
+{
+	if (path->n_steps == 0 || path->steps[0].kind != STEP_NAME)
+		return NULL;
+	*len = path->steps[0].name_len;
+	return path->steps[0].name;
+}
+
+int json_path_each_after_first(const json_path_t *path, const json_doc_t *d, uint32_t value,
+                               json_visit_fn fn, void *ctx)
+{
+	assert(path && d && fn && path->n_steps > 0 && path->steps[0].kind == STEP_NAME);
+	if (value >= d->n_nodes)
+		return -EINVAL;
+	return walk(path, 1, d, value, fn, ctx);
+}

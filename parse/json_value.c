@@ -189,6 +189,151 @@ uint32_t json_object_get(const json_doc_t *d, uint32_t obj, const char *key, siz
 	return found;
 }
 
+/* ---- Several names in one pass */
+
+/* Names of up to NAME_WORDS_MAX bytes are compared as two words read from
+ * their two ends (overlapping when shorter than twice a word, so every byte
+ * is in one of them): equal lengths and equal words are equal names. Longer
+ * ones go to memcmp. Each read stays inside the name. */
+#define NAME_WORDS_MAX 16u
+
+static inline void name_words(const char *p, size_t len, uint64_t *a, uint64_t *b)
+{
+	if (len >= 8) {
+		memcpy(a, p, 8);
+		memcpy(b, p + len - 8, 8);
+	} else if (len >= 4) {
+		uint32_t x, y;
+		memcpy(&x, p, 4);
+		memcpy(&y, p + len - 4, 4);
+		*a = x, *b = y;
+	} else {
+		*a = len ? (uint64_t)(uint8_t)p[0] | (uint64_t)(uint8_t)p[len / 2] << 8 |
+		           (uint64_t)(uint8_t)p[len - 1] << 16
+		         : 0;
+		*b = 0;
+	}
+}
+
+static inline uint32_t name_hash(uint64_t a, uint64_t b, size_t len)
+{
+	uint64_t h = (a * 0x9E3779B97F4A7C15ull) ^ (b * 0xC2B2AE3D27D4EB4Full) ^ len;
+	return (uint32_t)(h >> 32 ^ h);
+}
+
+typedef struct {
+	uint64_t a, b;   /* name_words, when len <= NAME_WORDS_MAX */
+	size_t len;
+	const char *s;   /* into json_names.text */
+	uint32_t out;    /* its first index in the caller's names */
+} name_t;
+
+struct json_names {
+	uint32_t n;      /* names as given */
+	uint32_t n_uniq; /* distinct names */
+	uint32_t mask;   /* slots - 1 (a power of two, at least twice n) */
+	uint32_t *slots; /* distinct name + 1, 0: empty */
+	uint32_t *same;  /* per name given: the first index of its distinct name */
+	name_t *uniq;
+	char *text;      /* the distinct names, back to back */
+};
+
+void json_names_free(json_names_t *ns)
+{
+	if (!ns)
+		return;
+	free(ns->slots);
+	free(ns->same);
+	free(ns->uniq);
+	free(ns->text);
+	free(ns);
+}
+
+static inline bool name_is(const name_t *nm, const char *key, size_t len, uint64_t a, uint64_t b)
+{
+	if (nm->len != len)
+		return false;
+	return len <= NAME_WORDS_MAX ? nm->a == a && nm->b == b : memcmp(nm->s, key, len) == 0;
+}
+
+json_names_t *json_names_new(const char *const *names, const size_t *lens, uint32_t n)
+{
+	json_names_t *ns = calloc(1, sizeof *ns);
+	if (!ns)
+		return NULL;
+	size_t bytes = 0;
+	for (uint32_t i = 0; i < n; i++)
+		bytes += lens[i];
+	uint32_t cap = 4;
+	while (cap < 2u * n)
+		cap *= 2;
+	ns->n = n;
+	ns->mask = cap - 1;
+	ns->slots = calloc(cap, sizeof *ns->slots);
+	ns->same = calloc(n ? n : 1, sizeof *ns->same);
+	ns->uniq = calloc(n ? n : 1, sizeof *ns->uniq);
+	ns->text = malloc(bytes ? bytes : 1);
+	if (!ns->slots || !ns->same || !ns->uniq || !ns->text) {
+		json_names_free(ns);
+		return NULL;
+	}
+	char *at = ns->text;
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t a, b;
+		name_words(names[i], lens[i], &a, &b);
+		uint32_t h = name_hash(a, b, lens[i]) & ns->mask;
+		while (ns->slots[h] && !name_is(&ns->uniq[ns->slots[h] - 1], names[i], lens[i], a, b))
+			h = (h + 1) & ns->mask;
+		if (!ns->slots[h]) { /* a new distinct name */
+			memcpy(at, names[i], lens[i]);
+			ns->uniq[ns->n_uniq] = (name_t){.a = a, .b = b, .len = lens[i], .s = at, .out = i};
+			ns->slots[h] = ++ns->n_uniq;
+			at += lens[i];
+		}
+		ns->same[i] = ns->uniq[ns->slots[h] - 1].out;
+	}
+	return ns;
+}
+
+/* Each distinct name's value goes to its first index, then to the others
+ * given with the same name. A key without escapes is looked up by hash; one
+ * with escapes is compared, unescaped, with every name. */
+void json_object_get_all(const json_doc_t *d, uint32_t obj, const json_names_t *ns,
+                         uint32_t *out)
+{
+	assert(obj < d->n_nodes && d->nodes[obj].type == JSON_OBJECT);
+	for (uint32_t i = 0; i < ns->n; i++)
+		out[i] = JSON_NONE;
+	uint32_t i = obj + 1;
+	for (uint32_t m = 0; m < d->nodes[obj].count; m++) {
+		const json_node_t *k = &d->nodes[i];
+		if (!(k->flags & JSON_F_ESCAPED)) {
+			const char *key = d->src + k->start + 1;
+			size_t len = k->len - 2u;
+			uint64_t a, b;
+			name_words(key, len, &a, &b);
+			for (uint32_t h = name_hash(a, b, len) & ns->mask; ns->slots[h];
+			     h = (h + 1) & ns->mask) {
+				const name_t *nm = &ns->uniq[ns->slots[h] - 1];
+				if (name_is(nm, key, len, a, b)) {
+					out[nm->out] = i + 1;
+					break;
+				}
+			}
+		} else {
+			for (uint32_t u = 0; u < ns->n_uniq; u++)
+				if (key_equals(d->src, k, ns->uniq[u].s, ns->uniq[u].len)) {
+					out[ns->uniq[u].out] = i + 1;
+					break;
+				}
+		}
+		i = d->nodes[i + 1].next;
+	}
+	assert(i == d->nodes[obj].next);
+	for (uint32_t j = 0; j < ns->n; j++)
+		out[j] = out[ns->same[j]];
+}
+
 /* ---- Numbers */
 
 #if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__

@@ -226,6 +226,46 @@ static void object_lookup(void **state)
 	assert_int_equal(json_object_get(&d, 0, "ab", 2), JSON_NONE);
 }
 
+/* json_object_get_all gives, for every name, what json_object_get gives:
+ * duplicate members (the last wins), keys written with escapes, names of
+ * every length class (0-3, 4-7, 8-16, longer), a name asked twice, names
+ * no member has, and several objects read with the same set. */
+static void object_lookup_all(void **state)
+{
+	(void)state;
+	const char *names[] = {"a", "", "ab", "abc", "abcd", "abcdefg", "abcdefgh",
+	                       "abcdefghijklmnop", "abcdefghijklmnopq",
+	                       "abcdefghijklmnopqrstuvwxyz_0123456789", "d\xc3\xa9", "a\"",
+	                       "b", "a", "abce", "abcdefghijklmnoq", "x", "id", "di"};
+	enum { N = sizeof(names) / sizeof(names[0]) };
+	size_t lens[N];
+	for (uint32_t i = 0; i < N; i++)
+		lens[i] = strlen(names[i]);
+	json_names_t *ns = json_names_new(names, lens, N);
+	assert_non_null(ns);
+	const char *docs[] = {
+		"{\"a\":1, \"b\":{\"c\":[1,2]}, \"d\\u00e9\":3, \"a\\\"\":5, \"a\":4, \"\":6}",
+		"{\"abc\":1, \"abcd\":2, \"abcdefg\":3, \"abcdefgh\":4, \"abcdefghijklmnop\":5,"
+		" \"abcdefghijklmnopq\":6, \"abcdefghijklmnopqrstuvwxyz_0123456789\":7,"
+		" \"abce\":8, \"abcdefghijklmnoq\":9, \"ab\":10, \"abcd\":11}",
+		"{\"\\u0061\":1, \"i\\u0064\":2, \"\\u0064i\":3, \"id\":4, \"abcdefghijklmnop\\u0071\":5}",
+		"{}",
+		"{\"y\":[], \"z\":{\"a\":1}}",
+	};
+	uint32_t out[N];
+	for (size_t k = 0; k < sizeof(docs) / sizeof(docs[0]); k++) {
+		json_doc_t d = parse_ok(docs[k]);
+		json_object_get_all(&d, 0, ns, out);
+		for (uint32_t i = 0; i < N; i++)
+			assert_int_equal(out[i], json_object_get(&d, 0, names[i], lens[i]));
+	}
+	json_doc_t d = parse_ok(docs[2]);
+	json_object_get_all(&d, 0, ns, out);
+	assert_int_not_equal(out[17], JSON_NONE); /* "id": the last of i\u0064 and id */
+	assert_int_equal(out[17], json_object_get(&d, 0, "id", 2));
+	json_names_free(ns);
+}
+
 static void tape_shape(void **state)
 {
 	(void)state;
@@ -557,6 +597,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(string_unescaping),
 		cmocka_unit_test(string_get_truncates),
 		cmocka_unit_test(object_lookup),
+		cmocka_unit_test(object_lookup_all),
 		cmocka_unit_test(tape_shape),
 		cmocka_unit_test(error_offsets_lines_reasons),
 		cmocka_unit_test(depth_limit),
