@@ -29,6 +29,58 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "batch encoding is lit
  * pages (one is 2 MiB on x86-64): see rows_reserve. */
 #define BATCH_ROWS_HUGE_BYTES (2u << 20)
 
+/* A declared table's row columns whose path starts with a name ("@.id",
+ * "@.actor.login") are found together, in one pass over the row object's
+ * members (json_object_get_all), instead of one json_object_get scan per
+ * column: an event of 8 members and 7 such columns is read once, not 7
+ * times. The rest of each path is walked from the member found. */
+struct batch_row_plan {
+	json_names_t *names; /* one first name per planned column */
+	uint32_t *col_at;    /* per column: its index in names, or UINT32_MAX */
+	uint32_t *found;     /* json_object_get_all's out, per name */
+	bool none;           /* no column planned: rows go the general way */
+};
+
+static void row_plan_free(struct batch_row_plan *p)
+{
+	if (!p)
+		return;
+	json_names_free(p->names);
+	free(p->col_at);
+	free(p->found);
+	free(p);
+}
+
+/* NULL on out of memory, which leaves every column to json_path_each. */
+static struct batch_row_plan *row_plan_make(const table_spec_t *t)
+{
+	struct batch_row_plan *p = calloc(1, sizeof *p);
+	const char **names = calloc(t->n_cols, sizeof *names);
+	size_t *lens = calloc(t->n_cols, sizeof *lens);
+	if (!p || !names || !lens || !(p->col_at = calloc(t->n_cols, sizeof *p->col_at)) ||
+	    !(p->found = calloc(t->n_cols, sizeof *p->found)))
+		goto fail;
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < t->n_cols; i++) {
+		const column_spec_t *col = &t->cols[i];
+		p->col_at[i] = UINT32_MAX;
+		if (col->from == COLUMN_FROM_ROW && col->path &&
+		    (names[n] = json_path_first_name(col->path, &lens[n])) != NULL)
+			p->col_at[i] = n++;
+	}
+	p->none = n == 0;
+	if (n && !(p->names = json_names_new(names, lens, n)))
+		goto fail;
+	free(names);
+	free(lens);
+	return p;
+fail:
+	free(names);
+	free(lens);
+	row_plan_free(p);
+	return NULL;
+}
+
 void table_specs_free(table_spec_t *t, uint32_t n)
 {
 	if (!t)
@@ -49,6 +101,7 @@ void table_specs_free(table_spec_t *t, uint32_t n)
 		free(t[i].null_if);
 		free(t[i].name);
 		json_path_free(t[i].rows);
+		row_plan_free(t[i].plan);
 	}
 	free(t);
 }
@@ -558,6 +611,17 @@ static bool text_to_int64(const char *s, int64_t *out)
 {
 	if (!*s || *s == ' ')
 		return false;
+	/* Up to 18 digits (string ids, the usual case) cannot overflow: the
+	 * value strtoll would give, without its locale and errno. */
+	const char *p = s + (*s == '-');
+	size_t n = 0;
+	uint64_t u = 0;
+	while (n <= 18 && p[n] >= '0' && p[n] <= '9')
+		u = u * 10u + (uint64_t)(p[n++] - '0');
+	if (n && n <= 18 && !p[n]) {
+		*out = *s == '-' ? -(int64_t)u : (int64_t)u;
+		return true;
+	}
 	char *end;
 	errno = 0;
 	long long v = strtoll(s, &end, 10);
@@ -827,6 +891,14 @@ static int add_declared_row(void *ctx, const json_doc_t *d, uint32_t node)
 	flat_ctx_t *c = ctx;
 	if (row_begin(c) != 0)
 		return -1;
+	/* The spec is the extracting thread's (table_spec_t.plan). */
+	table_spec_t *spec = (table_spec_t *)c->spec;
+	if (!spec->plan)
+		spec->plan = row_plan_make(spec);
+	const struct batch_row_plan *plan = spec->plan && !spec->plan->none ? spec->plan : NULL;
+	bool row_object = d && !c->whole_doc && json_type(d, node) == JSON_OBJECT;
+	if (plan && row_object)
+		json_object_get_all(d, node, plan->names, plan->found);
 	for (uint32_t i = 0; i < c->spec->n_cols; i++) {
 		const column_spec_t *col = &c->spec->cols[i];
 		const json_doc_t *src = d;
@@ -841,6 +913,11 @@ static int add_declared_row(void *ctx, const json_doc_t *d, uint32_t node)
 					return -1;
 				continue;
 			}
+		} else if (plan && plan->col_at[i] != UINT32_MAX) {
+			/* A name step selects nothing in a row that is no object. */
+			uint32_t v = row_object ? plan->found[plan->col_at[i]] : JSON_NONE;
+			if (v != JSON_NONE)
+				json_path_each_after_first(col->path, d, v, take_first, &f);
 		} else {
 			json_path_each(col->path, d, node, take_first, &f);
 		}

@@ -98,6 +98,10 @@ typedef struct {
 	table_mode_t mode;   /* UPSERT and IGNORE need a key */
 	char **null_if;      /* string values stored as NULL */
 	uint32_t n_null_if;
+	/* How the row's columns are found (store/batch.c): made at the first
+	 * row extracted, by the one thread that extracts rows with this spec;
+	 * freed by table_specs_free. Zero-initialise it with the rest. */
+	struct batch_row_plan *plan;
 } table_spec_t;
 
 /* Frees every spec's members and the array itself. */

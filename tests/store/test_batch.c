@@ -390,6 +390,57 @@ static void test_doc_values_once_equal_whole_doc(void **state)
 	table_specs_free(t, 2);
 }
 
+/* Row columns whose paths share a first name are found in one pass over
+ * the row (store/batch.c, struct batch_row_plan) with what json_path_each
+ * would select: the last of duplicate members, escaped keys, the rest of a
+ * path walked from the member, rows that are no object, and string ids as
+ * integers (18 digits and fewer without strtoll, longer ones through it). */
+static void test_declared_columns_of_a_row(void **state)
+{
+	(void)state;
+	static const char doc_text[] =
+		"{\"rows\":[{\"a\":{\"b\":1,\"c\":\"x\"},\"id\":\"0012\",\"a\":{\"b\":2},"
+		"\"k\\u0065y\":\"v\",\"n\":\"-123456789012345678\",\"big\":\"12345678901234567890\"},"
+		"5,{\"id\":\"-7\",\"key\":1,\"a\":[{\"b\":3}]},{\"a\":[{\"b\":4}],\"id\":\"9.0\"}]}";
+	table_spec_t *t = calloc(1, sizeof *t);
+	assert_non_null(t);
+	t->name = strdup("r");
+	t->rows = path_of("$.rows[*]");
+	t->n_cols = 9;
+	t->cols = calloc(9, sizeof *t->cols);
+	column(&t->cols[0], "ab", "@.a.b", COLUMN_INTEGER);
+	column(&t->cols[1], "ac", "@.a.c", COLUMN_AUTO);
+	column(&t->cols[2], "id", "@.id", COLUMN_INTEGER);
+	column(&t->cols[3], "key", "@.key", COLUMN_TEXT);
+	column(&t->cols[4], "a0b", "@.a[0].b", COLUMN_INTEGER);
+	column(&t->cols[5], "n", "@.n", COLUMN_INTEGER);
+	column(&t->cols[6], "big", "@.big", COLUMN_INTEGER);
+	column(&t->cols[7], "first", "$.rows[0].id", COLUMN_TEXT);
+	column(&t->cols[8], "self", "@", COLUMN_AUTO);
+
+	json_parser_t *p = json_parser_new(0);
+	json_doc_t doc;
+	json_error_t e;
+	const char *reason = NULL;
+	assert_int_equal(json_parse(p, doc_text, sizeof doc_text - 1, &doc, &e), 0);
+	batch_t *b = batch_new(BATCH_JOB_DONE, 1);
+	assert_int_equal(batch_add_doc(b, t, 1, &doc, NULL, &reason), 0);
+	char rows[4][ROW_TEXT_BYTES];
+	assert_int_equal(render_rows(b, rows, 4), 4);
+	assert_string_equal(rows[0], " ab=i:2 ac=n id=i:12 key=t:v a0b=n n=i:-123456789012345678"
+	                             " big=n first=t:0012 self=j:{\"a\":{\"b\":1,\"c\":\"x\"},"
+	                             "\"id\":\"0012\",\"a\":{\"b\":2},\"k\\u0065y\":\"v\","
+	                             "\"n\":\"-123456789012345678\",\"big\":\"12345678901234567890\"}");
+	assert_string_equal(rows[1], " ab=n ac=n id=n key=n a0b=n n=n big=n first=t:0012 self=i:5");
+	assert_string_equal(rows[2], " ab=n ac=n id=i:-7 key=t:1 a0b=i:3 n=n big=n first=t:0012"
+	                             " self=j:{\"id\":\"-7\",\"key\":1,\"a\":[{\"b\":3}]}");
+	assert_string_equal(rows[3], " ab=n ac=n id=i:9 key=n a0b=i:4 n=n big=n first=t:0012"
+	                             " self=j:{\"a\":[{\"b\":4}],\"id\":\"9.0\"}");
+	batch_free(b);
+	json_parser_free(p);
+	table_specs_free(t, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -405,6 +456,7 @@ int main(void)
 		cmocka_unit_test(test_big_rows_grow_and_reserve),
 		cmocka_unit_test(test_fail_sets_kind_class_and_one_line),
 		cmocka_unit_test(test_doc_values_once_equal_whole_doc),
+		cmocka_unit_test(test_declared_columns_of_a_row),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
