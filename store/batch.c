@@ -38,7 +38,8 @@ struct batch_row_plan {
 	json_names_t *names; /* one first name per planned column */
 	uint32_t *col_at;    /* per column: its index in names, or UINT32_MAX */
 	uint32_t *found;     /* json_object_get_all's out, per name */
-	bool none;           /* no column planned: rows go the general way */
+	size_t *name_len;    /* per column: strlen of its name */
+	bool none;           /* no column planned by name */
 };
 
 static void row_plan_free(struct batch_row_plan *p)
@@ -48,6 +49,7 @@ static void row_plan_free(struct batch_row_plan *p)
 	json_names_free(p->names);
 	free(p->col_at);
 	free(p->found);
+	free(p->name_len);
 	free(p);
 }
 
@@ -58,12 +60,14 @@ static struct batch_row_plan *row_plan_make(const table_spec_t *t)
 	const char **names = calloc(t->n_cols, sizeof *names);
 	size_t *lens = calloc(t->n_cols, sizeof *lens);
 	if (!p || !names || !lens || !(p->col_at = calloc(t->n_cols, sizeof *p->col_at)) ||
-	    !(p->found = calloc(t->n_cols, sizeof *p->found)))
+	    !(p->found = calloc(t->n_cols, sizeof *p->found)) ||
+	    !(p->name_len = calloc(t->n_cols, sizeof *p->name_len)))
 		goto fail;
 	uint32_t n = 0;
 	for (uint32_t i = 0; i < t->n_cols; i++) {
 		const column_spec_t *col = &t->cols[i];
 		p->col_at[i] = UINT32_MAX;
+		p->name_len[i] = strlen(col->name);
 		if (col->from == COLUMN_FROM_ROW && col->path &&
 		    (names[n] = json_path_first_name(col->path, &lens[n])) != NULL)
 			p->col_at[i] = n++;
@@ -267,6 +271,7 @@ typedef struct {
 	uint32_t table;           /* its index, written at the start of each row */
 	const json_doc_t *vars;   /* the job's variables, or NULL */
 	char name[BATCH_COLUMN_NAME_BYTES_MAX + 1];
+	const char *fname; /* the name field_begin writes: a declared column's, or NULL: name */
 	size_t row_start;   /* offset of the current row's field count */
 	size_t field_start; /* offset of the type byte of the field being written */
 	uint32_t row_fields;
@@ -349,7 +354,7 @@ static int field_begin(flat_ctx_t *c, field_type_t type, size_t name_len, size_t
 	r->data[r->len++] = (char)t;
 	memcpy(r->data + r->len, &nl, sizeof(nl));
 	r->len += sizeof(nl);
-	memcpy(r->data + r->len, c->name, name_len);
+	memcpy(r->data + r->len, c->fname ? c->fname : c->name, name_len);
 	r->len += name_len;
 	*len_off = r->len;
 	r->len += sizeof(uint32_t);
@@ -743,12 +748,10 @@ static int convert_text(flat_ctx_t *c, const json_doc_t *d, uint32_t n, size_t n
 }
 
 /* One declared column's value: node n of d, or JSON_NONE when the path
- * selected nothing. */
-static int emit_column(flat_ctx_t *c, const column_spec_t *col, const json_doc_t *d, uint32_t n)
+ * selected nothing. Its name comes from the spec (c->fname, emit_column). */
+static int emit_value(flat_ctx_t *c, const column_spec_t *col, size_t name_len,
+                      const json_doc_t *d, uint32_t n)
 {
-	size_t name_len = strlen(col->name);
-	assert(name_len <= BATCH_COLUMN_NAME_BYTES_MAX);
-	memcpy(c->name, col->name, name_len);
 	if (n == JSON_NONE || json_type(d, n) == JSON_NULL)
 		return emit_null(c, name_len);
 	if (json_type(d, n) == JSON_STRING && c->spec->n_null_if) {
@@ -770,6 +773,16 @@ static int emit_column(flat_ctx_t *c, const column_spec_t *col, const json_doc_t
 	}
 	c->reason = "unknown column type";
 	return -1;
+}
+
+static int emit_column(flat_ctx_t *c, const column_spec_t *col, size_t name_len,
+                       const json_doc_t *d, uint32_t n)
+{
+	assert(name_len == strlen(col->name) && name_len <= BATCH_COLUMN_NAME_BYTES_MAX);
+	c->fname = col->name; /* a scalar or whole JSON: never a flattened prefix */
+	int rc = emit_value(c, col, name_len, d, n);
+	c->fname = NULL;
+	return rc;
 }
 
 /* ---- `$` columns: evaluated once per document ----------------------------
@@ -837,7 +850,7 @@ int batch_docvals_set(batch_docvals_t *dv, uint32_t col, const json_doc_t *d, ui
 	if (c.set)
 		memset(c.set, 0, c.set_slots * sizeof(*c.set));
 	size_t start = dv->enc.len;
-	int rc = emit_column(&c, &dv->spec->cols[col], d, node);
+	int rc = emit_column(&c, &dv->spec->cols[col], strlen(dv->spec->cols[col].name), d, node);
 	dv->set = c.set, dv->set_slots = c.set_slots;
 	if (rc == 0 && dv->enc.len > UINT32_MAX)
 		rc = -1, c.reason = "document values larger than 4 GiB";
@@ -895,9 +908,9 @@ static int add_declared_row(void *ctx, const json_doc_t *d, uint32_t node)
 	table_spec_t *spec = (table_spec_t *)c->spec;
 	if (!spec->plan)
 		spec->plan = row_plan_make(spec);
-	const struct batch_row_plan *plan = spec->plan && !spec->plan->none ? spec->plan : NULL;
+	const struct batch_row_plan *plan = spec->plan;
 	bool row_object = d && !c->whole_doc && json_type(d, node) == JSON_OBJECT;
-	if (plan && row_object)
+	if (plan && !plan->none && row_object)
 		json_object_get_all(d, node, plan->names, plan->found);
 	for (uint32_t i = 0; i < c->spec->n_cols; i++) {
 		const column_spec_t *col = &c->spec->cols[i];
@@ -921,7 +934,8 @@ static int add_declared_row(void *ctx, const json_doc_t *d, uint32_t node)
 		} else {
 			json_path_each(col->path, d, node, take_first, &f);
 		}
-		if (emit_column(c, col, src, f.node) != 0)
+		size_t name_len = plan ? plan->name_len[i] : strlen(col->name);
+		if (emit_column(c, col, name_len, src, f.node) != 0)
 			return -1;
 	}
 	row_end(c);
