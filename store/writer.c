@@ -50,6 +50,13 @@
 #define WRITER_CACHE_KIB_NO_INDEX 2000u     /* no table with an index: SQLite's default */
 #define WRITER_COLUMN_SUFFIX_MAX 1000000u
 #define WRITER_KEY_INDEX_PREFIX "_ringfill_key_" /* + table: the UNIQUE index of its key */
+/* A keyed run of at least this many rows is sorted by a radix sort on the
+ * rows' 64-bit key prefixes (radix_run), RADIX_BITS at a time; shorter
+ * runs, and rows whose prefixes are equal, by qsort_r or insertion. */
+#define WRITER_RADIX_ROWS_MIN 256u
+#define RADIX_BITS 11u
+#define RADIX_PASSES 6u /* 6 x 11 bits cover the 64 */
+#define RADIX_TIE_INSERTION_MAX 16u
 
 /* Open-addressing map from a byte string to a value. Strings are owned. */
 typedef struct {
@@ -221,6 +228,9 @@ struct writer {
 	size_t n_arows, cap_arows;
 	hrow_t *srows; /* tx_sort's scratch */
 	size_t cap_srows;
+	struct rkey *rkeys; /* radix_run's scratch: two arrays of a run's length */
+	size_t cap_rkeys;
+	uint32_t radix_count[RADIX_PASSES][1u << RADIX_BITS];
 	bool jobwise; /* the transaction went one job at a time (tx_apply_jobwise) */
 	hkey_t *hkeys;
 	size_t n_hkeys, cap_hkeys;
@@ -1956,12 +1966,78 @@ static size_t tx_dedup(writer_t *w, hrow_t *rows, size_t n)
 	return kept;
 }
 
+struct rkey {
+	uint64_t prefix;
+	uint32_t at; /* the row's place in the run */
+};
+
+/* Sorts a keyed table's run rows[0..n), in arrival order, as qsort_r with
+ * hrow_cmp would: an LSD radix sort on the key prefixes, which is stable,
+ * so rows of equal prefix stay in arrival order; then each group of equal
+ * prefixes by hrow_cmp (their keys, then arrival). hrow_cmp is a total
+ * order, so the result is the same order. Passes whose digit is the same in
+ * every row (the high bits of ids in one range) are skipped. False, with
+ * the rows as they were, when scratch memory cannot be had. */
+static bool radix_run(writer_t *w, hrow_t *rows, size_t n)
+{
+	if (n > UINT32_MAX || GROW(w->rkeys, 0, w->cap_rkeys, 2 * n) != 0 ||
+	    GROW(w->srows, 0, w->cap_srows, n) != 0)
+		return false;
+	struct rkey *a = w->rkeys, *b = w->rkeys + n;
+	const uint64_t mask = (1u << RADIX_BITS) - 1;
+	memset(w->radix_count, 0, sizeof(w->radix_count));
+	for (size_t i = 0; i < n; i++) {
+		uint64_t p = rows[i].prefix;
+		a[i] = (struct rkey){.prefix = p, .at = (uint32_t)i};
+		for (uint32_t d = 0; d < RADIX_PASSES; d++)
+			w->radix_count[d][p >> (d * RADIX_BITS) & mask]++;
+	}
+	for (uint32_t d = 0; d < RADIX_PASSES; d++) {
+		uint32_t *cnt = w->radix_count[d];
+		if (cnt[a[0].prefix >> (d * RADIX_BITS) & mask] == n)
+			continue; /* one digit for all: this pass moves nothing */
+		uint32_t sum = 0;
+		for (uint32_t v = 0; v <= mask; v++) {
+			uint32_t c = cnt[v];
+			cnt[v] = sum;
+			sum += c;
+		}
+		for (size_t i = 0; i < n; i++)
+			b[cnt[a[i].prefix >> (d * RADIX_BITS) & mask]++] = a[i];
+		struct rkey *t = a;
+		a = b, b = t;
+	}
+	for (size_t i = 0; i < n; i++)
+		w->srows[i] = rows[a[i].at];
+	memcpy(rows, w->srows, n * sizeof(*rows));
+	for (size_t i = 0, j; i < n; i = j) {
+		for (j = i + 1; j < n && rows[j].prefix == rows[i].prefix; j++)
+			;
+		if (j - i > RADIX_TIE_INSERTION_MAX) {
+			qsort_r(rows + i, j - i, sizeof(*rows), hrow_cmp, w);
+			continue;
+		}
+		for (size_t k = i + 1; k < j; k++) { /* insertion: stable, and mostly in order */
+			hrow_t r = rows[k];
+			size_t m = k;
+			for (; m > i && hrow_cmp(&rows[m - 1], &r, w) > 0; m--)
+				rows[m] = rows[m - 1];
+			rows[m] = r;
+		}
+	}
+	return true;
+}
+
 /* Sorts rows[first..end), all of one table, unless they are in order. */
 static void sort_run(writer_t *w, hrow_t *rows, size_t first, size_t end)
 {
 	for (size_t i = first + 1; i < end; i++)
 		if (hrow_cmp(&rows[i - 1], &rows[i], w) > 0) {
-			qsort_r(rows + first, end - first, sizeof(*rows), hrow_cmp, w);
+			size_t n = end - first;
+			if (n >= WRITER_RADIX_ROWS_MIN && w->tables[rows[first].table].by_key &&
+			    radix_run(w, rows + first, n))
+				return;
+			qsort_r(rows + first, n, sizeof(*rows), hrow_cmp, w);
 			return;
 		}
 }
@@ -2436,6 +2512,7 @@ static void writer_free(writer_t *w)
 	free(w->hrows);
 	free(w->arows);
 	free(w->srows);
+	free(w->rkeys);
 	free(w->hkeys);
 	free(w->layouts);
 	free(w->lay_u32);

@@ -1017,6 +1017,58 @@ static void test_key_conversions_keep_arrival_order_real(void **state)
 	                   key, jobs, 1, 2);
 }
 
+/* Transactions of more keyed rows than WRITER_RADIX_ROWS_MIN (256), sorted
+ * by the radix sort on key prefixes (store/writer.c, radix_run): integer
+ * keys repeated, negative, and differing only in the two low bits the
+ * prefix drops; text keys whose first 8 bytes agree (a group of equal
+ * prefixes longer than the insertion sort takes) or not. The table ends as
+ * in arrival order, and in one chunk the rowids follow the key order. */
+static void radix_sorted_as_in_order(void **state, bool text)
+{
+	fixture_t *fx = *state;
+	enum { JOBS = 8, ROWS = 60 }; /* start_keyed takes up to 8 jobs */
+	static const char *const key[] = {"k"};
+	char *jobs[JOBS];
+	uint64_t seed = 12345;
+	for (int j = 0; j < JOBS; j++) {
+		char buf[ROWS * 64] = "[", *at = buf + 1;
+		for (int r = 0; r < ROWS; r++) {
+			seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+			uint32_t x = (uint32_t)(seed >> 33);
+			if (text)
+				at += sprintf(at, "%s{\"k\":\"%s%u\",\"v\":%d}", r ? "," : "",
+				              x % 3 ? "shared_prefix_" : "", x % 400, j * ROWS + r);
+			else
+				at += sprintf(at, "%s{\"k\":%lld,\"v\":%d}", r ? "," : "",
+				              x % 2 ? (long long)(x % 500) - 250 : (1ll << 40) + x % 16,
+				              j * ROWS + r);
+		}
+		strcpy(at, "]");
+		jobs[j] = strdup(buf);
+	}
+	expect_as_in_order(state, text ? "CREATE TABLE kv (_job INTEGER, k TEXT, v)" : NULL,
+	                   TABLE_UPSERT, 1, key, (const char *const *)jobs, JOBS,
+	                   (uint64_t)JOBS * ROWS);
+	char *by_rowid = query1(fx->db, "SELECT group_concat(k, ',') FROM"
+	                                " (SELECT k FROM kv ORDER BY rowid)");
+	char *by_key = query1(fx->db, "SELECT group_concat(k, ',') FROM (SELECT k FROM kv ORDER BY k)");
+	assert_string_equal(by_rowid, by_key);
+	free(by_rowid);
+	free(by_key);
+	for (int j = 0; j < JOBS; j++)
+		free(jobs[j]);
+}
+
+static void test_radix_sorted_integer_keys_as_in_order(void **state)
+{
+	radix_sorted_as_in_order(state, false);
+}
+
+static void test_radix_sorted_text_keys_as_in_order(void **state)
+{
+	radix_sorted_as_in_order(state, true);
+}
+
 static void expect_cache_kib(fixture_t *fx, int want)
 {
 	sqlite3_stmt *s;
@@ -1080,6 +1132,8 @@ int main(void)
 		T(test_key_conversions_keep_arrival_order_text),
 		T(test_key_conversions_keep_arrival_order_nocase),
 		T(test_key_conversions_keep_arrival_order_real),
+		T(test_radix_sorted_integer_keys_as_in_order),
+		T(test_radix_sorted_text_keys_as_in_order),
 		T(test_checkpoints_apply_once),
 		T(test_old_database_gets_checkpoint_columns),
 		T(test_refused_checkpoint_fails_the_stream),
