@@ -94,10 +94,26 @@ void stream_free_pool(loop_t *l)
  * bytes that came with the head wait in the connection's head buffer
  * (conn.c, stash), so that memory stays within the pool however many
  * connections are in flight (512 first chunks were 128 MiB). */
+/* The pool's chunks: STREAM_POOL_BYTES of them, or for tests fewer, from
+ * $RINGFILL_STREAM_CHUNKS (1 up to that), so that a test can be sure bodies
+ * start while the pool is empty (docs/testing.md). */
+static uint32_t stream_chunks_max(void)
+{
+	uint32_t n = STREAM_POOL_BYTES / CHUNK_BYTES;
+	const char *env = getenv("RINGFILL_STREAM_CHUNKS");
+	if (env && *env) {
+		char *end;
+		unsigned long v = strtoul(env, &end, 10);
+		if (!*end && v >= 1 && v < n)
+			n = (uint32_t)v;
+	}
+	return n;
+}
+
 int stream_start(loop_t *l, job_t *j)
 {
 	if (!l->chunks_max)
-		l->chunks_max = STREAM_POOL_BYTES / CHUNK_BYTES;
+		l->chunks_max = stream_chunks_max();
 	j->sha = EVP_MD_CTX_new();
 	j->cur = chunk_get(l, false);
 	bool oom = !j->cur && (l->chunks_free || l->chunks_made < l->chunks_max);
