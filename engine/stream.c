@@ -89,11 +89,6 @@ void stream_free_pool(loop_t *l)
 	}
 }
 
-/* The head said 2xx: from here the body goes to the raw file. A job gets
- * its first chunk only when the pool has one: when it has none, the body
- * bytes that came with the head wait in the connection's head buffer
- * (conn.c, stash), so that memory stays within the pool however many
- * connections are in flight (512 first chunks were 128 MiB). */
 /* The pool's chunks: STREAM_POOL_BYTES of them, or for tests fewer, from
  * $RINGFILL_STREAM_CHUNKS (1 up to that), so that a test can be sure bodies
  * start while the pool is empty (docs/testing.md). */
@@ -110,6 +105,11 @@ static uint32_t stream_chunks_max(void)
 	return n;
 }
 
+/* The head said 2xx: from here the body goes to the raw file. A job gets
+ * its first chunk only when the pool has one: when it has none, the body
+ * bytes that came with the head wait in the connection's head buffer
+ * (conn.c, stash), so that memory stays within the pool however many
+ * connections are in flight (512 first chunks were 128 MiB). */
 int stream_start(loop_t *l, job_t *j)
 {
 	if (!l->chunks_max)
