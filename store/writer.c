@@ -2110,14 +2110,6 @@ static int tx_insert_keyed_rows(writer_t *w)
 	return rc;
 }
 
-/* Every row pending in the transaction goes in: rowid tables' first, then
- * keyed tables' (sorted). 0, or as tx_stage. */
-static int tx_insert_pending(writer_t *w)
-{
-	int rc = tx_insert_rowid_rows(w);
-	return rc == 0 ? tx_insert_keyed_rows(w) : rc;
-}
-
 /* A batch's part of the fast path: its job's state (the state first, and
  * the rows only when this transaction is the one that made the job done:
  * exactly once, as job_done), its rows resolved, and rowid-table rows
@@ -2238,7 +2230,9 @@ static int tx_held(writer_t *w)
 		return 0;
 	int rc = 0;
 	if (!w->jobwise) {
-		rc = tx_insert_pending(w);
+		rc = tx_insert_rowid_rows(w);
+		if (rc == 0)
+			rc = tx_insert_keyed_rows(w);
 		w->n_hrows = 0;
 		rc = tx_settle(w, rc);
 	}
@@ -2449,10 +2443,14 @@ static void writer_run(writer_t *w)
 		if ((tx_due(w, now) && tx_held(w) != 0) || jobs_feed(w) != 0)
 			return;
 		/* Nothing queued: rather than wait for more, the rows pending go
-		 * in now, so SQLite works while the loop produces the rest. */
-		if (n == 0 && w->in_tx && !w->jobwise &&
-		    (w->n_arows || w->n_hrows >= WRITER_IDLE_INSERT_ROWS_MIN)) {
-			if (tx_settle(w, tx_insert_pending(w)) != 0)
+		 * in now (keyed ones once there are enough to sort), so SQLite
+		 * works while the loop produces the rest. */
+		bool keyed = w->n_hrows >= WRITER_IDLE_INSERT_ROWS_MIN;
+		if (n == 0 && w->in_tx && !w->jobwise && (w->n_arows || keyed)) {
+			int r = w->n_arows ? tx_insert_rowid_rows(w) : 0;
+			if (r == 0 && keyed)
+				r = tx_insert_keyed_rows(w);
+			if (tx_settle(w, r) != 0)
 				return;
 			continue;
 		}
