@@ -35,11 +35,10 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "batch encoding is lit
  * column: an event of 8 members and 7 such columns is read once, not 7
  * times. The rest of each path is walked from the member found. */
 struct batch_row_plan {
-	json_names_t *names; /* one first name per planned column */
+	json_names_t *names; /* one first name per planned column; NULL: none */
 	uint32_t *col_at;    /* per column: its index in names, or UINT32_MAX */
 	uint32_t *found;     /* json_object_get_all's out, per name */
 	size_t *name_len;    /* per column: strlen of its name */
-	bool none;           /* no column planned by name */
 };
 
 static void row_plan_free(struct batch_row_plan *p)
@@ -72,7 +71,6 @@ static struct batch_row_plan *row_plan_make(const table_spec_t *t)
 		    (names[n] = json_path_first_name(col->path, &lens[n])) != NULL)
 			p->col_at[i] = n++;
 	}
-	p->none = n == 0;
 	if (n && !(p->names = json_names_new(names, lens, n)))
 		goto fail;
 	free(names);
@@ -910,7 +908,7 @@ static int add_declared_row(void *ctx, const json_doc_t *d, uint32_t node)
 		spec->plan = row_plan_make(spec);
 	const struct batch_row_plan *plan = spec->plan;
 	bool row_object = d && !c->whole_doc && json_type(d, node) == JSON_OBJECT;
-	if (plan && !plan->none && row_object)
+	if (plan && plan->names && row_object)
 		json_object_get_all(d, node, plan->names, plan->found);
 	for (uint32_t i = 0; i < c->spec->n_cols; i++) {
 		const column_spec_t *col = &c->spec->cols[i];
