@@ -120,6 +120,12 @@ class NetAndE2eResults(unittest.TestCase):
             self.assertEqual(floor["peer"]["name"], "sqlite-c-insert-loop")
             self.assertEqual(floor["runs"], recs[(case, "seconds")]["runs"])
             self.assertIsNotNone(floor["ratio"])
+            # nginx's CPU while each client ran: both made it serve every
+            # document, so neither can have cost it nothing.
+            server = recs[(case, "server_cpu_s")]
+            self.assertEqual(server["peer"]["name"], "python-importer")
+            self.assertEqual(len(server["runs"]), len(recs[(case, "seconds")]["runs"]))
+            self.assertTrue(all(v > 0 for v in server["runs"] + server["peer"]["runs"]), server)
         # The same archives loaded from a local directory (the files source):
         # every row checked against the importer's database, timed against
         # the C loop only.
@@ -128,6 +134,7 @@ class NetAndE2eResults(unittest.TestCase):
         self.assertEqual((v["runs"], v["peer"]), ([archive_rows], None))
         for metric in ("seconds", "rows_per_s", "cpu_s", "peak_rss_mb"):
             self.assertIn((files_case, metric), recs)
+        self.assertNotIn((files_case, "server_cpu_s"), recs)  # no server involved
         floor = recs[(files_case, "seconds_vs_insert_loop")]
         self.assertEqual(floor["peer"]["name"], "sqlite-c-insert-loop")
         self.assertEqual(floor["runs"], recs[(files_case, "seconds")]["runs"])
