@@ -763,6 +763,26 @@ E2E_METRICS = [("seconds", "s", "lower"), ("rows_per_s", "rows/s", "higher"),
                ("rows_verified", "rows", "higher")]
 
 
+E2E_CURL_PARALLEL = 64  # ringfill's default --per-host, which its e2e runs use
+
+
+def curl_download_run(launcher, ca, urls, wl, work):
+    """curl --parallel fetching every document of the workload to /dev/null,
+    nothing parsed or stored: how long downloading alone takes here, with the
+    server on the same CPUs (the e2e suite's curl_download_s)."""
+    out = tempfile.mkdtemp(prefix="curl-", dir=work)
+    try:
+        cfg = os.path.join(out, "curl.cfg")
+        with open(cfg, "w", encoding="utf-8") as f:
+            f.write('parallel\nparallel-max = %d\ncacert = "%s"\nsilent\nshow-error\nfail\n'
+                    % (E2E_CURL_PARALLEL, ca))
+            for u in urls:
+                f.write('url = "%s"\noutput = "/dev/null"\n' % u)
+        return launcher.run([CURL, "-K", cfg], "curl (e2e %s)" % wl.name)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
 def local_copy(wl, work):
     """The served documents written to one local directory, untimed, for the
     files case: each file byte for byte, named by its path under the web root
@@ -804,6 +824,9 @@ def e2e_round(a, launcher, ca, urls, urls_path, wl, work, tag, ng, files=None):
             dirs.append(files_dir)
             progress("e2e %s: C insert loop %s" % (wl.files_case, tag))
             res["files_loop_s"] = insert_loop_run(a, files_db, work, sum(wl.expected.values()))
+        if CURL:
+            progress("e2e %s: curl, downloading only %s" % (wl.case, tag))
+            res["curl"] = curl_download_run(launcher, ca, urls, wl, work)
         progress("e2e %s: python importer %s" % (wl.case, tag))
         server0 = ng.cpu_s()
         res["py"], py_dir, py_db = importer_e2e_run(a, launcher, ca, urls_path, wl, work)
@@ -832,7 +855,7 @@ def e2e_case(a, wl, work):
     launcher = Launcher(a.exec_helper, work)
     ng = Nginx(wl.root, cert, key, os.path.join(work, "nginx-" + wl.name))
     rf_runs, py_runs, loop_runs, files_runs, files_loop_runs = [], [], [], [], []
-    server_runs, py_server_runs = [], []
+    server_runs, py_server_runs, curl_runs = [], [], []
     try:
         ng.start()
         urls = [ng.url(rel) for rel in wl.rels]
@@ -853,6 +876,8 @@ def e2e_case(a, wl, work):
                 rf_runs.append(e2e_runs(wl, res["rf"], res["verified"]))
                 py_runs.append(e2e_runs(wl, res["py"], res["verified"]))
                 server_runs.append(res["rf"]["server_cpu_s"])
+                if "curl" in res:
+                    curl_runs.append(res["curl"]["wall_s"])
                 py_server_runs.append(res["py"]["server_cpu_s"])
                 if files:
                     files_loop_runs.append(res["files_loop_s"])
@@ -867,6 +892,12 @@ def e2e_case(a, wl, work):
     # any client could reach on this machine (docs/benchmarks.md, e2e).
     record("e2e", wl.case, "server_cpu_s", "s", "lower", server_runs,
            "python-importer", py_server_runs)
+    if curl_runs:
+        # Downloading alone, against the loop's inserting alone: a ratio below
+        # seconds_vs_insert_loop's target says that no client, however fast
+        # it parses and writes, can meet that target on this machine.
+        record("e2e", wl.case, "curl_download_s", "s", "lower", curl_runs,
+               "sqlite-c-insert-loop", loop_runs)
     # The issue's floor: ringfill's whole backfill against only inserting its
     # rows; the ratio is the loop's seconds over ringfill's (target >= 1/1.15).
     record("e2e", wl.case, "seconds_vs_insert_loop", "s", "lower",
@@ -884,6 +915,8 @@ def e2e_case(a, wl, work):
 
 
 def suite_e2e(a, work):
+    if not CURL:
+        note("curl not found: the e2e suite runs without curl_download_s")
     for make in (archives_workload, events_workload):
         wl = make(a, work)
         try:

@@ -126,6 +126,14 @@ class NetAndE2eResults(unittest.TestCase):
             self.assertEqual(server["peer"]["name"], "python-importer")
             self.assertEqual(len(server["runs"]), len(recs[(case, "seconds")]["runs"]))
             self.assertTrue(all(v > 0 for v in server["runs"] + server["peer"]["runs"]), server)
+            # curl downloading the same documents, nothing stored, against
+            # the same loop runs as seconds_vs_insert_loop.
+            if shutil.which("curl"):
+                download = recs[(case, "curl_download_s")]
+                self.assertEqual(download["peer"], floor["peer"])
+                self.assertEqual(len(download["runs"]), len(floor["runs"]))
+            else:
+                self.assertNotIn((case, "curl_download_s"), recs)
         # The same archives loaded from a local directory (the files source):
         # every row checked against the importer's database, timed against
         # the C loop only.
