@@ -337,18 +337,25 @@ static int s1_hand_over(const char *src, uint32_t len, const s1_snap_t *s, uint3
 /* Where a run stands between blocks. */
 typedef struct {
 	s1_carry_t carry;
-	uint32_t n;          /* index entries flattened so far */
-	uint64_t prev_bits;  /* the previous block's index bits, not yet flattened */
-	uint64_t prev_pos;   /* and its offset */
+	uint32_t *out;      /* the next index entry: a pointer, not a count, and */
+	uint64_t prev_bits; /* the previous block's index bits, not yet flattened, */
+	                    /* its offset implied (pos - S1_BLOCK_BYTES): each live */
+	                    /* value less kept the in-string carry out of memory */
 } s1_run_t;
+
+/* Flattens the previous block's bits (at pos - S1_BLOCK_BYTES; none before
+ * the first block) to r->out. */
+S1_INLINE void s1_flatten_prev(s1_run_t *r, uint64_t pos)
+{
+	r->out += s1_flatten(r->out, 0, (uint32_t)pos - S1_BLOCK_BYTES, r->prev_bits);
+}
 
 /* One block at pos (read from `block`: src + pos, or a padded copy of the
  * tail). Returns false, with the entries below the block flattened, when the
  * scalar kernel must take over at the block. */
 __attribute__((always_inline)) static inline bool s1_step(s1_run_t *r, const uint8_t *block,
                                                          uint64_t pos, uint64_t *bslash,
-                                                         bool newlines, s1_state_t *st,
-                                                         uint32_t *idx)
+                                                         bool newlines, s1_state_t *st)
 {
 	s1_masks_t m;
 	s1_classify(block, &m, st);
@@ -357,7 +364,7 @@ __attribute__((always_inline)) static inline bool s1_step(s1_run_t *r, const uin
 	uint64_t suspect;
 	uint64_t bits = s1_block_bits(&m, &r->carry, &suspect);
 	if (__builtin_expect(suspect != 0 || s1_utf8_bad(st), 0)) {
-		r->n = s1_flatten(idx, r->n, (uint32_t)r->prev_pos, r->prev_bits);
+		s1_flatten_prev(r, pos);
 		return false;
 	}
 	/* A '\n' in a string is a control byte, handed over above: every
@@ -368,9 +375,8 @@ __attribute__((always_inline)) static inline bool s1_step(s1_run_t *r, const uin
 	 * so its stores overlap this block's classification instead of waiting
 	 * on its carries: stage 1 of citm_catalog.json 293 -> 264 us with AVX2,
 	 * 1-4% with AVX-512. */
-	r->n = s1_flatten(idx, r->n, (uint32_t)r->prev_pos, r->prev_bits);
+	s1_flatten_prev(r, pos);
 	r->prev_bits = bits;
-	r->prev_pos = pos;
 	return true;
 }
 
@@ -391,7 +397,7 @@ __attribute__((always_inline)) static inline int s1_run_with(const char *src, ui
                                                             json_error_t *err, s1_state_t *st)
 {
 	assert(len <= JSON_DOC_BYTES_MAX);
-	s1_run_t r = {0};
+	s1_run_t r = {.out = idx};
 	s1_state_init(st);
 	/* The state at the start of the block, for a hand-over: plain values, so
 	 * they stay in registers (a snapshot struct whose address escapes would
@@ -401,7 +407,7 @@ __attribute__((always_inline)) static inline int s1_run_with(const char *src, ui
 	for (; pos < whole; pos += S1_BLOCK_BYTES) {
 		in_string = r.carry.in_string;
 		prev_other = r.carry.prev_other;
-		if (!s1_step(&r, (const uint8_t *)src + pos, pos, bslash, newlines, st, idx))
+		if (!s1_step(&r, (const uint8_t *)src + pos, pos, bslash, newlines, st))
 			goto hand_over;
 	}
 	if (pos < len) {
@@ -413,24 +419,25 @@ __attribute__((always_inline)) static inline int s1_run_with(const char *src, ui
 		memcpy(tail, src + pos, len - pos);
 		in_string = r.carry.in_string;
 		prev_other = r.carry.prev_other;
-		if (!s1_step(&r, tail, pos, bslash, newlines, st, idx))
+		if (!s1_step(&r, tail, pos, bslash, newlines, st))
 			goto hand_over;
 		pos += S1_BLOCK_BYTES;
 	}
-	uint32_t block_n = r.n; /* the entries below the last block */
-	uint32_t n = s1_flatten(idx, r.n, (uint32_t)r.prev_pos, r.prev_bits);
+	uint32_t block_n = (uint32_t)(r.out - idx); /* the entries below the last block */
+	s1_flatten_prev(&r, pos);
+	uint32_t n = (uint32_t)(r.out - idx);
 	/* A string still open at the end (which also covers a UTF-8 sequence
 	 * cut off inside it; outside strings that is stage 2's business). */
 	if (r.carry.in_string) {
-		s1_snap_t snap = {.pos = r.prev_pos, .n = block_n, .in_string = in_string != 0,
-		                  .in_scalar = prev_other != 0};
+		s1_snap_t snap = {.pos = pos - S1_BLOCK_BYTES, .n = block_n,
+		                  .in_string = in_string != 0, .in_scalar = prev_other != 0};
 		return s1_hand_over(src, len, &snap, idx, n_out, bslash, newlines, err);
 	}
 	assert(n <= len);
 	*n_out = n;
 	return 0;
 hand_over:;
-	s1_snap_t snap = {.pos = pos, .n = r.n, .in_string = in_string != 0,
+	s1_snap_t snap = {.pos = pos, .n = (uint32_t)(r.out - idx), .in_string = in_string != 0,
 	                  .in_scalar = prev_other != 0};
 	return s1_hand_over(src, len, &snap, idx, n_out, bslash, newlines, err);
 }
