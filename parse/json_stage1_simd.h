@@ -78,7 +78,7 @@ typedef struct {
 typedef struct {
 	uint64_t next_escaped; /* 1: the next block's first byte follows an odd backslash run */
 	uint64_t in_string;    /* all ones: the next block starts inside a string */
-	uint64_t prev_other;   /* 1: the last byte belongs to a run of "other" bytes */
+	uint64_t prev_other;   /* 1: the last byte is not structure, whitespace or a quote (even in a string) */
 } s1_carry_t;
 
 /* Where the scalar kernel can take over: the start of a block, with the
@@ -160,12 +160,19 @@ S1_INLINE uint64_t s1_block_bits(const s1_masks_t *m, s1_carry_t *c, uint64_t *s
 	/* From each opening quote (inclusive) to its closing quote (exclusive). */
 	uint64_t in_str = s1_prefix_xor(quote) ^ c->in_string;
 	c->in_string = (uint64_t)((int64_t)in_str >> 63);
-	uint64_t outside = ~(in_str | quote);
-	uint64_t other = outside & ~(m->op | m->ws);
-	uint64_t starts = other & ~((other << 1) | c->prev_other);
-	c->prev_other = other >> 63;
-	*suspect = (m->bslash & outside) | (m->ctl & in_str);
-	return (m->op & outside) | quote | starts;
+	/* As simdjson: scalar runs found without regard to strings (their
+	 * starts inside strings are masked off below), so the run carry does
+	 * not wait for the string carry, and fewer operations: stage 1 2-5%
+	 * faster with AVX-512 and AVX2. The carry is the scalar kernel's
+	 * in_scalar wherever that matters: a block that starts outside a
+	 * string follows a byte outside one or a closing quote. */
+	uint64_t scalar = ~(m->op | m->ws);
+	uint64_t nonquote = scalar & ~quote;
+	uint64_t starts = scalar & ~((nonquote << 1) | c->prev_other);
+	c->prev_other = nonquote >> 63;
+	uint64_t tail = in_str ^ quote; /* string bodies and closing quotes */
+	*suspect = (m->bslash & ~(in_str | quote)) | (m->ctl & in_str);
+	return ((m->op | starts) & ~tail) | quote;
 }
 
 #if !defined(S1_OWN_FLATTEN)
