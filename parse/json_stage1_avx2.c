@@ -26,7 +26,7 @@ struct s1_state {
 /* The 32 bytes ending N bytes before the end of `in`, spanning into prev. */
 #define PREV(in, prev, N) _mm256_alignr_epi8(in, _mm256_permute2x128_si256(prev, in, 0x21), 16 - (N))
 
-static inline void s1_state_init(s1_state_t *st)
+S1_INLINE void s1_state_init(s1_state_t *st)
 {
 	st->error = _mm256_setzero_si256();
 	st->prev = _mm256_setzero_si256();
@@ -53,12 +53,12 @@ static inline void s1_state_init(s1_state_t *st)
 	S1_PIN_CONSTANTS(st);
 }
 
-static inline __m256i hi_nibbles(const s1_state_t *st, __m256i v)
+S1_INLINE __m256i hi_nibbles(const s1_state_t *st, __m256i v)
 {
 	return _mm256_and_si256(_mm256_srli_epi16(v, 4), st->low_nibble);
 }
 
-static inline __m256i utf8_check(const s1_state_t *st, __m256i in, __m256i prev)
+S1_INLINE __m256i utf8_check(const s1_state_t *st, __m256i in, __m256i prev)
 {
 	__m256i prev1 = PREV(in, prev, 1);
 	__m256i sc = _mm256_and_si256(
@@ -74,7 +74,7 @@ static inline __m256i utf8_check(const s1_state_t *st, __m256i in, __m256i prev)
 	return _mm256_xor_si256(must23, sc);
 }
 
-static inline void utf8_block(s1_state_t *st, __m256i c0, __m256i c1)
+S1_INLINE void utf8_block(s1_state_t *st, __m256i c0, __m256i c1)
 {
 	if (_mm256_movemask_epi8(_mm256_or_si256(c0, c1)) == 0) {
 		/* All ASCII: fine unless the previous block left a sequence open.
@@ -90,12 +90,12 @@ static inline void utf8_block(s1_state_t *st, __m256i c0, __m256i c1)
 	st->prev = c1;
 }
 
-static inline bool s1_utf8_bad(const s1_state_t *st)
+S1_INLINE bool s1_utf8_bad(const s1_state_t *st)
 {
 	return !_mm256_testz_si256(st->error, st->error);
 }
 
-static inline uint64_t mask64(__m256i lo, __m256i hi)
+S1_INLINE uint64_t mask64(__m256i lo, __m256i hi)
 {
 	return (uint32_t)_mm256_movemask_epi8(lo) | ((uint64_t)(uint32_t)_mm256_movemask_epi8(hi) << 32);
 }
@@ -105,7 +105,7 @@ static inline uint64_t mask64(__m256i lo, __m256i hi)
  * nibble]" holds for exactly the four (bytes >= 0x80 look up 0). Structure:
  * OR-ing 0x20 turns [ ] into { }, which with : and , have distinct low
  * nibbles; it also maps 0x0C and 0x1A onto , and :, removed with ctl. */
-static inline void classify32(const s1_state_t *st, __m256i in, __m256i *ws, __m256i *op,
+S1_INLINE void classify32(const s1_state_t *st, __m256i in, __m256i *ws, __m256i *op,
                               __m256i *ctl)
 {
 	*ws = _mm256_cmpeq_epi8(_mm256_shuffle_epi8(st->ws_table, in), in);
@@ -113,7 +113,7 @@ static inline void classify32(const s1_state_t *st, __m256i in, __m256i *ws, __m
 	*ctl = _mm256_cmpeq_epi8(_mm256_min_epu8(in, st->ctl_max), in);
 }
 
-static inline void s1_classify(const uint8_t *block, s1_masks_t *m, s1_state_t *st)
+S1_INLINE void s1_classify(const uint8_t *block, s1_masks_t *m, s1_state_t *st)
 {
 	__m256i c0 = _mm256_loadu_si256((const __m256i *)block);
 	__m256i c1 = _mm256_loadu_si256((const __m256i *)(block + 32));
@@ -128,7 +128,7 @@ static inline void s1_classify(const uint8_t *block, s1_masks_t *m, s1_state_t *
 	utf8_block(st, c0, c1);
 }
 
-static inline uint64_t s1_newlines(const uint8_t *block, const s1_state_t *st)
+S1_INLINE uint64_t s1_newlines(const uint8_t *block, const s1_state_t *st)
 {
 	return mask64(_mm256_cmpeq_epi8(_mm256_loadu_si256((const __m256i *)block), st->newline),
 	              _mm256_cmpeq_epi8(_mm256_loadu_si256((const __m256i *)(block + 32)),

@@ -26,7 +26,7 @@ struct s1_state {
 	__m512i low_nibble, lead_3, lead_4, top_bit, lanes_before, max_ok;
 };
 
-static inline void s1_state_init(s1_state_t *st)
+S1_INLINE void s1_state_init(s1_state_t *st)
 {
 	st->error = _mm512_setzero_si512();
 	st->prev = _mm512_setzero_si512();
@@ -59,12 +59,12 @@ static inline void s1_state_init(s1_state_t *st)
 	S1_PIN(st->lanes_before);
 }
 
-static inline __m512i hi_nibbles(const s1_state_t *st, __m512i v)
+S1_INLINE __m512i hi_nibbles(const s1_state_t *st, __m512i v)
 {
 	return _mm512_and_si512(_mm512_srli_epi16(v, 4), st->low_nibble);
 }
 
-static inline __m512i utf8_check(const s1_state_t *st, __m512i in, __m512i prev)
+S1_INLINE __m512i utf8_check(const s1_state_t *st, __m512i in, __m512i prev)
 {
 	/* Each 16-byte lane of `in` next to the lane before it (the last lane
 	 * of prev for the first): per-lane alignr then shifts across lanes. */
@@ -85,7 +85,7 @@ static inline __m512i utf8_check(const s1_state_t *st, __m512i in, __m512i prev)
 	return _mm512_xor_si512(must23, sc);
 }
 
-static inline void utf8_block(s1_state_t *st, __m512i in)
+S1_INLINE void utf8_block(s1_state_t *st, __m512i in)
 {
 	if (_mm512_movepi8_mask(in) == 0) {
 		/* All ASCII: fine unless the previous block left a sequence open.
@@ -100,12 +100,12 @@ static inline void utf8_block(s1_state_t *st, __m512i in)
 	st->prev = in;
 }
 
-static inline bool s1_utf8_bad(const s1_state_t *st)
+S1_INLINE bool s1_utf8_bad(const s1_state_t *st)
 {
 	return _mm512_test_epi8_mask(st->error, st->error) != 0;
 }
 
-static inline void s1_classify(const uint8_t *block, s1_masks_t *m, s1_state_t *st)
+S1_INLINE void s1_classify(const uint8_t *block, s1_masks_t *m, s1_state_t *st)
 {
 	__m512i in = _mm512_loadu_si512((const void *)block);
 	m->ws = _mm512_cmpeq_epi8_mask(_mm512_shuffle_epi8(st->ws_table, in), in);
@@ -118,7 +118,7 @@ static inline void s1_classify(const uint8_t *block, s1_masks_t *m, s1_state_t *
 	utf8_block(st, in);
 }
 
-static inline uint64_t s1_newlines(const uint8_t *block, const s1_state_t *st)
+S1_INLINE uint64_t s1_newlines(const uint8_t *block, const s1_state_t *st)
 {
 	return _mm512_cmpeq_epi8_mask(_mm512_loadu_si512((const void *)block), st->newline);
 }
@@ -128,7 +128,7 @@ static inline uint64_t s1_newlines(const uint8_t *block, const s1_state_t *st)
  * whole: up to 15 slots past the result, within JSON_STAGE1_IDX_SLACK.
  * Storing the last 16 under a mask instead, with a branch on the count for
  * every 16, took 7-12% longer for stage 1 of the corpus files. */
-static inline uint32_t s1_flatten(uint32_t *idx, uint32_t n, uint32_t base, uint64_t bits)
+S1_INLINE uint32_t s1_flatten(uint32_t *idx, uint32_t n, uint32_t base, uint64_t bits)
 {
 	if (bits == 0)
 		return n;

@@ -21,12 +21,12 @@ struct s1_state {
 /* The 16 bytes ending N bytes before the end of `in`, spanning into prev. */
 #define PREV(in, prev, N) _mm_alignr_epi8(in, prev, 16 - (N))
 
-static inline __m128i hi_nibbles(__m128i v)
+S1_INLINE __m128i hi_nibbles(__m128i v)
 {
 	return _mm_and_si128(_mm_srli_epi16(v, 4), _mm_set1_epi8(0x0F));
 }
 
-static inline __m128i utf8_check(__m128i in, __m128i prev)
+S1_INLINE __m128i utf8_check(__m128i in, __m128i prev)
 {
 	const __m128i byte_1_high = _mm_setr_epi8(S1_UTF8_BYTE_1_HIGH);
 	const __m128i byte_1_low = _mm_setr_epi8(S1_UTF8_BYTE_1_LOW);
@@ -42,14 +42,14 @@ static inline __m128i utf8_check(__m128i in, __m128i prev)
 	return _mm_xor_si128(must23, sc);
 }
 
-static inline void s1_state_init(s1_state_t *u)
+S1_INLINE void s1_state_init(s1_state_t *u)
 {
 	u->error = _mm_setzero_si128();
 	u->prev = _mm_setzero_si128();
 	u->incomplete = _mm_setzero_si128();
 }
 
-static inline void utf8_block(s1_state_t *u, const __m128i c[4])
+S1_INLINE void utf8_block(s1_state_t *u, const __m128i c[4])
 {
 	__m128i any = _mm_or_si128(_mm_or_si128(c[0], c[1]), _mm_or_si128(c[2], c[3]));
 	if (_mm_movemask_epi8(any) == 0) {
@@ -72,12 +72,12 @@ static inline void utf8_block(s1_state_t *u, const __m128i c[4])
 	u->prev = c[3];
 }
 
-static inline bool s1_utf8_bad(const s1_state_t *u)
+S1_INLINE bool s1_utf8_bad(const s1_state_t *u)
 {
 	return !_mm_testz_si128(u->error, u->error);
 }
 
-static inline uint64_t mask64(__m128i a, __m128i b, __m128i c, __m128i d)
+S1_INLINE uint64_t mask64(__m128i a, __m128i b, __m128i c, __m128i d)
 {
 	return (uint64_t)(uint32_t)_mm_movemask_epi8(a) |
 	       ((uint64_t)(uint32_t)_mm_movemask_epi8(b) << 16) |
@@ -87,7 +87,7 @@ static inline uint64_t mask64(__m128i a, __m128i b, __m128i c, __m128i d)
 
 /* The same lookups as classify32 in json_stage1_avx2.c (why they work is
  * written there). */
-static inline void s1_classify(const uint8_t *block, s1_masks_t *m, s1_state_t *u)
+S1_INLINE void s1_classify(const uint8_t *block, s1_masks_t *m, s1_state_t *u)
 {
 	const __m128i ws_table = _mm_setr_epi8(' ', 100, 100, 100, 17, 100, 113, 2, 100, '\t',
 	                                       '\n', 112, 100, '\r', 100, 100);
@@ -113,7 +113,7 @@ static inline void s1_classify(const uint8_t *block, s1_masks_t *m, s1_state_t *
 	utf8_block(u, c);
 }
 
-static inline uint64_t s1_newlines(const uint8_t *block, const s1_state_t *u)
+S1_INLINE uint64_t s1_newlines(const uint8_t *block, const s1_state_t *u)
 {
 	(void)u;
 	const __m128i nl = _mm_set1_epi8('\n');
