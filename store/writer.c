@@ -2050,9 +2050,18 @@ static void sort_run(writer_t *w, hrow_t *rows, size_t first, size_t end)
  * in key order). 0 or -ENOMEM. */
 static int tx_sort(writer_t *w, hrow_t *rows, size_t n)
 {
+	/* Rows are staged in arrival order, so two rows of one table that is
+	 * not sorted by key (a rowid table's, or a keyed one's that keeps
+	 * arrival order) are in hrow_cmp's order already: only the tables and
+	 * the keys of by_key tables need comparing. */
+	if (w->n_tables == 1 && !w->tables[0].by_key)
+		return 0;
 	bool sort = false;
-	for (size_t i = 1; i < n && !sort; i++)
-		sort = hrow_cmp(&rows[i - 1], &rows[i], w) > 0;
+	for (size_t i = 1; i < n && !sort; i++) {
+		uint32_t ta = rows[i - 1].table, tb = rows[i].table;
+		sort = ta > tb || (ta == tb && w->tables[ta].by_key &&
+		                   hrow_cmp(&rows[i - 1], &rows[i], w) > 0);
+	}
 	if (!sort)
 		return 0;
 	if (GROW(w->srows, 0, w->cap_srows, n) != 0)
