@@ -77,6 +77,8 @@ enum { TAKEN_UNMAPPED = 0, TAKEN_MAPPED = 1 };
 
 typedef struct {
 	char *key, *col;
+	uint64_t key8, key8_mask; /* the key's first 8 bytes (fewer: zero above), host
+	                           * order, and the mask of those bytes */
 	uint32_t key_len;
 	bool adopted; /* an existing table column, not one we added */
 } column_t;
@@ -764,6 +766,9 @@ static int column_push(wtable_t *t, const char *key, size_t klen, const char *co
 	memcpy(c->col, col, clen);
 	c->col[clen] = '\0';
 	c->key_len = (uint32_t)klen;
+	c->key8 = 0;
+	memcpy(&c->key8, key, klen < sizeof(c->key8) ? klen : sizeof(c->key8));
+	c->key8_mask = klen < sizeof(c->key8) ? (UINT64_C(1) << (8 * klen)) - 1 : UINT64_MAX;
 	c->adopted = adopted;
 	t->n_cols++;
 	return 0;
@@ -1733,6 +1738,42 @@ static bool layout_match(const writer_t *w, const layout_t *l, const batch_field
 	return true;
 }
 
+/* Like layout_match, on a row's encoding at p (its first field; end: the
+ * end of the batch's encoding) without decoding it: the byte after the row
+ * when its fields name the layout's columns in its order, else NULL. A
+ * name of up to 8 bytes is compared as one word (column_t.key8) when 8
+ * bytes can be read there; the encoding after a name (its value's length,
+ * then the value) is in the batch, so only the batch's last field may not. */
+static const char *layout_walk(const writer_t *w, const layout_t *l, const char *p,
+                               const char *end, uint32_t nf)
+{
+	static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "key8 masks the low bytes");
+	if (nf != l->n)
+		return NULL;
+	const wtable_t *t = &w->tables[l->table];
+	const uint32_t *cols = w->lay_u32 + l->cols_at;
+	for (uint32_t i = 0; i < nf; i++) {
+		const column_t *c = &t->cols[cols[i]];
+		uint16_t name_len;
+		uint32_t value_len;
+		memcpy(&name_len, p + 1, sizeof(name_len));
+		if (name_len != c->key_len)
+			return NULL;
+		const char *name = p + 3;
+		if (name_len <= sizeof(uint64_t) && end - name >= (ptrdiff_t)sizeof(uint64_t)) {
+			uint64_t v;
+			memcpy(&v, name, sizeof(v));
+			if ((v & c->key8_mask) != c->key8)
+				return NULL;
+		} else if (memcmp(name, c->key, name_len) != 0) {
+			return NULL;
+		}
+		memcpy(&value_len, name + name_len, sizeof(value_len));
+		p = name + name_len + sizeof(value_len) + value_len;
+	}
+	return p;
+}
+
 /* Two layouts that insert the same columns from the same field positions
  * share statements, so their rows may share a group. */
 static bool layout_equal(const writer_t *w, uint32_t a, uint32_t b)
@@ -1778,17 +1819,32 @@ static int tx_resolve(writer_t *w, const batch_t *b)
 	batch_iter_t it;
 	int nf;
 	batch_iter_init(&it, b);
+	if (GROW(w->hrows, w->n_hrows, w->cap_hrows, b->n_rows) != 0 ||
+	    GROW(w->arows, w->n_arows, w->cap_arows, b->n_rows) != 0)
+		return -ENOMEM;
 	while ((nf = batch_next_row(&it)) >= 0) {
 		assert(it.table < w->n_tables);
 		uint32_t n = (uint32_t)nf, table = it.table;
 		size_t pos = it.pos;
+		uint32_t lay = w->last_layout[table];
+		const char *end;
+		/* The usual row of a rowid table: the fields of the table's last
+		 * row, whose names are compared where they lie (no key to read). */
+		if (lay != LAYOUT_NONE && !table_sorted(&w->tables[table]) &&
+		    (end = layout_walk(w, &w->layouts[lay], b->rows.data + pos,
+		                       b->rows.data + b->rows.len, n)) != NULL) {
+			it.pos = (size_t)(end - b->rows.data);
+			w->arows[w->n_arows++] = (hrow_t){.b = b, .pos = pos,
+			                                  .seq = (uint32_t)w->tx_rows, .layout = lay,
+			                                  .table = table, .key = (uint32_t)w->n_hkeys};
+			w->tx_rows++;
+			continue;
+		}
 		int rc = scratch_reserve(w, n, n);
-		if (rc != 0 || GROW(w->hrows, w->n_hrows, w->cap_hrows, 1) != 0 ||
-		    GROW(w->arows, w->n_arows, w->cap_arows, 1) != 0)
+		if (rc != 0)
 			return -ENOMEM;
 		for (uint32_t i = 0; i < n; i++)
 			batch_next_field(&it, &w->fields[i]);
-		uint32_t lay = w->last_layout[table];
 		if (lay == LAYOUT_NONE || !layout_match(w, &w->layouts[lay], w->fields, n)) {
 			if ((rc = row_columns(w, &w->tables[table], w->fields, n)) != 0 ||
 			    (rc = layout_add(w, table, n)) != 0)

@@ -243,6 +243,41 @@ static void test_rows_states_and_columns(void **state)
 	             "4:failed:transient:connection reset:5:-:-");
 }
 
+/* A rowid table's row whose fields name its table's last layout is matched
+ * in place (names of up to 8 bytes as one word): names of the same length
+ * that differ in their last byte, at 8 and at 10 bytes, in another order,
+ * and a last field whose name and value end the batch must each land in
+ * their own column, across the rows of one job and two. */
+static void test_rowid_rows_of_near_layouts(void **state)
+{
+	fixture_t *fx = *state;
+	import_n(fx, "src", 2);
+	int64_t ids[4];
+	start(fx, 0);
+	assert_int_equal(take_all_jobs(fx, ids, 4), 2);
+	push(fx, done_batch(1, "[{\"ab\":1,\"ac\":2},{\"ab\":3,\"ac\":4},{\"ab\":5,\"ad\":6},"
+	                       "{\"ac\":7,\"ab\":8},{\"abcdefgh\":9,\"abcdefgi\":10},"
+	                       "{\"abcdefgh\":11,\"abcdefgj\":12},{\"abcdefghij\":13},"
+	                       "{\"abcdefghik\":14},{\"abcdefghik\":15},{\"b\":\"\"},{\"c\":\"\"}]",
+	                    "$[*]"));
+	push(fx, done_batch(2, "[{\"c\":\"x\"},{\"ab\":16,\"ac\":17},{\"ab\":18,\"ad\":19},"
+	                       "{\"ad\":20,\"ab\":21},{\"b\":\"y\"}]",
+	                    "$[*]"));
+	finish(fx, 0);
+	expect_query(fx->db, "SELECT group_concat(name, ',') FROM pragma_table_info('records')",
+	             "_job,ab,ac,ad,abcdefgh,abcdefgi,abcdefgj,abcdefghij,abcdefghik,b,c");
+	expect_query(fx->db, "SELECT group_concat(_job||':'||ifnull(ab,'')||','||ifnull(ac,'')||','"
+	                     "||ifnull(ad,'')||','||ifnull(abcdefgh,'')||','||ifnull(abcdefgi,'')||','"
+	                     "||ifnull(abcdefgj,'')||','||ifnull(abcdefghij,'')||','"
+	                     "||ifnull(abcdefghik,'')||','||ifnull(b,'-')||','||ifnull(c,'-'), ' ')"
+	                     " FROM (SELECT * FROM records ORDER BY rowid)",
+	             "1:1,2,,,,,,,-,- 1:3,4,,,,,,,-,- 1:5,,6,,,,,,-,- 1:8,7,,,,,,,-,- "
+	             "1:,,,9,10,,,,-,- 1:,,,11,,12,,,-,- 1:,,,,,,13,,-,- 1:,,,,,,,14,-,- "
+	             "1:,,,,,,,15,-,- 1:,,,,,,,,,- 1:,,,,,,,,-, "
+	             "2:,,,,,,,,-,x 2:16,17,,,,,,,-,- 2:18,,19,,,,,,-,- 2:21,,20,,,,,,-,- "
+	             "2:,,,,,,,,y,-");
+}
+
 static void test_rerun_reuses_columns_and_never_duplicates(void **state)
 {
 	fixture_t *fx = *state;
@@ -1112,6 +1147,7 @@ int main(void)
 		T(test_jobs_fed_in_id_order_and_exhausted),
 		T(test_rows_states_and_columns),
 		T(test_rerun_reuses_columns_and_never_duplicates),
+		T(test_rowid_rows_of_near_layouts),
 		T(test_commits_every_commit_rows),
 		T(test_checkpoints_run_during_the_run),
 		T(test_rows_the_database_refuses_fail_only_their_job),
