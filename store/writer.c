@@ -31,11 +31,19 @@
  * (SQLite's own auto-checkpoint size at 4 KiB pages) ... */
 #define WRITER_WAL_CHECKPOINT_BYTES (1000 * 4096)
 /* ... and this much: the writer waits for the checkpointer and copies the
- * rest itself. The wait is as long as a checkpoint's copying and syncing
- * (55-145 ms on the events load, 60 MB), whatever this size, so a larger
- * size makes it rarer: at 32 MiB it came once in every 2-3 commits of the
- * events, a quarter of the writer's time between them. */
-#define WRITER_WAL_SELF_BYTES (128ull << 20)
+ * rest itself, so that the next transaction rewinds the WAL (the only way
+ * it is rewound while the writer runs: a transaction begins right after
+ * the commit before it, before the checkpoint that commit asked for ends).
+ * The wait is as long as a checkpoint's copying and syncing (55-145 ms on
+ * the events load), whatever this size, so a larger size makes it rarer;
+ * but below journal_size_limit (64 MiB, store.c) by a commit or so, a
+ * rewound WAL is written over in the file blocks and page-cache pages it
+ * has already, and never cut back. A WAL that only grows makes every frame
+ * a new block and a new cached page, and its final TRUNCATE frees them
+ * all: at 128 MiB (until 2026-12-07) the 106 MB of the `bench store`
+ * rowid_4col load never rewound, and the writer and checkpointer threads
+ * took more CPU seconds than at this size (docs/store.md). */
+#define WRITER_WAL_SELF_BYTES (48ull << 20)
 #define WRITER_BUSY_TRY_MS 250      /* SQLite's own busy wait per try (exec_retry) */
 #define WRITER_STMT_CACHE_MAX 64u   /* INSERT statements kept, per column set and row count */
 #define WRITER_ROWS_PER_STMT 50u    /* rows one INSERT carries, fewer for very wide rows */

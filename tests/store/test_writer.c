@@ -453,7 +453,7 @@ static long file_bytes(const char *path)
 /* Checkpoints run while the writer goes on (store/writer.c, the
  * checkpointer): the database file grows before the run ends, and the WAL
  * stays bounded: at most the size at which the writer checkpoints itself
- * (set to 32 MiB here, a quarter of the default) and a commit more, where
+ * (set to 32 MiB here, less than the default) and a commit more, where
  * all the commits would take 64 MiB. */
 static void test_checkpoints_run_during_the_run(void **state)
 {
