@@ -118,6 +118,7 @@ typedef struct {
 	uint32_t table;
 	uint32_t n;    /* columns per row, besides _job */
 	uint32_t rows; /* rows the statement inserts */
+	bool one_job;  /* its rows share one _job parameter, ?1 (insert_sql) */
 	uint32_t *cols;
 	sqlite3_stmt *stmt;
 } stmt_entry_t;
@@ -1193,8 +1194,10 @@ static uint32_t rows_per_stmt(const writer_t *w, uint32_t n)
 }
 
 /* Appends "INSERT INTO t ("_job", cols...) VALUES (?, ...), ..." for `rows`
- * rows of the column set in w->pairs[0..n), and the mode's conflict clause. */
-static int insert_sql(writer_t *w, const wtable_t *t, uint32_t n, uint32_t rows)
+ * rows of the column set in w->pairs[0..n), and the mode's conflict clause.
+ * With one_job, the rows of one job: every row's _job is ?1, bound once,
+ * and row r's columns are ?(2 + r * n) on: (?1, ?2, ?3), (?1, ?4, ?5). */
+static int insert_sql(writer_t *w, const wtable_t *t, uint32_t n, uint32_t rows, bool one_job)
 {
 	w->sql.len = 0;
 	if (sql_str(&w->sql, "INSERT INTO ") || sql_ident(&w->sql, t->name, strlen(t->name)) ||
@@ -1208,11 +1211,14 @@ static int insert_sql(writer_t *w, const wtable_t *t, uint32_t n, uint32_t rows)
 	if (sql_str(&w->sql, ") VALUES "))
 		return -ENOMEM;
 	for (uint32_t r = 0; r < rows; r++) {
-		if (sql_str(&w->sql, r ? ", (?" : "(?"))
+		if (sql_str(&w->sql, r ? ", (?" : "(?") || (one_job && sql_str(&w->sql, "1")))
 			return -ENOMEM;
-		for (uint32_t i = 0; i < n; i++)
-			if (sql_str(&w->sql, ", ?"))
+		for (uint32_t i = 0; i < n; i++) {
+			char num[16];
+			snprintf(num, sizeof(num), ", ?%u", 2 + r * n + i);
+			if (sql_str(&w->sql, one_job ? num : ", ?"))
 				return -ENOMEM;
+		}
 		if (sql_str(&w->sql, ")"))
 			return -ENOMEM;
 	}
@@ -1222,18 +1228,19 @@ static int insert_sql(writer_t *w, const wtable_t *t, uint32_t n, uint32_t rows)
 /* The INSERT of `rows` rows for the table and the column set in
  * w->pairs[0..n), cached (LRU). Each column set needs at most one
  * statement per row count that insert_group uses (50, 32, 16, ..., 1). */
-static int insert_stmt(writer_t *w, uint32_t table, uint32_t n, uint32_t rows,
+static int insert_stmt(writer_t *w, uint32_t table, uint32_t n, uint32_t rows, bool one_job,
                        sqlite3_stmt **out)
 {
 	const wtable_t *t = &w->tables[table];
 	uint64_t h = hash_bytes(&table, sizeof(table), 14695981039346656037u);
-	h = hash_bytes(&rows, sizeof(rows), h);
+	h = hash_bytes(&rows, sizeof(rows), h) ^ one_job;
 	for (uint32_t i = 0; i < n; i++)
 		h = hash_bytes(&w->pairs[i].col, sizeof(uint32_t), h);
 	stmt_entry_t *victim = &w->cache[0];
 	for (uint32_t i = 0; i < WRITER_STMT_CACHE_MAX; i++) {
 		stmt_entry_t *e = &w->cache[i];
-		if (e->stmt && e->hash == h && e->n == n && e->rows == rows && e->table == table) {
+		if (e->stmt && e->hash == h && e->n == n && e->rows == rows && e->table == table &&
+		    e->one_job == one_job) {
 			uint32_t k = 0;
 			while (k < n && e->cols[k] == w->pairs[k].col)
 				k++;
@@ -1249,7 +1256,7 @@ static int insert_stmt(writer_t *w, uint32_t table, uint32_t n, uint32_t rows,
 	sqlite3_finalize(victim->stmt);
 	free(victim->cols);
 	memset(victim, 0, sizeof(*victim));
-	if (insert_sql(w, t, n, rows) != 0 || !(victim->cols = malloc((n + 1) * 4)))
+	if (insert_sql(w, t, n, rows, one_job) != 0 || !(victim->cols = malloc((n + 1) * 4)))
 		return -ENOMEM;
 	if (sqlite3_prepare_v3(w->db, w->sql.data, -1, SQLITE_PREPARE_PERSISTENT, &victim->stmt,
 	                       NULL) != SQLITE_OK)
@@ -1258,6 +1265,7 @@ static int insert_stmt(writer_t *w, uint32_t table, uint32_t n, uint32_t rows,
 		victim->cols[i] = w->pairs[i].col;
 	victim->n = n;
 	victim->rows = rows;
+	victim->one_job = one_job;
 	victim->table = table;
 	victim->hash = h;
 	victim->used = ++w->cache_clock;
@@ -1297,12 +1305,15 @@ static inline int field_bind(sqlite3_stmt *s, int p, const batch_field_t *f)
 	return 0;
 }
 
-/* Binds one decoded row's fields (rows_insert) from parameter p (its _job)
- * on, in the statement's column order. */
-static int row_bind(writer_t *w, sqlite3_stmt *s, int p, int64_t job_id,
+/* Binds one decoded row's fields (rows_insert) from parameter p + 1 on, in
+ * the statement's column order, and its job as parameter p unless job_id is
+ * NULL (a one_job statement). */
+static int row_bind(writer_t *w, sqlite3_stmt *s, int p, const int64_t *job_id,
                     const batch_field_t *row)
 {
-	sqlite3_bind_int64(s, p++, job_id);
+	if (job_id)
+		sqlite3_bind_int64(s, p, *job_id);
+	p++;
 	for (uint32_t i = 0; i < w->g_n; i++, p++) {
 		int rc = field_bind(s, p, &row[w->pairs[i].field]);
 		if (rc != 0)
@@ -1311,13 +1322,15 @@ static int row_bind(writer_t *w, sqlite3_stmt *s, int p, int64_t job_id,
 	return 0;
 }
 
-/* Binds a held row (tx_insert) from parameter p (its _job) on, straight
- * from its batch's encoding: the fields in their order, each to its
- * parameter (w->g_param), with no decoded copy in between. */
-static int row_bind_held(writer_t *w, sqlite3_stmt *s, int p, const hrow_t *r)
+/* Binds a held row (tx_insert) straight from its batch's encoding: the
+ * fields in their order, each to its parameter p + w->g_param[field], with
+ * no decoded copy in between; and its job as parameter p unless the
+ * statement is one_job. */
+static int row_bind_held(writer_t *w, sqlite3_stmt *s, int p, bool job, const hrow_t *r)
 {
 	const char *d = r->b->rows.data + r->pos;
-	sqlite3_bind_int64(s, p, r->b->job_id);
+	if (job)
+		sqlite3_bind_int64(s, p, r->b->job_id);
 	for (uint32_t i = 0; i < w->g_n; i++) {
 		batch_field_t f;
 		d = batch_field_at(d, &f);
@@ -1336,14 +1349,23 @@ static int row_bind_held(writer_t *w, sqlite3_stmt *s, int p, const hrow_t *r)
  * sees the rows inserted before it by the same statement. */
 static int insert_rows(writer_t *w, const hrow_t *held, uint32_t first, uint32_t rows)
 {
+	/* Rows of one job (most statements: a document's records are
+	 * consecutive) bind it once, as ?1, not once per row. */
+	int64_t job = held ? held[first].b->job_id : w->g_jobs[first];
+	bool one_job = rows > 1;
+	for (uint32_t r = 1; r < rows && one_job; r++)
+		one_job = (held ? held[first + r].b->job_id : w->g_jobs[first + r]) == job;
 	sqlite3_stmt *s;
-	int rc = insert_stmt(w, w->g_table, w->g_n, rows, &s);
+	int rc = insert_stmt(w, w->g_table, w->g_n, rows, one_job, &s);
 	if (rc != 0)
 		return rc;
-	int per_row = (int)w->g_n + 1;
+	if (one_job)
+		sqlite3_bind_int64(s, 1, job);
+	int per_row = (int)w->g_n + !one_job;
 	for (uint32_t r = 0; r < rows; r++)
-		if ((rc = held ? row_bind_held(w, s, 1 + (int)r * per_row, &held[first + r])
-		               : row_bind(w, s, 1 + (int)r * per_row, w->g_jobs[first + r],
+		if ((rc = held ? row_bind_held(w, s, 1 + (int)r * per_row, !one_job, &held[first + r])
+		               : row_bind(w, s, 1 + (int)r * per_row,
+		                          one_job ? NULL : &w->g_jobs[first + r],
 		                          w->fields + (size_t)(first + r) * w->g_n)) != 0)
 			return rc;
 	rc = sqlite3_step(s);

@@ -278,6 +278,61 @@ static void test_rowid_rows_of_near_layouts(void **state)
 	             "2:,,,,,,,,y,-");
 }
 
+/* A statement whose rows are all of one job binds the job once (?1), one
+ * whose rows come from several jobs binds each row's: jobs of 60, 40, 3
+ * and 1 rows in one transaction (statements of 50 rows and powers of two
+ * across them), and the same in the one-job-at-a-time path (a refused
+ * job's transaction, replayed), give every row its own job. */
+static void rows_carry_their_jobs(void **state, bool refuse)
+{
+	fixture_t *fx = *state;
+	static const int sizes[] = {60, 40, 3, 1};
+	import_n(fx, "src", 5);
+	int64_t ids[8];
+	start(fx, 0);
+	assert_int_equal(take_all_jobs(fx, ids, 8), 5);
+	static char json[32768];
+	for (int j = 0; j < 4; j++) {
+		size_t len = 0;
+		json[len++] = '[';
+		for (int r = 0; r < sizes[j]; r++)
+			len += (size_t)snprintf(json + len, sizeof(json) - len, "%s{\"j\":%d,\"r\":%d}",
+			                        r ? "," : "", j + 1, r);
+		snprintf(json + len, sizeof(json) - len, "]");
+		push(fx, done_batch(ids[j], json, "$[*]"));
+	}
+	if (refuse) { /* more columns than SQLite allows: the transaction goes jobwise */
+		size_t len = 0;
+		json[len++] = '{';
+		for (int c = 0; c < 2100; c++)
+			len += (size_t)snprintf(json + len, sizeof(json) - len, "%s\"c%d\":1", c ? "," : "",
+			                        c);
+		snprintf(json + len, sizeof(json) - len, "}");
+	} else {
+		snprintf(json, sizeof(json), "{\"j\":5,\"r\":0}");
+	}
+	push(fx, done_batch(ids[4], json, "$"));
+	finish(fx, 0);
+	expect_query(fx->db, "SELECT count(*) || '/' || sum(_job <> j) || '/' || count(DISTINCT _job)"
+	                     " FROM records WHERE j IS NOT NULL",
+	             refuse ? "104/0/4" : "105/0/5");
+	expect_query(fx->db, "SELECT group_concat(n, ',') FROM (SELECT count(*) AS n FROM records"
+	                     " WHERE j IS NOT NULL GROUP BY _job ORDER BY _job)",
+	             refuse ? "60,40,3,1" : "60,40,3,1,1");
+	expect_query(fx->db, "SELECT group_concat(state, ',') FROM _ringfill_jobs",
+	             refuse ? "done,done,done,done,failed" : "done,done,done,done,done");
+}
+
+static void test_rows_carry_their_jobs(void **state)
+{
+	rows_carry_their_jobs(state, false);
+}
+
+static void test_rows_carry_their_jobs_jobwise(void **state)
+{
+	rows_carry_their_jobs(state, true);
+}
+
 static void test_rerun_reuses_columns_and_never_duplicates(void **state)
 {
 	fixture_t *fx = *state;
@@ -1148,6 +1203,8 @@ int main(void)
 		T(test_rows_states_and_columns),
 		T(test_rerun_reuses_columns_and_never_duplicates),
 		T(test_rowid_rows_of_near_layouts),
+		T(test_rows_carry_their_jobs),
+		T(test_rows_carry_their_jobs_jobwise),
 		T(test_commits_every_commit_rows),
 		T(test_checkpoints_run_during_the_run),
 		T(test_rows_the_database_refuses_fail_only_their_job),
