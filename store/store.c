@@ -184,7 +184,8 @@ static int set_pragmas(store_t *st, char *err, size_t cap)
 		return -1;
 	}
 	char sql[128];
-	snprintf(sql, sizeof(sql), "PRAGMA synchronous=NORMAL; PRAGMA journal_size_limit=%d;",
+	snprintf(sql, sizeof(sql),
+	         "PRAGMA synchronous=NORMAL; PRAGMA journal_size_limit=%d; PRAGMA secure_delete=OFF;",
 	         STORE_JOURNAL_SIZE_LIMIT_BYTES);
 	if (sqlite3_exec(st->db, sql, NULL, NULL, NULL) != SQLITE_OK) {
 		db_err(st, err, cap);

@@ -31,11 +31,19 @@
  * (SQLite's own auto-checkpoint size at 4 KiB pages) ... */
 #define WRITER_WAL_CHECKPOINT_BYTES (1000 * 4096)
 /* ... and this much: the writer waits for the checkpointer and copies the
- * rest itself. The wait is as long as a checkpoint's copying and syncing
- * (55-145 ms on the events load, 60 MB), whatever this size, so a larger
- * size makes it rarer: at 32 MiB it came once in every 2-3 commits of the
- * events, a quarter of the writer's time between them. */
-#define WRITER_WAL_SELF_BYTES (128ull << 20)
+ * rest itself, so that the next transaction rewinds the WAL (the only way
+ * it is rewound while the writer runs: a transaction begins right after
+ * the commit before it, before the checkpoint that commit asked for ends).
+ * The wait is as long as a checkpoint's copying and syncing (55-145 ms on
+ * the events load), whatever this size, so a larger size makes it rarer;
+ * but below journal_size_limit (64 MiB, store.c) by a commit or so, a
+ * rewound WAL is written over in the file blocks and page-cache pages it
+ * has already, and never cut back. A WAL that only grows makes every frame
+ * a new block and a new cached page, and its final TRUNCATE frees them
+ * all: at 128 MiB (until 2026-12-07) the 106 MB of the `bench store`
+ * rowid_4col load never rewound, and the writer and checkpointer threads
+ * took more CPU seconds than at this size (docs/store.md). */
+#define WRITER_WAL_SELF_BYTES (48ull << 20)
 #define WRITER_BUSY_TRY_MS 250      /* SQLite's own busy wait per try (exec_retry) */
 #define WRITER_STMT_CACHE_MAX 64u   /* INSERT statements kept, per column set and row count */
 #define WRITER_ROWS_PER_STMT 50u    /* rows one INSERT carries, fewer for very wide rows */
@@ -77,6 +85,8 @@ enum { TAKEN_UNMAPPED = 0, TAKEN_MAPPED = 1 };
 
 typedef struct {
 	char *key, *col;
+	uint64_t key8, key8_mask; /* the key's first 8 bytes (fewer: zero above), host
+	                           * order, and the mask of those bytes */
 	uint32_t key_len;
 	bool adopted; /* an existing table column, not one we added */
 } column_t;
@@ -108,6 +118,7 @@ typedef struct {
 	uint32_t table;
 	uint32_t n;    /* columns per row, besides _job */
 	uint32_t rows; /* rows the statement inserts */
+	bool one_job;  /* its rows share one _job parameter, ?1 (insert_sql) */
 	uint32_t *cols;
 	sqlite3_stmt *stmt;
 } stmt_entry_t;
@@ -764,6 +775,9 @@ static int column_push(wtable_t *t, const char *key, size_t klen, const char *co
 	memcpy(c->col, col, clen);
 	c->col[clen] = '\0';
 	c->key_len = (uint32_t)klen;
+	c->key8 = 0;
+	memcpy(&c->key8, key, klen < sizeof(c->key8) ? klen : sizeof(c->key8));
+	c->key8_mask = klen < sizeof(c->key8) ? (UINT64_C(1) << (8 * klen)) - 1 : UINT64_MAX;
 	c->adopted = adopted;
 	t->n_cols++;
 	return 0;
@@ -1180,8 +1194,10 @@ static uint32_t rows_per_stmt(const writer_t *w, uint32_t n)
 }
 
 /* Appends "INSERT INTO t ("_job", cols...) VALUES (?, ...), ..." for `rows`
- * rows of the column set in w->pairs[0..n), and the mode's conflict clause. */
-static int insert_sql(writer_t *w, const wtable_t *t, uint32_t n, uint32_t rows)
+ * rows of the column set in w->pairs[0..n), and the mode's conflict clause.
+ * With one_job, the rows of one job: every row's _job is ?1, bound once,
+ * and row r's columns are ?(2 + r * n) on: (?1, ?2, ?3), (?1, ?4, ?5). */
+static int insert_sql(writer_t *w, const wtable_t *t, uint32_t n, uint32_t rows, bool one_job)
 {
 	w->sql.len = 0;
 	if (sql_str(&w->sql, "INSERT INTO ") || sql_ident(&w->sql, t->name, strlen(t->name)) ||
@@ -1195,11 +1211,14 @@ static int insert_sql(writer_t *w, const wtable_t *t, uint32_t n, uint32_t rows)
 	if (sql_str(&w->sql, ") VALUES "))
 		return -ENOMEM;
 	for (uint32_t r = 0; r < rows; r++) {
-		if (sql_str(&w->sql, r ? ", (?" : "(?"))
+		if (sql_str(&w->sql, r ? ", (?" : "(?") || (one_job && sql_str(&w->sql, "1")))
 			return -ENOMEM;
-		for (uint32_t i = 0; i < n; i++)
-			if (sql_str(&w->sql, ", ?"))
+		for (uint32_t i = 0; i < n; i++) {
+			char num[16];
+			snprintf(num, sizeof(num), ", ?%u", 2 + r * n + i);
+			if (sql_str(&w->sql, one_job ? num : ", ?"))
 				return -ENOMEM;
+		}
 		if (sql_str(&w->sql, ")"))
 			return -ENOMEM;
 	}
@@ -1209,18 +1228,19 @@ static int insert_sql(writer_t *w, const wtable_t *t, uint32_t n, uint32_t rows)
 /* The INSERT of `rows` rows for the table and the column set in
  * w->pairs[0..n), cached (LRU). Each column set needs at most one
  * statement per row count that insert_group uses (50, 32, 16, ..., 1). */
-static int insert_stmt(writer_t *w, uint32_t table, uint32_t n, uint32_t rows,
+static int insert_stmt(writer_t *w, uint32_t table, uint32_t n, uint32_t rows, bool one_job,
                        sqlite3_stmt **out)
 {
 	const wtable_t *t = &w->tables[table];
 	uint64_t h = hash_bytes(&table, sizeof(table), 14695981039346656037u);
-	h = hash_bytes(&rows, sizeof(rows), h);
+	h = hash_bytes(&rows, sizeof(rows), h) ^ one_job;
 	for (uint32_t i = 0; i < n; i++)
 		h = hash_bytes(&w->pairs[i].col, sizeof(uint32_t), h);
 	stmt_entry_t *victim = &w->cache[0];
 	for (uint32_t i = 0; i < WRITER_STMT_CACHE_MAX; i++) {
 		stmt_entry_t *e = &w->cache[i];
-		if (e->stmt && e->hash == h && e->n == n && e->rows == rows && e->table == table) {
+		if (e->stmt && e->hash == h && e->n == n && e->rows == rows && e->table == table &&
+		    e->one_job == one_job) {
 			uint32_t k = 0;
 			while (k < n && e->cols[k] == w->pairs[k].col)
 				k++;
@@ -1236,7 +1256,7 @@ static int insert_stmt(writer_t *w, uint32_t table, uint32_t n, uint32_t rows,
 	sqlite3_finalize(victim->stmt);
 	free(victim->cols);
 	memset(victim, 0, sizeof(*victim));
-	if (insert_sql(w, t, n, rows) != 0 || !(victim->cols = malloc((n + 1) * 4)))
+	if (insert_sql(w, t, n, rows, one_job) != 0 || !(victim->cols = malloc((n + 1) * 4)))
 		return -ENOMEM;
 	if (sqlite3_prepare_v3(w->db, w->sql.data, -1, SQLITE_PREPARE_PERSISTENT, &victim->stmt,
 	                       NULL) != SQLITE_OK)
@@ -1245,6 +1265,7 @@ static int insert_stmt(writer_t *w, uint32_t table, uint32_t n, uint32_t rows,
 		victim->cols[i] = w->pairs[i].col;
 	victim->n = n;
 	victim->rows = rows;
+	victim->one_job = one_job;
 	victim->table = table;
 	victim->hash = h;
 	victim->used = ++w->cache_clock;
@@ -1284,12 +1305,15 @@ static inline int field_bind(sqlite3_stmt *s, int p, const batch_field_t *f)
 	return 0;
 }
 
-/* Binds one decoded row's fields (rows_insert) from parameter p (its _job)
- * on, in the statement's column order. */
-static int row_bind(writer_t *w, sqlite3_stmt *s, int p, int64_t job_id,
+/* Binds one decoded row's fields (rows_insert) from parameter p + 1 on, in
+ * the statement's column order, and its job as parameter p unless job_id is
+ * NULL (a one_job statement). */
+static int row_bind(writer_t *w, sqlite3_stmt *s, int p, const int64_t *job_id,
                     const batch_field_t *row)
 {
-	sqlite3_bind_int64(s, p++, job_id);
+	if (job_id)
+		sqlite3_bind_int64(s, p, *job_id);
+	p++;
 	for (uint32_t i = 0; i < w->g_n; i++, p++) {
 		int rc = field_bind(s, p, &row[w->pairs[i].field]);
 		if (rc != 0)
@@ -1298,13 +1322,15 @@ static int row_bind(writer_t *w, sqlite3_stmt *s, int p, int64_t job_id,
 	return 0;
 }
 
-/* Binds a held row (tx_insert) from parameter p (its _job) on, straight
- * from its batch's encoding: the fields in their order, each to its
- * parameter (w->g_param), with no decoded copy in between. */
-static int row_bind_held(writer_t *w, sqlite3_stmt *s, int p, const hrow_t *r)
+/* Binds a held row (tx_insert) straight from its batch's encoding: the
+ * fields in their order, each to its parameter p + w->g_param[field], with
+ * no decoded copy in between; and its job as parameter p unless the
+ * statement is one_job. */
+static int row_bind_held(writer_t *w, sqlite3_stmt *s, int p, bool job, const hrow_t *r)
 {
 	const char *d = r->b->rows.data + r->pos;
-	sqlite3_bind_int64(s, p, r->b->job_id);
+	if (job)
+		sqlite3_bind_int64(s, p, r->b->job_id);
 	for (uint32_t i = 0; i < w->g_n; i++) {
 		batch_field_t f;
 		d = batch_field_at(d, &f);
@@ -1323,14 +1349,23 @@ static int row_bind_held(writer_t *w, sqlite3_stmt *s, int p, const hrow_t *r)
  * sees the rows inserted before it by the same statement. */
 static int insert_rows(writer_t *w, const hrow_t *held, uint32_t first, uint32_t rows)
 {
+	/* Rows of one job (most statements: a document's records are
+	 * consecutive) bind it once, as ?1, not once per row. */
+	int64_t job = held ? held[first].b->job_id : w->g_jobs[first];
+	bool one_job = rows > 1;
+	for (uint32_t r = 1; r < rows && one_job; r++)
+		one_job = (held ? held[first + r].b->job_id : w->g_jobs[first + r]) == job;
 	sqlite3_stmt *s;
-	int rc = insert_stmt(w, w->g_table, w->g_n, rows, &s);
+	int rc = insert_stmt(w, w->g_table, w->g_n, rows, one_job, &s);
 	if (rc != 0)
 		return rc;
-	int per_row = (int)w->g_n + 1;
+	if (one_job)
+		sqlite3_bind_int64(s, 1, job);
+	int per_row = (int)w->g_n + !one_job;
 	for (uint32_t r = 0; r < rows; r++)
-		if ((rc = held ? row_bind_held(w, s, 1 + (int)r * per_row, &held[first + r])
-		               : row_bind(w, s, 1 + (int)r * per_row, w->g_jobs[first + r],
+		if ((rc = held ? row_bind_held(w, s, 1 + (int)r * per_row, !one_job, &held[first + r])
+		               : row_bind(w, s, 1 + (int)r * per_row,
+		                          one_job ? NULL : &w->g_jobs[first + r],
 		                          w->fields + (size_t)(first + r) * w->g_n)) != 0)
 			return rc;
 	rc = sqlite3_step(s);
@@ -1733,6 +1768,42 @@ static bool layout_match(const writer_t *w, const layout_t *l, const batch_field
 	return true;
 }
 
+/* Like layout_match, on a row's encoding at p (its first field; end: the
+ * end of the batch's encoding) without decoding it: the byte after the row
+ * when its fields name the layout's columns in its order, else NULL. A
+ * name of up to 8 bytes is compared as one word (column_t.key8) when 8
+ * bytes can be read there; the encoding after a name (its value's length,
+ * then the value) is in the batch, so only the batch's last field may not. */
+static const char *layout_walk(const writer_t *w, const layout_t *l, const char *p,
+                               const char *end, uint32_t nf)
+{
+	static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "key8 masks the low bytes");
+	if (nf != l->n)
+		return NULL;
+	const wtable_t *t = &w->tables[l->table];
+	const uint32_t *cols = w->lay_u32 + l->cols_at;
+	for (uint32_t i = 0; i < nf; i++) {
+		const column_t *c = &t->cols[cols[i]];
+		uint16_t name_len;
+		uint32_t value_len;
+		memcpy(&name_len, p + 1, sizeof(name_len));
+		if (name_len != c->key_len)
+			return NULL;
+		const char *name = p + 3;
+		if (name_len <= sizeof(uint64_t) && end - name >= (ptrdiff_t)sizeof(uint64_t)) {
+			uint64_t v;
+			memcpy(&v, name, sizeof(v));
+			if ((v & c->key8_mask) != c->key8)
+				return NULL;
+		} else if (memcmp(name, c->key, name_len) != 0) {
+			return NULL;
+		}
+		memcpy(&value_len, name + name_len, sizeof(value_len));
+		p = name + name_len + sizeof(value_len) + value_len;
+	}
+	return p;
+}
+
 /* Two layouts that insert the same columns from the same field positions
  * share statements, so their rows may share a group. */
 static bool layout_equal(const writer_t *w, uint32_t a, uint32_t b)
@@ -1778,17 +1849,32 @@ static int tx_resolve(writer_t *w, const batch_t *b)
 	batch_iter_t it;
 	int nf;
 	batch_iter_init(&it, b);
+	if (GROW(w->hrows, w->n_hrows, w->cap_hrows, b->n_rows) != 0 ||
+	    GROW(w->arows, w->n_arows, w->cap_arows, b->n_rows) != 0)
+		return -ENOMEM;
 	while ((nf = batch_next_row(&it)) >= 0) {
 		assert(it.table < w->n_tables);
 		uint32_t n = (uint32_t)nf, table = it.table;
 		size_t pos = it.pos;
+		uint32_t lay = w->last_layout[table];
+		const char *end;
+		/* The usual row of a rowid table: the fields of the table's last
+		 * row, whose names are compared where they lie (no key to read). */
+		if (lay != LAYOUT_NONE && !table_sorted(&w->tables[table]) &&
+		    (end = layout_walk(w, &w->layouts[lay], b->rows.data + pos,
+		                       b->rows.data + b->rows.len, n)) != NULL) {
+			it.pos = (size_t)(end - b->rows.data);
+			w->arows[w->n_arows++] = (hrow_t){.b = b, .pos = pos,
+			                                  .seq = (uint32_t)w->tx_rows, .layout = lay,
+			                                  .table = table, .key = (uint32_t)w->n_hkeys};
+			w->tx_rows++;
+			continue;
+		}
 		int rc = scratch_reserve(w, n, n);
-		if (rc != 0 || GROW(w->hrows, w->n_hrows, w->cap_hrows, 1) != 0 ||
-		    GROW(w->arows, w->n_arows, w->cap_arows, 1) != 0)
+		if (rc != 0)
 			return -ENOMEM;
 		for (uint32_t i = 0; i < n; i++)
 			batch_next_field(&it, &w->fields[i]);
-		uint32_t lay = w->last_layout[table];
 		if (lay == LAYOUT_NONE || !layout_match(w, &w->layouts[lay], w->fields, n)) {
 			if ((rc = row_columns(w, &w->tables[table], w->fields, n)) != 0 ||
 			    (rc = layout_add(w, table, n)) != 0)
@@ -2050,9 +2136,18 @@ static void sort_run(writer_t *w, hrow_t *rows, size_t first, size_t end)
  * in key order). 0 or -ENOMEM. */
 static int tx_sort(writer_t *w, hrow_t *rows, size_t n)
 {
+	/* Rows are staged in arrival order, so two rows of one table that is
+	 * not sorted by key (a rowid table's, or a keyed one's that keeps
+	 * arrival order) are in hrow_cmp's order already: only the tables and
+	 * the keys of by_key tables need comparing. */
+	if (w->n_tables == 1 && !w->tables[0].by_key)
+		return 0;
 	bool sort = false;
-	for (size_t i = 1; i < n && !sort; i++)
-		sort = hrow_cmp(&rows[i - 1], &rows[i], w) > 0;
+	for (size_t i = 1; i < n && !sort; i++) {
+		uint32_t ta = rows[i - 1].table, tb = rows[i].table;
+		sort = ta > tb || (ta == tb && w->tables[ta].by_key &&
+		                   hrow_cmp(&rows[i - 1], &rows[i], w) > 0);
+	}
 	if (!sort)
 		return 0;
 	if (GROW(w->srows, 0, w->cap_srows, n) != 0)

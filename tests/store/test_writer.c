@@ -243,6 +243,96 @@ static void test_rows_states_and_columns(void **state)
 	             "4:failed:transient:connection reset:5:-:-");
 }
 
+/* A rowid table's row whose fields name its table's last layout is matched
+ * in place (names of up to 8 bytes as one word): names of the same length
+ * that differ in their last byte, at 8 and at 10 bytes, in another order,
+ * and a last field whose name and value end the batch must each land in
+ * their own column, across the rows of one job and two. */
+static void test_rowid_rows_of_near_layouts(void **state)
+{
+	fixture_t *fx = *state;
+	import_n(fx, "src", 2);
+	int64_t ids[4];
+	start(fx, 0);
+	assert_int_equal(take_all_jobs(fx, ids, 4), 2);
+	push(fx, done_batch(1, "[{\"ab\":1,\"ac\":2},{\"ab\":3,\"ac\":4},{\"ab\":5,\"ad\":6},"
+	                       "{\"ac\":7,\"ab\":8},{\"abcdefgh\":9,\"abcdefgi\":10},"
+	                       "{\"abcdefgh\":11,\"abcdefgj\":12},{\"abcdefghij\":13},"
+	                       "{\"abcdefghik\":14},{\"abcdefghik\":15},{\"b\":\"\"},{\"c\":\"\"}]",
+	                    "$[*]"));
+	push(fx, done_batch(2, "[{\"c\":\"x\"},{\"ab\":16,\"ac\":17},{\"ab\":18,\"ad\":19},"
+	                       "{\"ad\":20,\"ab\":21},{\"b\":\"y\"}]",
+	                    "$[*]"));
+	finish(fx, 0);
+	expect_query(fx->db, "SELECT group_concat(name, ',') FROM pragma_table_info('records')",
+	             "_job,ab,ac,ad,abcdefgh,abcdefgi,abcdefgj,abcdefghij,abcdefghik,b,c");
+	expect_query(fx->db, "SELECT group_concat(_job||':'||ifnull(ab,'')||','||ifnull(ac,'')||','"
+	                     "||ifnull(ad,'')||','||ifnull(abcdefgh,'')||','||ifnull(abcdefgi,'')||','"
+	                     "||ifnull(abcdefgj,'')||','||ifnull(abcdefghij,'')||','"
+	                     "||ifnull(abcdefghik,'')||','||ifnull(b,'-')||','||ifnull(c,'-'), ' ')"
+	                     " FROM (SELECT * FROM records ORDER BY rowid)",
+	             "1:1,2,,,,,,,-,- 1:3,4,,,,,,,-,- 1:5,,6,,,,,,-,- 1:8,7,,,,,,,-,- "
+	             "1:,,,9,10,,,,-,- 1:,,,11,,12,,,-,- 1:,,,,,,13,,-,- 1:,,,,,,,14,-,- "
+	             "1:,,,,,,,15,-,- 1:,,,,,,,,,- 1:,,,,,,,,-, "
+	             "2:,,,,,,,,-,x 2:16,17,,,,,,,-,- 2:18,,19,,,,,,-,- 2:21,,20,,,,,,-,- "
+	             "2:,,,,,,,,y,-");
+}
+
+/* A statement whose rows are all of one job binds the job once (?1), one
+ * whose rows come from several jobs binds each row's: jobs of 60, 40, 3
+ * and 1 rows in one transaction (statements of 50 rows and powers of two
+ * across them), and the same in the one-job-at-a-time path (a refused
+ * job's transaction, replayed), give every row its own job. */
+static void rows_carry_their_jobs(void **state, bool refuse)
+{
+	fixture_t *fx = *state;
+	static const int sizes[] = {60, 40, 3, 1};
+	import_n(fx, "src", 5);
+	int64_t ids[8];
+	start(fx, 0);
+	assert_int_equal(take_all_jobs(fx, ids, 8), 5);
+	static char json[32768];
+	for (int j = 0; j < 4; j++) {
+		size_t len = 0;
+		json[len++] = '[';
+		for (int r = 0; r < sizes[j]; r++)
+			len += (size_t)snprintf(json + len, sizeof(json) - len, "%s{\"j\":%d,\"r\":%d}",
+			                        r ? "," : "", j + 1, r);
+		snprintf(json + len, sizeof(json) - len, "]");
+		push(fx, done_batch(ids[j], json, "$[*]"));
+	}
+	if (refuse) { /* more columns than SQLite allows: the transaction goes jobwise */
+		size_t len = 0;
+		json[len++] = '{';
+		for (int c = 0; c < 2100; c++)
+			len += (size_t)snprintf(json + len, sizeof(json) - len, "%s\"c%d\":1", c ? "," : "",
+			                        c);
+		snprintf(json + len, sizeof(json) - len, "}");
+	} else {
+		snprintf(json, sizeof(json), "{\"j\":5,\"r\":0}");
+	}
+	push(fx, done_batch(ids[4], json, "$"));
+	finish(fx, 0);
+	expect_query(fx->db, "SELECT count(*) || '/' || sum(_job <> j) || '/' || count(DISTINCT _job)"
+	                     " FROM records WHERE j IS NOT NULL",
+	             refuse ? "104/0/4" : "105/0/5");
+	expect_query(fx->db, "SELECT group_concat(n, ',') FROM (SELECT count(*) AS n FROM records"
+	                     " WHERE j IS NOT NULL GROUP BY _job ORDER BY _job)",
+	             refuse ? "60,40,3,1" : "60,40,3,1,1");
+	expect_query(fx->db, "SELECT group_concat(state, ',') FROM _ringfill_jobs",
+	             refuse ? "done,done,done,done,failed" : "done,done,done,done,done");
+}
+
+static void test_rows_carry_their_jobs(void **state)
+{
+	rows_carry_their_jobs(state, false);
+}
+
+static void test_rows_carry_their_jobs_jobwise(void **state)
+{
+	rows_carry_their_jobs(state, true);
+}
+
 static void test_rerun_reuses_columns_and_never_duplicates(void **state)
 {
 	fixture_t *fx = *state;
@@ -418,7 +508,7 @@ static long file_bytes(const char *path)
 /* Checkpoints run while the writer goes on (store/writer.c, the
  * checkpointer): the database file grows before the run ends, and the WAL
  * stays bounded: at most the size at which the writer checkpoints itself
- * (set to 32 MiB here, a quarter of the default) and a commit more, where
+ * (set to 32 MiB here, less than the default) and a commit more, where
  * all the commits would take 64 MiB. */
 static void test_checkpoints_run_during_the_run(void **state)
 {
@@ -1112,6 +1202,9 @@ int main(void)
 		T(test_jobs_fed_in_id_order_and_exhausted),
 		T(test_rows_states_and_columns),
 		T(test_rerun_reuses_columns_and_never_duplicates),
+		T(test_rowid_rows_of_near_layouts),
+		T(test_rows_carry_their_jobs),
+		T(test_rows_carry_their_jobs_jobwise),
 		T(test_commits_every_commit_rows),
 		T(test_checkpoints_run_during_the_run),
 		T(test_rows_the_database_refuses_fail_only_their_job),
