@@ -1215,9 +1215,10 @@ static int insert_sql(writer_t *w, const wtable_t *t, uint32_t n, uint32_t rows,
 		if (sql_str(&w->sql, r ? ", (?" : "(?") || (one_job && sql_str(&w->sql, "1")))
 			return -ENOMEM;
 		for (uint32_t i = 0; i < n; i++) {
-			char num[16];
-			snprintf(num, sizeof(num), ", ?%u", 2 + r * n + i);
-			if (sql_str(&w->sql, one_job ? num : ", ?"))
+			char num[16] = ", ?";
+			if (one_job)
+				snprintf(num, sizeof(num), ", ?%u", 2 + r * n + i);
+			if (sql_str(&w->sql, num))
 				return -ENOMEM;
 		}
 		if (sql_str(&w->sql, ")"))
