@@ -289,8 +289,10 @@ static void host_free_all(loop_t *l)
 	free(l->host_tab);
 }
 
+static void arm_dns_tick(loop_t *l);
+
 /* Starts an asynchronous lookup; glibc resolves on a thread of its own and
- * the tick polls for the answer, so the loop never waits on DNS. */
+ * the DNS tick polls for the answer, so the loop never waits on DNS. */
 static void host_resolve(loop_t *l, host_t *h)
 {
 	memset(&h->gcb, 0, sizeof h->gcb);
@@ -314,6 +316,7 @@ static void host_resolve(loop_t *l, host_t *h)
 	h->dns = DNS_PENDING;
 	h->dns_next = l->dns_list;
 	l->dns_list = h;
+	arm_dns_tick(l);
 }
 
 static void host_dns_result(loop_t *l, host_t *h, int r)
@@ -355,6 +358,8 @@ static void dns_poll(loop_t *l)
 		*pp = h->dns_next;
 		host_dns_result(l, h, r);
 	}
+	if (!l->dns_list)
+		l->dns_wait_ms = 0; /* the next lookup is polled from 1 ms again */
 }
 
 void host_enqueue(loop_t *l, host_t *h, job_t *j)
@@ -584,6 +589,33 @@ static void arm_signal(loop_t *l)
 	io_uring_sqe_set_data(sqe, &l->op_signal);
 }
 
+/* A short timeout while lookups are pending (DNS_POLL_FIRST_MS, doubling up
+ * to LOOP_TICK_MS): the first connection to a host waits about as long as
+ * its lookup, not up to a whole tick. */
+static void arm_dns_tick(loop_t *l)
+{
+	if (l->dns_tick_armed || !l->dns_list)
+		return;
+	if (!l->dns_wait_ms)
+		l->dns_wait_ms = DNS_POLL_FIRST_MS;
+	l->dns_tick_ts.tv_sec = 0;
+	l->dns_tick_ts.tv_nsec = (long long)l->dns_wait_ms * 1000000;
+	struct io_uring_sqe *sqe = loop_sqe(l);
+	io_uring_prep_timeout(sqe, &l->dns_tick_ts, 0, 0);
+	io_uring_sqe_set_data(sqe, &l->op_dns_tick);
+	l->dns_tick_armed = true;
+}
+
+static void on_dns_tick(loop_t *l)
+{
+	l->dns_tick_armed = false;
+	dns_poll(l);
+	if (l->dns_list) {
+		l->dns_wait_ms = l->dns_wait_ms * 2 < LOOP_TICK_MS ? l->dns_wait_ms * 2 : LOOP_TICK_MS;
+		arm_dns_tick(l);
+	}
+}
+
 static void on_signal(loop_t *l, int res)
 {
 	if (res != (int)sizeof l->sig_buf)
@@ -646,6 +678,7 @@ static void dispatch(loop_t *l, struct io_uring_cqe *cqe)
 	unsigned fl = cqe->flags;
 	switch (op->kind) {
 	case OP_TICK: on_tick(l); break;
+	case OP_DNS_TICK: on_dns_tick(l); break;
 	case OP_EVENTFD:
 		if (!l->end_pushed)
 			arm_eventfd(l);
@@ -830,6 +863,7 @@ static int loop_init(loop_t *l, const loop_config_t *cfg, loop_result_t *res)
 	l->raw_dirfd = -1;
 	l->signal_fd = -1;
 	l->op_tick.kind = OP_TICK;
+	l->op_dns_tick.kind = OP_DNS_TICK;
 	l->op_eventfd.kind = OP_EVENTFD;
 	l->op_signal.kind = OP_SIGNAL;
 	l->op_slot_close.kind = OP_SLOT_CLOSE;

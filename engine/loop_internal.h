@@ -38,6 +38,11 @@
 #define CONN_SEND_BYTES (16u * 1024u + 512u) /* one TLS record and change */
 #define LOOP_PLAIN_BYTES (64u * 1024u)
 #define LOOP_TICK_MS 50u
+/* While a DNS lookup is pending, the loop looks for its answer after 1 ms,
+ * then after twice as long each time, up to LOOP_TICK_MS: glibc's resolver
+ * thread tells no one when it is done (getaddrinfo_a, SIGEV_NONE), and an
+ * answer from /etc/hosts takes about a millisecond. */
+#define DNS_POLL_FIRST_MS 1u
 #define CONN_IDLE_KEEP_MS 15000u /* idle keep-alive connections closed after this */
 #define TLS_PROBE_WAIT_MS 1000u  /* a host's other connections wait this long at most for its first (host_t.tls_probed) */
 #define HOSTS_MAX 65536u
@@ -60,7 +65,7 @@
 /* Every io_uring request carries a pointer to one of these, embedded in its
  * owner; container_of gets the owner back. */
 typedef enum {
-	OP_TICK = 1, OP_EVENTFD, OP_SIGNAL,
+	OP_TICK = 1, OP_DNS_TICK, OP_EVENTFD, OP_SIGNAL,
 	OP_SOCKET, OP_CONNECT, OP_CONNECT_TIMEOUT, OP_SEND, OP_RECV, OP_CANCEL, OP_CLOSE,
 	OP_MKDIR, OP_FILE, OP_SLOT_CLOSE,
 	OP_LOCAL, /* a `files` job's read (files.c) */
@@ -322,9 +327,10 @@ struct loop {
 	uint32_t n_slots, n_slots_free;
 	bool ring_gone; /* teardown: the ring and its file table are closed */
 	/* io_uring requests of the loop itself */
-	op_t op_tick, op_eventfd, op_signal, op_slot_close;
-	bool tick_armed;
-	struct __kernel_timespec tick_ts;
+	op_t op_tick, op_dns_tick, op_eventfd, op_signal, op_slot_close;
+	bool tick_armed, dns_tick_armed;
+	struct __kernel_timespec tick_ts, dns_tick_ts;
+	uint32_t dns_wait_ms; /* the next DNS poll's wait (DNS_POLL_FIRST_MS) */
 	uint64_t eventfd_buf;
 	struct signalfd_siginfo sig_buf;
 	job_t *ck_head;      /* jobs whose checkpoint batch waits (engine/ndstream.c) */
