@@ -99,6 +99,37 @@ def event_rows(job, body, rows):
                                     c["author"]["email"], c["message"], int(c["distinct"])))
 
 
+def dump_rows(workload, paths, out):
+    """Every row the documents at `paths` hold, in document order, into a
+    fresh SQLite database `out` (bench/netbench.py, before the rounds): per
+    table of the workload a table of the same name, columns and types, _job
+    the document's 1-based place in `paths`, no key and no index, so a key
+    that comes again is a row again. rf_peer_insert_loop inserts these rows
+    (its ROWS.db): issue 6's "the same rows in arrival order". Returns the
+    number of rows."""
+    tables, to_rows = ((ARCHIVE_TABLES, archive_rows) if workload == "archives"
+                       else (EVENT_TABLES, event_rows))
+    con = sqlite3.connect(out)
+    total = 0
+    try:
+        with con:
+            ins = {}
+            for name, (cols, _) in tables.items():
+                con.execute('CREATE TABLE "%s" (_job INTEGER, %s)' % (
+                    name, ", ".join('"%s" %s' % c for c in cols)))
+                ins[name] = 'INSERT INTO "%s" VALUES (%s)' % (name, ", ".join("?" * (len(cols) + 1)))
+            for job, path in enumerate(paths, 1):
+                rows = {t: [] for t in tables}
+                with open(path, "rb") as f:
+                    to_rows(job, f.read(), rows)
+                for t, batch in rows.items():
+                    con.executemany(ins[t], batch)
+                    total += len(batch)
+    finally:
+        con.close()
+    return total
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--workload", choices=["archives", "events"], default="archives")

@@ -120,6 +120,11 @@ class NetAndE2eResults(unittest.TestCase):
             self.assertEqual(floor["peer"]["name"], "sqlite-c-insert-loop")
             self.assertEqual(floor["runs"], recs[(case, "seconds")]["runs"])
             self.assertIsNotNone(floor["ratio"])
+            # Beside it, the loop on only the rows ringfill stored.
+            stored = recs[(case, "seconds_vs_stored_loop")]
+            self.assertEqual(stored["peer"]["name"], "sqlite-c-stored-rows-loop")
+            self.assertEqual(stored["runs"], floor["runs"])
+            self.assertEqual(len(stored["peer"]["runs"]), len(floor["peer"]["runs"]))
             # nginx's CPU while each client ran: both made it serve every
             # document, so neither can have cost it nothing.
             server = recs[(case, "server_cpu_s")]
@@ -147,6 +152,8 @@ class NetAndE2eResults(unittest.TestCase):
         self.assertEqual(floor["peer"]["name"], "sqlite-c-insert-loop")
         self.assertEqual(floor["runs"], recs[(files_case, "seconds")]["runs"])
         self.assertIsNotNone(floor["ratio"])
+        stored = recs[(files_case, "seconds_vs_stored_loop")]
+        self.assertEqual(stored["peer"]["name"], "sqlite-c-stored-rows-loop")
 
     def test_a_suite_that_cannot_run_exits_3_and_writes_no_result(self):
         env = dict(os.environ, RINGFILL_BENCH_NGINX=os.path.join(self.dir.name, "no-nginx"))
@@ -274,9 +281,9 @@ class InsertLoop(unittest.TestCase):
     def tearDown(self):
         self.dir.cleanup()
 
-    def run_loop(self):
-        return subprocess.run([self.loop, self.src, self.dst], capture_output=True, text=True,
-                              timeout=120)
+    def run_loop(self, *rows_db):
+        return subprocess.run([self.loop, self.src, self.dst] + list(rows_db),
+                              capture_output=True, text=True, timeout=120)
 
     def test_every_table_is_copied_row_for_row_with_its_key(self):
         with sqlite3.connect(self.src) as c:
@@ -305,6 +312,42 @@ class InsertLoop(unittest.TestCase):
             self.assertEqual(list(b.execute("SELECT name FROM sqlite_master WHERE name = "
                                             "'_ringfill_jobs'")), [])
             self.assertEqual(b.execute("PRAGMA journal_mode").fetchone()[0], "wal")
+
+    def test_rows_db_rows_are_upserted_in_their_order(self):
+        """With ROWS.db the rows are ROWS.db's (every row the documents hold,
+        keys coming again), inserted in rowid order into SRC's schema: a key
+        that comes again updates its row, the last one wins."""
+        with sqlite3.connect(self.src) as c:
+            c.execute("CREATE TABLE t (_job INTEGER, k TEXT, v INTEGER, w TEXT)")
+            c.execute('CREATE UNIQUE INDEX "_ringfill_key_t" ON t (k)')
+            c.execute("INSERT INTO t VALUES (9, 'stored', 0, 'not copied')")
+        rows_db = os.path.join(self.dir.name, "rows.db")
+        # Columns in another order than SRC's: matched by name.
+        rows = [("w%d" % i, i, "k%d" % (i % 40), i % 3) for i in range(1237)]
+        with sqlite3.connect(rows_db) as c:
+            c.execute("CREATE TABLE t (w TEXT, v INTEGER, k TEXT, _job INTEGER)")
+            c.executemany("INSERT INTO t VALUES (?, ?, ?, ?)", rows)
+        r = self.run_loop(rows_db)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        res = json.loads(r.stdout)
+        self.assertEqual((res["rows"], res["tables"]), (1237, 1))
+        self.assertGreaterEqual(res["close_s"], 0)
+        last = {}
+        for w, v, k, job in rows:
+            last[k] = (job, k, v, w)
+        with sqlite3.connect(self.dst) as b:
+            got = sorted(b.execute("SELECT _job, k, v, w FROM t"))
+        self.assertEqual(got, sorted(last.values()))
+
+    def test_a_missing_rows_db_table_is_an_error(self):
+        with sqlite3.connect(self.src) as c:
+            c.execute("CREATE TABLE t (_job INTEGER, k TEXT)")
+        rows_db = os.path.join(self.dir.name, "rows.db")
+        with sqlite3.connect(rows_db) as c:
+            c.execute("CREATE TABLE other (_job INTEGER, k TEXT)")
+        r = self.run_loop(rows_db)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("select from ROWS.db", r.stderr)
 
     def test_a_database_without_tables_is_an_error(self):
         sqlite3.connect(self.src).close()
