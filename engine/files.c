@@ -107,10 +107,13 @@ static int local_room(loop_t *l, job_t *j, uint64_t size)
 	return want > j->body.len ? json_buf_reserve(&j->body, (size_t)(want - j->body.len)) : 0;
 }
 
-/* The file is the batch's raw body; a failure's reason starts with its path. */
-static void local_batch_path(batch_t *b, const char *path)
+/* The file is the batch's raw body; a failure's reason starts with its path.
+ * Out of memory for the path stops the run (the batch still goes, without
+ * it: its rows are whole, and the job's url names the file). */
+static void local_batch_path(loop_t *l, batch_t *b, const char *path)
 {
-	snprintf(b->raw_path, sizeof b->raw_path, "%s", path);
+	if (batch_set_raw_path(b, NULL, path) != 0)
+		loop_fatal(l, "out of memory");
 	if (b->kind == BATCH_JOB_FAILED) {
 		char why[BATCH_ERROR_BYTES_MAX];
 		snprintf(why, sizeof why, "%s", b->error);
@@ -126,7 +129,7 @@ static void local_done(loop_t *l, job_t *j)
 	snprintf(path, sizeof path, "%s", j->local->path);
 	job_body_ok(l, j); /* frees j only on out of memory, which makes the loop fatal */
 	if (!l->fatal)
-		local_batch_path(j->batch, path);
+		local_batch_path(l, j->batch, path);
 }
 
 /* Out of memory is the run's problem: stop, the job stays pending. Every
@@ -172,7 +175,7 @@ static void local_stream_done(loop_t *l, job_t *j)
 	}
 	b->attempts = j->desc->attempts + (int)j->attempts_run;
 	b->body_bytes = f->off;
-	local_batch_path(b, f->path);
+	local_batch_path(l, b, f->path);
 	job_ready(l, j);
 }
 
@@ -222,7 +225,7 @@ static void local_nd_done(loop_t *l, job_t *j)
 {
 	struct local_file *f = j->local;
 	nd_finish(l, j);
-	local_batch_path(j->batch, f->path);
+	local_batch_path(l, j->batch, f->path);
 	job_ready(l, j);
 }
 

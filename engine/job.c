@@ -768,8 +768,11 @@ void job_file_complete(loop_t *l, job_t *j, int res)
 	case FILE_RENAME:
 		if (j->streaming && job_stream_batch(l, j))
 			return;
-		snprintf(j->batch->raw_path, sizeof j->batch->raw_path, "%s/%s", l->o->raw,
-		         j->raw_rel_final);
+		if (batch_set_raw_path(j->batch, l->o->raw, j->raw_rel_final) != 0) {
+			job_abandon(l, j); /* the file is in place; the job stays pending */
+			loop_fatal(l, "out of memory");
+			return;
+		}
 		job_ready(l, j);
 		return;
 	}

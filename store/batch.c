@@ -149,7 +149,23 @@ void batch_free(batch_t *b)
 		return;
 	json_buf_free(&b->rows);
 	json_buf_free(&b->emit);
+	free(b->raw_path);
 	free(b);
+}
+
+int batch_set_raw_path(batch_t *b, const char *dir, const char *name)
+{
+	char buf[BATCH_PATH_BYTES_MAX];
+	if (dir)
+		snprintf(buf, sizeof(buf), "%s/%s", dir, name);
+	else
+		snprintf(buf, sizeof(buf), "%s", name);
+	char *p = strdup(buf);
+	if (!p)
+		return -ENOMEM;
+	free(b->raw_path);
+	b->raw_path = p;
+	return 0;
 }
 
 void batch_fail(batch_t *b, error_class_t cls, const char *fmt, ...)
