@@ -591,7 +591,11 @@ static void arm_signal(loop_t *l)
 
 /* A short timeout while lookups are pending (DNS_POLL_FIRST_MS, doubling up
  * to LOOP_TICK_MS): the first connection to a host waits about as long as
- * its lookup, not up to a whole tick. */
+ * its lookup, not up to a whole tick. The only poller of dns_list: armed
+ * whenever the list is not empty. The wait is shared: a lookup started
+ * while a slow one is pending is polled at that one's wait, at most
+ * LOOP_TICK_MS, as before. Each poll walks the pending lookups
+ * (gai_error: a load under glibc's lock each). */
 static void arm_dns_tick(loop_t *l)
 {
 	if (l->dns_tick_armed || !l->dns_list)
@@ -608,6 +612,7 @@ static void arm_dns_tick(loop_t *l)
 
 static void on_dns_tick(loop_t *l)
 {
+	assert(l->dns_tick_armed);
 	l->dns_tick_armed = false;
 	dns_poll(l);
 	if (l->dns_list) {
@@ -640,7 +645,9 @@ static void on_signal(loop_t *l, int res)
 static void on_tick(loop_t *l)
 {
 	l->tick_armed = false;
-	dns_poll(l);
+	/* No dns_poll here: a pending lookup always has the DNS tick armed
+	 * (arm_dns_tick), which polls it at most LOOP_TICK_MS apart. */
+	assert(!l->dns_list || l->dns_tick_armed);
 	hosts_unpause_due(l);
 	job_retry_due(l);
 	/* A deadline may close connections, and freeing one dispatches its
