@@ -108,12 +108,14 @@ static int local_room(loop_t *l, job_t *j, uint64_t size)
 }
 
 /* The file is the batch's raw body; a failure's reason starts with its path.
- * Out of memory for the path stops the run (the batch still goes, without
- * it: its rows are whole, and the job's url names the file). */
+ * Out of memory for the path stops the run, and the job goes as failed
+ * (transient: the next run does it again), never done without its path. */
 static void local_batch_path(loop_t *l, batch_t *b, const char *path)
 {
-	if (batch_set_raw_path(b, NULL, path) != 0)
+	if (batch_set_raw_path(b, NULL, path) != 0) {
+		batch_fail(b, ERROR_CLASS_TRANSIENT, "out of memory");
 		loop_fatal(l, "out of memory");
+	}
 	if (b->kind == BATCH_JOB_FAILED) {
 		char why[BATCH_ERROR_BYTES_MAX];
 		snprintf(why, sizeof why, "%s", b->error);

@@ -155,14 +155,16 @@ void batch_free(batch_t *b)
 
 int batch_set_raw_path(batch_t *b, const char *dir, const char *name)
 {
-	char buf[BATCH_PATH_BYTES_MAX];
-	if (dir)
-		snprintf(buf, sizeof(buf), "%s/%s", dir, name);
-	else
-		snprintf(buf, sizeof(buf), "%s", name);
-	char *p = strdup(buf);
+	assert(b && name);
+	size_t nd = dir ? strlen(dir) + 1 : 0, nn = strlen(name);
+	char *p = malloc(nd + nn + 1);
 	if (!p)
 		return -ENOMEM;
+	if (dir) {
+		memcpy(p, dir, nd - 1);
+		p[nd - 1] = '/';
+	}
+	memcpy(p + nd, name, nn + 1);
 	free(b->raw_path);
 	b->raw_path = p;
 	return 0;

@@ -109,10 +109,10 @@ void table_specs_free(table_spec_t *t, uint32_t n);
 const char *column_type_name(column_type_t t);
 const char *table_mode_name(table_mode_t m);
 
-/* Fields that every batch writes come first and the large string arrays
- * last (most of their bytes are never written): a batch is held until its
- * transaction commits, and this way a batch's writes touch one page of
- * fresh memory instead of two (the struct is over 5 KB). */
+/* Fields that every batch writes come first and the string arrays last
+ * (most of their bytes are never written): a batch is held until its
+ * transaction commits, in fresh memory, so the fewer pages its writes touch
+ * the better (about 1 KB; the raw path lives on the heap, raw_path). */
 typedef struct batch {
 	struct batch *next; /* free for the holder's lists */
 	batch_kind_t kind;
@@ -175,8 +175,8 @@ bool batch_next_job(const batch_t *b, size_t *pos, batch_job_t *out);
 batch_t *batch_new(batch_kind_t kind, int64_t job_id); /* NULL on ENOMEM */
 void batch_free(batch_t *b);
 
-/* Sets b->raw_path to "dir/name" (dir NULL: name alone), at most
- * BATCH_PATH_BYTES_MAX - 1 bytes. 0, or -ENOMEM (raw_path unchanged). */
+/* Sets b->raw_path to "dir/name" (dir NULL: name alone), whole. 0, or
+ * -ENOMEM (raw_path unchanged). */
 int batch_set_raw_path(batch_t *b, const char *dir, const char *name);
 /* Sets a failure: kind FAILED, class, and a formatted one-line reason. */
 void batch_fail(batch_t *b, error_class_t cls, const char *fmt, ...)

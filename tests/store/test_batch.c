@@ -441,6 +441,26 @@ static void test_declared_columns_of_a_row(void **state)
 	table_specs_free(t, 1);
 }
 
+/* The raw path: none until set, "dir/name" or the name alone, whole however
+ * long, a second set replacing the first (ASan/valgrind see a leak or a
+ * double free), freed with the batch. */
+static void test_raw_path_is_set_whole_and_replaced(void **state)
+{
+	(void)state;
+	batch_t *b = batch_new(BATCH_JOB_DONE, 1);
+	assert_non_null(b);
+	assert_null(b->raw_path);
+	assert_int_equal(batch_set_raw_path(b, "raw", "example.com/a.json"), 0);
+	assert_string_equal(b->raw_path, "raw/example.com/a.json");
+	char name[3 * BATCH_PATH_BYTES_MAX];
+	memset(name, 'n', sizeof name - 1);
+	name[sizeof name - 1] = '\0';
+	assert_int_equal(batch_set_raw_path(b, NULL, name), 0);
+	assert_int_equal(strlen(b->raw_path), sizeof name - 1);
+	assert_string_equal(b->raw_path, name);
+	batch_free(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -457,6 +477,7 @@ int main(void)
 		cmocka_unit_test(test_fail_sets_kind_class_and_one_line),
 		cmocka_unit_test(test_doc_values_once_equal_whole_doc),
 		cmocka_unit_test(test_declared_columns_of_a_row),
+		cmocka_unit_test(test_raw_path_is_set_whole_and_replaced),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
