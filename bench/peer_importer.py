@@ -117,7 +117,8 @@ def dump_rows(workload, paths, out):
             for name, (cols, _) in tables.items():
                 con.execute('CREATE TABLE "%s" (_job INTEGER, %s)' % (
                     name, ", ".join('"%s" %s' % c for c in cols)))
-                ins[name] = 'INSERT INTO "%s" VALUES (%s)' % (name, ", ".join("?" * (len(cols) + 1)))
+                ins[name] = 'INSERT INTO "%s" VALUES (%s)' % (
+                    name, ", ".join("?" * (len(cols) + 1)))
             for job, path in enumerate(paths, 1):
                 rows = {t: [] for t in tables}
                 with open(path, "rb") as f:

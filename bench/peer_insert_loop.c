@@ -17,8 +17,9 @@
  * bound from memory, `ON CONFLICT (key) DO UPDATE` every other column where
  * the table has a key index (ringfill's upsert mode, _ringfill_key_TABLE),
  * 100,000 rows per transaction, WAL and synchronous=NORMAL. Tables are loaded
- * one after the other. No job state, no parsing, no network: the floor
- * ringfill's whole backfill is measured against. Prints {"rows": N,
+ * one after the other. No job state, no parsing, no network: the reference
+ * ringfill's whole backfill is measured against (with ROWS.db the issues'
+ * naive loop, which ringfill's key-sorting writer is meant to beat). Prints {"rows": N,
  * "tables": N, "insert_s": S, "close_s": S} on stdout (close_s: the final
  * sqlite3_close, which copies what the WAL holds into the file and deletes
  * the WAL, as ringfill's own end does); exit 0, or 1 with the reason on
@@ -38,6 +39,7 @@
 #define LOOP_TABLES_MAX 64u     /* a job file has at most 64 tables */
 #define LOOP_COLUMNS_MAX 1000u  /* below SQLite's default SQLITE_MAX_COLUMN (2000) */
 #define LOOP_SQL_BYTES_MAX (1u << 20)
+#define LOOP_NAME_ROOM 1024u /* a quoted name from SRC (SQLite's names are short) and more */
 #define LOOP_KEY_PREFIX "_ringfill_key_"
 
 /* One table of SRC. Owns its strings, and its values (sqlite3_value_dup
@@ -88,7 +90,7 @@ static void ident(char *sql, size_t cap, size_t *len, const char *name)
 static int read_columns(sqlite3 *db, loop_table_t *t)
 {
 	sqlite3_stmt *s = NULL;
-	if (sqlite3_prepare_v2(db, "SELECT name FROM pragma_table_info(?)", -1, &s, NULL) !=
+	if (sqlite3_prepare_v2(db, "SELECT name FROM pragma_table_info(?, 'main')", -1, &s, NULL) !=
 	    SQLITE_OK)
 		return fail(db, "table_info");
 	sqlite3_bind_text(s, 1, t->name, -1, SQLITE_STATIC);
@@ -102,7 +104,7 @@ static int read_columns(sqlite3 *db, loop_table_t *t)
 		return rc;
 	char iname[600];
 	snprintf(iname, sizeof(iname), LOOP_KEY_PREFIX "%s", t->name);
-	if (sqlite3_prepare_v2(db, "SELECT name FROM pragma_index_info(?)", -1, &s, NULL) !=
+	if (sqlite3_prepare_v2(db, "SELECT name FROM pragma_index_info(?, 'main')", -1, &s, NULL) !=
 	    SQLITE_OK)
 		return fail(db, "index_info");
 	sqlite3_bind_text(s, 1, iname, -1, SQLITE_TRANSIENT);
@@ -123,19 +125,26 @@ static int read_rows(sqlite3 *db, loop_table_t *t, bool from_rows_db)
 	char *sql = malloc(LOOP_SQL_BYTES_MAX);
 	if (!sql)
 		return fail(NULL, "select");
+	/* Each step needs at most a quoted name (ident stops at the buffer's
+	 * end) and 20 bytes more: stop before the room runs out. */
+	const size_t limit = LOOP_SQL_BYTES_MAX - 2 * LOOP_NAME_ROOM;
 	size_t len = (size_t)snprintf(sql, LOOP_SQL_BYTES_MAX, "SELECT ");
-	for (uint32_t c = 0; c < t->n_cols && len + 8 < LOOP_SQL_BYTES_MAX; c++) {
+	for (uint32_t c = 0; c < t->n_cols && len < limit; c++) {
 		if (c)
 			len += (size_t)snprintf(sql + len, LOOP_SQL_BYTES_MAX - len, ", ");
 		ident(sql, LOOP_SQL_BYTES_MAX, &len, t->cols[c]);
 	}
-	len += (size_t)snprintf(sql + len, LOOP_SQL_BYTES_MAX - len, " FROM %s",
-	                        from_rows_db ? "r." : "");
-	ident(sql, LOOP_SQL_BYTES_MAX, &len, t->name);
-	len += (size_t)snprintf(sql + len, LOOP_SQL_BYTES_MAX - len, " ORDER BY rowid");
 	sqlite3_stmt *s = NULL;
-	int prc = len + 1 < LOOP_SQL_BYTES_MAX ? sqlite3_prepare_v2(db, sql, -1, &s, NULL)
-	                                       : SQLITE_TOOBIG;
+	int prc = SQLITE_TOOBIG;
+	if (len < limit) {
+		len += (size_t)snprintf(sql + len, LOOP_SQL_BYTES_MAX - len, " FROM %s",
+		                        from_rows_db ? "r." : "");
+		ident(sql, LOOP_SQL_BYTES_MAX, &len, t->name);
+		if (len < limit) {
+			snprintf(sql + len, LOOP_SQL_BYTES_MAX - len, " ORDER BY rowid");
+			prc = sqlite3_prepare_v2(db, sql, -1, &s, NULL);
+		}
+	}
 	free(sql);
 	if (prc != SQLITE_OK)
 		return fail(db, from_rows_db ? "select from ROWS.db" : "select");
@@ -184,8 +193,8 @@ static int read_source(const char *path, const char *rows_path, loop_table_t *ta
 	}
 	/* The key index of a table is _ringfill_key_TABLE (docs/jobfile.md). */
 	if (rc == 0 && sqlite3_prepare_v2(db,
-	                                  "SELECT t.name, t.sql, i.sql FROM sqlite_master t "
-	                                  "LEFT JOIN sqlite_master i ON i.type = 'index' AND "
+	                                  "SELECT t.name, t.sql, i.sql FROM main.sqlite_master t "
+	                                  "LEFT JOIN main.sqlite_master i ON i.type = 'index' AND "
 	                                  "i.tbl_name = t.name AND i.name = '" LOOP_KEY_PREFIX
 	                                  "' || t.name WHERE t.type = 'table' AND t.name NOT "
 	                                  "LIKE '\\_ringfill%' ESCAPE '\\' AND t.name NOT LIKE "
