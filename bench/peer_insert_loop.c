@@ -25,6 +25,7 @@
  * the WAL, as ringfill's own end does); exit 0, or 1 with the reason on
  * stderr. */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -39,7 +40,6 @@
 #define LOOP_TABLES_MAX 64u     /* a job file has at most 64 tables */
 #define LOOP_COLUMNS_MAX 1000u  /* below SQLite's default SQLITE_MAX_COLUMN (2000) */
 #define LOOP_SQL_BYTES_MAX (1u << 20)
-#define LOOP_NAME_ROOM 1024u /* a quoted name from SRC (SQLite's names are short) and more */
 #define LOOP_KEY_PREFIX "_ringfill_key_"
 
 /* One table of SRC. Owns its strings, and its values (sqlite3_value_dup
@@ -73,17 +73,38 @@ static char *dup_text(sqlite3_stmt *s, int col)
 	return t ? strdup((const char *)t) : NULL;
 }
 
+/* Appends formatted text to sql[*len..cap). What does not fit is cut and
+ * *len stops at cap - 1, so a statement that ran out of room is seen by
+ * *len + 1 >= cap afterwards, and no append ever writes past cap. */
+__attribute__((format(printf, 4, 5))) static void put(char *sql, size_t cap, size_t *len,
+                                                     const char *fmt, ...)
+{
+	if (*len + 1 >= cap)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(sql + *len, cap - *len, fmt, ap);
+	va_end(ap);
+	*len = n < 0 || (size_t)n >= cap - *len ? cap - 1 : *len + (size_t)n;
+}
+
 /* Appends "name" as a quoted SQL identifier (quotes doubled). */
 static void ident(char *sql, size_t cap, size_t *len, const char *name)
 {
-	*len += (size_t)snprintf(sql + *len, cap - *len, "\"");
-	for (const char *p = name; *p && *len + 3 < cap; p++) {
+	put(sql, cap, len, "\"");
+	const char *p = name;
+	for (; *p && *len + 3 < cap; p++) {
 		if (*p == '"')
 			sql[(*len)++] = '"';
 		sql[(*len)++] = *p;
 	}
+	if (*p) { /* cut: as put does, so the caller sees it */
+		*len = cap - 1;
+		sql[*len] = '\0';
+		return;
+	}
 	sql[*len] = '\0';
-	*len += (size_t)snprintf(sql + *len, cap - *len, "\"");
+	put(sql, cap, len, "\"");
 }
 
 /* The columns of t, and which of them its key index covers. */
@@ -125,26 +146,19 @@ static int read_rows(sqlite3 *db, loop_table_t *t, bool from_rows_db)
 	char *sql = malloc(LOOP_SQL_BYTES_MAX);
 	if (!sql)
 		return fail(NULL, "select");
-	/* Each step needs at most a quoted name (ident stops at the buffer's
-	 * end) and 20 bytes more: stop before the room runs out. */
-	const size_t limit = LOOP_SQL_BYTES_MAX - 2 * LOOP_NAME_ROOM;
-	size_t len = (size_t)snprintf(sql, LOOP_SQL_BYTES_MAX, "SELECT ");
-	for (uint32_t c = 0; c < t->n_cols && len < limit; c++) {
+	size_t len = 0;
+	put(sql, LOOP_SQL_BYTES_MAX, &len, "SELECT ");
+	for (uint32_t c = 0; c < t->n_cols; c++) {
 		if (c)
-			len += (size_t)snprintf(sql + len, LOOP_SQL_BYTES_MAX - len, ", ");
+			put(sql, LOOP_SQL_BYTES_MAX, &len, ", ");
 		ident(sql, LOOP_SQL_BYTES_MAX, &len, t->cols[c]);
 	}
+	put(sql, LOOP_SQL_BYTES_MAX, &len, " FROM %s", from_rows_db ? "r." : "");
+	ident(sql, LOOP_SQL_BYTES_MAX, &len, t->name);
+	put(sql, LOOP_SQL_BYTES_MAX, &len, " ORDER BY rowid");
 	sqlite3_stmt *s = NULL;
-	int prc = SQLITE_TOOBIG;
-	if (len < limit) {
-		len += (size_t)snprintf(sql + len, LOOP_SQL_BYTES_MAX - len, " FROM %s",
-		                        from_rows_db ? "r." : "");
-		ident(sql, LOOP_SQL_BYTES_MAX, &len, t->name);
-		if (len < limit) {
-			snprintf(sql + len, LOOP_SQL_BYTES_MAX - len, " ORDER BY rowid");
-			prc = sqlite3_prepare_v2(db, sql, -1, &s, NULL);
-		}
-	}
+	int prc = len + 1 < LOOP_SQL_BYTES_MAX ? sqlite3_prepare_v2(db, sql, -1, &s, NULL)
+	                                       : SQLITE_TOOBIG;
 	free(sql);
 	if (prc != SQLITE_OK)
 		return fail(db, from_rows_db ? "select from ROWS.db" : "select");
@@ -228,31 +242,31 @@ static int prepare(sqlite3 *db, const loop_table_t *t, uint32_t rows, sqlite3_st
 	size_t len = 0, cap = LOOP_SQL_BYTES_MAX;
 	if (!sql)
 		return fail(NULL, "prepare");
-	len += (size_t)snprintf(sql, cap, "INSERT INTO ");
+	put(sql, cap, &len, "INSERT INTO ");
 	ident(sql, cap, &len, t->name);
 	for (uint32_t c = 0; c < t->n_cols; c++) {
-		len += (size_t)snprintf(sql + len, cap - len, c ? ", " : " (");
+		put(sql, cap, &len, c ? ", " : " (");
 		ident(sql, cap, &len, t->cols[c]);
 	}
-	len += (size_t)snprintf(sql + len, cap - len, ") VALUES ");
+	put(sql, cap, &len, ") VALUES ");
 	for (uint32_t r = 0; r < rows; r++)
 		for (uint32_t c = 0; c < t->n_cols; c++)
-			len += (size_t)snprintf(sql + len, cap - len, "%s?%s",
-			                        c ? "" : r ? ", (" : "(", c + 1 < t->n_cols ? ", " : ")");
+			put(sql, cap, &len, "%s?%s", c ? "" : r ? ", (" : "(",
+			    c + 1 < t->n_cols ? ", " : ")");
 	if (t->index_sql) {
 		const char *sep = " ON CONFLICT (";
 		for (uint32_t c = 0; c < t->n_cols; c++)
 			if (t->is_key[c]) {
-				len += (size_t)snprintf(sql + len, cap - len, "%s", sep);
+				put(sql, cap, &len, "%s", sep);
 				ident(sql, cap, &len, t->cols[c]);
 				sep = ", ";
 			}
 		sep = ") DO UPDATE SET ";
 		for (uint32_t c = 0; c < t->n_cols; c++)
 			if (!t->is_key[c]) {
-				len += (size_t)snprintf(sql + len, cap - len, "%s", sep);
+				put(sql, cap, &len, "%s", sep);
 				ident(sql, cap, &len, t->cols[c]);
-				len += (size_t)snprintf(sql + len, cap - len, " = excluded.");
+				put(sql, cap, &len, " = excluded.");
 				ident(sql, cap, &len, t->cols[c]);
 				sep = ", ";
 			}

@@ -349,6 +349,17 @@ class InsertLoop(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertIn("select from ROWS.db", r.stderr)
 
+    def test_sql_longer_than_its_buffer_is_an_error(self):
+        """Two column names of 600 kB: the SELECT would pass the loop's 1 MiB
+        SQL buffer, which is refused whole rather than cut or overrun."""
+        a, b = "a" * 600000, "b" * 600000
+        with sqlite3.connect(self.src) as c:
+            c.execute('CREATE TABLE t ("%s" TEXT, "%s" TEXT)' % (a, b))
+            c.execute("INSERT INTO t VALUES ('x', 'y')")
+        r = self.run_loop()
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("rf_peer_insert_loop: select", r.stderr)
+
     def test_a_database_without_tables_is_an_error(self):
         sqlite3.connect(self.src).close()
         r = self.run_loop()
