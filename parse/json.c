@@ -798,9 +798,14 @@ static ALWAYS_INLINE int skip_member(select_t *w, uint32_t *kp, uint32_t depth)
 {
 	uint32_t k = *kp;
 	if (likely(k < w->n_idx)) {
+		/* Branches, not k + step: as in select_members. */
 		uint32_t step = skip_entries[(unsigned char)w->s->src[w->idx[k]]];
-		if (likely(step != 0)) {
-			*kp = k + step;
+		if (likely(step == 2)) {
+			*kp = k + 2;
+			return 0;
+		}
+		if (likely(step == 1)) {
+			*kp = k + 1;
 			return 0;
 		}
 	}
@@ -904,9 +909,15 @@ static int select_members(select_t *w, uint32_t step, const json_step_t *st, uin
 		if (unlikely(src[idx[k]] != ':'))
 			return fail(s, idx[k], JSON_E_UNEXPECTED);
 		k++;
+		/* The next k from a branch on the value's kind, not from a table
+		 * load: k then waits on the branch's prediction rather than on
+		 * three loads in a row (idx, src, table), so the next member's
+		 * loads start before this one's are back. */
 		uint32_t scalar = k < n ? skip_entries[(unsigned char)src[idx[k]]] : 0;
-		if (likely(!(match | all) && scalar != 0)) {
-			k += scalar;
+		if (likely(!(match | all) && scalar == 2)) {
+			k += 2;
+		} else if (likely(!(match | all) && scalar == 1)) {
+			k += 1;
 		} else {
 			if (match) {
 				if (mark == SIZE_MAX)
