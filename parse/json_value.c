@@ -6,6 +6,7 @@
  * was parsed, so nothing here re-checks the grammar. */
 #include <assert.h>
 #include <errno.h>
+#include <float.h>
 #include <locale.h>
 #include <math.h>
 #include <stdatomic.h>
@@ -410,6 +411,87 @@ static locale_t c_numeric_locale(void)
 	return fresh;
 }
 
+#if FLT_EVAL_METHOD == 0
+/* Clinger's fast path ("How to read floating point numbers accurately",
+ * 1990): a decimal w x 10^q whose significand w is at most 2^53 and whose
+ * |q| is at most 22 converts exactly with one IEEE multiply or divide, since
+ * w and 10^|q| are both exact doubles and the one operation rounds once,
+ * correctly (round to nearest, and no wider intermediate: FLT_EVAL_METHOD 0).
+ * That covers most numbers data holds (prices, ratings, coordinates of up
+ * to 15 or 16 digits); every other one goes to strtod. */
+static const double exact_pow10[] = {
+	1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+	1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+};
+#define JSON_FAST_POW10_MAX 22
+#define JSON_FAST_SIGNIFICAND_MAX (1ull << 53)
+/* More exponent digits than this cannot change the outcome (a nonzero w is
+ * then far outside the fast range), so they are not accumulated. */
+#define JSON_FAST_EXPONENT_CAP 100000
+
+static inline bool is_digit(char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+/* The validated number [p, end) through the fast path: true with *out set,
+ * or false when it needs strtod. Leading zeros are not significant digits;
+ * more than 19 significant ones could overflow w and go to strtod. */
+static bool double_fast(const char *p, const char *end, double *out)
+{
+	bool neg = *p == '-';
+	p += neg;
+	uint64_t w = 0;
+	unsigned sig = 0;
+	int64_t frac = 0;
+	for (; p < end && is_digit(*p); p++) {
+		if (sig == 0 && *p == '0')
+			continue;
+		if (++sig > JSON_INT64_DIGITS_MAX)
+			return false;
+		w = w * 10u + (uint64_t)(*p - '0');
+	}
+	if (p < end && *p == '.') {
+		for (p++; p < end && is_digit(*p); p++) {
+			frac++;
+			if (sig == 0 && *p == '0')
+				continue;
+			if (++sig > JSON_INT64_DIGITS_MAX)
+				return false;
+			w = w * 10u + (uint64_t)(*p - '0');
+		}
+	}
+	int64_t e = 0;
+	if (p < end) { /* 'e' or 'E': the grammar allows nothing else here */
+		p++;
+		bool eneg = *p == '-';
+		p += *p == '-' || *p == '+';
+		for (; p < end; p++)
+			if (e < JSON_FAST_EXPONENT_CAP)
+				e = e * 10 + (*p - '0');
+		if (eneg)
+			e = -e;
+	}
+	if (w == 0) {
+		*out = neg ? -0.0 : 0.0;
+		return true;
+	}
+	int64_t q = e - frac;
+	if (w > JSON_FAST_SIGNIFICAND_MAX || q < -JSON_FAST_POW10_MAX || q > JSON_FAST_POW10_MAX)
+		return false;
+	double x = (double)w; /* exact: w <= 2^53 */
+	x = q < 0 ? x / exact_pow10[-q] : x * exact_pow10[q];
+	*out = neg ? -x : x;
+	return true;
+}
+#else
+static bool double_fast(const char *p, const char *end, double *out)
+{
+	(void)p, (void)end, (void)out;
+	return false; /* wider intermediates round twice: strtod for every number */
+}
+#endif
+
 /* 0, or -ERANGE when the magnitude overflows a double (*out is then +-inf);
  * values too small for a double round to 0 without an error. -ENOMEM if the
  * locale or a long number's copy cannot be allocated. */
@@ -417,6 +499,9 @@ int json_number_double(const json_doc_t *d, uint32_t n, double *out)
 {
 	assert(n < d->n_nodes && d->nodes[n].type == JSON_NUMBER);
 	const json_node_t *node = &d->nodes[n];
+	const char *text = d->src + node->start;
+	if (double_fast(text, text + node->len, out))
+		return 0;
 	locale_t loc = c_numeric_locale();
 	if (!loc)
 		return -ENOMEM;

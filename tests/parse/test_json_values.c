@@ -147,6 +147,116 @@ static void long_number_double(void **state)
 	assert_true(x == 1.5);
 }
 
+/* Every double json_number_double gives is strtod's, bit for bit: 2,000,000
+ * numbers from a fixed seed (random digits, fraction and exponent; decimals
+ * just inside and outside the exact-conversion fast path, 2^53 and 10^22 on
+ * either side; edge cases), parsed as JSON arrays of 100,000. */
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+
+static uint64_t rng(void)
+{
+	rng_state ^= rng_state >> 12;
+	rng_state ^= rng_state << 25;
+	rng_state ^= rng_state >> 27;
+	return rng_state * 0x2545F4914F6CDD1Dull;
+}
+
+static size_t put_digits(char *out, unsigned n, bool lead_nonzero)
+{
+	for (unsigned i = 0; i < n; i++)
+		out[i] = (char)('0' + (i == 0 && lead_nonzero ? 1 + rng() % 9 : rng() % 10));
+	return n;
+}
+
+/* One random JSON number into out (at most 80 bytes), NUL-terminated. */
+static size_t random_number(char *out)
+{
+	static const char *const edges[] = {
+		"0", "-0", "0.0", "-0.0", "0e999999999", "1e22", "1e23", "-1e22", "9e22",
+		"9007199254740992", "9007199254740993", "9007199254740991", "9007199254740992e22",
+		"9007199254740993e-22", "4.9e-324", "2.4703282292062327e-324", "5e-324",
+		"2.2250738585072011e-308", "2.2250738585072014e-308", "1.7976931348623157e308",
+		"1.7976931348623159e308", "1e309", "-1e-400", "0.1", "0.3", "1.5e-22", "3e-23",
+		"123456789012345678901234567890", "0.000000000000000000000000000001e30",
+		"1e-22", "1E+22", "4503599627370496.5", "4503599627370497.5",
+	};
+	size_t n = 0;
+	switch (rng() % 4) {
+	case 0: /* edge cases */
+		return (size_t)sprintf(out, "%s", edges[rng() % (sizeof(edges) / sizeof(*edges))]);
+	case 1: { /* 2^53 give or take 3, the point anywhere, q around +-22 */
+		if (rng() % 2)
+			out[n++] = '-';
+		char w[24];
+		int len = sprintf(w, "%llu", (unsigned long long)((1ull << 53) - 3 + rng() % 7));
+		int point = (int)(rng() % (unsigned)(len + 1));
+		for (int i = 0; i < len; i++) {
+			if (i == point && i > 0)
+				out[n++] = '.';
+			out[n++] = w[i];
+		}
+		int frac = point > 0 && point < len ? len - point : 0;
+		n += (size_t)sprintf(out + n, "e%d", frac + (int)(rng() % 49) - 24);
+		return n;
+	}
+	default: { /* random digits, fraction and exponent */
+		if (rng() % 2)
+			out[n++] = '-';
+		unsigned int_digits = (unsigned)(rng() % 21);
+		if (int_digits == 0)
+			out[n++] = '0';
+		else
+			n += put_digits(out + n, int_digits, true);
+		unsigned frac_digits = (unsigned)(rng() % 21);
+		if (frac_digits) {
+			out[n++] = '.';
+			n += put_digits(out + n, frac_digits, false);
+		}
+		if (rng() % 3 != 0) {
+			int e = (int)(rng() % 701) - 350;
+			n += (size_t)sprintf(out + n, "%s%d", e < 0 ? "e" : rng() % 2 ? "E+" : "e", e);
+		}
+		out[n] = '\0';
+		return n;
+	}
+	}
+}
+
+static void doubles_match_strtod(void **state)
+{
+	(void)state;
+	enum { BATCHES = 20, PER_BATCH = 100000, NUMBER_BYTES_MAX = 80 };
+	char *text = malloc((size_t)PER_BATCH * (NUMBER_BYTES_MAX + 1) + 2);
+	assert_non_null(text);
+	for (int b = 0; b < BATCHES; b++) {
+		size_t len = 0;
+		text[len++] = '[';
+		for (int i = 0; i < PER_BATCH; i++) {
+			if (i)
+				text[len++] = ',';
+			len += random_number(text + len);
+			assert_true(len < (size_t)PER_BATCH * (NUMBER_BYTES_MAX + 1));
+		}
+		text[len++] = ']';
+		json_doc_t d;
+		json_error_t err;
+		if (json_parse(parser, text, len, &d, &err) != 0)
+			fail_msg("batch %d: %s at %zu", b, err.reason, err.offset);
+		assert_int_equal(d.n_nodes, PER_BATCH + 1);
+		for (uint32_t i = 1; i <= PER_BATCH; i++) {
+			const json_node_t *node = &d.nodes[i];
+			char one[NUMBER_BYTES_MAX + 1];
+			memcpy(one, d.src + node->start, node->len);
+			one[node->len] = '\0';
+			double want = strtod(one, NULL), got;
+			int r = json_number_double(&d, i, &got);
+			if (r != (isinf(want) ? -ERANGE : 0) || memcmp(&got, &want, sizeof got) != 0)
+				fail_msg("%s: got %.17g (%d), strtod %.17g", one, got, r, want);
+		}
+	}
+	free(text);
+}
+
 /* ---- Strings */
 
 static void string_unescaping(void **state)
@@ -594,6 +704,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(int64_edges), cmocka_unit_test(int64_every_length),
 		cmocka_unit_test(number_flags_and_doubles),
 		cmocka_unit_test(long_number_double),
+		cmocka_unit_test(doubles_match_strtod),
 		cmocka_unit_test(string_unescaping),
 		cmocka_unit_test(string_get_truncates),
 		cmocka_unit_test(object_lookup),
