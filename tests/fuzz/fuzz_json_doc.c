@@ -5,9 +5,12 @@
  * input; an accepted document must survive json_write -> json_parse ->
  * json_write unchanged. json_select (on demand) with the path `$` must give
  * json_parse's verdict and error exactly, and on an accepted document every
- * path of a small set must select what json_path_each selects on the tape.
+ * path of a small set must select what json_path_each selects on the tape,
+ * and every number must convert to strtod's double.
  * Built by tests/parse/meson.build (clang only) and run
  * by scripts/test.sh with seeds from ../shared/data/json. */
+#include <errno.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -120,6 +123,29 @@ static void select_agrees(const char *src, size_t size)
 	json_buf_free(&b);
 }
 
+/* Every number of an accepted document: json_number_double gives strtod's
+ * double bit for bit (its fast path, or strtod itself), and -ERANGE exactly
+ * when strtod overflows. */
+static void numbers_agree(const json_doc_t *d)
+{
+	for (uint32_t i = 0; i < d->n_nodes; i++) {
+		if (d->nodes[i].type != JSON_NUMBER)
+			continue;
+		char *text = malloc((size_t)d->nodes[i].len + 1);
+		if (!text)
+			fuzz_fail("out of memory");
+		memcpy(text, d->src + d->nodes[i].start, d->nodes[i].len);
+		text[d->nodes[i].len] = '\0';
+		double want = strtod(text, NULL), got;
+		int r = json_number_double(d, i, &got);
+		if (r != (isinf(want) ? -ERANGE : 0) || memcmp(&got, &want, sizeof got) != 0) {
+			fprintf(stderr, "number %s\n", text);
+			fuzz_fail("json_number_double differs from strtod");
+		}
+		free(text);
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static json_parser_t *p;
@@ -143,6 +169,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (doc.n_nodes < 1 || doc.nodes[0].next != doc.n_nodes)
 		fuzz_fail("tape does not cover the document");
+	numbers_agree(&doc);
 	uint32_t nodes = doc.n_nodes;
 	json_buf_t a = {0}, b = {0};
 	if (json_write(&doc, 0, &a) != 0)
