@@ -5,12 +5,15 @@
  *   usage: rf_peer_simdjson MODE FILE ITERS RUNS [IMPL]
  *   MODE: dom (one document), dom-ndjson (parse_many), ondemand-ids
  *         ($.statuses[*].id), ondemand-names ($.statuses[*].user.screen_name),
+ *         ondemand-ndjson-items (iterate_many; of each line, every element
+ *         of an array or member's value of an object: `$[*]`),
  *         stage1 (On-Demand's iterate(): stage 1 alone, for the split of
  *         bench/parse_split.c)
  *   IMPL: dom modes only: the simdjson kernel to use (haswell, fallback, ...)
  *         instead of the one it picks at run time
  *   out:  "impl NAME" once, "run SECONDS" per run (each run parses the file
- *         ITERS times), then "checksum N" (documents, id sum, or name bytes);
+ *         ITERS times), then "checksum N" (documents, id sum, name bytes,
+ *         or for items string bytes plus one per other value);
  *         SECONDS are wall seconds, or the thread's CPU seconds when
  *         RINGFILL_BENCH_CLOCK=cpu (as suite_parse.c then times itself)
  *
@@ -43,6 +46,65 @@ int fail(const char *what, error_code e)
 	return -1;
 }
 
+/* One value `$[*]` selects, read as suite_parse.c's items_visit reads it: a
+ * string unescaped (its bytes counted), a number as a double, anything else
+ * (a literal; a container, skipped) counted once. */
+error_code add_item(ondemand::value v, uint64_t *check)
+{
+	ondemand::json_type t;
+	error_code e = v.type().get(t);
+	if (e)
+		return e;
+	if (t == ondemand::json_type::string) {
+		std::string_view s;
+		if ((e = v.get_string().get(s)))
+			return e;
+		*check += s.size();
+		return SUCCESS;
+	}
+	if (t == ondemand::json_type::number) {
+		double d;
+		if ((e = v.get_double().get(d)))
+			return e;
+	}
+	*check += 1;
+	return SUCCESS;
+}
+
+/* Every line of NDJSON through iterate_many, `$[*]` of each. */
+int items(ondemand::parser &op, const padded_string &json, uint64_t *check)
+{
+	ondemand::document_stream stream;
+	error_code e = op.iterate_many(json).get(stream);
+	if (e)
+		return fail("iterate_many", e);
+	for (auto doc : stream) {
+		ondemand::json_type t;
+		if ((e = doc.type().get(t)))
+			return fail("on-demand line", e);
+		if (t == ondemand::json_type::array) {
+			ondemand::array a;
+			if ((e = doc.get_array().get(a)))
+				return fail("on-demand array", e);
+			for (auto el : a) {
+				ondemand::value v;
+				if ((e = el.get(v)) || (e = add_item(v, check)))
+					return fail("on-demand element", e);
+			}
+		} else if (t == ondemand::json_type::object) {
+			ondemand::object o;
+			if ((e = doc.get_object().get(o)))
+				return fail("on-demand object", e);
+			for (auto field : o) {
+				ondemand::value v;
+				if ((e = field.value().get(v)) || (e = add_item(v, check)))
+					return fail("on-demand member", e);
+			}
+		}
+	}
+	return 0;
+}
+
 /* One pass over the document in the chosen mode; adds to *check. */
 int pass(dom::parser &dp, ondemand::parser &op, const padded_string &json, uint64_t *check)
 {
@@ -62,6 +124,8 @@ int pass(dom::parser &dp, ondemand::parser &op, const padded_string &json, uint6
 				return fail("parse_many document", doc.error());
 			*check += 1;
 		}
+	} else if (!std::strcmp(mode, "ondemand-ndjson-items")) {
+		return items(op, json, check);
 	} else if (!std::strcmp(mode, "stage1")) {
 		/* On-Demand's iterate() runs stage 1 over the whole document
 		 * and walks nothing: rf_parse_split's stage-1 peer. */
@@ -144,7 +208,8 @@ int main(int argc, char **argv)
 	mode = argv[1];
 	unsigned long iters = std::strtoul(argv[3], nullptr, 10);
 	unsigned long runs = std::strtoul(argv[4], nullptr, 10);
-	const char *known[] = {"dom", "dom-ndjson", "ondemand-ids", "ondemand-names", "stage1"};
+	const char *known[] = {"dom",    "dom-ndjson", "ondemand-ids", "ondemand-names",
+	                       "ondemand-ndjson-items", "stage1"};
 	bool ok = false;
 	for (const char *k : known)
 		ok = ok || !std::strcmp(mode, k);

@@ -39,7 +39,7 @@
 
 extern char **environ;
 
-typedef enum { MODE_PARSE, MODE_IDS, MODE_NAMES, MODE_STREAM } parse_mode_t;
+typedef enum { MODE_PARSE, MODE_IDS, MODE_NAMES, MODE_STREAM, MODE_ITEMS } parse_mode_t;
 
 typedef struct {
 	char name[BENCH_NAME_BYTES_MAX]; /* case name: gen/... or corpus/... */
@@ -57,6 +57,7 @@ typedef struct {
 	double target_s;
 	uint64_t iters; /* fixed by the warm-up, then passed to the peer */
 	uint64_t check; /* documents, id sum or name bytes of one pass */
+	char *scratch;  /* MODE_ITEMS: strings unescape here (the file's size) */
 } parse_case_t;
 
 static parse_file_t files[PARSE_FILES_MAX];
@@ -358,6 +359,35 @@ static int select_add_name(void *ctx, uint32_t path, const json_doc_t *d, uint32
 	return bench_add_name(ctx, d, node);
 }
 
+/* MODE_ITEMS, one selected value as simdjson's "ondemand-ndjson-items" reads
+ * it: a string unescaped whole (its bytes counted), a number as a double,
+ * anything else counted once. */
+static int items_visit(void *ctx, const json_doc_t *d, uint32_t node)
+{
+	parse_case_t *c = ctx;
+	double x;
+	switch (json_type(d, node)) {
+	case JSON_STRING:
+		c->check += json_string_get(d, node, c->scratch, c->len);
+		return 0;
+	case JSON_NUMBER:
+		if (json_number_double(d, node, &x) == -ENOMEM)
+			return -ENOMEM;
+		break;
+	default:
+		break;
+	}
+	c->check++;
+	return 0;
+}
+
+static int items_line(void *ctx, const json_doc_t *d, size_t line_offset)
+{
+	(void)line_offset;
+	parse_case_t *c = ctx;
+	return json_path_each(c->sel, d, 0, items_visit, c);
+}
+
 /* One streaming pass: the document from memory in pieces through
  * json_stream, c->sel as the rows path; c->check counts the records. */
 static int stream_pass(parse_case_t *c, json_error_t *err)
@@ -395,6 +425,8 @@ static int parse_pass(parse_case_t *c)
 		rc = stream_pass(c, &err);
 	else if (c->mode == MODE_PARSE && c->file->ndjson)
 		rc = json_ndjson_each(c->parser, c->data, c->len, bench_count_doc, &c->check, &err);
+	else if (c->mode == MODE_ITEMS)
+		rc = json_ndjson_each(c->parser, c->data, c->len, items_line, c, &err);
 	else if (c->mode != MODE_PARSE) /* selectors: on demand, as simdjson's On-Demand */
 		rc = json_select(c->parser, c->data, c->len, (const json_path_t *const *)&c->sel, 1,
 		                 c->mode == MODE_IDS ? select_add_id : select_add_name, &c->check, &err);
@@ -830,6 +862,31 @@ static int measure_stream(const bench_opts_t *opts, parse_case_t *c)
 	return r ? 0 : -EIO;
 }
 
+/* NDJSON files: `$[*]` on every line (each element of an array line, each
+ * member's value of an object line: [*] takes both), read by items_visit,
+ * against On-Demand's iterate_many reading the same values. */
+static int measure_items(const bench_opts_t *opts, parse_case_t *c)
+{
+	json_error_t e;
+	if (json_path_compile("$[*]", &c->sel, &e) != 0)
+		return -EINVAL;
+	if (!(c->scratch = malloc(c->len ? c->len : 1))) {
+		json_path_free(c->sel);
+		c->sel = NULL;
+		return -ENOMEM;
+	}
+	c->mode = MODE_ITEMS;
+	parse_peer_t od = {.mode = "ondemand-ndjson-items", .label = "ondemand", .force = NULL};
+	bench_record_t *r = measure_paired(opts, c, "select_items_gbps", &od, 1);
+	if (r)
+		peer_set(r, c, &od);
+	json_path_free(c->sel);
+	c->sel = NULL;
+	free(c->scratch);
+	c->scratch = NULL;
+	return r ? 0 : -EIO;
+}
+
 static int measure_file(const bench_opts_t *opts, parse_case_t *c)
 {
 	int rc;
@@ -885,6 +942,8 @@ static int measure_file(const bench_opts_t *opts, parse_case_t *c)
 		if (!r)
 			return -EIO;
 	}
+	if (c->file->ndjson)
+		return measure_items(opts, c);
 	return 0;
 }
 
