@@ -98,9 +98,12 @@ static inline json_type_t json_type(const json_doc_t *d, uint32_t n)
  * bytes (no terminator added) and returns the full unescaped length, so a
  * caller can retry with a bigger buffer. The input is already validated. */
 size_t json_string_get(const json_doc_t *d, uint32_t n, char *out, size_t cap);
-/* Numbers: 0 on success; -ERANGE when the value does not fit an int64
- * (or is not an integer), for json_number_int64. */
+/* Numbers: 0 on success; -ERANGE when the value does not fit an int64 (a
+ * uint64 for json_number_uint64: negative ones do not, but -0 is 0) or is
+ * not an integer (a fraction or an exponent, even "1.0" or "1e2"). Integers
+ * that fit neither are kept exactly by their text (node start/len). */
 int json_number_int64(const json_doc_t *d, uint32_t n, int64_t *out);
+int json_number_uint64(const json_doc_t *d, uint32_t n, uint64_t *out);
 int json_number_double(const json_doc_t *d, uint32_t n, double *out);
 /* The value of key in object obj, or JSON_NONE. Compares unescaped keys. */
 uint32_t json_object_get(const json_doc_t *d, uint32_t obj, const char *key, size_t key_len);

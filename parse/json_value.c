@@ -361,6 +361,51 @@ static inline uint64_t eight_digits(const char *p)
  * one compare with the limit replaces an overflow check per digit. */
 #define JSON_INT64_DIGITS_MAX 19u
 
+/* 2^64 - 1 has 20 digits: 20 of them may still overflow, so the last one is
+ * added with a check. */
+#define JSON_UINT64_DIGITS_MAX 20u
+
+/* The value of the digits [p, end), at most JSON_INT64_DIGITS_MAX of them. */
+static inline uint64_t digits_value(const char *p, const char *end)
+{
+	uint64_t v = 0;
+#if JSON_EIGHT_DIGITS
+	for (; end - p >= 8; p += 8)
+		v = v * 100000000u + eight_digits(p);
+#endif
+	for (; p < end; p++)
+		v = v * 10u + (uint64_t)(*p - '0');
+	return v;
+}
+
+int json_number_uint64(const json_doc_t *d, uint32_t n, uint64_t *out)
+{
+	assert(n < d->n_nodes && d->nodes[n].type == JSON_NUMBER);
+	const json_node_t *node = &d->nodes[n];
+	if (!(node->flags & JSON_F_INTEGER))
+		return -ERANGE;
+	const char *p = d->src + node->start, *end = p + node->len;
+	if (node->flags & JSON_F_NEGATIVE) { /* the grammar's only negative zero is "-0" */
+		if (node->len != 2 || p[1] != '0')
+			return -ERANGE;
+		*out = 0;
+		return 0;
+	}
+	size_t digits = (size_t)(end - p);
+	if (digits > JSON_UINT64_DIGITS_MAX)
+		return -ERANGE;
+	if (digits <= JSON_INT64_DIGITS_MAX) {
+		*out = digits_value(p, end);
+		return 0;
+	}
+	uint64_t v = digits_value(p, end - 1);
+	if (__builtin_mul_overflow(v, 10u, &v) ||
+	    __builtin_add_overflow(v, (uint64_t)(end[-1] - '0'), &v))
+		return -ERANGE;
+	*out = v;
+	return 0;
+}
+
 int json_number_int64(const json_doc_t *d, uint32_t n, int64_t *out)
 {
 	assert(n < d->n_nodes && d->nodes[n].type == JSON_NUMBER);
@@ -374,13 +419,7 @@ int json_number_int64(const json_doc_t *d, uint32_t n, int64_t *out)
 	if ((size_t)(end - p) > JSON_INT64_DIGITS_MAX)
 		return -ERANGE;
 	uint64_t limit = neg ? (uint64_t)INT64_MAX + 1u : (uint64_t)INT64_MAX;
-	uint64_t v = 0;
-#if JSON_EIGHT_DIGITS
-	for (; end - p >= 8; p += 8)
-		v = v * 100000000u + eight_digits(p);
-#endif
-	for (; p < end; p++)
-		v = v * 10u + (uint64_t)(*p - '0');
+	uint64_t v = digits_value(p, end);
 	if (v > limit)
 		return -ERANGE;
 	if (neg)

@@ -80,6 +80,60 @@ static void int64_edges(void **state)
 	assert_int_equal(int64_of("-9999999999999999999", &v), -ERANGE);
 }
 
+static int uint64_of(const char *s, uint64_t *v)
+{
+	json_doc_t d = parse_ok(s);
+	assert_int_equal(json_type(&d, 0), JSON_NUMBER);
+	return json_number_uint64(&d, 0, v);
+}
+
+static void uint64_edges(void **state)
+{
+	(void)state;
+	uint64_t v;
+	assert_int_equal(uint64_of("0", &v), 0);
+	assert_true(v == 0);
+	assert_int_equal(uint64_of("-0", &v), 0);
+	assert_true(v == 0);
+	assert_int_equal(uint64_of("18446744073709551615", &v), 0);
+	assert_true(v == UINT64_MAX);
+	assert_int_equal(uint64_of("18446744073709551614", &v), 0);
+	assert_true(v == UINT64_MAX - 1);
+	assert_int_equal(uint64_of("9223372036854775808", &v), 0);
+	assert_true(v == (uint64_t)INT64_MAX + 1);
+	assert_int_equal(uint64_of("9999999999999999999", &v), 0);
+	assert_true(v == 9999999999999999999ull);
+	assert_int_equal(uint64_of("10000000000000000000", &v), 0);
+	assert_true(v == 10000000000000000000ull);
+	assert_int_equal(uint64_of("18446744073709551616", &v), -ERANGE);
+	assert_int_equal(uint64_of("18446744073709551620", &v), -ERANGE);
+	assert_int_equal(uint64_of("99999999999999999999", &v), -ERANGE);
+	assert_int_equal(uint64_of("100000000000000000000", &v), -ERANGE);
+	assert_int_equal(uint64_of("-1", &v), -ERANGE);
+}
+
+/* Every length from 1 to 20 digits of several patterns against strtoull. */
+static void uint64_every_length(void **state)
+{
+	(void)state;
+	static const char *const patterns[] = {"12345678901234567890", "99999999999999999999",
+	                                       "18446744073709551615", "18446744073709551616",
+	                                       "10000000000000000001", "5"};
+	for (size_t i = 0; i < sizeof patterns / sizeof *patterns; i++) {
+		for (size_t len = 1; len <= strlen(patterns[i]); len++) {
+			char text[32];
+			snprintf(text, sizeof text, "%.*s", (int)len, patterns[i]);
+			errno = 0;
+			unsigned long long want = strtoull(text, NULL, 10);
+			bool fits = errno != ERANGE;
+			uint64_t v = 0;
+			int r = uint64_of(text, &v);
+			if (fits != (r == 0) || (fits && v != want))
+				fail_msg("%s: got %d %llu", text, r, (unsigned long long)v);
+		}
+	}
+}
+
 /* Eight digits are converted at once: every length from 1 to 19 digits, and
  * digit patterns that carry between the bytes, against strtoll. */
 static void int64_every_length(void **state)
@@ -702,6 +756,7 @@ int main(int argc, char **argv)
 	corpus_dir = argv[1];
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(int64_edges), cmocka_unit_test(int64_every_length),
+		cmocka_unit_test(uint64_edges), cmocka_unit_test(uint64_every_length),
 		cmocka_unit_test(number_flags_and_doubles),
 		cmocka_unit_test(long_number_double),
 		cmocka_unit_test(doubles_match_strtod),
