@@ -706,8 +706,15 @@ uint32_t json_parser_depth_max(const json_parser_t *p)
  * replaces what an earlier one selected, as json_object_get's last-wins. */
 
 /* Bracket depth change of an index entry's first byte. Strings cannot hide
- * a bracket: stage 1 indexes only their quotes. */
-static const int8_t depth_delta[256] = {['{'] = 1, ['['] = 1, ['}'] = -1, [']'] = -1};
+ * a bracket: stage 1 indexes only their quotes. A '\n' (an entry only in
+ * an NDJSON batch's index, where it ends a line) is no value's byte: its
+ * INT16_MIN makes skip_value's fast loop stop, and its exact loop fails on
+ * it, so a skipped container never runs on into the next line. */
+static const int16_t depth_delta[256] = {['{'] = 1,  ['['] = 1, ['}'] = -1, [']'] = -1,
+                                         ['\n'] = INT16_MIN};
+/* skip_value's fast loop keeps the relative depth under this, so one '\n'
+ * always takes a sum below zero. */
+#define JSON_SKIP_ROOM_MAX 32768u
 
 typedef struct {
 	json_parser_t *p;
@@ -718,6 +725,7 @@ typedef struct {
 	uint32_t path_i;
 	uint32_t n_steps;
 	size_t n_hits;
+	bool ndjson; /* a line of an NDJSON batch: its value ends at a '\n' entry */
 } select_t;
 
 /* The value at idx[*kp], `depth` containers deep, without looking inside:
@@ -742,6 +750,7 @@ static int skip_value(select_t *w, uint32_t *kp, uint32_t depth)
 	case '}':
 	case ',':
 	case ':':
+	case '\n': /* an NDJSON line ends where its value should be */
 		return fail(w->s, idx[k], JSON_E_UNEXPECTED);
 	default:
 		*kp = k + 1;
@@ -758,6 +767,8 @@ static int skip_value(select_t *w, uint32_t *kp, uint32_t depth)
 	 * The OR can exceed room when no sum does, which only sends a step that
 	 * was inside to the exact loop below, never keeps one that was not. */
 	uint64_t room = (uint64_t)max - depth;
+	if (room > JSON_SKIP_ROOM_MAX)
+		room = JSON_SKIP_ROOM_MAX; /* deeper goes by the exact loop */
 	int64_t r = 0;
 	const unsigned char *b = (const unsigned char *)src;
 	const uint32_t *q = idx + k, *q_end = idx + n - (n - k) % 4; /* whole steps */
@@ -773,7 +784,10 @@ static int skip_value(select_t *w, uint32_t *kp, uint32_t depth)
 	k = (uint32_t)(q - idx);
 	int64_t d = (int64_t)depth + 1 + r;
 	for (; k < n; k++) {
-		d += depth_delta[(unsigned char)src[idx[k]]];
+		unsigned char c = (unsigned char)src[idx[k]];
+		if (unlikely(c == '\n'))
+			return fail(w->s, idx[k], JSON_E_UNEXPECTED);
+		d += depth_delta[c];
 		if (unlikely(d > (int64_t)max))
 			return fail(w->s, idx[k], JSON_E_DEPTH);
 		if (d == (int64_t)depth) {
@@ -831,18 +845,18 @@ static int select_hit(select_t *w, uint32_t *kp, uint32_t depth)
 		switch (s->src[off]) {
 		case '"':
 			if (k + 1 < n) {
-				r = string_node(s, &hit->node, 0, off, w->idx[k + 1], 0);
+				r = string_node(s, &hit->node, 0, off, w->idx[k + 1], s->base);
 				used = 2;
 			}
 			break;
 		case '-': case '0': case '1': case '2': case '3': case '4':
 		case '5': case '6': case '7': case '8': case '9':
-			r = number_node(s, &hit->node, 0, off, 0);
+			r = number_node(s, &hit->node, 0, off, s->base);
 			break;
 		case 't':
 		case 'f':
 		case 'n':
-			r = literal_node(s, &hit->node, 0, off, 0);
+			r = literal_node(s, &hit->node, 0, off, s->base);
 			break;
 		}
 	}
@@ -851,9 +865,13 @@ static int select_hit(select_t *w, uint32_t *kp, uint32_t depth)
 	if (r == 0) {
 		hit->scalar = true;
 	} else { /* a container, or an error stage2_run reports */
+		/* At most as many entries as the tape holds: json_select's is
+		 * sized for the whole document; in an NDJSON batch a value too big
+		 * for it fails here, and its line goes to json_select alone. */
 		uint32_t saved = p->depth_max, n_nodes;
+		uint32_t room = n - k < p->tape_cap ? n - k : (uint32_t)p->tape_cap;
 		p->depth_max = depth < saved ? saved - depth : 0;
-		r = stage2_run(p, s, w->idx + k, n - k, &n_nodes, &used);
+		r = stage2_run(p, s, w->idx + k, room, &n_nodes, &used);
 		p->depth_max = saved;
 		if (r < 0)
 			return -1;
@@ -925,8 +943,9 @@ static int select_members(select_t *w, uint32_t step, const json_step_t *st, uin
 				w->n_hits = mark; /* a later duplicate wins */
 			}
 			uint32_t next = k;
-			int r = match || all ? select_walk(w, step + 1, &next, depth)
-			                     : skip_value(w, &next, depth);
+			int r = !(match || all)         ? skip_value(w, &next, depth)
+			        : step + 1 == w->n_steps ? select_hit(w, &next, depth)
+			                                 : select_walk(w, step + 1, &next, depth);
 			if (r != 0)
 				return r;
 			k = next;
@@ -973,7 +992,9 @@ static int select_walk(select_t *w, uint32_t step, uint32_t *kp, uint32_t depth)
 		return select_members(w, step, &st, k, kp, depth);
 	for (uint32_t i = 0;; i++) { /* an array's elements: [*] takes each, [N] one */
 		bool take = st.kind == JSON_STEP_ALL || i == st.index;
-		int r = take ? select_walk(w, step + 1, &k, depth) : skip_member(w, &k, depth);
+		int r = !take                       ? skip_member(w, &k, depth)
+		        : step + 1 == w->n_steps ? select_hit(w, &k, depth) /* [*] last: no call */
+		                                 : select_walk(w, step + 1, &k, depth);
 		if (r != 0)
 			return r;
 		if (unlikely(k >= n))
@@ -989,59 +1010,102 @@ static int select_walk(select_t *w, uint32_t step, uint32_t *kp, uint32_t depth)
 	}
 }
 
-int json_select(json_parser_t *p, const char *src, size_t len, const json_path_t *const *paths,
-                uint32_t n_paths, json_select_fn fn, void *ctx, json_error_t *err)
+/* Every path (none: the value's brackets only) over the value at idx[*kp],
+ * each walk followed by the check that the value ends the document (or the
+ * NDJSON line). *kp: the entry after the value. */
+static int select_paths(select_t *w, const json_path_t *const *paths, uint32_t n_paths,
+                        uint32_t *kp)
 {
-	assert(p && (src || len == 0) && (paths || n_paths == 0) && fn && err);
+	uint32_t k = *kp;
+	for (uint32_t i = 0; i < (n_paths ? n_paths : 1); i++) {
+		int r;
+		k = *kp;
+		if (n_paths == 0) {
+			r = skip_value(w, &k, 0);
+		} else {
+			w->path = paths[i];
+			w->path_i = i;
+			w->n_steps = json_path_n_steps(paths[i]);
+			r = select_walk(w, 0, &k, 0);
+		}
+		if (r != 0)
+			return r;
+		if (k < w->n_idx && !(w->ndjson && w->s->src[w->idx[k]] == '\n'))
+			return fail(w->s, w->idx[k], JSON_E_TRAILING_DATA);
+	}
+	*kp = k;
+	return 0;
+}
+
+/* Everything is checked: materialise each hit of w and hand it to fn, in
+ * the document [src, src + len) their offsets count from. */
+static int select_deliver(select_t *w, const char *src, size_t len, json_select_fn fn,
+                          void *ctx)
+{
+	json_parser_t *p = w->p;
+	for (size_t h = 0; h < w->n_hits; h++) {
+		struct select_hit hit = p->hits[h]; /* a copy: fn may use the parser */
+		json_doc_t doc = {.src = src, .len = len, .nodes = &hit.node, .n_nodes = 1};
+		if (!hit.scalar) {
+			uint32_t saved = p->depth_max, used, n_nodes;
+			uint32_t room = w->n_idx - hit.k < p->tape_cap ? w->n_idx - hit.k
+			                                               : (uint32_t)p->tape_cap;
+			p->depth_max = hit.depth < saved ? saved - hit.depth : 0;
+			int r = stage2_run(p, w->s, w->idx + hit.k, room, &n_nodes, &used);
+			p->depth_max = saved;
+			assert(r == 0);
+			(void)r;
+			doc.nodes = p->tape;
+			doc.n_nodes = n_nodes;
+		}
+		int r = fn(ctx, hit.path, &doc, 0);
+		if (r != 0)
+			return r;
+	}
+	return 0;
+}
+
+/* json_select up to the callbacks: stage 1 of src and every path walked.
+ * 0 with *w's hits ready for select_deliver, or -1 with *err. *s and *s1
+ * are w's, kept by the caller until the hits are delivered. */
+static int select_doc(json_parser_t *p, const char *src, size_t len,
+                      const json_path_t *const *paths, uint32_t n_paths, stage2_t *s,
+                      json_error_t *s1, select_t *w, json_error_t *err)
+{
 	uint32_t n_idx, n_nodes = 0;
-	json_error_t s1 = {0};
-	int r1 = index_doc(p, src, len, &n_idx, &s1, err);
+	int r1 = index_doc(p, src, len, &n_idx, s1, err);
 	if (r1 == -2)
 		return -1;
-	stage2_t s = {.src = src, .len = (uint32_t)len, .bslash = p->bslash,
-	              .s1_err = r1 < 0 ? &s1 : NULL, .err = err};
-	select_t w = {.p = p, .s = &s, .idx = p->idx, .n_idx = n_idx};
+	*s = (stage2_t){.src = src, .len = (uint32_t)len, .bslash = p->bslash,
+	                .s1_err = r1 < 0 ? s1 : NULL, .err = err};
+	*w = (select_t){.p = p, .s = s, .idx = p->idx, .n_idx = n_idx};
 	int r = 0;
 	if (r1 < 0 || n_idx == 0) {
 		/* Invalid at stage 1 (or empty): the whole walk finds json_parse's
 		 * error, whatever comes first. */
-		r = stage2_run(p, &s, p->idx, n_idx, &n_nodes, NULL);
+		r = stage2_run(p, s, p->idx, n_idx, &n_nodes, NULL);
 		assert(r < 0);
 	}
-	for (uint32_t i = 0; r == 0 && i < (n_paths ? n_paths : 1); i++) {
-		uint32_t k = 0;
-		if (n_paths == 0) {
-			r = skip_value(&w, &k, 0);
-		} else {
-			w.path = paths[i];
-			w.path_i = i;
-			w.n_steps = json_path_n_steps(paths[i]);
-			r = select_walk(&w, 0, &k, 0);
-		}
-		if (r == 0 && k < n_idx)
-			r = fail(&s, p->idx[k], JSON_E_TRAILING_DATA);
-	}
+	uint32_t k = 0;
+	if (r == 0)
+		r = select_paths(w, paths, n_paths, &k);
 	if (r < 0) {
 		err->line = json_line_of(src, len, err->offset);
 		return -1;
 	}
-	/* Everything is checked: materialise each hit and hand it over. */
-	for (size_t h = 0; h < w.n_hits; h++) {
-		struct select_hit hit = p->hits[h]; /* a copy: fn may use the parser */
-		json_doc_t doc = {.src = src, .len = len, .nodes = &hit.node, .n_nodes = 1};
-		if (!hit.scalar) {
-			uint32_t saved = p->depth_max, used;
-			p->depth_max = hit.depth < saved ? saved - hit.depth : 0;
-			r = stage2_run(p, &s, p->idx + hit.k, n_idx - hit.k, &n_nodes, &used);
-			p->depth_max = saved;
-			assert(r == 0);
-			doc.nodes = p->tape;
-			doc.n_nodes = n_nodes;
-		}
-		if ((r = fn(ctx, hit.path, &doc, 0)) != 0)
-			return r;
-	}
 	return 0;
+}
+
+int json_select(json_parser_t *p, const char *src, size_t len, const json_path_t *const *paths,
+                uint32_t n_paths, json_select_fn fn, void *ctx, json_error_t *err)
+{
+	assert(p && (src || len == 0) && (paths || n_paths == 0) && fn && err);
+	stage2_t s;
+	json_error_t s1 = {0};
+	select_t w;
+	if (select_doc(p, src, len, paths, n_paths, &s, &s1, &w, err) != 0)
+		return -1;
+	return select_deliver(&w, src, len, fn, ctx);
 }
 
 /* ---- NDJSON
@@ -1054,7 +1118,34 @@ int json_select(json_parser_t *p, const char *src, size_t len, const json_path_t
  * a stage 1 of that line alone would make. A batch stage 1 rejects is parsed
  * again line by line, which finds the first bad line and its error as before.
  * The batch index is the parser's own, apart from the one json_parse uses, so
- * a callback may parse with the same parser. */
+ * a callback may parse with the same parser.
+ *
+ * The loops are shared by json_ndjson_each (each line parsed whole, its tape
+ * handed over) and json_select_ndjson (each line walked on demand, as
+ * json_select walks a document): an ndjson_op_t says what is done with a
+ * line, alone or in the batch's index. */
+
+typedef struct ndjson_op ndjson_op_t;
+struct ndjson_op {
+	/* The line [pos, stop) of src, number `line`, alone, with a stage 1 of
+	 * its own: the reference path, which also finds a bad line's error
+	 * (its offset made absolute, its line the file's). */
+	int (*alone)(const ndjson_op_t *op, json_parser_t *p, const char *src, size_t pos,
+	             size_t stop, size_t line, json_error_t *err);
+	/* The line whose value starts at idx[*kp] of batch b[0, n) (stage 1
+	 * accepted it), at byte `at` of b, b at byte pos of the input: 0 once
+	 * the line is done, *kp then at the '\n' that ends it (or n_idx); 1 to
+	 * leave the line to alone() (an error, more on the line, no room); or
+	 * what the callback returned. */
+	int (*indexed)(const ndjson_op_t *op, json_parser_t *p, const char *b, uint32_t n,
+	               const uint32_t *idx, uint32_t n_idx, uint32_t *kp, uint32_t at, size_t pos);
+};
+
+typedef struct {
+	ndjson_op_t op;
+	json_ndjson_fn fn;
+	void *ctx;
+} ndjson_each_t;
 
 static bool is_blank(const char *s, size_t n)
 {
@@ -1064,17 +1155,43 @@ static bool is_blank(const char *s, size_t n)
 	return true;
 }
 
-/* One line [pos, stop) with json_parse; NDJSON error offsets are absolute. */
-static int ndjson_line(json_parser_t *p, const char *src, size_t pos, size_t stop, size_t line,
-                       json_ndjson_fn fn, void *ctx, json_error_t *err)
+/* json_ndjson_each's line alone: json_parse, then the callback. */
+static int each_alone(const ndjson_op_t *op, json_parser_t *p, const char *src, size_t pos,
+                      size_t stop, size_t line, json_error_t *err)
 {
+	const ndjson_each_t *e = (const ndjson_each_t *)op;
 	json_doc_t doc;
 	if (json_parse(p, src + pos, stop - pos, &doc, err) < 0) {
 		err->offset += pos;
 		err->line = line;
 		return -1;
 	}
-	return fn(ctx, &doc, pos);
+	return e->fn(e->ctx, &doc, pos);
+}
+
+/* json_ndjson_each's line in the batch: its document, walked in the batch's
+ * index as it is (the tape subtracts the line's start, so it is json_parse's
+ * tape of the line alone), over at most as many entries as the tape has room
+ * for. It is the whole line when the next entry ends the line. */
+static int each_indexed(const ndjson_op_t *op, json_parser_t *p, const char *b, uint32_t n,
+                        const uint32_t *idx, uint32_t n_idx, uint32_t *kp, uint32_t at,
+                        size_t pos)
+{
+	const ndjson_each_t *e = (const ndjson_each_t *)op;
+	uint32_t k = *kp;
+	uint32_t room = n_idx - k < p->tape_cap ? n_idx - k : (uint32_t)p->tape_cap;
+	json_error_t ignored;
+	stage2_t s = {.src = b, .len = n, .base = at, .bslash = p->batch_bslash, .err = &ignored};
+	uint32_t used = 0, n_nodes = 0;
+	if (unlikely(room == 0 || stage2_run(p, &s, idx + k, room, &n_nodes, &used) != 0 ||
+	             (k + used < n_idx && b[idx[k + used]] != '\n')))
+		return 1;
+	k += used;
+	*kp = k;
+	uint32_t eol = k < n_idx ? idx[k] : n;
+	uint32_t stop = eol > at && b[eol - 1] == '\r' ? eol - 1 : eol;
+	json_doc_t doc = {.src = b + at, .len = stop - at, .nodes = p->tape, .n_nodes = n_nodes};
+	return e->fn(e->ctx, &doc, pos + at);
 }
 
 /* End of the line starting at pos: the offset of its '\n', or len. */
@@ -1086,13 +1203,13 @@ static size_t line_end(const char *src, size_t pos, size_t len)
 
 /* Lines [pos, end) one at a time (the reference path). */
 static int ndjson_lines(json_parser_t *p, const char *src, size_t pos, size_t end, size_t *line,
-                        json_ndjson_fn fn, void *ctx, json_error_t *err)
+                        const ndjson_op_t *op, json_error_t *err)
 {
 	while (pos < end) {
 		size_t eol = line_end(src, pos, end);
 		size_t stop = eol > pos && src[eol - 1] == '\r' ? eol - 1 : eol;
 		if (!is_blank(src + pos, stop - pos)) {
-			int r = ndjson_line(p, src, pos, stop, *line, fn, ctx, err);
+			int r = op->alone(op, p, src, pos, stop, *line, err);
 			if (r != 0)
 				return r;
 		}
@@ -1140,57 +1257,43 @@ static uint32_t idx_lower_bound(const uint32_t *idx, uint32_t from, uint32_t n, 
  * every '\n' (outside strings: one inside is an error), so a line's entries
  * run up to its '\n' entry and no search for line ends is needed. */
 static int ndjson_batch(json_parser_t *p, const char *src, size_t pos, size_t end, size_t *line,
-                        json_ndjson_fn fn, void *ctx, json_error_t *err)
+                        const ndjson_op_t *op, json_error_t *err)
 {
 	size_t n = end - pos;
 	if (n > JSON_DOC_BYTES_MAX)
-		return ndjson_lines(p, src, pos, end, line, fn, ctx, err);
+		return ndjson_lines(p, src, pos, end, line, op, err);
 	if (grow((void **)&p->batch_idx, &p->batch_idx_cap, n + JSON_STAGE1_IDX_SLACK,
 	         sizeof *p->batch_idx) < 0 ||
 	    grow((void **)&p->batch_bslash, &p->batch_bslash_cap, JSON_BSLASH_MAP_WORDS(n) + 1,
 	         sizeof *p->batch_bslash) < 0)
-		return ndjson_lines(p, src, pos, end, line, fn, ctx, err);
+		return ndjson_lines(p, src, pos, end, line, op, err);
 	uint32_t n_idx = 0;
 	json_error_t s1;
 	if (json_stage1(src + pos, (uint32_t)n, p->batch_idx, &n_idx, p->batch_bslash, true,
 	                &s1) < 0)
-		return ndjson_lines(p, src, pos, end, line, fn, ctx, err);
+		return ndjson_lines(p, src, pos, end, line, op, err);
 	const char *b = src + pos; /* the batch: the index's offsets are into it */
 	const uint32_t *idx = p->batch_idx;
 	uint32_t k = 0, at = 0; /* the next entry; where its line starts */
-	json_error_t ignored;
 	while (k < n_idx) {
 		if (b[idx[k]] == '\n') { /* the end of a line (a blank one if nothing came before) */
 			at = idx[k++] + 1;
 			(*line)++;
 			continue;
 		}
-		/* The line's document, walked in the batch's index as it is (the
-		 * tape subtracts the line's start, so it is json_parse's tape of the
-		 * line alone), over at most as many entries as the tape has room
-		 * for. It is the whole line when the next entry ends the line.
-		 * Anything else (an error, a '\n' inside the value, more on the
-		 * line, a tape too short) is left to json_parse of the line alone,
-		 * which finds the error, or grows the tape and parses the line. */
-		uint32_t room = n_idx - k < p->tape_cap ? n_idx - k : (uint32_t)p->tape_cap;
-		stage2_t s = {.src = b, .len = (uint32_t)n, .base = at, .bslash = p->batch_bslash,
-		              .err = &ignored};
-		uint32_t used = 0, n_nodes = 0;
-		if (likely(room > 0 && stage2_run(p, &s, idx + k, room, &n_nodes, &used) == 0 &&
-		           (k + used == n_idx || b[idx[k + used]] == '\n'))) {
-			k += used;
-			uint32_t eol = k < n_idx ? idx[k] : (uint32_t)n;
-			uint32_t stop = eol > at && b[eol - 1] == '\r' ? eol - 1 : eol;
-			json_doc_t doc = {.src = b + at, .len = stop - at, .nodes = p->tape,
-			                  .n_nodes = n_nodes};
-			int r = fn(ctx, &doc, pos + at);
+		/* The line, in the batch's index. Anything op->indexed leaves (an
+		 * error, a '\n' inside the value, more on the line, a tape too
+		 * short) goes to op->alone, which finds the error, or grows the
+		 * tape and parses the line. */
+		int r = op->indexed(op, p, b, (uint32_t)n, idx, n_idx, &k, at, pos);
+		if (r != 1) {
 			if (r != 0)
 				return r;
 			continue;
 		}
 		size_t eol = line_end(src, pos + at, end);
 		size_t stop = eol > pos + at && src[eol - 1] == '\r' ? eol - 1 : eol;
-		int r = ndjson_line(p, src, pos + at, stop, *line, fn, ctx, err);
+		r = op->alone(op, p, src, pos + at, stop, *line, err);
 		if (r != 0)
 			return r;
 		k = idx_lower_bound(idx, k, n_idx, (uint32_t)(eol - pos)); /* the line's '\n' */
@@ -1198,20 +1301,85 @@ static int ndjson_batch(json_parser_t *p, const char *src, size_t pos, size_t en
 	return 0;
 }
 
-int json_ndjson_each_counted(json_parser_t *p, const char *src, size_t len, json_ndjson_fn fn,
-                             void *ctx, json_error_t *err, size_t *newlines)
+typedef struct {
+	ndjson_op_t op;
+	const json_path_t *const *paths;
+	uint32_t n_paths;
+	json_select_fn fn;
+	void *ctx;
+} ndjson_select_t;
+
+/* json_select_ndjson's line alone: json_select of it. */
+static int select_alone(const ndjson_op_t *op, json_parser_t *p, const char *src, size_t pos,
+                        size_t stop, size_t line, json_error_t *err)
 {
-	assert(p && (src || len == 0) && fn && err && newlines);
+	const ndjson_select_t *e = (const ndjson_select_t *)op;
+	stage2_t s;
+	json_error_t s1 = {0};
+	select_t w;
+	if (select_doc(p, src + pos, stop - pos, e->paths, e->n_paths, &s, &s1, &w, err) != 0) {
+		err->offset += pos;
+		err->line = line;
+		return -1;
+	}
+	return select_deliver(&w, src + pos, stop - pos, e->fn, e->ctx);
+}
+
+/* json_select_ndjson's line in the batch: the paths walked in the batch's
+ * index. A '\n' inside the line's value fails the walk (skip_value, and the
+ * grammar checks of walked containers), so a value that does not end on its
+ * line is left to select_alone, as is any other error. */
+static int select_indexed(const ndjson_op_t *op, json_parser_t *p, const char *b, uint32_t n,
+                          const uint32_t *idx, uint32_t n_idx, uint32_t *kp, uint32_t at,
+                          size_t pos)
+{
+	(void)pos;
+	const ndjson_select_t *e = (const ndjson_select_t *)op;
+	json_error_t ignored;
+	stage2_t s = {.src = b, .len = n, .base = at, .bslash = p->batch_bslash, .err = &ignored};
+	select_t w = {.p = p, .s = &s, .idx = idx, .n_idx = n_idx, .ndjson = true};
+	uint32_t k = *kp;
+	if (select_paths(&w, e->paths, e->n_paths, &k) != 0)
+		return 1;
+	*kp = k;
+	uint32_t eol = k < n_idx ? idx[k] : n;
+	uint32_t stop = eol > at && b[eol - 1] == '\r' ? eol - 1 : eol;
+	return select_deliver(&w, b + at, stop - at, e->fn, e->ctx);
+}
+
+/* Every batch of src[0, len) through op; *newlines: the '\n's seen. */
+static int ndjson_run_op(json_parser_t *p, const char *src, size_t len, const ndjson_op_t *op,
+                         json_error_t *err, size_t *newlines)
+{
 	size_t pos = 0, line = 1;
 	while (pos < len) {
 		size_t end = batch_end(src, pos, len);
-		int r = ndjson_batch(p, src, pos, end, &line, fn, ctx, err);
+		int r = ndjson_batch(p, src, pos, end, &line, op, err);
 		if (r != 0)
 			return r;
 		pos = end;
 	}
 	*newlines = line - 1;
 	return 0;
+}
+
+int json_ndjson_each_counted(json_parser_t *p, const char *src, size_t len, json_ndjson_fn fn,
+                             void *ctx, json_error_t *err, size_t *newlines)
+{
+	assert(p && (src || len == 0) && fn && err && newlines);
+	ndjson_each_t e = {.op = {.alone = each_alone, .indexed = each_indexed}, .fn = fn, .ctx = ctx};
+	return ndjson_run_op(p, src, len, &e.op, err, newlines);
+}
+
+int json_select_ndjson(json_parser_t *p, const char *src, size_t len,
+                       const json_path_t *const *paths, uint32_t n_paths, json_select_fn fn,
+                       void *ctx, json_error_t *err)
+{
+	assert(p && (src || len == 0) && (paths || n_paths == 0) && fn && err);
+	ndjson_select_t e = {.op = {.alone = select_alone, .indexed = select_indexed},
+	                     .paths = paths, .n_paths = n_paths, .fn = fn, .ctx = ctx};
+	size_t newlines;
+	return ndjson_run_op(p, src, len, &e.op, err, &newlines);
 }
 
 int json_ndjson_each(json_parser_t *p, const char *src, size_t len, json_ndjson_fn fn,

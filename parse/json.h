@@ -174,6 +174,16 @@ int json_path_each_after_first(const json_path_t *path, const json_doc_t *d, uin
 typedef int (*json_select_fn)(void *ctx, uint32_t path, const json_doc_t *d, uint32_t node);
 int json_select(json_parser_t *p, const char *src, size_t len, const json_path_t *const *paths,
                 uint32_t n_paths, json_select_fn fn, void *ctx, json_error_t *err);
+/* json_select on every line of NDJSON, as json_ndjson_each reads lines
+ * (blank lines skipped, a '\r' before the '\n' dropped): the values and
+ * errors of json_select on each line alone, in line order, with one stage 1
+ * over a batch of lines. A value's document is its line: d->src - src is the
+ * line's offset. Returns 0, -1 with *err (offset absolute in src, line
+ * 1-based; the values of the lines before it were passed to fn), or fn's
+ * non-zero return. */
+int json_select_ndjson(json_parser_t *p, const char *src, size_t len,
+                       const json_path_t *const *paths, uint32_t n_paths, json_select_fn fn,
+                       void *ctx, json_error_t *err);
 
 /* The stage-1 kernel in use ("avx2", "sse42" or "scalar"), chosen once at
  * run time from the CPU and RINGFILL_ISA. */

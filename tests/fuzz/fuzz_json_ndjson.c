@@ -6,7 +6,9 @@
  * NDJSON error must point inside the text, and json_ndjson_each must give,
  * with every stage-1 kernel, exactly the documents (line offsets, tapes) and
  * the first error (offset, line, reason) of json_parse on each line alone
- * (it indexes batches of lines at once). Built by tests/parse/meson.build
+ * (it indexes batches of lines at once); and json_select_ndjson with the
+ * path must give, with every kernel, exactly the values (with their lines)
+ * and the first error of json_select on each line alone. Built by tests/parse/meson.build
  * (clang only), run by scripts/test.sh with seeds from ../shared/data/json. */
 #include <stdint.h>
 #include <stdio.h>
@@ -81,6 +83,50 @@ static int record(void *ctx, const json_doc_t *d, size_t line_offset)
 	return json_path_each(w->path, d, 0, visit, w);
 }
 
+/* "line offset, path, value" of each value json_select passes on. */
+typedef struct {
+	json_buf_t out;
+	const char *src;
+} sel_t;
+
+static int sel_visit(void *ctx, uint32_t path, const json_doc_t *d, uint32_t node)
+{
+	sel_t *c = ctx;
+	char tag[48];
+	int n = snprintf(tag, sizeof tag, "%zu %u ", (size_t)(d->src - c->src), path);
+	if (json_buf_append(&c->out, tag, (size_t)n) != 0 || json_write(d, node, &c->out) != 0 ||
+	    json_buf_append(&c->out, "\n", 1) != 0)
+		fuzz_fail("out of memory");
+	return 0;
+}
+
+/* json_select_ndjson against json_select on each line alone. */
+static void select_agrees(json_parser_t *p, json_parser_t *check, const char *src, size_t len,
+                          const json_path_t *path)
+{
+	const json_path_t *const *paths = &path;
+	sel_t ref = {.src = src};
+	json_error_t ref_err = {0};
+	int r_ref = ndjson_select_lines_alone(check, src, len, paths, 1, sel_visit, &ref, &ref_err);
+	const json_stage1_kernel_t *kernels;
+	size_t n_kernels = json_stage1_kernels(&kernels);
+	for (size_t k = 0; k < n_kernels; k++) {
+		if (json_stage1_use(kernels[k].name) != 0)
+			fuzz_fail("cannot select a stage-1 kernel");
+		sel_t got = {.src = src};
+		json_error_t err = {0};
+		int r = json_select_ndjson(p, src, len, paths, 1, sel_visit, &got, &err);
+		if (r != r_ref || got.out.len != ref.out.len ||
+		    (got.out.len && memcmp(got.out.data, ref.out.data, got.out.len) != 0))
+			fuzz_fail("json_select_ndjson differs from json_select on each line alone");
+		if (r < 0 && (err.offset != ref_err.offset || err.line != ref_err.line ||
+		              strcmp(err.reason, ref_err.reason) != 0))
+			fuzz_fail("json_select_ndjson's error differs from each line alone");
+		json_buf_free(&got.out);
+	}
+	json_buf_free(&ref.out);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static json_parser_t *p, *check;
@@ -124,6 +170,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		              strcmp(err.reason, ref_err.reason) != 0))
 			fuzz_fail("NDJSON error differs from parsing each line alone");
 	}
+	/* The input's path, and two that skip most values by their brackets
+	 * (seeds seldom start with a path that does). */
+	static json_path_t *skipping[2];
+	if (!skipping[0] && (json_path_compile("$.a", &skipping[0], &err) != 0 ||
+	                     json_path_compile("$[1]", &skipping[1], &err) != 0))
+		fuzz_fail("cannot compile the skipping paths");
+	select_agrees(p, check, src, len, path);
+	select_agrees(p, check, src, len, skipping[0]);
+	select_agrees(p, check, src, len, skipping[1]);
 	if (json_stage1_use(kernels[0].name) != 0)
 		fuzz_fail("cannot select a stage-1 kernel");
 	json_buf_free(&w.out);

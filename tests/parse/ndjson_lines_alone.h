@@ -1,5 +1,6 @@
-/* tests/parse/ndjson_lines_alone.h: the reference for json_ndjson_each,
- * shared by tests/parse/test_json_ndjson_batch.c and tests/fuzz/fuzz_json_ndjson.c.
+/* tests/parse/ndjson_lines_alone.h: the references for json_ndjson_each and
+ * json_select_ndjson, shared by tests/parse/test_json_ndjson_batch.c,
+ * tests/parse/test_json_select.c and tests/fuzz/fuzz_json_ndjson.c.
  *
  * json_ndjson_each indexes a batch of lines at once; the reference parses
  * every non-blank line with json_parse on its own, as NDJSON is defined
@@ -34,6 +35,36 @@ static inline int ndjson_lines_alone(json_parser_t *p, const char *src, size_t l
 				return -1;
 			}
 			fn(ctx, &doc, pos);
+		}
+		pos = nl ? end + 1 : len;
+		line++;
+	}
+	return 0;
+}
+
+/* Calls fn for every value json_select picks on each non-blank line of
+ * src[0, len) alone: the reference for json_select_ndjson. Returns 0, -1
+ * with *err for the first line json_select rejects, or fn's non-zero. */
+static inline int ndjson_select_lines_alone(json_parser_t *p, const char *src, size_t len,
+                                            const json_path_t *const *paths, uint32_t n_paths,
+                                            json_select_fn fn, void *ctx, json_error_t *err)
+{
+	size_t pos = 0, line = 1;
+	while (pos < len) {
+		const char *nl = memchr(src + pos, '\n', len - pos);
+		size_t end = nl ? (size_t)(nl - src) : len;
+		size_t stop = end > pos && src[end - 1] == '\r' ? end - 1 : end;
+		size_t i = pos;
+		while (i < stop && (src[i] == ' ' || src[i] == '\t' || src[i] == '\r'))
+			i++;
+		if (i < stop) {
+			int r = json_select(p, src + pos, stop - pos, paths, n_paths, fn, ctx, err);
+			if (r == -1) {
+				err->offset += pos;
+				err->line = line;
+			}
+			if (r != 0)
+				return r;
 		}
 		pos = nl ? end + 1 : len;
 		line++;

@@ -23,6 +23,7 @@
 #include "parse/json.h"
 #include "parse/json_internal.h"
 #include "tests/parse/each_kernel.h"
+#include "tests/parse/ndjson_lines_alone.h"
 
 #define SUITE_FILES_MIN 300u /* so the test cannot pass on an empty directory */
 #define CORPUS_FILES_MIN 4u
@@ -497,6 +498,119 @@ static void skips_match_parse_depths(void **state)
 	json_path_free(path);
 }
 
+/* ---- json_select_ndjson against json_select on each line alone */
+
+/* "line offset\tpath\tvalue\n" per value, the line found from d->src. */
+typedef struct {
+	json_buf_t out;
+	const char *src;
+} lines_ctx_t;
+
+static int lines_visit(void *ctx, uint32_t path, const json_doc_t *d, uint32_t node)
+{
+	lines_ctx_t *c = ctx;
+	char tag[32];
+	int n = snprintf(tag, sizeof tag, "%zu\t", (size_t)(d->src - c->src));
+	if (json_buf_append(&c->out, tag, (size_t)n) < 0)
+		return -1;
+	return append_value(&c->out, path, d, node);
+}
+
+/* json_select_ndjson of src with paths equals the reference line by line:
+ * the values (with their lines) and the first error. Returns its result. */
+static int compare_ndjson(const char *what, const char *src, size_t len,
+                          const json_path_t *const *paths, uint32_t n_paths)
+{
+	lines_ctx_t want = {.src = src}, got = {.src = src};
+	json_error_t e_want = {0}, e_got = {0};
+	int r_want = ndjson_select_lines_alone(parser_full, src, len, paths, n_paths, lines_visit,
+	                                       &want, &e_want);
+	int r_got = json_select_ndjson(parser_sel, src, len, paths, n_paths, lines_visit, &got,
+	                               &e_got);
+	if (r_want != r_got ||
+	    (r_want < 0 && (e_want.offset != e_got.offset || e_want.line != e_got.line ||
+	                    strcmp(e_want.reason, e_got.reason) != 0)))
+		fail_msg("%s: json_select_ndjson %d (%s at %zu, line %zu), lines alone %d (%s at "
+		         "%zu, line %zu)",
+		         what, r_got, r_got ? e_got.reason : "-", e_got.offset, e_got.line, r_want,
+		         r_want ? e_want.reason : "-", e_want.offset, e_want.line);
+	if (want.out.len != got.out.len ||
+	    (want.out.len && memcmp(want.out.data, got.out.data, want.out.len) != 0)) {
+		fprintf(stderr, "%s: lines alone:\n%.*s\nbatch:\n%.*s\n", what, (int)want.out.len,
+		        want.out.data ? want.out.data : "", (int)got.out.len,
+		        got.out.data ? got.out.data : "");
+		fail_msg("%s: json_select_ndjson selects other values than each line alone", what);
+	}
+	json_buf_free(&want.out);
+	json_buf_free(&got.out);
+	n_compared++;
+	return r_got;
+}
+
+static const char *const ndjson_paths[] = {"$", "$[*]", "$.a", "$.no_such_key[3]", "$.*[*]"};
+#define N_NDJSON_PATHS (sizeof ndjson_paths / sizeof *ndjson_paths)
+
+/* Each JSONTestSuite file between two good lines, so its own newlines split
+ * it (values that run on into the next line, lines with more after their
+ * value), and the corpus's NDJSON whole: each path alone and all at once. */
+static void ndjson_agrees_with_lines(void **state)
+{
+	(void)state;
+	json_path_t *paths[N_NDJSON_PATHS];
+	json_error_t e;
+	for (size_t i = 0; i < N_NDJSON_PATHS; i++)
+		assert_int_equal(json_path_compile(ndjson_paths[i], &paths[i], &e), 0);
+	json_buf_t text = {0};
+	size_t n_bad = 0;
+	for (size_t f = 0; f < suite.n; f++) {
+		text.len = 0;
+		static const char head[] = "[1, {\"a\": 2}]\r\n\n", tail[] = "\n{\"a\": [3]}\n";
+		assert_int_equal(json_buf_append(&text, head, sizeof head - 1), 0);
+		assert_int_equal(json_buf_append(&text, suite.files[f].data, suite.files[f].len), 0);
+		assert_int_equal(json_buf_append(&text, tail, sizeof tail - 1), 0);
+		for (size_t i = 0; i <= N_NDJSON_PATHS; i++) {
+			const json_path_t *const *ps = (const json_path_t *const *)paths;
+			int r = i < N_NDJSON_PATHS ? compare_ndjson(suite.files[f].name, text.data,
+			                                            text.len, ps + i, 1)
+			                           : compare_ndjson(suite.files[f].name, text.data,
+			                                            text.len, ps, N_NDJSON_PATHS);
+			n_bad += r != 0;
+		}
+	}
+	assert_true(n_bad > 0); /* the n_ files: errors were compared too */
+	for (size_t f = 0; f < corpus.n; f++)
+		if (ends_with(corpus.files[f].name, ".ndjson"))
+			assert_int_equal(compare_ndjson(corpus.files[f].name, corpus.files[f].data,
+			                                corpus.files[f].len,
+			                                (const json_path_t *const *)paths, N_NDJSON_PATHS),
+			                 0);
+	json_buf_free(&text);
+	for (size_t i = 0; i < N_NDJSON_PATHS; i++)
+		json_path_free(paths[i]);
+}
+
+/* A value skipped by its brackets must not run on into the next line:
+ * `{"a":[1,` ends its line, whatever the next line closes. */
+static void ndjson_skip_stops_at_line_end(void **state)
+{
+	(void)state;
+	static const char *const cases[] = {
+		"{\"a\":[1,\n2],\"b\":3}\n", "{\"a\":{\"x\":\n1},\"b\":3}\n",
+		"[[1,\n2],3]\n",               "{\"b\":1,\"a\":\n}\n",
+		"{\"a\":[[[[\n]]]],\"b\":0}\n",
+	};
+	json_path_t *path;
+	json_error_t e;
+	assert_int_equal(json_path_compile("$.b", &path, &e), 0);
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		int r = compare_ndjson(cases[i], cases[i], strlen(cases[i]),
+		                       (const json_path_t *const *)&path, 1);
+		if (r != -1)
+			fail_msg("'%s': accepted a value across lines", cases[i]);
+	}
+	json_path_free(path);
+}
+
 static void report(void **state)
 {
 	(void)state;
@@ -516,7 +630,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(inputs_are_there), cmocka_unit_test(y_files_agree),
 		cmocka_unit_test(corpus_agrees),    cmocka_unit_test(errors_match),
 		cmocka_unit_test(documented_cases), cmocka_unit_test(depth_limit),
-		cmocka_unit_test(skips_match_parse_depths), cmocka_unit_test(report),
+		cmocka_unit_test(skips_match_parse_depths), cmocka_unit_test(ndjson_agrees_with_lines),
+		cmocka_unit_test(ndjson_skip_stops_at_line_end), cmocka_unit_test(report),
 	};
 	return RUN_ON_EACH_KERNEL("json_select", tests, setup, teardown);
 }
