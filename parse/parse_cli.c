@@ -42,7 +42,8 @@ static const char usage_text[] =
 	"                 the record, $... from the values before the first record\n"
 	"  --count        with --rows: print the number of records at the end\n"
 	"  --on-demand    with --select: walk only what the paths need; values off the\n"
-	"                 paths are skipped, not fully validated (docs/parse.md)\n"
+	"                 paths are skipped, not fully validated (docs/parse.md); NDJSON\n"
+	"                 is then read whole rather than in pieces\n"
 	"  --ndjson       one document per line (automatic for *.ndjson and *.jsonl)\n"
 	"  --help         this text\n"
 	"Exit: 0 valid, 1 invalid (FILE:OFFSET: reason (line L) on stderr), 2 usage or\n"
@@ -258,9 +259,8 @@ static int parse_args(int argc, char **argv, cli_t *c, const char **file, bool *
 		return usage_error("%s", "no FILE given");
 	if (c->count && !c->rows)
 		return usage_error("%s", "--count needs --rows");
-	if (c->on_demand && (c->n_paths == 0 || c->rows || *ndjson))
-		return usage_error("%s", "--on-demand needs --select on one JSON document (not --rows "
-		                         "or NDJSON)");
+	if (c->on_demand && (c->n_paths == 0 || c->rows))
+		return usage_error("%s", "--on-demand needs --select, and does not go with --rows");
 	return 0;
 }
 
@@ -450,8 +450,9 @@ static int validate_streamed(cli_t *c, const char *file)
 	return report(c, file, r, &err);
 }
 
-/* A whole JSON document, validated before anything is printed. */
-static int run(cli_t *c, const char *file)
+/* A whole JSON document, validated before anything is printed; or, with
+ * --on-demand and NDJSON, each line's values once that line is walked. */
+static int run(cli_t *c, const char *file, bool ndjson)
 {
 	input_t in = {0};
 	int r = load_input(file, &in);
@@ -467,7 +468,10 @@ static int run(cli_t *c, const char *file)
 	}
 	json_error_t err;
 	json_doc_t doc;
-	if (c->on_demand)
+	if (c->on_demand && ndjson)
+		r = json_select_ndjson(p, in.data, in.len, (const json_path_t *const *)c->paths,
+		                       c->n_paths, print_selected, c, &err);
+	else if (c->on_demand)
 		r = json_select(p, in.data, in.len, (const json_path_t *const *)c->paths, c->n_paths,
 		                print_selected, c, &err);
 	else if ((r = json_parse(p, in.data, in.len, &doc, &err)) == 0)
@@ -494,13 +498,15 @@ int parse_main(int argc, char **argv)
 			code = usage_error("%s", "--rows reads one JSON document, not NDJSON");
 		else if (c.rows)
 			code = run_rows(&c, file);
+		else if (ndjson && c.on_demand)
+			code = run(&c, file, true);
 		else if (ndjson)
 			code = run_ndjson(&c, file);
 		else if (c.n_paths == 0 && worth_streaming(file) &&
 		         (code = validate_streamed(&c, file)) >= 0)
 			; /* done */
 		else
-			code = run(&c, file);
+			code = run(&c, file, false);
 	}
 	for (unsigned i = 0; i < c.n_paths; i++)
 		json_path_free(c.paths[i]);

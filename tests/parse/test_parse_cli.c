@@ -184,9 +184,39 @@ static void on_demand(void **state)
 	const char *no_select[] = {"parse", "--on-demand", file, NULL};
 	run(&r, no_select);
 	assert_int_equal(r.code, 2);
-	const char *ndjson[] = {"parse", "--on-demand", "--select", "$", "--ndjson", file, NULL};
-	run(&r, ndjson);
+	const char *rows[] = {"parse", "--on-demand", "--select", "$", "--rows", "$[*]", file, NULL};
+	run(&r, rows);
 	assert_int_equal(r.code, 2);
+}
+
+/* --on-demand on NDJSON: each line walked on demand (a fault off the paths
+ * passes), values printed line by line, an error on a path stops the run
+ * with its absolute offset and line. */
+static void on_demand_ndjson(void **state)
+{
+	(void)state;
+	write_file("od.ndjson", "{\"a\": 01, \"b\": [1]}\r\n\n{\"b\": 2}\n{\"b\": tru}\n{\"b\": 4}\n");
+	char *file = file_arg("od.ndjson");
+	result_t r;
+	const char *args[] = {"parse", "--on-demand", "--select", "$.b", file, NULL};
+	run(&r, args);
+	assert_int_equal(r.code, 1);
+	assert_string_equal(r.out, "[1]\n2\n");
+	char want[1024];
+	snprintf(want, sizeof want, "%s:40: unexpected character (line 4)\n", file);
+	assert_string_equal(r.err, want);
+	const char *full[] = {"parse", "--select", "$.b", file, NULL};
+	run(&r, full);
+	assert_int_equal(r.code, 1); /* fully validated, line 1 already fails */
+	snprintf(want, sizeof want, "%s:7: invalid number (line 1)\n", file);
+	assert_string_equal(r.err, want);
+
+	write_file("od.txt", "[1, [2]]\n[3, 4]\n");
+	const char *flag[] = {"parse", "--on-demand", "--ndjson", "--select", "$[1]", "--select",
+	                      "$[0]", file_arg("od.txt"), NULL};
+	run(&r, flag);
+	assert_int_equal(r.code, 0);
+	assert_string_equal(r.out, "[2]\n1\n4\n3\n");
 }
 
 static void ndjson_by_name_and_flag(void **state)
@@ -383,6 +413,7 @@ int main(void)
 		cmocka_unit_test(selects_values),
 		cmocka_unit_test(invalid_document),
 		cmocka_unit_test(on_demand),
+		cmocka_unit_test(on_demand_ndjson),
 		cmocka_unit_test(ndjson_by_name_and_flag),
 		cmocka_unit_test(ndjson_error_on_line_three),
 		cmocka_unit_test(usage_and_file_errors),
