@@ -362,8 +362,9 @@ static int select_add_name(void *ctx, uint32_t path, const json_doc_t *d, uint32
 /* MODE_ITEMS, one selected value as simdjson's "ondemand-ndjson-items" reads
  * it: a string unescaped whole (its bytes counted), a number as a double,
  * anything else counted once. */
-static int items_visit(void *ctx, const json_doc_t *d, uint32_t node)
+static int items_visit(void *ctx, uint32_t path, const json_doc_t *d, uint32_t node)
 {
+	(void)path;
 	parse_case_t *c = ctx;
 	double x;
 	switch (json_type(d, node)) {
@@ -379,13 +380,6 @@ static int items_visit(void *ctx, const json_doc_t *d, uint32_t node)
 	}
 	c->check++;
 	return 0;
-}
-
-static int items_line(void *ctx, const json_doc_t *d, size_t line_offset)
-{
-	(void)line_offset;
-	parse_case_t *c = ctx;
-	return json_path_each(c->sel, d, 0, items_visit, c);
 }
 
 /* One streaming pass: the document from memory in pieces through
@@ -425,8 +419,9 @@ static int parse_pass(parse_case_t *c)
 		rc = stream_pass(c, &err);
 	else if (c->mode == MODE_PARSE && c->file->ndjson)
 		rc = json_ndjson_each(c->parser, c->data, c->len, bench_count_doc, &c->check, &err);
-	else if (c->mode == MODE_ITEMS)
-		rc = json_ndjson_each(c->parser, c->data, c->len, items_line, c, &err);
+	else if (c->mode == MODE_ITEMS) /* on demand, line by line, as On-Demand's iterate_many */
+		rc = json_select_ndjson(c->parser, c->data, c->len, (const json_path_t *const *)&c->sel,
+		                        1, items_visit, c, &err);
 	else if (c->mode != MODE_PARSE) /* selectors: on demand, as simdjson's On-Demand */
 		rc = json_select(c->parser, c->data, c->len, (const json_path_t *const *)&c->sel, 1,
 		                 c->mode == MODE_IDS ? select_add_id : select_add_name, &c->check, &err);
