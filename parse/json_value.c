@@ -464,8 +464,8 @@ static const double exact_pow10[] = {
 };
 #define JSON_FAST_POW10_MAX 22
 #define JSON_FAST_SIGNIFICAND_MAX (1ull << 53)
-/* More exponent digits than this cannot change the outcome (a nonzero w is
- * then far outside the fast range), so they are not accumulated. */
+/* An exponent this large goes to strtod: a fraction's leading zeros could
+ * bring a capped exponent back into the fast range (0.000...1e1000000). */
 #define JSON_FAST_EXPONENT_CAP 100000
 
 static inline bool is_digit(char c)
@@ -506,8 +506,8 @@ static bool double_fast(const char *p, const char *end, double *out)
 		bool eneg = *p == '-';
 		p += *p == '-' || *p == '+';
 		for (; p < end; p++)
-			if (e < JSON_FAST_EXPONENT_CAP)
-				e = e * 10 + (*p - '0');
+			if ((e = e * 10 + (*p - '0')) >= JSON_FAST_EXPONENT_CAP)
+				return false;
 		if (eneg)
 			e = -e;
 	}

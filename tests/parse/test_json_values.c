@@ -311,6 +311,33 @@ static void doubles_match_strtod(void **state)
 	free(text);
 }
 
+/* A fraction's leading zeros and a huge exponent: 10^900000, which
+ * overflows (a capped exponent must not bring it back into range). */
+static void huge_exponent_after_zeros(void **state)
+{
+	(void)state;
+	enum { ZEROS = 99999 };
+	char *s = malloc(ZEROS + 32);
+	assert_non_null(s);
+	for (int neg = 0; neg < 2; neg++) {
+		size_t n = (size_t)sprintf(s, "%s0.", neg ? "-" : "");
+		memset(s + n, '0', ZEROS);
+		strcpy(s + n + ZEROS, "1e1000000");
+		json_doc_t d = parse_ok(s);
+		double x, want = strtod(s, NULL);
+		assert_true(isinf(want));
+		assert_int_equal(json_number_double(&d, 0, &x), -ERANGE);
+		assert_memory_equal(&x, &want, sizeof x);
+		/* and the other way: 10^-900000 underflows to (signed) zero */
+		strcpy(s + n + ZEROS, "1e-800000");
+		d = parse_ok(s);
+		want = strtod(s, NULL);
+		assert_int_equal(json_number_double(&d, 0, &x), 0);
+		assert_memory_equal(&x, &want, sizeof x);
+	}
+	free(s);
+}
+
 /* ---- Strings */
 
 static void string_unescaping(void **state)
@@ -760,6 +787,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(number_flags_and_doubles),
 		cmocka_unit_test(long_number_double),
 		cmocka_unit_test(doubles_match_strtod),
+		cmocka_unit_test(huge_exponent_after_zeros),
 		cmocka_unit_test(string_unescaping),
 		cmocka_unit_test(string_get_truncates),
 		cmocka_unit_test(object_lookup),
