@@ -1044,7 +1044,7 @@ static int select_deliver(select_t *w, const char *src, size_t len, json_select_
 {
 	json_parser_t *p = w->p;
 	for (size_t h = 0; h < w->n_hits; h++) {
-		struct select_hit hit = p->hits[h]; /* a copy: fn may use the parser */
+		struct select_hit hit = p->hits[h]; /* fn must not use p: later hits read its index */
 		json_doc_t doc = {.src = src, .len = len, .nodes = &hit.node, .n_nodes = 1};
 		if (!hit.scalar) {
 			uint32_t saved = p->depth_max, used, n_nodes;
@@ -1118,7 +1118,8 @@ int json_select(json_parser_t *p, const char *src, size_t len, const json_path_t
  * a stage 1 of that line alone would make. A batch stage 1 rejects is parsed
  * again line by line, which finds the first bad line and its error as before.
  * The batch index is the parser's own, apart from the one json_parse uses, so
- * a callback may parse with the same parser.
+ * a json_ndjson_each callback may parse with the same parser (not a
+ * json_select_ndjson one: a line walked alone reads json_select's index).
  *
  * The loops are shared by json_ndjson_each (each line parsed whole, its tape
  * handed over) and json_select_ndjson (each line walked on demand, as
@@ -1134,11 +1135,13 @@ struct ndjson_op {
 	             size_t stop, size_t line, json_error_t *err);
 	/* The line whose value starts at idx[*kp] of batch b[0, n) (stage 1
 	 * accepted it), at byte `at` of b, b at byte pos of the input: 0 once
-	 * the line is done, *kp then at the '\n' that ends it (or n_idx); 1 to
-	 * leave the line to alone() (an error, more on the line, no room); or
-	 * what the callback returned. */
+	 * the line is done, *kp then at the '\n' that ends it (or n_idx), or
+	 * what the callback returned; or 0 with *alone set, touching nothing,
+	 * to leave the line to alone() (an error, more on the line, no room).
+	 * Not a return value: a callback may return anything. */
 	int (*indexed)(const ndjson_op_t *op, json_parser_t *p, const char *b, uint32_t n,
-	               const uint32_t *idx, uint32_t n_idx, uint32_t *kp, uint32_t at, size_t pos);
+	               const uint32_t *idx, uint32_t n_idx, uint32_t *kp, uint32_t at, size_t pos,
+	               bool *alone);
 };
 
 typedef struct {
@@ -1175,7 +1178,7 @@ static int each_alone(const ndjson_op_t *op, json_parser_t *p, const char *src, 
  * for. It is the whole line when the next entry ends the line. */
 static int each_indexed(const ndjson_op_t *op, json_parser_t *p, const char *b, uint32_t n,
                         const uint32_t *idx, uint32_t n_idx, uint32_t *kp, uint32_t at,
-                        size_t pos)
+                        size_t pos, bool *alone)
 {
 	const ndjson_each_t *e = (const ndjson_each_t *)op;
 	uint32_t k = *kp;
@@ -1184,8 +1187,10 @@ static int each_indexed(const ndjson_op_t *op, json_parser_t *p, const char *b, 
 	stage2_t s = {.src = b, .len = n, .base = at, .bslash = p->batch_bslash, .err = &ignored};
 	uint32_t used = 0, n_nodes = 0;
 	if (unlikely(room == 0 || stage2_run(p, &s, idx + k, room, &n_nodes, &used) != 0 ||
-	             (k + used < n_idx && b[idx[k + used]] != '\n')))
-		return 1;
+	             (k + used < n_idx && b[idx[k + used]] != '\n'))) {
+		*alone = true;
+		return 0;
+	}
 	k += used;
 	*kp = k;
 	uint32_t eol = k < n_idx ? idx[k] : n;
@@ -1285,12 +1290,12 @@ static int ndjson_batch(json_parser_t *p, const char *src, size_t pos, size_t en
 		 * error, a '\n' inside the value, more on the line, a tape too
 		 * short) goes to op->alone, which finds the error, or grows the
 		 * tape and parses the line. */
-		int r = op->indexed(op, p, b, (uint32_t)n, idx, n_idx, &k, at, pos);
-		if (r != 1) {
-			if (r != 0)
-				return r;
+		bool alone = false;
+		int r = op->indexed(op, p, b, (uint32_t)n, idx, n_idx, &k, at, pos, &alone);
+		if (r != 0)
+			return r;
+		if (!alone)
 			continue;
-		}
 		size_t eol = line_end(src, pos + at, end);
 		size_t stop = eol > pos + at && src[eol - 1] == '\r' ? eol - 1 : eol;
 		r = op->alone(op, p, src, pos + at, stop, *line, err);
@@ -1331,7 +1336,7 @@ static int select_alone(const ndjson_op_t *op, json_parser_t *p, const char *src
  * line is left to select_alone, as is any other error. */
 static int select_indexed(const ndjson_op_t *op, json_parser_t *p, const char *b, uint32_t n,
                           const uint32_t *idx, uint32_t n_idx, uint32_t *kp, uint32_t at,
-                          size_t pos)
+                          size_t pos, bool *alone)
 {
 	(void)pos;
 	const ndjson_select_t *e = (const ndjson_select_t *)op;
@@ -1339,8 +1344,10 @@ static int select_indexed(const ndjson_op_t *op, json_parser_t *p, const char *b
 	stage2_t s = {.src = b, .len = n, .base = at, .bslash = p->batch_bslash, .err = &ignored};
 	select_t w = {.p = p, .s = &s, .idx = idx, .n_idx = n_idx, .ndjson = true};
 	uint32_t k = *kp;
-	if (select_paths(&w, e->paths, e->n_paths, &k) != 0)
-		return 1;
+	if (select_paths(&w, e->paths, e->n_paths, &k) != 0) {
+		*alone = true;
+		return 0;
+	}
 	*kp = k;
 	uint32_t eol = k < n_idx ? idx[k] : n;
 	uint32_t stop = eol > at && b[eol - 1] == '\r' ? eol - 1 : eol;

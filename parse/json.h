@@ -169,8 +169,9 @@ int json_path_each_after_first(const json_path_t *path, const json_doc_t *d, uin
  * json_path_each on json_parse's tape, path by path ('@' paths start at the
  * root). Nothing is passed to fn before every path has been walked: an error
  * the walk finds comes first. Each value comes as node 0 of a document of its
- * own (offsets into src; valid during the call). Returns 0, -1 with *err, or
- * fn's non-zero return. */
+ * own (offsets into src; valid during the call). fn must not parse or select
+ * with p: the values still to come are read from its index. Returns 0, -1
+ * with *err, or fn's non-zero return. */
 typedef int (*json_select_fn)(void *ctx, uint32_t path, const json_doc_t *d, uint32_t node);
 int json_select(json_parser_t *p, const char *src, size_t len, const json_path_t *const *paths,
                 uint32_t n_paths, json_select_fn fn, void *ctx, json_error_t *err);
@@ -178,9 +179,10 @@ int json_select(json_parser_t *p, const char *src, size_t len, const json_path_t
  * (blank lines skipped, a '\r' before the '\n' dropped): the values and
  * errors of json_select on each line alone, in line order, with one stage 1
  * over a batch of lines. A value's document is its line: d->src - src is the
- * line's offset. Returns 0, -1 with *err (offset absolute in src, line
- * 1-based; the values of the lines before it were passed to fn), or fn's
- * non-zero return. */
+ * line's offset. As for json_select, fn must not use p. Returns 0, -1 with
+ * *err (offset absolute in src, line 1-based; the values of the lines before
+ * it were passed to fn), or fn's non-zero return (any value: it stops the
+ * walk at once). */
 int json_select_ndjson(json_parser_t *p, const char *src, size_t len,
                        const json_path_t *const *paths, uint32_t n_paths, json_select_fn fn,
                        void *ctx, json_error_t *err);

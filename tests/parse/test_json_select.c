@@ -611,6 +611,31 @@ static void ndjson_skip_stops_at_line_end(void **state)
 	json_path_free(path);
 }
 
+static int stop_at_first(void *ctx, uint32_t path, const json_doc_t *d, uint32_t node)
+{
+	(void)path;
+	(void)d;
+	(void)node;
+	int *calls = ctx;
+	return ++*calls == 1 ? 1 : 0;
+}
+
+/* A callback's return stops json_select_ndjson at once, 1 included. */
+static void ndjson_callback_stops(void **state)
+{
+	(void)state;
+	json_path_t *path;
+	json_error_t e;
+	assert_int_equal(json_path_compile("$[*]", &path, &e), 0);
+	int calls = 0;
+	assert_int_equal(json_select_ndjson(parser_sel, "[1, 2]\n[3]\n", 11,
+	                                    (const json_path_t *const *)&path, 1, stop_at_first,
+	                                    &calls, &e),
+	                 1);
+	assert_int_equal(calls, 1);
+	json_path_free(path);
+}
+
 static void report(void **state)
 {
 	(void)state;
@@ -631,7 +656,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(corpus_agrees),    cmocka_unit_test(errors_match),
 		cmocka_unit_test(documented_cases), cmocka_unit_test(depth_limit),
 		cmocka_unit_test(skips_match_parse_depths), cmocka_unit_test(ndjson_agrees_with_lines),
-		cmocka_unit_test(ndjson_skip_stops_at_line_end), cmocka_unit_test(report),
+		cmocka_unit_test(ndjson_skip_stops_at_line_end), cmocka_unit_test(ndjson_callback_stops),
+		cmocka_unit_test(report),
 	};
 	return RUN_ON_EACH_KERNEL("json_select", tests, setup, teardown);
 }

@@ -605,6 +605,7 @@ typedef struct {
 	size_t offsets[8];
 	char text[8][32];
 	unsigned stop_after;
+	int stop_code; /* what the callback returns then (0: 7) */
 } nd_ctx_t;
 
 static int nd_collect(void *vctx, const json_doc_t *d, size_t line_offset)
@@ -617,7 +618,9 @@ static int nd_collect(void *vctx, const json_doc_t *d, size_t line_offset)
 	c->text[c->docs][b.len] = '\0';
 	c->offsets[c->docs++] = line_offset;
 	json_buf_free(&b);
-	return c->stop_after && c->docs == c->stop_after ? 7 : 0;
+	if (!c->stop_after || c->docs != c->stop_after)
+		return 0;
+	return c->stop_code ? c->stop_code : 7;
 }
 
 static void ndjson_lines(void **state)
@@ -657,6 +660,15 @@ static void ndjson_error_is_absolute(void **state)
 	nd_ctx_t stop = {.stop_after = 2};
 	assert_int_equal(json_ndjson_each(parser, "1\n2\n3\n", 6, nd_collect, &stop, &err), 7);
 	assert_int_equal(stop.docs, 2);
+	/* Whatever the callback returns stops the walk at once, 1 and -1 too
+	 * (the batch's own "parse this line alone" is not a return value). */
+	static const int codes[] = {1, -1, 2};
+	for (size_t i = 0; i < sizeof codes / sizeof *codes; i++) {
+		nd_ctx_t once = {.stop_after = 1, .stop_code = codes[i]};
+		assert_int_equal(json_ndjson_each(parser, "1\n2\n3\n", 6, nd_collect, &once, &err),
+		                 codes[i]);
+		assert_int_equal(once.docs, 1);
+	}
 }
 
 /* ---- Compact writer */
