@@ -477,18 +477,48 @@ static void test_old_database_gets_checkpoint_columns(void **state)
 	             "3");
 }
 
+/* The writer with both commit triggers set. */
+static void start_triggers(fixture_t *fx, uint32_t commit_rows, uint32_t commit_ms)
+{
+	writer_config_t cfg = {.table = "records", .source = "src", .commit_rows = commit_rows,
+	                       .commit_ms = commit_ms};
+	assert_int_equal(writer_start(fx->st, &cfg, &fx->pipe, &fx->w), 0);
+}
+
+/* An hour: a commit before END that the row count did not trigger would
+ * have to wait this long, far past GUARD_MS. */
+#define TRIGGER_NEVER_MS 3600000u
+
+/* commit_rows alone commits: the timer is an hour away. */
 static void test_commits_every_commit_rows(void **state)
 {
 	fixture_t *fx = *state;
 	import_n(fx, "src", 2);
 	int64_t ids[4];
-	start(fx, 1);
+	start_triggers(fx, 1, TRIGGER_NEVER_MS);
 	assert_int_equal(take_all_jobs(fx, ids, 4), 2);
 	push(fx, done_batch(1, "{\"v\":1}", "$"));
 	uint64_t deadline = now_ms() + GUARD_MS;
 	while (atomic_load(&fx->pipe.rows_committed) < 1)
 		assert_true(now_ms() < deadline);
 	/* Committed before END: another connection sees it. */
+	expect_query(fx->db, "SELECT state FROM _ringfill_jobs WHERE id=1", "done");
+	expect_query(fx->db, "SELECT count(*) FROM records", "1");
+	finish(fx, 0);
+}
+
+/* commit_ms alone commits: the row count (a million) is never reached. */
+static void test_commits_every_commit_ms(void **state)
+{
+	fixture_t *fx = *state;
+	import_n(fx, "src", 2);
+	int64_t ids[4];
+	start_triggers(fx, 1000000, 50);
+	assert_int_equal(take_all_jobs(fx, ids, 4), 2);
+	push(fx, done_batch(1, "{\"v\":1}", "$"));
+	uint64_t deadline = now_ms() + GUARD_MS;
+	while (atomic_load(&fx->pipe.rows_committed) < 1)
+		assert_true(now_ms() < deadline);
 	expect_query(fx->db, "SELECT state FROM _ringfill_jobs WHERE id=1", "done");
 	expect_query(fx->db, "SELECT count(*) FROM records", "1");
 	finish(fx, 0);
@@ -1206,6 +1236,7 @@ int main(void)
 		T(test_rows_carry_their_jobs),
 		T(test_rows_carry_their_jobs_jobwise),
 		T(test_commits_every_commit_rows),
+		T(test_commits_every_commit_ms),
 		T(test_checkpoints_run_during_the_run),
 		T(test_rows_the_database_refuses_fail_only_their_job),
 		T(test_refused_row_mid_statement_and_wide_rows),
