@@ -563,7 +563,8 @@ static double worse_pct(double base, double now, bool higher_better)
 	return higher_better ? (base - now) / base * 100.0 : (now - base) / base * 100.0;
 }
 
-/* Prints every comparison; returns how many regressed beyond max_pct. */
+/* Prints every comparison; returns how many cases regressed beyond max_pct
+ * or are missing, plus one when nothing was compared (0: the gate passes). */
 static uint32_t gate_compare(const gate_set_t *base, const gate_set_t *now, double max_pct,
                              const char *base_path)
 {
@@ -596,8 +597,29 @@ static uint32_t gate_compare(const gate_set_t *base, const gate_set_t *now, doub
 			bad++;
 		}
 	}
-	printf("  %u compared, %u regressed\n", compared, bad);
-	return bad;
+	/* A baseline case this run should have had (its suite ran) but has not:
+	 * renamed, dropped or failed, it is no longer guarded, so it fails the
+	 * gate, as does a gate that compared nothing at all. */
+	uint32_t missing = 0;
+	for (uint32_t j = 0; j < base->n; j++) {
+		const char *key = base->rows[j].key, *slash = strchr(key, '/');
+		size_t suite_len = slash ? (size_t)(slash - key) + 1 : 0;
+		bool in_now = false, suite_ran = false;
+		for (uint32_t i = 0; i < now->n && !in_now; i++) {
+			in_now = strcmp(now->rows[i].key, key) == 0;
+			suite_ran = suite_ran || (suite_len && strncmp(now->rows[i].key, key, suite_len) == 0);
+		}
+		if (in_now || !suite_ran)
+			continue;
+		printf("  %-60s missing from this result  MISSING\n", key);
+		fprintf(stderr, "ringfill bench: missing from this result: %s\n", key);
+		missing++;
+	}
+	printf("  %u compared, %u regressed, %u missing\n", compared, bad, missing);
+	if (compared == 0)
+		fprintf(stderr, "ringfill bench: nothing compared: the result and %s share no case\n",
+		        base_path);
+	return bad + missing + (compared == 0);
 }
 
 /* ---- command line ---------------------------------------------------------- */

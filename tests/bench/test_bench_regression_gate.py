@@ -75,7 +75,35 @@ class RegressionGate(unittest.TestCase):
     def test_same_result_passes(self):
         r = self.compare(self.result, self.result, 0)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-        self.assertIn("2 compared, 0 regressed", r.stdout)
+        self.assertIn("2 compared, 0 regressed, 0 missing", r.stdout)
+
+    def test_a_case_missing_from_the_result_fails(self):
+        # The baseline has a case this ring run no longer makes: not guarded, so a failure.
+        extra = copy.deepcopy(self.doc)
+        gone = copy.deepcopy(extra["results"][0])
+        gone["case"] = "renamed"
+        extra["results"].append(gone)
+        base = self.save("extra_case.json", extra)
+        r = self.compare(self.result, base, 20)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("missing from this result: ring/renamed", r.stderr)
+        # A case of a suite that did not run is not missing.
+        other = copy.deepcopy(self.doc)
+        parse_rec = copy.deepcopy(other["results"][0])
+        parse_rec["suite"] = "parse"
+        other["results"].append(parse_rec)
+        base = self.save("other_suite.json", other)
+        r = self.compare(self.result, base, 20)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+    def test_nothing_compared_fails(self):
+        none = copy.deepcopy(self.doc)
+        for rec in none["results"]:
+            rec["suite"] = "store"
+        base = self.save("no_common_case.json", none)
+        r = self.compare(self.result, base, 20)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("nothing compared", r.stderr)
 
     def test_faster_baseline_fails_naming_every_case(self):
         fast = self.save("fast.json", scaled(self.doc, SPEEDUP))
