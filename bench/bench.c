@@ -633,7 +633,49 @@ typedef struct {
 	const char *json_path, *baseline, *compare, *report;
 	double max_regress;
 	bool have_max_regress, help, runs_given;
+	int argc; /* the command line as given, for the line that repeats the run */
+	char **argv;
 } cli_t;
+
+/* An argument as the shell would need it: bare when plain, else in single
+ * quotes (a quote inside closed, escaped and reopened). */
+static void shell_word(const char *a, FILE *out)
+{
+	bool plain = *a != '\0';
+	for (const char *p = a; *p && plain; p++)
+		plain = strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+		               "-_./=:,+@%", *p) != NULL;
+	if (plain) {
+		fputs(a, out);
+		return;
+	}
+	fputc('\'', out);
+	for (const char *p = a; *p; p++)
+		fputs(*p == '\'' ? "'\\''" : (char[]){*p, '\0'}, out);
+	fputc('\'', out);
+}
+
+/* The command that repeats this run, with the environment that changes
+ * what is measured. */
+static void command_print(const cli_t *c)
+{
+	static const char *const vars[] = {"RINGFILL_BENCH_CLOCK", "RINGFILL_ISA"};
+	printf("command: ");
+	for (size_t i = 0; i < sizeof(vars) / sizeof(*vars); i++) {
+		const char *v = getenv(vars[i]);
+		if (v) {
+			printf("%s=", vars[i]);
+			shell_word(v, stdout);
+			putchar(' ');
+		}
+	}
+	printf("ringfill");
+	for (int i = 0; i < c->argc; i++) {
+		putchar(' ');
+		shell_word(c->argv[i], stdout);
+	}
+	putchar('\n');
+}
 
 static int usage_error(const char *fmt, const char *arg)
 {
@@ -883,6 +925,7 @@ static int bench_cli(cli_t *c)
 	for (uint32_t i = 0; i < n_env_extra; i++)
 		printf("  %s: %s\n", env_extra[i].key, env_extra[i].value);
 	table_print(&c->o);
+	command_print(c);
 	rc = c->json_path && json_write_file(c->json_path, &c->o, &env) != 0 ? EXIT_FATAL
 	     : c->report && report_run(c, &env) != EXIT_OK                    ? EXIT_FATAL
 	     : c->baseline                                                    ? gate(c, &base)
@@ -896,7 +939,7 @@ int bench_main(int argc, char **argv)
 	/* The child bench_instructions runs under callgrind (not in --help). */
 	if (argc >= 2 && !strcmp(argv[1], "--instructions-child"))
 		return bench_instr_child(argc - 2, argv + 2);
-	cli_t c = {0};
+	cli_t c = {.argc = argc, .argv = argv};
 	int rc = cli_parse(argc, argv, &c);
 	rc = rc == 0 ? bench_cli(&c) : rc == -ENOMEM ? EXIT_FATAL : EXIT_USAGE;
 	free(c.files);
