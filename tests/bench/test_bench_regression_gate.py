@@ -13,6 +13,7 @@ Run alone: RINGFILL=build/engine/ringfill python3 tests/bench/test_bench_regress
 import copy
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import unittest
@@ -71,6 +72,18 @@ class RegressionGate(unittest.TestCase):
     def compare(self, result, baseline, pct):
         return benchcheck.run("--compare", result, "--baseline", baseline,
                               "--max-regress", str(pct))
+
+    def test_a_run_prints_the_command_that_repeats_it(self):
+        out = self.path("it's here.json")
+        env = dict(os.environ, RINGFILL_ISA="scalar")  # named in the command, as it is set
+        env.pop("RINGFILL_BENCH_CLOCK", None)
+        r = subprocess.run([benchcheck.ringfill(), "bench", "ring", "--quick", "--runs", "1",
+                            "--json", out], capture_output=True, text=True, timeout=600,
+                           env=env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        last = r.stdout.rstrip("\n").splitlines()[-1]
+        self.assertEqual(last, "command: RINGFILL_ISA=scalar ringfill bench ring --quick --runs 1 --json '%s'"
+                         % out.replace("'", "'\\''"))
 
     def test_same_result_passes(self):
         r = self.compare(self.result, self.result, 0)
