@@ -445,6 +445,7 @@ static int header_member(load_t *ld, const char *key, const char *name, uint32_t
 		return fail(ld, val, key, "header value contains a line break");
 	}
 	jf->header_values[jf->n_headers] = v;
+	jf->header_lines[jf->n_headers] = line_of(ld, ld->doc.nodes[val].start);
 	if (!(jf->header_names[jf->n_headers] = strdup(name))) {
 		free(v);
 		return fail(ld, val, key, "out of memory");
@@ -989,7 +990,8 @@ int jobfile_apply(const jobfile_t *jf, run_opts_t *o)
 			return 2;
 		}
 		snprintf(h, n, "%s: %s", name, jf->header_values[i]);
-		snprintf(from, sizeof(from), "%s: http.headers.%s", jf->path, name);
+		snprintf(from, sizeof(from), "%s:%zu: http.headers.%s", jf->path, jf->header_lines[i],
+		         name);
 		int rc = options_add_header(o, from, h);
 		free(h);
 		if (rc)

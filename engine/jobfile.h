@@ -49,6 +49,7 @@ typedef struct {
 	bool has_db_timeout; /* "db_timeout_s": as --db-timeout, which overrides it */
 	double db_timeout_s;
 	char *header_names[JOBFILE_HEADERS_MAX], *header_values[JOBFILE_HEADERS_MAX];
+	size_t header_lines[JOBFILE_HEADERS_MAX]; /* each value's line, for messages */
 	uint32_t n_headers;
 	table_spec_t *tables; /* NULL (n_tables 0): "tables" absent, --rows/--table decide */
 	uint32_t n_tables;

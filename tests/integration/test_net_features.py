@@ -392,6 +392,34 @@ class NetFeatures(unittest.TestCase):
         self.assertIn("RF_TEST_UNSET", proc.stderr)
         self.assertFalse(os.path.exists(other))
 
+    def test_job_file_headers_expand_and_are_sent(self):
+        # The same as --header, from a job file's "http": {"headers": ...}; an
+        # unset variable names the file, the line and the key, and exits 2.
+        with Server(PKI) as srv:
+            url = "https://127.0.0.1:%d/auth" % srv.server_address[1]
+            harness.write_lines(os.path.join(self.dir, "urls.txt"), [url])
+            job = os.path.join(self.dir, "job.json")
+            with open(job, "w", encoding="utf-8") as f:
+                f.write('{\n  "source": {"urls": "urls.txt"},\n  "db": "job.db",\n'
+                        '  "tables": [{"name": "t", "rows": "$[*]"}],\n'
+                        '  "http": {"cacert": %s, "retries": 2,\n'
+                        '    "headers": {"Authorization": "Bearer ${RF_TEST_TOKEN}"}}\n}\n'
+                        % json.dumps(PKI.ca_cert))
+            proc = harness.run_ringfill(["run", job, "--quiet"], cwd=self.dir,
+                                        env={"RF_TEST_TOKEN": SECRET})
+            auth = list(srv.auth)
+        self.assertEqual(proc.returncode, 0, harness.describe(proc))
+        self.assertEqual(auth, ["Bearer " + SECRET])
+        self.assertNotIn(SECRET, proc.stdout + proc.stderr)
+        self.assertEqual(harness.count_rows(os.path.join(self.dir, "job.db"), "t"), 2000)
+        os.remove(os.path.join(self.dir, "job.db"))
+        proc = harness.run_ringfill(["run", job, "--quiet"], cwd=self.dir,
+                                    drop_env=("RF_TEST_TOKEN",))
+        self.assertEqual(proc.returncode, 2, harness.describe(proc))
+        self.assertIn("job.json:6: http.headers.Authorization: environment variable "
+                      "RF_TEST_TOKEN is not set", proc.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "job.db")))
+
     def test_credentials_stay_with_their_host(self):
         with Server(PKI) as srv:
             url = "https://127.0.0.1:%d/xhost" % srv.server_address[1]
