@@ -49,6 +49,7 @@ PROBE = """<script>
     out.charts.push({suite: s.getAttribute("data-suite"), box: box(s),
       bars: Array.prototype.map.call(s.querySelectorAll("rect.bar"), function (b) {
         return {cls: b.getAttribute("class"), box: box(b)}; }),
+      errs: Array.prototype.map.call(s.querySelectorAll("path.err"), box),
       ratios: Array.prototype.map.call(s.querySelectorAll("text.ratio"),
                                        function (t) { return t.textContent; }),
       labels: Array.prototype.map.call(s.querySelectorAll("g.row > text:first-child"),
@@ -199,6 +200,27 @@ class Report(unittest.TestCase):
                 self.assertGreater(b["box"][3], 0, (suite, b))
             for t in c["ratios"]:
                 self.assertRegex(t, r"^\d+\.\d\d×$")
+            # An error bar per bar, from min to max on the bar's own scale:
+            # the bar ends at the median, so min/median and max/median of
+            # its width (bars narrower than 2 px are drawn 1 px wide).
+            self.assertEqual(len(c["errs"]), len(c["bars"]), suite)
+            spans = []
+            for rec in doc["results"]:
+                if rec["suite"] == suite:
+                    spans.append((rec["value"], rec["min"], rec["max"]))
+                    if rec["peer"] is not None:
+                        p = rec["peer"]
+                        spans.append((p["value"], p["min"], p["max"]))
+            self.assertEqual(len(spans), len(c["bars"]), suite)
+            for (v, lo, hi), b, e in zip(spans, c["bars"], c["errs"]):
+                left, width = b["box"][0], b["box"][2]
+                if v <= 0 or width < 2:
+                    continue
+                self.assertAlmostEqual(e[0], left + lo / v * width, delta=1.5, msg=suite)
+                self.assertAlmostEqual(e[0] + e[2], left + hi / v * width, delta=1.5,
+                                       msg=suite)
+                self.assertTrue(b["box"][1] <= e[1] + e[3] / 2 <= b["box"][1] + b["box"][3],
+                                (suite, b, e))
         # The pixels: inside each chart, ringfill's colour, and the peer's
         # where the suite has one.
         png = os.path.join(self.d, "shot.png")
