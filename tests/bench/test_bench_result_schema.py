@@ -70,6 +70,34 @@ class ResultSchema(unittest.TestCase):
         self.assertIn("single", r.stdout)  # the table
         self.assertIn("ring single", r.stderr)  # the progress display
 
+    def test_parse_result_has_every_case(self):
+        # The generated documents are always there; the corpus only beside a checkout.
+        doc, _ = self.bench_json("parse", runs=2)
+        got = {(x["case"], x["metric"]): x for x in doc["results"]}
+        for case, metric in (("gen/twitter-like.json", "parse_gbps"),
+                             ("gen/twitter-like.json", "process_gbps"),
+                             ("gen/twitter-like.json", "stream_statuses_gbps"),
+                             ("gen/twitter-like.json", "select_statuses_id_gbps"),
+                             ("gen/twitter-like.json", "select_screen_name_gbps"),
+                             ("gen/canada-like.json", "parse_gbps"),
+                             ("gen/events.ndjson", "parse_gbps"),
+                             ("gen/events.ndjson", "select_items_gbps"),
+                             ("geomean", "parse_gbps")):
+            self.assertIn((case, metric), got)
+        for rec in doc["results"]:
+            self.assertEqual(rec["suite"], "parse")
+            self.assertEqual(rec["direction"], "higher")
+            if rec["case"] != "geomean":
+                self.check_consistent(rec, 2)
+        self.assertEqual(got[("gen/twitter-like.json", "stream_statuses_gbps")]["peer"]["name"],
+                         "ringfill-in-memory")
+        if got[("gen/twitter-like.json", "parse_gbps")]["peer"] is not None:  # simdjson built
+            for case, metric in (("gen/twitter-like.json", "select_statuses_id_gbps"),
+                                 ("gen/twitter-like.json", "select_screen_name_gbps"),
+                                 ("gen/events.ndjson", "select_items_gbps")):
+                self.assertTrue(got[(case, metric)]["peer"]["name"]
+                                .startswith("simdjson-ondemand/"), (case, metric))
+
     def test_store_result_has_the_sqlite_loop_as_peer(self):
         doc, _ = self.bench_json("store", runs=3)
         peers = {(rec["case"], rec["metric"], rec["unit"]): rec["peer"]["name"]
