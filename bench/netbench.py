@@ -39,7 +39,9 @@ import collections
 import hashlib
 import json
 import os
+import platform
 import random
+import re
 import shutil
 import signal
 import sqlite3
@@ -960,6 +962,22 @@ def suite_e2e(a, work):
             shutil.rmtree(wl.root, ignore_errors=True)
 
 
+def peer_versions():
+    """The versions of the peers and the server, for the environment line:
+    nginx, curl (net's peer) and this Python (e2e's importer)."""
+    out = []
+    for cmd, name in (([NGINX, "-v"], "nginx"), ([CURL or "curl", "--version"], "curl")):
+        try:
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+            text = (p.stdout + p.stderr).strip().splitlines()
+            m = re.search(r"%s[ /]([0-9][0-9A-Za-z.\-]*)" % name, text[0] if text else "")
+            out.append("%s %s" % (name, m.group(1) if m else "unknown"))
+        except (OSError, subprocess.TimeoutExpired):
+            out.append("%s not found" % name)
+    out.append("Python %s" % platform.python_version())
+    return "; ".join(out)
+
+
 # ---------------------------------------------------------------- main --
 
 def main():
@@ -988,6 +1006,7 @@ def main():
     # so nginx is stopped and the temp dir removed.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
+        emit({"env": {"peers": peer_versions()}})
         (suite_net if a.suite == "net" else suite_e2e)(a, work)
         return 0
     except (BenchError, subprocess.TimeoutExpired, OSError, sqlite3.Error) as e:

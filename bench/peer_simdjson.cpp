@@ -11,8 +11,8 @@
  *         bench/parse_split.c)
  *   IMPL: dom modes only: the simdjson kernel to use (haswell, fallback, ...)
  *         instead of the one it picks at run time
- *   out:  "impl NAME" once, "run SECONDS" per run (each run parses the file
- *         ITERS times), then "checksum N" (documents, id sum, name bytes,
+ *   out:  "impl NAME" and "version X.Y.Z" once, "run SECONDS" per run (each
+ *         run parses the file ITERS times), then "checksum N" (documents, id sum, name bytes,
  *         or for items string bytes plus one per other value);
  *         SECONDS are wall seconds, or the thread's CPU seconds when
  *         RINGFILL_BENCH_CLOCK=cpu (as suite_parse.c then times itself)
@@ -239,6 +239,7 @@ int main(int argc, char **argv)
 	}
 	std::printf("impl %s\n", od ? SIMDJSON_STRINGIFY(SIMDJSON_BUILTIN_IMPLEMENTATION)
 	                            : get_active_implementation()->name().c_str());
+	std::printf("version %s\n", SIMDJSON_STRINGIFY(SIMDJSON_VERSION));
 	dom::parser dp;
 	ondemand::parser op;
 	uint64_t check = 0;

@@ -560,6 +560,8 @@ static int peer_measure(const parse_case_t *c, const char *mode, const char *for
 		unsigned long long ck;
 		if (!strncmp(line, "impl ", 5))
 			snprintf(impl, impl_cap, "%s", line + 5);
+		else if (!strncmp(line, "version ", 8))
+			bench_env_set("simdjson", line + 8); /* the environment line names the peer */
 		else if (sscanf(line, "run %lf", &s) == 1 && s > 0 && got < (int)runs_n)
 			got >= 0 ? (void)(runs[got++] = (double)c->len * (double)c->iters / s / 1e9)
 			         : (void)got++;
