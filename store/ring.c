@@ -76,6 +76,26 @@ bool ring_push(ring_t *r, void *item)
 	return true;
 }
 
+uint32_t ring_push_many(ring_t *r, void *const *items, uint32_t n)
+{
+	uint32_t head = atomic_load_explicit(&r->head, memory_order_relaxed); /* ours */
+	uint32_t capacity = r->mask + 1;
+	if (capacity - (head - r->tail_cached) < n)
+		/* Acquire: as in ring_push, for every slot about to be overwritten. */
+		r->tail_cached = atomic_load_explicit(&r->tail, memory_order_acquire);
+	uint32_t room = capacity - (head - r->tail_cached);
+	if (n > room)
+		n = room;
+	for (uint32_t i = 0; i < n; i++) {
+		assert(items[i] != NULL);
+		r->slots[(head + i) & r->mask] = items[i];
+	}
+	if (n > 0)
+		/* Release: as in ring_push, for all n slots at once. */
+		atomic_store_explicit(&r->head, head + n, memory_order_release);
+	return n;
+}
+
 uint32_t ring_free_slots(ring_t *r)
 {
 	uint32_t head = atomic_load_explicit(&r->head, memory_order_relaxed); /* ours */

@@ -36,6 +36,9 @@ void ring_destroy(ring_t *r);
 
 /* Producer side. */
 bool ring_push(ring_t *r, void *item); /* false when full */
+/* As many of items[0..n) as fit, in order, published with one release store
+ * (batched publication); returns how many were pushed (0 when full). */
+uint32_t ring_push_many(ring_t *r, void *const *items, uint32_t n);
 uint32_t ring_free_slots(ring_t *r);   /* lower bound, producer only */
 
 /* Consumer side. */

@@ -92,28 +92,96 @@ static void *consumer_main(void *arg)
 	return NULL;
 }
 
+/* The producer publishes runs of 1 to POP_BATCH_MAX items with one
+ * ring_push_many each (the run lengths from a fixed seed). */
+static void *producer_many_main(void *arg)
+{
+	stream_t *s = arg;
+	void *run[POP_BATCH_MAX];
+	uint64_t seed = 0x9E3779B97F4A7C15ull;
+	for (uint64_t i = 0; i < s->n;) {
+		seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
+		uint32_t want = 1 + (uint32_t)(seed % POP_BATCH_MAX);
+		if (want > s->n - i)
+			want = (uint32_t)(s->n - i);
+		for (uint32_t k = 0; k < want; k++)
+			run[k] = item_of(i + k);
+		for (uint32_t done = 0; done < want;) {
+			uint32_t got = ring_push_many(&s->ring, run + done, want - done);
+			if (got == 0) {
+				s->producer_waits++;
+				s->producer_timeouts +=
+					(uint64_t)sleep_unless(&s->space, &s->ring, false);
+			}
+			done += got;
+		}
+		i += want;
+		doorbell_ring(&s->work);
+	}
+	return NULL;
+}
+
+static void run_stream(stream_t *s, void *(*producer)(void *))
+{
+	pthread_t prod, cons;
+	assert_int_equal(ring_init(&s->ring, RING_CAPACITY), 0);
+	doorbell_init(&s->work);
+	doorbell_init(&s->space);
+	s->n = items_total;
+	assert_int_equal(pthread_create(&cons, NULL, consumer_main, s), 0);
+	assert_int_equal(pthread_create(&prod, NULL, producer, s), 0);
+	assert_int_equal(pthread_join(prod, NULL), 0);
+	assert_int_equal(pthread_join(cons, NULL), 0);
+	assert_int_equal(s->received, s->n);
+	assert_int_equal(s->out_of_order, 0);
+	assert_int_equal(s->timeouts, 0);
+	assert_int_equal(s->producer_timeouts, 0);
+	assert_null(ring_pop(&s->ring));
+	ring_destroy(&s->ring);
+}
+
+static void test_two_threads_push_many(void **state)
+{
+	(void)state;
+	static stream_t s;
+	run_stream(&s, producer_many_main);
+	printf("# %llu items in runs; consumer slept %llu times, producer %llu times\n",
+	       (unsigned long long)s.n, (unsigned long long)s.consumer_waits,
+	       (unsigned long long)s.producer_waits);
+}
+
+/* ring_push_many alone: all that fit, in order, across the wrap; none when full. */
+static void test_push_many(void **state)
+{
+	(void)state;
+	ring_t r;
+	void *in[8], *out[8];
+	for (uint32_t i = 0; i < 8; i++)
+		in[i] = item_of(i);
+	assert_int_equal(ring_init(&r, 4), 0);
+	assert_int_equal(ring_push_many(&r, in, 0), 0);
+	assert_int_equal(ring_push_many(&r, in, 3), 3);
+	assert_int_equal(ring_push_many(&r, in + 3, 5), 1); /* one slot was left */
+	assert_int_equal(ring_push_many(&r, in + 4, 1), 0); /* full */
+	assert_int_equal(ring_pop_many(&r, out, 2), 2);
+	assert_ptr_equal(out[0], in[0]);
+	assert_ptr_equal(out[1], in[1]);
+	assert_int_equal(ring_push_many(&r, in + 4, 4), 2); /* across the wrap */
+	assert_int_equal(ring_pop_many(&r, out, 8), 4);
+	for (uint32_t i = 0; i < 4; i++)
+		assert_ptr_equal(out[i], in[2 + i]);
+	assert_int_equal(ring_count(&r), 0);
+	ring_destroy(&r);
+}
+
 static void test_two_threads(void **state)
 {
 	(void)state;
 	static stream_t s;
-	pthread_t prod, cons;
-	assert_int_equal(ring_init(&s.ring, RING_CAPACITY), 0);
-	doorbell_init(&s.work);
-	doorbell_init(&s.space);
-	s.n = items_total;
-	assert_int_equal(pthread_create(&cons, NULL, consumer_main, &s), 0);
-	assert_int_equal(pthread_create(&prod, NULL, producer_main, &s), 0);
-	assert_int_equal(pthread_join(prod, NULL), 0);
-	assert_int_equal(pthread_join(cons, NULL), 0);
+	run_stream(&s, producer_main);
 	printf("# %llu items; consumer slept %llu times, producer %llu times\n",
 	       (unsigned long long)s.n, (unsigned long long)s.consumer_waits,
 	       (unsigned long long)s.producer_waits);
-	assert_int_equal(s.received, s.n);
-	assert_int_equal(s.out_of_order, 0);
-	assert_int_equal(s.timeouts, 0);
-	assert_int_equal(s.producer_timeouts, 0);
-	assert_null(ring_pop(&s.ring));
-	ring_destroy(&s.ring);
 }
 
 /* ---- ping-pong: a sleep on every hand-off ----------------------------- */
@@ -298,6 +366,8 @@ int main(int argc, char **argv)
 	    cmocka_unit_test(test_init_rejects),
 	    cmocka_unit_test(test_full_and_empty),
 	    cmocka_unit_test(test_pop_many),
+	    cmocka_unit_test(test_push_many),
+	    cmocka_unit_test(test_two_threads_push_many),
 	    cmocka_unit_test(test_index_wrap),
 	    cmocka_unit_test(test_doorbell_rung_before_wait),
 	    cmocka_unit_test(test_ping_pong),
