@@ -93,15 +93,16 @@ static int ring_single(instr_work_t *w)
 	return 0;
 }
 
-/* As `batched`: 64 pushes, one doorbell, one ring_pop_many. */
+/* As `batched`: 64 items, one ring_push_many, one doorbell, one ring_pop_many. */
 static int ring_batched(instr_work_t *w)
 {
 	void *buf[INSTR_RING_BATCH];
 	for (uint64_t i = 1; i <= INSTR_RING_ITEMS;) {
 		uint32_t k = 0;
 		for (; k < INSTR_RING_BATCH && i <= INSTR_RING_ITEMS; k++, i++)
-			if (!ring_push(w->ring, (void *)(uintptr_t)i))
-				return -EIO;
+			buf[k] = (void *)(uintptr_t)i;
+		if (ring_push_many(w->ring, buf, k) != k)
+			return -EIO;
 		doorbell_ring(w->bell);
 		if (ring_pop_many(w->ring, buf, INSTR_RING_BATCH) != k)
 			return -EIO;
