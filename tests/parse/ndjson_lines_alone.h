@@ -9,9 +9,30 @@
 #ifndef RF_TEST_NDJSON_LINES_ALONE_H
 #define RF_TEST_NDJSON_LINES_ALONE_H
 
+#include <stdbool.h>
 #include <string.h>
 
 #include "parse/json.h"
+
+/* The line of src[0, len) that starts at *pos: true with [*start, *stop)
+ * its text without the '\n' and a '\r' before it, *blank when that is only
+ * spaces, tabs and '\r's, and *pos moved past its '\n'; false at the end. */
+static inline bool ndjson_next_line(const char *src, size_t len, size_t *pos, size_t *start,
+                                    size_t *stop, bool *blank)
+{
+	if (*pos >= len)
+		return false;
+	const char *nl = memchr(src + *pos, '\n', len - *pos);
+	size_t end = nl ? (size_t)(nl - src) : len;
+	*start = *pos;
+	*stop = end > *pos && src[end - 1] == '\r' ? end - 1 : end;
+	size_t i = *pos;
+	while (i < *stop && (src[i] == ' ' || src[i] == '\t' || src[i] == '\r'))
+		i++;
+	*blank = i == *stop;
+	*pos = nl ? end + 1 : len;
+	return true;
+}
 
 /* Calls fn for every document of src[0, len), one json_parse per line.
  * Returns 0, or -1 with *err for the first invalid line. */
@@ -19,25 +40,18 @@ static inline int ndjson_lines_alone(json_parser_t *p, const char *src, size_t l
                                      void (*fn)(void *ctx, const json_doc_t *d, size_t line_offset),
                                      void *ctx, json_error_t *err)
 {
-	size_t pos = 0, line = 1;
-	while (pos < len) {
-		const char *nl = memchr(src + pos, '\n', len - pos);
-		size_t end = nl ? (size_t)(nl - src) : len;
-		size_t stop = end > pos && src[end - 1] == '\r' ? end - 1 : end;
-		size_t i = pos;
-		while (i < stop && (src[i] == ' ' || src[i] == '\t' || src[i] == '\r'))
-			i++;
-		if (i < stop) {
-			json_doc_t doc;
-			if (json_parse(p, src + pos, stop - pos, &doc, err) < 0) {
-				err->offset += pos;
-				err->line = line;
-				return -1;
-			}
-			fn(ctx, &doc, pos);
+	size_t pos = 0, start, stop;
+	bool blank;
+	for (size_t line = 1; ndjson_next_line(src, len, &pos, &start, &stop, &blank); line++) {
+		if (blank)
+			continue;
+		json_doc_t doc;
+		if (json_parse(p, src + start, stop - start, &doc, err) < 0) {
+			err->offset += start;
+			err->line = line;
+			return -1;
 		}
-		pos = nl ? end + 1 : len;
-		line++;
+		fn(ctx, &doc, start);
 	}
 	return 0;
 }
@@ -49,25 +63,18 @@ static inline int ndjson_select_lines_alone(json_parser_t *p, const char *src, s
                                             const json_path_t *const *paths, uint32_t n_paths,
                                             json_select_fn fn, void *ctx, json_error_t *err)
 {
-	size_t pos = 0, line = 1;
-	while (pos < len) {
-		const char *nl = memchr(src + pos, '\n', len - pos);
-		size_t end = nl ? (size_t)(nl - src) : len;
-		size_t stop = end > pos && src[end - 1] == '\r' ? end - 1 : end;
-		size_t i = pos;
-		while (i < stop && (src[i] == ' ' || src[i] == '\t' || src[i] == '\r'))
-			i++;
-		if (i < stop) {
-			int r = json_select(p, src + pos, stop - pos, paths, n_paths, fn, ctx, err);
-			if (r == -1) {
-				err->offset += pos;
-				err->line = line;
-			}
-			if (r != 0)
-				return r;
+	size_t pos = 0, start, stop;
+	bool blank;
+	for (size_t line = 1; ndjson_next_line(src, len, &pos, &start, &stop, &blank); line++) {
+		if (blank)
+			continue;
+		int r = json_select(p, src + start, stop - start, paths, n_paths, fn, ctx, err);
+		if (r == -1) {
+			err->offset += start;
+			err->line = line;
 		}
-		pos = nl ? end + 1 : len;
-		line++;
+		if (r != 0)
+			return r;
 	}
 	return 0;
 }
