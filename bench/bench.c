@@ -563,6 +563,32 @@ static double worse_pct(double base, double now, bool higher_better)
 	return higher_better ? (base - now) / base * 100.0 : (now - base) / base * 100.0;
 }
 
+/* Cases this run could not measure (bench_case_skipped), by gate key. */
+#define BENCH_SKIPPED_MAX 32u
+static struct {
+	char key[BENCH_NAME_BYTES_MAX + 128];
+	char why[128];
+} skipped[BENCH_SKIPPED_MAX];
+static uint32_t n_skipped;
+
+void bench_case_skipped(const char *suite, const char *case_name, const char *metric,
+                        const char *why)
+{
+	if (n_skipped == BENCH_SKIPPED_MAX)
+		return;
+	gate_key(skipped[n_skipped].key, sizeof(skipped[n_skipped].key), suite, case_name, metric);
+	snprintf(skipped[n_skipped].why, sizeof(skipped[n_skipped].why), "%s", why);
+	n_skipped++;
+}
+
+static const char *skip_reason(const char *key)
+{
+	for (uint32_t i = 0; i < n_skipped; i++)
+		if (strcmp(skipped[i].key, key) == 0)
+			return skipped[i].why;
+	return NULL;
+}
+
 /* Prints every comparison; returns how many cases regressed beyond max_pct
  * or are missing, plus one when nothing was compared (0: the gate passes). */
 static uint32_t gate_compare(const gate_set_t *base, const gate_set_t *now, double max_pct,
@@ -611,6 +637,11 @@ static uint32_t gate_compare(const gate_set_t *base, const gate_set_t *now, doub
 		}
 		if (in_now || !suite_ran)
 			continue;
+		const char *why = skip_reason(key);
+		if (why) {
+			printf("  %-60s not measured here: %s\n", key, why);
+			continue;
+		}
 		printf("  %-60s missing from this result  MISSING\n", key);
 		fprintf(stderr, "ringfill bench: missing from this result: %s\n", key);
 		missing++;

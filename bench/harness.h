@@ -87,6 +87,12 @@ int bench_suite_e2e(const bench_opts_t *opts);
  * written into the JSON "env" object, e.g. the TLS cipher a suite saw. */
 void bench_env_set(const char *key, const char *value);
 
+/* A case this run could not measure here (a stage-1 kernel the CPU or
+ * valgrind lacks): the regression gate names it and does not count it as
+ * missing from the result. */
+void bench_case_skipped(const char *suite, const char *case_name, const char *metric,
+                        const char *why);
+
 /* Reads and parses a result file (at most 64 MiB): 0 with *doc valid until
  * the caller frees *src (free) and *p (json_parser_free); or -errno after
  * naming the file and why on stderr (-EINVAL: not JSON), nothing to free. */

@@ -374,6 +374,25 @@ static bool suite_wanted(const char *suite, const char *const *suites, uint32_t 
 	return n == 0;
 }
 
+/* The cases of c that a CPU with other kernels (an AVX2 machine, where
+ * baselines are made) would record and this one cannot: named to the gate
+ * as not measurable here rather than missing. */
+static void plan_skips(const instr_case_t *c, const json_stage1_kernel_t *k, size_t n_k)
+{
+	static const char *const all[] = {"avx512", "avx2", "sse42", "scalar"};
+	char name[BENCH_NAME_BYTES_MAX];
+	for (size_t a = 0; a < sizeof(all) / sizeof(*all); a++) {
+		bool here = false;
+		for (size_t ki = 0; ki < n_k && !here; ki++)
+			here = strcmp(k[ki].name, all[a]) == 0;
+		/* A one-kernel case is only ever named after avx2. */
+		if (here || (!c->every_kernel && strcmp(all[a], "avx2") != 0))
+			continue;
+		snprintf(name, sizeof(name), "%s/%s", c->name, all[a]);
+		bench_case_skipped(c->suite, name, "instructions", "this CPU has no such kernel");
+	}
+}
+
 /* Every case of the chosen suites, with the kernels it runs on. */
 static uint32_t jobs_plan(const bench_opts_t *opts, const char *const *suites, uint32_t n)
 {
@@ -384,6 +403,8 @@ static uint32_t jobs_plan(const bench_opts_t *opts, const char *const *suites, u
 		const instr_case_t *c = &cases[i];
 		if (!suite_wanted(c->suite, suites, n))
 			continue;
+		if (c->kind < W_RING_SINGLE)
+			plan_skips(c, k, n_k);
 		size_t kernels = c->kind >= W_RING_SINGLE ? 1 : c->every_kernel ? n_k : 1;
 		/* A one-kernel case takes the best kernel below avx512: valgrind
 		 * has no AVX-512, and the case keeps the name (and count) it has
@@ -471,6 +492,8 @@ int bench_instructions(const bench_opts_t *opts, const char *const *suites, uint
 		if (WIFEXITED(st) && WEXITSTATUS(st) == INSTR_EXIT_NO_KERNEL) {
 			fprintf(stderr, "ringfill bench: %s %s skipped: kernel %s does not run under "
 			                "valgrind here\n", j->c->suite, j->record_case, j->isa);
+			bench_case_skipped(j->c->suite, j->record_case, "instructions",
+			                   "the kernel does not run under valgrind here");
 			continue;
 		}
 		unsigned long long count = 0;

@@ -110,6 +110,26 @@ class Instructions(unittest.TestCase):
         self.assertEqual(self.compare(low).returncode, 0)
         self.assertEqual(self.compare(low, TOLERANCE - 1.5).returncode, 1)
 
+    def test_a_kernel_not_measurable_here_is_named_not_missing(self):
+        # A baseline made where valgrind runs the AVX-512 kernel (or on a CPU
+        # with kernels this one lacks) has cases this run cannot measure: the
+        # live gate names them and passes; a case that is simply gone fails.
+        base = copy.deepcopy(self.doc)
+        extra = copy.deepcopy(next(r for r in base["results"]
+                                   if r["case"] == "twitter-like.json/full/scalar"))
+        extra["case"] = "twitter-like.json/full/avx512"
+        base["results"].append(extra)
+        r = benchcheck.run("--instructions", "parse", "--baseline",
+                           self.save("with_avx512.json", base), "--max-regress", str(TOLERANCE))
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertRegex(r.stdout, r"twitter-like\.json/full/avx512 instructions +not measured here")
+        gone = copy.deepcopy(base)
+        gone["results"][-1]["case"] = "twitter-like.json/full/renamed"
+        r = benchcheck.run("--instructions", "parse", "--baseline",
+                           self.save("with_renamed.json", gone), "--max-regress", str(TOLERANCE))
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("missing from this result: parse/twitter-like.json/full/renamed", r.stderr)
+
     def test_live_run_is_exact_and_gated(self):
         # A second count of the same binary is identical: it passes a 0% gate.
         r = benchcheck.run("--instructions", "ring", "--baseline", self.result,
