@@ -518,6 +518,27 @@ static void test_commits_every_commit_ms(void **state)
 	commits_before_end(*state, 1000000, 50);
 }
 
+/* Neither trigger set to fire: nothing is committed before END, even after
+ * three times WRITER_COMMIT_MS_DEFAULT (a writer that ignored commit_ms
+ * would have committed on its default timer by then); END commits. */
+static void test_no_trigger_no_commit_before_end(void **state)
+{
+	fixture_t *fx = *state;
+	import_n(fx, "src", 2);
+	int64_t ids[4];
+	start_triggers(fx, 1000000, TRIGGER_NEVER_MS);
+	assert_int_equal(take_all_jobs(fx, ids, 4), 2);
+	push(fx, done_batch(1, "{\"v\":1}", "$"));
+	struct timespec wait = {.tv_sec = 3 * WRITER_COMMIT_MS_DEFAULT / 1000,
+	                        .tv_nsec = 3 * WRITER_COMMIT_MS_DEFAULT % 1000 * 1000000L};
+	nanosleep(&wait, NULL);
+	assert_int_equal(atomic_load(&fx->pipe.rows_committed), 0);
+	expect_query(fx->db, "SELECT state FROM _ringfill_jobs WHERE id=1", "pending");
+	finish(fx, 0);
+	expect_query(fx->db, "SELECT state FROM _ringfill_jobs WHERE id=1", "done");
+	expect_query(fx->db, "SELECT count(*) FROM records", "1");
+}
+
 static long file_bytes(const char *path)
 {
 	FILE *f = fopen(path, "rb");
@@ -1231,6 +1252,7 @@ int main(void)
 		T(test_rows_carry_their_jobs_jobwise),
 		T(test_commits_every_commit_rows),
 		T(test_commits_every_commit_ms),
+		T(test_no_trigger_no_commit_before_end),
 		T(test_checkpoints_run_during_the_run),
 		T(test_rows_the_database_refuses_fail_only_their_job),
 		T(test_refused_row_mid_statement_and_wide_rows),
