@@ -239,7 +239,9 @@ int main(int argc, char **argv)
 	}
 	std::printf("impl %s\n", od ? SIMDJSON_STRINGIFY(SIMDJSON_BUILTIN_IMPLEMENTATION)
 	                            : get_active_implementation()->name().c_str());
-	std::printf("version %s\n", SIMDJSON_STRINGIFY(SIMDJSON_VERSION));
+	/* The enum, not SIMDJSON_VERSION: some releases define that as a string. */
+	std::printf("version %d.%d.%d\n", int(SIMDJSON_VERSION_MAJOR), int(SIMDJSON_VERSION_MINOR),
+	            int(SIMDJSON_VERSION_REVISION));
 	dom::parser dp;
 	ondemand::parser op;
 	uint64_t check = 0;

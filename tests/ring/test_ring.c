@@ -166,11 +166,18 @@ static void test_push_many(void **state)
 	assert_int_equal(ring_pop_many(&r, out, 2), 2);
 	assert_ptr_equal(out[0], in[0]);
 	assert_ptr_equal(out[1], in[1]);
-	assert_int_equal(ring_push_many(&r, in + 4, 4), 2); /* across the wrap */
+	assert_int_equal(ring_push_many(&r, in + 4, 4), 2);
 	assert_int_equal(ring_pop_many(&r, out, 8), 4);
 	for (uint32_t i = 0; i < 4; i++)
 		assert_ptr_equal(out[i], in[2 + i]);
 	assert_int_equal(ring_count(&r), 0);
+	/* Head and tail are at 6 (slot 2): a run of three goes into slots 2, 3
+	 * and then 0, across the array's end. */
+	assert_int_equal(ring_push_many(&r, in + 5, 3), 3);
+	assert_ptr_equal(r.slots[0], in[7]);
+	assert_int_equal(ring_pop_many(&r, out, 8), 3);
+	for (uint32_t i = 0; i < 3; i++)
+		assert_ptr_equal(out[i], in[5 + i]);
 	ring_destroy(&r);
 }
 
