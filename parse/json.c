@@ -178,11 +178,6 @@ static const uint8_t ends_scalar[256] = {
 	['['] = 1, [']'] = 1,  ['{'] = 1,  ['}'] = 1,  ['"'] = 1,
 };
 
-static inline bool is_digit(unsigned char c)
-{
-	return c >= '0' && c <= '9';
-}
-
 static inline uint64_t load64(const void *p)
 {
 	uint64_t v;

@@ -158,6 +158,13 @@ int json_ndjson_each_counted(json_parser_t *p, const char *src, size_t len, json
  * key[0, key_len). */
 bool json_key_equals(const char *src, const json_node_t *k, const char *key, size_t key_len);
 
+/* An ASCII decimal digit: stage 2's number grammar, json_value.c's fast
+ * path for doubles. */
+static inline bool is_digit(unsigned char c)
+{
+	return c >= '0' && c <= '9';
+}
+
 /* 0x10 | the value of each hex digit byte, 0 for every other byte. */
 extern const uint8_t json_hex_digit[256];
 

@@ -468,11 +468,6 @@ static const double exact_pow10[] = {
  * bring a capped exponent back into the fast range (0.000...1e1000000). */
 #define JSON_FAST_EXPONENT_CAP 100000
 
-static inline bool is_digit(char c)
-{
-	return c >= '0' && c <= '9';
-}
-
 /* The validated number [p, end) through the fast path: true with *out set,
  * or false when it needs strtod. Leading zeros are not significant digits;
  * more than 19 significant ones could overflow w and go to strtod. */
@@ -482,23 +477,20 @@ static bool double_fast(const char *p, const char *end, double *out)
 	p += neg;
 	uint64_t w = 0;
 	unsigned sig = 0;
-	int64_t frac = 0;
-	for (; p < end && is_digit(*p); p++) {
+	int64_t frac = 0; /* digits after the '.' */
+	bool point = false;
+	/* The integer and fraction digits, one run (the grammar has at most one '.'). */
+	for (; p < end && (is_digit((unsigned char)*p) || *p == '.'); p++) {
+		if (*p == '.') {
+			point = true;
+			continue;
+		}
+		frac += point;
 		if (sig == 0 && *p == '0')
 			continue;
 		if (++sig > JSON_INT64_DIGITS_MAX)
 			return false;
 		w = w * 10u + (uint64_t)(*p - '0');
-	}
-	if (p < end && *p == '.') {
-		for (p++; p < end && is_digit(*p); p++) {
-			frac++;
-			if (sig == 0 && *p == '0')
-				continue;
-			if (++sig > JSON_INT64_DIGITS_MAX)
-				return false;
-			w = w * 10u + (uint64_t)(*p - '0');
-		}
 	}
 	int64_t e = 0;
 	if (p < end) { /* 'e' or 'E': the grammar allows nothing else here */
