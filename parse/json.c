@@ -821,6 +821,15 @@ static ALWAYS_INLINE int skip_member(select_t *w, uint32_t *kp, uint32_t depth)
 	return skip_value(w, kp, depth);
 }
 
+/* How many of `entries` index entries stage2_run may walk into the tape as
+ * it is: all of them, or as many as it has nodes for (json_parse sizes it for
+ * the whole document; an NDJSON batch leaves a line too big for it to be
+ * parsed alone, which grows it). */
+static inline uint32_t tape_room(const json_parser_t *p, uint32_t entries)
+{
+	return entries < p->tape_cap ? entries : (uint32_t)p->tape_cap;
+}
+
 /* A selected value at idx[*kp]: checked whole by stage 2 now (which also
  * finds its end), materialised later. */
 static int select_hit(select_t *w, uint32_t *kp, uint32_t depth)
@@ -864,7 +873,7 @@ static int select_hit(select_t *w, uint32_t *kp, uint32_t depth)
 		 * sized for the whole document; in an NDJSON batch a value too big
 		 * for it fails here, and its line goes to json_select alone. */
 		uint32_t saved = p->depth_max, n_nodes;
-		uint32_t room = n - k < p->tape_cap ? n - k : (uint32_t)p->tape_cap;
+		uint32_t room = tape_room(p, n - k);
 		p->depth_max = depth < saved ? saved - depth : 0;
 		r = stage2_run(p, s, w->idx + k, room, &n_nodes, &used);
 		p->depth_max = saved;
@@ -1043,8 +1052,7 @@ static int select_deliver(select_t *w, const char *src, size_t len, json_select_
 		json_doc_t doc = {.src = src, .len = len, .nodes = &hit.node, .n_nodes = 1};
 		if (!hit.scalar) {
 			uint32_t saved = p->depth_max, used, n_nodes;
-			uint32_t room = w->n_idx - hit.k < p->tape_cap ? w->n_idx - hit.k
-			                                               : (uint32_t)p->tape_cap;
+			uint32_t room = tape_room(p, w->n_idx - hit.k);
 			p->depth_max = hit.depth < saved ? saved - hit.depth : 0;
 			int r = stage2_run(p, w->s, w->idx + hit.k, room, &n_nodes, &used);
 			p->depth_max = saved;
@@ -1145,6 +1153,12 @@ typedef struct {
 	void *ctx;
 } ndjson_each_t;
 
+/* Where the line [start, eol) of s ends without a '\r' before its '\n'. */
+static inline size_t line_stop(const char *s, size_t start, size_t eol)
+{
+	return eol > start && s[eol - 1] == '\r' ? eol - 1 : eol;
+}
+
 static bool is_blank(const char *s, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -1177,7 +1191,7 @@ static int each_indexed(const ndjson_op_t *op, json_parser_t *p, const char *b, 
 {
 	const ndjson_each_t *e = (const ndjson_each_t *)op;
 	uint32_t k = *kp;
-	uint32_t room = n_idx - k < p->tape_cap ? n_idx - k : (uint32_t)p->tape_cap;
+	uint32_t room = tape_room(p, n_idx - k);
 	json_error_t ignored;
 	stage2_t s = {.src = b, .len = n, .base = at, .bslash = p->batch_bslash, .err = &ignored};
 	uint32_t used = 0, n_nodes = 0;
@@ -1189,7 +1203,7 @@ static int each_indexed(const ndjson_op_t *op, json_parser_t *p, const char *b, 
 	k += used;
 	*kp = k;
 	uint32_t eol = k < n_idx ? idx[k] : n;
-	uint32_t stop = eol > at && b[eol - 1] == '\r' ? eol - 1 : eol;
+	uint32_t stop = (uint32_t)line_stop(b, at, eol);
 	json_doc_t doc = {.src = b + at, .len = stop - at, .nodes = p->tape, .n_nodes = n_nodes};
 	return e->fn(e->ctx, &doc, pos + at);
 }
@@ -1207,7 +1221,7 @@ static int ndjson_lines(json_parser_t *p, const char *src, size_t pos, size_t en
 {
 	while (pos < end) {
 		size_t eol = line_end(src, pos, end);
-		size_t stop = eol > pos && src[eol - 1] == '\r' ? eol - 1 : eol;
+		size_t stop = line_stop(src, pos, eol);
 		if (!is_blank(src + pos, stop - pos)) {
 			int r = op->alone(op, p, src, pos, stop, *line, err);
 			if (r != 0)
@@ -1292,7 +1306,7 @@ static int ndjson_batch(json_parser_t *p, const char *src, size_t pos, size_t en
 		if (!alone)
 			continue;
 		size_t eol = line_end(src, pos + at, end);
-		size_t stop = eol > pos + at && src[eol - 1] == '\r' ? eol - 1 : eol;
+		size_t stop = line_stop(src, pos + at, eol);
 		r = op->alone(op, p, src, pos + at, stop, *line, err);
 		if (r != 0)
 			return r;
@@ -1345,7 +1359,7 @@ static int select_indexed(const ndjson_op_t *op, json_parser_t *p, const char *b
 	}
 	*kp = k;
 	uint32_t eol = k < n_idx ? idx[k] : n;
-	uint32_t stop = eol > at && b[eol - 1] == '\r' ? eol - 1 : eol;
+	uint32_t stop = (uint32_t)line_stop(b, at, eol);
 	return select_deliver(&w, b + at, stop - at, e->fn, e->ctx);
 }
 
