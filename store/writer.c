@@ -56,7 +56,6 @@
 #define WRITER_CACHE_BYTES_PER_ROW 512u     /* page cache per commit_rows row ... */
 #define WRITER_CACHE_KIB_MIN (16u * 1024u)  /* ... at least 16 MiB ... */
 #define WRITER_CACHE_KIB_MAX (256u * 1024u) /* ... at most 256 MiB */
-#define WRITER_CACHE_KIB_NO_INDEX 2000u     /* no table with an index: SQLite's default */
 #define WRITER_COLUMN_SUFFIX_MAX 1000000u
 #define WRITER_KEY_INDEX_PREFIX "_ringfill_key_" /* + table: the UNIQUE index of its key */
 /* A keyed run of at least this many rows is sorted by a radix sort on the
@@ -2374,58 +2373,23 @@ static int jobs_feed(writer_t *w)
 
 /* ---- the thread -------------------------------------------------------- */
 
-/* *any: whether a table has or will have an index: it has a key (the
- * writer makes its UNIQUE index), or it exists and has one (made by hand,
- * or the key of an earlier run). 0, or -1 after a fatal error. */
-static int indexed_table(writer_t *w, bool *any)
-{
-	*any = false;
-	sqlite3_stmt *s = NULL;
-	if (sqlite3_prepare_v2(w->db, "SELECT 1 FROM pragma_index_list(?1)", -1, &s, NULL) !=
-	    SQLITE_OK)
-		return fatal_db(w);
-	int rc = SQLITE_DONE;
-	for (uint32_t i = 0; i < w->n_tables && !*any && rc == SQLITE_DONE; i++) {
-		const wtable_t *t = &w->tables[i];
-		if (t->spec->n_key > 0) {
-			*any = true;
-			break;
-		}
-		if (!t->exists)
-			continue;
-		sqlite3_bind_text(s, 1, t->name, -1, SQLITE_STATIC);
-		rc = sqlite3_step(s);
-		*any = rc == SQLITE_ROW;
-		if (*any)
-			rc = SQLITE_DONE;
-		sqlite3_reset(s);
-	}
-	sqlite3_finalize(s);
-	return rc == SQLITE_DONE ? 0 : fatal_db(w);
-}
-
 /* A transaction's dirty pages stay in the page cache until COMMIT; when
- * they do not fit, SQLite spills them into the WAL mid-transaction and reads
- * them back, which costs more than the inserts. So the cache is sized for
- * one transaction's rows (WRITER_CACHE_BYTES_PER_ROW each, within
- * WRITER_CACHE_KIB_MIN..MAX). Pages are allocated only as they are used.
- * That is for tables with an index, whose rows land all over it. Rows
- * appended to rowid tables without one only touch the right edge of their
- * B-tree: what spills is never read back, and a transaction-sized cache only
- * spreads the writes over more, colder memory (bench store rowid_4col, CPU
- * clock: 1.71 M rows/s with 2 MB against 1.63 M with 50 MB, medians of three
- * alternating rounds); such a run keeps SQLite's default cache. Called once
- * the tables are loaded (columns_load: which exist). */
+ * they do not fit, SQLite spills them into the WAL mid-transaction. Rows
+ * that land all over an index are read back after a spill, which costs
+ * more than the inserts. Rows appended to a rowid table are not, but the
+ * B-tree pages above the leaves are written again after their spill, and
+ * COMMIT then reads every frame the transaction wrote since the first one
+ * written twice to checksum them again (sqlite3WalFrames: walRewriteChecksums;
+ * 0.94 of the minimal loop's rows/s on bench store rowid_4col with SQLite's
+ * 2 MB against 0.97 with this size, CPU clock, docs/benchmarks.md). So the
+ * cache holds one transaction's rows (WRITER_CACHE_BYTES_PER_ROW each,
+ * within WRITER_CACHE_KIB_MIN..MAX), for every table. Pages are allocated
+ * only as they are used. */
 static int cache_size_set(writer_t *w)
 {
-	bool indexed;
-	if (indexed_table(w, &indexed) != 0)
-		return -1;
 	uint64_t kib = (uint64_t)w->commit_rows * WRITER_CACHE_BYTES_PER_ROW / 1024u;
 	kib = kib < WRITER_CACHE_KIB_MIN ? WRITER_CACHE_KIB_MIN
 	      : kib > WRITER_CACHE_KIB_MAX ? WRITER_CACHE_KIB_MAX : kib;
-	if (!indexed)
-		kib = WRITER_CACHE_KIB_NO_INDEX;
 	char sql[64];
 	snprintf(sql, sizeof(sql), "PRAGMA cache_size=-%llu", (unsigned long long)kib);
 	return exec_sql(w, sql);

@@ -1214,30 +1214,37 @@ static void expect_cache_kib(fixture_t *fx, int want)
 	sqlite3_finalize(s);
 }
 
-/* The writer's page cache (its connection is the store's): sized for a
- * transaction when a table has an index, SQLite's default 2000 KiB when
- * rows are only appended to rowid tables without one. */
-static void test_cache_sized_for_indexed_tables_only(void **state)
+/* The writer's page cache (its connection is the store's) is sized for a
+ * transaction whatever the tables: 512 bytes per commit_rows row, within
+ * 16..256 MiB. */
+static void test_cache_sized_for_a_transaction(void **state)
 {
 	fixture_t *fx = *state;
-	import_n(fx, "src", 2);
+	import_n(fx, "src", 3);
 	int64_t ids[4];
 	start(fx, 100000); /* 100000 rows x 512 bytes: 50000 KiB */
-	assert_int_equal(take_all_jobs(fx, ids, 4), 2);
+	assert_int_equal(take_all_jobs(fx, ids, 4), 3);
 	push(fx, done_batch(1, "{\"a\":1}", "$"));
 	finish(fx, 0);
-	expect_cache_kib(fx, -2000);
+	expect_cache_kib(fx, -50000);
 
-	/* The same table with an index made by hand. */
+	/* A small commit_rows: the floor. */
+	start(fx, 1000);
+	assert_int_equal(take_all_jobs(fx, ids, 4), 2);
+	push(fx, done_batch(2, "{\"a\":2}", "$"));
+	finish(fx, 0);
+	expect_cache_kib(fx, -16384);
+
+	/* A rowid table with an index made by hand. */
 	assert_int_equal(sqlite3_exec(store_db(fx->st), "CREATE INDEX records_a ON records(a)",
 	                              NULL, NULL, NULL),
 	                 SQLITE_OK);
-	start(fx, 100000);
+	start(fx, 200000);
 	assert_int_equal(take_all_jobs(fx, ids, 4), 1);
-	push(fx, done_batch(2, "{\"a\":2}", "$"));
+	push(fx, done_batch(3, "{\"a\":3}", "$"));
 	finish(fx, 0);
-	expect_cache_kib(fx, -50000);
-	expect_query(fx->db, "SELECT group_concat(a, ',') FROM records", "1,2");
+	expect_cache_kib(fx, -100000);
+	expect_query(fx->db, "SELECT group_concat(a, ',') FROM records", "1,2,3");
 }
 
 int main(void)
@@ -1277,7 +1284,7 @@ int main(void)
 		T(test_checkpoints_apply_once),
 		T(test_old_database_gets_checkpoint_columns),
 		T(test_refused_checkpoint_fails_the_stream),
-		T(test_cache_sized_for_indexed_tables_only),
+		T(test_cache_sized_for_a_transaction),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
