@@ -47,7 +47,7 @@
 #define WRITER_WAL_SELF_BYTES (128ull << 20)
 #define WRITER_BUSY_TRY_MS 250      /* SQLite's own busy wait per try (exec_retry) */
 #define WRITER_STMT_CACHE_MAX 64u   /* INSERT statements kept, per column set and row count */
-#define WRITER_ROWS_PER_STMT 50u    /* rows one INSERT carries, fewer for very wide rows */
+#define WRITER_ROWS_PER_STMT 100u   /* rows one INSERT carries, fewer for very wide rows */
 #define WRITER_ROWID_PENDING_MAX 2000u /* rowid-table rows staged before they are inserted */
 /* ... and keyed rows an idle writer (nothing in the ring) inserts rather
  * than wait for the chunk (WRITER_KEYED_PENDING_MAX) to fill: the sort
@@ -1375,8 +1375,8 @@ static int insert_rows(writer_t *w, const hrow_t *held, uint32_t first, uint32_t
 }
 
 /* Inserts the group's first `rows` rows (held: as insert_rows): full
- * statements of rows_per_stmt rows, then the rest by powers of two (49 =
- * 32 + 16 + 1), so each column set needs at most seven cached statements
+ * statements of rows_per_stmt rows, then the rest by powers of two (99 =
+ * 64 + 32 + 2 + 1), so each column set needs at most eight cached statements
  * whatever the job sizes. */
 static int insert_group(writer_t *w, const hrow_t *held, uint32_t rows)
 {

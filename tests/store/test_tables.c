@@ -368,12 +368,12 @@ static void test_modes_keys_and_one_transaction_per_job(void **state)
 	             "1:done 2:done 3:done 4:pending");
 }
 
-/* The writer inserts a job's rows with multi-row INSERTs (50 rows, then the
+/* The writer inserts a job's rows with multi-row INSERTs (100 rows, then the
  * rest by powers of two). Duplicate keys inside one statement, across
  * statements and across jobs must come out as with one INSERT per row:
  * upsert keeps the last row, ignore the first, append every row in arrival
  * order, also when a new key changes the row layout half-way. */
-#define MULTI_ROWS 123 /* 50 + 50 + 16 + 4 + 2 + 1 */
+#define MULTI_ROWS 223 /* 100 + 100 + 16 + 4 + 2 + 1 */
 #define MULTI_KEYS 40  /* keys repeat within and across statements */
 
 static void test_multi_row_inserts_behave_row_by_row(void **state)

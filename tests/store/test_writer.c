@@ -279,14 +279,14 @@ static void test_rowid_rows_of_near_layouts(void **state)
 }
 
 /* A statement whose rows are all of one job binds the job once (?1), one
- * whose rows come from several jobs binds each row's: jobs of 60, 40, 3
- * and 1 rows in one transaction (statements of 50 rows and powers of two
+ * whose rows come from several jobs binds each row's: jobs of 120, 80, 3
+ * and 1 rows in one transaction (statements of 100 rows and powers of two
  * across them), and the same in the one-job-at-a-time path (a refused
  * job's transaction, replayed), give every row its own job. */
 static void rows_carry_their_jobs(void **state, bool refuse)
 {
 	fixture_t *fx = *state;
-	static const int sizes[] = {60, 40, 3, 1};
+	static const int sizes[] = {120, 80, 3, 1};
 	import_n(fx, "src", 5);
 	int64_t ids[8];
 	start(fx, 0);
@@ -315,10 +315,10 @@ static void rows_carry_their_jobs(void **state, bool refuse)
 	finish(fx, 0);
 	expect_query(fx->db, "SELECT count(*) || '/' || sum(_job <> j) || '/' || count(DISTINCT _job)"
 	                     " FROM records WHERE j IS NOT NULL",
-	             refuse ? "104/0/4" : "105/0/5");
+	             refuse ? "204/0/4" : "205/0/5");
 	expect_query(fx->db, "SELECT group_concat(n, ',') FROM (SELECT count(*) AS n FROM records"
 	                     " WHERE j IS NOT NULL GROUP BY _job ORDER BY _job)",
-	             refuse ? "60,40,3,1" : "60,40,3,1,1");
+	             refuse ? "120,80,3,1" : "120,80,3,1,1");
 	expect_query(fx->db, "SELECT group_concat(state, ',') FROM _ringfill_jobs",
 	             refuse ? "done,done,done,done,failed" : "done,done,done,done,done");
 }
@@ -616,9 +616,10 @@ static void test_rows_the_database_refuses_fail_only_their_job(void **state)
 	expect_query(fx->db, "SELECT _job || ':' || fine FROM records", "2:1");
 }
 
-/* A refused row inside a 50-row INSERT fails only its job, with the rows
- * of that statement and of the statements before it; rows wide enough that
- * 50 of them pass SQLite's parameter limit go in smaller statements. */
+/* A refused row inside a full multi-row INSERT fails only its job, with the
+ * rows of that statement and of the statements before it; rows wide enough
+ * that a full statement's would pass SQLite's parameter limit go in smaller
+ * statements. */
 #define WIDE_COLUMNS 1000 /* 32766 parameters / 1001 per row: 32 rows a statement */
 #define WIDE_ROWS 45
 
@@ -638,7 +639,7 @@ static void test_refused_row_mid_statement_and_wide_rows(void **state)
 	size_t cap = 16 * 1024 * 1024, n = 0;
 	char *json = malloc(cap);
 	n = (size_t)snprintf(json, cap, "[");
-	for (int i = 50; i < 110; i++) /* v = 77 is the 28th row of the first statement */
+	for (int i = 50; i < 200; i++) /* v = 77 is the 28th row of the first statement */
 		n += (size_t)snprintf(json + n, cap - n, "%s{\"v\":%d}", i > 50 ? "," : "", i);
 	snprintf(json + n, cap - n, "]");
 	push(fx, done_batch(1, json, "$[*]"));
