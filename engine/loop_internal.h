@@ -57,10 +57,12 @@
 #define ND_STOP_WAIT_MS 2000u           /* on a signal, how long checkpoints may wait */
 #define DS_GZIP_PIECE_BYTES (1u << 20)  /* a gzip document is decoded this much at a time */
 /* Idle document streams kept for the next documents (docstream.c), so that
- * a small document costs no stream set-up: at most this many, each holding
- * at most this much (16 MiB in all), whatever --concurrency is. */
+ * a small document costs no stream set-up: at most this many, holding at
+ * most this much together, whatever --concurrency is. One stream may hold
+ * it all: documents one after another reuse the same stream, whose buffers
+ * have grown to the largest of them. */
 #define DS_POOL_MAX 64u
-#define DS_POOL_JOB_BYTES_MAX (256u << 10)
+#define DS_POOL_BYTES_MAX (16u << 20)
 
 /* Every io_uring request carries a pointer to one of these, embedded in its
  * owner; container_of gets the owner back. */
@@ -340,6 +342,7 @@ struct loop {
 	struct ds_plan *ds_plan; /* which paths a streamed document follows (docstream.c); owned */
 	struct ds_job *ds_pool;  /* idle streams for the next documents (docstream.c); owned */
 	uint32_t ds_pooled;      /* on ds_pool, at most DS_POOL_MAX */
+	size_t ds_pool_bytes;    /* what they hold, at most DS_POOL_BYTES_MAX */
 	chunk_t *chunks_free;
 	uint32_t chunks_made, chunks_max, starved_conns;
 	uint32_t starved_files; /* NDJSON files whose reading waits for a checkpoint (files.c) */
