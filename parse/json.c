@@ -25,10 +25,11 @@
 /* json_select: a value a path selected, found by the walk and materialised
  * after it. */
 struct select_hit {
-	uint32_t k;      /* its first index entry */
-	uint32_t depth;  /* containers around it */
-	uint32_t path;   /* which of the paths selected it */
-	bool scalar;     /* a string, number or literal: its tape is `node` */
+	uint32_t k;       /* its first index entry */
+	uint32_t depth;   /* containers around it */
+	uint32_t path;    /* which of the paths selected it */
+	uint32_t n_nodes; /* a container: its tape, from p->tape + k - k0 (select_hit) */
+	bool scalar;      /* a string, number or literal: its tape is `node` */
 	json_node_t node;
 };
 
@@ -465,17 +466,16 @@ static int fail_closer(stage2_t *s, const uint32_t *idx, uint32_t k)
 	return fail(s, idx[k - 1], JSON_E_UNEXPECTED);
 }
 
-/* Walks idx[0, n_idx) and writes the tape into p->tape, which has room for
- * n_idx nodes: every node starts at an index entry of its own, so the writes
- * need no bounds checks. Each label is one state of the grammar; the open
+/* Walks idx[0, n_idx) and writes the tape into `tape` (p->tape, or a part
+ * of it), which has room for n_idx nodes: every node starts at an index
+ * entry of its own, so the writes need no bounds checks. Each label is one state of the grammar; the open
  * container's element (or pair) count and kind live in registers, saved in
  * its child's frame while a child is open, and the count is stored when the
  * container closes. Sets *n_nodes and returns 0, or -1 with s->err set. */
-static int stage2_run(json_parser_t *p, stage2_t *s, const uint32_t *idx, uint32_t n_idx,
-                      uint32_t *n_nodes, uint32_t *used)
+static int stage2_run(json_parser_t *p, json_node_t *tape, stage2_t *s, const uint32_t *idx,
+                      uint32_t n_idx, uint32_t *n_nodes, uint32_t *used)
 {
 	const char *src = s->src;
-	json_node_t *tape = p->tape;
 	json_frame_t *stack = p->stack;
 	uint32_t k = 0, n = 0, depth = 0, count = 0, off, close;
 	const uint32_t base = s->base;
@@ -637,7 +637,7 @@ int json_parse(json_parser_t *p, const char *src, size_t len, json_doc_t *doc,
 	stage2_t s = {.src = src, .len = (uint32_t)len, .bslash = p->bslash,
 	              .s1_err = r1 < 0 ? &s1 : NULL, .err = err};
 	uint32_t n_nodes = 0;
-	if (stage2_run(p, &s, p->idx, n_idx, &n_nodes, NULL) < 0) {
+	if (stage2_run(p, p->tape, &s, p->idx, n_idx, &n_nodes, NULL) < 0) {
 		err->line = json_line_of(src, len, err->offset);
 		return -1;
 	}
@@ -671,7 +671,7 @@ int json_parse_value_indexed(json_parser_t *p, uint32_t depth_used, const char *
 	uint32_t saved = p->depth_max, n_nodes = 0;
 	p->depth_max = depth_used < saved ? saved - depth_used : 0;
 	stage2_t s = {.src = src, .len = (uint32_t)len, .bslash = bslash, .err = err};
-	int r = stage2_run(p, &s, idx, n_idx, &n_nodes, used);
+	int r = stage2_run(p, p->tape, &s, idx, n_idx, &n_nodes, used);
 	p->depth_max = saved;
 	if (r < 0)
 		return err->offset >= len ? 1 : -1; /* cut by the end of src: look further */
@@ -720,7 +720,9 @@ typedef struct {
 	uint32_t path_i;
 	uint32_t n_steps;
 	size_t n_hits;
+	uint32_t k0; /* the document's first entry: a hit at entry k has tape from k - k0 */
 	bool ndjson; /* a line of an NDJSON batch: its value ends at a '\n' entry */
+	bool nested; /* several paths: hits may nest, and their tapes overlap */
 } select_t;
 
 /* The value at idx[*kp], `depth` containers deep, without looking inside:
@@ -831,7 +833,10 @@ static inline uint32_t tape_room(const json_parser_t *p, uint32_t entries)
 }
 
 /* A selected value at idx[*kp]: checked whole by stage 2 now (which also
- * finds its end), materialised later. */
+ * finds its end). A container's tape goes where its first index entry is,
+ * counted from the document's (k - k0): a node per entry at most, so the
+ * tapes of values that do not nest never overlap, and with one path
+ * (!w->nested) select_deliver hands each over as it was made. */
 static int select_hit(select_t *w, uint32_t *kp, uint32_t depth)
 {
 	json_parser_t *p = w->p;
@@ -872,10 +877,12 @@ static int select_hit(select_t *w, uint32_t *kp, uint32_t depth)
 		/* At most as many entries as the tape holds: json_select's is
 		 * sized for the whole document; in an NDJSON batch a value too big
 		 * for it fails here, and its line goes to json_select alone. */
-		uint32_t saved = p->depth_max, n_nodes;
-		uint32_t room = tape_room(p, n - k);
+		uint32_t saved = p->depth_max, at = k - w->k0;
+		uint32_t room = at < p->tape_cap ? tape_room(p, n - k) : 0;
+		if (room > p->tape_cap - at)
+			room = (uint32_t)p->tape_cap - at;
 		p->depth_max = depth < saved ? saved - depth : 0;
-		r = stage2_run(p, s, w->idx + k, room, &n_nodes, &used);
+		r = stage2_run(p, p->tape + at, s, w->idx + k, room, &hit->n_nodes, &used);
 		p->depth_max = saved;
 		if (r < 0)
 			return -1;
@@ -1050,11 +1057,14 @@ static int select_deliver(select_t *w, const char *src, size_t len, json_select_
 	for (size_t h = 0; h < w->n_hits; h++) {
 		struct select_hit hit = p->hits[h]; /* fn must not use p: later hits read its index */
 		json_doc_t doc = {.src = src, .len = len, .nodes = &hit.node, .n_nodes = 1};
-		if (!hit.scalar) {
+		if (!hit.scalar && !w->nested) { /* as select_hit made it */
+			doc.nodes = p->tape + (hit.k - w->k0);
+			doc.n_nodes = hit.n_nodes;
+		} else if (!hit.scalar) { /* a nested hit may have written over it */
 			uint32_t saved = p->depth_max, used, n_nodes;
 			uint32_t room = tape_room(p, w->n_idx - hit.k);
 			p->depth_max = hit.depth < saved ? saved - hit.depth : 0;
-			int r = stage2_run(p, w->s, w->idx + hit.k, room, &n_nodes, &used);
+			int r = stage2_run(p, p->tape, w->s, w->idx + hit.k, room, &n_nodes, &used);
 			p->depth_max = saved;
 			assert(r == 0);
 			(void)r;
@@ -1081,12 +1091,12 @@ static int select_doc(json_parser_t *p, const char *src, size_t len,
 		return -1;
 	*s = (stage2_t){.src = src, .len = (uint32_t)len, .bslash = p->bslash,
 	                .s1_err = r1 < 0 ? s1 : NULL, .err = err};
-	*w = (select_t){.p = p, .s = s, .idx = p->idx, .n_idx = n_idx};
+	*w = (select_t){.p = p, .s = s, .idx = p->idx, .n_idx = n_idx, .nested = n_paths > 1};
 	int r = 0;
 	if (r1 < 0 || n_idx == 0) {
 		/* Invalid at stage 1 (or empty): the whole walk finds json_parse's
 		 * error, whatever comes first. */
-		r = stage2_run(p, s, p->idx, n_idx, &n_nodes, NULL);
+		r = stage2_run(p, p->tape, s, p->idx, n_idx, &n_nodes, NULL);
 		assert(r < 0);
 	}
 	uint32_t k = 0;
@@ -1195,7 +1205,7 @@ static int each_indexed(const ndjson_op_t *op, json_parser_t *p, const char *b, 
 	json_error_t ignored;
 	stage2_t s = {.src = b, .len = n, .base = at, .bslash = p->batch_bslash, .err = &ignored};
 	uint32_t used = 0, n_nodes = 0;
-	if (unlikely(room == 0 || stage2_run(p, &s, idx + k, room, &n_nodes, &used) != 0 ||
+	if (unlikely(room == 0 || stage2_run(p, p->tape, &s, idx + k, room, &n_nodes, &used) != 0 ||
 	             (k + used < n_idx && b[idx[k + used]] != '\n'))) {
 		*alone = true;
 		return 0;
@@ -1351,7 +1361,8 @@ static int select_indexed(const ndjson_op_t *op, json_parser_t *p, const char *b
 	const ndjson_select_t *e = (const ndjson_select_t *)op;
 	json_error_t ignored;
 	stage2_t s = {.src = b, .len = n, .base = at, .bslash = p->batch_bslash, .err = &ignored};
-	select_t w = {.p = p, .s = &s, .idx = idx, .n_idx = n_idx, .ndjson = true};
+	select_t w = {.p = p, .s = &s, .idx = idx, .n_idx = n_idx, .k0 = *kp, .ndjson = true,
+	              .nested = e->n_paths > 1};
 	uint32_t k = *kp;
 	if (select_paths(&w, e->paths, e->n_paths, &k) != 0) {
 		*alone = true;
