@@ -145,7 +145,8 @@ int peer_sqlite_load(const char *db_path, peer_sqlite_table_t table, const bench
 	/* The close is timed: it copies what the WAL holds into the file and
 	 * deletes the WAL, as the writer's own end does (wal_truncate), and as
 	 * the e2e suite's loop (bench/peer_insert_loop.c) is timed. */
-	sqlite3_close(db);
+	if (sqlite3_close(db) != SQLITE_OK && rc == 0)
+		rc = fail(db, "close");
 	*seconds = peer_sqlite_now_s() - t0;
 	return rc;
 }
