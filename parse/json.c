@@ -22,7 +22,7 @@
  * index of 4 bytes per batch byte rather than per file byte. */
 #define JSON_NDJSON_BATCH_BYTES (1u << 20)
 
-/* json_select: a value a path selected, found by the walk and materialised
+/* json_select: a value a path selected, found by the walk and handed over
  * after it. */
 struct select_hit {
 	uint32_t k;       /* its first index entry */
@@ -695,9 +695,9 @@ uint32_t json_parser_depth_max(const json_parser_t *p)
  * stage 2's grammar checks (keys, colons, commas, closers; keys are checked
  * as strings, escapes included); every value the path does not enter is
  * skipped by counting brackets over its index entries, and every value it
- * selects is checked by stage 2 proper. The selected values are materialised
- * (a tape of their own) only after every path has been walked, so an error
- * found by the walk comes before any callback; and a later duplicate key
+ * selects is checked by stage 2 proper, which makes its tape (select_hit).
+ * The selected values are handed over only after every path has been
+ * walked, so an error found by the walk comes before any callback; and a later duplicate key
  * replaces what an earlier one selected, as json_object_get's last-wins. */
 
 /* Bracket depth change of an index entry's first byte. Strings cannot hide
@@ -877,7 +877,8 @@ static int select_hit(select_t *w, uint32_t *kp, uint32_t depth)
 		/* At most as many entries as the tape holds: json_select's is
 		 * sized for the whole document; in an NDJSON batch a value too big
 		 * for it fails here, and its line goes to json_select alone. */
-		uint32_t saved = p->depth_max, at = k - w->k0;
+		/* Several paths: select_deliver makes the tape again at 0. */
+		uint32_t saved = p->depth_max, at = w->nested ? 0 : k - w->k0;
 		uint32_t room = at < p->tape_cap ? tape_room(p, n - k) : 0;
 		if (room > p->tape_cap - at)
 			room = (uint32_t)p->tape_cap - at;
