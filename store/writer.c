@@ -1228,7 +1228,8 @@ static int insert_sql(writer_t *w, const wtable_t *t, uint32_t n, uint32_t rows,
 
 /* The INSERT of `rows` rows for the table and the column set in
  * w->pairs[0..n), cached (LRU). Each column set needs at most one
- * statement per row count that insert_group uses (50, 32, 16, ..., 1). */
+ * statement per row count that insert_group uses (100, 64, 32, ..., 1), one
+ * for rows of one job and one for rows of several (none for a single row). */
 static int insert_stmt(writer_t *w, uint32_t table, uint32_t n, uint32_t rows, bool one_job,
                        sqlite3_stmt **out)
 {
@@ -1376,7 +1377,8 @@ static int insert_rows(writer_t *w, const hrow_t *held, uint32_t first, uint32_t
 
 /* Inserts the group's first `rows` rows (held: as insert_rows): full
  * statements of rows_per_stmt rows, then the rest by powers of two (99 =
- * 64 + 32 + 2 + 1), so each column set needs at most eight cached statements
+ * 64 + 32 + 2 + 1), so each column set needs at most eight row counts, 15
+ * cached statements (insert_stmt)
  * whatever the job sizes. */
 static int insert_group(writer_t *w, const hrow_t *held, uint32_t rows)
 {
@@ -2381,7 +2383,7 @@ static int jobs_feed(writer_t *w)
  * COMMIT then reads every frame the transaction wrote since the first one
  * written twice to checksum them again (sqlite3WalFrames: walRewriteChecksums;
  * 0.94 of the minimal loop's rows/s on bench store rowid_4col with SQLite's
- * 2 MB against 0.97 with this size, CPU clock, docs/benchmarks.md). So the
+ * 2 MB against 0.97 with this size, CPU clock, docs/store.md). So the
  * cache holds one transaction's rows (WRITER_CACHE_BYTES_PER_ROW each,
  * within WRITER_CACHE_KIB_MIN..MAX), for every table. Pages are allocated
  * only as they are used. */
