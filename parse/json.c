@@ -883,7 +883,10 @@ static int select_hit(select_t *w, uint32_t *kp, uint32_t depth)
 		if (room > p->tape_cap - at)
 			room = (uint32_t)p->tape_cap - at;
 		p->depth_max = depth < saved ? saved - depth : 0;
-		r = stage2_run(p, p->tape + at, s, w->idx + k, room, &hit->n_nodes, &used);
+		/* No room (a batch's parser may have no tape yet): stage2_run
+		 * fails before it writes, and p->tape may be NULL. */
+		json_node_t *tape = room ? p->tape + at : p->tape;
+		r = stage2_run(p, tape, s, w->idx + k, room, &hit->n_nodes, &used);
 		p->depth_max = saved;
 		if (r < 0)
 			return -1;
