@@ -282,7 +282,11 @@ static void test_rowid_rows_of_near_layouts(void **state)
  * whose rows come from several jobs binds each row's: jobs of 120, 80, 3
  * and 1 rows in one transaction (statements of 100 rows and powers of two
  * across them), and the same in the one-job-at-a-time path (a refused
- * job's transaction, replayed), give every row its own job. */
+ * job's transaction, replayed), give every row its own job. Another
+ * connection holds the write lock while the batches are pushed, so the
+ * writer, waiting for it, finds them all in the ring and puts their rows
+ * into one transaction, instead of inserting the first job's rows alone
+ * before the next batch comes. */
 static void rows_carry_their_jobs(void **state, bool refuse)
 {
 	fixture_t *fx = *state;
@@ -291,6 +295,9 @@ static void rows_carry_their_jobs(void **state, bool refuse)
 	int64_t ids[8];
 	start(fx, 0);
 	assert_int_equal(take_all_jobs(fx, ids, 8), 5);
+	sqlite3 *lock;
+	assert_int_equal(sqlite3_open(fx->db, &lock), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(lock, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
 	static char json[32768];
 	for (int j = 0; j < 4; j++) {
 		size_t len = 0;
@@ -312,6 +319,8 @@ static void rows_carry_their_jobs(void **state, bool refuse)
 		snprintf(json, sizeof(json), "{\"j\":5,\"r\":0}");
 	}
 	push(fx, done_batch(ids[4], json, "$"));
+	assert_int_equal(sqlite3_exec(lock, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(lock);
 	finish(fx, 0);
 	expect_query(fx->db, "SELECT count(*) || '/' || sum(_job <> j) || '/' || count(DISTINCT _job)"
 	                     " FROM records WHERE j IS NOT NULL",
