@@ -58,7 +58,7 @@ void options_usage(FILE *f)
 	    "  --db-timeout S      how long to wait for another process's write lock on the\n"
 	    "                      database before stopping with exit 3 (60)\n"
 	    "  --checkpoint-records N  a streamed NDJSON body checkpoints every N records\n"
-	    "                      (5000) or 16 MiB of rows, and resumes from there\n"
+	    "                      (1000) or 16 MiB of rows, and resumes from there\n"
 	    "  --dry-run           print what would be fetched; change nothing\n"
 	    "  --quiet | --progress | --log-json   output: none, live line, JSON lines\n"
 	    "\n"
@@ -242,7 +242,7 @@ static void defaults(run_opts_t *o)
 	o->commit_rows = WRITER_COMMIT_ROWS_DEFAULT;
 	o->commit_ms = WRITER_COMMIT_MS_DEFAULT;
 	o->db_timeout_s = -1.0; /* not given: $RINGFILL_DB_TIMEOUT, else 60 s (store.h) */
-	o->ckpt_records = 5000; /* small enough that the writer works while a page streams in */
+	o->ckpt_records = 1000; /* small enough that the writer works while a page streams in */
 }
 
 /* The options that take a number or a flag; split out to keep the switch
