@@ -468,10 +468,10 @@ static int fail_closer(stage2_t *s, const uint32_t *idx, uint32_t k)
 
 /* Walks idx[0, n_idx) and writes the tape into `tape` (p->tape, or a part
  * of it), which has room for n_idx nodes: every node starts at an index
- * entry of its own, so the writes need no bounds checks. Each label is one state of the grammar; the open
- * container's element (or pair) count and kind live in registers, saved in
- * its child's frame while a child is open, and the count is stored when the
- * container closes. Sets *n_nodes and returns 0, or -1 with s->err set. */
+ * entry of its own, so the writes need no bounds checks. Each label is one
+ * state of the grammar; the open container's element (or pair) count and
+ * kind live in registers, saved in its child's frame while a child is open,
+ * and the count is stored when the container closes. Sets *n_nodes and returns 0, or -1 with s->err set. */
 static int stage2_run(json_parser_t *p, json_node_t *tape, stage2_t *s, const uint32_t *idx,
                       uint32_t n_idx, uint32_t *n_nodes, uint32_t *used)
 {
@@ -824,12 +824,13 @@ static ALWAYS_INLINE int skip_member(select_t *w, uint32_t *kp, uint32_t depth)
 }
 
 /* How many of `entries` index entries stage2_run may walk into the tape as
- * it is: all of them, or as many as it has nodes for (json_parse sizes it for
- * the whole document; an NDJSON batch leaves a line too big for it to be
- * parsed alone, which grows it). */
-static inline uint32_t tape_room(const json_parser_t *p, uint32_t entries)
+ * it is, from node `at` on: all of them, or as many as it has nodes for past
+ * `at` (json_parse sizes it for the whole document; an NDJSON batch leaves a
+ * line too big for it to be parsed alone, which grows it). */
+static inline uint32_t tape_room(const json_parser_t *p, uint32_t at, uint32_t entries)
 {
-	return entries < p->tape_cap ? entries : (uint32_t)p->tape_cap;
+	size_t left = at < p->tape_cap ? p->tape_cap - at : 0;
+	return entries < left ? entries : (uint32_t)left;
 }
 
 /* A selected value at idx[*kp]: checked whole by stage 2 now (which also
@@ -874,14 +875,13 @@ static int select_hit(select_t *w, uint32_t *kp, uint32_t depth)
 	if (r == 0) {
 		hit->scalar = true;
 	} else { /* a container, or an error stage2_run reports */
-		/* At most as many entries as the tape holds: json_select's is
-		 * sized for the whole document; in an NDJSON batch a value too big
-		 * for it fails here, and its line goes to json_select alone. */
-		/* Several paths: select_deliver makes the tape again at 0. */
+		/* At most as many entries as the tape holds past `at`:
+		 * json_select's is sized for the whole document; in an NDJSON
+		 * batch a value too big for it fails here, and its line goes to
+		 * json_select alone. Several paths: at 0, as select_deliver makes
+		 * the tape again there. */
 		uint32_t saved = p->depth_max, at = w->nested ? 0 : k - w->k0;
-		uint32_t room = at < p->tape_cap ? tape_room(p, n - k) : 0;
-		if (room > p->tape_cap - at)
-			room = (uint32_t)p->tape_cap - at;
+		uint32_t room = tape_room(p, at, n - k);
 		p->depth_max = depth < saved ? saved - depth : 0;
 		/* No room (a batch's parser may have no tape yet): stage2_run
 		 * fails before it writes, and p->tape may be NULL. */
@@ -1052,8 +1052,8 @@ static int select_paths(select_t *w, const json_path_t *const *paths, uint32_t n
 	return 0;
 }
 
-/* Everything is checked: materialise each hit of w and hand it to fn, in
- * the document [src, src + len) their offsets count from. */
+/* Everything is checked: hand each hit of w to fn, in the document
+ * [src, src + len) their offsets count from. */
 static int select_deliver(select_t *w, const char *src, size_t len, json_select_fn fn,
                           void *ctx)
 {
@@ -1066,7 +1066,7 @@ static int select_deliver(select_t *w, const char *src, size_t len, json_select_
 			doc.n_nodes = hit.n_nodes;
 		} else if (!hit.scalar) { /* a nested hit may have written over it */
 			uint32_t saved = p->depth_max, used, n_nodes;
-			uint32_t room = tape_room(p, w->n_idx - hit.k);
+			uint32_t room = tape_room(p, 0, w->n_idx - hit.k);
 			p->depth_max = hit.depth < saved ? saved - hit.depth : 0;
 			int r = stage2_run(p, p->tape, w->s, w->idx + hit.k, room, &n_nodes, &used);
 			p->depth_max = saved;
@@ -1205,7 +1205,7 @@ static int each_indexed(const ndjson_op_t *op, json_parser_t *p, const char *b, 
 {
 	const ndjson_each_t *e = (const ndjson_each_t *)op;
 	uint32_t k = *kp;
-	uint32_t room = tape_room(p, n_idx - k);
+	uint32_t room = tape_room(p, 0, n_idx - k);
 	json_error_t ignored;
 	stage2_t s = {.src = b, .len = n, .base = at, .bslash = p->batch_bslash, .err = &ignored};
 	uint32_t used = 0, n_nodes = 0;
