@@ -17,10 +17,13 @@ file, in alternating runs, and every file each of them wrote is checked
 against the sha256 it was generated with. Then `openssl speed -evp` of
 aes-128-gcm and of the cipher nginx logged for the clients.
 
-e2e: two workloads served the same way, scripts/gen_dataset.py's
-social-network archives (tables `tweets`, `following`) and bench/gen_events.py's
-GitHub-event-like NDJSON pages (tables `events`, `actors`, `repos`, `commits`),
-every table keyed by its id in upsert mode. ringfill runs one job file per
+e2e: three workloads served the same way, scripts/gen_dataset.py's
+social-network archives (tables `tweets`, `following`), the same generator's
+edge-heavy archives (`graph`: tables `following`, `followers` keyed by two
+columns, `tweets`) and bench/gen_events.py's GitHub-event-like NDJSON pages
+(tables `events`, `actors`, `repos`, `commits`), every table keyed in upsert
+mode; the archives and the graph are also loaded from local files (the
+`files` source, timed against the C loop only). ringfill runs one job file per
 workload; bench/peer_importer.py does the same with a thread pool of urllib
 downloads, and both databases must hold the same rows. After each ringfill
 run, rf_peer_insert_loop (bench/peer_insert_loop.c) times a minimal C loop
@@ -550,7 +553,8 @@ JSON_COLUMNS = {"entities_hashtags", "payload"}
 
 
 def keyed(name, rows, key, columns=None):
-    t = {"name": name, "rows": rows, "key": [key], "mode": "upsert"}
+    t = {"name": name, "rows": rows, "key": key if isinstance(key, list) else [key],
+         "mode": "upsert"}
     if columns:
         t["columns"] = {c: {"path": p, "type": ty} for c, p, ty in columns}
     return t
@@ -560,6 +564,25 @@ def keyed(name, rows, key, columns=None):
 # in upsert mode), both filled from one parse of each document.
 ARCHIVE_TABLES = [keyed("tweets", "$.tweets[*]", "id"),
                   keyed("following", "$.following[*]", "accountId")]
+# The graph: the same generator with 50 times longer following/followers
+# lists (scripts/gen_dataset.py --edge-scale), loaded by issue 6's job file:
+# each edge keyed by the document's account and the other account (a 2-column
+# primary key, keys in random order), tweets keyed by their id; inserting
+# the rows, not downloading them, is the larger part here.
+GRAPH_EDGE_SCALE = 50
+GRAPH_TABLES = [
+    keyed("following", "$.following[*]", ["account_id", "following_id"], [
+        ("account_id", "$.account.accountId", "text"),
+        ("following_id", "@.accountId", "text")]),
+    keyed("followers", "$.followers[*]", ["account_id", "follower_id"], [
+        ("account_id", "$.account.accountId", "text"),
+        ("follower_id", "@.accountId", "text")]),
+    keyed("tweets", "$.tweets[*]", "tweet_id", [
+        ("tweet_id", "@.id", "text"), ("account_id", "$.account.accountId", "text"),
+        ("full_text", "@.full_text", "text"),
+        ("favorite_count", "@.favorite_count", "integer"),
+        ("created_at", "@.created_at", "text")]),
+]
 # The NDJSON events: four declared tables keyed by their ids. The same actor
 # and repository come again in many events, so their rows are upserted over
 # and over; bench/peer_importer.py creates the same tables.
@@ -601,18 +624,29 @@ class Workload:
         self.rows_db = None
 
 
-def archives_workload(a, work):
-    count = 300 if a.quick else 4000
-    data = os.path.join(work, "archives-data")
-    progress("e2e: generating %d archives (scripts/gen_dataset.py, seed 1)" % count)
+def generated_archives(a, work, name, count, tables, edge_scale=1):
+    """scripts/gen_dataset.py's archives as the workload `name`, its case
+    NAME_COUNT, and the same documents from local files as NAME_files_COUNT."""
+    data = os.path.join(work, name + "-data")
+    progress("e2e: generating %d archives (scripts/gen_dataset.py, seed 1, edge scale %d)"
+             % (count, edge_scale))
     run_tool([sys.executable, a.gen_dataset, "--out", data, "--count", str(count),
-              "--seed", "1"], timeout=600)
+              "--seed", "1", "--edge-scale", str(edge_scale)], timeout=600)
     with open(os.path.join(data, "manifest.json"), encoding="utf-8") as f:
         m = json.load(f)
-    expected = {t["name"]: m["totals"][t["name"]] for t in ARCHIVE_TABLES}
-    return Workload("archives", "archives_%d" % count, data, [f["path"] for f in m["files"]],
-                    ARCHIVE_TABLES, expected, sum(expected.values()),
-                    files_case="archives_files_%d" % count)
+    expected = {t["name"]: m["totals"][t["name"]] for t in tables}
+    return Workload(name, "%s_%d" % (name, count), data, [f["path"] for f in m["files"]],
+                    tables, expected, sum(expected.values()),
+                    files_case="%s_files_%d" % (name, count))
+
+
+def archives_workload(a, work):
+    return generated_archives(a, work, "archives", 300 if a.quick else 4000, ARCHIVE_TABLES)
+
+
+def graph_workload(a, work):
+    return generated_archives(a, work, "graph", 40 if a.quick else 1000, GRAPH_TABLES,
+                              GRAPH_EDGE_SCALE)
 
 
 def events_workload(a, work):
@@ -954,7 +988,7 @@ def e2e_case(a, wl, work):
 def suite_e2e(a, work):
     if not CURL:
         note("curl not found: the e2e suite runs without curl_download_s")
-    for make in (archives_workload, events_workload):
+    for make in (archives_workload, graph_workload, events_workload):
         wl = make(a, work)
         try:
             e2e_case(a, wl, work)

@@ -2,7 +2,7 @@
 """scripts/gen_dataset.py: a deterministic sample dataset shaped like a
 social-network data export, for the demo and the integration tests.
 
-    gen_dataset.py --out DIR --count N --seed S
+    gen_dataset.py --out DIR --count N --seed S [--edge-scale F]
 
 writes DIR/archives/<username>.json (one account each) and DIR/manifest.json
 (each file's path, size, sha256 and its following/followers/tweets counts, so
@@ -13,6 +13,14 @@ List lengths are heavy-tailed: most accounts have a few entries, some have
 thousands, a few have none. Strings carry non-ASCII text, emoji, quotes,
 backslashes and newlines; every 7th file is written with \\uXXXX escapes
 (surrogate pairs for emoji) instead of raw UTF-8, so both forms are covered.
+
+--edge-scale F makes the following and followers lists F times as long (the
+scale and the cap of their heavy tail; default 1, the demo's and the tests'
+small lists). Real exports are edge-heavy: the import in
+shared/context/000_*.txt averaged about 1,260 following and 2,560 followers
+per account; F = 50 gives about 600 and 800 (medians 150 and 200, a few
+accounts with tens of thousands), which `ringfill bench e2e` uses for its
+`graph` workload, where inserting the rows outweighs downloading them.
 """
 
 import argparse
@@ -75,7 +83,7 @@ def tweet(rng):
     }
 
 
-def archive(rng, index):
+def archive(rng, index, edge_scale):
     username = "%s_%s%d" % (rng.choice(WORDS), rng.choice(WORDS), index)
     bio = " ".join(rng.choice(BIO_BITS) for _ in range(rng.randint(1, 3)))
     return username, {
@@ -87,20 +95,20 @@ def archive(rng, index):
                     "website": rng.choice(["", "https://example.com/" + username]),
                     "location": rng.choice(PLACES)},
         "following": [{"accountId": account_id(rng)}
-                      for _ in range(heavy_tail(rng, 3, 5000, 0.05))],
+                      for _ in range(heavy_tail(rng, 3 * edge_scale, 5000 * edge_scale, 0.05))],
         "followers": [{"accountId": account_id(rng)}
-                      for _ in range(heavy_tail(rng, 4, 8000, 0.05))],
+                      for _ in range(heavy_tail(rng, 4 * edge_scale, 8000 * edge_scale, 0.05))],
         "tweets": [tweet(rng) for _ in range(heavy_tail(rng, 2, 2000, 0.08))],
     }
 
 
-def generate(out, count, seed):
+def generate(out, count, seed, edge_scale=1):
     rng = random.Random(seed)
     os.makedirs(os.path.join(out, "archives"), exist_ok=True)
     files = []
     totals = {"following": 0, "followers": 0, "tweets": 0, "bytes": 0}
     for i in range(count):
-        username, doc = archive(rng, i)
+        username, doc = archive(rng, i, edge_scale)
         body = json.dumps(doc, ensure_ascii=(i % 7 == 6), indent=None).encode("utf-8")
         rel = "archives/%s.json" % username
         with open(os.path.join(out, rel), "wb") as f:
@@ -112,7 +120,8 @@ def generate(out, count, seed):
         files.append(entry)
         for k in ("following", "followers", "tweets", "bytes"):
             totals[k] += entry[k]
-    manifest = {"seed": seed, "count": count, "totals": totals, "files": files}
+    manifest = {"seed": seed, "count": count, "edge_scale": edge_scale, "totals": totals,
+                "files": files}
     with open(os.path.join(out, "manifest.json"), "w", encoding="utf-8") as f:
         json.dump(manifest, f, indent=1, ensure_ascii=False)
         f.write("\n")
@@ -124,10 +133,14 @@ def main():
     ap.add_argument("--out", required=True, help="output directory")
     ap.add_argument("--count", type=int, required=True, help="number of accounts")
     ap.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    ap.add_argument("--edge-scale", type=int, default=1,
+                    help="following/followers lists this many times as long (default 1)")
     a = ap.parse_args()
     if a.count < 0:
         ap.error("--count must be >= 0")
-    m = generate(a.out, a.count, a.seed)
+    if a.edge_scale < 1:
+        ap.error("--edge-scale must be >= 1")
+    m = generate(a.out, a.count, a.seed, a.edge_scale)
     t = m["totals"]
     print("%d archives, %d bytes: %d following, %d followers, %d tweets -> %s" % (
         a.count, t["bytes"], t["following"], t["followers"], t["tweets"],

@@ -30,6 +30,7 @@ import benchcheck  # noqa: E402
 
 NGINX = os.environ.get("RINGFILL_BENCH_NGINX", "/usr/sbin/nginx")
 QUICK_ARCHIVES = 300  # bench/netbench.py's --quick e2e sizes, seed 1
+QUICK_GRAPH, GRAPH_EDGE_SCALE = 40, 50
 QUICK_PAGES, QUICK_PAGE_MB = 2, 2
 
 
@@ -91,13 +92,22 @@ class NetAndE2eResults(unittest.TestCase):
     def test_e2e_both_databases_hold_every_generated_row(self):
         doc, _ = self.bench_json("e2e")
         recs = {(x["case"], x["metric"]): x for x in doc["results"]}
-        gen = os.path.join(self.dir.name, "dataset")
-        subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "gen_dataset.py"),
-                        "--out", gen, "--count", str(QUICK_ARCHIVES), "--seed", "1"],
-                       check=True, capture_output=True, timeout=120)
-        with open(os.path.join(gen, "manifest.json"), encoding="utf-8") as f:
-            totals = json.load(f)["totals"]
+
+        def generated(name, count, edge_scale):
+            gen = os.path.join(self.dir.name, name)
+            subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "gen_dataset.py"),
+                            "--out", gen, "--count", str(count), "--seed", "1",
+                            "--edge-scale", str(edge_scale)],
+                           check=True, capture_output=True, timeout=120)
+            with open(os.path.join(gen, "manifest.json"), encoding="utf-8") as f:
+                return json.load(f)["totals"]
+        totals = generated("dataset", QUICK_ARCHIVES, 1)
         archive_rows = totals["tweets"] + totals["following"]
+        # The edge-heavy archives: following and followers by (account,
+        # other account), tweets by id; no key repeats, so every row stays.
+        totals = generated("graph", QUICK_GRAPH, GRAPH_EDGE_SCALE)
+        graph_rows = totals["tweets"] + totals["following"] + totals["followers"]
+        self.assertGreater(totals["followers"], 50 * QUICK_GRAPH)
         events = os.path.join(self.dir.name, "events")
         subprocess.run([sys.executable, os.path.join(ROOT, "bench", "gen_events.py"),
                         "--out", events, "--pages", str(QUICK_PAGES), "--page-mb",
@@ -109,6 +119,7 @@ class NetAndE2eResults(unittest.TestCase):
         # Repeated actors and repositories are upserted: fewer rows than events.
         self.assertLess(totals["actors"], totals["events"])
         for case, rows in (("archives_%d" % QUICK_ARCHIVES, archive_rows),
+                           ("graph_%d" % QUICK_GRAPH, graph_rows),
                            ("events_%dx%dMB" % (QUICK_PAGES, QUICK_PAGE_MB), event_rows)):
             v = recs[(case, "rows_verified")]
             self.assertEqual((v["runs"], v["peer"]["runs"]), ([rows], [rows]), case)
@@ -142,18 +153,19 @@ class NetAndE2eResults(unittest.TestCase):
         # The same archives loaded from a local directory (the files source):
         # every row checked against the importer's database, timed against
         # the C loop only.
-        files_case = "archives_files_%d" % QUICK_ARCHIVES
-        v = recs[(files_case, "rows_verified")]
-        self.assertEqual((v["runs"], v["peer"]), ([archive_rows], None))
-        for metric in ("seconds", "rows_per_s", "cpu_s", "peak_rss_mb"):
-            self.assertIn((files_case, metric), recs)
-        self.assertNotIn((files_case, "server_cpu_s"), recs)  # no server involved
-        floor = recs[(files_case, "seconds_vs_insert_loop")]
-        self.assertEqual(floor["peer"]["name"], "sqlite-c-insert-loop")
-        self.assertEqual(floor["runs"], recs[(files_case, "seconds")]["runs"])
-        self.assertIsNotNone(floor["ratio"])
-        stored = recs[(files_case, "seconds_vs_stored_loop")]
-        self.assertEqual(stored["peer"]["name"], "sqlite-c-stored-rows-loop")
+        for files_case, rows in (("archives_files_%d" % QUICK_ARCHIVES, archive_rows),
+                                 ("graph_files_%d" % QUICK_GRAPH, graph_rows)):
+            v = recs[(files_case, "rows_verified")]
+            self.assertEqual((v["runs"], v["peer"]), ([rows], None))
+            for metric in ("seconds", "rows_per_s", "cpu_s", "peak_rss_mb"):
+                self.assertIn((files_case, metric), recs)
+            self.assertNotIn((files_case, "server_cpu_s"), recs)  # no server involved
+            floor = recs[(files_case, "seconds_vs_insert_loop")]
+            self.assertEqual(floor["peer"]["name"], "sqlite-c-insert-loop")
+            self.assertEqual(floor["runs"], recs[(files_case, "seconds")]["runs"])
+            self.assertIsNotNone(floor["ratio"])
+            stored = recs[(files_case, "seconds_vs_stored_loop")]
+            self.assertEqual(stored["peer"]["name"], "sqlite-c-stored-rows-loop")
 
     def test_a_suite_that_cannot_run_exits_3_and_writes_no_result(self):
         env = dict(os.environ, RINGFILL_BENCH_NGINX=os.path.join(self.dir.name, "no-nginx"))
