@@ -2060,14 +2060,81 @@ struct rkey {
 	uint32_t at; /* the row's place in the run */
 };
 
-/* Sorts a keyed table's run rows[0..n), in arrival order, as qsort_r with
- * hrow_cmp would: an LSD radix sort on the key prefixes, which is stable,
- * so rows of equal prefix stay in arrival order; then each group of equal
- * prefixes by hrow_cmp (their keys, then arrival). hrow_cmp is a total
- * order, so the result is the same order. Passes whose digit is the same in
- * every row (the high bits of ids in one range) are skipped. False, with
- * the rows as they were, when scratch memory cannot be had. */
-static bool radix_run(writer_t *w, hrow_t *rows, size_t n)
+/* Where the keys of a run's rows start to differ: rows of one keyed table
+ * whose key values before `k` are all equal (key_cmp). */
+typedef struct {
+	const writer_t *w;
+	uint32_t k;
+} from_key_t;
+
+/* hrow_cmp for such rows: key values k.. then arrival. */
+static int hrow_cmp_from(const void *pa, const void *pb, void *ctx)
+{
+	const from_key_t *c = ctx;
+	const hrow_t *a = pa, *b = pb;
+	const table_spec_t *sp = c->w->tables[a->table].spec;
+	for (uint32_t k = c->k; k < sp->n_key; k++) {
+		int d = key_cmp(&c->w->hkeys[a->key + k], &c->w->hkeys[b->key + k]);
+		if (d)
+			return d;
+	}
+	return (a->seq > b->seq) - (a->seq < b->seq);
+}
+
+/* key_prefix of key value k of a row (its own prefix for the first). */
+static uint64_t row_prefix(const writer_t *w, const hrow_t *r, uint32_t k)
+{
+	return k ? key_prefix(&w->hkeys[r->key + k]) : r->prefix;
+}
+
+/* True when rows[0..n) hold the same key value k. */
+static bool same_key_value(const writer_t *w, const hrow_t *rows, size_t n, uint32_t k)
+{
+	const hkey_t *first = &w->hkeys[rows[0].key + k];
+	for (size_t i = 1; i < n; i++)
+		if (key_cmp(first, &w->hkeys[rows[i].key + k]) != 0)
+			return false;
+	return true;
+}
+
+static bool radix_run(writer_t *w, hrow_t *rows, size_t n, uint32_t k);
+
+/* Sorts rows[0..n), whose key values before k are equal and whose key
+ * value k has one prefix, as hrow_cmp would. Where key value k is the same
+ * in all of them too (a multi-column key's first column: the account all
+ * the edges of one document belong to), by the next value: a radix sort
+ * on its prefixes, or qsort_r from it on; else from key value k on. */
+static void sort_ties(writer_t *w, hrow_t *rows, size_t n, uint32_t k)
+{
+	from_key_t c = {w, k};
+	if (n > RADIX_TIE_INSERTION_MAX) {
+		if (k + 1 < w->tables[rows[0].table].spec->n_key && same_key_value(w, rows, n, k)) {
+			c.k = k + 1;
+			if (n >= WRITER_RADIX_ROWS_MIN && radix_run(w, rows, n, k + 1))
+				return;
+		}
+		qsort_r(rows, n, sizeof(*rows), hrow_cmp_from, &c);
+		return;
+	}
+	for (size_t i = 1; i < n; i++) { /* insertion: stable, and mostly in order */
+		hrow_t r = rows[i];
+		size_t m = i;
+		for (; m > 0 && hrow_cmp_from(&rows[m - 1], &r, &c) > 0; m--)
+			rows[m] = rows[m - 1];
+		rows[m] = r;
+	}
+}
+
+/* Sorts a keyed table's run rows[0..n), in arrival order, whose key values
+ * before k are equal (none for k = 0), as qsort_r with hrow_cmp would: an
+ * LSD radix sort on the prefixes of key value k, which is stable, so rows
+ * of equal prefix stay in arrival order; then each group of equal prefixes
+ * by sort_ties. hrow_cmp is a total order, so the result is the same order.
+ * Passes whose digit is the same in every row (the high bits of ids in one
+ * range) are skipped. False, with the rows as they were, when scratch
+ * memory cannot be had. The scratch is free again once the rows are
+ * permuted, so sort_ties may use it for a group. */
+static bool radix_run(writer_t *w, hrow_t *rows, size_t n, uint32_t k)
 {
 	if (n > UINT32_MAX || GROW(w->rkeys, 0, w->cap_rkeys, 2 * n) != 0 ||
 	    GROW(w->srows, 0, w->cap_srows, n) != 0)
@@ -2076,7 +2143,7 @@ static bool radix_run(writer_t *w, hrow_t *rows, size_t n)
 	const uint64_t mask = (1u << RADIX_BITS) - 1;
 	memset(w->radix_count, 0, sizeof(w->radix_count));
 	for (size_t i = 0; i < n; i++) {
-		uint64_t p = rows[i].prefix;
+		uint64_t p = row_prefix(w, &rows[i], k);
 		a[i] = (struct rkey){.prefix = p, .at = (uint32_t)i};
 		for (uint32_t d = 0; d < RADIX_PASSES; d++)
 			w->radix_count[d][p >> (d * RADIX_BITS) & mask]++;
@@ -2100,19 +2167,11 @@ static bool radix_run(writer_t *w, hrow_t *rows, size_t n)
 		w->srows[i] = rows[a[i].at];
 	memcpy(rows, w->srows, n * sizeof(*rows));
 	for (size_t i = 0, j; i < n; i = j) {
-		for (j = i + 1; j < n && rows[j].prefix == rows[i].prefix; j++)
+		uint64_t p = row_prefix(w, &rows[i], k);
+		for (j = i + 1; j < n && row_prefix(w, &rows[j], k) == p; j++)
 			;
-		if (j - i > RADIX_TIE_INSERTION_MAX) {
-			qsort_r(rows + i, j - i, sizeof(*rows), hrow_cmp, w);
-			continue;
-		}
-		for (size_t k = i + 1; k < j; k++) { /* insertion: stable, and mostly in order */
-			hrow_t r = rows[k];
-			size_t m = k;
-			for (; m > i && hrow_cmp(&rows[m - 1], &r, w) > 0; m--)
-				rows[m] = rows[m - 1];
-			rows[m] = r;
-		}
+		if (j - i > 1)
+			sort_ties(w, rows + i, j - i, k);
 	}
 	return true;
 }
@@ -2124,7 +2183,7 @@ static void sort_run(writer_t *w, hrow_t *rows, size_t first, size_t end)
 		if (hrow_cmp(&rows[i - 1], &rows[i], w) > 0) {
 			size_t n = end - first;
 			if (n >= WRITER_RADIX_ROWS_MIN && w->tables[rows[first].table].by_key &&
-			    radix_run(w, rows + first, n))
+			    radix_run(w, rows + first, n, 0))
 				return;
 			qsort_r(rows + first, n, sizeof(*rows), hrow_cmp, w);
 			return;

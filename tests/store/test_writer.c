@@ -1214,6 +1214,65 @@ static void test_radix_sorted_text_keys_as_in_order(void **state)
 	radix_sorted_as_in_order(state, true);
 }
 
+/* A two-column key sorted the way the graph's edges come (an account, then
+ * each account it follows): the radix sort's groups of one first-key
+ * prefix are sorted on by the second column when the whole group holds one
+ * first-key value, by a radix sort of the second column's prefixes (a
+ * group of more than 256 rows: "zeta_account") or qsort_r (the integer 7),
+ * and by the whole key when it does not ("same_prefix_A" and
+ * "same_prefix_B" agree in their first 8 bytes). Second columns repeat
+ * (upserts), mix integers and text, and differ only in the two low bits the
+ * prefix drops. The table ends as in arrival order, and the rowids follow
+ * the key order (one chunk). */
+static void test_radix_sorted_two_column_keys_as_in_order(void **state)
+{
+	fixture_t *fx = *state;
+	enum { JOBS = 8, ROWS = 100 };
+	static const char *const key[] = {"a", "b"};
+	static const char *const first[] = {"\"zeta_account\"", "\"zeta_account\"",
+	                                    "\"zeta_account\"", "\"zeta_account\"",
+	                                    "\"zeta_account\"", "\"same_prefix_A\"",
+	                                    "\"same_prefix_A\"", "\"same_prefix_B\"", "7", "-3"};
+	char *jobs[JOBS];
+	uint64_t seed = 777;
+	int zeta_rows = 0;
+	for (int j = 0; j < JOBS; j++) {
+		char buf[ROWS * 64] = "[", *at = buf + 1;
+		for (int r = 0; r < ROWS; r++) {
+			seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+			uint32_t x = (uint32_t)(seed >> 33);
+			char second[32];
+			if (x >> 8 & 1)
+				snprintf(second, sizeof(second), "\"t%u\"", x >> 12 & 63);
+			else
+				snprintf(second, sizeof(second), "%lld",
+				         x >> 9 & 1 ? (long long)(x >> 12 & 255) - 128
+				                    : (1ll << 40) + (x >> 12 & 7));
+			at += sprintf(at, "%s{\"a\":%s,\"b\":%s,\"v\":%d}", r ? "," : "",
+			              first[x % 10], second, j * ROWS + r);
+			zeta_rows += x % 10 < 5;
+		}
+		strcpy(at, "]");
+		jobs[j] = strdup(buf);
+	}
+	/* Columns without a type: nothing converts a key (which would keep the
+	 * rows in arrival order). */
+	expect_as_in_order(state, "CREATE TABLE kv (_job INTEGER, a, b, v)", TABLE_UPSERT, 2, key,
+	                   (const char *const *)jobs, JOBS, (uint64_t)JOBS * ROWS);
+	char *by_rowid = query1(fx->db, "SELECT group_concat(a || '/' || b, ',') FROM"
+	                                " (SELECT a, b FROM kv ORDER BY rowid)");
+	char *by_key = query1(fx->db, "SELECT group_concat(a || '/' || b, ',') FROM"
+	                              " (SELECT a, b FROM kv ORDER BY a, b)");
+	assert_string_equal(by_rowid, by_key);
+	/* The groups the comment names are there. */
+	assert_true(zeta_rows > 256);
+	expect_query(fx->db, "SELECT count(DISTINCT a) FROM kv WHERE a LIKE 'same_prefix_%'", "2");
+	free(by_rowid);
+	free(by_key);
+	for (int j = 0; j < JOBS; j++)
+		free(jobs[j]);
+}
+
 static void expect_cache_kib(fixture_t *fx, int want)
 {
 	sqlite3_stmt *s;
@@ -1291,6 +1350,7 @@ int main(void)
 		T(test_key_conversions_keep_arrival_order_real),
 		T(test_radix_sorted_integer_keys_as_in_order),
 		T(test_radix_sorted_text_keys_as_in_order),
+		T(test_radix_sorted_two_column_keys_as_in_order),
 		T(test_checkpoints_apply_once),
 		T(test_old_database_gets_checkpoint_columns),
 		T(test_refused_checkpoint_fails_the_stream),
