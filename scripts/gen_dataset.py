@@ -18,8 +18,8 @@ backslashes and newlines; every 7th file is written with \\uXXXX escapes
 scale and the cap of their heavy tail; default 1, the demo's and the tests'
 small lists). Real exports are edge-heavy: the import in
 shared/context/000_*.txt averaged about 1,260 following and 2,560 followers
-per account; F = 50 gives about 600 and 800 (medians 150 and 200, a few
-accounts with tens of thousands), which `ringfill bench e2e` uses for its
+per account; F = 50 gives about 630 and 800 (medians about 250 and 340, a
+few accounts with tens of thousands), which `ringfill bench e2e` uses for its
 `graph` workload, where inserting the rows outweighs downloading them.
 """
 
