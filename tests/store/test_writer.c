@@ -1214,63 +1214,90 @@ static void test_radix_sorted_text_keys_as_in_order(void **state)
 	radix_sorted_as_in_order(state, true);
 }
 
-/* A two-column key sorted the way the graph's edges come (an account, then
- * each account it follows): the radix sort's groups of one first-key
- * prefix are sorted on by the second column when the whole group holds one
- * first-key value, by a radix sort of the second column's prefixes (a
- * group of more than 256 rows: "zeta_account") or qsort_r (the integer 7),
- * and by the whole key when it does not ("same_prefix_A" and
- * "same_prefix_B" agree in their first 8 bytes). Second columns repeat
+/* A key of several columns sorted the way the graph's edges come (an
+ * account, then each account it follows): the radix sort's groups of one
+ * first-key prefix are sorted on by the next column when the whole group
+ * holds one value of the column before, by a radix sort of the next
+ * column's prefixes (256 rows or more: "zeta_account"; with three columns
+ * also "zeta_account" / "hub") or qsort_r (the integer 7), and by the whole
+ * key when it does not ("same_prefix_A" and "same_prefix_B" agree in their
+ * first 8 bytes, in a group of 256 rows or more). Later columns repeat
  * (upserts), mix integers and text, and differ only in the two low bits the
  * prefix drops. The table ends as in arrival order, and the rowids follow
- * the key order (one chunk). */
-static void test_radix_sorted_two_column_keys_as_in_order(void **state)
+ * the key order. Two jobs of 450 rows: the writer inserts held keyed rows
+ * early only from 500 (WRITER_IDLE_INSERT_ROWS_MIN), so all 900 are sorted
+ * together, in one chunk. */
+static void multi_column_keys_sorted_as_in_order(void **state, uint32_t n_key)
 {
 	fixture_t *fx = *state;
-	enum { JOBS = 8, ROWS = 100 };
-	static const char *const key[] = {"a", "b"};
-	static const char *const first[] = {"\"zeta_account\"", "\"zeta_account\"",
-	                                    "\"zeta_account\"", "\"zeta_account\"",
-	                                    "\"zeta_account\"", "\"same_prefix_A\"",
-	                                    "\"same_prefix_A\"", "\"same_prefix_B\"", "7", "-3"};
+	enum { JOBS = 2, ROWS = 450 };
+	static const char *const key[] = {"a", "b", "c"};
+	static const char *const first[] = {"\"zeta_account\"",  "\"zeta_account\"",
+	                                    "\"zeta_account\"",  "\"zeta_account\"",
+	                                    "\"same_prefix_A\"", "\"same_prefix_A\"",
+	                                    "\"same_prefix_A\"", "\"same_prefix_B\"",
+	                                    "7",                  "-3"};
 	char *jobs[JOBS];
 	uint64_t seed = 777;
-	int zeta_rows = 0;
+	int zeta = 0, zeta_hub = 0, same_prefix = 0, seven = 0;
 	for (int j = 0; j < JOBS; j++) {
-		char buf[ROWS * 64] = "[", *at = buf + 1;
+		char buf[ROWS * 96] = "[", *at = buf + 1;
 		for (int r = 0; r < ROWS; r++) {
+			char later[2][32];
+			for (int c = 0; c < 2; c++) {
+				seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+				uint32_t y = (uint32_t)(seed >> 33);
+				if (y >> 8 & 1)
+					snprintf(later[c], sizeof(later[c]), "\"t%u\"", y >> 12 & 63);
+				else
+					snprintf(later[c], sizeof(later[c]), "%lld",
+					         y >> 9 & 1 ? (long long)(y >> 12 & 255) - 128
+					                    : (1ll << 40) + (y >> 12 & 7));
+			}
 			seed = seed * 6364136223846793005ull + 1442695040888963407ull;
 			uint32_t x = (uint32_t)(seed >> 33);
-			char second[32];
-			if (x >> 8 & 1)
-				snprintf(second, sizeof(second), "\"t%u\"", x >> 12 & 63);
-			else
-				snprintf(second, sizeof(second), "%lld",
-				         x >> 9 & 1 ? (long long)(x >> 12 & 255) - 128
-				                    : (1ll << 40) + (x >> 12 & 7));
-			at += sprintf(at, "%s{\"a\":%s,\"b\":%s,\"v\":%d}", r ? "," : "",
-			              first[x % 10], second, j * ROWS + r);
-			zeta_rows += x % 10 < 5;
+			bool hub = n_key == 3 && x >> 20 & 3; /* b: one value, 3 rows in 4 */
+			at += sprintf(at, "%s{\"a\":%s,\"b\":%s,\"c\":%s,\"v\":%d}", r ? "," : "",
+			              first[x % 10], hub ? "\"hub\"" : later[0], later[1], j * ROWS + r);
+			zeta += x % 10 < 4;
+			zeta_hub += x % 10 < 4 && hub;
+			same_prefix += x % 10 >= 4 && x % 10 < 8;
+			seven += x % 10 == 8;
 		}
 		strcpy(at, "]");
 		jobs[j] = strdup(buf);
 	}
+	/* The groups the comment names are there. */
+	assert_true(zeta >= 256 && same_prefix >= 256 && seven > 16 && seven < 256);
+	assert_true(n_key == 2 || zeta_hub >= 256);
 	/* Columns without a type: nothing converts a key (which would keep the
 	 * rows in arrival order). */
-	expect_as_in_order(state, "CREATE TABLE kv (_job INTEGER, a, b, v)", TABLE_UPSERT, 2, key,
-	                   (const char *const *)jobs, JOBS, (uint64_t)JOBS * ROWS);
-	char *by_rowid = query1(fx->db, "SELECT group_concat(a || '/' || b, ',') FROM"
-	                                " (SELECT a, b FROM kv ORDER BY rowid)");
-	char *by_key = query1(fx->db, "SELECT group_concat(a || '/' || b, ',') FROM"
-	                              " (SELECT a, b FROM kv ORDER BY a, b)");
+	expect_as_in_order(state, "CREATE TABLE kv (_job INTEGER, a, b, c, v)", TABLE_UPSERT, n_key,
+	                   key, (const char *const *)jobs, JOBS, (uint64_t)JOBS * ROWS);
+	const char *order = n_key == 2 ? "a, b" : "a, b, c";
+	char sql[256];
+	snprintf(sql, sizeof(sql), "SELECT group_concat(%s, ',') FROM (SELECT * FROM kv ORDER BY rowid)",
+	         n_key == 2 ? "a || '/' || b" : "a || '/' || b || '/' || c");
+	char *by_rowid = query1(fx->db, sql);
+	snprintf(sql, sizeof(sql), "SELECT group_concat(%s, ',') FROM (SELECT * FROM kv ORDER BY %s)",
+	         n_key == 2 ? "a || '/' || b" : "a || '/' || b || '/' || c", order);
+	char *by_key = query1(fx->db, sql);
 	assert_string_equal(by_rowid, by_key);
-	/* The groups the comment names are there. */
-	assert_true(zeta_rows > 256);
 	expect_query(fx->db, "SELECT count(DISTINCT a) FROM kv WHERE a LIKE 'same_prefix_%'", "2");
 	free(by_rowid);
 	free(by_key);
 	for (int j = 0; j < JOBS; j++)
 		free(jobs[j]);
+}
+
+static void test_radix_sorted_two_column_keys_as_in_order(void **state)
+{
+	multi_column_keys_sorted_as_in_order(state, 2);
+}
+
+static void test_radix_sorted_three_column_keys_as_in_order(void **state)
+{
+	multi_column_keys_sorted_as_in_order(state, 3);
 }
 
 static void expect_cache_kib(fixture_t *fx, int want)
@@ -1351,6 +1378,7 @@ int main(void)
 		T(test_radix_sorted_integer_keys_as_in_order),
 		T(test_radix_sorted_text_keys_as_in_order),
 		T(test_radix_sorted_two_column_keys_as_in_order),
+		T(test_radix_sorted_three_column_keys_as_in_order),
 		T(test_checkpoints_apply_once),
 		T(test_old_database_gets_checkpoint_columns),
 		T(test_refused_checkpoint_fails_the_stream),
