@@ -566,8 +566,8 @@ ARCHIVE_TABLES = [keyed("tweets", "$.tweets[*]", "id"),
                   keyed("following", "$.following[*]", "accountId")]
 # The graph: the same generator with 50 times longer following/followers
 # lists (scripts/gen_dataset.py --edge-scale), loaded by issue 6's job file:
-# each edge keyed by the document's account and the other account (a 2-column
-# primary key, keys in random order), tweets keyed by their id; inserting
+# each edge keyed by the document's account and the other account (a UNIQUE
+# key of 2 columns, keys in random order), tweets keyed by their id; inserting
 # the rows, not downloading them, is the larger part here.
 GRAPH_EDGE_SCALE = 50
 GRAPH_TABLES = [

@@ -15,8 +15,9 @@ arrays as compact JSON text. graph (the same generator with long
 following/followers lists): `following` and `followers` keyed by
 (account_id, following_id) and (account_id, follower_id), account_id the
 document's account, and `tweets` keyed by tweet_id, with the columns and types
-bench/netbench.py's job file declares (issue 6's job file). events (bench/gen_events.py, NDJSON): `events`,
-`actors`, `repos` and `commits` keyed by their ids, with the columns and types
+bench/netbench.py's job file declares (issue 6's job file). events
+(bench/gen_events.py, NDJSON): `events`, `actors`, `repos` and `commits`
+keyed by their ids, with the columns and types
 bench/netbench.py's job file declares. Every table also has _job (here: the
 URL's 1-based line in FILE) and a UNIQUE index on its key, and a row whose key
 exists already replaces the stored values (INSERT ... ON CONFLICT DO UPDATE),

@@ -60,7 +60,9 @@
 #define WRITER_KEY_INDEX_PREFIX "_ringfill_key_" /* + table: the UNIQUE index of its key */
 /* A keyed run of at least this many rows is sorted by a radix sort on the
  * rows' 64-bit key prefixes (radix_run), RADIX_BITS at a time; shorter
- * runs, and rows whose prefixes are equal, by qsort_r or insertion. */
+ * runs, and rows whose prefixes are equal, by qsort_r or insertion, or, when
+ * such rows share the whole key value, by the next key column the same way
+ * (sort_ties). */
 #define WRITER_RADIX_ROWS_MIN 256u
 #define RADIX_BITS 11u
 #define RADIX_PASSES 6u /* 6 x 11 bits cover the 64 */
