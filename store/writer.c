@@ -1694,15 +1694,16 @@ static uint64_t key_prefix(const hkey_t *k)
 			    : k->v.r >= 9223372036854775808.0 ? INT64_MAX
 			    : (int64_t)k->v.r - ((double)(int64_t)k->v.r > k->v.r);
 		v = ((uint64_t)i ^ (1ull << 63)) >> 2;
-	} else if (k->cls == KEY_TEXT && k->len >= 8) { /* one load, bytes in memcmp order */
-		memcpy(&v, k->v.s, sizeof(v));
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-		v = __builtin_bswap64(v);
-#endif
-		v >>= 2;
 	} else if (k->cls == KEY_TEXT) {
-		for (uint32_t j = 0; j < 8; j++)
-			v = v << 8 | (j < k->len ? (uint8_t)k->v.s[j] : 0);
+		if (k->len >= 8) { /* one load, bytes in memcmp order */
+			memcpy(&v, k->v.s, sizeof(v));
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+			v = __builtin_bswap64(v);
+#endif
+		} else {
+			for (uint32_t j = 0; j < 8; j++)
+				v = v << 8 | (j < k->len ? (uint8_t)k->v.s[j] : 0);
+		}
 		v >>= 2;
 	}
 	return (uint64_t)k->cls << 62 | v;
