@@ -471,7 +471,8 @@ static int fail_closer(stage2_t *s, const uint32_t *idx, uint32_t k)
  * entry of its own, so the writes need no bounds checks. Each label is one
  * state of the grammar; the open container's element (or pair) count and
  * kind live in registers, saved in its child's frame while a child is open,
- * and the count is stored when the container closes. Sets *n_nodes and returns 0, or -1 with s->err set. */
+ * and the count is stored when the container closes. Sets *n_nodes and
+ * returns 0, or -1 with s->err set. */
 static int stage2_run(json_parser_t *p, json_node_t *tape, stage2_t *s, const uint32_t *idx,
                       uint32_t n_idx, uint32_t *n_nodes, uint32_t *used)
 {
@@ -697,8 +698,9 @@ uint32_t json_parser_depth_max(const json_parser_t *p)
  * skipped by counting brackets over its index entries, and every value it
  * selects is checked by stage 2 proper, which makes its tape (select_hit).
  * The selected values are handed over only after every path has been
- * walked, so an error found by the walk comes before any callback; and a later duplicate key
- * replaces what an earlier one selected, as json_object_get's last-wins. */
+ * walked, so an error found by the walk comes before any callback; and a
+ * later duplicate key replaces what an earlier one selected, as
+ * json_object_get's last-wins. */
 
 /* Bracket depth change of an index entry's first byte. Strings cannot hide
  * a bracket: stage 1 indexes only their quotes. A '\n' (an entry only in
