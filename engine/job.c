@@ -143,7 +143,7 @@ void loop_flush_ready(loop_t *l)
 		/* Counted before the push: the writer settles it (writer.h). */
 		if (emits)
 			atomic_fetch_add_explicit(&l->pipe->emits_unsettled, 1, memory_order_relaxed);
-		if (!ring_push(&l->pipe->to_writer, b)) {
+		if (!pipe_push_batch(l->pipe, b)) {
 			if (emits)
 				atomic_fetch_sub_explicit(&l->pipe->emits_unsettled, 1, memory_order_relaxed);
 			break;

@@ -309,7 +309,7 @@ void nd_ck_try(loop_t *l, job_t *j)
 	uint64_t offset = b->ckpt_offset, records = b->ckpt_records, rows = b->n_rows;
 	char validator[BATCH_VALIDATOR_BYTES_MAX];
 	snprintf(validator, sizeof validator, "%s", b->ckpt_validator);
-	if (!ring_push(&l->pipe->to_writer, b))
+	if (!pipe_push_batch(l->pipe, b))
 		return;
 	doorbell_ring(&l->pipe->writer_bell);
 	l->rows += rows;

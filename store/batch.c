@@ -153,6 +153,11 @@ void batch_free(batch_t *b)
 	free(b);
 }
 
+size_t batch_mem_bytes(const batch_t *b)
+{
+	return sizeof(*b) + b->rows.cap + b->emit.cap + (b->raw_path ? strlen(b->raw_path) + 1 : 0);
+}
+
 int batch_set_raw_path(batch_t *b, const char *dir, const char *name)
 {
 	assert(b && name);

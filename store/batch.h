@@ -155,7 +155,14 @@ typedef struct batch {
 	char error[BATCH_ERROR_BYTES_MAX];   /* one readable line, "" when done */
 	char ckpt_validator[BATCH_VALIDATOR_BYTES_MAX]; /* If-Range value, "" if not resumable */
 	char content_encoding[32];           /* the body's codings as sent, "" for identity */
+	/* What pipe_push_batch counted in pipe_t.to_writer_bytes for it (0 when
+	 * pushed otherwise): the writer takes the same amount off as it pops. */
+	uint64_t ring_bytes;
 } batch_t;
+
+/* The memory the batch holds: itself, its rows' and emitted jobs' buffers
+ * as allocated (their capacity, not only what is used). */
+size_t batch_mem_bytes(const batch_t *b);
 
 #define BATCH_EMIT_NEXT_PAGE 1u /* the next page: its key must be new (repeated cursor) */
 #define BATCH_EMIT_FAILED 2u    /* an item that makes no job: recorded failed/permanent */

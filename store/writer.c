@@ -2522,6 +2522,46 @@ static int idle_timeout_ms(const writer_t *w, uint64_t now)
 	return (int)t;
 }
 
+bool pipe_push_batch(pipe_t *p, batch_t *b)
+{
+	uint64_t bytes = batch_mem_bytes(b);
+	uint64_t queued = atomic_load(&p->to_writer_bytes);
+	if (queued && queued + bytes > WRITER_BATCH_BYTES_MAX) {
+		/* The flag first, then a second look. The writer takes bytes off,
+		 * then reads the flag (all four sequentially consistent): either
+		 * this look sees the room, or the writer sees the flag and wakes
+		 * the loop, which tries again. */
+		atomic_store(&p->to_writer_waits, true);
+		queued = atomic_load(&p->to_writer_bytes);
+		if (queued && queued + bytes > WRITER_BATCH_BYTES_MAX)
+			return false;
+	}
+	b->ring_bytes = bytes;
+	/* Added before the push (release): the writer's subtraction, after its
+	 * pop, always comes after it. */
+	atomic_fetch_add_explicit(&p->to_writer_bytes, bytes, memory_order_relaxed);
+	if (ring_push(&p->to_writer, b))
+		return true;
+	atomic_fetch_sub_explicit(&p->to_writer_bytes, bytes, memory_order_relaxed);
+	b->ring_bytes = 0;
+	return false;
+}
+
+/* The popped batches' bytes come off to_writer_bytes, and a loop that held
+ * a batch back for them is woken at once, before this turn's SQLite work:
+ * it refills the ring while the writer inserts. */
+static void batches_popped(writer_t *w, void *const *items, uint32_t n)
+{
+	uint64_t bytes = 0;
+	for (uint32_t i = 0; i < n; i++)
+		bytes += ((const batch_t *)items[i])->ring_bytes;
+	if (bytes)
+		atomic_fetch_sub(&w->pipe->to_writer_bytes, bytes);
+	if (n && atomic_load(&w->pipe->to_writer_waits) &&
+	    atomic_exchange(&w->pipe->to_writer_waits, false))
+		wake_loop(w);
+}
+
 /* Returns after BATCH_END was committed, or after a fatal error. */
 static void writer_run(writer_t *w)
 {
@@ -2542,6 +2582,7 @@ static void writer_run(writer_t *w)
 		uint32_t seen = doorbell_seq(&p->writer_bell);
 		uint32_t queued = ring_count(&p->to_writer);
 		uint32_t n = ring_pop_many(&p->to_writer, items, WRITER_POP_MAX);
+		batches_popped(w, items, n);
 		int rc = 0;
 		for (uint32_t i = 0; i < n; i++) {
 			batch_t *b = items[i];
@@ -2713,6 +2754,8 @@ int writer_start(store_t *st, const writer_config_t *cfg, pipe_t *pipe, writer_t
 	atomic_store(&pipe->stopping, false);
 	atomic_store(&pipe->lock_wait_cancelled, false);
 	atomic_store(&pipe->writer_done, false);
+	atomic_store(&pipe->to_writer_bytes, 0);
+	atomic_store(&pipe->to_writer_waits, false);
 	atomic_store(&pipe->rows_committed, 0);
 	atomic_store(&pipe->jobs_done_committed, 0);
 	atomic_store(&pipe->jobs_failed_committed, 0);

@@ -24,6 +24,11 @@
 #define WRITER_COMMIT_MS_DEFAULT 500u
 #define WRITER_JOB_RING_DEFAULT 1024u   /* job descriptors in flight to the loop */
 #define WRITER_BATCH_RING_DEFAULT 256u  /* batches in flight to the writer */
+/* Bytes of batches in flight to the writer (batch_mem_bytes): past this the
+ * loop holds finished jobs back as when the ring is full (pipe_push_batch),
+ * so a writer slower than the network does not queue 256 large documents'
+ * rows in memory (docs/store.md, The batch ring's bound). */
+#define WRITER_BATCH_BYTES_MAX (16ull << 20)
 /* Rows of keyed tables (upsert, ignore) are sorted by key and inserted this
  * many at a time, not only at the commit (docs/store.md, Key order). */
 #define WRITER_KEYED_PENDING_MAX 16384u
@@ -48,6 +53,12 @@ typedef struct {
 	 * writer subtracts one (release) after applying it and clearing
 	 * jobs_exhausted, so the loop never ends the run while jobs may appear. */
 	_Atomic uint32_t emits_unsettled;
+	/* The batches in to_writer, in batch_mem_bytes: pipe_push_batch adds a
+	 * batch's before pushing it, the writer takes them off as it pops. */
+	_Atomic uint64_t to_writer_bytes;
+	/* Set by pipe_push_batch when it held a batch back for to_writer_bytes;
+	 * the writer clears it and wakes the loop once it has popped. */
+	_Atomic bool to_writer_waits;
 	char fatal_msg[512];         /* written before fatal is set */
 	_Atomic uint64_t rows_committed, jobs_done_committed, jobs_failed_committed;
 } pipe_t;
@@ -72,6 +83,15 @@ typedef struct {
 } writer_config_t;
 
 typedef struct writer writer_t;
+
+/* The loop's push of a batch to the writer: false when the ring is full, or
+ * when the batches already in it hold WRITER_BATCH_BYTES_MAX bytes with this
+ * one added (into an empty ring a batch goes however large it is). Then the
+ * batch stays the caller's, and the writer writes loop_eventfd once it has
+ * made room. The caller rings writer_bell after its pushes. BATCH_END may go
+ * through ring_push itself: what pipe_push_batch did not count is not
+ * taken off. */
+bool pipe_push_batch(pipe_t *p, batch_t *b);
 
 /* Initialises the pipe's rings and doorbell (the caller creates the eventfds,
  * done_eventfd -1 when nobody waits on it),

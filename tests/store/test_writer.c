@@ -1343,6 +1343,74 @@ static void test_cache_sized_for_a_transaction(void **state)
 	expect_query(fx->db, "SELECT group_concat(a, ',') FROM records", "1,2,3");
 }
 
+/* The loop's push (pipe_push_batch) holds a batch back once the batches in
+ * the ring would pass WRITER_BATCH_BYTES_MAX, long before the ring's 256
+ * slots run out. The writer, once it has taken them, wakes the loop through
+ * its eventfd (nothing else wakes it here: every job was taken, and the ring
+ * never gets half full of batches), and every batch's row arrives. Another
+ * connection holds the write lock, so that the writer stops at its first
+ * batch and the others stay in the ring. */
+static void test_batch_ring_bounded_in_bytes(void **state)
+{
+	fixture_t *fx = *state;
+	enum { BIG = 3 << 20, JOBS_MAX = 64 };
+	int jobs = (int)(WRITER_BATCH_BYTES_MAX / BIG) + 4;
+	assert_true(jobs < JOBS_MAX);
+	import_n(fx, "src", jobs);
+	int64_t ids[JOBS_MAX];
+	batch_t *b[JOBS_MAX];
+	start(fx, 0);
+	assert_int_equal(take_all_jobs(fx, ids, JOBS_MAX), jobs);
+	sqlite3 *lock;
+	assert_int_equal(sqlite3_open(fx->db, &lock), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(lock, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+	uint64_t v;
+	(void)!read(fx->pipe.loop_eventfd, &v, sizeof(v)); /* the feed's wake-ups, taken */
+	int pushed = 0;
+	for (; pushed < jobs; pushed++) {
+		char json[32];
+		snprintf(json, sizeof(json), "{\"j\":%d}", pushed + 1);
+		b[pushed] = done_batch(ids[pushed], json, "$");
+		assert_int_equal(batch_rows_reserve(b[pushed], BIG), 0);
+		if (!pipe_push_batch(&fx->pipe, b[pushed]))
+			break;
+		doorbell_ring(&fx->pipe.writer_bell);
+	}
+	uint64_t queued = atomic_load(&fx->pipe.to_writer_bytes);
+	assert_true(pushed > 0 && pushed < jobs);
+	assert_true(ring_count(&fx->pipe.to_writer) < 32); /* held back for bytes, not slots */
+	assert_true(queued > 0 && queued <= WRITER_BATCH_BYTES_MAX);
+	assert_true(queued + batch_mem_bytes(b[pushed]) > WRITER_BATCH_BYTES_MAX);
+	assert_int_equal(b[pushed]->ring_bytes, 0);
+
+	assert_int_equal(sqlite3_exec(lock, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(lock);
+	struct pollfd pfd = {.fd = fx->pipe.loop_eventfd, .events = POLLIN};
+	assert_int_equal(poll(&pfd, 1, GUARD_MS), 1); /* the writer made room and said so */
+	for (uint64_t deadline = now_ms() + GUARD_MS; pushed < jobs;) {
+		if (!pipe_push_batch(&fx->pipe, b[pushed])) {
+			assert_true(now_ms() < deadline);
+			wait_loop_eventfd(fx, 100);
+			continue;
+		}
+		doorbell_ring(&fx->pipe.writer_bell);
+		if (++pushed == jobs)
+			break;
+		char json[32];
+		snprintf(json, sizeof(json), "{\"j\":%d}", pushed + 1);
+		b[pushed] = done_batch(ids[pushed], json, "$");
+		assert_int_equal(batch_rows_reserve(b[pushed], BIG), 0);
+	}
+	finish(fx, 0);
+	assert_int_equal(atomic_load(&fx->pipe.to_writer_bytes), 0);
+	char want[64];
+	snprintf(want, sizeof(want), "%d/%d/%d", jobs, jobs * (jobs + 1) / 2, jobs);
+	expect_query(fx->db,
+	             "SELECT count(*) || '/' || sum(j) || '/' ||"
+	             " (SELECT count(*) FROM _ringfill_jobs WHERE state = 'done') FROM records",
+	             want);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -1383,6 +1451,7 @@ int main(void)
 		T(test_old_database_gets_checkpoint_columns),
 		T(test_refused_checkpoint_fails_the_stream),
 		T(test_cache_sized_for_a_transaction),
+		T(test_batch_ring_bounded_in_bytes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
