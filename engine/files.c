@@ -27,6 +27,12 @@
 #define LOCAL_READ_BYTES_MAX (64u << 20)
 /* A streamed document is read this much at a time. */
 #define LOCAL_STREAM_BYTES (1u << 20)
+/* Documents of a piece or more streamed at once; the others wait, in the
+ * order their stat came back (files_wake). Rows reach the writer as each
+ * document ends: read side by side, documents all end late, and SQLite
+ * waits meanwhile with their batches held (docs/engine.md). Two: one is
+ * parsed while the other's read is in flight. */
+#define LOCAL_STREAMS_MAX 2u
 
 typedef enum { LOCAL_STAT = 1, LOCAL_OPEN, LOCAL_READ, LOCAL_CLOSE } local_step_t;
 
@@ -42,6 +48,9 @@ struct local_file {
 	bool nd;          /* streamed NDJSON: nd_feed, checkpoints */
 	bool starved;     /* nd: a checkpoint waits and the next is due; reading paused */
 	bool one_piece;   /* to stream, but smaller than a piece: read whole first */
+	bool counted;     /* streamed, one of loop_t.local_streams */
+	bool waits;       /* streamed, on loop_t.stream_wait until there is room */
+	struct local_file *wait_next;
 	uint64_t off;     /* streamed: bytes read so far */
 	unsigned asked;   /* bytes the read in flight asked for */
 };
@@ -249,10 +258,31 @@ static bool local_nd_piece(loop_t *l, job_t *j, struct local_file *f, size_t n)
 	return true;
 }
 
+/* The document no longer counts among the streamed ones (it is read, or
+ * its job ends); files_wake, at the top of the loop, starts the next. */
+static void local_stream_end(loop_t *l, struct local_file *f)
+{
+	if (f->counted) {
+		f->counted = false;
+		l->local_streams--;
+	}
+	if (!f->waits)
+		return;
+	struct local_file **p = &l->stream_wait;
+	while (*p != f)
+		p = &(*p)->wait_next;
+	*p = f->wait_next;
+	if (l->stream_wait_tail == &f->wait_next)
+		l->stream_wait_tail = p;
+	f->waits = false;
+}
+
 void files_free(loop_t *l, job_t *j)
 {
 	if (j->local && j->local->starved)
 		l->starved_files--;
+	if (j->local)
+		local_stream_end(l, j->local);
 	free(j->local);
 	j->local = NULL;
 }
@@ -266,6 +296,38 @@ bool files_resume(loop_t *l, job_t *j)
 	l->starved_files--;
 	local_submit(l, f);
 	return true;
+}
+
+/* The stat is in: buffers for the way the file is read, a slot, and the
+ * open. */
+static void local_open(loop_t *l, job_t *j, struct local_file *f, bool nd, bool stream)
+{
+	if (stream && !f->one_piece) {
+		f->counted = true;
+		if (++l->local_streams > l->local_streams_peak)
+			l->local_streams_peak = l->local_streams;
+	}
+	int bad = nd && f->stx.stx_size >= LOCAL_STREAM_BYTES ? local_nd_begin(l, j, f)
+	          : stream && !f->one_piece                  ? local_stream_begin(l, j, f->stx.stx_size)
+	                                                     : local_room(l, j, f->stx.stx_size);
+	if (bad) {
+		local_nomem(l, j);
+		return;
+	}
+	/* Slots are sized for a file per active job: there is always one. */
+	j->file_fd = loop_slot_get(l);
+	assert(j->file_fd >= 0);
+	f->step = LOCAL_OPEN;
+	local_submit(l, f);
+}
+
+void files_wake(loop_t *l)
+{
+	while (l->stream_wait && l->local_streams < LOCAL_STREAMS_MAX && !l->stopping) {
+		struct local_file *f = l->stream_wait;
+		local_stream_end(l, f); /* off the list */
+		local_open(l, f->job, f, false, true);
+	}
 }
 
 void files_complete(loop_t *l, op_t *op, int res)
@@ -298,18 +360,18 @@ void files_complete(loop_t *l, op_t *op, int res)
 		bool nd = job_is_ndjson(l, j);
 		bool stream = !nd && ds_plan_ok(l);
 		f->one_piece = stream && f->stx.stx_size < LOCAL_STREAM_BYTES;
-		int bad = nd && f->stx.stx_size >= LOCAL_STREAM_BYTES ? local_nd_begin(l, j, f)
-		          : stream && !f->one_piece                  ? local_stream_begin(l, j, f->stx.stx_size)
-		                                                     : local_room(l, j, f->stx.stx_size);
-		if (bad) {
-			local_nomem(l, j);
+		if (stream && !f->one_piece && l->local_streams >= LOCAL_STREAMS_MAX) {
+			f->waits = true; /* files_wake opens it */
+			l->local_stream_waits++;
+			f->wait_next = NULL;
+			if (!l->stream_wait)
+				l->stream_wait_tail = &l->stream_wait;
+			*l->stream_wait_tail = f;
+			l->stream_wait_tail = &f->wait_next;
 			return;
 		}
-		/* Slots are sized for a file per active job: there is always one. */
-		j->file_fd = loop_slot_get(l);
-		assert(j->file_fd >= 0);
-		f->step = LOCAL_OPEN;
-		break;
+		local_open(l, j, f, nd, stream);
+		return;
 	case LOCAL_OPEN: f->step = LOCAL_READ; break;
 	case LOCAL_READ:
 		if (res == 0) {
@@ -366,6 +428,7 @@ void files_complete(loop_t *l, op_t *op, int res)
 	case LOCAL_CLOSE:
 		loop_slot_put(l, j->file_fd);
 		j->file_fd = -1;
+		local_stream_end(l, f);
 		if (f->nd)
 			local_nd_done(l, j);
 		else if (f->streamed)

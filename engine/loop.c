@@ -189,11 +189,12 @@ static void loop_copy_stats(loop_t *l)
 	fprintf(f,
 	        "{\"body_bytes\": %llu, \"tls_in\": %llu, \"plain\": %llu, \"head\": %llu, "
 	        "\"recv_bufs\": %u, \"multishot\": %s, \"nobufs\": %llu, \"stashes\": %llu, "
-	        "\"fixed_writes\": %llu}\n",
+	        "\"fixed_writes\": %llu, \"local_streams_peak\": %u, \"local_stream_waits\": %llu}\n",
 	        (unsigned long long)l->bytes, (unsigned long long)l->copied[COPY_TLS_IN],
 	        (unsigned long long)l->copied[COPY_PLAIN], (unsigned long long)l->copied[COPY_HEAD],
 	        l->rb.n, l->rb.multishot ? "true" : "false", (unsigned long long)l->rb.nobufs,
-	        (unsigned long long)l->stashes, (unsigned long long)l->fixed_writes);
+	        (unsigned long long)l->stashes, (unsigned long long)l->fixed_writes,
+	        l->local_streams_peak, (unsigned long long)l->local_stream_waits);
 	fclose(f);
 }
 
@@ -995,6 +996,7 @@ int loop_run(const loop_config_t *cfg, loop_result_t *res)
 			/* Hand finished jobs over first: their slots under --concurrency
 			 * are free for new jobs in the same turn, not a tick later. */
 			loop_flush_ready(l);
+			files_wake(l);
 			pull_jobs(l);
 			if (loop_finished(l))
 				break;

@@ -346,6 +346,12 @@ struct loop {
 	chunk_t *chunks_free;
 	uint32_t chunks_made, chunks_max, starved_conns;
 	uint32_t starved_files; /* NDJSON files whose reading waits for a checkpoint (files.c) */
+	/* Local documents streamed (a piece or more) being read, at most
+	 * LOCAL_STREAMS_MAX, and the ones past that waiting, oldest first
+	 * (files.c: files_wake starts them). */
+	uint32_t local_streams, local_streams_peak;
+	uint64_t local_stream_waits; /* documents that waited (RINGFILL_COPY_STATS) */
+	struct local_file *stream_wait, **stream_wait_tail;
 	recvbufs_t rb;
 	uint32_t dio_align;  /* --direct: file offset and length alignment (statx) */
 	/* --direct: slots of the ring's (sparse) registered-buffer table for the
@@ -459,6 +465,7 @@ void files_complete(loop_t *l, op_t *op, int res);
 /* A paused NDJSON file reads on if its checkpoint went out; true if it did. */
 bool files_resume(loop_t *l, job_t *j);
 void files_free(loop_t *l, job_t *j); /* the job's read state, with the job */
+void files_wake(loop_t *l); /* starts waiting streamed documents there is room for */
 bool paginate_is_page(const loop_t *l, const job_t *j);
 void paginate_page(loop_t *l, job_t *j, batch_t *b, const json_doc_t *vars);
 

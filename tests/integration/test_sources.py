@@ -447,6 +447,44 @@ class Sources(unittest.TestCase):
             self.assertEqual((bad["state"], bad["error_class"]), ("failed", "permanent"))
             self.assertIn("invalid JSON", bad["error"])
 
+    def test_files_large_documents_stream_two_at_a_time(self):
+        # Documents of a read piece (1 MiB) or more are streamed two at a
+        # time (engine/files.c, LOCAL_STREAMS_MAX), the others wait in order:
+        # rows reach the writer as each one ends instead of all at the end.
+        # Every row arrives; a document that fails mid-stream, a small one
+        # and an empty one between them do not hold a place.
+        d = self.workdir()
+        def big(n):
+            return json.dumps({"meta": {"m": "D%d" % n},
+                               "items": [{"x": n * 10000 + i, "pad": "p" * 1000}
+                                         for i in range(1100)]})
+        names = ["%02d.json" % n for n in range(9)]
+        texts = [big(n) for n in range(9)]
+        texts[3] = texts[3][:len(texts[3]) // 2]  # cut inside an item: invalid JSON
+        texts[5] = '{"meta": {"m": "S"}, "items": [{"x": 5}]}'  # one piece
+        texts[6] = '{}'                        # no items
+        self.write_docs(d, zip(names, texts))
+        with open(os.path.join(d, "job.json"), "w") as f:
+            json.dump({"source": {"files": "docs"}, "db": "out.db",
+                       "tables": [{"name": "t", "rows": "$.items[*]",
+                                   "columns": {"x": "@.x", "m": "$.meta.m"}}]}, f)
+        stats = os.path.join(d, "stats.json")
+        p = run_ringfill(["run", os.path.join(d, "job.json"), "--quiet"], cwd=d,
+                         env={"RINGFILL_COPY_STATS": stats})
+        self.assertEqual(p.returncode, 1, describe(p))
+        db = os.path.join(d, "out.db")
+        want = [(5, "S")]
+        for n in (0, 1, 2, 4, 7, 8):
+            want += [(n * 10000 + i, "D%d" % n) for i in range(1100)]
+        self.assertEqual(table(db, "t", ["x", "m"]), sorted(want, key=repr))
+        states = {j["key"]: j["state"] for j in harness.jobs(db)}
+        self.assertEqual(states, {k: "failed" if k == "03.json" else "done" for k in names})
+        with open(stats, encoding="ascii") as f:
+            s = json.load(f)
+        # Seven documents to stream, every stat in before the first ends.
+        self.assertEqual(s["local_streams_peak"], 2, s)
+        self.assertGreaterEqual(s["local_stream_waits"], 1, s)
+
     def test_files_run_needs_no_ca_store(self):
         # A files run never connects, so it does not load the CA store: a
         # --cacert that is not PEM does not stop it. A URL run still refuses
