@@ -5,6 +5,7 @@
 #include "bench/bench.h"
 
 #include <errno.h>
+#include <fnmatch.h>
 #include <ftw.h>
 #include <limits.h>
 #include <math.h>
@@ -32,6 +33,7 @@
 
 #define BENCH_SCHEMA "ringfill-bench/1"
 #define BENCH_SUITES_MAX 8u
+#define BENCH_CASES_MAX 16u /* --case options */
 #define BENCH_RESULT_BYTES_MAX (64u << 20) /* a result file bigger than this is not ours */
 #define BENCH_ENV_BYTES_MAX 256u
 #define BENCH_NFTW_FDS 16
@@ -66,7 +68,8 @@ static struct {
 static uint32_t n_env_extra;
 
 static const char usage_text[] =
-	"usage: ringfill bench [SUITE...] [--runs N] [--quick] [--corpus DIR] [--json FILE]\n"
+	"usage: ringfill bench [SUITE...] [--runs N] [--quick] [--corpus DIR] [--case GLOB]\n"
+	"                      [--json FILE]\n"
 	"                      [--baseline FILE --max-regress PCT]\n"
 	"       ringfill bench --instructions [parse] [ring] [--json FILE]\n"
 	"                      [--baseline FILE --max-regress PCT]\n"
@@ -80,6 +83,9 @@ static const char usage_text[] =
 	"  --ndjson-pages N, --ndjson-page-mb MB\n"
 	"                    e2e suite: the NDJSON workload's size (default 3 pages of 20 MB;\n"
 	"                    --quick: 2 of 2 MB), at most 1000 pages of 1000 MB\n"
+	"  --case GLOB       run only the cases whose name matches GLOB (fnmatch: '*', '?',\n"
+	"                    '[...]'; repeatable, up to 16): e.g. --case 'graph*' in e2e,\n"
+	"                    --case 'corpus/twitter*' in parse; a gate ignores the others\n"
 	"  --json FILE       write every result as JSON (schema in docs/benchmarks.md)\n"
 	"  --baseline FILE   compare with a saved --json result; exit 1 naming every case\n"
 	"  --max-regress PCT   that got worse by more than PCT percent (ratios to peers\n"
@@ -153,6 +159,27 @@ static void record_stats(bench_record_t *r)
 {
 	r->value = bench_median(r->runs, r->n_runs);
 	min_max(r->runs, r->n_runs, &r->min, &r->max);
+}
+
+bool bench_case_selected(const bench_opts_t *opts, const char *case_name)
+{
+	if (!opts->n_cases)
+		return true;
+	for (uint32_t i = 0; i < opts->n_cases; i++)
+		if (fnmatch(opts->cases[i], case_name, 0) == 0)
+			return true;
+	return false;
+}
+
+/* Drops the records of cases --case did not select (made only because a
+ * selected one needed them). Pointers into records are stale afterwards. */
+static void records_keep_selected(const bench_opts_t *opts)
+{
+	uint32_t kept = 0;
+	for (uint32_t i = 0; i < n_records; i++)
+		if (bench_case_selected(opts, records[i].case_name))
+			records[kept++] = records[i];
+	n_records = kept;
 }
 
 bench_record_t *bench_add(const char *suite, const char *case_name, const char *metric,
@@ -591,8 +618,19 @@ static const char *skip_reason(const char *key)
 
 /* Prints every comparison; returns how many cases regressed beyond max_pct
  * or are missing, plus one when nothing was compared (0: the gate passes). */
+/* The case of a gate key, "suite/case metric", selected by --case. */
+static bool gate_key_selected(const bench_opts_t *o, const char *key)
+{
+	const char *slash = strchr(key, '/'), *space = slash ? strchr(slash, ' ') : NULL;
+	if (!space || !o->n_cases)
+		return true;
+	char name[BENCH_NAME_BYTES_MAX];
+	snprintf(name, sizeof(name), "%.*s", (int)(space - slash - 1), slash + 1);
+	return bench_case_selected(o, name);
+}
+
 static uint32_t gate_compare(const gate_set_t *base, const gate_set_t *now, double max_pct,
-                             const char *base_path)
+                             const char *base_path, const bench_opts_t *o)
 {
 	uint32_t bad = 0, compared = 0;
 	printf("\nregression gate against %s (max %.1f%% worse)\n", base_path, max_pct);
@@ -637,6 +675,10 @@ static uint32_t gate_compare(const gate_set_t *base, const gate_set_t *now, doub
 		}
 		if (in_now || !suite_ran)
 			continue;
+		if (!gate_key_selected(o, key)) {
+			printf("  %-60s not selected (--case)\n", key);
+			continue;
+		}
 		const char *why = skip_reason(key);
 		if (why) {
 			printf("  %-60s not measured here: %s\n", key, why);
@@ -658,6 +700,8 @@ static uint32_t gate_compare(const gate_set_t *base, const gate_set_t *now, doub
 typedef struct {
 	bench_opts_t o;
 	const char *suites[BENCH_SUITES_MAX];
+	const char *cases[BENCH_CASES_MAX];
+	bool no_case; /* --case matched no case of the suites run */
 	uint32_t n_suites;
 	const char **files; /* --report's result files: argv strings, in a malloc'd array */
 	uint32_t n_files;
@@ -740,7 +784,8 @@ static int files_check(const cli_t *c)
 		return usage_error("--report draws either a new run of suites or saved result "
 		                   "files, not both ('%s' is not a suite)", c->files[0]);
 	if (c->json_path || c->baseline || c->compare || c->o.instructions || c->runs_given ||
-	    c->o.quick || c->o.corpus || c->o.ndjson_pages || c->o.ndjson_page_mb > 0)
+	    c->o.quick || c->o.corpus || c->o.ndjson_pages || c->o.ndjson_page_mb > 0 ||
+	    c->o.n_cases)
 		return usage_error("%s", "drawing saved results (--report OUT.html RESULT.json...) "
 		                         "takes no other option");
 	return 0;
@@ -786,6 +831,14 @@ static int cli_parse(int argc, char **argv, cli_t *c)
 			else
 				c->o.ndjson_page_mb = v;
 			i++;
+		} else if (!strcmp(a, "--case")) {
+			if (!next || !*next)
+				return usage_error("%s", "--case needs a name or a glob of names");
+			if (c->o.n_cases == BENCH_CASES_MAX)
+				return usage_error("more than 16 --case options (from '%s')", next);
+			c->cases[c->o.n_cases++] = next;
+			c->o.cases = c->cases;
+			i++;
 		} else if (!strcmp(a, "--max-regress")) {
 			if (parse_number(a, next, 0, 1e6, &c->max_regress))
 				return -EINVAL;
@@ -824,6 +877,9 @@ static int cli_parse(int argc, char **argv, cli_t *c)
 		return usage_error("%s", "--baseline and --max-regress go together");
 	if (c->compare && (!c->baseline || c->n_suites || c->json_path || c->o.instructions))
 		return usage_error("%s", "--compare takes --baseline and --max-regress, and no suite");
+	if (c->o.n_cases && (c->o.instructions || c->compare))
+		return usage_error("%s", "--case selects cases to run: not with --instructions "
+		                         "(a fixed set of counts) or --compare");
 	if (c->o.instructions) {
 		if (c->runs_given || c->o.quick || c->o.corpus)
 			return usage_error("%s", "--instructions counts one pass over fixed inputs; "
@@ -871,6 +927,13 @@ static int run_suites(cli_t *c)
 	}
 	progress_done();
 	nftw(tmpdir, rm_entry, BENCH_NFTW_FDS, FTW_DEPTH | FTW_PHYS);
+	records_keep_selected(&c->o);
+	if (rc == 0 && c->o.n_cases && n_records == 0) {
+		fprintf(stderr, "ringfill bench: --case %s%s selected no case of the suites run\n",
+		        c->o.cases[0], c->o.n_cases > 1 ? " (nor did the others)" : "");
+		c->no_case = true;
+		return -ENOENT;
+	}
 	return rc;
 }
 
@@ -886,7 +949,7 @@ static int gate(const cli_t *c, gate_set_t *base)
 		gate_from_records(&now);
 	if (rc == 0 && !now.rows)
 		rc = -ENOMEM;
-	uint32_t bad = rc == 0 ? gate_compare(base, &now, c->max_regress, c->baseline) : 0;
+	uint32_t bad = rc == 0 ? gate_compare(base, &now, c->max_regress, c->baseline, &c->o) : 0;
 	free(now.rows);
 	if (rc != 0)
 		return rc == -ENOMEM ? EXIT_FATAL : EXIT_USAGE;
@@ -946,6 +1009,10 @@ static int bench_cli(cli_t *c)
 	env_print(&env, stdout);
 	fflush(stdout);
 	int rc = run_suites(c);
+	if (c->no_case) {
+		free(base.rows);
+		return EXIT_USAGE;
+	}
 	if (rc != 0) {
 		fprintf(stderr, "ringfill bench: stopped: %s\n", strerror(-rc));
 		free(base.rows);

@@ -26,7 +26,15 @@ typedef struct {
 	bool instructions;  /* --instructions: counts (suite_instr.c), not timing */
 	uint32_t ndjson_pages;  /* e2e: --ndjson-pages N, 0 for the default */
 	double ndjson_page_mb;  /* e2e: --ndjson-page-mb MB, 0 for the default */
+	const char *const *cases; /* --case GLOB...: the cases to run (fnmatch); 0: all */
+	uint32_t n_cases;
 } bench_opts_t;
+
+/* Whether --case selects the case (every case without --case). A suite
+ * skips the work of cases nobody selected; records of unselected cases that
+ * a selected one needed (the files under parse's geomean, an e2e workload's
+ * other case) are dropped before the table, the JSON and the gate. */
+bool bench_case_selected(const bench_opts_t *opts, const char *case_name);
 
 /* One suite/case/metric. value is the median of runs; every metric is a rate,
  * so higher is better unless higher_better is false. ratio is ringfill's

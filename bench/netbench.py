@@ -39,6 +39,7 @@ why ru_maxrss needs it).
 import argparse
 import base64
 import collections
+import fnmatch
 import hashlib
 import json
 import os
@@ -86,6 +87,11 @@ def progress(msg):
 
 def note(msg):
     print("netbench: " + msg, file=sys.stderr, flush=True)
+
+
+def selected(a, *names):
+    """Whether --case selects any of the case names (all without --case)."""
+    return not a.case or any(fnmatch.fnmatchcase(n, g) for n in names for g in a.case)
 
 
 def record(suite, case, metric, unit, direction, runs, peer_name=None, peer_runs=None):
@@ -467,12 +473,17 @@ def suite_net(a, work):
     small_n, large_n, large_size = (500, 4, 5 * 10**6) if a.quick else (10000, 20, 50 * 10**6)
     root = os.path.join(work, "www")
     rng = random.Random(SEED)
+    small, large = "small_%dx20KB" % small_n, "large_%dx%dMB" % (large_n, large_size // 10**6)
+    if not selected(a, small, large):
+        return
     progress("net: generating %d x 20 KB and %d x %d MB files" % (small_n, large_n,
                                                                   large_size // 10**6))
-    cases = [NetCase("small_%dx20KB" % small_n,
-                     gen_files(root, "s", small_n, 20 * 1024, 4 * 1024, rng), 64),
-             NetCase("large_%dx%dMB" % (large_n, large_size // 10**6),
-                     gen_files(root, "l", large_n, large_size, 0, rng), min(64, large_n))]
+    # Both sets are made whatever --case says: the files of one follow the
+    # other's in the same random sequence.
+    cases = [NetCase(small, gen_files(root, "s", small_n, 20 * 1024, 4 * 1024, rng), 64),
+             NetCase(large, gen_files(root, "l", large_n, large_size, 0, rng),
+                     min(64, large_n))]
+    cases = [c for c in cases if selected(a, c.name)]
     ca, cert, key = make_pki(os.path.join(work, "pki"))
     launcher = Launcher(a.exec_helper, work)
     if not CURL:
@@ -516,7 +527,8 @@ def suite_net(a, work):
             # A stage that copied nothing is left out: results are above 0.
             if rf_runs and all(r.get(metric, 0) > 0 for r in rf_runs):
                 record("net", case.name, metric, "x", "lower", [r[metric] for r in rf_runs])
-    crypto_bound(a, cases[1].name, results[cases[1].name][0], ciphers)
+    if selected(a, large):  # the large case's CPU per GB against the cipher's
+        crypto_bound(a, large, results[large][0], ciphers)
 
 
 def crypto_bound(a, large_case, rf_runs, ciphers):
@@ -640,18 +652,41 @@ def generated_archives(a, work, name, count, tables, edge_scale=1):
                     files_case="%s_files_%d" % (name, count))
 
 
+# Accounts of the archive workloads: (full, --quick).
+ARCHIVE_COUNTS = {"archives": (4000, 300), "graph": (1000, 40)}
+
+
+def archive_count(a, name):
+    full, quick = ARCHIVE_COUNTS[name]
+    return quick if a.quick else full
+
+
 def archives_workload(a, work):
-    return generated_archives(a, work, "archives", 300 if a.quick else 4000, ARCHIVE_TABLES)
+    return generated_archives(a, work, "archives", archive_count(a, "archives"), ARCHIVE_TABLES)
 
 
 def graph_workload(a, work):
-    return generated_archives(a, work, "graph", 40 if a.quick else 1000, GRAPH_TABLES,
+    return generated_archives(a, work, "graph", archive_count(a, "graph"), GRAPH_TABLES,
                               GRAPH_EDGE_SCALE)
 
 
+def events_size(a):
+    """The events workload's pages and MB per page."""
+    return a.ndjson_pages or (2 if a.quick else 3), a.ndjson_page_mb or (2 if a.quick else 20)
+
+
+def workload_cases(a, make):
+    """The e2e case names a workload maker's workload will have, before it
+    is made (--case)."""
+    if make is events_workload:
+        return ("events_%dx%gMB" % events_size(a),)
+    name = "archives" if make is archives_workload else "graph"
+    count = archive_count(a, name)
+    return ("%s_%d" % (name, count), "%s_files_%d" % (name, count))
+
+
 def events_workload(a, work):
-    pages = a.ndjson_pages or (2 if a.quick else 3)
-    page_mb = a.ndjson_page_mb or (2 if a.quick else 20)
+    pages, page_mb = events_size(a)
     data = os.path.join(work, "events-data")
     progress("e2e: generating %d NDJSON pages of %g MB (bench/gen_events.py, seed 1)"
              % (pages, page_mb))
@@ -915,7 +950,7 @@ def e2e_case(a, wl, work):
         with open(urls_path, "w", encoding="utf-8") as f:
             f.writelines(u + "\n" for u in urls)
         files = None
-        if wl.files_case:
+        if wl.files_case and selected(a, wl.files_case):
             progress("e2e %s: writing the %d documents to a local directory"
                      % (wl.files_case, len(wl.rels)))
             files_dir, rf_rel = local_copy(wl, work)
@@ -989,6 +1024,10 @@ def suite_e2e(a, work):
     if not CURL:
         note("curl not found: the e2e suite runs without curl_download_s")
     for make in (archives_workload, graph_workload, events_workload):
+        # Made only when --case selects its HTTPS case or its files case; the
+        # C side drops the records of the one not selected.
+        if not selected(a, *workload_cases(a, make)):
+            continue
         wl = make(a, work)
         try:
             e2e_case(a, wl, work)
@@ -1026,6 +1065,8 @@ def main():
     ap.add_argument("--ndjson-pages", type=int, default=0, help="e2e: NDJSON pages")
     ap.add_argument("--ndjson-page-mb", type=float, default=0, help="e2e: MB per page")
     ap.add_argument("--tmpdir", default=None)
+    ap.add_argument("--case", action="append", default=[],
+                    help="run only the cases matching this glob (repeatable)")
     a = ap.parse_args()
     tools = [(NGINX, "nginx (apt-get install nginx-light)"), (OPENSSL, "openssl"),
              (a.exec_helper, "rf_bench_exec (built with ringfill)")]

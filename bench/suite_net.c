@@ -21,7 +21,7 @@
 extern char **environ;
 
 #define NETBENCH_LINE_BYTES_MAX (1u << 20) /* a record with 101 runs fits many times */
-#define NETBENCH_ARGS_MAX 24u
+#define NETBENCH_ARGS_MAX 56u /* 20 fixed at most, and 16 --case GLOB */
 
 #ifndef RF_BENCH_SRC_DIR
 #error "RF_BENCH_SRC_DIR (the bench/ source directory) is set by bench/meson.build"
@@ -216,6 +216,10 @@ static int run_netbench(const bench_opts_t *opts, const char *suite)
 		snprintf(pages, sizeof(pages), "%u", opts->ndjson_pages);
 		argv[argc++] = "--ndjson-pages";
 		argv[argc++] = pages;
+	}
+	for (uint32_t i = 0; i < opts->n_cases && argc + 2 < NETBENCH_ARGS_MAX; i++) {
+		argv[argc++] = "--case";
+		argv[argc++] = opts->cases[i];
 	}
 	if (opts->ndjson_page_mb > 0) {
 		snprintf(page_mb, sizeof(page_mb), "%g", opts->ndjson_page_mb);

@@ -959,8 +959,12 @@ int bench_suite_parse(const bench_opts_t *opts)
 	if (!(c.parser = json_parser_new(0)))
 		return -ENOMEM;
 	memset(n_parse_records, 0, sizeof(n_parse_records));
+	/* The geomean is made of every file measured: --case geomean measures them all. */
+	bool geomean = bench_case_selected(opts, "geomean");
 	for (uint32_t i = 0; i < n_files && rc == 0; i++) {
 		c.file = &files[i];
+		if (!geomean && !bench_case_selected(opts, files[i].name))
+			continue;
 		rc = bench_read_file(files[i].path, PARSE_FILE_BYTES_MAX, &c.data, &c.len);
 		if (rc != 0) {
 			fprintf(stderr, "ringfill bench: %s: %s; skipped\n", files[i].path, strerror(-rc));
@@ -971,7 +975,7 @@ int bench_suite_parse(const bench_opts_t *opts)
 		free(c.data);
 	}
 	json_parser_free(c.parser);
-	for (uint32_t k = 0; k <= PARSE_KERNELS_MAX && rc == 0; k++)
+	for (uint32_t k = 0; k <= PARSE_KERNELS_MAX && rc == 0 && geomean; k++)
 		rc = add_geomean(parse_records[k], n_parse_records[k]);
 	if (rc == 0 && n_files == 0)
 		fprintf(stderr, "ringfill bench: parse: no files to measure\n");

@@ -128,6 +128,8 @@ int bench_suite_ring(const bench_opts_t *opts)
 	static ring_case_t c; /* the ring's indices want their cache-line alignment */
 	const char *names[] = {"single", "batched"};
 	for (int i = 0; i < 2; i++) {
+		if (!bench_case_selected(opts, names[i]))
+			continue;
 		memset(&c, 0, sizeof(c));
 		c.batched = i == 1;
 		c.items = opts->quick     ? RING_BENCH_ITEMS_QUICK

@@ -430,16 +430,12 @@ static int store_case(const bench_opts_t *opts, peer_sqlite_table_t table)
 	return rc;
 }
 
-/* $RINGFILL_BENCH_STORE_CASE names the one case to run (rowid_4col or
- * upsert_2key; for profiling one of them and for quicker A/B rounds); unset
- * or empty: both. */
-static bool case_wanted(peer_sqlite_table_t table)
+/* --case (e.g. --case rowid_4col, for profiling one case and for quicker
+ * A/B rounds). */
+static bool case_wanted(const bench_opts_t *opts, peer_sqlite_table_t table)
 {
-	const char *e = getenv("RINGFILL_BENCH_STORE_CASE");
-	if (!e || !*e)
-		return true;
 	store_case_t c = {.table = table};
-	return strcmp(e, case_name(&c)) == 0;
+	return bench_case_selected(opts, case_name(&c));
 }
 
 int bench_suite_store(const bench_opts_t *opts)
@@ -447,6 +443,8 @@ int bench_suite_store(const bench_opts_t *opts)
 	if (peer_sqlite_clock_cpu())
 		fprintf(stderr, "ringfill bench: store: timing CPU seconds (RINGFILL_BENCH_CLOCK=cpu): "
 		                "the writer thread's and the minimal loop's\n");
-	int rc = case_wanted(PEER_SQLITE_ROWID) ? store_case(opts, PEER_SQLITE_ROWID) : 0;
-	return rc == 0 && case_wanted(PEER_SQLITE_UPSERT) ? store_case(opts, PEER_SQLITE_UPSERT) : rc;
+	int rc = case_wanted(opts, PEER_SQLITE_ROWID) ? store_case(opts, PEER_SQLITE_ROWID) : 0;
+	if (rc == 0 && case_wanted(opts, PEER_SQLITE_UPSERT))
+		rc = store_case(opts, PEER_SQLITE_UPSERT);
+	return rc;
 }

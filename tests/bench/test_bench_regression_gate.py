@@ -109,6 +109,37 @@ class RegressionGate(unittest.TestCase):
         r = self.compare(self.result, base, 20)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
+    def test_case_runs_only_the_cases_it_names(self):
+        # --case GLOB: only the matching cases run and are reported, and a
+        # gate skips the baseline's other cases instead of calling them
+        # missing; a glob that matches nothing is a usage error (exit 2).
+        only = self.path("only_batched.json")
+        # The baseline: far faster on single, far slower on batched (so no
+        # noise of this machine decides the outcome).
+        fast = self.save("fast_single.json",
+                         scaled(scaled(self.doc, SPEEDUP, only="single"), 1 / SPEEDUP,
+                                only="batched"))
+        r = benchcheck.run("ring", "--quick", "--runs", "1", "--case", "b*ed", "--json", only,
+                           "--baseline", fast, "--max-regress", "20")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        with open(only) as f:
+            self.assertEqual({rec["case"] for rec in json.load(f)["results"]}, {"batched"})
+        self.assertIn("ring/single items_per_s", r.stdout)
+        self.assertIn("not selected (--case)", r.stdout)
+        self.assertIn("1 compared, 0 regressed, 0 missing", r.stdout)
+        self.assertNotIn("ring/single", r.stderr)
+        # Both named: the slowed case is compared, and fails the gate.
+        r = benchcheck.run("ring", "--quick", "--runs", "1", "--case", "batched", "--case",
+                           "single", "--baseline", fast, "--max-regress", "20")
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("regressed", r.stderr)
+        self.assertIn("ring/single items_per_s", r.stderr)
+        r = benchcheck.run("ring", "--quick", "--runs", "1", "--case", "nothing*")
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn("--case nothing* selected no case", r.stderr)
+        r = benchcheck.run("--instructions", "ring", "--case", "single")
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+
     def test_nothing_compared_fails(self):
         none = copy.deepcopy(self.doc)
         for rec in none["results"]:
