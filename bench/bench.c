@@ -367,6 +367,10 @@ static void json_record(FILE *f, const bench_record_t *r)
 	json_str(f, r->case_name);
 	fputs(", \"metric\": ", f);
 	json_str(f, r->metric);
+	if (r->subject[0]) {
+		fputs(", \"subject\": ", f);
+		json_str(f, r->subject);
+	}
 	fprintf(f, ", \"value\": %.9g, \"unit\": ", r->value);
 	json_str(f, r->unit);
 	fprintf(f, ", \"direction\": \"%s\",\n     \"runs\": ", r->higher_better ? "higher" : "lower");

@@ -45,6 +45,9 @@ typedef struct {
 	char case_name[BENCH_NAME_BYTES_MAX];
 	char metric[48];
 	char unit[16];
+	/* What value measures when it is not ringfill ("curl" for e2e's
+	 * curl_download_s, whose peer is the insert loop); "" for ringfill. */
+	char subject[BENCH_PEER_NAME_BYTES_MAX];
 	bool higher_better;
 	uint32_t n_runs;
 	double runs[BENCH_RUNS_MAX];

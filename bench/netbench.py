@@ -7,6 +7,7 @@ reads its stdout: one JSON object per line, and nothing else on stdout.
     {"env": {"cipher": "..."}}                          a line for the environment
     {"record": {"suite", "case", "metric", "unit", "direction", "runs",
                 "peer": null | {"name", "runs"}}}      one result, every timed run
+                [, "subject": "curl"]                  (the value is not ringfill's)
     {"error": "..."}                                  the suite failed (exit 1 too)
 
 Messages for people go to stderr. Standard library only.
@@ -94,10 +95,14 @@ def selected(a, *names):
     return not a.case or any(fnmatch.fnmatchcase(n, g) for n in names for g in a.case)
 
 
-def record(suite, case, metric, unit, direction, runs, peer_name=None, peer_runs=None):
+def record(suite, case, metric, unit, direction, runs, peer_name=None, peer_runs=None,
+           subject=None):
     peer = {"name": peer_name, "runs": peer_runs} if peer_name and peer_runs else None
-    emit({"record": {"suite": suite, "case": case, "metric": metric, "unit": unit,
-                     "direction": direction, "runs": runs, "peer": peer}})
+    rec = {"suite": suite, "case": case, "metric": metric, "unit": unit,
+           "direction": direction, "runs": runs, "peer": peer}
+    if subject:  # the value is not ringfill's (the result's "subject")
+        rec["subject"] = subject
+    emit({"record": rec})
 
 
 # ------------------------------------------------------- PKI and nginx --
@@ -993,7 +998,7 @@ def e2e_case(a, wl, work):
         # seconds_vs_insert_loop's target says that no client, however fast
         # it parses and writes, can meet that target on this machine.
         record("e2e", wl.case, "curl_download_s", "s", "lower", curl_runs,
-               "sqlite-c-insert-loop", loop_runs)
+               "sqlite-c-insert-loop", loop_runs, subject="curl")
     # The issues' naive loop: ringfill's whole backfill against only inserting
     # the same rows, those the documents hold in arrival order; the ratio is
     # the loop's seconds over ringfill's (target >= 1/1.15). A reference, not

@@ -42,6 +42,7 @@ typedef struct {
 	char suite[REPORT_SUITE_BYTES], case_name[BENCH_NAME_BYTES_MAX];
 	char metric[REPORT_METRIC_BYTES], unit[REPORT_UNIT_BYTES];
 	char peer[BENCH_PEER_NAME_BYTES_MAX];
+	char subject[BENCH_PEER_NAME_BYTES_MAX]; /* the value's name: "ringfill" unless said */
 	bool higher_better, has_peer, has_ratio;
 	double value, min, max, peer_value, peer_min, peer_max, ratio;
 } rep_rec_t;
@@ -79,6 +80,10 @@ static int rec_read(const json_doc_t *d, uint32_t n, rep_rec_t *r)
 	    bench_json_num(d, n, "max", &r->max))
 		return -EINVAL;
 	r->higher_better = strcmp(dir, "lower") != 0;
+	if (json_object_get(d, n, "subject", 7) == JSON_NONE)
+		snprintf(r->subject, sizeof(r->subject), "ringfill");
+	else if (bench_json_str(d, n, "subject", r->subject, sizeof(r->subject)))
+		return -EINVAL;
 	r->has_ratio = bench_json_num(d, n, "ratio", &r->ratio) == 0;
 	uint32_t p = json_object_get(d, n, "peer", 4);
 	if (p != JSON_NONE && json_type(d, p) == JSON_OBJECT) {
@@ -272,7 +277,7 @@ static void bar_row(FILE *f, const rep_rec_t *r, int y)
 	esc(f, r->unit);
 	fprintf(f, ", %s is better)</text>\n", r->higher_better ? "higher" : "lower");
 	bar(f, "rf", r->value, r->min, r->max, scale, y);
-	bar_value(f, "ringfill", r, r->value, r->max, scale, y);
+	bar_value(f, r->subject, r, r->value, r->max, scale, y);
 	if (r->has_peer) {
 		int py = y + BAR_H + BAR_GAP;
 		bar(f, "peer", r->peer_value, r->peer_min, r->peer_max, scale, py);
@@ -378,7 +383,7 @@ static void hist_series(FILE *f, const rep_result_t *res, uint32_t n, const rep_
 		        hist_y(hi, top));
 		fprintf(f, "<circle class=\"pt %s\" cx=\"%.1f\" cy=\"%.1f\" r=\"4\"><title>",
 		        peer ? "peer" : "rf", x, hist_y(v, top));
-		esc(f, peer ? r->peer : "ringfill");
+		esc(f, peer ? r->peer : r->subject);
 		fputs(" ", f);
 		esc(f, res[i].date);
 		fprintf(f, ": %s ", num(v, b, sizeof(b)));

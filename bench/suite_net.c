@@ -110,6 +110,9 @@ static int take_record(const json_doc_t *d, uint32_t rec)
 	if (!r)
 		return -ENOSPC;
 	r->higher_better = strcmp(dir, "lower") != 0;
+	if (json_object_get(d, rec, "subject", 7) != JSON_NONE &&
+	    str_of(d, rec, "subject", r->subject, sizeof(r->subject)) != 0)
+		return -EINVAL;
 	uint32_t peer = json_object_get(d, rec, "peer", 4);
 	if (peer != JSON_NONE && json_type(d, peer) == JSON_OBJECT &&
 	    str_of(d, peer, "name", peer_name, sizeof(peer_name)) == 0) {

@@ -308,6 +308,37 @@ class Report(unittest.TestCase):
         self.assertEqual(layout["charts"][0]["labels"], [evil])
         self.assertEqual(len(layout["charts"][0]["bars"]), 2)
 
+    def test_a_value_that_is_not_ringfills_is_labelled_with_its_subject(self):
+        # e2e's curl_download_s is curl's time next to the insert loop's: its
+        # bar says curl (the result's "subject"), not ringfill; a record
+        # without a subject is ringfill's.
+        doc = {"schema": "ringfill-bench/1",
+               "env": {"ringfill": "v", "date": "2026-01-01T00:00:00Z", "cpu": "c",
+                       "cpus": 2, "kernel": "k", "json_stage1": "avx2", "sqlite": "3",
+                       "openssl": "o", "parse_corpus": "c", "runs": 1, "quick": True},
+               "results": [{"suite": "e2e", "case": "w", "metric": m, "value": 2, "unit": "s",
+                            "direction": "lower", "runs": [2], "min": 2, "max": 2,
+                            "peer": {"name": "sqlite-c-insert-loop", "value": 1, "runs": [1],
+                                     "min": 1, "max": 1}, "ratio": 0.5, **extra}
+                           for m, extra in (("curl_download_s", {"subject": "curl"}),
+                                            ("seconds", {}))]}
+        self.assertEqual(benchcheck.validate(doc), [])
+        src, html = os.path.join(self.d, "subject.json"), os.path.join(self.d, "subject.html")
+        with open(src, "w") as f:
+            json.dump(doc, f)
+        r = subprocess.run([benchcheck.ringfill(), "bench", "--report", html, src],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(html) as f:
+            page = f.read()
+        rows = page.split('<g class="row">')[1:]
+        self.assertEqual(len(rows), 2)
+        curl_row = next(r for r in rows if "curl_download_s" in r)
+        secs_row = next(r for r in rows if "curl_download_s" not in r)
+        self.assertIn('<tspan class="small">curl</tspan>', curl_row)
+        self.assertNotIn("ringfill", curl_row)
+        self.assertIn('<tspan class="small">ringfill</tspan>', secs_row)
+
     def test_a_malformed_result_is_named_and_writes_no_page(self):
         good, bad = os.path.join(self.d, "good.json"), os.path.join(self.d, "bad.json")
         html = os.path.join(self.d, "out.html")
