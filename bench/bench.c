@@ -620,8 +620,6 @@ static const char *skip_reason(const char *key)
 	return NULL;
 }
 
-/* Prints every comparison; returns how many cases regressed beyond max_pct
- * or are missing, plus one when nothing was compared (0: the gate passes). */
 /* The case of a gate key, "suite/case metric", selected by --case. */
 static bool gate_key_selected(const bench_opts_t *o, const char *key)
 {
@@ -633,6 +631,9 @@ static bool gate_key_selected(const bench_opts_t *o, const char *key)
 	return bench_case_selected(o, name);
 }
 
+/* Prints every comparison; returns how many cases regressed beyond max_pct
+ * or are missing, plus one when nothing was compared (0: the gate passes).
+ * Baseline cases --case did not select are neither compared nor missing. */
 static uint32_t gate_compare(const gate_set_t *base, const gate_set_t *now, double max_pct,
                              const char *base_path, const bench_opts_t *o)
 {

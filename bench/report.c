@@ -82,7 +82,8 @@ static int rec_read(const json_doc_t *d, uint32_t n, rep_rec_t *r)
 	r->higher_better = strcmp(dir, "lower") != 0;
 	if (json_object_get(d, n, "subject", 7) == JSON_NONE)
 		snprintf(r->subject, sizeof(r->subject), "ringfill");
-	else if (bench_json_str(d, n, "subject", r->subject, sizeof(r->subject)))
+	else if (bench_json_str(d, n, "subject", r->subject, sizeof(r->subject)) ||
+	         !r->subject[0])
 		return -EINVAL;
 	r->has_ratio = bench_json_num(d, n, "ratio", &r->ratio) == 0;
 	uint32_t p = json_object_get(d, n, "peer", 4);

@@ -131,6 +131,9 @@ typedef struct batch {
 	 * at checkpoint ckpt_from (a checkpoint the database refused failed the
 	 * job; the rest of its rows must not follow). */
 	bool streamed;
+	/* What pipe_push_batch counted in pipe_t.to_writer_bytes for it (0 when
+	 * pushed otherwise): the writer takes the same amount off as it pops. */
+	uint64_t ring_bytes;
 	/* Encoded rows: for each row a u32 table index (into the table specs),
 	 * a u32 field count, then per field: u8 type, u16 name length, name
 	 * bytes, u32 value length, value bytes. Names are flattened keys
@@ -155,9 +158,6 @@ typedef struct batch {
 	char error[BATCH_ERROR_BYTES_MAX];   /* one readable line, "" when done */
 	char ckpt_validator[BATCH_VALIDATOR_BYTES_MAX]; /* If-Range value, "" if not resumable */
 	char content_encoding[32];           /* the body's codings as sent, "" for identity */
-	/* What pipe_push_batch counted in pipe_t.to_writer_bytes for it (0 when
-	 * pushed otherwise): the writer takes the same amount off as it pops. */
-	uint64_t ring_bytes;
 } batch_t;
 
 /* The memory the batch holds: itself, its rows' and emitted jobs' buffers

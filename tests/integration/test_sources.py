@@ -454,13 +454,13 @@ class Sources(unittest.TestCase):
         # Every row arrives; a document that fails mid-stream, a small one
         # and an empty one between them do not hold a place.
         d = self.workdir()
-        def big(n):
+        def big(n, items=1100):
             return json.dumps({"meta": {"m": "D%d" % n},
                                "items": [{"x": n * 10000 + i, "pad": "p" * 1000}
-                                         for i in range(1100)]})
+                                         for i in range(items)]})
         names = ["%02d.json" % n for n in range(9)]
         texts = [big(n) for n in range(9)]
-        texts[3] = texts[3][:len(texts[3]) // 2]  # cut inside an item: invalid JSON
+        texts[3] = big(3, 2200)[:1600000]  # streamed, cut inside an item: invalid JSON
         texts[5] = '{"meta": {"m": "S"}, "items": [{"x": 5}]}'  # one piece
         texts[6] = '{}'                        # no items
         self.write_docs(d, zip(names, texts))
