@@ -287,6 +287,16 @@ class Report(unittest.TestCase):
         for chart in charts:
             self.assertEqual(chart.count(">%s</tspan>" % commit), 3)
 
+    def draw(self, name, doc):
+        """The report of result doc, saved as NAME.json: the page's path."""
+        src, html = os.path.join(self.d, name + ".json"), os.path.join(self.d, name + ".html")
+        with open(src, "w") as f:
+            json.dump(doc, f)
+        r = subprocess.run([benchcheck.ringfill(), "bench", "--report", html, src],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return html
+
     def test_text_from_a_result_file_is_escaped(self):
         evil = '<script>alert(1)</script> & "quoted" \'x\''
         doc = {"schema": "ringfill-bench/1",
@@ -298,12 +308,7 @@ class Report(unittest.TestCase):
                             "min": 1, "max": 3,
                             "peer": {"name": "</text>p", "value": 1, "runs": [1], "min": 1,
                                      "max": 1}, "ratio": 2}]}
-        src, html = os.path.join(self.d, "evil.json"), os.path.join(self.d, "evil.html")
-        with open(src, "w") as f:
-            json.dump(doc, f)
-        r = subprocess.run([benchcheck.ringfill(), "bench", "--report", html, src],
-                           capture_output=True, text=True, timeout=60)
-        self.assertEqual(r.returncode, 0, r.stderr)
+        html = self.draw("evil", doc)
         layout = self.probe(html)  # asserts there is no <script in the page
         self.assertEqual(layout["charts"][0]["labels"], [evil])
         self.assertEqual(len(layout["charts"][0]["bars"]), 2)
@@ -323,13 +328,7 @@ class Report(unittest.TestCase):
                            for m, extra in (("curl_download_s", {"subject": "curl"}),
                                             ("seconds", {}))]}
         self.assertEqual(benchcheck.validate(doc), [])
-        src, html = os.path.join(self.d, "subject.json"), os.path.join(self.d, "subject.html")
-        with open(src, "w") as f:
-            json.dump(doc, f)
-        r = subprocess.run([benchcheck.ringfill(), "bench", "--report", html, src],
-                           capture_output=True, text=True, timeout=60)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        with open(html) as f:
+        with open(self.draw("subject", doc)) as f:
             page = f.read()
         rows = page.split('<g class="row">')[1:]
         self.assertEqual(len(rows), 2)
