@@ -89,6 +89,18 @@ class NetAndE2eResults(unittest.TestCase):
         self.assertIn("ringfill: TLS", doc["env"]["cipher"])
         self.assertIn("cipher:", r.stdout)
 
+    def check_loop_peers(self, recs, case):
+        """The case's seconds next to the C insert loop (its runs ringfill's
+        seconds, with a ratio) and, beside it, the loop on only the rows
+        ringfill stored: those two records."""
+        floor = recs[(case, "seconds_vs_insert_loop")]
+        self.assertEqual(floor["peer"]["name"], "sqlite-c-insert-loop")
+        self.assertEqual(floor["runs"], recs[(case, "seconds")]["runs"])
+        self.assertIsNotNone(floor["ratio"])
+        stored = recs[(case, "seconds_vs_stored_loop")]
+        self.assertEqual(stored["peer"]["name"], "sqlite-c-stored-rows-loop")
+        return floor, stored
+
     def test_e2e_both_databases_hold_every_generated_row(self):
         doc, _ = self.bench_json("e2e")
         recs = {(x["case"], x["metric"]): x for x in doc["results"]}
@@ -127,13 +139,7 @@ class NetAndE2eResults(unittest.TestCase):
             for metric in ("seconds", "rows_per_s", "cpu_s", "peak_rss_mb"):
                 self.assertIsNotNone(recs[(case, metric)]["ratio"], metric)
             self.assertEqual(recs[(case, "seconds")]["direction"], "lower")
-            floor = recs[(case, "seconds_vs_insert_loop")]
-            self.assertEqual(floor["peer"]["name"], "sqlite-c-insert-loop")
-            self.assertEqual(floor["runs"], recs[(case, "seconds")]["runs"])
-            self.assertIsNotNone(floor["ratio"])
-            # Beside it, the loop on only the rows ringfill stored.
-            stored = recs[(case, "seconds_vs_stored_loop")]
-            self.assertEqual(stored["peer"]["name"], "sqlite-c-stored-rows-loop")
+            floor, stored = self.check_loop_peers(recs, case)
             self.assertEqual(stored["runs"], floor["runs"])
             self.assertEqual(len(stored["peer"]["runs"]), len(floor["peer"]["runs"]))
             # nginx's CPU while each client ran: both made it serve every
@@ -160,12 +166,7 @@ class NetAndE2eResults(unittest.TestCase):
             for metric in ("seconds", "rows_per_s", "cpu_s", "peak_rss_mb"):
                 self.assertIn((files_case, metric), recs)
             self.assertNotIn((files_case, "server_cpu_s"), recs)  # no server involved
-            floor = recs[(files_case, "seconds_vs_insert_loop")]
-            self.assertEqual(floor["peer"]["name"], "sqlite-c-insert-loop")
-            self.assertEqual(floor["runs"], recs[(files_case, "seconds")]["runs"])
-            self.assertIsNotNone(floor["ratio"])
-            stored = recs[(files_case, "seconds_vs_stored_loop")]
-            self.assertEqual(stored["peer"]["name"], "sqlite-c-stored-rows-loop")
+            self.check_loop_peers(recs, files_case)
 
     def test_a_suite_that_cannot_run_exits_3_and_writes_no_result(self):
         env = dict(os.environ, RINGFILL_BENCH_NGINX=os.path.join(self.dir.name, "no-nginx"))
