@@ -652,9 +652,14 @@ def generated_archives(a, work, name, count, tables, edge_scale=1):
     with open(os.path.join(data, "manifest.json"), encoding="utf-8") as f:
         m = json.load(f)
     expected = {t["name"]: m["totals"][t["name"]] for t in tables}
-    return Workload(name, "%s_%d" % (name, count), data, [f["path"] for f in m["files"]],
-                    tables, expected, sum(expected.values()),
-                    files_case="%s_files_%d" % (name, count))
+    case, files_case = archive_cases(name, count)
+    return Workload(name, case, data, [f["path"] for f in m["files"]], tables, expected,
+                    sum(expected.values()), files_case=files_case)
+
+
+def archive_cases(name, count):
+    """An archive workload's HTTPS case and files case."""
+    return "%s_%d" % (name, count), "%s_files_%d" % (name, count)
 
 
 # Accounts of the archive workloads: (full, --quick).
@@ -680,14 +685,17 @@ def events_size(a):
     return a.ndjson_pages or (2 if a.quick else 3), a.ndjson_page_mb or (2 if a.quick else 20)
 
 
+def events_case(a):
+    return "events_%dx%gMB" % events_size(a)
+
+
 def workload_cases(a, make):
     """The e2e case names a workload maker's workload will have, before it
     is made (--case)."""
     if make is events_workload:
-        return ("events_%dx%gMB" % events_size(a),)
+        return (events_case(a),)
     name = "archives" if make is archives_workload else "graph"
-    count = archive_count(a, name)
-    return ("%s_%d" % (name, count), "%s_files_%d" % (name, count))
+    return archive_cases(name, archive_count(a, name))
 
 
 def events_workload(a, work):
@@ -700,7 +708,7 @@ def events_workload(a, work):
     with open(os.path.join(data, "manifest.json"), encoding="utf-8") as f:
         m = json.load(f)
     expected = {t["name"]: m["totals"][t["name"]] for t in EVENT_TABLES}
-    return Workload("events", "events_%dx%gMB" % (pages, page_mb), data,
+    return Workload("events", events_case(a), data,
                     [f["path"] for f in m["files"]], EVENT_TABLES, expected,
                     m["rows_in_documents"], ndjson=True, shared=("actors", "repos"))
 
