@@ -10,8 +10,13 @@
  * been seen holds its records (compact JSON, in order) until the end of the
  * document, where they become rows with what was seen (a column never seen
  * is NULL, as in the whole document). A declared `$` table makes its one row
- * at the end. All rows go into the job's one batch, committed with its done
- * mark as before; an invalid document fails it with no rows.
+ * at the end. Rows go into the job's batch, committed with its done mark;
+ * past ND_CKPT_ROW_BYTES of rows, while no table holds records, ndstream.c
+ * cuts them into a checkpoint (the count of rows-path records so far, offset
+ * 0: a later attempt parses the document again from its start and skips
+ * that many records, ds_record). An invalid document fails its job, keeping
+ * only the rows of checkpoints committed before (none for a document under
+ * ND_CKPT_ROW_BYTES of rows).
  *
  * Whether a job file streams is decided once per run (ds_plan): see
  * docs/engine.md, "Single JSON bodies, streamed". The byte path (gzip,
@@ -312,18 +317,50 @@ static int ds_hold(struct ds_job *d, uint32_t t, const json_doc_t *doc)
 	return 0;
 }
 
-/* One record: what each path that selects it feeds. 0, or -1 (batch failed). */
+/* True when a record of these paths feeds some table's rows (a record in
+ * the checkpoints' count); else it only feeds `$` columns. */
+static bool ds_feeds_rows(const struct ds_plan *pl, uint64_t paths)
+{
+	for (uint32_t u = 0; u < pl->n_uses; u++)
+		if (pl->uses[u].col == DS_ROWS && (paths >> pl->uses[u].path & 1))
+			return true;
+	return false;
+}
+
+bool ds_can_cut(const job_t *j)
+{
+	const struct ds_job *d = j->ds;
+	for (uint32_t t = 0; t < BATCH_TABLES_MAX; t++)
+		if (d->holding[t])
+			return false;
+	return true;
+}
+
+/* One record: what each path that selects it feeds. A record of the rows
+ * paths counts in j->nd_records (checkpoints count these); the first
+ * j->nd_skip of them (committed by an earlier attempt's checkpoints) feed
+ * no rows, but still the `$` columns. 0, or -1 (batch failed). */
 static int ds_record(loop_t *l, job_t *j, const json_doc_t *doc, uint64_t paths,
                      const json_doc_t *vars)
 {
 	const struct ds_plan *pl = l->ds_plan;
 	struct ds_job *d = j->ds;
 	const char *reason = NULL;
+	bool skip = false;
+	if (ds_feeds_rows(pl, paths)) {
+		j->nd_records++;
+		if (j->nd_skip) {
+			j->nd_skip--;
+			skip = true;
+		}
+	}
 	for (uint32_t u = 0; u < pl->n_uses; u++) {
 		const ds_use_t *use = &pl->uses[u];
 		if (!(paths >> use->path & 1))
 			continue;
 		uint32_t t = use->table;
+		if (use->col == DS_ROWS && skip)
+			continue;
 		if (use->col != DS_ROWS) {
 			/* A column holds the first value its path selects. */
 			if (batch_docvals_has(d->dv[t], use->col))

@@ -44,8 +44,8 @@ struct local_file {
 	local_step_t step;
 	const char *path; /* into the job's url, after "file:" */
 	struct statx stx;
-	bool streamed;    /* pieces go to the job's json_stream (j->ds) or, if nd, ndstream.c */
-	bool nd;          /* streamed NDJSON: nd_feed, checkpoints */
+	bool streamed;    /* read in pieces (nd), or a one-piece document streamed whole */
+	bool nd;          /* pieces go to nd_feed: NDJSON, or a document (j->ds); checkpoints */
 	bool starved;     /* nd: a checkpoint waits and the next is due; reading paused */
 	bool one_piece;   /* to stream, but smaller than a piece: read whole first */
 	bool counted;     /* streamed, one of loop_t.local_streams */
@@ -151,51 +151,13 @@ static void local_nomem(loop_t *l, job_t *j)
 	loop_fatal(l, "out of memory");
 }
 
-/* A single document the run's tables can stream: its batch, digest and
- * json_stream now, and a buffer of a piece or of the file, if smaller (many
- * small files are read at once). -1 on out of memory (what was made goes
- * with the job: j->nd makes nd_reset free it). */
-static int local_stream_begin(loop_t *l, job_t *j, uint64_t size)
-{
-	size_t buf = size < LOCAL_STREAM_BYTES ? (size_t)size + 1 : LOCAL_STREAM_BYTES;
-	j->local->streamed = true;
-	j->nd = true;
-	j->batch = batch_new(BATCH_JOB_DONE, j->desc->id);
-	j->sha = EVP_MD_CTX_new();
-	if (!j->batch || !j->sha || EVP_DigestInit_ex(j->sha, l->sha256, NULL) != 1 ||
-	    ds_begin(l, j) || json_buf_reserve(&j->body, buf))
-		return -1;
-	return 0;
-}
-
-/* The streamed document is read: its last rows (docstream.c), the digest,
- * and the batch as local_done makes it. The stream goes back to the pool at
- * once (ds_free): the rows are in the batch, and the job may wait a while
- * for ring space. */
-static void local_stream_done(loop_t *l, job_t *j)
-{
-	struct local_file *f = j->local;
-	ds_finish(l, j);
-	ds_free(l, j);
-	batch_t *b = j->batch;
-	if (j->sha) { /* else local_piece_done took it */
-		unsigned char md[32];
-		unsigned int n = 0;
-		EVP_DigestFinal_ex(j->sha, md, &n);
-		hex_digest(md, b->sha256_hex);
-	}
-	b->attempts = j->desc->attempts + (int)j->attempts_run;
-	b->body_bytes = f->off;
-	local_batch_path(l, b, f->path);
-	job_ready(l, j);
-}
-
 /* A document to stream that is smaller than a piece was read whole into
  * the body buffer: it goes through the stream now, in one go, with a
- * json_stream from the pool that is back there before this returns. Taken
- * at the stat instead, as a larger file's is, each of the --concurrency
- * files in flight would hold one while its reads wait, and a stream's
- * set-up cost as much as the rows of a small document. */
+ * json_stream from the pool that is back there before this returns (its
+ * rows are in the batch, and the job may wait a while for ring space).
+ * Taken at the stat instead, as a larger file's is, each of the
+ * --concurrency files in flight would hold one while its reads wait, and a
+ * stream's set-up cost as much as the rows of a small document. */
 static void local_piece_done(loop_t *l, job_t *j)
 {
 	struct local_file *f = j->local;
@@ -206,9 +168,15 @@ static void local_piece_done(loop_t *l, job_t *j)
 		local_nomem(l, j);
 		return;
 	}
-	sha256_hex(l, &j->body, j->batch->sha256_hex);
+	batch_t *b = j->batch;
+	sha256_hex(l, &j->body, b->sha256_hex);
 	ds_feed(l, j, j->body.data, j->body.len);
-	local_stream_done(l, j);
+	ds_finish(l, j);
+	ds_free(l, j);
+	b->attempts = j->desc->attempts + (int)j->attempts_run;
+	b->body_bytes = f->off;
+	local_batch_path(l, b, f->path);
+	job_ready(l, j);
 }
 
 /* An NDJSON file of a piece or more: read a piece at a time and parsed as
@@ -216,26 +184,32 @@ static void local_piece_done(loop_t *l, job_t *j)
  * size and modification time name this version of the file: a checkpoint
  * made on the same version is read on from; on another, the file is read
  * from the start and the records committed already are skipped, as for a
- * download whose validator changed. -1 on out of memory (what was made
- * goes with the job: j->nd makes nd_reset free it). */
-static int local_nd_begin(loop_t *l, job_t *j, struct local_file *f)
+ * download whose validator changed. A single document of a piece or more
+ * (`doc`) goes the same way with its json_stream (docstream.c): its
+ * checkpoints have offset 0, so it is always read from the start, its
+ * committed records skipped. -1 on out of memory (what was made goes with
+ * the job: j->nd makes nd_reset free it). */
+static int local_nd_begin(loop_t *l, job_t *j, struct local_file *f, bool doc)
 {
 	char validator[BATCH_VALIDATOR_BYTES_MAX];
 	snprintf(validator, sizeof validator, "file %llu %lld.%09u",
 	         (unsigned long long)f->stx.stx_size, (long long)f->stx.stx_mtime.tv_sec,
 	         (unsigned)f->stx.stx_mtime.tv_nsec);
 	f->streamed = f->nd = true;
-	if (nd_begin_local(l, j, validator, &f->off) != 0)
+	if (nd_begin_local(l, j, validator, &f->off) != 0 || (doc && ds_begin(l, j)))
 		return -1;
 	return json_buf_reserve(&j->body, LOCAL_STREAM_BYTES);
 }
 
-/* The NDJSON file is read: its last line, a waiting checkpoint's rows and
- * the digest go into the final batch (nd_finish), as for a download. */
+/* The NDJSON file or document is read: its last line or rows, a waiting
+ * checkpoint's rows and the digest go into the final batch (nd_finish), as
+ * for a download. A document's stream goes back to the pool at once
+ * (ds_free): the job may wait a while for ring space. */
 static void local_nd_done(loop_t *l, job_t *j)
 {
 	struct local_file *f = j->local;
 	nd_finish(l, j);
+	ds_free(l, j);
 	local_batch_path(l, j->batch, f->path);
 	job_ready(l, j);
 }
@@ -307,9 +281,9 @@ static void local_open(loop_t *l, job_t *j, struct local_file *f, bool nd, bool 
 		if (++l->local_streams > l->local_streams_peak)
 			l->local_streams_peak = l->local_streams;
 	}
-	int bad = nd && f->stx.stx_size >= LOCAL_STREAM_BYTES ? local_nd_begin(l, j, f)
-	          : stream && !f->one_piece                  ? local_stream_begin(l, j, f->stx.stx_size)
-	                                                     : local_room(l, j, f->stx.stx_size);
+	int bad = (nd && f->stx.stx_size >= LOCAL_STREAM_BYTES) || (stream && !f->one_piece)
+	              ? local_nd_begin(l, j, f, stream)
+	              : local_room(l, j, f->stx.stx_size);
 	if (bad) {
 		local_nomem(l, j);
 		return;
@@ -387,16 +361,11 @@ void files_complete(loop_t *l, op_t *op, int res)
 				         (unsigned long long)l->o->body_bytes_max);
 				return;
 			}
-			if (f->nd) {
-				if (!local_nd_piece(l, j, f, (size_t)res))
-					return;
-			} else {
-				EVP_DigestUpdate(j->sha, j->body.data, (size_t)res);
-				ds_feed(l, j, j->body.data, (size_t)res);
-			}
+			if (!local_nd_piece(l, j, f, (size_t)res))
+				return;
 			if ((unsigned)res < f->asked && f->off == f->stx.stx_size)
 				f->step = LOCAL_CLOSE; /* at the end: see below */
-			if (f->step == LOCAL_READ && f->nd && nd_blocked(l, j)) {
+			if (f->step == LOCAL_READ && nd_blocked(l, j)) {
 				f->starved = true; /* files_resume reads on */
 				l->starved_files++;
 				return;
@@ -431,8 +400,6 @@ void files_complete(loop_t *l, op_t *op, int res)
 		local_stream_end(l, f);
 		if (f->nd)
 			local_nd_done(l, j);
-		else if (f->streamed)
-			local_stream_done(l, j);
 		else if (f->one_piece)
 			local_piece_done(l, j);
 		else

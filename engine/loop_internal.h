@@ -453,6 +453,9 @@ int ds_begin(loop_t *l, job_t *j); /* -1: out of memory */
 void ds_feed(loop_t *l, job_t *j, const char *p, size_t n); /* decoded bytes */
 void ds_finish(loop_t *l, job_t *j);
 void ds_free(loop_t *l, job_t *j); /* its ds_job back to loop.ds_pool, or freed */
+/* Whether the rows so far may be cut into a checkpoint: not while a table
+ * holds records for the end (they count as consumed, but have no rows yet). */
+bool ds_can_cut(const job_t *j);
 
 /* job.c, for files.c: a whole body, from the network or a local file */
 void job_body_ok(loop_t *l, job_t *j);

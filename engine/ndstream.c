@@ -125,11 +125,11 @@ int nd_begin(loop_t *l, job_t *j, error_class_t *cls, char *err, size_t cap)
 		}
 		nd_start_at(j, j->ck_offset, 0);
 	} else {
-		nd_start_at(j, 0, doc ? 0 : j->ck_records);
+		nd_start_at(j, 0, j->ck_records);
 	}
 	nd_validator(j);
-	if (doc)
-		j->nd_validator[0] = 0; /* a document has no checkpoint to resume from */
+	if (doc) /* its checkpoints resume from the start, by records: no Range */
+		j->nd_validator[0] = 0;
 	j->batch = batch_new(BATCH_JOB_DONE, j->desc->id);
 	if (!j->batch) {
 		snprintf(err, cap, "out of memory for a row batch");
@@ -372,7 +372,9 @@ static int nd_cut(loop_t *l, job_t *j)
 		return -1;
 	}
 	b->kind = BATCH_JOB_CHECKPOINT;
-	b->ckpt_offset = j->nd_pos;
+	/* A document's parse cannot start half-way: its checkpoints say 0, and
+	 * a later attempt reads from the start and skips the records. */
+	b->ckpt_offset = j->ds ? 0 : j->nd_pos;
 	b->ckpt_records = j->nd_records;
 	b->ckpt_from = j->ck_records;
 	snprintf(b->ckpt_validator, sizeof b->ckpt_validator, "%s", j->nd_validator);
@@ -384,11 +386,19 @@ static int nd_cut(loop_t *l, job_t *j)
 	return 0;
 }
 
+/* NDJSON: every --checkpoint-records records or ND_CKPT_ROW_BYTES of rows.
+ * A single document: only past ND_CKPT_ROW_BYTES of rows (its rows are a
+ * bound on memory there, not a cadence: a document under it is committed
+ * whole with its done mark, one batch, as ever), and not while one of its
+ * tables holds records for the end. */
 static bool nd_due(const loop_t *l, const job_t *j)
 {
-	return j->batch && !j->ds && !j->nd_failed && j->nd_records > j->ck_records &&
-	       (j->nd_records - j->ck_records >= l->o->ckpt_records ||
-	        j->batch->rows.len >= ND_CKPT_ROW_BYTES);
+	if (!j->batch || j->nd_failed || j->nd_records <= j->ck_records)
+		return false;
+	if (j->ds)
+		return j->batch->rows.len >= ND_CKPT_ROW_BYTES && ds_can_cut(j);
+	return j->nd_records - j->ck_records >= l->o->ckpt_records ||
+	       j->batch->rows.len >= ND_CKPT_ROW_BYTES;
 }
 
 /* A connection stops reading while its job's checkpoint waits and the next
@@ -412,6 +422,17 @@ static int nd_lines(loop_t *l, job_t *j, const char *p, size_t n, error_class_t 
 	return 0;
 }
 
+/* A single document's decoded bytes went to its stream: a checkpoint cut
+ * if one is due. 0, or -1 on out of memory. */
+static int nd_ds_cut(loop_t *l, job_t *j, error_class_t *cls, char *err, size_t cap)
+{
+	if (!nd_due(l, j) || nd_cut(l, j) == 0)
+		return 0;
+	*cls = ERROR_CLASS_TRANSIENT;
+	snprintf(err, cap, "out of memory for a row batch");
+	return -1;
+}
+
 /* Body bytes as sent. With --raw, stream.c has them already (chunks, digest
  * at write time); without, they are hashed here. Decoded bytes join the
  * partial line, complete lines are parsed at once. */
@@ -427,7 +448,7 @@ int nd_feed(loop_t *l, job_t *j, const char *p, size_t n, error_class_t *cls, ch
 	*cls = ERROR_CLASS_TRANSIENT;
 	if (!j->resp.gzip && j->ds) {
 		ds_feed(l, j, p, n); /* the stream borrows p until it has read it */
-		return 0;
+		return nd_ds_cut(l, j, cls, err, cap);
 	}
 	if (!j->resp.gzip)
 		return nd_lines(l, j, p, n, cls, err, cap);
@@ -461,6 +482,8 @@ int nd_feed(loop_t *l, job_t *j, const char *p, size_t n, error_class_t *cls, ch
 			}
 			ds_feed(l, j, j->body.data, j->body.len);
 			j->body.len = 0;
+			if (nd_ds_cut(l, j, cls, err, cap))
+				return -1;
 		} else {
 			int bad = nd_lines(l, j, j->body.data, j->body.len, cls, err, cap);
 			j->body.len = 0;
@@ -483,6 +506,10 @@ int nd_feed(loop_t *l, job_t *j, const char *p, size_t n, error_class_t *cls, ch
  * (job.c). */
 void nd_finish(loop_t *l, job_t *j)
 {
+	/* Its batch is the final one now (a local file's too, which no
+	 * connection marks): nd_stop must not cut it into a checkpoint while
+	 * it waits on the ready list. */
+	j->body_done = true;
 	if (j->resp.gzip && j->gz.active && !j->gz_failed && !j->gz.ended) {
 		j->gz_failed = true;
 		snprintf(j->gz_error, sizeof j->gz_error,
@@ -520,7 +547,9 @@ void nd_finish(loop_t *l, job_t *j)
 	b->attempts = j->desc->attempts + (int)j->attempts_run;
 	b->http_status = j->resp.status;
 	b->body_bytes = j->nd_base + j->stream_bytes;
-	b->streamed = !j->ds; /* done only on top of the checkpoint it continues */
+	/* Done only on top of the checkpoint it continues; a document without
+	 * one (most) as any whole body. */
+	b->streamed = !j->ds || j->ck_records > 0;
 	b->ckpt_from = j->ck_records;
 	if (!j->streaming) {
 		unsigned char md[32];
@@ -573,8 +602,8 @@ bool nd_stop(loop_t *l)
 		l->stop_ckpt_done = true;
 		l->stop_ms = l->now_ms;
 		for (job_t *j = l->jobs; j; j = j->all_next)
-			if (j->nd && !j->ds && !j->body_done && !j->nd_failed && j->batch &&
-			    j->nd_records > j->ck_records && !j->ck_batch)
+			if (j->nd && (!j->ds || ds_can_cut(j)) && !j->body_done && !j->nd_failed &&
+			    j->batch && j->nd_records > j->ck_records && !j->ck_batch)
 				nd_cut(l, j);
 	}
 	nd_ck_flush(l);

@@ -65,6 +65,12 @@ Resuming streamed NDJSON bodies (tests/integration/test_ndjson_checkpoint.py):
                     If-Range honoured (206); a whole answer sends half the
                     file, then waits for open_gate() before the rest
 
+Resuming streamed single documents (tests/integration/test_docstream.py):
+
+  /resetonce/FILE   the first request for this path: Content-Length, half the
+                    body, then a TCP reset (as /reset/); every later one: 200
+                    and the whole file, no ranges
+
 The Range header of every request is kept per path in FaultServer.ranges
 (None for a request without one).
 
@@ -312,10 +318,13 @@ class Handler(harness.TlsHandler):
             if self.server.outage:
                 return self._simple(500, b'{"error": "down for maintenance"}')
             return self._simple(200, body)
-        if mode in ("reset", "shortnotify", "shortnoclose"):
+        if mode == "resetonce" and hits > 1:
+            return self._simple(200, body)
+        if mode in ("reset", "resetonce", "shortnotify", "shortnoclose"):
             self._head(length=len(body))
             self.wfile.write(body[: len(body) // 2])
-            return {"reset": self._reset, "shortnotify": self._close_notify,
+            return {"reset": self._reset, "resetonce": self._reset,
+                    "shortnotify": self._close_notify,
                     "shortnoclose": self._fin}[mode]()
         if mode == "badchunk":
             self._head(chunked=True)

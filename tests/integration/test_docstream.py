@@ -3,9 +3,13 @@
 TLS, is streamed into two tables in bounded memory (engine/docstream.c):
 the tables hold exactly what the generator wrote, a `$.meta.x` column before
 the records and a `$.tail.y` column after them are right in every row, and
-the process's peak RSS stays far below the document's size. An invalid
-document fails its job permanently, with the whole-body parser's byte
-offset and line, and leaves no row.
+the process's peak RSS stays far below the document's size. Rows as large
+as the document reach the writer in checkpoints (rows + the count of
+records so far), so their memory is bounded too, and a run killed (-9) or a
+connection reset after a checkpoint resumes by reading the document again
+and skipping the committed records: every row once. An invalid document
+fails its job permanently, with the whole-body parser's byte offset and
+line, and leaves no row.
 
 Needs $RINGFILL (the binary; meson sets it); exits 77 (skip) without it.
 Run alone: RINGFILL=build/engine/ringfill python3 tests/integration/test_docstream.py
@@ -15,13 +19,17 @@ import hashlib
 import json
 import os
 import shutil
+import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
+from faultserver import FaultServer  # noqa: E402
 
 SANITIZED = bool(os.environ.get("RINGFILL_SANITIZED"))
 # The document: 320 MB (48 MB under sanitizers, which run several times slower).
@@ -84,6 +92,30 @@ JOB = """{
 """
 
 
+# JOB with each item's ~1 KB blob extracted too: the rows (~1 KB each, as
+# large as the document) pass ND_CKPT_ROW_BYTES (16 MiB) many times, so they
+# reach the writer in checkpoints and are never held whole.
+JOB_BLOB = JOB.replace('"name": "@.name",', '"name": "@.name", "blob": "@.blob",', 1)
+# Peak RSS allowed for that job, in KiB: two row batches of 16 MiB on the
+# loop's side, the writer's transaction (up to --commit-rows rows, held until
+# the commit) and SQLite's page cache. Held whole (before 2026-12-07) the
+# 313 MB document's rows took it to 534 MiB.
+RSS_ROWS_MAX_KIB = 300 << 10
+
+
+def ckpt_records(db):
+    """ckpt_records of the one job, or None before the job table exists."""
+    try:
+        con = sqlite3.connect("file:%s?mode=ro" % db, uri=True, timeout=5)
+        try:
+            row = con.execute("SELECT ckpt_records FROM _ringfill_jobs LIMIT 1").fetchone()
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return None
+    return row[0] if row else None
+
+
 class MeasuredPopen(subprocess.Popen):
     """Popen that keeps the child's own rusage (wait4) when it is reaped."""
     maxrss = None
@@ -111,24 +143,38 @@ class DocStream(unittest.TestCase):
         cls.nginx = harness.Nginx(cls.data, cls.pki, work=os.path.join(cls.tmp, "nginx"))
         cls.nginx.start()
         cls.addClassCleanup(cls.nginx.stop)
+        cls.fs = FaultServer(cls.data, cls.pki).start()
+        cls.addClassCleanup(cls.fs.stop)
+
+    def job_dir(self, name, path, local=False, job=None, url=None):
+        """A directory with the job file (JOB, or job) on data/PATH, fetched
+        from nginx (or url) or (local) read by the files source."""
+        cwd = os.path.join(self.tmp, name)
+        os.makedirs(cwd)
+        harness.write_lines(os.path.join(cwd, "urls.txt"), [url or self.nginx.url(path)])
+        source = {"files": os.path.join(self.data, path)} if local else {"urls": "urls.txt"}
+        with open(os.path.join(cwd, "job.json"), "w", encoding="utf-8") as f:
+            f.write((job or JOB) % (json.dumps(source), self.pki.ca_cert))
+        return cwd
+
+    def start_job(self, cwd):
+        # Without meson's MALLOC_PERTURB_: it writes every byte malloc hands
+        # out, so the peak would count the unused tail of every grown buffer.
+        env = {k: v for k, v in os.environ.items() if k != "MALLOC_PERTURB_"}
+        return MeasuredPopen([harness.ringfill_path(), "run", "job.json", "--quiet"], cwd=cwd,
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def run_in(self, cwd):
+        proc = self.start_job(cwd)
+        out, err = proc.communicate(timeout=harness.RUN_TIMEOUT_S)
+        self.assertIsNotNone(proc.maxrss)
+        return proc.returncode, out + err, proc.maxrss
 
     def run_job(self, name, path, local=False, job=None):
         """Runs the job file (JOB, or job) on data/PATH, fetched from nginx or
         (local) read by the files source."""
-        cwd = os.path.join(self.tmp, name)
-        os.makedirs(cwd)
-        harness.write_lines(os.path.join(cwd, "urls.txt"), [self.nginx.url(path)])
-        source = {"files": os.path.join(self.data, path)} if local else {"urls": "urls.txt"}
-        with open(os.path.join(cwd, "job.json"), "w", encoding="utf-8") as f:
-            f.write((job or JOB) % (json.dumps(source), self.pki.ca_cert))
-        # Without meson's MALLOC_PERTURB_: it writes every byte malloc hands
-        # out, so the peak would count the unused tail of every grown buffer.
-        env = {k: v for k, v in os.environ.items() if k != "MALLOC_PERTURB_"}
-        proc = MeasuredPopen([harness.ringfill_path(), "run", "job.json", "--quiet"], cwd=cwd,
-                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        out, err = proc.communicate(timeout=harness.RUN_TIMEOUT_S)
-        self.assertIsNotNone(proc.maxrss)
-        return cwd, proc.returncode, out + err, proc.maxrss
+        cwd = self.job_dir(name, path, local, job)
+        return (cwd,) + self.run_in(cwd)
 
     def table_digest(self, db, sql):
         h = hashlib.sha256()
@@ -145,25 +191,104 @@ class DocStream(unittest.TestCase):
     def test_big_local_file_streams_in_bounded_memory(self):
         self.check_big("big-local", local=True)
 
+    def check_tables(self, cwd, blob=False, what=""):
+        """Every table holds exactly what big.json has (no row lost or twice),
+        and its one job is done with the document's size."""
+        db = os.path.join(cwd, "out.db")
+        jobs = harness.jobs(db)
+        self.assertEqual([j["state"] for j in jobs], ["done"], what + repr(jobs))
+        self.assertEqual(jobs[0]["bytes"], os.path.getsize(os.path.join(self.data, "big.json")))
+        self.assertEqual(self.table_digest(db, "SELECT id, name, x FROM items ORDER BY rowid"),
+                         self.want["items"], what)
+        self.assertEqual(self.table_digest(db, "SELECT k, y, x FROM events ORDER BY rowid"),
+                         self.want["events"], what)
+        with harness.open_db(db) as con:
+            self.assertEqual([tuple(r) for r in con.execute("SELECT n, y, missing FROM docs")],
+                             [(3, 5, None)], what)
+            if blob:
+                self.assertEqual(con.execute("SELECT count(*) FROM items WHERE blob = ?",
+                                             (BLOB,)).fetchone()[0], self.want["items"][0], what)
+        return jobs[0]
+
     def check_big(self, name, local):
         cwd, rc, log, rss_kib = self.run_job(name, "big.json", local)
         self.assertEqual(rc, 0, log)
-        db = os.path.join(cwd, "out.db")
-        jobs = harness.jobs(db)
-        self.assertEqual([j["state"] for j in jobs], ["done"], jobs)
-        self.assertEqual(jobs[0]["bytes"], os.path.getsize(os.path.join(self.data, "big.json")))
-        self.assertEqual(self.table_digest(db, "SELECT id, name, x FROM items ORDER BY rowid"),
-                         self.want["items"])
-        self.assertEqual(self.table_digest(db, "SELECT k, y, x FROM events ORDER BY rowid"),
-                         self.want["events"])
-        with harness.open_db(db) as con:
-            self.assertEqual([tuple(r) for r in con.execute("SELECT n, y, missing FROM docs")],
-                             [(3, 5, None)])
+        self.check_tables(cwd)
         print("\n%d MB document (%s), %d item rows: peak RSS %d KiB" % (
             DOC_BYTES >> 20, "file" if local else "https", self.want["items"][0], rss_kib),
             file=sys.stderr)
         self.assertLess(rss_kib, RSS_MAX_KIB,
                         "peak RSS %d KiB for a %d MB document" % (rss_kib, DOC_BYTES >> 20))
+
+    # ---- rows as large as the document: checkpoints -------------------------
+
+    def test_big_document_rows_reach_the_writer_in_checkpoints(self):
+        """Rows as large as the document are cut into checkpoints (rows plus
+        the count of records so far, committed with the job still pending)
+        instead of one batch: the tables are exact, the job's checkpoint
+        columns show the cuts, and the peak RSS stays far below the rows'
+        size."""
+        for name, local in (("rows-https", False), ("rows-local", True)):
+            cwd, rc, log, rss_kib = self.run_job(name, "big.json", local, JOB_BLOB)
+            self.assertEqual(rc, 0, log)
+            job = self.check_tables(cwd, blob=True, what=name + ": ")
+            # The last checkpoint committed: a count of rows-path records
+            # (items, then events) short of the whole, at offset 0.
+            self.assertEqual(job["ckpt_offset"], 0, name)
+            self.assertGreater(job["ckpt_records"], 0, name)
+            self.assertLess(job["ckpt_records"], self.want["items"][0] + EVENTS, name)
+            print("\n%d MB document (%s), rows with their ~1 KB blob: peak RSS %d KiB" % (
+                DOC_BYTES >> 20, name, rss_kib), file=sys.stderr)
+            if not SANITIZED:  # ASan's shadow and quarantine are not ours
+                self.assertLess(rss_kib, RSS_ROWS_MAX_KIB, name)
+
+    def test_killed_document_resumes_after_its_checkpoint(self):
+        """kill -9 once a checkpoint is committed: the rows committed are
+        exactly the checkpoint's records; the same command again reads the
+        document from the start, skips those records (their `$` columns are
+        still read) and ends with every table exact."""
+        landed = False
+        for attempt in range(3):  # a run that ends before the kill proves nothing
+            cwd = self.job_dir("kill-%d" % attempt, "big.json", True, JOB_BLOB)
+            db = os.path.join(cwd, "out.db")
+            proc = self.start_job(cwd)
+            try:
+                deadline = time.monotonic() + harness.RUN_TIMEOUT_S
+                while proc.poll() is None and time.monotonic() < deadline:
+                    if ckpt_records(db):
+                        proc.send_signal(signal.SIGKILL)
+                        break
+                    time.sleep(0.005)
+                out, err = proc.communicate(timeout=harness.RUN_TIMEOUT_S)
+            finally:
+                harness.stop_process(proc)
+            if proc.returncode == -signal.SIGKILL:
+                landed = True
+                break
+            self.assertEqual(proc.returncode, 0, out + err)
+        self.assertTrue(landed, "no kill landed after a checkpoint")
+        records = ckpt_records(db)
+        with harness.open_db(db) as con:
+            made = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+            rows = sum(con.execute("SELECT count(*) FROM %s" % t).fetchone()[0]
+                       for t in ("items", "events") if t in made)  # made with their first row
+            state = con.execute("SELECT state FROM _ringfill_jobs").fetchone()[0]
+        self.assertEqual((state, rows), ("pending", records))
+        rc, log, _ = self.run_in(cwd)
+        self.assertEqual(rc, 0, log)
+        self.check_tables(cwd, blob=True, what="resumed after %d records: " % records)
+
+    def test_reset_mid_document_retries_after_its_checkpoint(self):
+        """The connection is reset half-way (/resetonce/): a transient
+        failure; the retry fetches the whole document again and skips the
+        records its committed checkpoints hold. Every row once."""
+        cwd = self.job_dir("reset", "big.json", job=JOB_BLOB,
+                           url=self.fs.url("resetonce/big.json"))
+        rc, log, _ = self.run_in(cwd)
+        self.assertEqual(rc, 0, log)
+        job = self.check_tables(cwd, blob=True, what="after a reset: ")
+        self.assertEqual(job["attempts"], 2, job)
+        self.assertGreater(job["ckpt_records"], 0, job)
 
     def test_streamed_rows_equal_whole_body_rows(self):
         """The same job file plus an inferred `$` table, which cannot stream
