@@ -196,7 +196,7 @@ static int local_nd_begin(loop_t *l, job_t *j, struct local_file *f, bool doc)
 	         (unsigned long long)f->stx.stx_size, (long long)f->stx.stx_mtime.tv_sec,
 	         (unsigned)f->stx.stx_mtime.tv_nsec);
 	f->streamed = f->nd = true;
-	if (nd_begin_local(l, j, validator, &f->off) != 0 || (doc && ds_begin(l, j)))
+	if (nd_begin_local(l, j, validator, doc, &f->off) != 0 || (doc && ds_begin(l, j)))
 		return -1;
 	return json_buf_reserve(&j->body, LOCAL_STREAM_BYTES);
 }
@@ -272,6 +272,15 @@ bool files_resume(loop_t *l, job_t *j)
 	return true;
 }
 
+/* A job with a committed checkpoint (an earlier run, stopped) goes the
+ * checkpoint's way (nd_begin_local: its records skipped) whatever its size
+ * now: read whole, a file that shrank under a piece since would be
+ * inserted whole again on top of the checkpoint's rows. */
+static bool local_has_ckpt(const job_t *j)
+{
+	return j->desc->ckpt_records > 0;
+}
+
 /* The stat is in: buffers for the way the file is read, a slot, and the
  * open. */
 static void local_open(loop_t *l, job_t *j, struct local_file *f, bool nd, bool stream)
@@ -281,7 +290,8 @@ static void local_open(loop_t *l, job_t *j, struct local_file *f, bool nd, bool 
 		if (++l->local_streams > l->local_streams_peak)
 			l->local_streams_peak = l->local_streams;
 	}
-	int bad = (nd && f->stx.stx_size >= LOCAL_STREAM_BYTES) || (stream && !f->one_piece)
+	bool nd_way = nd && (f->stx.stx_size >= LOCAL_STREAM_BYTES || local_has_ckpt(j));
+	int bad = nd_way || (stream && !f->one_piece)
 	              ? local_nd_begin(l, j, f, stream)
 	              : local_room(l, j, f->stx.stx_size);
 	if (bad) {
@@ -333,7 +343,7 @@ void files_complete(loop_t *l, op_t *op, int res)
 		}
 		bool nd = job_is_ndjson(l, j);
 		bool stream = !nd && ds_plan_ok(l);
-		f->one_piece = stream && f->stx.stx_size < LOCAL_STREAM_BYTES;
+		f->one_piece = stream && f->stx.stx_size < LOCAL_STREAM_BYTES && !local_has_ckpt(j);
 		if (stream && !f->one_piece && l->local_streams >= LOCAL_STREAMS_MAX) {
 			f->waits = true; /* files_wake opens it */
 			l->local_stream_waits++;

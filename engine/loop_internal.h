@@ -432,7 +432,7 @@ void nd_load(job_t *j);
 int nd_request(loop_t *l, job_t *j, char *req, size_t len, size_t cap); /* new length or <0 */
 int nd_begin(loop_t *l, job_t *j, error_class_t *cls, char *err, size_t cap);
 /* The same for a local NDJSON file (files.c): *from is where reading starts. */
-int nd_begin_local(loop_t *l, job_t *j, const char *validator, uint64_t *from);
+int nd_begin_local(loop_t *l, job_t *j, const char *validator, bool doc, uint64_t *from);
 int nd_feed(loop_t *l, job_t *j, const char *p, size_t n, error_class_t *cls, char *err,
             size_t cap);
 void nd_finish(loop_t *l, job_t *j);

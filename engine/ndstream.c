@@ -160,12 +160,15 @@ int nd_begin(loop_t *l, job_t *j, error_class_t *cls, char *err, size_t cap)
 /* nd_begin for a local NDJSON file (engine/files.c), which names its version
  * with `validator` (size and modification time): from a checkpoint made on
  * the same version reading goes on at its offset; else the file is read
- * from the start and the records committed already are skipped. *from is
- * where to read. 0, or -1 on out of memory (nd_reset frees what was made). */
-int nd_begin_local(loop_t *l, job_t *j, const char *validator, uint64_t *from)
+ * from the start and the records committed already are skipped. A single
+ * document (`doc`) is always read from the start, its committed records
+ * skipped, even after a checkpoint with an offset (made while the same file
+ * was read as NDJSON). *from is where to read. 0, or -1 on out of memory
+ * (nd_reset frees what was made). */
+int nd_begin_local(loop_t *l, job_t *j, const char *validator, bool doc, uint64_t *from)
 {
 	nd_load(j);
-	bool on = j->ck_offset && !strcmp(j->ck_validator, validator);
+	bool on = !doc && j->ck_offset && !strcmp(j->ck_validator, validator);
 	nd_start_at(j, on ? j->ck_offset : 0, on ? 0 : j->ck_records);
 	snprintf(j->nd_validator, sizeof j->nd_validator, "%s", validator);
 	*from = j->nd_base;
@@ -507,8 +510,9 @@ int nd_feed(loop_t *l, job_t *j, const char *p, size_t n, error_class_t *cls, ch
 void nd_finish(loop_t *l, job_t *j)
 {
 	/* Its batch is the final one now (a local file's too, which no
-	 * connection marks): nd_stop must not cut it into a checkpoint while
-	 * it waits on the ready list. */
+	 * connection marks). Defensive: nd_stop runs only once the ready list
+	 * is empty, but a finished local document's j->ds is freed at once
+	 * (local_nd_done) and would otherwise look like an NDJSON job there. */
 	j->body_done = true;
 	if (j->resp.gzip && j->gz.active && !j->gz_failed && !j->gz.ended) {
 		j->gz_failed = true;

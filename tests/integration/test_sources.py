@@ -485,6 +485,44 @@ class Sources(unittest.TestCase):
         self.assertEqual(s["local_streams_peak"], 2, s)
         self.assertGreaterEqual(s["local_stream_waits"], 1, s)
 
+    def test_files_small_file_with_a_checkpoint_skips_its_records(self):
+        # A stopped run leaves a pending job with a checkpoint and exactly
+        # its records' rows (here made by editing a finished run's database
+        # to that state: 40 of 100 records). A file under a read piece
+        # (1 MiB) then still goes the checkpoint's way: its first 40 records
+        # are skipped, not inserted again on top of the checkpoint's rows.
+        # A document's checkpoint has offset 0; the NDJSON file's names a
+        # version (size, mtime) this file does not have, so both are read
+        # from the start.
+        d = self.workdir()
+        self.write_docs(d, (
+            ("a.json", json.dumps({"m": "A", "items": [{"x": i} for i in range(100)]})),
+            ("b.ndjson", "".join('{"x": %d}\n' % (1000 + i) for i in range(100)))))
+        with open(os.path.join(d, "job.json"), "w") as f:
+            json.dump({"source": {"files": "docs"}, "db": "out.db",
+                       "tables": [{"name": "t", "rows": "$.items[*]",
+                                   "columns": {"x": "@.x", "m": "$.m"}},
+                                  {"name": "n", "rows": "$", "columns": {"x": "@.x"}}]}, f)
+        # Two tables: the document's items go to t (n's `$` row is its one
+        # row at the end); each NDJSON line to n (its t rows path selects
+        # nothing there).
+        self.run_ok(["run", os.path.join(d, "job.json"), "--quiet"])
+        db = os.path.join(d, "out.db")
+        with sqlite3.connect(db) as con:
+            con.execute("DELETE FROM t WHERE x >= 40")
+            con.execute("DELETE FROM n WHERE x >= 1040 OR x IS NULL")
+            con.execute("UPDATE _ringfill_jobs SET state = 'pending', ckpt_records = 40,"
+                        " ckpt_offset = CASE WHEN key LIKE '%.ndjson' THEN ? ELSE 0 END,"
+                        " ckpt_validator = 'file 1 1.000000000'",
+                        (len("".join('{"x": %d}\n' % (1000 + i) for i in range(40))),))
+        con.close()
+        self.run_ok(["run", os.path.join(d, "job.json"), "--quiet"])
+        self.assertEqual(table(db, "t", ["x", "m"]), sorted(((i, "A") for i in range(100)),
+                                                            key=repr))
+        self.assertEqual(table(db, "n", ["x"]),
+                         sorted([(1000 + i,) for i in range(100)] + [(None,)], key=repr))
+        self.assertEqual([j["state"] for j in harness.jobs(db)], ["done", "done"])
+
     def test_files_run_needs_no_ca_store(self):
         # A files run never connects, so it does not load the CA store: a
         # --cacert that is not PEM does not stop it. A URL run still refuses
