@@ -64,6 +64,8 @@ Resuming streamed NDJSON bodies (tests/integration/test_ndjson_checkpoint.py):
   /halfgate/FILE    Accept-Ranges, a stable strong ETag, Range with a matching
                     If-Range honoured (206); a whole answer sends half the
                     file, then waits for open_gate() before the rest
+These serve FILE as application/json when its name ends in .json, else as
+application/x-ndjson.
 
 Resuming streamed single documents (tests/integration/test_docstream.py):
 
@@ -236,7 +238,8 @@ class Handler(harness.TlsHandler):
 
     def _resumable(self, mode, body, hits):
         """The /norange/, /etagflip/, /badrange/ and /gzipped/ modes."""
-        headers = [("Content-Type", "application/x-ndjson")]
+        ctype = "application/json" if self.path.endswith(".json") else "application/x-ndjson"
+        headers = [("Content-Type", ctype)]
         rng = self.headers.get("Range")
         if mode == "gzipped":
             with self.server.lock:
