@@ -11,12 +11,12 @@
  * document, where they become rows with what was seen (a column never seen
  * is NULL, as in the whole document). A declared `$` table makes its one row
  * at the end. Rows go into the job's batch, committed with its done mark;
- * past ND_CKPT_ROW_BYTES of rows, while no table holds records, ndstream.c
+ * every DS_CKPT_ROW_BYTES of rows, while no table holds records, ndstream.c
  * cuts them into a checkpoint (the count of rows-path records so far, offset
  * 0: a later attempt parses the document again from its start and skips
  * that many records, ds_record). An invalid document fails its job, keeping
  * only the rows of checkpoints committed before (none for a document under
- * ND_CKPT_ROW_BYTES of rows).
+ * DS_CKPT_ROW_BYTES of rows).
  *
  * Whether a job file streams is decided once per run (ds_plan): see
  * docs/engine.md, "Single JSON bodies, streamed". The byte path (gzip,

@@ -54,6 +54,7 @@
 #define STREAM_POOL_BYTES (48u << 20)   /* streamed bytes on their way to disk, all jobs */
 #define ND_RECORD_BYTES_MAX (16u << 20) /* a streamed NDJSON line (or --max-body if smaller) */
 #define ND_CKPT_ROW_BYTES (16u << 20)   /* encoded rows that make a checkpoint due */
+#define DS_CKPT_ROW_BYTES (1u << 20)    /* ... in a single document (docs/engine.md) */
 #define ND_STOP_WAIT_MS 2000u           /* on a signal, how long checkpoints may wait */
 #define DS_GZIP_PIECE_BYTES (1u << 20)  /* a gzip document is decoded this much at a time */
 /* Idle document streams kept for the next documents (docstream.c), so that

@@ -390,16 +390,15 @@ static int nd_cut(loop_t *l, job_t *j)
 }
 
 /* NDJSON: every --checkpoint-records records or ND_CKPT_ROW_BYTES of rows.
- * A single document: only past ND_CKPT_ROW_BYTES of rows (its rows are a
- * bound on memory there, not a cadence: a document under it is committed
- * whole with its done mark, one batch, as ever), and not while one of its
- * tables holds records for the end. */
+ * A single document: every DS_CKPT_ROW_BYTES of rows (a document under it,
+ * nearly all, is committed whole with its done mark, one batch, as ever),
+ * and not while one of its tables holds records for the end. */
 static bool nd_due(const loop_t *l, const job_t *j)
 {
 	if (!j->batch || j->nd_failed || j->nd_records <= j->ck_records)
 		return false;
 	if (j->ds)
-		return j->batch->rows.len >= ND_CKPT_ROW_BYTES && ds_can_cut(j);
+		return j->batch->rows.len >= DS_CKPT_ROW_BYTES && ds_can_cut(j);
 	return j->nd_records - j->ck_records >= l->o->ckpt_records ||
 	       j->batch->rows.len >= ND_CKPT_ROW_BYTES;
 }

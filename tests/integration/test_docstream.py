@@ -93,12 +93,12 @@ JOB = """{
 
 
 # JOB with each item's ~1 KB blob extracted too: the rows (~1 KB each, as
-# large as the document) pass ND_CKPT_ROW_BYTES (16 MiB) many times, so they
-# reach the writer in checkpoints and are never held whole.
+# large as the document) pass DS_CKPT_ROW_BYTES (1 MiB) hundreds of times, so
+# they reach the writer in checkpoints and are never held whole.
 JOB_BLOB = JOB.replace('"name": "@.name",', '"name": "@.name", "blob": "@.blob",', 1)
-# Peak RSS allowed for that job, in KiB: two row batches of 16 MiB on the
-# loop's side, the writer's transaction (up to --commit-rows rows, held until
-# the commit) and SQLite's page cache. Held whole (before 2026-12-07) the
+# Peak RSS allowed for that job, in KiB: two row batches of about 1 MiB on
+# the loop's side, the writer's transaction (up to --commit-rows rows, held
+# until the commit) and SQLite's page cache. Held whole (before 2026-12-07) the
 # 313 MB document's rows took it to 534 MiB.
 RSS_ROWS_MAX_KIB = 300 << 10
 
@@ -192,26 +192,28 @@ class DocStream(unittest.TestCase):
     def test_big_local_file_streams_in_bounded_memory(self):
         self.check_big("big-local", local=True)
 
-    def check_tables(self, cwd, blob=False, what="", sent=None):
-        """Every table holds exactly what big.json has (no row lost or twice),
-        and its one job is done with the document's size (or `sent`, the
-        body's size as sent, e.g. compressed)."""
+    def check_tables(self, cwd, blob=False, what="", sent=None, doc="big.json", want=None):
+        """Every table holds exactly what the document (big.json, whose
+        gen_document result is self.want) has: no row lost or twice; and
+        its one job is done with the document's size (or `sent`, the body's
+        size as sent, e.g. compressed)."""
+        want = want or self.want
         db = os.path.join(cwd, "out.db")
         jobs = harness.jobs(db)
         self.assertEqual([j["state"] for j in jobs], ["done"], what + repr(jobs))
         if sent is None:
-            sent = os.path.getsize(os.path.join(self.data, "big.json"))
+            sent = os.path.getsize(os.path.join(self.data, doc))
         self.assertEqual(jobs[0]["bytes"], sent, what)
         self.assertEqual(self.table_digest(db, "SELECT id, name, x FROM items ORDER BY rowid"),
-                         self.want["items"], what)
+                         want["items"], what)
         self.assertEqual(self.table_digest(db, "SELECT k, y, x FROM events ORDER BY rowid"),
-                         self.want["events"], what)
+                         want["events"], what)
         with harness.open_db(db) as con:
             self.assertEqual([tuple(r) for r in con.execute("SELECT n, y, missing FROM docs")],
                              [(3, 5, None)], what)
             if blob:
                 self.assertEqual(con.execute("SELECT count(*) FROM items WHERE blob = ?",
-                                             (BLOB,)).fetchone()[0], self.want["items"][0], what)
+                                             (BLOB,)).fetchone()[0], want["items"][0], what)
         return jobs[0]
 
     def check_big(self, name, local):
@@ -255,20 +257,21 @@ class DocStream(unittest.TestCase):
         self.check_stopped(signal.SIGKILL, -signal.SIGKILL)
 
     def test_interrupted_document_checkpoints_and_resumes(self):
-        """Ctrl-C (SIGINT) half-way through a document whose rows never
-        reach a cut by size (JOB: ~11 MB of rows): the rows parsed so far
-        become a checkpoint at the stop (exit 130, the job pending with
-        exactly those rows), and the next run fetches the whole document
-        again (no Range: a document has no offset to resume from) and goes
-        on after them, every table exact."""
-        path = "/halfgate/big.json"  # half the body, then nothing until open_gate()
-        cwd = self.job_dir("sigint", "big.json", url=self.fs.url(path.lstrip("/")))
+        """Ctrl-C (SIGINT) half-way through a document whose first half
+        holds less than one cut of rows (JOB on 24 MB: about 1 MB of rows in
+        all): the rows parsed so far become a checkpoint at the stop (exit
+        130, the job pending with exactly those rows), and the next run
+        fetches the whole document again (no Range: a document has no offset
+        to resume from) and goes on after them, every table exact."""
+        want = gen_document(os.path.join(self.data, "half.json"), 24 << 20)
+        path = "/halfgate/half.json"  # half the body, then nothing until open_gate()
+        cwd = self.job_dir("sigint", "half.json", url=self.fs.url(path.lstrip("/")))
         with open(os.path.join(cwd, "job.json"), encoding="utf-8") as f:
             job = json.load(f)
         job["raw"] = "raw"
         with open(os.path.join(cwd, "job.json"), "w", encoding="utf-8") as f:
             json.dump(job, f)
-        half = os.path.getsize(os.path.join(self.data, "big.json")) // 2
+        half = os.path.getsize(os.path.join(self.data, "half.json")) // 2
 
         def part_size():
             return sum(os.path.getsize(os.path.join(d, n))
@@ -287,7 +290,7 @@ class DocStream(unittest.TestCase):
         finally:
             harness.stop_process(proc)
         self.assertEqual(proc.returncode, 130, out + err)
-        self.check_resumes(cwd, self.fs.open_gate)
+        self.check_resumes(cwd, self.fs.open_gate, doc="half.json", want=want)
         self.assertEqual(self.fs.ranges[path], [None, None])
 
     def check_stopped(self, sig, code):
@@ -322,7 +325,7 @@ class DocStream(unittest.TestCase):
         self.assertTrue(landed, "no %s landed after a checkpoint" % name)
         self.check_resumes(cwd, blob=True)
 
-    def check_resumes(self, cwd, before_rerun=None, blob=False):
+    def check_resumes(self, cwd, before_rerun=None, blob=False, doc="big.json", want=None):
         """The stopped run left the job pending with a checkpoint and
         exactly its records' rows; the same command again (after
         before_rerun()) ends with every table exact."""
@@ -339,7 +342,8 @@ class DocStream(unittest.TestCase):
             before_rerun()
         rc, log, _ = self.run_in(cwd)
         self.assertEqual(rc, 0, log)
-        self.check_tables(cwd, blob=blob, what="resumed after %d records: " % records)
+        self.check_tables(cwd, blob=blob, what="resumed after %d records: " % records, doc=doc,
+                          want=want)
 
     def test_reset_mid_document_retries_after_its_checkpoint(self):
         """The connection is reset half-way (/resetonce/): a transient
