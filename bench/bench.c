@@ -308,9 +308,21 @@ static const char *fmt_num(double v, char *buf, size_t cap)
 	return buf;
 }
 
+/* The table's metric column: a value that is not ringfill's names whose it
+ * is ("curl_download_s (curl)"). */
+static const char *metric_label(const bench_record_t *r, char *buf, size_t cap)
+{
+	if (!r->subject[0])
+		return r->metric;
+	snprintf(buf, cap, "%s (%s)", r->metric, r->subject);
+	return buf;
+}
+
 static void table_print(const bench_opts_t *opts)
 {
 	char a[32], b[32], c[32], d[32];
+	char label[sizeof(((bench_record_t *)0)->metric) + BENCH_PEER_NAME_BYTES_MAX + 4];
+	bool subjects = false;
 	if (opts->instructions)
 		printf("\ninstructions of one measured pass per case (callgrind; exact, so "
 		       "min..max is the value)\n");
@@ -323,8 +335,10 @@ static void table_print(const bench_opts_t *opts)
 		char range[80]; /* two numbers of at most 32 bytes and ".." */
 		snprintf(range, sizeof(range), "%s..%s", fmt_num(r->min, b, sizeof(b)),
 		         fmt_num(r->max, c, sizeof(c)));
-		printf("%-6s %-34s %-24s %10s %21s %-8s", r->suite, r->case_name, r->metric,
-		       fmt_num(r->value, a, sizeof(a)), range, r->unit);
+		subjects |= r->subject[0] != 0;
+		printf("%-6s %-34s %-24s %10s %21s %-8s", r->suite, r->case_name,
+		       metric_label(r, label, sizeof(label)), fmt_num(r->value, a, sizeof(a)), range,
+		       r->unit);
 		if (r->has_peer)
 			printf("  %-26s %10s %6.2fx\n", r->peer_name,
 			       fmt_num(r->peer_value, d, sizeof(d)), r->ratio);
@@ -332,7 +346,8 @@ static void table_print(const bench_opts_t *opts)
 			printf("  %-26s %10s %7s\n", "-", "-", "-");
 	}
 	if (!opts->instructions)
-		printf("ratio: ringfill / peer; above 1 means ringfill did better\n");
+		printf("ratio: ringfill / peer; above 1 means ringfill did better%s\n",
+		       subjects ? " (a metric with a name in parentheses: that one / peer)" : "");
 }
 
 /* ---- JSON output ------------------------------------------------------------ */

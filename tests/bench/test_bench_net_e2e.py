@@ -102,7 +102,11 @@ class NetAndE2eResults(unittest.TestCase):
         return floor, stored
 
     def test_e2e_both_databases_hold_every_generated_row(self):
-        doc, _ = self.bench_json("e2e")
+        doc, r = self.bench_json("e2e")
+        if shutil.which("curl"):  # the table names whose value curl_download_s is
+            rows = [line for line in r.stdout.splitlines() if "curl_download_s" in line]
+            self.assertEqual(len(rows), 3, r.stdout)
+            self.assertTrue(all("curl_download_s (curl)" in line for line in rows), rows)
         recs = {(x["case"], x["metric"]): x for x in doc["results"]}
 
         def generated(name, count, edge_scale):
