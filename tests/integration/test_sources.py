@@ -485,6 +485,60 @@ class Sources(unittest.TestCase):
         self.assertEqual(s["local_streams_peak"], 2, s)
         self.assertGreaterEqual(s["local_stream_waits"], 1, s)
 
+    def test_files_stopped_while_documents_wait(self):
+        # Ctrl-C while two large documents stream and the others wait for
+        # their turn (LOCAL_STREAMS_MAX): the waiting ones are abandoned off
+        # the wait list (files_free), the streaming ones cut a checkpoint of
+        # what they parsed (docstream.c); exit 130 with every job either
+        # done with all its rows or pending with exactly its checkpoint's.
+        # The same command again ends with every row once.
+        d = self.workdir()
+        n_docs, items = 8, 20000  # ~20 MB each; each document's rows (~0.3 MB) make no cut
+        os.makedirs(os.path.join(d, "docs"))
+        for n in range(n_docs):
+            with open(os.path.join(d, "docs", "%02d.json" % n), "w") as f:
+                f.write('{"meta": {"m": "D%d"}, "items": [' % n)
+                f.write(",".join('{"x": %d, "pad": "%s"}' % (n * 100000 + i, "p" * 1000)
+                                 for i in range(items)))
+                f.write("]}")
+        job = os.path.join(d, "job.json")
+        with open(job, "w") as f:
+            json.dump({"source": {"files": "docs"}, "db": "out.db",
+                       "tables": [{"name": "t", "rows": "$.items[*]",
+                                   "columns": {"x": "@.x", "m": "$.meta.m"}}]}, f)
+        db = os.path.join(d, "out.db")
+        proc = subprocess.Popen([harness.ringfill_path(), "run", job, "--quiet"], cwd=d,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + harness.RUN_TIMEOUT_S
+            while proc.poll() is None and time.monotonic() < deadline:
+                try:
+                    if any(j["state"] == "done" for j in harness.jobs(db)):
+                        break  # two documents streamed, the others wait
+                except sqlite3.Error:
+                    pass
+                time.sleep(0.005)
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=harness.RUN_TIMEOUT_S)
+        finally:
+            harness.stop_process(proc)
+        self.assertEqual(proc.returncode, 130, out + err)
+        jobs = harness.jobs(db)
+        with harness.open_db(db) as con:
+            counts = dict(con.execute("SELECT _job, count(*) FROM t GROUP BY _job").fetchall())
+        for j in jobs:
+            want = items if j["state"] == "done" else (j["ckpt_records"] or 0)
+            self.assertEqual((j["state"] in ("done", "pending"), counts.get(j["id"], 0)),
+                             (True, want), j)
+        print("\nat the stop: %r" % [(j["key"], j["state"], j["ckpt_records"]) for j in jobs],
+              file=sys.stderr)
+        waited = [j for j in jobs if j["state"] == "pending" and not j["ckpt_records"]]
+        self.assertTrue(waited, "no document was still waiting at the stop: %r" % jobs)
+        self.run_ok(["run", job, "--quiet"])
+        self.assertEqual(table(db, "t", ["x", "m"]),
+                         sorted(((n * 100000 + i, "D%d" % n) for n in range(n_docs)
+                                 for i in range(items)), key=repr))
+
     def test_files_small_file_with_a_checkpoint_skips_its_records(self):
         # A stopped run leaves a pending job with a checkpoint and exactly
         # its records' rows (here made by editing a finished run's database
