@@ -634,6 +634,7 @@ static int conn_head_done(loop_t *l, conn_t *c, char *a, size_t an, char *b, siz
 	/* --download-only keeps 2xx bodies as sent: they stream to disk, and
 	 * nothing decodes them. */
 	bool ok = j->resp.status >= 200 && j->resp.status < 300;
+	char why[ERR_BYTES];
 	if (ok && !l->o->download_only && nd_streams(l, j)) { /* NDJSON, or a streamed document */
 		char err[ERR_BYTES];
 		error_class_t cls;
@@ -641,6 +642,10 @@ static int conn_head_done(loop_t *l, conn_t *c, char *a, size_t an, char *b, siz
 			conn_fail(l, c, cls, "%s", err);
 			return 1;
 		}
+	} else if (ok && j->resp.status != 206 && !l->o->download_only && !paginate_is_page(l, j) &&
+	           ds_ckpt_refused(j, why, sizeof why)) { /* tables that cannot stream */
+		conn_fail(l, c, ERROR_CLASS_PERMANENT, "%s", why);
+		return 1;
 	} else if (j->resp.status == 206) { /* only an NDJSON checkpoint asks for a range */
 		j->no_range = true;
 		conn_fail(l, c, ERROR_CLASS_TRANSIENT, "HTTP 206 for a body that is not NDJSON");

@@ -206,6 +206,19 @@ bool nd_streams(loop_t *l, job_t *j)
 	return j->resp.status != 206 && !paginate_is_page(l, j) && ds_plan_ok(l);
 }
 
+bool ds_ckpt_refused(const job_t *j, char *why, size_t cap)
+{
+	if (!j->desc->ckpt_records)
+		return false;
+	snprintf(why, cap,
+	         "%llu records of this document were committed by an earlier run that streamed "
+	         "it, but this run's tables cannot stream a document (docs/engine.md, \"Which "
+	         "job files stream\"), so its whole body would insert them again: run it with "
+	         "the earlier tables",
+	         (unsigned long long)j->desc->ckpt_records);
+	return true;
+}
+
 /* What an idle ds_job holds: its stream's buffers, the `$` values' and the
  * name set's. Held records and their parser are freed before it idles. */
 static size_t ds_job_bytes(const struct ds_job *d)

@@ -343,6 +343,11 @@ void files_complete(loop_t *l, op_t *op, int res)
 		}
 		bool nd = job_is_ndjson(l, j);
 		bool stream = !nd && ds_plan_ok(l);
+		char why[ERR_BYTES];
+		if (!nd && !stream && ds_ckpt_refused(j, why, sizeof why)) {
+			job_fail(l, j, ERROR_CLASS_PERMANENT, 0, "%s: %s", f->path, why);
+			return;
+		}
 		f->one_piece = stream && f->stx.stx_size < LOCAL_STREAM_BYTES && !local_has_ckpt(j);
 		if (stream && !f->one_piece && l->local_streams >= LOCAL_STREAMS_MAX) {
 			f->waits = true; /* files_wake opens it */

@@ -454,6 +454,11 @@ int ds_begin(loop_t *l, job_t *j); /* -1: out of memory */
 void ds_feed(loop_t *l, job_t *j, const char *p, size_t n); /* decoded bytes */
 void ds_finish(loop_t *l, job_t *j);
 void ds_free(loop_t *l, job_t *j); /* its ds_job back to loop.ds_pool, or freed */
+/* A document this run parses whole although its job has a committed
+ * checkpoint (an earlier run, whose tables could stream, was stopped in it):
+ * the whole body would insert the checkpoint's rows again, so the job fails
+ * (permanent) with *why. False when the job has no checkpoint. */
+bool ds_ckpt_refused(const job_t *j, char *why, size_t cap);
 /* Whether the rows so far may be cut into a checkpoint: not while a table
  * holds records for the end (they count as consumed, but have no rows yet). */
 bool ds_can_cut(const job_t *j);

@@ -577,6 +577,44 @@ class Sources(unittest.TestCase):
                          sorted([(1000 + i,) for i in range(100)] + [(None,)], key=repr))
         self.assertEqual([j["state"] for j in harness.jobs(db)], ["done", "done"])
 
+    def test_files_checkpointed_document_is_not_parsed_whole(self):
+        # A document with a committed checkpoint (a stopped run whose tables
+        # could stream) met by a job file whose tables cannot (an inferred
+        # `$` table: docs/engine.md) would be parsed whole, its first records
+        # inserted again: the job fails instead (permanent, saying why), and
+        # nothing is added. With the earlier tables and `ringfill retry
+        # --all` it resumes after its checkpoint.
+        d = self.workdir()
+        self.write_docs(d, (("a.json", json.dumps(
+            {"m": "A", "items": [{"x": i} for i in range(100)]})),))
+        tables = [{"name": "t", "rows": "$.items[*]", "columns": {"x": "@.x", "m": "$.m"}}]
+        job, whole = os.path.join(d, "job.json"), os.path.join(d, "whole.json")
+        for path, tbls in ((job, tables), (whole, tables + [{"name": "w", "rows": "$"}])):
+            with open(path, "w") as f:
+                json.dump({"source": {"files": "docs"}, "db": "out.db", "tables": tbls}, f)
+        self.run_ok(["run", job, "--quiet"])
+        db = os.path.join(d, "out.db")
+        with sqlite3.connect(db) as con:  # as a run stopped after 40 records leaves it
+            con.execute("DELETE FROM t WHERE x >= 40")
+            con.execute("UPDATE _ringfill_jobs SET state = 'pending', ckpt_records = 40,"
+                        " ckpt_offset = 0")
+        con.close()
+        # Jobs belong to the job file's path (their source): the tables that
+        # cannot stream go into the same file.
+        os.replace(whole, job)
+        self.run_ok(["run", job, "--quiet"], code=1)
+        (j,) = harness.jobs(db)
+        self.assertEqual((j["state"], j["error_class"]), ("failed", "permanent"), j)
+        self.assertIn("40 records of this document were committed by an earlier run", j["error"])
+        self.assertEqual(len(table(db, "t", ["x"])), 40)
+        with open(job, "w") as f:
+            json.dump({"source": {"files": "docs"}, "db": "out.db", "tables": tables}, f)
+        p = run_ringfill(["retry", db, "--all"])
+        self.assertEqual(p.returncode, 0, describe(p))
+        self.run_ok(["run", job, "--quiet"])
+        self.assertEqual(table(db, "t", ["x", "m"]), sorted(((i, "A") for i in range(100)),
+                                                            key=repr))
+
     def test_files_run_needs_no_ca_store(self):
         # A files run never connects, so it does not load the CA store: a
         # --cacert that is not PEM does not stop it. A URL run still refuses
