@@ -140,6 +140,33 @@ static int status_codings(status_t *s)
 	return rc == SQLITE_DONE ? 0 : db_fail(s);
 }
 
+/* Jobs not done whose committed checkpoints already put rows in the tables
+ * (a streamed NDJSON body or document stopped, or failed, part-way): a run
+ * goes on after each one's last checkpoint. A database from before the
+ * columns has none. */
+static int status_checkpoints(status_t *s)
+{
+	static const char sql[] = "SELECT count(*), coalesce(sum(ckpt_records), 0)"
+	                          " FROM _ringfill_jobs WHERE state<>'done' AND ckpt_records > 0";
+	sqlite3_stmt *q = NULL;
+	long long jobs = 0, records = 0;
+	int rc = SQLITE_ROW;
+	if (sqlite3_prepare_v2(s->db, sql, -1, &q, NULL) == SQLITE_OK &&
+	    (rc = sqlite3_step(q)) == SQLITE_ROW) {
+		jobs = sqlite3_column_int64(q, 0);
+		records = sqlite3_column_int64(q, 1);
+	}
+	sqlite3_finalize(q);
+	if (rc != SQLITE_ROW)
+		return db_fail(s);
+	if (s->json)
+		printf(",\"checkpointed\":{\"jobs\":%lld,\"records\":%lld}", jobs, records);
+	else if (jobs)
+		printf("jobs not done with committed checkpoints: %lld (%lld records' rows stored; "
+		       "a run goes on after each one's last)\n", jobs, records);
+	return 0;
+}
+
 /* Failures grouped by class and exact reason, with one URL to try by hand. */
 static int status_failures(status_t *s)
 {
@@ -404,6 +431,8 @@ int status_main(int argc, char **argv)
 		rc = status_jobs(&s);
 	if (rc == 0)
 		rc = status_codings(&s);
+	if (rc == 0)
+		rc = status_checkpoints(&s);
 	if (rc == 0)
 		rc = status_failures(&s);
 	if (rc == 0)

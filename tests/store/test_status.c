@@ -103,6 +103,7 @@ static void test_text_report(void **state)
 	assert_non_null(strstr(out, "e.g. https://h/2"));
 	assert_non_null(strstr(out, "malformed URL"));
 	assert_non_null(strstr(out, "my \"recs                                    3 rows"));
+	assert_null(strstr(out, "committed checkpoints")); /* none: no line */
 	free(out);
 }
 
@@ -121,7 +122,8 @@ static void test_json_report(void **state)
 	assert_non_null(strstr(out, "\"tables\":[{\"table\":\"my \\\"recs\",\"rows\":3}],"
 	                            "\"last_run\":null,\"last_runs\":[]}\n"));
 	/* No body was stored with a content coding. */
-	assert_non_null(strstr(out, "\"bytes\":2000,\"content_encodings\":{},\"failures\":["));
+	assert_non_null(strstr(out, "\"bytes\":2000,\"content_encodings\":{},"
+	                            "\"checkpointed\":{\"jobs\":0,\"records\":0},\"failures\":["));
 	/* The failures array is closed before the tables begin. */
 	assert_non_null(strstr(out, "\"}],\"tables\":["));
 	assert_int_equal(out[0], '{');
@@ -150,6 +152,14 @@ static void test_runs_per_source_and_codings(void **state)
 	                                            "'gzip' WHERE url='https://h/1'",
 	                              NULL, NULL, NULL),
 	                 SQLITE_OK);
+	/* Jobs not done that committed checkpoints (stopped or failed part-way):
+	 * counted with their records; a done job's checkpoint columns are not. */
+	assert_int_equal(sqlite3_exec(store_db(st),
+	                              "UPDATE _ringfill_jobs SET ckpt_records = CASE state"
+	                              " WHEN 'pending' THEN 40 WHEN 'done' THEN 1000 ELSE 1 END,"
+	                              " ckpt_offset = 0",
+	                              NULL, NULL, NULL),
+	                 SQLITE_OK);
 	store_close(st);
 	char *argv[] = {"status", fx->db, NULL}, *out;
 	assert_int_equal(run_status(fx, 2, argv, &out), 0);
@@ -163,10 +173,12 @@ static void test_runs_per_source_and_codings(void **state)
 	assert_null(strstr(out, "#1 of"));
 	assert_null(strstr(out, "gone"));
 	assert_non_null(strstr(out, "bodies stored with a content coding: gzip 1\n"));
+	assert_non_null(strstr(out, "jobs not done with committed checkpoints: 3 (42 records' "));
 	free(out);
 	char *jargv[] = {"status", "--json", fx->db, NULL};
 	assert_int_equal(run_status(fx, 3, jargv, &out), 0);
-	assert_non_null(strstr(out, "\"content_encodings\":{\"gzip\":1}"));
+	assert_non_null(strstr(out, "\"content_encodings\":{\"gzip\":1},"
+	                            "\"checkpointed\":{\"jobs\":3,\"records\":42}"));
 	a = strstr(out, "\"last_run\":{\"id\":3,\"source\":\"a\",");
 	b = strstr(out, "\"last_runs\":[{\"id\":3,\"source\":\"a\",");
 	assert_non_null(a);
