@@ -442,6 +442,12 @@ void nd_ck_try(loop_t *l, job_t *j);
 void nd_ck_flush(loop_t *l);
 void nd_reset(loop_t *l, job_t *j);
 bool nd_stop(loop_t *l); /* true once the stop's checkpoints are handed over (or given up) */
+/* A committed checkpoint of the other kind (an NDJSON one, with its byte
+ * offset, for a body now read as a single document, or a document's, offset
+ * 0, for one now read as NDJSON: the --ndjson flag or the content type
+ * changed): its records cannot be skipped, so the job fails (permanent) with
+ * *why instead of losing or repeating rows. */
+bool nd_ckpt_kind_refused(const job_t *j, bool doc, char *why, size_t cap);
 /* whether a 2xx body goes through nd_begin: NDJSON, or a single document
  * when the run's tables can stream (docstream.c) */
 bool nd_streams(loop_t *l, job_t *j);

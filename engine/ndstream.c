@@ -96,6 +96,20 @@ static int nd_digest_begin(loop_t *l, job_t *j)
 	return j->sha && EVP_DigestInit_ex(j->sha, l->sha256, NULL) == 1 ? 0 : -1;
 }
 
+bool nd_ckpt_kind_refused(const job_t *j, bool doc, char *why, size_t cap)
+{
+	uint64_t records = j->desc->ckpt_records, offset = j->desc->ckpt_offset;
+	if (!records || doc == (offset == 0))
+		return false;
+	snprintf(why, cap,
+	         "%llu records were committed by an earlier run that read this body as %s, but "
+	         "this run reads it as %s: its records cannot be matched to skip them (run it "
+	         "as before)",
+	         (unsigned long long)records, doc ? "NDJSON" : "a single JSON document",
+	         doc ? "a single JSON document" : "NDJSON");
+	return true;
+}
+
 /* A 2xx head of an NDJSON job arrived: from here its body is parsed as it
  * comes. A 206 must answer our Range exactly; a 200 is the whole body, whose
  * first ck_records records were committed already and are skipped (also
@@ -105,6 +119,10 @@ int nd_begin(loop_t *l, job_t *j, error_class_t *cls, char *err, size_t cap)
 	const http_response_t *r = &j->resp;
 	bool doc = !job_is_ndjson(l, j); /* a single document: docstream.c */
 	nd_load(j);
+	if (nd_ckpt_kind_refused(j, doc, err, cap)) {
+		*cls = ERROR_CLASS_PERMANENT;
+		return -1;
+	}
 	*cls = ERROR_CLASS_TRANSIENT;
 	if (r->status == 206) {
 		const char *why = NULL;

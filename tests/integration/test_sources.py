@@ -656,6 +656,41 @@ class Sources(unittest.TestCase):
         self.assertEqual(table(db, "t", ["x", "m"]), sorted(((i, "A") for i in range(100)),
                                                             key=repr))
 
+    def test_files_checkpoint_of_the_other_kind_fails_the_job(self):
+        # A checkpoint made while a body was read as NDJSON (a byte offset)
+        # cannot be resumed by a run that reads it as a single document (the
+        # extension, --ndjson or the content type changed), nor the other
+        # way: its records cannot be matched, so the job fails (permanent,
+        # saying why) and adds nothing, instead of skipping the wrong records.
+        d = self.workdir()
+        self.write_docs(d, (
+            ("a.json", json.dumps({"m": "A", "items": [{"x": i} for i in range(100)]})),
+            ("b.ndjson", "".join('{"x": %d}\n' % (1000 + i) for i in range(100)))))
+        job = os.path.join(d, "job.json")
+        with open(job, "w") as f:
+            json.dump({"source": {"files": "docs"}, "db": "out.db",
+                       "tables": [{"name": "t", "rows": "$.items[*]", "columns": {"x": "@.x"}},
+                                  {"name": "n", "rows": "$", "columns": {"x": "@.x"}}]}, f)
+        self.run_ok(["run", job, "--quiet"])
+        db = os.path.join(d, "out.db")
+        with sqlite3.connect(db) as con:  # each with the other kind's checkpoint
+            con.execute("DELETE FROM t WHERE x >= 40")
+            con.execute("DELETE FROM n WHERE x >= 1040 OR x IS NULL")
+            con.execute("UPDATE _ringfill_jobs SET state = 'pending', ckpt_records = 40,"
+                        " ckpt_offset = CASE WHEN key LIKE '%.json' THEN 400 ELSE 0 END")
+        con.close()
+        self.run_ok(["run", job, "--quiet"], code=1)
+        errors = {j["key"]: (j["state"], j["error_class"], j["error"]) for j in harness.jobs(db)}
+        self.assertEqual({k: v[:2] for k, v in errors.items()},
+                         {"a.json": ("failed", "permanent"), "b.ndjson": ("failed", "permanent")})
+        self.assertIn("40 records were committed by an earlier run that read this body as "
+                      "NDJSON, but this run reads it as a single JSON document",
+                      errors["a.json"][2])
+        self.assertIn("read this body as a single JSON document, but this run reads it as "
+                      "NDJSON", errors["b.ndjson"][2])
+        self.assertEqual(len(table(db, "t", ["x"])), 40)
+        self.assertEqual(len(table(db, "n", ["x"])), 40)
+
     def test_files_run_needs_no_ca_store(self):
         # A files run never connects, so it does not load the CA store: a
         # --cacert that is not PEM does not stop it. A URL run still refuses
