@@ -559,11 +559,8 @@ class Sources(unittest.TestCase):
         good = '{"m": "A", "items": [%s]}' % items
         bad = good[:-2] + ",]}"  # a trailing comma after the last item
         self.write_docs(d, (("a.json", bad),))
-        job = os.path.join(d, "job.json")
-        with open(job, "w") as f:
-            json.dump({"source": {"files": "docs"}, "db": "out.db",
-                       "tables": [{"name": "t", "rows": "$.items[*]",
-                                   "columns": {"x": "@.x", "m": "$.m", "pad": "@.pad"}}]}, f)
+        job = self.files_job(d, [{"name": "t", "rows": "$.items[*]",
+                                  "columns": {"x": "@.x", "m": "$.m", "pad": "@.pad"}}])
         self.run_ok(["run", job, "--quiet"], code=1)
         db = os.path.join(d, "out.db")
         (j,) = harness.jobs(db)
@@ -574,11 +571,52 @@ class Sources(unittest.TestCase):
                                                       key=repr))
         with open(os.path.join(d, "docs", "a.json"), "w") as f:
             f.write(good)
+        self.retry_and_finish(job, db)
+        self.assertEqual(table(db, "t", ["x", "m"]), sorted(((i, "A") for i in range(5000)),
+                                                            key=repr))
+
+    # Two small files for the checkpoint tests below: a document of 100
+    # items (x 0..99, m "A") and 100 NDJSON lines (x 1000..1099). With
+    # CKPT_TABLES the document's items go to t (n's `$` row is its one row
+    # at the end) and each NDJSON line to n (t's rows path selects nothing
+    # there).
+    CKPT_DOCS = (("a.json", json.dumps({"m": "A", "items": [{"x": i} for i in range(100)]})),
+                 ("b.ndjson", "".join('{"x": %d}\n' % (1000 + i) for i in range(100))))
+    CKPT_TABLES = [{"name": "t", "rows": "$.items[*]", "columns": {"x": "@.x", "m": "$.m"}},
+                   {"name": "n", "rows": "$", "columns": {"x": "@.x"}}]
+
+    def files_job(self, d, tables):
+        """d/job.json: the files of d/docs into `tables`, database d/out.db."""
+        job = os.path.join(d, "job.json")
+        with open(job, "w") as f:
+            json.dump({"source": {"files": "docs"}, "db": "out.db", "tables": tables}, f)
+        return job
+
+    def stopped_after_40(self, d, docs, tables, offset_sql):
+        """Runs the job over `docs` to the end, then edits its database to
+        what a run stopped after 40 records of each file leaves: the other
+        rows gone, every job pending with a checkpoint of 40 records at
+        `offset_sql` (an SQL expression of the job's key). (job, db)."""
+        self.write_docs(d, docs)
+        job = self.files_job(d, tables)
+        self.run_ok(["run", job, "--quiet"])
+        db = os.path.join(d, "out.db")
+        with sqlite3.connect(db) as con:
+            names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+            con.execute("DELETE FROM t WHERE x >= 40")
+            if "n" in names:
+                con.execute("DELETE FROM n WHERE x >= 1040 OR x IS NULL")
+            con.execute("UPDATE _ringfill_jobs SET state = 'pending', ckpt_records = 40,"
+                        " ckpt_offset = " + offset_sql + ","
+                        " ckpt_validator = 'file 1 1.000000000'")
+        con.close()
+        return job, db
+
+    def retry_and_finish(self, job, db):
+        """`ringfill retry --all`, then the job file again: exit 0."""
         p = run_ringfill(["retry", db, "--all"])
         self.assertEqual(p.returncode, 0, describe(p))
         self.run_ok(["run", job, "--quiet"])
-        self.assertEqual(table(db, "t", ["x", "m"]), sorted(((i, "A") for i in range(5000)),
-                                                            key=repr))
 
     def test_files_small_file_with_a_checkpoint_skips_its_records(self):
         # A stopped run leaves a pending job with a checkpoint and exactly
@@ -590,28 +628,11 @@ class Sources(unittest.TestCase):
         # version (size, mtime) this file does not have, so both are read
         # from the start.
         d = self.workdir()
-        self.write_docs(d, (
-            ("a.json", json.dumps({"m": "A", "items": [{"x": i} for i in range(100)]})),
-            ("b.ndjson", "".join('{"x": %d}\n' % (1000 + i) for i in range(100)))))
-        with open(os.path.join(d, "job.json"), "w") as f:
-            json.dump({"source": {"files": "docs"}, "db": "out.db",
-                       "tables": [{"name": "t", "rows": "$.items[*]",
-                                   "columns": {"x": "@.x", "m": "$.m"}},
-                                  {"name": "n", "rows": "$", "columns": {"x": "@.x"}}]}, f)
-        # Two tables: the document's items go to t (n's `$` row is its one
-        # row at the end); each NDJSON line to n (its t rows path selects
-        # nothing there).
-        self.run_ok(["run", os.path.join(d, "job.json"), "--quiet"])
-        db = os.path.join(d, "out.db")
-        with sqlite3.connect(db) as con:
-            con.execute("DELETE FROM t WHERE x >= 40")
-            con.execute("DELETE FROM n WHERE x >= 1040 OR x IS NULL")
-            con.execute("UPDATE _ringfill_jobs SET state = 'pending', ckpt_records = 40,"
-                        " ckpt_offset = CASE WHEN key LIKE '%.ndjson' THEN ? ELSE 0 END,"
-                        " ckpt_validator = 'file 1 1.000000000'",
-                        (len("".join('{"x": %d}\n' % (1000 + i) for i in range(40))),))
-        con.close()
-        self.run_ok(["run", os.path.join(d, "job.json"), "--quiet"])
+        forty_lines = len("".join('{"x": %d}\n' % (1000 + i) for i in range(40)))
+        job, db = self.stopped_after_40(d, self.CKPT_DOCS, self.CKPT_TABLES,
+                                        "CASE WHEN key LIKE '%%.ndjson' THEN %d ELSE 0 END"
+                                        % forty_lines)
+        self.run_ok(["run", job, "--quiet"])
         self.assertEqual(table(db, "t", ["x", "m"]), sorted(((i, "A") for i in range(100)),
                                                             key=repr))
         self.assertEqual(table(db, "n", ["x"]),
@@ -626,33 +647,18 @@ class Sources(unittest.TestCase):
         # nothing is added. With the earlier tables and `ringfill retry
         # --all` it resumes after its checkpoint.
         d = self.workdir()
-        self.write_docs(d, (("a.json", json.dumps(
-            {"m": "A", "items": [{"x": i} for i in range(100)]})),))
-        tables = [{"name": "t", "rows": "$.items[*]", "columns": {"x": "@.x", "m": "$.m"}}]
-        job, whole = os.path.join(d, "job.json"), os.path.join(d, "whole.json")
-        for path, tbls in ((job, tables), (whole, tables + [{"name": "w", "rows": "$"}])):
-            with open(path, "w") as f:
-                json.dump({"source": {"files": "docs"}, "db": "out.db", "tables": tbls}, f)
-        self.run_ok(["run", job, "--quiet"])
-        db = os.path.join(d, "out.db")
-        with sqlite3.connect(db) as con:  # as a run stopped after 40 records leaves it
-            con.execute("DELETE FROM t WHERE x >= 40")
-            con.execute("UPDATE _ringfill_jobs SET state = 'pending', ckpt_records = 40,"
-                        " ckpt_offset = 0")
-        con.close()
+        tables = self.CKPT_TABLES[:1]
+        job, db = self.stopped_after_40(d, self.CKPT_DOCS[:1], tables, "0")
         # Jobs belong to the job file's path (their source): the tables that
         # cannot stream go into the same file.
-        os.replace(whole, job)
+        self.files_job(d, tables + [{"name": "w", "rows": "$"}])
         self.run_ok(["run", job, "--quiet"], code=1)
         (j,) = harness.jobs(db)
         self.assertEqual((j["state"], j["error_class"]), ("failed", "permanent"), j)
         self.assertIn("40 records of this document were committed by an earlier run", j["error"])
         self.assertEqual(len(table(db, "t", ["x"])), 40)
-        with open(job, "w") as f:
-            json.dump({"source": {"files": "docs"}, "db": "out.db", "tables": tables}, f)
-        p = run_ringfill(["retry", db, "--all"])
-        self.assertEqual(p.returncode, 0, describe(p))
-        self.run_ok(["run", job, "--quiet"])
+        self.files_job(d, tables)
+        self.retry_and_finish(job, db)
         self.assertEqual(table(db, "t", ["x", "m"]), sorted(((i, "A") for i in range(100)),
                                                             key=repr))
 
@@ -663,22 +669,8 @@ class Sources(unittest.TestCase):
         # way: its records cannot be matched, so the job fails (permanent,
         # saying why) and adds nothing, instead of skipping the wrong records.
         d = self.workdir()
-        self.write_docs(d, (
-            ("a.json", json.dumps({"m": "A", "items": [{"x": i} for i in range(100)]})),
-            ("b.ndjson", "".join('{"x": %d}\n' % (1000 + i) for i in range(100)))))
-        job = os.path.join(d, "job.json")
-        with open(job, "w") as f:
-            json.dump({"source": {"files": "docs"}, "db": "out.db",
-                       "tables": [{"name": "t", "rows": "$.items[*]", "columns": {"x": "@.x"}},
-                                  {"name": "n", "rows": "$", "columns": {"x": "@.x"}}]}, f)
-        self.run_ok(["run", job, "--quiet"])
-        db = os.path.join(d, "out.db")
-        with sqlite3.connect(db) as con:  # each with the other kind's checkpoint
-            con.execute("DELETE FROM t WHERE x >= 40")
-            con.execute("DELETE FROM n WHERE x >= 1040 OR x IS NULL")
-            con.execute("UPDATE _ringfill_jobs SET state = 'pending', ckpt_records = 40,"
-                        " ckpt_offset = CASE WHEN key LIKE '%.json' THEN 400 ELSE 0 END")
-        con.close()
+        job, db = self.stopped_after_40(d, self.CKPT_DOCS, self.CKPT_TABLES,
+                                        "CASE WHEN key LIKE '%.json' THEN 400 ELSE 0 END")
         self.run_ok(["run", job, "--quiet"], code=1)
         errors = {j["key"]: (j["state"], j["error_class"], j["error"]) for j in harness.jobs(db)}
         self.assertEqual({k: v[:2] for k, v in errors.items()},
