@@ -642,8 +642,10 @@ static int conn_head_done(loop_t *l, conn_t *c, char *a, size_t an, char *b, siz
 			conn_fail(l, c, cls, "%s", err);
 			return 1;
 		}
-	} else if (ok && j->resp.status != 206 && !l->o->download_only && !paginate_is_page(l, j) &&
-	           ds_ckpt_refused(j, why, sizeof why)) { /* tables that cannot stream */
+	} else if (ok && !l->o->download_only && (nd_ckpt_kind_refused(j, true, why, sizeof why) ||
+	                                           ds_ckpt_refused(j, why, sizeof why))) {
+		/* Read whole (tables that cannot stream, a page) or answered 206
+		 * as a document: a checkpoint this body cannot go on from. */
 		conn_fail(l, c, ERROR_CLASS_PERMANENT, "%s", why);
 		return 1;
 	} else if (j->resp.status == 206) { /* only an NDJSON checkpoint asks for a range */

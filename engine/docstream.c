@@ -206,16 +206,17 @@ bool nd_streams(loop_t *l, job_t *j)
 	return j->resp.status != 206 && !paginate_is_page(l, j) && ds_plan_ok(l);
 }
 
-bool ds_ckpt_refused(const job_t *j, char *why, size_t cap)
+bool ds_ckpt_refused(job_t *j, char *why, size_t cap)
 {
-	if (!j->desc->ckpt_records)
+	nd_load(j); /* as nd_ckpt_kind_refused: this run's view of the checkpoint */
+	if (!j->ck_records || j->ck_offset) /* none, or an NDJSON one: the kind check */
 		return false;
 	snprintf(why, cap,
 	         "%llu records of this document were committed by an earlier run that streamed "
 	         "it, but this run's tables cannot stream a document (docs/engine.md, \"Which "
 	         "job files stream\"), so its whole body would insert them again: run it with "
 	         "the earlier tables",
-	         (unsigned long long)j->desc->ckpt_records);
+	         (unsigned long long)j->ck_records);
 	return true;
 }
 

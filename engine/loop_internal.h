@@ -447,7 +447,7 @@ bool nd_stop(loop_t *l); /* true once the stop's checkpoints are handed over (or
  * 0, for one now read as NDJSON: the --ndjson flag or the content type
  * changed): its records cannot be skipped, so the job fails (permanent) with
  * *why instead of losing or repeating rows. */
-bool nd_ckpt_kind_refused(const job_t *j, bool doc, char *why, size_t cap);
+bool nd_ckpt_kind_refused(job_t *j, bool doc, char *why, size_t cap);
 /* whether a 2xx body goes through nd_begin: NDJSON, or a single document
  * when the run's tables can stream (docstream.c) */
 bool nd_streams(loop_t *l, job_t *j);
@@ -464,7 +464,7 @@ void ds_free(loop_t *l, job_t *j); /* its ds_job back to loop.ds_pool, or freed 
  * checkpoint (an earlier run, whose tables could stream, was stopped in it):
  * the whole body would insert the checkpoint's rows again, so the job fails
  * (permanent) with *why. False when the job has no checkpoint. */
-bool ds_ckpt_refused(const job_t *j, char *why, size_t cap);
+bool ds_ckpt_refused(job_t *j, char *why, size_t cap);
 /* Whether the rows so far may be cut into a checkpoint: not while a table
  * holds records for the end (they count as consumed, but have no rows yet). */
 bool ds_can_cut(const job_t *j);

@@ -96,9 +96,13 @@ static int nd_digest_begin(loop_t *l, job_t *j)
 	return j->sha && EVP_DigestInit_ex(j->sha, l->sha256, NULL) == 1 ? 0 : -1;
 }
 
-bool nd_ckpt_kind_refused(const job_t *j, bool doc, char *why, size_t cap)
+bool nd_ckpt_kind_refused(job_t *j, bool doc, char *why, size_t cap)
 {
-	uint64_t records = j->desc->ckpt_records, offset = j->desc->ckpt_offset;
+	/* The job's checkpoint as this run knows it: the database's, or the
+	 * last one an earlier attempt of this run handed over (a retry may get
+	 * another content type). */
+	nd_load(j);
+	uint64_t records = j->ck_records, offset = j->ck_offset;
 	if (!records || doc == (offset == 0))
 		return false;
 	snprintf(why, cap,
@@ -180,8 +184,8 @@ int nd_begin(loop_t *l, job_t *j, error_class_t *cls, char *err, size_t cap)
  * the same version reading goes on at its offset; else the file is read
  * from the start and the records committed already are skipped. A single
  * document (`doc`) is always read from the start, its committed records
- * skipped, even after a checkpoint with an offset (made while the same file
- * was read as NDJSON). *from is where to read. 0, or -1 on out of memory
+ * skipped (files.c refuses a checkpoint of the other kind first:
+ * nd_ckpt_kind_refused). *from is where to read. 0, or -1 on out of memory
  * (nd_reset frees what was made). */
 int nd_begin_local(loop_t *l, job_t *j, const char *validator, bool doc, uint64_t *from)
 {

@@ -163,7 +163,8 @@ static int status_checkpoints(status_t *s)
 		printf(",\"checkpointed\":{\"jobs\":%lld,\"records\":%lld}", jobs, records);
 	else if (jobs)
 		printf("jobs not done with committed checkpoints: %lld (%lld records' rows stored; "
-		       "a run goes on after each one's last)\n", jobs, records);
+		       "a run goes on after each one's last, a failed one after ringfill retry)\n",
+		       jobs, records);
 	return 0;
 }
 

@@ -72,6 +72,12 @@ Resuming streamed single documents (tests/integration/test_docstream.py):
   /resetonce/FILE   the first request for this path: Content-Length, half the
                     body, then a TCP reset (as /reset/); every later one: 200
                     and the whole file, no ranges
+  /flipct/json2nd/FILE, /flipct/nd2json/FILE
+                    the first request: Content-Type application/json (json2nd)
+                    or application/x-ndjson (nd2json), all but the last MiB of
+                    the body, a pause of FLIP_PAUSE_S, then a TCP reset; every
+                    later one: the other type and the whole file. A body read
+                    as one kind, checkpointed, then answered as the other
 
 The Range header of every request is kept per path in FaultServer.ranges
 (None for a request without one).
@@ -109,6 +115,7 @@ SOCKET_TIMEOUT_S = 10.0
 CHUNK_SIZES = (1, 7, 13, 64, 333, 4093)  # cycled; odd on purpose
 NOT_JSON = b'{"a": tru}\n'
 STALL_S = 30.0            # longer than any --timeout the tests use; stop() ends it
+FLIP_PAUSE_S = 0.5        # /flipct/: lets the client parse and hand over what it got
 TRICKLE_PIECES = 8
 TRICKLE_GAP_S = 0.2       # well inside the tests' --timeout
 LIMIT_GRACE_S = 0.25      # requests already in flight when the 429 went out
@@ -236,6 +243,22 @@ class Handler(harness.TlsHandler):
         self.end_headers()
         self.wfile.write(body[first:])
 
+    def _flipct(self, way, body, hits):
+        """/flipct/json2nd|nd2json/FILE (see the module's text)."""
+        types = ["application/json", "application/x-ndjson"]
+        if way == "nd2json":
+            types.reverse()
+        if hits > 1:
+            return self._simple(200, body, ctype=types[1])
+        self.send_response(200)
+        self.send_header("Content-Type", types[0])
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body[: max(0, len(body) - (1 << 20))])
+        self.wfile.flush()
+        self._stop_wait(FLIP_PAUSE_S)
+        return self._reset()
+
     def _resumable(self, mode, body, hits):
         """The /norange/, /etagflip/, /badrange/ and /gzipped/ modes."""
         ctype = "application/json" if self.path.endswith(".json") else "application/x-ndjson"
@@ -294,6 +317,9 @@ class Handler(harness.TlsHandler):
             return self._simple(code, body, extra=extra)
         if mode == "notjson":
             return self._simple(200, NOT_JSON)
+        way = None
+        if mode == "flipct":
+            way, _, rest = rest.partition("/")
         body = self._file(rest)
         if body is None:
             return self._simple(404, b'{"error": "no such file"}')
@@ -323,6 +349,8 @@ class Handler(harness.TlsHandler):
             return self._simple(200, body)
         if mode == "resetonce" and hits > 1:
             return self._simple(200, body)
+        if mode == "flipct":
+            return self._flipct(way, body, hits)
         if mode in ("reset", "resetonce", "shortnotify", "shortnoclose"):
             self._head(length=len(body))
             self.wfile.write(body[: len(body) // 2])

@@ -166,8 +166,8 @@ class DocStream(unittest.TestCase):
                              cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)
 
-    def run_in(self, cwd):
-        proc = self.start_job(cwd)
+    def run_in(self, cwd, extra=()):
+        proc = self.start_job(cwd, extra)
         out, err = proc.communicate(timeout=harness.RUN_TIMEOUT_S)
         self.assertIsNotNone(proc.maxrss)
         return proc.returncode, out + err, proc.maxrss
@@ -357,6 +357,39 @@ class DocStream(unittest.TestCase):
         job = self.check_tables(cwd, blob=True, what="after a reset: ")
         self.assertEqual(job["attempts"], 2, job)
         self.assertGreater(job["ckpt_records"], 0, job)
+
+    def test_checkpoint_then_the_other_kind_in_one_run(self):
+        """Within one run: a body checkpointed as one kind, its connection
+        reset, then answered as the other kind (Content-Type changed) on the
+        retry. The records of one cannot be counted in the other, so the job
+        fails (permanent, saying so) with exactly its checkpoints' rows:
+        none lost or repeated. Both ways: a document, then NDJSON; NDJSON
+        (the same document on one line, then 3 MB of blank line), then a
+        document."""
+        items = ",".join('{"x": %d, "pad": "%s"}' % (i, "p" * 1000) for i in range(5000))
+        doc = '{"items": [%s]}' % items
+        for way, text, extra in (("json2nd", doc, []),
+                                 ("nd2json", doc + "\n" + " " * (3 << 20),
+                                  ["--checkpoint-records", "1"])):
+            with open(os.path.join(self.data, way + ".dat"), "w", encoding="utf-8") as f:
+                f.write(text)
+            cwd = self.job_dir("flip-" + way, way + ".dat",
+                               url=self.fs.url("flipct/%s/%s.dat" % (way, way)),
+                               job='{"source": %s, "db": "out.db", "http": {"cacert": "%s",'
+                                   ' "retries": 3}, "tables": [{"name": "t",'
+                                   ' "rows": "$.items[*]", "columns": {"x": "@.x", "pad": "@.pad"}}]}')
+            rc, log, _ = self.run_in(cwd, ["--retry-base", "0.05"] + extra)
+            self.assertEqual(rc, 1, way + ": " + log)
+            db = os.path.join(cwd, "out.db")
+            (j,) = harness.jobs(db)
+            self.assertEqual((j["state"], j["error_class"]), ("failed", "permanent"), j)
+            self.assertIn("records were committed by an earlier run that read this body as", j["error"])
+            self.assertGreater(j["ckpt_records"] or 0, 0, j)
+            with harness.open_db(db) as con:
+                got = con.execute("SELECT count(*), count(DISTINCT x), min(x), max(x)"
+                                  " FROM t").fetchone()
+            want = j["ckpt_records"] if way == "json2nd" else 5000  # NDJSON: 1 record, 5000 rows
+            self.assertEqual(tuple(got), (want, want, 0, want - 1), way + ": " + repr(j))
 
     def test_gzip_document_checkpoints(self):
         """The same document gzip-compressed by nginx (Content-Encoding:
