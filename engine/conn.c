@@ -642,10 +642,13 @@ static int conn_head_done(loop_t *l, conn_t *c, char *a, size_t an, char *b, siz
 			conn_fail(l, c, cls, "%s", err);
 			return 1;
 		}
-	} else if (ok && !l->o->download_only && (nd_ckpt_kind_refused(j, true, why, sizeof why) ||
-	                                           ds_ckpt_refused(j, why, sizeof why))) {
-		/* Read whole (tables that cannot stream, a page) or answered 206
-		 * as a document: a checkpoint this body cannot go on from. */
+	} else if (ok && !l->o->download_only &&
+	           (nd_ckpt_kind_refused(j, true, why, sizeof why) ||
+	            (j->resp.status != 206 && ds_ckpt_refused(j, why, sizeof why)))) {
+		/* Read whole (tables that cannot stream, a page), or a 206 for an
+		 * NDJSON checkpoint answered as a document: a checkpoint this body
+		 * cannot go on from. (A 206 nobody asked for stays transient,
+		 * below: the next attempt asks for the whole body.) */
 		conn_fail(l, c, ERROR_CLASS_PERMANENT, "%s", why);
 		return 1;
 	} else if (j->resp.status == 206) { /* only an NDJSON checkpoint asks for a range */

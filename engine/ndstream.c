@@ -106,9 +106,9 @@ bool nd_ckpt_kind_refused(job_t *j, bool doc, char *why, size_t cap)
 	if (!records || doc == (offset == 0))
 		return false;
 	snprintf(why, cap,
-	         "%llu records were committed by an earlier run that read this body as %s, but "
-	         "this run reads it as %s: its records cannot be matched to skip them (run it "
-	         "as before)",
+	         "%llu records were committed by an earlier run or attempt that read this body "
+	         "as %s, but this attempt reads it as %s: its records cannot be matched to skip "
+	         "them (run it as before)",
 	         (unsigned long long)records, doc ? "NDJSON" : "a single JSON document",
 	         doc ? "a single JSON document" : "NDJSON");
 	return true;

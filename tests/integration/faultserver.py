@@ -75,9 +75,10 @@ Resuming streamed single documents (tests/integration/test_docstream.py):
   /flipct/json2nd/FILE, /flipct/nd2json/FILE
                     the first request: Content-Type application/json (json2nd)
                     or application/x-ndjson (nd2json), all but the last MiB of
-                    the body, a pause of FLIP_PAUSE_S, then a TCP reset; every
-                    later one: the other type and the whole file. A body read
-                    as one kind, checkpointed, then answered as the other
+                    the body, then a wait for release_flip() (at most STALL_S),
+                    then a TCP reset; every later one: the other type and the
+                    whole file. A body read as one kind, checkpointed, then
+                    answered as the other
 
 The Range header of every request is kept per path in FaultServer.ranges
 (None for a request without one).
@@ -115,7 +116,6 @@ SOCKET_TIMEOUT_S = 10.0
 CHUNK_SIZES = (1, 7, 13, 64, 333, 4093)  # cycled; odd on purpose
 NOT_JSON = b'{"a": tru}\n'
 STALL_S = 30.0            # longer than any --timeout the tests use; stop() ends it
-FLIP_PAUSE_S = 0.5        # /flipct/: lets the client parse and hand over what it got
 TRICKLE_PIECES = 8
 TRICKLE_GAP_S = 0.2       # well inside the tests' --timeout
 LIMIT_GRACE_S = 0.25      # requests already in flight when the 429 went out
@@ -256,7 +256,8 @@ class Handler(harness.TlsHandler):
         self.end_headers()
         self.wfile.write(body[: max(0, len(body) - (1 << 20))])
         self.wfile.flush()
-        self._stop_wait(FLIP_PAUSE_S)
+        self.server.flip.wait(STALL_S)  # the test saw what it waits for
+        self.server.flip.clear()        # the next /flipct/ waits again
         return self._reset()
 
     def _resumable(self, mode, body, hits):
@@ -470,6 +471,11 @@ class FaultServer(harness.TlsServer):
         """Lets every /gate/ request through, now and later."""
         self.httpd.gate.set()
 
+    def release_flip(self):
+        """Lets the /flipct/ request waiting (or the next one) reset its
+        connection."""
+        self.httpd.flip.set()
+
     def reset(self):
         """Forgets hit counts, once429 history and the limiter's pause."""
         with self.httpd.lock:
@@ -491,12 +497,14 @@ class FaultServer(harness.TlsServer):
         httpd.early = 0
         httpd.outage = True
         httpd.gate = threading.Event()
+        httpd.flip = threading.Event()
         httpd.limit_retry_after = self.limit_retry_after
         httpd.limit_first = httpd.limit_until = httpd.limit_value = None
 
     def release(self, httpd):
         httpd.stopping.set()  # releases stalled handlers
         httpd.gate.set()
+        httpd.flip.set()
 
 
 def _cli():

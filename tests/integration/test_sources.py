@@ -675,11 +675,11 @@ class Sources(unittest.TestCase):
         errors = {j["key"]: (j["state"], j["error_class"], j["error"]) for j in harness.jobs(db)}
         self.assertEqual({k: v[:2] for k, v in errors.items()},
                          {"a.json": ("failed", "permanent"), "b.ndjson": ("failed", "permanent")})
-        self.assertIn("40 records were committed by an earlier run that read this body as "
-                      "NDJSON, but this run reads it as a single JSON document",
+        self.assertIn("40 records were committed by an earlier run or attempt that read this "
+                      "body as NDJSON, but this attempt reads it as a single JSON document",
                       errors["a.json"][2])
-        self.assertIn("read this body as a single JSON document, but this run reads it as "
-                      "NDJSON", errors["b.ndjson"][2])
+        self.assertIn("read this body as a single JSON document, but this attempt reads it "
+                      "as NDJSON", errors["b.ndjson"][2])
         self.assertEqual(len(table(db, "t", ["x"])), 40)
         self.assertEqual(len(table(db, "n", ["x"])), 40)
 
