@@ -48,6 +48,7 @@ struct ds_plan {
 	json_path_t *owned[JSON_STREAM_PATHS_MAX]; /* `$` forms of `@` columns; NULL */
 	uint32_t n_paths;
 	ds_use_t *uses; /* a table's rows, a column's value: at most tables + columns */
+	uint64_t rows_paths; /* bit per path that feeds some table's rows */
 	uint32_t n_uses, uses_cap;
 	bool doc_table[BATCH_TABLES_MAX]; /* declared, rows `$`: one row at the end */
 	uint32_t n_docvals[BATCH_TABLES_MAX]; /* columns fed from the stream */
@@ -95,6 +96,8 @@ static bool plan_use(struct ds_plan *pl, uint32_t path, uint32_t table, uint32_t
 		return false;
 	assert(pl->n_uses < pl->uses_cap);
 	pl->uses[pl->n_uses++] = (ds_use_t){path, table, col};
+	if (col == DS_ROWS)
+		pl->rows_paths |= 1ull << path;
 	return true;
 }
 
@@ -331,16 +334,6 @@ static int ds_hold(struct ds_job *d, uint32_t t, const json_doc_t *doc)
 	return 0;
 }
 
-/* True when a record of these paths feeds some table's rows (a record in
- * the checkpoints' count); else it only feeds `$` columns. */
-static bool ds_feeds_rows(const struct ds_plan *pl, uint64_t paths)
-{
-	for (uint32_t u = 0; u < pl->n_uses; u++)
-		if (pl->uses[u].col == DS_ROWS && (paths >> pl->uses[u].path & 1))
-			return true;
-	return false;
-}
-
 bool ds_can_cut(const job_t *j)
 {
 	const struct ds_job *d = j->ds;
@@ -361,7 +354,7 @@ static int ds_record(loop_t *l, job_t *j, const json_doc_t *doc, uint64_t paths,
 	struct ds_job *d = j->ds;
 	const char *reason = NULL;
 	bool skip = false;
-	if (ds_feeds_rows(pl, paths)) {
+	if (paths & pl->rows_paths) { /* feeds rows, not only `$` columns */
 		j->nd_records++;
 		if (j->nd_skip) {
 			j->nd_skip--;
