@@ -101,6 +101,17 @@ void job_start(loop_t *l, job_desc_t *d)
 		files_start(l, j);
 		return;
 	}
+	if (l->o->download_only && (d->ckpt_records || d->ckpt_offset)) {
+		/* Part of its rows are in the database under this job: fetched whole
+		 * and marked done here, the rest would never load, and loading the
+		 * kept file later would insert the first part again. */
+		job_fail(l, j, ERROR_CLASS_PERMANENT, 0,
+		         "%llu records of this body were committed by an earlier run that parsed "
+		         "it (a checkpoint), so --download-only cannot take it over: requeue it "
+		         "(ringfill retry DB --all) and finish it with a run that parses",
+		         (unsigned long long)d->ckpt_records);
+		return;
+	}
 	const char *reason = "malformed";
 	if (url_parse(d->url, strlen(d->url), &j->url, &reason)) {
 		job_fail(l, j, ERROR_CLASS_PERMANENT, 0, "malformed URL: %s", reason);

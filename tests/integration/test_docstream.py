@@ -264,15 +264,25 @@ class DocStream(unittest.TestCase):
         130, the job pending with exactly those rows), and the next run
         fetches the whole document again (no Range: a document has no offset
         to resume from) and goes on after them, every table exact."""
-        want = gen_document(os.path.join(self.data, "half.json"), 24 << 20)
-        path = "/halfgate/half.json"  # half the body, then nothing until open_gate()
-        cwd = self.job_dir("sigint", "half.json", url=self.fs.url(path.lstrip("/")))
+        cwd, want, path = self.stop_half_way("sigint", "half.json")
+        self.check_resumes(cwd, self.fs.open_gate, doc="half.json", want=want)
+        self.assertEqual(self.fs.ranges[path], [None, None])
+
+    def stop_half_way(self, name, doc):
+        """Serves a new 24 MB document DOC (about 1 MB of rows in all) from
+        /halfgate/ and sends SIGINT once its first half is on disk: exit
+        130. Returns the run's directory, what its tables must hold, and
+        the path asked for. The gate stays closed until open_gate()."""
+        self.fs.reset()  # the gate closed again
+        want = gen_document(os.path.join(self.data, doc), 24 << 20)
+        path = "/halfgate/" + doc  # half the body, then nothing until open_gate()
+        cwd = self.job_dir(name, doc, url=self.fs.url(path.lstrip("/")))
         with open(os.path.join(cwd, "job.json"), encoding="utf-8") as f:
             job = json.load(f)
         job["raw"] = "raw"
         with open(os.path.join(cwd, "job.json"), "w", encoding="utf-8") as f:
             json.dump(job, f)
-        half = os.path.getsize(os.path.join(self.data, "half.json")) // 2
+        half = os.path.getsize(os.path.join(self.data, doc)) // 2
 
         def part_size():
             return sum(os.path.getsize(os.path.join(d, n))
@@ -291,8 +301,43 @@ class DocStream(unittest.TestCase):
         finally:
             harness.stop_process(proc)
         self.assertEqual(proc.returncode, 130, out + err)
-        self.check_resumes(cwd, self.fs.open_gate, doc="half.json", want=want)
-        self.assertEqual(self.fs.ranges[path], [None, None])
+        return cwd, want, path
+
+    def test_download_only_refuses_a_checkpointed_document(self):
+        """A job stopped after a checkpoint (Ctrl-C half-way), then a run
+        with --download-only: fetched whole and marked done, its other rows
+        would never load, and a later load of the kept file would insert the
+        first ones again. The job fails for good without a request, naming
+        the committed records and the way out, and keeps its rows and
+        checkpoint; after `ringfill retry --all` a run that parses finishes
+        it, every table exact."""
+        cwd, want, path = self.stop_half_way("dlonly", "dl.json")
+        db = os.path.join(cwd, "out.db")
+        records = ckpt_records(db)
+        self.assertGreater(records or 0, 0, "no checkpoint committed")
+        self.fs.open_gate()
+        asked = len(self.fs.ranges[path])
+        rc, log, _ = self.run_in(cwd, ["--download-only"])
+        self.assertEqual(rc, 1, log)
+        with harness.open_db(db) as con:
+            job = con.execute("SELECT state, error_class, error, ckpt_records, raw_path"
+                              " FROM _ringfill_jobs").fetchone()
+            rows = sum(con.execute("SELECT count(*) FROM %s" % t).fetchone()[0]
+                       for t in ("items", "events")
+                       if con.execute("SELECT 1 FROM sqlite_master WHERE name=?",
+                                      (t,)).fetchone())
+        self.assertEqual(job[:2], ("failed", "permanent"), job)
+        self.assertIn("%d records of this body were committed" % records, job[2])
+        self.assertIn("--download-only", job[2])
+        self.assertEqual((job[3], job[4], rows), (records, None, records))
+        self.assertEqual(len(self.fs.ranges[path]), asked, "the refused job was fetched")
+        retry = subprocess.run([harness.ringfill_path(), "retry", "out.db", "--all"], cwd=cwd,
+                               capture_output=True, text=True, timeout=harness.RUN_TIMEOUT_S)
+        self.assertEqual(retry.returncode, 0, retry.stdout + retry.stderr)
+        rc, log, _ = self.run_in(cwd)
+        self.assertEqual(rc, 0, log)
+        self.check_tables(cwd, what="after --download-only refused it: ", doc="dl.json",
+                          want=want)
 
     def check_stopped(self, sig, code):
         """Sends sig once a checkpoint is committed, expects exit `code`,
