@@ -246,7 +246,19 @@ static int run_check_inputs(run_opts_t *o, plan_t *p)
 	int r = plan_make(o, p);
 	if (r)
 		return r;
-	if (p->jf && !(o->set & OPT_SET_URLS) && p->jf->kind == JOBFILE_SOURCE_FILES) {
+	bool files = p->jf && !(o->set & OPT_SET_URLS) && p->jf->kind == JOBFILE_SOURCE_FILES;
+	if (o->download_only && (files || p->page)) {
+		/* Either would end with jobs done and no rows: a file marked done
+		 * unread, a first page done with no cursor followed. */
+		fprintf(stderr,
+		        files ? "ringfill run: %s: --download-only: the files source has nothing "
+		                "to download; load the files without it\n"
+		              : "ringfill run: %s: --download-only: the paginate source cannot be "
+		                "followed without parsing its pages; run it without --download-only\n",
+		        p->jf->path);
+		return EXIT_USAGE;
+	}
+	if (files) {
 		char err[STORE_ERR_BYTES];
 		if (files_expand(p->input, &p->files, err, sizeof err)) {
 			fprintf(stderr, "ringfill run: %s: source.files: %s\n", p->jf->path, err);

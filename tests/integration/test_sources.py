@@ -733,6 +733,29 @@ class Sources(unittest.TestCase):
             self.assertIn(path if ":1:" not in want else "job.json", p.stderr)
             self.assertFalse(os.path.exists(os.path.join(d, "out.db")), text)
 
+    def test_download_only_refused_for_files_and_pages(self):
+        # Both would end with jobs done and no rows, never loaded by a later
+        # run: a file marked done unread, pagination stopped at its first
+        # page. Refused before anything is created or fetched.
+        d = self.workdir()
+        self.write_docs(d, (("a.json", '{"x": 1}'),))
+        files_job = os.path.join(d, "files.json")
+        with open(files_job, "w") as f:
+            json.dump({"source": {"files": "docs"}, "db": "out.db",
+                       "tables": [{"name": "t", "columns": {"x": "@.x"}}]}, f)
+        cases = [(files_job, "the files source has nothing to download"),
+                 (self.job_emit(d, "ok"), "the paginate source cannot be followed")]
+        for job, want in cases:
+            before = self.srv.hits
+            p = run_ringfill(["run", job, "--download-only", "--raw", os.path.join(d, "raw")])
+            self.assertEqual(p.returncode, 2, describe(p))
+            self.assertIn(job + ": --download-only: " + want, p.stderr)
+            self.assertFalse(os.path.exists(os.path.join(d, "out.db")), job)
+            self.assertEqual(self.srv.hits, before, job)
+        # Without the flag the files load.
+        self.run_ok(["run", files_job])
+        self.assertEqual(table(os.path.join(d, "out.db"), "t", ["x"]), [(1,)])
+
     def test_dry_run_prints_the_plan(self):
         d = self.workdir()
         p = self.run_ok(["run", self.job_emit(d, "ok"), "--dry-run"])
