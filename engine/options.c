@@ -117,7 +117,8 @@ static int parse_bytes(const char *flag, const char *s, uint64_t *out)
 		mult = 1ull << 30, end++;
 	if (errno || end == s || *end || !isdigit((unsigned char)*s) || v == 0 ||
 	    v > (uint64_t)JSON_DOC_BYTES_MAX / mult)
-		return bad(flag, s, "expected a size from 1 to 4G bytes, e.g. 512M");
+		return bad(flag, s,
+		           "expected a size from 1 byte to 4294967280 (4G less 16), e.g. 512M or 4095M");
 	*out = v * mult;
 	return 0;
 }

@@ -124,6 +124,22 @@ class BadInput(unittest.TestCase):
         self.assertIn("--no-such-flag", proc.stderr)
         self.assertFalse(os.path.exists(self.db), "the database must not be created")
 
+    def test_max_body_limit_is_named_exactly(self):
+        # The parser's limit is 4 GiB less 16 bytes: "4G" is one byte too many
+        # and must be refused with the largest size that is accepted.
+        urls = harness.write_lines(os.path.join(self.cwd, "urls.txt"),
+                                   list(self.good_urls())[:1])
+        for size in ("4G", "4294967281", "0"):
+            proc = run_ringfill(self.run_args(urls, extra=["--max-body", size]), cwd=self.cwd)
+            self.assertEqual(proc.returncode, 2, describe(proc))
+            self.assertIn("max-body '%s'" % size, proc.stderr)
+            self.assertIn("4294967280", proc.stderr)
+            self.assertFalse(os.path.exists(self.db), size)
+        for size in ("4095M", "4294967280"):
+            proc = run_ringfill(self.run_args(urls, extra=["--max-body", size, "--dry-run"]),
+                                cwd=self.cwd)
+            self.assertEqual(proc.returncode, 0, describe(proc))
+
     def run_one_failing(self, url, cacert, drop_env=()):
         urls = harness.write_lines(os.path.join(self.cwd, "urls.txt"), [url])
         proc = run_ringfill(self.run_args(urls, cacert=cacert), cwd=self.cwd,
