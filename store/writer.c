@@ -233,7 +233,7 @@ struct writer {
 	 * committed (or the run stops), then frees them. At most commit_rows
 	 * rows plus one batch are held (tx_due). */
 	batch_t *held, **held_tail;
-	uint64_t held_rows, held_start_ms;
+	uint64_t held_rows, held_bytes, held_start_ms;
 	/* Scratch of tx_apply, reused by every transaction (grows only). */
 	hrow_t *hrows; /* rows of keyed tables, inserted sorted at the commit */
 	size_t n_hrows, cap_hrows;
@@ -746,7 +746,8 @@ static int tx_commit(writer_t *w)
 /* The held batches are due for their commit (tx_held). */
 static bool tx_due(const writer_t *w, uint64_t now)
 {
-	return w->held && (w->held_rows >= w->commit_rows || now - w->held_start_ms >= w->commit_ms);
+	return w->held && (w->held_rows >= w->commit_rows || w->held_bytes >= WRITER_HELD_BYTES_MAX ||
+	                   now - w->held_start_ms >= w->commit_ms);
 }
 
 /* ---- columns ----------------------------------------------------------- */
@@ -2349,7 +2350,7 @@ static void held_free(writer_t *w)
 		batch_free(b);
 	}
 	w->held_tail = &w->held;
-	w->held_rows = 0;
+	w->held_rows = w->held_bytes = 0;
 }
 
 /* Takes a popped batch into the transaction (begun at its first batch) and
@@ -2360,6 +2361,7 @@ static int tx_hold(writer_t *w, batch_t *b)
 	*w->held_tail = b;
 	w->held_tail = &b->next;
 	w->held_rows += b->n_rows;
+	w->held_bytes += batch_mem_bytes(b);
 	if (!w->in_tx) {
 		w->held_start_ms = now_ms();
 		if (tx_begin(w) != 0)
@@ -2594,10 +2596,12 @@ static void writer_run(writer_t *w)
 			}
 			bool emits = b->n_emit != 0;
 			rc = tx_hold(w, b);
-			/* Held rows never pass commit_rows by more than one batch. A
-			 * page's new jobs are committed at once, so the feed hands
-			 * the next page to the loop without waiting for the timer. */
-			if (rc == 0 && (w->held_rows >= w->commit_rows || emits))
+			/* Held rows never pass commit_rows (nor held bytes
+			 * WRITER_HELD_BYTES_MAX) by more than one batch. A page's new
+			 * jobs are committed at once, so the feed hands the next page
+			 * to the loop without waiting for the timer. */
+			if (rc == 0 && (w->held_rows >= w->commit_rows ||
+			                w->held_bytes >= WRITER_HELD_BYTES_MAX || emits))
 				rc = tx_held(w);
 		}
 		if (rc < 0)

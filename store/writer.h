@@ -29,6 +29,10 @@
  * so a writer slower than the network does not queue 256 large documents'
  * rows in memory (docs/store.md, The batch ring's bound). */
 #define WRITER_BATCH_BYTES_MAX (16ull << 20)
+/* Bytes of batches (batch_mem_bytes) one transaction holds until its
+ * commit: past this it commits before --commit-rows, so rows of a KB each
+ * are not held 50,000 at a time (docs/store.md, Transactions). */
+#define WRITER_HELD_BYTES_MAX (32ull << 20)
 /* Rows of keyed tables (upsert, ignore) are sorted by key and inserted this
  * many at a time, not only at the commit (docs/store.md, Key order). */
 #define WRITER_KEYED_PENDING_MAX 16384u

@@ -548,6 +548,53 @@ static void test_no_trigger_no_commit_before_end(void **state)
 	expect_query(fx->db, "SELECT count(*) FROM records", "1");
 }
 
+/* Neither commit_rows nor commit_ms would fire: the held batches' bytes do.
+ * Batches just under WRITER_HELD_BYTES_MAX in all stay uncommitted; the
+ * one that reaches it is committed with them before END. */
+static void test_commits_at_held_bytes(void **state)
+{
+	fixture_t *fx = *state;
+	enum { BIG = 3 << 20, JOBS_MAX = 64 };
+	import_n(fx, "src", JOBS_MAX);
+	int64_t ids[JOBS_MAX];
+	start_triggers(fx, 1000000, TRIGGER_NEVER_MS);
+	assert_int_equal(take_all_jobs(fx, ids, JOBS_MAX), JOBS_MAX);
+	uint64_t held = 0;
+	int pushed = 0;
+	for (;; pushed++) {
+		assert_true(pushed < JOBS_MAX);
+		char json[32];
+		snprintf(json, sizeof(json), "{\"j\":%d}", pushed + 1);
+		batch_t *b = done_batch(ids[pushed], json, "$");
+		assert_int_equal(batch_rows_reserve(b, BIG), 0);
+		uint64_t bytes = batch_mem_bytes(b);
+		if (held + bytes >= WRITER_HELD_BYTES_MAX) {
+			/* Under the bound, even after three default commit periods:
+			 * nothing committed. */
+			struct timespec wait = {.tv_sec = 3 * WRITER_COMMIT_MS_DEFAULT / 1000,
+			                        .tv_nsec = 3 * WRITER_COMMIT_MS_DEFAULT % 1000 * 1000000L};
+			nanosleep(&wait, NULL);
+			assert_int_equal(atomic_load(&fx->pipe.rows_committed), 0);
+			push(fx, b);
+			pushed++;
+			break;
+		}
+		held += bytes;
+		push(fx, b);
+	}
+	assert_true(pushed > 1);
+	uint64_t deadline = now_ms() + GUARD_MS;
+	while (atomic_load(&fx->pipe.rows_committed) < (uint64_t)pushed)
+		assert_true(now_ms() < deadline);
+	char want[64];
+	snprintf(want, sizeof(want), "%d/%d", pushed, pushed);
+	expect_query(fx->db,
+	             "SELECT count(*) || '/' || (SELECT count(*) FROM _ringfill_jobs"
+	             " WHERE state = 'done') FROM records",
+	             want);
+	finish(fx, 0);
+}
+
 static long file_bytes(const char *path)
 {
 	FILE *f = fopen(path, "rb");
@@ -1424,6 +1471,7 @@ int main(void)
 		T(test_commits_every_commit_rows),
 		T(test_commits_every_commit_ms),
 		T(test_no_trigger_no_commit_before_end),
+		T(test_commits_at_held_bytes),
 		T(test_checkpoints_run_during_the_run),
 		T(test_rows_the_database_refuses_fail_only_their_job),
 		T(test_refused_row_mid_statement_and_wide_rows),
