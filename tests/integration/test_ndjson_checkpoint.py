@@ -405,6 +405,16 @@ class NdjsonCheckpoint(unittest.TestCase):
         with harness.open_db(os.path.join(cwd, "rf.db")) as con:
             self.assertEqual(con.execute("SELECT count(*) FROM events").fetchone()[0], records)
         self.fs.open_gate()
+        # --download-only would fetch the rest from the offset and mark the
+        # job done, the raw file only the body's tail: refused, nothing
+        # fetched, the checkpoint and its rows kept (docs/engine.md).
+        dl = run_ringfill(args + ["--download-only"], cwd=cwd)
+        self.assertEqual(dl.returncode, 1, describe(dl))
+        self.assertEqual(ckpt_of(os.path.join(cwd, "rf.db")),
+                         ("failed", offset, records, validator))
+        self.assertEqual(self.fs.ranges[path], [None])
+        requeue = run_ringfill(["retry", os.path.join(cwd, "rf.db"), "--all"], cwd=cwd)
+        self.assertEqual(requeue.returncode, 0, describe(requeue))
         again = run_ringfill(args, cwd=cwd)
         self.assertEqual(again.returncode, 0, describe(again))
         self.assertEqual(self.fs.ranges[path], [None, "bytes=%d-" % offset])
