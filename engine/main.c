@@ -420,6 +420,17 @@ static int run_store(run_opts_t *o, const plan_t *p)
 			        p->input, (unsigned long long)imp.lines, noun,
 			        (unsigned long long)imp.added, (unsigned long long)imp.malformed,
 			        (unsigned long long)counts.pending, (unsigned long long)counts.done);
+		/* A kept URL is said even with --quiet: the user may not expect it. */
+		if (imp.changed && o->out != OUT_QUIET)
+			fprintf(stderr,
+			        "ringfill: %s: %llu jobs not done yet take their new URL or fields from "
+			        "it, and are pending again\n",
+			        p->input, (unsigned long long)imp.changed);
+		if (imp.kept)
+			fprintf(stderr,
+			        "ringfill: %s: %llu jobs keep their old URL: part of their rows is "
+			        "committed from it (a checkpoint); `ringfill status` lists them\n",
+			        p->input, (unsigned long long)imp.kept);
 		int64_t run_id = 0;
 		if (store_run_begin(st, p->source, &run_id, err, sizeof err)) {
 			fprintf(stderr, "ringfill run: %s\n", err);

@@ -293,17 +293,25 @@ struct sqlite3 *store_db(store_t *st)
 /* A pending job waiting for its group: offsets of its copies in group_buf. */
 typedef struct {
 	size_t key, key_len, url, url_len, vars, vars_len;
+	size_t line, line_len; /* a manifest line's text (line_len 0: none) */
+	unsigned long lineno;
 } import_row_t;
 
 /* One import in progress. */
 typedef struct {
 	store_t *st;
-	const char *file;
+	const char *file, *source;
 	sqlite3_stmt *ins;
 	sqlite3_stmt *ins_group; /* IMPORT_GROUP_ROWS rows; made on first use */
 	import_row_t group[IMPORT_GROUP_ROWS];
 	uint32_t n_group;
 	json_buf_t group_buf;    /* the group's keys, urls and vars */
+	sqlite3_stmt *sel_known, *upd_known; /* known_row's; made on first use */
+	sqlite3_stmt *ins_seen;              /* manifest_key_seen's; made on first use */
+	/* The manifest line whose job insert_job is given (NULL: not one). */
+	const char *line;
+	size_t line_len;
+	unsigned long lineno;
 	json_parser_t *parser;
 	json_buf_t vars;
 	store_import_t *res;
@@ -335,6 +343,128 @@ static long read_line(FILE *f, char *buf, int *too_long)
 static int is_space(char c)
 {
 	return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
+}
+
+static int insert_one(import_t *im, const char *key, size_t key_len, const char *url,
+                      size_t url_len, const char *vars, size_t vars_len, const char *reason);
+
+static int known_prepare(import_t *im)
+{
+	static const char sel[] =
+		"SELECT id, url IS ?3 AND vars IS ?4, state,"
+		" coalesce(ckpt_records, 0) + coalesce(ckpt_offset, 0) > 0"
+		" FROM _ringfill_jobs WHERE source = ?1 AND key = ?2";
+	static const char upd[] =
+		"UPDATE _ringfill_jobs SET url = ?2, vars = ?3, state = 'pending', attempts = 0,"
+		" http_status = NULL, error_class = NULL, error = NULL, updated_at = ?4"
+		" WHERE id = ?1 AND state <> 'done'";
+	if (sqlite3_prepare_v2(im->st->db, sel, -1, &im->sel_known, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(im->st->db, upd, -1, &im->upd_known, NULL) != SQLITE_OK) {
+		db_err(im->st, im->err, im->err_cap);
+		return -1;
+	}
+	return 0;
+}
+
+/* Whether an earlier manifest line of this import gave w's key: 1 yes, 0
+ * no (the key is remembered now), -1 on a database error. Only a manifest
+ * can give one key two URLs or two sets of variables (a URL line's key is
+ * its URL, a template's URL is made from its key, files have one path
+ * each), so only its keys are remembered, in a TEMP table of the
+ * connection that lives as long as the import. */
+static int manifest_key_seen(import_t *im, const import_row_t *w, const char *b)
+{
+	if (!w->line_len)
+		return 0;
+	if (!im->ins_seen &&
+	    (sqlite3_exec(im->st->db,
+	                  "CREATE TEMP TABLE IF NOT EXISTS _ringfill_import_keys"
+	                  " (key TEXT PRIMARY KEY) WITHOUT ROWID",
+	                  NULL, NULL, NULL) != SQLITE_OK ||
+	     sqlite3_prepare_v2(im->st->db,
+	                        "INSERT OR IGNORE INTO temp._ringfill_import_keys (key) VALUES (?1)",
+	                        -1, &im->ins_seen, NULL) != SQLITE_OK)) {
+		db_err(im->st, im->err, im->err_cap);
+		return -1;
+	}
+	sqlite3_stmt *s = im->ins_seen;
+	sqlite3_reset(s);
+	sqlite3_bind_text(s, 1, b + w->key, (int)w->key_len, SQLITE_STATIC);
+	if (sqlite3_step(s) != SQLITE_DONE) {
+		db_err(im->st, im->err, im->err_cap);
+		return -1;
+	}
+	return sqlite3_changes(im->st->db) == 0;
+}
+
+/* A pending job the INSERT found known (its source and key): the same URL
+ * and variables, nothing to do. Else, when an earlier line of this import
+ * gave the key (seen), the later line is recorded as a malformed one,
+ * naming the key (the first line wins); when the job is not done, it takes
+ * the new URL and variables and is pending again, unless a committed
+ * checkpoint holds rows of the old URL. A done job keeps its URL: it is not
+ * fetched again. */
+static int known_row(import_t *im, const import_row_t *w, const char *b, bool seen)
+{
+	if (!im->sel_known && known_prepare(im) != 0)
+		return -1;
+	sqlite3_stmt *s = im->sel_known;
+	sqlite3_reset(s);
+	sqlite3_bind_text(s, 1, im->source, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, b + w->key, (int)w->key_len, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, b + w->url, (int)w->url_len, SQLITE_STATIC);
+	if (w->vars_len)
+		sqlite3_bind_text(s, 4, b + w->vars, (int)w->vars_len, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(s, 4);
+	int rc = sqlite3_step(s);
+	if (rc != SQLITE_ROW) { /* the INSERT found it: it is there */
+		if (rc != SQLITE_DONE)
+			db_err(im->st, im->err, im->err_cap);
+		else
+			snprintf(im->err, im->err_cap, "%s: a known job vanished", im->file);
+		sqlite3_reset(s);
+		return -1;
+	}
+	int64_t id = sqlite3_column_int64(s, 0);
+	bool same = sqlite3_column_int(s, 1);
+	bool done = strcmp((const char *)sqlite3_column_text(s, 2), "done") == 0;
+	bool ckpt = sqlite3_column_int(s, 3);
+	sqlite3_reset(s);
+	if (same)
+		return 0;
+	if (seen) {
+		char reason[STORE_ERR_BYTES];
+		snprintf(reason, sizeof(reason),
+		         "%s:%lu: bad manifest line: key \"%.*s\" was given by an earlier line with "
+		         "another url or other fields; the first is kept",
+		         im->file, w->lineno, (int)(w->key_len < 256 ? w->key_len : 256), b + w->key);
+		im->res->existing--;
+		return insert_one(im, b + w->line, w->line_len, NULL, 0, NULL, 0, reason);
+	}
+	if (done)
+		return 0;
+	if (ckpt) {
+		im->res->kept++;
+		return 0;
+	}
+	s = im->upd_known;
+	sqlite3_reset(s);
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_text(s, 2, b + w->url, (int)w->url_len, SQLITE_STATIC);
+	if (w->vars_len)
+		sqlite3_bind_text(s, 3, b + w->vars, (int)w->vars_len, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(s, 3);
+	sqlite3_bind_double(s, 4, im->now);
+	if (sqlite3_step(s) != SQLITE_DONE) {
+		db_err(im->st, im->err, im->err_cap);
+		sqlite3_reset(s);
+		return -1;
+	}
+	im->res->changed += (uint64_t)sqlite3_changes(im->st->db);
+	sqlite3_reset(s);
+	return 0;
 }
 
 /* Inserts one job now. A NULL reason: a valid pending job (vars: its
@@ -424,12 +554,23 @@ static int group_flush(import_t *im)
 		uint64_t added = (uint64_t)sqlite3_changes(im->st->db); /* the rest were known */
 		im->res->added += added;
 		im->res->existing += n - added;
+		/* Which rows were known, the statement does not say: each is
+		 * looked up (a row this statement added is found the same). */
+		for (uint32_t r = 0; r < n; r++) {
+			int seen = manifest_key_seen(im, &im->group[r], b);
+			if (seen < 0 || (added < n && known_row(im, &im->group[r], b, seen) != 0))
+				return -1;
+		}
 		return 0;
 	}
 	for (uint32_t r = 0; r < n; r++) {
 		const import_row_t *w = &im->group[r];
-		if (insert_one(im, b + w->key, w->key_len, b + w->url, w->url_len, b + w->vars,
-		               w->vars_len, NULL))
+		uint64_t known = im->res->existing;
+		int seen = manifest_key_seen(im, w, b);
+		if (seen < 0 ||
+		    insert_one(im, b + w->key, w->key_len, b + w->url, w->url_len, b + w->vars,
+		               w->vars_len, NULL) ||
+		    (im->res->existing != known && known_row(im, w, b, seen) != 0))
 			return -1;
 	}
 	return 0;
@@ -448,8 +589,11 @@ static int insert_job(import_t *im, const char *key, size_t key_len, const char 
 	w->key = b->len, w->key_len = key_len;
 	w->url = b->len + key_len, w->url_len = url_len;
 	w->vars = w->url + url_len, w->vars_len = im->vars.len;
+	w->line = w->vars + w->vars_len, w->line_len = im->line ? im->line_len : 0;
+	w->lineno = im->lineno;
 	if (json_buf_append(b, key, key_len) || json_buf_append(b, url, url_len) ||
-	    json_buf_append(b, im->vars.data, im->vars.len)) {
+	    json_buf_append(b, im->vars.data, im->vars.len) ||
+	    (w->line_len && json_buf_append(b, im->line, im->line_len))) {
 		snprintf(im->err, im->err_cap, "%s: out of memory", im->file);
 		return -1;
 	}
@@ -549,9 +693,11 @@ static int import_manifest(import_t *im, unsigned long lineno, const char *line,
 	}
 	if (manifest_vars(im, &d) != 0)
 		goto nomem;
-	if (key_len < 0)
-		return insert_job(im, url, (size_t)url_len, url, (size_t)url_len, NULL);
-	return insert_job(im, key, (size_t)key_len, url, (size_t)url_len, NULL);
+	im->line = line, im->line_len = len, im->lineno = lineno; /* for known_row */
+	int rc = key_len < 0 ? insert_job(im, url, (size_t)url_len, url, (size_t)url_len, NULL)
+	                     : insert_job(im, key, (size_t)key_len, url, (size_t)url_len, NULL);
+	im->line = NULL;
+	return rc;
 nomem:
 	snprintf(im->err, im->err_cap, "%s: out of memory", im->file);
 	return -1;
@@ -667,6 +813,18 @@ static int import_finish(import_t *im, const char *source, int rc)
 		rc = group_flush(im);
 	sqlite3_finalize(im->ins_group);
 	im->ins_group = NULL;
+	sqlite3_finalize(im->sel_known);
+	sqlite3_finalize(im->upd_known);
+	im->sel_known = im->upd_known = NULL;
+	if (im->ins_seen) {
+		sqlite3_finalize(im->ins_seen);
+		im->ins_seen = NULL;
+		if (rc == 0 && sqlite3_exec(im->st->db, "DROP TABLE temp._ringfill_import_keys", NULL,
+		                            NULL, NULL) != SQLITE_OK) {
+			db_err(im->st, im->err, im->err_cap);
+			rc = -1;
+		}
+	}
 	json_buf_free(&im->group_buf);
 	if (rc == 0)
 		rc = requeue_transient(im, source);
@@ -683,8 +841,8 @@ int store_import(store_t *st, const char *source, const char *file,
                  const store_template_t *tmpl, store_import_t *res, char *err, size_t err_cap)
 {
 	memset(res, 0, sizeof(*res));
-	import_t im = {.st = st, .file = file, .res = res, .now = unix_now(), .err = err,
-	               .err_cap = err_cap};
+	import_t im = {.st = st, .file = file, .source = source, .res = res, .now = unix_now(),
+	               .err = err, .err_cap = err_cap};
 	FILE *f = fopen(file, "r");
 	if (!f) {
 		snprintf(err, err_cap, "%s: %s", file, strerror(errno));
@@ -714,8 +872,8 @@ int store_import_list(store_t *st, const char *source, const store_job_t *jobs, 
                       store_import_t *res, char *err, size_t err_cap)
 {
 	memset(res, 0, sizeof(*res));
-	import_t im = {.st = st, .file = source, .res = res, .now = unix_now(), .err = err,
-	               .err_cap = err_cap};
+	import_t im = {.st = st, .file = source, .source = source, .res = res, .now = unix_now(),
+	               .err = err, .err_cap = err_cap};
 	int rc = import_begin(&im, source);
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		res->lines++;

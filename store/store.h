@@ -40,6 +40,11 @@ typedef struct {
 	uint64_t existing;  /* already known for this source */
 	uint64_t malformed; /* recorded as failed/permanent with the line's reason */
 	uint64_t requeued;  /* failed/transient jobs of this source set pending again */
+	/* Of existing: jobs not done whose line now gives another URL or other
+	 * variables: given them and set pending (changed), or, when they hold a
+	 * committed checkpoint, left as they were (kept: their committed rows
+	 * came from the old URL). A done job keeps its URL and is not counted. */
+	uint64_t changed, kept;
 } store_import_t;
 
 /* How long a writer of this database waits for another process's write lock

@@ -240,6 +240,82 @@ static void test_reimport_requeues_transient_only(void **state)
 	assert_int_equal(n.pending, 3); /* a, c1, d; b failed for good */
 }
 
+/* A manifest of n keys k0.. with URLs https://h/kI-vV, V from ver(I), plus
+ * the extra lines. */
+static void write_manifest(const char *path, int n, int (*ver)(int), const char *extra)
+{
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	for (int i = 0; i < n; i++)
+		fprintf(f, "{\"url\":\"https://h/k%d-v%d\",\"key\":\"k%d\"}\n", i, ver(i), i);
+	fputs(extra, f);
+	fclose(f);
+}
+
+static int ver_first(int i)
+{
+	(void)i;
+	return 1;
+}
+
+/* k3 (in the first group of 64), k100 (in the second) and k129 (a tail row,
+ * inserted one by one) change; so do k5 and k7, done and checkpointed. */
+static int ver_fixed(int i)
+{
+	return i == 3 || i == 100 || i == 129 || i == 5 || i == 7 ? 2 : 1;
+}
+
+/* A line whose key is known gives the job not done yet its new URL (pending
+ * again, its failure forgotten); a done job keeps its URL, and so does one
+ * whose committed checkpoint holds rows of the old URL (counted as kept). A
+ * key a manifest gives twice with another URL is a malformed line, the
+ * first kept, in this import and the next; the same line twice is not. */
+static void test_reimport_takes_changed_urls(void **state)
+{
+	fixture_t *fx = *state;
+	store_import_t r;
+	char err[STORE_ERR_BYTES];
+	enum { N = 130 }; /* two groups of 64, then two rows one by one */
+	write_manifest(fx->urls, N, ver_first, "");
+	assert_int_equal(store_import_urls(fx->st, "src", fx->urls, &r, err, sizeof(err)), 0);
+	assert_int_equal(r.added, N);
+	sqlite3 *c;
+	assert_int_equal(sqlite3_open(fx->db, &c), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(c,
+	                              "UPDATE _ringfill_jobs SET state='failed', attempts=1,"
+	                              " http_status=404, error_class='permanent', error='HTTP 404'"
+	                              " WHERE key IN ('k3', 'k129');"
+	                              "UPDATE _ringfill_jobs SET state='done' WHERE key='k5';"
+	                              "UPDATE _ringfill_jobs SET ckpt_records=40 WHERE key='k7';",
+	                              NULL, NULL, NULL),
+	                 SQLITE_OK);
+	sqlite3_close(c);
+	const char *extra = "{\"url\":\"https://h/k3-v2\",\"key\":\"k3\"}\n"  /* the same again */
+	                    "{\"url\":\"https://h/k9-v9\",\"key\":\"k9\"}\n"; /* k9 again, another URL */
+	write_manifest(fx->urls, N, ver_fixed, extra);
+	for (int round = 0; round < 2; round++) {
+		assert_int_equal(store_import_urls(fx->st, "src", fx->urls, &r, err, sizeof(err)), 0);
+		assert_int_equal(r.lines, N + 2);
+		assert_int_equal(r.added, 0);
+		assert_int_equal(r.changed, round == 0 ? 3 : 0); /* k3, k100, k129 */
+		assert_int_equal(r.kept, 1);                     /* k7 */
+		assert_int_equal(r.malformed, 1);                /* the second k9 */
+		assert_int_equal(r.existing, N + 1);
+		expect_query(fx->db,
+		             "SELECT group_concat(key || '=' || url || ',' || state || ',' ||"
+		             " coalesce(error, '-'), ' ') FROM (SELECT * FROM _ringfill_jobs"
+		             " WHERE key IN ('k3', 'k5', 'k7', 'k9', 'k100', 'k129') ORDER BY id)",
+		             "k3=https://h/k3-v2,pending,- k5=https://h/k5-v1,done,-"
+		             " k7=https://h/k7-v1,pending,- k9=https://h/k9-v1,pending,-"
+		             " k100=https://h/k100-v2,pending,- k129=https://h/k129-v2,pending,-");
+		char *why = query1(fx->db, "SELECT state || ',' || error_class || ',' || error"
+		                           " FROM _ringfill_jobs WHERE key LIKE '%k9-v9%'");
+		assert_non_null(strstr(why, "failed,permanent,"));
+		assert_non_null(strstr(why, ":132: bad manifest line: key \"k9\" was given by an earlier"));
+		free(why);
+	}
+}
+
 static void test_fetch_pages_by_id_and_counts(void **state)
 {
 	fixture_t *fx = *state;
@@ -472,6 +548,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_import_lines, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reimport_adds_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reimport_requeues_transient_only, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reimport_takes_changed_urls, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fetch_pages_by_id_and_counts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_missing_file_is_named, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_long_line_is_malformed_not_fatal, setup, teardown),
