@@ -404,8 +404,8 @@ static int run_store(run_opts_t *o, const plan_t *p)
 	const char *noun = p->page ? "first pages" : p->files.n ? "files" : p->tmpl.url ? "keys"
 	                                                                                : "URLs";
 	int ir = p->page      ? store_import_list(st, p->source, &first, 1, &imp, err, sizeof err)
-	         : p->files.n ? store_import_list(st, p->source, p->files.jobs, p->files.n, &imp, err,
-	                                          sizeof err)
+	         : p->files.n ? store_import_files(st, p->source, p->files.jobs, p->files.n, &imp, err,
+	                                           sizeof err)
 	                      : store_import(st, p->source, p->input, p->tmpl.url ? &p->tmpl : NULL,
 	                                     &imp, err, sizeof err);
 	if (ir ||
@@ -421,6 +421,16 @@ static int run_store(run_opts_t *o, const plan_t *p)
 			        (unsigned long long)imp.added, (unsigned long long)imp.malformed,
 			        (unsigned long long)counts.pending, (unsigned long long)counts.done);
 		/* A kept URL is said even with --quiet: the user may not expect it. */
+		if (p->files.links && o->out != OUT_QUIET)
+			fprintf(stderr,
+			        "ringfill: %s: %zu paths name a file another path names too (a link): "
+			        "it is loaded once\n",
+			        p->input, p->files.links);
+		if (imp.same_file && o->out != OUT_QUIET)
+			fprintf(stderr,
+			        "ringfill: %s: %llu files are known already under another path (the "
+			        "pattern changed): not loaded again\n",
+			        p->input, (unsigned long long)imp.same_file);
 		if (imp.changed && o->out != OUT_QUIET)
 			fprintf(stderr,
 			        "ringfill: %s: %llu jobs not done yet take their new URL or fields from "

@@ -187,6 +187,47 @@ static int expand_dir(const char *dir, files_list_t *out, size_t *cap, dir_cache
 	return rc;
 }
 
+static int cmp_url_then_index(const void *a, const void *b, void *jobs)
+{
+	const store_job_t *j = jobs;
+	size_t x = *(const size_t *)a, y = *(const size_t *)b;
+	int c = strcmp(j[x].url, j[y].url);
+	return c ? c : (x > y) - (x < y);
+}
+
+/* Leaves out every later path of a file already listed (one URL). */
+static int files_dedupe(files_list_t *l)
+{
+	if (l->n < 2)
+		return 0;
+	size_t *ix = malloc(l->n * sizeof(*ix));
+	bool *drop = calloc(l->n, sizeof(*drop));
+	if (!ix || !drop) {
+		free(ix);
+		free(drop);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < l->n; i++)
+		ix[i] = i;
+	qsort_r(ix, l->n, sizeof(*ix), cmp_url_then_index, l->jobs);
+	for (size_t i = 1; i < l->n; i++)
+		drop[ix[i]] = strcmp(l->jobs[ix[i]].url, l->jobs[ix[i - 1]].url) == 0;
+	size_t n = 0;
+	for (size_t i = 0; i < l->n; i++) {
+		if (drop[i]) {
+			free((char *)l->jobs[i].key);
+			free((char *)l->jobs[i].url);
+			l->links++;
+		} else {
+			l->jobs[n++] = l->jobs[i];
+		}
+	}
+	l->n = n;
+	free(ix);
+	free(drop);
+	return 0;
+}
+
 int files_expand(const char *pattern, files_list_t *out, char *err, size_t err_cap)
 {
 	memset(out, 0, sizeof(*out));
@@ -214,6 +255,8 @@ int files_expand(const char *pattern, files_list_t *out, char *err, size_t err_c
 			globfree(&g);
 	}
 	free(dc);
+	if (rc == 0)
+		rc = files_dedupe(out);
 	if (rc == 0 && out->n == 0) {
 		snprintf(err, err_cap, "%s: no regular file matches", pattern);
 		return -1;

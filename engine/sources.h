@@ -40,10 +40,14 @@ void paginate_spec_free(paginate_spec_t *p);
 /* The files a `files` source names: a directory (its regular files, not
  * recursing) or a glob(3) pattern (the regular files it matches). Sorted by
  * path. Keys are the paths relative to the directory, or to the pattern's
- * base (its directories before the first one with * ? or [). */
+ * base (its directories before the first one with * ? or [). A file that
+ * two paths name (a link and its target, or two links) is listed once,
+ * under the first path in that order: its URL is its resolved path, so it
+ * would be two jobs loading one file twice. */
 typedef struct {
 	store_job_t *jobs; /* key and url ("file:" + absolute path), owned */
 	size_t n;
+	size_t links; /* paths left out: a link to a file listed under another path */
 } files_list_t;
 
 /* 0, or -1 with "PATTERN: reason" in err (no match is an error: a typo

@@ -868,22 +868,111 @@ out:
 	return rc;
 }
 
-int store_import_list(store_t *st, const char *source, const store_job_t *jobs, size_t n,
-                      store_import_t *res, char *err, size_t err_cap)
+/* For store_import_files, when the source has jobs already: a TEMP table
+ * of their URLs and keys, and *probe on it (NULL when the source has none:
+ * a first import pays nothing). 0, or -1 with the error in im. */
+static int known_urls(import_t *im, sqlite3_stmt **probe)
+{
+	*probe = NULL;
+	sqlite3_stmt *s;
+	if (sqlite3_prepare_v2(im->st->db,
+	                       "SELECT EXISTS (SELECT 1 FROM _ringfill_jobs WHERE source = ?1)", -1,
+	                       &s, NULL) != SQLITE_OK)
+		goto db;
+	sqlite3_bind_text(s, 1, im->source, -1, SQLITE_STATIC);
+	int has = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int(s, 0) : -1;
+	sqlite3_finalize(s);
+	if (has < 0)
+		goto db;
+	if (has == 0)
+		return 0;
+	if (sqlite3_exec(im->st->db,
+	                 "CREATE TEMP TABLE IF NOT EXISTS _ringfill_import_urls"
+	                 " (url TEXT PRIMARY KEY, key TEXT) WITHOUT ROWID",
+	                 NULL, NULL, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(im->st->db,
+	                       "INSERT OR IGNORE INTO temp._ringfill_import_urls (url, key)"
+	                       " SELECT url, key FROM _ringfill_jobs WHERE source = ?1"
+	                       " AND url IS NOT NULL",
+	                       -1, &s, NULL) != SQLITE_OK)
+		goto db;
+	sqlite3_bind_text(s, 1, im->source, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(s);
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE ||
+	    sqlite3_prepare_v2(im->st->db,
+	                       "SELECT key IS NOT ?2 FROM temp._ringfill_import_urls WHERE url = ?1",
+	                       -1, probe, NULL) != SQLITE_OK)
+		goto db;
+	return 0;
+db:
+	db_err(im->st, im->err, im->err_cap);
+	return -1;
+}
+
+/* 1 when the probe finds url known under a key other than key, else 0; -1
+ * on a database error. */
+static int known_elsewhere(import_t *im, sqlite3_stmt *probe, const char *url, const char *key)
+{
+	sqlite3_reset(probe);
+	sqlite3_bind_text(probe, 1, url, -1, SQLITE_STATIC);
+	sqlite3_bind_text(probe, 2, key, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(probe);
+	int other = rc == SQLITE_ROW && sqlite3_column_int(probe, 0);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		db_err(im->st, im->err, im->err_cap);
+		return -1;
+	}
+	sqlite3_reset(probe);
+	return other;
+}
+
+static int import_list(store_t *st, const char *source, const store_job_t *jobs, size_t n,
+                       bool files, store_import_t *res, char *err, size_t err_cap)
 {
 	memset(res, 0, sizeof(*res));
 	import_t im = {.st = st, .file = source, .source = source, .res = res, .now = unix_now(),
 	               .err = err, .err_cap = err_cap};
+	sqlite3_stmt *probe = NULL;
 	int rc = import_begin(&im, source);
+	if (rc == 0 && files)
+		rc = known_urls(&im, &probe);
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		res->lines++;
-		rc = insert_job(&im, jobs[i].key, strlen(jobs[i].key), jobs[i].url,
-		                strlen(jobs[i].url), NULL);
+		int other = probe ? known_elsewhere(&im, probe, jobs[i].url, jobs[i].key) : 0;
+		if (other > 0) {
+			res->existing++;
+			res->same_file++;
+			continue;
+		}
+		rc = other < 0 ? -1
+		               : insert_job(&im, jobs[i].key, strlen(jobs[i].key), jobs[i].url,
+		                            strlen(jobs[i].url), NULL);
+	}
+	if (probe) {
+		sqlite3_finalize(probe);
+		if (rc == 0 && sqlite3_exec(st->db, "DROP TABLE temp._ringfill_import_urls", NULL, NULL,
+		                            NULL) != SQLITE_OK) {
+			db_err(st, err, err_cap);
+			rc = -1;
+		}
 	}
 	if (rc == 0 || im.ins)
 		rc = import_finish(&im, source, rc);
 	sqlite3_finalize(im.ins);
 	return rc;
+}
+
+int store_import_list(store_t *st, const char *source, const store_job_t *jobs, size_t n,
+                      store_import_t *res, char *err, size_t err_cap)
+{
+	return import_list(st, source, jobs, n, false, res, err, err_cap);
+}
+
+int store_import_files(store_t *st, const char *source, const store_job_t *jobs, size_t n,
+                       store_import_t *res, char *err, size_t err_cap)
+{
+	return import_list(st, source, jobs, n, true, res, err, err_cap);
 }
 
 /* ---- jobs made during the run (paginate) ------------------------------- */

@@ -45,6 +45,7 @@ typedef struct {
 	 * committed checkpoint, left as they were (kept: their committed rows
 	 * came from the old URL). A done job keeps its URL and is not counted. */
 	uint64_t changed, kept;
+	uint64_t same_file; /* of existing: files known by their URL under another key */
 } store_import_t;
 
 /* How long a writer of this database waits for another process's write lock
@@ -108,11 +109,19 @@ typedef struct {
 	const char *key, *url;
 } store_job_t;
 
-/* Inserts the jobs (those whose key this source has already are left as they
- * are) and requeues this source's transient failures, in one transaction,
- * as store_import does. res->lines counts the jobs given. 0, or -1 with err. */
+/* Inserts the jobs (one whose key this source has already is left as it
+ * is, or takes its new URL as store_import says) and requeues this source's
+ * transient failures, in one transaction, as store_import does. res->lines
+ * counts the jobs given. 0, or -1 with err. */
 int store_import_list(store_t *st, const char *source, const store_job_t *jobs, size_t n,
                       store_import_t *res, char *err, size_t err_cap);
+/* store_import_list for the `files` source: a file whose URL (file: and its
+ * resolved path) this source has already under another key (the pattern
+ * was widened or moved, so its key, the path under the pattern's base,
+ * changed) is not a new job: it counts as existing (and in res->same_file),
+ * and is not loaded twice. */
+int store_import_files(store_t *st, const char *source, const store_job_t *jobs, size_t n,
+                       store_import_t *res, char *err, size_t err_cap);
 
 /* Job keys of a paginate source's pages (engine/sources.h): the first page
  * is "page", the page of cursor C "page:" C. */

@@ -385,6 +385,37 @@ class Sources(unittest.TestCase):
                 f.write(text)
         return docs
 
+    def test_files_pattern_widened_loads_each_file_once(self):
+        # A file's job is keyed by its path under the pattern's base, so a
+        # wider pattern gives known files new keys; and a link names its
+        # target's file again. Each file is still loaded once: it is known
+        # by its resolved path (its file: URL).
+        d = self.workdir()
+        docs = self.write_docs(d, (("h_a.json", '{"x": "a"}'), ("h_b.json", '{"x": "b"}')))
+        os.makedirs(os.path.join(docs, "h"))
+        os.makedirs(os.path.join(docs, "g"))
+        for name in ("a", "b"):
+            os.rename(os.path.join(docs, "h_%s.json" % name),
+                      os.path.join(docs, "h", "%s.json" % name))
+        job = os.path.join(d, "job.json")
+
+        def run(pattern):
+            with open(job, "w") as f:
+                json.dump({"source": {"files": pattern}, "db": "out.db",
+                           "tables": [{"name": "t", "columns": {"x": "@.x"}}]}, f)
+            return self.run_ok(["run", job])
+        run("docs/h/*.json")
+        with open(os.path.join(docs, "g", "c.json"), "w") as f:
+            f.write('{"x": "c"}')
+        os.symlink(os.path.join("..", "h", "a.json"), os.path.join(docs, "g", "link.json"))
+        p = run("docs/*/*.json")
+        self.assertIn("1 paths name a file another path names too", p.stderr)
+        self.assertIn("2 files are known already under another path", p.stderr)
+        db = os.path.join(d, "out.db")
+        self.assertEqual(table(db, "t", ["x"]), [("a",), ("b",), ("c",)])
+        self.assertEqual(sorted(j["key"] for j in harness.jobs(db)),
+                         ["a.json", "b.json", "g/c.json"])
+
     def test_files_errors_name_the_file(self):
         d = self.workdir()
         docs = self.write_docs(d, (("a.json", '{"x": 1}'), ("b.json", '{"x": [1, 2}'),

@@ -316,6 +316,39 @@ static void test_reimport_takes_changed_urls(void **state)
 	}
 }
 
+/* store_import_files: a file known by its URL under another key (the
+ * pattern's base moved, so its key did) is not a new job; one of the same
+ * key, or a new file, goes as store_import_list has it. */
+static void test_import_files_known_by_url(void **state)
+{
+	fixture_t *fx = *state;
+	store_import_t r;
+	char err[STORE_ERR_BYTES];
+	const store_job_t first[] = {{"a.json", "file:/d/h/a.json"}, {"b.json", "file:/d/h/b.json"}};
+	assert_int_equal(store_import_files(fx->st, "src", first, 2, &r, err, sizeof err), 0);
+	assert_int_equal(r.added, 2);
+	const store_job_t wider[] = {{"h/a.json", "file:/d/h/a.json"},
+	                             {"h/b.json", "file:/d/h/b.json"},
+	                             {"g/a.json", "file:/d/g/a.json"},
+	                             {"a.json", "file:/d/h/a.json"}};
+	for (int round = 0; round < 2; round++) {
+		assert_int_equal(store_import_files(fx->st, "src", wider, 4, &r, err, sizeof err), 0);
+		assert_int_equal(r.lines, 4);
+		assert_int_equal(r.added, round == 0 ? 1 : 0); /* g/a.json */
+		assert_int_equal(r.same_file, 2);              /* h/a.json, h/b.json */
+		assert_int_equal(r.existing, round == 0 ? 3 : 4);
+		expect_query(fx->db, "SELECT group_concat(key, ' ') FROM _ringfill_jobs",
+		             "a.json b.json g/a.json");
+	}
+	/* Another source, or store_import_list, knows nothing of it. (Two paths
+	 * of one file in one list are files_expand's to leave out.) */
+	assert_int_equal(store_import_files(fx->st, "other", wider, 3, &r, err, sizeof err), 0);
+	assert_int_equal(r.added, 3);
+	assert_int_equal(r.same_file, 0);
+	assert_int_equal(store_import_list(fx->st, "src", wider, 1, &r, err, sizeof err), 0);
+	assert_int_equal(r.added, 1);
+}
+
 static void test_fetch_pages_by_id_and_counts(void **state)
 {
 	fixture_t *fx = *state;
@@ -549,6 +582,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reimport_adds_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reimport_requeues_transient_only, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reimport_takes_changed_urls, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_import_files_known_by_url, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fetch_pages_by_id_and_counts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_missing_file_is_named, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_long_line_is_malformed_not_fatal, setup, teardown),
