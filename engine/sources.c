@@ -106,6 +106,7 @@ static int add_file(files_list_t *l, size_t *cap, dir_cache_t *dc, const char *p
 			return 0; /* directories and the like are not documents */
 		if (!realpath(path, abs))
 			return -errno;
+		l->links = 1; /* a file listed twice is possible: files_dedupe looks */
 	} else if (!S_ISREG(st.st_mode)) {
 		return 0;
 	} else {
@@ -195,10 +196,14 @@ static int cmp_url_then_index(const void *a, const void *b, void *jobs)
 	return c ? c : (x > y) - (x < y);
 }
 
-/* Leaves out every later path of a file already listed (one URL). */
-static int files_dedupe(files_list_t *l)
+/* Leaves out every later path of a file already listed (one URL); links
+ * counts them. Called with links 1 when a file was a link (add_file); else,
+ * the files of one directory (may_repeat false) have one path each. */
+static int files_dedupe(files_list_t *l, bool may_repeat)
 {
-	if (l->n < 2)
+	may_repeat |= l->links != 0;
+	l->links = 0;
+	if (l->n < 2 || !may_repeat)
 		return 0;
 	size_t *ix = malloc(l->n * sizeof(*ix));
 	bool *drop = calloc(l->n, sizeof(*drop));
@@ -239,7 +244,8 @@ int files_expand(const char *pattern, files_list_t *out, char *err, size_t err_c
 		snprintf(err, err_cap, "%s: %s", pattern, strerror(ENOMEM));
 		return -1;
 	}
-	if (stat(pattern, &st) == 0 && S_ISDIR(st.st_mode)) {
+	bool dir = stat(pattern, &st) == 0 && S_ISDIR(st.st_mode);
+	if (dir) {
 		rc = expand_dir(pattern, out, &cap, dc);
 	} else {
 		glob_t g;
@@ -255,8 +261,8 @@ int files_expand(const char *pattern, files_list_t *out, char *err, size_t err_c
 			globfree(&g);
 	}
 	free(dc);
-	if (rc == 0)
-		rc = files_dedupe(out);
+	if (rc == 0) /* a glob's directories may be one by links (a/x, b/x with b -> a) */
+		rc = files_dedupe(out, !dir);
 	if (rc == 0 && out->n == 0) {
 		snprintf(err, err_cap, "%s: no regular file matches", pattern);
 		return -1;
