@@ -955,18 +955,71 @@ static int key_columns_add(writer_t *w, wtable_t *t, bool alter)
 	return 0;
 }
 
+/* The name of table t's key index (WRITER_KEY_INDEX_PREFIX + its name),
+ * malloc'd; NULL on out of memory. */
+static char *key_index_name(const wtable_t *t)
+{
+	size_t tl = strlen(t->name);
+	char *index = malloc(sizeof(WRITER_KEY_INDEX_PREFIX) + tl);
+	if (!index)
+		return NULL;
+	memcpy(index, WRITER_KEY_INDEX_PREFIX, sizeof(WRITER_KEY_INDEX_PREFIX) - 1);
+	memcpy(index + sizeof(WRITER_KEY_INDEX_PREFIX) - 1, t->name, tl + 1);
+	return index;
+}
+
+/* An existing table's key index made for another key than the job file's
+ * now (a key changed, or no key any more) is dropped: upsert and ignore
+ * would find no index of their ON CONFLICT columns, and every other row
+ * would still be held to the old key's uniqueness, failing every job for
+ * good. key_index_create then makes the new one. 0, -ENOMEM, or -1 with
+ * the error in the connection. */
+static int key_index_refresh(writer_t *w, wtable_t *t)
+{
+	char *index = key_index_name(t);
+	if (!index)
+		return -ENOMEM;
+	sqlite3_stmt *s;
+	int rc = sqlite3_prepare_v2(w->db,
+	                            "SELECT name FROM pragma_index_info(?1) ORDER BY seqno", -1,
+	                            &s, NULL) == SQLITE_OK
+	             ? 0
+	             : -1;
+	uint32_t n = 0;
+	bool same = true;
+	if (rc == 0) {
+		sqlite3_bind_text(s, 1, index, -1, SQLITE_STATIC);
+		int step;
+		while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+			const char *col = (const char *)sqlite3_column_text(s, 0);
+			same = same && n < t->spec->n_key && col &&
+			       sqlite3_stricmp(col, key_col(t, n)) == 0;
+			n++;
+		}
+		rc = step == SQLITE_DONE ? 0 : -1;
+		sqlite3_finalize(s);
+	}
+	if (rc == 0 && n > 0 && (!same || n != t->spec->n_key)) { /* n 0: no such index */
+		w->sql.len = 0;
+		if (sql_str(&w->sql, "DROP INDEX ") || sql_ident(&w->sql, index, strlen(index)) ||
+		    !sql_end(w))
+			rc = -ENOMEM;
+		else if (sqlite3_exec(w->db, w->sql.data, NULL, NULL, NULL) != SQLITE_OK)
+			rc = -1;
+	}
+	free(index);
+	return rc;
+}
+
 /* CREATE UNIQUE INDEX on the key columns: what upsert and ignore resolve
  * conflicts against. Its name is reserved (_ringfill_key_TABLE). */
 static int key_index_create(writer_t *w, wtable_t *t)
 {
 	if (!t->spec->n_key)
 		return 0;
-	size_t tl = strlen(t->name);
-	char *index = malloc(sizeof(WRITER_KEY_INDEX_PREFIX) + tl);
+	char *index = key_index_name(t);
 	if (!index)
 		return -ENOMEM;
-	memcpy(index, WRITER_KEY_INDEX_PREFIX, sizeof(WRITER_KEY_INDEX_PREFIX) - 1);
-	memcpy(index + sizeof(WRITER_KEY_INDEX_PREFIX) - 1, t->name, tl + 1);
 	w->sql.len = 0;
 	int rc = sql_str(&w->sql, "CREATE UNIQUE INDEX IF NOT EXISTS ") ||
 	         sql_ident(&w->sql, index, strlen(index));
@@ -990,11 +1043,13 @@ static int keys_prepare(writer_t *w)
 {
 	for (uint32_t i = 0; i < w->n_tables; i++) {
 		wtable_t *t = &w->tables[i];
-		if (!t->exists || !t->spec->n_key)
+		if (!t->exists)
 			continue;
 		if (tx_begin(w) != 0)
 			return -1;
-		int rc = key_columns_add(w, t, true);
+		int rc = key_index_refresh(w, t);
+		if (rc == 0)
+			rc = key_columns_add(w, t, true);
 		if (rc == 0)
 			rc = key_index_create(w, t);
 		if (rc == -ENOMEM)

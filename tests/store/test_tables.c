@@ -368,6 +368,60 @@ static void test_modes_keys_and_one_transaction_per_job(void **state)
 	             "1:done 2:done 3:done 4:pending");
 }
 
+/* A job file's key changed between runs: the table's key index (reserved
+ * name) is made again on the new key, so upserts resolve against it; with
+ * the key gone (append), the old index goes, so rows are no longer held to
+ * it. On 35e9eef the old index stayed, and every new job failed for good
+ * ("ON CONFLICT clause does not match", "UNIQUE constraint failed"). */
+static void test_changed_key_remakes_its_index(void **state)
+{
+	fixture_t *fx = *state;
+	import_jobs(fx, 3);
+	start(fx, 3);
+	push_doc(fx, 1, "{\"acc\":\"A\",\"f\":[{\"id\":1}],\"tw\":[{\"id\":\"t1\"}]}",
+	         "{\"user\":\"u1\"}");
+	finish(fx, 0);
+	/* follow: (acc, fid) -> (acc, fid, user); tw: no key, appended. */
+	static const char *const k0[] = {"acc", "fid", "user"};
+	for (uint32_t k = 0; k < fx->t[0].n_key; k++)
+		free(fx->t[0].key[k]);
+	free(fx->t[0].key);
+	fx->t[0].key = strs(3, k0);
+	fx->t[0].n_key = 3;
+	for (uint32_t k = 0; k < fx->t[1].n_key; k++)
+		free(fx->t[1].key[k]);
+	free(fx->t[1].key);
+	fx->t[1].key = NULL;
+	fx->t[1].n_key = 0;
+	fx->t[1].mode = TABLE_APPEND;
+	start(fx, 2);
+	push_doc(fx, 2, "{\"acc\":\"A\",\"f\":[{\"id\":1}],\"tw\":[{\"id\":\"t1\"}]}",
+	         "{\"user\":\"u2\"}");
+	push_doc(fx, 3, "{\"acc\":\"A\",\"f\":[{\"id\":1}],\"tw\":[{\"id\":\"t1\"}]}",
+	         "{\"user\":\"u2\"}");
+	finish(fx, 0);
+	expect_query(fx->db, "SELECT group_concat(id||':'||state, ' ') FROM"
+	             " (SELECT * FROM _ringfill_jobs ORDER BY id)", "1:done 2:done 3:done");
+	expect_query(fx->db, FOLLOW_ROWS, "A/1/u1/1 A/1/u2/3"); /* (A,1,u2) upserted by job 3 */
+	expect_query(fx->db, "SELECT group_concat(name, ',') FROM pragma_index_info("
+	                     "'_ringfill_key_follow')", "acc,fid,user");
+	expect_query(fx->db, "SELECT count(*) || ',' || (SELECT count(*) FROM sqlite_master"
+	                     " WHERE name = '_ringfill_key_tw \"quoted\"')"
+	                     " FROM \"tw \"\"quoted\"\"\"", "3,0");
+	/* A key the rows break ((A,1) twice): the run stops at start, naming
+	 * the table, and the old index stays. */
+	fx->t[0].n_key = 1;
+	writer_config_t cfg = {.source = "src", .tables = fx->t, .n_tables = 3};
+	assert_int_equal(writer_start(fx->st, &cfg, &fx->pipe, &fx->w), 0);
+	assert_int_equal(writer_join(fx->w), -1);
+	ring_destroy(&fx->pipe.to_writer);
+	ring_destroy(&fx->pipe.to_loop);
+	assert_non_null(strstr(fx->pipe.fatal_msg, "table \"follow\": cannot make its key unique"));
+	fx->t[0].n_key = 3;
+	expect_query(fx->db, "SELECT group_concat(name, ',') FROM pragma_index_info("
+	                     "'_ringfill_key_follow')", "acc,fid,user");
+}
+
 /* The writer inserts a job's rows with multi-row INSERTs (100 rows, then the
  * rest by powers of two). Duplicate keys inside one statement, across
  * statements and across jobs must come out as with one INSERT per row:
@@ -504,6 +558,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_types_null_if_and_sources),
 		T(test_modes_keys_and_one_transaction_per_job),
+		T(test_changed_key_remakes_its_index),
 		T(test_multi_row_inserts_behave_row_by_row),
 		T(test_multi_row_inserts_into_tables_made_by_hand),
 		T(test_refused_rows_roll_back_every_table_of_the_job),
