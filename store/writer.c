@@ -194,6 +194,10 @@ struct writer {
 	uint32_t vars_max; /* SQLite's limit on bound parameters per statement */
 
 	bool in_tx;
+	/* PRAGMA data_version when this writer last knew the tables' columns
+	 * (tables_refresh): another connection's commit changes it. */
+	sqlite3_stmt *data_version_stmt;
+	int64_t data_version;
 	uint64_t tx_rows, tx_done, tx_failed, tx_bytes;
 	uint32_t busy_patience_ms; /* total wait for another process's write lock */
 	uint64_t checkpoint_ms;    /* when the last PASSIVE checkpoint ran */
@@ -698,6 +702,8 @@ static void wal_truncate(writer_t *w)
 	busy_try_set(w);
 }
 
+static int tables_refresh(writer_t *w);
+
 static int tx_begin(writer_t *w)
 {
 	if (w->in_tx)
@@ -705,6 +711,8 @@ static int tx_begin(writer_t *w)
 	if (exec_retry(w, "BEGIN IMMEDIATE") != 0)
 		return -1;
 	w->in_tx = true;
+	if (tables_refresh(w) != 0)
+		return -1;
 	w->tx_rows = w->tx_done = w->tx_failed = w->tx_bytes = 0;
 	return 0;
 }
@@ -923,6 +931,60 @@ static int columns_load(writer_t *w, wtable_t *t)
 	}
 	sqlite3_finalize(s);
 	return rc == SQLITE_DONE ? 0 : fatal_db(w);
+}
+
+/* PRAGMA data_version: 0 and *v, or -1 with the error in the connection. */
+static int data_version_get(writer_t *w, int64_t *v)
+{
+	sqlite3_stmt *s = w->data_version_stmt;
+	if (!s && sqlite3_prepare_v3(w->db, "PRAGMA data_version", -1, SQLITE_PREPARE_PERSISTENT,
+	                             &w->data_version_stmt, NULL) != SQLITE_OK)
+		return -1;
+	s = w->data_version_stmt;
+	int rc = sqlite3_step(s);
+	*v = sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	return rc == SQLITE_ROW ? 0 : -1;
+}
+
+/* Another process (a second ringfill on the same database, another source
+ * with the same table) may have made a table, added columns or mapped keys
+ * to them since this writer read them. Its view would then be wrong: a
+ * table it thinks new would be "created" again, its column map wiped and
+ * rebuilt (later values in the wrong columns), or a column added twice
+ * (every such job failed for good, "duplicate column name"). So at each
+ * BEGIN IMMEDIATE, which holds the write lock until COMMIT, a data_version
+ * other than the last one known means some other connection committed:
+ * every table's columns and map are read again (columns_load), and the
+ * statements made for the old column numbers dropped. A run alone never
+ * sees it change (its own commits do not count). 0, or -1 after a fatal
+ * error. */
+static int tables_refresh(writer_t *w)
+{
+	int64_t v;
+	if (data_version_get(w, &v) != 0)
+		return fatal_db(w);
+	if (v == w->data_version)
+		return 0;
+	w->data_version = v;
+	cache_flush(w);
+	for (uint32_t i = 0; i < w->n_tables; i++) {
+		wtable_t *t = &w->tables[i];
+		for (uint32_t c = 0; c < t->n_cols; c++) {
+			free(t->cols[c].key);
+			free(t->cols[c].col);
+		}
+		t->n_cols = 0;
+		map_free(&t->keys);
+		map_free(&t->taken);
+		bool existed = t->exists;
+		t->exists = false;
+		if (columns_load(w, t) != 0)
+			return -1;
+		if (t->exists && !existed)
+			t->ours = false; /* made by another: maybe not only by ringfill */
+	}
+	return 0;
 }
 
 /* ---- keys --------------------------------------------------------------- */
@@ -2630,6 +2692,10 @@ static void writer_run(writer_t *w)
 	for (uint32_t i = 0; i < w->n_tables; i++)
 		if (columns_load(w, &w->tables[i]) != 0)
 			return;
+	if (data_version_get(w, &w->data_version) != 0) {
+		fatal_db(w);
+		return;
+	}
 	if (cache_size_set(w) != 0 || keys_prepare(w) != 0 || jobs_feed(w) != 0)
 		return;
 	ck_start(w);
@@ -2703,6 +2769,8 @@ static void *writer_thread(void *arg)
 	sqlite3_finalize(w->colmap_ins);
 	sqlite3_finalize(w->upd_run);
 	w->upd_run = NULL;
+	sqlite3_finalize(w->data_version_stmt);
+	w->data_version_stmt = NULL;
 	atomic_store_explicit(&w->pipe->writer_done, true, memory_order_release);
 	uint64_t one = 1;
 	if (w->pipe->done_eventfd >= 0 && write(w->pipe->done_eventfd, &one, sizeof(one)) < 0)

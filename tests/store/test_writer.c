@@ -595,6 +595,44 @@ static void test_commits_at_held_bytes(void **state)
 	finish(fx, 0);
 }
 
+/* Two writers on one database (two sources, one inferred table): b's
+ * writer starts before the table exists, a's then makes it, mapping "name"
+ * to name and "Name" to Name_2; b's first row must use that map. Before
+ * tables_refresh, b "created" the table again (wiping a's map) and put "Name"
+ * in name: later runs stored the two keys' values swapped. */
+static void test_second_writer_sees_a_table_made_meanwhile(void **state)
+{
+	fixture_t *fx = *state;
+	fixture_t b = {.keyed_chunk_rows = 0};
+	char err[STORE_ERR_BYTES];
+	memcpy(b.dir, fx->dir, sizeof(b.dir));
+	memcpy(b.db, fx->db, sizeof(b.db));
+	assert_int_equal(store_open(b.db, &b.st, err, sizeof(err)), 0);
+	b.pipe.loop_eventfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	b.pipe.done_eventfd = -1;
+	import_n(fx, "a", 1);
+	import_n(&b, "b", 1);
+	int64_t ida, idb;
+	writer_config_t cb = {.table = "records", .source = "b"};
+	assert_int_equal(writer_start(b.st, &cb, &b.pipe, &b.w), 0);
+	assert_int_equal(take_all_jobs(&b, &idb, 1), 1);
+	writer_config_t ca = {.table = "records", .source = "a"};
+	assert_int_equal(writer_start(fx->st, &ca, &fx->pipe, &fx->w), 0);
+	assert_int_equal(take_all_jobs(fx, &ida, 1), 1);
+	push(fx, done_batch(ida, "{\"id\":\"a1\",\"name\":\"lower-a\",\"Name\":\"UPPER-a\"}", "$"));
+	finish(fx, 0);
+	push(&b, done_batch(idb, "{\"Name\":\"UPPER-b\",\"name\":\"lower-b\",\"id\":\"b1\"}", "$"));
+	finish(&b, 0);
+	store_close(b.st);
+	close(b.pipe.loop_eventfd);
+	expect_query(fx->db, "SELECT group_concat(id || '=' || name || '/' || Name_2, ' ')"
+	                     " FROM (SELECT * FROM records ORDER BY id)",
+	             "a1=lower-a/UPPER-a b1=lower-b/UPPER-b");
+	expect_query(fx->db, "SELECT group_concat(key || '>' || col, ' ') FROM"
+	                     " (SELECT * FROM _ringfill_columns WHERE tbl = 'records' ORDER BY key)",
+	             "Name>Name_2 id>id name>name");
+}
+
 static long file_bytes(const char *path)
 {
 	FILE *f = fopen(path, "rb");
@@ -1472,6 +1510,7 @@ int main(void)
 		T(test_commits_every_commit_ms),
 		T(test_no_trigger_no_commit_before_end),
 		T(test_commits_at_held_bytes),
+		T(test_second_writer_sees_a_table_made_meanwhile),
 		T(test_checkpoints_run_during_the_run),
 		T(test_rows_the_database_refuses_fail_only_their_job),
 		T(test_refused_row_mid_statement_and_wide_rows),
