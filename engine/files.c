@@ -55,6 +55,68 @@ struct local_file {
 	unsigned asked;   /* bytes the read in flight asked for */
 };
 
+/* A gzip file (a raw body that --download-only kept as sent by a server
+ * that gzips): gzip's magic, 1f 8b, which no JSON text starts with (nor a
+ * UTF-8 byte order mark, EF BB BF). */
+static bool local_is_gzip(const char *p, size_t n)
+{
+	return n >= 2 && (unsigned char)p[0] == 0x1f && (unsigned char)p[1] == 0x8b;
+}
+
+/* Where the file's bytes are read to: the job's body buffer, or for a
+ * streamed gzip file its wire buffer (nd_feed decodes each piece into the
+ * body buffer). */
+static json_buf_t *local_in(job_t *j)
+{
+	return j->local->streamed && j->resp.gzip ? &j->wire : &j->body;
+}
+
+/* The file is gzip: its body as stored is the gzip (the digest, `bytes`,
+ * content_encoding), decoded on the way to the parser as a download's. */
+static int local_gzip_begin(job_t *j)
+{
+	j->resp.gzip = true;
+	snprintf(j->resp.content_encoding, sizeof j->resp.content_encoding, "gzip");
+	return gzip_init(&j->gz);
+}
+
+static void swap_bufs(json_buf_t *a, json_buf_t *b)
+{
+	json_buf_t t = *a;
+	*a = *b;
+	*b = t;
+}
+
+/* A gzip file read whole into the body buffer: moved to the wire buffer (the
+ * body as stored) and decoded into the body buffer, at most --max-body.
+ * Bad or truncated data, or too much of it, is the job's gz_error (a
+ * permanent failure, as for a download). 0, or -1 on out of memory. */
+static int local_gunzip_whole(loop_t *l, job_t *j)
+{
+	swap_bufs(&j->body, &j->wire);
+	j->body.len = 0;
+	if (local_gzip_begin(j) != 0)
+		return -1;
+	const char *why = "corrupt data";
+	uint64_t at = 0;
+	int r = gzip_feed(&j->gz, j->wire.data, j->wire.len, &j->body, l->o->body_bytes_max, &why,
+	                  &at);
+	if (r == -ENOMEM)
+		return -1;
+	if (r == GZIP_TOO_LARGE)
+		snprintf(j->gz_error, sizeof j->gz_error,
+		         "gzip file decodes to more than --max-body (%llu bytes)",
+		         (unsigned long long)l->o->body_bytes_max);
+	else if (r == GZIP_ERROR)
+		snprintf(j->gz_error, sizeof j->gz_error, "bad gzip data at byte %llu: %s",
+		         (unsigned long long)at, why);
+	else if (!j->gz.ended)
+		snprintf(j->gz_error, sizeof j->gz_error, "bad gzip data at byte %zu: the stream ends early",
+		         j->wire.len);
+	j->gz_failed = r != 0 || !j->gz.ended;
+	return 0;
+}
+
 bool files_job(const loop_t *l, const job_desc_t *d)
 {
 	return l->cfg->local_files && !strncmp(d->url, FILES_URL_PREFIX, strlen(FILES_URL_PREFIX));
@@ -75,10 +137,11 @@ static void local_submit(loop_t *l, struct local_file *f)
 		break;
 	case LOCAL_READ: {
 		/* Streamed: the whole buffer again for each piece. */
-		size_t at = f->streamed ? 0 : j->body.len, room = j->body.cap - at;
+		json_buf_t *in = local_in(j);
+		size_t at = f->streamed ? 0 : in->len, room = in->cap - at;
 		f->asked = (unsigned)(room < LOCAL_READ_BYTES_MAX ? room : LOCAL_READ_BYTES_MAX);
-		io_uring_prep_read(sqe, j->file_fd, j->body.data + at, f->asked,
-		                   f->streamed ? f->off : j->body.len);
+		io_uring_prep_read(sqe, j->file_fd, in->data + at, f->asked,
+		                   f->streamed ? f->off : in->len);
 		sqe->flags |= IOSQE_FIXED_FILE;
 		break;
 	}
@@ -132,12 +195,18 @@ static void local_batch_path(loop_t *l, batch_t *b, const char *path)
 	}
 }
 
+static void local_nomem(loop_t *l, job_t *j);
+
 /* The body is whole: its bytes, SHA-256, rows, as a download's; a failure
  * names the file, and raw_path says where the body is kept: the file. */
 static void local_done(loop_t *l, job_t *j)
 {
 	char path[BATCH_PATH_BYTES_MAX];
 	snprintf(path, sizeof path, "%s", j->local->path);
+	if (local_is_gzip(j->body.data, j->body.len) && local_gunzip_whole(l, j) != 0) {
+		local_nomem(l, j);
+		return;
+	}
 	job_body_ok(l, j); /* frees j only on out of memory, which makes the loop fatal */
 	if (!l->fatal)
 		local_batch_path(l, j->batch, path);
@@ -161,17 +230,25 @@ static void local_nomem(loop_t *l, job_t *j)
 static void local_piece_done(loop_t *l, job_t *j)
 {
 	struct local_file *f = j->local;
-	f->streamed = true;
 	f->off = j->body.len;
+	if (local_is_gzip(j->body.data, j->body.len) && local_gunzip_whole(l, j) != 0) {
+		local_nomem(l, j);
+		return;
+	}
+	f->streamed = true;
 	j->nd = true;
 	if (!(j->batch = batch_new(BATCH_JOB_DONE, j->desc->id)) || ds_begin(l, j)) {
 		local_nomem(l, j);
 		return;
 	}
 	batch_t *b = j->batch;
-	sha256_hex(l, &j->body, b->sha256_hex);
-	ds_feed(l, j, j->body.data, j->body.len);
-	ds_finish(l, j);
+	sha256_hex(l, j->resp.gzip ? &j->wire : &j->body, b->sha256_hex);
+	if (j->gz_failed) {
+		batch_fail(b, ERROR_CLASS_PERMANENT, "%s", j->gz_error);
+	} else {
+		ds_feed(l, j, j->body.data, j->body.len);
+		ds_finish(l, j);
+	}
 	ds_free(l, j);
 	b->attempts = j->desc->attempts + (int)j->attempts_run;
 	b->body_bytes = f->off;
@@ -222,7 +299,7 @@ static bool local_nd_piece(loop_t *l, job_t *j, struct local_file *f, size_t n)
 {
 	char err[BATCH_ERROR_BYTES_MAX];
 	error_class_t cls;
-	if (nd_feed(l, j, j->body.data, n, &cls, err, sizeof err) != 0) {
+	if (nd_feed(l, j, local_in(j)->data, n, &cls, err, sizeof err) != 0) {
 		job_fail(l, j, cls == ERROR_CLASS_TRANSIENT ? ERROR_CLASS_PERMANENT : cls, 0, "%s: %s",
 		         f->path, err);
 		return false;
@@ -369,6 +446,22 @@ void files_complete(loop_t *l, op_t *op, int res)
 			break;
 		}
 		if (f->streamed) {
+			if (f->off == 0 && !j->resp.gzip && local_is_gzip(j->body.data, (size_t)res)) {
+				/* The first piece says gzip: it, and the pieces after it,
+				 * are read to the wire buffer and decoded into the body
+				 * buffer (nd_feed). A decoded offset is no place to read
+				 * the file on from: its checkpoints name no version
+				 * (nd_validator empty), so a resumed run reads it from
+				 * the start and skips the records committed, as a
+				 * download's gzip body. */
+				swap_bufs(&j->body, &j->wire);
+				j->body.len = 0;
+				j->nd_validator[0] = '\0';
+				if (local_gzip_begin(j) != 0) {
+					local_nomem(l, j);
+					return;
+				}
+			}
 			f->off += (uint64_t)res;
 			l->bytes += (uint64_t)res;
 			if (f->off > l->o->body_bytes_max) {

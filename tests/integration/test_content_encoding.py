@@ -146,6 +146,82 @@ class ContentEncoding(unittest.TestCase):
         self.assertEqual([tuple(r) for r in old], [("done", None)])
         self.check_gzip_jobs(d, db)
 
+    def load_files(self, d, pattern, rows, extra=()):
+        """Runs a files job on pattern (under d) into table t; returns the
+        database and the run."""
+        job = os.path.join(d, "load.json")
+        with open(job, "w") as f:
+            json.dump({"source": {"files": pattern}, "db": "load.db",
+                       "tables": [{"name": "t", "rows": rows}]}, f)
+        p = run_ringfill(["run", job, "--quiet"] + list(extra), cwd=d)
+        return os.path.join(d, "load.db"), p
+
+    def test_gzip_raw_files_load_as_the_documents(self):
+        """The documented follow-up of --download-only: a files job on the
+        kept bodies. From a server that gzips they are gzip (as sent): the
+        files source decodes them (small documents, read whole), and its
+        jobs record the files as stored (gzip, their bytes and digest)."""
+        d = self.workdir()
+        self.run_ok(self.gz, d, ["--download-only"])
+        db, p = self.load_files(d, "raw/*/*.json", "$.following[*]")
+        self.assertEqual(p.returncode, 0, describe(p))
+        self.assertEqual(harness.count_rows(db, "t"), self.manifest["totals"]["following"])
+        jobs = harness.jobs(db)
+        self.assertEqual(len(jobs), COUNT)
+        for j in jobs:
+            with open(j["raw_path"], "rb") as f:
+                raw = f.read()
+            self.assertEqual((j["state"], j["content_encoding"], j["bytes"], j["sha256"]),
+                             ("done", "gzip", len(raw), hashlib.sha256(raw).hexdigest()), j)
+
+    def test_gzip_local_files_stream_and_fail_cleanly(self):
+        """gzip files of 1 MiB or more go the streamed way (a document
+        through its json_stream, NDJSON line by line), decoded a piece at a
+        time; a small one is read whole. Truncated or corrupt gzip fails its
+        job for good, naming the file, with no row; the others load whole."""
+        d = self.workdir()
+        src = os.path.join(d, "files")
+        os.makedirs(src)
+        rng = __import__("random").Random(SEED)
+        want = 0
+
+        def items(n):
+            nonlocal want
+            want += n
+            return [{"id": want - n + i, "h": "%032x" % rng.getrandbits(128)} for i in range(n)]
+        docs = {
+            "big.json": json.dumps({"items": items(60000)}).encode(),
+            "big.ndjson": "".join(json.dumps({"items": items(3)}) + "\n"
+                                  for _ in range(20000)).encode(),
+            "small.ndjson": "".join(json.dumps({"items": items(2)}) + "\n"
+                                    for _ in range(5)).encode(),
+            "small.json": json.dumps({"items": items(7)}).encode(),
+        }
+        for name, body in docs.items():
+            with open(os.path.join(src, name), "wb") as f:
+                f.write(gzip.compress(body, 6, mtime=0))
+        for name in ("big.json", "big.ndjson"):
+            self.assertGreater(os.path.getsize(os.path.join(src, name)), 1 << 20, name)
+        cut = gzip.compress(json.dumps({"items": [{"id": -1}]}).encode() * 1, 6, mtime=0)
+        with open(os.path.join(src, "cut.json"), "wb") as f:
+            f.write(cut[:len(cut) // 2])
+        with open(os.path.join(src, "bad.json"), "wb") as f:
+            f.write(b"\x1f\x8b" + b"not gzip at all" * 10)
+        db, p = self.load_files(d, "files", "$.items[*]")
+        self.assertEqual(p.returncode, 1, describe(p))
+        jobs = {j["key"]: j for j in harness.jobs(db)}
+        for name in docs:
+            self.assertEqual((jobs[name]["state"], jobs[name]["content_encoding"]),
+                             ("done", "gzip"), jobs[name])
+        for name in ("cut.json", "bad.json"):
+            j = jobs[name]
+            self.assertEqual((j["state"], j["error_class"]), ("failed", "permanent"), j)
+            self.assertIn(os.path.join(src, name), j["error"])
+            self.assertIn("bad gzip data at byte", j["error"])
+        with harness.open_db(db) as con:
+            got = con.execute("SELECT count(*), count(DISTINCT id), min(id), max(id) FROM t")
+            self.assertEqual(tuple(got.fetchone()), (want, want, 0, want - 1))
+
 
 if __name__ == "__main__":
     harness.main_or_skip(need_nginx=True)
