@@ -555,6 +555,17 @@ void job_response_done(loop_t *l, job_t *j)
 		job_body_ok(l, j);
 	} else if (s == 301 || s == 302 || s == 303 || s == 307 || s == 308) {
 		job_redirect(l, j);
+	} else if (s == 416 && j->range_sent) {
+		/* Our Range from a checkpoint was refused: most often the
+		 * checkpoint is at the very end of the body (every byte came, the
+		 * connection was lost before its end was seen). The next attempt
+		 * asks for the whole body and skips the committed records, as
+		 * after a 200: never stuck on a Range that cannot be served. */
+		j->no_range = true;
+		job_fail(l, j, ERROR_CLASS_TRANSIENT, 0,
+		         "HTTP 416 Range Not Satisfiable for bytes=%llu- (the checkpoint's offset); "
+		         "the next attempt asks for the whole body",
+		         (unsigned long long)j->ck_offset);
 	} else if (status_transient(s)) {
 		job_fail(l, j, ERROR_CLASS_TRANSIENT, retry_after_ms(j->resp.retry_after), "HTTP %d %s",
 		         s, status_text(s));

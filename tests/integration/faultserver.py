@@ -62,8 +62,9 @@ Resuming streamed NDJSON bodies (tests/integration/test_ndjson_checkpoint.py):
   /gzipped/FILE     the file gzip-compressed (Content-Encoding: gzip), with
                     Accept-Ranges and a strong ETag; Range ignored (200)
   /halfgate/FILE    Accept-Ranges, a stable strong ETag, Range with a matching
-                    If-Range honoured (206); a whole answer sends half the
-                    file, then waits for open_gate() before the rest
+                    If-Range honoured (206; 416 from the body's end on); a
+                    whole answer sends half the file, then waits for
+                    open_gate() before the rest
 These serve FILE as application/json when its name ends in .json, else as
 application/x-ndjson.
 
@@ -284,6 +285,9 @@ class Handler(harness.TlsHandler):
             headers += [("Accept-Ranges", "bytes"), ("ETag", etag)]
             if (rng and rng.startswith("bytes=") and rng.endswith("-")
                     and self.headers.get("If-Range") == etag):
+                if int(rng[6:-1]) >= len(body):  # nothing from there: RFC 9110's 416
+                    return self._simple(416, b"", extra=[("Content-Range",
+                                                          "bytes */%d" % len(body))])
                 return self._partial(headers, body, int(rng[6:-1]))
         self.send_response(200)
         for name, value in headers:

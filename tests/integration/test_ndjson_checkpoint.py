@@ -421,6 +421,35 @@ class NdjsonCheckpoint(unittest.TestCase):
         self.check_table(cwd, "sigint")
         self.check_job(cwd, "sigint", True, self.big_bytes)
 
+    def test_checkpoint_at_the_body_end_finishes(self):
+        """A checkpoint at the very end of the body (every byte came, the
+        connection was lost before the end was seen: the database as a
+        finished run leaves it, set back to pending with such a
+        checkpoint): the resume asks bytes=LEN-, which a server answers 416.
+        That is transient: the next attempt asks for the whole body, skips
+        every committed record and marks the job done, no row added. On
+        305bec0 the job failed for good (HTTP 416), and `retry --all` only
+        asked the same Range again."""
+        path = "/halfgate/big.ndjson"
+        self.reference()
+        self.fs.reset()
+        self.fs.open_gate()
+        cwd = tempfile.mkdtemp(prefix="atend-", dir=self.tmp)
+        args = self.command(cwd, self.fs.url(path))
+        first = run_ringfill(args, cwd=cwd)
+        self.assertEqual(first.returncode, 0, describe(first))
+        db = os.path.join(cwd, "rf.db")
+        with sqlite3.connect(db) as con:
+            con.execute("UPDATE _ringfill_jobs SET state='pending', ckpt_offset=?,"
+                        " ckpt_records=?, ckpt_validator=?",
+                        (len(self.big_bytes), LINES, '"half-%d"' % len(self.big_bytes)))
+        con.close()
+        again = run_ringfill(args, cwd=cwd)
+        self.assertEqual(again.returncode, 0, describe(again))
+        self.assertEqual(self.fs.ranges[path], [None, "bytes=%d-" % len(self.big_bytes), None])
+        self.check_table(cwd, "checkpoint at the end")
+        self.assertEqual(harness.jobs(db)[0]["state"], "done")
+
     # ---- limits --------------------------------------------------------------
 
     def huge_file(self, directory):
