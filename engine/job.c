@@ -55,6 +55,7 @@ void job_abandon(loop_t *l, job_t *j)
 	json_buf_free(&j->wire);
 	gzip_end(&j->gz);
 	files_free(l, j);
+	job_raw_part_release(l, j);
 	free(j->redirect_url);
 	free(j->desc);
 	free(j);
@@ -409,14 +410,49 @@ void sha256_hex(loop_t *l, const json_buf_t *body, char out[65])
 }
 
 /* DIR-relative names of the raw file: HOST/NAME.part, then HOST/NAME. */
+static uint32_t raw_part_bucket(const char *name)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+	for (; *name; name++)
+		h = (h ^ (unsigned char)*name) * 16777619u;
+	return h % RAW_PART_BUCKETS;
+}
+
+static bool raw_part_taken(const loop_t *l, const char *name)
+{
+	for (const job_t *o = l->raw_parts[raw_part_bucket(name)]; o; o = o->raw_next)
+		if (!strcmp(o->raw_rel_part, name))
+			return true;
+	return false;
+}
+
+/* The job's .part name no longer held (job_abandon). */
+void job_raw_part_release(loop_t *l, job_t *j)
+{
+	if (!j->raw_part_held)
+		return;
+	job_t **p = &l->raw_parts[raw_part_bucket(j->raw_rel_part)];
+	while (*p != j)
+		p = &(*p)->raw_next;
+	*p = j->raw_next;
+	j->raw_part_held = false;
+}
+
 void job_raw_names(loop_t *l, job_t *j)
 {
-	(void)l;
 	char name[RAW_NAME_BYTES_MAX + 32];
 	if (url_raw_name(j->desc->url, strlen(j->desc->url), name, sizeof name) < 0)
 		snprintf(name, sizeof name, "job-%lld", (long long)j->desc->id);
+	job_raw_part_release(l, j); /* a retry names it again */
 	snprintf(j->raw_rel_final, sizeof j->raw_rel_final, "%s/%s", j->origin->dirname, name);
 	snprintf(j->raw_rel_part, sizeof j->raw_rel_part, "%s.part", j->raw_rel_final);
+	if (raw_part_taken(l, j->raw_rel_part)) /* the final name is shared: last rename wins */
+		snprintf(j->raw_rel_part, sizeof j->raw_rel_part, "%s.%lld.part", j->raw_rel_final,
+		         (long long)j->desc->id);
+	uint32_t b = raw_part_bucket(j->raw_rel_part);
+	j->raw_next = l->raw_parts[b];
+	l->raw_parts[b] = j;
+	j->raw_part_held = true;
 }
 
 /* A 2xx body: the raw file first (its writes run while we parse), then rows. */

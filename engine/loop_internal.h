@@ -288,9 +288,13 @@ struct job {
 	size_t tail_len;
 	size_t file_off;
 	char raw_rel_part[URL_HOST_BYTES_MAX + RAW_NAME_BYTES_MAX + 64];
+	struct job *raw_next; /* in loop_t.raw_parts[] while raw_part_held */
+	bool raw_part_held;
 	char raw_rel_final[URL_HOST_BYTES_MAX + RAW_NAME_BYTES_MAX + 48];
 	struct local_file *local; /* a `files` job's read (files.c); owned */
 };
+
+#define RAW_PART_BUCKETS 256u /* loop_t.raw_parts */
 
 struct loop {
 	struct io_uring ring;
@@ -304,6 +308,12 @@ struct loop {
 	const EVP_MD *sha256;
 	json_parser_t *parser;
 	int raw_dirfd;
+	/* The .part names jobs of this run write (job_raw_names): a job whose
+	 * NAME.part another job holds (two manifest keys on one URL, two
+	 * spellings of one host) writes NAME.ID.part instead, so the two never
+	 * write one file nor rename it from under each other. Chained by
+	 * job_t.raw_next, RAW_PART_BUCKETS heads. */
+	struct job *raw_parts[RAW_PART_BUCKETS];
 	int signal_fd;
 	uint64_t now_ms, start_ms;
 	/* hosts */
@@ -423,6 +433,7 @@ void stream_free_pool(loop_t *l);
 
 /* job.c, for stream.c */
 void job_raw_names(loop_t *l, job_t *j);
+void job_raw_part_release(loop_t *l, job_t *j);
 void job_stream_done(loop_t *l, job_t *j);
 void hex_digest(const unsigned char md[32], char out[65]);
 void sha256_hex(loop_t *l, const json_buf_t *body, char out[65]); /* of the bytes, as hex_digest */

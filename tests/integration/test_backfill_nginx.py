@@ -181,6 +181,29 @@ class BackfillNginx(unittest.TestCase):
         self.assertEqual(harness.count_rows(db, "following"), totals["following"])
         self.assertEqual(harness.count_rows(db, "followers"), totals["followers"])
 
+    def test_keys_sharing_a_url_share_its_raw_file(self):
+        """Manifest lines may give one URL under several keys (one document,
+        several job variables): their raw files have one name. Each job
+        writes its own .part (the second and later NAME.ID.part), so none
+        writes or renames another's: one run, every job done, one raw file
+        equal to the served one. On 2c0659b every run stopped (exit 3,
+        `.part: cannot rename`), each finishing about one more job."""
+        cwd = self.workdir("shared-url")
+        f = max(self.files, key=lambda f: f["bytes"])
+        keys = ["k%d" % i for i in range(8)]
+        urls = harness.write_lines(os.path.join(cwd, "urls.txt"), [
+            '{"url": "%s", "key": "%s", "who": "%s"}' % (self.nginx.url(f["path"]), k, k)
+            for k in keys])
+        db = os.path.join(cwd, "rf.db")
+        self.run_ok(["--urls", urls, "--db", db, "--rows", "$.following[*]",
+                     "--table", "following", "--raw", "raw", "--concurrency", "8"], cwd)
+        jobs = harness.jobs(db)
+        self.assertEqual(sorted((j["key"], j["state"]) for j in jobs),
+                         [(k, "done") for k in keys])
+        self.assertEqual(len({j["raw_path"] for j in jobs}), 1, jobs)
+        self.check_raw_files(cwd, db, "raw")
+        self.assertEqual(harness.count_rows(db, "following"), len(keys) * f["following"])
+
 
 if __name__ == "__main__":
     harness.main_or_skip(need_nginx=True)
