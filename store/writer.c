@@ -10,6 +10,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,6 +92,7 @@ typedef struct {
 	                           * order, and the mask of those bytes */
 	uint32_t key_len;
 	bool adopted; /* an existing table column, not one we added */
+	int8_t text_aff; /* its declared type gives TEXT affinity: 1, 0, or -1 not looked up */
 } column_t;
 
 /* One target table: its spec, and which flattened key (or declared column)
@@ -226,6 +228,7 @@ struct writer {
 	uint32_t *g_cols;   /* the group's column of each field, in field order */
 	uint32_t *row_cols; /* the same for the row being resolved */
 	uint32_t *g_param;  /* tx_insert: each field's parameter, counted from the row's _job */
+	uint8_t *g_text;    /* per field of the group: its column has TEXT affinity */
 	uint32_t cap_cols;  /* entries of pairs, g_cols, row_cols and g_param */
 	uint32_t g_table, g_n;
 	bool g_valid; /* g_cols names live columns (false after a rollback) */
@@ -786,6 +789,7 @@ static int column_push(wtable_t *t, const char *key, size_t klen, const char *co
 	memcpy(c->col, col, clen);
 	c->col[clen] = '\0';
 	c->key_len = (uint32_t)klen;
+	c->text_aff = -1;
 	c->key8 = 0;
 	memcpy(&c->key8, key, klen < sizeof(c->key8) ? klen : sizeof(c->key8));
 	c->key8_mask = klen < sizeof(c->key8) ? (UINT64_C(1) << (8 * klen)) - 1 : UINT64_MAX;
@@ -1208,7 +1212,10 @@ static int scratch_reserve(writer_t *w, size_t entries, uint32_t nf)
 		uint32_t *q = realloc(w->g_param, nf * sizeof(*q));
 		if (q)
 			w->g_param = q;
-		if (!p || !g || !r || !q)
+		uint8_t *x = realloc(w->g_text, nf);
+		if (x)
+			w->g_text = x;
+		if (!p || !g || !r || !q || !x)
 			return -ENOMEM;
 		w->cap_cols = nf;
 	}
@@ -1246,6 +1253,38 @@ static int row_columns(writer_t *w, wtable_t *t, const batch_field_t *f, uint32_
 	return 0;
 }
 
+/* The affinity SQLite gives a column declared `type` (its rules, in order). */
+enum { AFF_BLOB, AFF_TEXT, AFF_NUMERIC, AFF_REAL };
+
+static int affinity(const char *type)
+{
+	if (!type)
+		type = "";
+	if (strcasestr(type, "INT"))
+		return AFF_NUMERIC;
+	if (strcasestr(type, "CHAR") || strcasestr(type, "CLOB") || strcasestr(type, "TEXT"))
+		return AFF_TEXT;
+	if (!*type || strcasestr(type, "BLOB"))
+		return AFF_BLOB;
+	if (strcasestr(type, "REAL") || strcasestr(type, "FLOA") || strcasestr(type, "DOUB"))
+		return AFF_REAL;
+	return AFF_NUMERIC;
+}
+
+/* Whether column col of t has TEXT affinity, looked up once (declared types
+ * do not change). A lookup that fails says no: the value is bound as it is. */
+static bool column_text_aff(writer_t *w, wtable_t *t, uint32_t col)
+{
+	column_t *c = &t->cols[col];
+	if (c->text_aff < 0) {
+		const char *type = NULL;
+		c->text_aff = sqlite3_table_column_metadata(w->db, "main", t->name, c->col, &type, NULL,
+		                                            NULL, NULL, NULL) == SQLITE_OK &&
+		              affinity(type) == AFF_TEXT;
+	}
+	return c->text_aff > 0;
+}
+
 /* Makes the row just resolved (w->row_cols) the layout of a new group: its
  * column numbers sorted, each with the field that fills it. */
 static void group_start(writer_t *w, uint32_t table, uint32_t nf)
@@ -1260,6 +1299,9 @@ static void group_start(writer_t *w, uint32_t table, uint32_t nf)
 	 * one to one, so columns cannot repeat either. */
 	for (uint32_t i = 1; i < nf; i++)
 		assert(w->pairs[i - 1].col < w->pairs[i].col);
+	wtable_t *t = &w->tables[table];
+	for (uint32_t i = 0; i < nf; i++)
+		w->g_text[i] = (uint8_t)column_text_aff(w, t, w->g_cols[i]);
 	w->g_table = table;
 	w->g_n = nf;
 	w->g_valid = true;
@@ -1398,6 +1440,29 @@ static int insert_stmt(writer_t *w, uint32_t table, uint32_t n, uint32_t rows, b
 /* Binds one field's value as parameter p. Text is bound SQLITE_STATIC: it
  * points into the batch, which lives until after the step, and every
  * parameter is bound again before the next step. */
+/* A double bound to a column of TEXT affinity: SQLite would store it as
+ * text of 15 significant digits (3.141592653589793 as "3.14159265358979"),
+ * silently another value. Bound as the shortest text that reads back as
+ * the same double instead, ".0" added to a whole number as SQLite writes
+ * one. Infinities go as they are. */
+static void bind_real_as_text(sqlite3_stmt *s, int p, double x)
+{
+	char buf[40];
+	if (!isfinite(x)) {
+		sqlite3_bind_double(s, p, x);
+		return;
+	}
+	int n = 0;
+	for (int prec = 15; prec <= 17; prec++) {
+		n = snprintf(buf, sizeof buf, "%.*g", prec, x);
+		if (strtod(buf, NULL) == x)
+			break;
+	}
+	if (!strpbrk(buf, ".e"))
+		n += snprintf(buf + n, sizeof buf - (size_t)n, ".0");
+	sqlite3_bind_text(s, p, buf, n, SQLITE_TRANSIENT);
+}
+
 static inline int field_bind(sqlite3_stmt *s, int p, const batch_field_t *f)
 {
 	int64_t v;
@@ -1437,7 +1502,15 @@ static int row_bind(writer_t *w, sqlite3_stmt *s, int p, const int64_t *job_id,
 		sqlite3_bind_int64(s, p, *job_id);
 	p++;
 	for (uint32_t i = 0; i < w->g_n; i++, p++) {
-		int rc = field_bind(s, p, &row[w->pairs[i].field]);
+		const batch_field_t *f = &row[w->pairs[i].field];
+		int rc = 0;
+		if (f->type == FIELD_REAL && w->g_text[w->pairs[i].field]) {
+			double x;
+			memcpy(&x, f->value, sizeof(x));
+			bind_real_as_text(s, p, x);
+		} else {
+			rc = field_bind(s, p, f);
+		}
 		if (rc != 0)
 			return rc;
 	}
@@ -1456,7 +1529,14 @@ static int row_bind_held(writer_t *w, sqlite3_stmt *s, int p, bool job, const hr
 	for (uint32_t i = 0; i < w->g_n; i++) {
 		batch_field_t f;
 		d = batch_field_at(d, &f);
-		int rc = field_bind(s, p + (int)w->g_param[i], &f);
+		int rc = 0;
+		if (f.type == FIELD_REAL && w->g_text[i]) {
+			double x;
+			memcpy(&x, f.value, sizeof(x));
+			bind_real_as_text(s, p + (int)w->g_param[i], x);
+		} else {
+			rc = field_bind(s, p + (int)w->g_param[i], &f);
+		}
 		if (rc != 0)
 			return rc;
 	}
@@ -2066,23 +2146,6 @@ static int tx_insert(writer_t *w, const hrow_t *rows, size_t n)
 	return 0;
 }
 
-/* The affinity SQLite gives a column declared `type` (its rules, in order). */
-enum { AFF_BLOB, AFF_TEXT, AFF_NUMERIC, AFF_REAL };
-
-static int affinity(const char *type)
-{
-	if (!type)
-		type = "";
-	if (strcasestr(type, "INT"))
-		return AFF_NUMERIC;
-	if (strcasestr(type, "CHAR") || strcasestr(type, "CLOB") || strcasestr(type, "TEXT"))
-		return AFF_TEXT;
-	if (!*type || strcasestr(type, "BLOB"))
-		return AFF_BLOB;
-	if (strcasestr(type, "REAL") || strcasestr(type, "FLOA") || strcasestr(type, "DOUB"))
-		return AFF_REAL;
-	return AFF_NUMERIC;
-}
 
 /* Decides for each keyed table whether this transaction's rows may be
  * sorted by key. key_cmp orders values as they arrive, and keeps arrival
@@ -2806,6 +2869,7 @@ static void writer_free(writer_t *w)
 	free(w->g_cols);
 	free(w->row_cols);
 	free(w->g_param);
+	free(w->g_text);
 	free(w->hrows);
 	free(w->arows);
 	free(w->srows);

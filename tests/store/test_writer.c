@@ -633,6 +633,28 @@ static void test_second_writer_sees_a_table_made_meanwhile(void **state)
 	             "Name>Name_2 id>id name>name");
 }
 
+/* A column of TEXT affinity (its first value was a string) later given
+ * doubles: each is stored as the shortest text that reads back as the same
+ * double, not SQLite's 15 digits (3.141592653589793 as "3.14159265358979");
+ * a whole one with ".0" as SQLite writes it; integers as before. */
+static void test_doubles_in_a_text_column_keep_their_digits(void **state)
+{
+	fixture_t *fx = *state;
+	import_n(fx, "src", 2);
+	int64_t ids[2];
+	start(fx, 0);
+	assert_int_equal(take_all_jobs(fx, ids, 2), 2);
+	push(fx, done_batch(ids[0],
+	                    "[{\"v\":\"N/A\"},{\"v\":3.141592653589793},{\"v\":0.30000000000000004},"
+	                    "{\"v\":123456.78901234567},{\"v\":1e3},{\"v\":-2.5e-300},{\"v\":7}]",
+	                    "$[*]"));
+	finish(fx, 0);
+	expect_query(fx->db, "SELECT group_concat(v || ':' || typeof(v), ' ') FROM"
+	                     " (SELECT v FROM records ORDER BY rowid)",
+	             "N/A:text 3.141592653589793:text 0.30000000000000004:text"
+	             " 123456.78901234567:text 1000.0:text -2.5e-300:text 7:text");
+}
+
 static long file_bytes(const char *path)
 {
 	FILE *f = fopen(path, "rb");
@@ -1511,6 +1533,7 @@ int main(void)
 		T(test_no_trigger_no_commit_before_end),
 		T(test_commits_at_held_bytes),
 		T(test_second_writer_sees_a_table_made_meanwhile),
+		T(test_doubles_in_a_text_column_keep_their_digits),
 		T(test_checkpoints_run_during_the_run),
 		T(test_rows_the_database_refuses_fail_only_their_job),
 		T(test_refused_row_mid_statement_and_wide_rows),
