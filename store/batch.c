@@ -615,19 +615,85 @@ static int take_first(void *ctx, const json_doc_t *d, uint32_t node)
 static bool short_string(const json_doc_t *d, uint32_t n, char *buf, size_t cap)
 {
 	size_t got = json_string_get(d, n, buf, cap - 1);
-	if (got >= cap)
+	if (got >= cap || memchr(buf, '\0', got)) /* "1\u0000x" is no number */
 		return false;
 	buf[got] = '\0';
 	return true;
 }
 
-/* A double that is a whole number within int64. */
-static bool double_to_int64(double x, int64_t *out)
+/* A decimal number's parts: an optional sign, digits with an optional
+ * fraction, an optional exponent (JSON's number, with a '+' sign and "1."
+ * or ".5" allowed too; no spaces, no hex, no "inf" or "nan"). */
+typedef struct {
+	bool neg;
+	const char *digits; /* the integer part's digits, then the fraction's */
+	size_t int_len, frac_len;
+	const char *frac;
+	long long exp; /* clamped to +-100000 */
+} decimal_t;
+
+static bool decimal_scan(const char *s, size_t n, decimal_t *m)
 {
-	if (!isfinite(x) || x != floor(x) || x < -9223372036854775808.0 ||
-	    x >= 9223372036854775808.0)
+	size_t i = 0;
+	memset(m, 0, sizeof(*m));
+	if (i < n && (s[i] == '-' || s[i] == '+'))
+		m->neg = s[i++] == '-';
+	m->digits = s + i;
+	while (i < n && s[i] >= '0' && s[i] <= '9')
+		i++, m->int_len++;
+	if (i < n && s[i] == '.') {
+		m->frac = s + ++i;
+		while (i < n && s[i] >= '0' && s[i] <= '9')
+			i++, m->frac_len++;
+	}
+	if (m->int_len + m->frac_len == 0)
 		return false;
-	*out = (int64_t)x;
+	if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+		bool eneg = false;
+		if (++i < n && (s[i] == '+' || s[i] == '-'))
+			eneg = s[i++] == '-';
+		size_t at = i;
+		for (; i < n && s[i] >= '0' && s[i] <= '9'; i++)
+			if (m->exp < 100000)
+				m->exp = m->exp * 10 + (s[i] - '0');
+		if (i == at)
+			return false;
+		if (eneg)
+			m->exp = -m->exp;
+	}
+	return i == n;
+}
+
+/* s[0..n) as a whole number within int64 ("42", "-7", "3.0", "1e3",
+ * "1.5e1"), exactly: no double in between, so "1.0000000000000000001" and
+ * 1e-400 are not whole, and "9223372036854775807.0" is. */
+static bool decimal_int64(const char *s, size_t n, int64_t *out)
+{
+	decimal_t m;
+	if (!decimal_scan(s, n, &m))
+		return false;
+	size_t len = m.int_len + m.frac_len;
+	long long whole = (long long)m.int_len + m.exp; /* digits left of the point */
+	uint64_t u = 0;
+	for (size_t k = 0; k < len; k++) {
+		int dg = (k < m.int_len ? m.digits[k] : m.frac[k - m.int_len]) - '0';
+		if ((long long)k >= whole) {
+			if (dg) /* a fraction that is not zero */
+				return false;
+			continue;
+		}
+		if (u > (UINT64_MAX - (uint64_t)dg) / 10u)
+			return false;
+		u = u * 10u + (uint64_t)dg;
+	}
+	for (long long k = (long long)len; k < whole && u; k++) { /* the exponent's zeros */
+		if (u > UINT64_MAX / 10u)
+			return false;
+		u *= 10u;
+	}
+	if (u > (m.neg ? (uint64_t)INT64_MAX + 1u : (uint64_t)INT64_MAX))
+		return false;
+	*out = m.neg ? (int64_t)(0 - u) : (int64_t)u;
 	return true;
 }
 
@@ -648,20 +714,13 @@ static bool text_to_int64(const char *s, int64_t *out)
 		*out = *s == '-' ? -(int64_t)u : (int64_t)u;
 		return true;
 	}
-	char *end;
-	errno = 0;
-	long long v = strtoll(s, &end, 10);
-	if (!*end && !errno) {
-		*out = v;
-		return true;
-	}
-	double x = strtod(s, &end);
-	return !*end && double_to_int64(x, out);
+	return decimal_int64(s, strlen(s), out);
 }
 
 static bool text_to_double(const char *s, double *out)
 {
-	if (!*s || *s == ' ')
+	decimal_t m;
+	if (!decimal_scan(s, strlen(s), &m)) /* strtod would take "0x10", " 1", "inf" */
 		return false;
 	char *end;
 	double x = strtod(s, &end);
@@ -685,13 +744,12 @@ static int convert_integer(flat_ctx_t *c, const json_doc_t *d, uint32_t n, size_
 {
 	char buf[BATCH_CONVERT_TEXT_BYTES_MAX];
 	int64_t v;
-	double x;
 	switch (json_type(d, n)) {
 	case JSON_TRUE: return emit_int(c, name_len, 1);
 	case JSON_FALSE: return emit_int(c, name_len, 0);
 	case JSON_NUMBER:
 		if (json_number_int64(d, n, &v) == 0 ||
-		    (json_number_double(d, n, &x) == 0 && double_to_int64(x, &v)))
+		    decimal_int64(d->src + d->nodes[n].start, d->nodes[n].len, &v))
 			return emit_int(c, name_len, v);
 		break;
 	case JSON_STRING:

@@ -127,6 +127,51 @@ static int add_doc(batch_t *b, const table_spec_t *tables, uint32_t n, const cha
 	return rc;
 }
 
+/* Declared integer and real columns take a whole decimal number (integer)
+ * or a finite decimal number (real), exactly as docs/jobfile.md says, the
+ * whole decided on the decimal text, not on a double: no hex, no NUL-cut
+ * strings, no "inf"; 1e-400 and 1.0000000000000000001 are not whole, and
+ * "9223372036854775807.0" is. (On 2c0659b: 16, 1, 0, 1 and NULL.) */
+static void test_integer_and_real_conversions_are_exact(void **state)
+{
+	(void)state;
+	table_spec_t *t = calloc(1, sizeof(*t));
+	table(&t[0], "v", "$[*]", 2, TABLE_APPEND);
+	col(&t[0].cols[0], "i", "@.v", COLUMN_INTEGER);
+	col(&t[0].cols[1], "r", "@.v", COLUMN_REAL);
+	static const struct {
+		const char *v, *want;
+	} cases[] = {
+		{"\"0x10\"", "i=n r=n"},
+		{"\"1\\u0000\"", "i=n r=n"},
+		{"1e-400", "i=n r=r:0"},
+		{"1.0000000000000000001", "i=n r=r:1"},
+		{"\"9223372036854775807.0\"", "i=i:9223372036854775807 r=r:9.22337e+18"},
+		{"\"-9223372036854775808\"", "i=i:-9223372036854775808 r=r:-9.22337e+18"},
+		{"\"9223372036854775808\"", "i=n r=r:9.22337e+18"},
+		{"\"inf\"", "i=n r=n"},
+		{"\"1.5e1\"", "i=i:15 r=r:15"},
+		{"\"+5\"", "i=i:5 r=r:5"},
+		{"\"12e-1\"", "i=n r=r:1.2"},
+		{"\"0.000e9\"", "i=i:0 r=r:0"},
+		{"\"1e19\"", "i=n r=r:1e+19"},
+		{"-0", "i=i:0 r=r:-0"},
+	};
+	for (size_t k = 0; k < sizeof(cases) / sizeof(*cases); k++) {
+		char doc[128], rows[1][ROW_TEXT_BYTES], want[128];
+		snprintf(doc, sizeof(doc), "[{\"v\":%s}]", cases[k].v);
+		const char *reason = NULL;
+		batch_t *b = batch_new(BATCH_JOB_DONE, 1);
+		assert_int_equal(add_doc(b, t, 1, doc, NULL, &reason), 0);
+		assert_int_equal(render_rows(b, rows, 1), 1);
+		snprintf(want, sizeof(want), "0: %s", cases[k].want);
+		if (strcmp(rows[0], want) != 0)
+			fail_msg("%s: got \"%s\", want \"%s\"", cases[k].v, rows[0], want);
+		batch_free(b);
+	}
+	table_specs_free(t, 1);
+}
+
 static void test_types_null_if_and_sources(void **state)
 {
 	(void)state;
@@ -557,6 +602,7 @@ int main(void)
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_types_null_if_and_sources),
+		cmocka_unit_test(test_integer_and_real_conversions_are_exact),
 		T(test_modes_keys_and_one_transaction_per_job),
 		T(test_changed_key_remakes_its_index),
 		T(test_multi_row_inserts_behave_row_by_row),
