@@ -706,6 +706,7 @@ static void wal_truncate(writer_t *w)
 }
 
 static int tables_refresh(writer_t *w);
+static int key_ensure(writer_t *w, wtable_t *t);
 
 static int tx_begin(writer_t *w)
 {
@@ -987,6 +988,10 @@ static int tables_refresh(writer_t *w)
 			return -1;
 		if (t->exists && !existed)
 			t->ours = false; /* made by another: maybe not only by ringfill */
+		/* Made or changed by another run (with another key, or none):
+		 * this run's key, as at its start (keys_prepare). */
+		if (t->exists && key_ensure(w, t) != 0)
+			return -1;
 	}
 	return 0;
 }
@@ -1105,27 +1110,36 @@ static int key_index_create(writer_t *w, wtable_t *t)
 
 /* Tables that exist before the run (an earlier run, or made by hand) get
  * their key columns and index at start, in one transaction of their own. */
+/* An existing table's key as the job file says: its index remade if it was
+ * made for another key (or none now), missing key columns added, the index
+ * made. Inside a transaction. 0, or -1 after a fatal error (the rows break
+ * the key, or out of memory). */
+static int key_ensure(writer_t *w, wtable_t *t)
+{
+	int rc = key_index_refresh(w, t);
+	if (rc == 0)
+		rc = key_columns_add(w, t, true);
+	if (rc == 0)
+		rc = key_index_create(w, t);
+	if (rc == -ENOMEM)
+		return fatal(w, "writer: out of memory");
+	if (rc != 0) {
+		char msg[sizeof(w->pipe->fatal_msg)];
+		snprintf(msg, sizeof(msg), "%s: table \"%s\": cannot make its key unique: %s",
+		         sqlite3_db_filename(w->db, "main"), t->name, sqlite3_errmsg(w->db));
+		return fatal(w, msg);
+	}
+	return 0;
+}
+
 static int keys_prepare(writer_t *w)
 {
 	for (uint32_t i = 0; i < w->n_tables; i++) {
 		wtable_t *t = &w->tables[i];
 		if (!t->exists)
 			continue;
-		if (tx_begin(w) != 0)
+		if (tx_begin(w) != 0 || key_ensure(w, t) != 0)
 			return -1;
-		int rc = key_index_refresh(w, t);
-		if (rc == 0)
-			rc = key_columns_add(w, t, true);
-		if (rc == 0)
-			rc = key_index_create(w, t);
-		if (rc == -ENOMEM)
-			return fatal(w, "writer: out of memory");
-		if (rc != 0) {
-			char msg[sizeof(w->pipe->fatal_msg)];
-			snprintf(msg, sizeof(msg), "%s: table \"%s\": cannot make its key unique: %s",
-			         sqlite3_db_filename(w->db, "main"), t->name, sqlite3_errmsg(w->db));
-			return fatal(w, msg);
-		}
 	}
 	return tx_commit(w);
 }
@@ -2752,13 +2766,15 @@ static void writer_run(writer_t *w)
 	uint32_t cap = p->to_writer.mask + 1;
 	if (writer_prepare(w) != 0)
 		return;
-	for (uint32_t i = 0; i < w->n_tables; i++)
-		if (columns_load(w, &w->tables[i]) != 0)
-			return;
+	/* data_version first: a commit by another connection between the two
+	 * reads then costs a refresh at the first BEGIN, never a stale view. */
 	if (data_version_get(w, &w->data_version) != 0) {
 		fatal_db(w);
 		return;
 	}
+	for (uint32_t i = 0; i < w->n_tables; i++)
+		if (columns_load(w, &w->tables[i]) != 0)
+			return;
 	if (cache_size_set(w) != 0 || keys_prepare(w) != 0 || jobs_feed(w) != 0)
 		return;
 	ck_start(w);

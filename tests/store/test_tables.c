@@ -413,6 +413,33 @@ static void test_modes_keys_and_one_transaction_per_job(void **state)
 	             "1:done 2:done 3:done 4:pending");
 }
 
+/* Another process makes a keyed table (by hand, or a run whose job file has
+ * no key) after this run's writer started: at its next BEGIN the writer
+ * sees it (tables_refresh) and gives it this run's key columns and index,
+ * so upserts work. Without that, every job failed for good ("ON CONFLICT
+ * clause does not match ..."), as a review of 3ffd1c0 found. */
+static void test_table_made_meanwhile_gets_its_key(void **state)
+{
+	fixture_t *fx = *state;
+	import_jobs(fx, 2);
+	start(fx, 2);
+	sqlite3 *c;
+	assert_int_equal(sqlite3_open(fx->db, &c), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(c, "CREATE TABLE follow (acc TEXT, user TEXT, _job INTEGER)",
+	                              NULL, NULL, NULL),
+	                 SQLITE_OK);
+	sqlite3_close(c);
+	push_doc(fx, 1, "{\"acc\":\"A\",\"f\":[{\"id\":1},{\"id\":2}],\"tw\":[]}",
+	         "{\"user\":\"u1\"}");
+	push_doc(fx, 2, "{\"acc\":\"A\",\"f\":[{\"id\":2}],\"tw\":[]}", "{\"user\":\"u2\"}");
+	finish(fx, 0);
+	expect_query(fx->db, "SELECT group_concat(id||':'||state, ' ') FROM"
+	             " (SELECT * FROM _ringfill_jobs ORDER BY id)", "1:done 2:done");
+	expect_query(fx->db, FOLLOW_ROWS, "A/1/u1/1 A/2/u2/2");
+	expect_query(fx->db, "SELECT group_concat(name, ',') FROM pragma_index_info("
+	                     "'_ringfill_key_follow')", "acc,fid");
+}
+
 /* A job file's key changed between runs: the table's key index (reserved
  * name) is made again on the new key, so upserts resolve against it; with
  * the key gone (append), the old index goes, so rows are no longer held to
@@ -605,6 +632,7 @@ int main(void)
 		cmocka_unit_test(test_integer_and_real_conversions_are_exact),
 		T(test_modes_keys_and_one_transaction_per_job),
 		T(test_changed_key_remakes_its_index),
+		T(test_table_made_meanwhile_gets_its_key),
 		T(test_multi_row_inserts_behave_row_by_row),
 		T(test_multi_row_inserts_into_tables_made_by_hand),
 		T(test_refused_rows_roll_back_every_table_of_the_job),
