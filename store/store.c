@@ -307,7 +307,7 @@ typedef struct {
 	uint32_t n_group;
 	json_buf_t group_buf;    /* the group's keys, urls and vars */
 	sqlite3_stmt *sel_known, *upd_known; /* known_row's; made on first use */
-	sqlite3_stmt *ins_seen;              /* manifest_key_seen's; made on first use */
+	sqlite3_stmt *ins_seen, *sel_seen;   /* manifest_key_seen's; made on first use */
 	/* The manifest line whose job insert_job is given (NULL: not one). */
 	const char *line;
 	size_t line_len;
@@ -366,35 +366,65 @@ static int known_prepare(import_t *im)
 	return 0;
 }
 
-/* Whether an earlier manifest line of this import gave w's key: 1 yes, 0
- * no (the key is remembered now), -1 on a database error. Only a manifest
+/* Whether an earlier manifest line of this import gave w's key: SEEN_NO
+ * (the key, URL and variables are remembered now), SEEN_SAME (with the same
+ * URL and variables), SEEN_OTHER; -1 on a database error. Only a manifest
  * can give one key two URLs or two sets of variables (a URL line's key is
  * its URL, a template's URL is made from its key, files have one path
  * each), so only its keys are remembered, in a TEMP table of the
  * connection that lives as long as the import. */
+enum { SEEN_NO = 0, SEEN_SAME = 1, SEEN_OTHER = 2 };
+
 static int manifest_key_seen(import_t *im, const import_row_t *w, const char *b)
 {
 	if (!w->line_len)
-		return 0;
+		return SEEN_NO;
 	if (!im->ins_seen &&
 	    (sqlite3_exec(im->st->db,
 	                  "CREATE TEMP TABLE IF NOT EXISTS _ringfill_import_keys"
-	                  " (key TEXT PRIMARY KEY) WITHOUT ROWID",
+	                  " (key TEXT PRIMARY KEY, url TEXT, vars TEXT) WITHOUT ROWID",
 	                  NULL, NULL, NULL) != SQLITE_OK ||
 	     sqlite3_prepare_v2(im->st->db,
-	                        "INSERT OR IGNORE INTO temp._ringfill_import_keys (key) VALUES (?1)",
-	                        -1, &im->ins_seen, NULL) != SQLITE_OK)) {
+	                        "INSERT INTO temp._ringfill_import_keys (key, url, vars)"
+	                        " VALUES (?1, ?2, ?3) ON CONFLICT (key) DO NOTHING"
+	                        " RETURNING 0",
+	                        -1, &im->ins_seen, NULL) != SQLITE_OK ||
+	     sqlite3_prepare_v2(im->st->db,
+	                        "SELECT url IS ?2 AND vars IS ?3 FROM temp._ringfill_import_keys"
+	                        " WHERE key = ?1",
+	                        -1, &im->sel_seen, NULL) != SQLITE_OK)) {
 		db_err(im->st, im->err, im->err_cap);
 		return -1;
 	}
-	sqlite3_stmt *s = im->ins_seen;
-	sqlite3_reset(s);
-	sqlite3_bind_text(s, 1, b + w->key, (int)w->key_len, SQLITE_STATIC);
-	if (sqlite3_step(s) != SQLITE_DONE) {
+	sqlite3_stmt *st[2] = {im->ins_seen, im->sel_seen};
+	for (int k = 0; k < 2; k++) {
+		sqlite3_reset(st[k]);
+		sqlite3_bind_text(st[k], 1, b + w->key, (int)w->key_len, SQLITE_STATIC);
+		sqlite3_bind_text(st[k], 2, b + w->url, (int)w->url_len, SQLITE_STATIC);
+		if (w->vars_len)
+			sqlite3_bind_text(st[k], 3, b + w->vars, (int)w->vars_len, SQLITE_STATIC);
+		else
+			sqlite3_bind_null(st[k], 3);
+	}
+	int rc = sqlite3_step(im->ins_seen); /* a row: inserted, the key is new here */
+	int inserted = rc == SQLITE_ROW;
+	while (rc == SQLITE_ROW)
+		rc = sqlite3_step(im->ins_seen);
+	sqlite3_reset(im->ins_seen);
+	if (rc != SQLITE_DONE) {
 		db_err(im->st, im->err, im->err_cap);
 		return -1;
 	}
-	return sqlite3_changes(im->st->db) == 0;
+	if (inserted)
+		return SEEN_NO;
+	rc = sqlite3_step(im->sel_seen);
+	int same = rc == SQLITE_ROW && sqlite3_column_int(im->sel_seen, 0);
+	sqlite3_reset(im->sel_seen);
+	if (rc != SQLITE_ROW) {
+		db_err(im->st, im->err, im->err_cap);
+		return -1;
+	}
+	return same ? SEEN_SAME : SEEN_OTHER;
 }
 
 /* A pending job the INSERT found known (its source and key): the same URL
@@ -404,8 +434,10 @@ static int manifest_key_seen(import_t *im, const import_row_t *w, const char *b)
  * the new URL and variables and is pending again, unless a committed
  * checkpoint holds rows of the old URL. A done job keeps its URL: it is not
  * fetched again. */
-static int known_row(import_t *im, const import_row_t *w, const char *b, bool seen)
+static int known_row(import_t *im, const import_row_t *w, const char *b, int seen)
 {
+	if (seen == SEEN_SAME) /* the line again: what the first did stands */
+		return 0;
 	if (!im->sel_known && known_prepare(im) != 0)
 		return -1;
 	sqlite3_stmt *s = im->sel_known;
@@ -433,7 +465,7 @@ static int known_row(import_t *im, const import_row_t *w, const char *b, bool se
 	sqlite3_reset(s);
 	if (same)
 		return 0;
-	if (seen) {
+	if (seen == SEEN_OTHER) {
 		char reason[STORE_ERR_BYTES];
 		snprintf(reason, sizeof(reason),
 		         "%s:%lu: bad manifest line: key \"%.*s\" was given by an earlier line with "
@@ -818,7 +850,8 @@ static int import_finish(import_t *im, const char *source, int rc)
 	im->sel_known = im->upd_known = NULL;
 	if (im->ins_seen) {
 		sqlite3_finalize(im->ins_seen);
-		im->ins_seen = NULL;
+		sqlite3_finalize(im->sel_seen);
+		im->ins_seen = im->sel_seen = NULL;
 		if (rc == 0 && sqlite3_exec(im->st->db, "DROP TABLE temp._ringfill_import_keys", NULL,
 		                            NULL, NULL) != SQLITE_OK) {
 			db_err(im->st, im->err, im->err_cap);

@@ -291,16 +291,17 @@ static void test_reimport_takes_changed_urls(void **state)
 	                 SQLITE_OK);
 	sqlite3_close(c);
 	const char *extra = "{\"url\":\"https://h/k3-v2\",\"key\":\"k3\"}\n"  /* the same again */
+	                    "{\"url\":\"https://h/k5-v2\",\"key\":\"k5\"}\n"  /* the same, k5 done */
 	                    "{\"url\":\"https://h/k9-v9\",\"key\":\"k9\"}\n"; /* k9 again, another URL */
 	write_manifest(fx->urls, N, ver_fixed, extra);
 	for (int round = 0; round < 2; round++) {
 		assert_int_equal(store_import_urls(fx->st, "src", fx->urls, &r, err, sizeof(err)), 0);
-		assert_int_equal(r.lines, N + 2);
+		assert_int_equal(r.lines, N + 3);
 		assert_int_equal(r.added, 0);
 		assert_int_equal(r.changed, round == 0 ? 3 : 0); /* k3, k100, k129 */
 		assert_int_equal(r.kept, 1);                     /* k7 */
 		assert_int_equal(r.malformed, 1);                /* the second k9 */
-		assert_int_equal(r.existing, N + 1);
+		assert_int_equal(r.existing, N + 2);
 		expect_query(fx->db,
 		             "SELECT group_concat(key || '=' || url || ',' || state || ',' ||"
 		             " coalesce(error, '-'), ' ') FROM (SELECT * FROM _ringfill_jobs"
@@ -311,7 +312,7 @@ static void test_reimport_takes_changed_urls(void **state)
 		char *why = query1(fx->db, "SELECT state || ',' || error_class || ',' || error"
 		                           " FROM _ringfill_jobs WHERE key LIKE '%k9-v9%'");
 		assert_non_null(strstr(why, "failed,permanent,"));
-		assert_non_null(strstr(why, ":132: bad manifest line: key \"k9\" was given by an earlier"));
+		assert_non_null(strstr(why, ":133: bad manifest line: key \"k9\" was given by an earlier"));
 		free(why);
 	}
 }
