@@ -196,6 +196,29 @@ static void local_batch_path(loop_t *l, batch_t *b, const char *path)
 }
 
 static void local_nomem(loop_t *l, job_t *j);
+static int local_nd_begin(loop_t *l, job_t *j, struct local_file *f, bool doc);
+
+/* A gzip file read whole because it is small as stored, that is NDJSON or a
+ * document to stream: read again the streamed way, a piece at a time from
+ * the start, decoded by nd_feed with its checkpoints and backpressure, as
+ * a larger one. Its decoded size is not bounded by its own: decoded whole it
+ * would be one batch of up to --max-body. Read twice, it is small and in
+ * the page cache. */
+static void local_restream(loop_t *l, job_t *j, bool doc)
+{
+	struct local_file *f = j->local;
+	j->body.len = 0;
+	f->one_piece = false;
+	if (local_nd_begin(l, j, f, doc) != 0) {
+		local_nomem(l, j);
+		return;
+	}
+	f->off = 0; /* no checkpoint (it would have gone this way already) */
+	j->file_fd = loop_slot_get(l); /* the one its read gave back */
+	assert(j->file_fd >= 0);
+	f->step = LOCAL_OPEN;
+	local_submit(l, f);
+}
 
 /* The body is whole: its bytes, SHA-256, rows, as a download's; a failure
  * names the file, and raw_path says where the body is kept: the file. */
@@ -203,7 +226,12 @@ static void local_done(loop_t *l, job_t *j)
 {
 	char path[BATCH_PATH_BYTES_MAX];
 	snprintf(path, sizeof path, "%s", j->local->path);
-	if (local_is_gzip(j->body.data, j->body.len) && local_gunzip_whole(l, j) != 0) {
+	bool gz = local_is_gzip(j->body.data, j->body.len);
+	if (gz && job_is_ndjson(l, j)) {
+		local_restream(l, j, false);
+		return;
+	}
+	if (gz && local_gunzip_whole(l, j) != 0) { /* tables that cannot stream: whole */
 		local_nomem(l, j);
 		return;
 	}
@@ -231,8 +259,8 @@ static void local_piece_done(loop_t *l, job_t *j)
 {
 	struct local_file *f = j->local;
 	f->off = j->body.len;
-	if (local_is_gzip(j->body.data, j->body.len) && local_gunzip_whole(l, j) != 0) {
-		local_nomem(l, j);
+	if (local_is_gzip(j->body.data, j->body.len)) {
+		local_restream(l, j, true);
 		return;
 	}
 	f->streamed = true;
@@ -242,13 +270,9 @@ static void local_piece_done(loop_t *l, job_t *j)
 		return;
 	}
 	batch_t *b = j->batch;
-	sha256_hex(l, j->resp.gzip ? &j->wire : &j->body, b->sha256_hex);
-	if (j->gz_failed) {
-		batch_fail(b, ERROR_CLASS_PERMANENT, "%s", j->gz_error);
-	} else {
-		ds_feed(l, j, j->body.data, j->body.len);
-		ds_finish(l, j);
-	}
+	sha256_hex(l, &j->body, b->sha256_hex);
+	ds_feed(l, j, j->body.data, j->body.len);
+	ds_finish(l, j);
 	ds_free(l, j);
 	b->attempts = j->desc->attempts + (int)j->attempts_run;
 	b->body_bytes = f->off;

@@ -173,6 +173,14 @@ class ContentEncoding(unittest.TestCase):
                 raw = f.read()
             self.assertEqual((j["state"], j["content_encoding"], j["bytes"], j["sha256"]),
                              ("done", "gzip", len(raw), hashlib.sha256(raw).hexdigest()), j)
+        # An inferred "$" table cannot stream: the files are decoded whole.
+        os.unlink(db)
+        db, p = self.load_files(d, "raw/*/*.json", "$")
+        self.assertEqual(p.returncode, 0, describe(p))
+        self.assertEqual(harness.count_rows(db, "t"), COUNT)
+        with harness.open_db(db) as con:
+            accounts = {r[0] for r in con.execute("SELECT account_accountId FROM t")}
+        self.assertEqual(len(accounts), COUNT)
 
     def test_gzip_local_files_stream_and_fail_cleanly(self):
         """gzip files of 1 MiB or more go the streamed way (a document
