@@ -989,8 +989,9 @@ static int tables_refresh(writer_t *w)
 		if (t->exists && !existed)
 			t->ours = false; /* made by another: maybe not only by ringfill */
 		/* Made or changed by another run (with another key, or none):
-		 * this run's key, as at its start (keys_prepare). */
-		if (t->exists && key_ensure(w, t) != 0)
+		 * this run's key, as at its start (keys_prepare); a table this
+		 * run gives no key keeps whatever index another run made. */
+		if (t->exists && t->spec->n_key && key_ensure(w, t) != 0)
 			return -1;
 	}
 	return 0;
@@ -2512,6 +2513,10 @@ static int tx_apply_jobwise(writer_t *w)
 		return -1;
 	w->in_tx = false;
 	columns_restore(w);
+	/* A refresh at this transaction's BEGIN may have made key columns and
+	 * an index (key_ensure) that the ROLLBACK took back, which this
+	 * connection's data_version does not show: look again. */
+	w->data_version = INT64_MIN;
 	if (tx_begin(w) != 0)
 		return -1;
 	w->jobwise = true;
