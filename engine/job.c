@@ -569,6 +569,8 @@ static void job_redirect(loop_t *l, job_t *j)
 	host_enqueue(l, host, j);
 }
 
+static void job_range_fallback(loop_t *l, job_t *j);
+
 void job_response_done(loop_t *l, job_t *j)
 {
 	int s = j->resp.status;
@@ -596,12 +598,10 @@ void job_response_done(loop_t *l, job_t *j)
 		 * checkpoint is at the very end of the body (every byte came, the
 		 * connection was lost before its end was seen). The next attempt
 		 * asks for the whole body and skips the committed records, as
-		 * after a 200: never stuck on a Range that cannot be served. */
-		j->no_range = true;
-		job_fail(l, j, ERROR_CLASS_TRANSIENT, 0,
-		         "HTTP 416 Range Not Satisfiable for bytes=%llu- (the checkpoint's offset); "
-		         "the next attempt asks for the whole body",
-		         (unsigned long long)j->ck_offset);
+		 * after a 200: never stuck on a Range that cannot be served. At
+		 * once, as for a .part too short to resume: no attempt is
+		 * counted, so --retries 1 cannot end it on the 416. */
+		job_range_fallback(l, j);
 	} else if (status_transient(s)) {
 		job_fail(l, j, ERROR_CLASS_TRANSIENT, retry_after_ms(j->resp.retry_after), "HTTP %d %s",
 		         s, status_text(s));
