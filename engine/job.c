@@ -440,15 +440,23 @@ void job_raw_part_release(loop_t *l, job_t *j)
 
 void job_raw_names(loop_t *l, job_t *j)
 {
+	if (j->raw_part_held) /* a retry: the same names, its .part goes on */
+		return;
 	char name[RAW_NAME_BYTES_MAX + 32];
 	if (url_raw_name(j->desc->url, strlen(j->desc->url), name, sizeof name) < 0)
 		snprintf(name, sizeof name, "job-%lld", (long long)j->desc->id);
-	job_raw_part_release(l, j); /* a retry names it again */
 	snprintf(j->raw_rel_final, sizeof j->raw_rel_final, "%s/%s", j->origin->dirname, name);
 	snprintf(j->raw_rel_part, sizeof j->raw_rel_part, "%s.part", j->raw_rel_final);
-	if (raw_part_taken(l, j->raw_rel_part)) /* the final name is shared: last rename wins */
-		snprintf(j->raw_rel_part, sizeof j->raw_rel_part, "%s.%lld.part", j->raw_rel_final,
-		         (long long)j->desc->id);
+	/* The final name is shared: last rename wins. NAME.ID.part could be
+	 * another URL's own .part name (NAME.ID, say): looked up too. */
+	for (unsigned k = 0; raw_part_taken(l, j->raw_rel_part); k++) {
+		int n = snprintf(j->raw_rel_part, sizeof j->raw_rel_part, "%s.%lld", j->raw_rel_final,
+		                 (long long)j->desc->id);
+		if (k && n > 0 && (size_t)n < sizeof j->raw_rel_part)
+			n += snprintf(j->raw_rel_part + n, sizeof j->raw_rel_part - (size_t)n, ".%u", k);
+		if (n > 0 && (size_t)n < sizeof j->raw_rel_part)
+			snprintf(j->raw_rel_part + n, sizeof j->raw_rel_part - (size_t)n, ".part");
+	}
 	uint32_t b = raw_part_bucket(j->raw_rel_part);
 	j->raw_next = l->raw_parts[b];
 	l->raw_parts[b] = j;
