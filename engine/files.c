@@ -48,6 +48,7 @@ struct local_file {
 	bool nd;          /* pieces go to nd_feed: NDJSON, or a document (j->ds); checkpoints */
 	bool starved;     /* nd: a checkpoint waits and the next is due; reading paused */
 	bool one_piece;   /* to stream, but smaller than a piece: read whole first */
+	bool restream;    /* read whole, found gzip: read again streamed (local_restream) */
 	bool counted;     /* streamed, one of loop_t.local_streams */
 	bool waits;       /* streamed, on loop_t.stream_wait until there is room */
 	struct local_file *wait_next;
@@ -196,7 +197,8 @@ static void local_batch_path(loop_t *l, batch_t *b, const char *path)
 }
 
 static void local_nomem(loop_t *l, job_t *j);
-static int local_nd_begin(loop_t *l, job_t *j, struct local_file *f, bool doc);
+static void local_open(loop_t *l, job_t *j, struct local_file *f, bool nd, bool stream);
+static void local_wait(loop_t *l, struct local_file *f);
 
 /* A gzip file read whole because it is small as stored, that is NDJSON or a
  * document to stream: read again the streamed way, a piece at a time from
@@ -207,17 +209,15 @@ static int local_nd_begin(loop_t *l, job_t *j, struct local_file *f, bool doc);
 static void local_restream(loop_t *l, job_t *j, bool doc)
 {
 	struct local_file *f = j->local;
+	l->bytes -= j->body.len; /* counted again as it is read again */
 	j->body.len = 0;
 	f->one_piece = false;
-	if (local_nd_begin(l, j, f, doc) != 0) {
-		local_nomem(l, j);
+	f->restream = true;
+	if (doc && l->local_streams >= LOCAL_STREAMS_MAX) { /* as a large document */
+		local_wait(l, f);
 		return;
 	}
-	f->off = 0; /* no checkpoint (it would have gone this way already) */
-	j->file_fd = loop_slot_get(l); /* the one its read gave back */
-	assert(j->file_fd >= 0);
-	f->step = LOCAL_OPEN;
-	local_submit(l, f);
+	local_open(l, j, f, !doc, doc);
 }
 
 /* The body is whole: its bytes, SHA-256, rows, as a download's; a failure
@@ -391,7 +391,8 @@ static void local_open(loop_t *l, job_t *j, struct local_file *f, bool nd, bool 
 		if (++l->local_streams > l->local_streams_peak)
 			l->local_streams_peak = l->local_streams;
 	}
-	bool nd_way = nd && (f->stx.stx_size >= LOCAL_STREAM_BYTES || local_has_ckpt(j));
+	bool nd_way = nd && (f->stx.stx_size >= LOCAL_STREAM_BYTES || local_has_ckpt(j) ||
+	                     f->restream);
 	int bad = nd_way || (stream && !f->one_piece)
 	              ? local_nd_begin(l, j, f, stream)
 	              : local_room(l, j, f->stx.stx_size);
@@ -404,6 +405,18 @@ static void local_open(loop_t *l, job_t *j, struct local_file *f, bool nd, bool 
 	assert(j->file_fd >= 0);
 	f->step = LOCAL_OPEN;
 	local_submit(l, f);
+}
+
+/* The document waits for room among the streamed ones (files_wake). */
+static void local_wait(loop_t *l, struct local_file *f)
+{
+	f->waits = true; /* files_wake opens it */
+	l->local_stream_waits++;
+	f->wait_next = NULL;
+	if (!l->stream_wait)
+		l->stream_wait_tail = &l->stream_wait;
+	*l->stream_wait_tail = f;
+	l->stream_wait_tail = &f->wait_next;
 }
 
 void files_wake(loop_t *l)
@@ -452,13 +465,7 @@ void files_complete(loop_t *l, op_t *op, int res)
 		}
 		f->one_piece = stream && f->stx.stx_size < LOCAL_STREAM_BYTES && !local_has_ckpt(j);
 		if (stream && !f->one_piece && l->local_streams >= LOCAL_STREAMS_MAX) {
-			f->waits = true; /* files_wake opens it */
-			l->local_stream_waits++;
-			f->wait_next = NULL;
-			if (!l->stream_wait)
-				l->stream_wait_tail = &l->stream_wait;
-			*l->stream_wait_tail = f;
-			l->stream_wait_tail = &f->wait_next;
+			local_wait(l, f);
 			return;
 		}
 		local_open(l, j, f, nd, stream);

@@ -146,14 +146,14 @@ class ContentEncoding(unittest.TestCase):
         self.assertEqual([tuple(r) for r in old], [("done", None)])
         self.check_gzip_jobs(d, db)
 
-    def load_files(self, d, pattern, rows, extra=()):
+    def load_files(self, d, pattern, rows, extra=(), env=None):
         """Runs a files job on pattern (under d) into table t; returns the
         database and the run."""
         job = os.path.join(d, "load.json")
         with open(job, "w") as f:
             json.dump({"source": {"files": pattern}, "db": "load.db",
                        "tables": [{"name": "t", "rows": rows}]}, f)
-        p = run_ringfill(["run", job, "--quiet"] + list(extra), cwd=d)
+        p = run_ringfill(["run", job, "--quiet"] + list(extra), cwd=d, env=env)
         return os.path.join(d, "load.db"), p
 
     def test_gzip_raw_files_load_as_the_documents(self):
@@ -205,6 +205,8 @@ class ContentEncoding(unittest.TestCase):
                                     for _ in range(5)).encode(),
             "small.json": json.dumps({"items": items(7)}).encode(),
         }
+        for k in range(6):  # small documents, read again streamed: two at a time
+            docs["s%d.json" % k] = json.dumps({"items": items(3)}).encode()
         for name, body in docs.items():
             with open(os.path.join(src, name), "wb") as f:
                 f.write(gzip.compress(body, 6, mtime=0))
@@ -215,8 +217,16 @@ class ContentEncoding(unittest.TestCase):
             f.write(cut[:len(cut) // 2])
         with open(os.path.join(src, "bad.json"), "wb") as f:
             f.write(b"\x1f\x8b" + b"not gzip at all" * 10)
-        db, p = self.load_files(d, "files", "$.items[*]")
+        stats = os.path.join(d, "stats.json")
+        db, p = self.load_files(d, "files", "$.items[*]", env={"RINGFILL_COPY_STATS": stats})
         self.assertEqual(p.returncode, 1, describe(p))
+        with open(stats, encoding="ascii") as f:
+            s = json.load(f)
+        self.assertEqual(s["local_streams_peak"], 2, s)  # never more documents at once
+        self.assertGreaterEqual(s["local_stream_waits"], 1, s)
+        # Small gzip files are read twice, and counted once.
+        self.assertEqual(s["body_bytes"], sum(os.path.getsize(os.path.join(src, n))
+                                              for n in os.listdir(src)), s)
         jobs = {j["key"]: j for j in harness.jobs(db)}
         for name in docs:
             self.assertEqual((jobs[name]["state"], jobs[name]["content_encoding"]),
