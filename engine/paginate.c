@@ -82,6 +82,11 @@ static int page_item(void *ctx, const json_doc_t *d, uint32_t node)
 	                                enc, close + 1);
 	url_t u;
 	const char *reason = "longer than 8192 bytes";
+	if (url_template_dot_segment(p->emit, open, close, value, (size_t)vn)) {
+		un = -1;
+		reason = "the value is a path segment of its own (empty, \".\" or \"..\") that would "
+		         "name another path";
+	}
 	if (un < 0 || (size_t)un >= sizeof url || url_parse(url, (size_t)un, &u, &reason)) {
 		snprintf(why, sizeof why, "malformed URL from the emit template: %s", reason);
 		return item_failed(pg, why);

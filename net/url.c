@@ -442,3 +442,15 @@ long url_percent_encode(const char *s, size_t len, char *out, size_t cap)
 	out[n] = '\0';
 	return (long)n;
 }
+
+bool url_template_dot_segment(const char *tmpl, const char *open, const char *close,
+                              const char *v, size_t n)
+{
+	char after = close[1];
+	bool whole = open > tmpl && open[-1] == '/' &&
+	             (after == '/' || after == '?' || after == '#' || after == '\0');
+	for (const char *p = tmpl; whole && p < open; p++)
+		if (*p == '?' || *p == '#') /* in the query or fragment: not a segment */
+			whole = false;
+	return whole && (n == 0 || (n == 1 && v[0] == '.') || (n == 2 && v[0] == '.' && v[1] == '.'));
+}

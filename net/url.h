@@ -6,6 +6,7 @@
 #ifndef RF_URL_H
 #define RF_URL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -43,5 +44,13 @@ int url_raw_name(const char *s, size_t len, char *out, size_t cap);
  * never add a path segment, a query or a fragment. NUL-terminates; returns
  * the length, or -1 when it does not fit in cap. */
 long url_percent_encode(const char *s, size_t len, char *out, size_t cap);
+
+/* Whether v[0..n), put in place of the template's {NAME} (open and close
+ * point at its braces), would be a whole path segment that servers resolve
+ * away (RFC 3986, 5.2.4): "." or "..", or empty, between '/' and '/' (or the
+ * path's end). https://h/users/{name}/a.json with ".." names /a.json: no
+ * encoding helps, since %2E is a dot too. */
+bool url_template_dot_segment(const char *tmpl, const char *open, const char *close,
+                              const char *v, size_t n);
 
 #endif

@@ -1159,6 +1159,11 @@ static int import_key(import_t *im, const store_template_t *t, unsigned long lin
 	                              enc, close + 1);
 	const char *why = "longer than 8192 bytes";
 	url_t parsed;
+	if (!too_long && url_template_dot_segment(t->url, open, close, key, len)) {
+		u = -1;
+		why = "the key is a path segment of its own (empty, \".\" or \"..\") that would "
+		      "name another path";
+	}
 	if (u < 0 || (size_t)u >= sizeof(url) || url_parse(url, (size_t)u, &parsed, &why) != 0) {
 		snprintf(reason, sizeof(reason), "%s:%lu: malformed URL from the template: %s",
 		         im->file, lineno, why);

@@ -3,6 +3,7 @@
  * that can never leave the raw directory. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
@@ -320,6 +321,34 @@ static void test_raw_name_capacity(void **state)
 	assert_int_equal(url_raw_name("https://h/index", 15, out, 6), 5);
 }
 
+/* A template value that would be a whole path segment resolved away:
+ * empty, "." or ".." between '/' and '/' (or the path's end, '?', '#');
+ * elsewhere (part of a segment, in the query) the same values are fine. */
+static bool dot(const char *tmpl, const char *v)
+{
+	const char *open = strchr(tmpl, '{'), *close = strchr(tmpl, '}');
+	return url_template_dot_segment(tmpl, open, close, v, strlen(v));
+}
+
+static void test_template_dot_segment(void **state)
+{
+	(void)state;
+	const char *seg = "https://h/users/{name}/archive.json";
+	assert_true(dot(seg, ".."));
+	assert_true(dot(seg, "."));
+	assert_true(dot(seg, ""));
+	assert_false(dot(seg, "..."));
+	assert_false(dot(seg, ".a"));
+	assert_false(dot(seg, "alice"));
+	assert_true(dot("https://h/u/{name}", ".."));
+	assert_true(dot("https://h/u/{name}?x=1", "."));
+	assert_true(dot("https://h/u/{name}#f", ".."));
+	assert_false(dot("https://h/u/{name}.json", ".."));
+	assert_false(dot("https://h/u/x{name}/a", ".."));
+	assert_false(dot("https://h/u?user={name}", ".."));
+	assert_false(dot("https://h/u?next=/{name}/", ".."));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -332,6 +361,7 @@ int main(void)
 	    cmocka_unit_test(test_raw_name_long_and_queries),
 	    cmocka_unit_test(test_raw_name_one_to_one),
 	    cmocka_unit_test(test_raw_name_capacity),
+	    cmocka_unit_test(test_template_dot_segment),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -350,6 +350,28 @@ static void test_import_files_known_by_url(void **state)
 	assert_int_equal(r.added, 1);
 }
 
+/* A template key that would be a path segment of its own, "." or "..",
+ * names another path once servers resolve it (users/../archive.json is
+ * /archive.json): a malformed line, not a job. */
+static void test_template_dot_keys_are_malformed(void **state)
+{
+	fixture_t *fx = *state;
+	store_import_t r;
+	char err[STORE_ERR_BYTES];
+	write_file(fx->urls, "alice\n..\n.\n...\n");
+	store_template_t t = {.url = "https://h/users/{name}/archive.json"};
+	assert_int_equal(store_import(fx->st, "tpl", fx->urls, &t, &r, err, sizeof err), 0);
+	assert_int_equal(r.added, 2); /* alice, ... */
+	assert_int_equal(r.malformed, 2);
+	expect_query(fx->db, "SELECT group_concat(key || '=' || state || '=' || coalesce(url, '-'), ' ')"
+	                     " FROM (SELECT * FROM _ringfill_jobs ORDER BY id)",
+	             "alice=pending=https://h/users/alice/archive.json ..=failed=- .=failed=-"
+	             " ...=pending=https://h/users/.../archive.json");
+	char *why = query1(fx->db, "SELECT error FROM _ringfill_jobs WHERE key = '..'");
+	assert_non_null(strstr(why, ":2: malformed URL from the template: the key is a path segment"));
+	free(why);
+}
+
 static void test_fetch_pages_by_id_and_counts(void **state)
 {
 	fixture_t *fx = *state;
@@ -584,6 +606,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reimport_requeues_transient_only, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reimport_takes_changed_urls, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_import_files_known_by_url, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_template_dot_keys_are_malformed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fetch_pages_by_id_and_counts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_missing_file_is_named, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_long_line_is_malformed_not_fatal, setup, teardown),
