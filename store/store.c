@@ -1064,7 +1064,12 @@ static int page_check(store_t *st, const char *source, const batch_t *b, char *w
 		return -1;
 	if (!st->page_limit || (st->pages_max >= 0 && (uint64_t)st->pages_max < st->page_limit))
 		return 0;
-	rc = page_query(st, "SELECT count(*) FROM _ringfill_jobs WHERE source=?1 AND " PAGE_JOBS,
+	/* Pages only: an item a page could not make a job of is recorded as a
+	 * failed job keyed "PAGEKEY item N" (engine/paginate.c), which PAGE_JOBS
+	 * matches too, but it has no URL. Counted, they cut a chain short of
+	 * max_pages once a run resumed it (the count is taken per run). */
+	rc = page_query(st, "SELECT count(*) FROM _ringfill_jobs WHERE source=?1 AND " PAGE_JOBS
+	                    " AND url IS NOT NULL",
 	                source, NULL, 0, NULL, 0, &st->pages_max);
 	if (rc != SQLITE_ROW)
 		return -1;

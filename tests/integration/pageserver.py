@@ -18,6 +18,8 @@ Modes (the first path segment):
   slow     every page waits SLOW_S first (for kill -9 in the middle)
   baditem  the first page also holds an item without a "did" and one whose
            "did" is an object
+  baditemflaky  the second page holds baditem's two items, and the third page
+           answers 503 on its first request
   badcursor the second page's cursor is an object
   loopfirst the last page's cursor is "again", which serves the first page
            (byte for byte, so it repeats the first page under a new cursor);
@@ -46,7 +48,7 @@ import harness  # noqa: E402
 
 SLOW_S = 0.3
 MODES = ("ok", "nullend", "emptyend", "repeat", "flaky", "slow", "baditem", "badcursor",
-         "loopfirst", "repeatmid", "loopfresh")
+         "loopfirst", "repeatmid", "loopfresh", "baditemflaky")
 BAD_ITEMS = [{"rev": 1}, {"did": {"x": 1}}]
 
 
@@ -138,8 +140,10 @@ class Handler(harness.TlsHandler):
             time.sleep(SLOW_S)
         if mode == "flaky" and offset == limit and hits == 1:
             return self._send(503, {"error": "try again"}, [("Retry-After", "0")])
+        if mode == "baditemflaky" and offset == 2 * limit and hits == 1:
+            return self._send(503, {"error": "try again"}, [("Retry-After", "0")])
         page = srv.items[offset:offset + limit]
-        if mode == "baditem" and offset == 0:
+        if (mode == "baditem" and offset == 0) or (mode == "baditemflaky" and offset == limit):
             page = page[:2] + BAD_ITEMS + page[2:]
         doc = {"repos": page}
         nxt = offset + limit

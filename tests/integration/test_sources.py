@@ -296,6 +296,32 @@ class Sources(unittest.TestCase):
         self.assertEqual(table(db, "repos", ["did", "handle", "rev", "head"]),
                          expected_repos(self.srv.items[:LIMIT]))
 
+    def test_max_pages_counts_pages_not_failed_items(self):
+        # max_pages exactly the chain's pages; the second page's two bad items
+        # are failed jobs of their own ("page:CURSOR item 3"), and the third page
+        # fails transiently in the first run (--retries 1), so the second run
+        # resumes the chain and counts its pages from the database. Counted
+        # with the items (as on 4db4cd0), the last pages were refused:
+        # "more than max_pages", items never fetched.
+        d = self.workdir()
+        path = self.job_emit(d, "baditemflaky")
+        with open(path, encoding="utf-8") as f:
+            job = json.load(f)
+        job["source"]["paginate"]["max_pages"] = (ITEMS + LIMIT - 1) // LIMIT
+        job["http"]["retries"] = 1
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(job, f)
+        self.run_ok(["run", path], code=1)
+        db = os.path.join(d, "out.db")
+        self.assertIn("failed", {j["state"] for j in self.page_jobs(db)})
+        p = self.run_ok(["run", path], code=1)  # the bad items stay failed
+        failed = [j for j in harness.jobs(db) if j["state"] == "failed"]
+        second = [j["key"] for j in self.page_jobs(db) if j["key"].endswith(" item 3")]
+        self.assertEqual(len(second), 1, describe(p))
+        self.assertEqual(sorted(j["key"] for j in failed),
+                         [second[0], second[0][:-1] + "4"], describe(p))
+        self.check_emit_tables(db)
+
     def test_kill_mid_pagination_then_resume(self):
         ref = self.workdir()
         self.run_ok(["run", self.job_emit(ref, "slow")])
