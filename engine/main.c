@@ -384,6 +384,12 @@ static int run_backfill(const run_opts_t *o, store_t *st, const plan_t *p, uint6
 	return code;
 }
 
+/* store_pages_rebase's URL of a page: the job file's, for its cursor. */
+static int page_url_of(void *ctx, const char *cursor, char *out, size_t cap)
+{
+	return paginate_page_url(ctx, cursor, strlen(cursor), out, cap);
+}
+
 /* The database, the import of the source, the run, the exit code. */
 static int run_store(run_opts_t *o, const plan_t *p)
 {
@@ -408,6 +414,11 @@ static int run_store(run_opts_t *o, const plan_t *p)
 	                                           sizeof err)
 	                      : store_import(st, p->source, p->input, p->tmpl.url ? &p->tmpl : NULL,
 	                                     &imp, err, sizeof err);
+	uint64_t pages_changed = 0;
+	if (!ir && p->page) /* an edited url or cursor_param reaches the pages not done too */
+		ir = store_pages_rebase(st, p->source, page_url_of, (void *)p->page, &pages_changed,
+		                        err, sizeof err);
+	imp.changed += pages_changed;
 	if (ir ||
 	    store_job_counts(st, p->source, &counts, err, sizeof err)) {
 		fprintf(stderr, "ringfill run: %s\n", err);

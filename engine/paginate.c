@@ -96,10 +96,8 @@ static int page_item(void *ctx, const json_doc_t *d, uint32_t node)
 	return pg->nomem;
 }
 
-/* base with the query parameter `param` set to the encoded cursor: an
- * existing one is replaced, the other parameters keep their order. */
-static int next_url(const paginate_spec_t *p, const char *cursor, size_t clen, char *out,
-                    size_t cap)
+int paginate_page_url(const paginate_spec_t *p, const char *cursor, size_t clen, char *out,
+                      size_t cap)
 {
 	char enc[URL_BYTES_MAX + 1];
 	if (url_percent_encode(cursor, clen, enc, sizeof enc) < 0)
@@ -162,7 +160,7 @@ static void page_next(loop_t *l, page_t *pg, const json_doc_t *doc)
 		return;
 	url_t u;
 	const char *why = "longer than 8192 bytes";
-	int un = next_url(p, cursor, (size_t)cn, url, sizeof url);
+	int un = paginate_page_url(p, cursor, (size_t)cn, url, sizeof url);
 	if (un < 0 || url_parse(url, (size_t)un, &u, &why)) {
 		batch_fail(pg->b, ERROR_CLASS_PERMANENT, "the next page's URL for cursor \"%.200s\": %s",
 		           cursor, why);

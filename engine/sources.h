@@ -36,6 +36,12 @@ typedef struct {
 } paginate_spec_t;
 
 void paginate_spec_free(paginate_spec_t *p);
+/* The URL of the page of `cursor`: p->url with the query parameter
+ * p->cursor_param set to the percent-encoded cursor (an existing one is
+ * replaced, the other parameters keep their order). Its length, or -1 when
+ * it does not fit in cap. */
+int paginate_page_url(const paginate_spec_t *p, const char *cursor, size_t clen, char *out,
+                      size_t cap);
 
 /* The files a `files` source names: a directory (its regular files, not
  * recursing) or a glob(3) pattern (the regular files it matches). Sorted by

@@ -1008,6 +1008,61 @@ int store_import_files(store_t *st, const char *source, const store_job_t *jobs,
 	return import_list(st, source, jobs, n, true, res, err, err_cap);
 }
 
+int store_pages_rebase(store_t *st, const char *source,
+                       int (*url_of)(void *ctx, const char *cursor, char *out, size_t cap),
+                       void *ctx, uint64_t *changed, char *err, size_t err_cap)
+{
+	static const char sel[] =
+		"SELECT id, key, url FROM _ringfill_jobs WHERE source = ?1 AND key GLOB '"
+		STORE_PAGE_KEY_PREFIX "*' AND url IS NOT NULL AND state <> 'done'"
+		" AND coalesce(ckpt_records, 0) = 0 AND coalesce(ckpt_offset, 0) = 0";
+	static const char upd[] =
+		"UPDATE _ringfill_jobs SET url = ?2, state = 'pending', attempts = 0,"
+		" http_status = NULL, error_class = NULL, error = NULL, updated_at = ?3"
+		" WHERE id = ?1";
+	*changed = 0;
+	sqlite3_stmt *s = NULL, *u = NULL;
+	if (store_exec_busy(st->db, "BEGIN IMMEDIATE", st->patience_ms, NULL) != SQLITE_OK) {
+		db_err(st, err, err_cap);
+		return -1;
+	}
+	int rc = sqlite3_prepare_v2(st->db, sel, -1, &s, NULL) == SQLITE_OK &&
+	                 sqlite3_prepare_v2(st->db, upd, -1, &u, NULL) == SQLITE_OK
+	             ? SQLITE_OK
+	             : SQLITE_ERROR;
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_text(s, 1, source, -1, SQLITE_STATIC);
+		double now = unix_now();
+		char url[URL_BYTES_MAX + 1];
+		while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+			const char *key = (const char *)sqlite3_column_text(s, 1);
+			const char *old = (const char *)sqlite3_column_text(s, 2);
+			if (url_of(ctx, key + strlen(STORE_PAGE_KEY_PREFIX), url, sizeof url) < 0 ||
+			    !strcmp(url, old))
+				continue; /* no URL for it now: it stays as it is */
+			sqlite3_reset(u);
+			sqlite3_bind_int64(u, 1, sqlite3_column_int64(s, 0));
+			sqlite3_bind_text(u, 2, url, -1, SQLITE_TRANSIENT);
+			sqlite3_bind_double(u, 3, now);
+			if (sqlite3_step(u) != SQLITE_DONE) {
+				rc = SQLITE_ERROR;
+				break;
+			}
+			(*changed)++;
+		}
+	}
+	if (rc != SQLITE_DONE)
+		db_err(st, err, err_cap);
+	sqlite3_finalize(s);
+	sqlite3_finalize(u);
+	if (rc == SQLITE_DONE && sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
+		return 0;
+	if (rc == SQLITE_DONE)
+		db_err(st, err, err_cap);
+	sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+	return -1;
+}
+
 /* ---- jobs made during the run (paginate) ------------------------------- */
 
 void store_set_page_limit(store_t *st, uint64_t max_pages)

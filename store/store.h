@@ -123,6 +123,15 @@ int store_import_list(store_t *st, const char *source, const store_job_t *jobs, 
 int store_import_files(store_t *st, const char *source, const store_job_t *jobs, size_t n,
                        store_import_t *res, char *err, size_t err_cap);
 
+/* A paginate source's pages not done and without a committed checkpoint take
+ * the URL url_of gives for their cursor (their key past "page:") when it is
+ * another than theirs (the job file's url or cursor_param changed): set
+ * pending again, as store_import does for a changed line; *changed counts
+ * them. One transaction. 0, or -1 with err. */
+int store_pages_rebase(store_t *st, const char *source,
+                       int (*url_of)(void *ctx, const char *cursor, char *out, size_t cap),
+                       void *ctx, uint64_t *changed, char *err, size_t err_cap);
+
 /* Job keys of a paginate source's pages (engine/sources.h): the first page
  * is "page", the page of cursor C "page:" C. */
 #define STORE_PAGE_FIRST_KEY "page"

@@ -20,6 +20,8 @@ Modes (the first path segment):
            "did" is an object
   baditemflaky  the second page holds baditem's two items, and the third page
            answers 503 on its first request
+  cap5     a page with a cursor (other than "start", the first page's) and
+           a limit above 5 answers 400
   badcursor the second page's cursor is an object
   loopfirst the last page's cursor is "again", which serves the first page
            (byte for byte, so it repeats the first page under a new cursor);
@@ -48,7 +50,7 @@ import harness  # noqa: E402
 
 SLOW_S = 0.3
 MODES = ("ok", "nullend", "emptyend", "repeat", "flaky", "slow", "baditem", "badcursor",
-         "loopfirst", "repeatmid", "loopfresh", "baditemflaky")
+         "loopfirst", "repeatmid", "loopfresh", "baditemflaky", "cap5")
 BAD_ITEMS = [{"rev": 1}, {"did": {"x": 1}}]
 
 
@@ -140,6 +142,8 @@ class Handler(harness.TlsHandler):
             time.sleep(SLOW_S)
         if mode == "flaky" and offset == limit and hits == 1:
             return self._send(503, {"error": "try again"}, [("Retry-After", "0")])
+        if mode == "cap5" and cursors and cursors[0] != "start" and limit > 5:
+            return self._send(400, {"error": "limit above 5 with a cursor"})
         if mode == "baditemflaky" and offset == 2 * limit and hits == 1:
             return self._send(503, {"error": "try again"}, [("Retry-After", "0")])
         page = srv.items[offset:offset + limit]

@@ -322,6 +322,36 @@ class Sources(unittest.TestCase):
                          [second[0], second[0][:-1] + "4"], describe(p))
         self.check_emit_tables(db)
 
+    def test_page_not_done_takes_the_job_files_url(self):
+        # A page job keeps the URL it was emitted with. A job file whose url
+        # asks too much of the cursor pages (cap5: limit 6 is refused with a
+        # cursor) fails the second page for good; the url fixed, the next
+        # run gives that page the job file's URL for its cursor, without
+        # `retry`, and the chain completes. On 0c04126 it kept the old URL
+        # and failed again on every run.
+        d = self.workdir()
+        job = self.job_emit(d, "cap5")
+        with open(job, encoding="utf-8") as f:
+            spec = json.load(f)
+        bad = spec["source"]["paginate"]["url"].replace("limit=%d" % LIMIT, "limit=6")
+        spec["source"]["paginate"]["url"] = bad
+        with open(job, "w", encoding="utf-8") as f:
+            json.dump(spec, f)
+        self.run_ok(["run", job], code=1)
+        db = os.path.join(d, "out.db")
+        failed = [j for j in self.page_jobs(db) if j["state"] == "failed"]
+        self.assertEqual(len(failed), 1, failed)
+        self.assertIn("HTTP 400", failed[0]["error"])
+        spec["source"]["paginate"]["url"] = bad.replace("limit=6", "limit=%d" % LIMIT)
+        with open(job, "w", encoding="utf-8") as f:
+            json.dump(spec, f)
+        p = self.run_ok(["run", job])
+        self.assertIn("1 jobs not done yet take their new URL", p.stderr)
+        page = [j for j in self.page_jobs(db) if j["key"] == failed[0]["key"]][0]
+        self.assertEqual(page["state"], "done", page)
+        self.assertIn("limit=%d&" % LIMIT, page["url"])
+        self.check_emit_tables(db)
+
     def test_kill_mid_pagination_then_resume(self):
         ref = self.workdir()
         self.run_ok(["run", self.job_emit(ref, "slow")])
