@@ -158,6 +158,13 @@ static void page_next(loop_t *l, page_t *pg, const json_doc_t *doc)
 	}
 	if (cn == 0)
 		return;
+	if (memchr(cursor, '\0', (size_t)cn)) {
+		/* The key holds the cursor as text: one with a NUL would be cut
+		 * there, and name another page than its URL does. */
+		batch_fail(pg->b, ERROR_CLASS_PERMANENT, "the cursor at %s holds a NUL byte",
+		           json_path_text(p->cursor_path));
+		return;
+	}
 	url_t u;
 	const char *why = "longer than 8192 bytes";
 	int un = paginate_page_url(p, cursor, (size_t)cn, url, sizeof url);

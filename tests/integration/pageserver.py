@@ -22,6 +22,7 @@ Modes (the first path segment):
            answers 503 on its first request
   cap5     a page with a cursor (other than "start", the first page's) and
            a limit above 5 answers 400
+  nulcursor the second page's cursor holds a NUL byte
   badcursor the second page's cursor is an object
   loopfirst the last page's cursor is "again", which serves the first page
            (byte for byte, so it repeats the first page under a new cursor);
@@ -50,7 +51,7 @@ import harness  # noqa: E402
 
 SLOW_S = 0.3
 MODES = ("ok", "nullend", "emptyend", "repeat", "flaky", "slow", "baditem", "badcursor",
-         "loopfirst", "repeatmid", "loopfresh", "baditemflaky", "cap5")
+         "loopfirst", "repeatmid", "loopfresh", "baditemflaky", "cap5", "nulcursor")
 BAD_ITEMS = [{"rev": 1}, {"did": {"x": 1}}]
 
 
@@ -153,6 +154,8 @@ class Handler(harness.TlsHandler):
         nxt = offset + limit
         if mode == "badcursor" and offset == limit:
             doc["cursor"] = {"next": cursor_of(nxt)}
+        elif mode == "nulcursor" and offset == limit:
+            doc["cursor"] = cursor_of(nxt) + "\u0000x"
         elif mode == "repeat" and offset == 2 * limit:
             doc["cursor"] = cursor_of(limit)
         elif mode == "repeatmid" and offset == 2 * limit:

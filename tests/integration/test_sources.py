@@ -292,6 +292,13 @@ class Sources(unittest.TestCase):
         failed = [j for j in harness.jobs(db) if j["state"] == "failed"]
         self.assertEqual([j["key"] for j in failed], ["page:c/5 &=?+%"])
         self.assertIn("the cursor at $.cursor is not a string or a number", failed[0]["error"])
+        # A cursor holding a NUL byte: the page fails (its key, text, would be
+        # cut at the NUL and name another page than its URL).
+        d2 = self.workdir()
+        self.run_ok(["run", self.job_emit(d2, "nulcursor")], code=1)
+        failed2 = [j for j in harness.jobs(os.path.join(d2, "out.db")) if j["state"] == "failed"]
+        self.assertEqual([j["key"] for j in failed2], ["page:c/5 &=?+%"])
+        self.assertIn("the cursor at $.cursor holds a NUL byte", failed2[0]["error"])
         # The failed page's items are not there: it made nothing.
         self.assertEqual(table(db, "repos", ["did", "handle", "rev", "head"]),
                          expected_repos(self.srv.items[:LIMIT]))
