@@ -446,11 +446,29 @@ long url_percent_encode(const char *s, size_t len, char *out, size_t cap)
 bool url_template_dot_segment(const char *tmpl, const char *open, const char *close,
                               const char *v, size_t n)
 {
-	char after = close[1];
-	bool whole = open > tmpl && open[-1] == '/' &&
-	             (after == '/' || after == '?' || after == '#' || after == '\0');
-	for (const char *p = tmpl; whole && p < open; p++)
-		if (*p == '?' || *p == '#') /* in the query or fragment: not a segment */
-			whole = false;
-	return whole && (n == 0 || (n == 1 && v[0] == '.') || (n == 2 && v[0] == '.' && v[1] == '.'));
+	/* The path starts at the first '/' after "scheme://host"; a placeholder
+	 * before it (in the host) or after a '?' or '#' is in no segment. */
+	const char *auth = strstr(tmpl, "://");
+	const char *path = auth ? strchr(auth + 3, '/') : strchr(tmpl, '/');
+	if (!path || open < path)
+		return false;
+	for (const char *p = tmpl; p < open; p++)
+		if (*p == '?' || *p == '#')
+			return false;
+	/* The segment: from the last '/' before the placeholder to the first
+	 * '/', '?' or '#' after it, the value in its place. */
+	const char *a = open;
+	while (a[-1] != '/')
+		a--;
+	const char *b = close + 1;
+	while (*b && *b != '/' && *b != '?' && *b != '#')
+		b++;
+	size_t pre = (size_t)(open - a), post = (size_t)(b - close - 1), len = pre + n + post;
+	if (len > 2)
+		return false;
+	char seg[3];
+	memcpy(seg, a, pre);
+	memcpy(seg + pre, v, n);
+	memcpy(seg + pre + n, close + 1, post);
+	return len == 0 || (len == 1 && seg[0] == '.') || (len == 2 && seg[0] == '.' && seg[1] == '.');
 }

@@ -46,10 +46,12 @@ int url_raw_name(const char *s, size_t len, char *out, size_t cap);
 long url_percent_encode(const char *s, size_t len, char *out, size_t cap);
 
 /* Whether v[0..n), put in place of the template's {NAME} (open and close
- * point at its braces), would be a whole path segment that servers resolve
- * away (RFC 3986, 5.2.4): "." or "..", or empty, between '/' and '/' (or the
- * path's end). https://h/users/{name}/a.json with ".." names /a.json: no
- * encoding helps, since %2E is a dot too. */
+ * point at its braces), would make its path segment one that servers
+ * resolve away (RFC 3986, 5.2.4): ".", ".." or empty, with what the
+ * template has around the placeholder in that segment ("/.{name}/" and "."
+ * is ".."). https://h/users/{name}/a.json with ".." names /a.json: no
+ * encoding helps, since %2E is a dot too. A placeholder in the host, the
+ * query or the fragment is in no segment. */
 bool url_template_dot_segment(const char *tmpl, const char *open, const char *close,
                               const char *v, size_t n);
 

@@ -347,6 +347,14 @@ static void test_template_dot_segment(void **state)
 	assert_false(dot("https://h/u/x{name}/a", ".."));
 	assert_false(dot("https://h/u?user={name}", ".."));
 	assert_false(dot("https://h/u?next=/{name}/", ".."));
+	/* The segment with what the template puts around the value. */
+	assert_true(dot("https://h/.{name}/x", "."));
+	assert_true(dot("https://h/{name}./x", "."));
+	assert_true(dot("https://h/.{name}/x", ""));
+	assert_false(dot("https://h/.{name}/x", ".."));
+	assert_true(dot("https://h/{name}", ".."));
+	assert_false(dot("https://{name}/x", ".."));  /* the host: no segment */
+	assert_false(dot("https://{name}.h/x", "."));
 }
 
 int main(void)
