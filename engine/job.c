@@ -608,8 +608,12 @@ void job_response_done(loop_t *l, job_t *j)
 		 * asks for the whole body and skips the committed records, as
 		 * after a 200: never stuck on a Range that cannot be served. At
 		 * once, as for a .part too short to resume: no attempt is
-		 * counted, so --retries 1 cannot end it on the 416. */
-		job_range_fallback(l, j);
+		 * counted, so --retries 1 cannot end it on the 416. (Stopping:
+		 * it stays pending for the next run.) */
+		if (l->stopping)
+			job_abandon(l, j);
+		else
+			job_range_fallback(l, j);
 	} else if (status_transient(s)) {
 		job_fail(l, j, ERROR_CLASS_TRANSIENT, retry_after_ms(j->resp.retry_after), "HTTP %d %s",
 		         s, status_text(s));
