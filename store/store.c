@@ -345,6 +345,15 @@ static int is_space(char c)
 	return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
 }
 
+/* Binds p[0..n) as text, or NULL when it is empty (a job's absent vars). */
+static void bind_text_or_null(sqlite3_stmt *s, int i, const char *p, size_t n)
+{
+	if (n)
+		sqlite3_bind_text(s, i, p, (int)n, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(s, i);
+}
+
 static int insert_one(import_t *im, const char *key, size_t key_len, const char *url,
                       size_t url_len, const char *vars, size_t vars_len, const char *reason);
 
@@ -401,10 +410,7 @@ static int manifest_key_seen(import_t *im, const import_row_t *w, const char *b)
 		sqlite3_reset(st[k]);
 		sqlite3_bind_text(st[k], 1, b + w->key, (int)w->key_len, SQLITE_STATIC);
 		sqlite3_bind_text(st[k], 2, b + w->url, (int)w->url_len, SQLITE_STATIC);
-		if (w->vars_len)
-			sqlite3_bind_text(st[k], 3, b + w->vars, (int)w->vars_len, SQLITE_STATIC);
-		else
-			sqlite3_bind_null(st[k], 3);
+		bind_text_or_null(st[k], 3, b + w->vars, w->vars_len);
 	}
 	int rc = sqlite3_step(im->ins_seen); /* a row: inserted, the key is new here */
 	int inserted = rc == SQLITE_ROW;
@@ -445,10 +451,7 @@ static int known_row(import_t *im, const import_row_t *w, const char *b, int see
 	sqlite3_bind_text(s, 1, im->source, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, b + w->key, (int)w->key_len, SQLITE_STATIC);
 	sqlite3_bind_text(s, 3, b + w->url, (int)w->url_len, SQLITE_STATIC);
-	if (w->vars_len)
-		sqlite3_bind_text(s, 4, b + w->vars, (int)w->vars_len, SQLITE_STATIC);
-	else
-		sqlite3_bind_null(s, 4);
+	bind_text_or_null(s, 4, b + w->vars, w->vars_len);
 	int rc = sqlite3_step(s);
 	if (rc != SQLITE_ROW) { /* the INSERT found it: it is there */
 		if (rc != SQLITE_DONE)
@@ -484,10 +487,7 @@ static int known_row(import_t *im, const import_row_t *w, const char *b, int see
 	sqlite3_reset(s);
 	sqlite3_bind_int64(s, 1, id);
 	sqlite3_bind_text(s, 2, b + w->url, (int)w->url_len, SQLITE_STATIC);
-	if (w->vars_len)
-		sqlite3_bind_text(s, 3, b + w->vars, (int)w->vars_len, SQLITE_STATIC);
-	else
-		sqlite3_bind_null(s, 3);
+	bind_text_or_null(s, 3, b + w->vars, w->vars_len);
 	sqlite3_bind_double(s, 4, im->now);
 	if (sqlite3_step(s) != SQLITE_DONE) {
 		db_err(im->st, im->err, im->err_cap);
@@ -518,10 +518,7 @@ static int insert_one(import_t *im, const char *key, size_t key_len, const char 
 		sqlite3_bind_text(s, 4, "pending", -1, SQLITE_STATIC);
 		sqlite3_bind_null(s, 5);
 		sqlite3_bind_null(s, 6);
-		if (vars_len)
-			sqlite3_bind_text(s, 7, vars, (int)vars_len, SQLITE_STATIC);
-		else
-			sqlite3_bind_null(s, 7);
+		bind_text_or_null(s, 7, vars, vars_len);
 	}
 	sqlite3_bind_double(s, 8, im->now);
 	if (sqlite3_step(s) != SQLITE_DONE) {
@@ -573,11 +570,7 @@ static int group_flush(import_t *im)
 			const import_row_t *w = &im->group[r];
 			sqlite3_bind_text(s, (int)(3 + 3 * r), b + w->key, (int)w->key_len, SQLITE_STATIC);
 			sqlite3_bind_text(s, (int)(4 + 3 * r), b + w->url, (int)w->url_len, SQLITE_STATIC);
-			if (w->vars_len)
-				sqlite3_bind_text(s, (int)(5 + 3 * r), b + w->vars, (int)w->vars_len,
-				                  SQLITE_STATIC);
-			else
-				sqlite3_bind_null(s, (int)(5 + 3 * r));
+			bind_text_or_null(s, (int)(5 + 3 * r), b + w->vars, w->vars_len);
 		}
 		if (sqlite3_step(s) != SQLITE_DONE) {
 			db_err(im->st, im->err, im->err_cap);
