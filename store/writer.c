@@ -1478,7 +1478,8 @@ static void bind_real_as_text(sqlite3_stmt *s, int p, double x)
 	sqlite3_bind_text(s, p, buf, n, SQLITE_TRANSIENT);
 }
 
-static inline int field_bind(sqlite3_stmt *s, int p, const batch_field_t *f)
+/* text_aff: the field's column has TEXT affinity (w->g_text). */
+static inline int field_bind(sqlite3_stmt *s, int p, const batch_field_t *f, bool text_aff)
 {
 	int64_t v;
 	double x;
@@ -1489,7 +1490,10 @@ static inline int field_bind(sqlite3_stmt *s, int p, const batch_field_t *f)
 		break;
 	case FIELD_REAL:
 		memcpy(&x, f->value, sizeof(x));
-		sqlite3_bind_double(s, p, x);
+		if (text_aff)
+			bind_real_as_text(s, p, x);
+		else
+			sqlite3_bind_double(s, p, x);
 		break;
 	case FIELD_TEXT:
 	case FIELD_JSON:
@@ -1517,15 +1521,8 @@ static int row_bind(writer_t *w, sqlite3_stmt *s, int p, const int64_t *job_id,
 		sqlite3_bind_int64(s, p, *job_id);
 	p++;
 	for (uint32_t i = 0; i < w->g_n; i++, p++) {
-		const batch_field_t *f = &row[w->pairs[i].field];
-		int rc = 0;
-		if (f->type == FIELD_REAL && w->g_text[w->pairs[i].field]) {
-			double x;
-			memcpy(&x, f->value, sizeof(x));
-			bind_real_as_text(s, p, x);
-		} else {
-			rc = field_bind(s, p, f);
-		}
+		uint32_t field = w->pairs[i].field;
+		int rc = field_bind(s, p, &row[field], w->g_text[field]);
 		if (rc != 0)
 			return rc;
 	}
@@ -1544,14 +1541,7 @@ static int row_bind_held(writer_t *w, sqlite3_stmt *s, int p, bool job, const hr
 	for (uint32_t i = 0; i < w->g_n; i++) {
 		batch_field_t f;
 		d = batch_field_at(d, &f);
-		int rc = 0;
-		if (f.type == FIELD_REAL && w->g_text[i]) {
-			double x;
-			memcpy(&x, f.value, sizeof(x));
-			bind_real_as_text(s, p + (int)w->g_param[i], x);
-		} else {
-			rc = field_bind(s, p + (int)w->g_param[i], &f);
-		}
+		int rc = field_bind(s, p + (int)w->g_param[i], &f, w->g_text[i]);
 		if (rc != 0)
 			return rc;
 	}
