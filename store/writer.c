@@ -938,6 +938,18 @@ static int columns_load(writer_t *w, wtable_t *t)
 	return rc == SQLITE_DONE ? 0 : fatal_db(w);
 }
 
+/* Forgets the table's columns and key map (the array stays, for reuse). */
+static void table_columns_free(wtable_t *t)
+{
+	for (uint32_t c = 0; c < t->n_cols; c++) {
+		free(t->cols[c].key);
+		free(t->cols[c].col);
+	}
+	t->n_cols = 0;
+	map_free(&t->keys);
+	map_free(&t->taken);
+}
+
 /* PRAGMA data_version: 0 and *v, or -1 with the error in the connection. */
 static int data_version_get(writer_t *w, int64_t *v)
 {
@@ -975,13 +987,7 @@ static int tables_refresh(writer_t *w)
 	cache_flush(w);
 	for (uint32_t i = 0; i < w->n_tables; i++) {
 		wtable_t *t = &w->tables[i];
-		for (uint32_t c = 0; c < t->n_cols; c++) {
-			free(t->cols[c].key);
-			free(t->cols[c].col);
-		}
-		t->n_cols = 0;
-		map_free(&t->keys);
-		map_free(&t->taken);
+		table_columns_free(t);
 		bool existed = t->exists;
 		t->exists = false;
 		if (columns_load(w, t) != 0)
@@ -2864,13 +2870,8 @@ static void writer_free(writer_t *w)
 {
 	for (uint32_t t = 0; w->tables && t < w->n_tables; t++) {
 		wtable_t *wt = &w->tables[t];
-		for (uint32_t i = 0; i < wt->n_cols; i++) {
-			free(wt->cols[i].key);
-			free(wt->cols[i].col);
-		}
+		table_columns_free(wt);
 		free(wt->cols);
-		map_free(&wt->keys);
-		map_free(&wt->taken);
 		free(wt->name);
 	}
 	free(w->tables);
