@@ -21,6 +21,7 @@
 #include <sqlite3.h>
 
 #include "bench/bench.h"
+#include "engine/alloc.h"
 #include "engine/jobfile.h"
 #include "engine/loop.h"
 #include "engine/options.h"
@@ -42,6 +43,8 @@ static void print_version(void)
 	printf("  json stage 1: %s\n", json_stage1_name());
 	printf("  OpenSSL %s, SQLite %s, liburing %s\n", OpenSSL_version(OPENSSL_VERSION_STRING),
 	       sqlite3_libversion(), LIBURING_VERSION);
+	char alloc[128];
+	printf("  allocator: %s\n", alloc_describe(alloc, sizeof alloc));
 }
 
 /* mkdir -p, at start-up on the main thread, before the loop runs. */

@@ -20,7 +20,7 @@ ensure_packages() {
 	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
 }
 
-BASE_PACKAGES=(meson ninja-build pkg-config gcc liburing-dev libssl-dev libsqlite3-dev zlib1g-dev
+BASE_PACKAGES=(meson ninja-build pkg-config gcc liburing-dev libssl-dev libsqlite3-dev zlib1g-dev libjemalloc-dev
 	libcmocka-dev nginx-light openssl python3 ca-certificates)
 
 # Only the tests need these: chromium renders `ringfill bench --report` pages
