@@ -495,7 +495,8 @@ static int body_append(loop_t *l, conn_t *c, const char *p, size_t n)
 {
 	job_t *j = c->job;
 	if (j->streaming || j->nd) {
-		if (j->stream_bytes + n > l->o->body_bytes_max) {
+		/* after a 206, the body's first nd_base bytes came before */
+		if ((j->nd ? j->nd_base : 0) + j->stream_bytes + n > l->o->body_bytes_max) {
 			conn_fail(l, c, ERROR_CLASS_PERMANENT, "body larger than --max-body (%llu bytes)",
 			          (unsigned long long)l->o->body_bytes_max);
 			return -1;
@@ -623,11 +624,14 @@ static int conn_head_done(loop_t *l, conn_t *c, char *a, size_t an, char *b, siz
 		return 1;
 	}
 	if (j->resp.content_length > 0) {
-		if ((uint64_t)j->resp.content_length > l->o->body_bytes_max) {
+		/* --max-body caps the whole body: a 206 sends what follows its
+		 * first byte position. */
+		uint64_t whole = (uint64_t)j->resp.content_length +
+		                 (j->resp.status == 206 && j->resp.content_range_ok ? j->resp.range_first : 0);
+		if (whole > l->o->body_bytes_max) {
 			conn_fail(l, c, ERROR_CLASS_PERMANENT,
-			          "body of %lld bytes is larger than --max-body (%llu bytes)",
-			          (long long)j->resp.content_length,
-			          (unsigned long long)l->o->body_bytes_max);
+			          "body of %llu bytes is larger than --max-body (%llu bytes)",
+			          (unsigned long long)whole, (unsigned long long)l->o->body_bytes_max);
 			return 1;
 		}
 	}

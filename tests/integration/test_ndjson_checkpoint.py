@@ -450,6 +450,46 @@ class NdjsonCheckpoint(unittest.TestCase):
         self.check_table(cwd, "checkpoint at the end")
         self.assertEqual(harness.jobs(db)[0]["state"], "done")
 
+    def test_max_body_caps_the_whole_body_after_a_resume(self):
+        """--max-body caps the whole body, also when a checkpoint's Range
+        brings only its second half: a limit between the two sizes fails
+        the job for good, naming the whole size, and keeps the checkpoint
+        and its rows. Before, the 206's remainder alone was checked, so a
+        body larger than the limit loaded after a resume (and a larger
+        remainder was named as the body's size)."""
+        path = "/halfgate/big.ndjson"
+        self.reference()
+        self.fs.reset()
+        self.fs.open_gate()
+        cwd = tempfile.mkdtemp(prefix="maxbody-", dir=self.tmp)
+        db = os.path.join(cwd, "rf.db")
+        # A database as a run killed after a checkpoint leaves it: the
+        # first half's records committed, the job pending.
+        offset = self.big_bytes.index(b"\n", len(self.big_bytes) // 2) + 1
+        records = self.big_bytes[:offset].count(b"\n")
+        first = run_ringfill(self.command(cwd, self.fs.url(path)), cwd=cwd)
+        self.assertEqual(first.returncode, 0, describe(first))
+        with sqlite3.connect(db) as con:
+            con.execute("DELETE FROM events WHERE rowid > ?", (records,))
+            con.execute("UPDATE _ringfill_jobs SET state='pending', ckpt_offset=?,"
+                        " ckpt_records=?, ckpt_validator=?",
+                        (offset, records, '"half-%d"' % len(self.big_bytes)))
+        con.close()
+        limit = len(self.big_bytes) - offset + (len(self.big_bytes) - offset) // 2
+        self.assertLess(limit, len(self.big_bytes))
+        again = run_ringfill(self.command(cwd, self.fs.url(path), ["--max-body", str(limit)]),
+                             cwd=cwd)
+        self.assertEqual(again.returncode, 1, describe(again))
+        self.assertEqual(self.fs.ranges[path], [None, "bytes=%d-" % offset])
+        job = harness.jobs(db)[0]
+        self.assertEqual((job["state"], job["error_class"]), ("failed", "permanent"))
+        self.assertIn("body of %d bytes is larger than --max-body (%d bytes)"
+                      % (len(self.big_bytes), limit), job["error"])
+        self.assertEqual(ckpt_of(db), ("failed", offset, records,
+                                       '"half-%d"' % len(self.big_bytes)))
+        with harness.open_db(db) as con:
+            self.assertEqual(con.execute("SELECT count(*) FROM events").fetchone()[0], records)
+
     # ---- limits --------------------------------------------------------------
 
     def huge_file(self, directory):
