@@ -20,19 +20,29 @@
 #if RINGFILL_JEMALLOC
 #include <jemalloc/jemalloc.h>
 
-/* Read by jemalloc when it starts, at the process's first allocation. */
-const char *malloc_conf = "thp:always";
+/* Read by jemalloc when it starts, at the process's first allocation.
+ * One arena: the writer's allocations (SQLite's pages) then reuse the huge
+ * pages the loop's freed bodies leave, where an arena of its own would map
+ * and fault in new ones. Loading the e2e archives from files: 935 faults
+ * instead of 1,830, 0.15 s instead of 0.18 s (median of twelve alternating
+ * runs), peak RSS 53 MiB instead of 68 MiB. */
+const char *malloc_conf = "thp:always,narenas:1";
 
 const char *alloc_describe(char *buf, size_t len)
 {
 	const char *version = NULL, *thp = NULL;
+	unsigned arenas = 0;
 	size_t n = sizeof version;
 	if (mallctl("version", &version, &n, NULL, 0) != 0)
 		version = "(version unknown)";
 	n = sizeof thp;
 	if (mallctl("opt.thp", &thp, &n, NULL, 0) != 0)
 		thp = "unknown";
-	snprintf(buf, len, "jemalloc %s (transparent huge pages: %s)", version, thp);
+	n = sizeof arenas;
+	if (mallctl("opt.narenas", &arenas, &n, NULL, 0) != 0)
+		arenas = 0;
+	snprintf(buf, len, "jemalloc %s (transparent huge pages: %s; arenas: %u)", version, thp,
+	         arenas);
 	return buf;
 }
 #else

@@ -4,7 +4,7 @@
 
 #include <stddef.h>
 
-/* "jemalloc VERSION (transparent huge pages: MODE)" or "glibc malloc", into
+/* "jemalloc VERSION (transparent huge pages: MODE; arenas: N)" or "glibc malloc", into
  * buf; returns buf. */
 const char *alloc_describe(char *buf, size_t len);
 
