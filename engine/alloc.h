@@ -4,8 +4,8 @@
 
 #include <stddef.h>
 
-/* "jemalloc VERSION (transparent huge pages: MODE; arenas: N)" or "glibc malloc", into
- * buf; returns buf. */
+/* "jemalloc VERSION (transparent huge pages: ASKED, the kernel's mode MODE;
+ * arenas: N)" or "glibc malloc", into buf; returns buf. */
 const char *alloc_describe(char *buf, size_t len);
 
 #endif

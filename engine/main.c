@@ -43,7 +43,7 @@ static void print_version(void)
 	printf("  json stage 1: %s\n", json_stage1_name());
 	printf("  OpenSSL %s, SQLite %s, liburing %s\n", OpenSSL_version(OPENSSL_VERSION_STRING),
 	       sqlite3_libversion(), LIBURING_VERSION);
-	char alloc[128];
+	char alloc[192];
 	printf("  allocator: %s\n", alloc_describe(alloc, sizeof alloc));
 }
 
