@@ -601,6 +601,21 @@ static int conn_head(loop_t *l, conn_t *c, char *p, size_t n)
 	return conn_head_done(l, c, c->head + hl, in_head, p + take, n - take);
 }
 
+/* --max-body caps the whole body, of which `before` bytes came in an
+ * earlier response (a checkpoint's, resumed by a 206). 1 when this head's
+ * Content-Length makes it larger: the job fails. */
+static int head_over_max_body(loop_t *l, conn_t *c, uint64_t before)
+{
+	const job_t *j = c->job;
+	if (j->resp.content_length <= 0 ||
+	    before + (uint64_t)j->resp.content_length <= l->o->body_bytes_max)
+		return 0;
+	conn_fail(l, c, ERROR_CLASS_PERMANENT, "body of %llu bytes is larger than --max-body (%llu bytes)",
+	          (unsigned long long)(before + (uint64_t)j->resp.content_length),
+	          (unsigned long long)l->o->body_bytes_max);
+	return 1;
+}
+
 /* The head is parsed into j->resp; what came after it is a[0..an) (in
  * c->head or in the piece itself) then b[0..bn). */
 static int conn_head_done(loop_t *l, conn_t *c, char *a, size_t an, char *b, size_t bn)
@@ -623,29 +638,24 @@ static int conn_head_done(loop_t *l, conn_t *c, char *a, size_t an, char *b, siz
 		conn_response_done(l, c);
 		return 1;
 	}
-	if (j->resp.content_length > 0) {
-		/* --max-body caps the whole body: a 206 sends what follows its
-		 * first byte position. */
-		uint64_t whole = (uint64_t)j->resp.content_length +
-		                 (j->resp.status == 206 && j->resp.content_range_ok ? j->resp.range_first : 0);
-		if (whole > l->o->body_bytes_max) {
-			conn_fail(l, c, ERROR_CLASS_PERMANENT,
-			          "body of %llu bytes is larger than --max-body (%llu bytes)",
-			          (unsigned long long)whole, (unsigned long long)l->o->body_bytes_max);
-			return 1;
-		}
-	}
 	/* --download-only keeps 2xx bodies as sent: they stream to disk, and
 	 * nothing decodes them. */
 	bool ok = j->resp.status >= 200 && j->resp.status < 300;
+	bool nd = ok && !l->o->download_only && nd_streams(l, j); /* NDJSON, or a streamed document */
+	if (!nd && head_over_max_body(l, c, 0))
+		return 1;
 	char why[ERR_BYTES];
-	if (ok && !l->o->download_only && nd_streams(l, j)) { /* NDJSON, or a streamed document */
+	if (nd) {
 		char err[ERR_BYTES];
 		error_class_t cls;
 		if (nd_begin(l, j, &cls, err, sizeof err)) {
 			conn_fail(l, c, cls, "%s", err);
 			return 1;
 		}
+		/* a 206 it took continues the body at nd_base (a bad 206 is
+		 * refused first: transient, the next attempt asks for it whole) */
+		if (head_over_max_body(l, c, j->nd_base))
+			return 1;
 	} else if (ok && !l->o->download_only &&
 	           (nd_ckpt_kind_refused(j, true, why, sizeof why) ||
 	            (j->resp.status != 206 && ds_ckpt_refused(j, why, sizeof why)))) {

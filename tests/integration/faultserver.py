@@ -62,9 +62,9 @@ Resuming streamed NDJSON bodies (tests/integration/test_ndjson_checkpoint.py):
   /gzipped/FILE     the file gzip-compressed (Content-Encoding: gzip), with
                     Accept-Ranges and a strong ETag; Range ignored (200)
   /halfgate/FILE    Accept-Ranges, a stable strong ETag, Range with a matching
-                    If-Range honoured (206; 416 from the body's end on); a
-                    whole answer sends half the file, then waits for
-                    open_gate() before the rest
+                    If-Range honoured (206, sent as set_partial says; 416 from
+                    the body's end on); a whole answer sends half the file,
+                    then waits for open_gate() before the rest
 These serve FILE as application/json when its name ends in .json, else as
 application/x-ndjson.
 
@@ -235,14 +235,27 @@ class Handler(harness.TlsHandler):
         self.server.stopping.wait(seconds)
 
     def _partial(self, headers, body, first):
-        """206: body[first:] with its Content-Range."""
+        """206: body[first:] with its Content-Range, the way
+        FaultServer.set_partial says."""
+        how, last = self.server.partial, len(body) - 1
+        if how == "short":
+            last = first + max(1, (len(body) - first) // 2) - 1
+        piece = body[first:last + 1]
         self.send_response(206)
         for name, value in headers:
             self.send_header(name, value)
-        self.send_header("Content-Range", "bytes %d-%d/%d" % (first, len(body) - 1, len(body)))
-        self.send_header("Content-Length", str(len(body) - first))
+        self.send_header("Content-Range", "bytes %d-%d/%d" % (first, last, len(body)))
+        if how == "chunked":
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for pos in range(0, len(piece), 1 << 16):
+                part = piece[pos: pos + (1 << 16)]
+                self.wfile.write(b"%x\r\n" % len(part) + part + b"\r\n")
+            self.wfile.write(b"0\r\n\r\n")
+            return
+        self.send_header("Content-Length", str(len(piece)))
         self.end_headers()
-        self.wfile.write(body[first:])
+        self.wfile.write(piece)
 
     def _flipct(self, way, body, hits):
         """/flipct/json2nd|nd2json/FILE (see the module's text)."""
@@ -480,9 +493,19 @@ class FaultServer(harness.TlsServer):
         connection."""
         self.httpd.flip.set()
 
+    def set_partial(self, how):
+        """How a 206 is sent (until reset()): "length" (the default: the rest
+        of the file with its Content-Length), "chunked" (the same, chunked,
+        no Content-Length) or "short" (only the first half of the rest,
+        with a Content-Range and Content-Length that say so)."""
+        assert how in ("length", "chunked", "short")
+        self.httpd.partial = how
+
     def reset(self):
-        """Forgets hit counts, once429 history and the limiter's pause."""
+        """Forgets hit counts, once429 history, the limiter's pause and
+        set_partial's choice."""
         with self.httpd.lock:
+            self.httpd.partial = "length"
             self.httpd.hits.clear()
             self.httpd.ranges.clear()
             self.httpd.connections = 0
@@ -496,6 +519,7 @@ class FaultServer(harness.TlsServer):
         httpd.hits = collections.Counter()
         httpd.ranges = collections.defaultdict(list)
         httpd.gz_cache = (-1, b"")
+        httpd.partial = "length"
         httpd.connections = 0
         httpd.stopping = threading.Event()
         httpd.early = 0

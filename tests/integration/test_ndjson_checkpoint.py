@@ -450,21 +450,15 @@ class NdjsonCheckpoint(unittest.TestCase):
         self.check_table(cwd, "checkpoint at the end")
         self.assertEqual(harness.jobs(db)[0]["state"], "done")
 
-    def test_max_body_caps_the_whole_body_after_a_resume(self):
-        """--max-body caps the whole body, also when a checkpoint's Range
-        brings only its second half: a limit between the two sizes fails
-        the job for good, naming the whole size, and keeps the checkpoint
-        and its rows. Before, the 206's remainder alone was checked, so a
-        body larger than the limit loaded after a resume (and a larger
-        remainder was named as the body's size)."""
-        path = "/halfgate/big.ndjson"
-        self.reference()
+    def mid_checkpoint(self, prefix, path):
+        """A run of /halfgate/ PATH to its end, then its database set back to
+        what a run killed after a checkpoint halfway leaves: the first
+        half's records committed, the job pending. (cwd, db, offset,
+        records)."""
         self.fs.reset()
         self.fs.open_gate()
-        cwd = tempfile.mkdtemp(prefix="maxbody-", dir=self.tmp)
+        cwd = tempfile.mkdtemp(prefix=prefix, dir=self.tmp)
         db = os.path.join(cwd, "rf.db")
-        # A database as a run killed after a checkpoint leaves it: the
-        # first half's records committed, the job pending.
         offset = self.big_bytes.index(b"\n", len(self.big_bytes) // 2) + 1
         records = self.big_bytes[:offset].count(b"\n")
         first = run_ringfill(self.command(cwd, self.fs.url(path)), cwd=cwd)
@@ -475,20 +469,43 @@ class NdjsonCheckpoint(unittest.TestCase):
                         " ckpt_records=?, ckpt_validator=?",
                         (offset, records, '"half-%d"' % len(self.big_bytes)))
         con.close()
-        limit = len(self.big_bytes) - offset + (len(self.big_bytes) - offset) // 2
-        self.assertLess(limit, len(self.big_bytes))
-        again = run_ringfill(self.command(cwd, self.fs.url(path), ["--max-body", str(limit)]),
-                             cwd=cwd)
-        self.assertEqual(again.returncode, 1, describe(again))
-        self.assertEqual(self.fs.ranges[path], [None, "bytes=%d-" % offset])
-        job = harness.jobs(db)[0]
-        self.assertEqual((job["state"], job["error_class"]), ("failed", "permanent"))
-        self.assertIn("body of %d bytes is larger than --max-body (%d bytes)"
-                      % (len(self.big_bytes), limit), job["error"])
-        self.assertEqual(ckpt_of(db), ("failed", offset, records,
-                                       '"half-%d"' % len(self.big_bytes)))
-        with harness.open_db(db) as con:
-            self.assertEqual(con.execute("SELECT count(*) FROM events").fetchone()[0], records)
+        return cwd, db, offset, records
+
+    def test_max_body_caps_the_whole_body_after_a_resume(self):
+        """--max-body caps the whole body, also when a checkpoint's Range
+        brings only its second half: a limit between the two sizes fails
+        the job for good and keeps its checkpoint and the rows committed
+        with it. With a Content-Length the head says so at once, naming the
+        whole size; chunked, the stream stops where the whole passes the
+        limit. Before, the 206's remainder alone was checked, so a body
+        larger than the limit loaded after a resume."""
+        path = "/halfgate/big.ndjson"
+        whole = len(self.big_bytes)
+        for how in ("length", "chunked"):
+            with self.subTest(how=how):
+                cwd, db, offset, records = self.mid_checkpoint("maxbody-", path)
+                self.fs.set_partial(how)
+                limit = whole - offset + (whole - offset) // 2
+                self.assertLess(limit, whole)
+                again = run_ringfill(self.command(cwd, self.fs.url(path),
+                                                  ["--max-body", str(limit)]), cwd=cwd)
+                self.assertEqual(again.returncode, 1, describe(again))
+                self.assertEqual(self.fs.ranges[path], [None, "bytes=%d-" % offset])
+                job = harness.jobs(db)[0]
+                self.assertEqual((job["state"], job["error_class"]), ("failed", "permanent"))
+                self.assertIn("larger than --max-body (%d bytes)" % limit, job["error"])
+                state, at, done, validator = ckpt_of(db)
+                if how == "length":
+                    self.assertIn("body of %d bytes" % whole, job["error"])
+                    self.assertEqual((at, done), (offset, records))
+                else:  # checkpoints may have come before the limit
+                    self.assertGreaterEqual(at, offset)
+                    self.assertLessEqual(at, limit)
+                    self.assertEqual(self.big_bytes[:at].count(b"\n"), done)
+                self.assertEqual(validator, '"half-%d"' % whole)
+                with harness.open_db(db) as con:
+                    self.assertEqual(con.execute("SELECT count(*) FROM events").fetchone()[0],
+                                     done)
 
     # ---- limits --------------------------------------------------------------
 
