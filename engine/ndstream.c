@@ -115,7 +115,8 @@ bool nd_ckpt_kind_refused(job_t *j, bool doc, char *why, size_t cap)
 }
 
 /* A 2xx head of an NDJSON job arrived: from here its body is parsed as it
- * comes. A 206 must answer our Range exactly; a 200 is the whole body, whose
+ * comes. A 206 must answer our Range exactly, to the body's end (a shorter
+ * one would end the job with the rest missing); a 200 is the whole body, whose
  * first ck_records records were committed already and are skipped (also
  * when the validator changed: see docs/engine.md). 0, or -1 with a reason. */
 int nd_begin(loop_t *l, job_t *j, error_class_t *cls, char *err, size_t cap)
@@ -137,6 +138,11 @@ int nd_begin(loop_t *l, job_t *j, error_class_t *cls, char *err, size_t cap)
 			                       : "HTTP 206 without Content-Range";
 		else if (r->range_first != j->ck_offset)
 			why = "HTTP 206 whose Content-Range does not start at the checkpoint";
+		else if (r->range_total >= 0 && r->range_last + 1 != (uint64_t)r->range_total)
+			why = "HTTP 206 whose Content-Range ends before the body does";
+		else if (r->content_length >= 0 &&
+		         (uint64_t)r->content_length != r->range_last - r->range_first + 1)
+			why = "HTTP 206 whose Content-Length is not its Content-Range's";
 		else if (r->gzip)
 			why = "HTTP 206 with a content coding";
 		if (why) {
