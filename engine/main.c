@@ -467,11 +467,20 @@ static int run_store(run_opts_t *o, const plan_t *p)
 				fprintf(stderr, "ringfill run: %s\n", err);
 				code = EXIT_FATAL;
 			} else if (counts.failed || counts.pending) {
+				/* Pending after a whole run: made pending while it went,
+				 * behind the jobs it had fetched (`ringfill retry`, or
+				 * another run importing into this source). */
 				code = EXIT_JOBS_FAILED;
-				if (o->out != OUT_QUIET)
+				if (o->out != OUT_QUIET && counts.failed)
 					fprintf(stderr,
 					        "ringfill: %llu jobs failed (see: ringfill status %s)\n",
 					        (unsigned long long)counts.failed, o->db);
+				if (o->out != OUT_QUIET && counts.pending)
+					fprintf(stderr,
+					        "ringfill: %llu jobs became pending while this run went (ringfill "
+					        "retry, or another run of this source): the next run fetches "
+					        "them\n",
+					        (unsigned long long)counts.pending);
 			}
 		}
 		/* The run's row gets its end even when the run failed; when even

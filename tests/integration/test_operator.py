@@ -16,6 +16,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -155,6 +156,42 @@ class Operator(unittest.TestCase):
         self.assertEqual((jobs[self.missing]["state"], jobs[self.missing]["error_class"]),
                          ("failed", "permanent"))
         self.assertEqual(sum(j["state"] == "done" for j in jobs.values()), 4, jobs)
+
+    def test_retry_all_during_a_run_is_said_as_pending(self):
+        """`ringfill retry --all` while a run still waits for a response:
+        the job it requeues is behind the ones the run fetched, so the run
+        ends with it pending, exits 1, and says so. Before, it said "0 jobs
+        failed"."""
+        gated = self.fs.url("gate/" + self.files[0]["path"])
+        urls = harness.write_lines(os.path.join(self.cwd, "two.txt"), [self.missing, gated])
+        proc = subprocess.Popen(
+            [harness.ringfill_path(), "run", "--urls", urls, "--db", self.db, "--rows",
+             "$.following[*]", "--table", "following", "--cacert", self.pki.ca_cert,
+             "--retries", "1", "--commit-ms", "50"],
+            cwd=self.cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 30
+            while proc.poll() is None and time.monotonic() < deadline:
+                try:
+                    state = {j["url"]: j["state"] for j in harness.jobs(self.db)}
+                except sqlite3.Error:
+                    state = {}
+                if state.get(self.missing) == "failed":
+                    break
+                time.sleep(0.02)
+            self.assertIsNone(proc.poll(), "the run ended before the gate opened")
+            r = run_ringfill(["retry", "--all", self.db], cwd=self.cwd)
+            self.assertEqual(r.returncode, 0, describe(r))
+            self.fs.open_gate()
+            _, err = proc.communicate(timeout=60)
+        finally:
+            harness.stop_process(proc)
+        self.assertEqual(proc.returncode, 1, err)
+        jobs = self.jobs()
+        self.assertEqual((jobs[self.missing]["state"], jobs[gated]["state"]),
+                         ("pending", "done"), jobs)
+        self.assertIn("1 jobs became pending while this run went", err)
+        self.assertNotIn("jobs failed", err)
 
     def test_retry_refuses_a_missing_database(self):
         missing = os.path.join(self.cwd, "nope.db")
