@@ -399,8 +399,10 @@ static int ds_record(loop_t *l, job_t *j, const json_doc_t *doc, uint64_t paths,
 static void ds_invalid(job_t *j, const json_error_t *e)
 {
 	j->nd_failed = true;
-	batch_fail(j->batch, ERROR_CLASS_PERMANENT, "invalid JSON at byte offset %zu (line %zu): %s",
-	           e->offset, e->line, e->reason ? e->reason : "syntax error");
+	char note[JOB_CODING_NOTE_BYTES];
+	batch_fail(j->batch, ERROR_CLASS_PERMANENT, "invalid JSON at byte offset %zu (line %zu): %s%s",
+	           e->offset, e->line, e->reason ? e->reason : "syntax error",
+	           job_coding_note(j, note, sizeof note));
 }
 
 /* Pulls every record the stream has; returns what json_stream_next ended on

@@ -356,6 +356,18 @@ static int rows_from_line(void *ctx, const json_doc_t *doc, size_t line_offset)
 	           : 0;
 }
 
+/* A body sent with content codings the client does not undo (anything but
+ * gzip alone, docs/net.md: "gzip, gzip", "br", "deflate") is parsed as
+ * sent, and fails as JSON at its first byte: the reason says why. */
+const char *job_coding_note(const job_t *j, char *buf, size_t cap)
+{
+	if (!j->resp.content_encoding[0] || j->resp.gzip)
+		return "";
+	snprintf(buf, cap, " (the body came with Content-Encoding \"%s\", which ringfill does not "
+	         "decode)", j->resp.content_encoding);
+	return buf;
+}
+
 /* Parses the body in place and appends its rows to the job's batch, or turns
  * the batch into a permanent failure that names the byte offset. The job's
  * variables ({name} columns) are parsed with their own parser, so their
@@ -383,9 +395,11 @@ static void job_parse(loop_t *l, job_t *j)
 		if (r == 0)
 			r = rows_from_line(&rc, &doc, 0);
 	}
+	char note[JOB_CODING_NOTE_BYTES];
 	if (r == -1)
-		batch_fail(b, ERROR_CLASS_PERMANENT, "invalid JSON at byte offset %zu (line %zu): %s",
-		           e.offset, e.line, e.reason ? e.reason : "syntax error");
+		batch_fail(b, ERROR_CLASS_PERMANENT, "invalid JSON at byte offset %zu (line %zu): %s%s",
+		           e.offset, e.line, e.reason ? e.reason : "syntax error",
+		           job_coding_note(j, note, sizeof note));
 	else if (r != 0)
 		batch_fail(b, ERROR_CLASS_PERMANENT, "cannot turn the records into rows: %s",
 		           rc.reason ? rc.reason : "unknown reason");

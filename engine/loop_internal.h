@@ -440,6 +440,10 @@ void sha256_hex(loop_t *l, const json_buf_t *body, char out[65]); /* of the byte
 
 /* ndstream.c: NDJSON bodies parsed as they arrive, checkpoints, resume */
 bool job_is_ndjson(loop_t *l, job_t *j); /* job.c */
+/* For an invalid-JSON reason: "" or why the body was parsed as sent (job.c),
+ * into a buffer of JOB_CODING_NOTE_BYTES. */
+#define JOB_CODING_NOTE_BYTES (96u + HTTP_CODINGS_BYTES_MAX)
+const char *job_coding_note(const job_t *j, char *buf, size_t cap);
 void nd_load(job_t *j);
 int nd_request(loop_t *l, job_t *j, char *req, size_t len, size_t cap); /* new length or <0 */
 int nd_begin(loop_t *l, job_t *j, error_class_t *cls, char *err, size_t cap);

@@ -262,11 +262,13 @@ static int nd_failure(loop_t *l, job_t *j, int r, const json_error_t *e, const c
 		         (unsigned long long)nd_record_max(l));
 		return -1;
 	}
+	char note[JOB_CODING_NOTE_BYTES];
 	if (r == -1)
 		batch_fail(j->batch, ERROR_CLASS_PERMANENT,
-		           "invalid JSON at byte offset %llu (record %llu): %s",
+		           "invalid JSON at byte offset %llu (record %llu): %s%s",
 		           (unsigned long long)(j->nd_stream_base + e->offset),
-		           (unsigned long long)j->nd_records + 1, e->reason ? e->reason : "syntax error");
+		           (unsigned long long)j->nd_records + 1, e->reason ? e->reason : "syntax error",
+		           job_coding_note(j, note, sizeof note));
 	else
 		batch_fail(j->batch, ERROR_CLASS_PERMANENT,
 		           "cannot turn record %llu into rows: %s", (unsigned long long)j->nd_records + 1,

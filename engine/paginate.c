@@ -184,8 +184,10 @@ void paginate_page(loop_t *l, job_t *j, batch_t *b, const json_doc_t *vars)
 	json_doc_t doc;
 	json_error_t e = {0, 0, NULL};
 	if (json_parse(l->parser, j->body.data ? j->body.data : "", j->body.len, &doc, &e) != 0) {
-		batch_fail(b, ERROR_CLASS_PERMANENT, "invalid JSON at byte offset %zu (line %zu): %s",
-		           e.offset, e.line, e.reason ? e.reason : "syntax error");
+		char note[JOB_CODING_NOTE_BYTES];
+		batch_fail(b, ERROR_CLASS_PERMANENT, "invalid JSON at byte offset %zu (line %zu): %s%s",
+		           e.offset, e.line, e.reason ? e.reason : "syntax error",
+		           job_coding_note(j, note, sizeof note));
 		return;
 	}
 	page_t pg = {.p = p, .j = j, .b = b};

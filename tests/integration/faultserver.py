@@ -19,6 +19,8 @@ It serves the files under a root directory through a mode prefix in the path:
   /status/CODE      that status (e.g. 500, 404), a short JSON error body;
                     429 and 503 carry "Retry-After: 1"
   /notjson          200, application/json, a body that is not JSON
+  /gzipgzip/FILE    the file gzip-compressed twice, "Content-Encoding: gzip,
+                    gzip" (a coding the client does not undo)
 
 Failure modes for tests/integration/test_faults.py (issue 5):
 
@@ -343,6 +345,9 @@ class Handler(harness.TlsHandler):
             return self._simple(404, b'{"error": "no such file"}')
         if mode == "keepalive":
             return self._simple(200, body)
+        if mode == "gzipgzip":
+            twice = gzip.compress(gzip.compress(body, 6, mtime=0), 6, mtime=0)
+            return self._simple(200, twice, extra=[("Content-Encoding", "gzip, gzip")])
         if mode in ("norange", "etagflip", "badrange", "gzipped", "halfgate"):
             return self._resumable(mode, body, hits)
         if mode == "once429":

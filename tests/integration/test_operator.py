@@ -157,6 +157,21 @@ class Operator(unittest.TestCase):
                          ("failed", "permanent"))
         self.assertEqual(sum(j["state"] == "done" for j in jobs.values()), 4, jobs)
 
+    def test_a_coding_not_decoded_is_named_in_the_reason(self):
+        """A body sent with codings ringfill does not undo ("gzip, gzip")
+        is parsed as sent and fails as JSON at byte 0, permanent; the
+        reason names the coding, not only the byte."""
+        url = self.fs.url("gzipgzip/" + self.files[0]["path"])
+        urls = harness.write_lines(os.path.join(self.cwd, "coded.txt"), [url])
+        proc = run_ringfill(["run", "--urls", urls, "--db", self.db, "--rows",
+                             "$.following[*]", "--table", "following", "--cacert",
+                             self.pki.ca_cert, "--quiet"], cwd=self.cwd)
+        self.assertEqual(proc.returncode, 1, describe(proc))
+        job = self.jobs()[url]
+        self.assertEqual((job["state"], job["error_class"]), ("failed", "permanent"), job)
+        self.assertRegex(job["error"], r"^invalid JSON at byte offset 0 .*Content-Encoding "
+                         r"\"gzip, gzip\", which ringfill does not decode", job)
+
     def test_retry_all_during_a_run_is_said_as_pending(self):
         """`ringfill retry --all` while a run still waits for a response:
         the job it requeues is behind the ones the run fetched, so the run
