@@ -114,9 +114,21 @@ bool nd_ckpt_kind_refused(job_t *j, bool doc, char *why, size_t cap)
 	return true;
 }
 
+/* A 206 that names a validator of the kind the checkpoint holds (a strong
+ * ETag, or a Last-Modified) must name the checkpoint's: a server that
+ * ignores If-Range would otherwise glue the rest of another version onto
+ * the committed records. One that names none is taken on If-Range's word. */
+static bool nd_206_other_version(const job_t *j)
+{
+	const http_response_t *r = &j->resp;
+	const char *v = j->ck_validator[0] == '"' ? r->etag : r->last_modified;
+	return v[0] && strcmp(v, j->ck_validator) != 0;
+}
+
 /* A 2xx head of an NDJSON job arrived: from here its body is parsed as it
  * comes. A 206 must answer our Range exactly, to the body's end (a shorter
- * one would end the job with the rest missing); a 200 is the whole body, whose
+ * one would end the job with the rest missing; conn.c checks that its body
+ * does), of the same version; a 200 is the whole body, whose
  * first ck_records records were committed already and are skipped (also
  * when the validator changed: see docs/engine.md). 0, or -1 with a reason. */
 int nd_begin(loop_t *l, job_t *j, error_class_t *cls, char *err, size_t cap)
@@ -138,8 +150,13 @@ int nd_begin(loop_t *l, job_t *j, error_class_t *cls, char *err, size_t cap)
 			                       : "HTTP 206 without Content-Range";
 		else if (r->range_first != j->ck_offset)
 			why = "HTTP 206 whose Content-Range does not start at the checkpoint";
-		else if (r->range_total >= 0 && r->range_last + 1 != (uint64_t)r->range_total)
+		else if (r->range_total < 0)
+			why = "HTTP 206 whose Content-Range does not say the body's length";
+		else if (r->range_last + 1 != (uint64_t)r->range_total)
 			why = "HTTP 206 whose Content-Range ends before the body does";
+		else if (nd_206_other_version(j))
+			why = "HTTP 206 of another version of the body (its validator is not the "
+			      "checkpoint's)";
 		else if (r->content_length >= 0 &&
 		         (uint64_t)r->content_length != r->range_last - r->range_first + 1)
 			why = "HTTP 206 whose Content-Length is not its Content-Range's";

@@ -243,11 +243,16 @@ class Handler(harness.TlsHandler):
         if how == "short":
             last = first + max(1, (len(body) - first) // 2) - 1
         piece = body[first:last + 1]
+        if how == "cutchunked":  # the whole rest announced, half of it sent
+            piece = piece[: len(piece) // 2]
+        if how == "otheretag":
+            headers = [(n, '"other-version"' if n == "ETag" else v) for n, v in headers]
         self.send_response(206)
         for name, value in headers:
             self.send_header(name, value)
-        self.send_header("Content-Range", "bytes %d-%d/%d" % (first, last, len(body)))
-        if how == "chunked":
+        self.send_header("Content-Range", "bytes %d-%d/%s" % (
+            first, last, "*" if how == "star" else len(body)))
+        if how in ("chunked", "cutchunked"):
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
             for pos in range(0, len(piece), 1 << 16):
@@ -501,9 +506,12 @@ class FaultServer(harness.TlsServer):
     def set_partial(self, how):
         """How a 206 is sent (until reset()): "length" (the default: the rest
         of the file with its Content-Length), "chunked" (the same, chunked,
-        no Content-Length) or "short" (only the first half of the rest,
-        with a Content-Range and Content-Length that say so)."""
-        assert how in ("length", "chunked", "short")
+        no Content-Length), "short" (only the first half of the rest, with
+        a Content-Range and Content-Length that say so), "star" (the rest,
+        its Content-Range's length "*"), "cutchunked" (the whole rest
+        announced, chunked, and half of it sent with a proper last chunk),
+        or "otheretag" (the rest, with another ETag than If-Range asked)."""
+        assert how in ("length", "chunked", "short", "star", "cutchunked", "otheretag")
         self.httpd.partial = how
 
     def reset(self):

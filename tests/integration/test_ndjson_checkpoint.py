@@ -507,21 +507,27 @@ class NdjsonCheckpoint(unittest.TestCase):
                     self.assertEqual(con.execute("SELECT count(*) FROM events").fetchone()[0],
                                      done)
 
-    def test_206_that_ends_early_is_not_taken_as_the_rest(self):
-        """A 206 whose Content-Range stops before the body's end (bytes
-        N-M/T with M+1 < T) is refused as transient, and the next attempt
-        asks for the whole body and skips the committed records: the table
-        ends complete. Before, the job was marked done at M, the records
-        after it never loaded."""
+    def test_206_that_is_not_the_rest_is_refused(self):
+        """A 206 that may not be the rest of the checkpoint's body is
+        refused as transient, and the next attempt asks for the whole body
+        and skips the committed records: the table ends complete. Each was
+        taken as the rest before: the job marked done at the 206's end,
+        the records after it never loaded ("short": bytes N-M/T with M+1 <
+        T; "star": bytes N-M/*, the length unknown), or another version's
+        bytes glued onto the committed records ("otheretag": a server that
+        ignores If-Range; a line cut at another place failed the job for
+        good)."""
         path = "/halfgate/big.ndjson"
         self.reference()
-        cwd, db, offset, _ = self.mid_checkpoint("short206-", path)
-        self.fs.set_partial("short")
-        again = run_ringfill(self.command(cwd, self.fs.url(path)), cwd=cwd)
-        self.assertEqual(again.returncode, 0, describe(again))
-        self.assertEqual(self.fs.ranges[path], [None, "bytes=%d-" % offset, None])
-        self.check_table(cwd, "short 206")
-        self.assertEqual(harness.jobs(db)[0]["state"], "done")
+        for how in ("short", "star", "otheretag"):
+            with self.subTest(how=how):
+                cwd, db, offset, _ = self.mid_checkpoint("206%s-" % how, path)
+                self.fs.set_partial(how)
+                again = run_ringfill(self.command(cwd, self.fs.url(path)), cwd=cwd)
+                self.assertEqual(again.returncode, 0, describe(again))
+                self.assertEqual(self.fs.ranges[path], [None, "bytes=%d-" % offset, None])
+                self.check_table(cwd, "206 " + how)
+                self.assertEqual(harness.jobs(db)[0]["state"], "done")
 
     # ---- limits --------------------------------------------------------------
 
