@@ -527,6 +527,24 @@ static int body_append(loop_t *l, conn_t *c, const char *p, size_t n)
 
 /* Body bytes p[0..n) (writable: chunked framing is decoded in place).
  * Returns 1 when the response ended (or the connection failed), else 0. */
+/* A 206 nd_begin took ends where its Content-Range does: a chunked or
+ * close-delimited body that ends before it was cut (a proxy whose upstream
+ * died), and taken as the rest it would end the job with records missing.
+ * 1 when the connection failed for it (transient: the next attempt resumes
+ * from the last checkpoint). */
+static int range_cut_short(loop_t *l, conn_t *c)
+{
+	const job_t *j = c->job;
+	const http_response_t *r = &j->resp;
+	if (r->status != 206 || !j->nd || j->stream_bytes == r->range_last + 1 - r->range_first)
+		return 0;
+	conn_fail(l, c, ERROR_CLASS_TRANSIENT,
+	          "HTTP 206 body ended after %llu of the %llu bytes its Content-Range announced",
+	          (unsigned long long)j->stream_bytes,
+	          (unsigned long long)(r->range_last + 1 - r->range_first));
+	return 1;
+}
+
 static int conn_body(loop_t *l, conn_t *c, char *p, size_t n)
 {
 	job_t *j = c->job;
@@ -543,6 +561,8 @@ static int conn_body(loop_t *l, conn_t *c, char *p, size_t n)
 			return 1;
 		if (left == HTTP_INCOMPLETE)
 			return 0;
+		if (range_cut_short(l, c))
+			return 1;
 		c->close_after |= left > 0; /* bytes nobody asked for: do not reuse */
 		conn_response_done(l, c);
 		return 1;
@@ -730,6 +750,8 @@ static void conn_eof(loop_t *l, conn_t *c, const char *how, bool close_notify)
 			          (unsigned long long)body_len(j));
 			return;
 		}
+		if (range_cut_short(l, c))
+			return;
 		c->close_after = true;
 		conn_response_done(l, c);
 		return;

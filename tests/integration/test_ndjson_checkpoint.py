@@ -529,6 +529,34 @@ class NdjsonCheckpoint(unittest.TestCase):
                 self.check_table(cwd, "206 " + how)
                 self.assertEqual(harness.jobs(db)[0]["state"], "done")
 
+    def test_206_cut_short_resumes_from_its_checkpoints(self):
+        """A chunked 206 that announces the whole rest and ends half-way
+        with a proper last chunk (a proxy whose upstream died) fails the
+        attempt as transient instead of ending the job; what it brought is
+        committed by its checkpoints, and a later run resumes from there
+        and completes the table. Before, the job was marked done with the
+        second half of the rest missing."""
+        path = "/halfgate/big.ndjson"
+        self.reference()
+        cwd, db, offset, records = self.mid_checkpoint("cut206-", path)
+        self.fs.set_partial("cutchunked")
+        cut = run_ringfill(self.command(cwd, self.fs.url(path), ["--retries", "1"]), cwd=cwd)
+        self.assertEqual(cut.returncode, 1, describe(cut))
+        job = harness.jobs(db)[0]
+        self.assertEqual((job["state"], job["error_class"]), ("failed", "transient"), job)
+        self.assertIn("HTTP 206 body ended after", job["error"])
+        state, at, done, _ = ckpt_of(db)
+        self.assertGreaterEqual(done, records)
+        self.assertEqual(self.big_bytes[:at].count(b"\n"), done)
+        with harness.open_db(db) as con:
+            self.assertEqual(con.execute("SELECT count(*) FROM events").fetchone()[0], done)
+        self.fs.set_partial("length")
+        again = run_ringfill(self.command(cwd, self.fs.url(path)), cwd=cwd)
+        self.assertEqual(again.returncode, 0, describe(again))
+        self.assertEqual(self.fs.ranges[path][-1], "bytes=%d-" % at)
+        self.check_table(cwd, "206 cut short")
+        self.assertEqual(harness.jobs(db)[0]["state"], "done")
+
     # ---- limits --------------------------------------------------------------
 
     def huge_file(self, directory):
