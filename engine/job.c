@@ -596,6 +596,16 @@ static void job_range_fallback(loop_t *l, job_t *j);
 void job_response_done(loop_t *l, job_t *j)
 {
 	int s = j->resp.status;
+	if (s >= 200 && s < 300 && j->resp.gzip && j->gz.active && !j->gz_failed && !j->gz.ended) {
+		/* The body ended before its gzip data did, framing intact: cut on
+		 * the way (a compressing proxy whose upstream died), transient as
+		 * a truncated body is; bad gzip data is permanent (job_body_ok,
+		 * nd_finish). */
+		job_fail(l, j, ERROR_CLASS_TRANSIENT, 0,
+		         "truncated body: its gzip data ends early, after %llu bytes",
+		         (unsigned long long)(j->nd ? j->stream_bytes : j->wire.len));
+		return;
+	}
 	if (j->nd) { /* 2xx NDJSON: rows are parsed; the last line and the batch */
 		l->bytes += j->stream_bytes;
 		nd_finish(l, j);

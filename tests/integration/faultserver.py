@@ -21,6 +21,10 @@ It serves the files under a root directory through a mode prefix in the path:
   /notjson          200, application/json, a body that is not JSON
   /gzipgzip/FILE    the file gzip-compressed twice, "Content-Encoding: gzip,
                     gzip" (a coding the client does not undo)
+  /gzipcut/FILE     gzip, chunked with a proper last chunk, and only the first
+                    half of the gzip data: cut on the way
+  /gzipcutonce/FILE the same on the first request for the path; later ones
+                    get all of the gzip data
 
 Failure modes for tests/integration/test_faults.py (issue 5):
 
@@ -236,6 +240,24 @@ class Handler(harness.TlsHandler):
         """Sleeps, but returns at once when the server is being stopped."""
         self.server.stopping.wait(seconds)
 
+    def _gzip_cut(self, body, cut):
+        """200, gzip, chunked with a proper last chunk; when cut, only the
+        first half of the gzip data (a compressing proxy whose upstream
+        died)."""
+        coded = gzip.compress(body, 6, mtime=0)
+        if cut:
+            coded = coded[: len(coded) // 2]
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json" if self.path.endswith(".json")
+                         else "application/x-ndjson")
+        self.send_header("Content-Encoding", "gzip")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for pos in range(0, len(coded), 1 << 16):
+            part = coded[pos: pos + (1 << 16)]
+            self.wfile.write(b"%x\r\n" % len(part) + part + b"\r\n")
+        self.wfile.write(b"0\r\n\r\n")
+
     def _partial(self, headers, body, first):
         """206: body[first:] with its Content-Range, the way
         FaultServer.set_partial says."""
@@ -350,6 +372,8 @@ class Handler(harness.TlsHandler):
             return self._simple(404, b'{"error": "no such file"}')
         if mode == "keepalive":
             return self._simple(200, body)
+        if mode in ("gzipcut", "gzipcutonce"):
+            return self._gzip_cut(body, mode == "gzipcut" or hits == 1)
         if mode == "gzipgzip":
             twice = gzip.compress(gzip.compress(body, 6, mtime=0), 6, mtime=0)
             return self._simple(200, twice, extra=[("Content-Encoding", "gzip, gzip")])

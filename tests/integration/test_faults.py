@@ -54,6 +54,8 @@ CASES = {
     # no length, half the body, a FIN without close_notify: a truncation
     "closefin/FILE": ("failed", "transient", RETRIES, None, r"(?i)truncat"),
     "keepalive/FILE": ("done", None, 1, 200, None),
+    # gzip data that stops half-way in a well-framed body: cut on the way
+    "gzipcut/FILE": ("failed", "transient", RETRIES, None, r"(?i)truncated.*gzip"),
 }
 for _kind in faultserver.BAD_JSON:
     CASES["badjson/" + _kind] = ("failed", "permanent", 1, 200, r"(?i)offset")

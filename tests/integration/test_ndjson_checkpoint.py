@@ -336,6 +336,22 @@ class NdjsonCheckpoint(unittest.TestCase):
         self.resume_trials("gzip-nginx", self.ng.url("gz/big.ndjson"), True, served=gz_sent,
                            after=after)
 
+    def test_gzip_cut_on_the_way_is_retried(self):
+        """A gzip body whose framing ends properly before its gzip data
+        does (a compressing proxy whose upstream died) is a truncation:
+        transient, retried, and the retry skips the records the first
+        attempt's checkpoints committed. Before, the job failed for good
+        ("bad gzip data ...: the stream ends early") after one attempt."""
+        path = "/gzipcutonce/big.ndjson"
+        self.reference()
+        self.fs.reset()
+        cwd = tempfile.mkdtemp(prefix="gzcut-", dir=self.tmp)
+        proc = run_ringfill(self.command(cwd, self.fs.url(path), ["--retries", "2"]), cwd=cwd)
+        self.assertEqual(proc.returncode, 0, describe(proc))
+        self.assertEqual(self.fs.hits[path], 2)
+        self.check_table(cwd, "gzip cut on the way")
+        self.assertEqual(harness.jobs(os.path.join(cwd, "rf.db"))[0]["state"], "done")
+
     def test_gzip_with_accept_ranges_still_skips(self):
         path = "/gzipped/big.ndjson"
 

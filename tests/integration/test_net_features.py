@@ -362,14 +362,20 @@ class NetFeatures(unittest.TestCase):
             rows = con.execute("SELECT n, t FROM t ORDER BY _job, n").fetchall()
         expect = [(r["n"], r["t"]) for r in json.loads(DOC)]
         self.assertEqual([tuple(r) for r in rows], expect + expect)
-        for k in ("corrupt", "short"):
-            job = j[base + "/gz/" + k]
-            self.assertEqual((job["state"], job["error_class"]), ("failed", "permanent"))
-            self.assertIn("bad gzip data at byte", job["error"])
-            self.assertEqual(hits["/gz/" + k], 1)
-            # kept for inspection, byte for byte as sent
-            with open(os.path.join(self.dir, job["raw_path"]), "rb") as f:
-                self.assertEqual(f.read(), sent["/gz/" + k])
+        job = j[base + "/gz/corrupt"]
+        self.assertEqual((job["state"], job["error_class"]), ("failed", "permanent"))
+        self.assertIn("bad gzip data at byte", job["error"])
+        self.assertEqual(hits["/gz/corrupt"], 1)
+        # kept for inspection, byte for byte as sent
+        with open(os.path.join(self.dir, job["raw_path"]), "rb") as f:
+            self.assertEqual(f.read(), sent["/gz/corrupt"])
+        # gzip data that ends early in a body framed whole was cut on the
+        # way (a proxy whose upstream died): a truncation, retried
+        job = j[base + "/gz/short"]
+        self.assertEqual((job["state"], job["error_class"], job["attempts"]),
+                         ("failed", "transient", 2), job)
+        self.assertIn("truncated body: its gzip data ends early", job["error"])
+        self.assertEqual(hits["/gz/short"], 2)
 
     def test_header_expansion_is_sent_and_never_logged(self):
         with Server(PKI) as srv:
