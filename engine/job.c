@@ -508,9 +508,11 @@ void job_body_ok(loop_t *l, job_t *j)
 		job_ready(l, j);
 }
 
-/* The absolute URL a Location names, relative to the URL just fetched:
- * absolute ("https://..."), scheme-relative ("//host/p"), absolute-path
- * ("/p") or path-relative ("p", against the current directory). */
+/* The absolute URL a Location names, relative to the URL just fetched
+ * (RFC 3986 5.2.2): absolute ("https://..."), scheme-relative ("//host/p"),
+ * absolute-path ("/p"), query-only ("?q": the current path with that query),
+ * fragment-only ("#f": the current URL) or path-relative ("p", against the
+ * current directory). A fragment is never part of a request: dropped. */
 static int redirect_target(const job_t *j, const char *loc, char *out, size_t cap)
 {
 	const url_t *u = &j->url;
@@ -519,23 +521,28 @@ static int redirect_target(const job_t *j, const char *loc, char *out, size_t ca
 	if (u->port != 443)
 		snprintf(authority + strlen(authority), sizeof authority - strlen(authority), ":%u",
 		         u->port);
-	int n;
+	int n, ln = (int)strcspn(loc, "#");
 	size_t scheme = strspn(loc, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 	                            "0123456789+.-");
+	size_t path = u->target_len; /* the current target less its query */
+	const char *q = memchr(u->target, '?', u->target_len);
+	if (q)
+		path = (size_t)(q - u->target);
 	if (scheme > 0 && loc[scheme] == ':' && isalpha((unsigned char)loc[0]))
-		n = snprintf(out, cap, "%s", loc); /* absolute; url_parse refuses all but https */
+		n = snprintf(out, cap, "%.*s", ln, loc); /* absolute; url_parse refuses all but https */
 	else if (loc[0] == '/' && loc[1] == '/')
-		n = snprintf(out, cap, "https:%s", loc);
+		n = snprintf(out, cap, "https:%.*s", ln, loc);
 	else if (loc[0] == '/')
-		n = snprintf(out, cap, "https://%s%s", authority, loc);
+		n = snprintf(out, cap, "https://%s%.*s", authority, ln, loc);
+	else if (ln == 0) /* only a fragment */
+		n = snprintf(out, cap, "https://%s%.*s", authority, (int)u->target_len, u->target);
+	else if (loc[0] == '?')
+		n = snprintf(out, cap, "https://%s%.*s%.*s", authority, (int)path, u->target, ln, loc);
 	else {
-		size_t dir = u->target_len;
-		const char *q = memchr(u->target, '?', u->target_len);
-		if (q)
-			dir = (size_t)(q - u->target);
+		size_t dir = path;
 		while (dir > 0 && u->target[dir - 1] != '/')
 			dir--;
-		n = snprintf(out, cap, "https://%s%.*s%s", authority, (int)dir, u->target, loc);
+		n = snprintf(out, cap, "https://%s%.*s%.*s", authority, (int)dir, u->target, ln, loc);
 	}
 	return n < 0 || (size_t)n >= cap ? -ENOSPC : 0;
 }

@@ -107,6 +107,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self._send(302, headers=[("Location", "https://localhost:%d/auth" % port)])
         if path == "/r/query":
             return self._send(302, headers=[("Location", "/r/dir/doc.json?next=https://x.invalid/")])
+        if path == "/r/dir/list.json":  # query-only: this path, another query
+            return self._send(302, headers=[("Location", "?page=1#top")])
+        if path == "/r/dir/list.json?page=1":
+            return self._send(200, DOC, [("Content-Type", "application/json")])
+        if path == "/r/dir/?page=1":  # where the directory would take it
+            return self._send(200, b'[{"n": -1, "t": "the wrong document"}]',
+                              [("Content-Type", "application/json")])
         if path.startswith("/r/dir/doc.json?"):
             return self._send(200, DOC, [("Content-Type", "application/json")])
         if path == "/stray":
@@ -442,6 +449,21 @@ class NetFeatures(unittest.TestCase):
             proc = self.run_urls(["https://127.0.0.1:%d/r/query" % srv.server_address[1]])
         self.assertEqual(proc.returncode, 0, harness.describe(proc))
         self.assertEqual(harness.count_rows(self.db, "t"), 2000)
+
+    def test_query_only_redirect_keeps_the_path(self):
+        """Location "?page=1#top" is this path with that query (RFC 3986
+        5.2.2), the fragment never sent. Before, it was taken against the
+        directory: /r/dir/?page=1, another document, stored as this job's
+        rows."""
+        with Server(PKI) as srv:
+            proc = self.run_urls(["https://127.0.0.1:%d/r/dir/list.json" % srv.server_address[1]])
+            hits = dict(srv.hits)
+        self.assertEqual(proc.returncode, 0, harness.describe(proc))
+        self.assertEqual(hits.get("/r/dir/list.json?page=1"), 1, hits)
+        self.assertNotIn("/r/dir/?page=1", hits)
+        with harness.open_db(self.db) as con:
+            rows = con.execute("SELECT n, t FROM t ORDER BY n").fetchall()
+        self.assertEqual([tuple(r) for r in rows], [(r["n"], r["t"]) for r in json.loads(DOC)])
 
     def test_stray_response_is_never_taken_for_the_next(self):
         with Server(PKI) as srv:
