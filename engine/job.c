@@ -321,6 +321,22 @@ static uint64_t retry_after_ms(const char *v)
 	return when > now ? (uint64_t)(when - now) * 1000ull : 0;
 }
 
+/* A path (up to its query or fragment) that ends in .ndjson or .jsonl. */
+static bool ndjson_suffix(const char *t, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (t[i] == '?' || t[i] == '#') {
+			n = i;
+			break;
+		}
+	return (n >= 7 && !strncasecmp(t + n - 7, ".ndjson", 7)) ||
+	       (n >= 6 && !strncasecmp(t + n - 6, ".jsonl", 6));
+}
+
+/* NDJSON by --ndjson, the Content-Type, or the suffix of the URL fetched or
+ * of the job's own: a .ndjson URL that redirects to a storage URL without
+ * one (a signed object URL served as application/octet-stream) is still
+ * NDJSON. */
 bool job_is_ndjson(loop_t *l, job_t *j)
 {
 	if (l->o->ndjson)
@@ -329,13 +345,11 @@ bool job_is_ndjson(loop_t *l, job_t *j)
 	if (!strcmp(ct, "application/x-ndjson") || !strcmp(ct, "application/jsonl") ||
 	    !strcmp(ct, "application/x-jsonlines") || !strcmp(ct, "application/ndjson"))
 		return true;
-	size_t n = j->url.target_len;
-	const char *q = memchr(j->url.target, '?', n);
-	if (q)
-		n = (size_t)(q - j->url.target);
-	const char *t = j->url.target;
-	return (n >= 7 && !strncasecmp(t + n - 7, ".ndjson", 7)) ||
-	       (n >= 6 && !strncasecmp(t + n - 6, ".jsonl", 6));
+	if (ndjson_suffix(j->url.target, j->url.target_len))
+		return true;
+	const char *own = j->desc->url ? strstr(j->desc->url, "://") : NULL;
+	const char *path = own ? strchr(own + 3, '/') : NULL;
+	return path && j->redirects && ndjson_suffix(path, strlen(path));
 }
 
 typedef struct {

@@ -107,6 +107,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self._send(302, headers=[("Location", "https://localhost:%d/auth" % port)])
         if path == "/r/query":
             return self._send(302, headers=[("Location", "/r/dir/doc.json?next=https://x.invalid/")])
+        if path == "/r/events.ndjson":  # to a storage URL without the suffix
+            return self._send(302, headers=[("Location", "/objects/7f3a?sig=abc")])
+        if path == "/objects/7f3a?sig=abc":
+            lines = b"".join(json.dumps(r).encode() + b"\n" for r in json.loads(DOC))
+            return self._send(200, lines, [("Content-Type", "application/octet-stream")])
         if path == "/r/dir/list.json":  # query-only: this path, another query
             return self._send(302, headers=[("Location", "?page=1#top")])
         if path == "/r/dir/list.json?page=1":
@@ -461,6 +466,22 @@ class NetFeatures(unittest.TestCase):
         self.assertEqual(proc.returncode, 0, harness.describe(proc))
         self.assertEqual(hits.get("/r/dir/list.json?page=1"), 1, hits)
         self.assertNotIn("/r/dir/?page=1", hits)
+        with harness.open_db(self.db) as con:
+            rows = con.execute("SELECT n, t FROM t ORDER BY n").fetchall()
+        self.assertEqual([tuple(r) for r in rows], [(r["n"], r["t"]) for r in json.loads(DOC)])
+
+    def test_ndjson_by_the_jobs_own_url_after_a_redirect(self):
+        """A .ndjson URL that redirects to a storage URL without the suffix,
+        served as application/octet-stream (release assets, signed object
+        URLs), is NDJSON still: one row per line. Before, the body was
+        parsed as one document and failed for good ("trailing data")."""
+        with Server(PKI) as srv:
+            url = "https://127.0.0.1:%d/r/events.ndjson" % srv.server_address[1]
+            lst = harness.write_lines(os.path.join(self.dir, "urls.txt"), [url])
+            proc = harness.run_ringfill(
+                ["run", "--urls", lst, "--db", self.db, "--table", "t", "--cacert",
+                 PKI.ca_cert, "--quiet"], cwd=self.dir)
+        self.assertEqual(proc.returncode, 0, harness.describe(proc))
         with harness.open_db(self.db) as con:
             rows = con.execute("SELECT n, t FROM t ORDER BY n").fetchall()
         self.assertEqual([tuple(r) for r in rows], [(r["n"], r["t"]) for r in json.loads(DOC)])
