@@ -617,11 +617,13 @@ static void job_range_fallback(loop_t *l, job_t *j);
 void job_response_done(loop_t *l, job_t *j)
 {
 	int s = j->resp.status;
-	if (s >= 200 && s < 300 && j->resp.gzip && j->gz.active && !j->gz_failed && !j->gz.ended) {
+	if (s >= 200 && s < 300 && j->resp.gzip && j->gz.active && !j->gz_failed && !j->gz.ended &&
+	    !j->nd_failed) {
 		/* The body ended before its gzip data did, framing intact: cut on
 		 * the way (a compressing proxy whose upstream died), transient as
 		 * a truncated body is; bad gzip data is permanent (job_body_ok,
-		 * nd_finish). */
+		 * nd_finish). (A stream whose records failed stopped decoding on
+		 * purpose: its failure stands.) */
 		job_fail(l, j, ERROR_CLASS_TRANSIENT, 0,
 		         "truncated body: its gzip data ends early, after %llu bytes",
 		         (unsigned long long)(j->nd ? j->stream_bytes : j->wire.len));

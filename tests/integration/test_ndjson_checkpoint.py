@@ -336,6 +336,25 @@ class NdjsonCheckpoint(unittest.TestCase):
         self.resume_trials("gzip-nginx", self.ng.url("gz/big.ndjson"), True, served=gz_sent,
                            after=after)
 
+    def test_gzip_body_with_bad_json_fails_for_good(self):
+        """A gzip NDJSON body whose record 11 is not JSON fails permanent,
+        naming the record, after one attempt: the decoding that stops there
+        on purpose is not a cut gzip stream (which is retried)."""
+        name = "badgz.ndjson"
+        with open(os.path.join(self.data, name), "wb") as f:
+            for i in range(20000):
+                f.write(b'{"id": %d, "pad": "%s"}\n' % (i, b"x" * 40) if i != 10 else b"{not json\n")
+        self.addCleanup(os.unlink, os.path.join(self.data, name))
+        self.fs.reset()
+        cwd = tempfile.mkdtemp(prefix="badgz-", dir=self.tmp)
+        proc = run_ringfill(self.command(cwd, self.fs.url("/gzipped/" + name)), cwd=cwd)
+        self.assertEqual(proc.returncode, 1, describe(proc))
+        job = harness.jobs(os.path.join(cwd, "rf.db"))[0]
+        self.assertEqual((job["state"], job["error_class"], job["attempts"]),
+                         ("failed", "permanent", 1), job)
+        self.assertRegex(job["error"], r"^invalid JSON at byte offset \d+ \(record 11\)")
+        self.assertEqual(self.fs.hits["/gzipped/" + name], 1)
+
     def test_gzip_cut_on_the_way_is_retried(self):
         """A gzip body whose framing ends properly before its gzip data
         does (a compressing proxy whose upstream died) is a truncation:
