@@ -321,11 +321,11 @@ static uint64_t retry_after_ms(const char *v)
 	return when > now ? (uint64_t)(when - now) * 1000ull : 0;
 }
 
-/* A path (up to its query or fragment) that ends in .ndjson or .jsonl. */
-static bool ndjson_suffix(const char *t, size_t n)
+/* t[0..n), up to the first of `stops` in it, ends in .ndjson or .jsonl. */
+static bool ndjson_suffix(const char *t, size_t n, const char *stops)
 {
-	for (size_t i = 0; i < n; i++)
-		if (t[i] == '?' || t[i] == '#') {
+	for (size_t i = 0; i < n && *stops; i++)
+		if (strchr(stops, t[i])) {
 			n = i;
 			break;
 		}
@@ -345,11 +345,16 @@ bool job_is_ndjson(loop_t *l, job_t *j)
 	if (!strcmp(ct, "application/x-ndjson") || !strcmp(ct, "application/jsonl") ||
 	    !strcmp(ct, "application/x-jsonlines") || !strcmp(ct, "application/ndjson"))
 		return true;
-	if (ndjson_suffix(j->url.target, j->url.target_len))
+	/* A local file's path is all path ('?' and '#' are its own); a URL's
+	 * target ends at its query. */
+	if (ndjson_suffix(j->url.target, j->url.target_len, j->local ? "" : "?"))
 		return true;
-	const char *own = j->desc->url ? strstr(j->desc->url, "://") : NULL;
-	const char *path = own ? strchr(own + 3, '/') : NULL;
-	return path && j->redirects && ndjson_suffix(path, strlen(path));
+	if (!j->redirects || !j->desc->url)
+		return false;
+	const char *own = strstr(j->desc->url, "://");
+	size_t at = own ? strcspn(own + 3, "/?#") : 0;
+	return own && own[3 + at] == '/' &&
+	       ndjson_suffix(own + 3 + at, strlen(own + 3 + at), "?#");
 }
 
 typedef struct {

@@ -509,6 +509,19 @@ class Sources(unittest.TestCase):
         self.assertIn("No such file", gone["error"])
         self.assertEqual(table(db, "t", ["x"]), [(1,), (3,), (4,)])
 
+    def test_files_ndjson_names_with_a_hash_or_a_question_mark(self):
+        """A local file's name is all path: "run#1.ndjson" and "a?b.jsonl"
+        are NDJSON by their suffix, where a URL's path would end at the
+        "#" or "?". Before, "a?b.jsonl" (since 2642cb7 at least) and, for a
+        while, "run#1.ndjson" were read as one document and failed."""
+        d = self.workdir()
+        self.write_docs(d, (("run#1.ndjson", '{"x": 1}\n{"x": 2}\n'),
+                            ("a?b.jsonl", '{"x": 3}\n{"x": 4}\n')))
+        job = self.files_job(d, [{"name": "t", "columns": {"x": "@.x"}}])
+        self.run_ok(["run", job, "--quiet"])
+        self.assertEqual(sorted(table(os.path.join(d, "out.db"), "t", ["x"])),
+                         [(1,), (2,), (3,), (4,)])
+
     def test_files_streams_reused_across_documents(self):
         # Small files are streamed one after another through the loop's pool
         # of json_streams (engine/docstream.c): a document whose `$` value
