@@ -531,7 +531,8 @@ void job_body_ok(loop_t *l, job_t *j)
  * (RFC 3986 5.2.2): absolute ("https://..."), scheme-relative ("//host/p"),
  * absolute-path ("/p"), query-only ("?q": the current path with that query),
  * fragment-only ("#f": the current URL) or path-relative ("p", against the
- * current directory). A fragment is never part of a request: dropped. */
+ * current directory; dot segments are sent as they come). A fragment is
+ * never part of a request: dropped. */
 static int redirect_target(const job_t *j, const char *loc, char *out, size_t cap)
 {
 	const url_t *u = &j->url;
@@ -561,7 +562,9 @@ static int redirect_target(const job_t *j, const char *loc, char *out, size_t ca
 		size_t dir = path;
 		while (dir > 0 && u->target[dir - 1] != '/')
 			dir--;
-		n = snprintf(out, cap, "https://%s%.*s%.*s", authority, (int)dir, u->target, ln, loc);
+		/* "https://h?q" has an empty path: "p" is "/p" there (5.2.3) */
+		n = snprintf(out, cap, "https://%s%s%.*s%.*s", authority, dir ? "" : "/", (int)dir,
+		             u->target, ln, loc);
 	}
 	return n < 0 || (size_t)n >= cap ? -ENOSPC : 0;
 }

@@ -107,6 +107,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self._send(302, headers=[("Location", "https://localhost:%d/auth" % port)])
         if path == "/r/query":
             return self._send(302, headers=[("Location", "/r/dir/doc.json?next=https://x.invalid/")])
+        if path == "/?x=1":  # an empty path: "r/dir/doc.json" is "/r/dir/doc.json"
+            return self._send(302, headers=[("Location", "r/dir/doc.json")])
         if path == "/r/events.ndjson":  # to a storage URL without the suffix
             return self._send(302, headers=[("Location", "/objects/7f3a?sig=abc")])
         if path == "/objects/7f3a?sig=abc":
@@ -469,6 +471,17 @@ class NetFeatures(unittest.TestCase):
         with harness.open_db(self.db) as con:
             rows = con.execute("SELECT n, t FROM t ORDER BY n").fetchall()
         self.assertEqual([tuple(r) for r in rows], [(r["n"], r["t"]) for r in json.loads(DOC)])
+
+    def test_relative_redirect_from_an_empty_path(self):
+        """From "https://host?x=1" (an empty path), Location "r/dir/doc.json"
+        is "https://host/r/dir/doc.json" (RFC 3986 5.2.3). Before, the
+        authority and the reference ran together: "https://127.0.0.1:PORTr/..."."""
+        with Server(PKI) as srv:
+            proc = self.run_urls(["https://127.0.0.1:%d?x=1" % srv.server_address[1]])
+            hits = dict(srv.hits)
+        self.assertEqual(proc.returncode, 0, harness.describe(proc))
+        self.assertEqual(hits.get("/r/dir/doc.json"), 1, hits)
+        self.assertEqual(harness.count_rows(self.db, "t"), 2000)
 
     def test_ndjson_by_the_jobs_own_url_after_a_redirect(self):
         """A .ndjson URL that redirects to a storage URL without the suffix,
