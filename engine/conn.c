@@ -669,6 +669,16 @@ static int conn_head_done(loop_t *l, conn_t *c, char *a, size_t an, char *b, siz
 		char err[ERR_BYTES];
 		error_class_t cls;
 		if (nd_begin(l, j, &cls, err, sizeof err)) {
+			if (j->range_sent && j->no_range) {
+				/* A 206 that cannot continue the checkpoint: as a 416,
+				 * the whole body at once, no attempt spent (a server that
+				 * always answers so would use them all up, run after run) */
+				if (l->stopping)
+					job_abandon(l, j);
+				else
+					job_range_fallback(l, j);
+				return 1;
+			}
 			conn_fail(l, c, cls, "%s", err);
 			return 1;
 		}

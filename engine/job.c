@@ -620,8 +620,6 @@ static void job_redirect(loop_t *l, job_t *j)
 	host_enqueue(l, host, j);
 }
 
-static void job_range_fallback(loop_t *l, job_t *j);
-
 void job_response_done(loop_t *l, job_t *j)
 {
 	int s = j->resp.status;
@@ -789,9 +787,10 @@ static int job_stream_batch(loop_t *l, job_t *j)
 }
 
 /* A .part shorter than the checkpoint it should continue (a run killed
- * before the page cache had it? another hand?): the body is fetched again
- * from the start, its committed records skipped. Not counted as an attempt. */
-static void job_range_fallback(loop_t *l, job_t *j)
+ * before the page cache had it? another hand?), a 416 or a 206 that cannot
+ * continue it (nd_begin): the body is fetched again from the start, its
+ * committed records skipped. Not counted as an attempt. */
+void job_range_fallback(loop_t *l, job_t *j)
 {
 	if (j->conn) {
 		conn_t *c = j->conn;

@@ -413,6 +413,7 @@ void job_rawdir_ready(loop_t *l, job_t *j);
 void job_retry_due(loop_t *l);
 void loop_flush_ready(loop_t *l);
 void job_abandon(loop_t *l, job_t *j);
+void job_range_fallback(loop_t *l, job_t *j); /* the whole body again, at once */
 
 void conn_resume(loop_t *l, conn_t *c);
 
