@@ -262,11 +262,16 @@ class Handler(harness.TlsHandler):
         """206: body[first:] with its Content-Range, the way
         FaultServer.set_partial says."""
         how, last = self.server.partial, len(body) - 1
+        # A cut at a line's end, so that what comes parses: only the range
+        # (or its absence) can tell it is not the rest.
+        half = body.find(b"\n", first + (len(body) - first) // 2) + 1 or len(body)
         if how == "short":
-            last = first + max(1, (len(body) - first) // 2) - 1
+            last = half - 1
         piece = body[first:last + 1]
         if how == "cutchunked":  # the whole rest announced, half of it sent
-            piece = piece[: len(piece) // 2]
+            piece = body[first:half]
+        if how == "longchunked":  # the whole rest announced, more sent
+            piece += b'{"id": -1, "extra": "not in the body"}\n' * 50
         if how == "otheretag":
             headers = [(n, '"other-version"' if n == "ETag" else v) for n, v in headers]
         self.send_response(206)
@@ -274,7 +279,7 @@ class Handler(harness.TlsHandler):
             self.send_header(name, value)
         self.send_header("Content-Range", "bytes %d-%d/%s" % (
             first, last, "*" if how == "star" else len(body)))
-        if how in ("chunked", "cutchunked"):
+        if how in ("chunked", "cutchunked", "longchunked"):
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
             for pos in range(0, len(piece), 1 << 16):
@@ -534,8 +539,11 @@ class FaultServer(harness.TlsServer):
         a Content-Range and Content-Length that say so), "star" (the rest,
         its Content-Range's length "*"), "cutchunked" (the whole rest
         announced, chunked, and half of it sent with a proper last chunk),
-        or "otheretag" (the rest, with another ETag than If-Range asked)."""
-        assert how in ("length", "chunked", "short", "star", "cutchunked", "otheretag")
+        "longchunked" (the whole rest announced, chunked, and more lines
+        after it), or "otheretag" (the rest, with another ETag than
+        If-Range asked). The halves end at a line's end."""
+        assert how in ("length", "chunked", "short", "star", "cutchunked", "longchunked",
+                       "otheretag")
         self.httpd.partial = how
 
     def reset(self):

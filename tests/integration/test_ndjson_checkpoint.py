@@ -330,6 +330,22 @@ class NdjsonCheckpoint(unittest.TestCase):
         self.resume_trials("gzip-nginx", self.ng.url("gz/big.ndjson"), True, served=gz_sent,
                            after=after)
 
+    def test_206_longer_than_its_range_is_not_parsed_on(self):
+        """A chunked 206 that announces the whole rest and sends more lines
+        after it fails the attempt before the extra bytes are parsed; the
+        next attempt asks for the whole body: the table ends complete, not
+        one extra row. Before, the extra lines were loaded as rows and the
+        job marked done."""
+        path = "/halfgate/big.ndjson"
+        self.reference()
+        cwd, db, offset, _ = self.mid_checkpoint("long206-", path)
+        self.fs.set_partial("longchunked")
+        again = run_ringfill(self.command(cwd, self.fs.url(path)), cwd=cwd)
+        self.assertEqual(again.returncode, 0, describe(again))
+        self.assertEqual(self.fs.ranges[path], [None, "bytes=%d-" % offset, None])
+        self.check_table(cwd, "206 longer than its range")
+        self.assertEqual(harness.jobs(db)[0]["state"], "done")
+
     def test_gzip_body_with_bad_json_fails_for_good(self):
         """A gzip NDJSON body whose record 11 is not JSON fails permanent,
         naming the record, after one attempt: the decoding that stops there
