@@ -921,18 +921,25 @@ static int columns_load(writer_t *w, wtable_t *t)
 		return fatal(w, "writer: out of memory");
 	if (!t->exists)
 		return 0;
+	/* SQLite's table names ignore ASCII case, so "T" and "t" are one
+	 * table: its map is found under either (NOCASE folds ASCII only, as
+	 * SQLite's names do); the entries under this spelling come first, and
+	 * a key mapped already (a database with both) keeps that column. */
 	rc = sqlite3_prepare_v2(w->db, "SELECT key, col FROM _ringfill_columns WHERE tbl=?1"
-	                               " ORDER BY rowid", -1, &s, NULL);
+	                               " COLLATE NOCASE ORDER BY tbl=?1 DESC, rowid", -1, &s, NULL);
 	if (rc == SQLITE_OK) {
 		sqlite3_bind_text(s, 1, t->name, -1, SQLITE_STATIC);
-		while ((rc = sqlite3_step(s)) == SQLITE_ROW)
-			if (column_push(t, (const char *)sqlite3_column_text(s, 0),
-			                (size_t)sqlite3_column_bytes(s, 0),
-			                (const char *)sqlite3_column_text(s, 1),
+		while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+			const char *key = (const char *)sqlite3_column_text(s, 0);
+			size_t klen = (size_t)sqlite3_column_bytes(s, 0);
+			if (map_get(&t->keys, key, (uint32_t)klen) != MAP_ABSENT)
+				continue;
+			if (column_push(t, key, klen, (const char *)sqlite3_column_text(s, 1),
 			                (size_t)sqlite3_column_bytes(s, 1), false) != 0) {
 				sqlite3_finalize(s);
 				return fatal(w, "writer: out of memory");
 			}
+		}
 	}
 	sqlite3_finalize(s);
 	return rc == SQLITE_DONE ? 0 : fatal_db(w);
@@ -1162,8 +1169,8 @@ static int table_create(writer_t *w, wtable_t *t, const batch_field_t *fields, u
 	sqlite3_stmt *s;
 	/* Map entries of a table that was dropped since would name columns the
 	 * new table does not have. */
-	if (sqlite3_prepare_v2(w->db, "DELETE FROM _ringfill_columns WHERE tbl=?1", -1, &s,
-	                       NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(w->db, "DELETE FROM _ringfill_columns WHERE tbl=?1 COLLATE NOCASE",
+	                       -1, &s, NULL) != SQLITE_OK)
 		return -1;
 	sqlite3_bind_text(s, 1, t->name, -1, SQLITE_STATIC);
 	int rc = sqlite3_step(s);

@@ -522,6 +522,27 @@ class Sources(unittest.TestCase):
         self.assertEqual(sorted(table(os.path.join(d, "out.db"), "t", ["x"])),
                          [(1,), (2,), (3,), (4,)])
 
+    def test_table_named_in_another_case_keeps_its_column_map(self):
+        """SQLite's table names ignore case: a job file's table "t" is the
+        table "T" another one filled. Its records' keys go to the columns
+        the first run mapped them to ("Name" -> Name, "name" -> name_2),
+        whatever order they come in. Before, the map was looked up by the
+        exact name: the second run mapped "name" to Name and "Name" to
+        name_2, each value in the other key's column."""
+        d = self.workdir()
+        for sub_dir, doc in (("a", '{"items": [{"id": 1, "Name": "UPPER-1", "name": "lower-1"}]}'),
+                             ("b", '{"items": [{"id": 2, "name": "lower-2", "Name": "UPPER-2"}]}')):
+            os.makedirs(os.path.join(d, sub_dir))
+            with open(os.path.join(d, sub_dir, "doc.json"), "w") as f:
+                f.write(doc)
+        for job, src, name in (("ja.json", "a", "T"), ("jb.json", "b", "t")):
+            with open(os.path.join(d, job), "w") as f:
+                json.dump({"source": {"files": src}, "db": "out.db",
+                           "tables": [{"name": name, "rows": "$.items[*]"}]}, f)
+            self.run_ok(["run", os.path.join(d, job), "--quiet"])
+        self.assertEqual(table(os.path.join(d, "out.db"), "t", ["id", "Name", "name_2"]),
+                         [(1, "UPPER-1", "lower-1"), (2, "UPPER-2", "lower-2")])
+
     def test_files_streams_reused_across_documents(self):
         # Small files are streamed one after another through the loop's pool
         # of json_streams (engine/docstream.c): a document whose `$` value
