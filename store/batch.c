@@ -443,8 +443,9 @@ static int field_string(flat_ctx_t *c, const json_doc_t *d, uint32_t n, size_t n
 	return 0;
 }
 
-/* Integers that fit int64 → INT; other integers → their digits as TEXT (no
- * precision lost); fractions and exponents → REAL, or TEXT if out of range. */
+/* Integers that fit int64 → INT; other integers → their digits (BIGINT:
+ * stored as TEXT, no precision lost; the writer refuses them for a numeric
+ * column); fractions and exponents → REAL, or TEXT if out of range. */
 static int field_number(flat_ctx_t *c, const json_doc_t *d, uint32_t n, size_t name_len)
 {
 	const json_node_t *node = &d->nodes[n];
@@ -454,7 +455,8 @@ static int field_number(flat_ctx_t *c, const json_doc_t *d, uint32_t n, size_t n
 		return field_fixed(c, FIELD_INT, name_len, &i, sizeof(i));
 	if (!(node->flags & JSON_F_INTEGER) && json_number_double(d, n, &x) == 0)
 		return field_fixed(c, FIELD_REAL, name_len, &x, sizeof(x));
-	return field_fixed(c, FIELD_TEXT, name_len, d->src + node->start, node->len);
+	return field_fixed(c, node->flags & JSON_F_INTEGER ? FIELD_BIGINT : FIELD_TEXT, name_len,
+	                   d->src + node->start, node->len);
 }
 
 /* True when node n's source text is already compact JSON, which is what

@@ -47,9 +47,10 @@ typedef enum {
 	FIELD_NULL = 0,
 	FIELD_INT = 1,  /* int64, 8 bytes little-endian in the encoding */
 	FIELD_REAL = 2, /* double, 8 bytes */
-	FIELD_TEXT = 3, /* UTF-8 bytes (unescaped JSON strings, big integers as text) */
+	FIELD_TEXT = 3, /* UTF-8 bytes (unescaped JSON strings) */
 	FIELD_JSON = 4, /* compact JSON text of an array (stored as TEXT) */
 	FIELD_BOOL = 5, /* stored as INTEGER 0/1; 1 byte */
+	FIELD_BIGINT = 6, /* a JSON integer beyond int64: its digits, stored as TEXT */
 } field_type_t;
 
 /* ---- what to extract: one spec per table ----------------------------------

@@ -92,7 +92,7 @@ typedef struct {
 	                           * order, and the mask of those bytes */
 	uint32_t key_len;
 	bool adopted; /* an existing table column, not one we added */
-	int8_t text_aff; /* its declared type gives TEXT affinity: 1, 0, or -1 not looked up */
+	int8_t aff;      /* its declared type's affinity (AFF_*), or -1 not looked up */
 } column_t;
 
 /* One target table: its spec, and which flattened key (or declared column)
@@ -228,7 +228,7 @@ struct writer {
 	uint32_t *g_cols;   /* the group's column of each field, in field order */
 	uint32_t *row_cols; /* the same for the row being resolved */
 	uint32_t *g_param;  /* tx_insert: each field's parameter, counted from the row's _job */
-	uint8_t *g_text;    /* per field of the group: its column has TEXT affinity */
+	uint8_t *g_aff;     /* per field of the group: its column's affinity (AFF_*) */
 	uint32_t cap_cols;  /* entries of pairs, g_cols, row_cols and g_param */
 	uint32_t g_table, g_n;
 	bool g_valid; /* g_cols names live columns (false after a rollback) */
@@ -436,6 +436,7 @@ static const char *decl_type(field_type_t t)
 		return " REAL";
 	case FIELD_TEXT:
 	case FIELD_JSON:
+	case FIELD_BIGINT:
 		return " TEXT";
 	case FIELD_NULL:
 		break;
@@ -790,7 +791,7 @@ static int column_push(wtable_t *t, const char *key, size_t klen, const char *co
 	memcpy(c->col, col, clen);
 	c->col[clen] = '\0';
 	c->key_len = (uint32_t)klen;
-	c->text_aff = -1;
+	c->aff = -1;
 	c->key8 = 0;
 	memcpy(&c->key8, key, klen < sizeof(c->key8) ? klen : sizeof(c->key8));
 	c->key8_mask = klen < sizeof(c->key8) ? (UINT64_C(1) << (8 * klen)) - 1 : UINT64_MAX;
@@ -1240,9 +1241,9 @@ static int scratch_reserve(writer_t *w, size_t entries, uint32_t nf)
 		uint32_t *q = realloc(w->g_param, nf * sizeof(*q));
 		if (q)
 			w->g_param = q;
-		uint8_t *x = realloc(w->g_text, nf);
+		uint8_t *x = realloc(w->g_aff, nf);
 		if (x)
-			w->g_text = x;
+			w->g_aff = x;
 		if (!p || !g || !r || !q || !x)
 			return -ENOMEM;
 		w->cap_cols = nf;
@@ -1299,18 +1300,19 @@ static int affinity(const char *type)
 	return AFF_NUMERIC;
 }
 
-/* Whether column col of t has TEXT affinity, looked up once (declared types
- * do not change). A lookup that fails says no: the value is bound as it is. */
-static bool column_text_aff(writer_t *w, wtable_t *t, uint32_t col)
+/* The affinity of column col of t, looked up once (declared types do not
+ * change). A lookup that fails says BLOB: the value is bound as it is. */
+static uint8_t column_aff(writer_t *w, wtable_t *t, uint32_t col)
 {
 	column_t *c = &t->cols[col];
-	if (c->text_aff < 0) {
+	if (c->aff < 0) {
 		const char *type = NULL;
-		c->text_aff = sqlite3_table_column_metadata(w->db, "main", t->name, c->col, &type, NULL,
-		                                            NULL, NULL, NULL) == SQLITE_OK &&
-		              affinity(type) == AFF_TEXT;
+		c->aff = sqlite3_table_column_metadata(w->db, "main", t->name, c->col, &type, NULL, NULL,
+		                                       NULL, NULL) == SQLITE_OK
+		             ? (int8_t)affinity(type)
+		             : AFF_BLOB;
 	}
-	return c->text_aff > 0;
+	return (uint8_t)c->aff;
 }
 
 /* Makes the row just resolved (w->row_cols) the layout of a new group: its
@@ -1329,7 +1331,7 @@ static void group_start(writer_t *w, uint32_t table, uint32_t nf)
 		assert(w->pairs[i - 1].col < w->pairs[i].col);
 	wtable_t *t = &w->tables[table];
 	for (uint32_t i = 0; i < nf; i++)
-		w->g_text[i] = (uint8_t)column_text_aff(w, t, w->g_cols[i]);
+		w->g_aff[i] = column_aff(w, t, w->g_cols[i]);
 	w->g_table = table;
 	w->g_n = nf;
 	w->g_valid = true;
@@ -1491,8 +1493,10 @@ static void bind_real_as_text(sqlite3_stmt *s, int p, double x)
 	sqlite3_bind_text(s, p, buf, n, SQLITE_TRANSIENT);
 }
 
-/* text_aff: the field's column has TEXT affinity (w->g_text). */
-static inline int field_bind(sqlite3_stmt *s, int p, const batch_field_t *f, bool text_aff)
+/* aff: the affinity of the field's column (w->g_aff). -ERANGE: the digits
+ * of an integer beyond int64 for a column of numeric affinity, where SQLite
+ * would keep only a REAL of 15 digits (distinct keys would meet). */
+static inline int field_bind(sqlite3_stmt *s, int p, const batch_field_t *f, uint8_t aff)
 {
 	int64_t v;
 	double x;
@@ -1503,10 +1507,15 @@ static inline int field_bind(sqlite3_stmt *s, int p, const batch_field_t *f, boo
 		break;
 	case FIELD_REAL:
 		memcpy(&x, f->value, sizeof(x));
-		if (text_aff)
+		if (aff == AFF_TEXT)
 			bind_real_as_text(s, p, x);
 		else
 			sqlite3_bind_double(s, p, x);
+		break;
+	case FIELD_BIGINT: /* its digits, as text */
+		if (aff == AFF_NUMERIC || aff == AFF_REAL)
+			return -ERANGE;
+		sqlite3_bind_text(s, p, f->value, (int)f->value_len, SQLITE_STATIC);
 		break;
 	case FIELD_TEXT:
 	case FIELD_JSON:
@@ -1535,7 +1544,7 @@ static int row_bind(writer_t *w, sqlite3_stmt *s, int p, const int64_t *job_id,
 	p++;
 	for (uint32_t i = 0; i < w->g_n; i++, p++) {
 		uint32_t field = w->pairs[i].field;
-		int rc = field_bind(s, p, &row[field], w->g_text[field]);
+		int rc = field_bind(s, p, &row[field], w->g_aff[field]);
 		if (rc != 0)
 			return rc;
 	}
@@ -1554,7 +1563,7 @@ static int row_bind_held(writer_t *w, sqlite3_stmt *s, int p, bool job, const hr
 	for (uint32_t i = 0; i < w->g_n; i++) {
 		batch_field_t f;
 		d = batch_field_at(d, &f);
-		int rc = field_bind(s, p + (int)w->g_param[i], &f, w->g_text[i]);
+		int rc = field_bind(s, p + (int)w->g_param[i], &f, w->g_aff[i]);
 		if (rc != 0)
 			return rc;
 	}
@@ -1696,7 +1705,7 @@ static int job_failed(writer_t *w, const batch_t *b, error_class_t cls, const ch
  * constraint of a hand-made table) fail the job; the others stop the run. */
 static bool job_level_error(int rc, int sqlite_rc)
 {
-	if (rc == -EFBIG || rc == -ELOOP)
+	if (rc == -EFBIG || rc == -ERANGE || rc == -ELOOP)
 		return true;
 	if (rc != -1)
 		return false;
@@ -1796,7 +1805,12 @@ static int job_rows(writer_t *w, const batch_t *b)
 		snprintf(error, sizeof(error), "%s", loop_why);
 	else
 		snprintf(error, sizeof(error), "database refused the rows: %s",
-		         rc == -EFBIG ? "value longer than 2 GiB" : sqlite3_errmsg(w->db));
+		         rc == -EFBIG    ? "value longer than 2 GiB"
+		         : rc == -ERANGE ? "an integer beyond 64 bits for a column of INTEGER, REAL "
+		                           "or NUMERIC affinity, which would keep only its first 15 "
+		                           "digits; declare the column \"type\": \"text\" to keep "
+		                           "them all"
+		                         : sqlite3_errmsg(w->db));
 	if (savepoint_step(w, w->sp_rollback) != 0 || savepoint_step(w, w->sp_release) != 0)
 		return -1;
 	columns_restore(w);
@@ -1970,6 +1984,7 @@ static hkey_t key_of(const batch_field_t *f)
 		break;
 	case FIELD_TEXT:
 	case FIELD_JSON:
+	case FIELD_BIGINT:
 		k.cls = KEY_TEXT;
 		k.v.s = f->value;
 		k.len = f->value_len;
@@ -2888,7 +2903,7 @@ static void writer_free(writer_t *w)
 	free(w->g_cols);
 	free(w->row_cols);
 	free(w->g_param);
-	free(w->g_text);
+	free(w->g_aff);
 	free(w->hrows);
 	free(w->arows);
 	free(w->srows);

@@ -543,6 +543,35 @@ class Sources(unittest.TestCase):
         self.assertEqual(table(os.path.join(d, "out.db"), "t", ["id", "Name", "name_2"]),
                          [(1, "UPPER-1", "lower-1"), (2, "UPPER-2", "lower-2")])
 
+    def test_integers_beyond_64_bits_never_meet_in_a_numeric_column(self):
+        """An integer beyond int64 is kept as its digits in a TEXT column (a
+        column made by such a first value is TEXT); for a column of INTEGER
+        affinity, where SQLite would keep a REAL of 15 digits (so
+        18446744073709551614 and ...615 would be one key, and upsert would
+        drop a record), the job fails for good, saying why. Before, both
+        were stored as 1.84467440737096e+19: one row for two ids."""
+        d = self.workdir()
+        self.write_docs(d, (
+            ("1.json", '{"items": [{"id": 1, "v": "a"}]}'),
+            ("2.json", '{"items": [{"id": 18446744073709551614, "v": "b"},'
+                       ' {"id": 18446744073709551615, "v": "c"}]}'),
+            ("3.json", '{"big": [{"id": 18446744073709551615}, {"id": 7}]}')))
+        job = self.files_job(d, [
+            {"name": "t", "rows": "$.items[*]", "key": ["id"], "mode": "upsert"},
+            {"name": "g", "rows": "$.big[*]"}])
+        self.run_ok(["run", job, "--quiet", "--concurrency", "1"], code=1)
+        db = os.path.join(d, "out.db")
+        jobs = {j["key"]: j for j in harness.jobs(db)}
+        self.assertEqual(jobs["1.json"]["state"], "done")
+        bad = jobs["2.json"]
+        self.assertEqual((bad["state"], bad["error_class"]), ("failed", "permanent"), bad)
+        self.assertIn("an integer beyond 64 bits", bad["error"])
+        self.assertEqual(table(db, "t", ["id", "v"]), [(1, "a")])
+        with harness.open_db(db) as con:
+            got = con.execute('SELECT typeof(id), id FROM "g" ORDER BY rowid').fetchall()
+        self.assertEqual([tuple(r) for r in got],
+                         [("text", "18446744073709551615"), ("text", "7")])
+
     def test_files_streams_reused_across_documents(self):
         # Small files are streamed one after another through the loop's pool
         # of json_streams (engine/docstream.c): a document whose `$` value

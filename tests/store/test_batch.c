@@ -43,6 +43,9 @@ static void render_field(const batch_field_t *f, char *out, size_t cap)
 	case FIELD_TEXT:
 		snprintf(out, cap, "t:%.*s", (int)f->value_len, f->value);
 		break;
+	case FIELD_BIGINT:
+		snprintf(out, cap, "g:%.*s", (int)f->value_len, f->value);
+		break;
 	case FIELD_JSON:
 		snprintf(out, cap, "j:%.*s", (int)f->value_len, f->value);
 		break;
@@ -138,7 +141,7 @@ static void test_numbers(void **state)
 	           " max=i:9223372036854775807 min=i:-9223372036854775808");
 	/* Integers beyond int64 keep every digit as text. */
 	expect_row("{\"big\":12345678901234567890,\"low\":-9223372036854775809}",
-	           " big=t:12345678901234567890 low=t:-9223372036854775809");
+	           " big=g:12345678901234567890 low=g:-9223372036854775809");
 	expect_row("{\"e\":1e3,\"f\":-0.25,\"g\":2.0}", " e=r:1000 f=r:-0.25 g=r:2");
 }
 

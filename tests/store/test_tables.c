@@ -85,6 +85,7 @@ static void render_field(const batch_field_t *f, char *out, size_t cap)
 		snprintf(out, cap, "r:%g", x);
 		break;
 	case FIELD_TEXT: snprintf(out, cap, "t:%.*s", (int)f->value_len, f->value); break;
+	case FIELD_BIGINT: snprintf(out, cap, "g:%.*s", (int)f->value_len, f->value); break;
 	case FIELD_JSON: snprintf(out, cap, "j:%.*s", (int)f->value_len, f->value); break;
 	case FIELD_BOOL: snprintf(out, cap, "b:%d", f->value[0]); break;
 	}
@@ -212,7 +213,7 @@ static void test_types_null_if_and_sources(void **state)
 	assert_string_equal(rows[2], "0: acc=t:A1 n=i:7 f=r:3 b=b:0 t=t:1.50 j=n x=j:{\"o\":1}"
 	                             " u=t:bob nope=n");
 	assert_string_equal(rows[3], "0: acc=t:A1 n=i:1000 f=n b=n t=n j=n"
-	                             " x=t:99999999999999999999 u=t:bob nope=n");
+	                             " x=g:99999999999999999999 u=t:bob nope=n");
 	assert_string_equal(rows[4], "1: id=t:A1 note=n deep_k=i:1");
 
 	/* Without vars, {user} is NULL; the batch grows by the same rows. */
