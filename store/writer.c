@@ -924,10 +924,12 @@ static int columns_load(writer_t *w, wtable_t *t)
 		return 0;
 	/* SQLite's table names ignore ASCII case, so "T" and "t" are one
 	 * table: its map is found under either (NOCASE folds ASCII only, as
-	 * SQLite's names do); the entries under this spelling come first, and
-	 * a key mapped already (a database with both) keeps that column. */
+	 * SQLite's names do). A key mapped twice (a database with both) keeps
+	 * its first column; an entry whose column the table no longer has (a
+	 * table dropped and made again by hand) names nothing and is skipped. */
 	rc = sqlite3_prepare_v2(w->db, "SELECT key, col FROM _ringfill_columns WHERE tbl=?1"
-	                               " COLLATE NOCASE ORDER BY tbl=?1 DESC, rowid", -1, &s, NULL);
+	                               " COLLATE NOCASE AND col IN (SELECT name FROM"
+	                               " pragma_table_info(?1)) ORDER BY rowid", -1, &s, NULL);
 	if (rc == SQLITE_OK) {
 		sqlite3_bind_text(s, 1, t->name, -1, SQLITE_STATIC);
 		while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
@@ -1494,8 +1496,11 @@ static void bind_real_as_text(sqlite3_stmt *s, int p, double x)
 }
 
 /* aff: the affinity of the field's column (w->g_aff). -ERANGE: the digits
- * of an integer beyond int64 for a column of numeric affinity, where SQLite
- * would keep only a REAL of 15 digits (distinct keys would meet). */
+ * of an integer beyond int64 for a column of INTEGER or NUMERIC affinity,
+ * where SQLite would keep only a REAL of 15 digits (distinct keys would
+ * meet); a REAL column takes its double, as it takes any number's, up to
+ * BIGINT_REAL_DIGITS_MAX digits (past them, a double is infinite anyway). */
+#define BIGINT_REAL_DIGITS_MAX 400u
 static inline int field_bind(sqlite3_stmt *s, int p, const batch_field_t *f, uint8_t aff)
 {
 	int64_t v;
@@ -1512,9 +1517,20 @@ static inline int field_bind(sqlite3_stmt *s, int p, const batch_field_t *f, uin
 		else
 			sqlite3_bind_double(s, p, x);
 		break;
-	case FIELD_BIGINT: /* its digits, as text */
-		if (aff == AFF_NUMERIC || aff == AFF_REAL)
+	case FIELD_BIGINT: /* its digits, as text; a REAL column's double */
+		if (aff == AFF_NUMERIC)
 			return -ERANGE;
+		if (aff == AFF_REAL) {
+			char digits[BIGINT_REAL_DIGITS_MAX + 1];
+			if (f->value_len > BIGINT_REAL_DIGITS_MAX)
+				return -ERANGE;
+			memcpy(digits, f->value, f->value_len);
+			digits[f->value_len] = '\0';
+			sqlite3_bind_double(s, p, strtod(digits, NULL));
+			break;
+		}
+		if (f->value_len > INT32_MAX)
+			return -EFBIG;
 		sqlite3_bind_text(s, p, f->value, (int)f->value_len, SQLITE_STATIC);
 		break;
 	case FIELD_TEXT:
@@ -1806,8 +1822,8 @@ static int job_rows(writer_t *w, const batch_t *b)
 	else
 		snprintf(error, sizeof(error), "database refused the rows: %s",
 		         rc == -EFBIG    ? "value longer than 2 GiB"
-		         : rc == -ERANGE ? "an integer beyond 64 bits for a column of INTEGER, REAL "
-		                           "or NUMERIC affinity, which would keep only its first 15 "
+		         : rc == -ERANGE ? "an integer beyond 64 bits for a column of INTEGER or "
+		                           "NUMERIC affinity, which would keep only its first 15 "
 		                           "digits; declare the column \"type\": \"text\" to keep "
 		                           "them all"
 		                         : sqlite3_errmsg(w->db));
