@@ -251,10 +251,15 @@ class Handler(harness.TlsHandler):
         self.send_header("Content-Type", "application/json" if self.path.endswith(".json")
                          else "application/x-ndjson")
         self.send_header("Content-Encoding", "gzip")
+        self._chunked_rest(coded)
+
+    def _chunked_rest(self, data):
+        """Transfer-Encoding: chunked, the end of the head, then data in
+        64 KiB chunks and a proper last chunk."""
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        for pos in range(0, len(coded), 1 << 16):
-            part = coded[pos: pos + (1 << 16)]
+        for pos in range(0, len(data), 1 << 16):
+            part = data[pos: pos + (1 << 16)]
             self.wfile.write(b"%x\r\n" % len(part) + part + b"\r\n")
         self.wfile.write(b"0\r\n\r\n")
 
@@ -280,13 +285,7 @@ class Handler(harness.TlsHandler):
         self.send_header("Content-Range", "bytes %d-%d/%s" % (
             first, last, "*" if how == "star" else len(body)))
         if how in ("chunked", "cutchunked", "longchunked"):
-            self.send_header("Transfer-Encoding", "chunked")
-            self.end_headers()
-            for pos in range(0, len(piece), 1 << 16):
-                part = piece[pos: pos + (1 << 16)]
-                self.wfile.write(b"%x\r\n" % len(part) + part + b"\r\n")
-            self.wfile.write(b"0\r\n\r\n")
-            return
+            return self._chunked_rest(piece)
         self.send_header("Content-Length", str(len(piece)))
         self.end_headers()
         self.wfile.write(piece)
