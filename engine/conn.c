@@ -496,13 +496,13 @@ static int body_append(loop_t *l, conn_t *c, const char *p, size_t n)
 	job_t *j = c->job;
 	if (j->streaming || j->nd) {
 		const http_response_t *r = &j->resp;
-		if (j->nd && r->status == 206 && j->stream_bytes + n > r->range_last + 1 - r->range_first) {
+		if (j->nd && r->status == 206 && j->stream_bytes + n > http_range_bytes(r)) {
 			/* chunked or close-delimited, more than its range: not the
 			 * rest of the body, and stopped before it is parsed */
 			j->no_range = true;
 			conn_fail(l, c, ERROR_CLASS_TRANSIENT,
 			          "HTTP 206 body longer than the %llu bytes its Content-Range announced",
-			          (unsigned long long)(r->range_last + 1 - r->range_first));
+			          (unsigned long long)http_range_bytes(r));
 			return -1;
 		}
 		/* after a 206, the body's first nd_base bytes came before */
@@ -546,14 +546,14 @@ static int range_cut_short(loop_t *l, conn_t *c)
 {
 	job_t *j = c->job;
 	const http_response_t *r = &j->resp;
-	if (r->status != 206 || !j->nd || j->stream_bytes == r->range_last + 1 - r->range_first)
+	if (r->status != 206 || !j->nd || j->stream_bytes == http_range_bytes(r))
 		return 0;
 	if (j->ck_offset <= j->nd_base)
 		j->no_range = true; /* not one checkpoint further: the whole body next */
 	conn_fail(l, c, ERROR_CLASS_TRANSIENT,
 	          "HTTP 206 body ended after %llu of the %llu bytes its Content-Range announced",
 	          (unsigned long long)j->stream_bytes,
-	          (unsigned long long)(r->range_last + 1 - r->range_first));
+	          (unsigned long long)http_range_bytes(r));
 	return 1;
 }
 

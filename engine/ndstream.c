@@ -158,7 +158,7 @@ int nd_begin(loop_t *l, job_t *j, error_class_t *cls, char *err, size_t cap)
 			why = "HTTP 206 of another version of the body (its validator is not the "
 			      "checkpoint's)";
 		else if (r->content_length >= 0 &&
-		         (uint64_t)r->content_length != r->range_last - r->range_first + 1)
+		         (uint64_t)r->content_length != http_range_bytes(r))
 			why = "HTTP 206 whose Content-Length is not its Content-Range's";
 		else if (r->gzip)
 			why = "HTTP 206 with a content coding";

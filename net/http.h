@@ -46,6 +46,12 @@ typedef struct {
 	const char *reason;     /* on HTTP_ERROR: why, static */
 } http_response_t;
 
+/* The bytes a parsed Content-Range (content_range_ok) says the body holds. */
+static inline uint64_t http_range_bytes(const http_response_t *r)
+{
+	return r->range_last + 1 - r->range_first;
+}
+
 /* Parses the response head at buf[0..len). Returns the head's length in bytes
  * (through the blank line) when complete, HTTP_INCOMPLETE when more bytes are
  * needed (and len < HTTP_HEAD_BYTES_MAX), HTTP_ERROR otherwise with r->reason
