@@ -510,7 +510,7 @@ void job_body_ok(loop_t *l, job_t *j)
 	b->http_status = j->resp.status;
 	b->body_bytes = job_stored(j)->len;
 	sha256_hex(l, job_stored(j), b->sha256_hex);
-	if (j->resp.gzip && j->gz.active && !j->gz_failed && !j->gz.ended) {
+	if (job_gzip_unended(j)) {
 		j->gz_failed = true;
 		snprintf(j->gz_error, sizeof j->gz_error,
 		         "bad gzip data at byte %zu: the stream ends early", j->wire.len);
@@ -623,8 +623,7 @@ static void job_redirect(loop_t *l, job_t *j)
 void job_response_done(loop_t *l, job_t *j)
 {
 	int s = j->resp.status;
-	if (s >= 200 && s < 300 && j->resp.gzip && j->gz.active && !j->gz_failed && !j->gz.ended &&
-	    !j->nd_failed) {
+	if (s >= 200 && s < 300 && job_gzip_unended(j) && !j->nd_failed) {
 		/* The body ended before its gzip data did, framing intact: cut on
 		 * the way (a compressing proxy whose upstream died), transient as
 		 * a truncated body is; bad gzip data is permanent (job_body_ok,

@@ -414,6 +414,11 @@ void job_retry_due(loop_t *l);
 void loop_flush_ready(loop_t *l);
 void job_abandon(loop_t *l, job_t *j);
 void job_range_fallback(loop_t *l, job_t *j); /* the whole body again, at once */
+/* The body is gzip and ended before its gzip data did (no bad data seen). */
+static inline bool job_gzip_unended(const job_t *j)
+{
+	return j->resp.gzip && j->gz.active && !j->gz_failed && !j->gz.ended;
+}
 
 void conn_resume(loop_t *l, conn_t *c);
 

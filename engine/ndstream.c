@@ -560,7 +560,7 @@ void nd_finish(loop_t *l, job_t *j)
 	 * is empty, but a finished local document's j->ds is freed at once
 	 * (local_nd_done) and would otherwise look like an NDJSON job there. */
 	j->body_done = true;
-	if (j->resp.gzip && j->gz.active && !j->gz_failed && !j->gz.ended) {
+	if (job_gzip_unended(j)) {
 		j->gz_failed = true;
 		snprintf(j->gz_error, sizeof j->gz_error,
 		         "bad gzip data at byte %llu: the stream ends early",
