@@ -666,57 +666,63 @@ static bool decimal_scan(const char *s, size_t n, decimal_t *m)
 	return i == n;
 }
 
-/* s[0..n) as a whole number within int64 ("42", "-7", "3.0", "1e3",
- * "1.5e1"), exactly: no double in between, so "1.0000000000000000001" and
- * 1e-400 are not whole, and "9223372036854775807.0" is. */
-static bool decimal_int64(const char *s, size_t n, int64_t *out)
+/* s[0..n) as a whole number ("42", "-7", "3.0", "1e3", "1.5e1"), exactly:
+ * no double in between, so "1.0000000000000000001" and 1e-400 are not
+ * whole, and "9223372036854775807.0" is. 1 with *out when it is within
+ * int64; WHOLE_BEYOND when it is whole but outside int64 ("1e30", twenty
+ * digits); 0 when it is no whole decimal number. */
+#define WHOLE_BEYOND (-1)
+static int decimal_whole(const char *s, size_t n, int64_t *out)
 {
 	decimal_t m;
 	if (!decimal_scan(s, n, &m))
-		return false;
+		return 0;
 	size_t len = m.int_len + m.frac_len;
 	long long whole = (long long)m.int_len + m.exp; /* digits left of the point */
 	uint64_t u = 0;
+	bool beyond = false; /* past UINT64_MAX: only a fraction can still say "not whole" */
 	for (size_t k = 0; k < len; k++) {
 		int dg = (k < m.int_len ? m.digits[k] : m.frac[k - m.int_len]) - '0';
 		if ((long long)k >= whole) {
 			if (dg) /* a fraction that is not zero */
-				return false;
+				return 0;
 			continue;
 		}
-		if (u > (UINT64_MAX - (uint64_t)dg) / 10u)
-			return false;
-		u = u * 10u + (uint64_t)dg;
+		if (beyond || u > (UINT64_MAX - (uint64_t)dg) / 10u)
+			beyond = true;
+		else
+			u = u * 10u + (uint64_t)dg;
 	}
-	for (long long k = (long long)len; k < whole && u; k++) { /* the exponent's zeros */
+	for (long long k = (long long)len; k < whole && u && !beyond; k++) { /* the exponent's zeros */
 		if (u > UINT64_MAX / 10u)
-			return false;
-		u *= 10u;
+			beyond = true;
+		else
+			u *= 10u;
 	}
-	if (u > (m.neg ? (uint64_t)INT64_MAX + 1u : (uint64_t)INT64_MAX))
-		return false;
+	if (beyond || u > (m.neg ? (uint64_t)INT64_MAX + 1u : (uint64_t)INT64_MAX))
+		return WHOLE_BEYOND;
 	*out = m.neg ? (int64_t)(0 - u) : (int64_t)u;
-	return true;
+	return 1;
 }
 
-/* The whole of s as an integer (decimal, or a number with a zero fraction
- * such as "3.0" or "1e3"); leading or trailing spaces make it not one. */
-static bool text_to_int64(const char *s, int64_t *out)
+/* s[0..n) as decimal_whole reads it; leading or trailing spaces make it not
+ * a number. */
+static int text_whole(const char *s, size_t n, int64_t *out)
 {
-	if (!*s || *s == ' ')
-		return false;
+	if (!n || *s == ' ')
+		return 0;
 	/* Up to 18 digits (string ids, the usual case) cannot overflow: the
 	 * value strtoll would give, without its locale and errno. */
 	const char *p = s + (*s == '-');
-	size_t n = 0;
+	size_t k = 0, left = n - (size_t)(p - s);
 	uint64_t u = 0;
-	while (n <= 18 && p[n] >= '0' && p[n] <= '9')
-		u = u * 10u + (uint64_t)(p[n++] - '0');
-	if (n && n <= 18 && !p[n]) {
+	while (k <= 18 && k < left && p[k] >= '0' && p[k] <= '9')
+		u = u * 10u + (uint64_t)(p[k++] - '0');
+	if (k && k <= 18 && k == left) {
 		*out = *s == '-' ? -(int64_t)u : (int64_t)u;
-		return true;
+		return 1;
 	}
-	return decimal_int64(s, strlen(s), out);
+	return decimal_whole(s, n, out);
 }
 
 static bool text_to_double(const char *s, double *out)
@@ -742,22 +748,70 @@ static int emit_int(flat_ctx_t *c, size_t name_len, int64_t v)
 	return field_fixed(c, FIELD_INT, name_len, &v, sizeof(v));
 }
 
-static int convert_integer(flat_ctx_t *c, const json_doc_t *d, uint32_t n, size_t name_len)
+/* A whole number beyond int64 for an `integer` column: its text, as a
+ * BIGINT field (the writer keeps it where the column stores text, and fails
+ * the job where SQLite would keep 15 of its digits). Never NULL: a value
+ * that is a number is not dropped for being large. */
+static int emit_beyond(flat_ctx_t *c, size_t name_len, const char *s, size_t n)
+{
+	return field_fixed(c, FIELD_BIGINT, name_len, s, n);
+}
+
+/* A string for an `integer` column. One longer than the short buffer is
+ * unescaped into the row and decided there (a number that long is beyond
+ * int64 unless it is mostly zeros). */
+static int integer_from_string(flat_ctx_t *c, const json_doc_t *d, uint32_t n, size_t name_len)
 {
 	char buf[BATCH_CONVERT_TEXT_BYTES_MAX];
 	int64_t v;
+	int w;
+	size_t got = json_string_get(d, n, buf, sizeof(buf) - 1);
+	if (got < sizeof(buf)) {
+		if (memchr(buf, '\0', got)) /* "1\u0000x" is no number */
+			return emit_null(c, name_len);
+		w = text_whole(buf, got, &v);
+		return w > 0 ? emit_int(c, name_len, v)
+		       : w < 0 ? emit_beyond(c, name_len, buf, got)
+		               : emit_null(c, name_len);
+	}
+	size_t len_off, cap = d->nodes[n].len;
+	if (field_begin(c, FIELD_BIGINT, name_len, cap, &len_off) != 0)
+		return -1;
+	json_buf_t *r = c->rows;
+	char *text = r->data + r->len;
+	got = json_string_get(d, n, text, cap);
+	assert(got <= cap && got >= sizeof(buf) && cap >= sizeof(v));
+	w = memchr(text, '\0', got) ? 0 : text_whole(text, got, &v);
+	if (w > 0) {
+		r->data[c->field_start] = (char)FIELD_INT;
+		memcpy(text, &v, sizeof(v));
+		r->len += sizeof(v);
+	} else if (w < 0) {
+		r->len += got;
+	} else {
+		r->data[c->field_start] = (char)FIELD_NULL; /* value length stays 0 */
+	}
+	field_end(c, len_off);
+	return 0;
+}
+
+static int convert_integer(flat_ctx_t *c, const json_doc_t *d, uint32_t n, size_t name_len)
+{
+	int64_t v;
+	const json_node_t *node = &d->nodes[n];
 	switch (json_type(d, n)) {
 	case JSON_TRUE: return emit_int(c, name_len, 1);
 	case JSON_FALSE: return emit_int(c, name_len, 0);
 	case JSON_NUMBER:
-		if (json_number_int64(d, n, &v) == 0 ||
-		    decimal_int64(d->src + d->nodes[n].start, d->nodes[n].len, &v))
+		if (json_number_int64(d, n, &v) == 0)
 			return emit_int(c, name_len, v);
+		switch (decimal_whole(d->src + node->start, node->len, &v)) {
+		case 1: return emit_int(c, name_len, v);
+		case WHOLE_BEYOND: return emit_beyond(c, name_len, d->src + node->start, node->len);
+		default: break;
+		}
 		break;
-	case JSON_STRING:
-		if (short_string(d, n, buf, sizeof(buf)) && text_to_int64(buf, &v))
-			return emit_int(c, name_len, v);
-		break;
+	case JSON_STRING: return integer_from_string(c, d, n, name_len);
 	default: break;
 	}
 	return emit_null(c, name_len);

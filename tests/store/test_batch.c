@@ -397,7 +397,8 @@ static void test_doc_values_once_equal_whole_doc(void **state)
  * the row (store/batch.c, struct batch_row_plan) with what json_path_each
  * would select: the last of duplicate members, escaped keys, the rest of a
  * path walked from the member, rows that are no object, and string ids as
- * integers (18 digits and fewer without strtoll, longer ones through it). */
+ * integers (18 digits and fewer without strtoll, longer ones through it;
+ * one beyond int64 kept as its digits, a BIGINT field). */
 static void test_declared_columns_of_a_row(void **state)
 {
 	(void)state;
@@ -431,7 +432,8 @@ static void test_declared_columns_of_a_row(void **state)
 	char rows[4][ROW_TEXT_BYTES];
 	assert_int_equal(render_rows(b, rows, 4), 4);
 	assert_string_equal(rows[0], " ab=i:2 ac=n id=i:12 key=t:v a0b=n n=i:-123456789012345678"
-	                             " big=n first=t:0012 self=j:{\"a\":{\"b\":1,\"c\":\"x\"},"
+	                             " big=g:12345678901234567890 first=t:0012"
+	                             " self=j:{\"a\":{\"b\":1,\"c\":\"x\"},"
 	                             "\"id\":\"0012\",\"a\":{\"b\":2},\"k\\u0065y\":\"v\","
 	                             "\"n\":\"-123456789012345678\",\"big\":\"12345678901234567890\"}");
 	assert_string_equal(rows[1], " ab=n ac=n id=n key=n a0b=n n=n big=n first=t:0012 self=i:5");
