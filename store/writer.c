@@ -1495,11 +1495,38 @@ static void bind_real_as_text(sqlite3_stmt *s, int p, double x)
 	sqlite3_bind_text(s, p, buf, n, SQLITE_TRANSIENT);
 }
 
+/* True when SQLite's NUMERIC affinity would read text s[0..n) as an
+ * integer (sqlite3AtoF's "pure integer": spaces around it, a sign, digits)
+ * that int64 cannot hold: the column then keeps a REAL of its first 15
+ * digits, so distinct strings such as ids would meet. */
+static bool text_int_beyond(const char *s, size_t n)
+{
+	size_t i = 0;
+	while (i < n && (s[i] == ' ' || (s[i] >= '\t' && s[i] <= '\r')))
+		i++;
+	bool neg = i < n && s[i] == '-';
+	if (i < n && (s[i] == '-' || s[i] == '+'))
+		i++;
+	while (i < n && s[i] == '0')
+		i++;
+	size_t d0 = i;
+	while (i < n && s[i] >= '0' && s[i] <= '9')
+		i++;
+	size_t digits = i - d0;
+	while (i < n && (s[i] == ' ' || (s[i] >= '\t' && s[i] <= '\r')))
+		i++;
+	if (i != n || digits < 19)
+		return false;
+	return digits > 19 || memcmp(s + d0, neg ? "9223372036854775808" : "9223372036854775807",
+	                             19) > 0;
+}
+
 /* aff: the affinity of the field's column (w->g_aff). -ERANGE: the digits
  * of an integer beyond int64 for a column of INTEGER or NUMERIC affinity,
  * where SQLite would keep only a REAL of 15 digits (distinct keys would
- * meet); a REAL column takes its double, as it takes any number's, up to
- * BIGINT_REAL_DIGITS_MAX digits (past them, a double is infinite anyway). */
+ * meet), whether they came as a JSON number or as a string; a REAL column
+ * takes its double, as it takes any number's, up to BIGINT_REAL_DIGITS_MAX
+ * digits (past them, a double is infinite anyway). */
 #define BIGINT_REAL_DIGITS_MAX 400u
 static inline int field_bind(sqlite3_stmt *s, int p, const batch_field_t *f, uint8_t aff)
 {
@@ -1534,6 +1561,9 @@ static inline int field_bind(sqlite3_stmt *s, int p, const batch_field_t *f, uin
 		sqlite3_bind_text(s, p, f->value, (int)f->value_len, SQLITE_STATIC);
 		break;
 	case FIELD_TEXT:
+		if (aff == AFF_NUMERIC && text_int_beyond(f->value, f->value_len))
+			return -ERANGE;
+		/* fall through */
 	case FIELD_JSON:
 		if (f->value_len > INT32_MAX)
 			return -EFBIG;

@@ -589,6 +589,52 @@ class Sources(unittest.TestCase):
         # A REAL column takes such an integer's double, as any number's.
         self.assertEqual(table(db, "r", ["x"]), [(1.5,), (1e20,)])
 
+    def test_integer_strings_beyond_64_bits_and_declared_integers(self):
+        """The same holds for ids sent as JSON strings into a column of
+        INTEGER affinity (SQLite reads "18446744073709551614" as a REAL
+        there: before, two ids were one row after an upsert) and for a
+        declared "integer" column, which stored NULL for any whole number
+        beyond int64 (two NULL keys, two rows, and the ids gone): both now
+        fail the job, saying why. Declared "text", the digits are kept."""
+        d = self.workdir()
+        self.write_docs(d, (
+            ("1.json", '{"items": [{"id": 1, "v": "a"}]}'),
+            ("2.json", '{"items": [{"id": "18446744073709551614", "v": "b"},'
+                       ' {"id": " 18446744073709551615 ", "v": "c"}]}'),
+            ("3.json", '{"items": [{"id": "12", "v": "d"}, {"id": "x", "v": "e"}]}'),
+            ("4.json", '{"decl": [{"id": 18446744073709551614}, {"id": "1e30"}]}'),
+            ("5.json", '{"decl": [{"id": "42"}, {"id": "N/A"}]}')))
+        job = self.files_job(d, [
+            {"name": "t", "rows": "$.items[*]", "key": ["id"], "mode": "upsert"},
+            {"name": "n", "rows": "$.decl[*]", "key": ["id"], "mode": "upsert",
+             "columns": {"id": {"path": "@.id", "type": "integer"}}},
+            {"name": "s", "rows": "$.decl[*]", "key": ["id"], "mode": "upsert",
+             "columns": {"id": {"path": "@.id", "type": "text"}}}])
+        self.run_ok(["run", job, "--quiet", "--concurrency", "1"], code=1)
+        db = os.path.join(d, "out.db")
+        jobs = {j["key"]: j for j in harness.jobs(db)}
+        for key in ("1.json", "3.json", "5.json"):
+            self.assertEqual(jobs[key]["state"], "done", jobs[key])
+        for key in ("2.json", "4.json"):
+            bad = jobs[key]
+            self.assertEqual((bad["state"], bad["error_class"]), ("failed", "permanent"), bad)
+            self.assertIn("an integer beyond 64 bits", bad["error"])
+        # "12" becomes 12 under the column's affinity, "x" stays text.
+        self.assertEqual(sorted(table(db, "t", ["id", "v"]), key=repr),
+                         sorted([(1, "a"), (12, "d"), ("x", "e")], key=repr))
+        # "N/A" is no number: NULL, as docs/jobfile.md says.
+        self.assertEqual(sorted(table(db, "n", ["id"]), key=repr), [(42,), (None,)])
+        self.assertEqual(sorted(table(db, "s", ["id"]), key=repr), [("42",), ("N/A",)])
+        # Declared text alone, the same document loads with its digits.
+        job2 = os.path.join(d, "job2.json")
+        with open(job2, "w") as f:
+            json.dump({"source": {"files": "docs/[45].json"}, "db": "out2.db", "tables": [
+                {"name": "s2", "rows": "$.decl[*]", "key": ["id"], "mode": "upsert",
+                 "columns": {"id": {"path": "@.id", "type": "text"}}}]}, f)
+        self.run_ok(["run", job2, "--quiet"])
+        self.assertEqual(sorted(table(os.path.join(d, "out2.db"), "s2", ["id"])),
+                         sorted([("1e30",), ("18446744073709551614",), ("42",), ("N/A",)]))
+
     def test_files_streams_reused_across_documents(self):
         # Small files are streamed one after another through the loop's pool
         # of json_streams (engine/docstream.c): a document whose `$` value
