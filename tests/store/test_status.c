@@ -52,7 +52,11 @@ static int setup(void **state)
 		" error='HTTP 503 \"busy\"' WHERE url='https://h/2';"
 		"CREATE TABLE \"my \"\"recs\" (_job INTEGER, x INTEGER);"
 		"INSERT INTO \"my \"\"recs\" VALUES (1, 1), (1, 2), (4, 3);"
-		"INSERT INTO _ringfill_columns VALUES ('my \"recs', 'x', 'x');";
+		"INSERT INTO _ringfill_columns VALUES ('my \"recs', 'x', 'x');"
+		/* The same table named by a job file in capitals, and a table
+		 * dropped by hand since: "my \"recs" is listed once, "gone" not. */
+		"INSERT INTO _ringfill_columns VALUES ('MY \"Recs', 'y', 'y');"
+		"INSERT INTO _ringfill_columns VALUES ('gone', 'x', 'x');";
 	assert_int_equal(sqlite3_exec(store_db(st), sql, NULL, NULL, NULL), SQLITE_OK);
 	store_close(st);
 	*state = fx;
@@ -103,6 +107,8 @@ static void test_text_report(void **state)
 	assert_non_null(strstr(out, "e.g. https://h/2"));
 	assert_non_null(strstr(out, "malformed URL"));
 	assert_non_null(strstr(out, "my \"recs                                    3 rows"));
+	assert_null(strstr(out, "MY \"Recs"));
+	assert_null(strstr(out, "gone"));
 	assert_null(strstr(out, "committed checkpoints")); /* none: no line */
 	free(out);
 }
