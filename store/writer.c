@@ -252,6 +252,7 @@ struct writer {
 	size_t cap_rkeys;
 	uint32_t radix_count[RADIX_PASSES][1u << RADIX_BITS];
 	bool jobwise; /* the transaction went one job at a time (tx_apply_jobwise) */
+	const char *wide; /* the table a column could not be added to (-E2BIG): its name */
 	hkey_t *hkeys;
 	size_t n_hkeys, cap_hkeys;
 	layout_t *layouts;
@@ -825,6 +826,18 @@ static int column_name(wtable_t *t, const char *key, size_t klen, char *out, siz
 	return -ENOSPC;
 }
 
+/* A CREATE TABLE or ALTER TABLE ADD COLUMN of t failed: -E2BIG when it was
+ * for SQLite's limit on columns (whose message would name the temporary
+ * table of an ALTER, "sqlite_altertab_t", not t), else -1 with the error
+ * in the connection. */
+static int columns_refused(writer_t *w, wtable_t *t)
+{
+	if (strncmp(sqlite3_errmsg(w->db), "too many columns", 16) != 0)
+		return -1;
+	w->wide = t->name;
+	return -E2BIG;
+}
+
 /* Adds the field's key to the map and returns its column number; with
  * alter, also adds the column to the table. The caller is inside the job's
  * savepoint, so columns_restore can undo all of it. */
@@ -847,7 +860,7 @@ static int column_add(writer_t *w, wtable_t *t, const batch_field_t *f, bool alt
 		    sql_str(&w->sql, column_decl(t, f)) || !sql_end(w))
 			return -ENOMEM;
 		if (sqlite3_exec(w->db, w->sql.data, NULL, NULL, NULL) != SQLITE_OK)
-			return -1;
+			return columns_refused(w, t);
 	}
 	sqlite3_stmt *s = w->colmap_ins;
 	sqlite3_bind_text(s, 1, t->name, -1, SQLITE_STATIC);
@@ -1205,7 +1218,7 @@ static int table_create(writer_t *w, wtable_t *t, const batch_field_t *fields, u
 	if (sql_str(&w->sql, ")") || !sql_end(w))
 		return -ENOMEM;
 	if (sqlite3_exec(w->db, w->sql.data, NULL, NULL, NULL) != SQLITE_OK)
-		return -1;
+		return columns_refused(w, t);
 	t->ours = true;
 	return key_index_create(w, t);
 }
@@ -1751,7 +1764,7 @@ static int job_failed(writer_t *w, const batch_t *b, error_class_t cls, const ch
  * constraint of a hand-made table) fail the job; the others stop the run. */
 static bool job_level_error(int rc, int sqlite_rc)
 {
-	if (rc == -EFBIG || rc == -ERANGE || rc == -ELOOP)
+	if (rc == -EFBIG || rc == -ERANGE || rc == -ELOOP || rc == -E2BIG)
 		return true;
 	if (rc != -1)
 		return false;
@@ -1849,6 +1862,11 @@ static int job_rows(writer_t *w, const batch_t *b)
 	char error[BATCH_ERROR_BYTES_MAX];
 	if (rc == -ELOOP)
 		snprintf(error, sizeof(error), "%s", loop_why);
+	else if (rc == -E2BIG)
+		snprintf(error, sizeof(error),
+		         "database refused the rows: table \"%s\" would have more than %d columns, "
+		         "SQLite's limit (name the columns to keep in the job file's \"columns\")",
+		         w->wide, sqlite3_limit(w->db, SQLITE_LIMIT_COLUMN, -1));
 	else
 		snprintf(error, sizeof(error), "database refused the rows: %s",
 		         rc == -EFBIG    ? "value longer than 2 GiB"
