@@ -123,22 +123,36 @@ static int parse_bytes(const char *flag, const char *s, uint64_t *out)
 	return 0;
 }
 
+/* A header refused: only its name is printed (the text before the first
+ * ':', or nothing when there is none), never its value, which may be a
+ * secret. */
+static int bad_header(const char *from, const char *h, const char *colon, const char *why)
+{
+	if (colon && colon > h)
+		fprintf(stderr, "ringfill run: %s: header '%.*s': %s (its value is not printed; see "
+		        "ringfill --help)\n", from, (int)(colon - h), h, why);
+	else
+		fprintf(stderr, "ringfill run: %s: header: %s (its text is not printed; see ringfill "
+		        "--help)\n", from, why);
+	return 2;
+}
+
 /* Appends "Name: value\r\n" with $VAR / ${VAR} expanded from the environment.
  * A missing variable is an error: sending an empty token silently would be
- * worse. The expanded value is never printed. */
+ * worse. Neither the value nor its expansion is ever printed. */
 int options_add_header(run_opts_t *o, const char *from, const char *h)
 {
 	const char *colon = strchr(h, ':');
 	if (!colon || colon == h)
-		return bad(from, h, "expected 'Name: value'");
+		return bad_header(from, h, NULL, "expected 'Name: value'");
 	for (const char *p = h; p < colon; p++)
 		if (!isgraph((unsigned char)*p))
-			return bad(from, h, "bad character in header name");
+			return bad_header(from, h, colon, "bad character in header name");
 	char *dst = o->headers + o->headers_len;
 	char *lim = o->headers + sizeof o->headers - 3; /* room for CRLF and NUL */
 	for (const char *p = h; *p; p++) {
 		if (*p == '\r' || *p == '\n')
-			return bad(from, h, "header contains a line break");
+			return bad_header(from, h, colon, "header contains a line break");
 		if (*p == '$' && (p[1] == '{' || isalpha((unsigned char)p[1]) || p[1] == '_')) {
 			char name[128];
 			size_t n = 0;
@@ -147,8 +161,11 @@ int options_add_header(run_opts_t *o, const char *from, const char *h)
 			while ((isalnum((unsigned char)*q) || *q == '_') && n < sizeof name - 1)
 				name[n++] = *q++;
 			name[n] = 0;
+			if (isalnum((unsigned char)*q) || *q == '_')
+				return bad_header(from, h, colon, "environment variable name longer than 127 "
+				                  "characters");
 			if (braced && *q++ != '}')
-				return bad(from, h, "unterminated ${VAR}");
+				return bad_header(from, h, colon, "unterminated ${VAR}");
 			const char *val = getenv(name);
 			if (!val) {
 				fprintf(stderr, "ringfill run: %s: environment variable %s is not set\n", from,

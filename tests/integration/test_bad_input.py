@@ -124,6 +124,36 @@ class BadInput(unittest.TestCase):
         self.assertIn("--no-such-flag", proc.stderr)
         self.assertFalse(os.path.exists(self.db), "the database must not be created")
 
+    def test_refused_headers_never_print_their_value(self):
+        """A header refused at start (exit 2, no database) is named by its
+        name alone: its value may be a token. Before, the whole 'Name:
+        value' text was printed, from --header and from a job file."""
+        secret = "sk-live-9f8e7d6c5b4a"
+        urls = harness.write_lines(os.path.join(self.cwd, "urls.txt"),
+                                   list(self.good_urls())[:1])
+        cases = [("X Api Key: " + secret, "header 'X Api Key': bad character in header name"),
+                 ("Authorization Bearer " + secret, "header: expected 'Name: value'"),
+                 ("Authorization: Bearer " + secret + " ${TOK",
+                  "header 'Authorization': unterminated ${VAR}"),
+                 ("Authorization: Bearer $" + "V" * 200,
+                  "header 'Authorization': environment variable name longer than 127")]
+        for header, said in cases:
+            proc = run_ringfill(self.run_args(urls, extra=["--header", header]), cwd=self.cwd)
+            self.assertEqual(proc.returncode, 2, describe(proc))
+            self.assertIn(said, proc.stderr)
+            self.assertNotIn(secret, proc.stderr)
+            self.assertNotIn("V" * 100, proc.stderr)
+            self.assertFalse(os.path.exists(self.db), "the database must not be created")
+        job = os.path.join(self.cwd, "job.json")
+        with open(job, "w") as f:
+            f.write('{"source": {"urls": "urls.txt"}, "db": "rf.db", "http": {"headers":'
+                    ' {"Authorization": "Bearer %s ${TOK"}}}' % secret)
+        proc = run_ringfill(["run", job], cwd=self.cwd)
+        self.assertEqual(proc.returncode, 2, describe(proc))
+        self.assertIn("unterminated ${VAR}", proc.stderr)
+        self.assertNotIn(secret, proc.stderr)
+        self.assertFalse(os.path.exists(self.db), "the database must not be created")
+
     def test_max_body_limit_is_named_exactly(self):
         # The parser's limit is 4 GiB less 16 bytes: "4G" is one byte too many
         # and must be refused with the largest size that is accepted.
