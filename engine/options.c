@@ -370,7 +370,7 @@ int options_check_run(run_opts_t *o)
 	}
 	if (!*o->table)
 		return bad("--table", o->table, "empty table name");
-	if (strncmp(o->table, "_ringfill", 9) == 0)
+	if (strncasecmp(o->table, "_ringfill", 9) == 0) /* SQLite's names ignore case */
 		return bad("--table", o->table, "names starting with _ringfill are reserved");
 	if (o->retry_max_s < o->retry_base_s)
 		o->retry_max_s = o->retry_base_s;

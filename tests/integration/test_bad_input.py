@@ -154,6 +154,19 @@ class BadInput(unittest.TestCase):
         self.assertNotIn(secret, proc.stderr)
         self.assertFalse(os.path.exists(self.db), "the database must not be created")
 
+    def test_reserved_table_names_in_any_case(self):
+        """_ringfill* names are the store's, in any letter case (SQLite's
+        names ignore it): --table _RINGFILL_JOBS is refused at start as
+        _ringfill_jobs is. Before, the run fetched and every job failed."""
+        urls = harness.write_lines(os.path.join(self.cwd, "urls.txt"),
+                                   list(self.good_urls())[:1])
+        for name in ("_RINGFILL_JOBS", "_Ringfill_runs"):
+            args = [a if a != "following" else name for a in self.run_args(urls)]
+            proc = run_ringfill(args, cwd=self.cwd)
+            self.assertEqual(proc.returncode, 2, describe(proc))
+            self.assertIn("names starting with _ringfill are reserved", proc.stderr)
+            self.assertFalse(os.path.exists(self.db), "the database must not be created")
+
     def test_max_body_limit_is_named_exactly(self):
         # The parser's limit is 4 GiB less 16 bytes: "4G" is one byte too many
         # and must be refused with the largest size that is accepted.
