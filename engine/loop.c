@@ -208,23 +208,6 @@ static uint32_t host_hash(const char *name, uint16_t port)
 	return (h ^ port) * 16777619u;
 }
 
-/* A directory name under --raw for the host: lower-case letters, digits, '.',
- * '-' and '_' only, never starting with '.', so it cannot leave --raw. */
-static void host_dirname(host_t *h)
-{
-	size_t n = 0;
-	for (const char *p = h->name; *p && n < URL_HOST_BYTES_MAX; p++) {
-		char c = *p;
-		int ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '-';
-		h->dirname[n++] = ok ? c : '_';
-	}
-	h->dirname[n] = 0;
-	if (h->dirname[0] == '.' || n == 0)
-		h->dirname[0] = '_', h->dirname[n ? n : 1] = 0;
-	if (h->port != 443)
-		snprintf(h->dirname + strlen(h->dirname), 8, "_%u", h->port);
-}
-
 host_t *host_get(loop_t *l, const url_t *u)
 {
 	uint32_t b = host_hash(u->host, u->port) & l->host_mask;
@@ -238,7 +221,7 @@ host_t *host_get(loop_t *l, const url_t *u)
 		return NULL;
 	snprintf(h->name, sizeof h->name, "%s", u->host);
 	h->port = u->port;
-	host_dirname(h);
+	url_host_dirname(h->name, h->port, h->dirname, sizeof h->dirname);
 	h->op_mkdir.kind = OP_MKDIR;
 	unsigned char ip[sizeof(struct in6_addr)];
 	h->is_ip = inet_pton(AF_INET, h->name, ip) == 1 || inet_pton(AF_INET6, h->name, ip) == 1;

@@ -155,7 +155,7 @@ struct host {
 	bool tls_probed;
 	rawdir_state_t rawdir;
 	op_t op_mkdir;
-	char dirname[URL_HOST_BYTES_MAX + 8]; /* under --raw: host, or host_port */
+	char dirname[URL_HOST_DIRNAME_BYTES]; /* under --raw: url_host_dirname */
 	job_t *rawdir_waiters;
 	host_t *blocked_next; /* waiting for a free slot under --concurrency */
 	bool blocked;

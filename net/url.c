@@ -9,6 +9,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -417,6 +418,41 @@ int url_raw_name(const char *s, size_t len, char *out, size_t cap)
 	if (n + 1 > cap)
 		return -ENOSPC;
 	memcpy(out, name, n);
+	out[n] = '\0';
+	return (int)n;
+}
+
+int url_host_dirname(const char *host, uint16_t port, char *out, size_t cap)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	char d[3 * URL_HOST_BYTES_MAX + 8];
+	size_t n = 0;
+	for (const char *p = host; *p && n + 3 < 3 * URL_HOST_BYTES_MAX; p++) {
+		unsigned char c = (unsigned char)*p;
+		bool keep = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+		            (c == '.' && p != host);
+		if (keep) {
+			d[n++] = (char)c;
+		} else {
+			d[n++] = '%';
+			d[n++] = hex[c >> 4];
+			d[n++] = hex[c & 15];
+		}
+	}
+	if (n == 0)
+		d[n++] = '%'; /* no host: a name no host spells */
+	if (port != 443)
+		n += (size_t)snprintf(d + n, 8, "_%u", port);
+	if (n > URL_HOST_DIRNAME_BYTES - 1) {
+		uint64_t f = fnv1a64(host, strlen(host));
+		f = (f ^ port) * 1099511628211u;
+		n = URL_HOST_DIRNAME_BYTES - 1;
+		snprintf(d + n - RAW_SUFFIX_BYTES, RAW_SUFFIX_BYTES + 1, "-%016llx",
+		         (unsigned long long)f);
+	}
+	if (n + 1 > cap)
+		return -ENOSPC;
+	memcpy(out, d, n);
 	out[n] = '\0';
 	return (int)n;
 }

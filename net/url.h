@@ -39,6 +39,17 @@ int url_parse(const char *s, size_t len, url_t *u, const char **reason);
  * Writes a NUL-terminated name into out; returns its length, or -ENOSPC. */
 int url_raw_name(const char *s, size_t len, char *out, size_t cap);
 
+/* The directory under --raw for a host and port, one to one with them: the
+ * host's lower-case letters, digits, '.' and '-' as they are, every other
+ * byte (an IPv6 literal's ':', a '_') and a leading '.' as %XX, then "_PORT"
+ * when the port is not 443 (the only '_' a name holds). So it is never "",
+ * "." or "..", holds no '/', and cannot leave --raw. A name longer than
+ * NAME_MAX keeps its first bytes and ends in "-" and 16 hex digits of a hash
+ * of host and port. Writes it NUL-terminated into out (cap at least
+ * URL_HOST_DIRNAME_BYTES); returns its length, or -ENOSPC. */
+#define URL_HOST_DIRNAME_BYTES 256u /* NAME_MAX and a NUL */
+int url_host_dirname(const char *host, uint16_t port, char *out, size_t cap);
+
 /* Percent-encodes s into out (RFC 3986: the unreserved bytes A-Z a-z 0-9
  * - . _ ~ stay, every other byte becomes %XX), so a value put into a URL can
  * never add a path segment, a query or a fragment. NUL-terminates; returns

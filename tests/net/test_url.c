@@ -311,6 +311,50 @@ static void test_raw_name_one_to_one(void **state)
 				fail_msg("%s and %s share the raw name %s", urls[i], urls[k], names[i]);
 }
 
+/* The host's directory under --raw is one to one with (host, port): no two
+ * of these share one, none is "", "." or "..", none holds a '/'. Before,
+ * bytes outside [a-z0-9.-] became '_', so "a" on 8443 and "a_8443" on 443
+ * (or "::1" and "__1") shared a directory, and a raw file another job's. */
+static void test_host_dirname_one_to_one(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *host;
+		uint16_t port;
+	} hosts[] = {{"a", 8443},  {"a_8443", 443}, {"a", 443},      {"::1", 443},  {"__1", 443},
+	             {".x", 443},  {"_x", 443},     {"%2ex", 443},   {"x", 80},     {"x_80", 443},
+	             {"", 443},    {"", 8443},      {"127.0.0.1", 443}, {"a.b-c", 443}};
+	enum { N = sizeof(hosts) / sizeof(hosts[0]) };
+	char names[N][URL_HOST_DIRNAME_BYTES];
+	for (size_t i = 0; i < N; i++) {
+		assert_true(url_host_dirname(hosts[i].host, hosts[i].port, names[i],
+		                             sizeof(names[i])) > 0);
+		assert_null(strchr(names[i], '/'));
+		assert_int_not_equal(names[i][0], '.');
+	}
+	for (size_t i = 0; i < N; i++)
+		for (size_t k = i + 1; k < N; k++)
+			if (strcmp(names[i], names[k]) == 0)
+				fail_msg("%s:%u and %s:%u share the directory %s", hosts[i].host,
+				         hosts[i].port, hosts[k].host, hosts[k].port, names[i]);
+	/* Plain names stay as they were: earlier runs' directories are found. */
+	char out[URL_HOST_DIRNAME_BYTES];
+	url_host_dirname("example.com", 443, out, sizeof(out));
+	assert_string_equal(out, "example.com");
+	url_host_dirname("127.0.0.1", 8443, out, sizeof(out));
+	assert_string_equal(out, "127.0.0.1_8443");
+	url_host_dirname("::1", 8443, out, sizeof(out));
+	assert_string_equal(out, "%3A%3A1_8443");
+	/* At most NAME_MAX bytes, two long hosts still apart. */
+	char h1[256], h2[256], o1[URL_HOST_DIRNAME_BYTES], o2[URL_HOST_DIRNAME_BYTES];
+	memset(h1, '_', 253), h1[253] = 0;
+	memcpy(h2, h1, sizeof(h2)), h2[252] = 'x';
+	assert_int_equal(url_host_dirname(h1, 443, o1, sizeof(o1)), 255);
+	assert_int_equal(url_host_dirname(h2, 443, o2, sizeof(o2)), 255);
+	assert_string_not_equal(o1, o2);
+	assert_int_equal(url_host_dirname("a", 443, o1, 1), -ENOSPC);
+}
+
 static void test_raw_name_capacity(void **state)
 {
 	(void)state;
@@ -369,6 +413,7 @@ int main(void)
 	    cmocka_unit_test(test_raw_name_long_and_queries),
 	    cmocka_unit_test(test_raw_name_one_to_one),
 	    cmocka_unit_test(test_raw_name_capacity),
+	    cmocka_unit_test(test_host_dirname_one_to_one),
 	    cmocka_unit_test(test_template_dot_segment),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
