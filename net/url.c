@@ -374,6 +374,35 @@ static size_t insert_hash(char *name, size_t n, uint64_t h)
 	return n + RAW_SUFFIX_BYTES;
 }
 
+/* True when name[0..n) ends with "-" and 16 lowercase hex digits at the end
+ * or before an extension ('.' and up to 9 letters or digits): as every name
+ * insert_hash made does. A plain path whose name looks so is hashed too, or
+ * /a/b-HASH.json could take the name /a_b.json was given. */
+static bool looks_hashed(const char *name, size_t n)
+{
+	size_t ends[2] = {n, n};
+	for (size_t i = n; i > 1 && n - i < RAW_EXT_BYTES_MAX; i--) { /* as insert_hash */
+		char c = name[i - 1];
+		if (c == '.') {
+			ends[1] = i - 1;
+			break;
+		}
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')))
+			break;
+	}
+	for (unsigned e = 0; e < 2; e++) {
+		size_t end = ends[e];
+		if (end < RAW_SUFFIX_BYTES || name[end - RAW_SUFFIX_BYTES] != '-')
+			continue;
+		bool hex = true;
+		for (size_t i = end - RAW_HASH_HEX_DIGITS; i < end && hex; i++)
+			hex = (name[i] >= '0' && name[i] <= '9') || (name[i] >= 'a' && name[i] <= 'f');
+		if (hex)
+			return true;
+	}
+	return false;
+}
+
 int url_raw_name(const char *s, size_t len, char *out, size_t cap)
 {
 	const char *path;
@@ -412,6 +441,11 @@ int url_raw_name(const char *s, size_t len, char *out, size_t cap)
 	/* A leading '.' could make ".", ".." or a hidden file. */
 	if (name[0] == '.')
 		name[0] = '_';
+	if (!suffix && looks_hashed(name, n)) {
+		suffix = true;
+		if (n > RAW_NAME_BYTES_MAX - RAW_SUFFIX_BYTES)
+			n = RAW_NAME_BYTES_MAX - RAW_SUFFIX_BYTES;
+	}
 	if (suffix)
 		n = insert_hash(name, n, fnv1a64(s, hashed_len));
 	assert(n > 0 && n <= RAW_NAME_BYTES_MAX && name[0] != '.');

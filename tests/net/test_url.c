@@ -311,6 +311,36 @@ static void test_raw_name_one_to_one(void **state)
 				fail_msg("%s and %s share the raw name %s", urls[i], urls[k], names[i]);
 }
 
+/* A plain path whose name ends as a hashed one does ("-" and 16 hex digits,
+ * before an extension or at the end) is hashed as well, so it cannot take
+ * the name another URL was given. Before, /a/b-HASH.json (HASH the one
+ * /a_b.json gets) was named a_b-HASH.json, the file of /a_b.json. */
+static void test_raw_name_plain_path_shaped_like_a_hash(void **state)
+{
+	(void)state;
+	static const char *const exts[] = {".json", "", ".ndjson"};
+	for (size_t e = 0; e < sizeof(exts) / sizeof(*exts); e++) {
+		char url[128], hashed[RAW_NAME_BYTES_MAX + 1], plain_url[300],
+		    plain[RAW_NAME_BYTES_MAX + 1];
+		snprintf(url, sizeof(url), "https://h/a_b%s", exts[e]);
+		name_of(url, hashed, sizeof(hashed)); /* a_b-HASH.json */
+		assert_int_equal(strncmp(hashed, "a_b-", 4), 0);
+		snprintf(plain_url, sizeof(plain_url), "https://h/a/%s", hashed + 2);
+		name_of(plain_url, plain, sizeof(plain));
+		if (strcmp(plain, hashed) == 0)
+			fail_msg("%s and %s share the raw name %s", url, plain_url, plain);
+		assert_true(strlen(plain) > strlen(hashed)); /* its own hash added */
+	}
+	/* Names with fewer or other digits stay plain. */
+	char out[RAW_NAME_BYTES_MAX + 1];
+	name_of("https://h/a/b-0123456789abcde.json", out, sizeof(out));
+	assert_string_equal(out, "a_b-0123456789abcde.json");
+	name_of("https://h/a/b-0123456789ABCDEF.json", out, sizeof(out));
+	assert_string_equal(out, "a_b-0123456789ABCDEF.json");
+	name_of("https://h/a/b-0123456789abcdef.json", out, sizeof(out));
+	assert_int_not_equal(strcmp(out, "a_b-0123456789abcdef.json"), 0);
+}
+
 /* The host's directory under --raw is one to one with (host, port): no two
  * of these share one, none is "", "." or "..", none holds a '/'. Before,
  * bytes outside [a-z0-9.-] became '_', so "a" on 8443 and "a_8443" on 443
@@ -413,6 +443,7 @@ int main(void)
 	    cmocka_unit_test(test_raw_name_long_and_queries),
 	    cmocka_unit_test(test_raw_name_one_to_one),
 	    cmocka_unit_test(test_raw_name_capacity),
+	    cmocka_unit_test(test_raw_name_plain_path_shaped_like_a_hash),
 	    cmocka_unit_test(test_host_dirname_one_to_one),
 	    cmocka_unit_test(test_template_dot_segment),
 	};
