@@ -631,8 +631,14 @@ typedef struct {
 	const char *digits; /* the integer part's digits, then the fraction's */
 	size_t int_len, frac_len;
 	const char *frac;
-	long long exp; /* clamped to +-100000 */
+	long long exp; /* clamped to +-2^40: past any digit count a document can hold (4 GiB) */
 } decimal_t;
+
+/* Where decimal_scan stops reading an exponent: larger than any count of
+ * digits, so int_len + exp decides "whole" as the true exponent would
+ * (before 2026-12-08 it was 100000, and 100001 digits then e-1000000, not
+ * whole, were taken for 1). */
+#define DECIMAL_EXP_MAX (1LL << 40)
 
 static bool decimal_scan(const char *s, size_t n, decimal_t *m)
 {
@@ -656,7 +662,7 @@ static bool decimal_scan(const char *s, size_t n, decimal_t *m)
 			eneg = s[i++] == '-';
 		size_t at = i;
 		for (; i < n && s[i] >= '0' && s[i] <= '9'; i++)
-			if (m->exp < 100000)
+			if (m->exp < DECIMAL_EXP_MAX)
 				m->exp = m->exp * 10 + (s[i] - '0');
 		if (i == at)
 			return false;

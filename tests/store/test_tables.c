@@ -189,6 +189,54 @@ static void test_integer_and_real_conversions_are_exact(void **state)
 	table_specs_free(t, 1);
 }
 
+typedef struct {
+	const char *v, *want;
+} conv_case_t;
+
+/* Each case's value {"v": V} through a table of the declared columns of t,
+ * rendered, against its want. */
+static void expect_conversions(table_spec_t *t, const conv_case_t *cases, size_t n)
+{
+	for (size_t k = 0; k < n; k++) {
+		size_t cap = strlen(cases[k].v) + 32;
+		char *doc = malloc(cap), rows[1][ROW_TEXT_BYTES], want[128];
+		snprintf(doc, cap, "[{\"v\":%s}]", cases[k].v);
+		const char *reason = NULL;
+		batch_t *b = batch_new(BATCH_JOB_DONE, 1);
+		assert_int_equal(add_doc(b, t, 1, doc, NULL, &reason), 0);
+		assert_int_equal(render_rows(b, rows, 1), 1);
+		snprintf(want, sizeof(want), "0: %s", cases[k].want);
+		if (strcmp(rows[0], want) != 0)
+			fail_msg("%.20s: got \"%s\", want \"%s\"", cases[k].v, rows[0], want);
+		batch_free(b);
+		free(doc);
+	}
+}
+
+/* An exponent too large to read exactly still decides "whole" as the true
+ * one would: 1 with 100,000 zeros and e-1000000 is 10^-900000, not 1 (the
+ * exponent was read up to 100000 and the number taken for 1). */
+static void test_huge_exponents_decide_whole_exactly(void **state)
+{
+	(void)state;
+	table_spec_t *t = calloc(1, sizeof(*t));
+	table(&t[0], "v", "$[*]", 1, TABLE_APPEND);
+	col(&t[0].cols[0], "i", "@.v", COLUMN_INTEGER);
+	size_t zeros = 100000;
+	char *tiny = malloc(zeros + 64), *one = malloc(zeros + 64);
+	tiny[0] = one[0] = '1';
+	memset(tiny + 1, '0', zeros);
+	memset(one + 1, '0', zeros);
+	strcpy(tiny + 1 + zeros, "e-1000000"); /* 10^-900000 */
+	strcpy(one + 1 + zeros, "e-100000");   /* 1 */
+	const conv_case_t cases[] = {{tiny, "i=n"}, {one, "i=i:1"}, {"1e99999999999", "i=g:1e99999999999"},
+	                             {"0e99999999999", "i=i:0"}, {"1e-99999999999", "i=n"}};
+	expect_conversions(t, cases, sizeof(cases) / sizeof(*cases));
+	free(tiny);
+	free(one);
+	table_specs_free(t, 1);
+}
+
 static void test_types_null_if_and_sources(void **state)
 {
 	(void)state;
@@ -675,6 +723,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_types_null_if_and_sources),
 		cmocka_unit_test(test_integer_and_real_conversions_are_exact),
+		cmocka_unit_test(test_huge_exponents_decide_whole_exactly),
 		T(test_modes_keys_and_one_transaction_per_job),
 		T(test_changed_key_remakes_its_index),
 		T(test_table_made_meanwhile_gets_its_key),
