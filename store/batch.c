@@ -853,8 +853,10 @@ static int convert_boolean(flat_ctx_t *c, const json_doc_t *d, uint32_t n, size_
 	switch (json_type(d, n)) {
 	case JSON_TRUE: t = 1; break;
 	case JSON_FALSE: t = 0; break;
-	case JSON_NUMBER:
-		if (json_number_int64(d, n, &v) == 0 && (v == 0 || v == 1))
+	case JSON_NUMBER: /* whole, as for an integer column: 1.0 and 1e0 are 1 */
+		if ((json_number_int64(d, n, &v) == 0 ||
+		     decimal_whole(d->src + d->nodes[n].start, d->nodes[n].len, &v) == 1) &&
+		    (v == 0 || v == 1))
 			t = (int)v;
 		break;
 	case JSON_STRING:

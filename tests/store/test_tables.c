@@ -237,6 +237,24 @@ static void test_huge_exponents_decide_whole_exactly(void **state)
 	table_specs_free(t, 1);
 }
 
+/* A boolean column takes a whole 0 or 1 as an integer column would (1.0,
+ * 1e0, -0.0): before, only the integers 0 and 1 were, and 1.0 was NULL. */
+static void test_boolean_takes_whole_numbers(void **state)
+{
+	(void)state;
+	table_spec_t *t = calloc(1, sizeof(*t));
+	table(&t[0], "v", "$[*]", 2, TABLE_APPEND);
+	col(&t[0].cols[0], "b", "@.v", COLUMN_BOOLEAN);
+	col(&t[0].cols[1], "i", "@.v", COLUMN_INTEGER);
+	const conv_case_t cases[] = {
+		{"1.0", "b=b:1 i=i:1"}, {"0.0", "b=b:0 i=i:0"},   {"-0.0", "b=b:0 i=i:0"},
+		{"1e0", "b=b:1 i=i:1"}, {"10e-1", "b=b:1 i=i:1"}, {"2.0", "b=n i=i:2"},
+		{"0.5", "b=n i=n"},     {"\"1.0\"", "b=n i=i:1"},
+	};
+	expect_conversions(t, cases, sizeof(cases) / sizeof(*cases));
+	table_specs_free(t, 1);
+}
+
 static void test_types_null_if_and_sources(void **state)
 {
 	(void)state;
@@ -724,6 +742,7 @@ int main(void)
 		cmocka_unit_test(test_types_null_if_and_sources),
 		cmocka_unit_test(test_integer_and_real_conversions_are_exact),
 		cmocka_unit_test(test_huge_exponents_decide_whole_exactly),
+		cmocka_unit_test(test_boolean_takes_whole_numbers),
 		T(test_modes_keys_and_one_transaction_per_job),
 		T(test_changed_key_remakes_its_index),
 		T(test_table_made_meanwhile_gets_its_key),
