@@ -10,6 +10,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -1508,38 +1509,106 @@ static void bind_real_as_text(sqlite3_stmt *s, int p, double x)
 	sqlite3_bind_text(s, p, buf, n, SQLITE_TRANSIENT);
 }
 
-/* True when SQLite's NUMERIC affinity would read text s[0..n) as an
- * integer (sqlite3AtoF's "pure integer": spaces around it, a sign, digits)
- * that int64 cannot hold: the column then keeps a REAL of its first 15
- * digits, so distinct strings such as ids would meet. */
-static bool text_int_beyond(const char *s, size_t n)
+static inline bool sql_space(char c)
+{
+	return c == ' ' || (c >= '\t' && c <= '\r'); /* sqlite3Isspace */
+}
+
+/* Text s[0..n) bound into a column of numeric affinity (aff AFF_NUMERIC or
+ * AFF_REAL), which SQLite turns into a number when it reads as one
+ * (sqlite3AtoF: spaces around, a sign, digits with an optional '.', an
+ * optional exponent): -ERANGE when it is an integer beyond int64 and the
+ * column is INTEGER or NUMERIC (SQLite keeps a REAL of its first 15
+ * digits); -EDOM when its magnitude is beyond a double's (SQLite keeps
+ * infinity); else 0. Either way distinct strings (ids) would meet. */
+static int text_number_lossy(const char *s, size_t n, uint8_t aff)
 {
 	size_t i = 0;
-	while (i < n && (s[i] == ' ' || (s[i] >= '\t' && s[i] <= '\r')))
+	while (i < n && sql_space(s[i]))
 		i++;
-	bool neg = i < n && s[i] == '-';
-	if (i < n && (s[i] == '-' || s[i] == '+'))
+	if (i == n || !((s[i] >= '0' && s[i] <= '9') || s[i] == '-' || s[i] == '+' || s[i] == '.'))
+		return 0; /* the usual text: not a number */
+	bool neg = s[i] == '-';
+	if (s[i] == '-' || s[i] == '+')
 		i++;
 	while (i < n && s[i] == '0')
 		i++;
-	size_t d0 = i;
+	size_t d0 = i; /* the first significant digit of the integer part */
 	while (i < n && s[i] >= '0' && s[i] <= '9')
 		i++;
-	size_t digits = i - d0;
-	while (i < n && (s[i] == ' ' || (s[i] >= '\t' && s[i] <= '\r')))
+	size_t int_digits = i - d0, zeros = 0; /* zeros: the fraction's before its first digit */
+	bool any = int_digits > 0 || (d0 > 0 && s[d0 - 1] == '0'), frac = false;
+	const char *sig = int_digits ? s + d0 : NULL; /* the first significant digit */
+	if (i < n && s[i] == '.') {
+		frac = true;
 		i++;
-	if (i != n || digits < 19)
-		return false;
-	return digits > 19 || memcmp(s + d0, neg ? "9223372036854775808" : "9223372036854775807",
-	                             19) > 0;
+		size_t f0 = i;
+		while (i < n && s[i] >= '0' && s[i] <= '9') {
+			if (!sig && s[i] != '0')
+				sig = s + i;
+			else if (!sig)
+				zeros++;
+			i++;
+		}
+		any = any || i > f0;
+	}
+	if (!any)
+		return 0;
+	long long exp = 0;
+	if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+		i++;
+		bool eneg = i < n && s[i] == '-';
+		if (i < n && (s[i] == '-' || s[i] == '+'))
+			i++;
+		size_t ed = i;
+		for (; i < n && s[i] >= '0' && s[i] <= '9'; i++)
+			if (exp < 100000)
+				exp = exp * 10 + (s[i] - '0');
+		if (i == ed)
+			return 0; /* "1e" is text */
+		exp = eneg ? -exp : exp;
+	}
+	while (i < n && sql_space(s[i]))
+		i++;
+	if (i != n)
+		return 0; /* "12abc" is text */
+	if (!frac && exp == 0 && aff == AFF_NUMERIC &&
+	    (int_digits > 19 ||
+	     (int_digits == 19 &&
+	      memcmp(s + d0, neg ? "9223372036854775808" : "9223372036854775807", 19) > 0)))
+		return -ERANGE;
+	if (!sig)
+		return 0; /* zero */
+	/* The decimal exponent of the first significant digit: 10^mag <= |x|. */
+	long long mag = (int_digits ? (long long)int_digits - 1 : -(long long)zeros - 1) + exp;
+	if (mag < DBL_MAX_10_EXP)
+		return 0;
+	if (mag > DBL_MAX_10_EXP)
+		return -EDOM;
+	/* 1e308 to 9.99e308: the first digits decide, through strtod. */
+	char buf[48];
+	size_t k = 0;
+	for (const char *p = sig; p < s + n && k < 40; p++) {
+		if (*p == '.')
+			continue;
+		if (*p < '0' || *p > '9')
+			break;
+		buf[k++] = *p;
+		if (k == 1)
+			buf[k++] = '.'; /* d.ddd */
+	}
+	snprintf(buf + k, sizeof(buf) - k, "e%d", DBL_MAX_10_EXP);
+	return isinf(strtod(buf, NULL)) ? -EDOM : 0;
 }
 
 /* aff: the affinity of the field's column (w->g_aff). -ERANGE: the digits
  * of an integer beyond int64 for a column of INTEGER or NUMERIC affinity,
  * where SQLite would keep only a REAL of 15 digits (distinct keys would
  * meet), whether they came as a JSON number or as a string; a REAL column
- * takes its double, as it takes any number's, up to BIGINT_REAL_DIGITS_MAX
- * digits (past them, a double is infinite anyway). */
+ * takes its double, as it takes any number's. -EDOM: a number beyond a
+ * double's range (1e500, or 400 digits) for a column of REAL, INTEGER or
+ * NUMERIC affinity, which would keep infinity: every such value would be
+ * one. A TEXT column keeps both as written. */
 #define BIGINT_REAL_DIGITS_MAX 400u
 static inline int field_bind(sqlite3_stmt *s, int p, const batch_field_t *f, uint8_t aff)
 {
@@ -1563,10 +1632,13 @@ static inline int field_bind(sqlite3_stmt *s, int p, const batch_field_t *f, uin
 		if (aff == AFF_REAL) {
 			char digits[BIGINT_REAL_DIGITS_MAX + 1];
 			if (f->value_len > BIGINT_REAL_DIGITS_MAX)
-				return -ERANGE;
+				return -EDOM; /* past 309 digits a double is infinite */
 			memcpy(digits, f->value, f->value_len);
 			digits[f->value_len] = '\0';
-			sqlite3_bind_double(s, p, strtod(digits, NULL));
+			x = strtod(digits, NULL);
+			if (isinf(x))
+				return -EDOM;
+			sqlite3_bind_double(s, p, x);
 			break;
 		}
 		if (f->value_len > INT32_MAX)
@@ -1574,8 +1646,11 @@ static inline int field_bind(sqlite3_stmt *s, int p, const batch_field_t *f, uin
 		sqlite3_bind_text(s, p, f->value, (int)f->value_len, SQLITE_STATIC);
 		break;
 	case FIELD_TEXT:
-		if (aff == AFF_NUMERIC && text_int_beyond(f->value, f->value_len))
-			return -ERANGE;
+		if (aff == AFF_NUMERIC || aff == AFF_REAL) {
+			int lossy = text_number_lossy(f->value, f->value_len, aff);
+			if (lossy)
+				return lossy;
+		}
 		/* fall through */
 	case FIELD_JSON:
 		if (f->value_len > INT32_MAX)
@@ -1764,7 +1839,7 @@ static int job_failed(writer_t *w, const batch_t *b, error_class_t cls, const ch
  * constraint of a hand-made table) fail the job; the others stop the run. */
 static bool job_level_error(int rc, int sqlite_rc)
 {
-	if (rc == -EFBIG || rc == -ERANGE || rc == -ELOOP || rc == -E2BIG)
+	if (rc == -EFBIG || rc == -ERANGE || rc == -EDOM || rc == -ELOOP || rc == -E2BIG)
 		return true;
 	if (rc != -1)
 		return false;
@@ -1874,7 +1949,10 @@ static int job_rows(writer_t *w, const batch_t *b)
 		                           "NUMERIC affinity, which would keep only its first 15 "
 		                           "digits; declare the column \"type\": \"text\" to keep "
 		                           "them all"
-		                         : sqlite3_errmsg(w->db));
+		         : rc == -EDOM ? "a number beyond the range of a double (about 1.8e308) for a "
+		                         "column of REAL, INTEGER or NUMERIC affinity, which would keep "
+		                         "infinity; declare the column \"type\": \"text\" to keep it"
+		                       : sqlite3_errmsg(w->db));
 	if (savepoint_step(w, w->sp_rollback) != 0 || savepoint_step(w, w->sp_release) != 0)
 		return -1;
 	columns_restore(w);

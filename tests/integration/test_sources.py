@@ -635,6 +635,45 @@ class Sources(unittest.TestCase):
         self.assertEqual(sorted(table(os.path.join(d, "out2.db"), "s2", ["id"])),
                          sorted([("1e30",), ("18446744073709551614",), ("42",), ("N/A",)]))
 
+    def test_numbers_beyond_a_double_never_meet_as_infinity(self):
+        """1e500, 1e999, a 500-digit integer or the string "1e500" going into
+        a column of REAL, INTEGER or NUMERIC affinity would all be stored as
+        infinity, one value: upsert kept one record of two. Such a job now
+        fails, permanent, saying why (for the 500 digits into a REAL column
+        the reason was the INTEGER one); a TEXT column keeps them as
+        written."""
+        d = self.workdir()
+        big = "9" * 500
+        self.write_docs(d, (
+            ("1.json", '{"r": [{"k": 1.5, "v": "a"}], "i": [{"k": 7, "v": "a"}]}'),
+            ("2.json", '{"r": [{"k": 1e500, "v": "b"}, {"k": 1e999, "v": "c"}]}'),
+            ("3.json", '{"i": [{"k": 1e500, "v": "b"}, {"k": 1e999, "v": "c"}]}'),
+            ("4.json", '{"r": [{"k": "1e500", "v": "b"}, {"k": " 2E+400 ", "v": "c"}]}'),
+            ("5.json", '{"r": [{"k": %s, "v": "b"}]}' % big),
+            ("6.json", '{"t": [{"k": 1e500}, {"k": 1e999}, {"k": "1e500"}, {"k": %s}],'
+                       ' "r": [{"k": "1.7e308", "v": "d"}, {"k": "1e-500", "v": "e"},'
+                       ' {"k": "x1e500", "v": "f"}]}' % big)))
+        job = self.files_job(d, [
+            {"name": "r", "rows": "$.r[*]", "key": ["k"], "mode": "upsert"},
+            {"name": "i", "rows": "$.i[*]", "key": ["k"], "mode": "upsert"},
+            {"name": "t", "rows": "$.t[*]", "key": ["k"], "mode": "upsert",
+             "columns": {"k": {"path": "@.k", "type": "text"}}}])
+        self.run_ok(["run", job, "--quiet", "--concurrency", "1"], code=1)
+        db = os.path.join(d, "out.db")
+        jobs = {j["key"]: j for j in harness.jobs(db)}
+        for key in ("1.json", "6.json"):
+            self.assertEqual(jobs[key]["state"], "done", jobs[key])
+        for key in ("2.json", "3.json", "4.json", "5.json"):
+            bad = jobs[key]
+            self.assertEqual((bad["state"], bad["error_class"]), ("failed", "permanent"), bad)
+            self.assertIn("a number beyond the range of a double", bad["error"])
+        self.assertEqual(sorted(table(db, "r", ["k", "v"]), key=repr),
+                         sorted([(1.5, "a"), (1.7e308, "d"), (0.0, "e"), ("x1e500", "f")],
+                                key=repr))
+        self.assertEqual(table(db, "i", ["k", "v"]), [(7, "a")])
+        self.assertEqual(sorted(table(db, "t", ["k"])),
+                         sorted([("1e500",), ("1e999",), (big,)]))
+
     def test_files_streams_reused_across_documents(self):
         # Small files are streamed one after another through the loop's pool
         # of json_streams (engine/docstream.c): a document whose `$` value
