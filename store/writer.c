@@ -92,7 +92,7 @@ typedef struct {
 	uint64_t key8, key8_mask; /* the key's first 8 bytes (fewer: zero above), host
 	                           * order, and the mask of those bytes */
 	uint32_t key_len;
-	bool adopted; /* an existing table column, not one we added */
+	uint32_t taken_before; /* its name's writer_t.taken entry before: what a rollback restores */
 	int8_t aff;      /* its declared type's affinity (AFF_*), or -1 not looked up */
 } column_t;
 
@@ -767,9 +767,10 @@ static bool tx_due(const writer_t *w, uint64_t now)
 
 /* ---- columns ----------------------------------------------------------- */
 
-/* Remembers key → col as column number n_cols. */
+/* Remembers key → col as column number n_cols. taken: the column name's
+ * entry in t->taken until now (MAP_ABSENT for a column we add). */
 static int column_push(wtable_t *t, const char *key, size_t klen, const char *col, size_t clen,
-                       bool adopted)
+                       uint32_t taken)
 {
 	if (t->n_cols == t->cap_cols) {
 		uint32_t cap = t->cap_cols ? t->cap_cols * 2 : 64;
@@ -797,7 +798,7 @@ static int column_push(wtable_t *t, const char *key, size_t klen, const char *co
 	c->key8 = 0;
 	memcpy(&c->key8, key, klen < sizeof(c->key8) ? klen : sizeof(c->key8));
 	c->key8_mask = klen < sizeof(c->key8) ? (UINT64_C(1) << (8 * klen)) - 1 : UINT64_MAX;
-	c->adopted = adopted;
+	c->taken_before = taken;
 	t->n_cols++;
 	return 0;
 }
@@ -805,9 +806,15 @@ static int column_push(wtable_t *t, const char *key, size_t klen, const char *co
 /* The column for a new key: the key itself (NUL bytes as '_', "" as "_"),
  * or with "_2", "_3"... when another key already holds that name in any
  * letter case (SQLite names are case-insensitive). A column of the table that
- * no key holds yet (a table made by hand) is adopted as it is. */
+ * no key holds yet (a table made by hand) is adopted as it is, and so is, in
+ * a table with declared columns, one that another spelling of the name
+ * holds: there the names are the columns' (the job file keeps them apart
+ * ignoring case), so "ID" is the column an earlier run's "id" made. Before
+ * 2026-12-08 it got ID_2, the key's index moved to it, and upsert stored
+ * every record again. *taken: the name's writer_t.taken entry, MAP_ABSENT
+ * for a new column. */
 static int column_name(wtable_t *t, const char *key, size_t klen, char *out, size_t *out_len,
-                       bool *adopt)
+                       uint32_t *taken)
 {
 	assert(klen <= BATCH_COLUMN_NAME_BYTES_MAX);
 	size_t base = klen ? klen : 1;
@@ -818,8 +825,9 @@ static int column_name(wtable_t *t, const char *key, size_t klen, char *out, siz
 	*out_len = base;
 	for (uint32_t suffix = 2; suffix < WRITER_COLUMN_SUFFIX_MAX; suffix++) {
 		uint32_t held = taken_get(t, out, *out_len);
-		if (held == MAP_ABSENT || held == TAKEN_UNMAPPED) {
-			*adopt = held == TAKEN_UNMAPPED;
+		bool declared = t->spec && t->spec->n_cols && suffix == 2;
+		if (held == MAP_ABSENT || held == TAKEN_UNMAPPED || declared) {
+			*taken = held;
 			return 0;
 		}
 		*out_len = base + (size_t)snprintf(out + base, 12, "_%u", suffix);
@@ -847,14 +855,14 @@ static int column_add(writer_t *w, wtable_t *t, const batch_field_t *f, bool alt
 {
 	char col[BATCH_COLUMN_NAME_BYTES_MAX + 16];
 	size_t clen;
-	bool adopt;
-	int rc = column_name(t, f->name, f->name_len, col, &clen, &adopt);
+	uint32_t taken;
+	int rc = column_name(t, f->name, f->name_len, col, &clen, &taken);
 	if (rc == 0)
-		rc = column_push(t, f->name, f->name_len, col, clen, adopt);
+		rc = column_push(t, f->name, f->name_len, col, clen, taken);
 	if (rc != 0)
 		return rc;
 	*idx = t->n_cols - 1;
-	if (alter && !adopt) {
+	if (alter && taken == MAP_ABSENT) {
 		w->sql.len = 0;
 		if (sql_str(&w->sql, "ALTER TABLE ") || sql_ident(&w->sql, t->name, strlen(t->name)) ||
 		    sql_str(&w->sql, " ADD COLUMN ") || sql_ident(&w->sql, col, clen) ||
@@ -902,8 +910,7 @@ static void columns_restore(writer_t *w)
 			size_t clen = strlen(c->col);
 			ascii_lower(low, c->col, clen);
 			map_mark(&t->keys, c->key, c->key_len, MAP_ABSENT);
-			map_mark(&t->taken, low, (uint32_t)clen,
-			         c->adopted ? TAKEN_UNMAPPED : MAP_ABSENT);
+			map_mark(&t->taken, low, (uint32_t)clen, c->taken_before);
 			free(c->key);
 			free(c->col);
 		}
@@ -952,7 +959,7 @@ static int columns_load(writer_t *w, wtable_t *t)
 			if (map_get(&t->keys, key, (uint32_t)klen) != MAP_ABSENT)
 				continue;
 			if (column_push(t, key, klen, (const char *)sqlite3_column_text(s, 1),
-			                (size_t)sqlite3_column_bytes(s, 1), false) != 0) {
+			                (size_t)sqlite3_column_bytes(s, 1), MAP_ABSENT) != 0) {
 				sqlite3_finalize(s);
 				return fatal(w, "writer: out of memory");
 			}

@@ -557,6 +557,28 @@ class Sources(unittest.TestCase):
         self.run_ok(["run", os.path.join(d, "jc.json"), "--quiet"])
         self.assertIn((3, "why"), table(db, "t", ["id", "y"]))
 
+    def test_declared_column_renamed_in_another_case_is_the_same_column(self):
+        """A job file's declared column and key "id", renamed "ID" for the
+        next run, is the same column (SQLite's names ignore case): the next
+        document's record with id 1 replaces the first. Before, the rename
+        made a column ID_2, moved the key's index to it, and upsert stored
+        the record a second time."""
+        d = self.workdir()
+        self.write_docs(d, (("a.json", '{"id": 1, "x": "a"}'),))
+        self.run_ok(["run", self.files_job(d, [
+            {"name": "t", "columns": {"id": "@.id", "x": "@.x"}, "key": ["id"],
+             "mode": "upsert"}]), "--quiet"])
+        with open(os.path.join(d, "docs", "b.json"), "w") as f:
+            f.write('{"id": 1, "x": "b", "y": 2}')
+        self.run_ok(["run", self.files_job(d, [
+            {"name": "t", "columns": {"ID": "@.id", "x": "@.x", "Y": "@.y"}, "key": ["ID"],
+             "mode": "upsert"}]), "--quiet"])
+        db = os.path.join(d, "out.db")
+        with harness.open_db(db) as con:
+            cols = [r[1] for r in con.execute("PRAGMA table_info(t)")]
+        self.assertEqual(cols, ["_job", "id", "x", "Y"])
+        self.assertEqual(table(db, "t", ["id", "x", "Y"]), [(1, "b", 2)])
+
     def test_integers_beyond_64_bits_never_meet_in_a_numeric_column(self):
         """An integer beyond int64 is kept as its digits in a TEXT column (a
         column made by such a first value is TEXT); for a column of INTEGER
