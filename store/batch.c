@@ -354,6 +354,26 @@ static int set_insert(flat_ctx_t *c, uint32_t off)
 	return 0;
 }
 
+/* The reason for two fields of a record with the one column name
+ * name[0..n): the name, printable bytes only and cut at 64, in a buffer of
+ * the calling thread's, valid until its next failure. */
+static const char *collision_reason(const char *name, size_t n)
+{
+	static _Thread_local char buf[320];
+	char shown[3 * 64 + 4];
+	size_t k = 0;
+	for (size_t i = 0; i < n && i < 64; i++) {
+		unsigned char ch = (unsigned char)name[i];
+		shown[k++] = ch >= 0x20 && ch != 0x7f ? (char)ch : '?';
+	}
+	if (n > 64)
+		shown[k++] = '.', shown[k++] = '.', shown[k++] = '.';
+	shown[k] = '\0';
+	snprintf(buf, sizeof(buf), "two fields of a record flatten to the column name \"%s\" "
+	         "(a key written so, and a nested one or a repeated key)", shown);
+	return buf;
+}
+
 /* Appends a field header for name[0..name_len) and returns the offset of the
  * u32 value length, which the caller fills once the value is written. */
 static int field_begin(flat_ctx_t *c, field_type_t type, size_t name_len, size_t value_max,
@@ -383,7 +403,7 @@ static int field_begin(flat_ctx_t *c, field_type_t type, size_t name_len, size_t
 	 * job file made unique: only flattened names can collide. */
 	int rc = c->spec && c->spec->n_cols ? 0 : set_insert(c, (uint32_t)start);
 	if (rc != 0) {
-		c->reason = rc == -EEXIST ? "two fields of a record flatten to the same column name"
+		c->reason = rc == -EEXIST ? collision_reason(c->fname ? c->fname : c->name, name_len)
 		                          : "out of memory";
 		return -1;
 	}
