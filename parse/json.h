@@ -150,6 +150,13 @@ const char *json_path_text(const json_path_t *p); /* the expression as given */
 typedef int (*json_visit_fn)(void *ctx, const json_doc_t *d, uint32_t node);
 int json_path_each(const json_path_t *path, const json_doc_t *d, uint32_t from,
                    json_visit_fn fn, void *ctx);
+/* True when an object that the path goes into by a name step (from node
+ * `from`, as json_path_each walks) holds that name more than once: which
+ * member json_path_each takes (the last) is then a choice a streaming reader,
+ * which meets the first one first, cannot make the same way. *key: the node
+ * of the second such key (its byte offset is d->nodes[*key].start). */
+bool json_path_repeats(const json_path_t *path, const json_doc_t *d, uint32_t from,
+                       uint32_t *key);
 /* The name of the path's first step when it is a name ('@.a.b': "a", its
  * unescaped length in *len), else NULL. */
 const char *json_path_first_name(const json_path_t *path, size_t *len);

@@ -249,6 +249,48 @@ int json_path_each(const json_path_t *path, const json_doc_t *d, uint32_t from,
 	return walk(path, 0, d, start, fn, ctx);
 }
 
+static bool repeats(const json_path_t *path, uint32_t step, const json_doc_t *d, uint32_t node,
+                    uint32_t *key)
+{
+	if (step == path->n_steps)
+		return false;
+	const path_step_t *st = &path->steps[step];
+	const json_node_t *nd = &d->nodes[node];
+	if (nd->type != JSON_ARRAY && nd->type != JSON_OBJECT)
+		return false;
+	if (st->kind == STEP_NAME && nd->type != JSON_OBJECT)
+		return false;
+	if (st->kind == STEP_INDEX && (nd->type != JSON_ARRAY || st->index >= nd->count))
+		return false;
+	bool object = nd->type == JSON_OBJECT;
+	uint32_t child = node + 1, taken = JSON_NONE;
+	for (uint32_t i = 0; i < nd->count; i++) {
+		uint32_t value = object ? child + 1 : child;
+		if (st->kind == STEP_NAME) {
+			if (json_key_equals(d->src, &d->nodes[child], st->name, st->name_len)) {
+				if (taken != JSON_NONE) {
+					*key = child;
+					return true;
+				}
+				taken = value;
+			}
+		} else if (st->kind == STEP_ALL || i == st->index) {
+			if (repeats(path, step + 1, d, value, key))
+				return true;
+		}
+		child = d->nodes[value].next;
+	}
+	return taken != JSON_NONE && repeats(path, step + 1, d, taken, key);
+}
+
+bool json_path_repeats(const json_path_t *path, const json_doc_t *d, uint32_t from,
+                       uint32_t *key)
+{
+	assert(path && d && key);
+	uint32_t start = path->from_current ? from : 0;
+	return start < d->n_nodes && repeats(path, 0, d, start, key);
+}
+
 const char *json_path_first_name(const json_path_t *path, size_t *len)
 {
 	if (path->n_steps == 0 || path->steps[0].kind != STEP_NAME)

@@ -51,6 +51,7 @@ typedef struct {
 	bool is_array;
 	uint64_t paths;      /* the rows paths this container is on (bit per path) */
 	uint64_t child;      /* objects: the paths whose step matches the current key */
+	uint64_t named;      /* objects: the paths whose name step a key matched so far */
 	uint64_t each;       /* arrays: the paths whose step here is [*] (every element) */
 	uint32_t count;      /* elements (or members) begun so far */
 } sk_frame_t;
@@ -80,6 +81,7 @@ struct json_stream {
 	uint64_t rec_mask; /* the paths the value being read is a record of */
 	size_t value_max, env_max;
 	bool keep_env;
+	bool refuse_repeats;       /* json_stream_opts_t.refuse_repeated_names */
 	bool window_ok;            /* value_max >= the window: see json_stream_new */
 	json_parser_t *parser;     /* units; a record's tape lives here */
 	json_parser_t *env_parser; /* the envelope document's tape */
@@ -814,7 +816,22 @@ static int unit_end(json_stream_t *s, size_t end, json_stream_record_t *rec, jso
 	env_keep(s, text, len);
 	s->state = u->is_key ? SK_COLON : SK_AFTER;
 	if (u->is_key) {
-		s->frames[s->n_frames - 1].child = key_paths(s, &doc);
+		sk_frame_t *f = &s->frames[s->n_frames - 1];
+		f->child = key_paths(s, &doc);
+		if (s->refuse_repeats && f->child) {
+			/* The paths whose step here is a name (.* takes every member). */
+			uint64_t named = 0;
+			for (uint64_t m = f->child; m; m &= m - 1) {
+				unsigned i = (unsigned)__builtin_ctzll(m);
+				if (json_path_step(s->rows[i], s->n_frames - 1).kind == JSON_STEP_NAME)
+					named |= 1ull << i;
+			}
+			if (named & f->named)
+				return stream_fail(s, u->start,
+				                   (u->carried ? u->lines : lines_before(s, u->start)) + 1,
+				                   JSON_STREAM_E_REPEATED, err);
+			f->named |= named;
+		}
 		return 0;
 	}
 	if (!u->is_record)
@@ -909,6 +926,7 @@ json_stream_t *json_stream_new_paths(const json_path_t *const *rows, uint32_t n_
 		s->value_max = JSON_DOC_BYTES_MAX;
 	s->env_max = o.envelope_bytes_max ? o.envelope_bytes_max : JSON_STREAM_ENVELOPE_BYTES_MAX;
 	s->keep_env = o.keep_envelope;
+	s->refuse_repeats = o.refuse_repeated_names;
 	s->parser = json_parser_new(o.depth_max);
 	s->env_parser = json_parser_new(0);
 	s->frames = calloc(s->n_steps + 1, sizeof *s->frames);
@@ -952,6 +970,7 @@ void json_stream_reset(json_stream_t *s)
 	s->value_max = old.value_max;
 	s->env_max = old.env_max;
 	s->keep_env = old.keep_env;
+	s->refuse_repeats = old.refuse_repeats;
 	s->window_ok = old.window_ok;
 	/* The buffers, emptied: nothing in them is read before it is written
 	 * again (frames are zeroed all the same, as calloc gave them). */

@@ -44,7 +44,15 @@ typedef struct {
 	size_t envelope_bytes_max; /* 0: JSON_STREAM_ENVELOPE_BYTES_MAX */
 	bool keep_envelope;        /* keep the envelope for json_stream_envelope */
 	uint32_t depth_max;        /* 0: JSON_DEPTH_MAX */
+	/* Fail with JSON_STREAM_E_REPEATED at the key where an object on a path
+	 * holds a name that a path's name step selects a second time: the
+	 * stream would take both members (or a column their first value),
+	 * json_path_each on the whole tape the last (json_path_repeats). */
+	bool refuse_repeated_names;
 } json_stream_opts_t;
+
+/* The reason (json_error_t.reason) of refuse_repeated_names. */
+#define JSON_STREAM_E_REPEATED "member name repeated in an object on a path"
 
 /* json_stream_next's results besides -1 (error, err filled; the stream then
  * stays failed and returns -1 again with the same error). */

@@ -515,6 +515,74 @@ static void duplicate_keys_each_followed(void **state)
 	json_path_free(rows);
 }
 
+/* With refuse_repeated_names, a name a path's name step selects twice in
+ * one object fails at the second key, wherever the input is cut, with the
+ * offset and line json_path_repeats gives on the whole tape; names off the
+ * paths, inside records, and under a '*' step may repeat. */
+static void repeated_names_refused(void **state)
+{
+	(void)state;
+	static const char bad[] = "{\"a\":{\"x\":1},\n\"items\":[1],\"a\":{},\"items\":[2]}";
+	static const char good[] =
+	    "{\"o\":1,\"o\":2,\"items\":[{\"k\":1,\"k\":2}],\"a\":{\"y\":1,\"y\":2,\"x\":3}}";
+	const json_path_t *paths[2] = {compile("$.items[*]"), compile("$.a.x")};
+	json_stream_opts_t o = {.refuse_repeated_names = true};
+	size_t at = strstr(bad, "\"a\":{}") - bad; /* the second "a": before the second "items" */
+	for (size_t cut = 0; cut <= sizeof bad - 1; cut++) {
+		json_stream_t *st = json_stream_new_paths(paths, 2, &o);
+		assert_non_null(st);
+		json_stream_record_t rec;
+		json_error_t err;
+		int r = JSON_STREAM_MORE;
+		for (int piece = 0; piece < 3 && r == JSON_STREAM_MORE; piece++) {
+			if (piece == 0)
+				json_stream_feed(st, bad, cut);
+			else if (piece == 1)
+				json_stream_feed(st, bad + cut, sizeof bad - 1 - cut);
+			else
+				json_stream_finish(st);
+			while ((r = json_stream_next(st, &rec, &err)) == JSON_STREAM_RECORD)
+				;
+		}
+		assert_int_equal(r, -1);
+		assert_string_equal(err.reason, JSON_STREAM_E_REPEATED);
+		assert_int_equal(err.offset, at);
+		assert_int_equal(err.line, 2);
+		json_stream_free(st);
+	}
+	/* The whole tape agrees: the same key. */
+	json_parser_t *p = json_parser_new(0);
+	json_doc_t doc;
+	json_error_t e;
+	uint32_t key;
+	assert_int_equal(json_parse(p, bad, sizeof bad - 1, &doc, &e), 0);
+	assert_true(json_path_repeats(paths[0], &doc, 0, &key));
+	assert_int_equal(doc.nodes[key].start, (size_t)(strrchr(bad, 'i') - bad - 1)); /* "items" */
+	assert_true(json_path_repeats(paths[1], &doc, 0, &key));
+	assert_int_equal(doc.nodes[key].start, at);
+	assert_int_equal(json_parse(p, good, sizeof good - 1, &doc, &e), 0);
+	assert_false(json_path_repeats(paths[0], &doc, 0, &key));
+	assert_false(json_path_repeats(paths[1], &doc, 0, &key));
+	json_parser_free(p);
+	/* The good document streams whole, its records as without the option. */
+	json_stream_t *st = json_stream_new_paths(paths, 2, &o);
+	json_stream_feed(st, good, sizeof good - 1);
+	json_stream_record_t rec;
+	json_error_t err;
+	int n = 0, r;
+	while ((r = json_stream_next(st, &rec, &err)) == JSON_STREAM_RECORD)
+		n++;
+	json_stream_finish(st);
+	while ((r = json_stream_next(st, &rec, &err)) == JSON_STREAM_RECORD)
+		n++;
+	assert_int_equal(r, JSON_STREAM_END);
+	assert_int_equal(n, 2);
+	json_stream_free(st);
+	/* Without the option, the stream follows both (duplicate_keys_each_followed). */
+	for (int i = 0; i < 2; i++)
+		json_path_free((json_path_t *)paths[i]);
+}
+
 /* A rows path relative to a row ('@') has nothing to be relative to. */
 static void rows_path_must_be_rooted(void **state)
 {
@@ -854,6 +922,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(error_line_after_many_newlines),
 		cmocka_unit_test(value_limit),
 		cmocka_unit_test(duplicate_keys_each_followed),
+		cmocka_unit_test(repeated_names_refused),
 		cmocka_unit_test(rows_path_must_be_rooted),
 		cmocka_unit_test(several_paths_one_pass),
 		cmocka_unit_test(reset_stream_reused),
