@@ -292,7 +292,8 @@ int ds_begin(loop_t *l, job_t *j)
 	 * any value under --max-body, and so does the stream. */
 	uint64_t max = l->o->body_bytes_max;
 	json_stream_opts_t o = {.value_bytes_max = max < JSON_DOC_BYTES_MAX ? (size_t)max
-	                                                                    : JSON_DOC_BYTES_MAX};
+	                                                                    : JSON_DOC_BYTES_MAX,
+	                        .refuse_repeated_names = true};
 	d->s = json_stream_new_paths(pl->paths, pl->n_paths, &o);
 	if (!d->s)
 		return -1;
@@ -399,6 +400,10 @@ static int ds_record(loop_t *l, job_t *j, const json_doc_t *doc, uint64_t paths,
 static void ds_invalid(job_t *j, const json_error_t *e)
 {
 	j->nd_failed = true;
+	if (e->reason && strcmp(e->reason, JSON_STREAM_E_REPEATED) == 0) {
+		job_fail_repeated(j->batch, e->offset, e->line);
+		return;
+	}
 	char note[JOB_CODING_NOTE_BYTES];
 	batch_fail(j->batch, ERROR_CLASS_PERMANENT, "invalid JSON at byte offset %zu (line %zu): %s%s",
 	           e->offset, e->line, e->reason ? e->reason : "syntax error",

@@ -387,6 +387,19 @@ const char *job_coding_note(const job_t *j, char *buf, size_t cap)
 	return buf;
 }
 
+/* A document with a member name repeated in an object on a path the tables
+ * read (batch_doc_repeats, or the stream's JSON_STREAM_E_REPEATED): refused
+ * for good, whether it was streamed or parsed whole, which would otherwise
+ * take different members (the stream every "rows" array and a `$` column's
+ * first value, the whole tape the last member). */
+void job_fail_repeated(batch_t *b, size_t offset, size_t line)
+{
+	batch_fail(b, ERROR_CLASS_PERMANENT,
+	           "member name repeated at byte offset %zu (line %zu) in an object on a path the "
+	           "tables read: which of the members to take is undefined, so the document is "
+	           "refused", offset, line);
+}
+
 /* Parses the body in place and appends its rows to the job's batch, or turns
  * the batch into a permanent failure that names the byte offset. The job's
  * variables ({name} columns) are parsed with their own parser, so their
@@ -410,7 +423,16 @@ static void job_parse(loop_t *l, job_t *j)
 		                     rows_from_line, &rc, &e);
 	} else {
 		json_doc_t doc;
+		size_t at;
 		r = json_parse(l->parser, j->body.data ? j->body.data : "", j->body.len, &doc, &e);
+		if (r == 0 && batch_doc_repeats(l->cfg->tables, l->cfg->n_tables, &doc, &at)) {
+			size_t line = 1;
+			for (const char *q = doc.src; (q = memchr(q, '\n', (size_t)(doc.src + at - q)));
+			     q++)
+				line++;
+			job_fail_repeated(b, at, line);
+			return;
+		}
 		if (r == 0)
 			r = rows_from_line(&rc, &doc, 0);
 	}

@@ -450,6 +450,7 @@ bool job_is_ndjson(loop_t *l, job_t *j); /* job.c */
  * into a buffer of JOB_CODING_NOTE_BYTES. */
 #define JOB_CODING_NOTE_BYTES (96u + HTTP_CODINGS_BYTES_MAX)
 const char *job_coding_note(const job_t *j, char *buf, size_t cap);
+void job_fail_repeated(batch_t *b, size_t offset, size_t line);
 void nd_load(job_t *j);
 int nd_request(loop_t *l, job_t *j, char *req, size_t len, size_t cap); /* new length or <0 */
 int nd_begin(loop_t *l, job_t *j, error_class_t *cls, char *err, size_t cap);

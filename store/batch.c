@@ -1176,6 +1176,27 @@ int batch_add_doc(batch_t *b, const table_spec_t *tables, uint32_t n_tables,
 	return rows_settle(b, rc, len0, n_rows0, c.reason, reason);
 }
 
+bool batch_doc_repeats(const table_spec_t *tables, uint32_t n_tables, const json_doc_t *doc,
+                       size_t *offset)
+{
+	uint32_t key;
+	for (uint32_t t = 0; t < n_tables; t++) {
+		const table_spec_t *ts = &tables[t];
+		bool whole = strlen(json_path_text(ts->rows)) == 1; /* `$` or `@`: the document */
+		bool hit = json_path_repeats(ts->rows, doc, 0, &key);
+		for (uint32_t i = 0; i < ts->n_cols && !hit; i++) {
+			const column_spec_t *col = &ts->cols[i];
+			if (col->from == COLUMN_FROM_DOC || (col->from == COLUMN_FROM_ROW && whole))
+				hit = json_path_repeats(col->path, doc, 0, &key);
+		}
+		if (hit) {
+			*offset = doc->nodes[key].start;
+			return true;
+		}
+	}
+	return false;
+}
+
 int batch_add_rows(batch_t *b, const json_doc_t *doc, const json_path_t *rows,
                    const char **reason)
 {

@@ -199,6 +199,15 @@ void batch_fail(batch_t *b, error_class_t cls, const char *fmt, ...)
 int batch_add_rows(batch_t *b, const json_doc_t *doc, const json_path_t *rows,
                    const char **reason);
 
+/* True when an object on a path the tables read from the document as a
+ * whole (a rows path, a `$` column's path, any column of a table whose rows
+ * are the document itself) holds a name that the path selects twice
+ * (json_path_repeats): json_path_each would take the last member, a stream
+ * of the same document (engine/docstream.c, refuse_repeated_names) refuses
+ * it. *offset: the second key's byte offset. */
+bool batch_doc_repeats(const table_spec_t *tables, uint32_t n_tables, const json_doc_t *doc,
+                       size_t *offset);
+
 /* Appends the rows of every table in `tables` from one parsed document, table
  * by table in order. Inferred tables flatten as batch_add_rows; declared
  * columns take their value from the row, the document or `vars` (the job's

@@ -728,6 +728,43 @@ class Sources(unittest.TestCase):
             self.assertEqual((bad["state"], bad["error_class"]), ("failed", "permanent"))
             self.assertIn("invalid JSON", bad["error"])
 
+    def test_repeated_member_names_on_paths_refused_streamed_or_whole(self):
+        """A document whose object on a path the tables read repeats a name
+        the path selects gives the same outcome whether the run streams it
+        or parses it whole (a table with an `@` JSON column does): the job
+        fails, permanent, naming the second key's byte offset and line.
+        Before, the stream took both "rows" arrays and the first "acct", the
+        whole parse the last of each: different rows, both at exit 0.
+        Repeated names elsewhere (inside a record, off the paths) stay as
+        they were: the last member wins in a record, alike both ways."""
+        d = self.workdir()
+        rows_twice = '{"acct": {"id": 1},\n "rows": [{"k": 1}],\n "rows": [{"k": 2}]}'
+        acct_twice = '{"acct": {"id": 1}, "rows": [{"k": 3}],\n\n "acct": {"id": 2}}'
+        fine = ('{"other": 1, "other": 2, "acct": {"id": 6, "x": 1, "x": 2},'
+                ' "rows": [{"k": 4, "k": 5}]}')
+        self.write_docs(d, (("a.json", rows_twice), ("b.json", acct_twice), ("c.json", fine)))
+        table_t = {"name": "t", "rows": "$.rows[*]", "columns": {"k": "@.k", "acct": "$.acct.id"}}
+        whole = {"name": "whole", "columns": {"d": {"path": "@", "type": "json"}}}
+        outcomes = []
+        for tables in ([table_t], [table_t, whole]):
+            db = os.path.join(d, "out.db")
+            for suffix in ("", "-wal", "-shm"):
+                if os.path.exists(db + suffix):
+                    os.unlink(db + suffix)
+            self.run_ok(["run", self.files_job(d, tables), "--quiet"], code=1)
+            jobs = {j["key"]: j for j in harness.jobs(db)}
+            for key, text, name in (("a.json", rows_twice, '"rows": [{"k": 2}'),
+                                    ("b.json", acct_twice, '"acct": {"id": 2}')):
+                at = text.index(name)
+                bad = jobs[key]
+                self.assertEqual((bad["state"], bad["error_class"]), ("failed", "permanent"),
+                                 bad)
+                self.assertIn("member name repeated at byte offset %d (line %d)"
+                              % (at, text[:at].count("\n") + 1), bad["error"])
+            self.assertEqual(jobs["c.json"]["state"], "done", jobs["c.json"])
+            outcomes.append(table(db, "t", ["k", "acct"]))
+        self.assertEqual(outcomes, [[(5, 6)], [(5, 6)]])
+
     def test_files_large_documents_stream_two_at_a_time(self):
         # Documents of a read piece (1 MiB) or more are streamed two at a
         # time (engine/files.c, LOCAL_STREAMS_MAX), the others wait in order:
