@@ -700,7 +700,7 @@ static int conn_head_done(loop_t *l, conn_t *c, char *a, size_t an, char *b, siz
 			return 1;
 	} else if (ok && !l->o->download_only &&
 	           (nd_ckpt_kind_refused(j, true, why, sizeof why) ||
-	            (j->resp.status != 206 && ds_ckpt_refused(j, why, sizeof why)))) {
+	            (j->resp.status != 206 && ds_ckpt_refused(l, j, false, why, sizeof why)))) {
 		/* Read whole (tables that cannot stream, a page), or a 206 for an
 		 * NDJSON checkpoint answered as a document: a checkpoint this body
 		 * cannot go on from. (A 206 nobody asked for stays transient,

@@ -52,6 +52,7 @@ struct ds_plan {
 	uint32_t n_uses, uses_cap;
 	bool doc_table[BATCH_TABLES_MAX]; /* declared, rows `$`: one row at the end */
 	uint32_t n_docvals[BATCH_TABLES_MAX]; /* columns fed from the stream */
+	char rows_key[DS_ROWS_KEY_BYTES]; /* ds_rows_key: what a checkpoint's records count */
 };
 
 /* One document being streamed; owned by its job (j->ds). */
@@ -141,6 +142,35 @@ static bool plan_table(struct ds_plan *pl, const table_spec_t *t, uint32_t ti)
 	return true;
 }
 
+static int text_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* A document checkpoint's records are those of the plan's rows paths (a
+ * record two of them select counts once), so they can be skipped only by a
+ * run whose rows paths are the same set: its key is "rows-paths:" and a
+ * 64-bit FNV-1a of their sorted texts, kept as the checkpoint's validator
+ * (a document's has none: it is read from the start, never with Range). */
+static void plan_rows_key(struct ds_plan *pl)
+{
+	const char *texts[JSON_STREAM_PATHS_MAX];
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < pl->n_paths; i++)
+		if (pl->rows_paths >> i & 1)
+			texts[n++] = json_path_text(pl->paths[i]);
+	qsort(texts, n, sizeof *texts, text_cmp);
+	uint64_t h = 14695981039346656037u;
+	for (uint32_t i = 0; i < n; i++)
+		for (const char *p = texts[i];; p++) {
+			h = (h ^ (unsigned char)*p) * 1099511628211u;
+			if (!*p)
+				break;
+		}
+	snprintf(pl->rows_key, sizeof pl->rows_key, DS_ROWS_KEY_PREFIX "%016llx",
+	         (unsigned long long)h);
+}
+
 static struct ds_plan *plan_make(const loop_config_t *cfg)
 {
 	struct ds_plan *pl = calloc(1, sizeof *pl);
@@ -159,6 +189,8 @@ static struct ds_plan *plan_make(const loop_config_t *cfg)
 	for (uint32_t i = 0; pl->ok && i < pl->n_paths; i++)
 		for (uint32_t k = 0; pl->ok && k < i; k++)
 			pl->ok = !json_stream_paths_overlap(pl->paths[i], pl->paths[k]);
+	if (pl->ok)
+		plan_rows_key(pl);
 	return pl;
 }
 
@@ -209,11 +241,30 @@ bool nd_streams(loop_t *l, job_t *j)
 	return j->resp.status != 206 && !paginate_is_page(l, j) && ds_plan_ok(l);
 }
 
-bool ds_ckpt_refused(job_t *j, char *why, size_t cap)
+const char *ds_rows_key(loop_t *l)
+{
+	return ds_plan_ok(l) ? l->ds_plan->rows_key : "";
+}
+
+bool ds_ckpt_refused(loop_t *l, job_t *j, bool stream, char *why, size_t cap)
 {
 	nd_load(j); /* as nd_ckpt_kind_refused: this run's view of the checkpoint */
 	if (!j->ck_records || j->ck_offset) /* none, or an NDJSON one: the kind check */
 		return false;
+	if (stream) {
+		/* A checkpoint made before its rows paths were kept ("") is taken
+		 * on trust, as all were before 2026-12-08. */
+		if (strncmp(j->ck_validator, DS_ROWS_KEY_PREFIX, strlen(DS_ROWS_KEY_PREFIX)) != 0 ||
+		    strcmp(j->ck_validator, ds_rows_key(l)) == 0)
+			return false;
+		snprintf(why, cap,
+		         "%llu records of this document were committed by an earlier run whose tables "
+		         "read other rows paths, so this run would skip other records than those "
+		         "(and insert some twice, or lose some): run it with the earlier tables "
+		         "(after ringfill retry --all)",
+		         (unsigned long long)j->ck_records);
+		return true;
+	}
 	snprintf(why, cap,
 	         "%llu records of this document were committed by an earlier run that streamed "
 	         "it, but this run's tables cannot stream a document (docs/engine.md, \"Which "

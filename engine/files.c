@@ -459,7 +459,7 @@ void files_complete(loop_t *l, op_t *op, int res)
 		bool stream = !nd && ds_plan_ok(l);
 		char why[ERR_BYTES];
 		if (nd_ckpt_kind_refused(j, !nd, why, sizeof why) ||
-		    (!nd && !stream && ds_ckpt_refused(j, why, sizeof why))) {
+		    (!nd && ds_ckpt_refused(l, j, stream, why, sizeof why))) {
 			job_fail(l, j, ERROR_CLASS_PERMANENT, 0, "%s: %s", f->path, why);
 			return;
 		}

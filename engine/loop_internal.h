@@ -486,7 +486,16 @@ void ds_free(loop_t *l, job_t *j); /* its ds_job back to loop.ds_pool, or freed 
  * checkpoint (an earlier run, whose tables could stream, was stopped in it):
  * the whole body would insert the checkpoint's rows again, so the job fails
  * (permanent) with *why. False when the job has no checkpoint. */
-bool ds_ckpt_refused(job_t *j, char *why, size_t cap);
+/* A document's committed checkpoint this run cannot go on from: read whole
+ * (!stream: the tables cannot stream), its records would be inserted again;
+ * streamed by tables whose rows paths differ from the run that made it
+ * (ds_rows_key), other records would be skipped. True with the reason. */
+bool ds_ckpt_refused(loop_t *l, job_t *j, bool stream, char *why, size_t cap);
+/* What a streamed document's checkpoints keep as their validator: the set of
+ * the run's rows paths ("" when its tables cannot stream). */
+#define DS_ROWS_KEY_PREFIX "rows-paths:"
+#define DS_ROWS_KEY_BYTES 32u
+const char *ds_rows_key(loop_t *l);
 /* Whether the rows so far may be cut into a checkpoint: not while a table
  * holds records for the end (they count as consumed, but have no rows yet). */
 bool ds_can_cut(const job_t *j);

@@ -136,7 +136,8 @@ int nd_begin(loop_t *l, job_t *j, error_class_t *cls, char *err, size_t cap)
 	const http_response_t *r = &j->resp;
 	bool doc = !job_is_ndjson(l, j); /* a single document: docstream.c */
 	nd_load(j);
-	if (nd_ckpt_kind_refused(j, doc, err, cap)) {
+	if (nd_ckpt_kind_refused(j, doc, err, cap) ||
+	    (doc && r->status != 206 && ds_ckpt_refused(l, j, true, err, cap))) {
 		*cls = ERROR_CLASS_PERMANENT;
 		return -1;
 	}
@@ -174,7 +175,7 @@ int nd_begin(loop_t *l, job_t *j, error_class_t *cls, char *err, size_t cap)
 	}
 	nd_validator(j);
 	if (doc) /* its checkpoints resume from the start, by records: no Range */
-		j->nd_validator[0] = 0;
+		snprintf(j->nd_validator, sizeof j->nd_validator, "%s", ds_rows_key(l));
 	j->batch = batch_new(BATCH_JOB_DONE, j->desc->id);
 	if (!j->batch) {
 		snprintf(err, cap, "out of memory for a row batch");
@@ -215,7 +216,7 @@ int nd_begin_local(loop_t *l, job_t *j, const char *validator, bool doc, uint64_
 	nd_load(j);
 	bool on = !doc && j->ck_offset && !strcmp(j->ck_validator, validator);
 	nd_start_at(j, on ? j->ck_offset : 0, on ? 0 : j->ck_records);
-	snprintf(j->nd_validator, sizeof j->nd_validator, "%s", validator);
+	snprintf(j->nd_validator, sizeof j->nd_validator, "%s", doc ? ds_rows_key(l) : validator);
 	*from = j->nd_base;
 	j->batch = batch_new(BATCH_JOB_DONE, j->desc->id);
 	j->nd = true;
