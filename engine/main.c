@@ -371,8 +371,11 @@ static int run_backfill(const run_opts_t *o, store_t *st, const plan_t *p, uint6
 		code = 128 + res.signal;
 	} else if (wr || res.outcome == LOOP_FATAL) {
 		fprintf(stderr, "ringfill run: stopped: %s\n", wr ? pipe->fatal_msg : res.message);
-		fprintf(stderr, "ringfill run: completed jobs are committed; run the same command "
-		                "again to resume\n");
+		if (wr && pipe->fatal_hint[0])
+			fprintf(stderr, "ringfill run: %s\n", pipe->fatal_hint);
+		else
+			fprintf(stderr, "ringfill run: completed jobs are committed; run the same "
+			                "command again to resume\n");
 		code = EXIT_FATAL;
 	} else if (res.outcome == LOOP_INTERRUPTED) {
 		code = 128 + res.signal;

@@ -1165,6 +1165,10 @@ static int key_ensure(writer_t *w, wtable_t *t)
 		char msg[sizeof(w->pipe->fatal_msg)];
 		snprintf(msg, sizeof(msg), "%s: table \"%s\": cannot make its key unique: %s",
 		         sqlite3_db_filename(w->db, "main"), t->name, sqlite3_errmsg(w->db));
+		if ((sqlite3_errcode(w->db) & 0xff) == SQLITE_CONSTRAINT)
+			snprintf(w->pipe->fatal_hint, sizeof(w->pipe->fatal_hint),
+			         "its rows hold the same key more than once: remove those rows, or the "
+			         "table's \"key\" from the job file, before running it again");
 		return fatal(w, msg);
 	}
 	return 0;
@@ -3123,6 +3127,7 @@ int writer_start(store_t *st, const writer_config_t *cfg, pipe_t *pipe, writer_t
 	}
 	doorbell_init(&pipe->writer_bell);
 	pipe->fatal_msg[0] = '\0';
+	pipe->fatal_hint[0] = '\0';
 	atomic_store(&pipe->jobs_exhausted, false);
 	atomic_store(&pipe->fatal, false);
 	atomic_store(&pipe->stopping, false);

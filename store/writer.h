@@ -64,6 +64,8 @@ typedef struct {
 	 * the writer clears it and wakes the loop once it has popped. */
 	_Atomic bool to_writer_waits;
 	char fatal_msg[512];         /* written before fatal is set */
+	char fatal_hint[256];        /* what to do about it, when a re-run alone would not help
+	                              * (written before fatal is set; "" otherwise) */
 	_Atomic uint64_t rows_committed, jobs_done_committed, jobs_failed_committed;
 } pipe_t;
 

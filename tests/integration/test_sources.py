@@ -579,6 +579,26 @@ class Sources(unittest.TestCase):
         self.assertEqual(cols, ["_job", "id", "x", "Y"])
         self.assertEqual(table(db, "t", ["id", "x", "Y"]), [(1, "b", 2)])
 
+    def test_key_added_over_duplicate_rows_says_what_to_do(self):
+        """A key given to a table whose rows already repeat it stops the run
+        (exit 3) before any row, and says to remove the duplicates or the
+        key: a re-run alone cannot help. Before, it said "run the same
+        command again to resume", which failed the same way every time."""
+        d = self.workdir()
+        self.write_docs(d, (("a.json", '[{"id": 1, "x": "a"}, {"id": 1, "x": "b"}]'),))
+        self.run_ok(["run", self.files_job(d, [{"name": "t", "rows": "$[*]"}]), "--quiet"])
+        with open(os.path.join(d, "docs", "b.json"), "w") as f:
+            f.write('[{"id": 2, "x": "c"}]')
+        job = self.files_job(d, [{"name": "t", "rows": "$[*]", "key": ["id"], "mode": "upsert"}])
+        for _ in range(2):
+            p = self.run_ok(["run", job, "--quiet"], code=3)
+            self.assertIn('table "t": cannot make its key unique', p.stderr)
+            self.assertIn("its rows hold the same key more than once: remove those rows, or "
+                          "the table's \"key\" from the job file", p.stderr)
+            self.assertNotIn("run the same command again", p.stderr)
+            self.assertEqual(sorted(table(os.path.join(d, "out.db"), "t", ["id", "x"])),
+                             [(1, "a"), (1, "b")])
+
     def test_integers_beyond_64_bits_never_meet_in_a_numeric_column(self):
         """An integer beyond int64 is kept as its digits in a TEXT column (a
         column made by such a first value is TEXT); for a column of INTEGER
