@@ -617,7 +617,10 @@ static int conn_head(loop_t *l, conn_t *c, char *p, size_t n)
 	if (hl == HTTP_INCOMPLETE)
 		return 0;
 	if (hl == HTTP_ERROR) {
-		bool limit = c->head_len >= sizeof c->head;
+		/* A head past a limit (its size, or HTTP_HEADERS_MAX fields) would
+		 * come again: permanent. A malformed one may be a glitch. */
+		bool limit = c->head_len >= sizeof c->head ||
+		             (j->resp.reason && strcmp(j->resp.reason, HTTP_E_TOO_MANY_HEADERS) == 0);
 		conn_fail(l, c, limit ? ERROR_CLASS_PERMANENT : ERROR_CLASS_TRANSIENT,
 		          "bad HTTP response: %s", j->resp.reason ? j->resp.reason : "malformed head");
 		return 1;

@@ -330,7 +330,7 @@ static ssize_t parse_field_line(const char *l, size_t n, http_response_t *r, hea
 	if (is_ows(l[0]))
 		return fail(r, "obsolete line folding in response head");
 	if (++st->headers > HTTP_HEADERS_MAX)
-		return fail(r, "too many headers");
+		return fail(r, HTTP_E_TOO_MANY_HEADERS);
 	size_t nn = 0;
 	while (nn < n && l[nn] != ':') {
 		if (!is_tchar((unsigned char)l[nn]))

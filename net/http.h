@@ -18,6 +18,7 @@
 
 #define HTTP_HEAD_BYTES_MAX 16384u /* status line + headers + blank line */
 #define HTTP_HEADERS_MAX 100u
+#define HTTP_E_TOO_MANY_HEADERS "too many headers" /* the reason past HTTP_HEADERS_MAX */
 #define HTTP_CHUNK_LINE_BYTES_MAX 1024u /* chunk-size line incl. extensions */
 #define HTTP_VALIDATOR_BYTES_MAX 256u   /* an ETag or Last-Modified we keep */
 #define HTTP_CODINGS_BYTES_MAX 32u      /* the Content-Encoding list we keep */

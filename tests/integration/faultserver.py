@@ -25,6 +25,8 @@ It serves the files under a root directory through a mode prefix in the path:
                     half of the gzip data: cut on the way
   /gzipcutonce/FILE the same on the first request for the path; later ones
                     get all of the gzip data
+  /manyheaders/FILE 200 with 150 header fields, past the client's limit of 100
+  /bighead/FILE     200 with a 20 KB header field, past the 16 KiB head limit
 
 Failure modes for tests/integration/test_faults.py (issue 5):
 
@@ -376,6 +378,10 @@ class Handler(harness.TlsHandler):
             return self._simple(404, b'{"error": "no such file"}')
         if mode == "keepalive":
             return self._simple(200, body)
+        if mode == "manyheaders":
+            return self._simple(200, body, extra=[("X-Filler-%d" % i, "v") for i in range(150)])
+        if mode == "bighead":
+            return self._simple(200, body, extra=[("X-Filler", "v" * 20000)])
         if mode in ("gzipcut", "gzipcutonce"):
             return self._gzip_cut(body, mode == "gzipcut" or hits == 1)
         if mode == "gzipgzip":

@@ -56,6 +56,10 @@ CASES = {
     "keepalive/FILE": ("done", None, 1, 200, None),
     # gzip data that stops half-way in a well-framed body: cut on the way
     "gzipcut/FILE": ("failed", "transient", RETRIES, None, r"(?i)truncated.*gzip"),
+    # heads past a limit: the server will send them again, so not retried
+    # (150 fields were transient, where a 20 KB field was permanent)
+    "manyheaders/FILE": ("failed", "permanent", 1, None, r"too many headers"),
+    "bighead/FILE": ("failed", "permanent", 1, None, r"header too large"),
 }
 for _kind in faultserver.BAD_JSON:
     CASES["badjson/" + _kind] = ("failed", "permanent", 1, 200, r"(?i)offset")
