@@ -128,6 +128,30 @@ static int add_doc(batch_t *b, const table_spec_t *tables, uint32_t n, const cha
 	return rc;
 }
 
+typedef struct {
+	const char *v, *want;
+} conv_case_t;
+
+/* Each case's value {"v": V} through a table of the declared columns of t,
+ * rendered, against its want. */
+static void expect_conversions(table_spec_t *t, const conv_case_t *cases, size_t n)
+{
+	for (size_t k = 0; k < n; k++) {
+		size_t cap = strlen(cases[k].v) + 32;
+		char *doc = malloc(cap), rows[1][ROW_TEXT_BYTES], want[256];
+		snprintf(doc, cap, "[{\"v\":%s}]", cases[k].v);
+		const char *reason = NULL;
+		batch_t *b = batch_new(BATCH_JOB_DONE, 1);
+		assert_int_equal(add_doc(b, t, 1, doc, NULL, &reason), 0);
+		assert_int_equal(render_rows(b, rows, 1), 1);
+		snprintf(want, sizeof(want), "0: %s", cases[k].want);
+		if (strcmp(rows[0], want) != 0)
+			fail_msg("%.20s: got \"%s\", want \"%s\"", cases[k].v, rows[0], want);
+		batch_free(b);
+		free(doc);
+	}
+}
+
 /* Declared integer and real columns take a whole decimal number (integer)
  * or a finite decimal number (real), exactly as docs/jobfile.md says, the
  * whole decided on the decimal text, not on a double: no hex, no NUL-cut
@@ -144,9 +168,7 @@ static void test_integer_and_real_conversions_are_exact(void **state)
 	table(&t[0], "v", "$[*]", 2, TABLE_APPEND);
 	col(&t[0].cols[0], "i", "@.v", COLUMN_INTEGER);
 	col(&t[0].cols[1], "r", "@.v", COLUMN_REAL);
-	static const struct {
-		const char *v, *want;
-	} cases[] = {
+	static const conv_case_t cases[] = {
 		{"\"0x10\"", "i=n r=n"},
 		{"\"1\\u0000\"", "i=n r=n"},
 		{"1e-400", "i=n r=r:0"},
@@ -174,43 +196,8 @@ static void test_integer_and_real_conversions_are_exact(void **state)
 		{"\"1e19\"", "i=g:1e19 r=r:1e+19"},
 		{"-0", "i=i:0 r=r:-0"},
 	};
-	for (size_t k = 0; k < sizeof(cases) / sizeof(*cases); k++) {
-		char doc[256], rows[1][ROW_TEXT_BYTES], want[256];
-		snprintf(doc, sizeof(doc), "[{\"v\":%s}]", cases[k].v);
-		const char *reason = NULL;
-		batch_t *b = batch_new(BATCH_JOB_DONE, 1);
-		assert_int_equal(add_doc(b, t, 1, doc, NULL, &reason), 0);
-		assert_int_equal(render_rows(b, rows, 1), 1);
-		snprintf(want, sizeof(want), "0: %s", cases[k].want);
-		if (strcmp(rows[0], want) != 0)
-			fail_msg("%s: got \"%s\", want \"%s\"", cases[k].v, rows[0], want);
-		batch_free(b);
-	}
+	expect_conversions(t, cases, sizeof(cases) / sizeof(*cases));
 	table_specs_free(t, 1);
-}
-
-typedef struct {
-	const char *v, *want;
-} conv_case_t;
-
-/* Each case's value {"v": V} through a table of the declared columns of t,
- * rendered, against its want. */
-static void expect_conversions(table_spec_t *t, const conv_case_t *cases, size_t n)
-{
-	for (size_t k = 0; k < n; k++) {
-		size_t cap = strlen(cases[k].v) + 32;
-		char *doc = malloc(cap), rows[1][ROW_TEXT_BYTES], want[128];
-		snprintf(doc, cap, "[{\"v\":%s}]", cases[k].v);
-		const char *reason = NULL;
-		batch_t *b = batch_new(BATCH_JOB_DONE, 1);
-		assert_int_equal(add_doc(b, t, 1, doc, NULL, &reason), 0);
-		assert_int_equal(render_rows(b, rows, 1), 1);
-		snprintf(want, sizeof(want), "0: %s", cases[k].want);
-		if (strcmp(rows[0], want) != 0)
-			fail_msg("%.20s: got \"%s\", want \"%s\"", cases[k].v, rows[0], want);
-		batch_free(b);
-		free(doc);
-	}
 }
 
 /* An exponent too large to read exactly still decides "whole" as the true
