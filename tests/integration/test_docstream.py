@@ -331,13 +331,17 @@ class DocStream(unittest.TestCase):
         self.assertIn("--download-only", job[2])
         self.assertEqual((job[3], job[4], rows), (records, None, records))
         self.assertEqual(len(self.fs.ranges[path]), asked, "the refused job was fetched")
+        self.retry_and_finish(cwd, "after --download-only refused it: ", "dl.json", want)
+
+    def retry_and_finish(self, cwd, what, doc, want):
+        """`ringfill retry --all`, then the same run to the end: every table
+        exact."""
         retry = subprocess.run([harness.ringfill_path(), "retry", "out.db", "--all"], cwd=cwd,
                                capture_output=True, text=True, timeout=harness.RUN_TIMEOUT_S)
         self.assertEqual(retry.returncode, 0, retry.stdout + retry.stderr)
         rc, log, _ = self.run_in(cwd)
         self.assertEqual(rc, 0, log)
-        self.check_tables(cwd, what="after --download-only refused it: ", doc="dl.json",
-                          want=want)
+        self.check_tables(cwd, what=what, doc=doc, want=want)
 
     def test_checkpoint_of_other_rows_paths_refused(self):
         """A document stopped after a checkpoint, then a run whose tables
@@ -379,13 +383,7 @@ class DocStream(unittest.TestCase):
         self.assertEqual((state[3], table_rows()), (records, before))
         with open(job_path, "w", encoding="utf-8") as f:
             f.write(earlier)
-        retry = subprocess.run([harness.ringfill_path(), "retry", "out.db", "--all"], cwd=cwd,
-                               capture_output=True, text=True, timeout=harness.RUN_TIMEOUT_S)
-        self.assertEqual(retry.returncode, 0, retry.stdout + retry.stderr)
-        rc, log, _ = self.run_in(cwd)
-        self.assertEqual(rc, 0, log)
-        self.check_tables(cwd, what="after other rows paths were refused: ", doc="paths.json",
-                          want=want)
+        self.retry_and_finish(cwd, "after other rows paths were refused: ", "paths.json", want)
 
     def check_stopped(self, sig, code):
         """Sends sig once a checkpoint is committed, expects exit `code`,
