@@ -448,16 +448,19 @@ static int ds_record(loop_t *l, job_t *j, const json_doc_t *doc, uint64_t paths,
 	return 0;
 }
 
+/* An error of the stream, its offset counted from the body's first byte (a
+ * BOM passed over by nd_decoded included). */
 static void ds_invalid(job_t *j, const json_error_t *e)
 {
 	j->nd_failed = true;
+	size_t at = e->offset + j->bom_skipped;
 	if (e->reason && strcmp(e->reason, JSON_STREAM_E_REPEATED) == 0) {
-		job_fail_repeated(j->batch, e->offset, e->line);
+		job_fail_repeated(j->batch, at, e->line);
 		return;
 	}
 	char note[JOB_CODING_NOTE_BYTES];
 	batch_fail(j->batch, ERROR_CLASS_PERMANENT, "invalid JSON at byte offset %zu (line %zu): %s%s",
-	           e->offset, e->line, e->reason ? e->reason : "syntax error",
+	           at, e->line, e->reason ? e->reason : "syntax error",
 	           job_coding_note(j, note, sizeof note));
 }
 

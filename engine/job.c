@@ -417,20 +417,22 @@ static void job_parse(loop_t *l, job_t *j)
 		paginate_page(l, j, b, rc.vars);
 		return;
 	}
+	/* A UTF-8 BOM before the value is passed over; offsets still count it. */
+	const char *body = j->body.data ? j->body.data : "";
+	size_t bom = job_bom_len(body, j->body.len);
 	int r;
 	if (job_is_ndjson(l, j)) {
-		r = json_ndjson_each(l->parser, j->body.data ? j->body.data : "", j->body.len,
-		                     rows_from_line, &rc, &e);
+		r = json_ndjson_each(l->parser, body + bom, j->body.len - bom, rows_from_line, &rc, &e);
 	} else {
 		json_doc_t doc;
 		size_t at;
-		r = json_parse(l->parser, j->body.data ? j->body.data : "", j->body.len, &doc, &e);
+		r = json_parse(l->parser, body + bom, j->body.len - bom, &doc, &e);
 		if (r == 0 && batch_doc_repeats(l->cfg->tables, l->cfg->n_tables, &doc, &at)) {
 			size_t line = 1;
 			for (const char *q = doc.src; (q = memchr(q, '\n', (size_t)(doc.src + at - q)));
 			     q++)
 				line++;
-			job_fail_repeated(b, at, line);
+			job_fail_repeated(b, bom + at, line);
 			return;
 		}
 		if (r == 0)
@@ -439,7 +441,7 @@ static void job_parse(loop_t *l, job_t *j)
 	char note[JOB_CODING_NOTE_BYTES];
 	if (r == -1)
 		batch_fail(b, ERROR_CLASS_PERMANENT, "invalid JSON at byte offset %zu (line %zu): %s%s",
-		           e.offset, e.line, e.reason ? e.reason : "syntax error",
+		           bom + e.offset, e.line, e.reason ? e.reason : "syntax error",
 		           job_coding_note(j, note, sizeof note));
 	else if (r != 0)
 		batch_fail(b, ERROR_CLASS_PERMANENT, "cannot turn the records into rows: %s",

@@ -16,6 +16,7 @@
 #include <netdb.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/signalfd.h>
 
 #include "engine/loop.h"
@@ -266,6 +267,9 @@ struct job {
 	uint64_t nd_skip;           /* records still to skip (a 200 after a checkpoint) */
 	uint64_t nd_skip_part;      /* bytes of the line being skipped so far */
 	bool nd_skip_seen;          /* that line is not blank */
+	bool bom_done;              /* the body's start is past a UTF-8 BOM or known to have none */
+	uint8_t bom_held;           /* bytes of a BOM seen at the start, not passed on yet (0-2) */
+	uint8_t bom_skipped;        /* 3 when a BOM was passed over: a document's offsets add it */
 	struct json_ndjson_stream *nd_stream; /* the lines after the skipped ones; owned */
 	uint64_t nd_stream_base;    /* decoded-body offset of the stream's first byte */
 	char nd_validator[BATCH_VALIDATOR_BYTES_MAX]; /* this response's If-Range value, or "" */
@@ -451,6 +455,14 @@ bool job_is_ndjson(loop_t *l, job_t *j); /* job.c */
 #define JOB_CODING_NOTE_BYTES (96u + HTTP_CODINGS_BYTES_MAX)
 const char *job_coding_note(const job_t *j, char *buf, size_t cap);
 void job_fail_repeated(batch_t *b, size_t offset, size_t line);
+/* The UTF-8 byte order mark a body may start with (RFC 8259 §8.1 lets a
+ * parser ignore it, as Python's json and simdjson do): its length at the
+ * start of p[0..n), 3 or 0. */
+#define JOB_BOM "\xEF\xBB\xBF"
+static inline size_t job_bom_len(const char *p, size_t n)
+{
+	return n >= 3 && memcmp(p, JOB_BOM, 3) == 0 ? 3 : 0;
+}
 void nd_load(job_t *j);
 int nd_request(loop_t *l, job_t *j, char *req, size_t len, size_t cap); /* new length or <0 */
 int nd_begin(loop_t *l, job_t *j, error_class_t *cls, char *err, size_t cap);

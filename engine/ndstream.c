@@ -82,6 +82,9 @@ static void nd_start_at(job_t *j, uint64_t base, uint64_t skip)
 	j->nd_skip = skip;
 	j->nd_pos = base;
 	j->nd_records = base ? j->ck_records : 0;
+	j->bom_done = base > 0; /* only the body's first bytes can be a BOM */
+	j->bom_held = 0;
+	j->bom_skipped = 0;
 	j->sha_partial = false;
 	j->stream_bytes = 0;
 	j->body.len = 0;
@@ -483,6 +486,48 @@ static int nd_ds_cut(loop_t *l, job_t *j, error_class_t *cls, char *err, size_t 
 	return -1;
 }
 
+/* Decoded body bytes to the parser: the document's stream, or the lines. */
+static int nd_take(loop_t *l, job_t *j, const char *p, size_t n, error_class_t *cls, char *err,
+                   size_t cap)
+{
+	if (j->ds) {
+		ds_feed(l, j, p, n); /* the stream borrows p until it has read it */
+		return nd_ds_cut(l, j, cls, err, cap);
+	}
+	return nd_lines(l, j, p, n, cls, err, cap);
+}
+
+/* nd_take, past a UTF-8 byte order mark at the body's start (JOB_BOM) however
+ * the pieces cut it: up to two bytes of one are held until the third says
+ * whether it is one (then all three are dropped: an NDJSON body's offsets
+ * still count them, a document's errors add them) or not (then they go on
+ * first). */
+static int nd_decoded(loop_t *l, job_t *j, const char *p, size_t n, error_class_t *cls,
+                      char *err, size_t cap)
+{
+	if (!j->bom_done && n) {
+		size_t k = j->bom_held, i = 0;
+		while (k < 3 && i < n && p[i] == JOB_BOM[k])
+			k++, i++;
+		if (k < 3 && i == n) { /* the piece ends inside what may be one */
+			j->bom_held = (uint8_t)k;
+			return 0;
+		}
+		uint8_t held = j->bom_held;
+		j->bom_done = true;
+		j->bom_held = 0;
+		if (k == 3) {
+			j->bom_skipped = 3;
+			if (!j->ds)
+				j->nd_pos += 3; /* the lines' offsets are the body's */
+			p += i, n -= i;
+		} else if (held && nd_take(l, j, JOB_BOM, held, cls, err, cap)) {
+			return -1;
+		}
+	}
+	return n ? nd_take(l, j, p, n, cls, err, cap) : 0;
+}
+
 /* Body bytes as sent. With --raw, stream.c has them already (chunks, digest
  * at write time); without, they are hashed here. Decoded bytes join the
  * partial line, complete lines are parsed at once. */
@@ -496,12 +541,8 @@ int nd_feed(loop_t *l, job_t *j, const char *p, size_t n, error_class_t *cls, ch
 	if (j->nd_failed || j->gz_failed)
 		return 0; /* read to the end all the same (the raw file keeps it) */
 	*cls = ERROR_CLASS_TRANSIENT;
-	if (!j->resp.gzip && j->ds) {
-		ds_feed(l, j, p, n); /* the stream borrows p until it has read it */
-		return nd_ds_cut(l, j, cls, err, cap);
-	}
 	if (!j->resp.gzip)
-		return nd_lines(l, j, p, n, cls, err, cap);
+		return nd_decoded(l, j, p, n, cls, err, cap);
 	/* gzip: decoded a bounded piece at a time, each parsed before the
 	 * next, so a small piece that inflates a lot cannot grow the buffer. */
 	for (;;) {
@@ -530,16 +571,13 @@ int nd_feed(loop_t *l, job_t *j, const char *p, size_t n, error_class_t *cls, ch
 				         (unsigned long long)l->o->body_bytes_max);
 				return -1;
 			}
-			ds_feed(l, j, j->body.data, j->body.len);
-			j->body.len = 0;
-			if (nd_ds_cut(l, j, cls, err, cap))
-				return -1;
-		} else {
-			int bad = nd_lines(l, j, j->body.data, j->body.len, cls, err, cap);
-			j->body.len = 0;
-			if (bad)
-				return -1;
 		}
+		/* The decoded piece is parsed before the next is decoded into
+		 * the same buffer; its bytes are not needed after. */
+		int bad = nd_decoded(l, j, j->body.data, j->body.len, cls, err, cap);
+		j->body.len = 0;
+		if (bad)
+			return -1;
 		if (r != GZIP_TOO_LARGE)
 			return 0;
 		/* The piece is parsed: the rest of the input decodes on from
@@ -570,6 +608,15 @@ void nd_finish(loop_t *l, job_t *j)
 	if (j->gz_failed && !j->nd_failed) {
 		j->nd_failed = true;
 		batch_fail(j->batch, ERROR_CLASS_PERMANENT, "%s", j->gz_error);
+	}
+	if (!j->bom_done && j->bom_held) { /* the body ended inside what began as a BOM */
+		char err[ERR_BYTES];
+		error_class_t cls;
+		uint8_t held = j->bom_held;
+		j->bom_done = true;
+		j->bom_held = 0;
+		if (nd_take(l, j, JOB_BOM, held, &cls, err, sizeof err))
+			batch_fail(j->batch, cls, "%s", err);
 	}
 	if (j->ds) {
 		ds_finish(l, j);

@@ -183,10 +183,12 @@ void paginate_page(loop_t *l, job_t *j, batch_t *b, const json_doc_t *vars)
 	const paginate_spec_t *p = l->cfg->paginate;
 	json_doc_t doc;
 	json_error_t e = {0, 0, NULL};
-	if (json_parse(l->parser, j->body.data ? j->body.data : "", j->body.len, &doc, &e) != 0) {
+	const char *body = j->body.data ? j->body.data : "";
+	size_t bom = job_bom_len(body, j->body.len); /* passed over; offsets count it */
+	if (json_parse(l->parser, body + bom, j->body.len - bom, &doc, &e) != 0) {
 		char note[JOB_CODING_NOTE_BYTES];
 		batch_fail(b, ERROR_CLASS_PERMANENT, "invalid JSON at byte offset %zu (line %zu): %s%s",
-		           e.offset, e.line, e.reason ? e.reason : "syntax error",
+		           bom + e.offset, e.line, e.reason ? e.reason : "syntax error",
 		           job_coding_note(j, note, sizeof note));
 		return;
 	}

@@ -25,6 +25,9 @@ It serves the files under a root directory through a mode prefix in the path:
                     half of the gzip data: cut on the way
   /gzipcutonce/FILE the same on the first request for the path; later ones
                     get all of the gzip data
+  /slowstart/FILE   Content-Length, the body's first 4 bytes one at a time (a
+                    flush and a pause after each, so each comes in a TLS record
+                    of its own), then the rest
   /manyheaders/FILE 200 with 150 header fields, past the client's limit of 100
   /bighead/FILE     200 with a 20 KB header field, past the 16 KiB head limit
 
@@ -378,6 +381,14 @@ class Handler(harness.TlsHandler):
             return self._simple(404, b'{"error": "no such file"}')
         if mode == "keepalive":
             return self._simple(200, body)
+        if mode == "slowstart":
+            self._head(length=len(body))
+            for i in range(min(4, len(body))):
+                self.wfile.write(body[i:i + 1])
+                self.wfile.flush()
+                self._stop_wait(0.05)
+            self.wfile.write(body[4:])
+            return None
         if mode == "manyheaders":
             return self._simple(200, body, extra=[("X-Filler-%d" % i, "v") for i in range(150)])
         if mode == "bighead":

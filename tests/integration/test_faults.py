@@ -10,6 +10,7 @@ Needs $RINGFILL (the binary; meson sets it); exits 77 (skip) without it.
 Run alone: RINGFILL=build/engine/ringfill python3 tests/integration/test_faults.py
 """
 
+import json
 import os
 import shutil
 import sys
@@ -184,6 +185,61 @@ class Faults(unittest.TestCase):
         fresh = snapshot(other, "following")
         self.assertEqual(first[0], fresh[0], "job outcomes differ in a fresh database")
         self.assertEqual(first[1:], fresh[1:], "table contents differ in a fresh database")
+
+    def test_utf8_bom_passed_over_however_it_is_cut(self):
+        """A body that starts with a UTF-8 byte order mark (RFC 8259 §8.1
+        lets a parser ignore it; Python's json and simdjson do) loads as
+        without it: NDJSON and a document, sent whole or a byte per TLS
+        record (/slowstart/: the BOM cut anywhere), streamed or, from local
+        files under tables that cannot stream, parsed whole. Errors after it
+        name offsets that count it; two bytes of a BOM then other bytes are
+        invalid at offset 0. Before, every such body failed at offset 0."""
+        bom = b"\xef\xbb\xbf"
+        line = b'{"following": [{"accountId": "a%d"}]}'
+        docs = {
+            "bom.ndjson": bom + b"\n".join(line % i for i in range(3)) + b"\n",
+            "bom.json": bom + b'{"following": [{"accountId": "b1"}, {"accountId": "b2"}]}',
+            "bombad.ndjson": bom + line % 9 + b'\n{"following": tru}\n',
+            "bombad.json": bom + b'{"following": [{"accountId": "c1"}], "x": tru}',
+            "bomhalf.json": b"\xef\xbb{}",
+        }
+        os.makedirs(os.path.join(self.data, "bom"), exist_ok=True)
+        for name, body in docs.items():
+            with open(os.path.join(self.data, "bom", name), "wb") as f:
+                f.write(body)
+        want = sorted([("a0",), ("a1",), ("a2",), ("b1",), ("b2",)])
+
+        def check(db, key_of):
+            jobs = {key_of(j): j for j in harness.jobs(db)}
+            with harness.open_db(db) as con:
+                got = sorted(tuple(r) for r in con.execute('SELECT "accountId" FROM following'))
+            self.assertEqual(got, want, jobs)
+            for name in ("bom.ndjson", "bom.json"):
+                self.assertEqual(jobs[name]["state"], "done", jobs[name])
+            # "tru}" fails at its "}" (the literal ends there): offsets in
+            # the file as sent, the BOM's 3 bytes counted.
+            bad_at = {"bombad.ndjson": docs["bombad.ndjson"].index(b"tru}") + 3,
+                      "bombad.json": docs["bombad.json"].index(b"tru}") + 3, "bomhalf.json": 0}
+            for name, at in bad_at.items():
+                j = jobs[name]
+                self.assertEqual((j["state"], j["error_class"]), ("failed", "permanent"), j)
+                self.assertRegex(j["error"], r"invalid JSON at byte offset %d\b" % at)
+
+        for mode in ("keepalive", "slowstart"):
+            with self.subTest(mode=mode):
+                db = os.path.join(self.cwd, mode + ".db")
+                proc = self.run_list([self.fs.url("%s/bom/%s" % (mode, n)) for n in docs], db=db)
+                self.assertEqual(proc.returncode, 1, describe(proc))
+                check(db, lambda j: j["url"].rsplit("/", 1)[1])
+        # Local files, under tables that cannot stream (an inferred `$`
+        # table): each document parsed whole.
+        with open(os.path.join(self.cwd, "job.json"), "w") as f:
+            json.dump({"source": {"files": os.path.join(self.data, "bom")}, "db": "files.db",
+                       "tables": [{"name": "following", "rows": "$.following[*]"},
+                                  {"name": "whole", "rows": "$"}]}, f)
+        proc = run_ringfill(["run", "job.json", "--quiet"], cwd=self.cwd)
+        self.assertEqual(proc.returncode, 1, describe(proc))
+        check(os.path.join(self.cwd, "files.db"), lambda j: j["key"])
 
     def limiter_case(self, retry_after):
         """Twelve documents from a host whose first answer is a 429: no

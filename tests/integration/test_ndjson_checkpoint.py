@@ -279,6 +279,27 @@ class NdjsonCheckpoint(unittest.TestCase):
             self.assertIsNone(sha, what + ": the first bytes were never hashed")
         self.resume_trials("range", self.ng.url("big.ndjson"), False, after=after, trials=1)
 
+    def test_range_resume_after_a_utf8_bom(self):
+        """A body that starts with a UTF-8 BOM (passed over by the parse):
+        its checkpoints' offsets count the BOM's 3 bytes, so each is the
+        start of a line in the body as sent and the resumed Range asks for
+        exactly the rest; every row once."""
+        bom_bytes = b"\xef\xbb\xbf" + self.big_bytes
+        with open(os.path.join(self.data, "bom.ndjson"), "wb") as f:
+            f.write(bom_bytes)
+
+        def after(cwd, ckpt, what):
+            _, offset, _, _, part = ckpt
+            self.assertEqual(bom_bytes[offset - 1:offset], b"\n", what + ": a line's start")
+            last = [e for e in self.ng.log() if e[0] == "/bom.ndjson"][-1]
+            if part < offset:  # the .part was never trusted: fetched whole
+                self.assertEqual((last[1], last[2]), (200, "-"), what + repr(last))
+                return
+            self.assertEqual((last[1], last[2]), (206, "bytes=%d-" % offset), what)
+            self.assertEqual(last[4], len(bom_bytes) - offset, what + ": bytes sent")
+        self.resume_trials("bom", self.ng.url("bom.ndjson"), True, served=bom_bytes,
+                           after=after, trials=1)
+
     # ---- servers without ranges, or whose validator changed -------------
 
     def test_server_without_ranges(self):
