@@ -126,8 +126,7 @@ static void conn_fail(loop_t *l, conn_t *c, error_class_t cls, const char *fmt, 
 	if (!j)
 		return;
 	if (reused && !j->got_bytes && cls == ERROR_CLASS_TRANSIENT) {
-		j->fresh_only = true;
-		host_enqueue_front(l, j->host, j);
+		job_stale_retry(l, j);
 		return;
 	}
 	char msg[ERR_BYTES];
@@ -436,6 +435,7 @@ static void conn_response_done(loop_t *l, conn_t *c)
 {
 	job_t *j = c->job;
 	host_t *h = c->host;
+	bool reused = c->reused;
 	c->job = NULL;
 	j->conn = NULL;
 	j->body_done = true;
@@ -451,7 +451,10 @@ static void conn_response_done(loop_t *l, conn_t *c)
 		h->idle = c;
 		conn_arm_recv(l, c); /* anything arriving while idle closes it */
 	}
-	job_response_done(l, j);
+	if (reused && j->resp.status == 408 && !l->stopping)
+		job_stale_retry(l, j); /* the server timed out the idle connection, not us */
+	else
+		job_response_done(l, j);
 	host_dispatch(l, h);
 }
 

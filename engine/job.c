@@ -828,6 +828,19 @@ void job_range_fallback(loop_t *l, job_t *j)
 	host_enqueue_front(l, j->host, j);
 }
 
+/* The request died on a reused keep-alive connection before any byte came
+ * back, or came back as a 408 (Request Timeout: servers that close an idle
+ * connection answer so, e.g. Node's http.Server): the server most likely
+ * timed out the connection just as we used it. Sent again at once, on a new
+ * connection, without counting an attempt; a new connection's failure
+ * counts. Before 2026-12-08 a 408 counted one. */
+void job_stale_retry(loop_t *l, job_t *j)
+{
+	job_reset_response(l, j);
+	j->fresh_only = true;
+	host_enqueue_front(l, j->host, j);
+}
+
 /* --raw after a 206: the .part's first file_resume bytes are read back through
  * io_uring for the SHA-256 of the whole file; then the body is written on at
  * file_resume. */

@@ -394,6 +394,7 @@ void loop_fatal(loop_t *l, const char *fmt, ...) __attribute__((format(printf, 2
 void loop_recvbuf_put(loop_t *l, int32_t bid); /* back into the buffer ring */
 void host_enqueue(loop_t *l, host_t *h, job_t *j);
 void host_enqueue_front(loop_t *l, host_t *h, job_t *j);
+void job_stale_retry(loop_t *l, job_t *j);
 void host_dispatch(loop_t *l, host_t *h);
 host_t *host_get(loop_t *l, const url_t *u);
 void host_rawdir(loop_t *l, host_t *h, job_t *j);

@@ -25,6 +25,9 @@ It serves the files under a root directory through a mode prefix in the path:
                     half of the gzip data: cut on the way
   /gzipcutonce/FILE the same on the first request for the path; later ones
                     get all of the gzip data
+  /idle408/FILE     the file on a connection's first request; any later request
+                    on the same connection gets 408 and "Connection: close", as
+                    from a server that times out idle keep-alive connections
   /slowstart/FILE   Content-Length, the body's first 4 bytes one at a time (a
                     flush and a pause after each, so each comes in a TLS record
                     of its own), then the rest
@@ -152,6 +155,7 @@ class Handler(harness.TlsHandler):
 
     def setup(self):
         super().setup()  # the TLS handshake, in this thread
+        self.served_here = 0  # requests answered on this connection so far
         with self.server.lock:
             self.server.connections += 1
 
@@ -354,6 +358,7 @@ class Handler(harness.TlsHandler):
         return None
 
     def do_GET(self):
+        self.served_here += 1
         path = self.path.split("?", 1)[0]
         with self.server.lock:
             self.server.hits[path] += 1
@@ -380,6 +385,12 @@ class Handler(harness.TlsHandler):
         if body is None:
             return self._simple(404, b'{"error": "no such file"}')
         if mode == "keepalive":
+            return self._simple(200, body)
+        if mode == "idle408":
+            if self.served_here > 1:  # as a server that timed out the idle connection
+                self.close_connection = True
+                return self._simple(408, b'{"error": "idle too long"}',
+                                    extra=[("Connection", "close")])
             return self._simple(200, body)
         if mode == "slowstart":
             self._head(length=len(body))

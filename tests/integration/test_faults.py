@@ -241,6 +241,27 @@ class Faults(unittest.TestCase):
         self.assertEqual(proc.returncode, 1, describe(proc))
         check(os.path.join(self.cwd, "files.db"), lambda j: j["key"])
 
+    def test_408_on_a_reused_connection_is_not_an_attempt(self):
+        """A server that answers 408 to a request on a reused keep-alive
+        connection (it timed the connection out as the request came): the
+        request goes again on a new connection without counting an attempt,
+        so even --retries 1 loads every document, each in one attempt; the
+        same 408 on a new connection counts (/status/408 fails after
+        --retries). Before, each reused connection's 408 used an attempt."""
+        urls = [self.fs.url("idle408/%s?n=%d" % (self.file["path"], i)) for i in range(6)]
+        proc = self.run_list(urls, extra=["--per-host", "1", "--concurrency", "1",
+                                          "--retries", "1"])
+        self.assertEqual(proc.returncode, 0, describe(proc))
+        jobs = harness.jobs(self.db)
+        self.assertEqual([(j["state"], j["attempts"]) for j in jobs], [("done", 1)] * 6, jobs)
+        self.assertEqual(self.fs.hits["/idle408/" + self.file["path"]], 6 + 5, self.fs.hits)
+        db = os.path.join(self.cwd, "fresh.db")
+        proc = self.run_list([self.fs.url("status/408")], db=db, extra=["--retries", "2"])
+        self.assertEqual(proc.returncode, 1, describe(proc))
+        j = harness.jobs(db)[0]
+        self.assertEqual((j["state"], j["error_class"], j["attempts"]),
+                         ("failed", "transient", 2), j)
+
     def limiter_case(self, retry_after):
         """Twelve documents from a host whose first answer is a 429: no
         request may reach it until the Retry-After has passed."""
