@@ -157,20 +157,29 @@ static bool next_element(const char *v, size_t n, size_t *pos, const char **el, 
 	return true;
 }
 
+/* Digits only, or a list of the same number (`42, 42`, which a proxy that
+ * joined two equal fields sends: RFC 9110 §8.6 lets a recipient take it as
+ * one); several fields or elements must agree. */
 static ssize_t on_content_length(const char *v, size_t n, http_response_t *r, head_state_t *st)
 {
-	int64_t value = 0;
-	if (n == 0 || n > HTTP_CL_DIGITS_MAX)
-		return fail(r, "bad Content-Length");
-	for (size_t i = 0; i < n; i++) {
-		if (!is_digit((unsigned char)v[i]))
+	size_t i = 0;
+	do {
+		while (i < n && is_ows(v[i]))
+			i++;
+		size_t start = i;
+		int64_t value = 0;
+		while (i < n && is_digit((unsigned char)v[i]))
+			value = value * 10 + (v[i++] - '0'), (void)0;
+		size_t digits = i - start;
+		while (i < n && is_ows(v[i]))
+			i++;
+		if (digits == 0 || digits > HTTP_CL_DIGITS_MAX || (i < n && v[i] != ','))
 			return fail(r, "bad Content-Length");
-		value = value * 10 + (v[i] - '0');
-	}
-	if (st->cl_seen && value != r->content_length)
-		return fail(r, "conflicting Content-Length");
-	st->cl_seen = true;
-	r->content_length = value;
+		if (st->cl_seen && value != r->content_length)
+			return fail(r, "conflicting Content-Length");
+		st->cl_seen = true;
+		r->content_length = value;
+	} while (i++ < n); /* past the ',' */
 	return 0;
 }
 

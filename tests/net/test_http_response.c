@@ -97,8 +97,20 @@ static void test_content_length(void **state)
 	                       &r),
 	                 HTTP_ERROR);
 	assert_string_equal(r.reason, "conflicting Content-Length");
-	static const char *const bad[] = {"-1", "+5", "5, 5", "0x10", "1 2", "",
-	                                  "1000000000000000000", "5a"};
+	/* A list of one number, as a proxy joining two equal fields sends it
+	 * (RFC 9110 §8.6; refused before 2026-12-08); two numbers conflict. */
+	assert_true(parse("HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\n", &r) > 0);
+	assert_int_equal(r.content_length, 5);
+	assert_true(parse("HTTP/1.1 200 OK\r\nContent-Length: 7,7 ,  7\r\n\r\n", &r) > 0);
+	assert_int_equal(r.content_length, 7);
+	assert_int_equal(parse("HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\n", &r), HTTP_ERROR);
+	assert_string_equal(r.reason, "conflicting Content-Length");
+	assert_int_equal(parse("HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\nContent-Length: 6\r\n\r\n",
+	                       &r),
+	                 HTTP_ERROR);
+	assert_string_equal(r.reason, "conflicting Content-Length");
+	static const char *const bad[] = {"-1", "+5", "5,", ",5", "5,,5", "0x10", "1 2", "",
+	                                  "1000000000000000000", "5a", "5, 5a", "5;x"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		char h[128];
 		snprintf(h, sizeof(h), "HTTP/1.1 200 OK\r\nContent-Length: %s\r\n\r\n", bad[i]);
