@@ -481,13 +481,15 @@ void files_complete(loop_t *l, op_t *op, int res)
 				/* The first piece says gzip: it, and the pieces after it,
 				 * are read to the wire buffer and decoded into the body
 				 * buffer (nd_feed). A decoded offset is no place to read
-				 * the file on from: its checkpoints name no version
-				 * (nd_validator empty), so a resumed run reads it from
-				 * the start and skips the records committed, as a
-				 * download's gzip body. */
+				 * the file on from: an NDJSON file's checkpoints name
+				 * no version (nd_validator empty), so a resumed run
+				 * reads it from the start and skips the records
+				 * committed, as a download's gzip body. A document's
+				 * keep the rows paths they count (ds_rows_key). */
 				swap_bufs(&j->body, &j->wire);
 				j->body.len = 0;
-				j->nd_validator[0] = '\0';
+				if (!j->ds)
+					j->nd_validator[0] = '\0';
 				if (local_gzip_begin(j) != 0) {
 					local_nomem(l, j);
 					return;

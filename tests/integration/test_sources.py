@@ -785,6 +785,48 @@ class Sources(unittest.TestCase):
             outcomes.append(table(db, "t", ["k", "acct"]))
         self.assertEqual(outcomes, [[(5, 6)], [(5, 6)]])
 
+    def test_gzip_local_document_checkpoint_keeps_its_rows_paths(self):
+        """A gzip-compressed local document that fails after a checkpoint
+        keeps the rows paths its checkpoint counted, as a plain one does:
+        once fixed, a run whose tables read other paths refuses it, and one
+        with the earlier tables finishes it, every record once. Before, the
+        gzip file's checkpoint kept no rows paths and was taken on trust: a
+        table added before the rows gave 100 duplicates and lost its own."""
+        import gzip
+        d = self.workdir()
+        docs = os.path.join(d, "docs")
+        os.makedirs(docs)
+
+        def write(tail):
+            body = {"pre": [{"k": i} for i in range(100)],
+                    "rows": [{"k": i, "pad": "x" * 40} for i in range(30000)]}
+            text = json.dumps(body)[:-1] + tail + "}"
+            with open(os.path.join(docs, "d.json"), "wb") as f:
+                f.write(gzip.compress(text.encode(), 1))
+        write(', "bad": tru')
+        # ~50 bytes of fields a row: 1.5 MB in all, past a checkpoint's 1 MiB.
+        t = {"name": "t", "rows": "$.rows[*]", "columns": {"k": "@.k", "pad": "@.pad"}}
+        p = {"name": "p", "rows": "$.pre[*]", "columns": {"k": "@.k"}}
+        self.run_ok(["run", self.files_job(d, [t]), "--quiet"], code=1)
+        db = os.path.join(d, "out.db")
+        with harness.open_db(db) as con:
+            ckpt, validator = con.execute(
+                "SELECT ckpt_records, ckpt_validator FROM _ringfill_jobs").fetchone()
+            done = con.execute("SELECT count(*) FROM t").fetchone()[0]
+        self.assertGreater(ckpt or 0, 0, "no checkpoint committed")
+        self.assertTrue((validator or "").startswith("rows-paths:"), validator)
+        write("")
+        retry = [harness.ringfill_path(), "retry", db, "--all"]
+        self.assertEqual(subprocess.run(retry, capture_output=True).returncode, 0)
+        self.run_ok(["run", self.files_job(d, [t, p]), "--quiet"], code=1)
+        job = harness.jobs(db)[0]
+        self.assertEqual((job["state"], job["error_class"]), ("failed", "permanent"), job)
+        self.assertIn("tables read other rows paths", job["error"])
+        self.assertEqual(len(table(db, "t", ["k"])), done)
+        self.assertEqual(subprocess.run(retry, capture_output=True).returncode, 0)
+        self.run_ok(["run", self.files_job(d, [t]), "--quiet"])
+        self.assertEqual(sorted(r[0] for r in table(db, "t", ["k"])), list(range(30000)))
+
     def test_files_large_documents_stream_two_at_a_time(self):
         # Documents of a read piece (1 MiB) or more are streamed two at a
         # time (engine/files.c, LOCAL_STREAMS_MAX), the others wait in order:
