@@ -704,6 +704,8 @@ static int table_name(load_t *ld, uint32_t obj, uint32_t n, const char *base, ui
 		return fail(ld, n, kp.s, "longer than %u bytes", JOBFILE_TABLE_NAME_BYTES_MAX);
 	if (!strncasecmp(t->name, "_ringfill", 9))
 		return fail(ld, n, kp.s, "names starting with _ringfill are reserved");
+	if (!strncasecmp(t->name, "sqlite_", 7))
+		return fail(ld, n, kp.s, "names starting with sqlite_ are SQLite's own");
 	for (uint32_t i = 0; i < idx; i++)
 		if (!strcasecmp(ld->jf->tables[i].name, t->name))
 			return fail(ld, n, kp.s, "same name as tables[%u] (names ignore letter case)", i);

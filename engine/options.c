@@ -372,6 +372,8 @@ int options_check_run(run_opts_t *o)
 		return bad("--table", o->table, "empty table name");
 	if (strncasecmp(o->table, "_ringfill", 9) == 0) /* SQLite's names ignore case */
 		return bad("--table", o->table, "names starting with _ringfill are reserved");
+	if (strncasecmp(o->table, "sqlite_", 7) == 0)
+		return bad("--table", o->table, "names starting with sqlite_ are SQLite's own");
 	if (o->retry_max_s < o->retry_base_s)
 		o->retry_max_s = o->retry_base_s;
 	return 0;

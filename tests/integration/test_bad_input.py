@@ -155,16 +155,27 @@ class BadInput(unittest.TestCase):
         self.assertFalse(os.path.exists(self.db), "the database must not be created")
 
     def test_reserved_table_names_in_any_case(self):
-        """_ringfill* names are the store's, in any letter case (SQLite's
-        names ignore it): --table _RINGFILL_JOBS is refused at start as
-        _ringfill_jobs is. Before, the run fetched and every job failed."""
+        """_ringfill* names are the store's and sqlite_* names SQLite's, in
+        any letter case (SQLite's names ignore it): --table _RINGFILL_JOBS
+        or SQLite_events (or such a job-file table) is refused at start, as
+        _ringfill_jobs was. Before, the run fetched and every job failed."""
         urls = harness.write_lines(os.path.join(self.cwd, "urls.txt"),
                                    list(self.good_urls())[:1])
-        for name in ("_RINGFILL_JOBS", "_Ringfill_runs"):
+        for name, said in (("_RINGFILL_JOBS", "names starting with _ringfill are reserved"),
+                           ("_Ringfill_runs", "names starting with _ringfill are reserved"),
+                           ("SQLite_events", "names starting with sqlite_ are SQLite's own")):
             args = [a if a != "following" else name for a in self.run_args(urls)]
             proc = run_ringfill(args, cwd=self.cwd)
             self.assertEqual(proc.returncode, 2, describe(proc))
-            self.assertIn("names starting with _ringfill are reserved", proc.stderr)
+            self.assertIn(said, proc.stderr)
+            self.assertFalse(os.path.exists(self.db), "the database must not be created")
+            job = os.path.join(self.cwd, "job.json")
+            with open(job, "w") as f:
+                f.write('{"source": {"urls": "urls.txt"}, "db": "rf.db",\n'
+                        ' "tables": [{"name": "%s"}]}' % name)
+            proc = run_ringfill(["run", job], cwd=self.cwd)
+            self.assertEqual(proc.returncode, 2, describe(proc))
+            self.assertIn("job.json:2: tables[0].name: " + said, proc.stderr)
             self.assertFalse(os.path.exists(self.db), "the database must not be created")
 
     def test_max_body_limit_is_named_exactly(self):
