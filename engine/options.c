@@ -123,14 +123,14 @@ static int parse_bytes(const char *flag, const char *s, uint64_t *out)
 	return 0;
 }
 
-/* A header refused: only its name is printed (the text before the first
- * ':', or nothing when there is none), never its value, which may be a
- * secret. */
-static int bad_header(const char *from, const char *h, const char *colon, const char *why)
+/* A header refused: only its name is printed (h up to name_end: the first
+ * ':', or the first byte a name cannot hold; nothing when NULL or empty),
+ * never its value, which may be a secret. */
+static int bad_header(const char *from, const char *h, const char *name_end, const char *why)
 {
-	if (colon && colon > h)
+	if (name_end && name_end > h)
 		fprintf(stderr, "ringfill run: %s: header '%.*s': %s (its value is not printed; see "
-		        "ringfill --help)\n", from, (int)(colon - h), h, why);
+		        "ringfill --help)\n", from, (int)(name_end - h), h, why);
 	else
 		fprintf(stderr, "ringfill run: %s: header: %s (its text is not printed; see ringfill "
 		        "--help)\n", from, why);
@@ -146,8 +146,9 @@ int options_add_header(run_opts_t *o, const char *from, const char *h)
 	if (!colon || colon == h)
 		return bad_header(from, h, NULL, "expected 'Name: value'");
 	for (const char *p = h; p < colon; p++)
-		if (!isgraph((unsigned char)*p))
-			return bad_header(from, h, colon, "bad character in header name");
+		if (!isgraph((unsigned char)*p)) /* the name as far as it goes: what follows may
+		                                  * be a token whose ':' was taken for the name's */
+			return bad_header(from, h, p, "bad character in header name after this");
 	char *dst = o->headers + o->headers_len;
 	char *lim = o->headers + sizeof o->headers - 3; /* room for CRLF and NUL */
 	for (const char *p = h; *p; p++) {

@@ -131,7 +131,9 @@ class BadInput(unittest.TestCase):
         secret = "sk-live-9f8e7d6c5b4a"
         urls = harness.write_lines(os.path.join(self.cwd, "urls.txt"),
                                    list(self.good_urls())[:1])
-        cases = [("X Api Key: " + secret, "header 'X Api Key': bad character in header name"),
+        cases = [("X Api Key: " + secret, "header 'X': bad character in header name"),
+                 ("Authorization Bearer sk-" + secret + ":x",
+                  "header 'Authorization': bad character in header name"),
                  ("Authorization Bearer " + secret, "header: expected 'Name: value'"),
                  ("Authorization: Bearer " + secret + " ${TOK",
                   "header 'Authorization': unterminated ${VAR}"),
