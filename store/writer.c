@@ -1161,6 +1161,16 @@ static int key_ensure(writer_t *w, wtable_t *t)
 		rc = key_index_create(w, t);
 	if (rc == -ENOMEM)
 		return fatal(w, "writer: out of memory");
+	if (rc == -E2BIG) { /* the key's columns would pass SQLite's column limit */
+		char msg[sizeof(w->pipe->fatal_msg)];
+		snprintf(msg, sizeof(msg), "%s: table \"%s\": its key's columns would give it more "
+		         "than %d columns, SQLite's limit", sqlite3_db_filename(w->db, "main"), t->name,
+		         sqlite3_limit(w->db, SQLITE_LIMIT_COLUMN, -1));
+		snprintf(w->pipe->fatal_hint, sizeof(w->pipe->fatal_hint),
+		         "key the table by columns it has, or drop some of its columns, before "
+		         "running it again");
+		return fatal(w, msg);
+	}
 	if (rc != 0) {
 		char msg[sizeof(w->pipe->fatal_msg)];
 		snprintf(msg, sizeof(msg), "%s: table \"%s\": cannot make its key unique: %s",

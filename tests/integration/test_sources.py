@@ -599,6 +599,22 @@ class Sources(unittest.TestCase):
             self.assertEqual(sorted(table(os.path.join(d, "out.db"), "t", ["id", "x"])),
                              [(1, "a"), (1, "b")])
 
+    def test_key_past_the_column_limit_says_so(self):
+        """A key whose column the table lacks, on a table at SQLite's 2000
+        columns: the run stops (exit 3) naming the table and the limit, and
+        what to do. Before, it said "cannot make its key unique: too many
+        columns on sqlite_altertab_t" and to run the same command again."""
+        d = self.workdir()
+        self.write_docs(d, (("a.json", json.dumps({"c%d" % i: i for i in range(1999)})),))
+        self.run_ok(["run", self.files_job(d, [{"name": "t"}]), "--quiet"])
+        job = self.files_job(d, [{"name": "t", "key": ["newkey"], "mode": "upsert"}])
+        p = self.run_ok(["run", job, "--quiet"], code=3)
+        self.assertIn('table "t": its key\'s columns would give it more than 2000 columns, '
+                      "SQLite's limit", p.stderr)
+        self.assertIn("key the table by columns it has", p.stderr)
+        self.assertNotIn("sqlite_altertab_t", p.stderr)
+        self.assertNotIn("run the same command again", p.stderr)
+
     def test_integers_beyond_64_bits_never_meet_in_a_numeric_column(self):
         """An integer beyond int64 is kept as its digits in a TEXT column (a
         column made by such a first value is TEXT); for a column of INTEGER
