@@ -478,10 +478,12 @@ int url_host_dirname(const char *host, uint16_t port, char *out, size_t cap)
 	if (port != 443)
 		n += (size_t)snprintf(d + n, 8, "_%u", port);
 	if (n > URL_HOST_DIRNAME_BYTES - 1) {
+		/* "%h": no name of bytes kept or escaped (%XX, XX upper-case hex)
+		 * spells it, so a cut name never meets another name. */
 		uint64_t f = fnv1a64(host, strlen(host));
 		f = (f ^ port) * 1099511628211u;
 		n = URL_HOST_DIRNAME_BYTES - 1;
-		snprintf(d + n - RAW_SUFFIX_BYTES, RAW_SUFFIX_BYTES + 1, "-%016llx",
+		snprintf(d + n - 2 - RAW_HASH_HEX_DIGITS, 3 + RAW_HASH_HEX_DIGITS, "%%h%016llx",
 		         (unsigned long long)f);
 	}
 	if (n + 1 > cap)

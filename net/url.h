@@ -44,8 +44,8 @@ int url_raw_name(const char *s, size_t len, char *out, size_t cap);
  * byte (an IPv6 literal's ':', a '_') and a leading '.' as %XX, then "_PORT"
  * when the port is not 443 (the only '_' a name holds). So it is never "",
  * "." or "..", holds no '/', and cannot leave --raw. A name longer than
- * NAME_MAX keeps its first bytes and ends in "-" and 16 hex digits of a hash
- * of host and port. Writes it NUL-terminated into out (cap at least
+ * NAME_MAX keeps its first bytes and ends in "%h" and 16 hex digits of a hash
+ * of host and port ("%h" is no escape, so no other name ends so). Writes it NUL-terminated into out (cap at least
  * URL_HOST_DIRNAME_BYTES); returns its length, or -ENOSPC. */
 #define URL_HOST_DIRNAME_BYTES 256u /* NAME_MAX and a NUL */
 int url_host_dirname(const char *host, uint16_t port, char *out, size_t cap);

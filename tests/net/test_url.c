@@ -382,6 +382,18 @@ static void test_host_dirname_one_to_one(void **state)
 	assert_int_equal(url_host_dirname(h1, 443, o1, sizeof(o1)), 255);
 	assert_int_equal(url_host_dirname(h2, 443, o2, sizeof(o2)), 255);
 	assert_string_not_equal(o1, o2);
+	/* A cut name ends in "%h" and its hash, which no host of 255 bytes
+	 * spelled out can copy (before: "-" and the hash, which one could). */
+	assert_int_equal(memcmp(o1 + 255 - 18, "%h", 2), 0);
+	char h3[256], o3[URL_HOST_DIRNAME_BYTES], o4[URL_HOST_DIRNAME_BYTES];
+	memset(h3, 'a', 252), h3[252] = 0;
+	assert_int_equal(url_host_dirname(h3, 8443, o3, sizeof(o3)), 255);
+	char h4[256];
+	memcpy(h4, o3, 256); /* the cut name spelled out as a host of its own */
+	for (char *q = h4; *q; q++)
+		*q = *q == '%' ? '-' : *q;
+	assert_true(url_host_dirname(h4, 443, o4, sizeof(o4)) > 0);
+	assert_string_not_equal(o3, o4);
 	assert_int_equal(url_host_dirname("a", 443, o1, 1), -ENOSPC);
 }
 
