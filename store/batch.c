@@ -695,10 +695,9 @@ static bool decimal_scan(const char *s, size_t n, decimal_t *m)
 /* s[0..n) as a whole number ("42", "-7", "3.0", "1e3", "1.5e1"), exactly:
  * no double in between, so "1.0000000000000000001" and 1e-400 are not
  * whole, and "9223372036854775807.0" is. 1 with *out when it is within
- * int64; WHOLE_BEYOND when it is whole but outside int64 ("1e30", twenty
+ * int64; BATCH_WHOLE_BEYOND when it is whole but outside int64 ("1e30", twenty
  * digits); 0 when it is no whole decimal number. */
-#define WHOLE_BEYOND (-1)
-static int decimal_whole(const char *s, size_t n, int64_t *out)
+int batch_decimal_whole(const char *s, size_t n, int64_t *out)
 {
 	decimal_t m;
 	if (!decimal_scan(s, n, &m))
@@ -726,12 +725,12 @@ static int decimal_whole(const char *s, size_t n, int64_t *out)
 			u *= 10u;
 	}
 	if (beyond || u > (m.neg ? (uint64_t)INT64_MAX + 1u : (uint64_t)INT64_MAX))
-		return WHOLE_BEYOND;
+		return BATCH_WHOLE_BEYOND;
 	*out = m.neg ? (int64_t)(0 - u) : (int64_t)u;
 	return 1;
 }
 
-/* s[0..n) as decimal_whole reads it; leading or trailing spaces make it not
+/* s[0..n) as batch_decimal_whole reads it; leading or trailing spaces make it not
  * a number. */
 static int text_whole(const char *s, size_t n, int64_t *out)
 {
@@ -748,7 +747,7 @@ static int text_whole(const char *s, size_t n, int64_t *out)
 		*out = *s == '-' ? -(int64_t)u : (int64_t)u;
 		return 1;
 	}
-	return decimal_whole(s, n, out);
+	return batch_decimal_whole(s, n, out);
 }
 
 static bool text_to_double(const char *s, double *out)
@@ -831,9 +830,10 @@ static int convert_integer(flat_ctx_t *c, const json_doc_t *d, uint32_t n, size_
 	case JSON_NUMBER:
 		if (json_number_int64(d, n, &v) == 0)
 			return emit_int(c, name_len, v);
-		switch (decimal_whole(d->src + node->start, node->len, &v)) {
+		switch (batch_decimal_whole(d->src + node->start, node->len, &v)) {
 		case 1: return emit_int(c, name_len, v);
-		case WHOLE_BEYOND: return emit_beyond(c, name_len, d->src + node->start, node->len);
+		case BATCH_WHOLE_BEYOND:
+			return emit_beyond(c, name_len, d->src + node->start, node->len);
 		default: break;
 		}
 		break;
@@ -875,7 +875,7 @@ static int convert_boolean(flat_ctx_t *c, const json_doc_t *d, uint32_t n, size_
 	case JSON_FALSE: t = 0; break;
 	case JSON_NUMBER: /* whole, as for an integer column: 1.0 and 1e0 are 1 */
 		if ((json_number_int64(d, n, &v) == 0 ||
-		     decimal_whole(d->src + d->nodes[n].start, d->nodes[n].len, &v) == 1) &&
+		     batch_decimal_whole(d->src + d->nodes[n].start, d->nodes[n].len, &v) == 1) &&
 		    (v == 0 || v == 1))
 			t = (int)v;
 		break;

@@ -208,6 +208,14 @@ int batch_add_rows(batch_t *b, const json_doc_t *doc, const json_path_t *rows,
 bool batch_doc_repeats(const table_spec_t *tables, uint32_t n_tables, const json_doc_t *doc,
                        size_t *offset);
 
+/* s[0..n) as a whole decimal number ("42", "-7", "3.0", "1e3", "+5", "1.",
+ * ".5e1"; no spaces, no hex), decided on the text, exactly: 1 with *out
+ * when it is within int64; BATCH_WHOLE_BEYOND when it is whole but outside
+ * int64 ("1e30", twenty digits, "12345678901234567890.0"); 0 when it is no
+ * whole decimal number ("4.5", "1e-400", "x"). */
+#define BATCH_WHOLE_BEYOND (-1)
+int batch_decimal_whole(const char *s, size_t n, int64_t *out);
+
 /* Appends the rows of every table in `tables` from one parsed document, table
  * by table in order. Inferred tables flatten as batch_add_rows; declared
  * columns take their value from the row, the document or `vars` (the job's

@@ -1535,77 +1535,73 @@ static inline bool sql_space(char c)
 	return c == ' ' || (c >= '\t' && c <= '\r'); /* sqlite3Isspace */
 }
 
-/* Text s[0..n) bound into a column of numeric affinity (aff AFF_NUMERIC or
- * AFF_REAL), which SQLite turns into a number when it reads as one
- * (sqlite3AtoF: spaces around, a sign, digits with an optional '.', an
- * optional exponent): -ERANGE when it is an integer beyond int64 and the
- * column is INTEGER or NUMERIC (SQLite keeps a REAL of its first 15
- * digits); -EDOM when its magnitude is beyond a double's (SQLite keeps
- * infinity); else 0. Either way distinct strings (ids) would meet. */
-static int text_number_lossy(const char *s, size_t n, uint8_t aff)
+/* SQLite's own reading of numeric text (sqlite3AtoF, as REAL affinity and
+ * CAST read it), for text whose size the estimate below cannot trust:
+ * whether it makes infinity. */
+static bool sqlite_reads_infinite(sqlite3 *db, const char *s, size_t n)
 {
-	size_t i = 0;
-	while (i < n && sql_space(s[i]))
-		i++;
-	if (i == n || !((s[i] >= '0' && s[i] <= '9') || s[i] == '-' || s[i] == '+' || s[i] == '.'))
-		return 0; /* the usual text: not a number */
-	bool neg = s[i] == '-';
-	if (s[i] == '-' || s[i] == '+')
-		i++;
+	sqlite3_stmt *q;
+	bool inf = false;
+	if (n > INT32_MAX ||
+	    sqlite3_prepare_v2(db, "SELECT CAST(?1 AS REAL)", -1, &q, NULL) != SQLITE_OK)
+		return false;
+	sqlite3_bind_text(q, 1, s, (int)n, SQLITE_STATIC);
+	if (sqlite3_step(q) == SQLITE_ROW)
+		inf = isinf(sqlite3_column_double(q, 0));
+	sqlite3_finalize(q);
+	return inf;
+}
+
+/* Whether SQLite reads the decimal number s[0..n) (no spaces around it) as
+ * infinity: estimated from its digits and exponent, or asked of db where
+ * the text is too long, or its exponent too large, for the estimate to match
+ * SQLite's reading (which stops at exponent 10000 and counts the digits past
+ * 19). False for text that is no number ("12abc", "1e"). */
+static bool number_infinite(sqlite3 *db, const char *s, size_t n)
+{
+	size_t i = s[0] == '-' || s[0] == '+';
 	while (i < n && s[i] == '0')
 		i++;
 	size_t d0 = i; /* the first significant digit of the integer part */
 	while (i < n && s[i] >= '0' && s[i] <= '9')
 		i++;
 	size_t int_digits = i - d0, zeros = 0; /* zeros: the fraction's before its first digit */
-	bool any = int_digits > 0 || (d0 > 0 && s[d0 - 1] == '0'), frac = false;
+	bool any = i > (size_t)(s[0] == '-' || s[0] == '+');
 	const char *sig = int_digits ? s + d0 : NULL; /* the first significant digit */
 	if (i < n && s[i] == '.') {
-		frac = true;
-		i++;
-		size_t f0 = i;
-		while (i < n && s[i] >= '0' && s[i] <= '9') {
+		size_t f0 = ++i;
+		for (; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
 			if (!sig && s[i] != '0')
 				sig = s + i;
 			else if (!sig)
 				zeros++;
-			i++;
 		}
 		any = any || i > f0;
 	}
 	if (!any)
-		return 0;
+		return false;
 	long long exp = 0;
+	size_t exp_digits = 0;
 	if (i < n && (s[i] == 'e' || s[i] == 'E')) {
 		i++;
 		bool eneg = i < n && s[i] == '-';
 		if (i < n && (s[i] == '-' || s[i] == '+'))
 			i++;
-		size_t ed = i;
-		for (; i < n && s[i] >= '0' && s[i] <= '9'; i++)
+		for (; i < n && s[i] >= '0' && s[i] <= '9'; i++, exp_digits++)
 			if (exp < 100000)
 				exp = exp * 10 + (s[i] - '0');
-		if (i == ed)
-			return 0; /* "1e" is text */
+		if (!exp_digits)
+			return false; /* "1e" is text */
 		exp = eneg ? -exp : exp;
 	}
-	while (i < n && sql_space(s[i]))
-		i++;
-	if (i != n)
-		return 0; /* "12abc" is text */
-	if (!frac && exp == 0 && aff == AFF_NUMERIC &&
-	    (int_digits > 19 ||
-	     (int_digits == 19 &&
-	      memcmp(s + d0, neg ? "9223372036854775808" : "9223372036854775807", 19) > 0)))
-		return -ERANGE;
-	if (!sig)
-		return 0; /* zero */
+	if (i != n || !sig)
+		return false; /* "12abc" is text; zero is zero */
+	if (n > 300 || exp_digits > 4)
+		return sqlite_reads_infinite(db, s, n);
 	/* The decimal exponent of the first significant digit: 10^mag <= |x|. */
 	long long mag = (int_digits ? (long long)int_digits - 1 : -(long long)zeros - 1) + exp;
-	if (mag < DBL_MAX_10_EXP)
-		return 0;
-	if (mag > DBL_MAX_10_EXP)
-		return -EDOM;
+	if (mag != DBL_MAX_10_EXP)
+		return mag > DBL_MAX_10_EXP;
 	/* 1e308 to 9.99e308: the first digits decide, through strtod. */
 	char buf[48];
 	size_t k = 0;
@@ -1619,7 +1615,32 @@ static int text_number_lossy(const char *s, size_t n, uint8_t aff)
 			buf[k++] = '.'; /* d.ddd */
 	}
 	snprintf(buf + k, sizeof(buf) - k, "e%d", DBL_MAX_10_EXP);
-	return isinf(strtod(buf, NULL)) ? -EDOM : 0;
+	return isinf(strtod(buf, NULL));
+}
+
+/* Text s[0..n) bound into a column of numeric affinity (aff AFF_NUMERIC or
+ * AFF_REAL), which SQLite turns into a number when it reads as one
+ * (sqlite3AtoF: spaces around, a sign, digits with an optional '.', an
+ * optional exponent): -EDOM when its magnitude is beyond a double's (SQLite
+ * keeps infinity); -ERANGE when it is a whole number beyond int64 and the
+ * column is INTEGER or NUMERIC ("18446744073709551615", or with ".0" or an
+ * exponent: SQLite keeps a REAL of its first 15 digits); else 0. Either
+ * way distinct strings (ids) would meet. */
+static int text_number_lossy(sqlite3 *db, const char *s, size_t n, uint8_t aff)
+{
+	size_t a = 0, b = n;
+	while (a < b && sql_space(s[a]))
+		a++;
+	if (a == b || !((s[a] >= '0' && s[a] <= '9') || s[a] == '-' || s[a] == '+' || s[a] == '.'))
+		return 0; /* the usual text: not a number */
+	while (b > a && sql_space(s[b - 1]))
+		b--;
+	if (number_infinite(db, s + a, b - a))
+		return -EDOM;
+	int64_t v;
+	if (aff == AFF_NUMERIC && batch_decimal_whole(s + a, b - a, &v) == BATCH_WHOLE_BEYOND)
+		return -ERANGE;
+	return 0;
 }
 
 /* aff: the affinity of the field's column (w->g_aff). -ERANGE: the digits
@@ -1667,13 +1688,12 @@ static inline int field_bind(sqlite3_stmt *s, int p, const batch_field_t *f, uin
 		sqlite3_bind_text(s, p, f->value, (int)f->value_len, SQLITE_STATIC);
 		break;
 	case FIELD_TEXT:
+	case FIELD_JSON: /* a number of a `json` column, in a table made by hand */
 		if (aff == AFF_NUMERIC || aff == AFF_REAL) {
-			int lossy = text_number_lossy(f->value, f->value_len, aff);
+			int lossy = text_number_lossy(sqlite3_db_handle(s), f->value, f->value_len, aff);
 			if (lossy)
 				return lossy;
 		}
-		/* fall through */
-	case FIELD_JSON:
 		if (f->value_len > INT32_MAX)
 			return -EFBIG;
 		sqlite3_bind_text(s, p, f->value, (int)f->value_len, SQLITE_STATIC);
