@@ -1650,8 +1650,9 @@ static int text_number_lossy(sqlite3 *db, const char *s, size_t n, uint8_t aff)
  * takes its double, as it takes any number's. -EDOM: a number beyond a
  * double's range (1e500, or 400 digits) for a column of REAL, INTEGER or
  * NUMERIC affinity, which would keep infinity: every such value would be
- * one. A TEXT column keeps both as written. */
-#define BIGINT_REAL_DIGITS_MAX 400u
+ * one. A TEXT column keeps both as written. -ENOMEM: no memory for a long
+ * number's digits. */
+#define BIGINT_REAL_DIGITS_MAX 400u /* digits strtod reads from the stack */
 static inline int field_bind(sqlite3_stmt *s, int p, const batch_field_t *f, uint8_t aff)
 {
 	int64_t v;
@@ -1672,12 +1673,17 @@ static inline int field_bind(sqlite3_stmt *s, int p, const batch_field_t *f, uin
 		if (aff == AFF_NUMERIC)
 			return -ERANGE;
 		if (aff == AFF_REAL) {
-			char digits[BIGINT_REAL_DIGITS_MAX + 1];
-			if (f->value_len > BIGINT_REAL_DIGITS_MAX)
-				return -EDOM; /* past 309 digits a double is infinite */
+			/* Its double, as for any number (the text may be long: a
+			 * declared integer's "000...1e30"). */
+			char small[BIGINT_REAL_DIGITS_MAX + 1];
+			char *digits = f->value_len < sizeof(small) ? small : malloc(f->value_len + 1);
+			if (!digits)
+				return -ENOMEM;
 			memcpy(digits, f->value, f->value_len);
 			digits[f->value_len] = '\0';
 			x = strtod(digits, NULL);
+			if (digits != small)
+				free(digits);
 			if (isinf(x))
 				return -EDOM;
 			sqlite3_bind_double(s, p, x);

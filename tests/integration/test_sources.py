@@ -739,6 +739,24 @@ class Sources(unittest.TestCase):
         self.assertEqual(sorted(table(db, "t", ["k"])),
                          sorted([("1e500",), ("1e999",), (big,)]))
 
+    def test_long_whole_number_into_a_real_column_takes_its_double(self):
+        """A declared integer's whole number beyond int64 whose text is long
+        (zeros before it: "000...0001e30", past 400 bytes) going into a REAL
+        column (a table made by hand) is stored as its double, as a short
+        one is. Before, any such text over 400 bytes was refused as beyond a
+        double's range."""
+        d = self.workdir()
+        long_text = "0" * 500 + "1e30"
+        self.write_docs(d, (("a.json", '[{"k": "%s"}, {"k": "2e30"}]' % long_text),))
+        db = os.path.join(d, "out.db")
+        with sqlite3.connect(db) as con:
+            con.execute('CREATE TABLE t ("_job" INTEGER, k REAL)')
+        con.close()
+        self.run_ok(["run", self.files_job(d, [
+            {"name": "t", "rows": "$[*]", "columns": {"k": {"path": "@.k", "type": "integer"}}}]),
+            "--quiet"])
+        self.assertEqual(sorted(table(db, "t", ["k"])), [(1e30,), (2e30,)])
+
     def test_files_streams_reused_across_documents(self):
         # Small files are streamed one after another through the loop's pool
         # of json_streams (engine/docstream.c): a document whose `$` value
