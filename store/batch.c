@@ -799,6 +799,10 @@ static int integer_from_string(flat_ctx_t *c, const json_doc_t *d, uint32_t n, s
 		       : w < 0 ? emit_beyond(c, name_len, buf, got)
 		               : emit_null(c, name_len);
 	}
+	const char *raw = d->src + d->nodes[n].start + 1;
+	if (!((*raw >= '0' && *raw <= '9') || *raw == '-' || *raw == '+' || *raw == '.' ||
+	      *raw == '\\'))
+		return emit_null(c, name_len); /* the usual long text: no room made for it */
 	size_t len_off, cap = d->nodes[n].len;
 	if (field_begin(c, FIELD_BIGINT, name_len, cap, &len_off) != 0)
 		return -1;
@@ -843,6 +847,29 @@ static int convert_integer(flat_ctx_t *c, const json_doc_t *d, uint32_t n, size_
 	return emit_null(c, name_len);
 }
 
+/* A string longer than the short buffer as a finite decimal number, read
+ * whole ("0.000...0042", a long fraction): a `real` column takes it as it
+ * takes a short one (before 2026-12-08 such a string was NULL). */
+static bool real_from_long_string(const json_doc_t *d, uint32_t n, double *x)
+{
+	const char *raw = d->src + d->nodes[n].start + 1;
+	if (!((*raw >= '0' && *raw <= '9') || *raw == '-' || *raw == '+' || *raw == '.' ||
+	      *raw == '\\'))
+		return false; /* the usual long text: no number */
+	size_t cap = d->nodes[n].len;
+	char *buf = malloc(cap + 1);
+	if (!buf)
+		return false;
+	size_t got = json_string_get(d, n, buf, cap);
+	bool ok = got <= cap && !memchr(buf, '\0', got);
+	if (ok) {
+		buf[got] = '\0';
+		ok = text_to_double(buf, x);
+	}
+	free(buf);
+	return ok;
+}
+
 static int convert_real(flat_ctx_t *c, const json_doc_t *d, uint32_t n, size_t name_len)
 {
 	char buf[BATCH_CONVERT_TEXT_BYTES_MAX];
@@ -857,8 +884,12 @@ static int convert_real(flat_ctx_t *c, const json_doc_t *d, uint32_t n, size_t n
 			return field_fixed(c, FIELD_REAL, name_len, &x, sizeof(x));
 		break;
 	case JSON_STRING:
-		if (short_string(d, n, buf, sizeof(buf)) && text_to_double(buf, &x))
+		if (short_string(d, n, buf, sizeof(buf))) {
+			if (text_to_double(buf, &x))
+				return field_fixed(c, FIELD_REAL, name_len, &x, sizeof(x));
+		} else if (real_from_long_string(d, n, &x)) {
 			return field_fixed(c, FIELD_REAL, name_len, &x, sizeof(x));
+		}
 		break;
 	default: break;
 	}
