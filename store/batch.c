@@ -362,11 +362,14 @@ static const char *collision_reason(const char *name, size_t n)
 	static _Thread_local char buf[320];
 	char shown[3 * 64 + 4];
 	size_t k = 0;
-	for (size_t i = 0; i < n && i < 64; i++) {
+	size_t cut = n < 64 ? n : 64;
+	while (cut < n && cut > 0 && ((unsigned char)name[cut] & 0xC0) == 0x80)
+		cut--; /* not inside a UTF-8 character */
+	for (size_t i = 0; i < cut; i++) {
 		unsigned char ch = (unsigned char)name[i];
 		shown[k++] = ch >= 0x20 && ch != 0x7f ? (char)ch : '?';
 	}
-	if (n > 64)
+	if (cut < n)
 		shown[k++] = '.', shown[k++] = '.', shown[k++] = '.';
 	shown[k] = '\0';
 	snprintf(buf, sizeof(buf), "two fields of a record flatten to the column name \"%s\" "

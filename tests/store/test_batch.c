@@ -189,6 +189,14 @@ static void test_colliding_names_are_refused(void **state)
 	assert_int_equal(b->rows.len, len);
 	assert_int_equal(add(b, "{\"k\\u0000\\n\":1,\"k\\u0000\\n\":2}", "$", &reason), -1);
 	assert_non_null(strstr(reason, "column name \"k??\""));
+	/* A long name is cut at 64 bytes, not inside a UTF-8 character. */
+	char doc[300], want[100];
+	char a63[64];
+	memset(a63, 'a', 63), a63[63] = 0;
+	snprintf(doc, sizeof(doc), "{\"%s\u00e9_x\":1,\"%s\u00e9\":{\"x\":2}}", a63, a63);
+	assert_int_equal(add(b, doc, "$", &reason), -1);
+	snprintf(want, sizeof(want), "column name \"%s...\"", a63);
+	assert_non_null(strstr(reason, want));
 	batch_free(b);
 }
 
