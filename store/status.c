@@ -233,7 +233,7 @@ static int status_tables(status_t *s)
 {
 	sqlite3_stmt *q;
 	if (sqlite3_prepare_v2(s->db,
-	                       "SELECT name FROM sqlite_schema AS m WHERE type='table' AND EXISTS"
+	                       "SELECT name FROM sqlite_master AS m WHERE type='table' AND EXISTS"
 	                       " (SELECT 1 FROM _ringfill_columns WHERE tbl=m.name COLLATE NOCASE)"
 	                       " ORDER BY name", -1, &q, NULL) != SQLITE_OK)
 		return db_fail(s);
