@@ -578,6 +578,21 @@ static void repeated_names_refused(void **state)
 	assert_int_equal(r, JSON_STREAM_END);
 	assert_int_equal(n, 2);
 	json_stream_free(st);
+	/* Under a '*' step every member is taken, repeated names too. */
+	static const char star[] = "{\"a\":[1],\"a\":[2]}";
+	const json_path_t *all = compile("$.*[*]");
+	st = json_stream_new_paths(&all, 1, &o);
+	json_stream_feed(st, star, sizeof star - 1);
+	n = 0;
+	while ((r = json_stream_next(st, &rec, &err)) == JSON_STREAM_RECORD)
+		n++;
+	json_stream_finish(st);
+	while ((r = json_stream_next(st, &rec, &err)) == JSON_STREAM_RECORD)
+		n++;
+	assert_int_equal(r, JSON_STREAM_END);
+	assert_int_equal(n, 2);
+	json_stream_free(st);
+	json_path_free((json_path_t *)all);
 	/* Without the option, the stream follows both (duplicate_keys_each_followed). */
 	for (int i = 0; i < 2; i++)
 		json_path_free((json_path_t *)paths[i]);
