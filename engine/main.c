@@ -25,6 +25,7 @@
 #include "engine/jobfile.h"
 #include "engine/loop.h"
 #include "engine/options.h"
+#include "net/tls.h"
 #include "net/url.h"
 #include "parse/json.h"
 #include "rf_config.h"
@@ -244,6 +245,21 @@ static void plan_free(plan_t *p)
 }
 
 /* Checks everything a usage error could be before anything is written. */
+/* An input file that cannot be read as one: not there, not readable, or a
+ * directory (which access() lets through, and whose read then failed as a
+ * fatal error after the database was made). True with errno set. */
+static bool unreadable(const char *path)
+{
+	struct stat st;
+	if (access(path, R_OK) || stat(path, &st))
+		return true;
+	if (S_ISDIR(st.st_mode)) {
+		errno = EISDIR;
+		return true;
+	}
+	return false;
+}
+
 static int run_check_inputs(run_opts_t *o, plan_t *p)
 {
 	int r = plan_make(o, p);
@@ -267,13 +283,24 @@ static int run_check_inputs(run_opts_t *o, plan_t *p)
 			fprintf(stderr, "ringfill run: %s: source.files: %s\n", p->jf->path, err);
 			return EXIT_USAGE;
 		}
-	} else if (!p->page && access(p->input, R_OK)) {
+	} else if (!p->page && unreadable(p->input)) {
 		fprintf(stderr, "ringfill run: %s: %s\n", p->input, strerror(errno));
 		return EXIT_USAGE;
 	}
-	if (o->cacert && access(o->cacert, R_OK)) {
-		fprintf(stderr, "ringfill run: --cacert %s: %s\n", o->cacert, strerror(errno));
-		return EXIT_USAGE;
+	if (o->cacert) {
+		/* Loaded once here, as the loop will: a file that holds no
+		 * certificate is a usage error before anything is written. */
+		tls_client_t tls;
+		char err[400];
+		if (unreadable(o->cacert)) {
+			fprintf(stderr, "ringfill run: --cacert %s: %s\n", o->cacert, strerror(errno));
+			return EXIT_USAGE;
+		}
+		if (tls_client_init(&tls, o->cacert, err, sizeof err)) {
+			fprintf(stderr, "ringfill run: --cacert %s\n", err);
+			return EXIT_USAGE;
+		}
+		tls_client_free(&tls);
 	}
 	return 0;
 }

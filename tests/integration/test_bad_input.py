@@ -116,6 +116,34 @@ class BadInput(unittest.TestCase):
         self.assertIn("no-such-list.txt", proc.stderr)
         self.assertFalse(os.path.exists(self.db), "the database must not be created")
 
+    def test_unusable_inputs_are_usage_errors_before_anything_is_written(self):
+        """A CA file that holds no certificate, and a URL list (or a job
+        file's keys) that is a directory: exit 2 naming it, no database, no
+        raw directory, in a dry run too. Before, the CA file failed at the
+        loop's start (exit 2 after the database, the jobs and a run row were
+        written) and a directory failed the import (exit 3, a database)."""
+        urls = harness.write_lines(os.path.join(self.cwd, "urls.txt"),
+                                   list(self.good_urls())[:1])
+        junk = os.path.join(self.cwd, "junk.pem")
+        with open(junk, "w") as f:
+            f.write("not a certificate\n")
+        lists = os.path.join(self.cwd, "lists")
+        os.makedirs(lists)
+        with open(os.path.join(self.cwd, "job.json"), "w") as f:
+            f.write('{"source": {"template": "https://h/{k}.json", "keys": "lists"},'
+                    ' "db": "rf.db", "raw": "raw"}')
+        cases = [(self.run_args(urls, cacert=False) + ["--cacert", junk],
+                  "junk.pem: cannot load CA certificates"),
+                 (self.run_args(lists), "lists: Is a directory"),
+                 (["run", "job.json"], "lists: Is a directory")]
+        for args, said in cases:
+            for dry in ([], ["--dry-run"]):
+                proc = run_ringfill(args + dry, cwd=self.cwd)
+                self.assertEqual(proc.returncode, 2, describe(proc))
+                self.assertIn(said, proc.stderr)
+                self.assertFalse(os.path.exists(self.db), "the database must not be created")
+                self.assertFalse(os.path.exists(os.path.join(self.cwd, "raw")))
+
     def test_unknown_flag_is_usage_error(self):
         urls = harness.write_lines(os.path.join(self.cwd, "urls.txt"),
                                    list(self.good_urls())[:1])
