@@ -643,7 +643,7 @@ static void on_tick(loop_t *l)
 		if (l->conn_frees != frees)
 			next = l->conns;
 	}
-	progress_report(l, false);
+	progress_report(l);
 }
 
 /* Takes jobs from the writer while there is room. The writer is rung after
@@ -985,13 +985,13 @@ int loop_run(const loop_config_t *cfg, loop_result_t *res)
 				break;
 			loop_cycle(l);
 		}
-		progress_report(l, true);
 		loop_copy_stats(l);
 		res->outcome = l->fatal ? LOOP_FATAL : l->signal ? LOOP_INTERRUPTED : LOOP_FINISHED;
 		res->signal = l->signal;
 		snprintf(res->message, sizeof res->message, "%s", l->fatal_msg);
 		res->jobs_done = l->jobs_done;
 		res->jobs_failed = l->jobs_failed;
+		res->jobs_total = l->cfg->jobs_total;
 		res->bytes = l->bytes;
 		res->rows = l->rows;
 		res->seconds = (double)(loop_now_ms() - l->start_ms) / 1000.0;

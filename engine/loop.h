@@ -37,8 +37,16 @@ typedef struct {
 	int signal;
 	char message[600];
 	uint64_t jobs_done, jobs_failed, bytes, rows;
+	uint64_t jobs_total; /* the run's jobs, the pages' too */
 	double seconds;
 } loop_result_t;
+
+/* The run's last progress line (or --log-json "finished" event), once the
+ * writer has committed everything: the jobs and rows it committed, which
+ * leave out those the database refused (the loop's own count, taken as it
+ * hands batches over, counted them as done). Nothing with --quiet. */
+void progress_final(const run_opts_t *o, const loop_result_t *res, uint64_t done,
+                    uint64_t failed, uint64_t rows);
 
 /* Runs on the calling thread until the jobs are exhausted, a signal arrives,
  * or a fatal error. Expects SIGINT and SIGTERM blocked in every thread.

@@ -529,6 +529,6 @@ bool paginate_is_page(const loop_t *l, const job_t *j);
 void paginate_page(loop_t *l, job_t *j, batch_t *b, const json_doc_t *vars);
 
 /* progress.c */
-void progress_report(loop_t *l, bool final);
+void progress_report(loop_t *l);
 
 #endif

@@ -389,6 +389,10 @@ static int run_backfill(const run_opts_t *o, store_t *st, const plan_t *p, uint6
 	/* Job descriptors the loop never took back belong to us now. */
 	for (job_desc_t *d; (d = ring_pop(&pipe->to_loop));)
 		free(d);
+	if (!lr)
+		progress_final(o, &res, atomic_load(&pipe->jobs_done_committed),
+		               atomic_load(&pipe->jobs_failed_committed),
+		               atomic_load(&pipe->rows_committed));
 	int code = EXIT_OK;
 	if (lr) {
 		fprintf(stderr, "ringfill run: %s\n", res.message);

@@ -1,7 +1,8 @@
 /* engine/progress.c: what a person watching a run sees. On a terminal one
  * live line (jobs done/total, MB/s, rows/s, failures, ETA) redrawn once a
  * second; otherwise a plain log line every few seconds; --log-json prints the
- * same as JSON lines; --quiet prints nothing. Called from the loop's tick. */
+ * same as JSON lines; --quiet prints nothing. Called from the loop's tick;
+ * the last line comes from main once the writer is done (progress_final). */
 #include "engine/loop_internal.h"
 
 #include <stdio.h>
@@ -20,16 +21,46 @@ static void eta_text(char *out, size_t cap, double secs)
 		snprintf(out, cap, "%dm%02ds", (int)(secs / 60), (int)secs % 60);
 }
 
-void progress_report(loop_t *l, bool final)
+/* Whether the live line is redrawn in place (a terminal, or --progress). */
+static bool progress_tty(const run_opts_t *o)
+{
+	static int tty = -1;
+	if (tty < 0)
+		tty = o->out == OUT_PROGRESS || (o->out == OUT_AUTO && isatty(STDERR_FILENO));
+	return tty;
+}
+
+void progress_final(const run_opts_t *o, const loop_result_t *res, uint64_t done,
+                    uint64_t failed, uint64_t rows)
+{
+	if (o->out == OUT_QUIET)
+		return;
+	double secs = res->seconds > 0 ? res->seconds : 0.001;
+	double mbps = (double)res->bytes / 1e6 / secs, rps = (double)rows / secs;
+	uint64_t total = res->jobs_total > done + failed ? res->jobs_total : done + failed;
+	if (o->out == OUT_LOG_JSON) {
+		fprintf(stderr,
+		        "{\"event\":\"finished\",\"seconds\":%.3f,\"jobs_done\":%llu,"
+		        "\"jobs_failed\":%llu,\"jobs_total\":%llu,\"bytes\":%llu,\"rows\":%llu,"
+		        "\"mb_per_s\":%.3f,\"rows_per_s\":%.1f}\n",
+		        secs, (unsigned long long)done, (unsigned long long)failed,
+		        (unsigned long long)total, (unsigned long long)res->bytes,
+		        (unsigned long long)rows, mbps, rps);
+		return;
+	}
+	fprintf(stderr, "%s%llu done, %llu failed, %.1f MB in %.1fs (%.1f MB/s, %.0f rows/s)\n",
+	        progress_tty(o) ? "\r\033[K" : "", (unsigned long long)done,
+	        (unsigned long long)failed, (double)res->bytes / 1e6, secs, mbps, rps);
+}
+
+void progress_report(loop_t *l)
 {
 	static uint64_t last_ms;
-	static int tty = -1;
 	if (l->o->out == OUT_QUIET)
 		return;
-	if (tty < 0)
-		tty = l->o->out == OUT_PROGRESS || (l->o->out == OUT_AUTO && isatty(STDERR_FILENO));
+	bool tty = progress_tty(l->o);
 	uint64_t every = tty && l->o->out != OUT_LOG_JSON ? PROGRESS_TTY_MS : PROGRESS_LOG_MS;
-	if (!final && l->now_ms - last_ms < every)
+	if (l->now_ms - last_ms < every)
 		return;
 	last_ms = l->now_ms;
 	double secs = (double)(l->now_ms - l->start_ms) / 1000.0;
@@ -46,18 +77,12 @@ void progress_report(loop_t *l, bool final)
 	                  : -1);
 	if (l->o->out == OUT_LOG_JSON) {
 		fprintf(stderr,
-		        "{\"event\":\"%s\",\"seconds\":%.3f,\"jobs_done\":%llu,\"jobs_failed\":%llu,"
-		        "\"jobs_total\":%llu,\"bytes\":%llu,\"rows\":%llu,\"mb_per_s\":%.3f,"
-		        "\"rows_per_s\":%.1f}\n",
-		        final ? "finished" : "progress", secs, (unsigned long long)l->jobs_done,
-		        (unsigned long long)l->jobs_failed, (unsigned long long)total,
-		        (unsigned long long)l->bytes, (unsigned long long)l->rows, mbps, rps);
-		return;
-	}
-	if (final) {
-		fprintf(stderr, "%s%llu done, %llu failed, %.1f MB in %.1fs (%.1f MB/s, %.0f rows/s)\n",
-		        tty ? "\r\033[K" : "", (unsigned long long)l->jobs_done,
-		        (unsigned long long)l->jobs_failed, (double)l->bytes / 1e6, secs, mbps, rps);
+		        "{\"event\":\"progress\",\"seconds\":%.3f,\"jobs_done\":%llu,"
+		        "\"jobs_failed\":%llu,\"jobs_total\":%llu,\"bytes\":%llu,\"rows\":%llu,"
+		        "\"mb_per_s\":%.3f,\"rows_per_s\":%.1f}\n",
+		        secs, (unsigned long long)l->jobs_done, (unsigned long long)l->jobs_failed,
+		        (unsigned long long)total, (unsigned long long)l->bytes,
+		        (unsigned long long)l->rows, mbps, rps);
 		return;
 	}
 	fprintf(stderr, "%s%llu/%llu jobs  %.1f MB/s  %.0f rows/s  %llu failed  ETA %s%s",

@@ -615,6 +615,27 @@ class Sources(unittest.TestCase):
         self.assertNotIn("sqlite_altertab_t", p.stderr)
         self.assertNotIn("run the same command again", p.stderr)
 
+    def test_end_of_run_figures_are_what_was_committed(self):
+        """The last line, and --log-json's "finished" event, count the jobs
+        and rows the database committed: a job whose rows it refused (a key
+        repeated in append mode) is failed there, not done. Before, they
+        counted what the loop handed over: "2 done, 0 failed" for a run
+        whose database held one done job and one failed."""
+        d = self.workdir()
+        self.write_docs(d, (("a.json", '[{"id": 1}, {"id": 2}]'),
+                            ("b.json", '[{"id": 3}, {"id": 3}]')))
+        job = self.files_job(d, [{"name": "t", "rows": "$[*]", "key": ["id"],
+                                  "mode": "append"}])
+        p = self.run_ok(["run", job, "--log-json"], code=1)
+        events = [json.loads(line) for line in p.stderr.splitlines() if line.startswith("{")]
+        fin = [e for e in events if e.get("event") == "finished"]
+        self.assertEqual(len(fin), 1, p.stderr)
+        self.assertEqual((fin[0]["jobs_done"], fin[0]["jobs_failed"], fin[0]["rows"]),
+                         (1, 1, 2), fin[0])
+        os.unlink(os.path.join(d, "out.db"))
+        p = self.run_ok(["run", job, "--progress"], code=1)
+        self.assertIn("1 done, 1 failed", p.stderr)
+
     def test_integers_beyond_64_bits_never_meet_in_a_numeric_column(self):
         """An integer beyond int64 is kept as its digits in a TEXT column (a
         column made by such a first value is TEXT); for a column of INTEGER
