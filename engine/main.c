@@ -289,18 +289,21 @@ static int run_check_inputs(run_opts_t *o, plan_t *p)
 	}
 	if (o->cacert) {
 		/* Loaded once here, as the loop will: a file that holds no
-		 * certificate is a usage error before anything is written. */
+		 * certificate is a usage error before anything is written. (A
+		 * files run never connects, and never loads it.) */
 		tls_client_t tls;
 		char err[400];
 		if (unreadable(o->cacert)) {
 			fprintf(stderr, "ringfill run: --cacert %s: %s\n", o->cacert, strerror(errno));
 			return EXIT_USAGE;
 		}
-		if (tls_client_init(&tls, o->cacert, err, sizeof err)) {
-			fprintf(stderr, "ringfill run: --cacert %s\n", err);
-			return EXIT_USAGE;
+		if (!files) {
+			if (tls_client_init(&tls, o->cacert, err, sizeof err)) {
+				fprintf(stderr, "ringfill run: --cacert %s\n", err);
+				return EXIT_USAGE;
+			}
+			tls_client_free(&tls);
 		}
-		tls_client_free(&tls);
 	}
 	return 0;
 }
