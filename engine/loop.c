@@ -613,16 +613,19 @@ static void on_signal(loop_t *l, int res)
 	if (l->signal) {
 		/* Second signal: leave now. SQLite's WAL keeps the database whole;
 		 * what was not committed is simply pending again. */
-		fprintf(stderr, "\nringfill: second signal, exiting at once\n");
+		if (l->o->out != OUT_LOG_JSON)
+			fputc('\n', stderr); /* off the live line */
+		run_say(l->o, "signal", "ringfill: second signal, exiting at once");
 		_exit(128 + sig);
 	}
 	l->signal = sig;
 	/* The writer stops waiting for another process's write lock. */
 	atomic_store_explicit(&l->pipe->stopping, true, memory_order_release);
 	l->stopping = true;
-	if (l->o->out != OUT_QUIET)
-		fprintf(stderr, "\nringfill: %s: finishing what is complete; "
-		                "signal again to exit at once\n", strsignal(sig));
+	if (l->o->out != OUT_QUIET && l->o->out != OUT_LOG_JSON)
+		fputc('\n', stderr); /* off the live line */
+	run_say(l->o, "signal", "ringfill: %s: finishing what is complete; signal again to exit "
+	                        "at once", strsignal(sig));
 	arm_signal(l);
 }
 

@@ -48,6 +48,13 @@ typedef struct {
 void progress_final(const run_opts_t *o, const loop_result_t *res, uint64_t done,
                     uint64_t failed, uint64_t rows);
 
+/* One line of what a run says besides its progress: the text as it is, or
+ * with --log-json a JSON line {"event": kind, "message": text}, so that
+ * stderr stays JSON lines. kind "error", "stopped" and "kept" are said even
+ * with --quiet; the others ("import", "summary", "signal", "hint") not. */
+void run_say(const run_opts_t *o, const char *kind, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 /* Runs on the calling thread until the jobs are exhausted, a signal arrives,
  * or a fatal error. Expects SIGINT and SIGTERM blocked in every thread.
  * Returns 0, or -errno when the loop could not even start (message set). */

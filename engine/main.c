@@ -398,18 +398,18 @@ static int run_backfill(const run_opts_t *o, store_t *st, const plan_t *p, uint6
 		               atomic_load(&pipe->rows_committed));
 	int code = EXIT_OK;
 	if (lr) {
-		fprintf(stderr, "ringfill run: %s\n", res.message);
+		run_say(o, "error", "ringfill run: %s", res.message);
 		code = lr == -EINVAL ? EXIT_USAGE : EXIT_FATAL;
 	} else if (wr && res.signal && atomic_load(&pipe->lock_wait_cancelled)) {
-		fprintf(stderr, "ringfill run: stopped: %s\n", pipe->fatal_msg);
+		run_say(o, "stopped", "ringfill run: stopped: %s", pipe->fatal_msg);
 		code = 128 + res.signal;
 	} else if (wr || res.outcome == LOOP_FATAL) {
-		fprintf(stderr, "ringfill run: stopped: %s\n", wr ? pipe->fatal_msg : res.message);
+		run_say(o, "stopped", "ringfill run: stopped: %s", wr ? pipe->fatal_msg : res.message);
 		if (wr && pipe->fatal_hint[0])
-			fprintf(stderr, "ringfill run: %s\n", pipe->fatal_hint);
+			run_say(o, "stopped", "ringfill run: %s", pipe->fatal_hint);
 		else
-			fprintf(stderr, "ringfill run: completed jobs are committed; run the same "
-			                "command again to resume\n");
+			run_say(o, "stopped", "ringfill run: completed jobs are committed; run the same "
+			                      "command again to resume");
 		code = EXIT_FATAL;
 	} else if (res.outcome == LOOP_INTERRUPTED) {
 		code = 128 + res.signal;
@@ -461,69 +461,67 @@ static int run_store(run_opts_t *o, const plan_t *p)
 	imp.changed += pages_changed;
 	if (ir ||
 	    store_job_counts(st, p->source, &counts, err, sizeof err)) {
-		fprintf(stderr, "ringfill run: %s\n", err);
+		run_say(o, "error", "ringfill run: %s", err);
 		code = EXIT_FATAL;
 	} else {
-		if (o->out != OUT_QUIET)
-			fprintf(stderr,
-			        "ringfill: %s: %llu %s (%llu new, %llu malformed); %llu jobs to fetch, "
-			        "%llu already done\n",
-			        p->input, (unsigned long long)imp.lines, noun,
-			        (unsigned long long)imp.added, (unsigned long long)imp.malformed,
-			        (unsigned long long)counts.pending, (unsigned long long)counts.done);
-		/* A kept URL is said even with --quiet: the user may not expect it. */
-		if (p->files.links && o->out != OUT_QUIET)
-			fprintf(stderr,
+		run_say(o, "import",
+		        "ringfill: %s: %llu %s (%llu new, %llu malformed); %llu jobs to fetch, "
+		        "%llu already done",
+		        p->input, (unsigned long long)imp.lines, noun, (unsigned long long)imp.added,
+		        (unsigned long long)imp.malformed, (unsigned long long)counts.pending,
+		        (unsigned long long)counts.done);
+		if (p->files.links)
+			run_say(o, "import",
 			        "ringfill: %s: %zu paths name a file another path names too (a link): "
-			        "it is loaded once\n",
+			        "it is loaded once",
 			        p->input, p->files.links);
-		if (imp.same_file && o->out != OUT_QUIET)
-			fprintf(stderr,
+		if (imp.same_file)
+			run_say(o, "import",
 			        "ringfill: %s: %llu files are known already under another path (the "
-			        "pattern changed): not loaded again\n",
+			        "pattern changed): not loaded again",
 			        p->input, (unsigned long long)imp.same_file);
-		if (imp.changed && o->out != OUT_QUIET)
-			fprintf(stderr,
+		if (imp.changed)
+			run_say(o, "import",
 			        "ringfill: %s: %llu jobs not done yet take their new URL or fields from "
-			        "it, and are pending again\n",
+			        "it, and are pending again",
 			        p->input, (unsigned long long)imp.changed);
+		/* A kept URL is said even with --quiet: the user may not expect it. */
 		if (imp.kept)
-			fprintf(stderr,
+			run_say(o, "kept",
 			        "ringfill: %s: %llu jobs keep their old URL: part of their rows is "
-			        "committed from it (a checkpoint); `ringfill status` lists them\n",
+			        "committed from it (a checkpoint); `ringfill status` lists them",
 			        p->input, (unsigned long long)imp.kept);
 		int64_t run_id = 0;
 		if (store_run_begin(st, p->source, &run_id, err, sizeof err)) {
-			fprintf(stderr, "ringfill run: %s\n", err);
+			run_say(o, "error", "ringfill run: %s", err);
 			store_close(st);
 			return EXIT_FATAL;
 		}
 		code = run_backfill(o, st, p, counts.pending, run_id);
 		if (code == EXIT_OK) {
 			if (store_job_counts(st, p->source, &counts, err, sizeof err)) {
-				fprintf(stderr, "ringfill run: %s\n", err);
+				run_say(o, "error", "ringfill run: %s", err);
 				code = EXIT_FATAL;
 			} else if (counts.failed || counts.pending) {
 				/* Pending after a whole run: made pending while it went,
 				 * behind the jobs it had fetched (`ringfill retry`, or
 				 * another run importing into this source). */
 				code = EXIT_JOBS_FAILED;
-				if (o->out != OUT_QUIET && counts.failed)
-					fprintf(stderr,
-					        "ringfill: %llu jobs failed (see: ringfill status %s)\n",
+				if (counts.failed)
+					run_say(o, "summary", "ringfill: %llu jobs failed (see: ringfill status %s)",
 					        (unsigned long long)counts.failed, o->db);
-				if (o->out != OUT_QUIET && counts.pending)
-					fprintf(stderr,
+				if (counts.pending)
+					run_say(o, "summary",
 					        "ringfill: %llu jobs became pending while this run went (ringfill "
 					        "retry, or another run of this source): the next run fetches "
-					        "them\n",
+					        "them",
 					        (unsigned long long)counts.pending);
 			}
 		}
 		/* The run's row gets its end even when the run failed; when even
 		 * that cannot be written, status shows the run as not finished. */
 		if (store_run_end(st, run_id, code, err, sizeof err))
-			fprintf(stderr, "ringfill run: %s\n", err);
+			run_say(o, "error", "ringfill run: %s", err);
 	}
 	store_close(st);
 	return code;

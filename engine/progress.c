@@ -5,7 +5,9 @@
  * the last line comes from main once the writer is done (progress_final). */
 #include "engine/loop_internal.h"
 
+#include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #define PROGRESS_TTY_MS 1000u
@@ -19,6 +21,40 @@ static void eta_text(char *out, size_t cap, double secs)
 		snprintf(out, cap, "%dh%02dm", (int)(secs / 3600), (int)(secs / 60) % 60);
 	else
 		snprintf(out, cap, "%dm%02ds", (int)(secs / 60), (int)secs % 60);
+}
+
+/* text as a JSON string (RFC 8259 escapes; bytes as they are otherwise). */
+static void json_string_out(const char *text)
+{
+	fputc('"', stderr);
+	for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			fprintf(stderr, "\\%c", *p);
+		else if (*p < 0x20)
+			fprintf(stderr, "\\u%04x", *p);
+		else
+			fputc(*p, stderr);
+	}
+	fputc('"', stderr);
+}
+
+void run_say(const run_opts_t *o, const char *kind, const char *fmt, ...)
+{
+	bool error = !strcmp(kind, "error") || !strcmp(kind, "stopped") || !strcmp(kind, "kept");
+	if (o->out == OUT_QUIET && !error)
+		return;
+	char text[2048];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof text, fmt, ap);
+	va_end(ap);
+	if (o->out != OUT_LOG_JSON) {
+		fprintf(stderr, "%s\n", text);
+		return;
+	}
+	fprintf(stderr, "{\"event\":\"%s\",\"message\":", kind);
+	json_string_out(text);
+	fputs("}\n", stderr);
 }
 
 /* Whether the live line is redrawn in place (a terminal, or --progress). */

@@ -620,14 +620,20 @@ class Sources(unittest.TestCase):
         and rows the database committed: a job whose rows it refused (a key
         repeated in append mode) is failed there, not done. Before, they
         counted what the loop handed over: "2 done, 0 failed" for a run
-        whose database held one done job and one failed."""
+        whose database held one done job and one failed. With --log-json
+        every line of stderr is JSON."""
         d = self.workdir()
         self.write_docs(d, (("a.json", '[{"id": 1}, {"id": 2}]'),
                             ("b.json", '[{"id": 3}, {"id": 3}]')))
         job = self.files_job(d, [{"name": "t", "rows": "$[*]", "key": ["id"],
                                   "mode": "append"}])
         p = self.run_ok(["run", job, "--log-json"], code=1)
-        events = [json.loads(line) for line in p.stderr.splitlines() if line.startswith("{")]
+        # Every line is JSON (the import and the summary too: they were
+        # plain text between the JSON lines before).
+        events = [json.loads(line) for line in p.stderr.splitlines()]
+        kinds = [e["event"] for e in events]
+        self.assertEqual((kinds[0], kinds[-1]), ("import", "summary"), p.stderr)
+        self.assertIn("1 jobs failed", events[-1]["message"])
         fin = [e for e in events if e.get("event") == "finished"]
         self.assertEqual(len(fin), 1, p.stderr)
         self.assertEqual((fin[0]["jobs_done"], fin[0]["jobs_failed"], fin[0]["rows"]),
