@@ -142,39 +142,35 @@ static int dry_run(const run_opts_t *o, const plan_t *p)
 			printf("nothing was changed\n");
 		return r;
 	}
-	FILE *f = fopen(o->urls, "r");
-	if (!f) {
-		fprintf(stderr, "ringfill run: %s: %s\n", o->urls, strerror(errno));
-		return EXIT_USAGE;
+	/* The list goes through the run's own import, into a database in
+	 * memory: the URLs and malformed lines are the ones a run would find
+	 * (before 2026-12-08 a reading of its own disagreed: a URL ending in a
+	 * tab was malformed, a bad manifest line was not). */
+	store_t *mem;
+	store_import_t imp;
+	char err[STORE_ERR_BYTES];
+	if (store_open(":memory:", &mem, err, sizeof err) ||
+	    store_import(mem, p->source, o->urls, NULL, &imp, err, sizeof err)) {
+		fprintf(stderr, "ringfill run: %s\n", err);
+		return EXIT_FATAL;
 	}
-	char *line = NULL;
-	size_t cap = 0, lineno = 0, ok = 0, bad = 0, manifest = 0;
-	ssize_t n;
-	while ((n = getline(&line, &cap, f)) >= 0) {
-		lineno++;
-		while (n && (line[n - 1] == '\n' || line[n - 1] == '\r' || line[n - 1] == ' '))
-			line[--n] = 0;
-		char *s = line + strspn(line, " \t");
-		if (!*s || *s == '#')
-			continue;
-		url_t u;
-		const char *why;
-		if (*s == '{') {
-			manifest++;
-		} else if (url_parse(s, strlen(s), &u, &why) == 0) {
-			if (ok++ < 10)
-				printf("  GET %s\n", s);
-		} else {
-			bad++;
-			printf("  %s:%zu: malformed URL: %s\n", o->urls, lineno, why);
+	sqlite3_stmt *q;
+	uint64_t ok = 0;
+	if (sqlite3_prepare_v2(store_db(mem),
+	                       "SELECT url, error FROM _ringfill_jobs ORDER BY id", -1, &q,
+	                       NULL) == SQLITE_OK) {
+		while (sqlite3_step(q) == SQLITE_ROW) {
+			const char *url = (const char *)sqlite3_column_text(q, 0);
+			if (url && ok++ < 10)
+				printf("  GET %s\n", url);
+			else if (!url)
+				printf("  %s\n", (const char *)sqlite3_column_text(q, 1));
 		}
+		sqlite3_finalize(q);
 	}
-	free(line);
-	fclose(f);
-	printf("dry run: %zu URLs%s", ok, ok > 10 ? " (first 10 shown)" : "");
-	if (manifest)
-		printf(", %zu NDJSON manifest lines", manifest);
-	printf(", %zu malformed lines in %s\n", bad, o->urls);
+	store_close(mem);
+	printf("dry run: %llu URLs%s, %llu malformed lines in %s\n", (unsigned long long)ok,
+	       ok > 10 ? " (first 10 shown)" : "", (unsigned long long)imp.malformed, o->urls);
 	if (p->jf) {
 		jobfile_print_plan(stdout, o, p->source, p->tables, p->n_tables);
 		printf("nothing was changed\n");

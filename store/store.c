@@ -173,7 +173,9 @@ static int set_pragmas(store_t *st, char *err, size_t cap)
 	}
 	int rc = sqlite3_step(s);
 	const char *mode = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(s, 0) : NULL;
-	int wal = mode && strcmp(mode, "wal") == 0;
+	/* A database in memory (a dry run's import) has no WAL: "memory". */
+	int wal = mode && (strcmp(mode, "wal") == 0 ||
+	                   (strcmp(st->path, ":memory:") == 0 && strcmp(mode, "memory") == 0));
 	sqlite3_finalize(s);
 	if (rc != SQLITE_ROW) {
 		db_err(st, err, cap);

@@ -144,6 +144,28 @@ class BadInput(unittest.TestCase):
                 self.assertFalse(os.path.exists(self.db), "the database must not be created")
                 self.assertFalse(os.path.exists(os.path.join(self.cwd, "raw")))
 
+    def test_dry_run_reads_the_list_as_the_run_does(self):
+        """--dry-run finds the URLs and malformed lines a run finds (it goes
+        through the same import, in a database in memory), changing
+        nothing: a URL with a tab after it is a URL, and bad manifest lines
+        (not JSON, no "url", not https) are malformed. Before, its own
+        reading called the first malformed and counted none of the others."""
+        url = list(self.good_urls())[0]
+        path = os.path.join(self.cwd, "urls.txt")
+        with open(path, "w") as f:
+            f.write(url + "\t\n{bad json\n{\"key\": \"k\"}\n"
+                    '{"url": "ftp://x/y"}\n# comment\n\n')
+        proc = run_ringfill(self.run_args(path, extra=["--dry-run"]), cwd=self.cwd)
+        self.assertEqual(proc.returncode, 0, describe(proc))
+        self.assertIn("GET " + url, proc.stdout)
+        self.assertIn("dry run: 1 URLs, 3 malformed lines in", proc.stdout)
+        self.assertIn("urls.txt:2: bad manifest line", proc.stdout)
+        self.assertFalse(os.path.exists(self.db), "the database must not be created")
+        proc = run_ringfill(self.run_args(path), cwd=self.cwd)
+        self.assertEqual(proc.returncode, 1, describe(proc))
+        jobs = harness.jobs(self.db)
+        self.assertEqual(sorted(j["state"] for j in jobs), ["done", "failed", "failed", "failed"])
+
     def test_unknown_flag_is_usage_error(self):
         urls = harness.write_lines(os.path.join(self.cwd, "urls.txt"),
                                    list(self.good_urls())[:1])
