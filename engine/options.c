@@ -22,7 +22,8 @@ void options_usage(FILE *f)
 	    "usage: ringfill run [JOB.json] [--urls FILE] [options]\n"
 	    "       ringfill status [--json] DB\n"
 	    "       ringfill retry DB [--all]   (failed transient jobs, or --all, back to pending)\n"
-	    "       ringfill parse [--select PATH]... [--ndjson] FILE\n"
+	    "       ringfill parse [--select PATH]... [--on-demand] [--rows PATH [--count]]\n"
+	    "                      [--ndjson] FILE   (ringfill parse --help)\n"
 	    "       ringfill bench [SUITE...] [--runs N] [--json FILE] [--baseline FILE\n"
 	    "                      --max-regress PCT]   (ringfill bench --help)\n"
 	    "       ringfill --help | --version\n"
@@ -60,6 +61,7 @@ void options_usage(FILE *f)
 	    "  --checkpoint-records N  a streamed NDJSON body checkpoints every N records\n"
 	    "                      (1000) or 16 MiB of rows, and resumes from there (a\n"
 	    "                      single document: every 1 MiB of rows)\n"
+	    "  --loops N           loop threads (1: only one in this version)\n"
 	    "  --dry-run           print what would be fetched; change nothing\n"
 	    "  --quiet | --progress | --log-json   output: none, live line, JSON lines\n"
 	    "\n"
@@ -308,13 +310,17 @@ int options_parse_run(int argc, char **argv, run_opts_t *o)
 	opterr = 0;
 	for (;;) {
 		int idx = 0;
-		int c = getopt_long(argc, argv, "-", run_longopts, &idx);
+		/* "-:": positional arguments in place, and a missing value told
+		 * apart (':') from an unknown option ('?'; optopt is set for both). */
+		int c = getopt_long(argc, argv, "-:h", run_longopts, &idx);
 		if (c == -1)
 			break;
+		if (c == 'h')
+			c = O_HELP;
 		if (c == '?' || c == ':') {
 			const char *arg = argv[optind - 1];
 			fprintf(stderr, "ringfill run: %s '%s' (see ringfill --help)\n",
-			        optopt ? "option needs a value" : "unknown option", arg);
+			        c == ':' ? "option needs a value" : "unknown option", arg);
 			return 2;
 		}
 		if (c == 1) { /* "-": a positional argument, in place */

@@ -399,6 +399,12 @@ int status_main(int argc, char **argv)
 {
 	status_t s = {0};
 	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			printf("usage: ringfill status [--json] DB\n"
+			       "Jobs by state and source, bytes, failures by class and reason, rows per\n"
+			       "table, and each source's last run. --json: the same as one JSON object.\n");
+			return 0;
+		}
 		if (strcmp(argv[i], "--json") == 0)
 			s.json = true;
 		else if (argv[i][0] == '-' && argv[i][1] != '\0')
