@@ -230,6 +230,20 @@ class BadInput(unittest.TestCase):
             self.assertIn("job.json:2: tables[0].name: " + said, proc.stderr)
             self.assertFalse(os.path.exists(self.db), "the database must not be created")
 
+    def test_help_and_option_errors(self):
+        """-h and --help print help to stdout with exit 0 (status's too);
+        a flag without its value and an unknown flag are told apart."""
+        for args in (["run", "-h"], ["run", "--help"], ["status", "--help"], ["status", "-h"]):
+            proc = run_ringfill(args, cwd=self.cwd)
+            self.assertEqual(proc.returncode, 0, describe(proc))
+            self.assertIn("usage: ringfill", proc.stdout)
+        for args, said in ((["run", "--db"], "option needs a value '--db'"),
+                           (["run", "-x"], "unknown option '-x'"),
+                           (["run", "--nope"], "unknown option '--nope'")):
+            proc = run_ringfill(args, cwd=self.cwd)
+            self.assertEqual(proc.returncode, 2, describe(proc))
+            self.assertIn(said, proc.stderr)
+
     def test_max_body_limit_is_named_exactly(self):
         # The parser's limit is 4 GiB less 16 bytes: "4G" is one byte too many
         # and must be refused with the largest size that is accepted.
