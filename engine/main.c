@@ -228,6 +228,11 @@ static int plan_make(run_opts_t *o, plan_t *p)
 		        e.reason);
 		return EXIT_USAGE;
 	}
+	if (rows[0] != '$') { /* as a job file's rows */
+		fprintf(stderr, "ringfill run: --rows '%s': a rows path starts at the document, "
+		        "'$' (an '@' path has no row to start from)\n", rows);
+		return EXIT_USAGE;
+	}
 	p->tables = p->single;
 	p->n_tables = 1;
 	return 0;

@@ -239,7 +239,9 @@ class BadInput(unittest.TestCase):
             self.assertIn("usage: ringfill", proc.stdout)
         for args, said in ((["run", "--db"], "option needs a value '--db'"),
                            (["run", "-x"], "unknown option '-x'"),
-                           (["run", "--nope"], "unknown option '--nope'")):
+                           (["run", "--nope"], "unknown option '--nope'"),
+                           (["run", "--urls", "urls.txt", "--rows", "@.a[*]"],
+                            "--rows '@.a[*]': a rows path starts at the document")):
             proc = run_ringfill(args, cwd=self.cwd)
             self.assertEqual(proc.returncode, 2, describe(proc))
             self.assertIn(said, proc.stderr)
